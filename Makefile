@@ -1,0 +1,55 @@
+# qkm top-level make: thin wrapper over CMake/CTest.
+#   make          build (build/)
+#   make check    install deps, build with -Werror, run every test; then the
+#                 unit tests under ASan+UBSan (build-asan/), then each fuzz
+#                 target briefly (build-fuzz/)
+#   make demo     install deps, build, start a local QKD network and show it
+#   make fuzz     run each fuzz target for FUZZ_SECONDS (default 600)
+#   make bench    run the benchmarks in bench/ with their baselines
+JOBS ?= $(shell nproc)
+FUZZ_SECONDS ?= 600
+FUZZ_CHECK_SECONDS ?= 20
+
+.PHONY: all deps build check check-unit check-asan check-fuzz fuzz demo bench clean
+
+all: build
+
+deps:
+	@./scripts/install-deps
+
+build: deps
+	@cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DQKM_WERROR=ON >/dev/null
+	@cmake --build build -j $(JOBS)
+
+check: build
+	@mkdir -p build/tmp
+	cd build && ctest --output-on-failure -j $(JOBS)
+	@$(MAKE) --no-print-directory check-asan check-fuzz
+
+check-asan: deps
+	@cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DQKM_WERROR=ON -DQKM_SANITIZE=ON \
+		-DQKM_UNIT_ONLY=ON >/dev/null
+	@cmake --build build-asan -j $(JOBS)
+	@mkdir -p build-asan/tmp
+	cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+		ctest --output-on-failure -j $(JOBS) -L unit
+
+build-fuzz: deps
+	@CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DQKM_FUZZ=ON \
+		-DQKM_UNIT_ONLY=ON >/dev/null
+	@cmake --build build-fuzz -j $(JOBS)
+
+check-fuzz: build-fuzz
+	@./scripts/run-fuzz build-fuzz $(FUZZ_CHECK_SECONDS)
+
+fuzz: build-fuzz
+	@./scripts/run-fuzz build-fuzz $(FUZZ_SECONDS)
+
+demo: build
+	@./scripts/demo
+
+bench: build
+	@./bench/run-all
+
+clean:
+	rm -rf build build-asan build-fuzz

@@ -1,0 +1,46 @@
+/* main.c - the qkm binary: dispatches to one file per subcommand. */
+#include "cli/cli.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const struct {
+	const char *name;
+	int (*fn)(int argc, char **argv);
+	const char *help;
+} cmds[] = {
+	{"version", cli_version, "print the version"},
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: qkm COMMAND [ARGS]\n\ncommands:\n");
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+		fprintf(f, "  %-12s %s\n", cmds[i].name, cmds[i].help);
+	fprintf(f, "\n'qkm COMMAND --help' describes each command; see also qkm(1).\n");
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return 2;
+	}
+	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+	    strcmp(argv[1], "help") == 0) {
+		usage(stdout);
+		return 0;
+	}
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+		if (strcmp(argv[1], cmds[i].name) == 0)
+			return cmds[i].fn(argc - 1, argv + 1);
+	fprintf(stderr, "qkm: unknown command '%s'\n", argv[1]);
+	usage(stderr);
+	return 2;
+}
+
+int cli_version(int argc, char **argv)
+{
+	printf("qkm %s\n", QKM_VERSION);
+	return 0;
+}

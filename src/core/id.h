@@ -1,0 +1,49 @@
+/* id.h - 128-bit identifiers (KMA-key IDs, KSA-key UUIDs, batch IDs) and
+ * bounded textual entity IDs (node, module, SAE names). */
+#ifndef QKM_CORE_ID_H
+#define QKM_CORE_ID_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/err.h"
+
+#define QKM_ID_LEN 16
+/* Entity names (node, link, module, SAE, QKD-key IDs as a module gives
+ * them): 1..63 bytes of [A-Za-z0-9._:-], NUL-terminated in a 64-byte array. */
+#define QKM_NAME_MAX 64
+
+struct qkm_id {
+	uint8_t b[QKM_ID_LEN];
+};
+
+/* Fills id from the OS's non-deterministic RNG; 0 or QKM_ECRYPTO. */
+int qkm_id_random(struct qkm_id *id /* OUT */) QKM_MUST_CHECK;
+/* Makes a random RFC 4122 version-4 UUID; 0 or QKM_ECRYPTO. */
+int qkm_id_uuid4(struct qkm_id *id /* OUT */) QKM_MUST_CHECK;
+/* Writes 32 lowercase hex digits + NUL into out[33]. */
+void qkm_id_hex(const struct qkm_id *id, char out[static 33]);
+/* Writes the 8-4-4-4-12 UUID form + NUL into out[37]. */
+void qkm_id_uuid_str(const struct qkm_id *id, char out[static 37]);
+/* Parses 32 hex digits or the 36-char UUID form; 0 or QKM_EFORMAT. */
+int qkm_id_parse(const char *s, struct qkm_id *id /* OUT */) QKM_MUST_CHECK;
+static inline bool qkm_id_eq(const struct qkm_id *a, const struct qkm_id *b)
+{
+	for (int i = 0; i < QKM_ID_LEN; i++)
+		if (a->b[i] != b->b[i])
+			return false;
+	return true;
+}
+
+/* True if s is a valid entity name (see QKM_NAME_MAX). */
+bool qkm_name_valid(const char *s);
+
+/* Current wall-clock time in nanoseconds since the Unix epoch. */
+uint64_t qkm_now_ns(void);
+/* Monotonic time in nanoseconds (for rates and deadlines). */
+uint64_t qkm_mono_ns(void);
+/* Formats a wall-clock ns time stamp as RFC 3339 UTC with microseconds, out[32]. */
+void qkm_time_str(uint64_t ns, char out[static 32]);
+
+#endif

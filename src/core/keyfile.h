@@ -1,0 +1,112 @@
+/* keyfile.h - the key file of Y.3803 clause 10: key data plus Table 1
+ * metadata for the four kinds of key (QKD-key, KMA-key, relayed KMA-key,
+ * KSA-key). One versioned binary encoding (here) and a JSON view
+ * (proto/keyfile_json.h). Decoding is strict: every length is checked, an
+ * unknown version, kind or field tag is refused, mandatory fields must be
+ * present, and a failed decode leaves nothing allocated. docs/key-file.md
+ * is the byte-level specification. R-FMT-1, R-FMT-2. */
+#ifndef QKM_CORE_KEYFILE_H
+#define QKM_CORE_KEYFILE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/buf.h"
+#include "core/err.h"
+#include "core/id.h"
+#include "core/secret.h"
+
+#define QKM_KEYFILE_VERSION 1
+#define QKM_KEYFILE_MAX_HOPS 32
+#define QKM_KEYFILE_MAX_DATA (16u << 20) /* 16 MiB of key data per file */
+
+enum qkm_keyfile_kind {
+	QKM_KF_QKD = 1,     /* Table 1 item (1) */
+	QKM_KF_KMA = 2,     /* item (2) */
+	QKM_KF_RELAYED = 3, /* item (3): KMA-key metadata + relay hops */
+	QKM_KF_KSA = 4,     /* item (4) */
+};
+
+enum qkm_key_type { QKM_KT_NONE = 0, QKM_KT_ENC = 1, QKM_KT_DEC = 2 };
+enum qkm_relay_method { QKM_RM_NONE = 0, QKM_RM_OTP = 1, QKM_RM_AES256GCM = 2 };
+
+/* Optional fields are "absent" when zero / empty string / has_hash false. */
+struct qkm_qkd_meta {
+	char qkd_key_id[QKM_NAME_MAX];             /* M */
+	uint32_t key_length;                       /* bits */
+	char qkd_module_id[QKM_NAME_MAX];
+	char matching_qkd_module_id[QKM_NAME_MAX];
+	uint64_t generation_time_stamp;            /* ns since epoch */
+	bool has_hash;
+	uint8_t hash_value[32];                    /* SHA-256 of the key data */
+};
+
+struct qkm_kma_meta {
+	struct qkm_id kma_key_id;                  /* M */
+	uint32_t key_length;                       /* bits */
+	enum qkm_key_type key_type;
+	char kma_id[QKM_NAME_MAX];
+	char matching_kma_id[QKM_NAME_MAX];        /* M */
+	uint64_t generation_time_stamp;
+	char qkd_module_id[QKM_NAME_MAX];
+	char matching_qkd_module_id[QKM_NAME_MAX];
+	bool has_hash;
+	uint8_t hash_value[32];
+};
+
+struct qkm_relay_hop {
+	char source_kma_id[QKM_NAME_MAX];
+	char destination_kma_id[QKM_NAME_MAX];
+	uint64_t key_relay_time_stamp;
+	enum qkm_relay_method key_relay_encryption_method;
+};
+
+struct qkm_relayed_meta {
+	struct qkm_kma_meta kma_key_metadata;      /* M: the source KMA's metadata */
+	uint32_t n_hops;
+	struct qkm_relay_hop hops[QKM_KEYFILE_MAX_HOPS];
+};
+
+struct qkm_ksa_meta {
+	struct qkm_id ksa_key_id;                  /* M: a UUID */
+	uint32_t key_length;                       /* bits */
+	uint64_t supply_time_stamp;
+	char application_name[QKM_NAME_MAX];
+	char application_source_id[QKM_NAME_MAX];
+	char application_destination_id[QKM_NAME_MAX];
+};
+
+struct qkm_keyfile {
+	enum qkm_keyfile_kind kind;
+	union {
+		struct qkm_qkd_meta qkd;
+		struct qkm_kma_meta kma;
+		struct qkm_relayed_meta relayed;
+		struct qkm_ksa_meta ksa;
+	} m;
+	struct qkm_secret *data; /* owned; NULL for a metadata-only file */
+};
+
+/* Zeroes kf and sets its kind. */
+void qkm_keyfile_init(struct qkm_keyfile *kf, enum qkm_keyfile_kind kind);
+/* Frees kf->data (wiped) and zeroes the metadata; kf itself is not freed. */
+void qkm_keyfile_fini(struct qkm_keyfile *kf);
+
+/* Appends the binary encoding of kf to out (which should be a secure buffer
+ * when kf carries data). Returns 0, QKM_EINVAL if a mandatory field is
+ * missing or a name is invalid, or the buffer's error. */
+int qkm_keyfile_encode(const struct qkm_keyfile *kf, struct qkm_buf *out) QKM_MUST_CHECK;
+
+/* Decodes exactly len bytes into kf (OUT, initialised here). Returns 0, or
+ * QKM_ETRUNC, QKM_EFORMAT, QKM_EVERSION, QKM_ETOOBIG, QKM_ENOMEM; on error
+ * kf holds nothing that needs freeing. If err_field is non-NULL it is set to a
+ * static string naming the offending field or part on error. */
+int qkm_keyfile_decode(const uint8_t *p, size_t len, struct qkm_keyfile *kf /* OUT */,
+		       const char **err_field /* OUT */) QKM_MUST_CHECK;
+
+/* Table 1 names used by both encodings and every API. */
+const char *qkm_key_type_name(enum qkm_key_type t);       /* "enc", "dec" or NULL */
+const char *qkm_relay_method_name(enum qkm_relay_method m); /* "otp", "aes-256-gcm" or NULL */
+
+#endif

@@ -1,0 +1,57 @@
+/* secret.c - secure-heap allocation and wiping of key material. Everything
+ * else in qkm that touches key bytes goes through here. */
+#include "core/secret.h"
+
+#include <openssl/crypto.h>
+#include <string.h>
+
+int qkm_secret_heap_init(size_t bytes)
+{
+	if (CRYPTO_secure_malloc_initialized())
+		return 0;
+	/* minsize 32: key units are multiples of 8 bytes, most >= 32. */
+	return CRYPTO_secure_malloc_init(bytes, 32) ? 0 : QKM_ENOMEM;
+}
+
+struct qkm_secret *qkm_secret_new(size_t len)
+{
+	if (len == 0)
+		return NULL;
+	struct qkm_secret *s = OPENSSL_zalloc(sizeof(*s));
+	if (!s)
+		return NULL;
+	s->p = OPENSSL_secure_zalloc(len);
+	if (!s->p) {
+		OPENSSL_free(s);
+		return NULL;
+	}
+	s->len = len;
+	return s;
+}
+
+struct qkm_secret *qkm_secret_dup(const void *p, size_t len)
+{
+	struct qkm_secret *s = qkm_secret_new(len);
+	if (s)
+		memcpy(s->p, p, len);
+	return s;
+}
+
+void qkm_secret_free(struct qkm_secret *s)
+{
+	if (!s)
+		return;
+	OPENSSL_secure_clear_free(s->p, s->len);
+	OPENSSL_free(s);
+}
+
+void qkm_cleanse(void *p, size_t len)
+{
+	if (p && len)
+		OPENSSL_cleanse(p, len);
+}
+
+int qkm_ct_equal(const void *a, const void *b, size_t len)
+{
+	return CRYPTO_memcmp(a, b, len) == 0;
+}

@@ -1,0 +1,32 @@
+/* secret.h - the one type for key material. Only secret.c allocates it, from
+ * OpenSSL's secure heap (mlocked, excluded from core dumps), and wipes it. */
+#ifndef QKM_CORE_SECRET_H
+#define QKM_CORE_SECRET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/err.h"
+
+struct qkm_secret {
+	size_t len;
+	uint8_t *p; /* secure heap; len bytes */
+};
+
+/* Sets up the secure heap of the given size (a power of two, e.g. 64 MiB) once
+ * per process. Returns 0, or QKM_ENOMEM if OpenSSL could not lock the memory. */
+int qkm_secret_heap_init(size_t bytes) QKM_MUST_CHECK;
+
+/* Allocates a zeroed secret of len bytes (len > 0). NULL when out of memory. */
+struct qkm_secret *qkm_secret_new(size_t len);
+/* Allocates a secret holding a copy of p[0..len). NULL when out of memory. */
+struct qkm_secret *qkm_secret_dup(const void *p, size_t len);
+/* Wipes and frees; NULL is a no-op. */
+void qkm_secret_free(struct qkm_secret *s);
+
+/* Wipes len bytes at p (OPENSSL_cleanse); the only way qkm clears key bytes. */
+void qkm_cleanse(void *p, size_t len);
+/* Constant-time equality of two equal-length buffers; 1 if equal. */
+int qkm_ct_equal(const void *a, const void *b, size_t len);
+
+#endif

@@ -1,0 +1,124 @@
+/* store.h - the SQLite key store of one node: KMA-key blocks grouped into
+ * pools (one per peer), and the append-only life-cycle record (R-LC-1).
+ * The only module that calls sqlite3_*. Invariants: WAL, synchronous=FULL,
+ * secure_delete=ON; a state change is durable once qkm_store_commit()
+ * returns; after qkm_store_checkpoint() deleted key bytes are in neither the
+ * database file nor the WAL. The schema carries a version (user_version);
+ * an unknown newer version is refused on open. */
+#ifndef QKM_STORE_STORE_H
+#define QKM_STORE_STORE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/err.h"
+#include "core/id.h"
+#include "core/keyfile.h"
+#include "core/secret.h"
+
+struct qkm_store;
+
+enum qkm_pool_kind { QKM_POOL_LINK = 1, QKM_POOL_RELAY = 2 };
+enum qkm_block_state {
+	QKM_BLOCK_PENDING = 1, /* stored, awaiting the pair's commit; not usable */
+	QKM_BLOCK_READY = 2,   /* confirmed on both sides; usable */
+};
+
+/* A block: count KMA-keys of unit_bytes each, contiguous in data. Key i of the
+ * block has KMA-key ID = batch_id with its last 4 bytes (big-endian) replaced
+ * by first_index + i; batch_id's last 4 bytes are zero. Keys [0, used) are
+ * consumed. A batch (one confirmation round) is stored as one or more blocks
+ * sharing batch_id, told apart by first_index. */
+struct qkm_block {
+	int64_t rowid;                    /* set by the store */
+	char peer[QKM_NAME_MAX];          /* pool: the node at the other end */
+	enum qkm_pool_kind pool_kind;
+	struct qkm_id batch_id;
+	uint32_t first_index;
+	uint32_t count;
+	uint32_t unit_bytes;
+	uint32_t used;
+	enum qkm_key_type key_type;       /* from this node's point of view */
+	enum qkm_block_state state;
+	uint64_t created_ns;
+	char qkd_module_id[QKM_NAME_MAX];
+	char matching_qkd_module_id[QKM_NAME_MAX];
+	struct qkm_secret *data;          /* count * unit_bytes; owned; may be NULL
+					     when listed without data */
+};
+
+/* Stock of one pool: only READY blocks, only unused keys. */
+struct qkm_pool_stats {
+	uint64_t keys, bytes, enc_bytes, dec_bytes;
+	uint64_t pending_keys;
+};
+
+/* A life-cycle event (R-LC-1). key_id names one key or a range
+ * ("<hex batch>[first..last]"); detail is a short free text, never key bytes. */
+struct qkm_lc_event {
+	int64_t seq;                 /* set by the store, increasing */
+	uint64_t ts_ns;
+	char event[24];              /* received, formatted, confirmed, stored,
+					aborted, deleted, supplied, relayed, ... */
+	char key_kind[12];           /* qkd, kma, relayed, ksa */
+	char key_id[96];
+	char peer[QKM_NAME_MAX];
+	char detail[256];
+};
+
+/* Opens (creating if needed) the store at path. 0 or QKM_ESTORE/QKM_EVERSION. */
+int qkm_store_open(const char *path, struct qkm_store **out /* OUT */) QKM_MUST_CHECK;
+/* Closes; NULL is a no-op. Uncommitted work is rolled back. */
+void qkm_store_close(struct qkm_store *st);
+
+/* Batched transactions: begin, many writes, one durable commit. Nested begin
+ * is an error (QKM_ESTATE). */
+int qkm_store_begin(struct qkm_store *st) QKM_MUST_CHECK;
+int qkm_store_commit(struct qkm_store *st) QKM_MUST_CHECK;
+void qkm_store_rollback(struct qkm_store *st);
+
+/* Inserts a block (data required). QKM_EEXIST if (batch_id, first_index)
+ * exists. Sets b->rowid. */
+int qkm_store_block_put(struct qkm_store *st, struct qkm_block *b) QKM_MUST_CHECK;
+/* Sets the state of every block of a batch; QKM_ENOTFOUND if none. */
+int qkm_store_batch_set_state(struct qkm_store *st, const struct qkm_id *batch_id,
+			      enum qkm_block_state state) QKM_MUST_CHECK;
+/* Looks a batch up: *state = its blocks' state, or 0 if absent. */
+int qkm_store_batch_state(struct qkm_store *st, const struct qkm_id *batch_id,
+			  enum qkm_block_state *state /* OUT */) QKM_MUST_CHECK;
+/* Deletes every block of a batch (secure_delete overwrites the pages). */
+int qkm_store_batch_delete(struct qkm_store *st, const struct qkm_id *batch_id) QKM_MUST_CHECK;
+/* Marks keys [0, used) of block rowid consumed; data for those keys is
+ * overwritten with zeros in the same write, and the block is deleted once
+ * used == count. */
+int qkm_store_block_set_used(struct qkm_store *st, int64_t rowid, uint32_t used) QKM_MUST_CHECK;
+
+/* Calls fn for each block of peer's pool in (created, rowid) order, states
+ * filtered by mask (1 << state; 0 = all). with_data: load data into b->data
+ * (the callback may take ownership by setting b->data = NULL). fn returns 0 to
+ * go on, anything else stops the walk and is returned. */
+typedef int (*qkm_store_block_fn)(struct qkm_block *b, void *arg);
+int qkm_store_blocks(struct qkm_store *st, const char *peer, unsigned state_mask,
+		     bool with_data, qkm_store_block_fn fn, void *arg) QKM_MUST_CHECK;
+
+/* Stock of peer's pool. */
+int qkm_store_pool_stats(struct qkm_store *st, const char *peer,
+			 struct qkm_pool_stats *out /* OUT */) QKM_MUST_CHECK;
+
+/* Appends a life-cycle record; sets ev->seq; ts_ns 0 means now. Part of the
+ * current transaction if one is open. */
+int qkm_store_record(struct qkm_store *st, struct qkm_lc_event *ev) QKM_MUST_CHECK;
+/* Calls fn for records with seq > after_seq, in order, at most limit (0 = all). */
+typedef int (*qkm_store_record_fn)(const struct qkm_lc_event *ev, void *arg);
+int qkm_store_records(struct qkm_store *st, int64_t after_seq, unsigned limit,
+		      qkm_store_record_fn fn, void *arg) QKM_MUST_CHECK;
+
+/* Persistent per-node counters (acquired_bytes, aborted_batches, ...). */
+int qkm_store_counter_add(struct qkm_store *st, const char *name, int64_t delta) QKM_MUST_CHECK;
+int qkm_store_counter_get(struct qkm_store *st, const char *name, int64_t *v /* OUT */) QKM_MUST_CHECK;
+
+/* Checkpoints the WAL into the database and truncates the WAL, so deleted key
+ * bytes leave it (PRAGMA wal_checkpoint(TRUNCATE)). */
+int qkm_store_checkpoint(struct qkm_store *st) QKM_MUST_CHECK;
+
+#endif
