@@ -1,0 +1,102 @@
+/* config.h - the configuration of each daemon and of a whole network
+ * (topology), as plain structs. Parsing and writing JSON is in
+ * proto/config_json.c; semantic checks (names valid, peers known) are there
+ * too, so a config that parses is a config that can run. */
+#ifndef QKM_CORE_CONFIG_H
+#define QKM_CORE_CONFIG_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/id.h"
+
+#define QKM_ADDR_MAX 128
+#define QKM_MAX_LINKS 32
+#define QKM_MAX_NODES 64
+#define QKM_MAX_SAES 256
+#define QKM_MAX_TOPO_LINKS 256
+
+struct qkm_tls_paths {
+	char ca[PATH_MAX];
+	char cert[PATH_MAX];
+	char key[PATH_MAX];
+};
+
+/* One QKD link of a node: the module it reads and the KMA at the other end. */
+struct qkm_node_link {
+	char link[QKM_NAME_MAX];     /* link name, e.g. "A-B" */
+	char peer[QKM_NAME_MAX];     /* node at the other end */
+	char addr[QKM_ADDR_MAX];     /* peer's Kx address; dialled if we lead */
+	char module[QKM_NAME_MAX];   /* our QKD module's ID on this link */
+	uint32_t kma_unit_bits;      /* KMA-key length (R-ACQ-2); multiple of 8 */
+	uint32_t batch_ms;           /* confirmation round period */
+	uint32_t batch_max_bytes;    /* most key bytes per confirmation round */
+};
+
+struct qkm_node_sae {
+	char id[QKM_NAME_MAX];
+	char node[QKM_NAME_MAX];
+};
+
+struct qkm_node_cfg {
+	char id[QKM_NAME_MAX];
+	char db[PATH_MAX];
+	char log_level[16];
+	bool ksa;                    /* false: relay-only node (R-EL-2) */
+	struct qkm_tls_paths tls;
+	char kx_listen[QKM_ADDR_MAX];
+	char admin_listen[QKM_ADDR_MAX];
+	char etsi014_listen[QKM_ADDR_MAX];
+	char sim[QKM_ADDR_MAX];      /* Kq-1/Kq-2 source: the simulator's address */
+	size_t n_links;
+	struct qkm_node_link links[QKM_MAX_LINKS];
+	size_t n_saes;
+	struct qkm_node_sae saes[QKM_MAX_SAES];
+};
+
+struct qkm_sim_link {
+	char id[QKM_NAME_MAX];
+	uint64_t rate_bps;
+	uint32_t unit_bits;
+	double qber;
+	double qber_threshold;       /* above: alarm, no key produced */
+	char node[2][QKM_NAME_MAX];  /* side 0 ("a") and side 1 ("b") */
+	char module[2][QKM_NAME_MAX];
+};
+
+struct qkm_sim_cfg {
+	char name[QKM_NAME_MAX];
+	char log_level[16];
+	struct qkm_tls_paths tls;
+	char listen[QKM_ADDR_MAX];
+	char control[PATH_MAX];      /* Unix socket for `qkm sim fault` */
+	uint32_t backlog_bytes;      /* per module: keys kept while its node is away */
+	size_t n_links;
+	struct qkm_sim_link links[QKM_MAX_TOPO_LINKS];
+};
+
+struct qkm_topology {
+	size_t n_nodes;
+	struct {
+		char id[QKM_NAME_MAX];
+		bool ksa;
+	} nodes[QKM_MAX_NODES];
+	size_t n_links;
+	struct {
+		char a[QKM_NAME_MAX], b[QKM_NAME_MAX];
+		uint64_t rate_bps;
+		uint32_t unit_bits;
+		double qber;
+	} links[QKM_MAX_TOPO_LINKS];
+	size_t n_saes;
+	struct qkm_node_sae saes[QKM_MAX_SAES];
+	struct {
+		char relay[16];          /* "otp" */
+		bool aes_fallback;
+		char after_supply[16];   /* "delete" | "preserve" */
+	} policy;
+};
+
+#endif

@@ -1,0 +1,75 @@
+/* link.h - one long-lived, mutually authenticated TLS 1.3 connection that
+ * carries frames (proto/frame.h) between two qkm daemons, on a libevent
+ * loop. After the handshake both ends send HELLO (name, protocol version);
+ * the link opens only when the peer's HELLO names the same entity as its
+ * verified certificate and, for dialled links, the entity we meant to reach.
+ * No frame other than HELLO is delivered or may be sent before that.
+ * Frames are read into and written from secure-heap buffers. */
+#ifndef QKM_NET_LINK_H
+#define QKM_NET_LINK_H
+
+#include <event2/event.h>
+#include <openssl/ssl.h>
+#include <stdbool.h>
+
+#include "core/buf.h"
+#include "core/err.h"
+#include "net/tls.h"
+#include "proto/frame.h"
+
+struct qkm_link;
+
+struct qkm_link_cbs {
+	/* The peer proved its identity; frames may flow. */
+	void (*on_open)(struct qkm_link *l, void *arg);
+	/* One whole, well-formed frame (not HELLO). May call qkm_link_close(). */
+	void (*on_frame)(struct qkm_link *l, const struct qkm_frame *f, void *arg);
+	/* The link is gone (err: why). Called once, after on_open or instead of
+	 * it; the link is freed when this returns. Not called for
+	 * qkm_link_free(). */
+	void (*on_close)(struct qkm_link *l, int err, const char *why, void *arg);
+};
+
+/* Dials addr ("host:port", "[v6]:port") and expects a peer with this role
+ * and name. NULL if the connection could not even be started. */
+struct qkm_link *qkm_link_connect(struct event_base *base, SSL_CTX *ctx, const char *self,
+				  const char *addr, const char *want_role,
+				  const char *want_name, const struct qkm_link_cbs *cbs,
+				  void *arg);
+/* Takes an accepted socket (owned from now on) and runs the server side.
+ * The peer's identity is known at on_open (qkm_link_peer_*). */
+struct qkm_link *qkm_link_accept(struct event_base *base, SSL_CTX *ctx, const char *self,
+				 int fd, const struct qkm_link_cbs *cbs, void *arg);
+
+/* Queues one whole frame (as built by qkm_frame_begin/end) for sending.
+ * QKM_ESTATE before open or after close; QKM_ETOOBIG if the output queue is
+ * over its bound (the peer is not reading). */
+int qkm_link_send(struct qkm_link *l, const uint8_t *frame, size_t len) QKM_MUST_CHECK;
+/* Bytes queued and not yet written. */
+size_t qkm_link_pending(const struct qkm_link *l);
+/* Builds and sends an ERROR frame answering request req. */
+void qkm_link_send_error(struct qkm_link *l, uint32_t req, int err, const char *msg);
+
+/* Closes with on_close(err, why) after the current callback returns. */
+void qkm_link_close(struct qkm_link *l, int err, const char *why);
+/* Frees without calling on_close; NULL is a no-op. */
+void qkm_link_free(struct qkm_link *l);
+
+bool qkm_link_is_open(const struct qkm_link *l);
+const char *qkm_link_peer_name(const struct qkm_link *l);
+const char *qkm_link_peer_role(const struct qkm_link *l);
+void qkm_link_set_arg(struct qkm_link *l, void *arg);
+
+/* Parses "host:port" or "[v6]:port" into a sockaddr. 0 or QKM_EINVAL. */
+struct sockaddr_storage;
+int qkm_addr_parse(const char *s, struct sockaddr_storage *ss, int *sslen) QKM_MUST_CHECK;
+
+/* A TCP listener on addr; fn gets each accepted socket (owned by fn). NULL
+ * on error (logged with the address). */
+struct qkm_listener;
+typedef void (*qkm_listener_fn)(int fd, void *arg);
+struct qkm_listener *qkm_listener_new(struct event_base *base, const char *addr,
+				      qkm_listener_fn fn, void *arg);
+void qkm_listener_free(struct qkm_listener *li);
+
+#endif

@@ -1,0 +1,559 @@
+/* config_json.c - strict JSON <-> config structs (config_json.h). Every
+ * field is checked for type and range; unknown fields are errors, so a typo
+ * in a config is never silently ignored. */
+#include "proto/config_json.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+struct jctx {
+	char *err;
+	size_t errsz;
+	const char *file;
+};
+
+static int jerr(struct jctx *c, const char *path, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static int jerr(struct jctx *c, const char *path, const char *fmt, ...)
+{
+	char msg[200];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	snprintf(c->err, c->errsz, "%s: %s%s%s", c->file, path, *path ? ": " : "", msg);
+	return QKM_ECONFIG;
+}
+
+static int check_keys(struct jctx *c, json_t *o, const char *path, const char *const *allowed)
+{
+	if (!json_is_object(o))
+		return jerr(c, path, "must be an object");
+	const char *k;
+	json_t *v;
+	json_object_foreach(o, k, v) {
+		int ok = 0;
+		for (const char *const *a = allowed; *a; a++)
+			if (strcmp(k, *a) == 0)
+				ok = 1;
+		if (!ok) {
+			char p[160];
+			snprintf(p, sizeof(p), "%s%s%s", path, *path ? "." : "", k);
+			return jerr(c, p, "unknown field");
+		}
+	}
+	return 0;
+}
+
+static void subpath(char *out, size_t n, const char *path, const char *key)
+{
+	snprintf(out, n, "%s%s%s", path, *path ? "." : "", key);
+}
+
+/* kind: 0 any string, 1 entity name. */
+static int get_str(struct jctx *c, json_t *o, const char *path, const char *key, char *out,
+		   size_t outsz, bool required, int kind)
+{
+	char p[160];
+	subpath(p, sizeof(p), path, key);
+	json_t *v = json_object_get(o, key);
+	if (!v) {
+		if (required)
+			return jerr(c, p, "missing");
+		return 0;
+	}
+	if (!json_is_string(v))
+		return jerr(c, p, "must be a string");
+	const char *s = json_string_value(v);
+	if (strlen(s) >= outsz || strlen(s) == 0)
+		return jerr(c, p, "must be 1 to %zu characters", outsz - 1);
+	if (kind == 1 && !qkm_name_valid(s))
+		return jerr(c, p, "'%s' is not a valid name (letters, digits, . _ : -)", s);
+	snprintf(out, outsz, "%s", s);
+	return 0;
+}
+
+static int get_u64(struct jctx *c, json_t *o, const char *path, const char *key, uint64_t *out,
+		   uint64_t min, uint64_t max, bool required)
+{
+	char p[160];
+	subpath(p, sizeof(p), path, key);
+	json_t *v = json_object_get(o, key);
+	if (!v) {
+		if (required)
+			return jerr(c, p, "missing");
+		return 0;
+	}
+	if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+	    (uint64_t)json_integer_value(v) < min || (uint64_t)json_integer_value(v) > max)
+		return jerr(c, p, "must be an integer from %llu to %llu", (unsigned long long)min,
+			    (unsigned long long)max);
+	*out = (uint64_t)json_integer_value(v);
+	return 0;
+}
+
+static int get_u32(struct jctx *c, json_t *o, const char *path, const char *key, uint32_t *out,
+		   uint32_t min, uint32_t max, bool required)
+{
+	uint64_t v = *out;
+	int rc = get_u64(c, o, path, key, &v, min, max, required);
+	*out = (uint32_t)v;
+	return rc;
+}
+
+static int get_bool(struct jctx *c, json_t *o, const char *path, const char *key, bool *out)
+{
+	char p[160];
+	subpath(p, sizeof(p), path, key);
+	json_t *v = json_object_get(o, key);
+	if (!v)
+		return 0;
+	if (!json_is_boolean(v))
+		return jerr(c, p, "must be true or false");
+	*out = json_is_true(v);
+	return 0;
+}
+
+static int get_ratio(struct jctx *c, json_t *o, const char *path, const char *key, double *out)
+{
+	char p[160];
+	subpath(p, sizeof(p), path, key);
+	json_t *v = json_object_get(o, key);
+	if (!v)
+		return 0;
+	if (!json_is_number(v) || json_number_value(v) < 0 || json_number_value(v) > 0.5)
+		return jerr(c, p, "must be a number from 0 to 0.5");
+	*out = json_number_value(v);
+	return 0;
+}
+
+static int get_array(struct jctx *c, json_t *o, const char *path, const char *key, json_t **out,
+		     size_t max, bool required)
+{
+	char p[160];
+	subpath(p, sizeof(p), path, key);
+	json_t *v = json_object_get(o, key);
+	*out = NULL;
+	if (!v) {
+		if (required)
+			return jerr(c, p, "missing");
+		return 0;
+	}
+	if (!json_is_array(v))
+		return jerr(c, p, "must be an array");
+	if (json_array_size(v) > max)
+		return jerr(c, p, "at most %zu entries", max);
+	*out = v;
+	return 0;
+}
+
+static int get_level(struct jctx *c, json_t *o, char *out)
+{
+	snprintf(out, 16, "info");
+	int rc = get_str(c, o, "", "log_level", out, 16, false, 0);
+	if (!rc && strcmp(out, "error") && strcmp(out, "warn") && strcmp(out, "info") &&
+	    strcmp(out, "debug"))
+		return jerr(c, "log_level", "must be error, warn, info or debug");
+	return rc;
+}
+
+static int get_tls(struct jctx *c, json_t *o, struct qkm_tls_paths *t)
+{
+	static const char *const keys[] = {"ca", "cert", "key", NULL};
+	json_t *v = json_object_get(o, "tls");
+	if (!v)
+		return jerr(c, "tls", "missing");
+	int rc = check_keys(c, v, "tls", keys);
+	if (!rc)
+		rc = get_str(c, v, "tls", "ca", t->ca, sizeof(t->ca), true, 0);
+	if (!rc)
+		rc = get_str(c, v, "tls", "cert", t->cert, sizeof(t->cert), true, 0);
+	if (!rc)
+		rc = get_str(c, v, "tls", "key", t->key, sizeof(t->key), true, 0);
+	return rc;
+}
+
+static json_t *load_file(struct jctx *c, const char *path, int *rc)
+{
+	json_error_t je;
+	json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
+	if (!root) {
+		*rc = errno == ENOENT ? QKM_EIO : QKM_ECONFIG;
+		snprintf(c->err, c->errsz, "%s:%d:%d: %s", path, je.line, je.column, je.text);
+		return NULL;
+	}
+	*rc = 0;
+	return root;
+}
+
+int qkm_node_cfg_load(const char *path, struct qkm_node_cfg *out, char *err, size_t errsz)
+{
+	static const char *const keys[] = {"id", "db", "log_level", "ksa", "tls", "listen", "sim",
+					   "links", "saes", NULL};
+	static const char *const lkeys[] = {"kx", "admin", "etsi014", NULL};
+	static const char *const linkkeys[] = {"link", "peer", "addr", "module", "kma_unit_bits",
+					       "batch_ms", "batch_max_bytes", NULL};
+	static const char *const saekeys[] = {"id", "node", NULL};
+	struct jctx c = {err, errsz, path};
+	int rc;
+	memset(out, 0, sizeof(*out));
+	out->ksa = true;
+	json_t *root = load_file(&c, path, &rc), *arr, *listen;
+	if (!root)
+		return rc;
+	if ((rc = check_keys(&c, root, "", keys)) ||
+	    (rc = get_str(&c, root, "", "id", out->id, sizeof(out->id), true, 1)) ||
+	    (rc = get_str(&c, root, "", "db", out->db, sizeof(out->db), true, 0)) ||
+	    (rc = get_level(&c, root, out->log_level)) ||
+	    (rc = get_bool(&c, root, "", "ksa", &out->ksa)) || (rc = get_tls(&c, root, &out->tls)) ||
+	    (rc = get_str(&c, root, "", "sim", out->sim, sizeof(out->sim), false, 0)))
+		goto out;
+	listen = json_object_get(root, "listen");
+	if (!listen) {
+		rc = jerr(&c, "listen", "missing");
+		goto out;
+	}
+	if ((rc = check_keys(&c, listen, "listen", lkeys)) ||
+	    (rc = get_str(&c, listen, "listen", "kx", out->kx_listen, sizeof(out->kx_listen), true,
+			  0)) ||
+	    (rc = get_str(&c, listen, "listen", "admin", out->admin_listen,
+			  sizeof(out->admin_listen), true, 0)) ||
+	    (rc = get_str(&c, listen, "listen", "etsi014", out->etsi014_listen,
+			  sizeof(out->etsi014_listen), false, 0)))
+		goto out;
+	if ((rc = get_array(&c, root, "", "links", &arr, QKM_MAX_LINKS, false)))
+		goto out;
+	for (size_t i = 0; arr && i < json_array_size(arr); i++) {
+		json_t *o = json_array_get(arr, i);
+		struct qkm_node_link *l = &out->links[i];
+		char p[48];
+		snprintf(p, sizeof(p), "links[%zu]", i);
+		l->kma_unit_bits = 256;
+		l->batch_ms = 100;
+		l->batch_max_bytes = 1u << 20;
+		if ((rc = check_keys(&c, o, p, linkkeys)) ||
+		    (rc = get_str(&c, o, p, "link", l->link, sizeof(l->link), true, 1)) ||
+		    (rc = get_str(&c, o, p, "peer", l->peer, sizeof(l->peer), true, 1)) ||
+		    (rc = get_str(&c, o, p, "addr", l->addr, sizeof(l->addr), true, 0)) ||
+		    (rc = get_str(&c, o, p, "module", l->module, sizeof(l->module), true, 1)) ||
+		    (rc = get_u32(&c, o, p, "kma_unit_bits", &l->kma_unit_bits, 64, 1u << 20,
+				  false)) ||
+		    (rc = get_u32(&c, o, p, "batch_ms", &l->batch_ms, 1, 60000, false)) ||
+		    (rc = get_u32(&c, o, p, "batch_max_bytes", &l->batch_max_bytes, 4096,
+				  16u << 20, false)))
+			goto out;
+		if (l->kma_unit_bits % 8) {
+			rc = jerr(&c, p, "kma_unit_bits must be a multiple of 8");
+			goto out;
+		}
+		if (strcmp(l->peer, out->id) == 0) {
+			rc = jerr(&c, p, "peer is this node itself");
+			goto out;
+		}
+		out->n_links = i + 1;
+	}
+	if ((rc = get_array(&c, root, "", "saes", &arr, QKM_MAX_SAES, false)))
+		goto out;
+	for (size_t i = 0; arr && i < json_array_size(arr); i++) {
+		json_t *o = json_array_get(arr, i);
+		char p[48];
+		snprintf(p, sizeof(p), "saes[%zu]", i);
+		if ((rc = check_keys(&c, o, p, saekeys)) ||
+		    (rc = get_str(&c, o, p, "id", out->saes[i].id, QKM_NAME_MAX, true, 1)) ||
+		    (rc = get_str(&c, o, p, "node", out->saes[i].node, QKM_NAME_MAX, true, 1)))
+			goto out;
+		out->n_saes = i + 1;
+	}
+out:
+	json_decref(root);
+	return rc;
+}
+
+int qkm_sim_cfg_load(const char *path, struct qkm_sim_cfg *out, char *err, size_t errsz)
+{
+	static const char *const keys[] = {"name", "log_level", "tls", "listen", "control",
+					   "backlog_bytes", "links", NULL};
+	static const char *const linkkeys[] = {"id", "rate_bps", "unit_bits", "qber",
+					       "qber_threshold", "sides", NULL};
+	static const char *const sidekeys[] = {"node", "module", NULL};
+	struct jctx c = {err, errsz, path};
+	int rc;
+	memset(out, 0, sizeof(*out));
+	snprintf(out->name, sizeof(out->name), "sim");
+	out->backlog_bytes = 64u << 20;
+	json_t *root = load_file(&c, path, &rc), *arr;
+	if (!root)
+		return rc;
+	if ((rc = check_keys(&c, root, "", keys)) ||
+	    (rc = get_str(&c, root, "", "name", out->name, sizeof(out->name), false, 1)) ||
+	    (rc = get_level(&c, root, out->log_level)) || (rc = get_tls(&c, root, &out->tls)) ||
+	    (rc = get_str(&c, root, "", "listen", out->listen, sizeof(out->listen), true, 0)) ||
+	    (rc = get_str(&c, root, "", "control", out->control, sizeof(out->control), true, 0)) ||
+	    (rc = get_u32(&c, root, "", "backlog_bytes", &out->backlog_bytes, 1u << 16, 1u << 30,
+			  false)) ||
+	    (rc = get_array(&c, root, "", "links", &arr, QKM_MAX_TOPO_LINKS, true)))
+		goto out;
+	for (size_t i = 0; i < json_array_size(arr); i++) {
+		json_t *o = json_array_get(arr, i), *sides;
+		struct qkm_sim_link *l = &out->links[i];
+		char p[48];
+		snprintf(p, sizeof(p), "links[%zu]", i);
+		l->qber = 0.01;
+		l->qber_threshold = 0.11;
+		if ((rc = check_keys(&c, o, p, linkkeys)) ||
+		    (rc = get_str(&c, o, p, "id", l->id, sizeof(l->id), true, 1)) ||
+		    (rc = get_u64(&c, o, p, "rate_bps", &l->rate_bps, 1, 100000000000ull, true)) ||
+		    (rc = get_u32(&c, o, p, "unit_bits", &l->unit_bits, 64, 8u << 20, true)) ||
+		    (rc = get_ratio(&c, o, p, "qber", &l->qber)) ||
+		    (rc = get_ratio(&c, o, p, "qber_threshold", &l->qber_threshold)) ||
+		    (rc = get_array(&c, o, p, "sides", &sides, 2, true)))
+			goto out;
+		if (l->unit_bits % 8) {
+			rc = jerr(&c, p, "unit_bits must be a multiple of 8");
+			goto out;
+		}
+		if (json_array_size(sides) != 2) {
+			rc = jerr(&c, p, "sides must have exactly two entries");
+			goto out;
+		}
+		for (int s = 0; s < 2; s++) {
+			char sp[64];
+			snprintf(sp, sizeof(sp), "%s.sides[%d]", p, s);
+			json_t *so = json_array_get(sides, (size_t)s);
+			if ((rc = check_keys(&c, so, sp, sidekeys)) ||
+			    (rc = get_str(&c, so, sp, "node", l->node[s], QKM_NAME_MAX, true, 1)) ||
+			    (rc = get_str(&c, so, sp, "module", l->module[s], QKM_NAME_MAX, true, 1)))
+				goto out;
+		}
+		out->n_links = i + 1;
+	}
+out:
+	json_decref(root);
+	return rc;
+}
+
+static int topo_node_index(const struct qkm_topology *t, const char *id)
+{
+	for (size_t i = 0; i < t->n_nodes; i++)
+		if (strcmp(t->nodes[i].id, id) == 0)
+			return (int)i;
+	return -1;
+}
+
+int qkm_topology_load(const char *path, struct qkm_topology *out, char *err, size_t errsz)
+{
+	static const char *const keys[] = {"nodes", "links", "saes", "policy", NULL};
+	static const char *const nodekeys[] = {"id", "ksa", NULL};
+	static const char *const linkkeys[] = {"a", "b", "rate_bps", "unit_bits", "qber", NULL};
+	static const char *const saekeys[] = {"id", "node", NULL};
+	static const char *const polkeys[] = {"relay", "aes_fallback", "after_supply", NULL};
+	struct jctx c = {err, errsz, path};
+	int rc;
+	memset(out, 0, sizeof(*out));
+	snprintf(out->policy.relay, sizeof(out->policy.relay), "otp");
+	snprintf(out->policy.after_supply, sizeof(out->policy.after_supply), "delete");
+	json_t *root = load_file(&c, path, &rc), *arr, *pol;
+	if (!root)
+		return rc;
+	if ((rc = check_keys(&c, root, "", keys)) ||
+	    (rc = get_array(&c, root, "", "nodes", &arr, QKM_MAX_NODES, true)))
+		goto out;
+	if (json_array_size(arr) == 0) {
+		rc = jerr(&c, "nodes", "needs at least one node");
+		goto out;
+	}
+	for (size_t i = 0; i < json_array_size(arr); i++) {
+		json_t *o = json_array_get(arr, i);
+		char p[48];
+		snprintf(p, sizeof(p), "nodes[%zu]", i);
+		out->nodes[i].ksa = true;
+		if ((rc = check_keys(&c, o, p, nodekeys)) ||
+		    (rc = get_str(&c, o, p, "id", out->nodes[i].id, QKM_NAME_MAX, true, 1)) ||
+		    (rc = get_bool(&c, o, p, "ksa", &out->nodes[i].ksa)))
+			goto out;
+		if (topo_node_index(out, out->nodes[i].id) >= 0) {
+			rc = jerr(&c, p, "duplicate node id '%s'", out->nodes[i].id);
+			goto out;
+		}
+		out->n_nodes = i + 1;
+	}
+	if ((rc = get_array(&c, root, "", "links", &arr, QKM_MAX_TOPO_LINKS, false)))
+		goto out;
+	for (size_t i = 0; arr && i < json_array_size(arr); i++) {
+		json_t *o = json_array_get(arr, i);
+		char p[48];
+		snprintf(p, sizeof(p), "links[%zu]", i);
+		out->links[i].qber = 0.01;
+		if ((rc = check_keys(&c, o, p, linkkeys)) ||
+		    (rc = get_str(&c, o, p, "a", out->links[i].a, QKM_NAME_MAX, true, 1)) ||
+		    (rc = get_str(&c, o, p, "b", out->links[i].b, QKM_NAME_MAX, true, 1)) ||
+		    (rc = get_u64(&c, o, p, "rate_bps", &out->links[i].rate_bps, 1,
+				  100000000000ull, true)) ||
+		    (rc = get_u32(&c, o, p, "unit_bits", &out->links[i].unit_bits, 64, 8u << 20,
+				  true)) ||
+		    (rc = get_ratio(&c, o, p, "qber", &out->links[i].qber)))
+			goto out;
+		if (out->links[i].unit_bits % 8) {
+			rc = jerr(&c, p, "unit_bits must be a multiple of 8");
+			goto out;
+		}
+		if (topo_node_index(out, out->links[i].a) < 0 ||
+		    topo_node_index(out, out->links[i].b) < 0) {
+			rc = jerr(&c, p, "links an unknown node");
+			goto out;
+		}
+		if (strcmp(out->links[i].a, out->links[i].b) == 0) {
+			rc = jerr(&c, p, "a and b must differ");
+			goto out;
+		}
+		for (size_t j = 0; j < i; j++)
+			if ((!strcmp(out->links[j].a, out->links[i].a) &&
+			     !strcmp(out->links[j].b, out->links[i].b)) ||
+			    (!strcmp(out->links[j].a, out->links[i].b) &&
+			     !strcmp(out->links[j].b, out->links[i].a))) {
+				rc = jerr(&c, p, "duplicate link %s-%s", out->links[i].a,
+					  out->links[i].b);
+				goto out;
+			}
+		out->n_links = i + 1;
+	}
+	if ((rc = get_array(&c, root, "", "saes", &arr, QKM_MAX_SAES, false)))
+		goto out;
+	for (size_t i = 0; arr && i < json_array_size(arr); i++) {
+		json_t *o = json_array_get(arr, i);
+		char p[48];
+		snprintf(p, sizeof(p), "saes[%zu]", i);
+		if ((rc = check_keys(&c, o, p, saekeys)) ||
+		    (rc = get_str(&c, o, p, "id", out->saes[i].id, QKM_NAME_MAX, true, 1)) ||
+		    (rc = get_str(&c, o, p, "node", out->saes[i].node, QKM_NAME_MAX, true, 1)))
+			goto out;
+		int ni = topo_node_index(out, out->saes[i].node);
+		if (ni < 0) {
+			rc = jerr(&c, p, "node '%s' is not in nodes", out->saes[i].node);
+			goto out;
+		}
+		if (!out->nodes[ni].ksa) {
+			rc = jerr(&c, p, "node '%s' is relay-only (ksa: false)", out->saes[i].node);
+			goto out;
+		}
+		for (size_t j = 0; j < i; j++)
+			if (!strcmp(out->saes[j].id, out->saes[i].id)) {
+				rc = jerr(&c, p, "duplicate SAE id '%s'", out->saes[i].id);
+				goto out;
+			}
+		out->n_saes = i + 1;
+	}
+	pol = json_object_get(root, "policy");
+	if (pol) {
+		if ((rc = check_keys(&c, pol, "policy", polkeys)) ||
+		    (rc = get_str(&c, pol, "policy", "relay", out->policy.relay,
+				  sizeof(out->policy.relay), false, 0)) ||
+		    (rc = get_bool(&c, pol, "policy", "aes_fallback", &out->policy.aes_fallback)) ||
+		    (rc = get_str(&c, pol, "policy", "after_supply", out->policy.after_supply,
+				  sizeof(out->policy.after_supply), false, 0)))
+			goto out;
+		if (strcmp(out->policy.relay, "otp") && strcmp(out->policy.relay, "xor-at-destination") &&
+		    strcmp(out->policy.relay, "central-xor")) {
+			rc = jerr(&c, "policy.relay", "must be otp, xor-at-destination or central-xor");
+			goto out;
+		}
+		if (strcmp(out->policy.after_supply, "delete") &&
+		    strcmp(out->policy.after_supply, "preserve")) {
+			rc = jerr(&c, "policy.after_supply", "must be delete or preserve");
+			goto out;
+		}
+	}
+out:
+	json_decref(root);
+	return rc;
+}
+
+static int save_json(const char *path, json_t *root, int mode)
+{
+	char tmp[PATH_MAX + 8];
+	int rc = QKM_EIO;
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	char *text = json_dumps(root, JSON_INDENT(2) | JSON_SORT_KEYS);
+	json_decref(root);
+	if (!text)
+		return QKM_ENOMEM;
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+	if (fd < 0)
+		goto out;
+	size_t n = strlen(text);
+	if (write(fd, text, n) != (ssize_t)n || write(fd, "\n", 1) != 1 || fsync(fd) != 0) {
+		close(fd);
+		unlink(tmp);
+		goto out;
+	}
+	close(fd);
+	rc = rename(tmp, path) == 0 ? 0 : QKM_EIO;
+out:
+	free(text);
+	return rc;
+}
+
+int qkm_json_save_text(const char *path, const char *text, int mode)
+{
+	json_t *root = json_loads(text, 0, NULL);
+	if (!root)
+		return QKM_EINVAL;
+	return save_json(path, root, mode);
+}
+
+static json_t *tls_json(const struct qkm_tls_paths *t)
+{
+	return json_pack("{s:s, s:s, s:s}", "ca", t->ca, "cert", t->cert, "key", t->key);
+}
+
+int qkm_node_cfg_save(const char *path, const struct qkm_node_cfg *c)
+{
+	json_t *links = json_array(), *saes = json_array();
+	for (size_t i = 0; i < c->n_links; i++) {
+		const struct qkm_node_link *l = &c->links[i];
+		json_array_append_new(
+			links, json_pack("{s:s, s:s, s:s, s:s, s:i, s:i, s:i}", "link", l->link,
+					 "peer", l->peer, "addr", l->addr, "module", l->module,
+					 "kma_unit_bits", (json_int_t)l->kma_unit_bits, "batch_ms",
+					 (json_int_t)l->batch_ms, "batch_max_bytes",
+					 (json_int_t)l->batch_max_bytes));
+	}
+	for (size_t i = 0; i < c->n_saes; i++)
+		json_array_append_new(saes, json_pack("{s:s, s:s}", "id", c->saes[i].id, "node",
+						      c->saes[i].node));
+	json_t *listen = json_pack("{s:s, s:s}", "kx", c->kx_listen, "admin", c->admin_listen);
+	if (c->etsi014_listen[0])
+		json_object_set_new(listen, "etsi014", json_string(c->etsi014_listen));
+	json_t *root = json_pack("{s:s, s:s, s:s, s:b, s:o, s:o, s:o, s:o}", "id", c->id, "db",
+				 c->db, "log_level", c->log_level[0] ? c->log_level : "info",
+				 "ksa", c->ksa, "tls", tls_json(&c->tls), "listen", listen,
+				 "links", links, "saes", saes);
+	if (c->sim[0])
+		json_object_set_new(root, "sim", json_string(c->sim));
+	return save_json(path, root, 0600);
+}
+
+int qkm_sim_cfg_save(const char *path, const struct qkm_sim_cfg *c)
+{
+	json_t *links = json_array();
+	for (size_t i = 0; i < c->n_links; i++) {
+		const struct qkm_sim_link *l = &c->links[i];
+		json_t *sides = json_pack("[{s:s, s:s}, {s:s, s:s}]", "node", l->node[0], "module",
+					  l->module[0], "node", l->node[1], "module", l->module[1]);
+		json_array_append_new(links,
+				      json_pack("{s:s, s:I, s:i, s:f, s:f, s:o}", "id", l->id,
+						"rate_bps", (json_int_t)l->rate_bps, "unit_bits",
+						(json_int_t)l->unit_bits, "qber", l->qber,
+						"qber_threshold", l->qber_threshold, "sides", sides));
+	}
+	json_t *root = json_pack("{s:s, s:s, s:o, s:s, s:s, s:i, s:o}", "name", c->name,
+				 "log_level", c->log_level[0] ? c->log_level : "info", "tls",
+				 tls_json(&c->tls), "listen", c->listen, "control", c->control,
+				 "backlog_bytes", (json_int_t)c->backlog_bytes, "links", links);
+	return save_json(path, root, 0600);
+}
