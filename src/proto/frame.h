@@ -63,6 +63,13 @@ enum qkm_tag {
 	QKM_T_PEER = 20,       /* str: a node name */
 	QKM_T_ENTRY = 21,      /* bytes: a nested TLV list */
 	QKM_T_FIRST = 22,      /* u32: first index */
+	QKM_T_USED = 23,       /* u32: keys used from a block's front */
+	QKM_T_MATCHES = 24,    /* u32: pair-check results */
+	QKM_T_MISMATCHES = 25,
+	QKM_T_INFLIGHT = 26,
+	QKM_T_ONLY_SENDER = 27,
+	QKM_T_ONLY_RECEIVER = 28,
+	QKM_T_AGE = 29,        /* u64: ns since a block was stored */
 };
 
 /* A parsed frame: points into the caller's bytes, valid while they are. */

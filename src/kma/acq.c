@@ -1,0 +1,1177 @@
+/* acq.c - acquisition and pair confirmation of one QKD link (acq.h).
+ * Invariants: a KMA-key is READY on one side only if the other side holds it
+ * durably (PENDING or READY); a PENDING batch becomes READY only on the
+ * leader's word; nothing is stored that the pair did not confirm by digest. */
+#include "kma/acq.h"
+#include "core/log.h"
+#include "core/secret.h"
+
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define ACQ_HASH_SIZE 4096u
+#define ACQ_MAX_IDS 65536u       /* QKD-keys per round */
+#define ACQ_YOUNG_NS 2000000000u /* pair-check: blocks younger are in flight */
+
+/* One buffered QKD-key file, in arrival order and in the ID hash. */
+struct qkd_entry {
+	struct qkd_entry *prev, *next, *hnext;
+	uint64_t seq;             /* arrival order */
+	uint64_t arrived_ns;
+	char id[QKM_NAME_MAX];
+	struct qkm_secret *data;
+};
+
+/* A confirmation round in flight at the leader, or waiting at the follower. */
+struct round {
+	struct round *next;
+	struct qkm_id batch;
+	uint32_t unit;
+	uint32_t n_ids;
+	char (*ids)[QKM_NAME_MAX];
+	uint8_t digest[32];
+	uint64_t deadline_ns;     /* follower: give up waiting for files */
+	struct qkm_buf data;      /* leader: the round's key data (secure) */
+	uint32_t req;
+};
+
+struct qkm_acq {
+	struct qkm_acq_cfg cfg;
+	struct qkm_store *st;
+	qkm_acq_send_fn send;
+	void *send_arg;
+	bool leader, peer_up, reconciled;
+	struct qkd_entry *head, *tail;
+	struct qkd_entry *hash[ACQ_HASH_SIZE];
+	uint64_t next_seq;
+	size_t buffered;
+	struct round *rounds, **rounds_tail; /* leader: in flight; follower: waiting */
+	uint32_t n_rounds, next_req;
+	struct qkm_acq_stats stats;
+	void (*pc_fn)(uint32_t, const struct qkm_paircheck_result *, void *);
+	void *pc_arg;
+};
+
+void qkm_acq_cfg_defaults(struct qkm_acq_cfg *cfg)
+{
+	cfg->unit_bytes = 32;
+	cfg->batch_max_bytes = 1u << 20;
+	cfg->batch_ns = 100000000u;
+	cfg->window = 8;
+	cfg->wait_ns = 2000000000u;
+	cfg->buffer_max_bytes = 256u << 20;
+}
+
+/* ---- buffer ------------------------------------------------------------ */
+
+static uint32_t id_hash(const char *s)
+{
+	uint32_t h = 2166136261u;
+	for (; *s; s++)
+		h = (h ^ (uint8_t)*s) * 16777619u;
+	return h % ACQ_HASH_SIZE;
+}
+
+static struct qkd_entry *buf_find(struct qkm_acq *a, const char *id)
+{
+	for (struct qkd_entry *e = a->hash[id_hash(id)]; e; e = e->hnext)
+		if (strcmp(e->id, id) == 0)
+			return e;
+	return NULL;
+}
+
+/* Unlinks e from the list and hash and frees it (wiping its data). */
+static void buf_remove(struct qkm_acq *a, struct qkd_entry *e)
+{
+	struct qkd_entry **pp = &a->hash[id_hash(e->id)];
+	while (*pp != e)
+		pp = &(*pp)->hnext;
+	*pp = e->hnext;
+	if (e->prev)
+		e->prev->next = e->next;
+	else
+		a->head = e->next;
+	if (e->next)
+		e->next->prev = e->prev;
+	else
+		a->tail = e->prev;
+	a->buffered -= e->data->len;
+	qkm_secret_free(e->data);
+	free(e);
+}
+
+static void record(struct qkm_acq *a, const char *event, const char *kind, const char *key_id,
+		   const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+static void record(struct qkm_acq *a, const char *event, const char *kind, const char *key_id,
+		   const char *fmt, ...)
+{
+	struct qkm_lc_event ev;
+	memset(&ev, 0, sizeof(ev));
+	snprintf(ev.event, sizeof(ev.event), "%s", event);
+	snprintf(ev.key_kind, sizeof(ev.key_kind), "%s", kind);
+	snprintf(ev.key_id, sizeof(ev.key_id), "%s", key_id);
+	snprintf(ev.peer, sizeof(ev.peer), "%s", a->cfg.peer);
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(ev.detail, sizeof(ev.detail), fmt, ap);
+	va_end(ap);
+	if (qkm_store_record(a->st, &ev))
+		log_warnx("link %s: could not record %s of %s", a->cfg.link, event, key_id);
+}
+
+/* Discards buffered files that arrived before `before` (arrival seq) and
+ * that no round referenced: the other side never had them. */
+static void buf_discard_older(struct qkm_acq *a, uint64_t before, const char *why)
+{
+	uint32_t n = 0;
+	char first[QKM_NAME_MAX] = "", last[QKM_NAME_MAX] = "";
+	while (a->head && a->head->seq < before) {
+		if (!n)
+			snprintf(first, sizeof(first), "%s", a->head->id);
+		snprintf(last, sizeof(last), "%s", a->head->id);
+		buf_remove(a, a->head);
+		n++;
+	}
+	if (!n)
+		return;
+	char ids[96];
+	snprintf(ids, sizeof(ids), "%.40s..%.40s", first, last);
+	a->stats.discarded_qkd_keys += n;
+	record(a, "aborted", "qkd", ids, "%u QKD-key(s) discarded: %s", n, why);
+	log_warnx("link %s: %u QKD-key(s) %s discarded: %s", a->cfg.link, n, ids, why);
+}
+
+int qkm_acq_on_keyfile(struct qkm_acq *a, struct qkm_keyfile *kf, uint64_t now_ns)
+{
+	if (kf->kind != QKM_KF_QKD || !kf->data || kf->data->len == 0 ||
+	    strcmp(kf->m.qkd.qkd_module_id, a->cfg.module) != 0)
+		return QKM_EINVAL;
+	if (buf_find(a, kf->m.qkd.qkd_key_id))
+		return QKM_EEXIST;
+	struct qkd_entry *e = calloc(1, sizeof(*e));
+	if (!e)
+		return QKM_ENOMEM;
+	snprintf(e->id, sizeof(e->id), "%s", kf->m.qkd.qkd_key_id);
+	e->data = kf->data;
+	kf->data = NULL;
+	e->seq = a->next_seq++;
+	e->arrived_ns = now_ns;
+	e->prev = a->tail;
+	if (a->tail)
+		a->tail->next = e;
+	else
+		a->head = e;
+	a->tail = e;
+	uint32_t h = id_hash(e->id);
+	e->hnext = a->hash[h];
+	a->hash[h] = e;
+	a->buffered += e->data->len;
+	/* A module's stream we cannot confirm (peer away) must not grow without
+	 * bound: the oldest keys go first, as in the module's own buffer. */
+	if (a->buffered > a->cfg.buffer_max_bytes) {
+		uint64_t cut = a->head->seq + 1;
+		while (a->buffered > a->cfg.buffer_max_bytes && a->head)
+			cut = a->head->seq + 1, buf_discard_older(a, cut, "buffer full");
+	}
+	return 0;
+}
+
+/* ---- rounds ------------------------------------------------------------ */
+
+static void round_free(struct round *r)
+{
+	if (!r)
+		return;
+	free(r->ids);
+	qkm_buf_fini(&r->data);
+	free(r);
+}
+
+static void rounds_push(struct qkm_acq *a, struct round *r)
+{
+	r->next = NULL;
+	*a->rounds_tail = r;
+	a->rounds_tail = &r->next;
+	a->n_rounds++;
+}
+
+static struct round *rounds_take(struct qkm_acq *a, const struct qkm_id *batch)
+{
+	for (struct round **pp = &a->rounds; *pp; pp = &(*pp)->next) {
+		struct round *r = *pp;
+		if (qkm_id_eq(&r->batch, batch)) {
+			*pp = r->next;
+			if (!*pp)
+				a->rounds_tail = pp;
+			a->n_rounds--;
+			return r;
+		}
+	}
+	return NULL;
+}
+
+static void rounds_clear(struct qkm_acq *a, const char *why)
+{
+	struct round *r;
+	while ((r = a->rounds) != NULL) {
+		a->rounds = r->next;
+		char hex[33];
+		qkm_id_hex(&r->batch, hex);
+		if (a->leader) {
+			a->stats.aborted_batches++;
+			record(a, "aborted", "kma", hex, "round of %u QKD-key(s) abandoned: %s",
+			       r->n_ids, why);
+		}
+		round_free(r);
+	}
+	a->rounds_tail = &a->rounds;
+	a->n_rounds = 0;
+}
+
+/* SHA-256 over batch id, unit, the QKD-key IDs (length-prefixed) and data.
+ * data_fn yields the key data of the i-th ID. */
+static int round_digest(const struct round *r, const struct qkm_secret *const *datas,
+			const uint8_t *flat, size_t flat_len, uint8_t out[static 32])
+{
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	uint8_t x[4];
+	int ok = md && EVP_DigestInit_ex(md, EVP_sha256(), NULL);
+	ok = ok && EVP_DigestUpdate(md, r->batch.b, QKM_ID_LEN);
+	qkm_be32_put(x, r->unit);
+	ok = ok && EVP_DigestUpdate(md, x, 4);
+	qkm_be32_put(x, r->n_ids);
+	ok = ok && EVP_DigestUpdate(md, x, 4);
+	for (uint32_t i = 0; ok && i < r->n_ids; i++) {
+		size_t n = strlen(r->ids[i]);
+		uint8_t l2[2] = {(uint8_t)(n >> 8), (uint8_t)n};
+		ok = EVP_DigestUpdate(md, l2, 2) && EVP_DigestUpdate(md, r->ids[i], n);
+	}
+	if (datas)
+		for (uint32_t i = 0; ok && i < r->n_ids; i++)
+			ok = EVP_DigestUpdate(md, datas[i]->p, datas[i]->len);
+	else
+		ok = ok && EVP_DigestUpdate(md, flat, flat_len);
+	unsigned int len = 32;
+	ok = ok && EVP_DigestFinal_ex(md, out, &len);
+	EVP_MD_CTX_free(md);
+	return ok ? 0 : QKM_ECRYPTO;
+}
+
+/* Stores a confirmed round's KMA-keys as blocks (R-ACQ-2, R-ACQ-4): keys
+ * [0, n/2) encrypt from the leader, [n/2, n) from the follower. Caller holds
+ * the transaction. */
+static int round_store(struct qkm_acq *a, const struct round *r, const uint8_t *data, size_t len,
+		       enum qkm_block_state state, uint64_t now_ns)
+{
+	uint32_t n = (uint32_t)(len / r->unit);
+	uint32_t half = n / 2;
+	struct {
+		uint32_t first, count;
+		enum qkm_key_type leader_type;
+	} parts[2] = {{0, half, QKM_KT_ENC}, {half, n - half, QKM_KT_DEC}};
+	for (int i = 0; i < 2; i++) {
+		if (!parts[i].count)
+			continue;
+		struct qkm_block b;
+		memset(&b, 0, sizeof(b));
+		snprintf(b.peer, sizeof(b.peer), "%s", a->cfg.peer);
+		b.pool_kind = QKM_POOL_LINK;
+		b.batch_id = r->batch;
+		b.first_index = parts[i].first;
+		b.count = parts[i].count;
+		b.unit_bytes = r->unit;
+		b.key_type = a->leader ? parts[i].leader_type
+				       : (parts[i].leader_type == QKM_KT_ENC ? QKM_KT_DEC : QKM_KT_ENC);
+		b.state = state;
+		b.created_ns = now_ns;
+		snprintf(b.qkd_module_id, sizeof(b.qkd_module_id), "%s", a->cfg.module);
+		b.data = qkm_secret_dup(data + (size_t)parts[i].first * r->unit,
+					(size_t)parts[i].count * r->unit);
+		if (!b.data)
+			return QKM_ENOMEM;
+		int rc = qkm_store_block_put(a->st, &b);
+		qkm_secret_free(b.data);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+static void record_round(struct qkm_acq *a, const struct round *r, size_t len, const char *state)
+{
+	char hex[33], ids[96];
+	uint32_t n = (uint32_t)(len / r->unit);
+	qkm_id_hex(&r->batch, hex);
+	snprintf(ids, sizeof(ids), "%.40s..%.40s", r->ids[0], r->ids[r->n_ids - 1]);
+	record(a, "received", "qkd", ids, "%u QKD-key(s), %zu bytes, module %s", r->n_ids, len,
+	       a->cfg.module);
+	record(a, "formatted", "kma", hex, "%u KMA-key(s) of %u bytes; %zu byte(s) remainder discarded",
+	       n, r->unit, len % r->unit);
+	record(a, "authenticated", "kma", hex, "digest of %u QKD-key(s) matched by %s", r->n_ids,
+	       a->cfg.peer);
+	record(a, "stored", "kma", hex, "%s, keys %s[0..%u]", state, hex, n ? n - 1 : 0);
+}
+
+static int send_frame(struct qkm_acq *a, struct qkm_buf *b)
+{
+	if (!a->peer_up)
+		return QKM_ESTATE;
+	return a->send(b->p, b->len, a->send_arg) ? QKM_EIO : 0;
+}
+
+static int send_batch_msg(struct qkm_acq *a, uint16_t type, uint32_t req, const struct qkm_id *batch,
+			  const char *msg)
+{
+	struct qkm_buf b;
+	size_t start;
+	qkm_buf_init(&b, 4096, false);
+	int rc = qkm_frame_begin(&b, type, req, &start);
+	if (!rc)
+		rc = qkm_put_str(&b, QKM_T_LINK, a->cfg.link);
+	if (!rc)
+		rc = qkm_put_id(&b, QKM_T_BATCH, batch);
+	if (!rc && msg)
+		rc = qkm_put_str(&b, QKM_T_MESSAGE, msg);
+	if (!rc)
+		rc = qkm_frame_end(&b, start);
+	if (!rc)
+		rc = send_frame(a, &b);
+	qkm_buf_fini(&b);
+	return rc;
+}
+
+/* Leader: takes buffered files into a new round and sends PREPARE. */
+static int leader_start_round(struct qkm_acq *a, uint64_t now_ns)
+{
+	struct round *r = calloc(1, sizeof(*r));
+	struct qkm_buf fb;
+	size_t start;
+	int rc = QKM_ENOMEM;
+	qkm_buf_init(&fb, QKM_FRAME_MAX, false);
+	if (!r)
+		goto out;
+	qkm_buf_init(&r->data, (size_t)a->cfg.batch_max_bytes + (16u << 20), true);
+	r->unit = a->cfg.unit_bytes;
+	if ((rc = qkm_id_random(&r->batch)))
+		goto out;
+	memset(r->batch.b + 12, 0, 4);
+	uint32_t cap = 0;
+	for (struct qkd_entry *e = a->head; e && cap < ACQ_MAX_IDS; e = e->next) {
+		cap++;
+		if (r->data.len + e->data->len >= a->cfg.batch_max_bytes)
+			break;
+	}
+	r->ids = calloc(cap ? cap : 1, sizeof(*r->ids));
+	if (!r->ids)
+		goto out;
+	while (a->head && r->n_ids < cap) {
+		struct qkd_entry *e = a->head;
+		if ((rc = qkm_buf_put(&r->data, e->data->p, e->data->len)))
+			goto out;
+		snprintf(r->ids[r->n_ids++], QKM_NAME_MAX, "%s", e->id);
+		buf_remove(a, e);
+	}
+	if ((rc = round_digest(r, NULL, r->data.p, r->data.len, r->digest)))
+		goto out;
+	if ((rc = qkm_frame_begin(&fb, QKM_MSG_ACQ_PREPARE, ++a->next_req, &start)) ||
+	    (rc = qkm_put_str(&fb, QKM_T_LINK, a->cfg.link)) ||
+	    (rc = qkm_put_id(&fb, QKM_T_BATCH, &r->batch)) ||
+	    (rc = qkm_put_u32(&fb, QKM_T_UNIT, r->unit)))
+		goto out;
+	for (uint32_t i = 0; i < r->n_ids; i++)
+		if ((rc = qkm_put_str(&fb, QKM_T_QKD_ID, r->ids[i])))
+			goto out;
+	if ((rc = qkm_put_tlv(&fb, QKM_T_DIGEST, r->digest, 32)) || (rc = qkm_frame_end(&fb, start)))
+		goto out;
+	if ((rc = send_frame(a, &fb)))
+		goto out;
+	r->req = a->next_req;
+	rounds_push(a, r);
+	r = NULL;
+out:
+	if (r && r->n_ids) {
+		char hex[33];
+		qkm_id_hex(&r->batch, hex);
+		a->stats.aborted_batches++;
+		record(a, "aborted", "kma", hex, "round of %u QKD-key(s) not started: %s", r->n_ids,
+		       qkm_strerror(rc));
+	}
+	round_free(r);
+	qkm_buf_fini(&fb);
+	(void)now_ns;
+	return rc;
+}
+
+/* Leader: the follower stored the round PENDING; store READY, then COMMIT. */
+static int leader_on_prepared(struct qkm_acq *a, const struct qkm_id *batch, uint64_t now_ns)
+{
+	struct round *r = rounds_take(a, batch);
+	if (!r)
+		return QKM_EPEER;
+	char hex[33];
+	qkm_id_hex(&r->batch, hex);
+	int rc = qkm_store_begin(a->st);
+	if (!rc) {
+		rc = round_store(a, r, r->data.p, r->data.len, QKM_BLOCK_READY, now_ns);
+		if (!rc)
+			record_round(a, r, r->data.len, "ready");
+		if (!rc)
+			rc = qkm_store_counter_add(a->st, "acquired_bytes",
+						   (int64_t)(r->data.len / r->unit * r->unit));
+		if (!rc)
+			rc = qkm_store_commit(a->st);
+		else
+			qkm_store_rollback(a->st);
+	}
+	if (rc) {
+		/* Not stored here: the follower's PENDING copy must go too. */
+		log_warnx("link %s: round %s not stored: %s", a->cfg.link, hex, qkm_strerror(rc));
+		a->stats.aborted_batches++;
+		if (send_batch_msg(a, QKM_MSG_ACQ_ABORT, 0, batch, "leader could not store"))
+			log_warnx("link %s: abort of %s not sent; reconciliation settles it",
+				  a->cfg.link, hex);
+		round_free(r);
+		return rc;
+	}
+	a->stats.acquired_bytes += r->data.len / r->unit * r->unit;
+	round_free(r);
+	if (send_batch_msg(a, QKM_MSG_ACQ_COMMIT, 0, batch, NULL))
+		log_warnx("link %s: commit of %s not sent; reconciliation settles it", a->cfg.link,
+			  hex);
+	return 0;
+}
+
+/* ---- follower ---------------------------------------------------------- */
+
+static int follower_parse_prepare(struct qkm_acq *a, const struct qkm_frame *f, struct round **out,
+				  uint64_t now_ns)
+{
+	struct round *r = calloc(1, sizeof(*r));
+	const uint8_t *dg;
+	uint32_t dlen, n = 0;
+	if (!r)
+		return QKM_ENOMEM;
+	qkm_buf_init(&r->data, 0, true);
+	r->req = f->req;
+	if (qkm_tlv_id(f->body, f->body_len, QKM_T_BATCH, &r->batch) ||
+	    qkm_tlv_u32(f->body, f->body_len, QKM_T_UNIT, &r->unit) || r->unit == 0 ||
+	    r->unit > (1u << 20) || qkm_tlv_bytes(f->body, f->body_len, QKM_T_DIGEST, &dg, &dlen) ||
+	    dlen != 32)
+		goto bad;
+	memcpy(r->digest, dg, 32);
+	size_t off = 0;
+	uint16_t tag;
+	const uint8_t *v;
+	uint32_t vl;
+	int rc;
+	while ((rc = qkm_tlv_next(f->body, f->body_len, &off, &tag, &v, &vl)) == 1)
+		if (tag == QKM_T_QKD_ID)
+			n++;
+	if (n == 0 || n > ACQ_MAX_IDS)
+		goto bad;
+	r->ids = calloc(n, sizeof(*r->ids));
+	if (!r->ids) {
+		round_free(r);
+		return QKM_ENOMEM;
+	}
+	off = 0;
+	while ((rc = qkm_tlv_next(f->body, f->body_len, &off, &tag, &v, &vl)) == 1) {
+		if (tag != QKM_T_QKD_ID)
+			continue;
+		if (vl == 0 || vl >= QKM_NAME_MAX)
+			goto bad;
+		memcpy(r->ids[r->n_ids], v, vl);
+		r->ids[r->n_ids][vl] = 0;
+		if (!qkm_name_valid(r->ids[r->n_ids]))
+			goto bad;
+		r->n_ids++;
+	}
+	r->deadline_ns = now_ns + a->cfg.wait_ns;
+	*out = r;
+	return 0;
+bad:
+	round_free(r);
+	return QKM_EPEER;
+}
+
+/* Tries the round at the head of the follower's queue. Returns 1 when it
+ * was settled (stored or aborted), 0 when it still waits for files. */
+static int follower_try_round(struct qkm_acq *a, struct round *r, uint64_t now_ns, bool expired)
+{
+	struct qkm_secret **datas = calloc(r->n_ids, sizeof(*datas));
+	struct qkd_entry **ents = calloc(r->n_ids, sizeof(*ents));
+	char hex[33], why[160] = "";
+	uint32_t missing = 0;
+	uint64_t min_seq = UINT64_MAX;
+	int settled = 1, rc;
+	qkm_id_hex(&r->batch, hex);
+	if (!datas || !ents) {
+		snprintf(why, sizeof(why), "out of memory");
+		goto abort;
+	}
+	for (uint32_t i = 0; i < r->n_ids; i++) {
+		ents[i] = buf_find(a, r->ids[i]);
+		if (!ents[i]) {
+			if (!missing++)
+				snprintf(why, sizeof(why), "QKD-key %s missing at %s", r->ids[i],
+					 a->cfg.self);
+			continue;
+		}
+		datas[i] = ents[i]->data;
+		if (ents[i]->seq < min_seq)
+			min_seq = ents[i]->seq;
+		for (uint32_t j = 0; j < i; j++)
+			if (ents[j] == ents[i]) {
+				free(datas);
+				free(ents);
+				return -1; /* the same ID twice: peer broke the protocol */
+			}
+	}
+	if (missing) {
+		if (!expired) {
+			settled = 0;
+			goto out;
+		}
+		goto abort;
+	}
+	uint8_t dg[32];
+	if (round_digest(r, (const struct qkm_secret *const *)datas, NULL, 0, dg) ||
+	    !qkm_ct_equal(dg, r->digest, 32)) {
+		snprintf(why, sizeof(why), "digest mismatch: key data differ");
+		goto abort;
+	}
+	/* Equal: concatenate, store PENDING durably, then answer. */
+	size_t len = 0;
+	for (uint32_t i = 0; i < r->n_ids; i++)
+		len += datas[i]->len;
+	r->data.max = len;
+	if (qkm_buf_reserve(&r->data, len)) {
+		snprintf(why, sizeof(why), "out of memory");
+		goto abort;
+	}
+	for (uint32_t i = 0; i < r->n_ids; i++)
+		if (qkm_buf_put(&r->data, datas[i]->p, datas[i]->len))
+			goto abort;
+	if ((rc = qkm_store_begin(a->st)) == 0) {
+		rc = round_store(a, r, r->data.p, r->data.len, QKM_BLOCK_PENDING, now_ns);
+		if (!rc)
+			record_round(a, r, r->data.len, "pending");
+		if (!rc)
+			rc = qkm_store_commit(a->st);
+		else
+			qkm_store_rollback(a->st);
+	}
+	if (rc) {
+		snprintf(why, sizeof(why), "follower could not store: %s", qkm_strerror(rc));
+		goto abort;
+	}
+	for (uint32_t i = 0; i < r->n_ids; i++)
+		buf_remove(a, ents[i]);
+	buf_discard_older(a, min_seq, "never received by the leader");
+	if (send_batch_msg(a, QKM_MSG_ACQ_PREPARED, r->req, &r->batch, NULL))
+		log_warnx("link %s: PREPARED for %s not sent; reconciliation settles it",
+			  a->cfg.link, hex);
+	goto out;
+abort:
+	/* R-ACQ-3: different or missing on one side: both discard. */
+	for (uint32_t i = 0; i < r->n_ids; i++)
+		if (ents && ents[i])
+			buf_remove(a, ents[i]);
+	if (min_seq != UINT64_MAX)
+		buf_discard_older(a, min_seq, "never received by the leader");
+	a->stats.aborted_batches++;
+	record(a, "aborted", "kma", hex, "round of %u QKD-key(s): %s", r->n_ids, why);
+	log_warnx("link %s: round %s aborted: %s", a->cfg.link, hex, why);
+	if (send_batch_msg(a, QKM_MSG_ACQ_ABORT, r->req, &r->batch, why))
+		log_warnx("link %s: ABORT for %s not sent", a->cfg.link, hex);
+out:
+	free(datas);
+	free(ents);
+	return settled;
+}
+
+/* Settles waiting rounds in order; a round waiting for files holds the ones
+ * behind it (they reference later files). */
+static int follower_run(struct qkm_acq *a, uint64_t now_ns)
+{
+	while (a->rounds) {
+		struct round *r = a->rounds;
+		int s = follower_try_round(a, r, now_ns, now_ns >= r->deadline_ns);
+		if (s < 0)
+			return QKM_EPEER;
+		if (s == 0)
+			break;
+		rounds_take(a, &r->batch);
+		round_free(r);
+	}
+	return 0;
+}
+
+static int follower_on_commit(struct qkm_acq *a, const struct qkm_id *batch)
+{
+	char hex[33];
+	enum qkm_block_state st;
+	qkm_id_hex(batch, hex);
+	int rc = qkm_store_batch_state(a->st, batch, &st);
+	if (rc)
+		return rc;
+	if (st != QKM_BLOCK_PENDING)
+		return QKM_EPEER; /* committing what we never prepared */
+	if ((rc = qkm_store_begin(a->st)))
+		return rc;
+	rc = qkm_store_batch_set_state(a->st, batch, QKM_BLOCK_READY);
+	if (!rc)
+		record(a, "confirmed", "kma", hex, "ready: committed by %s", a->cfg.peer);
+	if (!rc)
+		rc = qkm_store_commit(a->st);
+	else
+		qkm_store_rollback(a->st);
+	if (rc)
+		return rc;
+	if (send_batch_msg(a, QKM_MSG_ACQ_COMMITTED, 0, batch, NULL))
+		log_debug("link %s: COMMITTED for %s not sent", a->cfg.link, hex);
+	return 0;
+}
+
+static int follower_on_abort(struct qkm_acq *a, const struct qkm_id *batch, const char *why)
+{
+	char hex[33];
+	enum qkm_block_state st;
+	qkm_id_hex(batch, hex);
+	struct round *r = rounds_take(a, batch);
+	if (r) {
+		/* Still waiting for files: drop the ones it would have used. */
+		for (uint32_t i = 0; i < r->n_ids; i++) {
+			struct qkd_entry *e = buf_find(a, r->ids[i]);
+			if (e)
+				buf_remove(a, e);
+		}
+		round_free(r);
+	} else {
+		int rc = qkm_store_batch_state(a->st, batch, &st);
+		if (rc)
+			return rc;
+		if (st == QKM_BLOCK_READY)
+			return QKM_EPEER; /* the leader cannot take back a commit */
+		if (st == QKM_BLOCK_PENDING && (rc = qkm_store_batch_delete(a->st, batch)))
+			return rc;
+	}
+	a->stats.aborted_batches++;
+	record(a, "aborted", "kma", hex, "aborted by %s: %s", a->cfg.peer, why);
+	return 0;
+}
+
+/* ---- reconciliation ---------------------------------------------------- */
+
+struct idlist {
+	struct qkm_id *ids;
+	size_t n, cap;
+};
+
+static int collect_pending(struct qkm_block *b, void *arg)
+{
+	struct idlist *l = arg;
+	if (l->n && qkm_id_eq(&l->ids[l->n - 1], &b->batch_id))
+		return 0;
+	for (size_t i = 0; i < l->n; i++)
+		if (qkm_id_eq(&l->ids[i], &b->batch_id))
+			return 0;
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 64;
+		struct qkm_id *p = realloc(l->ids, cap * sizeof(*p));
+		if (!p)
+			return QKM_ENOMEM;
+		l->ids = p;
+		l->cap = cap;
+	}
+	l->ids[l->n++] = b->batch_id;
+	return 0;
+}
+
+static int follower_send_reconcile(struct qkm_acq *a)
+{
+	struct idlist l = {0};
+	struct qkm_buf b;
+	size_t start;
+	qkm_buf_init(&b, QKM_FRAME_MAX, false);
+	int rc = qkm_store_blocks(a->st, a->cfg.peer, 1u << QKM_BLOCK_PENDING, false,
+				  collect_pending, &l);
+	if (!rc)
+		rc = qkm_frame_begin(&b, QKM_MSG_RECONCILE, ++a->next_req, &start);
+	if (!rc)
+		rc = qkm_put_str(&b, QKM_T_LINK, a->cfg.link);
+	for (size_t i = 0; !rc && i < l.n; i++)
+		rc = qkm_put_id(&b, QKM_T_BATCH, &l.ids[i]);
+	if (!rc)
+		rc = qkm_frame_end(&b, start);
+	if (!rc)
+		rc = send_frame(a, &b);
+	if (!rc)
+		log_info("link %s: reconciling %zu pending round(s) with %s", a->cfg.link, l.n,
+			 a->cfg.peer);
+	free(l.ids);
+	qkm_buf_fini(&b);
+	return rc;
+}
+
+static int leader_on_reconcile(struct qkm_acq *a, const struct qkm_frame *f)
+{
+	struct qkm_buf b;
+	size_t start, off = 0, n = 0;
+	uint16_t tag;
+	const uint8_t *v;
+	uint32_t vl;
+	int rc, more;
+	qkm_buf_init(&b, QKM_FRAME_MAX, false);
+	rc = qkm_frame_begin(&b, QKM_MSG_RECONCILE_ACK, f->req, &start);
+	if (!rc)
+		rc = qkm_put_str(&b, QKM_T_LINK, a->cfg.link);
+	while (!rc && (more = qkm_tlv_next(f->body, f->body_len, &off, &tag, &v, &vl)) == 1) {
+		if (tag != QKM_T_BATCH)
+			continue;
+		if (vl != QKM_ID_LEN) {
+			rc = QKM_EPEER;
+			break;
+		}
+		struct qkm_id id;
+		enum qkm_block_state st;
+		size_t e;
+		memcpy(id.b, v, QKM_ID_LEN);
+		if ((rc = qkm_store_batch_state(a->st, &id, &st)))
+			break;
+		if (!(rc = qkm_put_open(&b, QKM_T_ENTRY, &e)) && !(rc = qkm_put_id(&b, QKM_T_BATCH, &id)) &&
+		    !(rc = qkm_put_u8(&b, QKM_T_STATE, st == QKM_BLOCK_READY ? QKM_BLOCK_READY : 0)))
+			rc = qkm_put_close(&b, e);
+		n++;
+	}
+	if (!rc)
+		rc = qkm_frame_end(&b, start);
+	if (!rc)
+		rc = send_frame(a, &b);
+	qkm_buf_fini(&b);
+	if (!rc) {
+		a->reconciled = true;
+		log_info("link %s: reconciled %zu round(s) with %s", a->cfg.link, n, a->cfg.peer);
+	}
+	return rc;
+}
+
+static int follower_on_reconcile_ack(struct qkm_acq *a, const struct qkm_frame *f)
+{
+	size_t off = 0;
+	uint16_t tag;
+	const uint8_t *v;
+	uint32_t vl;
+	int rc = 0, more;
+	if ((rc = qkm_store_begin(a->st)))
+		return rc;
+	while (!rc && (more = qkm_tlv_next(f->body, f->body_len, &off, &tag, &v, &vl)) == 1) {
+		if (tag != QKM_T_ENTRY)
+			continue;
+		struct qkm_id id;
+		uint8_t st;
+		enum qkm_block_state mine;
+		char hex[33];
+		if (qkm_tlv_check(v, vl) || qkm_tlv_id(v, vl, QKM_T_BATCH, &id) ||
+		    qkm_tlv_u8(v, vl, QKM_T_STATE, &st)) {
+			rc = QKM_EPEER;
+			break;
+		}
+		qkm_id_hex(&id, hex);
+		if ((rc = qkm_store_batch_state(a->st, &id, &mine)) || mine != QKM_BLOCK_PENDING)
+			continue;
+		if (st == QKM_BLOCK_READY) {
+			rc = qkm_store_batch_set_state(a->st, &id, QKM_BLOCK_READY);
+			record(a, "confirmed", "kma", hex, "ready: leader %s holds it (reconciled)",
+			       a->cfg.peer);
+		} else {
+			rc = qkm_store_batch_delete(a->st, &id);
+			a->stats.aborted_batches++;
+			record(a, "aborted", "kma", hex, "deleted: leader %s does not hold it (reconciled)",
+			       a->cfg.peer);
+		}
+	}
+	if (!rc)
+		rc = qkm_store_commit(a->st);
+	else
+		qkm_store_rollback(a->st);
+	if (!rc) {
+		a->reconciled = true;
+		log_info("link %s: reconciled with %s", a->cfg.link, a->cfg.peer);
+	}
+	return rc;
+}
+
+/* ---- pair-check -------------------------------------------------------- */
+
+struct pc_entry {
+	struct qkm_id batch;
+	uint32_t first, count, used;
+	uint8_t state;
+	bool young;
+	uint8_t digest[32];
+};
+
+struct pc_list {
+	struct pc_entry *e;
+	size_t n, cap;
+	uint64_t now_ns;
+};
+
+static int pc_collect(struct qkm_block *b, void *arg)
+{
+	struct pc_list *l = arg;
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 256;
+		struct pc_entry *p = realloc(l->e, cap * sizeof(*p));
+		if (!p)
+			return QKM_ENOMEM;
+		l->e = p;
+		l->cap = cap;
+	}
+	struct pc_entry *e = &l->e[l->n++];
+	memset(e, 0, sizeof(*e));
+	e->batch = b->batch_id;
+	e->first = b->first_index;
+	e->count = b->count;
+	e->used = b->used;
+	e->state = (uint8_t)b->state;
+	e->young = l->now_ns - b->created_ns < ACQ_YOUNG_NS || b->created_ns > l->now_ns;
+	unsigned int dl = 32;
+	size_t off = (size_t)b->used * b->unit_bytes;
+	if (!b->data || off > b->data->len ||
+	    EVP_Digest(b->data->p + off, b->data->len - off, e->digest, &dl, EVP_sha256(), NULL) != 1)
+		return QKM_ECRYPTO;
+	return 0;
+}
+
+static int pc_cmp(const void *x, const void *y)
+{
+	const struct pc_entry *a = x, *b = y;
+	int c = memcmp(a->batch.b, b->batch.b, QKM_ID_LEN);
+	if (c)
+		return c;
+	return a->first < b->first ? -1 : a->first > b->first;
+}
+
+static int pc_load(struct qkm_acq *a, struct pc_list *l, uint64_t now_ns)
+{
+	l->now_ns = now_ns;
+	int rc = qkm_store_blocks(a->st, a->cfg.peer, 0, true, pc_collect, l);
+	if (!rc && l->n)
+		qsort(l->e, l->n, sizeof(*l->e), pc_cmp);
+	return rc;
+}
+
+int qkm_acq_paircheck(struct qkm_acq *a, uint32_t req, uint64_t now_ns)
+{
+	struct pc_list l = {0};
+	struct qkm_buf b;
+	size_t start;
+	if (!a->peer_up)
+		return QKM_ESTATE;
+	qkm_buf_init(&b, QKM_FRAME_MAX, false);
+	int rc = pc_load(a, &l, now_ns);
+	if (!rc)
+		rc = qkm_frame_begin(&b, QKM_MSG_PAIRCHECK, req, &start);
+	if (!rc)
+		rc = qkm_put_str(&b, QKM_T_LINK, a->cfg.link);
+	for (size_t i = 0; !rc && i < l.n; i++) {
+		size_t e;
+		struct pc_entry *p = &l.e[i];
+		if (!(rc = qkm_put_open(&b, QKM_T_ENTRY, &e)) &&
+		    !(rc = qkm_put_id(&b, QKM_T_BATCH, &p->batch)) &&
+		    !(rc = qkm_put_u32(&b, QKM_T_FIRST, p->first)) &&
+		    !(rc = qkm_put_u32(&b, QKM_T_COUNT, p->count)) &&
+		    !(rc = qkm_put_u32(&b, QKM_T_USED, p->used)) &&
+		    !(rc = qkm_put_u8(&b, QKM_T_STATE, p->state)) &&
+		    !(rc = qkm_put_u8(&b, QKM_T_AGE, p->young)) &&
+		    !(rc = qkm_put_tlv(&b, QKM_T_DIGEST, p->digest, 32)))
+			rc = qkm_put_close(&b, e);
+	}
+	if (!rc)
+		rc = qkm_frame_end(&b, start);
+	if (!rc)
+		rc = send_frame(a, &b);
+	free(l.e);
+	qkm_buf_fini(&b);
+	return rc;
+}
+
+static void pc_note(struct qkm_paircheck_result *r, const char *what, const struct pc_entry *e)
+{
+	char hex[33];
+	size_t n = strlen(r->detail);
+	if (n > sizeof(r->detail) - 80)
+		return;
+	qkm_id_hex(&e->batch, hex);
+	snprintf(r->detail + n, sizeof(r->detail) - n, "%s%s %s[%u+%u]", n ? "; " : "", what, hex,
+		 e->first, e->count);
+}
+
+/* Compares the sender's list (in f) with ours; both sorted by block ID. */
+static int on_paircheck(struct qkm_acq *a, const struct qkm_frame *f, uint64_t now_ns)
+{
+	struct pc_list mine = {0}, theirs = {0};
+	struct qkm_paircheck_result r;
+	size_t off = 0;
+	uint16_t tag;
+	const uint8_t *v;
+	uint32_t vl;
+	int rc = 0, more;
+	memset(&r, 0, sizeof(r));
+	while ((more = qkm_tlv_next(f->body, f->body_len, &off, &tag, &v, &vl)) == 1) {
+		if (tag != QKM_T_ENTRY)
+			continue;
+		if (theirs.n == theirs.cap) {
+			size_t cap = theirs.cap ? theirs.cap * 2 : 256;
+			struct pc_entry *p = realloc(theirs.e, cap * sizeof(*p));
+			if (!p) {
+				rc = QKM_ENOMEM;
+				goto out;
+			}
+			theirs.e = p;
+			theirs.cap = cap;
+		}
+		struct pc_entry *e = &theirs.e[theirs.n];
+		const uint8_t *dg;
+		uint32_t dl;
+		uint8_t young;
+		memset(e, 0, sizeof(*e));
+		if (qkm_tlv_check(v, vl) || qkm_tlv_id(v, vl, QKM_T_BATCH, &e->batch) ||
+		    qkm_tlv_u32(v, vl, QKM_T_FIRST, &e->first) ||
+		    qkm_tlv_u32(v, vl, QKM_T_COUNT, &e->count) ||
+		    qkm_tlv_u32(v, vl, QKM_T_USED, &e->used) ||
+		    qkm_tlv_u8(v, vl, QKM_T_STATE, &e->state) || qkm_tlv_u8(v, vl, QKM_T_AGE, &young) ||
+		    qkm_tlv_bytes(v, vl, QKM_T_DIGEST, &dg, &dl) || dl != 32) {
+			rc = QKM_EPEER;
+			goto out;
+		}
+		e->young = young;
+		memcpy(e->digest, dg, 32);
+		theirs.n++;
+	}
+	if (theirs.n)
+		qsort(theirs.e, theirs.n, sizeof(*theirs.e), pc_cmp);
+	if ((rc = pc_load(a, &mine, now_ns)))
+		goto out;
+	size_t i = 0, j = 0;
+	while (i < theirs.n || j < mine.n) {
+		int c = i == theirs.n ? 1 : j == mine.n ? -1 : pc_cmp(&theirs.e[i], &mine.e[j]);
+		if (c < 0) {
+			if (theirs.e[i].young)
+				r.in_flight++;
+			else
+				r.only_sender++, pc_note(&r, "only at sender", &theirs.e[i]);
+			i++;
+		} else if (c > 0) {
+			if (mine.e[j].young)
+				r.in_flight++;
+			else
+				r.only_receiver++, pc_note(&r, "only at receiver", &mine.e[j]);
+			j++;
+		} else {
+			struct pc_entry *x = &theirs.e[i], *y = &mine.e[j];
+			if (x->count != y->count ||
+			    (x->used == y->used && !qkm_ct_equal(x->digest, y->digest, 32))) {
+				r.mismatches++;
+				pc_note(&r, "different", x);
+			} else if (x->state != y->state || x->used != y->used) {
+				if (x->young || y->young)
+					r.in_flight++;
+				else
+					r.mismatches++, pc_note(&r, "state differs", x);
+			} else {
+				r.matches++;
+			}
+			i++;
+			j++;
+		}
+	}
+	struct qkm_buf b;
+	size_t start;
+	qkm_buf_init(&b, 8192, false);
+	if (!(rc = qkm_frame_begin(&b, QKM_MSG_PAIRCHECK_ACK, f->req, &start)) &&
+	    !(rc = qkm_put_str(&b, QKM_T_LINK, a->cfg.link)) &&
+	    !(rc = qkm_put_u32(&b, QKM_T_MATCHES, r.matches)) &&
+	    !(rc = qkm_put_u32(&b, QKM_T_MISMATCHES, r.mismatches)) &&
+	    !(rc = qkm_put_u32(&b, QKM_T_INFLIGHT, r.in_flight)) &&
+	    !(rc = qkm_put_u32(&b, QKM_T_ONLY_SENDER, r.only_sender)) &&
+	    !(rc = qkm_put_u32(&b, QKM_T_ONLY_RECEIVER, r.only_receiver)) &&
+	    !(rc = qkm_put_str(&b, QKM_T_MESSAGE, r.detail)) && !(rc = qkm_frame_end(&b, start)))
+		rc = send_frame(a, &b);
+	qkm_buf_fini(&b);
+out:
+	free(mine.e);
+	free(theirs.e);
+	return rc;
+}
+
+static int on_paircheck_ack(struct qkm_acq *a, const struct qkm_frame *f)
+{
+	struct qkm_paircheck_result r;
+	memset(&r, 0, sizeof(r));
+	if (qkm_tlv_u32(f->body, f->body_len, QKM_T_MATCHES, &r.matches) ||
+	    qkm_tlv_u32(f->body, f->body_len, QKM_T_MISMATCHES, &r.mismatches) ||
+	    qkm_tlv_u32(f->body, f->body_len, QKM_T_INFLIGHT, &r.in_flight) ||
+	    qkm_tlv_u32(f->body, f->body_len, QKM_T_ONLY_SENDER, &r.only_sender) ||
+	    qkm_tlv_u32(f->body, f->body_len, QKM_T_ONLY_RECEIVER, &r.only_receiver))
+		return QKM_EPEER;
+	if (qkm_tlv_str(f->body, f->body_len, QKM_T_MESSAGE, r.detail, sizeof(r.detail), false))
+		r.detail[0] = 0;
+	if (a->pc_fn)
+		a->pc_fn(f->req, &r, a->pc_arg);
+	return 0;
+}
+
+void qkm_acq_set_paircheck_cb(struct qkm_acq *a,
+			      void (*fn)(uint32_t, const struct qkm_paircheck_result *, void *),
+			      void *arg)
+{
+	a->pc_fn = fn;
+	a->pc_arg = arg;
+}
+
+/* ---- dispatch ---------------------------------------------------------- */
+
+int qkm_acq_on_frame(struct qkm_acq *a, const struct qkm_frame *f, uint64_t now_ns)
+{
+	struct qkm_id batch;
+	char msg[200] = "";
+	int rc;
+	switch (f->type) {
+	case QKM_MSG_ACQ_PREPARE: {
+		struct round *r;
+		if (a->leader || !a->reconciled)
+			return QKM_EPEER;
+		if (a->n_rounds >= 4 * a->cfg.window + 64)
+			return QKM_EPEER; /* a peer flooding us with rounds */
+		if ((rc = follower_parse_prepare(a, f, &r, now_ns)))
+			return rc;
+		if (r->unit != a->cfg.unit_bytes) {
+			char hex[33];
+			qkm_id_hex(&r->batch, hex);
+			log_warnx("link %s: peer uses KMA-key unit %u, we use %u", a->cfg.link,
+				  r->unit, a->cfg.unit_bytes);
+		}
+		rounds_push(a, r);
+		return follower_run(a, now_ns);
+	}
+	case QKM_MSG_ACQ_PREPARED:
+		if (!a->leader || qkm_tlv_id(f->body, f->body_len, QKM_T_BATCH, &batch))
+			return QKM_EPEER;
+		return leader_on_prepared(a, &batch, now_ns);
+	case QKM_MSG_ACQ_ABORT:
+		if (qkm_tlv_id(f->body, f->body_len, QKM_T_BATCH, &batch))
+			return QKM_EPEER;
+		if (qkm_tlv_str(f->body, f->body_len, QKM_T_MESSAGE, msg, sizeof(msg), false))
+			snprintf(msg, sizeof(msg), "no reason given");
+		if (a->leader) {
+			struct round *r = rounds_take(a, &batch);
+			char hex[33];
+			if (!r)
+				return 0; /* already settled (e.g. we sent ABORT too) */
+			qkm_id_hex(&batch, hex);
+			a->stats.aborted_batches++;
+			record(a, "aborted", "kma", hex, "round of %u QKD-key(s) aborted by %s: %s",
+			       r->n_ids, a->cfg.peer, msg);
+			log_warnx("link %s: round %s aborted by %s: %s", a->cfg.link, hex,
+				  a->cfg.peer, msg);
+			round_free(r);
+			return qkm_store_counter_add(a->st, "aborted_batches", 1);
+		}
+		return follower_on_abort(a, &batch, msg);
+	case QKM_MSG_ACQ_COMMIT:
+		if (a->leader || qkm_tlv_id(f->body, f->body_len, QKM_T_BATCH, &batch))
+			return QKM_EPEER;
+		return follower_on_commit(a, &batch);
+	case QKM_MSG_ACQ_COMMITTED:
+		return a->leader ? 0 : QKM_EPEER;
+	case QKM_MSG_RECONCILE:
+		if (!a->leader)
+			return QKM_EPEER;
+		return leader_on_reconcile(a, f);
+	case QKM_MSG_RECONCILE_ACK:
+		if (a->leader)
+			return QKM_EPEER;
+		return follower_on_reconcile_ack(a, f);
+	case QKM_MSG_PAIRCHECK:
+		return on_paircheck(a, f, now_ns);
+	case QKM_MSG_PAIRCHECK_ACK:
+		return on_paircheck_ack(a, f);
+	default:
+		return QKM_EPEER;
+	}
+}
+
+void qkm_acq_tick(struct qkm_acq *a, uint64_t now_ns)
+{
+	if (!a->leader) {
+		if (follower_run(a, now_ns))
+			log_warnx("link %s: protocol error in waiting round", a->cfg.link);
+		return;
+	}
+	if (!a->peer_up || !a->reconciled)
+		return;
+	while (a->head && a->n_rounds < a->cfg.window &&
+	       (a->buffered >= a->cfg.batch_max_bytes ||
+		now_ns - a->head->arrived_ns >= a->cfg.batch_ns))
+		if (leader_start_round(a, now_ns))
+			break;
+}
+
+void qkm_acq_on_peer_up(struct qkm_acq *a, uint64_t now_ns)
+{
+	a->peer_up = true;
+	a->reconciled = false;
+	if (!a->leader && follower_send_reconcile(a))
+		log_warnx("link %s: could not start reconciliation", a->cfg.link);
+}
+
+void qkm_acq_on_peer_down(struct qkm_acq *a)
+{
+	a->peer_up = false;
+	a->reconciled = false;
+	rounds_clear(a, "link to peer lost");
+}
+
+bool qkm_acq_reconciled(const struct qkm_acq *a) { return a->reconciled; }
+bool qkm_acq_is_leader(const struct qkm_acq *a) { return a->leader; }
+
+void qkm_acq_stats(const struct qkm_acq *a, struct qkm_acq_stats *out)
+{
+	*out = a->stats;
+	out->buffered_bytes = a->buffered;
+	out->in_flight = a->n_rounds;
+}
+
+struct qkm_acq *qkm_acq_new(const struct qkm_acq_cfg *cfg, struct qkm_store *st,
+			    qkm_acq_send_fn send, void *arg)
+{
+	struct qkm_acq *a = calloc(1, sizeof(*a));
+	if (!a)
+		return NULL;
+	a->cfg = *cfg;
+	a->st = st;
+	a->send = send;
+	a->send_arg = arg;
+	a->leader = strcmp(cfg->self, cfg->peer) < 0;
+	a->rounds_tail = &a->rounds;
+	return a;
+}
+
+void qkm_acq_free(struct qkm_acq *a)
+{
+	if (!a)
+		return;
+	struct round *r;
+	while ((r = a->rounds) != NULL) {
+		a->rounds = r->next;
+		round_free(r);
+	}
+	while (a->head)
+		buf_remove(a, a->head);
+	free(a);
+}

@@ -1,0 +1,96 @@
+/* acq.h - acquisition of one QKD link by its KMA (Y.3803 8.1, 8.2.1):
+ * QKD-key files from the module (Kq-1) are buffered, reformatted into
+ * KMA-keys and confirmed with the KMA at the other end of the link over Kx
+ * before either side stores them (R-ACQ-1..4); after a reconnect the pair
+ * reconcile first. A pure state machine over frames and the store: it never
+ * touches a socket; its owner feeds it frames and sends what it emits.
+ * The protocol is specified in docs/protocol.md ("acquisition"). */
+#ifndef QKM_KMA_ACQ_H
+#define QKM_KMA_ACQ_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/err.h"
+#include "core/keyfile.h"
+#include "proto/frame.h"
+#include "store/store.h"
+
+struct qkm_acq;
+
+struct qkm_acq_cfg {
+	char self[QKM_NAME_MAX];
+	char peer[QKM_NAME_MAX];
+	char link[QKM_NAME_MAX];
+	char module[QKM_NAME_MAX];    /* our module on this link */
+	uint32_t unit_bytes;          /* KMA-key length (R-ACQ-2) */
+	uint32_t batch_max_bytes;     /* leader: most key bytes per round */
+	uint64_t batch_ns;            /* leader: oldest buffered file waits this long */
+	uint32_t window;              /* leader: rounds in flight */
+	uint64_t wait_ns;             /* follower: PREPARE waits for late files */
+	size_t buffer_max_bytes;      /* unconfirmed QKD-key bytes held */
+};
+
+/* Fills cfg with the defaults (everything but the names). */
+void qkm_acq_cfg_defaults(struct qkm_acq_cfg *cfg);
+
+/* Sends one whole frame to the peer KMA; nonzero if it could not be queued. */
+typedef int (*qkm_acq_send_fn)(const uint8_t *frame, size_t len, void *arg);
+
+/* The leader is the end whose name sorts first (bytewise). The acq keeps st
+ * (borrowed) and calls send only between qkm_acq_on_peer_up and _down. */
+struct qkm_acq *qkm_acq_new(const struct qkm_acq_cfg *cfg, struct qkm_store *st,
+			    qkm_acq_send_fn send, void *arg);
+void qkm_acq_free(struct qkm_acq *a);
+bool qkm_acq_is_leader(const struct qkm_acq *a);
+
+/* Kq-1: a decoded QKD-key file from our module. Takes kf->data (sets it to
+ * NULL). QKM_EINVAL if it is not a QKD-key of this link's module or has no
+ * data; QKM_EEXIST for a QKD-key ID already buffered. */
+int qkm_acq_on_keyfile(struct qkm_acq *a, struct qkm_keyfile *kf, uint64_t now_ns) QKM_MUST_CHECK;
+
+/* The Kx link to the peer opened (the follower starts reconciliation) or
+ * closed (rounds in flight are aborted on this side; the follower's pending
+ * copies are settled by the next reconciliation). */
+void qkm_acq_on_peer_up(struct qkm_acq *a, uint64_t now_ns);
+void qkm_acq_on_peer_down(struct qkm_acq *a);
+
+/* An acquisition frame from the peer (ACQ_*, RECONCILE*, PAIRCHECK*).
+ * 0 when handled; QKM_EPEER when the peer broke the protocol (the owner
+ * drops the link); QKM_ESTORE when the store failed (round aborted). */
+int qkm_acq_on_frame(struct qkm_acq *a, const struct qkm_frame *f, uint64_t now_ns) QKM_MUST_CHECK;
+
+/* Timer: the leader starts rounds; the follower gives up on PREPAREs whose
+ * files did not arrive in time. */
+void qkm_acq_tick(struct qkm_acq *a, uint64_t now_ns);
+
+/* True once the pair reconciled since the Kx link last came up: only then
+ * may this pool's keys be used. */
+bool qkm_acq_reconciled(const struct qkm_acq *a);
+
+struct qkm_acq_stats {
+	uint64_t acquired_bytes;      /* KMA-key bytes stored READY */
+	uint64_t aborted_batches;
+	uint64_t discarded_qkd_keys;  /* lost on one side, or overflow */
+	uint64_t buffered_bytes;
+	uint32_t in_flight;
+};
+void qkm_acq_stats(const struct qkm_acq *a, struct qkm_acq_stats *out /* OUT */);
+
+/* Pair-check (operator's consistency check, no key bytes cross): builds the
+ * PAIRCHECK request listing this pool's blocks with digests of their unused
+ * data; the peer answers PAIRCHECK_ACK with the comparison, handed to done. */
+struct qkm_paircheck_result {
+	uint32_t matches, mismatches, in_flight, only_sender, only_receiver;
+	char detail[512];             /* first differences, by block ID */
+};
+typedef void (*qkm_paircheck_fn)(const struct qkm_paircheck_result *r, int err, void *arg);
+int qkm_acq_paircheck(struct qkm_acq *a, uint32_t req, uint64_t now_ns) QKM_MUST_CHECK;
+/* Set by the owner: where PAIRCHECK_ACK results go (req identifies them). */
+void qkm_acq_set_paircheck_cb(struct qkm_acq *a,
+			      void (*fn)(uint32_t req, const struct qkm_paircheck_result *r,
+					 void *arg),
+			      void *arg);
+
+#endif

@@ -1,0 +1,50 @@
+/* kma.h - the KMA of one node on its event loop: it subscribes to its QKD
+ * modules (Kq-1/Kq-2, from the simulator), keeps one Kx link per
+ * neighbouring node (dialled by the link's leader, accepted by the
+ * follower) and runs acquisition (kma/acq.h) for each QKD link. */
+#ifndef QKM_KMA_KMA_H
+#define QKM_KMA_KMA_H
+
+#include <event2/event.h>
+#include <openssl/ssl.h>
+#include <stdbool.h>
+
+#include "core/config.h"
+#include "kma/acq.h"
+#include "store/store.h"
+
+struct qkm_kma;
+
+/* Module (Kq-2) and Kx state of one QKD link, for status and metrics. */
+struct qkm_kma_link_status {
+	char link[QKM_NAME_MAX];
+	char peer[QKM_NAME_MAX];
+	char module[QKM_NAME_MAX];
+	bool leader;
+	bool kx_up;          /* Kx link to the peer KMA open */
+	bool reconciled;     /* pool usable */
+	bool module_up;      /* subscribed and the module reports the link up */
+	uint32_t qber_ppm;
+	uint64_t rate_bps;
+	char alarm[64];
+	struct qkm_acq_stats acq;
+};
+
+/* Starts the KMA: Kx listener on cfg->kx_listen, dials the simulator and the
+ * peers it leads. st and the contexts are borrowed. NULL on error (logged). */
+struct qkm_kma *qkm_kma_new(struct event_base *base, const struct qkm_node_cfg *cfg,
+			    struct qkm_store *st, SSL_CTX *server_ctx, SSL_CTX *client_ctx);
+void qkm_kma_free(struct qkm_kma *k);
+
+/* Number of QKD links and the status of link i (0 <= i < n). */
+size_t qkm_kma_n_links(const struct qkm_kma *k);
+void qkm_kma_link_status(const struct qkm_kma *k, size_t i, struct qkm_kma_link_status *out /* OUT */);
+
+/* Asks the KMA at the other end of the link to peer to compare their shared
+ * pool (no key bytes cross). done is called exactly once, later, with the
+ * result or an error (QKM_ENOTFOUND: no such peer; QKM_ESTATE: Kx down;
+ * QKM_EAGAIN: no answer in 60 s). */
+typedef void (*qkm_kma_paircheck_fn)(const struct qkm_paircheck_result *r, int err, void *arg);
+void qkm_kma_paircheck(struct qkm_kma *k, const char *peer, qkm_kma_paircheck_fn done, void *arg);
+
+#endif

@@ -1,0 +1,525 @@
+/* kma_io.c - the KMA's I/O shell (kma.h): links to the simulator and to
+ * peer KMAs, timers, and hand-off of frames to acquisition (acq.c), which
+ * owns every decision about keys. */
+#include "kma/kma.h"
+#include "core/keyfile.h"
+#include "core/log.h"
+#include "net/link.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define KMA_TICK_MS 10
+#define KMA_RETRY_MIN_MS 200
+#define KMA_RETRY_MAX_MS 2000
+#define KMA_PAIRCHECK_SECS 60
+
+struct kma_pc {
+	struct kma_pc *next;
+	uint32_t req;
+	struct kma_link *kl;
+	qkm_kma_paircheck_fn done;
+	void *arg;
+	struct event *timeout;
+};
+
+/* One QKD link: our module and the peer KMA. */
+struct kma_link {
+	struct qkm_kma *k;
+	struct qkm_node_link cfg;
+	struct qkm_acq *acq;
+	struct qkm_link *kx;        /* open or opening Kx link, or NULL */
+	struct event *redial;
+	int retry_ms;
+	bool module_up;
+	uint32_t qber_ppm;
+	uint64_t rate_bps;
+	char alarm[64];
+};
+
+/* An accepted Kx connection before we know which link it serves. */
+struct kma_inbound {
+	struct kma_inbound *next, **prevp;
+	struct qkm_kma *k;
+	struct qkm_link *l;
+};
+
+struct qkm_kma {
+	struct event_base *base;
+	const struct qkm_node_cfg *cfg;
+	struct qkm_store *st;
+	SSL_CTX *sctx, *cctx;
+	struct qkm_listener *listener;
+	struct kma_link *links;
+	size_t n_links;
+	struct qkm_link *sim;
+	struct event *sim_redial, *tick;
+	int sim_retry_ms;
+	struct kma_inbound *inbound;
+	struct kma_pc *pcs;
+	uint32_t next_req;
+};
+
+static void kx_dial(struct kma_link *kl);
+static void sim_dial(struct qkm_kma *k);
+
+static void schedule(struct event *ev, int *retry_ms)
+{
+	struct timeval tv = {*retry_ms / 1000, (*retry_ms % 1000) * 1000};
+	event_add(ev, &tv);
+	*retry_ms = *retry_ms * 2 > KMA_RETRY_MAX_MS ? KMA_RETRY_MAX_MS : *retry_ms * 2;
+}
+
+/* ---- pair-check requests ----------------------------------------------- */
+
+static void pc_finish(struct qkm_kma *k, struct kma_pc *pc, const struct qkm_paircheck_result *r,
+		      int err)
+{
+	for (struct kma_pc **pp = &k->pcs; *pp; pp = &(*pp)->next)
+		if (*pp == pc) {
+			*pp = pc->next;
+			break;
+		}
+	event_free(pc->timeout);
+	pc->done(r, err, pc->arg);
+	free(pc);
+}
+
+static void pc_on_result(uint32_t req, const struct qkm_paircheck_result *r, void *arg)
+{
+	struct kma_link *kl = arg;
+	for (struct kma_pc *pc = kl->k->pcs; pc; pc = pc->next)
+		if (pc->req == req && pc->kl == kl) {
+			pc_finish(kl->k, pc, r, 0);
+			return;
+		}
+}
+
+static void pc_on_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct kma_pc *pc = arg;
+	pc_finish(pc->kl->k, pc, NULL, QKM_EAGAIN);
+}
+
+static void pc_fail_link(struct kma_link *kl, int err)
+{
+	struct kma_pc *pc = kl->k->pcs, *next;
+	for (; pc; pc = next) {
+		next = pc->next;
+		if (pc->kl == kl)
+			pc_finish(kl->k, pc, NULL, err);
+	}
+}
+
+void qkm_kma_paircheck(struct qkm_kma *k, const char *peer, qkm_kma_paircheck_fn done, void *arg)
+{
+	struct kma_link *kl = NULL;
+	for (size_t i = 0; i < k->n_links; i++)
+		if (strcmp(k->links[i].cfg.peer, peer) == 0)
+			kl = &k->links[i];
+	if (!kl) {
+		done(NULL, QKM_ENOTFOUND, arg);
+		return;
+	}
+	struct kma_pc *pc = calloc(1, sizeof(*pc));
+	if (!pc) {
+		done(NULL, QKM_ENOMEM, arg);
+		return;
+	}
+	pc->req = ++k->next_req;
+	pc->kl = kl;
+	pc->done = done;
+	pc->arg = arg;
+	int rc = kl->kx ? qkm_acq_paircheck(kl->acq, pc->req, qkm_now_ns()) : QKM_ESTATE;
+	pc->timeout = evtimer_new(k->base, pc_on_timeout, pc);
+	if (rc || !pc->timeout) {
+		if (pc->timeout)
+			event_free(pc->timeout);
+		free(pc);
+		done(NULL, rc ? rc : QKM_ENOMEM, arg);
+		return;
+	}
+	struct timeval tv = {KMA_PAIRCHECK_SECS, 0};
+	evtimer_add(pc->timeout, &tv);
+	pc->next = k->pcs;
+	k->pcs = pc;
+}
+
+/* ---- Kx ---------------------------------------------------------------- */
+
+static int kx_send(const uint8_t *frame, size_t len, void *arg)
+{
+	struct kma_link *kl = arg;
+	return kl->kx ? qkm_link_send(kl->kx, frame, len) : QKM_ESTATE;
+}
+
+static void kx_on_open(struct qkm_link *l, void *arg)
+{
+	struct kma_link *kl = arg;
+	kl->retry_ms = KMA_RETRY_MIN_MS;
+	log_info("Kx link to %s up (%s)", kl->cfg.peer, qkm_acq_is_leader(kl->acq) ? "leader" : "follower");
+	qkm_acq_on_peer_up(kl->acq, qkm_now_ns());
+}
+
+static void kx_on_frame(struct qkm_link *l, const struct qkm_frame *f, void *arg)
+{
+	struct kma_link *kl = arg;
+	if (f->type == QKM_MSG_PING || f->type == QKM_MSG_PONG)
+		return;
+	if (f->type == QKM_MSG_ERROR) {
+		char msg[200] = "";
+		if (qkm_tlv_str(f->body, f->body_len, QKM_T_MESSAGE, msg, sizeof(msg), false))
+			msg[0] = 0;
+		log_warnx("Kx %s reports an error: %s", kl->cfg.peer, msg);
+		return;
+	}
+	int rc = qkm_acq_on_frame(kl->acq, f, qkm_now_ns());
+	if (rc == QKM_EPEER) {
+		log_warnx("Kx %s: protocol violation (message type %u); dropping the link",
+			  kl->cfg.peer, f->type);
+		qkm_link_close(l, QKM_EPEER, "protocol violation");
+	} else if (rc) {
+		log_warnx("Kx %s: message type %u failed: %s", kl->cfg.peer, f->type,
+			  qkm_strerror(rc));
+	}
+}
+
+static void kx_on_close(struct qkm_link *l, int err, const char *why, void *arg)
+{
+	struct kma_link *kl = arg;
+	bool was_open = qkm_acq_reconciled(kl->acq) || kl->kx == l;
+	if (kl->kx != l)
+		return;
+	kl->kx = NULL;
+	qkm_acq_on_peer_down(kl->acq);
+	pc_fail_link(kl, QKM_ESTATE);
+	if (was_open)
+		log_warnx("Kx link to %s down: %s", kl->cfg.peer, why);
+	if (qkm_acq_is_leader(kl->acq))
+		schedule(kl->redial, &kl->retry_ms);
+}
+
+static const struct qkm_link_cbs kx_cbs = {kx_on_open, kx_on_frame, kx_on_close};
+
+static void kx_dial(struct kma_link *kl)
+{
+	struct qkm_kma *k = kl->k;
+	kl->kx = qkm_link_connect(k->base, k->cctx, k->cfg->id, kl->cfg.addr, "node", kl->cfg.peer,
+				  &kx_cbs, kl);
+	if (!kl->kx) {
+		log_warnx("cannot dial Kx %s at %s", kl->cfg.peer, kl->cfg.addr);
+		schedule(kl->redial, &kl->retry_ms);
+	}
+}
+
+static void kx_on_redial(evutil_socket_t fd, short what, void *arg) { kx_dial(arg); }
+
+static void inbound_unlink(struct kma_inbound *in)
+{
+	*in->prevp = in->next;
+	if (in->next)
+		in->next->prevp = in->prevp;
+	free(in);
+}
+
+/* An accepted Kx link identified itself: hand it to its QKD link. */
+static void inbound_on_open(struct qkm_link *l, void *arg)
+{
+	struct kma_inbound *in = arg;
+	struct qkm_kma *k = in->k;
+	struct kma_link *kl = NULL;
+	for (size_t i = 0; i < k->n_links; i++)
+		if (strcmp(k->links[i].cfg.peer, qkm_link_peer_name(l)) == 0)
+			kl = &k->links[i];
+	if (strcmp(qkm_link_peer_role(l), "node") != 0 || !kl || qkm_acq_is_leader(kl->acq)) {
+		log_warnx("Kx: refusing %s '%s': not a neighbour that dials us",
+			  qkm_link_peer_role(l), qkm_link_peer_name(l));
+		qkm_link_close(l, QKM_EPERM, "not a neighbour that dials us");
+		return;
+	}
+	if (kl->kx) /* the peer restarted: its new link replaces the old one */
+		qkm_link_close(kl->kx, QKM_EIO, "replaced by a new connection");
+	inbound_unlink(in);
+	kl->kx = l;
+	qkm_link_set_arg(l, kl);
+	kx_on_open(l, kl);
+}
+
+static void inbound_on_frame(struct qkm_link *l, const struct qkm_frame *f, void *arg)
+{
+	/* Unreachable: frames only flow after on_open re-targets the link. */
+	qkm_link_close(l, QKM_EPEER, "frame before identification");
+}
+
+static void inbound_on_close(struct qkm_link *l, int err, const char *why, void *arg)
+{
+	struct kma_inbound *in = arg;
+	log_info("Kx connection refused or failed before it opened: %s", why);
+	inbound_unlink(in);
+}
+
+static const struct qkm_link_cbs inbound_cbs = {inbound_on_open, inbound_on_frame,
+						inbound_on_close};
+
+/* After inbound_on_open hands a link over, its callbacks must be the Kx ones;
+ * qkm_link_set_arg changes the argument, and these wrappers pick the role. */
+static void kx_accept(int fd, void *arg)
+{
+	struct qkm_kma *k = arg;
+	struct kma_inbound *in = calloc(1, sizeof(*in));
+	if (!in) {
+		close(fd);
+		return;
+	}
+	in->k = k;
+	in->next = k->inbound;
+	if (in->next)
+		in->next->prevp = &in->next;
+	in->prevp = &k->inbound;
+	k->inbound = in;
+	in->l = qkm_link_accept(k->base, k->sctx, k->cfg->id, fd, &inbound_cbs, in);
+	if (!in->l)
+		inbound_unlink(in);
+}
+
+/* ---- simulator (Kq-1 / Kq-2) ------------------------------------------- */
+
+static struct kma_link *link_by_name(struct qkm_kma *k, const char *name)
+{
+	for (size_t i = 0; i < k->n_links; i++)
+		if (strcmp(k->links[i].cfg.link, name) == 0)
+			return &k->links[i];
+	return NULL;
+}
+
+static void sim_on_open(struct qkm_link *l, void *arg)
+{
+	struct qkm_kma *k = arg;
+	k->sim_retry_ms = KMA_RETRY_MIN_MS;
+	for (size_t i = 0; i < k->n_links; i++) {
+		struct qkm_buf b;
+		size_t start;
+		qkm_buf_init(&b, 1024, false);
+		if (qkm_frame_begin(&b, QKM_MSG_SUBSCRIBE, 0, &start) ||
+		    qkm_put_str(&b, QKM_T_LINK, k->links[i].cfg.link) ||
+		    qkm_put_str(&b, QKM_T_MODULE, k->links[i].cfg.module) ||
+		    qkm_frame_end(&b, start) || qkm_link_send(l, b.p, b.len))
+			log_warnx("cannot subscribe to module %s", k->links[i].cfg.module);
+		qkm_buf_fini(&b);
+	}
+	log_info("connected to the quantum layer; subscribed to %zu module(s)", k->n_links);
+}
+
+static void sim_on_keyfile(struct qkm_kma *k, const struct qkm_frame *f)
+{
+	char name[QKM_NAME_MAX];
+	const uint8_t *p;
+	uint32_t n;
+	const char *field = NULL;
+	struct qkm_keyfile kf;
+	if (qkm_tlv_str(f->body, f->body_len, QKM_T_LINK, name, sizeof(name), true) ||
+	    qkm_tlv_bytes(f->body, f->body_len, QKM_T_KEYFILE, &p, &n)) {
+		log_warnx("Kq-1: malformed KEYFILE message ignored");
+		return;
+	}
+	struct kma_link *kl = link_by_name(k, name);
+	if (!kl) {
+		log_warnx("Kq-1: key file for unknown link %s ignored", name);
+		return;
+	}
+	int rc = qkm_keyfile_decode(p, n, &kf, &field);
+	if (rc) {
+		log_warnx("Kq-1 link %s: key file refused: %s (%s)", name, qkm_strerror(rc),
+			  field ? field : "?");
+		return;
+	}
+	rc = qkm_acq_on_keyfile(kl->acq, &kf, qkm_now_ns());
+	if (rc)
+		log_warnx("Kq-1 link %s: QKD-key %s refused: %s", name, kf.m.qkd.qkd_key_id,
+			  qkm_strerror(rc));
+	qkm_keyfile_fini(&kf);
+}
+
+static void sim_on_status(struct qkm_kma *k, const struct qkm_frame *f)
+{
+	char name[QKM_NAME_MAX];
+	uint8_t up = 0;
+	if (qkm_tlv_str(f->body, f->body_len, QKM_T_LINK, name, sizeof(name), true))
+		return;
+	struct kma_link *kl = link_by_name(k, name);
+	if (!kl)
+		return;
+	if (qkm_tlv_u32(f->body, f->body_len, QKM_T_QBER, &kl->qber_ppm) ||
+	    qkm_tlv_u64(f->body, f->body_len, QKM_T_RATE, &kl->rate_bps) ||
+	    qkm_tlv_u8(f->body, f->body_len, QKM_T_UP, &up))
+		return;
+	char alarm[64] = "";
+	if (qkm_tlv_str(f->body, f->body_len, QKM_T_ALARM, alarm, sizeof(alarm), false))
+		alarm[0] = 0;
+	if (strcmp(alarm, kl->alarm) != 0) {
+		if (alarm[0])
+			log_warnx("link %s: module alarm: %s (QBER %.4f)", name, alarm,
+				  kl->qber_ppm / 1e6);
+		else
+			log_info("link %s: module alarm cleared", name);
+	}
+	if (kl->module_up != (up != 0))
+		log_info("link %s: module reports link %s", name, up ? "up" : "down");
+	snprintf(kl->alarm, sizeof(kl->alarm), "%s", alarm);
+	kl->module_up = up;
+}
+
+static void sim_on_frame(struct qkm_link *l, const struct qkm_frame *f, void *arg)
+{
+	struct qkm_kma *k = arg;
+	switch (f->type) {
+	case QKM_MSG_KEYFILE:
+		sim_on_keyfile(k, f);
+		break;
+	case QKM_MSG_MODSTATUS:
+		sim_on_status(k, f);
+		break;
+	case QKM_MSG_ERROR: {
+		char msg[200] = "";
+		if (qkm_tlv_str(f->body, f->body_len, QKM_T_MESSAGE, msg, sizeof(msg), false))
+			msg[0] = 0;
+		log_warnx("quantum layer refused a request: %s", msg);
+		break;
+	}
+	default:
+		break;
+	}
+}
+
+static void sim_on_close(struct qkm_link *l, int err, const char *why, void *arg)
+{
+	struct qkm_kma *k = arg;
+	k->sim = NULL;
+	for (size_t i = 0; i < k->n_links; i++)
+		k->links[i].module_up = false;
+	log_warnx("quantum layer link down: %s", why);
+	schedule(k->sim_redial, &k->sim_retry_ms);
+}
+
+static const struct qkm_link_cbs sim_cbs = {sim_on_open, sim_on_frame, sim_on_close};
+
+static void sim_dial(struct qkm_kma *k)
+{
+	k->sim = qkm_link_connect(k->base, k->cctx, k->cfg->id, k->cfg->sim, "sim", "sim", &sim_cbs, k);
+	if (!k->sim)
+		schedule(k->sim_redial, &k->sim_retry_ms);
+}
+
+static void sim_on_redial(evutil_socket_t fd, short what, void *arg) { sim_dial(arg); }
+
+/* ---- life -------------------------------------------------------------- */
+
+static void kma_on_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct qkm_kma *k = arg;
+	uint64_t now = qkm_now_ns();
+	for (size_t i = 0; i < k->n_links; i++)
+		qkm_acq_tick(k->links[i].acq, now);
+}
+
+struct qkm_kma *qkm_kma_new(struct event_base *base, const struct qkm_node_cfg *cfg,
+			    struct qkm_store *st, SSL_CTX *server_ctx, SSL_CTX *client_ctx)
+{
+	struct qkm_kma *k = calloc(1, sizeof(*k));
+	if (!k)
+		return NULL;
+	k->base = base;
+	k->cfg = cfg;
+	k->st = st;
+	k->sctx = server_ctx;
+	k->cctx = client_ctx;
+	k->n_links = cfg->n_links;
+	k->links = calloc(cfg->n_links ? cfg->n_links : 1, sizeof(*k->links));
+	k->sim_retry_ms = KMA_RETRY_MIN_MS;
+	k->sim_redial = evtimer_new(base, sim_on_redial, k);
+	k->tick = event_new(base, -1, EV_PERSIST, kma_on_tick, k);
+	if (!k->links || !k->sim_redial || !k->tick)
+		goto fail;
+	for (size_t i = 0; i < cfg->n_links; i++) {
+		struct kma_link *kl = &k->links[i];
+		struct qkm_acq_cfg ac;
+		qkm_acq_cfg_defaults(&ac);
+		kl->k = k;
+		kl->cfg = cfg->links[i];
+		kl->retry_ms = KMA_RETRY_MIN_MS;
+		snprintf(ac.self, sizeof(ac.self), "%s", cfg->id);
+		snprintf(ac.peer, sizeof(ac.peer), "%s", kl->cfg.peer);
+		snprintf(ac.link, sizeof(ac.link), "%s", kl->cfg.link);
+		snprintf(ac.module, sizeof(ac.module), "%s", kl->cfg.module);
+		ac.unit_bytes = kl->cfg.kma_unit_bits / 8;
+		ac.batch_max_bytes = kl->cfg.batch_max_bytes;
+		ac.batch_ns = (uint64_t)kl->cfg.batch_ms * 1000000u;
+		kl->acq = qkm_acq_new(&ac, st, kx_send, kl);
+		kl->redial = evtimer_new(base, kx_on_redial, kl);
+		if (!kl->acq || !kl->redial)
+			goto fail;
+		qkm_acq_set_paircheck_cb(kl->acq, pc_on_result, kl);
+	}
+	k->listener = qkm_listener_new(base, cfg->kx_listen, kx_accept, k);
+	if (!k->listener)
+		goto fail;
+	for (size_t i = 0; i < k->n_links; i++)
+		if (qkm_acq_is_leader(k->links[i].acq))
+			kx_dial(&k->links[i]);
+	if (cfg->sim[0])
+		sim_dial(k);
+	struct timeval tv = {0, KMA_TICK_MS * 1000};
+	event_add(k->tick, &tv);
+	return k;
+fail:
+	qkm_kma_free(k);
+	return NULL;
+}
+
+void qkm_kma_free(struct qkm_kma *k)
+{
+	if (!k)
+		return;
+	while (k->pcs)
+		pc_finish(k, k->pcs, NULL, QKM_ESTATE);
+	while (k->inbound) {
+		struct kma_inbound *in = k->inbound;
+		qkm_link_free(in->l);
+		inbound_unlink(in);
+	}
+	for (size_t i = 0; k->links && i < k->n_links; i++) {
+		struct kma_link *kl = &k->links[i];
+		qkm_link_free(kl->kx);
+		if (kl->redial)
+			event_free(kl->redial);
+		qkm_acq_free(kl->acq);
+	}
+	qkm_link_free(k->sim);
+	if (k->sim_redial)
+		event_free(k->sim_redial);
+	if (k->tick)
+		event_free(k->tick);
+	qkm_listener_free(k->listener);
+	free(k->links);
+	free(k);
+}
+
+size_t qkm_kma_n_links(const struct qkm_kma *k) { return k->n_links; }
+
+void qkm_kma_link_status(const struct qkm_kma *k, size_t i, struct qkm_kma_link_status *out)
+{
+	const struct kma_link *kl = &k->links[i];
+	memset(out, 0, sizeof(*out));
+	snprintf(out->link, sizeof(out->link), "%s", kl->cfg.link);
+	snprintf(out->peer, sizeof(out->peer), "%s", kl->cfg.peer);
+	snprintf(out->module, sizeof(out->module), "%s", kl->cfg.module);
+	out->leader = qkm_acq_is_leader(kl->acq);
+	out->kx_up = kl->kx && qkm_link_is_open(kl->kx);
+	out->reconciled = qkm_acq_reconciled(kl->acq);
+	out->module_up = k->sim && kl->module_up;
+	out->qber_ppm = kl->qber_ppm;
+	out->rate_bps = kl->rate_bps;
+	snprintf(out->alarm, sizeof(out->alarm), "%s", kl->alarm);
+	qkm_acq_stats(kl->acq, &out->acq);
+}

@@ -1,0 +1,559 @@
+/* sim_io.c - the simulator daemon on its event loop (sim.h). Generation is
+ * paced by a 10 ms tick; each link's modules share one random draw per
+ * QKD-key, so both sides hold identical bits unless a fault says otherwise. */
+#include "sim/sim.h"
+#include "core/keyfile.h"
+#include "core/log.h"
+#include "core/secret.h"
+#include "net/link.h"
+#include "sim/fault.h"
+
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/listener.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define SIM_TICK_MS 10
+#define SIM_STATUS_MS 1000
+#define SIM_SEND_HIGH (8u << 20) /* keep at most this much queued in TLS */
+
+struct sim_frame {
+	struct sim_frame *next;
+	struct qkm_secret *bytes; /* one whole KEYFILE frame */
+};
+
+struct sim_side {
+	struct sim_link *link;
+	int idx;
+	struct qkm_link *conn;    /* subscribed node link, or NULL */
+	struct sim_frame *head, *tail;
+	size_t backlog;           /* bytes queued in head..tail */
+	uint32_t flip_next;       /* bits to flip in the next file */
+	int drop_next;            /* files to lose */
+	uint64_t dropped_backlog; /* files lost to the backlog bound */
+};
+
+struct sim_link {
+	struct qkm_sim *sim;
+	struct qkm_sim_link cfg;
+	struct sim_side side[2];
+	uint64_t seq;
+	double acc_bits;
+	int up;
+	double qber;
+};
+
+struct sim_conn {
+	struct sim_conn *next, **prevp;
+	struct qkm_sim *sim;
+	struct qkm_link *l;
+};
+
+struct qkm_sim {
+	struct event_base *base;
+	struct qkm_sim_cfg cfg;
+	SSL_CTX *ctx;
+	struct qkm_listener *listener;
+	struct evconnlistener *control;
+	struct event *tick, *status;
+	uint64_t last_ns;
+	struct sim_link *links;
+	size_t n_links;
+	struct sim_conn *conns;
+};
+
+static int link_alarm(const struct sim_link *lk) { return lk->qber > lk->cfg.qber_threshold; }
+static int link_producing(const struct sim_link *lk) { return lk->up && !link_alarm(lk); }
+
+/* ---- delivery ---------------------------------------------------------- */
+
+static void side_drain(struct sim_side *sd)
+{
+	while (sd->head && sd->conn && qkm_link_pending(sd->conn) < SIM_SEND_HIGH) {
+		struct sim_frame *f = sd->head;
+		if (qkm_link_send(sd->conn, f->bytes->p, f->bytes->len))
+			return;
+		sd->head = f->next;
+		if (!sd->head)
+			sd->tail = NULL;
+		sd->backlog -= f->bytes->len;
+		qkm_secret_free(f->bytes);
+		free(f);
+	}
+}
+
+static void side_clear(struct sim_side *sd)
+{
+	while (sd->head) {
+		struct sim_frame *f = sd->head;
+		sd->head = f->next;
+		qkm_secret_free(f->bytes);
+		free(f);
+	}
+	sd->tail = NULL;
+	sd->backlog = 0;
+}
+
+/* Queues a frame for a side; the oldest files give way when the module's
+ * buffer is full, as a real module's would. */
+static void side_push(struct sim_side *sd, struct qkm_secret *frame)
+{
+	struct sim_frame *f = malloc(sizeof(*f));
+	if (!f) {
+		qkm_secret_free(frame);
+		return;
+	}
+	f->next = NULL;
+	f->bytes = frame;
+	if (sd->tail)
+		sd->tail->next = f;
+	else
+		sd->head = f;
+	sd->tail = f;
+	sd->backlog += frame->len;
+	while (sd->backlog > sd->link->sim->cfg.backlog_bytes && sd->head != sd->tail) {
+		struct sim_frame *old = sd->head;
+		sd->head = old->next;
+		sd->backlog -= old->bytes->len;
+		qkm_secret_free(old->bytes);
+		free(old);
+		if (sd->dropped_backlog++ % 1000 == 0)
+			log_warnx("link %s module %s: buffer full, oldest QKD-keys lost",
+				  sd->link->cfg.id, sd->link->cfg.module[sd->idx]);
+	}
+	side_drain(sd);
+}
+
+/* Builds the KEYFILE frame for one side's copy of a QKD-key. */
+static struct qkm_secret *make_frame(struct sim_link *lk, int idx, const char *qkd_id,
+				     const struct qkm_secret *data, uint64_t ts)
+{
+	struct qkm_keyfile kf;
+	struct qkm_buf b;
+	struct qkm_secret *out = NULL;
+	size_t start;
+	qkm_keyfile_init(&kf, QKM_KF_QKD);
+	qkm_buf_init(&b, QKM_FRAME_MAX, true);
+	kf.data = qkm_secret_dup(data->p, data->len);
+	if (!kf.data)
+		goto out;
+	if (lk->side[idx].flip_next) {
+		/* A module whose error correction failed: its bits differ, and
+		 * its own hash describes its own (wrong) bits. */
+		for (uint32_t i = 0; i < lk->side[idx].flip_next; i++) {
+			uint32_t r;
+			if (RAND_bytes((uint8_t *)&r, sizeof(r)) != 1)
+				goto out;
+			r %= (uint32_t)(data->len * 8);
+			kf.data->p[r / 8] ^= (uint8_t)(1u << (r % 8));
+		}
+		log_info("link %s module %s: flipped %u bits of QKD-key %s", lk->cfg.id,
+			 lk->cfg.module[idx], lk->side[idx].flip_next, qkd_id);
+		lk->side[idx].flip_next = 0;
+	}
+	snprintf(kf.m.qkd.qkd_key_id, QKM_NAME_MAX, "%s", qkd_id);
+	kf.m.qkd.key_length = (uint32_t)(data->len * 8);
+	snprintf(kf.m.qkd.qkd_module_id, QKM_NAME_MAX, "%s", lk->cfg.module[idx]);
+	snprintf(kf.m.qkd.matching_qkd_module_id, QKM_NAME_MAX, "%s", lk->cfg.module[!idx]);
+	kf.m.qkd.generation_time_stamp = ts;
+	kf.m.qkd.has_hash = true;
+	unsigned int hl = 32;
+	if (EVP_Digest(kf.data->p, kf.data->len, kf.m.qkd.hash_value, &hl, EVP_sha256(), NULL) != 1)
+		goto out;
+	if (qkm_frame_begin(&b, QKM_MSG_KEYFILE, 0, &start) ||
+	    qkm_put_str(&b, QKM_T_LINK, lk->cfg.id))
+		goto out;
+	size_t kstart;
+	if (qkm_put_open(&b, QKM_T_KEYFILE, &kstart) || qkm_keyfile_encode(&kf, &b) ||
+	    qkm_put_close(&b, kstart) || qkm_frame_end(&b, start))
+		goto out;
+	out = qkm_secret_dup(b.p, b.len);
+out:
+	qkm_keyfile_fini(&kf);
+	qkm_buf_fini(&b);
+	return out;
+}
+
+static void link_generate_one(struct sim_link *lk, uint64_t ts)
+{
+	size_t n = lk->cfg.unit_bits / 8;
+	struct qkm_secret *data = qkm_secret_new(n);
+	char id[QKM_NAME_MAX + 24];
+	if (!data)
+		return;
+	if (RAND_priv_bytes(data->p, (int)n) != 1)
+		goto out;
+	/* QKD-key IDs: "<link>.<sequence>"; a link name leaves room (the
+	 * config caps link names so the whole ID stays a valid name). */
+	int idn = snprintf(id, sizeof(id), "%s.%llu", lk->cfg.id, (unsigned long long)++lk->seq);
+	if (idn < 0 || idn >= QKM_NAME_MAX)
+		goto out;
+	for (int i = 0; i < 2; i++) {
+		struct sim_side *sd = &lk->side[i];
+		if (sd->drop_next) {
+			sd->drop_next--;
+			log_info("link %s module %s: QKD-key %s lost", lk->cfg.id,
+				 lk->cfg.module[i], id);
+			continue;
+		}
+		struct qkm_secret *f = make_frame(lk, i, id, data, ts);
+		if (f)
+			side_push(sd, f);
+	}
+out:
+	qkm_secret_free(data);
+}
+
+static void sim_on_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct qkm_sim *s = arg;
+	uint64_t now = qkm_mono_ns(), ts = qkm_now_ns();
+	uint64_t dt = now - s->last_ns;
+	s->last_ns = now;
+	if (dt > 200000000u)
+		dt = 200000000u; /* after a stall, do not burst more than 200 ms */
+	for (size_t i = 0; i < s->n_links; i++) {
+		struct sim_link *lk = &s->links[i];
+		for (int k = 0; k < 2; k++)
+			side_drain(&lk->side[k]);
+		if (!link_producing(lk))
+			continue;
+		lk->acc_bits += (double)lk->cfg.rate_bps * (double)dt / 1e9;
+		while (lk->acc_bits >= lk->cfg.unit_bits) {
+			lk->acc_bits -= lk->cfg.unit_bits;
+			link_generate_one(lk, ts);
+		}
+	}
+}
+
+/* ---- status (Kq-2) ----------------------------------------------------- */
+
+static void side_send_status(struct sim_side *sd)
+{
+	struct sim_link *lk = sd->link;
+	struct qkm_buf b;
+	size_t start;
+	if (!sd->conn)
+		return;
+	qkm_buf_init(&b, 4096, false);
+	uint64_t rate = link_producing(lk) ? lk->cfg.rate_bps : 0;
+	if (!qkm_frame_begin(&b, QKM_MSG_MODSTATUS, 0, &start) &&
+	    !qkm_put_str(&b, QKM_T_LINK, lk->cfg.id) &&
+	    !qkm_put_str(&b, QKM_T_MODULE, lk->cfg.module[sd->idx]) &&
+	    !qkm_put_u32(&b, QKM_T_QBER, (uint32_t)(lk->qber * 1e6 + 0.5)) &&
+	    !qkm_put_u64(&b, QKM_T_RATE, rate) && !qkm_put_u8(&b, QKM_T_UP, (uint8_t)lk->up) &&
+	    (!link_alarm(lk) || !qkm_put_str(&b, QKM_T_ALARM, "qber-above-threshold")) &&
+	    !qkm_frame_end(&b, start) && qkm_link_send(sd->conn, b.p, b.len))
+		log_warnx("link %s: status to %s not queued", lk->cfg.id, lk->cfg.node[sd->idx]);
+	qkm_buf_fini(&b);
+}
+
+static void link_send_status(struct sim_link *lk)
+{
+	side_send_status(&lk->side[0]);
+	side_send_status(&lk->side[1]);
+}
+
+static void sim_on_status(evutil_socket_t fd, short what, void *arg)
+{
+	struct qkm_sim *s = arg;
+	for (size_t i = 0; i < s->n_links; i++)
+		link_send_status(&s->links[i]);
+}
+
+/* ---- node links (Kq-1) ------------------------------------------------- */
+
+static void conn_on_open(struct qkm_link *l, void *arg)
+{
+	struct sim_conn *c = arg;
+	if (strcmp(qkm_link_peer_role(l), "node") != 0) {
+		qkm_link_close(l, QKM_EPERM, "only nodes may subscribe");
+		return;
+	}
+	log_info("node %s connected", qkm_link_peer_name(l));
+	(void)c;
+}
+
+static struct sim_link *sim_find_link(struct qkm_sim *s, const char *id)
+{
+	for (size_t i = 0; i < s->n_links; i++)
+		if (strcmp(s->links[i].cfg.id, id) == 0)
+			return &s->links[i];
+	return NULL;
+}
+
+static void conn_on_frame(struct qkm_link *l, const struct qkm_frame *f, void *arg)
+{
+	struct sim_conn *c = arg;
+	char link[QKM_NAME_MAX], module[QKM_NAME_MAX];
+	if (f->type == QKM_MSG_PING || f->type == QKM_MSG_PONG)
+		return;
+	if (f->type != QKM_MSG_SUBSCRIBE) {
+		qkm_link_send_error(l, f->req, QKM_EPEER, "unexpected message");
+		return;
+	}
+	if (qkm_tlv_str(f->body, f->body_len, QKM_T_LINK, link, sizeof(link), true) ||
+	    qkm_tlv_str(f->body, f->body_len, QKM_T_MODULE, module, sizeof(module), true)) {
+		qkm_link_close(l, QKM_EPEER, "malformed SUBSCRIBE");
+		return;
+	}
+	struct sim_link *lk = sim_find_link(c->sim, link);
+	int idx = -1;
+	for (int i = 0; lk && i < 2; i++)
+		if (strcmp(lk->cfg.module[i], module) == 0 &&
+		    strcmp(lk->cfg.node[i], qkm_link_peer_name(l)) == 0)
+			idx = i;
+	if (idx < 0) {
+		log_warnx("node %s asked for module %s of link %s: not its module",
+			  qkm_link_peer_name(l), module, link);
+		qkm_link_send_error(l, f->req, QKM_EPERM, "no such module for this node");
+		return;
+	}
+	struct sim_side *sd = &lk->side[idx];
+	if (sd->conn && sd->conn != l)
+		qkm_link_close(sd->conn, QKM_EIO, "replaced by a new subscription");
+	sd->conn = l;
+	log_info("node %s subscribed to module %s (%zu bytes buffered)", qkm_link_peer_name(l),
+		 module, sd->backlog);
+	side_send_status(sd);
+	side_drain(sd);
+}
+
+static void conn_on_close(struct qkm_link *l, int err, const char *why, void *arg)
+{
+	struct sim_conn *c = arg;
+	struct qkm_sim *s = c->sim;
+	for (size_t i = 0; i < s->n_links; i++)
+		for (int k = 0; k < 2; k++)
+			if (s->links[i].side[k].conn == l)
+				s->links[i].side[k].conn = NULL;
+	log_info("link from %s closed: %s", qkm_link_peer_name(l)[0] ? qkm_link_peer_name(l) : "?",
+		 why);
+	*c->prevp = c->next;
+	if (c->next)
+		c->next->prevp = c->prevp;
+	free(c);
+}
+
+static const struct qkm_link_cbs conn_cbs = {conn_on_open, conn_on_frame, conn_on_close};
+
+static void sim_on_accept(int fd, void *arg)
+{
+	struct qkm_sim *s = arg;
+	struct sim_conn *c = calloc(1, sizeof(*c));
+	if (!c) {
+		close(fd);
+		return;
+	}
+	c->sim = s;
+	c->l = qkm_link_accept(s->base, s->ctx, s->cfg.name, fd, &conn_cbs, c);
+	if (!c->l) {
+		free(c);
+		return;
+	}
+	c->next = s->conns;
+	if (c->next)
+		c->next->prevp = &c->next;
+	c->prevp = &s->conns;
+	s->conns = c;
+}
+
+/* ---- control socket ---------------------------------------------------- */
+
+static int sim_apply_fault(struct qkm_sim *s, const struct qkm_fault *f, char *msg, size_t n)
+{
+	struct sim_link *lk = sim_find_link(s, f->link);
+	if (!lk) {
+		/* Accept the reversed name too: "B-A" for "A-B". */
+		for (size_t i = 0; i < s->n_links && !lk; i++) {
+			char rev[2 * QKM_NAME_MAX + 2];
+			snprintf(rev, sizeof(rev), "%s-%s", s->links[i].cfg.node[1],
+				 s->links[i].cfg.node[0]);
+			if (strcmp(rev, f->link) == 0)
+				lk = &s->links[i];
+		}
+	}
+	if (!lk) {
+		snprintf(msg, n, "no link named '%s'", f->link);
+		return QKM_ENOTFOUND;
+	}
+	int idx = 1;
+	if (strcmp(f->side, "-") != 0) {
+		if (strcmp(f->side, lk->cfg.node[0]) == 0)
+			idx = 0;
+		else if (strcmp(f->side, lk->cfg.node[1]) != 0) {
+			snprintf(msg, n, "node '%s' is not on link %s", f->side, lk->cfg.id);
+			return QKM_ENOTFOUND;
+		}
+	}
+	switch (f->kind) {
+	case QKM_FAULT_FLIP:
+		lk->side[idx].flip_next += f->flips;
+		snprintf(msg, n, "next QKD-key of %s (node %s) gets %u flipped bits",
+			 lk->cfg.module[idx], lk->cfg.node[idx], f->flips);
+		break;
+	case QKM_FAULT_DROP:
+		lk->side[idx].drop_next++;
+		snprintf(msg, n, "next QKD-key of %s (node %s) will be lost", lk->cfg.module[idx],
+			 lk->cfg.node[idx]);
+		break;
+	case QKM_FAULT_QBER:
+		lk->qber = f->qber;
+		snprintf(msg, n, "link %s QBER %.4f (threshold %.4f)%s", lk->cfg.id, lk->qber,
+			 lk->cfg.qber_threshold, link_alarm(lk) ? ": ALARM, no key produced" : "");
+		break;
+	case QKM_FAULT_DOWN:
+		lk->up = 0;
+		snprintf(msg, n, "link %s down", lk->cfg.id);
+		break;
+	case QKM_FAULT_UP:
+		lk->up = 1;
+		snprintf(msg, n, "link %s up", lk->cfg.id);
+		break;
+	}
+	log_info("fault: %s", msg);
+	link_send_status(lk);
+	return 0;
+}
+
+static void control_on_read(struct bufferevent *bev, void *arg)
+{
+	struct qkm_sim *s = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	char *line;
+	size_t n;
+	while ((line = evbuffer_readln(in, &n, EVBUFFER_EOL_LF)) != NULL) {
+		struct qkm_fault f;
+		char err[200], msg[256];
+		if (qkm_fault_parse(line, &f, err, sizeof(err)) == 0 &&
+		    sim_apply_fault(s, &f, err, sizeof(err)) == 0)
+			snprintf(msg, sizeof(msg), "ok %s\n", err);
+		else
+			snprintf(msg, sizeof(msg), "error: %s\n", err);
+		free(line);
+		bufferevent_write(bev, msg, strlen(msg));
+	}
+	if (evbuffer_get_length(in) > 1024)
+		bufferevent_free(bev);
+}
+
+static void control_on_event(struct bufferevent *bev, short what, void *arg)
+{
+	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
+		bufferevent_free(bev);
+}
+
+static void control_on_accept(struct evconnlistener *ev, evutil_socket_t fd, struct sockaddr *sa,
+			      int salen, void *arg)
+{
+	struct qkm_sim *s = arg;
+	struct bufferevent *bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (!bev) {
+		close(fd);
+		return;
+	}
+	bufferevent_setcb(bev, control_on_read, NULL, control_on_event, s);
+	bufferevent_enable(bev, EV_READ | EV_WRITE);
+}
+
+static struct evconnlistener *control_listen(struct qkm_sim *s)
+{
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	if (strlen(s->cfg.control) >= sizeof(sun.sun_path)) {
+		log_warnx("control socket path too long: %s", s->cfg.control);
+		return NULL;
+	}
+	memcpy(sun.sun_path, s->cfg.control, strlen(s->cfg.control) + 1);
+	unlink(s->cfg.control);
+	mode_t old = umask(077); /* operator only: faults are privileged */
+	struct evconnlistener *ev = evconnlistener_new_bind(
+		s->base, control_on_accept, s, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 16,
+		(struct sockaddr *)&sun, sizeof(sun));
+	umask(old);
+	if (!ev)
+		log_warn("cannot listen on control socket %s", s->cfg.control);
+	return ev;
+}
+
+/* ---- life ------------------------------------------------------------- */
+
+struct qkm_sim *qkm_sim_new(struct event_base *base, const struct qkm_sim_cfg *cfg)
+{
+	struct qkm_sim *s = calloc(1, sizeof(*s));
+	if (!s)
+		return NULL;
+	s->base = base;
+	s->cfg = *cfg;
+	s->n_links = cfg->n_links;
+	s->links = calloc(cfg->n_links ? cfg->n_links : 1, sizeof(*s->links));
+	if (!s->links)
+		goto fail;
+	for (size_t i = 0; i < cfg->n_links; i++) {
+		struct sim_link *lk = &s->links[i];
+		lk->sim = s;
+		lk->cfg = cfg->links[i];
+		lk->up = 1;
+		lk->qber = lk->cfg.qber;
+		for (int k = 0; k < 2; k++) {
+			lk->side[k].link = lk;
+			lk->side[k].idx = k;
+		}
+	}
+	s->ctx = qkm_tls_ctx_new(cfg->tls.ca, cfg->tls.cert, cfg->tls.key, true);
+	if (!s->ctx)
+		goto fail;
+	s->listener = qkm_listener_new(base, cfg->listen, sim_on_accept, s);
+	s->control = control_listen(s);
+	if (!s->listener || !s->control)
+		goto fail;
+	s->tick = event_new(base, -1, EV_PERSIST, sim_on_tick, s);
+	s->status = event_new(base, -1, EV_PERSIST, sim_on_status, s);
+	struct timeval tick = {0, SIM_TICK_MS * 1000}, st = {SIM_STATUS_MS / 1000, 0};
+	if (!s->tick || !s->status)
+		goto fail;
+	s->last_ns = qkm_mono_ns();
+	event_add(s->tick, &tick);
+	event_add(s->status, &st);
+	log_info("simulating %zu link(s); Kq-1 on %s, control %s", s->n_links, cfg->listen,
+		 cfg->control);
+	return s;
+fail:
+	qkm_sim_free(s);
+	return NULL;
+}
+
+void qkm_sim_free(struct qkm_sim *s)
+{
+	if (!s)
+		return;
+	while (s->conns) {
+		struct sim_conn *c = s->conns;
+		s->conns = c->next;
+		qkm_link_free(c->l);
+		free(c);
+	}
+	for (size_t i = 0; s->links && i < s->n_links; i++)
+		for (int k = 0; k < 2; k++)
+			side_clear(&s->links[i].side[k]);
+	if (s->tick)
+		event_free(s->tick);
+	if (s->status)
+		event_free(s->status);
+	if (s->control) {
+		evconnlistener_free(s->control);
+		unlink(s->cfg.control);
+	}
+	qkm_listener_free(s->listener);
+	SSL_CTX_free(s->ctx);
+	free(s->links);
+	free(s);
+}
