@@ -66,7 +66,8 @@ struct qkm_lc_event {
 	char detail[256];
 };
 
-/* Opens (creating if needed) the store at path. 0 or QKM_ESTORE/QKM_EVERSION. */
+/* Opens (creating if needed, mode 0600) the store at path. 0 or
+ * QKM_ESTORE/QKM_EVERSION. A store is used by one thread at a time. */
 int qkm_store_open(const char *path, struct qkm_store **out /* OUT */) QKM_MUST_CHECK;
 /* Closes; NULL is a no-op. Uncommitted work is rolled back. */
 void qkm_store_close(struct qkm_store *st);
@@ -74,11 +75,14 @@ void qkm_store_close(struct qkm_store *st);
 /* Batched transactions: begin, many writes, one durable commit. Nested begin
  * is an error (QKM_ESTATE). */
 int qkm_store_begin(struct qkm_store *st) QKM_MUST_CHECK;
+/* On failure the transaction is rolled back: nothing of it is stored. */
 int qkm_store_commit(struct qkm_store *st) QKM_MUST_CHECK;
 void qkm_store_rollback(struct qkm_store *st);
 
 /* Inserts a block (data required). QKM_EEXIST if (batch_id, first_index)
- * exists. Sets b->rowid. */
+ * exists; QKM_EINVAL if data->len != count * unit_bytes, used >= count, the
+ * batch ID's last 4 bytes are not zero, or a name or enum is invalid. Sets
+ * b->rowid. */
 int qkm_store_block_put(struct qkm_store *st, struct qkm_block *b) QKM_MUST_CHECK;
 /* Sets the state of every block of a batch; QKM_ENOTFOUND if none. */
 int qkm_store_batch_set_state(struct qkm_store *st, const struct qkm_id *batch_id,
@@ -86,17 +90,21 @@ int qkm_store_batch_set_state(struct qkm_store *st, const struct qkm_id *batch_i
 /* Looks a batch up: *state = its blocks' state, or 0 if absent. */
 int qkm_store_batch_state(struct qkm_store *st, const struct qkm_id *batch_id,
 			  enum qkm_block_state *state /* OUT */) QKM_MUST_CHECK;
-/* Deletes every block of a batch (secure_delete overwrites the pages). */
+/* Deletes every block of a batch (secure_delete overwrites the pages);
+ * QKM_ENOTFOUND if none. */
 int qkm_store_batch_delete(struct qkm_store *st, const struct qkm_id *batch_id) QKM_MUST_CHECK;
 /* Marks keys [0, used) of block rowid consumed; data for those keys is
  * overwritten with zeros in the same write, and the block is deleted once
- * used == count. */
+ * used == count. QKM_ENOTFOUND if no such block, QKM_EINVAL if used is below
+ * the block's current used (consumption never goes back) or above count. */
 int qkm_store_block_set_used(struct qkm_store *st, int64_t rowid, uint32_t used) QKM_MUST_CHECK;
 
 /* Calls fn for each block of peer's pool in (created, rowid) order, states
  * filtered by mask (1 << state; 0 = all). with_data: load data into b->data
  * (the callback may take ownership by setting b->data = NULL). fn returns 0 to
- * go on, anything else stops the walk and is returned. */
+ * go on, anything else stops the walk and is returned. fn may call other
+ * qkm_store_* functions but not qkm_store_blocks (QKM_ESTATE); blocks it
+ * changes may be reported as they were when the walk began. */
 typedef int (*qkm_store_block_fn)(struct qkm_block *b, void *arg);
 int qkm_store_blocks(struct qkm_store *st, const char *peer, unsigned state_mask,
 		     bool with_data, qkm_store_block_fn fn, void *arg) QKM_MUST_CHECK;
@@ -108,17 +116,21 @@ int qkm_store_pool_stats(struct qkm_store *st, const char *peer,
 /* Appends a life-cycle record; sets ev->seq; ts_ns 0 means now. Part of the
  * current transaction if one is open. */
 int qkm_store_record(struct qkm_store *st, struct qkm_lc_event *ev) QKM_MUST_CHECK;
-/* Calls fn for records with seq > after_seq, in order, at most limit (0 = all). */
+/* Calls fn for records with seq > after_seq, in order, at most limit (0 = all).
+ * fn must not call qkm_store_records (QKM_ESTATE). */
 typedef int (*qkm_store_record_fn)(const struct qkm_lc_event *ev, void *arg);
 int qkm_store_records(struct qkm_store *st, int64_t after_seq, unsigned limit,
 		      qkm_store_record_fn fn, void *arg) QKM_MUST_CHECK;
 
-/* Persistent per-node counters (acquired_bytes, aborted_batches, ...). */
+/* Persistent per-node counters (acquired_bytes, aborted_batches, ...); a
+ * counter never added to reads as 0. */
 int qkm_store_counter_add(struct qkm_store *st, const char *name, int64_t delta) QKM_MUST_CHECK;
 int qkm_store_counter_get(struct qkm_store *st, const char *name, int64_t *v /* OUT */) QKM_MUST_CHECK;
 
 /* Checkpoints the WAL into the database and truncates the WAL, so deleted key
- * bytes leave it (PRAGMA wal_checkpoint(TRUNCATE)). */
+ * bytes leave it (PRAGMA wal_checkpoint(TRUNCATE)). QKM_EAGAIN if a reader
+ * (another connection) kept it from completing, QKM_ESTATE inside a
+ * transaction. */
 int qkm_store_checkpoint(struct qkm_store *st) QKM_MUST_CHECK;
 
 #endif

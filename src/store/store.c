@@ -1,0 +1,780 @@
+/* store.c - the SQLite key store: schema, durability settings, prepared
+ * statements, block and life-cycle persistence. The only file that calls
+ * sqlite3_*. What a block means (IDs, pools, key types) is the caller's; this
+ * file keeps the bytes durable, and gone once deleted or consumed. */
+#include "store/store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/log.h"
+
+#define STORE_SCHEMA_VERSION 1
+#define STORE_BUSY_MS 5000
+
+/* Key data lives in block_data, apart from the metadata in blocks, so that
+ * qkm_store_block_set_used() rewrites a small row and zeroes only the pages
+ * of the consumed range; were data a column of blocks, every UPDATE of used
+ * would copy and rewrite the whole blob. block_data rows follow their block
+ * through ON DELETE CASCADE (hence foreign_keys=ON). lc is append-only: the
+ * triggers make any UPDATE or DELETE of it fail. */
+static const char store_schema[] =
+	"CREATE TABLE blocks ("
+	" id INTEGER PRIMARY KEY,"
+	" peer TEXT NOT NULL,"
+	" pool_kind INTEGER NOT NULL,"
+	" batch_id BLOB NOT NULL CHECK (length(batch_id) = 16),"
+	" first_index INTEGER NOT NULL,"
+	" count INTEGER NOT NULL CHECK (count > 0),"
+	" unit_bytes INTEGER NOT NULL CHECK (unit_bytes > 0),"
+	" used INTEGER NOT NULL CHECK (used >= 0 AND used < count),"
+	" key_type INTEGER NOT NULL,"
+	" state INTEGER NOT NULL,"
+	" created_ns INTEGER NOT NULL,"
+	" qkd_module_id TEXT NOT NULL,"
+	" matching_qkd_module_id TEXT NOT NULL,"
+	" UNIQUE (batch_id, first_index));"
+	"CREATE INDEX blocks_pool ON blocks (peer, state, created_ns);"
+	"CREATE TABLE block_data ("
+	" id INTEGER PRIMARY KEY REFERENCES blocks (id) ON DELETE CASCADE,"
+	" data BLOB NOT NULL);"
+	"CREATE TABLE lc ("
+	" seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+	" ts_ns INTEGER NOT NULL,"
+	" event TEXT NOT NULL,"
+	" key_kind TEXT NOT NULL,"
+	" key_id TEXT NOT NULL,"
+	" peer TEXT NOT NULL,"
+	" detail TEXT NOT NULL);"
+	"CREATE TRIGGER lc_no_update BEFORE UPDATE ON lc"
+	" BEGIN SELECT RAISE(ABORT, 'lc is append-only'); END;"
+	"CREATE TRIGGER lc_no_delete BEFORE DELETE ON lc"
+	" BEGIN SELECT RAISE(ABORT, 'lc is append-only'); END;"
+	"CREATE TABLE counters ("
+	" name TEXT PRIMARY KEY,"
+	" value INTEGER NOT NULL);"
+	"PRAGMA user_version = 1;";
+
+#define BLOCK_COLS                                                              \
+	"id, peer, pool_kind, batch_id, first_index, count, unit_bytes, used, " \
+	"key_type, state, created_ns, qkd_module_id, matching_qkd_module_id"
+
+/* Every statement qkm runs, prepared once at open. */
+#define STORE_STMTS(X)                                                          \
+	X(BEGIN, "BEGIN IMMEDIATE")                                             \
+	X(COMMIT, "COMMIT")                                                     \
+	X(ROLLBACK, "ROLLBACK")                                                 \
+	X(SAVEPOINT, "SAVEPOINT qkm_op")                                        \
+	X(RELEASE, "RELEASE qkm_op")                                            \
+	X(ROLLBACK_TO, "ROLLBACK TO qkm_op")                                    \
+	X(BLOCK_INSERT,                                                         \
+	  "INSERT INTO blocks (peer, pool_kind, batch_id, first_index, count, " \
+	  "unit_bytes, used, key_type, state, created_ns, qkd_module_id, "      \
+	  "matching_qkd_module_id) "                                            \
+	  "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)")         \
+	X(DATA_INSERT, "INSERT INTO block_data (id, data) VALUES (?1, ?2)")     \
+	X(DATA_GET, "SELECT data FROM block_data WHERE id = ?1")                \
+	X(BATCH_SET_STATE, "UPDATE blocks SET state = ?2 WHERE batch_id = ?1")  \
+	X(BATCH_STATE, "SELECT state FROM blocks WHERE batch_id = ?1 LIMIT 1")  \
+	X(BATCH_DELETE, "DELETE FROM blocks WHERE batch_id = ?1")               \
+	X(BLOCK_USE_GET,                                                        \
+	  "SELECT count, unit_bytes, used FROM blocks WHERE id = ?1")           \
+	X(BLOCK_USE_SET, "UPDATE blocks SET used = ?2 WHERE id = ?1")           \
+	X(BLOCK_DELETE, "DELETE FROM blocks WHERE id = ?1")                     \
+	X(BLOCKS,                                                               \
+	  "SELECT " BLOCK_COLS " FROM blocks WHERE peer = ?1 "                  \
+	  "AND (?2 = 0 OR ((1 << state) & ?2) != 0) ORDER BY created_ns, id")   \
+	X(POOL_STATS,                                                           \
+	  "SELECT "                                                             \
+	  "coalesce(sum(CASE WHEN state = 2 THEN count - used END), 0), "       \
+	  "coalesce(sum(CASE WHEN state = 2 "                                   \
+	  "THEN (count - used) * unit_bytes END), 0), "                         \
+	  "coalesce(sum(CASE WHEN state = 2 AND key_type = 1 "                  \
+	  "THEN (count - used) * unit_bytes END), 0), "                         \
+	  "coalesce(sum(CASE WHEN state = 2 AND key_type = 2 "                  \
+	  "THEN (count - used) * unit_bytes END), 0), "                         \
+	  "coalesce(sum(CASE WHEN state = 1 THEN count END), 0) "               \
+	  "FROM blocks WHERE peer = ?1")                                        \
+	X(LC_INSERT,                                                            \
+	  "INSERT INTO lc (ts_ns, event, key_kind, key_id, peer, detail) "      \
+	  "VALUES (?1, ?2, ?3, ?4, ?5, ?6)")                                    \
+	X(LC_LIST,                                                              \
+	  "SELECT seq, ts_ns, event, key_kind, key_id, peer, detail FROM lc "   \
+	  "WHERE seq > ?1 ORDER BY seq LIMIT ?2")                               \
+	X(COUNTER_ADD,                                                          \
+	  "INSERT INTO counters (name, value) VALUES (?1, ?2) "                 \
+	  "ON CONFLICT (name) DO UPDATE SET value = value + excluded.value")    \
+	X(COUNTER_GET, "SELECT value FROM counters WHERE name = ?1")
+
+enum store_stmt {
+#define STORE_STMT_ENUM(name, sql) ST_##name,
+	STORE_STMTS(STORE_STMT_ENUM)
+#undef STORE_STMT_ENUM
+	ST_N_
+};
+
+static const char *const store_sql[ST_N_] = {
+#define STORE_STMT_SQL(name, sql) sql,
+	STORE_STMTS(STORE_STMT_SQL)
+#undef STORE_STMT_SQL
+};
+
+struct qkm_store {
+	sqlite3 *db;
+	sqlite3_stmt *st[ST_N_];
+};
+
+/* Zeros written over consumed key bytes, a chunk at a time. */
+static const uint8_t store_zeros[16384];
+
+/* Logs SQLite's message (never blob contents) and maps it to QKM_ESTORE. */
+static int store_fail(struct qkm_store *st, const char *what)
+{
+	log_warnx("store: %s: %s (%d)", what, sqlite3_errmsg(st->db),
+		  sqlite3_extended_errcode(st->db));
+	return QKM_ESTORE;
+}
+
+/* Resets a cached statement and drops its bindings: reset ends its read of
+ * the database (a pending statement would hold the WAL against a checkpoint)
+ * and clearing drops SQLITE_STATIC pointers into secrets about to be freed. */
+static void stmt_done(sqlite3_stmt *s)
+{
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+}
+
+/* Runs a cached statement that returns no rows. */
+static int stmt_exec(struct qkm_store *st, enum store_stmt which)
+{
+	int rc = sqlite3_step(st->st[which]);
+	int err = rc == SQLITE_DONE ? 0 : store_fail(st, store_sql[which]);
+	stmt_done(st->st[which]);
+	return err;
+}
+
+static bool in_txn(struct qkm_store *st)
+{
+	return !sqlite3_get_autocommit(st->db);
+}
+
+/* Every multi-statement write runs inside a savepoint: inside the caller's
+ * transaction it nests, outside it is its own durable transaction. */
+static int sp_begin(struct qkm_store *st)
+{
+	return stmt_exec(st, ST_SAVEPOINT);
+}
+
+static int sp_end(struct qkm_store *st, int err)
+{
+	if (err == 0) {
+		err = stmt_exec(st, ST_RELEASE);
+		if (err == 0)
+			return 0;
+	}
+	/* Either may fail if SQLite already rolled everything back (I/O
+	 * error, disk full); then there is nothing left to undo. */
+	(void)sqlite3_step(st->st[ST_ROLLBACK_TO]);
+	stmt_done(st->st[ST_ROLLBACK_TO]);
+	(void)sqlite3_step(st->st[ST_RELEASE]);
+	stmt_done(st->st[ST_RELEASE]);
+	return err;
+}
+
+/* Runs a PRAGMA that answers one value and copies it as text into out. */
+static int pragma_text(struct qkm_store *st, const char *sql, char *out, size_t outsz)
+{
+	sqlite3_stmt *s = NULL;
+	int err = 0;
+	out[0] = '\0';
+	if (sqlite3_prepare_v2(st->db, sql, -1, &s, NULL) != SQLITE_OK) {
+		err = store_fail(st, sql);
+		goto out;
+	}
+	int rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		const unsigned char *t = sqlite3_column_text(s, 0);
+		snprintf(out, outsz, "%s", t ? (const char *)t : "");
+		rc = sqlite3_step(s);
+	}
+	if (rc != SQLITE_DONE)
+		err = store_fail(st, sql);
+out:
+	sqlite3_finalize(s);
+	return err;
+}
+
+/* Copies a text column into a fixed array, truncated and NUL-terminated. */
+static void col_text(sqlite3_stmt *s, int col, char *out, size_t outsz)
+{
+	const unsigned char *t = sqlite3_column_text(s, col);
+	size_t n = t ? (size_t)sqlite3_column_bytes(s, col) : 0;
+	if (n >= outsz)
+		n = outsz - 1;
+	if (n)
+		memcpy(out, t, n);
+	out[n] = '\0';
+}
+
+/* Binds a NUL-terminated string held in a fixed array of size max. */
+static int bind_str(sqlite3_stmt *s, int i, const char *str, size_t max)
+{
+	return sqlite3_bind_text(s, i, str, (int)strnlen(str, max), SQLITE_STATIC);
+}
+
+/* Makes sure a fresh database file is created 0600: key material must not be
+ * readable by others, and SQLite gives the -wal and -shm files the mode of
+ * the database file. */
+static int store_create_file(const char *path)
+{
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		log_warn("store: %s", path);
+		return QKM_ESTORE;
+	}
+	struct stat sb;
+	if (fstat(fd, &sb) == 0 && (sb.st_mode & 077))
+		log_warnx("store: %s is accessible to group or others", path);
+	close(fd);
+	return 0;
+}
+
+/* Checks the schema version, creating the schema in one transaction on a
+ * fresh file. The version is read again under the write lock so that two
+ * processes opening one new file do not both create it. */
+static int store_schema_init(struct qkm_store *st)
+{
+	char v[32], n[32];
+	int err = pragma_text(st, "PRAGMA user_version", v, sizeof(v));
+	if (err)
+		return err;
+	if (strcmp(v, "0") != 0)
+		goto check;
+	if ((err = stmt_exec(st, ST_BEGIN)))
+		return err;
+	if ((err = pragma_text(st, "PRAGMA user_version", v, sizeof(v))))
+		goto out;
+	if (strcmp(v, "0") == 0) {
+		err = pragma_text(st, "SELECT count(*) FROM sqlite_schema", n, sizeof(n));
+		if (err)
+			goto out;
+		if (strcmp(n, "0") != 0) {
+			log_warnx("store: file has tables but no qkm schema version");
+			err = QKM_EVERSION;
+			goto out;
+		}
+		if (sqlite3_exec(st->db, store_schema, NULL, NULL, NULL) != SQLITE_OK) {
+			err = store_fail(st, "create schema");
+			goto out;
+		}
+		snprintf(v, sizeof(v), "%d", STORE_SCHEMA_VERSION);
+	}
+	err = stmt_exec(st, ST_COMMIT);
+out:
+	if (err) {
+		qkm_store_rollback(st);
+		return err;
+	}
+check:
+	if (strcmp(v, "1") != 0) {
+		log_warnx("store: schema version %s, this qkm knows %d", v,
+			  STORE_SCHEMA_VERSION);
+		return QKM_EVERSION;
+	}
+	return 0;
+}
+
+static int stmts_prepare(struct qkm_store *st, int from, int to)
+{
+	for (int i = from; i < to; i++)
+		if (sqlite3_prepare_v3(st->db, store_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
+				       &st->st[i], NULL) != SQLITE_OK)
+			return store_fail(st, store_sql[i]);
+	return 0;
+}
+
+int qkm_store_open(const char *path, struct qkm_store **out)
+{
+	struct qkm_store *st = NULL;
+	char v[32];
+	int err = 0;
+
+	*out = NULL;
+	if (!path || !*path)
+		return QKM_EINVAL;
+	if ((err = store_create_file(path)))
+		return err;
+	st = calloc(1, sizeof(*st));
+	if (!st)
+		return QKM_ENOMEM;
+	/* NOMUTEX: a store is used by one thread at a time (its cached
+	 * statements are not shareable anyway). */
+	int rc = sqlite3_open_v2(path, &st->db,
+				 SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+	if (rc != SQLITE_OK) {
+		err = st->db ? store_fail(st, path) : QKM_ENOMEM;
+		goto out;
+	}
+	sqlite3_extended_result_codes(st->db, 1);
+	sqlite3_busy_timeout(st->db, STORE_BUSY_MS);
+
+	/* page_size first: it only takes effect on a fresh file and is fixed
+	 * once the file is in WAL mode. 64 KiB pages: a 1 MiB block is 17
+	 * overflow pages instead of 257, which cuts the per-page work of
+	 * insert, WAL framing and checkpoint. */
+	static const char *const setup[] = {
+		"PRAGMA page_size = 65536",
+		"PRAGMA synchronous = FULL",
+		"PRAGMA foreign_keys = ON",
+		"PRAGMA temp_store = MEMORY", /* sorts never spill to temp files */
+		"PRAGMA trusted_schema = OFF",
+		"PRAGMA cache_size = -32768", /* 32 MiB: a batch fits unspilled */
+	};
+	for (size_t i = 0; i < sizeof(setup) / sizeof(setup[0]); i++)
+		if ((err = pragma_text(st, setup[i], v, sizeof(v))))
+			goto out;
+	/* These two answer with the mode in force; insist on it, since the
+	 * deletion promise rests on both. */
+	if ((err = pragma_text(st, "PRAGMA journal_mode = WAL", v, sizeof(v))))
+		goto out;
+	if (strcmp(v, "wal") != 0) {
+		log_warnx("store: %s: cannot use WAL (journal_mode %s)", path, v);
+		err = QKM_ESTORE;
+		goto out;
+	}
+	if ((err = pragma_text(st, "PRAGMA secure_delete = ON", v, sizeof(v))))
+		goto out;
+	if (strcmp(v, "1") != 0) {
+		log_warnx("store: %s: cannot enable secure_delete", path);
+		err = QKM_ESTORE;
+		goto out;
+	}
+
+	/* Statements on tables that do not exist yet cannot be prepared:
+	 * transaction control first, the rest once the schema is there. */
+	if ((err = stmts_prepare(st, 0, ST_ROLLBACK_TO + 1)))
+		goto out;
+	if ((err = store_schema_init(st)))
+		goto out;
+	if ((err = stmts_prepare(st, ST_ROLLBACK_TO + 1, ST_N_)))
+		goto out;
+	*out = st;
+	st = NULL;
+out:
+	qkm_store_close(st);
+	return err;
+}
+
+void qkm_store_close(struct qkm_store *st)
+{
+	if (!st)
+		return;
+	if (st->db && in_txn(st))
+		qkm_store_rollback(st);
+	for (int i = 0; i < ST_N_; i++)
+		sqlite3_finalize(st->st[i]);
+	/* The last connection to close checkpoints and removes the WAL. */
+	if (sqlite3_close(st->db) != SQLITE_OK)
+		log_warnx("store: close: %s", sqlite3_errmsg(st->db));
+	free(st);
+}
+
+int qkm_store_begin(struct qkm_store *st)
+{
+	if (in_txn(st))
+		return QKM_ESTATE;
+	return stmt_exec(st, ST_BEGIN);
+}
+
+int qkm_store_commit(struct qkm_store *st)
+{
+	if (!in_txn(st))
+		return QKM_ESTATE;
+	int err = stmt_exec(st, ST_COMMIT);
+	/* A failed commit leaves nothing half-open: the caller treats the
+	 * whole batch as not stored. */
+	if (err)
+		qkm_store_rollback(st);
+	return err;
+}
+
+void qkm_store_rollback(struct qkm_store *st)
+{
+	if (!in_txn(st))
+		return;
+	if (stmt_exec(st, ST_ROLLBACK))
+		log_warnx("store: rollback failed");
+}
+
+/* A batch ID names keys by replacing its last 4 bytes, so they must be 0. */
+static bool batch_id_valid(const struct qkm_id *id)
+{
+	return !(id->b[12] | id->b[13] | id->b[14] | id->b[15]);
+}
+
+static bool opt_name_valid(const char *s)
+{
+	return s[0] == '\0' || qkm_name_valid(s);
+}
+
+int qkm_store_block_put(struct qkm_store *st, struct qkm_block *b)
+{
+	if (!b->data || b->count == 0 || b->unit_bytes == 0 || b->used >= b->count ||
+	    (uint64_t)b->count * b->unit_bytes != b->data->len ||
+	    b->data->len > INT32_MAX || b->first_index > UINT32_MAX - b->count ||
+	    !batch_id_valid(&b->batch_id) || !qkm_name_valid(b->peer) ||
+	    !opt_name_valid(b->qkd_module_id) || !opt_name_valid(b->matching_qkd_module_id) ||
+	    (b->pool_kind != QKM_POOL_LINK && b->pool_kind != QKM_POOL_RELAY) ||
+	    (b->state != QKM_BLOCK_PENDING && b->state != QKM_BLOCK_READY) ||
+	    (unsigned)b->key_type > QKM_KT_DEC)
+		return QKM_EINVAL;
+
+	sqlite3_stmt *s = st->st[ST_BLOCK_INSERT];
+	int64_t rowid;
+	int err = sp_begin(st);
+	if (err)
+		return err;
+	bind_str(s, 1, b->peer, sizeof(b->peer));
+	sqlite3_bind_int(s, 2, (int)b->pool_kind);
+	sqlite3_bind_blob(s, 3, b->batch_id.b, QKM_ID_LEN, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 4, b->first_index);
+	sqlite3_bind_int64(s, 5, b->count);
+	sqlite3_bind_int64(s, 6, b->unit_bytes);
+	sqlite3_bind_int64(s, 7, b->used);
+	sqlite3_bind_int(s, 8, (int)b->key_type);
+	sqlite3_bind_int(s, 9, (int)b->state);
+	sqlite3_bind_int64(s, 10, (int64_t)b->created_ns);
+	bind_str(s, 11, b->qkd_module_id, sizeof(b->qkd_module_id));
+	bind_str(s, 12, b->matching_qkd_module_id, sizeof(b->matching_qkd_module_id));
+	if (sqlite3_step(s) != SQLITE_DONE) {
+		if (sqlite3_extended_errcode(st->db) == SQLITE_CONSTRAINT_UNIQUE)
+			err = QKM_EEXIST;
+		else
+			err = store_fail(st, "insert block");
+		goto out;
+	}
+	rowid = sqlite3_last_insert_rowid(st->db);
+
+	/* The key bytes go from the secure heap straight into SQLite's
+	 * record; no copy of ours to wipe. */
+	s = st->st[ST_DATA_INSERT];
+	sqlite3_bind_int64(s, 1, rowid);
+	sqlite3_bind_blob(s, 2, b->data->p, (int)b->data->len, SQLITE_STATIC);
+	if (sqlite3_step(s) != SQLITE_DONE) {
+		err = store_fail(st, "insert block data");
+		goto out;
+	}
+	b->rowid = rowid;
+out:
+	stmt_done(st->st[ST_BLOCK_INSERT]);
+	stmt_done(st->st[ST_DATA_INSERT]);
+	return sp_end(st, err);
+}
+
+int qkm_store_batch_set_state(struct qkm_store *st, const struct qkm_id *batch_id,
+			      enum qkm_block_state state)
+{
+	if (state != QKM_BLOCK_PENDING && state != QKM_BLOCK_READY)
+		return QKM_EINVAL;
+	sqlite3_stmt *s = st->st[ST_BATCH_SET_STATE];
+	sqlite3_bind_blob(s, 1, batch_id->b, QKM_ID_LEN, SQLITE_STATIC);
+	sqlite3_bind_int(s, 2, (int)state);
+	int err = stmt_exec(st, ST_BATCH_SET_STATE);
+	if (err == 0 && sqlite3_changes(st->db) == 0)
+		err = QKM_ENOTFOUND;
+	return err;
+}
+
+int qkm_store_batch_state(struct qkm_store *st, const struct qkm_id *batch_id,
+			  enum qkm_block_state *state)
+{
+	sqlite3_stmt *s = st->st[ST_BATCH_STATE];
+	int err = 0;
+	*state = 0;
+	sqlite3_bind_blob(s, 1, batch_id->b, QKM_ID_LEN, SQLITE_STATIC);
+	int rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		*state = (enum qkm_block_state)sqlite3_column_int(s, 0);
+	else if (rc != SQLITE_DONE)
+		err = store_fail(st, "batch state");
+	stmt_done(s);
+	return err;
+}
+
+int qkm_store_batch_delete(struct qkm_store *st, const struct qkm_id *batch_id)
+{
+	/* block_data rows go by cascade; secure_delete zeroes their pages. */
+	sqlite3_bind_blob(st->st[ST_BATCH_DELETE], 1, batch_id->b, QKM_ID_LEN, SQLITE_STATIC);
+	int err = stmt_exec(st, ST_BATCH_DELETE);
+	if (err == 0 && sqlite3_changes(st->db) == 0)
+		err = QKM_ENOTFOUND;
+	return err;
+}
+
+/* Overwrites bytes [off, end) of a block's data with zeros, in place: the
+ * pages holding them are rewritten, the rest of the blob is not touched. */
+static int zero_range(struct qkm_store *st, int64_t rowid, int off, int end)
+{
+	sqlite3_blob *bl = NULL;
+	int err = 0;
+	if (sqlite3_blob_open(st->db, "main", "block_data", "data", rowid, 1, &bl) !=
+	    SQLITE_OK) {
+		err = store_fail(st, "open block data");
+		goto out;
+	}
+	while (off < end) {
+		int n = end - off;
+		if (n > (int)sizeof(store_zeros))
+			n = (int)sizeof(store_zeros);
+		if (sqlite3_blob_write(bl, store_zeros, n, off) != SQLITE_OK) {
+			err = store_fail(st, "zero block data");
+			goto out;
+		}
+		off += n;
+	}
+out:
+	sqlite3_blob_close(bl);
+	return err;
+}
+
+int qkm_store_block_set_used(struct qkm_store *st, int64_t rowid, uint32_t used)
+{
+	sqlite3_stmt *s = st->st[ST_BLOCK_USE_GET];
+	int64_t count, unit, old;
+	int err = sp_begin(st);
+	if (err)
+		return err;
+	sqlite3_bind_int64(s, 1, rowid);
+	int rc = sqlite3_step(s);
+	if (rc == SQLITE_DONE) {
+		err = QKM_ENOTFOUND;
+		goto out;
+	}
+	if (rc != SQLITE_ROW) {
+		err = store_fail(st, "block use");
+		goto out;
+	}
+	count = sqlite3_column_int64(s, 0);
+	unit = sqlite3_column_int64(s, 1);
+	old = sqlite3_column_int64(s, 2);
+	stmt_done(s);
+	/* Consumption only grows: a consumed key never becomes usable again. */
+	if (used < old || used > count) {
+		err = QKM_EINVAL;
+		goto out;
+	}
+	if (used == old)
+		goto out;
+	if (used == count) {
+		sqlite3_bind_int64(st->st[ST_BLOCK_DELETE], 1, rowid);
+		err = stmt_exec(st, ST_BLOCK_DELETE);
+		goto out;
+	}
+	/* Update first: an UPDATE of the row would expire an open blob
+	 * handle. Both are in one savepoint, so they land together. */
+	sqlite3_bind_int64(st->st[ST_BLOCK_USE_SET], 1, rowid);
+	sqlite3_bind_int64(st->st[ST_BLOCK_USE_SET], 2, used);
+	if ((err = stmt_exec(st, ST_BLOCK_USE_SET)))
+		goto out;
+	err = zero_range(st, rowid, (int)(old * unit), (int)(used * unit));
+out:
+	stmt_done(s);
+	return sp_end(st, err);
+}
+
+/* Loads a block's data into a fresh secret. */
+static int block_load_data(struct qkm_store *st, struct qkm_block *b)
+{
+	sqlite3_stmt *s = st->st[ST_DATA_GET];
+	int err = 0;
+	sqlite3_bind_int64(s, 1, b->rowid);
+	int rc = sqlite3_step(s);
+	if (rc != SQLITE_ROW) {
+		err = rc == SQLITE_DONE ? QKM_ENOTFOUND : store_fail(st, "read block data");
+		goto out;
+	}
+	const void *p = sqlite3_column_blob(s, 0);
+	size_t len = (size_t)sqlite3_column_bytes(s, 0);
+	if (!p || len != (size_t)b->count * b->unit_bytes) {
+		log_warnx("store: block %lld: data length %zu, expected %zu",
+			  (long long)b->rowid, len, (size_t)b->count * b->unit_bytes);
+		err = QKM_ESTORE;
+		goto out;
+	}
+	if (!(b->data = qkm_secret_dup(p, len)))
+		err = QKM_ENOMEM;
+out:
+	stmt_done(s);
+	return err;
+}
+
+int qkm_store_blocks(struct qkm_store *st, const char *peer, unsigned state_mask,
+		     bool with_data, qkm_store_block_fn fn, void *arg)
+{
+	sqlite3_stmt *s = st->st[ST_BLOCKS];
+	struct qkm_block b;
+	int err = 0, rc;
+
+	/* The cached statement cannot serve a walk nested in its own callback. */
+	if (sqlite3_stmt_busy(s))
+		return QKM_ESTATE;
+	memset(&b, 0, sizeof(b));
+	bind_str(s, 1, peer, QKM_NAME_MAX);
+	sqlite3_bind_int64(s, 2, state_mask);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		memset(&b, 0, sizeof(b));
+		b.rowid = sqlite3_column_int64(s, 0);
+		col_text(s, 1, b.peer, sizeof(b.peer));
+		b.pool_kind = (enum qkm_pool_kind)sqlite3_column_int(s, 2);
+		if (sqlite3_column_bytes(s, 3) == QKM_ID_LEN)
+			memcpy(b.batch_id.b, sqlite3_column_blob(s, 3), QKM_ID_LEN);
+		b.first_index = (uint32_t)sqlite3_column_int64(s, 4);
+		b.count = (uint32_t)sqlite3_column_int64(s, 5);
+		b.unit_bytes = (uint32_t)sqlite3_column_int64(s, 6);
+		b.used = (uint32_t)sqlite3_column_int64(s, 7);
+		b.key_type = (enum qkm_key_type)sqlite3_column_int(s, 8);
+		b.state = (enum qkm_block_state)sqlite3_column_int(s, 9);
+		b.created_ns = (uint64_t)sqlite3_column_int64(s, 10);
+		col_text(s, 11, b.qkd_module_id, sizeof(b.qkd_module_id));
+		col_text(s, 12, b.matching_qkd_module_id, sizeof(b.matching_qkd_module_id));
+		if (with_data) {
+			err = block_load_data(st, &b);
+			/* Deleted by the callback earlier in this walk. */
+			if (err == QKM_ENOTFOUND) {
+				err = 0;
+				continue;
+			}
+			if (err)
+				goto out;
+		}
+		err = fn(&b, arg);
+		qkm_secret_free(b.data);
+		b.data = NULL;
+		if (err)
+			goto out;
+	}
+	if (rc != SQLITE_DONE)
+		err = store_fail(st, "list blocks");
+out:
+	qkm_secret_free(b.data);
+	stmt_done(s);
+	return err;
+}
+
+int qkm_store_pool_stats(struct qkm_store *st, const char *peer, struct qkm_pool_stats *out)
+{
+	sqlite3_stmt *s = st->st[ST_POOL_STATS];
+	int err = 0;
+	memset(out, 0, sizeof(*out));
+	bind_str(s, 1, peer, QKM_NAME_MAX);
+	if (sqlite3_step(s) == SQLITE_ROW) {
+		out->keys = (uint64_t)sqlite3_column_int64(s, 0);
+		out->bytes = (uint64_t)sqlite3_column_int64(s, 1);
+		out->enc_bytes = (uint64_t)sqlite3_column_int64(s, 2);
+		out->dec_bytes = (uint64_t)sqlite3_column_int64(s, 3);
+		out->pending_keys = (uint64_t)sqlite3_column_int64(s, 4);
+	} else {
+		err = store_fail(st, "pool stats");
+	}
+	stmt_done(s);
+	return err;
+}
+
+int qkm_store_record(struct qkm_store *st, struct qkm_lc_event *ev)
+{
+	sqlite3_stmt *s = st->st[ST_LC_INSERT];
+	if (ev->ts_ns == 0)
+		ev->ts_ns = qkm_now_ns();
+	sqlite3_bind_int64(s, 1, (int64_t)ev->ts_ns);
+	bind_str(s, 2, ev->event, sizeof(ev->event));
+	bind_str(s, 3, ev->key_kind, sizeof(ev->key_kind));
+	bind_str(s, 4, ev->key_id, sizeof(ev->key_id));
+	bind_str(s, 5, ev->peer, sizeof(ev->peer));
+	bind_str(s, 6, ev->detail, sizeof(ev->detail));
+	int err = stmt_exec(st, ST_LC_INSERT);
+	if (err == 0)
+		ev->seq = sqlite3_last_insert_rowid(st->db);
+	return err;
+}
+
+int qkm_store_records(struct qkm_store *st, int64_t after_seq, unsigned limit,
+		      qkm_store_record_fn fn, void *arg)
+{
+	sqlite3_stmt *s = st->st[ST_LC_LIST];
+	struct qkm_lc_event ev;
+	int err = 0, rc;
+
+	if (sqlite3_stmt_busy(s))
+		return QKM_ESTATE;
+	sqlite3_bind_int64(s, 1, after_seq);
+	sqlite3_bind_int64(s, 2, limit ? (int64_t)limit : -1);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		memset(&ev, 0, sizeof(ev));
+		ev.seq = sqlite3_column_int64(s, 0);
+		ev.ts_ns = (uint64_t)sqlite3_column_int64(s, 1);
+		col_text(s, 2, ev.event, sizeof(ev.event));
+		col_text(s, 3, ev.key_kind, sizeof(ev.key_kind));
+		col_text(s, 4, ev.key_id, sizeof(ev.key_id));
+		col_text(s, 5, ev.peer, sizeof(ev.peer));
+		col_text(s, 6, ev.detail, sizeof(ev.detail));
+		if ((err = fn(&ev, arg)))
+			goto out;
+	}
+	if (rc != SQLITE_DONE)
+		err = store_fail(st, "list records");
+out:
+	stmt_done(s);
+	return err;
+}
+
+int qkm_store_counter_add(struct qkm_store *st, const char *name, int64_t delta)
+{
+	if (!name || !*name)
+		return QKM_EINVAL;
+	sqlite3_stmt *s = st->st[ST_COUNTER_ADD];
+	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, delta);
+	return stmt_exec(st, ST_COUNTER_ADD);
+}
+
+int qkm_store_counter_get(struct qkm_store *st, const char *name, int64_t *v)
+{
+	sqlite3_stmt *s = st->st[ST_COUNTER_GET];
+	int err = 0;
+	*v = 0;
+	if (!name || !*name)
+		return QKM_EINVAL;
+	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		*v = sqlite3_column_int64(s, 0);
+	else if (rc != SQLITE_DONE)
+		err = store_fail(st, "counter");
+	stmt_done(s);
+	return err;
+}
+
+int qkm_store_checkpoint(struct qkm_store *st)
+{
+	int nlog = 0, nckpt = 0;
+	/* Inside a transaction the WAL cannot be reset: the caller's own
+	 * uncommitted frames are in it. */
+	if (in_txn(st))
+		return QKM_ESTATE;
+	int rc = sqlite3_wal_checkpoint_v2(st->db, "main", SQLITE_CHECKPOINT_TRUNCATE,
+					   &nlog, &nckpt);
+	if (rc == SQLITE_BUSY) {
+		log_warnx("store: checkpoint incomplete (%d of %d frames): readers busy",
+			  nckpt, nlog);
+		return QKM_EAGAIN;
+	}
+	if (rc != SQLITE_OK)
+		return store_fail(st, "checkpoint");
+	return 0;
+}

@@ -1,0 +1,739 @@
+/* test_store.c - the SQLite key store (store/store.c): blocks, pools, batches,
+ * consumption, life-cycle records (R-LC-1), counters, transactions, schema
+ * versioning, and that deleted or consumed key bytes leave the database and
+ * WAL files (R-LC-1 deletion; DESIGN "Store"). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/rand.h>
+
+#include "core/secret.h"
+#include "store/store.h"
+
+struct fx {
+	char dir[PATH_MAX - 64];
+	char path[PATH_MAX - 32];
+	struct qkm_store *st;
+};
+
+static void fx_path(const struct fx *f, const char *suffix, char out[static PATH_MAX])
+{
+	snprintf(out, PATH_MAX, "%s%s", f->path, suffix);
+}
+
+static int setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+	const char *tmp = getenv("QKM_TEST_TMP");
+	if (!f || qkm_secret_heap_init(1 << 22) != 0)
+		return -1;
+	if (!tmp || !*tmp)
+		tmp = "/tmp";
+	if (mkdir(tmp, 0700) != 0 && errno != EEXIST)
+		return -1;
+	snprintf(f->dir, sizeof(f->dir), "%s/store-XXXXXX", tmp);
+	if (!mkdtemp(f->dir))
+		return -1;
+	snprintf(f->path, sizeof(f->path), "%s/keys.db", f->dir);
+	if (qkm_store_open(f->path, &f->st) != 0)
+		return -1;
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fx *f = *state;
+	char p[PATH_MAX];
+	qkm_store_close(f->st);
+	static const char *const suffixes[] = {"", "-wal", "-shm", "-journal"};
+	for (size_t i = 0; i < 4; i++) {
+		fx_path(f, suffixes[i], p);
+		unlink(p);
+	}
+	rmdir(f->dir);
+	free(f);
+	return 0;
+}
+
+static void reopen(struct fx *f)
+{
+	qkm_store_close(f->st);
+	f->st = NULL;
+	assert_int_equal(qkm_store_open(f->path, &f->st), 0);
+}
+
+static struct qkm_id batch(uint8_t tag)
+{
+	struct qkm_id id;
+	memset(&id, 0, sizeof(id));
+	id.b[0] = 0xb1;
+	id.b[1] = tag;
+	return id;
+}
+
+/* A block with data: random bytes, or the caller's pattern if given. */
+static void mkblock(struct qkm_block *b, const char *peer, enum qkm_key_type kt,
+		    enum qkm_block_state state, uint8_t tag, uint32_t first, uint32_t count,
+		    uint32_t unit, uint64_t created, const uint8_t *pattern)
+{
+	memset(b, 0, sizeof(*b));
+	snprintf(b->peer, sizeof(b->peer), "%s", peer);
+	b->pool_kind = QKM_POOL_LINK;
+	b->batch_id = batch(tag);
+	b->first_index = first;
+	b->count = count;
+	b->unit_bytes = unit;
+	b->key_type = kt;
+	b->state = state;
+	b->created_ns = created;
+	snprintf(b->qkd_module_id, sizeof(b->qkd_module_id), "qkd-a1");
+	snprintf(b->matching_qkd_module_id, sizeof(b->matching_qkd_module_id), "qkd-b1");
+	b->data = qkm_secret_new((size_t)count * unit);
+	assert_non_null(b->data);
+	if (pattern)
+		memcpy(b->data->p, pattern, b->data->len);
+	else
+		assert_int_equal(RAND_bytes(b->data->p, (int)b->data->len), 1);
+}
+
+static void put(struct qkm_store *st, struct qkm_block *b)
+{
+	assert_int_equal(qkm_store_block_put(st, b), 0);
+	assert_true(b->rowid > 0);
+}
+
+/* Collects the blocks of a walk, with copies of their data. */
+#define MAXB 16
+struct seen {
+	int n;
+	struct qkm_block b[MAXB];
+	int stop_after; /* return 7 after this many, 0 = never */
+};
+
+static int collect(struct qkm_block *b, void *arg)
+{
+	struct seen *s = arg;
+	assert_true(s->n < MAXB);
+	s->b[s->n] = *b;
+	b->data = NULL; /* take ownership */
+	s->n++;
+	return s->stop_after && s->n == s->stop_after ? 7 : 0;
+}
+
+static void seen_free(struct seen *s)
+{
+	for (int i = 0; i < s->n; i++)
+		qkm_secret_free(s->b[i].data);
+	memset(s, 0, sizeof(*s));
+}
+
+static int walk(struct qkm_store *st, const char *peer, unsigned mask, bool data, struct seen *s)
+{
+	memset(s, 0, sizeof(*s));
+	return qkm_store_blocks(st, peer, mask, data, collect, s);
+}
+
+/* R-LC-1 storage: blocks round-trip with metadata and data, are listed per
+ * pool in creation order, filtered by state, change state per batch, and go
+ * on batch delete. */
+static void test_put_list_state_delete(void **state)
+{
+	struct fx *f = *state;
+	struct qkm_block a, b, c, other;
+	struct seen s;
+	enum qkm_block_state bs;
+
+	mkblock(&a, "node-b", QKM_KT_ENC, QKM_BLOCK_PENDING, 1, 0, 4, 32, 300, NULL);
+	mkblock(&b, "node-b", QKM_KT_DEC, QKM_BLOCK_PENDING, 1, 4, 4, 32, 100, NULL);
+	mkblock(&c, "node-b", QKM_KT_ENC, QKM_BLOCK_READY, 2, 0, 2, 64, 200, NULL);
+	mkblock(&other, "node-c", QKM_KT_ENC, QKM_BLOCK_READY, 3, 0, 2, 64, 50, NULL);
+	put(f->st, &a);
+	put(f->st, &b);
+	put(f->st, &c);
+	put(f->st, &other);
+
+	assert_int_equal(walk(f->st, "node-b", 0, true, &s), 0);
+	assert_int_equal(s.n, 3);
+	/* created order: b (100), c (200), a (300) */
+	assert_int_equal(s.b[0].rowid, b.rowid);
+	assert_int_equal(s.b[1].rowid, c.rowid);
+	assert_int_equal(s.b[2].rowid, a.rowid);
+	assert_string_equal(s.b[2].peer, "node-b");
+	assert_int_equal(s.b[2].pool_kind, QKM_POOL_LINK);
+	assert_true(qkm_id_eq(&s.b[2].batch_id, &a.batch_id));
+	assert_int_equal(s.b[0].first_index, 4);
+	assert_int_equal(s.b[2].count, 4);
+	assert_int_equal(s.b[2].unit_bytes, 32);
+	assert_int_equal(s.b[2].used, 0);
+	assert_int_equal(s.b[2].key_type, QKM_KT_ENC);
+	assert_int_equal(s.b[0].key_type, QKM_KT_DEC);
+	assert_int_equal(s.b[2].state, QKM_BLOCK_PENDING);
+	assert_true(s.b[2].created_ns == 300);
+	assert_string_equal(s.b[2].qkd_module_id, "qkd-a1");
+	assert_string_equal(s.b[2].matching_qkd_module_id, "qkd-b1");
+	assert_int_equal(s.b[2].data->len, 128);
+	assert_memory_equal(s.b[2].data->p, a.data->p, 128);
+	assert_memory_equal(s.b[1].data->p, c.data->p, 128);
+	seen_free(&s);
+
+	/* without data, filtered by state, and a callback that stops the walk */
+	assert_int_equal(walk(f->st, "node-b", 1u << QKM_BLOCK_READY, false, &s), 0);
+	assert_int_equal(s.n, 1);
+	assert_null(s.b[0].data);
+	assert_int_equal(s.b[0].rowid, c.rowid);
+	seen_free(&s);
+	memset(&s, 0, sizeof(s));
+	s.stop_after = 1;
+	assert_int_equal(qkm_store_blocks(f->st, "node-b", 0, true, collect, &s), 7);
+	assert_int_equal(s.n, 1);
+	seen_free(&s);
+
+	/* duplicates and bad blocks are refused, and change nothing */
+	struct qkm_block dup = a;
+	assert_int_equal(qkm_store_block_put(f->st, &dup), QKM_EEXIST);
+	dup.first_index = 100;
+	dup.count = 3; /* 3 * 32 != 128 bytes of data */
+	assert_int_equal(qkm_store_block_put(f->st, &dup), QKM_EINVAL);
+	dup.count = 4;
+	dup.batch_id.b[15] = 1; /* key index bytes of a batch ID must be 0 */
+	assert_int_equal(qkm_store_block_put(f->st, &dup), QKM_EINVAL);
+	dup.batch_id.b[15] = 0;
+	snprintf(dup.peer, sizeof(dup.peer), "bad peer");
+	assert_int_equal(qkm_store_block_put(f->st, &dup), QKM_EINVAL);
+	assert_int_equal(walk(f->st, "node-b", 0, false, &s), 0);
+	assert_int_equal(s.n, 3);
+
+	/* a batch changes state as a whole */
+	assert_int_equal(qkm_store_batch_state(f->st, &a.batch_id, &bs), 0);
+	assert_int_equal(bs, QKM_BLOCK_PENDING);
+	assert_int_equal(qkm_store_batch_set_state(f->st, &a.batch_id, QKM_BLOCK_READY), 0);
+	assert_int_equal(walk(f->st, "node-b", 1u << QKM_BLOCK_READY, false, &s), 0);
+	assert_int_equal(s.n, 3);
+	struct qkm_id none = batch(99);
+	assert_int_equal(qkm_store_batch_set_state(f->st, &none, QKM_BLOCK_READY),
+			 QKM_ENOTFOUND);
+	assert_int_equal(qkm_store_batch_state(f->st, &none, &bs), 0);
+	assert_int_equal(bs, 0);
+
+	/* delete takes every block of the batch, nothing else */
+	assert_int_equal(qkm_store_batch_delete(f->st, &a.batch_id), 0);
+	assert_int_equal(qkm_store_batch_state(f->st, &a.batch_id, &bs), 0);
+	assert_int_equal(bs, 0);
+	assert_int_equal(walk(f->st, "node-b", 0, false, &s), 0);
+	assert_int_equal(s.n, 1);
+	assert_int_equal(s.b[0].rowid, c.rowid);
+	assert_int_equal(qkm_store_batch_delete(f->st, &a.batch_id), QKM_ENOTFOUND);
+	assert_int_equal(walk(f->st, "node-c", 0, false, &s), 0);
+	assert_int_equal(s.n, 1);
+
+	qkm_secret_free(a.data);
+	qkm_secret_free(b.data);
+	qkm_secret_free(c.data);
+	qkm_secret_free(other.data);
+}
+
+/* R-CTL-2 stock per peer: only READY, only unused keys, split by key type;
+ * PENDING counted apart. */
+static void test_pool_stats(void **state)
+{
+	struct fx *f = *state;
+	struct qkm_block b[5];
+	struct qkm_pool_stats ps;
+
+	mkblock(&b[0], "node-b", QKM_KT_ENC, QKM_BLOCK_READY, 1, 0, 10, 32, 1, NULL);
+	mkblock(&b[1], "node-b", QKM_KT_DEC, QKM_BLOCK_READY, 1, 10, 6, 32, 2, NULL);
+	mkblock(&b[2], "node-b", QKM_KT_ENC, QKM_BLOCK_READY, 2, 0, 4, 64, 3, NULL);
+	mkblock(&b[3], "node-b", QKM_KT_ENC, QKM_BLOCK_PENDING, 3, 0, 7, 32, 4, NULL);
+	mkblock(&b[4], "node-c", QKM_KT_DEC, QKM_BLOCK_READY, 4, 0, 5, 32, 5, NULL);
+	for (int i = 0; i < 5; i++)
+		put(f->st, &b[i]);
+	assert_int_equal(qkm_store_block_set_used(f->st, b[0].rowid, 3), 0);
+
+	assert_int_equal(qkm_store_pool_stats(f->st, "node-b", &ps), 0);
+	assert_int_equal(ps.keys, 7 + 6 + 4);
+	assert_int_equal(ps.enc_bytes, 7 * 32 + 4 * 64);
+	assert_int_equal(ps.dec_bytes, 6 * 32);
+	assert_int_equal(ps.bytes, ps.enc_bytes + ps.dec_bytes);
+	assert_int_equal(ps.pending_keys, 7);
+
+	assert_int_equal(qkm_store_pool_stats(f->st, "node-c", &ps), 0);
+	assert_int_equal(ps.keys, 5);
+	assert_int_equal(ps.dec_bytes, 160);
+	assert_int_equal(ps.enc_bytes, 0);
+	assert_int_equal(ps.pending_keys, 0);
+
+	/* pending becomes ready on the pair's commit */
+	assert_int_equal(qkm_store_batch_set_state(f->st, &b[3].batch_id, QKM_BLOCK_READY), 0);
+	assert_int_equal(qkm_store_pool_stats(f->st, "node-b", &ps), 0);
+	assert_int_equal(ps.keys, 7 + 6 + 4 + 7);
+	assert_int_equal(ps.enc_bytes, 7 * 32 + 4 * 64 + 7 * 32);
+	assert_int_equal(ps.pending_keys, 0);
+
+	assert_int_equal(qkm_store_pool_stats(f->st, "node-x", &ps), 0);
+	assert_int_equal(ps.keys, 0);
+	assert_int_equal(ps.bytes, 0);
+	for (int i = 0; i < 5; i++)
+		qkm_secret_free(b[i].data);
+}
+
+/* R-SUP-8 delete-after-supply: consumed keys read back as zeros, the rest
+ * intact; consumption never goes back; the block goes once fully used. */
+static void test_set_used(void **state)
+{
+	struct fx *f = *state;
+	struct qkm_block b;
+	struct qkm_pool_stats ps;
+	struct seen s;
+	uint8_t zero[96] = {0};
+
+	mkblock(&b, "node-b", QKM_KT_ENC, QKM_BLOCK_READY, 1, 0, 8, 32, 1, NULL);
+	put(f->st, &b);
+	assert_int_equal(qkm_store_block_set_used(f->st, b.rowid, 3), 0);
+	assert_int_equal(walk(f->st, "node-b", 0, true, &s), 0);
+	assert_int_equal(s.n, 1);
+	assert_int_equal(s.b[0].used, 3);
+	assert_memory_equal(s.b[0].data->p, zero, 96);
+	assert_memory_equal(s.b[0].data->p + 96, b.data->p + 96, 256 - 96);
+	seen_free(&s);
+
+	assert_int_equal(qkm_store_block_set_used(f->st, b.rowid, 2), QKM_EINVAL);
+	assert_int_equal(qkm_store_block_set_used(f->st, b.rowid, 9), QKM_EINVAL);
+	assert_int_equal(qkm_store_block_set_used(f->st, b.rowid, 3), 0);
+	assert_int_equal(qkm_store_block_set_used(f->st, 424242, 1), QKM_ENOTFOUND);
+
+	assert_int_equal(qkm_store_pool_stats(f->st, "node-b", &ps), 0);
+	assert_int_equal(ps.keys, 5);
+
+	assert_int_equal(qkm_store_block_set_used(f->st, b.rowid, 8), 0);
+	assert_int_equal(walk(f->st, "node-b", 0, false, &s), 0);
+	assert_int_equal(s.n, 0);
+	assert_int_equal(qkm_store_pool_stats(f->st, "node-b", &ps), 0);
+	assert_int_equal(ps.keys, 0);
+	assert_int_equal(qkm_store_block_set_used(f->st, b.rowid, 8), QKM_ENOTFOUND);
+	qkm_secret_free(b.data);
+}
+
+struct recs {
+	int n;
+	struct qkm_lc_event ev[8];
+};
+
+static int rec_collect(const struct qkm_lc_event *ev, void *arg)
+{
+	struct recs *r = arg;
+	assert_true(r->n < 8);
+	r->ev[r->n++] = *ev;
+	return 0;
+}
+
+/* R-LC-1: records are appended in order with increasing seq, read back
+ * exactly, listed after a seq and up to a limit. */
+static void test_records(void **state)
+{
+	struct fx *f = *state;
+	static const char *const events[] = {"received", "formatted", "confirmed", "stored",
+					     "supplied"};
+	struct qkm_lc_event ev[5];
+	struct recs r;
+
+	for (int i = 0; i < 5; i++) {
+		memset(&ev[i], 0, sizeof(ev[i]));
+		ev[i].ts_ns = i == 0 ? 0 : 1000 + (uint64_t)i;
+		snprintf(ev[i].event, sizeof(ev[i].event), "%s", events[i]);
+		snprintf(ev[i].key_kind, sizeof(ev[i].key_kind), "kma");
+		snprintf(ev[i].key_id, sizeof(ev[i].key_id), "b1%030d[0..%d]", i, i + 9);
+		snprintf(ev[i].peer, sizeof(ev[i].peer), "node-b");
+		snprintf(ev[i].detail, sizeof(ev[i].detail), "round %d", i);
+		assert_int_equal(qkm_store_record(f->st, &ev[i]), 0);
+		if (i > 0)
+			assert_true(ev[i].seq > ev[i - 1].seq);
+	}
+	assert_true(ev[0].ts_ns > 0); /* 0 means now */
+
+	memset(&r, 0, sizeof(r));
+	assert_int_equal(qkm_store_records(f->st, 0, 0, rec_collect, &r), 0);
+	assert_int_equal(r.n, 5);
+	for (int i = 0; i < 5; i++) {
+		assert_int_equal(r.ev[i].seq, ev[i].seq);
+		assert_true(r.ev[i].ts_ns == ev[i].ts_ns);
+		assert_string_equal(r.ev[i].event, events[i]);
+		assert_string_equal(r.ev[i].key_kind, "kma");
+		assert_string_equal(r.ev[i].key_id, ev[i].key_id);
+		assert_string_equal(r.ev[i].peer, "node-b");
+		assert_string_equal(r.ev[i].detail, ev[i].detail);
+	}
+
+	memset(&r, 0, sizeof(r));
+	assert_int_equal(qkm_store_records(f->st, ev[2].seq, 0, rec_collect, &r), 0);
+	assert_int_equal(r.n, 2);
+	assert_int_equal(r.ev[0].seq, ev[3].seq);
+	memset(&r, 0, sizeof(r));
+	assert_int_equal(qkm_store_records(f->st, ev[0].seq, 1, rec_collect, &r), 0);
+	assert_int_equal(r.n, 1);
+	assert_int_equal(r.ev[0].seq, ev[1].seq);
+}
+
+static void test_counters(void **state)
+{
+	struct fx *f = *state;
+	int64_t v = -1;
+	assert_int_equal(qkm_store_counter_get(f->st, "acquired_bytes", &v), 0);
+	assert_int_equal(v, 0);
+	assert_int_equal(qkm_store_counter_add(f->st, "acquired_bytes", 4096), 0);
+	assert_int_equal(qkm_store_counter_add(f->st, "acquired_bytes", 1024), 0);
+	assert_int_equal(qkm_store_counter_add(f->st, "aborted_batches", 1), 0);
+	assert_int_equal(qkm_store_counter_add(f->st, "aborted_batches", -1), 0);
+	assert_int_equal(qkm_store_counter_get(f->st, "acquired_bytes", &v), 0);
+	assert_int_equal(v, 5120);
+	assert_int_equal(qkm_store_counter_get(f->st, "aborted_batches", &v), 0);
+	assert_int_equal(v, 0);
+	assert_int_equal(qkm_store_counter_add(f->st, "", 1), QKM_EINVAL);
+}
+
+/* Durability: blocks, states, consumption, records and counters survive a
+ * close and reopen. */
+static void test_reopen_persists(void **state)
+{
+	struct fx *f = *state;
+	struct qkm_block b;
+	struct qkm_lc_event ev = {.ts_ns = 5};
+	struct seen s;
+	struct recs r;
+	int64_t v;
+
+	mkblock(&b, "node-b", QKM_KT_DEC, QKM_BLOCK_PENDING, 1, 0, 16, 32, 1, NULL);
+	assert_int_equal(qkm_store_begin(f->st), 0);
+	put(f->st, &b);
+	snprintf(ev.event, sizeof(ev.event), "stored");
+	snprintf(ev.key_kind, sizeof(ev.key_kind), "kma");
+	assert_int_equal(qkm_store_record(f->st, &ev), 0);
+	assert_int_equal(qkm_store_counter_add(f->st, "acquired_bytes", 512), 0);
+	assert_int_equal(qkm_store_commit(f->st), 0);
+	assert_int_equal(qkm_store_batch_set_state(f->st, &b.batch_id, QKM_BLOCK_READY), 0);
+	assert_int_equal(qkm_store_block_set_used(f->st, b.rowid, 5), 0);
+
+	reopen(f);
+	assert_int_equal(walk(f->st, "node-b", 0, true, &s), 0);
+	assert_int_equal(s.n, 1);
+	assert_int_equal(s.b[0].rowid, b.rowid);
+	assert_int_equal(s.b[0].state, QKM_BLOCK_READY);
+	assert_int_equal(s.b[0].used, 5);
+	assert_int_equal(s.b[0].key_type, QKM_KT_DEC);
+	assert_memory_equal(s.b[0].data->p + 160, b.data->p + 160, 512 - 160);
+	seen_free(&s);
+	memset(&r, 0, sizeof(r));
+	assert_int_equal(qkm_store_records(f->st, 0, 0, rec_collect, &r), 0);
+	assert_int_equal(r.n, 1);
+	assert_string_equal(r.ev[0].event, "stored");
+	assert_int_equal(qkm_store_counter_get(f->st, "acquired_bytes", &v), 0);
+	assert_int_equal(v, 512);
+	qkm_secret_free(b.data);
+}
+
+/* Nothing of a rolled-back transaction remains, nor of one left open at
+ * close; transactions do not nest. */
+static void test_rollback(void **state)
+{
+	struct fx *f = *state;
+	struct qkm_block b, c;
+	struct qkm_lc_event ev = {.ts_ns = 5};
+	struct seen s;
+	struct recs r;
+	int64_t v;
+
+	assert_int_equal(qkm_store_commit(f->st), QKM_ESTATE);
+	mkblock(&b, "node-b", QKM_KT_ENC, QKM_BLOCK_READY, 1, 0, 4, 32, 1, NULL);
+	mkblock(&c, "node-b", QKM_KT_ENC, QKM_BLOCK_READY, 2, 0, 4, 32, 1, NULL);
+	snprintf(ev.event, sizeof(ev.event), "stored");
+
+	assert_int_equal(qkm_store_begin(f->st), 0);
+	assert_int_equal(qkm_store_begin(f->st), QKM_ESTATE);
+	put(f->st, &b);
+	assert_int_equal(qkm_store_block_set_used(f->st, b.rowid, 2), 0);
+	assert_int_equal(qkm_store_record(f->st, &ev), 0);
+	assert_int_equal(qkm_store_counter_add(f->st, "acquired_bytes", 128), 0);
+	assert_int_equal(qkm_store_checkpoint(f->st), QKM_ESTATE);
+	qkm_store_rollback(f->st);
+
+	assert_int_equal(walk(f->st, "node-b", 0, false, &s), 0);
+	assert_int_equal(s.n, 0);
+	memset(&r, 0, sizeof(r));
+	assert_int_equal(qkm_store_records(f->st, 0, 0, rec_collect, &r), 0);
+	assert_int_equal(r.n, 0);
+	assert_int_equal(qkm_store_counter_get(f->st, "acquired_bytes", &v), 0);
+	assert_int_equal(v, 0);
+
+	/* the same block can be stored again afterwards */
+	put(f->st, &b);
+	assert_int_equal(qkm_store_begin(f->st), 0);
+	put(f->st, &c);
+	reopen(f); /* close with the transaction open */
+	assert_int_equal(walk(f->st, "node-b", 0, false, &s), 0);
+	assert_int_equal(s.n, 1);
+	assert_int_equal(s.b[0].rowid, b.rowid);
+	qkm_secret_free(b.data);
+	qkm_secret_free(c.data);
+}
+
+/* A file written by a newer qkm (user_version 2) is refused, not misread. */
+static void test_newer_version_refused(void **state)
+{
+	struct fx *f = *state;
+	qkm_store_close(f->st); /* the last close folds the WAL into the file */
+	f->st = NULL;
+	FILE *fp = fopen(f->path, "r+b");
+	assert_non_null(fp);
+	static const uint8_t v2[4] = {0, 0, 0, 2}; /* header offset 60, big-endian */
+	assert_int_equal(fseek(fp, 60, SEEK_SET), 0);
+	assert_int_equal(fwrite(v2, 1, 4, fp), 4);
+	assert_int_equal(fclose(fp), 0);
+	assert_int_equal(qkm_store_open(f->path, &f->st), QKM_EVERSION);
+	assert_null(f->st);
+}
+
+/* --- secure deletion ------------------------------------------------------ */
+
+#define WIN 32
+
+struct win_index {
+	size_t n;
+	struct win {
+		uint32_t key;
+		uint32_t pos;
+	} *w;
+	const uint8_t *pat;
+};
+
+static uint32_t load32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static int win_cmp(const void *a, const void *b)
+{
+	const struct win *x = a, *y = b;
+	return x->key < y->key ? -1 : x->key > y->key;
+}
+
+/* Indexes every WIN-byte window of pat by its first 4 bytes. */
+static void win_index_init(struct win_index *ix, const uint8_t *pat, size_t len)
+{
+	ix->n = len - WIN + 1;
+	ix->w = calloc(ix->n, sizeof(*ix->w));
+	ix->pat = pat;
+	assert_non_null(ix->w);
+	for (size_t i = 0; i < ix->n; i++) {
+		ix->w[i].key = load32(pat + i);
+		ix->w[i].pos = (uint32_t)i;
+	}
+	qsort(ix->w, ix->n, sizeof(*ix->w), win_cmp);
+}
+
+/* Counts offsets in hay where some WIN-byte window of the pattern starts. */
+static size_t win_count(const struct win_index *ix, const uint8_t *hay, size_t len)
+{
+	size_t hits = 0;
+	for (size_t i = 0; i + WIN <= len; i++) {
+		struct win k = {.key = load32(hay + i)};
+		const struct win *m = bsearch(&k, ix->w, ix->n, sizeof(*ix->w), win_cmp);
+		if (!m)
+			continue;
+		while (m > ix->w && m[-1].key == k.key)
+			m--;
+		for (; m < ix->w + ix->n && m->key == k.key; m++)
+			if (memcmp(hay + i, ix->pat + m->pos, WIN) == 0) {
+				hits++;
+				break;
+			}
+	}
+	return hits;
+}
+
+static uint8_t *slurp(const char *path, size_t *len)
+{
+	FILE *fp = fopen(path, "rb");
+	uint8_t *p = NULL;
+	*len = 0;
+	if (!fp)
+		return NULL;
+	assert_int_equal(fseek(fp, 0, SEEK_END), 0);
+	long n = ftell(fp);
+	assert_true(n >= 0);
+	rewind(fp);
+	p = malloc((size_t)n + 1);
+	assert_non_null(p);
+	assert_int_equal(fread(p, 1, (size_t)n, fp), (size_t)n);
+	fclose(fp);
+	*len = (size_t)n;
+	return p;
+}
+
+/* Windows of pat found in the database file plus its WAL, as bytes on disk. */
+static size_t on_disk(const struct fx *f, const uint8_t *pat, size_t len)
+{
+	struct win_index ix;
+	char p[PATH_MAX];
+	size_t hits = 0, n;
+	win_index_init(&ix, pat, len);
+	static const char *const suffixes[] = {"", "-wal"};
+	for (int i = 0; i < 2; i++) {
+		fx_path(f, suffixes[i], p);
+		uint8_t *buf = slurp(p, &n);
+		if (buf)
+			hits += win_count(&ix, buf, n);
+		free(buf);
+	}
+	free(ix.w);
+	return hits;
+}
+
+static void wal_is_empty(const struct fx *f)
+{
+	char p[PATH_MAX];
+	struct stat sb;
+	fx_path(f, "-wal", p);
+	if (stat(p, &sb) == 0)
+		assert_int_equal(sb.st_size, 0);
+}
+
+static void random_pattern(uint8_t *p, size_t len)
+{
+	assert_int_equal(RAND_bytes(p, (int)len), 1);
+}
+
+/* R-LC-1 deletion / DESIGN "deleted keys are gone from the SQLite file and
+ * WAL": after batch delete + commit + checkpoint, no 32-byte window of the
+ * deleted keys is in either file, while a kept neighbour's keys are. Covers a
+ * block small enough to sit in a shared leaf page and one spilling into
+ * overflow pages. */
+static void test_secure_delete_batch(void **state)
+{
+	struct fx *f = *state;
+	enum { SMALL = 4096, LARGE = 200 * 1024 };
+	uint8_t *small = malloc(SMALL), *large = malloc(LARGE), *kept = malloc(SMALL);
+	struct qkm_block a, b, k;
+
+	assert_non_null(small);
+	assert_non_null(large);
+	assert_non_null(kept);
+	random_pattern(small, SMALL);
+	random_pattern(large, LARGE);
+	random_pattern(kept, SMALL);
+	mkblock(&k, "node-b", QKM_KT_ENC, QKM_BLOCK_READY, 1, 0, SMALL / 32, 32, 1, kept);
+	mkblock(&a, "node-b", QKM_KT_ENC, QKM_BLOCK_READY, 2, 0, SMALL / 32, 32, 2, small);
+	mkblock(&b, "node-b", QKM_KT_ENC, QKM_BLOCK_READY, 2, SMALL / 32, LARGE / 32, 32, 3,
+		large);
+	assert_int_equal(qkm_store_begin(f->st), 0);
+	put(f->st, &k);
+	put(f->st, &a);
+	put(f->st, &b);
+	assert_int_equal(qkm_store_commit(f->st), 0);
+
+	/* sanity: the search finds key bytes that are there */
+	assert_true(on_disk(f, small, SMALL) > 0);
+	assert_true(on_disk(f, large, LARGE) > 0);
+	assert_true(on_disk(f, kept, SMALL) > 0);
+
+	assert_int_equal(qkm_store_begin(f->st), 0);
+	assert_int_equal(qkm_store_batch_delete(f->st, &a.batch_id), 0);
+	assert_int_equal(qkm_store_commit(f->st), 0);
+	assert_int_equal(qkm_store_checkpoint(f->st), 0);
+	wal_is_empty(f);
+
+	assert_int_equal(on_disk(f, small, SMALL), 0);
+	assert_int_equal(on_disk(f, large, LARGE), 0);
+	assert_true(on_disk(f, kept, SMALL) > 0);
+
+	/* and it stays so once the pages are reused by later writes */
+	struct qkm_block n;
+	mkblock(&n, "node-b", QKM_KT_ENC, QKM_BLOCK_READY, 3, 0, 64, 32, 4, NULL);
+	put(f->st, &n);
+	assert_int_equal(qkm_store_checkpoint(f->st), 0);
+	assert_int_equal(on_disk(f, small, SMALL), 0);
+	assert_int_equal(on_disk(f, large, LARGE), 0);
+
+	qkm_secret_free(a.data);
+	qkm_secret_free(b.data);
+	qkm_secret_free(k.data);
+	qkm_secret_free(n.data);
+	free(small);
+	free(large);
+	free(kept);
+}
+
+/* R-SUP-8 delete-after-supply on disk: keys consumed through set_used leave
+ * the files after a checkpoint while the unused tail stays; full use removes
+ * the rest. */
+static void test_secure_delete_used(void **state)
+{
+	struct fx *f = *state;
+	enum { SMALL = 4096, LARGE = 200 * 1024, UNIT = 32 };
+	uint8_t *small = malloc(SMALL), *large = malloc(LARGE);
+	struct qkm_block a, b;
+
+	assert_non_null(small);
+	assert_non_null(large);
+	random_pattern(small, SMALL);
+	random_pattern(large, LARGE);
+	mkblock(&a, "node-b", QKM_KT_ENC, QKM_BLOCK_READY, 1, 0, SMALL / UNIT, UNIT, 1, small);
+	mkblock(&b, "node-b", QKM_KT_ENC, QKM_BLOCK_READY, 2, 0, LARGE / UNIT, UNIT, 2, large);
+	assert_int_equal(qkm_store_begin(f->st), 0);
+	put(f->st, &a);
+	put(f->st, &b);
+	assert_int_equal(qkm_store_commit(f->st), 0);
+	assert_true(on_disk(f, small, SMALL / 2) > 0);
+	assert_true(on_disk(f, large, LARGE / 2) > 0);
+
+	/* half of a, a bit more than half of b (a range not on a page edge) */
+	const size_t bused = 3333;
+	assert_int_equal(qkm_store_begin(f->st), 0);
+	assert_int_equal(qkm_store_block_set_used(f->st, a.rowid, SMALL / UNIT / 2), 0);
+	assert_int_equal(qkm_store_block_set_used(f->st, b.rowid, (uint32_t)bused), 0);
+	assert_int_equal(qkm_store_commit(f->st), 0);
+	assert_int_equal(qkm_store_checkpoint(f->st), 0);
+	wal_is_empty(f);
+	assert_int_equal(on_disk(f, small, SMALL / 2), 0);
+	assert_true(on_disk(f, small + SMALL / 2, SMALL / 2) > 0);
+	assert_int_equal(on_disk(f, large, bused * UNIT), 0);
+	assert_true(on_disk(f, large + bused * UNIT, LARGE - bused * UNIT) > 0);
+
+	assert_int_equal(qkm_store_block_set_used(f->st, a.rowid, SMALL / UNIT), 0);
+	assert_int_equal(qkm_store_block_set_used(f->st, b.rowid, LARGE / UNIT), 0);
+	assert_int_equal(qkm_store_checkpoint(f->st), 0);
+	assert_int_equal(on_disk(f, small, SMALL), 0);
+	assert_int_equal(on_disk(f, large, LARGE), 0);
+
+	qkm_secret_free(a.data);
+	qkm_secret_free(b.data);
+	free(small);
+	free(large);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_put_list_state_delete, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pool_stats, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_set_used, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_records, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_counters, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reopen_persists, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rollback, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_newer_version_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_secure_delete_batch, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_secure_delete_used, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
