@@ -99,4 +99,29 @@ struct qkm_topology {
 	} policy;
 };
 
+/* DIR/network.json, written by `qkm net up` (INTERFACES.md). */
+struct qkm_network {
+	char dir[PATH_MAX];
+	char ca[PATH_MAX];
+	char admin_cert[PATH_MAX], admin_key[PATH_MAX];
+	size_t n_nodes;
+	struct {
+		char id[QKM_NAME_MAX];
+		char etsi014[QKM_ADDR_MAX + 16]; /* https URL, "" for relay-only */
+		char admin[QKM_ADDR_MAX + 16];
+		char config[PATH_MAX];
+		char log[PATH_MAX];
+		int pid;
+	} nodes[QKM_MAX_NODES];
+	size_t n_saes;
+	struct {
+		char id[QKM_NAME_MAX], node[QKM_NAME_MAX];
+		char cert[PATH_MAX], key[PATH_MAX];
+	} saes[QKM_MAX_SAES];
+	char sim_control[PATH_MAX];
+	char sim_config[PATH_MAX];
+	char sim_log[PATH_MAX];
+	int sim_pid;
+};
+
 #endif

@@ -121,6 +121,14 @@ static void record(struct qkm_acq *a, const char *event, const char *kind, const
 		log_warnx("link %s: could not record %s of %s", a->cfg.link, event, key_id);
 }
 
+/* Counts an aborted round, in memory and in the store's counters. */
+static void count_abort(struct qkm_acq *a)
+{
+	a->stats.aborted_batches++;
+	if (qkm_store_counter_add(a->st, "aborted_batches", 1))
+		log_warnx("link %s: could not count an aborted round", a->cfg.link);
+}
+
 /* Discards buffered files that arrived before `before` (arrival seq) and
  * that no round referenced: the other side never had them. */
 static void buf_discard_older(struct qkm_acq *a, uint64_t before, const char *why)
@@ -220,7 +228,7 @@ static void rounds_clear(struct qkm_acq *a, const char *why)
 		char hex[33];
 		qkm_id_hex(&r->batch, hex);
 		if (a->leader) {
-			a->stats.aborted_batches++;
+			count_abort(a);
 			record(a, "aborted", "kma", hex, "round of %u QKD-key(s) abandoned: %s",
 			       r->n_ids, why);
 		}
@@ -394,7 +402,7 @@ out:
 	if (r && r->n_ids) {
 		char hex[33];
 		qkm_id_hex(&r->batch, hex);
-		a->stats.aborted_batches++;
+		count_abort(a);
 		record(a, "aborted", "kma", hex, "round of %u QKD-key(s) not started: %s", r->n_ids,
 		       qkm_strerror(rc));
 	}
@@ -428,7 +436,7 @@ static int leader_on_prepared(struct qkm_acq *a, const struct qkm_id *batch, uin
 	if (rc) {
 		/* Not stored here: the follower's PENDING copy must go too. */
 		log_warnx("link %s: round %s not stored: %s", a->cfg.link, hex, qkm_strerror(rc));
-		a->stats.aborted_batches++;
+		count_abort(a);
 		if (send_batch_msg(a, QKM_MSG_ACQ_ABORT, 0, batch, "leader could not store"))
 			log_warnx("link %s: abort of %s not sent; reconciliation settles it",
 				  a->cfg.link, hex);
@@ -581,7 +589,7 @@ abort:
 			buf_remove(a, ents[i]);
 	if (min_seq != UINT64_MAX)
 		buf_discard_older(a, min_seq, "never received by the leader");
-	a->stats.aborted_batches++;
+	count_abort(a);
 	record(a, "aborted", "kma", hex, "round of %u QKD-key(s): %s", r->n_ids, why);
 	log_warnx("link %s: round %s aborted: %s", a->cfg.link, hex, why);
 	if (send_batch_msg(a, QKM_MSG_ACQ_ABORT, r->req, &r->batch, why))
@@ -613,8 +621,9 @@ static int follower_on_commit(struct qkm_acq *a, const struct qkm_id *batch)
 {
 	char hex[33];
 	enum qkm_block_state st;
+	uint64_t bytes;
 	qkm_id_hex(batch, hex);
-	int rc = qkm_store_batch_state(a->st, batch, &st);
+	int rc = qkm_store_batch_info(a->st, batch, &st, &bytes);
 	if (rc)
 		return rc;
 	if (st != QKM_BLOCK_PENDING)
@@ -624,6 +633,10 @@ static int follower_on_commit(struct qkm_acq *a, const struct qkm_id *batch)
 	rc = qkm_store_batch_set_state(a->st, batch, QKM_BLOCK_READY);
 	if (!rc)
 		record(a, "confirmed", "kma", hex, "ready: committed by %s", a->cfg.peer);
+	if (!rc)
+		rc = qkm_store_counter_add(a->st, "acquired_bytes", (int64_t)bytes);
+	if (!rc)
+		a->stats.acquired_bytes += bytes;
 	if (!rc)
 		rc = qkm_store_commit(a->st);
 	else
@@ -658,7 +671,7 @@ static int follower_on_abort(struct qkm_acq *a, const struct qkm_id *batch, cons
 		if (st == QKM_BLOCK_PENDING && (rc = qkm_store_batch_delete(a->st, batch)))
 			return rc;
 	}
-	a->stats.aborted_batches++;
+	count_abort(a);
 	record(a, "aborted", "kma", hex, "aborted by %s: %s", a->cfg.peer, why);
 	return 0;
 }
@@ -773,6 +786,7 @@ static int follower_on_reconcile_ack(struct qkm_acq *a, const struct qkm_frame *
 		struct qkm_id id;
 		uint8_t st;
 		enum qkm_block_state mine;
+		uint64_t bytes;
 		char hex[33];
 		if (qkm_tlv_check(v, vl) || qkm_tlv_id(v, vl, QKM_T_BATCH, &id) ||
 		    qkm_tlv_u8(v, vl, QKM_T_STATE, &st)) {
@@ -780,15 +794,19 @@ static int follower_on_reconcile_ack(struct qkm_acq *a, const struct qkm_frame *
 			break;
 		}
 		qkm_id_hex(&id, hex);
-		if ((rc = qkm_store_batch_state(a->st, &id, &mine)) || mine != QKM_BLOCK_PENDING)
+		if ((rc = qkm_store_batch_info(a->st, &id, &mine, &bytes)) ||
+		    mine != QKM_BLOCK_PENDING)
 			continue;
 		if (st == QKM_BLOCK_READY) {
 			rc = qkm_store_batch_set_state(a->st, &id, QKM_BLOCK_READY);
+			if (!rc)
+				rc = qkm_store_counter_add(a->st, "acquired_bytes", (int64_t)bytes);
+			a->stats.acquired_bytes += bytes;
 			record(a, "confirmed", "kma", hex, "ready: leader %s holds it (reconciled)",
 			       a->cfg.peer);
 		} else {
 			rc = qkm_store_batch_delete(a->st, &id);
-			a->stats.aborted_batches++;
+			count_abort(a);
 			record(a, "aborted", "kma", hex, "deleted: leader %s does not hold it (reconciled)",
 			       a->cfg.peer);
 		}
@@ -1074,13 +1092,13 @@ int qkm_acq_on_frame(struct qkm_acq *a, const struct qkm_frame *f, uint64_t now_
 			if (!r)
 				return 0; /* already settled (e.g. we sent ABORT too) */
 			qkm_id_hex(&batch, hex);
-			a->stats.aborted_batches++;
+			count_abort(a);
 			record(a, "aborted", "kma", hex, "round of %u QKD-key(s) aborted by %s: %s",
 			       r->n_ids, a->cfg.peer, msg);
 			log_warnx("link %s: round %s aborted by %s: %s", a->cfg.link, hex,
 				  a->cfg.peer, msg);
 			round_free(r);
-			return qkm_store_counter_add(a->st, "aborted_batches", 1);
+			return 0;
 		}
 		return follower_on_abort(a, &batch, msg);
 	case QKM_MSG_ACQ_COMMIT:

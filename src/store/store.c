@@ -81,7 +81,8 @@ static const char store_schema[] =
 	X(DATA_INSERT, "INSERT INTO block_data (id, data) VALUES (?1, ?2)")     \
 	X(DATA_GET, "SELECT data FROM block_data WHERE id = ?1")                \
 	X(BATCH_SET_STATE, "UPDATE blocks SET state = ?2 WHERE batch_id = ?1")  \
-	X(BATCH_STATE, "SELECT state FROM blocks WHERE batch_id = ?1 LIMIT 1")  \
+	X(BATCH_STATE, "SELECT min(state), sum(count * unit_bytes) FROM blocks "  \
+	  "WHERE batch_id = ?1 HAVING count(*) > 0")                            \
 	X(BATCH_DELETE, "DELETE FROM blocks WHERE batch_id = ?1")               \
 	X(BLOCK_USE_GET,                                                        \
 	  "SELECT count, unit_bytes, used FROM blocks WHERE id = ?1")           \
@@ -494,13 +495,23 @@ int qkm_store_batch_set_state(struct qkm_store *st, const struct qkm_id *batch_i
 int qkm_store_batch_state(struct qkm_store *st, const struct qkm_id *batch_id,
 			  enum qkm_block_state *state)
 {
+	uint64_t bytes;
+	return qkm_store_batch_info(st, batch_id, state, &bytes);
+}
+
+int qkm_store_batch_info(struct qkm_store *st, const struct qkm_id *batch_id,
+			 enum qkm_block_state *state, uint64_t *bytes)
+{
 	sqlite3_stmt *s = st->st[ST_BATCH_STATE];
 	int err = 0;
 	*state = 0;
+	*bytes = 0;
 	sqlite3_bind_blob(s, 1, batch_id->b, QKM_ID_LEN, SQLITE_STATIC);
 	int rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW)
+	if (rc == SQLITE_ROW) {
 		*state = (enum qkm_block_state)sqlite3_column_int(s, 0);
+		*bytes = (uint64_t)sqlite3_column_int64(s, 1);
+	}
 	else if (rc != SQLITE_DONE)
 		err = store_fail(st, "batch state");
 	stmt_done(s);

@@ -90,6 +90,9 @@ int qkm_store_batch_set_state(struct qkm_store *st, const struct qkm_id *batch_i
 /* Looks a batch up: *state = its blocks' state, or 0 if absent. */
 int qkm_store_batch_state(struct qkm_store *st, const struct qkm_id *batch_id,
 			  enum qkm_block_state *state /* OUT */) QKM_MUST_CHECK;
+/* Same, and *bytes = the key bytes of all its blocks (0 if absent). */
+int qkm_store_batch_info(struct qkm_store *st, const struct qkm_id *batch_id,
+			 enum qkm_block_state *state /* OUT */, uint64_t *bytes /* OUT */) QKM_MUST_CHECK;
 /* Deletes every block of a batch (secure_delete overwrites the pages);
  * QKM_ENOTFOUND if none. */
 int qkm_store_batch_delete(struct qkm_store *st, const struct qkm_id *batch_id) QKM_MUST_CHECK;

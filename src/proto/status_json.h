@@ -1,0 +1,63 @@
+/* status_json.h - JSON of what operators see: a node's status (admin API),
+ * a pair-check result, the network file DIR/network.json, and the merged
+ * `qkm ctl status` document and table (INTERFACES.md). */
+#ifndef QKM_PROTO_STATUS_JSON_H
+#define QKM_PROTO_STATUS_JSON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/config.h"
+#include "core/err.h"
+
+struct qkm_status_pool {
+	char peer[QKM_NAME_MAX];
+	const char *kind;              /* "link" | "relay" */
+	uint64_t keys, bytes, enc_bytes, dec_bytes, pending_keys;
+};
+
+struct qkm_status_link {
+	char link[QKM_NAME_MAX], peer[QKM_NAME_MAX], module[QKM_NAME_MAX];
+	bool leader, kx_up, reconciled, module_up;
+	double qber;
+	uint64_t rate_bps;
+	char alarm[64];
+	uint64_t buffered_bytes;
+	uint32_t in_flight;
+};
+
+struct qkm_node_status {
+	char id[QKM_NAME_MAX];
+	bool ready;
+	size_t n_pools;
+	struct qkm_status_pool pools[QKM_MAX_LINKS];
+	int64_t acquired_bytes, aborted_batches, supplied_keys, relayed_bytes;
+	size_t n_links;
+	struct qkm_status_link links[QKM_MAX_LINKS];
+};
+
+/* Each returns a malloc'd NUL-terminated JSON text, or NULL (out of memory). */
+char *qkm_status_to_json(const struct qkm_node_status *s);
+char *qkm_paircheck_to_json(const char *node, const char *peer, uint32_t matches,
+			    uint32_t mismatches, uint32_t in_flight, uint32_t only_node,
+			    uint32_t only_peer, const char *detail);
+char *qkm_error_json(const char *message);
+
+/* Network file. load: 0, QKM_EIO or QKM_ECONFIG with a message in err. */
+int qkm_network_save(const char *path, const struct qkm_network *n) QKM_MUST_CHECK;
+int qkm_network_load(const char *path, struct qkm_network *n /* OUT */, char *err,
+		     size_t errsz) QKM_MUST_CHECK;
+
+/* `qkm ctl status`: merges per-node status texts (NULL = unreachable) into
+ * the INTERFACES.md document. *consistent is false when the two ends of a
+ * link report different stock (a snapshot taken mid-commit; the caller may
+ * retry). Returns malloc'd JSON, and a malloc'd aligned table in *table. */
+char *qkm_status_merge(size_t n, const char *const *ids, const char *const *texts,
+		       bool *consistent /* OUT */, char **table /* OUT */);
+
+/* Reads the pair-check document back: 0, or QKM_EFORMAT. */
+int qkm_paircheck_parse(const char *json, uint32_t *matches, uint32_t *mismatches,
+			uint32_t *in_flight, char *detail, size_t detailsz) QKM_MUST_CHECK;
+
+#endif
