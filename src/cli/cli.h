@@ -3,5 +3,9 @@
 #define QKM_CLI_CLI_H
 
 int cli_version(int argc, char **argv);
+int cli_node(int argc, char **argv);
+int cli_sim(int argc, char **argv);
+int cli_net(int argc, char **argv);
+int cli_ctl(int argc, char **argv);
 
 #endif

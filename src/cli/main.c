@@ -9,6 +9,10 @@ static const struct {
 	int (*fn)(int argc, char **argv);
 	const char *help;
 } cmds[] = {
+	{"node", cli_node, "run the key manager of one QKD node"},
+	{"sim", cli_sim, "run the quantum-layer simulator, or inject a fault"},
+	{"net", cli_net, "start or stop a whole local QKD network"},
+	{"ctl", cli_ctl, "operator commands: status, pair-check"},
 	{"version", cli_version, "print the version"},
 };
 

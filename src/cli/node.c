@@ -1,0 +1,262 @@
+/* node.c - `qkm node -c FILE [--check]`: one node's key manager (KMA, and
+ * later KSA) in one process (R-EL-1), with its admin API over HTTPS. */
+#include "cli/cli.h"
+#include "core/log.h"
+#include "core/secret.h"
+#include "kma/kma.h"
+#include "net/http.h"
+#include "net/tls.h"
+#include "proto/config_json.h"
+#include "proto/status_json.h"
+#include "store/store.h"
+
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct node {
+	struct event_base *base;
+	struct qkm_node_cfg cfg;
+	struct qkm_store *st;
+	SSL_CTX *sctx, *cctx;
+	struct qkm_kma *kma;
+	struct qkm_http_server *admin;
+};
+
+static void node_status(struct node *n, struct qkm_node_status *s)
+{
+	memset(s, 0, sizeof(*s));
+	snprintf(s->id, sizeof(s->id), "%s", n->cfg.id);
+	s->ready = true;
+	size_t nl = qkm_kma_n_links(n->kma);
+	for (size_t i = 0; i < nl && i < QKM_MAX_LINKS; i++) {
+		struct qkm_kma_link_status ls;
+		struct qkm_pool_stats ps;
+		qkm_kma_link_status(n->kma, i, &ls);
+		struct qkm_status_link *l = &s->links[s->n_links++];
+		snprintf(l->link, sizeof(l->link), "%s", ls.link);
+		snprintf(l->peer, sizeof(l->peer), "%s", ls.peer);
+		snprintf(l->module, sizeof(l->module), "%s", ls.module);
+		l->leader = ls.leader;
+		l->kx_up = ls.kx_up;
+		l->reconciled = ls.reconciled;
+		l->module_up = ls.module_up;
+		l->qber = ls.qber_ppm / 1e6;
+		l->rate_bps = ls.rate_bps;
+		snprintf(l->alarm, sizeof(l->alarm), "%s", ls.alarm);
+		l->buffered_bytes = ls.acq.buffered_bytes;
+		l->in_flight = ls.acq.in_flight;
+		struct qkm_status_pool *p = &s->pools[s->n_pools++];
+		snprintf(p->peer, sizeof(p->peer), "%s", ls.peer);
+		p->kind = "link";
+		if (qkm_store_pool_stats(n->st, ls.peer, &ps) == 0) {
+			p->keys = ps.keys;
+			p->bytes = ps.bytes;
+			p->enc_bytes = ps.enc_bytes;
+			p->dec_bytes = ps.dec_bytes;
+			p->pending_keys = ps.pending_keys;
+		}
+	}
+	if (qkm_store_counter_get(n->st, "acquired_bytes", &s->acquired_bytes) ||
+	    qkm_store_counter_get(n->st, "aborted_batches", &s->aborted_batches) ||
+	    qkm_store_counter_get(n->st, "supplied_keys", &s->supplied_keys) ||
+	    qkm_store_counter_get(n->st, "relayed_bytes", &s->relayed_bytes))
+		log_warnx("status: counters unavailable");
+}
+
+static void reply_owned(struct evhttp_request *req, int code, char *json)
+{
+	if (json)
+		qkm_http_reply_json(req, code, json);
+	else
+		qkm_http_reply_error(req, 500, "out of memory");
+	free(json);
+}
+
+struct pc_req {
+	struct node *n;
+	struct evhttp_request *req;
+	char peer[QKM_NAME_MAX];
+};
+
+static void on_paircheck_done(const struct qkm_paircheck_result *r, int err, void *arg)
+{
+	struct pc_req *p = arg;
+	if (err) {
+		char msg[200];
+		snprintf(msg, sizeof(msg), "pair-check with %s failed: %s", p->peer,
+			 err == QKM_ENOTFOUND ? "no QKD link to that node"
+			 : err == QKM_ESTATE  ? "Kx link to that node is down"
+					      : qkm_strerror(err));
+		qkm_http_reply_error(p->req, err == QKM_ENOTFOUND ? 404 : 503, msg);
+	} else {
+		log_info("pair-check with %s: %u match, %u differ, %u only here, %u only there, %u in flight",
+			 p->peer, r->matches, r->mismatches, r->only_sender, r->only_receiver,
+			 r->in_flight);
+		reply_owned(p->req, 200,
+			    qkm_paircheck_to_json(p->n->cfg.id, p->peer, r->matches, r->mismatches,
+						  r->in_flight, r->only_sender, r->only_receiver,
+						  r->detail));
+	}
+	free(p);
+}
+
+static void admin_handle(struct evhttp_request *req, const char *role, const char *name, void *arg)
+{
+	struct node *n = arg;
+	if (strcmp(role, "admin") != 0) {
+		qkm_http_reply_error(req, 403, "the admin API is for operators (admin certificate)");
+		return;
+	}
+	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+	const char *path = evhttp_uri_get_path(uri);
+	if (path && strcmp(path, "/status") == 0) {
+		struct qkm_node_status *s = malloc(sizeof(*s));
+		if (!s) {
+			qkm_http_reply_error(req, 500, "out of memory");
+			return;
+		}
+		node_status(n, s);
+		reply_owned(req, 200, qkm_status_to_json(s));
+		free(s);
+		return;
+	}
+	if (path && strcmp(path, "/pair-check") == 0) {
+		struct evkeyvalq q;
+		const char *peer = NULL;
+		const char *query = evhttp_uri_get_query(uri);
+		if (query && evhttp_parse_query_str(query, &q) == 0)
+			peer = evhttp_find_header(&q, "peer");
+		else
+			TAILQ_INIT(&q);
+		if (!peer || !qkm_name_valid(peer)) {
+			qkm_http_reply_error(req, 400, "pair-check needs ?peer=NODE");
+			evhttp_clear_headers(&q);
+			return;
+		}
+		struct pc_req *p = calloc(1, sizeof(*p));
+		if (!p) {
+			evhttp_clear_headers(&q);
+			qkm_http_reply_error(req, 500, "out of memory");
+			return;
+		}
+		p->n = n;
+		p->req = req;
+		snprintf(p->peer, sizeof(p->peer), "%s", peer);
+		evhttp_clear_headers(&q);
+		qkm_kma_paircheck(n->kma, p->peer, on_paircheck_done, p);
+		return;
+	}
+	qkm_http_reply_error(req, 404, "no such admin resource (try /status or /pair-check?peer=NODE)");
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	struct node *n = arg;
+	log_info("signal %d: stopping", (int)sig);
+	event_base_loopexit(n->base, NULL);
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: qkm node -c FILE [--check]\n"
+		   "  Runs the key manager of one QKD node (see qkm-node(1)).\n"
+		   "  -c FILE   node configuration (JSON; see docs/config.md)\n"
+		   "  --check   validate the configuration and exit\n");
+}
+
+int cli_node(int argc, char **argv)
+{
+	const char *path = NULL;
+	int check = 0, rc = 1;
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "-c") == 0 && i + 1 < argc)
+			path = argv[++i];
+		else if (strcmp(argv[i], "--check") == 0)
+			check = 1;
+		else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			usage(stdout);
+			return 0;
+		} else {
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (!path) {
+		usage(stderr);
+		return 2;
+	}
+	struct node *n = calloc(1, sizeof(*n));
+	char err[512];
+	if (!n)
+		return 1;
+	if (qkm_node_cfg_load(path, &n->cfg, err, sizeof(err))) {
+		fprintf(stderr, "qkm node: %s\n", err);
+		free(n);
+		return 2;
+	}
+	if (check) {
+		printf("%s: ok (node %s, %zu link(s))\n", path, n->cfg.id, n->cfg.n_links);
+		free(n);
+		return 0;
+	}
+	enum qkm_log_level lvl = QKM_LOG_INFO;
+	if (qkm_log_level_parse(n->cfg.log_level, &lvl))
+		lvl = QKM_LOG_INFO;
+	char logname[QKM_NAME_MAX + 8];
+	snprintf(logname, sizeof(logname), "node %s", n->cfg.id);
+	qkm_log_init(logname, lvl);
+	signal(SIGPIPE, SIG_IGN);
+	if (qkm_secret_heap_init(256u << 20))
+		fatalx("cannot lock 256 MiB of memory for key material; run as root or raise "
+		       "the memlock limit (ulimit -l)");
+	struct event *sigs[2] = {NULL, NULL};
+	n->base = event_base_new();
+	if (!n->base)
+		fatalx("cannot create event loop");
+	int src = qkm_store_open(n->cfg.db, &n->st);
+	if (src) {
+		log_error("cannot open key store %s: %s", n->cfg.db, qkm_strerror(src));
+		goto out;
+	}
+	n->sctx = qkm_tls_ctx_new(n->cfg.tls.ca, n->cfg.tls.cert, n->cfg.tls.key, true);
+	n->cctx = qkm_tls_ctx_new(n->cfg.tls.ca, n->cfg.tls.cert, n->cfg.tls.key, false);
+	if (!n->sctx || !n->cctx)
+		goto out;
+	n->kma = qkm_kma_new(n->base, &n->cfg, n->st, n->sctx, n->cctx);
+	if (!n->kma)
+		goto out;
+	n->admin = qkm_http_server_new(n->base, n->sctx, n->cfg.admin_listen, 4096, admin_handle, n);
+	if (!n->admin)
+		goto out;
+	sigs[0] = evsignal_new(n->base, SIGTERM, on_signal, n);
+	sigs[1] = evsignal_new(n->base, SIGINT, on_signal, n);
+	if (!sigs[0] || !sigs[1])
+		goto out;
+	event_add(sigs[0], NULL);
+	event_add(sigs[1], NULL);
+	log_info("node %s up: Kx %s, admin %s, %zu QKD link(s)", n->cfg.id, n->cfg.kx_listen,
+		 n->cfg.admin_listen, n->cfg.n_links);
+	event_base_dispatch(n->base);
+	rc = 0;
+out:
+	for (int i = 0; i < 2; i++)
+		if (sigs[i])
+			event_free(sigs[i]);
+	qkm_http_server_free(n->admin);
+	qkm_kma_free(n->kma);
+	if (n->st && qkm_store_checkpoint(n->st))
+		log_warnx("final checkpoint did not complete");
+	qkm_store_close(n->st);
+	SSL_CTX_free(n->sctx);
+	SSL_CTX_free(n->cctx);
+	if (n->base)
+		event_base_free(n->base);
+	free(n);
+	if (rc == 0)
+		log_info("stopped");
+	return rc;
+}
