@@ -95,18 +95,78 @@ void qkm_keyfile_fini(struct qkm_keyfile *kf);
 
 /* Appends the binary encoding of kf to out (which should be a secure buffer
  * when kf carries data). Returns 0, QKM_EINVAL if a mandatory field is
- * missing or a name is invalid, or the buffer's error. */
+ * missing or a name is invalid, or the buffer's error. Validation is
+ * qkm_keyfile_check()'s, so QKM_EMISMATCH (hash_value is not the SHA-256 of
+ * the data) and QKM_ECRYPTO are possible too. On error out is as it was. */
 int qkm_keyfile_encode(const struct qkm_keyfile *kf, struct qkm_buf *out) QKM_MUST_CHECK;
 
-/* Decodes exactly len bytes into kf (OUT, initialised here). Returns 0, or
- * QKM_ETRUNC, QKM_EFORMAT, QKM_EVERSION, QKM_ETOOBIG, QKM_ENOMEM; on error
+/* Decodes exactly len bytes into kf (OUT, initialised here). Only the
+ * canonical encoding (the one qkm_keyfile_encode writes) is accepted, so
+ * decode-then-encode gives back the input byte for byte. Returns 0, or
+ * QKM_ETRUNC, QKM_EFORMAT, QKM_EVERSION, QKM_ETOOBIG, QKM_ENOMEM,
+ * QKM_EMISMATCH (hash_value is not the SHA-256 of the data); on error
  * kf holds nothing that needs freeing. If err_field is non-NULL it is set to a
  * static string naming the offending field or part on error. */
 int qkm_keyfile_decode(const uint8_t *p, size_t len, struct qkm_keyfile *kf /* OUT */,
 		       const char **err_field /* OUT */) QKM_MUST_CHECK;
 
+/* Checks kf as the encoder does before writing a byte: mandatory fields
+ * present (IDs non-zero), names valid, enums in range, at most
+ * QKM_KEYFILE_MAX_HOPS hops, data no larger than QKM_KEYFILE_MAX_DATA, and,
+ * when kf carries data, key_length (if set) == 8 * data length and
+ * hash_value (if set) == SHA-256(data). Returns 0, QKM_EINVAL, QKM_EMISMATCH
+ * (hash_value only) or QKM_ECRYPTO; *err_field (if non-NULL) names the
+ * offending Table 1 field. */
+int qkm_keyfile_check(const struct qkm_keyfile *kf, const char **err_field /* OUT */) QKM_MUST_CHECK;
+
+/* Sets hash_value (and has_hash) of kf's metadata to SHA-256 of kf->data; for
+ * a relayed KMA-key that is the nested KMA-key metadata. Returns 0, QKM_EINVAL
+ * (no data, or a KSA-key, whose Table 1 item has no hash) or QKM_ECRYPTO. */
+int qkm_keyfile_set_hash(struct qkm_keyfile *kf) QKM_MUST_CHECK;
+
+/* Binary field tags (docs/key-file.md). The high nibble is the Table 1 item
+ * the field belongs to; fields are written in increasing tag order, so
+ * key_data (0xff) is always last. */
+enum qkm_keyfile_tag {
+	QKM_KFT_QKD_KEY_ID = 0x11,
+	QKM_KFT_QKD_KEY_LENGTH = 0x12,
+	QKM_KFT_QKD_MODULE_ID = 0x13,
+	QKM_KFT_QKD_MATCHING_QKD_MODULE_ID = 0x14,
+	QKM_KFT_QKD_GENERATION_TIME_STAMP = 0x15,
+	QKM_KFT_QKD_HASH_VALUE = 0x16,
+	QKM_KFT_KMA_KEY_ID = 0x21,
+	QKM_KFT_KMA_KEY_LENGTH = 0x22,
+	QKM_KFT_KMA_KEY_TYPE = 0x23,
+	QKM_KFT_KMA_ID = 0x24,
+	QKM_KFT_KMA_MATCHING_KMA_ID = 0x25,
+	QKM_KFT_KMA_GENERATION_TIME_STAMP = 0x26,
+	QKM_KFT_KMA_QKD_MODULE_ID = 0x27,
+	QKM_KFT_KMA_MATCHING_QKD_MODULE_ID = 0x28,
+	QKM_KFT_KMA_HASH_VALUE = 0x29,
+	QKM_KFT_RELAY_SOURCE_KMA_ID = 0x31,          /* inside a relay hop */
+	QKM_KFT_RELAY_DESTINATION_KMA_ID = 0x32,     /* inside a relay hop */
+	QKM_KFT_RELAY_TIME_STAMP = 0x33,             /* inside a relay hop */
+	QKM_KFT_RELAY_ENCRYPTION_METHOD = 0x34,      /* inside a relay hop */
+	QKM_KFT_RELAY_KMA_KEY_METADATA = 0x35,       /* nested 0x2N fields */
+	QKM_KFT_RELAY_HOP = 0x36,                    /* nested 0x31..0x34; repeats */
+	QKM_KFT_KSA_KEY_ID = 0x41,
+	QKM_KFT_KSA_KEY_LENGTH = 0x42,
+	QKM_KFT_KSA_SUPPLY_TIME_STAMP = 0x43,
+	QKM_KFT_KSA_APPLICATION_NAME = 0x44,
+	QKM_KFT_KSA_APPLICATION_SOURCE_ID = 0x45,
+	QKM_KFT_KSA_APPLICATION_DESTINATION_ID = 0x46,
+	QKM_KFT_KEY_DATA = 0xff, /* u32 length; always present (0 = no data) */
+};
+
 /* Table 1 names used by both encodings and every API. */
 const char *qkm_key_type_name(enum qkm_key_type t);       /* "enc", "dec" or NULL */
 const char *qkm_relay_method_name(enum qkm_relay_method m); /* "otp", "aes-256-gcm" or NULL */
+/* "qkd-key", "kma-key", "relayed-kma-key", "ksa-key" or NULL. */
+const char *qkm_keyfile_kind_name(enum qkm_keyfile_kind k);
+/* Inverses of the three above (exact, case-sensitive; "none" is not a
+ * name). Each returns 0 or QKM_EFORMAT. */
+int qkm_key_type_parse(const char *s, enum qkm_key_type *out /* OUT */) QKM_MUST_CHECK;
+int qkm_relay_method_parse(const char *s, enum qkm_relay_method *out /* OUT */) QKM_MUST_CHECK;
+int qkm_keyfile_kind_parse(const char *s, enum qkm_keyfile_kind *out /* OUT */) QKM_MUST_CHECK;
 
 #endif
