@@ -128,10 +128,9 @@ static void admin_handle(struct evhttp_request *req, const char *role, const cha
 		struct evkeyvalq q;
 		const char *peer = NULL;
 		const char *query = evhttp_uri_get_query(uri);
-		if (query && evhttp_parse_query_str(query, &q) == 0)
+		/* evhttp_parse_query_str initialises q even when it fails. */
+		if (evhttp_parse_query_str(query ? query : "", &q) == 0)
 			peer = evhttp_find_header(&q, "peer");
-		else
-			TAILQ_INIT(&q);
 		if (!peer || !qkm_name_valid(peer)) {
 			qkm_http_reply_error(req, 400, "pair-check needs ?peer=NODE");
 			evhttp_clear_headers(&q);

@@ -1,0 +1,556 @@
+/* net.c - `qkm net up TOPOLOGY --dir DIR`, `qkm net down --dir DIR` and
+ * `qkm net restart --dir DIR NAME`: a whole QKD network on this machine
+ * (test PKI, simulator, one node per topology node) on free loopback ports,
+ * described in DIR/network.json (INTERFACES.md). */
+#include "cli/cli.h"
+#include "core/log.h"
+#include "ctl/ca.h"
+#include "net/http.h"
+#include "proto/config_json.h"
+#include "proto/status_json.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define READY_TIMEOUT_MS 30000
+
+static int mkdirp(const char *path, mode_t mode)
+{
+	char tmp[PATH_MAX];
+	snprintf(tmp, sizeof(tmp), "%s", path);
+	for (char *p = tmp + 1; *p; p++)
+		if (*p == '/') {
+			*p = 0;
+			if (mkdir(tmp, mode) < 0 && errno != EEXIST)
+				return -1;
+			*p = '/';
+		}
+	return mkdir(tmp, mode) < 0 && errno != EEXIST ? -1 : 0;
+}
+
+/* A free TCP port on 127.0.0.1, found by binding port 0. The small window
+ * before the daemon binds it is acceptable on a test machine. */
+static int free_port(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
+	struct sockaddr_in sin = {.sin_family = AF_INET};
+	socklen_t len = sizeof(sin);
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (fd >= 0 && bind(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0 &&
+	    getsockname(fd, (struct sockaddr *)&sin, &len) == 0)
+		port = ntohs(sin.sin_port);
+	if (fd >= 0)
+		close(fd);
+	return port;
+}
+
+static bool pid_is_qkm(int pid)
+{
+	char path[64], cmd[256] = "";
+	if (pid <= 0)
+		return false;
+	snprintf(path, sizeof(path), "/proc/%d/cmdline", pid);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return false;
+	size_t n = fread(cmd, 1, sizeof(cmd) - 1, f);
+	fclose(f);
+	cmd[n] = 0;
+	/* cmdline is NUL-separated: argv[0] ends in "qkm" or qkm's build name. */
+	return strstr(cmd, "qkm") != NULL;
+}
+
+/* Starts `qkm ARGS...` detached, output appended to log. Returns the pid. */
+static int spawn(const char *log, char *const argv[])
+{
+	pid_t pid = fork();
+	if (pid < 0)
+		return -1;
+	if (pid == 0) {
+		setsid();
+		int in = open("/dev/null", O_RDONLY);
+		int out = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+		if (in < 0 || out < 0)
+			_exit(127);
+		dup2(in, 0);
+		dup2(out, 1);
+		dup2(out, 2);
+		for (int fd = 3; fd < 1024; fd++)
+			close(fd);
+		execv("/proc/self/exe", argv);
+		_exit(127);
+	}
+	return pid;
+}
+
+static void print_log_tail(const char *log)
+{
+	FILE *f = fopen(log, "r");
+	char line[1024];
+	char ring[8][1024];
+	int n = 0;
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f))
+		snprintf(ring[n++ % 8], sizeof(ring[0]), "%s", line);
+	fclose(f);
+	for (int i = n > 8 ? n - 8 : 0; i < n; i++)
+		fprintf(stderr, "    | %s", ring[i % 8]);
+}
+
+/* Waits until the node answers its admin API, or its process died. */
+static int wait_ready(const struct qkm_network *net, size_t i)
+{
+	char url[QKM_ADDR_MAX + 64];
+	snprintf(url, sizeof(url), "%s/status", net->nodes[i].admin);
+	for (int waited = 0; waited < READY_TIMEOUT_MS; waited += 100) {
+		int status, st;
+		char *body = NULL;
+		if (waitpid(net->nodes[i].pid, &st, WNOHANG) == net->nodes[i].pid)
+			return -1;
+		if (qkm_https_request(url, "GET", NULL, net->ca, net->admin_cert, net->admin_key, 2000,
+				      &status, &body) == 0) {
+			free(body);
+			if (status == 200)
+				return 0;
+		}
+		struct timespec ts = {0, 100000000};
+		nanosleep(&ts, NULL);
+	}
+	return -1;
+}
+
+static void stop_pid(int pid)
+{
+	if (pid_is_qkm(pid))
+		kill(pid, SIGTERM);
+}
+
+/* Stops every process of the network; SIGKILL after 5 s. */
+static void stop_all(struct qkm_network *net)
+{
+	int pids[QKM_MAX_NODES + 1], n = 0;
+	for (size_t i = 0; i < net->n_nodes; i++)
+		if (pid_is_qkm(net->nodes[i].pid))
+			pids[n++] = net->nodes[i].pid;
+	if (pid_is_qkm(net->sim_pid))
+		pids[n++] = net->sim_pid;
+	for (int i = 0; i < n; i++)
+		stop_pid(pids[i]);
+	for (int waited = 0; waited < 5000; waited += 50) {
+		int alive = 0;
+		for (int i = 0; i < n; i++) {
+			waitpid(pids[i], NULL, WNOHANG);
+			if (pids[i] > 0 && kill(pids[i], 0) == 0 && pid_is_qkm(pids[i]))
+				alive++;
+		}
+		if (!alive)
+			break;
+		struct timespec ts = {0, 50000000};
+		nanosleep(&ts, NULL);
+	}
+	for (int i = 0; i < n; i++)
+		if (pid_is_qkm(pids[i])) {
+			kill(pids[i], SIGKILL);
+			waitpid(pids[i], NULL, 0);
+		}
+	for (size_t i = 0; i < net->n_nodes; i++)
+		net->nodes[i].pid = 0;
+	net->sim_pid = 0;
+}
+
+static bool net_running(const struct qkm_network *net)
+{
+	if (pid_is_qkm(net->sim_pid))
+		return true;
+	for (size_t i = 0; i < net->n_nodes; i++)
+		if (pid_is_qkm(net->nodes[i].pid))
+			return true;
+	return false;
+}
+
+static int absdir(const char *dir, char out[PATH_MAX])
+{
+	if (mkdirp(dir, 0700) < 0 || !realpath(dir, out)) {
+		fprintf(stderr, "qkm net: cannot create %s: %s\n", dir, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static int issue(const char *pki, const char *role, const char *name, const char *cert,
+		 const char *key)
+{
+	int rc = qkm_ca_issue(pki, role, name, cert, key);
+	if (rc)
+		fprintf(stderr, "qkm net: cannot issue %s certificate for %s: %s\n", role, name,
+			qkm_strerror(rc));
+	return rc;
+}
+
+struct netplan {
+	struct qkm_topology topo;
+	struct qkm_sim_cfg sim;
+	struct qkm_node_cfg node;
+	struct qkm_network net;
+	int kx_port[QKM_MAX_NODES];
+};
+
+static int start_node(struct qkm_network *net, size_t i)
+{
+	char *argv[] = {"qkm", "node", "-c", net->nodes[i].config, NULL};
+	net->nodes[i].pid = spawn(net->nodes[i].log, argv);
+	return net->nodes[i].pid > 0 ? 0 : -1;
+}
+
+static int start_sim(struct qkm_network *net)
+{
+	char *argv[] = {"qkm", "sim", "-c", net->sim_config, NULL};
+	net->sim_pid = spawn(net->sim_log, argv);
+	return net->sim_pid > 0 ? 0 : -1;
+}
+
+static int net_up(const char *topo_path, const char *dir_arg)
+{
+	struct netplan *p = calloc(1, sizeof(*p));
+	char dir[PATH_MAX], path[PATH_MAX + 64], err[512], pki[PATH_MAX + 8];
+	int rc = 1;
+	if (!p)
+		return 1;
+	struct qkm_network *net = &p->net;
+	if (qkm_topology_load(topo_path, &p->topo, err, sizeof(err))) {
+		fprintf(stderr, "qkm net up: %s\n", err);
+		free(p);
+		return 2;
+	}
+	for (size_t i = 0; i < p->topo.n_links; i++)
+		if (strlen(p->topo.links[i].a) + strlen(p->topo.links[i].b) > 40) {
+			fprintf(stderr, "qkm net up: %s: links[%zu]: node names too long for a link name\n",
+				topo_path, i);
+			free(p);
+			return 2;
+		}
+	if (absdir(dir_arg, dir))
+		goto out;
+	/* The simulator's control socket lives in DIR: sun_path is 108 bytes. */
+	if (strlen(dir) > 80) {
+		fprintf(stderr, "qkm net up: directory path too long (%zu characters; at most 80): %s\n",
+			strlen(dir), dir);
+		goto out;
+	}
+	snprintf(path, sizeof(path), "%s/network.json", dir);
+	struct qkm_network *old = malloc(sizeof(*old));
+	if (old && qkm_network_load(path, old, err, sizeof(err)) == 0 && net_running(old)) {
+		fprintf(stderr, "qkm net up: a network is already running in %s; "
+				"stop it first with: qkm net down --dir %s\n", dir, dir);
+		free(old);
+		free(p);
+		return 1;
+	}
+	free(old);
+	printf("qkm net up: %zu node(s), %zu link(s), %zu SAE(s) in %s\n", p->topo.n_nodes,
+	       p->topo.n_links, p->topo.n_saes, dir);
+
+	/* PKI: one CA per network directory, kept across restarts. */
+	snprintf(pki, sizeof(pki), "%s/pki", dir);
+	snprintf(net->dir, sizeof(net->dir), "%s", dir);
+	snprintf(net->ca, sizeof(net->ca), "%s/ca.pem", pki);
+	snprintf(net->admin_cert, sizeof(net->admin_cert), "%s/admin.pem", pki);
+	snprintf(net->admin_key, sizeof(net->admin_key), "%s/admin.key", pki);
+	if (access(net->ca, R_OK) != 0 && (rc = qkm_ca_create(pki, "qkm-test-ca"))) {
+		fprintf(stderr, "qkm net up: cannot create CA in %s: %s\n", pki, qkm_strerror(rc));
+		rc = 1;
+		goto out;
+	}
+	rc = 1;
+	char sim_cert[PATH_MAX + 16], sim_key[PATH_MAX + 16];
+	snprintf(sim_cert, sizeof(sim_cert), "%s/sim.pem", pki);
+	snprintf(sim_key, sizeof(sim_key), "%s/sim.key", pki);
+	if (issue(pki, "admin", "operator", net->admin_cert, net->admin_key) ||
+	    issue(pki, "sim", "sim", sim_cert, sim_key))
+		goto out;
+	printf("  PKI          %s (CA, %zu node, %zu SAE certificates)\n", pki, p->topo.n_nodes,
+	       p->topo.n_saes);
+
+	/* Simulator config: one module pair per link. */
+	struct qkm_sim_cfg *sim = &p->sim;
+	snprintf(sim->name, sizeof(sim->name), "sim");
+	snprintf(sim->log_level, sizeof(sim->log_level), "info");
+	snprintf(sim->tls.ca, sizeof(sim->tls.ca), "%s", net->ca);
+	snprintf(sim->tls.cert, sizeof(sim->tls.cert), "%s", sim_cert);
+	snprintf(sim->tls.key, sizeof(sim->tls.key), "%s", sim_key);
+	int sim_port = free_port();
+	snprintf(sim->listen, sizeof(sim->listen), "127.0.0.1:%d", sim_port);
+	snprintf(path, sizeof(path), "%s/sim", dir);
+	mkdirp(path, 0700);
+	snprintf(sim->control, sizeof(sim->control), "%s/sim/control.sock", dir);
+	sim->backlog_bytes = 16u << 20;
+	sim->n_links = p->topo.n_links;
+	for (size_t i = 0; i < p->topo.n_links; i++) {
+		struct qkm_sim_link *l = &sim->links[i];
+		snprintf(l->id, sizeof(l->id), "%s-%s", p->topo.links[i].a, p->topo.links[i].b);
+		l->rate_bps = p->topo.links[i].rate_bps;
+		l->unit_bits = p->topo.links[i].unit_bits;
+		l->qber = p->topo.links[i].qber;
+		l->qber_threshold = 0.11;
+		snprintf(l->node[0], QKM_NAME_MAX, "%s", p->topo.links[i].a);
+		snprintf(l->node[1], QKM_NAME_MAX, "%s", p->topo.links[i].b);
+		for (int k = 0; k < 2; k++) {
+			char mod[2 * QKM_NAME_MAX + 2];
+			snprintf(mod, sizeof(mod), "%s:%s", l->id, l->node[k]);
+			snprintf(l->module[k], QKM_NAME_MAX, "%s", mod);
+		}
+	}
+	snprintf(net->sim_config, sizeof(net->sim_config), "%s/sim/sim.json", dir);
+	snprintf(net->sim_log, sizeof(net->sim_log), "%s/sim/log", dir);
+	if (qkm_sim_cfg_save(net->sim_config, sim)) {
+		fprintf(stderr, "qkm net up: cannot write %s\n", net->sim_config);
+		goto out;
+	}
+	snprintf(net->sim_control, sizeof(net->sim_control), "%s", sim->control);
+
+	/* Node configs. */
+	for (size_t i = 0; i < p->topo.n_nodes; i++)
+		p->kx_port[i] = free_port();
+	net->n_nodes = p->topo.n_nodes;
+	for (size_t i = 0; i < p->topo.n_nodes; i++) {
+		struct qkm_node_cfg *c = &p->node;
+		const char *id = p->topo.nodes[i].id;
+		memset(c, 0, sizeof(*c));
+		snprintf(c->id, sizeof(c->id), "%s", id);
+		snprintf(path, sizeof(path), "%s/%s", dir, id);
+		mkdirp(path, 0700);
+		snprintf(c->db, sizeof(c->db), "%s/%s/keys.db", dir, id);
+		snprintf(c->log_level, sizeof(c->log_level), "info");
+		c->ksa = p->topo.nodes[i].ksa;
+		snprintf(c->tls.ca, sizeof(c->tls.ca), "%s", net->ca);
+		snprintf(c->tls.cert, sizeof(c->tls.cert), "%s/%s/node.pem", dir, id);
+		snprintf(c->tls.key, sizeof(c->tls.key), "%s/%s/node.key", dir, id);
+		if (issue(pki, "node", id, c->tls.cert, c->tls.key))
+			goto out;
+		snprintf(c->kx_listen, sizeof(c->kx_listen), "127.0.0.1:%d", p->kx_port[i]);
+		snprintf(c->admin_listen, sizeof(c->admin_listen), "127.0.0.1:%d", free_port());
+		if (c->ksa)
+			snprintf(c->etsi014_listen, sizeof(c->etsi014_listen), "127.0.0.1:%d",
+				 free_port());
+		snprintf(c->sim, sizeof(c->sim), "%s", sim->listen);
+		for (size_t j = 0; j < p->topo.n_links; j++) {
+			const char *a = p->topo.links[j].a, *b = p->topo.links[j].b;
+			if (strcmp(a, id) && strcmp(b, id))
+				continue;
+			const char *peer = strcmp(a, id) == 0 ? b : a;
+			struct qkm_node_link *l = &c->links[c->n_links++];
+			size_t pi = 0;
+			while (strcmp(p->topo.nodes[pi].id, peer))
+				pi++;
+			snprintf(l->link, sizeof(l->link), "%s", sim->links[j].id);
+			snprintf(l->peer, sizeof(l->peer), "%s", peer);
+			snprintf(l->addr, sizeof(l->addr), "127.0.0.1:%d", p->kx_port[pi]);
+			snprintf(l->module, sizeof(l->module), "%s:%s", sim->links[j].id, id);
+			l->kma_unit_bits = 256;
+			l->batch_ms = 100;
+			l->batch_max_bytes = 1u << 20;
+		}
+		for (size_t j = 0; j < p->topo.n_saes; j++)
+			c->saes[c->n_saes++] = p->topo.saes[j];
+		snprintf(net->nodes[i].id, QKM_NAME_MAX, "%s", id);
+		snprintf(net->nodes[i].admin, sizeof(net->nodes[i].admin), "https://%s", c->admin_listen);
+		if (c->ksa)
+			snprintf(net->nodes[i].etsi014, sizeof(net->nodes[i].etsi014), "https://%s",
+				 c->etsi014_listen);
+		snprintf(net->nodes[i].config, sizeof(net->nodes[i].config), "%s/%s/node.json", dir, id);
+		snprintf(net->nodes[i].log, sizeof(net->nodes[i].log), "%s/%s/log", dir, id);
+		if (qkm_node_cfg_save(net->nodes[i].config, c)) {
+			fprintf(stderr, "qkm net up: cannot write %s\n", net->nodes[i].config);
+			goto out;
+		}
+	}
+	net->n_saes = p->topo.n_saes;
+	snprintf(path, sizeof(path), "%s/saes", dir);
+	mkdirp(path, 0700);
+	for (size_t i = 0; i < p->topo.n_saes; i++) {
+		snprintf(net->saes[i].id, QKM_NAME_MAX, "%s", p->topo.saes[i].id);
+		snprintf(net->saes[i].node, QKM_NAME_MAX, "%s", p->topo.saes[i].node);
+		snprintf(net->saes[i].cert, sizeof(net->saes[i].cert), "%s/saes/%s.pem", dir,
+			 p->topo.saes[i].id);
+		snprintf(net->saes[i].key, sizeof(net->saes[i].key), "%s/saes/%s.key", dir,
+			 p->topo.saes[i].id);
+		if (issue(pki, "sae", net->saes[i].id, net->saes[i].cert, net->saes[i].key))
+			goto out;
+	}
+
+	/* Processes. network.json is written first so `net down` can always
+	 * clean up, then rewritten with the pids. */
+	snprintf(path, sizeof(path), "%s/network.json", dir);
+	if (start_sim(net)) {
+		fprintf(stderr, "qkm net up: cannot start the simulator\n");
+		goto out;
+	}
+	printf("  simulator    pid %d, %zu link(s), log %s\n", net->sim_pid, sim->n_links, net->sim_log);
+	for (size_t i = 0; i < net->n_nodes; i++)
+		if (start_node(net, i)) {
+			fprintf(stderr, "qkm net up: cannot start node %s\n", net->nodes[i].id);
+			goto fail;
+		}
+	if (qkm_network_save(path, net)) {
+		fprintf(stderr, "qkm net up: cannot write %s\n", path);
+		goto fail;
+	}
+	for (size_t i = 0; i < net->n_nodes; i++) {
+		printf("  node %-8s starting (pid %d) ... ", net->nodes[i].id, net->nodes[i].pid);
+		fflush(stdout);
+		if (wait_ready(net, i)) {
+			printf("FAILED\n");
+			fprintf(stderr, "qkm net up: node %s did not become ready; last lines of %s:\n",
+				net->nodes[i].id, net->nodes[i].log);
+			print_log_tail(net->nodes[i].log);
+			goto fail;
+		}
+		printf("ready\n");
+	}
+	printf("\n%-10s %-8s %-28s %-28s\n", "NODE", "PID", "ETSI 014", "ADMIN");
+	for (size_t i = 0; i < net->n_nodes; i++)
+		printf("%-10s %-8d %-28s %-28s\n", net->nodes[i].id, net->nodes[i].pid,
+		       net->nodes[i].etsi014[0] ? net->nodes[i].etsi014 : "- (relay only)",
+		       net->nodes[i].admin);
+	printf("\nnetwork file: %s\nstatus:       qkm ctl status --dir %s\nstop:         qkm net down --dir %s\n",
+	       path, dir, dir);
+	rc = 0;
+	goto out;
+fail:
+	stop_all(net);
+	if (qkm_network_save(path, net))
+		fprintf(stderr, "qkm net up: cannot update %s\n", path);
+out:
+	free(p);
+	return rc;
+}
+
+static int load_net(const char *dir, struct qkm_network *net, char *path, size_t pathsz)
+{
+	char err[512];
+	snprintf(path, pathsz, "%s/network.json", dir);
+	if (qkm_network_load(path, net, err, sizeof(err))) {
+		fprintf(stderr, "qkm net: %s\n", err);
+		return -1;
+	}
+	return 0;
+}
+
+static int net_down(const char *dir)
+{
+	char path[PATH_MAX + 16];
+	struct qkm_network *net = malloc(sizeof(*net));
+	if (!net)
+		return 1;
+	snprintf(path, sizeof(path), "%s/network.json", dir);
+	if (access(path, F_OK) != 0) {
+		printf("qkm net down: no network in %s\n", dir);
+		free(net);
+		return 0;
+	}
+	if (load_net(dir, net, path, sizeof(path))) {
+		free(net);
+		return 1;
+	}
+	stop_all(net);
+	int rc = qkm_network_save(path, net) ? 1 : 0;
+	printf("qkm net down: stopped %zu node(s) and the simulator in %s\n", net->n_nodes, dir);
+	free(net);
+	return rc;
+}
+
+static int net_restart(const char *dir, const char *name)
+{
+	char path[PATH_MAX + 16];
+	struct qkm_network *net = malloc(sizeof(*net));
+	int rc = 1;
+	if (!net || load_net(dir, net, path, sizeof(path)))
+		goto out;
+	if (strcmp(name, "sim") == 0) {
+		stop_pid(net->sim_pid);
+		if (start_sim(net))
+			goto out;
+		printf("simulator restarted (pid %d)\n", net->sim_pid);
+		rc = qkm_network_save(path, net) ? 1 : 0;
+		goto out;
+	}
+	for (size_t i = 0; i < net->n_nodes; i++) {
+		if (strcmp(net->nodes[i].id, name) != 0)
+			continue;
+		if (pid_is_qkm(net->nodes[i].pid)) {
+			kill(net->nodes[i].pid, SIGTERM);
+			for (int w = 0; w < 100 && kill(net->nodes[i].pid, 0) == 0 &&
+					pid_is_qkm(net->nodes[i].pid);
+			     w++) {
+				struct timespec ts = {0, 50000000};
+				nanosleep(&ts, NULL);
+			}
+		}
+		if (start_node(net, i) || qkm_network_save(path, net))
+			goto out;
+		if (wait_ready(net, i)) {
+			fprintf(stderr, "qkm net restart: node %s did not become ready:\n", name);
+			print_log_tail(net->nodes[i].log);
+			goto out;
+		}
+		printf("node %s restarted (pid %d)\n", name, net->nodes[i].pid);
+		rc = 0;
+		goto out;
+	}
+	fprintf(stderr, "qkm net restart: no node named '%s' in %s\n", name, dir);
+out:
+	free(net);
+	return rc;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: qkm net up TOPOLOGY.json --dir DIR\n"
+		   "       qkm net down --dir DIR\n"
+		   "       qkm net restart --dir DIR NODE|sim\n");
+}
+
+int cli_net(int argc, char **argv)
+{
+	const char *dir = NULL, *pos = NULL;
+	qkm_log_init("qkm net", QKM_LOG_WARN);
+	if (argc < 2) {
+		usage(stderr);
+		return 2;
+	}
+	for (int i = 2; i < argc; i++) {
+		if (strcmp(argv[i], "--dir") == 0 && i + 1 < argc)
+			dir = argv[++i];
+		else if (!pos && argv[i][0] != '-')
+			pos = argv[i];
+		else {
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (!dir) {
+		usage(stderr);
+		return 2;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	if (strcmp(argv[1], "up") == 0 && pos)
+		return net_up(pos, dir);
+	if (strcmp(argv[1], "down") == 0 && !pos)
+		return net_down(dir);
+	if (strcmp(argv[1], "restart") == 0 && pos)
+		return net_restart(dir, pos);
+	usage(stderr);
+	return 2;
+}
