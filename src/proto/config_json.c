@@ -3,7 +3,6 @@
  * in a config is never silently ignored. */
 #include "proto/config_json.h"
 
-#include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
 #include <stdarg.h>
@@ -183,7 +182,9 @@ static json_t *load_file(struct jctx *c, const char *path, int *rc)
 	json_error_t je;
 	json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
 	if (!root) {
-		*rc = errno == ENOENT ? QKM_EIO : QKM_ECONFIG;
+		/* Ask jansson why, not errno: errno is only set when the open
+		 * failed and may be stale from an earlier call otherwise. */
+		*rc = json_error_code(&je) == json_error_cannot_open_file ? QKM_EIO : QKM_ECONFIG;
 		snprintf(c->err, c->errsz, "%s:%d:%d: %s", path, je.line, je.column, je.text);
 		return NULL;
 	}
