@@ -14,7 +14,9 @@
 #include "proto/frame.h"
 
 /* A frame that uses every put helper, including an empty TLV and a nested
- * ENTRY holding a nested ENTRY. Returned bytes are in b (caller finis). */
+ * ENTRY holding a nested ENTRY, shaped like the R-ACQ-3 key-authentication
+ * request (ACQ_PREPARE: batch, unit, QKD-key IDs in order, digest).
+ * Returned bytes are in b (caller finis). */
 static const uint8_t digest[32] = {
 	0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0a,
 	0x0b, 0x0c, 0x0d, 0x0e, 0x0f, 0xf0, 0xf1, 0xf2, 0xf3, 0xf4, 0xf5,
