@@ -93,7 +93,7 @@ struct qkm_topology {
 	size_t n_saes;
 	struct qkm_node_sae saes[QKM_MAX_SAES];
 	struct {
-		char relay[16];          /* "otp" */
+		char relay[32];          /* "otp" | "xor-at-destination" | "central-xor" */
 		bool aes_fallback;
 		char after_supply[16];   /* "delete" | "preserve" */
 	} policy;

@@ -3,7 +3,6 @@
  * in a config is never silently ignored. */
 #include "proto/config_json.h"
 
-#include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
 #include <stdarg.h>
@@ -183,7 +182,9 @@ static json_t *load_file(struct jctx *c, const char *path, int *rc)
 	json_error_t je;
 	json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
 	if (!root) {
-		*rc = errno == ENOENT ? QKM_EIO : QKM_ECONFIG;
+		/* Ask jansson why, not errno: errno is only set when the open
+		 * failed and may be stale from an earlier call otherwise. */
+		*rc = json_error_code(&je) == json_error_cannot_open_file ? QKM_EIO : QKM_ECONFIG;
 		snprintf(c->err, c->errsz, "%s:%d:%d: %s", path, je.line, je.column, je.text);
 		return NULL;
 	}
@@ -517,7 +518,7 @@ int qkm_node_cfg_save(const char *path, const struct qkm_node_cfg *c)
 	for (size_t i = 0; i < c->n_links; i++) {
 		const struct qkm_node_link *l = &c->links[i];
 		json_array_append_new(
-			links, json_pack("{s:s, s:s, s:s, s:s, s:i, s:i, s:i}", "link", l->link,
+			links, json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:I}", "link", l->link,
 					 "peer", l->peer, "addr", l->addr, "module", l->module,
 					 "kma_unit_bits", (json_int_t)l->kma_unit_bits, "batch_ms",
 					 (json_int_t)l->batch_ms, "batch_max_bytes",
@@ -546,12 +547,12 @@ int qkm_sim_cfg_save(const char *path, const struct qkm_sim_cfg *c)
 		json_t *sides = json_pack("[{s:s, s:s}, {s:s, s:s}]", "node", l->node[0], "module",
 					  l->module[0], "node", l->node[1], "module", l->module[1]);
 		json_array_append_new(links,
-				      json_pack("{s:s, s:I, s:i, s:f, s:f, s:o}", "id", l->id,
+				      json_pack("{s:s, s:I, s:I, s:f, s:f, s:o}", "id", l->id,
 						"rate_bps", (json_int_t)l->rate_bps, "unit_bits",
 						(json_int_t)l->unit_bits, "qber", l->qber,
 						"qber_threshold", l->qber_threshold, "sides", sides));
 	}
-	json_t *root = json_pack("{s:s, s:s, s:o, s:s, s:s, s:i, s:o}", "name", c->name,
+	json_t *root = json_pack("{s:s, s:s, s:o, s:s, s:s, s:I, s:o}", "name", c->name,
 				 "log_level", c->log_level[0] ? c->log_level : "info", "tls",
 				 tls_json(&c->tls), "listen", c->listen, "control", c->control,
 				 "backlog_bytes", (json_int_t)c->backlog_bytes, "links", links);

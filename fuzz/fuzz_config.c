@@ -1,0 +1,71 @@
+/* fuzz_config.c - libFuzzer target for the strict JSON configs
+ * (proto/config_json.c): the input is written to a file and handed to all
+ * three loaders. Any error is fine; a crash or leak is not. A node or
+ * simulator config that loads must also survive save -> load unchanged. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "proto/config_json.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static void check(int cond)
+{
+	if (!cond)
+		abort();
+}
+
+/* One input file and one save target per fuzzing process. */
+static char in_path[64], out_path[64];
+
+/* The configs are large (hundreds of KiB); keep one of each. */
+static struct qkm_node_cfg node, node2;
+static struct qkm_sim_cfg sim, sim2;
+static struct qkm_topology topo;
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	char err[512];
+	if (!in_path[0]) {
+		snprintf(in_path, sizeof(in_path), "/tmp/qkm-fuzz-config-%ld.json", (long)getpid());
+		snprintf(out_path, sizeof(out_path), "/tmp/qkm-fuzz-config-%ld.out", (long)getpid());
+	}
+	FILE *fp = fopen(in_path, "wb");
+	if (!fp)
+		return 0;
+	size_t w = fwrite(data, 1, size, fp);
+	if (fclose(fp) != 0 || w != size)
+		return 0;
+
+	int rc = qkm_node_cfg_load(in_path, &node, err, sizeof(err));
+	check(rc == 0 || rc == QKM_ECONFIG || rc == QKM_EIO);
+	check(rc == 0 || memchr(err, 0, sizeof(err)));
+	if (rc == 0 && qkm_node_cfg_save(out_path, &node) == 0) {
+		check(qkm_node_cfg_load(out_path, &node2, err, sizeof(err)) == 0);
+		check(memcmp(&node, &node2, sizeof(node)) == 0);
+	}
+
+	rc = qkm_sim_cfg_load(in_path, &sim, err, sizeof(err));
+	check(rc == 0 || rc == QKM_ECONFIG || rc == QKM_EIO);
+	if (rc == 0 && qkm_sim_cfg_save(out_path, &sim) == 0) {
+		check(qkm_sim_cfg_load(out_path, &sim2, err, sizeof(err)) == 0);
+		check(memcmp(&sim, &sim2, sizeof(sim)) == 0);
+	}
+
+	rc = qkm_topology_load(in_path, &topo, err, sizeof(err));
+	check(rc == 0 || rc == QKM_ECONFIG || rc == QKM_EIO);
+	if (rc == 0) {
+		check(topo.n_nodes >= 1 && topo.n_nodes <= QKM_MAX_NODES);
+		for (size_t i = 0; i < topo.n_saes; i++) {
+			int found = 0;
+			for (size_t j = 0; j < topo.n_nodes; j++)
+				if (!strcmp(topo.nodes[j].id, topo.saes[i].node) && topo.nodes[j].ksa)
+					found = 1;
+			check(found);
+		}
+	}
+	return 0;
+}

@@ -1,0 +1,639 @@
+/* test_config.c - strict JSON configs (proto/config_json.c): node, simulator
+ * and topology files load with defaults applied; every bad file is refused
+ * with a message naming the offending field; saved configs load back equal. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "proto/config_json.h"
+
+struct fixture {
+	char dir[PATH_MAX];
+	unsigned n; /* files written so far, for unique names */
+	struct qkm_node_cfg node;
+	struct qkm_sim_cfg sim;
+	struct qkm_topology topo;
+	char err[512];
+};
+
+static int setup(void **state)
+{
+	struct fixture *fx = calloc(1, sizeof(*fx));
+	if (!fx)
+		return -1;
+	const char *base = getenv("QKM_TEST_TMP");
+	if (!base || !*base)
+		base = "/tmp";
+	if (mkdir(base, 0700) != 0 && errno != EEXIST)
+		base = "/tmp";
+	snprintf(fx->dir, sizeof(fx->dir), "%s/test_config.XXXXXX", base);
+	if (!mkdtemp(fx->dir)) {
+		free(fx);
+		return -1;
+	}
+	*state = fx;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *fx = *state;
+	char p[PATH_MAX + 32];
+	for (unsigned i = 0; i < fx->n; i++) {
+		snprintf(p, sizeof(p), "%s/%u.json", fx->dir, i);
+		unlink(p);
+	}
+	snprintf(p, sizeof(p), "%s/saved.json", fx->dir);
+	unlink(p);
+	rmdir(fx->dir);
+	free(fx);
+	return 0;
+}
+
+/* Writes text to a fresh file in the fixture's directory; returns its path
+ * (static storage, valid until the next call). */
+static const char *put(struct fixture *fx, const char *text)
+{
+	static char path[PATH_MAX + 32];
+	snprintf(path, sizeof(path), "%s/%u.json", fx->dir, fx->n++);
+	FILE *fp = fopen(path, "w");
+	assert_non_null(fp);
+	assert_int_equal(fputs(text, fp) >= 0, 1);
+	assert_int_equal(fclose(fp), 0);
+	return path;
+}
+
+enum kind { NODE, SIM, TOPO };
+
+static int load(struct fixture *fx, enum kind k, const char *path)
+{
+	fx->err[0] = 0;
+	switch (k) {
+	case NODE:
+		return qkm_node_cfg_load(path, &fx->node, fx->err, sizeof(fx->err));
+	case SIM:
+		return qkm_sim_cfg_load(path, &fx->sim, fx->err, sizeof(fx->err));
+	default:
+		return qkm_topology_load(path, &fx->topo, fx->err, sizeof(fx->err));
+	}
+}
+
+/* Loads text and expects QKM_ECONFIG with a message containing want. */
+#define REFUSED(fx, k, text, want)                                                              \
+	do {                                                                                    \
+		const char *p_ = put(fx, text);                                                  \
+		int rc_ = load(fx, k, p_);                                                       \
+		if (rc_ != QKM_ECONFIG || !strstr((fx)->err, want))                              \
+			fail_msg("line %d: rc %d, message '%s', want '%s'", __LINE__, rc_,       \
+				 (fx)->err, want);                                               \
+		if (strncmp((fx)->err, p_, strlen(p_)) != 0)                                     \
+			fail_msg("line %d: message '%s' does not start with the file name",      \
+				 __LINE__, (fx)->err);                                           \
+	} while (0)
+
+/* The example from INTERFACES.md, verbatim. */
+static const char topo_example[] =
+	"{\n"
+	"  \"nodes\": [ {\"id\": \"A\"}, {\"id\": \"B\", \"ksa\": false}, {\"id\": \"C\"} ],\n"
+	"  \"links\": [ {\"a\": \"A\", \"b\": \"B\", \"rate_bps\": 1000000, \"unit_bits\": 4096, \"qber\": 0.01},\n"
+	"             {\"a\": \"B\", \"b\": \"C\", \"rate_bps\": 1000000, \"unit_bits\": 8192} ],\n"
+	"  \"saes\":  [ {\"id\": \"sae-alice\", \"node\": \"A\"}, {\"id\": \"sae-bob\", \"node\": \"C\"} ],\n"
+	"  \"policy\": { \"relay\": \"otp\", \"aes_fallback\": false, \"after_supply\": \"delete\" }\n"
+	"}\n";
+
+static void test_topology_example(void **state)
+{
+	struct fixture *fx = *state;
+	assert_int_equal(load(fx, TOPO, put(fx, topo_example)), 0);
+	struct qkm_topology *t = &fx->topo;
+	assert_int_equal(t->n_nodes, 3);
+	assert_string_equal(t->nodes[0].id, "A");
+	assert_true(t->nodes[0].ksa);
+	assert_string_equal(t->nodes[1].id, "B");
+	assert_false(t->nodes[1].ksa); /* R-EL-2: relay-only node */
+	assert_true(t->nodes[2].ksa);  /* default */
+	assert_int_equal(t->n_links, 2);
+	assert_string_equal(t->links[0].a, "A");
+	assert_string_equal(t->links[0].b, "B");
+	assert_true(t->links[0].rate_bps == 1000000);
+	/* R-ACQ-1: unit length differs per module pair. */
+	assert_int_equal(t->links[0].unit_bits, 4096);
+	assert_int_equal(t->links[1].unit_bits, 8192);
+	assert_true(t->links[0].qber == 0.01);
+	assert_true(t->links[1].qber == 0.01); /* default */
+	assert_int_equal(t->n_saes, 2);
+	assert_string_equal(t->saes[1].id, "sae-bob");
+	assert_string_equal(t->saes[1].node, "C");
+	assert_string_equal(t->policy.relay, "otp");
+	assert_false(t->policy.aes_fallback);
+	assert_string_equal(t->policy.after_supply, "delete");
+}
+
+static void test_topology_defaults(void **state)
+{
+	struct fixture *fx = *state;
+	assert_int_equal(load(fx, TOPO, put(fx, "{\"nodes\": [{\"id\": \"solo\"}]}")), 0);
+	assert_int_equal(fx->topo.n_nodes, 1);
+	assert_true(fx->topo.nodes[0].ksa);
+	assert_int_equal(fx->topo.n_links, 0);
+	assert_int_equal(fx->topo.n_saes, 0);
+	assert_string_equal(fx->topo.policy.relay, "otp");
+	assert_string_equal(fx->topo.policy.after_supply, "delete");
+	assert_false(fx->topo.policy.aes_fallback);
+
+	assert_int_equal(load(fx, TOPO, put(fx, "{\"nodes\": [{\"id\": \"a\"}, {\"id\": \"b\"}],"
+						 "\"policy\": {\"relay\": \"xor-at-destination\","
+						 "\"aes_fallback\": true, \"after_supply\": \"preserve\"}}")),
+			 0);
+	assert_string_equal(fx->topo.policy.relay, "xor-at-destination");
+	assert_true(fx->topo.policy.aes_fallback);
+	assert_string_equal(fx->topo.policy.after_supply, "preserve");
+}
+
+static void test_topology_refused(void **state)
+{
+	struct fixture *fx = *state;
+	/* Unknown fields, named by their full path. */
+	REFUSED(fx, TOPO,
+		"{\"nodes\": [{\"id\": \"A\"}, {\"id\": \"B\"}],"
+		" \"links\": [{\"a\": \"A\", \"b\": \"B\", \"rate_bps\": 1, \"unit_bits\": 64},"
+		"             {\"a\": \"B\", \"b\": \"A\", \"rate\": 1, \"unit_bits\": 64}]}",
+		"links[1].rate: unknown field");
+	REFUSED(fx, TOPO, "{\"nodes\": [{\"id\": \"A\", \"ksa \": true}]}", "nodes[0].ksa : unknown field");
+	REFUSED(fx, TOPO, "{\"nodes\": [{\"id\": \"A\"}], \"node\": []}", "node: unknown field");
+	REFUSED(fx, TOPO, "{\"nodes\": [{\"id\": \"A\"}], \"policy\": {\"relays\": \"otp\"}}",
+		"policy.relays: unknown field");
+	/* Wrong types. */
+	REFUSED(fx, TOPO, "[]", "must be an object");
+	REFUSED(fx, TOPO, "{\"nodes\": {}}", "nodes: must be an array");
+	REFUSED(fx, TOPO, "{\"nodes\": [\"A\"]}", "nodes[0]: must be an object");
+	REFUSED(fx, TOPO, "{\"nodes\": [{\"id\": 1}]}", "nodes[0].id: must be a string");
+	REFUSED(fx, TOPO, "{\"nodes\": [{\"id\": \"A\", \"ksa\": \"no\"}]}", "nodes[0].ksa: must be true or false");
+	REFUSED(fx, TOPO, "{\"nodes\": [{\"id\": \"A\", \"ksa\": 0}]}", "nodes[0].ksa: must be true or false");
+	REFUSED(fx, TOPO,
+		"{\"nodes\": [{\"id\": \"A\"}, {\"id\": \"B\"}],"
+		" \"links\": [{\"a\": \"A\", \"b\": \"B\", \"rate_bps\": \"fast\", \"unit_bits\": 64}]}",
+		"links[0].rate_bps: must be an integer");
+	REFUSED(fx, TOPO,
+		"{\"nodes\": [{\"id\": \"A\"}, {\"id\": \"B\"}],"
+		" \"links\": [{\"a\": \"A\", \"b\": \"B\", \"rate_bps\": 1.5, \"unit_bits\": 64}]}",
+		"links[0].rate_bps: must be an integer");
+	REFUSED(fx, TOPO,
+		"{\"nodes\": [{\"id\": \"A\"}, {\"id\": \"B\"}],"
+		" \"links\": [{\"a\": \"A\", \"b\": \"B\", \"rate_bps\": 1, \"unit_bits\": 64, \"qber\": \"low\"}]}",
+		"links[0].qber: must be a number");
+	REFUSED(fx, TOPO, "{\"nodes\": [{\"id\": \"A\"}], \"policy\": {\"aes_fallback\": \"yes\"}}",
+		"policy.aes_fallback: must be true or false");
+	/* Missing required fields. */
+	REFUSED(fx, TOPO, "{}", "nodes: missing");
+	REFUSED(fx, TOPO, "{\"nodes\": [{\"ksa\": true}]}", "nodes[0].id: missing");
+	REFUSED(fx, TOPO,
+		"{\"nodes\": [{\"id\": \"A\"}, {\"id\": \"B\"}],"
+		" \"links\": [{\"a\": \"A\", \"b\": \"B\", \"rate_bps\": 1}]}",
+		"links[0].unit_bits: missing");
+	/* Out of range. */
+	REFUSED(fx, TOPO, "{\"nodes\": []}", "nodes: needs at least one node");
+	static const struct {
+		const char *link, *want;
+	} range[] = {
+		{"\"rate_bps\": 0, \"unit_bits\": 64", "links[0].rate_bps: must be an integer from 1"},
+		{"\"rate_bps\": -5, \"unit_bits\": 64", "links[0].rate_bps: must be an integer from 1"},
+		{"\"rate_bps\": 100000000001, \"unit_bits\": 64", "links[0].rate_bps"},
+		{"\"rate_bps\": 1, \"unit_bits\": 56", "links[0].unit_bits: must be an integer from 64"},
+		{"\"rate_bps\": 1, \"unit_bits\": 8388616", "links[0].unit_bits"},
+		{"\"rate_bps\": 1, \"unit_bits\": 100", "links[0]: unit_bits must be a multiple of 8"},
+		{"\"rate_bps\": 1, \"unit_bits\": 64, \"qber\": 0.6", "links[0].qber: must be a number from 0 to 0.5"},
+		{"\"rate_bps\": 1, \"unit_bits\": 64, \"qber\": -0.01", "links[0].qber"},
+	};
+	for (size_t i = 0; i < sizeof(range) / sizeof(range[0]); i++) {
+		char text[512];
+		snprintf(text, sizeof(text),
+			 "{\"nodes\": [{\"id\": \"A\"}, {\"id\": \"B\"}],"
+			 " \"links\": [{\"a\": \"A\", \"b\": \"B\", %s}]}",
+			 range[i].link);
+		REFUSED(fx, TOPO, text, range[i].want);
+	}
+	char many[8192] = "{\"nodes\": [";
+	for (int i = 0; i <= QKM_MAX_NODES; i++) {
+		char one[32];
+		snprintf(one, sizeof(one), "%s{\"id\": \"n%d\"}", i ? "," : "", i);
+		strcat(many, one);
+	}
+	strcat(many, "]}");
+	REFUSED(fx, TOPO, many, "nodes: at most 64 entries");
+	/* Bad names. */
+	REFUSED(fx, TOPO, "{\"nodes\": [{\"id\": \"a b\"}]}", "nodes[0].id: 'a b' is not a valid name");
+	REFUSED(fx, TOPO, "{\"nodes\": [{\"id\": \"../x\"}]}", "nodes[0].id: '../x' is not a valid name");
+	REFUSED(fx, TOPO, "{\"nodes\": [{\"id\": \"\"}]}", "nodes[0].id: must be 1 to 63 characters");
+	REFUSED(fx, TOPO,
+		"{\"nodes\": [{\"id\": \"nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn\"}]}",
+		"nodes[0].id: must be 1 to 63 characters");
+	REFUSED(fx, TOPO, "{\"nodes\": [{\"id\": \"A\"}], \"saes\": [{\"id\": \"s\\u00e9\", \"node\": \"A\"}]}",
+		"saes[0].id");
+	/* Semantics. */
+	REFUSED(fx, TOPO, "{\"nodes\": [{\"id\": \"A\"}, {\"id\": \"B\"}, {\"id\": \"A\"}]}",
+		"nodes[2]: duplicate node id 'A'");
+	REFUSED(fx, TOPO,
+		"{\"nodes\": [{\"id\": \"A\"}, {\"id\": \"B\"}],"
+		" \"links\": [{\"a\": \"A\", \"b\": \"C\", \"rate_bps\": 1, \"unit_bits\": 64}]}",
+		"links[0]: links an unknown node");
+	REFUSED(fx, TOPO,
+		"{\"nodes\": [{\"id\": \"A\"}, {\"id\": \"B\"}],"
+		" \"links\": [{\"a\": \"A\", \"b\": \"A\", \"rate_bps\": 1, \"unit_bits\": 64}]}",
+		"links[0]: a and b must differ");
+	REFUSED(fx, TOPO,
+		"{\"nodes\": [{\"id\": \"A\"}, {\"id\": \"B\"}],"
+		" \"links\": [{\"a\": \"A\", \"b\": \"B\", \"rate_bps\": 1, \"unit_bits\": 64},"
+		"             {\"a\": \"B\", \"b\": \"A\", \"rate_bps\": 1, \"unit_bits\": 64}]}",
+		"links[1]: duplicate link B-A");
+	/* R-EL-2: a relay-only node has no KSA, so no application attaches. */
+	REFUSED(fx, TOPO,
+		"{\"nodes\": [{\"id\": \"A\"}, {\"id\": \"B\", \"ksa\": false}],"
+		" \"saes\": [{\"id\": \"sae-1\", \"node\": \"B\"}]}",
+		"saes[0]: node 'B' is relay-only");
+	REFUSED(fx, TOPO, "{\"nodes\": [{\"id\": \"A\"}], \"saes\": [{\"id\": \"s\", \"node\": \"Z\"}]}",
+		"saes[0]: node 'Z' is not in nodes");
+	REFUSED(fx, TOPO,
+		"{\"nodes\": [{\"id\": \"A\"}], \"saes\": [{\"id\": \"s\", \"node\": \"A\"},"
+		" {\"id\": \"s\", \"node\": \"A\"}]}",
+		"saes[1]: duplicate SAE id 's'");
+	REFUSED(fx, TOPO, "{\"nodes\": [{\"id\": \"A\"}], \"policy\": {\"relay\": \"aes\"}}",
+		"policy.relay: must be otp");
+	REFUSED(fx, TOPO, "{\"nodes\": [{\"id\": \"A\"}], \"policy\": {\"after_supply\": \"keep\"}}",
+		"policy.after_supply: must be delete or preserve");
+}
+
+static const char node_min[] =
+	"{\"id\": \"A\", \"db\": \"/var/lib/qkm/A.db\","
+	" \"tls\": {\"ca\": \"ca.pem\", \"cert\": \"A.pem\", \"key\": \"A.key\"},"
+	" \"listen\": {\"kx\": \"127.0.0.1:7001\", \"admin\": \"127.0.0.1:7002\"},"
+	" \"links\": [{\"link\": \"A-B\", \"peer\": \"B\", \"addr\": \"127.0.0.1:7101\", \"module\": \"qm-A-B\"}]}";
+
+static void test_node_good(void **state)
+{
+	struct fixture *fx = *state;
+	assert_int_equal(load(fx, NODE, put(fx, node_min)), 0);
+	struct qkm_node_cfg *c = &fx->node;
+	assert_string_equal(c->id, "A");
+	assert_string_equal(c->db, "/var/lib/qkm/A.db");
+	assert_string_equal(c->log_level, "info");
+	assert_true(c->ksa);
+	assert_string_equal(c->tls.ca, "ca.pem");
+	assert_string_equal(c->tls.key, "A.key");
+	assert_string_equal(c->kx_listen, "127.0.0.1:7001");
+	assert_string_equal(c->admin_listen, "127.0.0.1:7002");
+	assert_string_equal(c->etsi014_listen, "");
+	assert_string_equal(c->sim, "");
+	assert_int_equal(c->n_links, 1);
+	assert_string_equal(c->links[0].module, "qm-A-B");
+	assert_int_equal(c->links[0].kma_unit_bits, 256); /* R-ACQ-2 default unit */
+	assert_int_equal(c->links[0].batch_ms, 100);
+	assert_int_equal(c->links[0].batch_max_bytes, 1u << 20);
+	assert_int_equal(c->n_saes, 0);
+
+	assert_int_equal(load(fx, NODE, put(fx,
+		"{\"id\": \"B\", \"db\": \"b.db\", \"log_level\": \"debug\", \"ksa\": false,"
+		" \"sim\": \"127.0.0.1:9000\","
+		" \"tls\": {\"ca\": \"c\", \"cert\": \"d\", \"key\": \"e\"},"
+		" \"listen\": {\"kx\": \"k\", \"admin\": \"a\", \"etsi014\": \"127.0.0.1:8443\"},"
+		" \"links\": [{\"link\": \"A-B\", \"peer\": \"A\", \"addr\": \"x\", \"module\": \"m1\","
+		"   \"kma_unit_bits\": 8192, \"batch_ms\": 60000, \"batch_max_bytes\": 4096},"
+		"  {\"link\": \"B-C\", \"peer\": \"C\", \"addr\": \"y\", \"module\": \"m2\"}],"
+		" \"saes\": [{\"id\": \"sae-b\", \"node\": \"B\"}]}")), 0);
+	c = &fx->node;
+	assert_false(c->ksa);
+	assert_string_equal(c->log_level, "debug");
+	assert_string_equal(c->sim, "127.0.0.1:9000");
+	assert_string_equal(c->etsi014_listen, "127.0.0.1:8443");
+	assert_int_equal(c->n_links, 2);
+	assert_int_equal(c->links[0].kma_unit_bits, 8192);
+	assert_int_equal(c->links[0].batch_ms, 60000);
+	assert_int_equal(c->links[0].batch_max_bytes, 4096);
+	assert_int_equal(c->links[1].kma_unit_bits, 256);
+	assert_int_equal(c->n_saes, 1);
+	assert_string_equal(c->saes[0].id, "sae-b");
+}
+
+/* node_min with one substitution: the link object replaced by link. */
+static void node_with_link(char *out, size_t n, const char *link)
+{
+	snprintf(out, n,
+		 "{\"id\": \"A\", \"db\": \"a.db\","
+		 " \"tls\": {\"ca\": \"c\", \"cert\": \"d\", \"key\": \"e\"},"
+		 " \"listen\": {\"kx\": \"k\", \"admin\": \"a\"},"
+		 " \"links\": [{\"link\": \"A-B\", \"peer\": \"B\", \"addr\": \"x\", \"module\": \"m\"}, {%s}]}",
+		 link);
+}
+
+static void test_node_refused(void **state)
+{
+	struct fixture *fx = *state;
+	char text[1024];
+	REFUSED(fx, NODE, "{\"id\": \"A\", \"db\": \"a.db\", \"tsl\": {}}", "tsl: unknown field");
+	REFUSED(fx, NODE,
+		"{\"id\": \"A\", \"db\": \"a.db\", \"tls\": {\"ca\": \"c\", \"cert\": \"d\", \"key\": \"e\"},"
+		" \"listen\": {\"kx\": \"k\", \"admin\": \"a\", \"etsi\": \"e\"}}",
+		"listen.etsi: unknown field");
+	REFUSED(fx, NODE, "{\"id\": \"A\", \"db\": \"a.db\", \"tls\": {\"ca\": \"c\", \"cert\": \"d\"}}",
+		"tls.key: missing");
+	REFUSED(fx, NODE, "{\"id\": \"A\", \"db\": \"a.db\", \"tls\": {\"ca\": \"c\", \"cert\": \"d\", \"key\": \"e\"}}",
+		"listen: missing");
+	REFUSED(fx, NODE, "{\"id\": \"A\", \"db\": \"a.db\", \"tls\": 5}", "tls: must be an object");
+	REFUSED(fx, NODE, "{\"id\": \"A\", \"db\": \"a.db\", \"log_level\": \"loud\"}",
+		"log_level: must be error, warn, info or debug");
+	REFUSED(fx, NODE, "{\"id\": \"A B\", \"db\": \"a.db\"}", "id: 'A B' is not a valid name");
+	REFUSED(fx, NODE, "{\"db\": \"a.db\"}", "id: missing");
+	REFUSED(fx, NODE, "{\"id\": \"A\", \"db\": \"a.db\", \"ksa\": null}", "ksa: must be true or false");
+
+	static const struct {
+		const char *link, *want;
+	} bad[] = {
+		{"\"link\": \"A-C\", \"peer\": \"C\", \"addr\": \"y\", \"module\": \"m\", \"kma_unit\": 64",
+		 "links[1].kma_unit: unknown field"},
+		{"\"link\": \"A-C\", \"peer\": \"C\", \"addr\": \"y\"", "links[1].module: missing"},
+		{"\"link\": \"A-C\", \"peer\": \"C\", \"addr\": 7, \"module\": \"m\"",
+		 "links[1].addr: must be a string"},
+		{"\"link\": \"A C\", \"peer\": \"C\", \"addr\": \"y\", \"module\": \"m\"",
+		 "links[1].link: 'A C' is not a valid name"},
+		{"\"link\": \"A-C\", \"peer\": \"C/\", \"addr\": \"y\", \"module\": \"m\"",
+		 "links[1].peer"},
+		{"\"link\": \"A-C\", \"peer\": \"A\", \"addr\": \"y\", \"module\": \"m\"",
+		 "links[1]: peer is this node itself"},
+		{"\"link\": \"A-C\", \"peer\": \"C\", \"addr\": \"y\", \"module\": \"m\", \"kma_unit_bits\": 32",
+		 "links[1].kma_unit_bits: must be an integer from 64 to 1048576"},
+		{"\"link\": \"A-C\", \"peer\": \"C\", \"addr\": \"y\", \"module\": \"m\", \"kma_unit_bits\": 2097152",
+		 "links[1].kma_unit_bits"},
+		{"\"link\": \"A-C\", \"peer\": \"C\", \"addr\": \"y\", \"module\": \"m\", \"kma_unit_bits\": 100",
+		 "links[1]: kma_unit_bits must be a multiple of 8"},
+		{"\"link\": \"A-C\", \"peer\": \"C\", \"addr\": \"y\", \"module\": \"m\", \"batch_ms\": 0",
+		 "links[1].batch_ms"},
+		{"\"link\": \"A-C\", \"peer\": \"C\", \"addr\": \"y\", \"module\": \"m\", \"batch_ms\": 60001",
+		 "links[1].batch_ms"},
+		{"\"link\": \"A-C\", \"peer\": \"C\", \"addr\": \"y\", \"module\": \"m\", \"batch_max_bytes\": 4095",
+		 "links[1].batch_max_bytes"},
+		{"\"link\": \"A-C\", \"peer\": \"C\", \"addr\": \"y\", \"module\": \"m\", \"batch_ms\": true",
+		 "links[1].batch_ms: must be an integer"},
+		{"\"link\": \"A-C\", \"peer\": \"C\", \"addr\": \"y\", \"module\": \"m\", \"batch_ms\": 4294967397",
+		 "links[1].batch_ms"}, /* 2^32 + 101: must not wrap to 101 */
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		node_with_link(text, sizeof(text), bad[i].link);
+		REFUSED(fx, NODE, text, bad[i].want);
+	}
+}
+
+static const char sim_min[] =
+	"{\"tls\": {\"ca\": \"c\", \"cert\": \"s.pem\", \"key\": \"s.key\"},"
+	" \"listen\": \"127.0.0.1:9000\", \"control\": \"/run/qkm/sim.sock\","
+	" \"links\": [{\"id\": \"A-B\", \"rate_bps\": 1000000, \"unit_bits\": 4096,"
+	"   \"sides\": [{\"node\": \"A\", \"module\": \"qm-A\"}, {\"node\": \"B\", \"module\": \"qm-B\"}]}]}";
+
+static void test_sim_good(void **state)
+{
+	struct fixture *fx = *state;
+	assert_int_equal(load(fx, SIM, put(fx, sim_min)), 0);
+	struct qkm_sim_cfg *c = &fx->sim;
+	assert_string_equal(c->name, "sim");
+	assert_string_equal(c->log_level, "info");
+	assert_string_equal(c->listen, "127.0.0.1:9000");
+	assert_string_equal(c->control, "/run/qkm/sim.sock");
+	assert_int_equal(c->backlog_bytes, 64u << 20);
+	assert_int_equal(c->n_links, 1);
+	assert_string_equal(c->links[0].id, "A-B");
+	assert_true(c->links[0].rate_bps == 1000000);
+	assert_int_equal(c->links[0].unit_bits, 4096);
+	assert_true(c->links[0].qber == 0.01);
+	assert_true(c->links[0].qber_threshold == 0.11);
+	assert_string_equal(c->links[0].node[0], "A");
+	assert_string_equal(c->links[0].module[1], "qm-B");
+
+	/* No links is a valid (idle) simulator. */
+	assert_int_equal(load(fx, SIM, put(fx,
+		"{\"name\": \"sim-2\", \"log_level\": \"warn\", \"backlog_bytes\": 65536,"
+		" \"tls\": {\"ca\": \"c\", \"cert\": \"d\", \"key\": \"e\"},"
+		" \"listen\": \"l\", \"control\": \"c\", \"links\": []}")), 0);
+	assert_string_equal(fx->sim.name, "sim-2");
+	assert_string_equal(fx->sim.log_level, "warn");
+	assert_int_equal(fx->sim.backlog_bytes, 65536);
+	assert_int_equal(fx->sim.n_links, 0);
+}
+
+static void sim_with_link(char *out, size_t n, const char *link)
+{
+	snprintf(out, n,
+		 "{\"tls\": {\"ca\": \"c\", \"cert\": \"d\", \"key\": \"e\"},"
+		 " \"listen\": \"l\", \"control\": \"c\","
+		 " \"links\": [{\"id\": \"A-B\", \"rate_bps\": 1, \"unit_bits\": 64,"
+		 "   \"sides\": [{\"node\": \"A\", \"module\": \"m\"}, {\"node\": \"B\", \"module\": \"n\"}]},"
+		 "  {%s}]}",
+		 link);
+}
+
+static void test_sim_refused(void **state)
+{
+	struct fixture *fx = *state;
+	char text[1024];
+	static const char sides[] =
+		"\"sides\": [{\"node\": \"A\", \"module\": \"m\"}, {\"node\": \"B\", \"module\": \"n\"}]";
+	static const struct {
+		const char *pre, *want;
+	} bad[] = {
+		{"\"id\": \"x\", \"rate\": 1, \"unit_bits\": 64, ", "links[1].rate: unknown field"},
+		{"\"id\": \"x\", \"rate_bps\": 0, \"unit_bits\": 64, ", "links[1].rate_bps"},
+		{"\"id\": \"x\", \"rate_bps\": 1, \"unit_bits\": 60, ", "links[1].unit_bits"},
+		{"\"id\": \"x\", \"rate_bps\": 1, \"unit_bits\": 68, ", "links[1]: unit_bits must be a multiple of 8"},
+		{"\"id\": \"x\", \"rate_bps\": 1, \"unit_bits\": 64, \"qber\": 0.6, ",
+		 "links[1].qber: must be a number from 0 to 0.5"},
+		{"\"id\": \"x\", \"rate_bps\": 1, \"unit_bits\": 64, \"qber_threshold\": 0.51, ",
+		 "links[1].qber_threshold"},
+		{"\"id\": \"x y\", \"rate_bps\": 1, \"unit_bits\": 64, ", "links[1].id"},
+		{"\"rate_bps\": 1, \"unit_bits\": 64, ", "links[1].id: missing"},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char link[512];
+		snprintf(link, sizeof(link), "%s%s", bad[i].pre, sides);
+		sim_with_link(text, sizeof(text), link);
+		REFUSED(fx, SIM, text, bad[i].want);
+	}
+	sim_with_link(text, sizeof(text),
+		      "\"id\": \"x\", \"rate_bps\": 1, \"unit_bits\": 64, \"sides\": [{\"node\": \"A\", \"module\": \"m\"}]");
+	REFUSED(fx, SIM, text, "links[1]: sides must have exactly two entries");
+	sim_with_link(text, sizeof(text),
+		      "\"id\": \"x\", \"rate_bps\": 1, \"unit_bits\": 64, \"sides\": [{}, {}, {}]");
+	REFUSED(fx, SIM, text, "links[1].sides: at most 2 entries");
+	sim_with_link(text, sizeof(text),
+		      "\"id\": \"x\", \"rate_bps\": 1, \"unit_bits\": 64,"
+		      " \"sides\": [{\"node\": \"A\", \"module\": \"m\"}, {\"node\": \"B\", \"modul\": \"n\"}]");
+	REFUSED(fx, SIM, text, "links[1].sides[1].modul: unknown field");
+	sim_with_link(text, sizeof(text),
+		      "\"id\": \"x\", \"rate_bps\": 1, \"unit_bits\": 64,"
+		      " \"sides\": [{\"node\": \"A\", \"module\": \"m\"}, {\"node\": \"B!\", \"module\": \"n\"}]");
+	REFUSED(fx, SIM, text, "links[1].sides[1].node: 'B!' is not a valid name");
+	REFUSED(fx, SIM,
+		"{\"tls\": {\"ca\": \"c\", \"cert\": \"d\", \"key\": \"e\"}, \"listen\": \"l\", \"control\": \"c\"}",
+		"links: missing");
+	REFUSED(fx, SIM,
+		"{\"tls\": {\"ca\": \"c\", \"cert\": \"d\", \"key\": \"e\"}, \"listen\": \"l\", \"control\": \"c\","
+		" \"backlog_bytes\": 1024, \"links\": []}",
+		"backlog_bytes: must be an integer from 65536 to 1073741824");
+	REFUSED(fx, SIM,
+		"{\"tls\": {\"ca\": \"c\", \"cert\": \"d\", \"key\": \"e\"}, \"listen\": \"\", \"control\": \"c\","
+		" \"links\": []}",
+		"listen: must be 1 to");
+}
+
+/* Syntax errors: ECONFIG with file:line:column; a missing file is EIO. */
+static void test_malformed_and_missing(void **state)
+{
+	struct fixture *fx = *state;
+	char want[PATH_MAX + 64];
+	const enum kind kinds[] = {NODE, SIM, TOPO};
+	for (size_t i = 0; i < 3; i++) {
+		const char *p = put(fx, "{\n  \"nodes\": [\n    {\"id\": \"A\",}\n  ]\n}\n");
+		snprintf(want, sizeof(want), "%s:3:", p);
+		/* A stale errno from an earlier failure must not turn a syntax
+		 * error into an I/O error. */
+		errno = ENOENT;
+		assert_int_equal(load(fx, kinds[i], p), QKM_ECONFIG);
+		if (strncmp(fx->err, want, strlen(want)) != 0)
+			fail_msg("message '%s' does not start with '%s'", fx->err, want);
+
+		p = put(fx, "{\"nodes\": [{\"id\": \"A\", \"id\": \"B\"}]}");
+		assert_int_equal(load(fx, kinds[i], p), QKM_ECONFIG);
+		assert_non_null(strstr(fx->err, "duplicate"));
+		snprintf(want, sizeof(want), "%s:1:", p);
+		assert_non_null(strstr(fx->err, want));
+
+		p = put(fx, "");
+		assert_int_equal(load(fx, kinds[i], p), QKM_ECONFIG);
+
+		snprintf(want, sizeof(want), "%s/no-such-file.json", fx->dir);
+		assert_int_equal(load(fx, kinds[i], want), QKM_EIO);
+		assert_non_null(strstr(fx->err, want));
+	}
+}
+
+/* A short error buffer gets a cut but terminated message. */
+static void test_short_error_buffer(void **state)
+{
+	struct fixture *fx = *state;
+	char err[16];
+	memset(err, 'x', sizeof(err));
+	assert_int_equal(qkm_topology_load(put(fx, "{\"nodes\": [{\"id\": \"A\", \"zz\": 1}]}"), &fx->topo,
+					   err, sizeof(err)),
+			 QKM_ECONFIG);
+	assert_int_equal(strlen(err), sizeof(err) - 1);
+}
+
+static void test_node_save_load(void **state)
+{
+	struct fixture *fx = *state;
+	struct qkm_node_cfg *in = calloc(1, sizeof(*in));
+	assert_non_null(in);
+	snprintf(in->id, sizeof(in->id), "node-1");
+	snprintf(in->db, sizeof(in->db), "/var/lib/qkm/node-1.db");
+	snprintf(in->log_level, sizeof(in->log_level), "warn");
+	in->ksa = false;
+	snprintf(in->tls.ca, sizeof(in->tls.ca), "/etc/qkm/ca.pem");
+	snprintf(in->tls.cert, sizeof(in->tls.cert), "/etc/qkm/node-1.pem");
+	snprintf(in->tls.key, sizeof(in->tls.key), "/etc/qkm/node-1.key");
+	snprintf(in->kx_listen, sizeof(in->kx_listen), "127.0.0.1:7001");
+	snprintf(in->admin_listen, sizeof(in->admin_listen), "127.0.0.1:7002");
+	snprintf(in->etsi014_listen, sizeof(in->etsi014_listen), "[::1]:8443");
+	snprintf(in->sim, sizeof(in->sim), "127.0.0.1:9000");
+	in->n_links = 2;
+	for (size_t i = 0; i < 2; i++) {
+		struct qkm_node_link *l = &in->links[i];
+		snprintf(l->link, sizeof(l->link), "link-%zu", i);
+		snprintf(l->peer, sizeof(l->peer), "peer-%zu", i);
+		snprintf(l->addr, sizeof(l->addr), "10.0.0.%zu:7001", i + 1);
+		snprintf(l->module, sizeof(l->module), "mod:%zu", i);
+		l->kma_unit_bits = i ? 1u << 20 : 64;
+		l->batch_ms = i ? 60000 : 1;
+		l->batch_max_bytes = i ? 16u << 20 : 4096;
+	}
+	in->n_saes = 1;
+	snprintf(in->saes[0].id, sizeof(in->saes[0].id), "sae-1");
+	snprintf(in->saes[0].node, sizeof(in->saes[0].node), "node-1");
+
+	char path[PATH_MAX + 32];
+	snprintf(path, sizeof(path), "%s/saved.json", fx->dir);
+	assert_int_equal(qkm_node_cfg_save(path, in), 0);
+	struct stat st;
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	if (load(fx, NODE, path) != 0)
+		fail_msg("saved node config does not load: %s", fx->err);
+	assert_memory_equal(&fx->node, in, sizeof(*in));
+	free(in);
+}
+
+static void test_sim_save_load(void **state)
+{
+	struct fixture *fx = *state;
+	struct qkm_sim_cfg *in = calloc(1, sizeof(*in));
+	assert_non_null(in);
+	snprintf(in->name, sizeof(in->name), "sim-x");
+	snprintf(in->log_level, sizeof(in->log_level), "debug");
+	snprintf(in->tls.ca, sizeof(in->tls.ca), "ca.pem");
+	snprintf(in->tls.cert, sizeof(in->tls.cert), "sim.pem");
+	snprintf(in->tls.key, sizeof(in->tls.key), "sim.key");
+	snprintf(in->listen, sizeof(in->listen), "127.0.0.1:9000");
+	snprintf(in->control, sizeof(in->control), "/run/qkm/sim.sock");
+	in->backlog_bytes = 1u << 30;
+	in->n_links = 3;
+	static const double qbers[] = {0.0, 0.0123456789012345, 0.5};
+	for (size_t i = 0; i < 3; i++) {
+		struct qkm_sim_link *l = &in->links[i];
+		snprintf(l->id, sizeof(l->id), "L%zu", i);
+		l->rate_bps = i == 2 ? 100000000000ull : 1 + i;
+		l->unit_bits = i == 2 ? 8u << 20 : 64;
+		l->qber = qbers[i];
+		l->qber_threshold = 0.11 + (double)i / 100;
+		for (int s = 0; s < 2; s++) {
+			snprintf(l->node[s], sizeof(l->node[s]), "n%zu-%d", i, s);
+			snprintf(l->module[s], sizeof(l->module[s]), "m%zu-%d", i, s);
+		}
+	}
+	char path[PATH_MAX + 32];
+	snprintf(path, sizeof(path), "%s/saved.json", fx->dir);
+	assert_int_equal(qkm_sim_cfg_save(path, in), 0);
+	struct stat st;
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	if (load(fx, SIM, path) != 0)
+		fail_msg("saved sim config does not load: %s", fx->err);
+	/* Doubles round-trip exactly, not approximately. */
+	for (size_t i = 0; i < 3; i++) {
+		assert_true(fx->sim.links[i].qber == in->links[i].qber);
+		assert_true(fx->sim.links[i].qber_threshold == in->links[i].qber_threshold);
+	}
+	assert_memory_equal(&fx->sim, in, sizeof(*in));
+	free(in);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_topology_example, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_topology_defaults, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_topology_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_node_good, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_node_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sim_good, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sim_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_malformed_and_missing, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_short_error_buffer, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_node_save_load, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sim_save_load, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
