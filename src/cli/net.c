@@ -525,7 +525,7 @@ static void usage(FILE *f)
 int cli_net(int argc, char **argv)
 {
 	const char *dir = NULL, *pos = NULL;
-	qkm_log_init("qkm net", QKM_LOG_WARN);
+	qkm_log_init("qkm net", QKM_LOG_ERROR);
 	if (argc < 2) {
 		usage(stderr);
 		return 2;

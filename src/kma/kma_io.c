@@ -242,13 +242,13 @@ static void inbound_on_open(struct qkm_link *l, void *arg)
 		qkm_link_close(kl->kx, QKM_EIO, "replaced by a new connection");
 	inbound_unlink(in);
 	kl->kx = l;
-	qkm_link_set_arg(l, kl);
+	qkm_link_set_cbs(l, &kx_cbs, kl);
 	kx_on_open(l, kl);
 }
 
 static void inbound_on_frame(struct qkm_link *l, const struct qkm_frame *f, void *arg)
 {
-	/* Unreachable: frames only flow after on_open re-targets the link. */
+	/* Frames only flow after on_open; inbound_on_open re-targets the link. */
 	qkm_link_close(l, QKM_EPEER, "frame before identification");
 }
 
@@ -262,8 +262,6 @@ static void inbound_on_close(struct qkm_link *l, int err, const char *why, void 
 static const struct qkm_link_cbs inbound_cbs = {inbound_on_open, inbound_on_frame,
 						inbound_on_close};
 
-/* After inbound_on_open hands a link over, its callbacks must be the Kx ones;
- * qkm_link_set_arg changes the argument, and these wrappers pick the role. */
 static void kx_accept(int fd, void *arg)
 {
 	struct qkm_kma *k = arg;

@@ -438,7 +438,11 @@ void qkm_link_send_error(struct qkm_link *l, uint32_t req, int err, const char *
 bool qkm_link_is_open(const struct qkm_link *l) { return l->state == L_OPEN && !l->closing; }
 const char *qkm_link_peer_name(const struct qkm_link *l) { return l->peer_name; }
 const char *qkm_link_peer_role(const struct qkm_link *l) { return l->peer_role; }
-void qkm_link_set_arg(struct qkm_link *l, void *arg) { l->arg = arg; }
+void qkm_link_set_cbs(struct qkm_link *l, const struct qkm_link_cbs *cbs, void *arg)
+{
+	l->cbs = *cbs;
+	l->arg = arg;
+}
 
 static void link_on_read(evutil_socket_t fd, short what, void *arg)
 {

@@ -58,7 +58,9 @@ void qkm_link_free(struct qkm_link *l);
 bool qkm_link_is_open(const struct qkm_link *l);
 const char *qkm_link_peer_name(const struct qkm_link *l);
 const char *qkm_link_peer_role(const struct qkm_link *l);
-void qkm_link_set_arg(struct qkm_link *l, void *arg);
+/* Re-targets the link's callbacks (e.g. once an accepted link identified
+ * itself and belongs to a different owner). */
+void qkm_link_set_cbs(struct qkm_link *l, const struct qkm_link_cbs *cbs, void *arg);
 
 /* Parses "host:port" or "[v6]:port" into a sockaddr. 0 or QKM_EINVAL. */
 struct sockaddr_storage;
