@@ -1,0 +1,894 @@
+/* http.c - HTTPS glue (see http.h): an evhttp server whose connections are
+ * OpenSSL bufferevents and whose every request carries the peer's verified
+ * identity, and a blocking HTTP/1.1 client for tools. Routing and the meaning
+ * of bodies belong to the handlers; SSL_CTXs and identities to net/tls.c. */
+#include "net/http.h"
+#include "core/buf.h"
+#include "core/log.h"
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/util.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define HTTP_HEADERS_MAX (16u << 10)
+#define HTTP_TIMEOUT_SECS 30
+#define HTTP_MSG_MAX 1024 /* error message bytes echoed; longer ones are cut */
+#define HTTP_HOST_MAX 64  /* host part of "host:port", brackets excluded */
+
+#define HTTPS_RESP_MAX (64u << 20)      /* whole response, headers included */
+#define HTTPS_RESP_HEAD_MAX (64u << 10) /* one header block */
+#define HTTPS_CHUNK_LINE_MAX 1024       /* chunk-size line with extensions */
+#define HTTPS_REQ_BODY_MAX (64u << 20)
+#define HTTPS_PATH_MAX 8192
+#define HTTPS_READ_CHUNK (16u << 10)
+
+/* Splits n bytes of "host:port" or "[v6]:port" into host (brackets removed)
+ * and *port, which is -1 if there is no ":port". Checks only the shape; the
+ * callers decide which hosts they accept. 0 or QKM_EINVAL. */
+static int hostport_split(const char *s, size_t n, char host[static HTTP_HOST_MAX],
+			  int *port /* OUT */)
+{
+	const char *end = s + n, *h = s, *p;
+	size_t hlen;
+
+	if (n > 0 && s[0] == '[') {
+		const char *rb = memchr(s, ']', n);
+		if (!rb)
+			return QKM_EINVAL;
+		h = s + 1;
+		hlen = (size_t)(rb - h);
+		p = rb + 1;
+		if (p < end && *p != ':')
+			return QKM_EINVAL;
+	} else {
+		const char *c = memchr(s, ':', n);
+		p = c ? c : end;
+		hlen = (size_t)(p - s);
+	}
+	if (hlen == 0 || hlen >= HTTP_HOST_MAX)
+		return QKM_EINVAL;
+	memcpy(host, h, hlen);
+	host[hlen] = 0;
+	*port = -1;
+	if (p == end)
+		return 0;
+	p++; /* the ':' */
+	if (p == end || end - p > 5)
+		return QKM_EINVAL;
+	int v = 0;
+	for (; p < end; p++) {
+		if (*p < '0' || *p > '9')
+			return QKM_EINVAL;
+		v = v * 10 + (*p - '0');
+	}
+	if (v > 65535)
+		return QKM_EINVAL;
+	*port = v;
+	return 0;
+}
+
+/* ---- server ---------------------------------------------------------- */
+
+struct qkm_http_server {
+	struct evhttp *http;
+	struct evhttp_bound_socket *sock;
+	SSL_CTX *ctx; /* we hold one reference */
+	qkm_http_handler fn;
+	void *arg;
+};
+
+/* evhttp asks for a bufferevent for each accepted connection; it sets the fd
+ * itself, which starts the server side of the handshake. */
+static struct bufferevent *http_on_accept(struct event_base *base, void *arg)
+{
+	struct qkm_http_server *s = arg;
+	SSL *ssl = SSL_new(s->ctx);
+	if (!ssl) {
+		/* evhttp then falls back to a plain bufferevent; http_on_request
+		 * finds no SSL on it and answers 401, so nothing is served. */
+		qkm_tls_log_errors("http: SSL_new");
+		return NULL;
+	}
+	struct bufferevent *bev = bufferevent_openssl_socket_new(base, -1, ssl,
+								 BUFFEREVENT_SSL_ACCEPTING,
+								 BEV_OPT_CLOSE_ON_FREE);
+	if (!bev) {
+		/* libevent 2.1 frees ssl on some of its failure paths and not on
+		 * others; leaking it on this out-of-memory path is the safe side. */
+		log_warnx("http: cannot create a TLS bufferevent");
+		return NULL;
+	}
+	/* Clients such as curl close without close_notify once they have the
+	 * response; without this libevent reports that as an error. */
+	bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+	return bev;
+}
+
+static void http_on_request(struct evhttp_request *req, void *arg)
+{
+	struct qkm_http_server *s = arg;
+	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+	struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
+	SSL *ssl = bev ? bufferevent_openssl_get_ssl(bev) : NULL;
+	char role[QKM_ROLE_MAX], name[QKM_NAME_MAX];
+
+	if (!ssl || qkm_tls_peer_identity(ssl, role, name) != 0) {
+		qkm_http_reply_error(req, 401, "client certificate required");
+		return;
+	}
+	s->fn(req, role, name, s->arg);
+}
+
+struct qkm_http_server *qkm_http_server_new(struct event_base *base, SSL_CTX *ctx,
+					    const char *addr, size_t max_body,
+					    qkm_http_handler fn, void *arg)
+{
+	char host[HTTP_HOST_MAX];
+	int port;
+
+	if (!base || !ctx || !addr || !fn) {
+		log_warnx("http: server needs a base, a context, an address and a handler");
+		return NULL;
+	}
+	if (hostport_split(addr, strlen(addr), host, &port) != 0 || port < 0) {
+		log_warnx("http: bad listen address \"%s\" (want host:port)", addr);
+		return NULL;
+	}
+	struct qkm_http_server *s = calloc(1, sizeof(*s));
+	if (!s) {
+		log_warnx("http: out of memory");
+		return NULL;
+	}
+	s->fn = fn;
+	s->arg = arg;
+	SSL_CTX_up_ref(ctx);
+	s->ctx = ctx;
+	s->http = evhttp_new(base);
+	if (!s->http) {
+		log_warnx("http: evhttp_new failed");
+		goto fail;
+	}
+	evhttp_set_bevcb(s->http, http_on_accept, s);
+	evhttp_set_gencb(s->http, http_on_request, s);
+	evhttp_set_max_body_size(s->http, max_body > (size_t)EV_SSIZE_MAX ? EV_SSIZE_MAX
+									 : (ev_ssize_t)max_body);
+	evhttp_set_max_headers_size(s->http, HTTP_HEADERS_MAX);
+	evhttp_set_timeout(s->http, HTTP_TIMEOUT_SECS);
+	evhttp_set_allowed_methods(s->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST);
+	/* An oversized body is read and dropped before the 413 goes out;
+	 * closing at once would reset the connection under a client that is
+	 * still sending, and it would never see the 413. */
+	evhttp_set_flags(s->http, EVHTTP_SERVER_LINGERING_CLOSE);
+	s->sock = evhttp_bind_socket_with_handle(s->http, host, (ev_uint16_t)port);
+	if (!s->sock) {
+		log_warn("http: cannot listen on %s", addr);
+		goto fail;
+	}
+	return s;
+fail:
+	qkm_http_server_free(s);
+	return NULL;
+}
+
+void qkm_http_server_free(struct qkm_http_server *s)
+{
+	if (!s)
+		return;
+	if (s->http)
+		evhttp_free(s->http); /* also closes the listener and connections */
+	SSL_CTX_free(s->ctx);
+	free(s);
+}
+
+int qkm_http_server_port(struct qkm_http_server *s)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+
+	if (!s || !s->sock)
+		return QKM_EINVAL;
+	if (getsockname(evhttp_bound_socket_get_fd(s->sock), (struct sockaddr *)&ss, &len) != 0)
+		return QKM_EIO;
+	if (ss.ss_family == AF_INET)
+		return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+	if (ss.ss_family == AF_INET6)
+		return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+	return QKM_EIO;
+}
+
+static void http_send(struct evhttp_request *req, int code, const char *p, size_t n)
+{
+	struct evbuffer *b = evbuffer_new();
+	if (!b || evbuffer_add(b, p, n) != 0) {
+		evbuffer_free(b);
+		evhttp_send_error(req, 500, NULL);
+		return;
+	}
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+			  "application/json");
+	evhttp_send_reply(req, code, NULL, b);
+	evbuffer_free(b);
+}
+
+void qkm_http_reply_json(struct evhttp_request *req, int code, const char *json)
+{
+	http_send(req, code, json, strlen(json));
+}
+
+/* Writes {"message":"<msg>"} into out and returns its length. Quotes,
+ * backslashes and control characters are escaped; bytes >= 0x80 become '?'
+ * (our messages are ASCII, and this keeps any input valid UTF-8); only the
+ * first HTTP_MSG_MAX bytes of msg are used, which the size of out allows for
+ * even if every one is escaped to six. */
+static size_t json_error(char out[static 6 * HTTP_MSG_MAX + 32], const char *msg)
+{
+	static const char hex[] = "0123456789abcdef";
+	static const char head[] = "{\"message\":\"";
+	size_t o = sizeof(head) - 1;
+
+	memcpy(out, head, o);
+	for (size_t i = 0; msg[i] && i < HTTP_MSG_MAX; i++) {
+		unsigned char c = (unsigned char)msg[i];
+		if (c == '"' || c == '\\') {
+			out[o++] = '\\';
+			out[o++] = (char)c;
+		} else if (c == '\n') {
+			out[o++] = '\\';
+			out[o++] = 'n';
+		} else if (c == '\r') {
+			out[o++] = '\\';
+			out[o++] = 'r';
+		} else if (c == '\t') {
+			out[o++] = '\\';
+			out[o++] = 't';
+		} else if (c < 0x20 || c == 0x7f) {
+			memcpy(out + o, "\\u00", 4);
+			out[o + 4] = hex[c >> 4];
+			out[o + 5] = hex[c & 15];
+			o += 6;
+		} else {
+			out[o++] = c < 0x80 ? (char)c : '?';
+		}
+	}
+	memcpy(out + o, "\"}", 3);
+	return o + 2;
+}
+
+void qkm_http_reply_error(struct evhttp_request *req, int code, const char *msg)
+{
+	char body[6 * HTTP_MSG_MAX + 32];
+	size_t n = json_error(body, msg ? msg : "");
+	http_send(req, code, body, n);
+}
+
+/* ---- client ---------------------------------------------------------- */
+
+struct https_url {
+	char host[HTTP_HOST_MAX]; /* as written, without brackets */
+	bool ip;                  /* host is an address literal */
+	int port;
+	struct sockaddr_storage ss;
+	socklen_t sslen;
+	const char *path; /* into the URL: path and query, fragment cut */
+	size_t pathlen;
+};
+
+/* Accepts https://HOST[:PORT][/path][?query][#fragment] where HOST is an
+ * IPv4 literal, a bracketed IPv6 literal or "localhost" (127.0.0.1): tools
+ * reach qkm services at the literal addresses of the network file, so
+ * there is no resolver here. Path bytes must be printable ASCII without
+ * spaces, so nothing can be smuggled into the request head. */
+static int url_parse(const char *url, struct https_url *u /* OUT */)
+{
+	static const char scheme[] = "https://";
+	struct sockaddr_in *sin = (struct sockaddr_in *)&u->ss;
+	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&u->ss;
+
+	memset(u, 0, sizeof(*u));
+	if (strncasecmp(url, scheme, sizeof(scheme) - 1) != 0)
+		return QKM_EINVAL;
+	const char *a = url + sizeof(scheme) - 1;
+	size_t alen = strcspn(a, "/?#");
+	if (memchr(a, '@', alen) || hostport_split(a, alen, u->host, &u->port) != 0)
+		return QKM_EINVAL;
+	if (u->port < 0)
+		u->port = 443;
+	if (u->port == 0)
+		return QKM_EINVAL;
+	if (a[0] == '[') {
+		if (inet_pton(AF_INET6, u->host, &sin6->sin6_addr) != 1)
+			return QKM_EINVAL;
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons((uint16_t)u->port);
+		u->sslen = sizeof(*sin6);
+		u->ip = true;
+	} else {
+		if (inet_pton(AF_INET, u->host, &sin->sin_addr) == 1)
+			u->ip = true;
+		else if (strcasecmp(u->host, "localhost") == 0)
+			sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		else
+			return QKM_EINVAL;
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons((uint16_t)u->port);
+		u->sslen = sizeof(*sin);
+	}
+	u->path = a + alen;
+	u->pathlen = strcspn(u->path, "#");
+	if (u->pathlen > HTTPS_PATH_MAX)
+		return QKM_EINVAL;
+	for (size_t i = 0; i < u->pathlen; i++)
+		if (u->path[i] <= 0x20 || u->path[i] >= 0x7f)
+			return QKM_EINVAL;
+	return 0;
+}
+
+static int request_build(struct qkm_buf *b, const char *method, const struct https_url *u,
+			 const char *body)
+{
+	char head[HTTPS_PATH_MAX + 512];
+	size_t blen = body ? strlen(body) : 0;
+	bool v6 = u->ss.ss_family == AF_INET6;
+	/* "?q" alone means "/?q"; an empty path means "/". */
+	const char *slash = u->pathlen == 0 || u->path[0] == '?' ? "/" : "";
+	char clen[96] = "";
+
+	if (blen > HTTPS_REQ_BODY_MAX)
+		return QKM_ETOOBIG;
+	if (body)
+		snprintf(clen, sizeof(clen),
+			 "Content-Type: application/json\r\nContent-Length: %zu\r\n", blen);
+	else if (strcmp(method, "POST") == 0)
+		snprintf(clen, sizeof(clen), "Content-Length: 0\r\n");
+	int n = snprintf(head, sizeof(head),
+			 "%s %s%.*s HTTP/1.1\r\n"
+			 "Host: %s%s%s:%d\r\n"
+			 "User-Agent: qkm/" QKM_VERSION "\r\n"
+			 "Accept: application/json\r\n"
+			 "%s"
+			 "Connection: close\r\n\r\n",
+			 method, slash, (int)u->pathlen, u->path, v6 ? "[" : "", u->host,
+			 v6 ? "]" : "", u->port, clen);
+	if (n < 0 || (size_t)n >= sizeof(head))
+		return QKM_EINVAL;
+	int rc = qkm_buf_put(b, head, (size_t)n);
+	if (!rc && blen)
+		rc = qkm_buf_put(b, body, blen);
+	return rc;
+}
+
+/* ---- response parsing: pure, fed the bytes received so far ----------- */
+
+enum body_kind { BODY_NONE, BODY_LENGTH, BODY_CHUNKED, BODY_CLOSE };
+
+struct http_resp {
+	int status;
+	size_t head; /* end of the final header block; 0 until it is complete */
+	enum body_kind kind;
+	size_t clen;          /* BODY_LENGTH */
+	size_t scan;          /* BODY_CHUNKED: offset of the next chunk-size line */
+	bool trailers;        /* BODY_CHUNKED: the last chunk has been seen */
+	struct qkm_buf chunks; /* BODY_CHUNKED: the decoded body so far */
+};
+
+static bool is_tchar(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	       (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* One header field "name: value" in [p, e): records the framing. */
+static int resp_field(struct http_resp *r, const char *p, const char *e, bool *have_len)
+{
+	const char *colon = memchr(p, ':', (size_t)(e - p));
+	if (!colon || colon == p)
+		return QKM_EFORMAT;
+	for (const char *q = p; q < colon; q++)
+		if (!is_tchar(*q))
+			return QKM_EFORMAT; /* also refuses obsolete line folding */
+	const char *v = colon + 1;
+	while (v < e && (*v == ' ' || *v == '\t'))
+		v++;
+	while (e > v && (e[-1] == ' ' || e[-1] == '\t'))
+		e--;
+	size_t nlen = (size_t)(colon - p), vlen = (size_t)(e - v);
+
+	if (nlen == 14 && strncasecmp(p, "Content-Length", 14) == 0) {
+		size_t len = 0;
+		if (vlen == 0)
+			return QKM_EFORMAT;
+		for (const char *q = v; q < e; q++) {
+			if (*q < '0' || *q > '9')
+				return QKM_EFORMAT;
+			len = len * 10 + (size_t)(*q - '0');
+			if (len > HTTPS_RESP_MAX)
+				return QKM_ETOOBIG;
+		}
+		if (*have_len && len != r->clen)
+			return QKM_EFORMAT; /* conflicting lengths: no safe reading */
+		*have_len = true;
+		r->clen = len;
+	} else if (nlen == 17 && strncasecmp(p, "Transfer-Encoding", 17) == 0) {
+		/* We ask for no codings, so chunked is the only one to expect. */
+		if (vlen != 7 || strncasecmp(v, "chunked", 7) != 0)
+			return QKM_EFORMAT;
+		r->kind = BODY_CHUNKED;
+	}
+	return 0;
+}
+
+/* Parses header blocks from p[0..len): skips interim 1xx responses and
+ * sets status, head and the body framing of the final one. */
+static int resp_head(struct http_resp *r, const char *p, size_t len)
+{
+	size_t start = 0;
+	for (;;) {
+		const char *end = memmem(p + start, len - start, "\r\n\r\n", 4);
+		if (!end)
+			return len - start > HTTPS_RESP_HEAD_MAX ? QKM_EFORMAT : QKM_EAGAIN;
+		if ((size_t)(end - (p + start)) > HTTPS_RESP_HEAD_MAX)
+			return QKM_EFORMAT;
+		const char *line = p + start, *eol = memmem(line, (size_t)(end + 2 - line), "\r\n", 2);
+		/* "HTTP/1.x NNN[ reason]" */
+		if (eol - line < 12 || memcmp(line, "HTTP/1.", 7) != 0 || line[7] < '0' ||
+		    line[7] > '9' || line[8] != ' ' || (eol - line > 12 && line[12] != ' '))
+			return QKM_EFORMAT;
+		int status = 0;
+		for (int i = 9; i < 12; i++) {
+			if (line[i] < '0' || line[i] > '9')
+				return QKM_EFORMAT;
+			status = status * 10 + (line[i] - '0');
+		}
+		if (status < 100)
+			return QKM_EFORMAT;
+		r->kind = BODY_CLOSE;
+		bool have_len = false;
+		for (line = eol + 2; line < end + 2; line = eol + 2) {
+			eol = memmem(line, (size_t)(end + 2 - line), "\r\n", 2);
+			int rc = resp_field(r, line, eol, &have_len);
+			if (rc)
+				return rc;
+		}
+		start = (size_t)(end - p) + 4;
+		if (status < 200)
+			continue; /* 100 Continue and friends precede the answer */
+		r->status = status;
+		r->head = start;
+		if (status == 204 || status == 304)
+			r->kind = BODY_NONE;
+		else if (r->kind != BODY_CHUNKED && have_len)
+			r->kind = BODY_LENGTH; /* chunked wins over a length */
+		return 0;
+	}
+}
+
+/* Decodes the chunks in p[r->scan..len) into r->chunks; trailer fields are
+ * read past and ignored. */
+static int resp_chunks(struct http_resp *r, const char *p, size_t len)
+{
+	for (;;) {
+		const char *line = p + r->scan;
+		size_t left = len - r->scan;
+		const char *eol = memmem(line, left, "\r\n", 2);
+		if (!eol)
+			return left > HTTPS_CHUNK_LINE_MAX ? QKM_EFORMAT : QKM_EAGAIN;
+		size_t lhdr = (size_t)(eol - line) + 2;
+		if (lhdr > HTTPS_CHUNK_LINE_MAX)
+			return QKM_EFORMAT;
+		if (r->trailers) {
+			r->scan += lhdr;
+			if (lhdr == 2)
+				return 0; /* the empty line after the trailers */
+			continue;
+		}
+		size_t size = 0;
+		const char *q = line;
+		for (; q < eol && hexval(*q) >= 0; q++) {
+			size = size * 16 + (size_t)hexval(*q);
+			if (size > HTTPS_RESP_MAX)
+				return QKM_ETOOBIG;
+		}
+		if (q == line || (q < eol && *q != ';' && *q != ' ' && *q != '\t'))
+			return QKM_EFORMAT; /* anything after the size is an extension */
+		if (size == 0) {
+			r->trailers = true;
+			r->scan += lhdr;
+			continue;
+		}
+		if (left < lhdr + size + 2)
+			return QKM_EAGAIN;
+		if (memcmp(line + lhdr + size, "\r\n", 2) != 0)
+			return QKM_EFORMAT;
+		int rc = qkm_buf_put(&r->chunks, line + lhdr, size);
+		if (rc)
+			return rc;
+		r->scan += lhdr + size + 2;
+	}
+}
+
+/* Looks at the len bytes received so far (eof: the peer has closed).
+ * 0: the response is complete; QKM_EAGAIN: more is needed; QKM_EFORMAT,
+ * QKM_ETOOBIG, QKM_ENOMEM. */
+static int resp_feed(struct http_resp *r, const char *p, size_t len, bool eof)
+{
+	int rc;
+	if (!r->head) {
+		rc = resp_head(r, p, len);
+		if (rc)
+			return rc == QKM_EAGAIN && eof ? QKM_EFORMAT : rc;
+		r->scan = r->head;
+	}
+	switch (r->kind) {
+	case BODY_NONE:
+		return 0;
+	case BODY_LENGTH:
+		if (len - r->head >= r->clen)
+			return 0;
+		return eof ? QKM_EFORMAT : QKM_EAGAIN;
+	case BODY_CHUNKED:
+		rc = resp_chunks(r, p, len);
+		return rc == QKM_EAGAIN && eof ? QKM_EFORMAT : rc;
+	case BODY_CLOSE:
+		return eof ? 0 : QKM_EAGAIN;
+	}
+	return QKM_EFORMAT;
+}
+
+/* Copies the body of a complete response into a new NUL-terminated string. */
+static int resp_body(const struct http_resp *r, const char *p, size_t len, char **out)
+{
+	const char *src = p + r->head;
+	size_t n = 0;
+	switch (r->kind) {
+	case BODY_NONE:
+		break;
+	case BODY_LENGTH:
+		n = r->clen;
+		break;
+	case BODY_CHUNKED:
+		src = (const char *)r->chunks.p;
+		n = r->chunks.len;
+		break;
+	case BODY_CLOSE:
+		n = len - r->head;
+		break;
+	}
+	char *s = malloc(n + 1);
+	if (!s)
+		return QKM_ENOMEM;
+	if (n)
+		memcpy(s, src, n);
+	s[n] = 0;
+	*out = s;
+	return 0;
+}
+
+/* ---- client I/O --------------------------------------------------------- */
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Waits until fd is ready for events or the deadline passes. 0 when ready
+ * (errors and hang-ups included: the next call on fd reports them),
+ * QKM_EAGAIN on time-out, QKM_EIO. */
+static int wait_fd(int fd, short events, int64_t deadline)
+{
+	for (;;) {
+		int64_t left = deadline - now_ms();
+		if (left <= 0)
+			return QKM_EAGAIN;
+		struct pollfd pfd = { .fd = fd, .events = events };
+		int n = poll(&pfd, 1, left > INT_MAX ? INT_MAX : (int)left);
+		if (n > 0)
+			return 0;
+		if (n == 0)
+			return QKM_EAGAIN;
+		if (errno != EINTR)
+			return QKM_EIO;
+	}
+}
+
+/* After an SSL call returned n <= 0: waits for what it wants (then 0: call
+ * it again) or maps the failure: QKM_ETLS for protocol and certificate
+ * errors, QKM_EIO for socket errors, QKM_EAGAIN at the deadline. */
+static int tls_wait(SSL *ssl, int n, int fd, int64_t deadline, const char *what)
+{
+	int e = SSL_get_error(ssl, n);
+	int rc;
+	switch (e) {
+	case SSL_ERROR_WANT_READ:
+	case SSL_ERROR_WANT_WRITE:
+		rc = wait_fd(fd, e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT, deadline);
+		if (rc == QKM_EAGAIN)
+			log_warnx("%s: timed out", what);
+		else if (rc)
+			log_warn("%s: poll", what);
+		return rc;
+	case SSL_ERROR_SYSCALL:
+		if (ERR_peek_error() != 0) {
+			qkm_tls_log_errors(what);
+			return QKM_ETLS;
+		}
+		if (errno)
+			log_warn("%s", what);
+		else
+			log_warnx("%s: connection closed", what);
+		return QKM_EIO;
+	case SSL_ERROR_ZERO_RETURN:
+		log_warnx("%s: connection closed", what);
+		return QKM_EIO;
+	default: {
+		long v = SSL_get_verify_result(ssl);
+		if (v != X509_V_OK)
+			log_warnx("%s: server certificate: %s", what,
+				  X509_verify_cert_error_string(v));
+		qkm_tls_log_errors(what);
+		return QKM_ETLS;
+	}
+	}
+}
+
+static int tcp_connect(const struct https_url *u, int64_t deadline, int *fd_out /* OUT */)
+{
+	int fd = socket(u->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return QKM_EIO;
+	*fd_out = fd; /* the caller closes it, whatever happens next */
+	if (connect(fd, (const struct sockaddr *)&u->ss, u->sslen) != 0) {
+		if (errno != EINPROGRESS && errno != EINTR)
+			return QKM_EIO;
+		int rc = wait_fd(fd, POLLOUT, deadline);
+		if (rc)
+			return rc;
+		int err = 0;
+		socklen_t elen = sizeof(err);
+		if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) != 0)
+			return QKM_EIO;
+		if (err) {
+			errno = err;
+			return QKM_EIO;
+		}
+	}
+	int one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	return 0;
+}
+
+/* Writing to a peer that has gone raises SIGPIPE, which would kill the
+ * calling tool; a library must not change the process's signal handling,
+ * so the request runs with SIGPIPE blocked in this thread and any SIGPIPE
+ * it caused is taken off the pending set before the mask is restored. */
+struct sigpipe_guard {
+	sigset_t old;
+	bool was_pending;
+};
+
+static void sigpipe_block(struct sigpipe_guard *g)
+{
+	sigset_t set, pending;
+	sigemptyset(&set);
+	sigaddset(&set, SIGPIPE);
+	sigemptyset(&pending);
+	sigpending(&pending);
+	g->was_pending = sigismember(&pending, SIGPIPE) == 1;
+	pthread_sigmask(SIG_BLOCK, &set, &g->old);
+}
+
+static void sigpipe_restore(struct sigpipe_guard *g)
+{
+	sigset_t set, pending;
+	sigemptyset(&set);
+	sigaddset(&set, SIGPIPE);
+	sigemptyset(&pending);
+	sigpending(&pending);
+	if (!g->was_pending && sigismember(&pending, SIGPIPE) == 1) {
+		const struct timespec zero = { 0, 0 };
+		while (sigtimedwait(&set, NULL, &zero) < 0 && errno == EINTR)
+			;
+	}
+	pthread_sigmask(SIG_SETMASK, &g->old, NULL);
+}
+
+/* Wipes a plain (not secure-heap) buffer before freeing it. */
+static void buf_wipe_fini(struct qkm_buf *b)
+{
+	if (b->p)
+		OPENSSL_cleanse(b->p, b->cap);
+	qkm_buf_fini(b);
+}
+
+int qkm_https_request(const char *url, const char *method, const char *body, const char *ca,
+		      const char *cert, const char *key, int timeout_ms, int *status,
+		      char **resp)
+{
+	struct sigpipe_guard guard;
+	struct https_url u;
+	struct qkm_buf req, in;
+	struct http_resp r;
+	SSL_CTX *ctx = NULL;
+	SSL *ssl = NULL;
+	int fd = -1, rc, n;
+	int64_t deadline = now_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+	char what[HTTP_HOST_MAX + 32] = "https";
+
+	sigpipe_block(&guard);
+	ERR_clear_error();
+	qkm_buf_init(&req, HTTPS_REQ_BODY_MAX + HTTPS_PATH_MAX + 1024, false);
+	qkm_buf_init(&in, HTTPS_RESP_MAX, false);
+	memset(&r, 0, sizeof(r));
+	qkm_buf_init(&r.chunks, HTTPS_RESP_MAX, false);
+	if (status)
+		*status = 0;
+	if (resp)
+		*resp = NULL;
+	if (!url || !method || !ca || !cert || !key || !status || !resp || timeout_ms <= 0 ||
+	    (strcmp(method, "GET") != 0 && strcmp(method, "POST") != 0)) {
+		rc = QKM_EINVAL;
+		goto out;
+	}
+	rc = url_parse(url, &u);
+	if (rc) {
+		/* Shown with control bytes masked: one log line per event. */
+		char shown[128];
+		size_t i = 0;
+		for (; url[i] && i < sizeof(shown) - 1; i++)
+			shown[i] = url[i] > 0x20 && url[i] < 0x7f ? url[i] : '?';
+		shown[i] = 0;
+		log_warnx("https: bad URL \"%s\" (want https://ADDRESS:PORT/path)", shown);
+		goto out;
+	}
+	snprintf(what, sizeof(what), "https %s%s%s:%d", u.ss.ss_family == AF_INET6 ? "[" : "",
+		 u.host, u.ss.ss_family == AF_INET6 ? "]" : "", u.port);
+	rc = request_build(&req, method, &u, body);
+	if (rc) {
+		log_warnx("%s: request too large", what);
+		goto out;
+	}
+	ctx = qkm_tls_ctx_new(ca, cert, key, false);
+	if (!ctx) {
+		rc = QKM_ETLS;
+		goto out;
+	}
+	rc = tcp_connect(&u, deadline, &fd);
+	if (rc) {
+		if (rc == QKM_EAGAIN)
+			log_warnx("%s: connect timed out", what);
+		else
+			log_warn("%s: connect", what);
+		goto out;
+	}
+	ssl = SSL_new(ctx);
+	if (!ssl || SSL_set_fd(ssl, fd) != 1) {
+		qkm_tls_log_errors(what);
+		rc = QKM_ETLS;
+		goto out;
+	}
+	/* evhttp closes without close_notify. Ending early is still caught:
+	 * a response is complete only by its own framing (resp_feed). */
+	SSL_set_options(ssl, SSL_OP_IGNORE_UNEXPECTED_EOF);
+	/* The server must be the host the URL names (SAN IP or DNS). */
+	if (u.ip)
+		n = X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), u.host);
+	else
+		n = SSL_set1_host(ssl, u.host) == 1 && SSL_set_tlsext_host_name(ssl, u.host) == 1;
+	if (n != 1) {
+		qkm_tls_log_errors(what);
+		rc = QKM_ETLS;
+		goto out;
+	}
+	while ((n = SSL_connect(ssl)) != 1) {
+		rc = tls_wait(ssl, n, fd, deadline, what);
+		if (rc)
+			goto out;
+	}
+
+	for (size_t off = 0; off < req.len;) {
+		size_t left = req.len - off;
+		n = SSL_write(ssl, req.p + off, left > INT_MAX ? INT_MAX : (int)left);
+		if (n > 0) {
+			off += (size_t)n;
+			continue;
+		}
+		rc = tls_wait(ssl, n, fd, deadline, what);
+		if (rc == QKM_EIO) {
+			/* The server may have answered early and closed (a 413, or
+			 * an alert refusing our certificate): read what it said. */
+			ERR_clear_error();
+			break;
+		}
+		if (rc)
+			goto out;
+	}
+
+	/* SSL_read is called again until it wants more from the socket, so
+	 * records already decrypted (SSL_pending) are never left waiting on a
+	 * poll that would not wake. */
+	for (;;) {
+		size_t room = in.max - in.len;
+		if (room == 0) {
+			log_warnx("%s: response larger than %u bytes", what, HTTPS_RESP_MAX);
+			rc = QKM_ETOOBIG;
+			goto out;
+		}
+		if (room > HTTPS_READ_CHUNK)
+			room = HTTPS_READ_CHUNK;
+		rc = qkm_buf_reserve(&in, room);
+		if (rc)
+			goto out;
+		n = SSL_read(ssl, in.p + in.len, (int)room);
+		if (n > 0) {
+			in.len += (size_t)n;
+			rc = resp_feed(&r, (const char *)in.p, in.len, false);
+		} else if (SSL_get_error(ssl, n) == SSL_ERROR_ZERO_RETURN) {
+			if (in.len == 0) {
+				log_warnx("%s: closed without a response", what);
+				rc = QKM_EIO;
+				goto out;
+			}
+			rc = resp_feed(&r, (const char *)in.p, in.len, true);
+		} else {
+			rc = tls_wait(ssl, n, fd, deadline, what);
+			if (rc)
+				goto out;
+			rc = QKM_EAGAIN;
+		}
+		if (rc != QKM_EAGAIN)
+			break;
+	}
+	if (rc) {
+		log_warnx("%s: bad response: %s", what, qkm_strerror(rc));
+		goto out;
+	}
+	rc = resp_body(&r, (const char *)in.p, in.len, resp);
+	if (rc)
+		goto out;
+	*status = r.status;
+out:
+	SSL_free(ssl);
+	if (fd >= 0)
+		close(fd);
+	SSL_CTX_free(ctx);
+	/* Responses may carry key material (ETSI 014); the copy handed to the
+	 * caller is theirs to wipe, ours are wiped here. */
+	buf_wipe_fini(&req);
+	buf_wipe_fini(&in);
+	buf_wipe_fini(&r.chunks);
+	ERR_clear_error();
+	sigpipe_restore(&guard);
+	return rc;
+}
