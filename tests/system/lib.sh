@@ -1,0 +1,54 @@
+# lib.sh - helpers for qkm system tests: real processes on loopback started
+# with `qkm net up`, driven like an operator would. Source it; it sets QKM
+# (the binary), SRC (the source tree) and T (a fresh scratch directory that
+# is removed, with its network stopped, on exit).
+set -eu
+QKM=${QKM:-$(cd "$(dirname "$0")/../.." && pwd)/build/qkm}
+SRC=${QKM_SRC:-$(cd "$(dirname "$0")/../.." && pwd)}
+base=${QKM_TEST_TMP:-/tmp}
+mkdir -p "$base"
+T=$(mktemp -d "$base/sys.XXXXXX")
+NETS=""
+
+cleanup() {
+	for d in $NETS; do "$QKM" net down --dir "$d" >/dev/null 2>&1 || true; done
+	if [ "${KEEP:-0}" != 1 ]; then rm -rf "$T"; fi
+}
+trap cleanup EXIT
+
+fail() { echo "FAIL: $*" >&2; for d in $NETS; do tail -n 20 "$d"/*/log >&2 || true; done; exit 1; }
+ok() { echo "ok - $*"; }
+
+# net_up TOPOLOGY DIR: starts a network and remembers it for cleanup.
+net_up() {
+	NETS="$NETS $2"
+	"$QKM" net up "$1" --dir "$2" >"$2.up.log" 2>&1 || { cat "$2.up.log" >&2; fail "net up $1"; }
+}
+
+# wait_for SECONDS CMD...: retries CMD every 0.2 s until it succeeds.
+wait_for() {
+	local secs=$1; shift
+	local end=$(( $(date +%s) + secs ))
+	while ! "$@" >/dev/null 2>&1; do
+		[ "$(date +%s)" -lt "$end" ] || return 1
+		sleep 0.2
+	done
+}
+
+# jq-like field access with python3: js FILE_OR_- 'expr over d'
+js() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
+
+status_json() { "$QKM" ctl status --dir "$1" --json; }
+
+# pool FIELD DIR NODE PEER: a pool figure from ctl status.
+pool() {
+	status_json "$2" | js "[p['$1'] for n in d['nodes'] if n['id']=='$3' for p in n['pools'] if p['peer']=='$4'][0]"
+}
+
+counter() {
+	status_json "$2" | js "[n['counters']['$1'] for n in d['nodes'] if n['id']=='$3'][0]"
+}
+
+node_pid() { js "d['nodes']['$2']['pid']" <"$1/network.json"; }
+
+pair_clean() { "$QKM" ctl pair-check --dir "$1" "$2" "$3" | grep -q " 0 mismatches"; }
