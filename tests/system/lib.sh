@@ -25,11 +25,12 @@ net_up() {
 	"$QKM" net up "$1" --dir "$2" >"$2.up.log" 2>&1 || { cat "$2.up.log" >&2; fail "net up $1"; }
 }
 
-# wait_for SECONDS CMD...: retries CMD every 0.2 s until it succeeds.
+# wait_for SECONDS 'SHELL CONDITION': re-evaluates the condition every 0.2 s
+# until it holds; 1 if it still does not after SECONDS.
 wait_for() {
 	local secs=$1; shift
 	local end=$(( $(date +%s) + secs ))
-	while ! "$@" >/dev/null 2>&1; do
+	while ! eval "$*" >/dev/null 2>&1; do
 		[ "$(date +%s)" -lt "$end" ] || return 1
 		sleep 0.2
 	done
@@ -52,3 +53,8 @@ counter() {
 node_pid() { js "d['nodes']['$2']['pid']" <"$1/network.json"; }
 
 pair_clean() { "$QKM" ctl pair-check --dir "$1" "$2" "$3" | grep -q " 0 mismatches"; }
+
+# stock_equal DIR A B: one status snapshot shows the same stock at both ends.
+stock_equal() {
+	status_json "$1" | js "1 if [(p['keys'],p['bytes']) for n in d['nodes'] if n['id']=='$2' for p in n['pools'] if p['peer']=='$3'] == [(p['keys'],p['bytes']) for n in d['nodes'] if n['id']=='$3' for p in n['pools'] if p['peer']=='$2'] else exit(1)" >/dev/null
+}

@@ -6,7 +6,7 @@
 D=$T/two
 net_up "$SRC/examples/two-nodes.json" "$D"
 
-wait_for 15 test "$(pool keys "$D" A B)" -gt 0 || fail "no keys acquired within 15 s"
+wait_for 15 '[ "$(pool keys "$D" A B)" -gt 0 ]' || fail "no keys acquired within 15 s"
 s1=$(date +%s.%N); b1=$(pool bytes "$D" A B)
 sleep 8
 s2=$(date +%s.%N); b2=$(pool bytes "$D" A B)

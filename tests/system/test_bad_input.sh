@@ -21,7 +21,7 @@ ok "SAE on unknown node refused"
 
 D=$T/two
 net_up "$SRC/examples/two-nodes.json" "$D"
-wait_for 15 test "$(pool keys "$D" A B)" -gt 0 || fail "no keys acquired"
+wait_for 15 '[ "$(pool keys "$D" A B)" -gt 0 ]' || fail "no keys acquired"
 
 # A node config with a bad value: --check names it.
 sed 's/"kma_unit_bits": 256/"kma_unit_bits": 257/' "$D/B/node.json" >"$T/badnode.json"

@@ -4,7 +4,7 @@
 . "$(dirname "$0")/lib.sh"
 D=$T/two
 net_up "$SRC/examples/two-nodes.json" "$D"
-wait_for 15 test "$(pool keys "$D" A B)" -gt 0 || fail "no keys acquired"
+wait_for 15 '[ "$(pool keys "$D" A B)" -gt 0 ]' || fail "no keys acquired"
 ROUNDS=${CRASH_ROUNDS:-6}
 seed=${SEED:-$RANDOM}
 echo "# seed $seed"
