@@ -40,7 +40,7 @@ static int sim_fault(int argc, char **argv)
 	}
 	if (!dir || npos < 2 || npos > 3) {
 		fprintf(stderr, "usage: qkm sim fault --dir DIR [--side NODE] LINK "
-				"flip N|drop|qber X|down|up\n");
+				"flip N|drop|corrupt|qber X|down|up\n");
 		return 2;
 	}
 	char path[PATH_MAX + 32], err[512], line[300];
@@ -108,7 +108,7 @@ int cli_sim(int argc, char **argv)
 			path = argv[++i];
 		else {
 			fprintf(stderr, "usage: qkm sim -c FILE\n"
-					"       qkm sim fault --dir DIR [--side NODE] LINK flip N|drop|qber X|down|up\n");
+					"       qkm sim fault --dir DIR [--side NODE] LINK flip N|drop|corrupt|qber X|down|up\n");
 			return strcmp(argv[i], "--help") == 0 ? 0 : 2;
 		}
 	}

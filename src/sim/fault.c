@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const kinds[] = {NULL, "flip", "drop", "qber", "down", "up"};
+static const char *const kinds[] = {NULL, "flip", "drop", "qber", "down", "up", "corrupt"};
 
 int qkm_fault_parse(const char *line, struct qkm_fault *f, char *err, size_t errsz)
 {
@@ -25,7 +25,7 @@ int qkm_fault_parse(const char *line, struct qkm_fault *f, char *err, size_t err
 		tok[n++] = t;
 	}
 	if (n < 4 || strcmp(tok[0], "fault") != 0) {
-		snprintf(err, errsz, "usage: fault LINK SIDE flip N|drop|qber X|down|up");
+		snprintf(err, errsz, "usage: fault LINK SIDE flip N|drop|corrupt|qber X|down|up");
 		return QKM_EINVAL;
 	}
 	if (!qkm_name_valid(tok[1]) || (strcmp(tok[2], "-") && !qkm_name_valid(tok[2]))) {
@@ -34,11 +34,11 @@ int qkm_fault_parse(const char *line, struct qkm_fault *f, char *err, size_t err
 	}
 	snprintf(f->link, sizeof(f->link), "%s", tok[1]);
 	snprintf(f->side, sizeof(f->side), "%s", tok[2]);
-	for (int k = QKM_FAULT_FLIP; k <= QKM_FAULT_UP; k++)
+	for (int k = QKM_FAULT_FLIP; k <= QKM_FAULT_CORRUPT; k++)
 		if (strcmp(tok[3], kinds[k]) == 0)
 			f->kind = (enum qkm_fault_kind)k;
 	if (!f->kind) {
-		snprintf(err, errsz, "unknown fault '%s' (flip N, drop, qber X, down, up)", tok[3]);
+		snprintf(err, errsz, "unknown fault '%s' (flip N, drop, corrupt, qber X, down, up)", tok[3]);
 		return QKM_EINVAL;
 	}
 	int want_arg = f->kind == QKM_FAULT_FLIP || f->kind == QKM_FAULT_QBER;

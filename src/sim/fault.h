@@ -1,6 +1,6 @@
 /* fault.h - faults the quantum-layer simulator can be told to inject, and
  * the one-line text command that carries them over its control socket:
- *   fault LINK SIDE flip N | drop | qber X | down | up
+ *   fault LINK SIDE flip N | drop | corrupt | qber X | down | up
  * SIDE is the node whose module is affected ("-" = the link's second node;
  * qber, down and up affect the whole link). Pure parsing, no I/O. */
 #ifndef QKM_SIM_FAULT_H
@@ -12,7 +12,14 @@
 #include "core/err.h"
 #include "core/id.h"
 
-enum qkm_fault_kind { QKM_FAULT_FLIP = 1, QKM_FAULT_DROP, QKM_FAULT_QBER, QKM_FAULT_DOWN, QKM_FAULT_UP };
+enum qkm_fault_kind {
+	QKM_FAULT_FLIP = 1, /* N bits of one side's next QKD-key differ */
+	QKM_FAULT_DROP,     /* one side loses its next QKD-key */
+	QKM_FAULT_QBER,     /* the link's QBER; above threshold: alarm */
+	QKM_FAULT_DOWN,
+	QKM_FAULT_UP,
+	QKM_FAULT_CORRUPT,  /* one side's next key file arrives malformed */
+};
 
 struct qkm_fault {
 	char link[QKM_NAME_MAX];

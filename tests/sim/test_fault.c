@@ -26,6 +26,9 @@ static void test_every_kind_parses(void **state)
 	assert_int_equal(qkm_fault_parse("fault A-B - drop", &f, err, sizeof(err)), 0);
 	assert_int_equal(f.kind, QKM_FAULT_DROP);
 	assert_string_equal(f.side, "-");
+	assert_int_equal(qkm_fault_parse("fault A-B B corrupt", &f, err, sizeof(err)), 0);
+	assert_int_equal(f.kind, QKM_FAULT_CORRUPT);
+	assert_int_not_equal(qkm_fault_parse("fault A-B B corrupt 3", &f, err, sizeof(err)), 0);
 
 	assert_int_equal(qkm_fault_parse("fault A-B - qber 0.08", &f, err, sizeof(err)), 0);
 	assert_int_equal(f.kind, QKM_FAULT_QBER);

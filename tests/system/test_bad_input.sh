@@ -30,6 +30,12 @@ echo "$out" | grep -q "multiple of 8" || fail "node --check: $out"
 ok "node --check: $out"
 "$QKM" node -c "$D/B/node.json" --check >/dev/null || fail "good node config refused"
 
+# A malformed key file from the module (Kq-1): refused with a clear error,
+# the QKD-key is lost at B only, its round aborts, nothing unmatched stored.
+"$QKM" sim fault --dir "$D" --side B A-B corrupt >/dev/null
+wait_for 10 'grep -q "key file refused" "$D/B/log"' || fail "malformed key file not reported"
+ok "malformed key file: $(grep -m1 -o 'key file refused.*' "$D/B/log")"
+
 kx=$(js "d['listen']['kx']" <"$D/B/node.json")
 pidB=$(node_pid "$D" B)
 send() { # send CERT KEY < bytes: a TLS client that writes bytes then closes
