@@ -61,7 +61,7 @@ void qkm_acq_cfg_defaults(struct qkm_acq_cfg *cfg)
 	cfg->batch_ns = 100000000u;
 	cfg->window = 8;
 	cfg->wait_ns = 2000000000u;
-	cfg->buffer_max_bytes = 256u << 20;
+	cfg->buffer_max_bytes = 64u << 20;
 }
 
 /* ---- buffer ------------------------------------------------------------ */

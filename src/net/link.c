@@ -19,7 +19,7 @@
 #include <unistd.h>
 
 #define LINK_IN_MAX (QKM_FRAME_MAX + (1u << 20))
-#define LINK_OUT_MAX (256u << 20)
+#define LINK_OUT_MAX (64u << 20)
 #define LINK_READ_CHUNK (256u << 10)
 #define LINK_HANDSHAKE_SECS 10
 
