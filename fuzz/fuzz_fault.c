@@ -30,7 +30,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		check(rc == QKM_EINVAL && memchr(err, 0, sizeof(err)) && err[0]);
 		return 0;
 	}
-	check(f.kind >= QKM_FAULT_FLIP && f.kind <= QKM_FAULT_UP);
+	check(f.kind >= QKM_FAULT_FLIP && f.kind <= QKM_FAULT_CORRUPT);
 	check(qkm_name_valid(f.link));
 	check(!strcmp(f.side, "-") || qkm_name_valid(f.side));
 	check(f.kind != QKM_FAULT_FLIP || (f.flips >= 1 && f.flips <= 65536));
