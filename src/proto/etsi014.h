@@ -1,0 +1,96 @@
+/* etsi014.h - the JSON and query-string codec of ETSI GS QKD 014 v1.1.1
+ * (the Ak interface between applications and the KSA): key requests
+ * (enc_keys GET query / POST body), key-ID requests (dec_keys GET query /
+ * POST body), and the Status, Key container and Error documents. Pure code
+ * over buffers: every parser is strict (types, ranges, unknown fields) and
+ * explains a refusal in err, which becomes the 400 Error message. Key bytes
+ * are only ever written into secure buffers. docs/etsi014.md lists every
+ * rule with its HTTP code. */
+#ifndef QKM_PROTO_ETSI014_H
+#define QKM_PROTO_ETSI014_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/buf.h"
+#include "core/err.h"
+#include "core/id.h"
+
+#define QKM_ETSI_MAX_SAES 16     /* additional_slave_SAE_IDs accepted at most */
+#define QKM_ETSI_MAX_IDS 1024    /* key_IDs in one dec_keys request at most */
+
+/* qkm's extensions, carried in extension_mandatory / extension_optional. */
+enum qkm_etsi_level { QKM_LEVEL_ANY = 0, QKM_LEVEL_ITS, QKM_LEVEL_COMPUTATIONAL };
+enum qkm_etsi_combination { QKM_COMB_NONE = 0, QKM_COMB_X25519 };
+
+struct qkm_etsi_key_request {
+	uint32_t number;                 /* 1 when absent */
+	uint32_t size;                   /* bits; 0 when absent (= the status key_size) */
+	size_t n_additional;
+	char additional[QKM_ETSI_MAX_SAES][QKM_NAME_MAX];
+	enum qkm_etsi_level level;       /* "qkm_security_level" */
+	enum qkm_etsi_combination combination; /* "qkm_key_combination" */
+};
+
+/* Parses the query string of GET enc_keys ("number=2&size=256", may be NULL
+ * or empty). Only number and size are allowed; each at most once; decimal
+ * integers >= 1 that fit in 32 bits. 0 or QKM_EINVAL (err says why). */
+int qkm_etsi_parse_enc_query(const char *query, struct qkm_etsi_key_request *out /* OUT */,
+			     char *err, size_t errsz) QKM_MUST_CHECK;
+
+/* Parses the JSON body of POST enc_keys: an object with optional "number"
+ * (integer >= 1), "size" (integer >= 1), "additional_slave_SAE_IDs" (array
+ * of SAE ID strings, at most QKM_ETSI_MAX_SAES, valid names, no duplicates),
+ * "extension_mandatory" and "extension_optional" (arrays of objects). An
+ * empty body means all defaults. An unknown top-level field is refused. In
+ * extension_mandatory every member must be one qkm understands
+ * ("qkm_security_level": "its"|"computational", "qkm_key_combination":
+ * "none"|"x25519") with a valid value, else refused naming it; in
+ * extension_optional unknown members are ignored and known ones with bad
+ * values refused. 0 or QKM_EINVAL. */
+int qkm_etsi_parse_key_request(const char *body, size_t len,
+			       struct qkm_etsi_key_request *out /* OUT */, char *err,
+			       size_t errsz) QKM_MUST_CHECK;
+
+struct qkm_etsi_key_ids {
+	size_t n;
+	struct qkm_id ids[QKM_ETSI_MAX_IDS];
+};
+
+/* GET dec_keys query: "key_ID=<uuid>" (exactly one key_ID; nothing else).
+ * 0 or QKM_EINVAL. */
+int qkm_etsi_parse_dec_query(const char *query, struct qkm_etsi_key_ids *out /* OUT */,
+			     char *err, size_t errsz) QKM_MUST_CHECK;
+/* POST dec_keys body: {"key_IDs": [{"key_ID": "<uuid>"}, ...]} with 1 to
+ * QKM_ETSI_MAX_IDS entries, no duplicates; "key_ID_extension" and
+ * "key_IDs_extension" are accepted and ignored. 0 or QKM_EINVAL. */
+int qkm_etsi_parse_key_ids(const char *body, size_t len, struct qkm_etsi_key_ids *out /* OUT */,
+			   char *err, size_t errsz) QKM_MUST_CHECK;
+
+struct qkm_etsi_status {
+	char source_KME_ID[QKM_NAME_MAX];
+	char target_KME_ID[QKM_NAME_MAX];
+	char master_SAE_ID[QKM_NAME_MAX];
+	char slave_SAE_ID[QKM_NAME_MAX];
+	uint32_t key_size;
+	uint64_t stored_key_count;
+	uint64_t max_key_count;
+	uint32_t max_key_per_request;
+	uint32_t max_key_size;
+	uint32_t min_key_size;
+	uint32_t max_SAE_ID_count;
+};
+
+/* Each returns a malloc'd NUL-terminated JSON text, or NULL. */
+char *qkm_etsi_status_json(const struct qkm_etsi_status *s);
+/* {"message": message} plus "details": [{"reason": detail}] when detail. */
+char *qkm_etsi_error_json(const char *message, const char *detail);
+
+/* Appends the Key container {"keys": [{"key_ID": "<uuid>", "key": "<base64>"}, ...]}
+ * to out, which must be a secure buffer (it holds key material). ids[i] and
+ * keys[i] (len[i] bytes) for i < n. 0 or the buffer's error. */
+int qkm_etsi_keys_json(struct qkm_buf *out, size_t n, const struct qkm_id *ids,
+		       const uint8_t *const *keys, const size_t *lens) QKM_MUST_CHECK;
+
+#endif
