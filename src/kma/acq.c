@@ -858,7 +858,7 @@ static int pc_collect(struct qkm_block *b, void *arg)
 	e->state = (uint8_t)b->state;
 	e->young = l->now_ns - b->created_ns < ACQ_YOUNG_NS || b->created_ns > l->now_ns;
 	unsigned int dl = 32;
-	size_t off = (size_t)b->used * b->unit_bytes;
+	size_t off = b->used;
 	if (!b->data || off > b->data->len ||
 	    EVP_Digest(b->data->p + off, b->data->len - off, e->digest, &dl, EVP_sha256(), NULL) != 1)
 		return QKM_ECRYPTO;

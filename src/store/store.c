@@ -33,7 +33,7 @@ static const char store_schema[] =
 	" first_index INTEGER NOT NULL,"
 	" count INTEGER NOT NULL CHECK (count > 0),"
 	" unit_bytes INTEGER NOT NULL CHECK (unit_bytes > 0),"
-	" used INTEGER NOT NULL CHECK (used >= 0 AND used < count),"
+	" used INTEGER NOT NULL CHECK (used >= 0 AND used < count * unit_bytes),"
 	" key_type INTEGER NOT NULL,"
 	" state INTEGER NOT NULL,"
 	" created_ns INTEGER NOT NULL,"
@@ -93,13 +93,14 @@ static const char store_schema[] =
 	  "AND (?2 = 0 OR ((1 << state) & ?2) != 0) ORDER BY created_ns, id")   \
 	X(POOL_STATS,                                                           \
 	  "SELECT "                                                             \
-	  "coalesce(sum(CASE WHEN state = 2 THEN count - used END), 0), "       \
+	  "coalesce(sum(CASE WHEN state = 2 THEN "                              \
+	  "(count * unit_bytes - used + unit_bytes - 1) / unit_bytes END), 0), "\
 	  "coalesce(sum(CASE WHEN state = 2 "                                   \
-	  "THEN (count - used) * unit_bytes END), 0), "                         \
+	  "THEN count * unit_bytes - used END), 0), "                           \
 	  "coalesce(sum(CASE WHEN state = 2 AND key_type = 1 "                  \
-	  "THEN (count - used) * unit_bytes END), 0), "                         \
+	  "THEN count * unit_bytes - used END), 0), "                           \
 	  "coalesce(sum(CASE WHEN state = 2 AND key_type = 2 "                  \
-	  "THEN (count - used) * unit_bytes END), 0), "                         \
+	  "THEN count * unit_bytes - used END), 0), "                           \
 	  "coalesce(sum(CASE WHEN state = 1 THEN count END), 0) "               \
 	  "FROM blocks WHERE peer = ?1")                                        \
 	X(LC_INSERT,                                                            \
@@ -426,7 +427,8 @@ static bool opt_name_valid(const char *s)
 
 int qkm_store_block_put(struct qkm_store *st, struct qkm_block *b)
 {
-	if (!b->data || b->count == 0 || b->unit_bytes == 0 || b->used >= b->count ||
+	if (!b->data || b->count == 0 || b->unit_bytes == 0 ||
+	    (uint64_t)b->used >= (uint64_t)b->count * b->unit_bytes ||
 	    (uint64_t)b->count * b->unit_bytes != b->data->len ||
 	    b->data->len > INT32_MAX || b->first_index > UINT32_MAX - b->count ||
 	    !batch_id_valid(&b->batch_id) || !qkm_name_valid(b->peer) ||
@@ -575,14 +577,14 @@ int qkm_store_block_set_used(struct qkm_store *st, int64_t rowid, uint32_t used)
 	unit = sqlite3_column_int64(s, 1);
 	old = sqlite3_column_int64(s, 2);
 	stmt_done(s);
-	/* Consumption only grows: a consumed key never becomes usable again. */
-	if (used < old || used > count) {
+	/* Consumption only grows: a consumed byte never becomes usable again. */
+	if (used < old || used > count * unit) {
 		err = QKM_EINVAL;
 		goto out;
 	}
 	if (used == old)
 		goto out;
-	if (used == count) {
+	if (used == count * unit) {
 		sqlite3_bind_int64(st->st[ST_BLOCK_DELETE], 1, rowid);
 		err = stmt_exec(st, ST_BLOCK_DELETE);
 		goto out;
@@ -593,7 +595,7 @@ int qkm_store_block_set_used(struct qkm_store *st, int64_t rowid, uint32_t used)
 	sqlite3_bind_int64(st->st[ST_BLOCK_USE_SET], 2, used);
 	if ((err = stmt_exec(st, ST_BLOCK_USE_SET)))
 		goto out;
-	err = zero_range(st, rowid, (int)(old * unit), (int)(used * unit));
+	err = zero_range(st, rowid, (int)old, (int)used);
 out:
 	stmt_done(s);
 	return sp_end(st, err);

@@ -26,7 +26,7 @@ enum qkm_block_state {
 
 /* A block: count KMA-keys of unit_bytes each, contiguous in data. Key i of the
  * block has KMA-key ID = batch_id with its last 4 bytes (big-endian) replaced
- * by first_index + i; batch_id's last 4 bytes are zero. Keys [0, used) are
+ * by first_index + i; batch_id's last 4 bytes are zero. Bytes [0, used) are
  * consumed. A batch (one confirmation round) is stored as one or more blocks
  * sharing batch_id, told apart by first_index. */
 struct qkm_block {
@@ -37,7 +37,7 @@ struct qkm_block {
 	uint32_t first_index;
 	uint32_t count;
 	uint32_t unit_bytes;
-	uint32_t used;
+	uint32_t used;                    /* bytes consumed from the front */
 	enum qkm_key_type key_type;       /* from this node's point of view */
 	enum qkm_block_state state;
 	uint64_t created_ns;
@@ -47,7 +47,8 @@ struct qkm_block {
 					     when listed without data */
 };
 
-/* Stock of one pool: only READY blocks, only unused keys. */
+/* Stock of one pool: only READY blocks, only unused bytes; a partly used
+ * KMA-key counts as one key. */
 struct qkm_pool_stats {
 	uint64_t keys, bytes, enc_bytes, dec_bytes;
 	uint64_t pending_keys;
@@ -96,10 +97,12 @@ int qkm_store_batch_info(struct qkm_store *st, const struct qkm_id *batch_id,
 /* Deletes every block of a batch (secure_delete overwrites the pages);
  * QKM_ENOTFOUND if none. */
 int qkm_store_batch_delete(struct qkm_store *st, const struct qkm_id *batch_id) QKM_MUST_CHECK;
-/* Marks keys [0, used) of block rowid consumed; data for those keys is
+/* Marks bytes [0, used) of block rowid consumed; data for those bytes is
  * overwritten with zeros in the same write, and the block is deleted once
- * used == count. QKM_ENOTFOUND if no such block, QKM_EINVAL if used is below
- * the block's current used (consumption never goes back) or above count. */
+ * used == count * unit_bytes. A partly used KMA-key lives on as the remainder
+ * of that key (R-SUP-5). QKM_ENOTFOUND if no such block, QKM_EINVAL if used is
+ * below the block's current used (consumption never goes back) or above
+ * count * unit_bytes. */
 int qkm_store_block_set_used(struct qkm_store *st, int64_t rowid, uint32_t used) QKM_MUST_CHECK;
 
 /* Calls fn for each block of peer's pool in (created, rowid) order, states

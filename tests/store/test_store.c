@@ -259,7 +259,7 @@ static void test_pool_stats(void **state)
 	mkblock(&b[4], "node-c", QKM_KT_DEC, QKM_BLOCK_READY, 4, 0, 5, 32, 5, NULL);
 	for (int i = 0; i < 5; i++)
 		put(f->st, &b[i]);
-	assert_int_equal(qkm_store_block_set_used(f->st, b[0].rowid, 3), 0);
+	assert_int_equal(qkm_store_block_set_used(f->st, b[0].rowid, 3 * 32), 0);
 
 	assert_int_equal(qkm_store_pool_stats(f->st, "node-b", &ps), 0);
 	assert_int_equal(ps.keys, 7 + 6 + 4);
@@ -300,28 +300,34 @@ static void test_set_used(void **state)
 
 	mkblock(&b, "node-b", QKM_KT_ENC, QKM_BLOCK_READY, 1, 0, 8, 32, 1, NULL);
 	put(f->st, &b);
-	assert_int_equal(qkm_store_block_set_used(f->st, b.rowid, 3), 0);
+	assert_int_equal(qkm_store_block_set_used(f->st, b.rowid, 96), 0);
 	assert_int_equal(walk(f->st, "node-b", 0, true, &s), 0);
 	assert_int_equal(s.n, 1);
-	assert_int_equal(s.b[0].used, 3);
+	assert_int_equal(s.b[0].used, 96);
 	assert_memory_equal(s.b[0].data->p, zero, 96);
 	assert_memory_equal(s.b[0].data->p + 96, b.data->p + 96, 256 - 96);
 	seen_free(&s);
 
-	assert_int_equal(qkm_store_block_set_used(f->st, b.rowid, 2), QKM_EINVAL);
-	assert_int_equal(qkm_store_block_set_used(f->st, b.rowid, 9), QKM_EINVAL);
-	assert_int_equal(qkm_store_block_set_used(f->st, b.rowid, 3), 0);
+	assert_int_equal(qkm_store_block_set_used(f->st, b.rowid, 95), QKM_EINVAL);
+	assert_int_equal(qkm_store_block_set_used(f->st, b.rowid, 257), QKM_EINVAL);
+	assert_int_equal(qkm_store_block_set_used(f->st, b.rowid, 96), 0);
 	assert_int_equal(qkm_store_block_set_used(f->st, 424242, 1), QKM_ENOTFOUND);
 
 	assert_int_equal(qkm_store_pool_stats(f->st, "node-b", &ps), 0);
 	assert_int_equal(ps.keys, 5);
+	assert_int_equal(ps.bytes, 160);
+	/* R-SUP-5: a partly used KMA-key stays usable as its remainder. */
+	assert_int_equal(qkm_store_block_set_used(f->st, b.rowid, 100), 0);
+	assert_int_equal(qkm_store_pool_stats(f->st, "node-b", &ps), 0);
+	assert_int_equal(ps.keys, 5);
+	assert_int_equal(ps.bytes, 156);
 
-	assert_int_equal(qkm_store_block_set_used(f->st, b.rowid, 8), 0);
+	assert_int_equal(qkm_store_block_set_used(f->st, b.rowid, 256), 0);
 	assert_int_equal(walk(f->st, "node-b", 0, false, &s), 0);
 	assert_int_equal(s.n, 0);
 	assert_int_equal(qkm_store_pool_stats(f->st, "node-b", &ps), 0);
 	assert_int_equal(ps.keys, 0);
-	assert_int_equal(qkm_store_block_set_used(f->st, b.rowid, 8), QKM_ENOTFOUND);
+	assert_int_equal(qkm_store_block_set_used(f->st, b.rowid, 256), QKM_ENOTFOUND);
 	qkm_secret_free(b.data);
 }
 
@@ -422,14 +428,14 @@ static void test_reopen_persists(void **state)
 	assert_int_equal(qkm_store_counter_add(f->st, "acquired_bytes", 512), 0);
 	assert_int_equal(qkm_store_commit(f->st), 0);
 	assert_int_equal(qkm_store_batch_set_state(f->st, &b.batch_id, QKM_BLOCK_READY), 0);
-	assert_int_equal(qkm_store_block_set_used(f->st, b.rowid, 5), 0);
+	assert_int_equal(qkm_store_block_set_used(f->st, b.rowid, 160), 0);
 
 	reopen(f);
 	assert_int_equal(walk(f->st, "node-b", 0, true, &s), 0);
 	assert_int_equal(s.n, 1);
 	assert_int_equal(s.b[0].rowid, b.rowid);
 	assert_int_equal(s.b[0].state, QKM_BLOCK_READY);
-	assert_int_equal(s.b[0].used, 5);
+	assert_int_equal(s.b[0].used, 160);
 	assert_int_equal(s.b[0].key_type, QKM_KT_DEC);
 	assert_memory_equal(s.b[0].data->p + 160, b.data->p + 160, 512 - 160);
 	seen_free(&s);
@@ -461,7 +467,7 @@ static void test_rollback(void **state)
 	assert_int_equal(qkm_store_begin(f->st), 0);
 	assert_int_equal(qkm_store_begin(f->st), QKM_ESTATE);
 	put(f->st, &b);
-	assert_int_equal(qkm_store_block_set_used(f->st, b.rowid, 2), 0);
+	assert_int_equal(qkm_store_block_set_used(f->st, b.rowid, 64), 0);
 	assert_int_equal(qkm_store_record(f->st, &ev), 0);
 	assert_int_equal(qkm_store_counter_add(f->st, "acquired_bytes", 128), 0);
 	assert_int_equal(qkm_store_checkpoint(f->st), QKM_ESTATE);
@@ -699,8 +705,8 @@ static void test_secure_delete_used(void **state)
 	/* half of a, a bit more than half of b (a range not on a page edge) */
 	const size_t bused = 3333;
 	assert_int_equal(qkm_store_begin(f->st), 0);
-	assert_int_equal(qkm_store_block_set_used(f->st, a.rowid, SMALL / UNIT / 2), 0);
-	assert_int_equal(qkm_store_block_set_used(f->st, b.rowid, (uint32_t)bused), 0);
+	assert_int_equal(qkm_store_block_set_used(f->st, a.rowid, SMALL / 2), 0);
+	assert_int_equal(qkm_store_block_set_used(f->st, b.rowid, (uint32_t)(bused * UNIT)), 0);
 	assert_int_equal(qkm_store_commit(f->st), 0);
 	assert_int_equal(qkm_store_checkpoint(f->st), 0);
 	wal_is_empty(f);
@@ -709,8 +715,8 @@ static void test_secure_delete_used(void **state)
 	assert_int_equal(on_disk(f, large, bused * UNIT), 0);
 	assert_true(on_disk(f, large + bused * UNIT, LARGE - bused * UNIT) > 0);
 
-	assert_int_equal(qkm_store_block_set_used(f->st, a.rowid, SMALL / UNIT), 0);
-	assert_int_equal(qkm_store_block_set_used(f->st, b.rowid, LARGE / UNIT), 0);
+	assert_int_equal(qkm_store_block_set_used(f->st, a.rowid, SMALL), 0);
+	assert_int_equal(qkm_store_block_set_used(f->st, b.rowid, LARGE), 0);
 	assert_int_equal(qkm_store_checkpoint(f->st), 0);
 	assert_int_equal(on_disk(f, small, SMALL), 0);
 	assert_int_equal(on_disk(f, large, LARGE), 0);
