@@ -365,11 +365,15 @@ static int leader_start_round(struct qkm_acq *a, uint64_t now_ns)
 	if ((rc = qkm_id_random(&r->batch)))
 		goto out;
 	memset(r->batch.b + 12, 0, 4);
+	/* At most batch_max_bytes of key per round, but always the oldest file
+	 * (a single file may be larger than a round). */
 	uint32_t cap = 0;
+	size_t total = 0;
 	for (struct qkd_entry *e = a->head; e && cap < ACQ_MAX_IDS; e = e->next) {
-		cap++;
-		if (r->data.len + e->data->len >= a->cfg.batch_max_bytes)
+		if (cap && total + e->data->len > a->cfg.batch_max_bytes)
 			break;
+		total += e->data->len;
+		cap++;
 	}
 	r->ids = calloc(cap ? cap : 1, sizeof(*r->ids));
 	if (!r->ids)
