@@ -1096,6 +1096,17 @@ int qkm_acq_on_frame(struct qkm_acq *a, const struct qkm_frame *f, uint64_t now_
 			return QKM_EPEER; /* a peer flooding us with rounds */
 		if ((rc = follower_parse_prepare(a, f, &r, now_ns)))
 			return rc;
+		/* Batch IDs are never reused: a PREPARE for a batch we are waiting
+		 * on or already hold would otherwise wait for files already used
+		 * and then record an abort of a batch we stored. */
+		enum qkm_block_state held = 0;
+		bool queued = false;
+		for (struct round *q = a->rounds; q && !queued; q = q->next)
+			queued = qkm_id_eq(&q->batch, &r->batch);
+		if (queued || (rc = qkm_store_batch_state(a->st, &r->batch, &held)) || held) {
+			round_free(r);
+			return rc ? rc : QKM_EPEER;
+		}
 		if (r->unit != a->cfg.unit_bytes) {
 			char hex[33];
 			qkm_id_hex(&r->batch, hex);
