@@ -365,11 +365,15 @@ static int leader_start_round(struct qkm_acq *a, uint64_t now_ns)
 	if ((rc = qkm_id_random(&r->batch)))
 		goto out;
 	memset(r->batch.b + 12, 0, 4);
+	/* At most batch_max_bytes of key per round, but always the oldest file
+	 * (a single file may be larger than a round). */
 	uint32_t cap = 0;
+	size_t total = 0;
 	for (struct qkd_entry *e = a->head; e && cap < ACQ_MAX_IDS; e = e->next) {
-		cap++;
-		if (r->data.len + e->data->len >= a->cfg.batch_max_bytes)
+		if (cap && total + e->data->len > a->cfg.batch_max_bytes)
 			break;
+		total += e->data->len;
+		cap++;
 	}
 	r->ids = calloc(cap ? cap : 1, sizeof(*r->ids));
 	if (!r->ids)
@@ -453,6 +457,28 @@ static int leader_on_prepared(struct qkm_acq *a, const struct qkm_id *batch, uin
 
 /* ---- follower ---------------------------------------------------------- */
 
+static int id_ptr_cmp(const void *x, const void *y)
+{
+	return strcmp(*(const char *const *)x, *(const char *const *)y);
+}
+
+/* 1 if a round lists one QKD-key ID more than once, 0 if not, or QKM_ENOMEM.
+ * Sorting keeps this O(n log n) for the largest rounds (ACQ_MAX_IDS). */
+static int ids_duplicate(const struct round *r)
+{
+	const char **p = malloc((size_t)r->n_ids * sizeof(*p));
+	int dup = 0;
+	if (!p)
+		return QKM_ENOMEM;
+	for (uint32_t i = 0; i < r->n_ids; i++)
+		p[i] = r->ids[i];
+	qsort(p, r->n_ids, sizeof(*p), id_ptr_cmp);
+	for (uint32_t i = 1; i < r->n_ids && !dup; i++)
+		dup = strcmp(p[i - 1], p[i]) == 0;
+	free(p);
+	return dup;
+}
+
 static int follower_parse_prepare(struct qkm_acq *a, const struct qkm_frame *f, struct round **out,
 				  uint64_t now_ns)
 {
@@ -496,6 +522,14 @@ static int follower_parse_prepare(struct qkm_acq *a, const struct qkm_frame *f, 
 			goto bad;
 		r->n_ids++;
 	}
+	/* The same QKD-key twice is a protocol violation whether or not we hold
+	 * the file yet: refuse the PREPARE before the round is queued. */
+	if ((rc = ids_duplicate(r)) < 0) {
+		round_free(r);
+		return rc;
+	}
+	if (rc)
+		goto bad;
 	r->deadline_ns = now_ns + a->cfg.wait_ns;
 	*out = r;
 	return 0;
@@ -530,12 +564,6 @@ static int follower_try_round(struct qkm_acq *a, struct round *r, uint64_t now_n
 		datas[i] = ents[i]->data;
 		if (ents[i]->seq < min_seq)
 			min_seq = ents[i]->seq;
-		for (uint32_t j = 0; j < i; j++)
-			if (ents[j] == ents[i]) {
-				free(datas);
-				free(ents);
-				return -1; /* the same ID twice: peer broke the protocol */
-			}
 	}
 	if (missing) {
 		if (!expired) {
@@ -1068,6 +1096,17 @@ int qkm_acq_on_frame(struct qkm_acq *a, const struct qkm_frame *f, uint64_t now_
 			return QKM_EPEER; /* a peer flooding us with rounds */
 		if ((rc = follower_parse_prepare(a, f, &r, now_ns)))
 			return rc;
+		/* Batch IDs are never reused: a PREPARE for a batch we are waiting
+		 * on or already hold would otherwise wait for files already used
+		 * and then record an abort of a batch we stored. */
+		enum qkm_block_state held = 0;
+		bool queued = false;
+		for (struct round *q = a->rounds; q && !queued; q = q->next)
+			queued = qkm_id_eq(&q->batch, &r->batch);
+		if (queued || (rc = qkm_store_batch_state(a->st, &r->batch, &held)) || held) {
+			round_free(r);
+			return rc ? rc : QKM_EPEER;
+		}
 		if (r->unit != a->cfg.unit_bytes) {
 			char hex[33];
 			qkm_id_hex(&r->batch, hex);

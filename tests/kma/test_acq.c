@@ -1,0 +1,1239 @@
+/* test_acq.c - acquisition and pair confirmation of one QKD link (kma/acq.c):
+ * two real stores and two acq state machines ("A" leads, "B" follows) joined
+ * by in-memory frame queues that can drop, duplicate, corrupt, reorder or stop
+ * delivering frames. Time is driven explicitly; nothing sleeps.
+ * R-ACQ-1..4, R-LC-1. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/secret.h"
+#include "kma/acq.h"
+#include "proto/frame.h"
+#include "store/store.h"
+
+#define MS 1000000ull
+#define T0 (1700000000ull * 1000000000ull) /* a plausible wall-clock start */
+#define UNIT 32u
+#define BATCH_MAX 4096u
+#define BATCH_NS (1 * MS)
+#define WAIT_NS (100 * MS)
+
+/* ---- frame queues and faults ------------------------------------------- */
+
+struct msg {
+	uint8_t *p;
+	size_t len;
+};
+
+struct queue {
+	struct msg *m;
+	size_t n, cap;
+};
+
+static void q_push(struct queue *q, const uint8_t *p, size_t len)
+{
+	if (q->n == q->cap) {
+		q->cap = q->cap ? 2 * q->cap : 16;
+		q->m = realloc(q->m, q->cap * sizeof(*q->m));
+		assert_non_null(q->m);
+	}
+	q->m[q->n].p = malloc(len);
+	assert_non_null(q->m[q->n].p);
+	memcpy(q->m[q->n].p, p, len);
+	q->m[q->n].len = len;
+	q->n++;
+}
+
+static struct msg q_pop(struct queue *q)
+{
+	struct msg m = q->m[0];
+	memmove(q->m, q->m + 1, (q->n - 1) * sizeof(*q->m));
+	q->n--;
+	return m;
+}
+
+static void q_clear(struct queue *q)
+{
+	for (size_t i = 0; i < q->n; i++)
+		free(q->m[i].p);
+	free(q->m);
+	memset(q, 0, sizeof(*q));
+}
+
+static uint16_t msg_type(const struct msg *m)
+{
+	return m->len >= QKM_FRAME_HDR ? (uint16_t)(m->p[5] << 8 | m->p[6]) : 0;
+}
+
+/* One fault, applied to the (skip+1)-th frame of `type` that the pump sees. */
+enum fault_kind {
+	F_NONE,
+	F_DROP,    /* lost */
+	F_DUP,     /* delivered twice */
+	F_CORRUPT, /* last byte flipped (in a PREPARE: the digest) */
+	F_DELAY,   /* moved behind the frames queued after it (reorder) */
+};
+
+struct fault {
+	enum fault_kind kind;
+	uint16_t type;
+	int skip;
+	int fired;
+};
+
+/* ---- the two sides ----------------------------------------------------- */
+
+struct side {
+	const char *name, *peer, *module;
+	char dir[PATH_MAX - 64];
+	char path[PATH_MAX - 32];
+	struct qkm_store *st;
+	struct qkm_acq *acq;
+	struct qkm_acq_cfg cfg;
+	struct queue out; /* frames this side sent, for the other */
+	int first_err;    /* first nonzero qkm_acq_on_frame result */
+	int n_err;
+};
+
+struct pc_seen {
+	int calls;
+	uint32_t req;
+	struct qkm_paircheck_result r;
+};
+
+struct world {
+	struct side a, b; /* a = "A" (leader), b = "B" (follower) */
+	uint64_t now;
+	struct fault fault;
+	bool dead; /* the link delivers nothing */
+	int parse_errors;
+	struct pc_seen pc;
+};
+
+static int send_cb(const uint8_t *frame, size_t len, void *arg)
+{
+	struct side *s = arg;
+	q_push(&s->out, frame, len);
+	return 0;
+}
+
+static void pc_cb(uint32_t req, const struct qkm_paircheck_result *r, void *arg)
+{
+	struct pc_seen *pc = arg;
+	pc->calls++;
+	pc->req = req;
+	pc->r = *r;
+}
+
+static void side_cfg(struct side *s, uint32_t unit)
+{
+	memset(&s->cfg, 0, sizeof(s->cfg));
+	qkm_acq_cfg_defaults(&s->cfg);
+	snprintf(s->cfg.self, sizeof(s->cfg.self), "%s", s->name);
+	snprintf(s->cfg.peer, sizeof(s->cfg.peer), "%s", s->peer);
+	snprintf(s->cfg.link, sizeof(s->cfg.link), "A-B");
+	snprintf(s->cfg.module, sizeof(s->cfg.module), "%s", s->module);
+	s->cfg.unit_bytes = unit;
+	s->cfg.batch_max_bytes = BATCH_MAX;
+	s->cfg.batch_ns = BATCH_NS;
+	s->cfg.wait_ns = WAIT_NS;
+}
+
+static void side_acq_new(struct world *w, struct side *s)
+{
+	s->acq = qkm_acq_new(&s->cfg, s->st, send_cb, s);
+	assert_non_null(s->acq);
+	qkm_acq_set_paircheck_cb(s->acq, pc_cb, &w->pc);
+}
+
+static void side_open(struct world *w, struct side *s, const char *name, const char *peer,
+		      const char *module, uint32_t unit)
+{
+	const char *tmp = getenv("QKM_TEST_TMP");
+	if (!tmp || !*tmp)
+		tmp = "/tmp";
+	assert_true(mkdir(tmp, 0700) == 0 || errno == EEXIST);
+	s->name = name;
+	s->peer = peer;
+	s->module = module;
+	snprintf(s->dir, sizeof(s->dir), "%s/acq-%s-XXXXXX", tmp, name);
+	assert_non_null(mkdtemp(s->dir));
+	snprintf(s->path, sizeof(s->path), "%s/keys.db", s->dir);
+	assert_int_equal(qkm_store_open(s->path, &s->st), 0);
+	side_cfg(s, unit);
+	side_acq_new(w, s);
+}
+
+static void side_close(struct side *s)
+{
+	static const char *const suffixes[] = {"", "-wal", "-shm", "-journal"};
+	char p[PATH_MAX];
+	qkm_acq_free(s->acq);
+	qkm_store_close(s->st);
+	for (size_t i = 0; i < 4; i++) {
+		snprintf(p, sizeof(p), "%s%s", s->path, suffixes[i]);
+		unlink(p);
+	}
+	rmdir(s->dir);
+	q_clear(&s->out);
+}
+
+static struct world *world_new(uint32_t unit)
+{
+	struct world *w = calloc(1, sizeof(*w));
+	assert_non_null(w);
+	w->now = T0;
+	side_open(w, &w->a, "A", "B", "qkd-A", unit);
+	side_open(w, &w->b, "B", "A", "qkd-B", unit);
+	assert_true(qkm_acq_is_leader(w->a.acq));
+	assert_false(qkm_acq_is_leader(w->b.acq));
+	return w;
+}
+
+static int setup(void **state)
+{
+	*state = world_new(UNIT);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct world *w = *state;
+	side_close(&w->a);
+	side_close(&w->b);
+	free(w);
+	return 0;
+}
+
+/* Applies the fault (if it matches m) and says what to do with m. */
+static enum fault_kind fault_check(struct world *w, const struct msg *m)
+{
+	struct fault *f = &w->fault;
+	if (f->kind == F_NONE || f->fired || msg_type(m) != f->type)
+		return F_NONE;
+	if (f->skip-- > 0)
+		return F_NONE;
+	f->fired = 1;
+	return f->kind;
+}
+
+static void deliver(struct world *w, struct side *to, const uint8_t *p, size_t len)
+{
+	struct qkm_frame f;
+	if (qkm_frame_parse(p, len, &f) != 0) {
+		w->parse_errors++;
+		return;
+	}
+	int rc = qkm_acq_on_frame(to->acq, &f, w->now);
+	if (rc) {
+		to->n_err++;
+		if (!to->first_err)
+			to->first_err = rc;
+	}
+}
+
+/* Moves one frame from `from`'s queue to `to`; false if there was none. */
+static bool pump_one(struct world *w, struct side *from, struct side *to)
+{
+	if (!from->out.n)
+		return false;
+	struct msg m = q_pop(&from->out);
+	if (w->dead) {
+		free(m.p);
+		return true;
+	}
+	switch (fault_check(w, &m)) {
+	case F_DROP:
+		break;
+	case F_DUP:
+		deliver(w, to, m.p, m.len);
+		deliver(w, to, m.p, m.len);
+		break;
+	case F_CORRUPT:
+		m.p[m.len - 1] ^= 0x01;
+		deliver(w, to, m.p, m.len);
+		break;
+	case F_DELAY:
+		q_push(&from->out, m.p, m.len); /* behind everything queued now */
+		break;
+	case F_NONE:
+		deliver(w, to, m.p, m.len);
+		break;
+	}
+	free(m.p);
+	return true;
+}
+
+/* Delivers frames both ways until both queues are empty. Returns the first
+ * error either side's qkm_acq_on_frame reported during this pump. */
+static int pump(struct world *w)
+{
+	w->a.first_err = w->b.first_err = 0;
+	for (int guard = 0; guard < 100000; guard++) {
+		bool moved = pump_one(w, &w->a, &w->b);
+		moved |= pump_one(w, &w->b, &w->a);
+		if (!moved)
+			return w->a.first_err ? w->a.first_err : w->b.first_err;
+	}
+	fail_msg("pump did not settle");
+	return -1;
+}
+
+/* Advances the clock, ticks both sides and pumps. */
+static int step(struct world *w, uint64_t dt)
+{
+	w->now += dt;
+	qkm_acq_tick(w->a.acq, w->now);
+	qkm_acq_tick(w->b.acq, w->now);
+	return pump(w);
+}
+
+/* Steps until neither side has rounds in flight or buffered key, at most n. */
+static void settle(struct world *w, int n)
+{
+	struct qkm_acq_stats sa, sb;
+	for (int i = 0; i < n; i++) {
+		assert_int_equal(step(w, BATCH_NS), 0);
+		qkm_acq_stats(w->a.acq, &sa);
+		qkm_acq_stats(w->b.acq, &sb);
+		if (!sa.in_flight && !sb.in_flight && !sa.buffered_bytes && !sb.buffered_bytes)
+			return;
+	}
+}
+
+/* Both ends see the Kx link come up; the pair reconciles. */
+static void link_up(struct world *w)
+{
+	qkm_acq_on_peer_up(w->a.acq, w->now);
+	qkm_acq_on_peer_up(w->b.acq, w->now);
+	assert_int_equal(pump(w), 0);
+	assert_true(qkm_acq_reconciled(w->a.acq));
+	assert_true(qkm_acq_reconciled(w->b.acq));
+}
+
+static void link_down(struct world *w)
+{
+	qkm_acq_on_peer_down(w->a.acq);
+	qkm_acq_on_peer_down(w->b.acq);
+	/* Frames in flight on a dead TCP connection never arrive. */
+	q_clear(&w->a.out);
+	q_clear(&w->b.out);
+}
+
+/* ---- QKD-key files ----------------------------------------------------- */
+
+/* Deterministic key bytes: the same (seed, len) gives the same data. */
+static void fill(uint8_t *p, size_t len, uint32_t seed)
+{
+	uint32_t x = seed * 2654435761u + 1;
+	for (size_t i = 0; i < len; i++) {
+		x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+		p[i] = (uint8_t)x;
+	}
+}
+
+static void mkfile(struct qkm_keyfile *kf, const struct side *s, const char *id,
+		   const uint8_t *data, size_t len)
+{
+	qkm_keyfile_init(kf, QKM_KF_QKD);
+	snprintf(kf->m.qkd.qkd_key_id, sizeof(kf->m.qkd.qkd_key_id), "%s", id);
+	kf->m.qkd.key_length = (uint32_t)(8 * len);
+	snprintf(kf->m.qkd.qkd_module_id, sizeof(kf->m.qkd.qkd_module_id), "%s", s->module);
+	snprintf(kf->m.qkd.matching_qkd_module_id, sizeof(kf->m.qkd.matching_qkd_module_id), "%s",
+		 strcmp(s->module, "qkd-A") == 0 ? "qkd-B" : "qkd-A");
+	kf->data = qkm_secret_dup(data, len);
+	assert_non_null(kf->data);
+}
+
+/* Hands one file to one side. flip: bit index to flip in this copy, or -1. */
+static int feed_one(struct world *w, struct side *s, const char *id, uint32_t seed, size_t len,
+		    long flip)
+{
+	uint8_t *d = malloc(len);
+	struct qkm_keyfile kf;
+	assert_non_null(d);
+	fill(d, len, seed);
+	if (flip >= 0)
+		d[flip / 8] ^= (uint8_t)(1u << (flip % 8));
+	mkfile(&kf, s, id, d, len);
+	free(d);
+	int rc = qkm_acq_on_keyfile(s->acq, &kf, w->now);
+	if (rc == 0)
+		assert_null(kf.data); /* taken */
+	qkm_keyfile_fini(&kf);
+	return rc;
+}
+
+/* Files "<prefix>-<i>" for i in [from, to), identical on both sides. */
+static void feed_both(struct world *w, const char *prefix, int from, int to, size_t len)
+{
+	char id[QKM_NAME_MAX];
+	for (int i = from; i < to; i++) {
+		snprintf(id, sizeof(id), "%s-%d", prefix, i);
+		assert_int_equal(feed_one(w, &w->a, id, (uint32_t)i, len, -1), 0);
+		assert_int_equal(feed_one(w, &w->b, id, (uint32_t)i, len, -1), 0);
+	}
+}
+
+/* ---- store inspection -------------------------------------------------- */
+
+#define MAXBLK 64
+struct blocks {
+	int n;
+	struct qkm_block b[MAXBLK];
+};
+
+static int collect(struct qkm_block *b, void *arg)
+{
+	struct blocks *l = arg;
+	assert_true(l->n < MAXBLK);
+	l->b[l->n++] = *b;
+	b->data = NULL; /* ours now */
+	return 0;
+}
+
+static int blk_cmp(const void *x, const void *y)
+{
+	const struct qkm_block *a = x, *b = y;
+	int c = memcmp(a->batch_id.b, b->batch_id.b, QKM_ID_LEN);
+	return c ? c : (a->first_index > b->first_index) - (a->first_index < b->first_index);
+}
+
+/* All blocks of s's pool (states by mask, 0 = all), with data, sorted by ID. */
+static void load(struct side *s, unsigned mask, struct blocks *l)
+{
+	memset(l, 0, sizeof(*l));
+	assert_int_equal(qkm_store_blocks(s->st, s->peer, mask, true, collect, l), 0);
+	qsort(l->b, (size_t)l->n, sizeof(l->b[0]), blk_cmp);
+}
+
+static void blocks_free(struct blocks *l)
+{
+	for (int i = 0; i < l->n; i++)
+		qkm_secret_free(l->b[i].data);
+	l->n = 0;
+}
+
+static uint32_t total_keys(const struct blocks *l)
+{
+	uint32_t n = 0;
+	for (int i = 0; i < l->n; i++)
+		n += l->b[i].count;
+	return n;
+}
+
+static enum qkm_key_type mirror(enum qkm_key_type t)
+{
+	return t == QKM_KT_ENC ? QKM_KT_DEC : t == QKM_KT_DEC ? QKM_KT_ENC : t;
+}
+
+/* KMA-key i of a block: batch ID with its last 4 bytes = first_index + i. */
+static struct qkm_id key_id(const struct qkm_block *b, uint32_t i)
+{
+	struct qkm_id id = b->batch_id;
+	qkm_be32_put(id.b + 12, b->first_index + i);
+	return id;
+}
+
+/* R-ACQ-3, R-ACQ-4: the two pools hold the same blocks, all READY, with the
+ * same IDs and bytes and mirrored key types; no batch is held by one side
+ * only. Returns the number of blocks. */
+static int assert_pools_equal(struct world *w)
+{
+	struct blocks la, lb;
+	load(&w->a, 0, &la);
+	load(&w->b, 0, &lb);
+	assert_int_equal(la.n, lb.n);
+	for (int i = 0; i < la.n; i++) {
+		const struct qkm_block *x = &la.b[i], *y = &lb.b[i];
+		assert_true(qkm_id_eq(&x->batch_id, &y->batch_id));
+		assert_int_equal(x->first_index, y->first_index);
+		assert_int_equal(x->count, y->count);
+		assert_int_equal(x->unit_bytes, y->unit_bytes);
+		assert_int_equal(x->state, QKM_BLOCK_READY);
+		assert_int_equal(y->state, QKM_BLOCK_READY);
+		assert_int_not_equal(x->key_type, QKM_KT_NONE);
+		assert_int_equal(y->key_type, mirror(x->key_type));
+		assert_string_equal(x->qkd_module_id, "qkd-A");
+		assert_string_equal(y->qkd_module_id, "qkd-B");
+		assert_int_equal(x->data->len, (size_t)x->count * x->unit_bytes);
+		assert_int_equal(y->data->len, x->data->len);
+		assert_memory_equal(x->data->p, y->data->p, x->data->len);
+		assert_int_equal(x->batch_id.b[12] | x->batch_id.b[13] | x->batch_id.b[14] |
+					 x->batch_id.b[15],
+				 0);
+	}
+	int n = la.n;
+	blocks_free(&la);
+	blocks_free(&lb);
+
+	struct qkm_pool_stats pa, pb;
+	assert_int_equal(qkm_store_pool_stats(w->a.st, "B", &pa), 0);
+	assert_int_equal(qkm_store_pool_stats(w->b.st, "A", &pb), 0);
+	assert_true(pa.keys == pb.keys && pa.bytes == pb.bytes);
+	assert_true(pa.enc_bytes == pb.dec_bytes && pa.dec_bytes == pb.enc_bytes);
+	assert_true(pa.pending_keys == 0 && pb.pending_keys == 0);
+	return n;
+}
+
+/* True if s's pool holds a block with this batch ID and first index. */
+static bool holds(const struct blocks *l, const struct qkm_block *b)
+{
+	for (int i = 0; i < l->n; i++)
+		if (qkm_id_eq(&l->b[i].batch_id, &b->batch_id) &&
+		    l->b[i].first_index == b->first_index)
+			return true;
+	return false;
+}
+
+/* The acq.c invariant, valid at every moment (also inside a crash window):
+ * a block READY on one side is held (PENDING or READY) by the other. */
+static void assert_no_one_sided_ready(struct world *w)
+{
+	struct blocks la, lb;
+	load(&w->a, 0, &la);
+	load(&w->b, 0, &lb);
+	for (int i = 0; i < la.n; i++)
+		if (la.b[i].state == QKM_BLOCK_READY)
+			assert_true(holds(&lb, &la.b[i]));
+	for (int i = 0; i < lb.n; i++)
+		if (lb.b[i].state == QKM_BLOCK_READY)
+			assert_true(holds(&la, &lb.b[i]));
+	blocks_free(&la);
+	blocks_free(&lb);
+}
+
+/* Counts the blocks of s's pool in the given states. */
+static int count_blocks(struct side *s, unsigned mask)
+{
+	struct blocks l;
+	load(s, mask, &l);
+	int n = l.n;
+	blocks_free(&l);
+	return n;
+}
+
+static int64_t counter(struct side *s, const char *name)
+{
+	int64_t v = -1;
+	assert_int_equal(qkm_store_counter_get(s->st, name, &v), 0);
+	return v;
+}
+
+/* Life-cycle records: how many match event, key_id and detail substrings. */
+struct rec_q {
+	const char *event, *key_id, *detail;
+	int n;
+};
+
+static int rec_match(const struct qkm_lc_event *ev, void *arg)
+{
+	struct rec_q *q = arg;
+	if (strcmp(ev->event, q->event) == 0 && (!q->key_id || strstr(ev->key_id, q->key_id)) &&
+	    (!q->detail || strstr(ev->detail, q->detail)))
+		q->n++;
+	return 0;
+}
+
+static int records(struct side *s, const char *event, const char *key_id, const char *detail)
+{
+	struct rec_q q = {event, key_id, detail, 0};
+	assert_int_equal(qkm_store_records(s->st, 0, 0, rec_match, &q), 0);
+	return q.n;
+}
+
+/* The batch IDs (hex) of s's pool, deduplicated, in ID order. */
+static int batches(struct side *s, char hex[][33], int max)
+{
+	struct blocks l;
+	int n = 0;
+	load(s, 0, &l);
+	for (int i = 0; i < l.n; i++)
+		if (i == 0 || !qkm_id_eq(&l.b[i].batch_id, &l.b[i - 1].batch_id)) {
+			assert_true(n < max);
+			qkm_id_hex(&l.b[i].batch_id, hex[n++]);
+		}
+	blocks_free(&l);
+	return n;
+}
+
+/* ---- hand-made frames for protocol violations -------------------------- */
+
+struct fb {
+	struct qkm_buf b;
+	size_t start;
+};
+
+static void fb_begin(struct fb *f, uint16_t type, uint32_t req)
+{
+	qkm_buf_init(&f->b, 1u << 20, false);
+	assert_int_equal(qkm_frame_begin(&f->b, type, req, &f->start), 0);
+	assert_int_equal(qkm_put_str(&f->b, QKM_T_LINK, "A-B"), 0);
+}
+
+/* Ends the frame and feeds it to s; returns qkm_acq_on_frame's result. */
+static int fb_feed(struct world *w, struct side *s, struct fb *f)
+{
+	struct qkm_frame fr;
+	assert_int_equal(qkm_frame_end(&f->b, f->start), 0);
+	assert_int_equal(qkm_frame_parse(f->b.p, f->b.len, &fr), 0);
+	int rc = qkm_acq_on_frame(s->acq, &fr, w->now);
+	qkm_buf_fini(&f->b);
+	return rc;
+}
+
+static struct qkm_id some_batch(uint8_t tag)
+{
+	struct qkm_id id;
+	memset(&id, 0, sizeof(id));
+	id.b[0] = 0xee;
+	id.b[1] = tag;
+	return id;
+}
+
+/* A PREPARE listing ids, with a digest unless digest is false. */
+static int feed_prepare(struct world *w, struct side *s, uint8_t tag, const char *const *ids,
+			int n, bool digest)
+{
+	struct fb f;
+	struct qkm_id id = some_batch(tag);
+	uint8_t dg[32];
+	memset(dg, 0x5a, sizeof(dg));
+	fb_begin(&f, QKM_MSG_ACQ_PREPARE, 99);
+	assert_int_equal(qkm_put_id(&f.b, QKM_T_BATCH, &id), 0);
+	assert_int_equal(qkm_put_u32(&f.b, QKM_T_UNIT, UNIT), 0);
+	for (int i = 0; i < n; i++)
+		assert_int_equal(qkm_put_str(&f.b, QKM_T_QKD_ID, ids[i]), 0);
+	if (digest)
+		assert_int_equal(qkm_put_tlv(&f.b, QKM_T_DIGEST, dg, 32), 0);
+	return fb_feed(w, s, &f);
+}
+
+/* ---- tests ------------------------------------------------------------- */
+
+/* R-ACQ-1, R-ACQ-3, R-ACQ-4, R-LC-1: files of several sizes arrive over time;
+ * after reconciliation, ticks and pumping both stores hold the same READY
+ * blocks with the same KMA-key IDs and bytes, mirrored key types, equal
+ * stock, and both sides recorded every step of every round. */
+static void test_happy_path(void **state)
+{
+	struct world *w = *state;
+	struct qkm_acq_stats sa, sb;
+	link_up(w);
+	feed_both(w, "k", 0, 3, 512);
+	assert_int_equal(step(w, 0), 0); /* younger than batch_ns: no round yet */
+	qkm_acq_stats(w->a.acq, &sa);
+	assert_int_equal(sa.in_flight, 0);
+	assert_int_equal(sa.buffered_bytes, 3 * 512);
+	settle(w, 10);
+	feed_both(w, "k", 3, 5, 100); /* R-ACQ-1: another file length */
+	feed_both(w, "k", 5, 6, 37);  /* not a multiple of the unit */
+	settle(w, 10);
+
+	qkm_acq_stats(w->a.acq, &sa);
+	qkm_acq_stats(w->b.acq, &sb);
+	assert_int_equal(sa.in_flight, 0);
+	assert_int_equal(sb.in_flight, 0);
+	assert_int_equal(sa.buffered_bytes, 0);
+	assert_int_equal(sb.buffered_bytes, 0);
+	assert_int_equal(sa.aborted_batches, 0);
+	assert_int_equal(sb.aborted_batches, 0);
+	/* 1536 bytes = 48 keys; then 237 bytes = 7 keys + 13 bytes remainder */
+	assert_true(sa.acquired_bytes == (48 + 7) * UNIT);
+	assert_true(sb.acquired_bytes == sa.acquired_bytes);
+	assert_int_equal(counter(&w->a, "acquired_bytes"), (48 + 7) * UNIT);
+	assert_int_equal(counter(&w->b, "acquired_bytes"), (48 + 7) * UNIT);
+
+	assert_int_equal(assert_pools_equal(w), 4); /* two rounds, two blocks each */
+	struct blocks la;
+	load(&w->a, 0, &la);
+	assert_int_equal(total_keys(&la), 48 + 7);
+	/* R-ACQ-4: key IDs unique; the first half of a batch encrypts from the
+	 * leader, the rest from the follower. */
+	for (int i = 0; i < la.n; i++) {
+		const struct qkm_block *b = &la.b[i];
+		assert_int_equal(b->key_type, b->first_index == 0 ? QKM_KT_ENC : QKM_KT_DEC);
+		for (int j = 0; j < la.n; j++)
+			for (uint32_t k = 0; k < b->count; k++)
+				for (uint32_t m = 0; m < la.b[j].count; m++) {
+					if (i == j && k == m)
+						continue;
+					struct qkm_id x = key_id(b, k), y = key_id(&la.b[j], m);
+					assert_false(qkm_id_eq(&x, &y));
+				}
+	}
+	/* The data is the files' data concatenated, in delivery order. */
+	uint8_t want[3 * 512];
+	for (int i = 0; i < 3; i++)
+		fill(want + 512 * i, 512, (uint32_t)i);
+	for (int i = 0; i < la.n; i++)
+		if (la.b[i].count == 24) /* the first round's two blocks */
+			assert_memory_equal(la.b[i].data->p, want + la.b[i].first_index * UNIT,
+					    la.b[i].data->len);
+	blocks_free(&la);
+
+	/* R-LC-1: each round recorded on both sides. */
+	char hex[4][33];
+	int nb = batches(&w->a, hex, 4);
+	assert_int_equal(nb, 2);
+	struct side *sides[2] = {&w->a, &w->b};
+	for (int s = 0; s < 2; s++) {
+		assert_int_equal(records(sides[s], "received", "k-0..k-2", "3 QKD-key(s)"), 1);
+		assert_int_equal(records(sides[s], "received", "k-3..k-5", "3 QKD-key(s)"), 1);
+		for (int i = 0; i < nb; i++) {
+			assert_int_equal(records(sides[s], "formatted", hex[i], NULL), 1);
+			assert_int_equal(records(sides[s], "authenticated", hex[i], NULL), 1);
+			assert_int_equal(records(sides[s], "stored", hex[i], NULL), 1);
+		}
+		assert_int_equal(records(sides[s], "aborted", NULL, NULL), 0);
+	}
+	for (int i = 0; i < nb; i++) {
+		assert_int_equal(records(&w->a, "stored", hex[i], "ready"), 1);
+		assert_int_equal(records(&w->b, "stored", hex[i], "pending"), 1);
+		assert_int_equal(records(&w->b, "confirmed", hex[i], NULL), 1);
+	}
+}
+
+/* R-ACQ-2: 4096-bit QKD-keys with a 32-byte unit give 16 KMA-keys each. */
+static void test_reformat_split(void **state)
+{
+	struct world *w = *state;
+	link_up(w);
+	feed_both(w, "q", 0, 4, 4096 / 8);
+	settle(w, 10);
+	assert_int_equal(assert_pools_equal(w), 2);
+	struct blocks la;
+	load(&w->a, 0, &la);
+	assert_int_equal(total_keys(&la), 4 * 16);
+	assert_int_equal(la.b[0].count, 32);
+	assert_int_equal(la.b[1].count, 32);
+	assert_int_equal(la.b[0].unit_bytes, UNIT);
+	blocks_free(&la);
+	assert_int_equal(records(&w->a, "formatted", NULL, "64 KMA-key(s) of 32 bytes; 0 byte"), 1);
+}
+
+/* R-ACQ-2: a unit that does not divide the batch leaves a remainder that is
+ * discarded on both sides and recorded as such. */
+static void test_reformat_remainder(void **state)
+{
+	struct world *w = world_new(48);
+	link_up(w);
+	feed_both(w, "q", 0, 4, 512); /* 2048 = 42 * 48 + 32 */
+	settle(w, 10);
+	assert_int_equal(assert_pools_equal(w), 2);
+	struct blocks la;
+	load(&w->a, 0, &la);
+	assert_int_equal(total_keys(&la), 42);
+	assert_int_equal(la.b[0].count, 21);
+	assert_int_equal(la.b[0].unit_bytes, 48);
+	blocks_free(&la);
+	struct qkm_acq_stats sa;
+	qkm_acq_stats(w->a.acq, &sa);
+	assert_true(sa.acquired_bytes == 42 * 48);
+	assert_int_equal(records(&w->a, "formatted", NULL, "42 KMA-key(s) of 48 bytes; 32 byte(s) "
+							   "remainder discarded"),
+			 1);
+	assert_int_equal(records(&w->b, "formatted", NULL, "32 byte(s) remainder discarded"), 1);
+	teardown((void **)&w);
+}
+
+/* Protocol: a round carries at most batch_max_bytes of key (when files are no
+ * larger than that), so rounds stay small and the window is used. */
+static void test_round_size_bounded(void **state)
+{
+	struct world *w = *state;
+	struct qkm_acq_stats sa;
+	link_up(w);
+	feed_both(w, "r", 0, 16, 512); /* 8192 bytes = two full rounds */
+	w->now += BATCH_NS;
+	qkm_acq_tick(w->a.acq, w->now);
+	qkm_acq_stats(w->a.acq, &sa);
+	assert_int_equal(sa.in_flight, 2);
+	assert_int_equal(sa.buffered_bytes, 0);
+	assert_int_equal(pump(w), 0);
+	assert_int_equal(assert_pools_equal(w), 4);
+	struct blocks la;
+	load(&w->a, 0, &la);
+	for (int i = 0; i < la.n; i++)
+		assert_int_equal(la.b[i].count, BATCH_MAX / UNIT / 2);
+	blocks_free(&la);
+}
+
+/* R-ACQ-3, R-LC-1: one flipped bit in B's copy of one file: the digests
+ * differ, both sides abort the round, nothing of it is stored anywhere, both
+ * count the abort; the next round succeeds. */
+static void test_flipped_bit_aborts_both(void **state)
+{
+	struct world *w = *state;
+	struct qkm_acq_stats sa, sb;
+	link_up(w);
+	for (int i = 0; i < 4; i++) {
+		char id[16];
+		snprintf(id, sizeof(id), "f-%d", i);
+		assert_int_equal(feed_one(w, &w->a, id, (uint32_t)i, 512, -1), 0);
+		assert_int_equal(feed_one(w, &w->b, id, (uint32_t)i, 512, i == 2 ? 1234 : -1), 0);
+	}
+	assert_int_equal(step(w, BATCH_NS), 0);
+	qkm_acq_stats(w->a.acq, &sa);
+	qkm_acq_stats(w->b.acq, &sb);
+	assert_int_equal(sa.aborted_batches, 1);
+	assert_int_equal(sb.aborted_batches, 1);
+	assert_int_equal(counter(&w->a, "aborted_batches"), 1);
+	assert_int_equal(counter(&w->b, "aborted_batches"), 1);
+	assert_int_equal(sa.in_flight + sb.in_flight, 0);
+	assert_int_equal(sa.buffered_bytes + sb.buffered_bytes, 0); /* both discarded */
+	assert_int_equal(count_blocks(&w->a, 0), 0);
+	assert_int_equal(count_blocks(&w->b, 0), 0);
+	assert_int_equal(records(&w->a, "aborted", NULL, "digest mismatch"), 1);
+	assert_int_equal(records(&w->b, "aborted", NULL, "digest mismatch"), 1);
+	assert_int_equal(records(&w->a, "stored", NULL, NULL), 0);
+	assert_int_equal(records(&w->b, "stored", NULL, NULL), 0);
+
+	feed_both(w, "g", 0, 2, 512);
+	settle(w, 10);
+	assert_int_equal(assert_pools_equal(w), 2);
+	assert_int_equal(counter(&w->b, "aborted_batches"), 1);
+}
+
+/* R-ACQ-3: a PREPARE whose digest was corrupted on the way is a mismatch too. */
+static void test_corrupted_digest_aborts_both(void **state)
+{
+	struct world *w = *state;
+	struct qkm_acq_stats sa, sb;
+	link_up(w);
+	w->fault = (struct fault){F_CORRUPT, QKM_MSG_ACQ_PREPARE, 0, 0};
+	feed_both(w, "c", 0, 2, 512);
+	settle(w, 5);
+	assert_true(w->fault.fired);
+	qkm_acq_stats(w->a.acq, &sa);
+	qkm_acq_stats(w->b.acq, &sb);
+	assert_int_equal(sa.aborted_batches, 1);
+	assert_int_equal(sb.aborted_batches, 1);
+	assert_int_equal(count_blocks(&w->a, 0) + count_blocks(&w->b, 0), 0);
+	feed_both(w, "c", 2, 4, 512);
+	settle(w, 5);
+	assert_int_equal(assert_pools_equal(w), 2);
+}
+
+/* R-ACQ-3: a file the follower lacks: the round waits up to wait_ns, then is
+ * aborted on both sides; nothing is stored. */
+static void test_file_missing_at_follower(void **state)
+{
+	struct world *w = *state;
+	struct qkm_acq_stats sa, sb;
+	link_up(w);
+	assert_int_equal(feed_one(w, &w->a, "m-0", 0, 512, -1), 0);
+	assert_int_equal(feed_one(w, &w->a, "m-1", 1, 512, -1), 0);
+	assert_int_equal(feed_one(w, &w->b, "m-0", 0, 512, -1), 0);
+	assert_int_equal(step(w, BATCH_NS), 0);
+	qkm_acq_stats(w->b.acq, &sb);
+	assert_int_equal(sb.in_flight, 1); /* waiting for m-1 */
+	assert_int_equal(step(w, WAIT_NS / 2), 0);
+	qkm_acq_stats(w->b.acq, &sb);
+	assert_int_equal(sb.in_flight, 1);
+	assert_int_equal(count_blocks(&w->b, 0), 0);
+	assert_int_equal(step(w, WAIT_NS / 2), 0);
+	qkm_acq_stats(w->a.acq, &sa);
+	qkm_acq_stats(w->b.acq, &sb);
+	assert_int_equal(sa.in_flight + sb.in_flight, 0);
+	assert_int_equal(sa.aborted_batches, 1);
+	assert_int_equal(sb.aborted_batches, 1);
+	assert_int_equal(sb.buffered_bytes, 0); /* m-0 discarded too */
+	assert_int_equal(count_blocks(&w->a, 0) + count_blocks(&w->b, 0), 0);
+	assert_int_equal(records(&w->b, "aborted", NULL, "QKD-key m-1 missing at B"), 1);
+	assert_int_equal(records(&w->a, "aborted", NULL, "missing"), 1);
+
+	/* A late file that arrives in time is waited for and used. */
+	feed_both(w, "n", 0, 1, 512);
+	assert_int_equal(feed_one(w, &w->a, "n-1", 1, 512, -1), 0);
+	assert_int_equal(step(w, BATCH_NS), 0);
+	assert_int_equal(feed_one(w, &w->b, "n-1", 1, 512, -1), 0);
+	settle(w, 5);
+	assert_int_equal(assert_pools_equal(w), 2);
+}
+
+/* R-ACQ-3: a file the leader never received: the follower discards its copy
+ * once a later round shows it was skipped, and stores nothing unmatched. */
+static void test_file_missing_at_leader(void **state)
+{
+	struct world *w = *state;
+	struct qkm_acq_stats sb;
+	link_up(w);
+	assert_int_equal(feed_one(w, &w->b, "l-0", 0, 512, -1), 0);
+	feed_both(w, "l", 1, 3, 512);
+	settle(w, 5);
+	qkm_acq_stats(w->b.acq, &sb);
+	assert_int_equal(sb.buffered_bytes, 0);
+	assert_int_equal(sb.discarded_qkd_keys, 1);
+	assert_int_equal(sb.aborted_batches, 0);
+	assert_int_equal(records(&w->b, "aborted", "l-0..l-0", "never received by the leader"), 1);
+	assert_int_equal(assert_pools_equal(w), 2);
+	struct blocks lb;
+	load(&w->b, 0, &lb);
+	assert_int_equal(total_keys(&lb), 2 * 16); /* l-1 and l-2 only */
+	uint8_t want[512];
+	fill(want, sizeof(want), 1);
+	assert_memory_equal(lb.b[0].data->p, want, 16 * UNIT);
+	blocks_free(&lb);
+}
+
+/* R-ACQ-3 crash window: PREPARED lost, so the leader never stored the round
+ * and B holds it PENDING. After the reconnect B deletes it. */
+static void test_lost_prepared_reconciled_away(void **state)
+{
+	struct world *w = *state;
+	link_up(w);
+	feed_both(w, "a", 0, 2, 512);
+	settle(w, 5);
+	assert_int_equal(assert_pools_equal(w), 2);
+
+	w->fault = (struct fault){F_DROP, QKM_MSG_ACQ_PREPARED, 0, 0};
+	feed_both(w, "b", 0, 2, 512);
+	assert_int_equal(step(w, BATCH_NS), 0);
+	assert_true(w->fault.fired);
+	assert_int_equal(count_blocks(&w->b, 1u << QKM_BLOCK_PENDING), 2);
+	assert_int_equal(count_blocks(&w->a, 0), 2); /* only the first round */
+	struct qkm_pool_stats pb;
+	assert_int_equal(qkm_store_pool_stats(w->b.st, "A", &pb), 0);
+	assert_true(pb.pending_keys == 32);
+	assert_no_one_sided_ready(w);
+
+	link_down(w);
+	link_up(w);
+	assert_int_equal(count_blocks(&w->b, 1u << QKM_BLOCK_PENDING), 0);
+	assert_int_equal(assert_pools_equal(w), 2);
+	assert_int_equal(counter(&w->a, "aborted_batches"), 1); /* abandoned round */
+	assert_int_equal(counter(&w->b, "aborted_batches"), 1); /* deleted PENDING */
+	assert_int_equal(records(&w->b, "aborted", NULL, "does not hold it (reconciled)"), 1);
+}
+
+/* R-ACQ-3 crash window: COMMIT lost; the leader holds the round READY, B
+ * PENDING. Reconciliation makes B's copy READY. */
+static void test_lost_commit_reconciled_ready(void **state)
+{
+	struct world *w = *state;
+	link_up(w);
+	w->fault = (struct fault){F_DROP, QKM_MSG_ACQ_COMMIT, 0, 0};
+	feed_both(w, "a", 0, 2, 512);
+	settle(w, 5);
+	assert_true(w->fault.fired);
+	assert_int_equal(count_blocks(&w->a, 1u << QKM_BLOCK_READY), 2);
+	assert_int_equal(count_blocks(&w->b, 1u << QKM_BLOCK_PENDING), 2);
+	assert_no_one_sided_ready(w);
+
+	link_down(w);
+	link_up(w);
+	assert_int_equal(assert_pools_equal(w), 2);
+	assert_int_equal(records(&w->b, "confirmed", NULL, "(reconciled)"), 1);
+	assert_int_equal(counter(&w->b, "acquired_bytes"), 32 * UNIT);
+	assert_int_equal(counter(&w->a, "aborted_batches"), 0);
+	assert_int_equal(counter(&w->b, "aborted_batches"), 0);
+}
+
+/* R-ACQ-3 crash window: the leader "restarts" (acq freed, store closed and
+ * reopened, new acq) with one round READY but not committed and one round
+ * prepared but not stored. Reconciliation settles both, and acquisition goes
+ * on afterwards. */
+static void test_leader_restart(void **state)
+{
+	struct world *w = *state;
+	link_up(w);
+	w->fault = (struct fault){F_DROP, QKM_MSG_ACQ_COMMIT, 0, 0};
+	feed_both(w, "a", 0, 2, 512);
+	assert_int_equal(step(w, BATCH_NS), 0);
+	w->fault = (struct fault){F_NONE, 0, 0, 0};
+	feed_both(w, "b", 0, 2, 512);
+	w->now += BATCH_NS;
+	qkm_acq_tick(w->a.acq, w->now);
+	assert_int_equal(w->a.out.n, 1);
+	{ /* deliver the PREPARE only; B's PREPARED is lost with the leader */
+		struct msg m = q_pop(&w->a.out);
+		deliver(w, &w->b, m.p, m.len);
+		free(m.p);
+	}
+	assert_int_equal(count_blocks(&w->a, 1u << QKM_BLOCK_READY), 2);
+	assert_int_equal(count_blocks(&w->b, 1u << QKM_BLOCK_PENDING), 4);
+	assert_no_one_sided_ready(w);
+
+	qkm_acq_free(w->a.acq);
+	qkm_store_close(w->a.st);
+	q_clear(&w->a.out);
+	q_clear(&w->b.out);
+	assert_int_equal(qkm_store_open(w->a.path, &w->a.st), 0);
+	side_acq_new(w, &w->a);
+	qkm_acq_on_peer_down(w->b.acq);
+	link_up(w);
+	assert_int_equal(assert_pools_equal(w), 2);
+	assert_int_equal(count_blocks(&w->b, 1u << QKM_BLOCK_PENDING), 0);
+
+	/* B still buffers nothing of the rounds; new files flow normally. */
+	feed_both(w, "c", 0, 2, 512);
+	settle(w, 5);
+	assert_int_equal(assert_pools_equal(w), 4);
+}
+
+/* R-ACQ-3: a dead link stops rounds; nothing is stored on one side only,
+ * and after the link returns the buffered files are confirmed. */
+static void test_dead_link(void **state)
+{
+	struct world *w = *state;
+	struct qkm_acq_stats sa;
+	link_up(w);
+	w->dead = true;
+	feed_both(w, "d", 0, 2, 512);
+	settle(w, 3);
+	assert_int_equal(count_blocks(&w->a, 0) + count_blocks(&w->b, 0), 0);
+	qkm_acq_stats(w->a.acq, &sa);
+	assert_int_equal(sa.in_flight, 1);
+	w->dead = false;
+	link_down(w);
+	qkm_acq_stats(w->a.acq, &sa);
+	assert_int_equal(sa.in_flight, 0);
+	assert_int_equal(sa.aborted_batches, 1);
+	link_up(w);
+	feed_both(w, "e", 0, 2, 512);
+	settle(w, 5);
+	/* B's copies of d-* were discarded as never offered again. */
+	struct qkm_acq_stats sb;
+	qkm_acq_stats(w->b.acq, &sb);
+	assert_int_equal(sb.buffered_bytes, 0);
+	assert_int_equal(sb.discarded_qkd_keys, 2);
+	assert_int_equal(assert_pools_equal(w), 2);
+}
+
+/* Protocol violations are QKM_EPEER. */
+static void test_protocol_violations(void **state)
+{
+	struct world *w = *state;
+	static const char *const one[] = {"p-0"};
+	static const char *const twice[] = {"p-0", "p-0"};
+	static const char *const twice_absent[] = {"z-0", "z-0"};
+
+	/* PREPARE before reconciliation */
+	assert_int_equal(feed_prepare(w, &w->b, 1, one, 1, true), QKM_EPEER);
+	link_up(w);
+	/* PREPARE at the leader */
+	assert_int_equal(feed_prepare(w, &w->a, 2, one, 1, true), QKM_EPEER);
+	/* malformed PREPARE: no digest; no QKD-key IDs */
+	assert_int_equal(feed_prepare(w, &w->b, 3, one, 1, false), QKM_EPEER);
+	assert_int_equal(feed_prepare(w, &w->b, 4, one, 0, true), QKM_EPEER);
+	/* the same QKD-key ID twice, whether or not the file is here yet */
+	assert_int_equal(feed_prepare(w, &w->b, 5, twice_absent, 2, true), QKM_EPEER);
+	assert_int_equal(feed_one(w, &w->b, "p-0", 0, 512, -1), 0);
+	assert_int_equal(feed_prepare(w, &w->b, 6, twice, 2, true), QKM_EPEER);
+	struct qkm_acq_stats sb;
+	qkm_acq_stats(w->b.acq, &sb);
+	assert_int_equal(sb.in_flight, 0); /* nothing queued by a bad PREPARE */
+
+	/* COMMIT for a batch the follower never prepared; COMMIT at the leader */
+	struct fb f;
+	struct qkm_id id = some_batch(7);
+	fb_begin(&f, QKM_MSG_ACQ_COMMIT, 0);
+	assert_int_equal(qkm_put_id(&f.b, QKM_T_BATCH, &id), 0);
+	assert_int_equal(fb_feed(w, &w->b, &f), QKM_EPEER);
+	fb_begin(&f, QKM_MSG_ACQ_COMMIT, 0);
+	assert_int_equal(qkm_put_id(&f.b, QKM_T_BATCH, &id), 0);
+	assert_int_equal(fb_feed(w, &w->a, &f), QKM_EPEER);
+	/* PREPARED for an unknown round at the leader, and at the follower */
+	fb_begin(&f, QKM_MSG_ACQ_PREPARED, 1);
+	assert_int_equal(qkm_put_id(&f.b, QKM_T_BATCH, &id), 0);
+	assert_int_equal(fb_feed(w, &w->a, &f), QKM_EPEER);
+	fb_begin(&f, QKM_MSG_ACQ_PREPARED, 1);
+	assert_int_equal(qkm_put_id(&f.b, QKM_T_BATCH, &id), 0);
+	assert_int_equal(fb_feed(w, &w->b, &f), QKM_EPEER);
+	/* RECONCILE at the follower; an unknown message type */
+	fb_begin(&f, QKM_MSG_RECONCILE, 1);
+	assert_int_equal(fb_feed(w, &w->b, &f), QKM_EPEER);
+	fb_begin(&f, QKM_MSG_KEYFILE, 0);
+	assert_int_equal(fb_feed(w, &w->a, &f), QKM_EPEER);
+
+	assert_int_equal(count_blocks(&w->a, 0) + count_blocks(&w->b, 0), 0);
+}
+
+/* Reorder: a PREPARE overtaking the RECONCILE_ACK reaches a follower that has
+ * not reconciled yet: QKM_EPEER (the owner drops the link), nothing stored. */
+static void test_reordered_prepare_before_reconcile_ack(void **state)
+{
+	struct world *w = *state;
+	feed_both(w, "o", 0, 2, 512);
+	w->now += BATCH_NS;
+	w->fault = (struct fault){F_DELAY, QKM_MSG_RECONCILE_ACK, 0, 0};
+	qkm_acq_on_peer_up(w->a.acq, w->now);
+	qkm_acq_on_peer_up(w->b.acq, w->now);
+	assert_true(pump_one(w, &w->b, &w->a)); /* RECONCILE; A answers */
+	qkm_acq_tick(w->a.acq, w->now);         /* A reconciled: PREPARE queued */
+	assert_int_equal(pump(w), QKM_EPEER);
+	assert_true(w->fault.fired);
+	assert_int_equal(count_blocks(&w->a, 0) + count_blocks(&w->b, 0), 0);
+	/* The owner drops the link. The leader abandoned the round with it, so B
+	 * discards its copies of o-0 and o-1 when the next round skips them. */
+	link_down(w);
+	link_up(w);
+	feed_both(w, "o", 2, 4, 512);
+	settle(w, 5);
+	assert_int_equal(assert_pools_equal(w), 2);
+	struct blocks la;
+	load(&w->a, 0, &la);
+	assert_int_equal(total_keys(&la), 32);
+	blocks_free(&la);
+}
+
+/* Duplicated frames (which TCP never produces) must not make the sides
+ * disagree: a second COMMIT is refused, the stores stay equal. */
+static void test_duplicated_commit(void **state)
+{
+	struct world *w = *state;
+	link_up(w);
+	w->fault = (struct fault){F_DUP, QKM_MSG_ACQ_COMMIT, 0, 0};
+	feed_both(w, "u", 0, 2, 512);
+	w->now += BATCH_NS;
+	qkm_acq_tick(w->a.acq, w->now);
+	assert_int_equal(pump(w), QKM_EPEER);
+	assert_true(w->fault.fired);
+	assert_int_equal(assert_pools_equal(w), 2);
+}
+
+/* A duplicated PREPARE names a batch B already holds: refused, and B does not
+ * record an abort of a batch it stored. */
+static void test_duplicated_prepare(void **state)
+{
+	struct world *w = *state;
+	link_up(w);
+	w->fault = (struct fault){F_DUP, QKM_MSG_ACQ_PREPARE, 0, 0};
+	feed_both(w, "v", 0, 2, 512);
+	w->now += BATCH_NS;
+	qkm_acq_tick(w->a.acq, w->now);
+	assert_int_equal(pump(w), QKM_EPEER);
+	assert_true(w->fault.fired);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(step(w, WAIT_NS), 0);
+	assert_int_equal(assert_pools_equal(w), 2);
+	assert_int_equal(counter(&w->b, "aborted_batches"), 0);
+	assert_int_equal(records(&w->b, "aborted", NULL, NULL), 0);
+}
+
+/* Pair-check: equal pools match block for block; a batch deleted on one side
+ * or keys consumed on one side only show up once the blocks are old. */
+static void test_paircheck(void **state)
+{
+	struct world *w = *state;
+	assert_int_equal(qkm_acq_paircheck(w->a.acq, 1, w->now), QKM_ESTATE); /* link down */
+	link_up(w);
+	feed_both(w, "s", 0, 2, 512);
+	settle(w, 5);
+	feed_both(w, "s", 2, 4, 512);
+	settle(w, 5);
+	int nblk = assert_pools_equal(w);
+	assert_int_equal(nblk, 4);
+
+	assert_int_equal(qkm_acq_paircheck(w->a.acq, 7, w->now), 0);
+	assert_int_equal(pump(w), 0);
+	assert_int_equal(w->pc.calls, 1);
+	assert_int_equal(w->pc.req, 7);
+	assert_int_equal(w->pc.r.matches, nblk);
+	assert_int_equal(w->pc.r.mismatches, 0);
+	assert_int_equal(w->pc.r.only_sender, 0);
+	assert_int_equal(w->pc.r.only_receiver, 0);
+	assert_int_equal(w->pc.r.in_flight, 0);
+
+	/* B loses one batch; young blocks would count as in flight, so look
+	 * 3 s later. */
+	struct blocks lb;
+	load(&w->b, 0, &lb);
+	assert_int_equal(qkm_store_batch_delete(w->b.st, &lb.b[0].batch_id), 0);
+	blocks_free(&lb);
+	w->now += 3000 * MS;
+	assert_int_equal(qkm_acq_paircheck(w->a.acq, 8, w->now), 0);
+	assert_int_equal(pump(w), 0);
+	assert_int_equal(w->pc.calls, 2);
+	assert_int_equal(w->pc.req, 8);
+	assert_int_equal(w->pc.r.matches, 2);
+	assert_int_equal(w->pc.r.only_sender, 2);
+	assert_int_equal(w->pc.r.mismatches, 0);
+	assert_true(strstr(w->pc.r.detail, "only at sender") != NULL);
+
+	/* And from B's side (the follower can ask too), after B used one key
+	 * that A did not. */
+	load(&w->b, 0, &lb);
+	assert_int_equal(lb.n, 2);
+	assert_int_equal(qkm_store_block_set_used(w->b.st, lb.b[0].rowid, 1), 0);
+	blocks_free(&lb);
+	assert_int_equal(qkm_acq_paircheck(w->b.acq, 9, w->now), 0);
+	assert_int_equal(pump(w), 0);
+	assert_int_equal(w->pc.calls, 3);
+	assert_int_equal(w->pc.req, 9);
+	assert_int_equal(w->pc.r.matches, 1);
+	assert_int_equal(w->pc.r.mismatches, 1);
+	assert_int_equal(w->pc.r.only_receiver, 2);
+	assert_int_equal(w->pc.r.only_sender, 0);
+}
+
+/* Kq-1 input checks (R-ACQ-1): a QKD-key ID already buffered is QKM_EEXIST,
+ * a file of another module or kind, or without data, is QKM_EINVAL; the file
+ * is left with the caller on error. */
+static void test_keyfile_checks(void **state)
+{
+	struct world *w = *state;
+	struct qkm_keyfile kf;
+	uint8_t d[64];
+	fill(d, sizeof(d), 1);
+	assert_int_equal(feed_one(w, &w->a, "x-0", 0, 64, -1), 0);
+	assert_int_equal(feed_one(w, &w->a, "x-0", 0, 64, -1), QKM_EEXIST);
+
+	mkfile(&kf, &w->b, "x-1", d, sizeof(d)); /* module qkd-B, given to A */
+	assert_int_equal(qkm_acq_on_keyfile(w->a.acq, &kf, w->now), QKM_EINVAL);
+	assert_non_null(kf.data);
+	qkm_keyfile_fini(&kf);
+
+	mkfile(&kf, &w->a, "x-2", d, sizeof(d));
+	kf.kind = QKM_KF_KMA;
+	assert_int_equal(qkm_acq_on_keyfile(w->a.acq, &kf, w->now), QKM_EINVAL);
+	kf.kind = QKM_KF_QKD;
+	qkm_secret_free(kf.data);
+	kf.data = NULL;
+	assert_int_equal(qkm_acq_on_keyfile(w->a.acq, &kf, w->now), QKM_EINVAL);
+	qkm_keyfile_fini(&kf);
+
+	struct qkm_acq_stats sa;
+	qkm_acq_stats(w->a.acq, &sa);
+	assert_int_equal(sa.buffered_bytes, 64);
+}
+
+int main(void)
+{
+	if (qkm_secret_heap_init(1 << 26) != 0)
+		return 1;
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_happy_path, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reformat_split, setup, teardown),
+		cmocka_unit_test(test_reformat_remainder),
+		cmocka_unit_test_setup_teardown(test_round_size_bounded, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_flipped_bit_aborts_both, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_corrupted_digest_aborts_both, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_file_missing_at_follower, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_file_missing_at_leader, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_lost_prepared_reconciled_away, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_lost_commit_reconciled_ready, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_leader_restart, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_dead_link, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_protocol_violations, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reordered_prepare_before_reconcile_ack, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_duplicated_commit, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_duplicated_prepare, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_paircheck, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_keyfile_checks, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
