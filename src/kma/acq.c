@@ -1174,7 +1174,7 @@ void qkm_acq_tick(struct qkm_acq *a, uint64_t now_ns)
 		return;
 	while (a->head && a->n_rounds < a->cfg.window &&
 	       (a->buffered >= a->cfg.batch_max_bytes ||
-		now_ns - a->head->arrived_ns >= a->cfg.batch_ns))
+		now_ns >= a->head->arrived_ns + a->cfg.batch_ns))
 		if (leader_start_round(a, now_ns))
 			break;
 }

@@ -69,7 +69,7 @@ enum qkm_tag {
 	QKM_T_INFLIGHT = 26,
 	QKM_T_ONLY_SENDER = 27,
 	QKM_T_ONLY_RECEIVER = 28,
-	QKM_T_AGE = 29,        /* u64: ns since a block was stored */
+	QKM_T_AGE = 29,        /* u8: 1 if a block was stored less than 2 s ago */
 };
 
 /* A parsed frame: points into the caller's bytes, valid while they are. */
