@@ -56,6 +56,24 @@ static const char store_schema[] =
 	" BEGIN SELECT RAISE(ABORT, 'lc is append-only'); END;"
 	"CREATE TRIGGER lc_no_delete BEFORE DELETE ON lc"
 	" BEGIN SELECT RAISE(ABORT, 'lc is append-only'); END;"
+	"CREATE TABLE ksa_keys ("
+	" id BLOB PRIMARY KEY CHECK (length(id) = 16),"
+	" peer TEXT NOT NULL,"
+	" master TEXT NOT NULL,"
+	" slave TEXT NOT NULL,"
+	" additional TEXT NOT NULL,"
+	" delivered TEXT NOT NULL,"
+	" size_bits INTEGER NOT NULL,"
+	" level INTEGER NOT NULL,"
+	" role INTEGER NOT NULL,"
+	" state INTEGER NOT NULL,"
+	" created_ns INTEGER NOT NULL,"
+	" supplied_ns INTEGER NOT NULL,"
+	" source TEXT NOT NULL) WITHOUT ROWID;"
+	"CREATE INDEX ksa_peer ON ksa_keys (peer, state);"
+	"CREATE TABLE ksa_data ("
+	" id BLOB PRIMARY KEY REFERENCES ksa_keys (id) ON DELETE CASCADE,"
+	" data BLOB NOT NULL) WITHOUT ROWID;"
 	"CREATE TABLE counters ("
 	" name TEXT PRIMARY KEY,"
 	" value INTEGER NOT NULL);"
@@ -112,7 +130,37 @@ static const char store_schema[] =
 	X(COUNTER_ADD,                                                          \
 	  "INSERT INTO counters (name, value) VALUES (?1, ?2) "                 \
 	  "ON CONFLICT (name) DO UPDATE SET value = value + excluded.value")    \
-	X(COUNTER_GET, "SELECT value FROM counters WHERE name = ?1")
+	X(COUNTER_GET, "SELECT value FROM counters WHERE name = ?1")            \
+	X(POOL_READ,                                                            \
+	  "SELECT id, batch_id, first_index, count, unit_bytes, used "          \
+	  "FROM blocks WHERE peer = ?1 AND state = 2 AND key_type = ?2 "        \
+	  "ORDER BY created_ns, id")                                            \
+	X(BLOCK_FIND,                                                           \
+	  "SELECT id, count, unit_bytes, used, key_type, state, peer "          \
+	  "FROM blocks WHERE batch_id = ?1 AND first_index = ?2")               \
+	X(KSA_INSERT,                                                           \
+	  "INSERT INTO ksa_keys (id, peer, master, slave, additional, "         \
+	  "delivered, size_bits, level, role, state, created_ns, supplied_ns, " \
+	  "source) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, " \
+	  "?13)")                                                               \
+	X(KSA_DATA_INSERT, "INSERT INTO ksa_data (id, data) VALUES (?1, ?2)")   \
+	X(KSA_GET,                                                              \
+	  "SELECT id, peer, master, slave, additional, delivered, size_bits, "  \
+	  "level, role, state, created_ns, supplied_ns, source "                \
+	  "FROM ksa_keys WHERE id = ?1")                                        \
+	X(KSA_DATA_GET, "SELECT data FROM ksa_data WHERE id = ?1")              \
+	X(KSA_UPDATE,                                                           \
+	  "UPDATE ksa_keys SET delivered = ?2, state = ?3, supplied_ns = ?4 "   \
+	  "WHERE id = ?1")                                                      \
+	X(KSA_DATA_DELETE, "DELETE FROM ksa_data WHERE id = ?1")                \
+	X(KSA_DELETE, "DELETE FROM ksa_keys WHERE id = ?1")                     \
+	X(KSA_LIST,                                                             \
+	  "SELECT id, peer, master, slave, additional, delivered, size_bits, "  \
+	  "level, role, state, created_ns, supplied_ns, source "                \
+	  "FROM ksa_keys WHERE peer = ?1 AND state = ?2 AND role = ?3 "         \
+	  "ORDER BY created_ns")                                                \
+	X(KSA_COUNT,                                                            \
+	  "SELECT count(*) FROM ksa_keys WHERE state = ?1")
 
 enum store_stmt {
 #define STORE_STMT_ENUM(name, sql) ST_##name,
@@ -790,4 +838,254 @@ int qkm_store_checkpoint(struct qkm_store *st)
 	if (rc != SQLITE_OK)
 		return store_fail(st, "checkpoint");
 	return 0;
+}
+
+/* ---- key draws and KSA keys ---------------------------------------------- */
+
+/* Reads bytes [off, off + len) of a block's data into out. */
+static int block_read(struct qkm_store *st, int64_t rowid, uint32_t off, uint32_t len, uint8_t *out)
+{
+	sqlite3_blob *bl = NULL;
+	int err = 0;
+	if (sqlite3_blob_open(st->db, "main", "block_data", "data", rowid, 0, &bl) != SQLITE_OK)
+		err = store_fail(st, "open block data");
+	else if (sqlite3_blob_read(bl, out, (int)len, (int)off) != SQLITE_OK)
+		err = store_fail(st, "read block data");
+	sqlite3_blob_close(bl);
+	return err;
+}
+
+int qkm_store_pool_read(struct qkm_store *st, const char *peer, enum qkm_key_type kt, size_t n,
+			struct qkm_range *ranges, size_t max, size_t *nranges, uint8_t *out)
+{
+	sqlite3_stmt *s = st->st[ST_POOL_READ];
+	size_t got = 0;
+	int err = 0, rc;
+	*nranges = 0;
+	bind_str(s, 1, peer, QKM_NAME_MAX);
+	sqlite3_bind_int(s, 2, (int)kt);
+	/* Collect the ranges first: blob reads inside the walk would be fine,
+	 * but keeping the statement short keeps the WAL free for checkpoints. */
+	while (got < n && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+		uint64_t size = (uint64_t)sqlite3_column_int64(s, 3) * (uint64_t)sqlite3_column_int64(s, 4);
+		uint64_t used = (uint64_t)sqlite3_column_int64(s, 5);
+		if (used >= size)
+			continue;
+		if (*nranges == max) {
+			err = QKM_ETOOBIG;
+			goto out;
+		}
+		struct qkm_range *r = &ranges[(*nranges)++];
+		r->rowid = sqlite3_column_int64(s, 0);
+		if (sqlite3_column_bytes(s, 1) == QKM_ID_LEN)
+			memcpy(r->batch.b, sqlite3_column_blob(s, 1), QKM_ID_LEN);
+		r->first_index = (uint32_t)sqlite3_column_int64(s, 2);
+		r->unit_bytes = (uint32_t)sqlite3_column_int64(s, 4);
+		r->off = (uint32_t)used;
+		r->len = (uint32_t)(size - used < n - got ? size - used : n - got);
+		got += r->len;
+	}
+	stmt_done(s);
+	if (got < n) {
+		err = QKM_ENOKEY;
+		goto out;
+	}
+	got = 0;
+	for (size_t i = 0; i < *nranges && !err; i++) {
+		err = block_read(st, ranges[i].rowid, ranges[i].off, ranges[i].len, out + got);
+		got += ranges[i].len;
+	}
+out:
+	stmt_done(s);
+	if (err) {
+		qkm_cleanse(out, n);
+		*nranges = 0;
+	}
+	return err;
+}
+
+int qkm_store_block_read(struct qkm_store *st, const char *peer, const struct qkm_id *batch,
+			 uint32_t first_index, enum qkm_key_type kt, uint32_t off, uint32_t len,
+			 uint8_t *out, int64_t *rowid)
+{
+	sqlite3_stmt *s = st->st[ST_BLOCK_FIND];
+	char bpeer[QKM_NAME_MAX];
+	int err = 0;
+	sqlite3_bind_blob(s, 1, batch->b, QKM_ID_LEN, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, first_index);
+	int rc = sqlite3_step(s);
+	if (rc != SQLITE_ROW) {
+		err = rc == SQLITE_DONE ? QKM_ENOTFOUND : store_fail(st, "find block");
+		goto out;
+	}
+	*rowid = sqlite3_column_int64(s, 0);
+	uint64_t size = (uint64_t)sqlite3_column_int64(s, 1) * (uint64_t)sqlite3_column_int64(s, 2);
+	uint64_t used = (uint64_t)sqlite3_column_int64(s, 3);
+	col_text(s, 6, bpeer, sizeof(bpeer));
+	/* Only unused bytes of a usable block of the right direction: a range
+	 * below used would be a key handed out twice. */
+	if (sqlite3_column_int(s, 4) != (int)kt || sqlite3_column_int(s, 5) != QKM_BLOCK_READY ||
+	    strcmp(bpeer, peer) != 0 || off < used || (uint64_t)off + len > size || len == 0) {
+		err = QKM_EPERM;
+		goto out;
+	}
+	stmt_done(s);
+	err = block_read(st, *rowid, off, len, out);
+out:
+	stmt_done(s);
+	return err;
+}
+
+static int ksa_bind_meta(sqlite3_stmt *s, const struct qkm_ksa_key *k)
+{
+	sqlite3_bind_blob(s, 1, k->id.b, QKM_ID_LEN, SQLITE_STATIC);
+	bind_str(s, 2, k->peer, sizeof(k->peer));
+	bind_str(s, 3, k->master, sizeof(k->master));
+	bind_str(s, 4, k->slave, sizeof(k->slave));
+	bind_str(s, 5, k->additional, sizeof(k->additional));
+	bind_str(s, 6, k->delivered, sizeof(k->delivered));
+	sqlite3_bind_int64(s, 7, k->size_bits);
+	sqlite3_bind_int(s, 8, k->level);
+	sqlite3_bind_int(s, 9, k->role);
+	sqlite3_bind_int(s, 10, k->state);
+	sqlite3_bind_int64(s, 11, (int64_t)k->created_ns);
+	sqlite3_bind_int64(s, 12, (int64_t)k->supplied_ns);
+	return bind_str(s, 13, k->source, sizeof(k->source));
+}
+
+static void ksa_read_meta(sqlite3_stmt *s, struct qkm_ksa_key *k)
+{
+	memset(k, 0, sizeof(*k));
+	if (sqlite3_column_bytes(s, 0) == QKM_ID_LEN)
+		memcpy(k->id.b, sqlite3_column_blob(s, 0), QKM_ID_LEN);
+	col_text(s, 1, k->peer, sizeof(k->peer));
+	col_text(s, 2, k->master, sizeof(k->master));
+	col_text(s, 3, k->slave, sizeof(k->slave));
+	col_text(s, 4, k->additional, sizeof(k->additional));
+	col_text(s, 5, k->delivered, sizeof(k->delivered));
+	k->size_bits = (uint32_t)sqlite3_column_int64(s, 6);
+	k->level = (uint8_t)sqlite3_column_int(s, 7);
+	k->role = (uint8_t)sqlite3_column_int(s, 8);
+	k->state = (uint8_t)sqlite3_column_int(s, 9);
+	k->created_ns = (uint64_t)sqlite3_column_int64(s, 10);
+	k->supplied_ns = (uint64_t)sqlite3_column_int64(s, 11);
+	col_text(s, 12, k->source, sizeof(k->source));
+}
+
+int qkm_store_ksa_put(struct qkm_store *st, const struct qkm_ksa_key *k)
+{
+	int err = sp_begin(st);
+	if (err)
+		return err;
+	ksa_bind_meta(st->st[ST_KSA_INSERT], k);
+	if (sqlite3_step(st->st[ST_KSA_INSERT]) != SQLITE_DONE)
+		err = sqlite3_extended_errcode(st->db) == SQLITE_CONSTRAINT_PRIMARYKEY
+			      ? QKM_EEXIST
+			      : store_fail(st, "insert KSA key");
+	stmt_done(st->st[ST_KSA_INSERT]);
+	if (!err && k->data) {
+		sqlite3_stmt *d = st->st[ST_KSA_DATA_INSERT];
+		sqlite3_bind_blob(d, 1, k->id.b, QKM_ID_LEN, SQLITE_STATIC);
+		sqlite3_bind_blob(d, 2, k->data->p, (int)k->data->len, SQLITE_STATIC);
+		err = stmt_exec(st, ST_KSA_DATA_INSERT);
+	}
+	return sp_end(st, err);
+}
+
+int qkm_store_ksa_get(struct qkm_store *st, const struct qkm_id *id, struct qkm_ksa_key *out,
+		      bool with_data)
+{
+	sqlite3_stmt *s = st->st[ST_KSA_GET];
+	int err = 0;
+	sqlite3_bind_blob(s, 1, id->b, QKM_ID_LEN, SQLITE_STATIC);
+	int rc = sqlite3_step(s);
+	if (rc != SQLITE_ROW) {
+		err = rc == SQLITE_DONE ? QKM_ENOTFOUND : store_fail(st, "get KSA key");
+		stmt_done(s);
+		return err;
+	}
+	ksa_read_meta(s, out);
+	stmt_done(s);
+	if (!with_data)
+		return 0;
+	s = st->st[ST_KSA_DATA_GET];
+	sqlite3_bind_blob(s, 1, id->b, QKM_ID_LEN, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		out->data = qkm_secret_dup(sqlite3_column_blob(s, 0), (size_t)sqlite3_column_bytes(s, 0));
+		if (!out->data)
+			err = QKM_ENOMEM;
+	} else if (rc != SQLITE_DONE) {
+		err = store_fail(st, "get KSA key data");
+	}
+	stmt_done(s);
+	return err;
+}
+
+int qkm_store_ksa_update(struct qkm_store *st, const struct qkm_ksa_key *k, bool drop_data)
+{
+	int err = sp_begin(st);
+	if (err)
+		return err;
+	sqlite3_stmt *s = st->st[ST_KSA_UPDATE];
+	sqlite3_bind_blob(s, 1, k->id.b, QKM_ID_LEN, SQLITE_STATIC);
+	bind_str(s, 2, k->delivered, sizeof(k->delivered));
+	sqlite3_bind_int(s, 3, k->state);
+	sqlite3_bind_int64(s, 4, (int64_t)k->supplied_ns);
+	err = stmt_exec(st, ST_KSA_UPDATE);
+	if (!err && sqlite3_changes(st->db) == 0)
+		err = QKM_ENOTFOUND;
+	if (!err && drop_data) {
+		/* secure_delete overwrites the freed pages; the next checkpoint
+		 * takes the bytes out of the WAL too. */
+		sqlite3_bind_blob(st->st[ST_KSA_DATA_DELETE], 1, k->id.b, QKM_ID_LEN, SQLITE_STATIC);
+		err = stmt_exec(st, ST_KSA_DATA_DELETE);
+	}
+	return sp_end(st, err);
+}
+
+int qkm_store_ksa_delete(struct qkm_store *st, const struct qkm_id *id)
+{
+	sqlite3_bind_blob(st->st[ST_KSA_DELETE], 1, id->b, QKM_ID_LEN, SQLITE_STATIC);
+	int err = stmt_exec(st, ST_KSA_DELETE);
+	if (!err && sqlite3_changes(st->db) == 0)
+		err = QKM_ENOTFOUND;
+	return err;
+}
+
+int qkm_store_ksa_list(struct qkm_store *st, const char *peer, enum qkm_ksa_state state,
+		       enum qkm_ksa_role role, qkm_store_ksa_fn fn, void *arg)
+{
+	sqlite3_stmt *s = st->st[ST_KSA_LIST];
+	struct qkm_ksa_key k;
+	int err = 0, rc;
+	/* The cached statement cannot serve a walk nested in its own callback. */
+	if (sqlite3_stmt_busy(s))
+		return QKM_ESTATE;
+	bind_str(s, 1, peer, QKM_NAME_MAX);
+	sqlite3_bind_int(s, 2, (int)state);
+	sqlite3_bind_int(s, 3, (int)role);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		ksa_read_meta(s, &k);
+		if ((err = fn(&k, arg)))
+			break;
+	}
+	if (!err && rc != SQLITE_DONE)
+		err = store_fail(st, "list KSA keys");
+	stmt_done(s);
+	return err;
+}
+
+int qkm_store_ksa_count(struct qkm_store *st, enum qkm_ksa_state state, uint64_t *n)
+{
+	sqlite3_stmt *s = st->st[ST_KSA_COUNT];
+	int err = 0;
+	*n = 0;
+	sqlite3_bind_int(s, 1, (int)state);
+	if (sqlite3_step(s) == SQLITE_ROW)
+		*n = (uint64_t)sqlite3_column_int64(s, 0);
+	else
+		err = store_fail(st, "count KSA keys");
+	stmt_done(s);
+	return err;
 }

@@ -133,6 +133,84 @@ int qkm_store_records(struct qkm_store *st, int64_t after_seq, unsigned limit,
 int qkm_store_counter_add(struct qkm_store *st, const char *name, int64_t delta) QKM_MUST_CHECK;
 int qkm_store_counter_get(struct qkm_store *st, const char *name, int64_t *v /* OUT */) QKM_MUST_CHECK;
 
+/* ---- key draws (KSA) ---------------------------------------------------- */
+
+/* A byte range of one block: bytes [off, off + len) of its data. */
+struct qkm_range {
+	int64_t rowid;
+	struct qkm_id batch;
+	uint32_t first_index;
+	uint32_t unit_bytes;
+	uint32_t off;
+	uint32_t len;
+};
+
+/* Reads the first n unused bytes of the READY blocks of key type kt in
+ * peer's pool, in pool order (oldest first, each from its used offset),
+ * into out (n bytes; a secure buffer), describing them in ranges[0..*nranges).
+ * Changes nothing: the caller consumes with qkm_store_block_set_used.
+ * QKM_ENOKEY if the pool holds fewer than n bytes; QKM_ETOOBIG if more than
+ * max ranges would be needed. */
+int qkm_store_pool_read(struct qkm_store *st, const char *peer, enum qkm_key_type kt, size_t n,
+			struct qkm_range *ranges, size_t max, size_t *nranges /* OUT */,
+			uint8_t *out /* OUT */) QKM_MUST_CHECK;
+
+/* Reads bytes [off, off + len) of block (batch, first_index) into out and
+ * sets *rowid. QKM_ENOTFOUND if there is no such block; QKM_EPERM if it is
+ * not a READY block of peer's pool with key type kt, or the range is not
+ * wholly unused (off below the block's used offset, or past its end). */
+int qkm_store_block_read(struct qkm_store *st, const char *peer, const struct qkm_id *batch,
+			 uint32_t first_index, enum qkm_key_type kt, uint32_t off, uint32_t len,
+			 uint8_t *out /* OUT */, int64_t *rowid /* OUT */) QKM_MUST_CHECK;
+
+/* ---- KSA keys (R-SUP-3, R-SUP-8, R-SUP-10) --------------------------------- */
+
+enum qkm_ksa_state {
+	QKM_KSA_OFFERED = 1,  /* master's node: key material consumed, peer not yet answered */
+	QKM_KSA_READY = 2,    /* slave's node: stored, waiting for the slave SAE(s) */
+	QKM_KSA_SUPPLIED = 3, /* given to the master (master's node) / to every slave */
+};
+enum qkm_ksa_role { QKM_KSA_MASTER_SIDE = 1, QKM_KSA_SLAVE_SIDE = 2 };
+
+/* Table 1 item (4) plus what supply needs. Lists of SAE IDs are
+ * comma-separated. */
+struct qkm_ksa_key {
+	struct qkm_id id;                 /* KSA-key ID (UUID) */
+	char peer[QKM_NAME_MAX];          /* the node at the other end */
+	char master[QKM_NAME_MAX];        /* application source ID */
+	char slave[QKM_NAME_MAX];         /* application destination ID */
+	char additional[1040];            /* additional slaves */
+	char delivered[1104];             /* slave side: SAEs that have it */
+	uint32_t size_bits;
+	uint8_t level;                    /* enum qkm_etsi_level */
+	uint8_t role;                     /* enum qkm_ksa_role */
+	uint8_t state;                    /* enum qkm_ksa_state */
+	uint64_t created_ns;
+	uint64_t supplied_ns;             /* supply time stamp; 0 until supplied */
+	char source[160];                 /* lineage: KMA-key ranges it came from */
+	struct qkm_secret *data;          /* key bytes, owned; NULL when not kept */
+};
+
+/* Inserts k (with its data if k->data). QKM_EEXIST for a known ID. */
+int qkm_store_ksa_put(struct qkm_store *st, const struct qkm_ksa_key *k) QKM_MUST_CHECK;
+/* Loads k by ID (data too if with_data and kept). QKM_ENOTFOUND. */
+int qkm_store_ksa_get(struct qkm_store *st, const struct qkm_id *id,
+		      struct qkm_ksa_key *out /* OUT */, bool with_data) QKM_MUST_CHECK;
+/* Writes k's state, delivered list and supply time; drop_data deletes the
+ * key bytes (secure delete) while the metadata stays (R-SUP-10). */
+int qkm_store_ksa_update(struct qkm_store *st, const struct qkm_ksa_key *k,
+			 bool drop_data) QKM_MUST_CHECK;
+/* Deletes a KSA key and its data. QKM_ENOTFOUND. */
+int qkm_store_ksa_delete(struct qkm_store *st, const struct qkm_id *id) QKM_MUST_CHECK;
+/* Calls fn (without data) for each KSA key shared with peer in state and
+ * role, oldest first. fn may not start another walk. */
+typedef int (*qkm_store_ksa_fn)(const struct qkm_ksa_key *k, void *arg);
+int qkm_store_ksa_list(struct qkm_store *st, const char *peer, enum qkm_ksa_state state,
+		       enum qkm_ksa_role role, qkm_store_ksa_fn fn, void *arg) QKM_MUST_CHECK;
+/* Number of KSA keys in a state. */
+int qkm_store_ksa_count(struct qkm_store *st, enum qkm_ksa_state state,
+			uint64_t *n /* OUT */) QKM_MUST_CHECK;
+
 /* Checkpoints the WAL into the database and truncates the WAL, so deleted key
  * bytes leave it (PRAGMA wal_checkpoint(TRUNCATE)). QKM_EAGAIN if a reader
  * (another connection) kept it from completing, QKM_ESTATE inside a
