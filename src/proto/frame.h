@@ -38,6 +38,11 @@ enum qkm_msg {
 	QKM_MSG_RECONCILE_ACK = 26,  /* leader -> follower: state of each */
 	QKM_MSG_PAIRCHECK = 30,      /* digests of a pool's blocks */
 	QKM_MSG_PAIRCHECK_ACK = 31,
+	/* Kx KSA link: key supply (R-SUP-6) */
+	QKM_MSG_SUPPLY = 40,         /* master's node -> slave's node: KSA keys */
+	QKM_MSG_SUPPLY_ACK = 41,     /* stored (OK=1) or refused (OK=0, MESSAGE) */
+	QKM_MSG_SUPPLY_CANCEL = 42,  /* master's node: these keys never reached the master */
+	QKM_MSG_SUPPLY_CANCEL_ACK = 43,
 };
 
 enum qkm_tag {
@@ -70,6 +75,18 @@ enum qkm_tag {
 	QKM_T_ONLY_SENDER = 27,
 	QKM_T_ONLY_RECEIVER = 28,
 	QKM_T_AGE = 29,        /* u8: 1 if a block was stored less than 2 s ago */
+	QKM_T_KSA_ID = 30,     /* 16 bytes: a KSA-key ID (UUID) */
+	QKM_T_MASTER = 31,     /* str: master SAE ID */
+	QKM_T_SLAVE = 32,      /* str: slave SAE ID */
+	QKM_T_ADDITIONAL = 33, /* str: one additional slave SAE ID (repeated) */
+	QKM_T_SIZE = 34,       /* u32: key size in bits */
+	QKM_T_LEVEL = 35,      /* u8: security level */
+	QKM_T_RANGE = 36,      /* nested: BATCH, FIRST, OFF, LEN */
+	QKM_T_OFF = 37,        /* u32: byte offset */
+	QKM_T_LEN = 38,        /* u32: byte length */
+	QKM_T_OK = 39,         /* u8: 1 = accepted */
+	QKM_T_PUBKEY = 40,     /* 32 bytes: an X25519 public key */
+	QKM_T_KEY = 41,        /* nested: one KSA key (KSA_ID, MASTER, SLAVE, ADDITIONAL..., SIZE, LEVEL) */
 };
 
 /* A parsed frame: points into the caller's bytes, valid while they are. */

@@ -1,0 +1,1168 @@
+/* supply.c - key supply to applications (supply.h). Invariants: a KSA key
+ * reaches the master only after the slave's node stored it durably and the
+ * master's node durably recorded it supplied; key material is consumed
+ * durably before it leaves this process; a key is delivered to each of its
+ * slaves at most once; the peer's ranges only ever move forward. */
+#include "ksa/supply.h"
+#include "core/log.h"
+#include "core/secret.h"
+
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SUPPLY_MAX_RANGES 4096
+#define SUPPLY_MAX_ROUND_KEYS 8192
+
+/* One enc_keys request waiting for, or riding in, a round. */
+struct enc_req {
+	struct enc_req *next;
+	void *req;                       /* the owner's HTTP request; NULL: forgotten */
+	char master[QKM_NAME_MAX];
+	char slave[QKM_NAME_MAX];
+	char additional[1040];
+	uint32_t number, size;
+	uint8_t level;
+	size_t first_key;                /* index of its first key in the round */
+};
+
+/* A round in flight to one peer. */
+struct round {
+	uint32_t id;
+	uint64_t deadline_ns;
+	struct enc_req *reqs;
+	size_t n_keys;
+	struct qkm_id *ids;
+	size_t *offs;                    /* byte offset of key i in data */
+	uint32_t *sizes;                 /* bits */
+	struct qkm_secret *data;
+};
+
+struct peer {
+	char name[QKM_NAME_MAX];
+	struct enc_req *queue, **queue_tail;
+	struct round *round;             /* at most one round in flight */
+	bool up;
+	bool cancel_sent;
+};
+
+struct qkm_supply {
+	struct qkm_supply_cfg cfg;
+	struct qkm_store *st;
+	struct qkm_supply_ops ops;
+	struct peer *peers;
+	size_t n_peers;
+	uint32_t next_round;
+};
+
+void qkm_supply_cfg_defaults(struct qkm_supply_cfg *cfg)
+{
+	cfg->key_size = 256;
+	cfg->min_key_size = 64;
+	cfg->max_key_size = 8192;
+	cfg->max_key_per_request = 128;
+	cfg->max_sae_count = 8;
+	cfg->max_key_count = 1000000;
+	cfg->preserve = false;
+	cfg->round_timeout_ns = 5000000000u;
+}
+
+/* ---- helpers ----------------------------------------------------------- */
+
+static void reply_error(struct qkm_supply *s, void *req, int status, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static void reply_error(struct qkm_supply *s, void *req, int status, const char *fmt, ...)
+{
+	char msg[300];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	char *body = qkm_etsi_error_json(msg, NULL);
+	if (body) {
+		s->ops.reply(req, status, (const uint8_t *)body, strlen(body), s->ops.arg);
+		free(body);
+	} else {
+		s->ops.reply(req, 503, (const uint8_t *)"{\"message\":\"out of memory\"}", 27,
+			     s->ops.arg);
+	}
+}
+
+/* The node an SAE is registered at, or NULL. */
+static const char *sae_node(const struct qkm_supply *s, const char *sae)
+{
+	const struct qkm_node_cfg *n = s->cfg.node;
+	for (size_t i = 0; i < n->n_saes; i++)
+		if (strcmp(n->saes[i].id, sae) == 0)
+			return n->saes[i].node;
+	return NULL;
+}
+
+static struct peer *peer_find(struct qkm_supply *s, const char *name)
+{
+	for (size_t i = 0; i < s->n_peers; i++)
+		if (strcmp(s->peers[i].name, name) == 0)
+			return &s->peers[i];
+	return NULL;
+}
+
+static void record(struct qkm_supply *s, const char *event, const struct qkm_id *id,
+		   const char *peer, const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+static void record(struct qkm_supply *s, const char *event, const struct qkm_id *id,
+		   const char *peer, const char *fmt, ...)
+{
+	struct qkm_lc_event ev;
+	memset(&ev, 0, sizeof(ev));
+	snprintf(ev.event, sizeof(ev.event), "%s", event);
+	snprintf(ev.key_kind, sizeof(ev.key_kind), "ksa");
+	if (id)
+		qkm_id_uuid_str(id, ev.key_id);
+	snprintf(ev.peer, sizeof(ev.peer), "%s", peer);
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(ev.detail, sizeof(ev.detail), fmt, ap);
+	va_end(ap);
+	if (qkm_store_record(s->st, &ev))
+		log_warnx("supply: could not record %s", event);
+}
+
+static bool list_has(const char *list, const char *name)
+{
+	size_t n = strlen(name);
+	for (const char *p = list; *p;) {
+		const char *c = strchr(p, ',');
+		size_t l = c ? (size_t)(c - p) : strlen(p);
+		if (l == n && strncmp(p, name, n) == 0)
+			return true;
+		if (!c)
+			break;
+		p = c + 1;
+	}
+	return false;
+}
+
+static void list_add(char *list, size_t sz, const char *name)
+{
+	size_t n = strlen(list);
+	snprintf(list + n, sz - n, "%s%s", n ? "," : "", name);
+}
+
+/* SHA-256 over each key's ID, size and bytes, in round order (R-SUP-6). */
+static int keys_digest(size_t n, const struct qkm_id *ids, const uint32_t *sizes,
+		       const uint8_t *data, uint8_t out[static 32])
+{
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	int ok = md && EVP_DigestInit_ex(md, EVP_sha256(), NULL);
+	size_t off = 0;
+	for (size_t i = 0; ok && i < n; i++) {
+		uint8_t x[4];
+		qkm_be32_put(x, sizes[i]);
+		ok = EVP_DigestUpdate(md, ids[i].b, QKM_ID_LEN) && EVP_DigestUpdate(md, x, 4) &&
+		     EVP_DigestUpdate(md, data + off, sizes[i] / 8);
+		off += sizes[i] / 8;
+	}
+	unsigned int len = 32;
+	ok = ok && EVP_DigestFinal_ex(md, out, &len);
+	EVP_MD_CTX_free(md);
+	return ok ? 0 : QKM_ECRYPTO;
+}
+
+/* ---- status ------------------------------------------------------------ */
+
+/* Checks caller and slave; on failure replies and returns NULL, else the
+ * peer holding the pool shared with the slave's node. */
+static struct peer *check_pair(struct qkm_supply *s, void *req, const char *caller,
+			       const char *slave)
+{
+	const char *cn = sae_node(s, caller), *sn;
+	struct peer *p;
+	if (!cn || strcmp(cn, s->cfg.self) != 0) {
+		reply_error(s, req, 401, "SAE '%s' is not registered at node %s", caller, s->cfg.self);
+		return NULL;
+	}
+	if (!qkm_name_valid(slave) || !(sn = sae_node(s, slave))) {
+		reply_error(s, req, 400, "slave SAE '%s' is not registered", slave);
+		return NULL;
+	}
+	if (strcmp(sn, s->cfg.self) == 0) {
+		reply_error(s, req, 400, "slave SAE '%s' is attached to this node: no QKD key pool "
+					 "between an SAE and itself", slave);
+		return NULL;
+	}
+	if (!(p = peer_find(s, sn))) {
+		reply_error(s, req, 400, "no key pool shared with node %s (slave SAE '%s')", sn, slave);
+		return NULL;
+	}
+	return p;
+}
+
+void qkm_supply_status(struct qkm_supply *s, void *req, const char *caller, const char *slave)
+{
+	struct peer *p = check_pair(s, req, caller, slave);
+	if (!p)
+		return;
+	struct qkm_pool_stats ps;
+	struct qkm_etsi_status st;
+	memset(&st, 0, sizeof(st));
+	if (qkm_store_pool_stats(s->st, p->name, &ps)) {
+		reply_error(s, req, 503, "key store unavailable");
+		return;
+	}
+	snprintf(st.source_KME_ID, sizeof(st.source_KME_ID), "%s", s->cfg.self);
+	snprintf(st.target_KME_ID, sizeof(st.target_KME_ID), "%s", p->name);
+	snprintf(st.master_SAE_ID, sizeof(st.master_SAE_ID), "%s", caller);
+	snprintf(st.slave_SAE_ID, sizeof(st.slave_SAE_ID), "%s", slave);
+	st.key_size = s->cfg.key_size;
+	st.stored_key_count = ps.enc_bytes / (s->cfg.key_size / 8);
+	st.max_key_count = s->cfg.max_key_count;
+	st.max_key_per_request = s->cfg.max_key_per_request;
+	st.max_key_size = s->cfg.max_key_size;
+	st.min_key_size = s->cfg.min_key_size;
+	st.max_SAE_ID_count = s->cfg.max_sae_count;
+	char *body = qkm_etsi_status_json(&st);
+	if (!body) {
+		reply_error(s, req, 503, "out of memory");
+		return;
+	}
+	s->ops.reply(req, 200, (const uint8_t *)body, strlen(body), s->ops.arg);
+	free(body);
+}
+
+/* ---- master side: enc_keys --------------------------------------------- */
+
+void qkm_supply_enc(struct qkm_supply *s, void *req, const char *caller, const char *slave,
+		    const struct qkm_etsi_key_request *r, uint64_t now_ns)
+{
+	struct peer *p = check_pair(s, req, caller, slave);
+	if (!p)
+		return;
+	uint32_t size = r->size ? r->size : s->cfg.key_size;
+	uint32_t number = r->number ? r->number : 1;
+	if (size % 8 || size < s->cfg.min_key_size || size > s->cfg.max_key_size) {
+		reply_error(s, req, 400, "size %u: must be a multiple of 8 from %u to %u", size,
+			    s->cfg.min_key_size, s->cfg.max_key_size);
+		return;
+	}
+	if (number > s->cfg.max_key_per_request) {
+		reply_error(s, req, 400, "number %u: at most %u keys per request", number,
+			    s->cfg.max_key_per_request);
+		return;
+	}
+	if (r->n_additional > s->cfg.max_sae_count) {
+		reply_error(s, req, 400, "%zu additional slave SAEs: at most %u", r->n_additional,
+			    s->cfg.max_sae_count);
+		return;
+	}
+	struct enc_req *e = calloc(1, sizeof(*e));
+	if (!e) {
+		reply_error(s, req, 503, "out of memory");
+		return;
+	}
+	for (size_t i = 0; i < r->n_additional; i++) {
+		const char *an = sae_node(s, r->additional[i]);
+		if (!an || strcmp(an, p->name) != 0 || strcmp(r->additional[i], slave) == 0) {
+			reply_error(s, req, 400,
+				    "additional slave SAE '%s' is not registered at node %s, the "
+				    "slave's node", r->additional[i], p->name);
+			free(e);
+			return;
+		}
+		list_add(e->additional, sizeof(e->additional), r->additional[i]);
+	}
+	if (!p->up || !s->ops.ready(p->name, s->ops.arg)) {
+		reply_error(s, req, 503, "key pool with node %s is not available (KSA link down "
+					 "or reconciling)", p->name);
+		free(e);
+		return;
+	}
+	/* ITS is all a direct QKD link gives; both levels are served (R-SUP-4). */
+	e->req = req;
+	snprintf(e->master, sizeof(e->master), "%s", caller);
+	snprintf(e->slave, sizeof(e->slave), "%s", slave);
+	e->number = number;
+	e->size = size;
+	e->level = r->level == QKM_LEVEL_ANY ? QKM_LEVEL_ITS : (uint8_t)r->level;
+	*p->queue_tail = e;
+	p->queue_tail = &e->next;
+	(void)now_ns;
+}
+
+static void round_free(struct round *r)
+{
+	if (!r)
+		return;
+	while (r->reqs) {
+		struct enc_req *e = r->reqs;
+		r->reqs = e->next;
+		free(e);
+	}
+	free(r->ids);
+	free(r->offs);
+	free(r->sizes);
+	qkm_secret_free(r->data);
+	free(r);
+}
+
+/* Fails every request of a round (or a queue) with status/message. */
+static void fail_reqs(struct qkm_supply *s, struct enc_req *e, int status, const char *msg)
+{
+	for (; e; e = e->next)
+		if (e->req) {
+			reply_error(s, e->req, status, "%s", msg);
+			e->req = NULL;
+		}
+}
+
+static int put_key_meta(struct qkm_buf *b, const struct qkm_id *id, const struct enc_req *e,
+			uint32_t size)
+{
+	size_t k;
+	int rc = qkm_put_open(b, QKM_T_KEY, &k);
+	if (!rc)
+		rc = qkm_put_id(b, QKM_T_KSA_ID, id);
+	if (!rc)
+		rc = qkm_put_str(b, QKM_T_MASTER, e->master);
+	if (!rc)
+		rc = qkm_put_str(b, QKM_T_SLAVE, e->slave);
+	for (const char *p = e->additional; !rc && *p;) {
+		char one[QKM_NAME_MAX];
+		const char *c = strchr(p, ',');
+		size_t l = c ? (size_t)(c - p) : strlen(p);
+		snprintf(one, sizeof(one), "%.*s", (int)l, p);
+		rc = qkm_put_str(b, QKM_T_ADDITIONAL, one);
+		p = c ? c + 1 : p + l;
+	}
+	if (!rc)
+		rc = qkm_put_u32(b, QKM_T_SIZE, size);
+	if (!rc)
+		rc = qkm_put_u8(b, QKM_T_LEVEL, e->level);
+	if (!rc)
+		rc = qkm_put_close(b, k);
+	return rc;
+}
+
+/* Describes which KMA-key bytes a key came from (lineage, R-LC-2). */
+static void source_of(const struct qkm_range *rg, size_t nr, size_t off, size_t len, char *out,
+		      size_t outsz)
+{
+	size_t pos = 0, n = 0;
+	out[0] = 0;
+	for (size_t i = 0; i < nr; i++) {
+		size_t a = pos, b = pos + rg[i].len;
+		pos = b;
+		if (b <= off || a >= off + len)
+			continue;
+		size_t from = (off > a ? off - a : 0) + rg[i].off;
+		char hex[33];
+		qkm_id_hex(&rg[i].batch, hex);
+		uint32_t key = rg[i].first_index + (uint32_t)(from / rg[i].unit_bytes);
+		n += (size_t)snprintf(out + n, n < outsz ? outsz - n : 0, "%s%.24s%08x+%zu",
+				      n ? "," : "", hex, key, from % rg[i].unit_bytes);
+		if (n >= outsz)
+			break;
+	}
+}
+
+/* Starts a round for everything queued to p: draws the key material,
+ * consumes it and records the keys OFFERED in one commit, then sends SUPPLY. */
+static void round_start(struct qkm_supply *s, struct peer *p, uint64_t now_ns)
+{
+	struct round *r = calloc(1, sizeof(*r));
+	struct qkm_range *rg = calloc(SUPPLY_MAX_RANGES, sizeof(*rg));
+	struct qkm_buf fb;
+	size_t nr = 0, total = 0, start;
+	int rc = QKM_ENOMEM;
+	const char *why = "out of memory";
+	qkm_buf_init(&fb, QKM_FRAME_MAX, false);
+	if (!r || !rg)
+		goto fail;
+	/* Take the whole queue; stop adding requests past the round's cap. */
+	struct enc_req **tail = &r->reqs;
+	while (p->queue && r->n_keys + p->queue->number <= SUPPLY_MAX_ROUND_KEYS) {
+		struct enc_req *e = p->queue;
+		p->queue = e->next;
+		e->next = NULL;
+		if (!e->req) { /* forgotten while queued */
+			free(e);
+			continue;
+		}
+		e->first_key = r->n_keys;
+		r->n_keys += e->number;
+		total += (size_t)e->number * e->size / 8;
+		*tail = e;
+		tail = &e->next;
+	}
+	if (!p->queue)
+		p->queue_tail = &p->queue;
+	if (!r->n_keys)
+		goto done;
+	r->ids = calloc(r->n_keys, sizeof(*r->ids));
+	r->offs = calloc(r->n_keys, sizeof(*r->offs));
+	r->sizes = calloc(r->n_keys, sizeof(*r->sizes));
+	r->data = qkm_secret_new(total);
+	if (!r->ids || !r->offs || !r->sizes || !r->data)
+		goto fail;
+	rc = qkm_store_pool_read(s->st, p->name, QKM_KT_ENC, total, rg, SUPPLY_MAX_RANGES, &nr,
+				 r->data->p);
+	if (rc == QKM_ENOKEY) {
+		struct qkm_pool_stats ps;
+		char msg[200];
+		if (qkm_store_pool_stats(s->st, p->name, &ps))
+			memset(&ps, 0, sizeof(ps));
+		snprintf(msg, sizeof(msg), "not enough key material shared with node %s: %llu bytes "
+					   "asked, %llu available",
+			 p->name, (unsigned long long)total, (unsigned long long)ps.enc_bytes);
+		fail_reqs(s, r->reqs, 503, msg);
+		goto done;
+	}
+	if (rc) {
+		why = "key store unavailable";
+		goto fail;
+	}
+	size_t off = 0, k = 0;
+	for (struct enc_req *e = r->reqs; e; e = e->next)
+		for (uint32_t i = 0; i < e->number; i++, k++) {
+			if ((rc = qkm_id_uuid4(&r->ids[k])))
+				goto fail;
+			r->offs[k] = off;
+			r->sizes[k] = e->size;
+			off += e->size / 8;
+		}
+	/* Durable before anything leaves: consumption and the OFFERED keys. */
+	if ((rc = qkm_store_begin(s->st))) {
+		why = "key store unavailable";
+		goto fail;
+	}
+	for (size_t i = 0; !rc && i < nr; i++)
+		rc = qkm_store_block_set_used(s->st, rg[i].rowid, rg[i].off + rg[i].len);
+	k = 0;
+	for (struct enc_req *e = r->reqs; !rc && e; e = e->next)
+		for (uint32_t i = 0; !rc && i < e->number; i++, k++) {
+			struct qkm_ksa_key kk;
+			memset(&kk, 0, sizeof(kk));
+			kk.id = r->ids[k];
+			snprintf(kk.peer, sizeof(kk.peer), "%s", p->name);
+			snprintf(kk.master, sizeof(kk.master), "%s", e->master);
+			snprintf(kk.slave, sizeof(kk.slave), "%s", e->slave);
+			snprintf(kk.additional, sizeof(kk.additional), "%s", e->additional);
+			kk.size_bits = e->size;
+			kk.level = e->level;
+			kk.role = QKM_KSA_MASTER_SIDE;
+			kk.state = QKM_KSA_OFFERED;
+			kk.created_ns = now_ns;
+			source_of(rg, nr, r->offs[k], e->size / 8, kk.source, sizeof(kk.source));
+			rc = qkm_store_ksa_put(s->st, &kk);
+			if (!rc)
+				record(s, "formatted", &kk.id, p->name, "%u bits for %s -> %s from %s",
+				       e->size, e->master, e->slave, kk.source);
+		}
+	if (!rc)
+		rc = qkm_store_commit(s->st);
+	else
+		qkm_store_rollback(s->st);
+	if (rc) {
+		why = "key store unavailable";
+		goto fail;
+	}
+	/* SUPPLY: the keys' metadata, the ranges, the digest; never key bytes. */
+	uint8_t dg[32];
+	r->id = ++s->next_round;
+	if ((rc = keys_digest(r->n_keys, r->ids, r->sizes, r->data->p, dg)) ||
+	    (rc = qkm_frame_begin(&fb, QKM_MSG_SUPPLY, r->id, &start)))
+		goto cancel;
+	k = 0;
+	for (struct enc_req *e = r->reqs; !rc && e; e = e->next)
+		for (uint32_t i = 0; !rc && i < e->number; i++, k++)
+			rc = put_key_meta(&fb, &r->ids[k], e, e->size);
+	for (size_t i = 0; !rc && i < nr; i++) {
+		size_t e;
+		if (!(rc = qkm_put_open(&fb, QKM_T_RANGE, &e)) &&
+		    !(rc = qkm_put_id(&fb, QKM_T_BATCH, &rg[i].batch)) &&
+		    !(rc = qkm_put_u32(&fb, QKM_T_FIRST, rg[i].first_index)) &&
+		    !(rc = qkm_put_u32(&fb, QKM_T_OFF, rg[i].off)) &&
+		    !(rc = qkm_put_u32(&fb, QKM_T_LEN, rg[i].len)))
+			rc = qkm_put_close(&fb, e);
+	}
+	if (!rc && !(rc = qkm_put_tlv(&fb, QKM_T_DIGEST, dg, 32)) && !(rc = qkm_frame_end(&fb, start)))
+		rc = s->ops.send(p->name, fb.p, fb.len, s->ops.arg) ? QKM_EIO : 0;
+	if (rc)
+		goto cancel;
+	r->deadline_ns = now_ns + s->cfg.round_timeout_ns;
+	p->round = r;
+	r = NULL;
+	goto done;
+cancel:
+	/* Consumed but never offered: the keys stay OFFERED here and are
+	 * cancelled with the peer at the next reconciliation. */
+	p->cancel_sent = false;
+	fail_reqs(s, r->reqs, 503, "KSA link to the slave's node failed");
+	goto done;
+fail:
+	if (r)
+		fail_reqs(s, r->reqs, 503, why);
+	log_warnx("supply to %s: round failed: %s (%s)", p->name, why, qkm_strerror(rc));
+done:
+	round_free(r);
+	free(rg);
+	qkm_buf_fini(&fb);
+}
+
+void qkm_supply_flush(struct qkm_supply *s, uint64_t now_ns)
+{
+	for (size_t i = 0; i < s->n_peers; i++) {
+		struct peer *p = &s->peers[i];
+		if (p->queue && !p->round) {
+			if (!p->up || !s->ops.ready(p->name, s->ops.arg)) {
+				struct enc_req *q = p->queue;
+				p->queue = NULL;
+				p->queue_tail = &p->queue;
+				fail_reqs(s, q, 503, "key pool not available: KSA link down");
+				while (q) {
+					struct enc_req *n = q->next;
+					free(q);
+					q = n;
+				}
+				continue;
+			}
+			round_start(s, p, now_ns);
+		}
+	}
+}
+
+/* Master side: the peer stored the round. Record SUPPLIED, then answer. */
+static void round_done(struct qkm_supply *s, struct peer *p, struct round *r, uint64_t now_ns)
+{
+	int rc = qkm_store_begin(s->st);
+	size_t supplied = 0;
+	for (struct enc_req *e = r->reqs; !rc && e; e = e->next) {
+		if (!e->req)
+			continue; /* its client left: stays OFFERED, cancelled later */
+		for (uint32_t i = 0; !rc && i < e->number; i++) {
+			size_t k = e->first_key + i;
+			struct qkm_ksa_key kk;
+			if ((rc = qkm_store_ksa_get(s->st, &r->ids[k], &kk, false)))
+				break;
+			kk.state = QKM_KSA_SUPPLIED;
+			kk.supplied_ns = now_ns;
+			rc = qkm_store_ksa_update(s->st, &kk, false);
+			if (!rc)
+				record(s, "supplied", &kk.id, p->name, "to master %s (app %s), slave %s",
+				       e->master, e->master, e->slave);
+			supplied++;
+		}
+	}
+	if (!rc && supplied)
+		rc = qkm_store_counter_add(s->st, "supplied_keys", (int64_t)supplied);
+	if (!rc)
+		rc = qkm_store_commit(s->st);
+	else
+		qkm_store_rollback(s->st);
+	if (rc) {
+		fail_reqs(s, r->reqs, 503, "key store unavailable");
+		p->cancel_sent = false;
+		return;
+	}
+	for (struct enc_req *e = r->reqs; e; e = e->next) {
+		if (!e->req) {
+			p->cancel_sent = false;
+			continue;
+		}
+		struct qkm_buf b;
+		const uint8_t *keys[QKM_ETSI_MAX_IDS];
+		size_t lens[QKM_ETSI_MAX_IDS];
+		qkm_buf_init(&b, (size_t)e->number * (e->size / 6 + 80) + 64, true);
+		for (uint32_t i = 0; i < e->number && i < QKM_ETSI_MAX_IDS; i++) {
+			keys[i] = r->data->p + r->offs[e->first_key + i];
+			lens[i] = e->size / 8;
+		}
+		if (qkm_etsi_keys_json(&b, e->number, &r->ids[e->first_key], keys, lens))
+			reply_error(s, e->req, 503, "out of memory");
+		else
+			s->ops.reply(e->req, 200, b.p, b.len, s->ops.arg);
+		e->req = NULL;
+		qkm_buf_fini(&b);
+	}
+}
+
+/* ---- slave side -------------------------------------------------------- */
+
+struct in_key {
+	struct qkm_id id;
+	char master[QKM_NAME_MAX], slave[QKM_NAME_MAX];
+	char additional[1040];
+	uint32_t size;
+	uint8_t level;
+};
+
+static int parse_key(struct qkm_supply *s, const char *peer, const uint8_t *v, uint32_t vl,
+		     struct in_key *k, char *why, size_t whysz)
+{
+	size_t off = 0;
+	uint16_t tag;
+	const uint8_t *x;
+	uint32_t xl;
+	memset(k, 0, sizeof(*k));
+	if (qkm_tlv_check(v, vl) || qkm_tlv_id(v, vl, QKM_T_KSA_ID, &k->id) ||
+	    qkm_tlv_str(v, vl, QKM_T_MASTER, k->master, sizeof(k->master), true) ||
+	    qkm_tlv_str(v, vl, QKM_T_SLAVE, k->slave, sizeof(k->slave), true) ||
+	    qkm_tlv_u32(v, vl, QKM_T_SIZE, &k->size) || qkm_tlv_u8(v, vl, QKM_T_LEVEL, &k->level) ||
+	    k->size == 0 || k->size % 8 || k->size > (1u << 20))
+		return QKM_EPEER;
+	while (qkm_tlv_next(v, vl, &off, &tag, &x, &xl) == 1) {
+		if (tag != QKM_T_ADDITIONAL)
+			continue;
+		char one[QKM_NAME_MAX];
+		if (xl == 0 || xl >= sizeof(one))
+			return QKM_EPEER;
+		memcpy(one, x, xl);
+		one[xl] = 0;
+		if (!qkm_name_valid(one) || strlen(k->additional) + xl + 2 > sizeof(k->additional))
+			return QKM_EPEER;
+		list_add(k->additional, sizeof(k->additional), one);
+	}
+	/* The master must be at the peer, the slaves here. */
+	const char *mn = sae_node(s, k->master), *sn = sae_node(s, k->slave);
+	if (!mn || strcmp(mn, peer) != 0 || !sn || strcmp(sn, s->cfg.self) != 0) {
+		snprintf(why, whysz, "SAEs %s -> %s are not registered at %s -> %s", k->master,
+			 k->slave, peer, s->cfg.self);
+		return QKM_EPERM;
+	}
+	for (const char *p = k->additional; *p;) {
+		const char *c = strchr(p, ',');
+		char one[QKM_NAME_MAX];
+		size_t l = c ? (size_t)(c - p) : strlen(p);
+		snprintf(one, sizeof(one), "%.*s", (int)l, p);
+		const char *an = sae_node(s, one);
+		if (!an || strcmp(an, s->cfg.self) != 0) {
+			snprintf(why, whysz, "additional slave %s is not registered here", one);
+			return QKM_EPERM;
+		}
+		p = c ? c + 1 : p + l;
+	}
+	return 0;
+}
+
+static int send_ack(struct qkm_supply *s, const char *peer, uint32_t req, bool ok, const char *msg)
+{
+	struct qkm_buf b;
+	size_t start;
+	qkm_buf_init(&b, 4096, false);
+	int rc = qkm_frame_begin(&b, QKM_MSG_SUPPLY_ACK, req, &start);
+	if (!rc)
+		rc = qkm_put_u8(&b, QKM_T_OK, ok);
+	if (!rc && msg)
+		rc = qkm_put_str(&b, QKM_T_MESSAGE, msg);
+	if (!rc)
+		rc = qkm_frame_end(&b, start);
+	if (!rc)
+		rc = s->ops.send(peer, b.p, b.len, s->ops.arg) ? QKM_EIO : 0;
+	qkm_buf_fini(&b);
+	return rc;
+}
+
+/* Slave's node: a round of keys from the master's node. Reads the named
+ * ranges of its own pool, compares digests, stores the keys (R-SUP-6). The
+ * ranges are consumed whatever the outcome: the master's node consumed them. */
+static int on_supply(struct qkm_supply *s, const char *peer, const struct qkm_frame *f,
+		     uint64_t now_ns)
+{
+	struct in_key *keys = NULL;
+	struct qkm_range *rg = NULL;
+	size_t nk = 0, nr = 0, off = 0, total = 0, kbytes = 0;
+	uint16_t tag;
+	const uint8_t *v, *dg = NULL;
+	uint32_t vl, dgl = 0;
+	struct qkm_secret *data = NULL;
+	char why[200] = "";
+	int rc = 0;
+	while (qkm_tlv_next(f->body, f->body_len, &off, &tag, &v, &vl) == 1) {
+		if (tag == QKM_T_KEY)
+			nk++;
+		else if (tag == QKM_T_RANGE)
+			nr++;
+	}
+	if (!nk || !nr || nk > SUPPLY_MAX_ROUND_KEYS || nr > SUPPLY_MAX_RANGES ||
+	    qkm_tlv_bytes(f->body, f->body_len, QKM_T_DIGEST, &dg, &dgl) || dgl != 32)
+		return QKM_EPEER;
+	keys = calloc(nk, sizeof(*keys));
+	rg = calloc(nr, sizeof(*rg));
+	if (!keys || !rg) {
+		rc = QKM_ENOMEM;
+		goto out;
+	}
+	nk = nr = off = 0;
+	while (qkm_tlv_next(f->body, f->body_len, &off, &tag, &v, &vl) == 1) {
+		if (tag == QKM_T_KEY) {
+			int r = parse_key(s, peer, v, vl, &keys[nk], why, sizeof(why));
+			if (r == QKM_EPEER) {
+				rc = r;
+				goto out;
+			}
+			if (r && !why[0])
+				snprintf(why, sizeof(why), "bad key metadata");
+			kbytes += keys[nk].size / 8;
+			nk++;
+		} else if (tag == QKM_T_RANGE) {
+			struct qkm_range *x = &rg[nr++];
+			if (qkm_tlv_check(v, vl) || qkm_tlv_id(v, vl, QKM_T_BATCH, &x->batch) ||
+			    qkm_tlv_u32(v, vl, QKM_T_FIRST, &x->first_index) ||
+			    qkm_tlv_u32(v, vl, QKM_T_OFF, &x->off) ||
+			    qkm_tlv_u32(v, vl, QKM_T_LEN, &x->len) || x->len == 0 ||
+			    x->len > (64u << 20)) {
+				rc = QKM_EPEER;
+				goto out;
+			}
+			total += x->len;
+		}
+	}
+	if (total != kbytes || total > (256u << 20)) {
+		rc = QKM_EPEER;
+		goto out;
+	}
+	if (!(data = qkm_secret_new(total))) {
+		rc = QKM_ENOMEM;
+		goto out;
+	}
+	/* Our copies of the same KMA-key bytes: our decryption keys. */
+	size_t pos = 0;
+	for (size_t i = 0; i < nr; i++) {
+		int r = qkm_store_block_read(s->st, peer, &rg[i].batch, rg[i].first_index, QKM_KT_DEC,
+					     rg[i].off, rg[i].len, data->p + pos, &rg[i].rowid);
+		if (r) {
+			char hex[33];
+			qkm_id_hex(&rg[i].batch, hex);
+			if (!why[0])
+				snprintf(why, sizeof(why), "key range %s[%u]+%u not available here: %s",
+					 hex, rg[i].first_index, rg[i].off,
+					 r == QKM_EPERM ? "used or not ready" : qkm_strerror(r));
+			rg[i].rowid = 0;
+		}
+		pos += rg[i].len;
+	}
+	if (!why[0]) {
+		uint8_t mine[32];
+		struct qkm_id *ids = calloc(nk, sizeof(*ids));
+		uint32_t *sizes = calloc(nk, sizeof(*sizes));
+		if (!ids || !sizes) {
+			free(ids);
+			free(sizes);
+			rc = QKM_ENOMEM;
+			goto out;
+		}
+		for (size_t i = 0; i < nk; i++) {
+			ids[i] = keys[i].id;
+			sizes[i] = keys[i].size;
+		}
+		int r = keys_digest(nk, ids, sizes, data->p, mine);
+		free(ids);
+		free(sizes);
+		if (r || !qkm_ct_equal(mine, dg, 32))
+			snprintf(why, sizeof(why), "digest mismatch: the KSA keys differ between "
+						   "%s and %s", peer, s->cfg.self);
+	}
+	if ((rc = qkm_store_begin(s->st)))
+		goto out;
+	for (size_t i = 0; !rc && i < nr; i++)
+		if (rg[i].rowid)
+			rc = qkm_store_block_set_used(s->st, rg[i].rowid, rg[i].off + rg[i].len);
+	pos = 0;
+	for (size_t i = 0; !rc && i < nk; i++) {
+		if (why[0]) {
+			record(s, "aborted", &keys[i].id, peer, "not stored: %s", why);
+			continue;
+		}
+		struct qkm_ksa_key kk;
+		memset(&kk, 0, sizeof(kk));
+		kk.id = keys[i].id;
+		snprintf(kk.peer, sizeof(kk.peer), "%s", peer);
+		snprintf(kk.master, sizeof(kk.master), "%s", keys[i].master);
+		snprintf(kk.slave, sizeof(kk.slave), "%s", keys[i].slave);
+		snprintf(kk.additional, sizeof(kk.additional), "%s", keys[i].additional);
+		kk.size_bits = keys[i].size;
+		kk.level = keys[i].level;
+		kk.role = QKM_KSA_SLAVE_SIDE;
+		kk.state = QKM_KSA_READY;
+		kk.created_ns = now_ns;
+		source_of(rg, nr, pos, keys[i].size / 8, kk.source, sizeof(kk.source));
+		kk.data = qkm_secret_dup(data->p + pos, keys[i].size / 8);
+		pos += keys[i].size / 8;
+		rc = kk.data ? qkm_store_ksa_put(s->st, &kk) : QKM_ENOMEM;
+		qkm_secret_free(kk.data);
+		if (rc == QKM_EEXIST) {
+			snprintf(why, sizeof(why), "KSA key ID already known");
+			rc = 0;
+			break;
+		}
+		if (!rc)
+			record(s, "stored", &kk.id, peer, "%u bits for slave %s, digest matched %s",
+			       kk.size_bits, kk.slave, peer);
+	}
+	if (!rc && why[0]) {
+		/* Undo any keys stored before the problem was found; keep the
+		 * consumption and the records. */
+		for (size_t i = 0; !rc && i < nk; i++) {
+			int r = qkm_store_ksa_delete(s->st, &keys[i].id);
+			if (r && r != QKM_ENOTFOUND)
+				rc = r;
+		}
+	}
+	if (!rc)
+		rc = qkm_store_commit(s->st);
+	else
+		qkm_store_rollback(s->st);
+	if (rc) {
+		snprintf(why, sizeof(why), "could not store: %s", qkm_strerror(rc));
+		rc = 0;
+	}
+	if (why[0])
+		log_warnx("supply from %s: round refused: %s", peer, why);
+	if (send_ack(s, peer, f->req, !why[0], why[0] ? why : NULL))
+		log_warnx("supply from %s: answer not sent; the master's node will cancel", peer);
+out:
+	free(keys);
+	free(rg);
+	qkm_secret_free(data);
+	return rc;
+}
+
+void qkm_supply_dec(struct qkm_supply *s, void *req, const char *caller, const char *master,
+		    const struct qkm_etsi_key_ids *ids, uint64_t now_ns)
+{
+	const char *cn = sae_node(s, caller);
+	struct qkm_ksa_key *kk = NULL;
+	int rc;
+	if (!cn || strcmp(cn, s->cfg.self) != 0) {
+		reply_error(s, req, 401, "SAE '%s' is not registered at node %s", caller, s->cfg.self);
+		return;
+	}
+	if (!qkm_name_valid(master) || !sae_node(s, master)) {
+		reply_error(s, req, 400, "master SAE '%s' is not registered", master);
+		return;
+	}
+	kk = calloc(ids->n ? ids->n : 1, sizeof(*kk));
+	if (!kk) {
+		reply_error(s, req, 503, "out of memory");
+		return;
+	}
+	/* Check every key before changing anything: one bad ID, nothing given. */
+	for (size_t i = 0; i < ids->n; i++) {
+		char u[37];
+		qkm_id_uuid_str(&ids->ids[i], u);
+		rc = qkm_store_ksa_get(s->st, &ids->ids[i], &kk[i], true);
+		if (rc == QKM_ENOTFOUND || (!rc && kk[i].role != QKM_KSA_SLAVE_SIDE)) {
+			reply_error(s, req, 400, "key_ID %s: unknown or already delivered", u);
+			goto out;
+		}
+		if (rc) {
+			reply_error(s, req, 503, "key store unavailable");
+			goto out;
+		}
+		if (strcmp(kk[i].slave, caller) != 0 && !list_has(kk[i].additional, caller)) {
+			reply_error(s, req, 401, "key_ID %s was not made for SAE '%s'", u, caller);
+			goto out;
+		}
+		if (strcmp(kk[i].master, master) != 0) {
+			reply_error(s, req, 400, "key_ID %s was not made by master SAE '%s'", u, master);
+			goto out;
+		}
+		if (kk[i].state != QKM_KSA_READY || list_has(kk[i].delivered, caller) || !kk[i].data) {
+			reply_error(s, req, 400, "key_ID %s: unknown or already delivered", u);
+			goto out;
+		}
+	}
+	/* Durable before the keys leave: at most once per slave (R-SUP-8). */
+	if ((rc = qkm_store_begin(s->st))) {
+		reply_error(s, req, 503, "key store unavailable");
+		goto out;
+	}
+	for (size_t i = 0; !rc && i < ids->n; i++) {
+		list_add(kk[i].delivered, sizeof(kk[i].delivered), caller);
+		bool all = list_has(kk[i].delivered, kk[i].slave);
+		for (const char *p = kk[i].additional; all && *p;) {
+			const char *c = strchr(p, ',');
+			char one[QKM_NAME_MAX];
+			size_t l = c ? (size_t)(c - p) : strlen(p);
+			snprintf(one, sizeof(one), "%.*s", (int)l, p);
+			all = list_has(kk[i].delivered, one);
+			p = c ? c + 1 : p + l;
+		}
+		if (all) {
+			kk[i].state = QKM_KSA_SUPPLIED;
+			kk[i].supplied_ns = now_ns;
+		}
+		rc = qkm_store_ksa_update(s->st, &kk[i], all && !s->cfg.preserve);
+		if (!rc)
+			record(s, "supplied", &kk[i].id, kk[i].peer, "to slave %s (app %s)%s", caller,
+			       caller, all ? (s->cfg.preserve ? "; preserved" : "; deleted") : "");
+	}
+	if (!rc)
+		rc = qkm_store_counter_add(s->st, "supplied_keys", (int64_t)ids->n);
+	if (!rc)
+		rc = qkm_store_commit(s->st);
+	else
+		qkm_store_rollback(s->st);
+	if (rc) {
+		reply_error(s, req, 503, "key store unavailable");
+		goto out;
+	}
+	struct qkm_buf b;
+	const uint8_t **keys = calloc(ids->n, sizeof(*keys));
+	size_t *lens = calloc(ids->n, sizeof(*lens));
+	size_t est = 64;
+	for (size_t i = 0; i < ids->n; i++)
+		est += kk[i].data->len * 4 / 3 + 80;
+	qkm_buf_init(&b, est, true);
+	if (keys && lens) {
+		for (size_t i = 0; i < ids->n; i++) {
+			keys[i] = kk[i].data->p;
+			lens[i] = kk[i].data->len;
+		}
+	}
+	if (!keys || !lens || qkm_etsi_keys_json(&b, ids->n, ids->ids, keys, lens))
+		reply_error(s, req, 503, "out of memory");
+	else
+		s->ops.reply(req, 200, b.p, b.len, s->ops.arg);
+	qkm_buf_fini(&b);
+	free(keys);
+	free(lens);
+out:
+	for (size_t i = 0; i < ids->n; i++)
+		qkm_secret_free(kk[i].data);
+	free(kk);
+}
+
+/* ---- cancellation (reconciliation of the KSA link) --------------------- */
+
+struct cancel_ctx {
+	struct qkm_buf *b;
+	size_t n;
+	int rc;
+};
+
+static int cancel_collect(const struct qkm_ksa_key *k, void *arg)
+{
+	struct cancel_ctx *c = arg;
+	if (c->n >= 4096)
+		return 1;
+	c->rc = qkm_put_id(c->b, QKM_T_KSA_ID, &k->id);
+	c->n++;
+	return c->rc;
+}
+
+/* Master's node: keys OFFERED to peer never reached their master; tell the
+ * peer to delete its copies, then delete ours. */
+static void send_cancel(struct qkm_supply *s, struct peer *p)
+{
+	struct qkm_buf b;
+	size_t start;
+	struct cancel_ctx c = {&b, 0, 0};
+	qkm_buf_init(&b, QKM_FRAME_MAX, false);
+	if (qkm_frame_begin(&b, QKM_MSG_SUPPLY_CANCEL, 0, &start))
+		goto out;
+	int rc = qkm_store_ksa_list(s->st, p->name, QKM_KSA_OFFERED, QKM_KSA_MASTER_SIDE,
+				    cancel_collect, &c);
+	if ((rc < 0 && rc != 1) || c.rc)
+		goto out;
+	if (c.n == 0) {
+		p->cancel_sent = true;
+		goto out;
+	}
+	if (qkm_frame_end(&b, start) || s->ops.send(p->name, b.p, b.len, s->ops.arg))
+		goto out;
+	p->cancel_sent = true;
+	log_info("supply to %s: cancelling %zu key(s) that never reached their master", p->name, c.n);
+out:
+	qkm_buf_fini(&b);
+}
+
+static int on_cancel(struct qkm_supply *s, const char *peer, const struct qkm_frame *f, bool ack)
+{
+	size_t off = 0;
+	uint16_t tag;
+	const uint8_t *v;
+	uint32_t vl;
+	struct qkm_buf b;
+	size_t start;
+	int rc = qkm_store_begin(s->st);
+	qkm_buf_init(&b, QKM_FRAME_MAX, false);
+	if (!rc && !ack)
+		rc = qkm_frame_begin(&b, QKM_MSG_SUPPLY_CANCEL_ACK, f->req, &start);
+	while (!rc && qkm_tlv_next(f->body, f->body_len, &off, &tag, &v, &vl) == 1) {
+		if (tag != QKM_T_KSA_ID)
+			continue;
+		struct qkm_id id;
+		struct qkm_ksa_key kk;
+		if (vl != QKM_ID_LEN) {
+			rc = QKM_EPEER;
+			break;
+		}
+		memcpy(id.b, v, QKM_ID_LEN);
+		int r = qkm_store_ksa_get(s->st, &id, &kk, false);
+		if (r == QKM_ENOTFOUND) {
+			if (!ack)
+				rc = qkm_put_id(&b, QKM_T_KSA_ID, &id);
+			continue;
+		}
+		if (r) {
+			rc = r;
+			break;
+		}
+		if (strcmp(kk.peer, peer) != 0) {
+			rc = QKM_EPEER;
+			break;
+		}
+		/* A key already given to a slave is not taken back. */
+		if (ack ? kk.state != QKM_KSA_OFFERED
+			: (kk.role != QKM_KSA_SLAVE_SIDE || kk.delivered[0]))
+			continue;
+		rc = qkm_store_ksa_delete(s->st, &id);
+		if (!rc)
+			record(s, "deleted", &id, peer, "%s", ack ? "never reached its master; cancelled"
+								  : "cancelled by the master's node");
+		if (!rc && !ack)
+			rc = qkm_put_id(&b, QKM_T_KSA_ID, &id);
+	}
+	if (!rc)
+		rc = qkm_store_commit(s->st);
+	else
+		qkm_store_rollback(s->st);
+	if (!rc && !ack && !(rc = qkm_frame_end(&b, start)))
+		rc = s->ops.send(peer, b.p, b.len, s->ops.arg) ? QKM_EIO : 0;
+	qkm_buf_fini(&b);
+	return rc == QKM_EPEER ? rc : 0;
+}
+
+/* ---- dispatch and life --------------------------------------------------- */
+
+int qkm_supply_on_frame(struct qkm_supply *s, const char *peer, const struct qkm_frame *f,
+			uint64_t now_ns)
+{
+	struct peer *p = peer_find(s, peer);
+	if (!p)
+		return QKM_EPEER;
+	switch (f->type) {
+	case QKM_MSG_SUPPLY:
+		return on_supply(s, peer, f, now_ns);
+	case QKM_MSG_SUPPLY_ACK: {
+		uint8_t ok;
+		char msg[300] = "";
+		struct round *r = p->round;
+		if (!r || r->id != f->req || qkm_tlv_u8(f->body, f->body_len, QKM_T_OK, &ok))
+			return QKM_EPEER;
+		p->round = NULL;
+		if (ok) {
+			round_done(s, p, r, now_ns);
+		} else {
+			if (qkm_tlv_str(f->body, f->body_len, QKM_T_MESSAGE, msg, sizeof(msg), false))
+				snprintf(msg, sizeof(msg), "refused");
+			char m2[400];
+			snprintf(m2, sizeof(m2), "the slave's node %s refused the keys: %s", peer, msg);
+			log_warnx("supply to %s: %s", peer, m2);
+			fail_reqs(s, r->reqs, 503, m2);
+			p->cancel_sent = false;
+		}
+		round_free(r);
+		if (!p->cancel_sent)
+			send_cancel(s, p);
+		qkm_supply_flush(s, now_ns);
+		return 0;
+	}
+	case QKM_MSG_SUPPLY_CANCEL:
+		return on_cancel(s, peer, f, false);
+	case QKM_MSG_SUPPLY_CANCEL_ACK:
+		return on_cancel(s, peer, f, true);
+	default:
+		return QKM_EPEER;
+	}
+}
+
+void qkm_supply_on_peer(struct qkm_supply *s, const char *peer, bool up, uint64_t now_ns)
+{
+	struct peer *p = peer_find(s, peer);
+	if (!p || p->up == up)
+		return;
+	p->up = up;
+	if (up) {
+		p->cancel_sent = false;
+		send_cancel(s, p);
+		return;
+	}
+	if (p->round) {
+		fail_reqs(s, p->round->reqs, 503, "KSA link to the slave's node lost");
+		round_free(p->round);
+		p->round = NULL;
+	}
+	qkm_supply_flush(s, now_ns);
+}
+
+void qkm_supply_tick(struct qkm_supply *s, uint64_t now_ns)
+{
+	for (size_t i = 0; i < s->n_peers; i++) {
+		struct peer *p = &s->peers[i];
+		if (p->round && now_ns >= p->round->deadline_ns) {
+			log_warnx("supply to %s: no answer in time; round abandoned", p->name);
+			fail_reqs(s, p->round->reqs, 503, "the slave's node did not answer in time");
+			round_free(p->round);
+			p->round = NULL;
+			p->cancel_sent = false;
+			send_cancel(s, p);
+		}
+	}
+}
+
+void qkm_supply_forget(struct qkm_supply *s, void *req)
+{
+	for (size_t i = 0; i < s->n_peers; i++) {
+		struct peer *p = &s->peers[i];
+		for (struct enc_req *e = p->queue; e; e = e->next)
+			if (e->req == req)
+				e->req = NULL;
+		for (struct enc_req *e = p->round ? p->round->reqs : NULL; e; e = e->next)
+			if (e->req == req)
+				e->req = NULL;
+	}
+}
+
+struct qkm_supply *qkm_supply_new(const struct qkm_supply_cfg *cfg, struct qkm_store *st,
+				  const struct qkm_supply_ops *ops)
+{
+	struct qkm_supply *s = calloc(1, sizeof(*s));
+	if (!s)
+		return NULL;
+	s->cfg = *cfg;
+	s->st = st;
+	s->ops = *ops;
+	s->n_peers = cfg->node->n_links;
+	s->peers = calloc(s->n_peers ? s->n_peers : 1, sizeof(*s->peers));
+	if (!s->peers) {
+		free(s);
+		return NULL;
+	}
+	for (size_t i = 0; i < s->n_peers; i++) {
+		snprintf(s->peers[i].name, QKM_NAME_MAX, "%s", cfg->node->links[i].peer);
+		s->peers[i].queue_tail = &s->peers[i].queue;
+	}
+	return s;
+}
+
+void qkm_supply_free(struct qkm_supply *s)
+{
+	if (!s)
+		return;
+	for (size_t i = 0; i < s->n_peers; i++) {
+		struct peer *p = &s->peers[i];
+		fail_reqs(s, p->queue, 503, "node shutting down");
+		while (p->queue) {
+			struct enc_req *e = p->queue;
+			p->queue = e->next;
+			free(e);
+		}
+		if (p->round) {
+			fail_reqs(s, p->round->reqs, 503, "node shutting down");
+			round_free(p->round);
+		}
+	}
+	free(s->peers);
+	free(s);
+}

@@ -1,0 +1,82 @@
+/* supply.h - the KSA of one node (Y.3803 8.2.2, 8.2.4): key requests from
+ * applications over ETSI GS QKD 014 (Ak), checked against the registered
+ * SAEs (R-SUP-1), served from the pool shared with the slave's node; the
+ * KSA pair compare a digest of the KSA-key IDs and data over the KSA link and
+ * the slave's node stores the keys durably before the master gets its answer
+ * (R-SUP-6); the slave gets each key once (R-SUP-7, R-SUP-8).
+ * A state machine over requests, frames and the store: no sockets. Its
+ * owner hands it HTTP requests and Kx frames and carries out what it emits
+ * (replies, frames). Concurrent requests to one peer are served in one
+ * round: one digest exchange and one commit on each side. */
+#ifndef QKM_KSA_SUPPLY_H
+#define QKM_KSA_SUPPLY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/config.h"
+#include "core/err.h"
+#include "proto/etsi014.h"
+#include "proto/frame.h"
+#include "store/store.h"
+
+struct qkm_supply;
+
+struct qkm_supply_cfg {
+	char self[QKM_NAME_MAX];
+	uint32_t key_size;              /* default size, bits */
+	uint32_t min_key_size;
+	uint32_t max_key_size;
+	uint32_t max_key_per_request;
+	uint32_t max_sae_count;         /* additional slaves per request */
+	uint64_t max_key_count;         /* reported in status */
+	bool preserve;                  /* after_supply: keep key bytes after supply */
+	uint64_t round_timeout_ns;      /* peer must answer a round within this */
+	const struct qkm_node_cfg *node; /* registered SAEs, peers (borrowed) */
+};
+
+/* Fills the limits with qkm's defaults. */
+void qkm_supply_cfg_defaults(struct qkm_supply_cfg *cfg);
+
+struct qkm_supply_ops {
+	/* Sends a frame to the KSA of node peer; nonzero if it cannot. */
+	int (*send)(const char *peer, const uint8_t *frame, size_t len, void *arg);
+	/* True if the pool shared with peer is usable (Kx up, reconciled). */
+	bool (*ready)(const char *peer, void *arg);
+	/* Answers the application request req: HTTP status and JSON body.
+	 * body may hold key bytes: it is wiped after the call. */
+	void (*reply)(void *req, int status, const uint8_t *body, size_t len, void *arg);
+	void *arg;
+};
+
+struct qkm_supply *qkm_supply_new(const struct qkm_supply_cfg *cfg, struct qkm_store *st,
+				  const struct qkm_supply_ops *ops);
+void qkm_supply_free(struct qkm_supply *s);
+
+/* Ak. caller is the SAE ID from the client certificate. Each call ends in
+ * exactly one ops->reply for req, now or later. */
+void qkm_supply_status(struct qkm_supply *s, void *req, const char *caller, const char *slave);
+void qkm_supply_enc(struct qkm_supply *s, void *req, const char *caller, const char *slave,
+		    const struct qkm_etsi_key_request *r, uint64_t now_ns);
+void qkm_supply_dec(struct qkm_supply *s, void *req, const char *caller, const char *master,
+		    const struct qkm_etsi_key_ids *ids, uint64_t now_ns);
+
+/* Starts rounds for queued enc requests (call after a batch of events). */
+void qkm_supply_flush(struct qkm_supply *s, uint64_t now_ns);
+/* Fails rounds whose peer did not answer in time. */
+void qkm_supply_tick(struct qkm_supply *s, uint64_t now_ns);
+
+/* KSA link: a SUPPLY* frame from peer. QKM_EPEER when the peer broke the
+ * protocol (the owner drops the link). */
+int qkm_supply_on_frame(struct qkm_supply *s, const char *peer, const struct qkm_frame *f,
+			uint64_t now_ns) QKM_MUST_CHECK;
+/* The pool shared with peer became usable (up) or not. */
+void qkm_supply_on_peer(struct qkm_supply *s, const char *peer, bool up, uint64_t now_ns);
+
+/* A request that is still waiting was abandoned by its client: forget it
+ * (its keys, if a round already took them, are cancelled like any unanswered
+ * round's). */
+void qkm_supply_forget(struct qkm_supply *s, void *req);
+
+#endif
