@@ -4,6 +4,7 @@
 #include "core/log.h"
 #include "core/secret.h"
 #include "kma/kma.h"
+#include "ksa/ksa.h"
 #include "net/http.h"
 #include "net/tls.h"
 #include "proto/config_json.h"
@@ -23,6 +24,7 @@ struct node {
 	struct qkm_store *st;
 	SSL_CTX *sctx, *cctx;
 	struct qkm_kma *kma;
+	struct qkm_ksa *ksa;
 	struct qkm_http_server *admin;
 };
 
@@ -228,6 +230,10 @@ int cli_node(int argc, char **argv)
 	n->kma = qkm_kma_new(n->base, &n->cfg, n->st, n->sctx, n->cctx);
 	if (!n->kma)
 		goto out;
+	/* R-EL-2: a relay-only node has no application interface. */
+	if (n->cfg.ksa && n->cfg.etsi014_listen[0] &&
+	    !(n->ksa = qkm_ksa_new(n->base, &n->cfg, n->st, n->kma, n->sctx)))
+		goto out;
 	n->admin = qkm_http_server_new(n->base, n->sctx, n->cfg.admin_listen, 4096, admin_handle, n);
 	if (!n->admin)
 		goto out;
@@ -246,6 +252,7 @@ out:
 		if (sigs[i])
 			event_free(sigs[i]);
 	qkm_http_server_free(n->admin);
+	qkm_ksa_free(n->ksa);
 	qkm_kma_free(n->kma);
 	if (n->st && qkm_store_checkpoint(n->st))
 		log_warnx("final checkpoint did not complete");

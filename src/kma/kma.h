@@ -47,4 +47,19 @@ void qkm_kma_link_status(const struct qkm_kma *k, size_t i, struct qkm_kma_link_
 typedef void (*qkm_kma_paircheck_fn)(const struct qkm_paircheck_result *r, int err, void *arg);
 void qkm_kma_paircheck(struct qkm_kma *k, const char *peer, qkm_kma_paircheck_fn done, void *arg);
 
+/* Other users of the Kx links (the KSA): frames of types 40..49 go to
+ * on_frame (a nonzero QKM_EPEER drops the link), and on_pool tells when the
+ * pool shared with a peer becomes usable (Kx up and reconciled) or stops
+ * being usable. */
+struct qkm_kma_hooks {
+	int (*on_frame)(const char *peer, const struct qkm_frame *f, void *arg);
+	void (*on_pool)(const char *peer, bool usable, void *arg);
+	void *arg;
+};
+void qkm_kma_set_hooks(struct qkm_kma *k, const struct qkm_kma_hooks *h);
+/* Sends a frame to the node peer over its Kx link; QKM_ESTATE if down. */
+int qkm_kma_send(struct qkm_kma *k, const char *peer, const uint8_t *frame, size_t len) QKM_MUST_CHECK;
+/* True if the pool shared with peer is usable now. */
+bool qkm_kma_pool_ready(const struct qkm_kma *k, const char *peer);
+
 #endif

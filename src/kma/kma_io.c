@@ -33,6 +33,7 @@ struct kma_link {
 	struct event *redial;
 	int retry_ms;
 	bool module_up;
+	bool pool_usable;           /* last state told to the hooks */
 	uint32_t qber_ppm;
 	uint64_t rate_bps;
 	char alarm[64];
@@ -59,6 +60,7 @@ struct qkm_kma {
 	struct kma_inbound *inbound;
 	struct kma_pc *pcs;
 	uint32_t next_req;
+	struct qkm_kma_hooks hooks;
 };
 
 static void kx_dial(struct kma_link *kl);
@@ -174,7 +176,11 @@ static void kx_on_frame(struct qkm_link *l, const struct qkm_frame *f, void *arg
 		log_warnx("Kx %s reports an error: %s", kl->cfg.peer, msg);
 		return;
 	}
-	int rc = qkm_acq_on_frame(kl->acq, f, qkm_now_ns());
+	int rc = f->type >= 40 && f->type < 50
+			 ? (kl->k->hooks.on_frame
+				    ? kl->k->hooks.on_frame(kl->cfg.peer, f, kl->k->hooks.arg)
+				    : QKM_EPEER)
+			 : qkm_acq_on_frame(kl->acq, f, qkm_now_ns());
 	if (rc == QKM_EPEER) {
 		log_warnx("Kx %s: protocol violation (message type %u); dropping the link",
 			  kl->cfg.peer, f->type);
@@ -185,6 +191,17 @@ static void kx_on_frame(struct qkm_link *l, const struct qkm_frame *f, void *arg
 	}
 }
 
+/* Tells the hooks when a pool becomes usable or stops being usable. */
+static void pool_update(struct kma_link *kl)
+{
+	bool usable = kl->kx && qkm_link_is_open(kl->kx) && qkm_acq_reconciled(kl->acq);
+	if (usable == kl->pool_usable)
+		return;
+	kl->pool_usable = usable;
+	if (kl->k->hooks.on_pool)
+		kl->k->hooks.on_pool(kl->cfg.peer, usable, kl->k->hooks.arg);
+}
+
 static void kx_on_close(struct qkm_link *l, int err, const char *why, void *arg)
 {
 	struct kma_link *kl = arg;
@@ -192,6 +209,7 @@ static void kx_on_close(struct qkm_link *l, int err, const char *why, void *arg)
 	if (kl->kx != l)
 		return;
 	kl->kx = NULL;
+	pool_update(kl);
 	qkm_acq_on_peer_down(kl->acq);
 	pc_fail_link(kl, QKM_ESTATE);
 	if (was_open)
@@ -417,8 +435,34 @@ static void kma_on_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct qkm_kma *k = arg;
 	uint64_t now = qkm_now_ns();
-	for (size_t i = 0; i < k->n_links; i++)
+	for (size_t i = 0; i < k->n_links; i++) {
 		qkm_acq_tick(k->links[i].acq, now);
+		pool_update(&k->links[i]);
+	}
+}
+
+void qkm_kma_set_hooks(struct qkm_kma *k, const struct qkm_kma_hooks *h) { k->hooks = *h; }
+
+static struct kma_link *link_by_peer(const struct qkm_kma *k, const char *peer)
+{
+	for (size_t i = 0; i < k->n_links; i++)
+		if (strcmp(k->links[i].cfg.peer, peer) == 0)
+			return &k->links[i];
+	return NULL;
+}
+
+int qkm_kma_send(struct qkm_kma *k, const char *peer, const uint8_t *frame, size_t len)
+{
+	struct kma_link *kl = link_by_peer(k, peer);
+	if (!kl || !kl->kx || !qkm_link_is_open(kl->kx))
+		return QKM_ESTATE;
+	return qkm_link_send(kl->kx, frame, len);
+}
+
+bool qkm_kma_pool_ready(const struct qkm_kma *k, const char *peer)
+{
+	const struct kma_link *kl = link_by_peer(k, peer);
+	return kl && kl->kx && qkm_link_is_open(kl->kx) && qkm_acq_reconciled(kl->acq);
 }
 
 struct qkm_kma *qkm_kma_new(struct event_base *base, const struct qkm_node_cfg *cfg,

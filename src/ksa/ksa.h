@@ -1,0 +1,21 @@
+/* ksa.h - the KSA's I/O shell: the ETSI GS QKD 014 HTTPS server (Ak) and
+ * the KSA link frames, handed to the supply state machine (ksa/supply.h). */
+#ifndef QKM_KSA_KSA_H
+#define QKM_KSA_KSA_H
+
+#include <event2/event.h>
+#include <openssl/ssl.h>
+
+#include "core/config.h"
+#include "kma/kma.h"
+#include "store/store.h"
+
+struct qkm_ksa;
+
+/* Listens for applications on cfg->etsi014_listen with the node's server
+ * context; uses the KMA's Kx links to reach peer KSAs. NULL on error. */
+struct qkm_ksa *qkm_ksa_new(struct event_base *base, const struct qkm_node_cfg *cfg,
+			    struct qkm_store *st, struct qkm_kma *kma, SSL_CTX *server_ctx);
+void qkm_ksa_free(struct qkm_ksa *k);
+
+#endif
