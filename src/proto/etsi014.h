@@ -35,7 +35,9 @@ struct qkm_etsi_key_request {
 
 /* Parses the query string of GET enc_keys ("number=2&size=256", may be NULL
  * or empty). Only number and size are allowed; each at most once; decimal
- * integers >= 1 that fit in 32 bits. 0 or QKM_EINVAL (err says why). */
+ * integers >= 1 that fit in 32 bits. Values are percent-decoded (%00 and
+ * bad escapes refused); names are literal. 0 or QKM_EINVAL (err says why;
+ * err may be NULL). On failure *out holds the defaults. */
 int qkm_etsi_parse_enc_query(const char *query, struct qkm_etsi_key_request *out /* OUT */,
 			     char *err, size_t errsz) QKM_MUST_CHECK;
 
@@ -43,12 +45,12 @@ int qkm_etsi_parse_enc_query(const char *query, struct qkm_etsi_key_request *out
  * (integer >= 1), "size" (integer >= 1), "additional_slave_SAE_IDs" (array
  * of SAE ID strings, at most QKM_ETSI_MAX_SAES, valid names, no duplicates),
  * "extension_mandatory" and "extension_optional" (arrays of objects). An
- * empty body means all defaults. An unknown top-level field is refused. In
+ * empty (or all-whitespace) body means all defaults. An unknown top-level field is refused. In
  * extension_mandatory every member must be one qkm understands
  * ("qkm_security_level": "its"|"computational", "qkm_key_combination":
  * "none"|"x25519") with a valid value, else refused naming it; in
  * extension_optional unknown members are ignored and known ones with bad
- * values refused. 0 or QKM_EINVAL. */
+ * values refused. A body over 1 MiB is refused. 0 or QKM_EINVAL. */
 int qkm_etsi_parse_key_request(const char *body, size_t len,
 			       struct qkm_etsi_key_request *out /* OUT */, char *err,
 			       size_t errsz) QKM_MUST_CHECK;
@@ -89,7 +91,8 @@ char *qkm_etsi_error_json(const char *message, const char *detail);
 
 /* Appends the Key container {"keys": [{"key_ID": "<uuid>", "key": "<base64>"}, ...]}
  * to out, which must be a secure buffer (it holds key material). ids[i] and
- * keys[i] (len[i] bytes) for i < n. 0 or the buffer's error. */
+ * keys[i] (lens[i] bytes) for i < n. 0, QKM_EINVAL if out is not secure, or
+ * the buffer's error; on error out is as it was (nothing partial is left). */
 int qkm_etsi_keys_json(struct qkm_buf *out, size_t n, const struct qkm_id *ids,
 		       const uint8_t *const *keys, const size_t *lens) QKM_MUST_CHECK;
 
