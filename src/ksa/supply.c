@@ -480,6 +480,7 @@ static void round_start(struct qkm_supply *s, struct peer *p, uint64_t now_ns)
 		if (!(rc = qkm_put_open(&fb, QKM_T_RANGE, &e)) &&
 		    !(rc = qkm_put_id(&fb, QKM_T_BATCH, &rg[i].batch)) &&
 		    !(rc = qkm_put_u32(&fb, QKM_T_FIRST, rg[i].first_index)) &&
+		    !(rc = qkm_put_u32(&fb, QKM_T_UNIT, rg[i].unit_bytes)) &&
 		    !(rc = qkm_put_u32(&fb, QKM_T_OFF, rg[i].off)) &&
 		    !(rc = qkm_put_u32(&fb, QKM_T_LEN, rg[i].len)))
 			rc = qkm_put_close(&fb, e);
@@ -707,6 +708,7 @@ static int on_supply(struct qkm_supply *s, const char *peer, const struct qkm_fr
 			struct qkm_range *x = &rg[nr++];
 			if (qkm_tlv_check(v, vl) || qkm_tlv_id(v, vl, QKM_T_BATCH, &x->batch) ||
 			    qkm_tlv_u32(v, vl, QKM_T_FIRST, &x->first_index) ||
+			    qkm_tlv_u32(v, vl, QKM_T_UNIT, &x->unit_bytes) || x->unit_bytes == 0 ||
 			    qkm_tlv_u32(v, vl, QKM_T_OFF, &x->off) ||
 			    qkm_tlv_u32(v, vl, QKM_T_LEN, &x->len) || x->len == 0 ||
 			    x->len > (64u << 20)) {
