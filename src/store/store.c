@@ -15,7 +15,7 @@
 
 #include "core/log.h"
 
-#define STORE_SCHEMA_VERSION 1
+#define STORE_SCHEMA_VERSION 2
 #define STORE_BUSY_MS 5000
 
 /* Key data lives in block_data, apart from the metadata in blocks, so that
@@ -56,7 +56,15 @@ static const char store_schema[] =
 	" BEGIN SELECT RAISE(ABORT, 'lc is append-only'); END;"
 	"CREATE TRIGGER lc_no_delete BEFORE DELETE ON lc"
 	" BEGIN SELECT RAISE(ABORT, 'lc is append-only'); END;"
-	"CREATE TABLE ksa_keys ("
+	"CREATE TABLE counters ("
+	" name TEXT PRIMARY KEY,"
+	" value INTEGER NOT NULL);"
+	"PRAGMA user_version = 1;";
+
+/* Version 2: KSA keys (key supply). Applied to fresh files and to files of
+ * version 1 alike, inside one transaction. */
+static const char store_migrate_v2[] =
+	"CREATE TABLE IF NOT EXISTS ksa_keys ("
 	" id BLOB PRIMARY KEY CHECK (length(id) = 16),"
 	" peer TEXT NOT NULL,"
 	" master TEXT NOT NULL,"
@@ -70,14 +78,11 @@ static const char store_schema[] =
 	" created_ns INTEGER NOT NULL,"
 	" supplied_ns INTEGER NOT NULL,"
 	" source TEXT NOT NULL) WITHOUT ROWID;"
-	"CREATE INDEX ksa_peer ON ksa_keys (peer, state);"
-	"CREATE TABLE ksa_data ("
+	"CREATE INDEX IF NOT EXISTS ksa_peer ON ksa_keys (peer, state);"
+	"CREATE TABLE IF NOT EXISTS ksa_data ("
 	" id BLOB PRIMARY KEY REFERENCES ksa_keys (id) ON DELETE CASCADE,"
 	" data BLOB NOT NULL) WITHOUT ROWID;"
-	"CREATE TABLE counters ("
-	" name TEXT PRIMARY KEY,"
-	" value INTEGER NOT NULL);"
-	"PRAGMA user_version = 1;";
+	"PRAGMA user_version = 2;";
 
 #define BLOCK_COLS                                                              \
 	"id, peer, pool_kind, batch_id, first_index, count, unit_bytes, used, " \
@@ -304,7 +309,7 @@ static int store_schema_init(struct qkm_store *st)
 	int err = pragma_text(st, "PRAGMA user_version", v, sizeof(v));
 	if (err)
 		return err;
-	if (strcmp(v, "0") != 0)
+	if (strcmp(v, "0") != 0 && strcmp(v, "1") != 0)
 		goto check;
 	if ((err = stmt_exec(st, ST_BEGIN)))
 		return err;
@@ -323,7 +328,14 @@ static int store_schema_init(struct qkm_store *st)
 			err = store_fail(st, "create schema");
 			goto out;
 		}
-		snprintf(v, sizeof(v), "%d", STORE_SCHEMA_VERSION);
+		snprintf(v, sizeof(v), "1");
+	}
+	if (strcmp(v, "1") == 0) {
+		if (sqlite3_exec(st->db, store_migrate_v2, NULL, NULL, NULL) != SQLITE_OK) {
+			err = store_fail(st, "migrate schema to version 2");
+			goto out;
+		}
+		snprintf(v, sizeof(v), "2");
 	}
 	err = stmt_exec(st, ST_COMMIT);
 out:
@@ -332,7 +344,7 @@ out:
 		return err;
 	}
 check:
-	if (strcmp(v, "1") != 0) {
+	if (strcmp(v, "2") != 0) {
 		log_warnx("store: schema version %s, this qkm knows %d", v,
 			  STORE_SCHEMA_VERSION);
 		return QKM_EVERSION;

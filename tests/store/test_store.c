@@ -493,18 +493,30 @@ static void test_rollback(void **state)
 	qkm_secret_free(c.data);
 }
 
-/* A file written by a newer qkm (user_version 2) is refused, not misread. */
+static void set_user_version(const char *path, uint8_t v)
+{
+	FILE *fp = fopen(path, "r+b");
+	assert_non_null(fp);
+	const uint8_t be[4] = {0, 0, 0, v}; /* header offset 60, big-endian */
+	assert_int_equal(fseek(fp, 60, SEEK_SET), 0);
+	assert_int_equal(fwrite(be, 1, 4, fp), 4);
+	assert_int_equal(fclose(fp), 0);
+}
+
+/* A file written by a newer qkm (user_version 3) is refused, not misread;
+ * a file of version 1 (before KSA keys) is migrated to version 2. */
 static void test_newer_version_refused(void **state)
 {
 	struct fx *f = *state;
 	qkm_store_close(f->st); /* the last close folds the WAL into the file */
 	f->st = NULL;
-	FILE *fp = fopen(f->path, "r+b");
-	assert_non_null(fp);
-	static const uint8_t v2[4] = {0, 0, 0, 2}; /* header offset 60, big-endian */
-	assert_int_equal(fseek(fp, 60, SEEK_SET), 0);
-	assert_int_equal(fwrite(v2, 1, 4, fp), 4);
-	assert_int_equal(fclose(fp), 0);
+	set_user_version(f->path, 1);
+	assert_int_equal(qkm_store_open(f->path, &f->st), 0);
+	uint64_t n;
+	assert_int_equal(qkm_store_ksa_count(f->st, QKM_KSA_READY, &n), 0);
+	qkm_store_close(f->st);
+	f->st = NULL;
+	set_user_version(f->path, 3);
 	assert_int_equal(qkm_store_open(f->path, &f->st), QKM_EVERSION);
 	assert_null(f->st);
 }
