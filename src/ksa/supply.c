@@ -6,6 +6,7 @@
 #include "ksa/supply.h"
 #include "core/log.h"
 #include "core/secret.h"
+#include "ksa/combine.h"
 
 #include <openssl/evp.h>
 #include <stdio.h>
@@ -24,6 +25,7 @@ struct enc_req {
 	char additional[1040];
 	uint32_t number, size;
 	uint8_t level;
+	uint8_t comb;                    /* enum qkm_etsi_combination */
 	size_t first_key;                /* index of its first key in the round */
 };
 
@@ -37,6 +39,7 @@ struct round {
 	size_t *offs;                    /* byte offset of key i in data */
 	uint32_t *sizes;                 /* bits */
 	struct qkm_secret *data;
+	struct qkm_x25519 *eph;          /* when a key asks for combination */
 };
 
 struct peer {
@@ -276,13 +279,15 @@ void qkm_supply_enc(struct qkm_supply *s, void *req, const char *caller, const c
 		free(e);
 		return;
 	}
-	/* ITS is all a direct QKD link gives; both levels are served (R-SUP-4). */
 	e->req = req;
 	snprintf(e->master, sizeof(e->master), "%s", caller);
 	snprintf(e->slave, sizeof(e->slave), "%s", slave);
 	e->number = number;
 	e->size = size;
-	e->level = r->level == QKM_LEVEL_ANY ? QKM_LEVEL_ITS : (uint8_t)r->level;
+	/* A direct QKD link gives ITS keys, which serve both levels; the key
+	 * records the level it has (R-SUP-4). X25519 combination keeps it. */
+	e->level = QKM_LEVEL_ITS;
+	e->comb = (uint8_t)r->combination;
 	*p->queue_tail = e;
 	p->queue_tail = &e->next;
 	(void)now_ns;
@@ -301,6 +306,7 @@ static void round_free(struct round *r)
 	free(r->offs);
 	free(r->sizes);
 	qkm_secret_free(r->data);
+	qkm_x25519_free(r->eph);
 	free(r);
 }
 
@@ -337,6 +343,8 @@ static int put_key_meta(struct qkm_buf *b, const struct qkm_id *id, const struct
 		rc = qkm_put_u32(b, QKM_T_SIZE, size);
 	if (!rc)
 		rc = qkm_put_u8(b, QKM_T_LEVEL, e->level);
+	if (!rc && e->comb)
+		rc = qkm_put_u8(b, QKM_T_COMB, e->comb);
 	if (!rc)
 		rc = qkm_put_close(b, k);
 	return rc;
@@ -466,10 +474,18 @@ static void round_start(struct qkm_supply *s, struct peer *p, uint64_t now_ns)
 		goto fail;
 	}
 	/* SUPPLY: the keys' metadata, the ranges, the digest; never key bytes. */
-	uint8_t dg[32];
+	uint8_t dg[32], pub[32];
+	bool comb = false;
+	for (struct enc_req *e = r->reqs; e; e = e->next)
+		comb = comb || e->comb;
 	r->id = ++s->next_round;
+	if (comb && !(r->eph = qkm_x25519_new(pub))) {
+		rc = QKM_ECRYPTO;
+		goto cancel;
+	}
 	if ((rc = keys_digest(r->n_keys, r->ids, r->sizes, r->data->p, dg)) ||
-	    (rc = qkm_frame_begin(&fb, QKM_MSG_SUPPLY, r->id, &start)))
+	    (rc = qkm_frame_begin(&fb, QKM_MSG_SUPPLY, r->id, &start)) ||
+	    (comb && (rc = qkm_put_tlv(&fb, QKM_T_PUBKEY, pub, 32))))
 		goto cancel;
 	k = 0;
 	for (struct enc_req *e = r->reqs; !rc && e; e = e->next)
@@ -532,8 +548,26 @@ void qkm_supply_flush(struct qkm_supply *s, uint64_t now_ns)
 }
 
 /* Master side: the peer stored the round. Record SUPPLIED, then answer. */
-static void round_done(struct qkm_supply *s, struct peer *p, struct round *r, uint64_t now_ns)
+static void round_done(struct qkm_supply *s, struct peer *p, struct round *r,
+		       const uint8_t *peer_pub, uint64_t now_ns)
 {
+	/* R-SUP-9: combine before anything is recorded as supplied. */
+	if (r->eph) {
+		struct qkm_secret *ss = NULL;
+		int crc = peer_pub ? qkm_x25519_shared(r->eph, peer_pub, &ss) : QKM_EPEER;
+		for (struct enc_req *e = r->reqs; !crc && e; e = e->next)
+			for (uint32_t i = 0; !crc && e->comb && i < e->number; i++) {
+				size_t k = e->first_key + i;
+				crc = qkm_combine_x25519(r->data->p + r->offs[k], r->sizes[k] / 8, ss,
+							 &r->ids[k]);
+			}
+		qkm_secret_free(ss);
+		if (crc) {
+			fail_reqs(s, r->reqs, 503, "key combination with the slave's node failed");
+			p->cancel_sent = false;
+			return;
+		}
+	}
 	int rc = qkm_store_begin(s->st);
 	size_t supplied = 0;
 	for (struct enc_req *e = r->reqs; !rc && e; e = e->next) {
@@ -548,8 +582,9 @@ static void round_done(struct qkm_supply *s, struct peer *p, struct round *r, ui
 			kk.supplied_ns = now_ns;
 			rc = qkm_store_ksa_update(s->st, &kk, false);
 			if (!rc)
-				record(s, "supplied", &kk.id, p->name, "to master %s (app %s), slave %s",
-				       e->master, e->master, e->slave);
+				record(s, "supplied", &kk.id, p->name,
+				       "to master %s (app %s), slave %s, level its%s", e->master,
+				       e->master, e->slave, e->comb ? ", combined with X25519" : "");
 			supplied++;
 		}
 	}
@@ -594,6 +629,7 @@ struct in_key {
 	char additional[1040];
 	uint32_t size;
 	uint8_t level;
+	uint8_t comb;
 };
 
 static int parse_key(struct qkm_supply *s, const char *peer, const uint8_t *v, uint32_t vl,
@@ -609,6 +645,9 @@ static int parse_key(struct qkm_supply *s, const char *peer, const uint8_t *v, u
 	    qkm_tlv_str(v, vl, QKM_T_SLAVE, k->slave, sizeof(k->slave), true) ||
 	    qkm_tlv_u32(v, vl, QKM_T_SIZE, &k->size) || qkm_tlv_u8(v, vl, QKM_T_LEVEL, &k->level) ||
 	    k->size == 0 || k->size % 8 || k->size > (1u << 20))
+		return QKM_EPEER;
+	int crc = qkm_tlv_u8(v, vl, QKM_T_COMB, &k->comb);
+	if ((crc && crc != QKM_ENOTFOUND) || k->comb > QKM_COMB_X25519)
 		return QKM_EPEER;
 	while (qkm_tlv_next(v, vl, &off, &tag, &x, &xl) == 1) {
 		if (tag != QKM_T_ADDITIONAL)
@@ -644,7 +683,8 @@ static int parse_key(struct qkm_supply *s, const char *peer, const uint8_t *v, u
 	return 0;
 }
 
-static int send_ack(struct qkm_supply *s, const char *peer, uint32_t req, bool ok, const char *msg)
+static int send_ack(struct qkm_supply *s, const char *peer, uint32_t req, bool ok, const char *msg,
+		    const uint8_t *pub)
 {
 	struct qkm_buf b;
 	size_t start;
@@ -654,6 +694,8 @@ static int send_ack(struct qkm_supply *s, const char *peer, uint32_t req, bool o
 		rc = qkm_put_u8(&b, QKM_T_OK, ok);
 	if (!rc && msg)
 		rc = qkm_put_str(&b, QKM_T_MESSAGE, msg);
+	if (!rc && pub)
+		rc = qkm_put_tlv(&b, QKM_T_PUBKEY, pub, 32);
 	if (!rc)
 		rc = qkm_frame_end(&b, start);
 	if (!rc)
@@ -675,6 +717,8 @@ static int on_supply(struct qkm_supply *s, const char *peer, const struct qkm_fr
 	const uint8_t *v, *dg = NULL;
 	uint32_t vl, dgl = 0;
 	struct qkm_secret *data = NULL;
+	struct qkm_x25519 *eph = NULL;
+	uint8_t my_pub[32];
 	char why[200] = "";
 	int rc = 0;
 	while (qkm_tlv_next(f->body, f->body_len, &off, &tag, &v, &vl) == 1) {
@@ -763,6 +807,31 @@ static int on_supply(struct qkm_supply *s, const char *peer, const struct qkm_fr
 			snprintf(why, sizeof(why), "digest mismatch: the KSA keys differ between "
 						   "%s and %s", peer, s->cfg.self);
 	}
+	/* R-SUP-9: keys that ask for it are combined with an X25519 secret. */
+	bool comb = false;
+	for (size_t i = 0; i < nk; i++)
+		comb = comb || keys[i].comb;
+	if (comb && !why[0]) {
+		const uint8_t *mpub;
+		uint32_t ml;
+		struct qkm_secret *ss = NULL;
+		if (qkm_tlv_bytes(f->body, f->body_len, QKM_T_PUBKEY, &mpub, &ml) || ml != 32) {
+			rc = QKM_EPEER;
+			goto out;
+		}
+		if (!(eph = qkm_x25519_new(my_pub)) || qkm_x25519_shared(eph, mpub, &ss)) {
+			snprintf(why, sizeof(why), "key combination failed");
+		} else {
+			size_t at = 0;
+			for (size_t i = 0; i < nk && !why[0]; i++) {
+				if (keys[i].comb &&
+				    qkm_combine_x25519(data->p + at, keys[i].size / 8, ss, &keys[i].id))
+					snprintf(why, sizeof(why), "key combination failed");
+				at += keys[i].size / 8;
+			}
+		}
+		qkm_secret_free(ss);
+	}
 	if ((rc = qkm_store_begin(s->st)))
 		goto out;
 	for (size_t i = 0; !rc && i < nr; i++)
@@ -797,8 +866,9 @@ static int on_supply(struct qkm_supply *s, const char *peer, const struct qkm_fr
 			break;
 		}
 		if (!rc)
-			record(s, "stored", &kk.id, peer, "%u bits for slave %s, digest matched %s",
-			       kk.size_bits, kk.slave, peer);
+			record(s, "stored", &kk.id, peer, "%u bits for slave %s, digest matched %s%s",
+			       kk.size_bits, kk.slave, peer,
+			       keys[i].comb ? ", combined with X25519" : "");
 	}
 	if (!rc && why[0]) {
 		/* Undo any keys stored before the problem was found; keep the
@@ -819,12 +889,13 @@ static int on_supply(struct qkm_supply *s, const char *peer, const struct qkm_fr
 	}
 	if (why[0])
 		log_warnx("supply from %s: round refused: %s", peer, why);
-	if (send_ack(s, peer, f->req, !why[0], why[0] ? why : NULL))
+	if (send_ack(s, peer, f->req, !why[0], why[0] ? why : NULL, eph && !why[0] ? my_pub : NULL))
 		log_warnx("supply from %s: answer not sent; the master's node will cancel", peer);
 out:
 	free(keys);
 	free(rg);
 	qkm_secret_free(data);
+	qkm_x25519_free(eph);
 	return rc;
 }
 
@@ -1050,11 +1121,15 @@ int qkm_supply_on_frame(struct qkm_supply *s, const char *peer, const struct qkm
 		uint8_t ok;
 		char msg[300] = "";
 		struct round *r = p->round;
+		const uint8_t *pub = NULL;
+		uint32_t pl = 0;
 		if (!r || r->id != f->req || qkm_tlv_u8(f->body, f->body_len, QKM_T_OK, &ok))
 			return QKM_EPEER;
+		if (qkm_tlv_bytes(f->body, f->body_len, QKM_T_PUBKEY, &pub, &pl) || pl != 32)
+			pub = NULL;
 		p->round = NULL;
 		if (ok) {
-			round_done(s, p, r, now_ns);
+			round_done(s, p, r, pub, now_ns);
 		} else {
 			if (qkm_tlv_str(f->body, f->body_len, QKM_T_MESSAGE, msg, sizeof(msg), false))
 				snprintf(msg, sizeof(msg), "refused");

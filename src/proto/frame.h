@@ -86,7 +86,8 @@ enum qkm_tag {
 	QKM_T_LEN = 38,        /* u32: byte length */
 	QKM_T_OK = 39,         /* u8: 1 = accepted */
 	QKM_T_PUBKEY = 40,     /* 32 bytes: an X25519 public key */
-	QKM_T_KEY = 41,        /* nested: one KSA key (KSA_ID, MASTER, SLAVE, ADDITIONAL..., SIZE, LEVEL) */
+	QKM_T_KEY = 41,        /* nested: one KSA key (KSA_ID, MASTER, SLAVE, ADDITIONAL..., SIZE, LEVEL, COMB?) */
+	QKM_T_COMB = 42,       /* u8: key combination (1 = X25519) */
 };
 
 /* A parsed frame: points into the caller's bytes, valid while they are. */
