@@ -45,6 +45,7 @@ struct qkm_node_cfg {
 	char db[PATH_MAX];
 	char log_level[16];
 	bool ksa;                    /* false: relay-only node (R-EL-2) */
+	bool preserve;               /* after_supply: "preserve" keeps key bytes (R-SUP-8) */
 	struct qkm_tls_paths tls;
 	char kx_listen[QKM_ADDR_MAX];
 	char admin_listen[QKM_ADDR_MAX];

@@ -264,6 +264,7 @@ struct qkm_ksa *qkm_ksa_new(struct event_base *base, const struct qkm_node_cfg *
 	qkm_supply_cfg_defaults(&sc);
 	snprintf(sc.self, sizeof(sc.self), "%s", cfg->id);
 	sc.node = cfg;
+	sc.preserve = cfg->preserve;
 	struct qkm_supply_ops ops = {op_send, op_ready, op_reply, k};
 	k->supply = qkm_supply_new(&sc, st, &ops);
 	k->flush_ev = event_new(base, -1, 0, on_flush, k);

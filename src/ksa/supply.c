@@ -460,7 +460,15 @@ static void round_start(struct qkm_supply *s, struct peer *p, uint64_t now_ns)
 			kk.state = QKM_KSA_OFFERED;
 			kk.created_ns = now_ns;
 			source_of(rg, nr, r->offs[k], e->size / 8, kk.source, sizeof(kk.source));
-			rc = qkm_store_ksa_put(s->st, &kk);
+			/* preserve: the master's node keeps the bytes too (R-SUP-8).
+			 * With X25519 combination the kept bytes are the QKD-derived
+			 * input; the combined key exists only at the slave's node. */
+			if (s->cfg.preserve && !e->comb &&
+			    !(kk.data = qkm_secret_dup(r->data->p + r->offs[k], e->size / 8)))
+				rc = QKM_ENOMEM;
+			if (!rc)
+				rc = qkm_store_ksa_put(s->st, &kk);
+			qkm_secret_free(kk.data);
 			if (!rc)
 				record(s, "formatted", &kk.id, p->name, "%u bits for %s -> %s from %s",
 				       e->size, e->master, e->slave, kk.source);

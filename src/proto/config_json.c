@@ -194,8 +194,8 @@ static json_t *load_file(struct jctx *c, const char *path, int *rc)
 
 int qkm_node_cfg_load(const char *path, struct qkm_node_cfg *out, char *err, size_t errsz)
 {
-	static const char *const keys[] = {"id", "db", "log_level", "ksa", "tls", "listen", "sim",
-					   "links", "saes", NULL};
+	static const char *const keys[] = {"id", "db", "log_level", "ksa", "after_supply", "tls",
+					   "listen", "sim", "links", "saes", NULL};
 	static const char *const lkeys[] = {"kx", "admin", "etsi014", NULL};
 	static const char *const linkkeys[] = {"link", "peer", "addr", "module", "kma_unit_bits",
 					       "batch_ms", "batch_max_bytes", NULL};
@@ -214,6 +214,14 @@ int qkm_node_cfg_load(const char *path, struct qkm_node_cfg *out, char *err, siz
 	    (rc = get_bool(&c, root, "", "ksa", &out->ksa)) || (rc = get_tls(&c, root, &out->tls)) ||
 	    (rc = get_str(&c, root, "", "sim", out->sim, sizeof(out->sim), false, 0)))
 		goto out;
+	char policy[16] = "delete";
+	if ((rc = get_str(&c, root, "", "after_supply", policy, sizeof(policy), false, 0)))
+		goto out;
+	if (strcmp(policy, "delete") && strcmp(policy, "preserve")) {
+		rc = jerr(&c, "after_supply", "must be delete or preserve");
+		goto out;
+	}
+	out->preserve = strcmp(policy, "preserve") == 0;
 	listen = json_object_get(root, "listen");
 	if (!listen) {
 		rc = jerr(&c, "listen", "missing");
@@ -530,10 +538,11 @@ int qkm_node_cfg_save(const char *path, const struct qkm_node_cfg *c)
 	json_t *listen = json_pack("{s:s, s:s}", "kx", c->kx_listen, "admin", c->admin_listen);
 	if (c->etsi014_listen[0])
 		json_object_set_new(listen, "etsi014", json_string(c->etsi014_listen));
-	json_t *root = json_pack("{s:s, s:s, s:s, s:b, s:o, s:o, s:o, s:o}", "id", c->id, "db",
+	json_t *root = json_pack("{s:s, s:s, s:s, s:b, s:s, s:o, s:o, s:o, s:o}", "id", c->id, "db",
 				 c->db, "log_level", c->log_level[0] ? c->log_level : "info",
-				 "ksa", c->ksa, "tls", tls_json(&c->tls), "listen", listen,
-				 "links", links, "saes", saes);
+				 "ksa", c->ksa, "after_supply", c->preserve ? "preserve" : "delete",
+				 "tls", tls_json(&c->tls), "listen", listen, "links", links, "saes",
+				 saes);
 	if (c->sim[0])
 		json_object_set_new(root, "sim", json_string(c->sim));
 	return save_json(path, root, 0600);
