@@ -73,6 +73,14 @@ static void schedule(struct event *ev, int *retry_ms)
 	*retry_ms = *retry_ms * 2 > KMA_RETRY_MAX_MS ? KMA_RETRY_MAX_MS : *retry_ms * 2;
 }
 
+static struct kma_link *link_by_peer(const struct qkm_kma *k, const char *peer)
+{
+	for (size_t i = 0; i < k->n_links; i++)
+		if (strcmp(k->links[i].cfg.peer, peer) == 0)
+			return &k->links[i];
+	return NULL;
+}
+
 /* ---- pair-check requests ----------------------------------------------- */
 
 static void pc_finish(struct qkm_kma *k, struct kma_pc *pc, const struct qkm_paircheck_result *r,
@@ -116,10 +124,7 @@ static void pc_fail_link(struct kma_link *kl, int err)
 
 void qkm_kma_paircheck(struct qkm_kma *k, const char *peer, qkm_kma_paircheck_fn done, void *arg)
 {
-	struct kma_link *kl = NULL;
-	for (size_t i = 0; i < k->n_links; i++)
-		if (strcmp(k->links[i].cfg.peer, peer) == 0)
-			kl = &k->links[i];
+	struct kma_link *kl = link_by_peer(k, peer);
 	if (!kl) {
 		done(NULL, QKM_ENOTFOUND, arg);
 		return;
@@ -246,10 +251,7 @@ static void inbound_on_open(struct qkm_link *l, void *arg)
 {
 	struct kma_inbound *in = arg;
 	struct qkm_kma *k = in->k;
-	struct kma_link *kl = NULL;
-	for (size_t i = 0; i < k->n_links; i++)
-		if (strcmp(k->links[i].cfg.peer, qkm_link_peer_name(l)) == 0)
-			kl = &k->links[i];
+	struct kma_link *kl = link_by_peer(k, qkm_link_peer_name(l));
 	if (strcmp(qkm_link_peer_role(l), "node") != 0 || !kl || qkm_acq_is_leader(kl->acq)) {
 		log_warnx("Kx: refusing %s '%s': not a neighbour that dials us",
 			  qkm_link_peer_role(l), qkm_link_peer_name(l));
@@ -442,14 +444,6 @@ static void kma_on_tick(evutil_socket_t fd, short what, void *arg)
 }
 
 void qkm_kma_set_hooks(struct qkm_kma *k, const struct qkm_kma_hooks *h) { k->hooks = *h; }
-
-static struct kma_link *link_by_peer(const struct qkm_kma *k, const char *peer)
-{
-	for (size_t i = 0; i < k->n_links; i++)
-		if (strcmp(k->links[i].cfg.peer, peer) == 0)
-			return &k->links[i];
-	return NULL;
-}
 
 int qkm_kma_send(struct qkm_kma *k, const char *peer, const uint8_t *frame, size_t len)
 {
