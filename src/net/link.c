@@ -22,6 +22,8 @@
 #define LINK_OUT_MAX (64u << 20)
 #define LINK_READ_CHUNK (256u << 10)
 #define LINK_HANDSHAKE_SECS 10
+#define LINK_PING_SECS 5    /* an open link sends PING this often */
+#define LINK_SILENT_SECS 20 /* and drops a peer silent this long */
 
 enum link_state { L_CONNECTING, L_HANDSHAKE, L_HELLO, L_OPEN, L_DEAD };
 
@@ -39,6 +41,7 @@ struct qkm_link {
 	char peer_role[QKM_ROLE_MAX], peer_name[QKM_NAME_MAX];
 	struct qkm_buf in, out;
 	size_t out_off;
+	uint64_t last_rx_ns; /* monotonic time of the last bytes read */
 	int depth;       /* > 0 while inside an owner's callback */
 	bool closing;    /* close requested; finish when depth returns to 0 */
 	int close_err;
@@ -202,6 +205,17 @@ static int link_queue_hello(struct qkm_link *l)
 	return rc;
 }
 
+/* Queues a body-less frame (PING, PONG) behind whatever is queued. */
+static void link_queue_simple(struct qkm_link *l, uint16_t type, uint32_t req)
+{
+	size_t start;
+	if (qkm_frame_begin(&l->out, type, req, &start) || qkm_frame_end(&l->out, start)) {
+		link_fail(l, QKM_ENOMEM, "cannot queue keepalive");
+		return;
+	}
+	event_add(l->ev_w, NULL);
+}
+
 static void link_handshake(struct qkm_link *l)
 {
 	int rc = SSL_do_handshake(l->ssl);
@@ -231,6 +245,7 @@ static void link_handshake(struct qkm_link *l)
 		return;
 	}
 	l->state = L_HELLO;
+	l->last_rx_ns = qkm_mono_ns();
 	if (link_queue_hello(l)) {
 		link_fail(l, QKM_ENOMEM, "cannot queue HELLO");
 		return;
@@ -259,7 +274,10 @@ static int link_on_hello(struct qkm_link *l, const struct qkm_frame *f)
 		return -1;
 	}
 	l->state = L_OPEN;
-	evtimer_del(l->ev_t);
+	/* From now on the timer is the keepalive: a peer that vanished
+	 * without a FIN (a cut cable, a frozen host) is noticed. */
+	struct timeval ping = {LINK_PING_SECS, 0};
+	evtimer_add(l->ev_t, &ping);
 	if (l->cbs.on_open) {
 		l->depth++;
 		l->cbs.on_open(l, l->arg);
@@ -307,6 +325,12 @@ static int link_dispatch(struct qkm_link *l)
 			ret = -1;
 			break;
 		}
+		if (f.type == QKM_MSG_PING) {
+			link_queue_simple(l, QKM_MSG_PONG, f.req);
+			continue;
+		}
+		if (f.type == QKM_MSG_PONG)
+			continue;
 		l->depth++;
 		l->cbs.on_frame(l, &f, l->arg);
 		l->depth--;
@@ -332,6 +356,7 @@ static void link_on_read_body(struct qkm_link *l, evutil_socket_t fd)
 		int n = SSL_read(l->ssl, l->in.p + l->in.len, LINK_READ_CHUNK);
 		if (n > 0) {
 			l->in.len += (size_t)n;
+			l->last_rx_ns = qkm_mono_ns();
 			if (l->in.len >= LINK_IN_MAX - LINK_READ_CHUNK && link_dispatch(l))
 				return;
 			continue;
@@ -400,7 +425,17 @@ static void link_on_write_body(struct qkm_link *l, evutil_socket_t fd)
 
 static void link_on_timeout_body(struct qkm_link *l, evutil_socket_t fd)
 {
-	link_fail(l, QKM_ETLS, "no authenticated HELLO within %d s", LINK_HANDSHAKE_SECS);
+	if (l->state != L_OPEN) {
+		link_fail(l, QKM_ETLS, "no authenticated HELLO within %d s", LINK_HANDSHAKE_SECS);
+		return;
+	}
+	if (qkm_mono_ns() - l->last_rx_ns > (uint64_t)LINK_SILENT_SECS * 1000000000u) {
+		link_fail(l, QKM_EIO, "peer silent for %d s", LINK_SILENT_SECS);
+		return;
+	}
+	link_queue_simple(l, QKM_MSG_PING, 0);
+	struct timeval ping = {LINK_PING_SECS, 0};
+	evtimer_add(l->ev_t, &ping);
 }
 
 int qkm_link_send(struct qkm_link *l, const uint8_t *frame, size_t len)
