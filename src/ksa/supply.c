@@ -350,25 +350,39 @@ static int put_key_meta(struct qkm_buf *b, const struct qkm_id *id, const struct
 	return rc;
 }
 
-/* Describes which KMA-key bytes a key came from (lineage, R-LC-2). */
-static void source_of(const struct qkm_range *rg, size_t nr, size_t off, size_t len, char *out,
-		      size_t outsz)
+/* The block ranges holding bytes [off, off + len) of a round's data, given
+ * the round's ranges in order (lineage, R-LC-2; cancellation). */
+static uint32_t key_ranges(const struct qkm_range *rg, size_t nr, size_t off, size_t len,
+			   struct qkm_range_ref *out)
 {
-	size_t pos = 0, n = 0;
-	out[0] = 0;
-	for (size_t i = 0; i < nr; i++) {
+	size_t pos = 0;
+	uint32_t n = 0;
+	for (size_t i = 0; i < nr && n < QKM_KSA_MAX_RANGES; i++) {
 		size_t a = pos, b = pos + rg[i].len;
 		pos = b;
 		if (b <= off || a >= off + len)
 			continue;
-		size_t from = (off > a ? off - a : 0) + rg[i].off;
+		size_t from = off > a ? off - a : 0, to = off + len < b ? off + len - a : rg[i].len;
+		out[n].batch = rg[i].batch;
+		out[n].first = rg[i].first_index;
+		out[n].off = rg[i].off + (uint32_t)from;
+		out[n].len = (uint32_t)(to - from);
+		n++;
+	}
+	return n;
+}
+
+/* "<batch hex>[key]+offset,..." for the life-cycle record. */
+static void source_of(const struct qkm_range_ref *r, uint32_t n, uint32_t unit, char *out,
+		      size_t outsz)
+{
+	size_t len = 0;
+	out[0] = 0;
+	for (uint32_t i = 0; i < n && len < outsz; i++) {
 		char hex[33];
-		qkm_id_hex(&rg[i].batch, hex);
-		uint32_t key = rg[i].first_index + (uint32_t)(from / rg[i].unit_bytes);
-		n += (size_t)snprintf(out + n, n < outsz ? outsz - n : 0, "%s%.24s%08x+%zu",
-				      n ? "," : "", hex, key, from % rg[i].unit_bytes);
-		if (n >= outsz)
-			break;
+		qkm_id_hex(&r[i].batch, hex);
+		len += (size_t)snprintf(out + len, outsz - len, "%s%.24s%08x+%u", i ? "," : "", hex,
+					r[i].first + r[i].off / unit, r[i].off % unit);
 	}
 }
 
@@ -459,7 +473,8 @@ static void round_start(struct qkm_supply *s, struct peer *p, uint64_t now_ns)
 			kk.role = QKM_KSA_MASTER_SIDE;
 			kk.state = QKM_KSA_OFFERED;
 			kk.created_ns = now_ns;
-			source_of(rg, nr, r->offs[k], e->size / 8, kk.source, sizeof(kk.source));
+			kk.n_ranges = key_ranges(rg, nr, r->offs[k], e->size / 8, kk.ranges);
+			source_of(kk.ranges, kk.n_ranges, rg[0].unit_bytes, kk.source, sizeof(kk.source));
 			/* preserve: the master's node keeps the bytes too (R-SUP-8).
 			 * With X25519 combination the kept bytes are the QKD-derived
 			 * input; the combined key exists only at the slave's node. */
@@ -863,7 +878,8 @@ static int on_supply(struct qkm_supply *s, const char *peer, const struct qkm_fr
 		kk.role = QKM_KSA_SLAVE_SIDE;
 		kk.state = QKM_KSA_READY;
 		kk.created_ns = now_ns;
-		source_of(rg, nr, pos, keys[i].size / 8, kk.source, sizeof(kk.source));
+		kk.n_ranges = key_ranges(rg, nr, pos, keys[i].size / 8, kk.ranges);
+		source_of(kk.ranges, kk.n_ranges, rg[0].unit_bytes, kk.source, sizeof(kk.source));
 		kk.data = qkm_secret_dup(data->p + pos, keys[i].size / 8);
 		pos += keys[i].size / 8;
 		rc = kk.data ? qkm_store_ksa_put(s->st, &kk) : QKM_ENOMEM;
@@ -1024,15 +1040,31 @@ struct cancel_ctx {
 static int cancel_collect(const struct qkm_ksa_key *k, void *arg)
 {
 	struct cancel_ctx *c = arg;
+	size_t e;
 	if (c->n >= 4096)
-		return 1;
-	c->rc = qkm_put_id(c->b, QKM_T_KSA_ID, &k->id);
+		return 1; /* the rest go with the next cancellation */
+	int rc = qkm_put_open(c->b, QKM_T_KEY, &e);
+	if (!rc)
+		rc = qkm_put_id(c->b, QKM_T_KSA_ID, &k->id);
+	for (uint32_t i = 0; !rc && i < k->n_ranges; i++) {
+		size_t r;
+		if (!(rc = qkm_put_open(c->b, QKM_T_RANGE, &r)) &&
+		    !(rc = qkm_put_id(c->b, QKM_T_BATCH, &k->ranges[i].batch)) &&
+		    !(rc = qkm_put_u32(c->b, QKM_T_FIRST, k->ranges[i].first)) &&
+		    !(rc = qkm_put_u32(c->b, QKM_T_OFF, k->ranges[i].off)) &&
+		    !(rc = qkm_put_u32(c->b, QKM_T_LEN, k->ranges[i].len)))
+			rc = qkm_put_close(c->b, r);
+	}
+	if (!rc)
+		rc = qkm_put_close(c->b, e);
+	c->rc = rc;
 	c->n++;
-	return c->rc;
+	return rc;
 }
 
-/* Master's node: keys OFFERED to peer never reached their master; tell the
- * peer to delete its copies, then delete ours. */
+/* Master's node: keys OFFERED to peer never reached their master. The peer
+ * deletes its copies and marks their key material consumed, as it is here,
+ * so both pools stay alike; then we delete ours. */
 static void send_cancel(struct qkm_supply *s, struct peer *p)
 {
 	struct qkm_buf b;
@@ -1057,60 +1089,104 @@ out:
 	qkm_buf_fini(&b);
 }
 
-static int on_cancel(struct qkm_supply *s, const char *peer, const struct qkm_frame *f, bool ack)
+/* Slave's node: delete the named keys (unless a slave already has one) and
+ * burn their ranges; answer with the IDs handled. */
+static int cancel_key(struct qkm_supply *s, const char *peer, const uint8_t *v, uint32_t vl,
+		      struct qkm_buf *ack)
+{
+	struct qkm_id id;
+	struct qkm_ksa_key kk;
+	size_t off = 0;
+	uint16_t tag;
+	const uint8_t *x;
+	uint32_t xl;
+	int rc;
+	if (qkm_tlv_check(v, vl) || qkm_tlv_id(v, vl, QKM_T_KSA_ID, &id))
+		return QKM_EPEER;
+	while (qkm_tlv_next(v, vl, &off, &tag, &x, &xl) == 1) {
+		struct qkm_id batch;
+		uint32_t first, roff, rlen;
+		if (tag != QKM_T_RANGE)
+			continue;
+		if (qkm_tlv_check(x, xl) || qkm_tlv_id(x, xl, QKM_T_BATCH, &batch) ||
+		    qkm_tlv_u32(x, xl, QKM_T_FIRST, &first) || qkm_tlv_u32(x, xl, QKM_T_OFF, &roff) ||
+		    qkm_tlv_u32(x, xl, QKM_T_LEN, &rlen))
+			return QKM_EPEER;
+		if ((rc = qkm_store_block_burn(s->st, peer, &batch, first, QKM_KT_DEC,
+					       (uint64_t)roff + rlen)))
+			return rc;
+	}
+	rc = qkm_store_ksa_get(s->st, &id, &kk, false);
+	if (rc == 0 && strcmp(kk.peer, peer) == 0 && kk.role == QKM_KSA_SLAVE_SIDE &&
+	    !kk.delivered[0]) {
+		if ((rc = qkm_store_ksa_delete(s->st, &id)))
+			return rc;
+		record(s, "deleted", &id, peer, "cancelled by the master's node: never reached its master");
+	} else if (rc && rc != QKM_ENOTFOUND) {
+		return rc;
+	}
+	return qkm_put_id(ack, QKM_T_KSA_ID, &id);
+}
+
+static int on_cancel(struct qkm_supply *s, const char *peer, const struct qkm_frame *f)
+{
+	size_t off = 0, start;
+	uint16_t tag;
+	const uint8_t *v;
+	uint32_t vl;
+	struct qkm_buf b;
+	qkm_buf_init(&b, QKM_FRAME_MAX, false);
+	int rc = qkm_store_begin(s->st);
+	if (!rc)
+		rc = qkm_frame_begin(&b, QKM_MSG_SUPPLY_CANCEL_ACK, f->req, &start);
+	while (!rc && qkm_tlv_next(f->body, f->body_len, &off, &tag, &v, &vl) == 1)
+		if (tag == QKM_T_KEY)
+			rc = cancel_key(s, peer, v, vl, &b);
+	if (!rc)
+		rc = qkm_store_commit(s->st);
+	else
+		qkm_store_rollback(s->st);
+	if (!rc && !(rc = qkm_frame_end(&b, start)))
+		rc = s->ops.send(peer, b.p, b.len, s->ops.arg) ? QKM_EIO : 0;
+	qkm_buf_fini(&b);
+	return rc == QKM_EPEER ? rc : 0;
+}
+
+/* Master's node: the peer dropped what we cancelled; drop our OFFERED rows. */
+static int on_cancel_ack(struct qkm_supply *s, const char *peer, const struct qkm_frame *f)
 {
 	size_t off = 0;
 	uint16_t tag;
 	const uint8_t *v;
 	uint32_t vl;
-	struct qkm_buf b;
-	size_t start;
 	int rc = qkm_store_begin(s->st);
-	qkm_buf_init(&b, QKM_FRAME_MAX, false);
-	if (!rc && !ack)
-		rc = qkm_frame_begin(&b, QKM_MSG_SUPPLY_CANCEL_ACK, f->req, &start);
 	while (!rc && qkm_tlv_next(f->body, f->body_len, &off, &tag, &v, &vl) == 1) {
-		if (tag != QKM_T_KSA_ID)
-			continue;
 		struct qkm_id id;
 		struct qkm_ksa_key kk;
+		if (tag != QKM_T_KSA_ID)
+			continue;
 		if (vl != QKM_ID_LEN) {
 			rc = QKM_EPEER;
 			break;
 		}
 		memcpy(id.b, v, QKM_ID_LEN);
 		int r = qkm_store_ksa_get(s->st, &id, &kk, false);
-		if (r == QKM_ENOTFOUND) {
-			if (!ack)
-				rc = qkm_put_id(&b, QKM_T_KSA_ID, &id);
+		if (r == QKM_ENOTFOUND)
 			continue;
-		}
 		if (r) {
 			rc = r;
 			break;
 		}
-		if (strcmp(kk.peer, peer) != 0) {
-			rc = QKM_EPEER;
-			break;
-		}
-		/* A key already given to a slave is not taken back. */
-		if (ack ? kk.state != QKM_KSA_OFFERED
-			: (kk.role != QKM_KSA_SLAVE_SIDE || kk.delivered[0]))
+		if (strcmp(kk.peer, peer) != 0 || kk.state != QKM_KSA_OFFERED)
 			continue;
 		rc = qkm_store_ksa_delete(s->st, &id);
 		if (!rc)
-			record(s, "deleted", &id, peer, "%s", ack ? "never reached its master; cancelled"
-								  : "cancelled by the master's node");
-		if (!rc && !ack)
-			rc = qkm_put_id(&b, QKM_T_KSA_ID, &id);
+			record(s, "deleted", &id, peer, "never reached its master; cancelled on both nodes");
 	}
 	if (!rc)
 		rc = qkm_store_commit(s->st);
 	else
 		qkm_store_rollback(s->st);
-	if (!rc && !ack && !(rc = qkm_frame_end(&b, start)))
-		rc = s->ops.send(peer, b.p, b.len, s->ops.arg) ? QKM_EIO : 0;
-	qkm_buf_fini(&b);
 	return rc == QKM_EPEER ? rc : 0;
 }
 
@@ -1131,8 +1207,14 @@ int qkm_supply_on_frame(struct qkm_supply *s, const char *peer, const struct qkm
 		struct round *r = p->round;
 		const uint8_t *pub = NULL;
 		uint32_t pl = 0;
-		if (!r || r->id != f->req || qkm_tlv_u8(f->body, f->body_len, QKM_T_OK, &ok))
+		if (qkm_tlv_u8(f->body, f->body_len, QKM_T_OK, &ok))
 			return QKM_EPEER;
+		if (!r || r->id != f->req) {
+			/* A round we gave up on (timeout): its cancellation follows
+			 * on this link, so the late answer changes nothing. */
+			log_info("supply to %s: late answer to an abandoned round ignored", peer);
+			return 0;
+		}
 		if (qkm_tlv_bytes(f->body, f->body_len, QKM_T_PUBKEY, &pub, &pl) || pl != 32)
 			pub = NULL;
 		p->round = NULL;
@@ -1154,9 +1236,9 @@ int qkm_supply_on_frame(struct qkm_supply *s, const char *peer, const struct qkm
 		return 0;
 	}
 	case QKM_MSG_SUPPLY_CANCEL:
-		return on_cancel(s, peer, f, false);
+		return on_cancel(s, peer, f);
 	case QKM_MSG_SUPPLY_CANCEL_ACK:
-		return on_cancel(s, peer, f, true);
+		return on_cancel_ack(s, peer, f);
 	default:
 		return QKM_EPEER;
 	}

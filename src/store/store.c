@@ -77,7 +77,8 @@ static const char store_migrate_v2[] =
 	" state INTEGER NOT NULL,"
 	" created_ns INTEGER NOT NULL,"
 	" supplied_ns INTEGER NOT NULL,"
-	" source TEXT NOT NULL) WITHOUT ROWID;"
+	" source TEXT NOT NULL,"
+	" ranges BLOB NOT NULL) WITHOUT ROWID;"
 	"CREATE INDEX IF NOT EXISTS ksa_peer ON ksa_keys (peer, state);"
 	"CREATE TABLE IF NOT EXISTS ksa_data ("
 	" id BLOB PRIMARY KEY REFERENCES ksa_keys (id) ON DELETE CASCADE,"
@@ -146,12 +147,12 @@ static const char store_migrate_v2[] =
 	X(KSA_INSERT,                                                           \
 	  "INSERT INTO ksa_keys (id, peer, master, slave, additional, "         \
 	  "delivered, size_bits, level, role, state, created_ns, supplied_ns, " \
-	  "source) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, " \
-	  "?13)")                                                               \
+	  "source, ranges) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, "   \
+	  "?11, ?12, ?13, ?14)")                                                \
 	X(KSA_DATA_INSERT, "INSERT INTO ksa_data (id, data) VALUES (?1, ?2)")   \
 	X(KSA_GET,                                                              \
 	  "SELECT id, peer, master, slave, additional, delivered, size_bits, "  \
-	  "level, role, state, created_ns, supplied_ns, source "                \
+	  "level, role, state, created_ns, supplied_ns, source, ranges "        \
 	  "FROM ksa_keys WHERE id = ?1")                                        \
 	X(KSA_DATA_GET, "SELECT data FROM ksa_data WHERE id = ?1")              \
 	X(KSA_UPDATE,                                                           \
@@ -161,7 +162,7 @@ static const char store_migrate_v2[] =
 	X(KSA_DELETE, "DELETE FROM ksa_keys WHERE id = ?1")                     \
 	X(KSA_LIST,                                                             \
 	  "SELECT id, peer, master, slave, additional, delivered, size_bits, "  \
-	  "level, role, state, created_ns, supplied_ns, source "                \
+	  "level, role, state, created_ns, supplied_ns, source, ranges "        \
 	  "FROM ksa_keys WHERE peer = ?1 AND state = ?2 AND role = ?3 "         \
 	  "ORDER BY created_ns")                                                \
 	X(KSA_COUNT,                                                            \
@@ -962,7 +963,9 @@ static int ksa_bind_meta(sqlite3_stmt *s, const struct qkm_ksa_key *k)
 	sqlite3_bind_int(s, 10, k->state);
 	sqlite3_bind_int64(s, 11, (int64_t)k->created_ns);
 	sqlite3_bind_int64(s, 12, (int64_t)k->supplied_ns);
-	return bind_str(s, 13, k->source, sizeof(k->source));
+	bind_str(s, 13, k->source, sizeof(k->source));
+	return sqlite3_bind_blob(s, 14, k->ranges, (int)(k->n_ranges * sizeof(k->ranges[0])),
+				 SQLITE_STATIC);
 }
 
 static void ksa_read_meta(sqlite3_stmt *s, struct qkm_ksa_key *k)
@@ -982,6 +985,12 @@ static void ksa_read_meta(sqlite3_stmt *s, struct qkm_ksa_key *k)
 	k->created_ns = (uint64_t)sqlite3_column_int64(s, 10);
 	k->supplied_ns = (uint64_t)sqlite3_column_int64(s, 11);
 	col_text(s, 12, k->source, sizeof(k->source));
+	size_t n = (size_t)sqlite3_column_bytes(s, 13) / sizeof(k->ranges[0]);
+	if (n > QKM_KSA_MAX_RANGES)
+		n = QKM_KSA_MAX_RANGES;
+	if (n)
+		memcpy(k->ranges, sqlite3_column_blob(s, 13), n * sizeof(k->ranges[0]));
+	k->n_ranges = (uint32_t)n;
 }
 
 int qkm_store_ksa_put(struct qkm_store *st, const struct qkm_ksa_key *k)
@@ -1100,4 +1109,34 @@ int qkm_store_ksa_count(struct qkm_store *st, enum qkm_ksa_state state, uint64_t
 		err = store_fail(st, "count KSA keys");
 	stmt_done(s);
 	return err;
+}
+
+int qkm_store_block_burn(struct qkm_store *st, const char *peer, const struct qkm_id *batch,
+			 uint32_t first_index, enum qkm_key_type kt, uint64_t upto)
+{
+	/* Raise used to upto (never lower it); a block used up goes, its data
+	 * with it (secure_delete). Consumed bytes in place are zeroed as in
+	 * qkm_store_block_set_used. */
+	sqlite3_stmt *f = st->st[ST_BLOCK_FIND];
+	int64_t rowid = 0;
+	int err = 0;
+	sqlite3_bind_blob(f, 1, batch->b, QKM_ID_LEN, SQLITE_STATIC);
+	sqlite3_bind_int64(f, 2, first_index);
+	int rc = sqlite3_step(f);
+	if (rc == SQLITE_ROW) {
+		char bpeer[QKM_NAME_MAX];
+		uint64_t size = (uint64_t)sqlite3_column_int64(f, 1) * (uint64_t)sqlite3_column_int64(f, 2);
+		uint64_t used = (uint64_t)sqlite3_column_int64(f, 3);
+		col_text(f, 6, bpeer, sizeof(bpeer));
+		if (strcmp(bpeer, peer) == 0 && sqlite3_column_int(f, 4) == (int)kt && upto > used)
+			rowid = sqlite3_column_int64(f, 0);
+		if (upto > size)
+			upto = size;
+	} else if (rc != SQLITE_DONE) {
+		err = store_fail(st, "find block");
+	}
+	stmt_done(f);
+	if (err || !rowid)
+		return err;
+	return qkm_store_block_set_used(st, rowid, (uint32_t)upto);
 }

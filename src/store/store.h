@@ -163,6 +163,12 @@ int qkm_store_block_read(struct qkm_store *st, const char *peer, const struct qk
 			 uint32_t first_index, enum qkm_key_type kt, uint32_t off, uint32_t len,
 			 uint8_t *out /* OUT */, int64_t *rowid /* OUT */) QKM_MUST_CHECK;
 
+/* Marks bytes [0, upto) of block (batch, first_index) of peer's pool with
+ * key type kt consumed, if they are not already (used never goes down); a
+ * block used up is deleted. No such block, or nothing to do: 0. */
+int qkm_store_block_burn(struct qkm_store *st, const char *peer, const struct qkm_id *batch,
+			 uint32_t first_index, enum qkm_key_type kt, uint64_t upto) QKM_MUST_CHECK;
+
 /* ---- KSA keys (R-SUP-3, R-SUP-8, R-SUP-10) --------------------------------- */
 
 enum qkm_ksa_state {
@@ -171,6 +177,16 @@ enum qkm_ksa_state {
 	QKM_KSA_SUPPLIED = 3, /* given to the master (master's node) / to every slave */
 };
 enum qkm_ksa_role { QKM_KSA_MASTER_SIDE = 1, QKM_KSA_SLAVE_SIDE = 2 };
+
+#define QKM_KSA_MAX_RANGES 64
+
+/* Where a KSA key's bytes came from: bytes [off, off + len) of KMA-key block
+ * (batch, first). Stored with the key so a key that never reached its master
+ * can be cancelled on both sides, consumption included. */
+struct qkm_range_ref {
+	struct qkm_id batch;
+	uint32_t first, off, len;
+};
 
 /* Table 1 item (4) plus what supply needs. Lists of SAE IDs are
  * comma-separated. */
@@ -188,6 +204,8 @@ struct qkm_ksa_key {
 	uint64_t created_ns;
 	uint64_t supplied_ns;             /* supply time stamp; 0 until supplied */
 	char source[160];                 /* lineage: KMA-key ranges it came from */
+	uint32_t n_ranges;
+	struct qkm_range_ref ranges[QKM_KSA_MAX_RANGES]; /* the same, exactly */
 	struct qkm_secret *data;          /* key bytes, owned; NULL when not kept */
 };
 
