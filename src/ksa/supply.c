@@ -735,7 +735,7 @@ static int on_supply(struct qkm_supply *s, const char *peer, const struct qkm_fr
 {
 	struct in_key *keys = NULL;
 	struct qkm_range *rg = NULL;
-	size_t nk = 0, nr = 0, off = 0, total = 0, kbytes = 0;
+	size_t nk = 0, nr = 0, off = 0, total = 0, kbytes = 0, stored = 0;
 	uint16_t tag;
 	const uint8_t *v, *dg = NULL;
 	uint32_t vl, dgl = 0;
@@ -889,15 +889,19 @@ static int on_supply(struct qkm_supply *s, const char *peer, const struct qkm_fr
 			rc = 0;
 			break;
 		}
-		if (!rc)
+		if (!rc) {
+			stored++;
 			record(s, "stored", &kk.id, peer, "%u bits for slave %s, digest matched %s%s",
 			       kk.size_bits, kk.slave, peer,
 			       keys[i].comb ? ", combined with X25519" : "");
+		}
 	}
 	if (!rc && why[0]) {
-		/* Undo any keys stored before the problem was found; keep the
-		 * consumption and the records. */
-		for (size_t i = 0; !rc && i < nk; i++) {
+		/* Undo the keys this frame stored before the problem was found;
+		 * keep the consumption and the records. Only those: a key with
+		 * the same ID stored earlier (a repeated SUPPLY) is another
+		 * round's, already answered to its master. */
+		for (size_t i = 0; !rc && i < stored; i++) {
 			int r = qkm_store_ksa_delete(s->st, &keys[i].id);
 			if (r && r != QKM_ENOTFOUND)
 				rc = r;
