@@ -1391,8 +1391,11 @@ static void test_protocol_violations(void **state)
 	qkm_buf_init(&b, 1024, false);
 	size_t start;
 	uint8_t shortid[8] = {0};
+	size_t key;
 	assert_int_equal(qkm_frame_begin(&b, QKM_MSG_SUPPLY_CANCEL, 0, &start), 0);
+	assert_int_equal(qkm_put_open(&b, QKM_T_KEY, &key), 0);
 	assert_int_equal(qkm_put_tlv(&b, QKM_T_KSA_ID, shortid, sizeof(shortid)), 0);
+	assert_int_equal(qkm_put_close(&b, key), 0);
 	assert_int_equal(qkm_frame_end(&b, start), 0);
 	assert_int_equal(deliver(w, &w->a, &w->b, b.p, b.len), QKM_EPEER);
 	qkm_buf_fini(&b);
