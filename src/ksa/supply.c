@@ -951,7 +951,7 @@ void qkm_supply_dec(struct qkm_supply *s, void *req, const char *caller, const c
 		char u[37];
 		qkm_id_uuid_str(&ids->ids[i], u);
 		rc = qkm_store_ksa_get(s->st, &ids->ids[i], &kk[i], true);
-		if (rc == QKM_ENOTFOUND || (!rc && kk[i].role != QKM_KSA_SLAVE_SIDE)) {
+		if (rc == QKM_ENOTFOUND) {
 			reply_error(s, req, 400, "key_ID %s: unknown or already delivered", u);
 			goto out;
 		}
@@ -959,7 +959,10 @@ void qkm_supply_dec(struct qkm_supply *s, void *req, const char *caller, const c
 			reply_error(s, req, 503, "key store unavailable");
 			goto out;
 		}
-		if (strcmp(kk[i].slave, caller) != 0 && !list_has(kk[i].additional, caller)) {
+		/* Only a slave (or additional slave) of the key, at the slave's
+		 * node: the master asking here for its own key is refused too. */
+		if (kk[i].role != QKM_KSA_SLAVE_SIDE ||
+		    (strcmp(kk[i].slave, caller) != 0 && !list_has(kk[i].additional, caller))) {
 			reply_error(s, req, 401, "key_ID %s was not made for SAE '%s'", u, caller);
 			goto out;
 		}
