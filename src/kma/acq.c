@@ -22,6 +22,7 @@ struct qkd_entry {
 	uint64_t arrived_ns;
 	char id[QKM_NAME_MAX];
 	struct qkm_secret *data;
+	uint8_t hash[32];         /* SHA-256(data): verified or computed on arrival */
 };
 
 /* A confirmation round in flight at the leader, or waiting at the follower. */
@@ -31,6 +32,7 @@ struct round {
 	uint32_t unit;
 	uint32_t n_ids;
 	char (*ids)[QKM_NAME_MAX];
+	uint8_t (*hashes)[32];    /* leader: SHA-256 of each file's data, in ID order */
 	uint8_t digest[32];
 	uint64_t deadline_ns;     /* follower: give up waiting for files */
 	struct qkm_buf data;      /* leader: the round's key data (secure) */
@@ -161,6 +163,18 @@ int qkm_acq_on_keyfile(struct qkm_acq *a, struct qkm_keyfile *kf, uint64_t now_n
 	struct qkd_entry *e = calloc(1, sizeof(*e));
 	if (!e)
 		return QKM_ENOMEM;
+	/* The round digest covers this hash in place of the data, so it must be
+	 * SHA-256 of exactly these bytes: the decoder verified a module's hash
+	 * (acq.h); without one, compute it. */
+	if (kf->m.qkd.has_hash) {
+		memcpy(e->hash, kf->m.qkd.hash_value, 32);
+	} else {
+		unsigned int hl = 32;
+		if (EVP_Digest(kf->data->p, kf->data->len, e->hash, &hl, EVP_sha256(), NULL) != 1) {
+			free(e);
+			return QKM_ECRYPTO;
+		}
+	}
 	snprintf(e->id, sizeof(e->id), "%s", kf->m.qkd.qkd_key_id);
 	e->data = kf->data;
 	kf->data = NULL;
@@ -193,6 +207,7 @@ static void round_free(struct round *r)
 	if (!r)
 		return;
 	free(r->ids);
+	free(r->hashes);
 	qkm_buf_fini(&r->data);
 	free(r);
 }
@@ -238,10 +253,13 @@ static void rounds_clear(struct qkm_acq *a, const char *why)
 	a->n_rounds = 0;
 }
 
-/* SHA-256 over batch id, unit, the QKD-key IDs (length-prefixed) and data.
- * data_fn yields the key data of the i-th ID. */
-static int round_digest(const struct round *r, const struct qkm_secret *const *datas,
-			const uint8_t *flat, size_t flat_len, uint8_t out[static 32])
+/* SHA-256 over batch id, unit, the QKD-key IDs (length-prefixed) and the
+ * SHA-256 of each file's data, in ID order (docs/protocol.md 4.2). Hashing
+ * the per-file hashes instead of the data is as binding: each side holds
+ * hash == SHA-256(its own data) for every file (checked or computed on
+ * arrival), so equal digests mean equal hashes mean equal data. */
+static int round_digest(const struct round *r, const uint8_t *const *hashes,
+			uint8_t out[static 32])
 {
 	EVP_MD_CTX *md = EVP_MD_CTX_new();
 	uint8_t x[4];
@@ -256,11 +274,8 @@ static int round_digest(const struct round *r, const struct qkm_secret *const *d
 		uint8_t l2[2] = {(uint8_t)(n >> 8), (uint8_t)n};
 		ok = EVP_DigestUpdate(md, l2, 2) && EVP_DigestUpdate(md, r->ids[i], n);
 	}
-	if (datas)
-		for (uint32_t i = 0; ok && i < r->n_ids; i++)
-			ok = EVP_DigestUpdate(md, datas[i]->p, datas[i]->len);
-	else
-		ok = ok && EVP_DigestUpdate(md, flat, flat_len);
+	for (uint32_t i = 0; ok && i < r->n_ids; i++)
+		ok = EVP_DigestUpdate(md, hashes[i], 32);
 	unsigned int len = 32;
 	ok = ok && EVP_DigestFinal_ex(md, out, &len);
 	EVP_MD_CTX_free(md);
@@ -354,6 +369,7 @@ static int send_batch_msg(struct qkm_acq *a, uint16_t type, uint32_t req, const 
 static int leader_start_round(struct qkm_acq *a, uint64_t now_ns)
 {
 	struct round *r = calloc(1, sizeof(*r));
+	const uint8_t **hp = NULL;
 	struct qkm_buf fb;
 	size_t start;
 	int rc = QKM_ENOMEM;
@@ -376,16 +392,23 @@ static int leader_start_round(struct qkm_acq *a, uint64_t now_ns)
 		cap++;
 	}
 	r->ids = calloc(cap ? cap : 1, sizeof(*r->ids));
-	if (!r->ids)
+	r->hashes = calloc(cap ? cap : 1, sizeof(*r->hashes));
+	hp = calloc(cap ? cap : 1, sizeof(*hp));
+	if (!r->ids || !r->hashes || !hp)
+		goto out;
+	/* One allocation for the round's data: no regrowth and re-copying. */
+	if ((rc = qkm_buf_reserve(&r->data, total)))
 		goto out;
 	while (a->head && r->n_ids < cap) {
 		struct qkd_entry *e = a->head;
 		if ((rc = qkm_buf_put(&r->data, e->data->p, e->data->len)))
 			goto out;
+		memcpy(r->hashes[r->n_ids], e->hash, 32);
+		hp[r->n_ids] = r->hashes[r->n_ids];
 		snprintf(r->ids[r->n_ids++], QKM_NAME_MAX, "%s", e->id);
 		buf_remove(a, e);
 	}
-	if ((rc = round_digest(r, NULL, r->data.p, r->data.len, r->digest)))
+	if ((rc = round_digest(r, hp, r->digest)))
 		goto out;
 	if ((rc = qkm_frame_begin(&fb, QKM_MSG_ACQ_PREPARE, ++a->next_req, &start)) ||
 	    (rc = qkm_put_str(&fb, QKM_T_LINK, a->cfg.link)) ||
@@ -411,6 +434,7 @@ out:
 		       qkm_strerror(rc));
 	}
 	round_free(r);
+	free(hp);
 	qkm_buf_fini(&fb);
 	(void)now_ns;
 	return rc;
@@ -543,13 +567,14 @@ bad:
 static int follower_try_round(struct qkm_acq *a, struct round *r, uint64_t now_ns, bool expired)
 {
 	struct qkm_secret **datas = calloc(r->n_ids, sizeof(*datas));
+	const uint8_t **hashes = calloc(r->n_ids, sizeof(*hashes));
 	struct qkd_entry **ents = calloc(r->n_ids, sizeof(*ents));
 	char hex[33], why[160] = "";
 	uint32_t missing = 0;
 	uint64_t min_seq = UINT64_MAX;
 	int settled = 1, rc;
 	qkm_id_hex(&r->batch, hex);
-	if (!datas || !ents) {
+	if (!datas || !hashes || !ents) {
 		snprintf(why, sizeof(why), "out of memory");
 		goto abort;
 	}
@@ -562,6 +587,7 @@ static int follower_try_round(struct qkm_acq *a, struct round *r, uint64_t now_n
 			continue;
 		}
 		datas[i] = ents[i]->data;
+		hashes[i] = ents[i]->hash;
 		if (ents[i]->seq < min_seq)
 			min_seq = ents[i]->seq;
 	}
@@ -573,7 +599,7 @@ static int follower_try_round(struct qkm_acq *a, struct round *r, uint64_t now_n
 		goto abort;
 	}
 	uint8_t dg[32];
-	if (round_digest(r, (const struct qkm_secret *const *)datas, NULL, 0, dg) ||
+	if (round_digest(r, hashes, dg) ||
 	    !qkm_ct_equal(dg, r->digest, 32)) {
 		snprintf(why, sizeof(why), "digest mismatch: key data differ");
 		goto abort;
@@ -624,6 +650,7 @@ abort:
 		log_warnx("link %s: ABORT for %s not sent", a->cfg.link, hex);
 out:
 	free(datas);
+	free(hashes);
 	free(ents);
 	return settled;
 }

@@ -46,8 +46,11 @@ void qkm_acq_free(struct qkm_acq *a);
 bool qkm_acq_is_leader(const struct qkm_acq *a);
 
 /* Kq-1: a decoded QKD-key file from our module. Takes kf->data (sets it to
- * NULL). QKM_EINVAL if it is not a QKD-key of this link's module or has no
- * data; QKM_EEXIST for a QKD-key ID already buffered. */
+ * NULL). A hash_value it carries must be SHA-256 of the data, as
+ * qkm_keyfile_decode() guarantees: the round digest covers it in place of
+ * the data (without one, it is computed here). QKM_EINVAL if it is not a
+ * QKD-key of this link's module or has no data; QKM_EEXIST for a QKD-key ID
+ * already buffered; QKM_ECRYPTO. */
 int qkm_acq_on_keyfile(struct qkm_acq *a, struct qkm_keyfile *kf, uint64_t now_ns) QKM_MUST_CHECK;
 
 /* The Kx link to the peer opened (the follower starts reconciliation) or
