@@ -51,6 +51,7 @@ struct qkm_acq {
 	size_t buffered;
 	struct round *rounds, **rounds_tail; /* leader: in flight; follower: waiting */
 	uint32_t n_rounds, next_req;
+	bool waiting;             /* follower: the oldest round waits for files */
 	struct qkm_acq_stats stats;
 	void (*pc_fn)(uint32_t, const struct qkm_paircheck_result *, void *);
 	void *pc_arg;
@@ -193,9 +194,14 @@ int qkm_acq_on_keyfile(struct qkm_acq *a, struct qkm_keyfile *kf, uint64_t now_n
 	/* A module's stream we cannot confirm (peer away) must not grow without
 	 * bound: the oldest keys go first, as in the module's own buffer. */
 	if (a->buffered > a->cfg.buffer_max_bytes) {
-		uint64_t cut = a->head->seq + 1;
-		while (a->buffered > a->cfg.buffer_max_bytes && a->head)
-			cut = a->head->seq + 1, buf_discard_older(a, cut, "buffer full");
+		/* Down to 3/4 of the bound in one cut, so one record and one
+		 * log line for many files, not one per arrival (a record outside
+		 * a transaction is a durable commit of its own). */
+		size_t over = a->buffered - a->cfg.buffer_max_bytes / 4 * 3, n = 0;
+		struct qkd_entry *c = a->head;
+		while (c && n < over)
+			n += c->data->len, c = c->next;
+		buf_discard_older(a, c ? c->seq : a->next_seq, "buffer full");
 	}
 	return 0;
 }
@@ -571,6 +577,7 @@ static int follower_try_round(struct qkm_acq *a, struct round *r, uint64_t now_n
 	struct qkd_entry **ents = calloc(r->n_ids, sizeof(*ents));
 	char hex[33], why[160] = "";
 	uint32_t missing = 0;
+	bool gap = false; /* a listed file is present after a missing one */
 	uint64_t min_seq = UINT64_MAX;
 	int settled = 1, rc;
 	qkm_id_hex(&r->batch, hex);
@@ -586,16 +593,28 @@ static int follower_try_round(struct qkm_acq *a, struct round *r, uint64_t now_n
 					 a->cfg.self);
 			continue;
 		}
+		gap = gap || missing;
 		datas[i] = ents[i]->data;
 		hashes[i] = ents[i]->hash;
 		if (ents[i]->seq < min_seq)
 			min_seq = ents[i]->seq;
 	}
+	/* Rounds queue in the leader's order, so a file of a later round that
+	 * is here came after every file of this one. */
+	for (struct round *q = r->next; missing && !gap && q; q = q->next)
+		for (uint32_t i = 0; i < q->n_ids && !gap; i++)
+			gap = buf_find(a, q->ids[i]) != NULL;
 	if (missing) {
-		if (!expired) {
+		/* Files arrive in generation order, the order of the lists: one
+		 * missing before a present one will never come, so waiting for it
+		 * would only hold every later round up. */
+		if (!expired && !gap) {
 			settled = 0;
+			a->waiting = true;
 			goto out;
 		}
+		if (gap)
+			snprintf(why + strlen(why), sizeof(why) - strlen(why), " (lost: a later one arrived)");
 		goto abort;
 	}
 	uint8_t dg[32];
@@ -659,6 +678,7 @@ out:
  * behind it (they reference later files). */
 static int follower_run(struct qkm_acq *a, uint64_t now_ns)
 {
+	a->waiting = false;
 	while (a->rounds) {
 		struct round *r = a->rounds;
 		int s = follower_try_round(a, r, now_ns, now_ns >= r->deadline_ns);
@@ -1219,6 +1239,7 @@ void qkm_acq_on_peer_down(struct qkm_acq *a)
 	a->peer_up = false;
 	a->reconciled = false;
 	rounds_clear(a, "link to peer lost");
+	a->waiting = false;
 }
 
 bool qkm_acq_reconciled(const struct qkm_acq *a) { return a->reconciled; }
@@ -1229,6 +1250,7 @@ void qkm_acq_stats(const struct qkm_acq *a, struct qkm_acq_stats *out)
 	*out = a->stats;
 	out->buffered_bytes = a->buffered;
 	out->in_flight = a->n_rounds;
+	out->waiting_files = a->waiting;
 }
 
 struct qkm_acq *qkm_acq_new(const struct qkm_acq_cfg *cfg, struct qkm_store *st,

@@ -78,6 +78,8 @@ struct qkm_acq_stats {
 	uint64_t discarded_qkd_keys;  /* lost on one side, or overflow */
 	uint64_t buffered_bytes;
 	uint32_t in_flight;
+	bool waiting_files;           /* follower: the oldest round waits for QKD-key
+				       * files not received yet (do not stop reading Kq-1) */
 };
 void qkm_acq_stats(const struct qkm_acq *a, struct qkm_acq_stats *out /* OUT */);
 

@@ -14,6 +14,15 @@
 #define KMA_RETRY_MIN_MS 200
 #define KMA_RETRY_MAX_MS 2000
 #define KMA_PAIRCHECK_SECS 60
+/* Kq-1 flow control: stop reading the quantum layer while a link holds more
+ * unconfirmed QKD-key bytes than this, and read again below the low mark, so
+ * the modules buffer (and, past their bound, drop) instead of this node
+ * discarding files (the acq buffer's own cap is 64 MiB). */
+#define KMA_ACQ_HIGH (48u << 20)
+#define KMA_ACQ_LOW (32u << 20)
+/* A follower waiting for files reads on up to here (acq's own bound, 64 MiB,
+ * would discard its oldest files, which the leader is about to reference). */
+#define KMA_ACQ_WAITING_HIGH (56u << 20)
 
 struct kma_pc {
 	struct kma_pc *next;
@@ -337,6 +346,32 @@ static void sim_on_keyfile(struct qkm_kma *k, const struct qkm_frame *f)
 		log_warnx("Kq-1 link %s: QKD-key %s refused: %s", name, kf.m.qkd.qkd_key_id,
 			  qkm_strerror(rc));
 	qkm_keyfile_fini(&kf);
+	struct qkm_acq_stats as;
+	qkm_acq_stats(kl->acq, &as);
+	size_t high = as.waiting_files ? KMA_ACQ_WAITING_HIGH : KMA_ACQ_HIGH;
+	if (as.buffered_bytes > high && k->sim && !qkm_link_read_paused(k->sim)) {
+		log_debug("Kq-1: link %s holds %llu unconfirmed bytes; pausing the quantum layer",
+			  name, (unsigned long long)as.buffered_bytes);
+		qkm_link_pause_read(k->sim);
+	}
+}
+
+/* Timer: resume Kq-1 once every link is below the low mark, or a round
+ * waits for files that can only come from there. */
+static void sim_flow(struct qkm_kma *k)
+{
+	if (!k->sim || !qkm_link_read_paused(k->sim))
+		return;
+	bool low = true, waiting = false, full = false;
+	for (size_t i = 0; i < k->n_links; i++) {
+		struct qkm_acq_stats as;
+		qkm_acq_stats(k->links[i].acq, &as);
+		low = low && as.buffered_bytes <= KMA_ACQ_LOW;
+		waiting = waiting || as.waiting_files;
+		full = full || as.buffered_bytes > KMA_ACQ_WAITING_HIGH;
+	}
+	if (low || (waiting && !full))
+		qkm_link_resume_read(k->sim);
 }
 
 static void sim_on_status(struct qkm_kma *k, const struct qkm_frame *f)
@@ -419,6 +454,7 @@ static void kma_on_tick(evutil_socket_t fd, short what, void *arg)
 	uint64_t now = qkm_now_ns();
 	for (size_t i = 0; i < k->n_links; i++)
 		qkm_acq_tick(k->links[i].acq, now);
+	sim_flow(k);
 }
 
 struct qkm_kma *qkm_kma_new(struct event_base *base, const struct qkm_node_cfg *cfg,

@@ -21,6 +21,7 @@
 #define LINK_IN_MAX (QKM_FRAME_MAX + (1u << 20))
 #define LINK_OUT_MAX (64u << 20)
 #define LINK_READ_CHUNK (256u << 10)
+#define LINK_DISPATCH (1u << 20) /* deliver whole frames once this much is read */
 #define LINK_HANDSHAKE_SECS 10
 
 enum link_state { L_CONNECTING, L_HANDSHAKE, L_HELLO, L_OPEN, L_DEAD };
@@ -40,6 +41,7 @@ struct qkm_link {
 	struct qkm_buf in, out;
 	size_t out_off;
 	int depth;       /* > 0 while inside an owner's callback */
+	bool read_paused; /* ev_r removed on the owner's request (flow control) */
 	bool closing;    /* close requested; finish when depth returns to 0 */
 	int close_err;
 	char close_why[160];
@@ -325,6 +327,8 @@ static void link_on_read_body(struct qkm_link *l, evutil_socket_t fd)
 			return;
 	}
 	for (;;) {
+		if (l->read_paused)
+			break; /* an owner asked to stop while frames were delivered */
 		if (qkm_buf_reserve(&l->in, LINK_READ_CHUNK)) {
 			link_fail(l, QKM_ETOOBIG, "input buffer full");
 			return;
@@ -332,7 +336,10 @@ static void link_on_read_body(struct qkm_link *l, evutil_socket_t fd)
 		int n = SSL_read(l->ssl, l->in.p + l->in.len, LINK_READ_CHUNK);
 		if (n > 0) {
 			l->in.len += (size_t)n;
-			if (l->in.len >= LINK_IN_MAX - LINK_READ_CHUNK && link_dispatch(l))
+			/* Deliver every few chunks rather than only near the bound:
+			 * an owner that pauses reading then stops the loop within
+			 * LINK_DISPATCH bytes, not LINK_IN_MAX. */
+			if (l->in.len >= LINK_DISPATCH && link_dispatch(l))
 				return;
 			continue;
 		}
@@ -422,6 +429,28 @@ int qkm_link_send(struct qkm_link *l, const uint8_t *frame, size_t len)
 }
 
 size_t qkm_link_pending(const struct qkm_link *l) { return l->out.len - l->out_off; }
+
+void qkm_link_pause_read(struct qkm_link *l)
+{
+	if (l->read_paused || l->state != L_OPEN)
+		return;
+	l->read_paused = true;
+	event_del(l->ev_r);
+}
+
+void qkm_link_resume_read(struct qkm_link *l)
+{
+	if (!l->read_paused)
+		return;
+	l->read_paused = false;
+	if (l->state != L_OPEN || l->closing)
+		return;
+	event_add(l->ev_r, NULL);
+	/* TLS may hold decrypted bytes the socket will not signal again. */
+	event_active(l->ev_r, EV_READ, 0);
+}
+
+bool qkm_link_read_paused(const struct qkm_link *l) { return l->read_paused; }
 
 void qkm_link_send_error(struct qkm_link *l, uint32_t req, int err, const char *msg)
 {
