@@ -23,6 +23,11 @@
 /* A follower waiting for files reads on up to here (acq's own bound, 64 MiB,
  * would discard its oldest files, which the leader is about to reference). */
 #define KMA_ACQ_WAITING_HIGH (56u << 20)
+/* The store has no automatic checkpoints: checkpoint (TRUNCATE, so deleted
+ * keys leave the WAL) when the WAL passes this size, and at least this often
+ * while it holds anything. */
+#define KMA_CKPT_WAL_BYTES (64u << 20)
+#define KMA_CKPT_NS 5000000000ull
 
 struct kma_pc {
 	struct kma_pc *next;
@@ -68,6 +73,7 @@ struct qkm_kma {
 	struct kma_inbound *inbound;
 	struct kma_pc *pcs;
 	uint32_t next_req;
+	uint64_t ckpt_ns;           /* last checkpoint attempt (monotonic) */
 };
 
 static void kx_dial(struct kma_link *kl);
@@ -455,6 +461,13 @@ static void kma_on_tick(evutil_socket_t fd, short what, void *arg)
 	for (size_t i = 0; i < k->n_links; i++)
 		qkm_acq_tick(k->links[i].acq, now);
 	sim_flow(k);
+	uint64_t wal = qkm_store_wal_bytes(k->st), mono = qkm_mono_ns();
+	if (wal >= KMA_CKPT_WAL_BYTES || (wal && mono - k->ckpt_ns >= KMA_CKPT_NS)) {
+		k->ckpt_ns = mono;
+		int rc = qkm_store_checkpoint(k->st);
+		if (rc && rc != QKM_EAGAIN)
+			log_warnx("store checkpoint failed: %s", qkm_strerror(rc));
+	}
 }
 
 struct qkm_kma *qkm_kma_new(struct event_base *base, const struct qkm_node_cfg *cfg,
@@ -471,6 +484,7 @@ struct qkm_kma *qkm_kma_new(struct event_base *base, const struct qkm_node_cfg *
 	k->n_links = cfg->n_links;
 	k->links = calloc(cfg->n_links ? cfg->n_links : 1, sizeof(*k->links));
 	k->sim_retry_ms = KMA_RETRY_MIN_MS;
+	k->ckpt_ns = qkm_mono_ns();
 	k->sim_redial = evtimer_new(base, sim_on_redial, k);
 	k->tick = event_new(base, -1, EV_PERSIST, kma_on_tick, k);
 	if (!k->links || !k->sim_redial || !k->tick)
