@@ -52,6 +52,8 @@ struct qkm_acq {
 	struct round *rounds, **rounds_tail; /* leader: in flight; follower: waiting */
 	uint32_t n_rounds, next_req;
 	bool waiting;             /* follower: the oldest round waits for files */
+	struct qkm_id *commits;   /* follower: COMMITs not applied yet (PENDING) */
+	uint32_t n_commits, cap_commits;
 	struct qkm_acq_stats stats;
 	void (*pc_fn)(uint32_t, const struct qkm_paircheck_result *, void *);
 	void *pc_arg;
@@ -692,35 +694,77 @@ static int follower_run(struct qkm_acq *a, uint64_t now_ns)
 	return 0;
 }
 
+static bool commit_queued(const struct qkm_acq *a, const struct qkm_id *batch)
+{
+	for (uint32_t i = 0; i < a->n_commits; i++)
+		if (qkm_id_eq(&a->commits[i], batch))
+			return true;
+	return false;
+}
+
+/* A COMMIT is queued, not applied: qkm_acq_flush() marks every queued batch
+ * READY in one transaction (one WAL sync for a read's worth of COMMITs
+ * instead of one each). Until then the batch stays PENDING here, which the
+ * invariants allow: the leader holds it READY and we hold it durably. */
 static int follower_on_commit(struct qkm_acq *a, const struct qkm_id *batch)
 {
-	char hex[33];
 	enum qkm_block_state st;
-	uint64_t bytes;
-	qkm_id_hex(batch, hex);
-	int rc = qkm_store_batch_info(a->st, batch, &st, &bytes);
+	int rc = qkm_store_batch_state(a->st, batch, &st);
 	if (rc)
 		return rc;
-	if (st != QKM_BLOCK_PENDING)
-		return QKM_EPEER; /* committing what we never prepared */
-	if ((rc = qkm_store_begin(a->st)))
-		return rc;
-	rc = qkm_store_batch_set_state(a->st, batch, QKM_BLOCK_READY);
-	if (!rc)
-		record(a, "confirmed", "kma", hex, "ready: committed by %s", a->cfg.peer);
-	if (!rc)
-		rc = qkm_store_counter_add(a->st, "acquired_bytes", (int64_t)bytes);
-	if (!rc)
-		a->stats.acquired_bytes += bytes;
-	if (!rc)
-		rc = qkm_store_commit(a->st);
-	else
-		qkm_store_rollback(a->st);
-	if (rc)
-		return rc;
-	if (send_batch_msg(a, QKM_MSG_ACQ_COMMITTED, 0, batch, NULL))
-		log_debug("link %s: COMMITTED for %s not sent", a->cfg.link, hex);
+	if (st != QKM_BLOCK_PENDING || commit_queued(a, batch))
+		return QKM_EPEER; /* committing what we never prepared, or twice */
+	if (a->n_commits == a->cap_commits) {
+		uint32_t cap = a->cap_commits ? 2 * a->cap_commits : 16;
+		struct qkm_id *p = realloc(a->commits, cap * sizeof(*p));
+		if (!p)
+			return QKM_ENOMEM;
+		a->commits = p;
+		a->cap_commits = cap;
+	}
+	a->commits[a->n_commits++] = *batch;
 	return 0;
+}
+
+void qkm_acq_flush(struct qkm_acq *a)
+{
+	uint64_t total = 0;
+	char hex[33];
+	int rc;
+	if (!a->n_commits)
+		return;
+	if ((rc = qkm_store_begin(a->st)) == 0) {
+		for (uint32_t i = 0; !rc && i < a->n_commits; i++) {
+			enum qkm_block_state st;
+			uint64_t bytes;
+			qkm_id_hex(&a->commits[i], hex);
+			rc = qkm_store_batch_info(a->st, &a->commits[i], &st, &bytes);
+			if (!rc && st != QKM_BLOCK_PENDING)
+				continue; /* settled meanwhile (cannot happen: queued ones stay) */
+			if (!rc)
+				rc = qkm_store_batch_set_state(a->st, &a->commits[i], QKM_BLOCK_READY);
+			if (!rc)
+				record(a, "confirmed", "kma", hex, "ready: committed by %s", a->cfg.peer);
+			total += bytes;
+		}
+		if (!rc)
+			rc = qkm_store_counter_add(a->st, "acquired_bytes", (int64_t)total);
+		if (!rc)
+			rc = qkm_store_commit(a->st);
+		else
+			qkm_store_rollback(a->st);
+	}
+	if (rc) {
+		/* Still PENDING: the next reconciliation makes them READY. */
+		log_warnx("link %s: %u commit(s) not stored: %s", a->cfg.link, a->n_commits,
+			  qkm_strerror(rc));
+	} else {
+		a->stats.acquired_bytes += total;
+		for (uint32_t i = 0; a->peer_up && i < a->n_commits; i++)
+			if (send_batch_msg(a, QKM_MSG_ACQ_COMMITTED, 0, &a->commits[i], NULL))
+				log_debug("link %s: COMMITTED not sent", a->cfg.link);
+	}
+	a->n_commits = 0;
 }
 
 static int follower_on_abort(struct qkm_acq *a, const struct qkm_id *batch, const char *why)
@@ -728,6 +772,8 @@ static int follower_on_abort(struct qkm_acq *a, const struct qkm_id *batch, cons
 	char hex[33];
 	enum qkm_block_state st;
 	qkm_id_hex(batch, hex);
+	if (commit_queued(a, batch))
+		return QKM_EPEER; /* the leader cannot take back a commit */
 	struct round *r = rounds_take(a, batch);
 	if (r) {
 		/* Still waiting for files: drop the ones it would have used. */
@@ -1213,6 +1259,7 @@ int qkm_acq_on_frame(struct qkm_acq *a, const struct qkm_frame *f, uint64_t now_
 void qkm_acq_tick(struct qkm_acq *a, uint64_t now_ns)
 {
 	if (!a->leader) {
+		qkm_acq_flush(a);
 		if (follower_run(a, now_ns))
 			log_warnx("link %s: protocol error in waiting round", a->cfg.link);
 		return;
@@ -1236,6 +1283,7 @@ void qkm_acq_on_peer_up(struct qkm_acq *a, uint64_t now_ns)
 
 void qkm_acq_on_peer_down(struct qkm_acq *a)
 {
+	qkm_acq_flush(a); /* the leader decided these; COMMITTED is not sent */
 	a->peer_up = false;
 	a->reconciled = false;
 	rounds_clear(a, "link to peer lost");
@@ -1279,5 +1327,6 @@ void qkm_acq_free(struct qkm_acq *a)
 	}
 	while (a->head)
 		buf_remove(a, a->head);
+	free(a->commits); /* still PENDING: reconciliation settles them */
 	free(a);
 }

@@ -64,9 +64,16 @@ void qkm_acq_on_peer_down(struct qkm_acq *a);
  * drops the link); QKM_ESTORE when the store failed (round aborted). */
 int qkm_acq_on_frame(struct qkm_acq *a, const struct qkm_frame *f, uint64_t now_ns) QKM_MUST_CHECK;
 
-/* Timer: the leader starts rounds; the follower gives up on PREPAREs whose
- * files did not arrive in time. */
+/* Timer: the leader starts rounds; the follower applies queued COMMITs
+ * (qkm_acq_flush) and gives up on PREPAREs whose files did not arrive in
+ * time. */
 void qkm_acq_tick(struct qkm_acq *a, uint64_t now_ns);
+
+/* Follower: marks READY, in one transaction, every batch whose ACQ_COMMIT
+ * arrived since the last flush, then answers each with ACQ_COMMITTED. The
+ * tick calls it; an owner may call it after each read too. No-op at the
+ * leader or with nothing queued. */
+void qkm_acq_flush(struct qkm_acq *a);
 
 /* True once the pair reconciled since the Kx link last came up: only then
  * may this pool's keys be used. */
