@@ -240,8 +240,9 @@ static int sha256(const struct qkm_secret *s, uint8_t md[static 32])
 	return 0;
 }
 
-/* The data against its metadata: QKM_EINVAL (key_length), QKM_EMISMATCH. */
-static int data_check(const struct qkm_keyfile *kf, const char **ef)
+/* The data against its metadata: QKM_EINVAL (key_length), QKM_EMISMATCH.
+ * verify_hash false: a hash_value present is taken as given. */
+static int data_check(const struct qkm_keyfile *kf, bool verify_hash, const char **ef)
 {
 	uint32_t key_length;
 	const bool *has_hash;
@@ -261,7 +262,7 @@ static int data_check(const struct qkm_keyfile *kf, const char **ef)
 		*ef = "key_length";
 		return QKM_EINVAL;
 	}
-	if (!has_hash || !*has_hash)
+	if (!has_hash || !*has_hash || !verify_hash)
 		return 0;
 	if ((rc = sha256(kf->data, md)))
 		return rc;
@@ -272,7 +273,7 @@ static int data_check(const struct qkm_keyfile *kf, const char **ef)
 	return 0;
 }
 
-int qkm_keyfile_check(const struct qkm_keyfile *kf, const char **err_field)
+static int keyfile_check(const struct qkm_keyfile *kf, bool verify_hash, const char **err_field)
 {
 	const char *dummy;
 	const char **ef = err_field ? err_field : &dummy;
@@ -286,7 +287,12 @@ int qkm_keyfile_check(const struct qkm_keyfile *kf, const char **err_field)
 	}
 	if ((rc = block_check(fs, &kf->m, ef)))
 		return rc;
-	return data_check(kf, ef);
+	return data_check(kf, verify_hash, ef);
+}
+
+int qkm_keyfile_check(const struct qkm_keyfile *kf, const char **err_field)
+{
+	return keyfile_check(kf, true, err_field);
 }
 
 int qkm_keyfile_set_hash(struct qkm_keyfile *kf)
@@ -423,14 +429,14 @@ static int block_encode(const struct fset *fs, const void *blk, struct qkm_buf *
 	return rc;
 }
 
-int qkm_keyfile_encode(const struct qkm_keyfile *kf, struct qkm_buf *out)
+static int keyfile_encode(const struct qkm_keyfile *kf, bool verify_hash, struct qkm_buf *out)
 {
 	const size_t start = out->len;
 	const char *ef;
 	uint32_t dlen = 0;
 	int rc;
 
-	if ((rc = qkm_keyfile_check(kf, &ef)))
+	if ((rc = keyfile_check(kf, verify_hash, &ef)))
 		goto out;
 	if (kf->data)
 		dlen = (uint32_t)kf->data->len; /* <= QKM_KEYFILE_MAX_DATA: checked */
@@ -452,6 +458,16 @@ out:
 		out->len = start;
 	}
 	return rc;
+}
+
+int qkm_keyfile_encode(const struct qkm_keyfile *kf, struct qkm_buf *out)
+{
+	return keyfile_encode(kf, true, out);
+}
+
+int qkm_keyfile_encode_hashed(const struct qkm_keyfile *kf, struct qkm_buf *out)
+{
+	return keyfile_encode(kf, false, out);
 }
 
 /* --- decoder -------------------------------------------------------------- */

@@ -100,6 +100,12 @@ void qkm_keyfile_fini(struct qkm_keyfile *kf);
  * the data) and QKM_ECRYPTO are possible too. On error out is as it was. */
 int qkm_keyfile_encode(const struct qkm_keyfile *kf, struct qkm_buf *out) QKM_MUST_CHECK;
 
+/* As qkm_keyfile_encode(), except that a hash_value present in the metadata
+ * is trusted to be SHA-256 of the data rather than recomputed: for a caller
+ * that has just computed it (the simulator hashes each QKD-key once). Every
+ * other check runs. qkm_keyfile_decode() always verifies the hash. */
+int qkm_keyfile_encode_hashed(const struct qkm_keyfile *kf, struct qkm_buf *out) QKM_MUST_CHECK;
+
 /* Decodes exactly len bytes into kf (OUT, initialised here). Only the
  * canonical encoding (the one qkm_keyfile_encode writes) is accepted, so
  * decode-then-encode gives back the input byte for byte. Returns 0, or

@@ -3,6 +3,7 @@
 #include "core/secret.h"
 
 #include <openssl/crypto.h>
+#include <stdbool.h>
 #include <string.h>
 
 int qkm_secret_heap_init(size_t bytes)
@@ -13,14 +14,17 @@ int qkm_secret_heap_init(size_t bytes)
 	return CRYPTO_secure_malloc_init(bytes, 32) ? 0 : QKM_ENOMEM;
 }
 
-struct qkm_secret *qkm_secret_new(size_t len)
+static struct qkm_secret *secret_alloc(size_t len, bool zero)
 {
 	if (len == 0)
 		return NULL;
 	struct qkm_secret *s = OPENSSL_zalloc(sizeof(*s));
 	if (!s)
 		return NULL;
-	s->p = OPENSSL_secure_zalloc(len);
+	/* Not zeroing is safe: OpenSSL's secure heap wipes every block when it
+	 * is freed (secure_free and secure_clear_free alike), so no old key
+	 * bytes show through. */
+	s->p = zero ? OPENSSL_secure_zalloc(len) : OPENSSL_secure_malloc(len);
 	if (!s->p) {
 		OPENSSL_free(s);
 		return NULL;
@@ -29,9 +33,12 @@ struct qkm_secret *qkm_secret_new(size_t len)
 	return s;
 }
 
+struct qkm_secret *qkm_secret_new(size_t len) { return secret_alloc(len, true); }
+struct qkm_secret *qkm_secret_new_raw(size_t len) { return secret_alloc(len, false); }
+
 struct qkm_secret *qkm_secret_dup(const void *p, size_t len)
 {
-	struct qkm_secret *s = qkm_secret_new(len);
+	struct qkm_secret *s = secret_alloc(len, false);
 	if (s)
 		memcpy(s->p, p, len);
 	return s;

@@ -19,6 +19,10 @@ int qkm_secret_heap_init(size_t bytes) QKM_MUST_CHECK;
 
 /* Allocates a zeroed secret of len bytes (len > 0). NULL when out of memory. */
 struct qkm_secret *qkm_secret_new(size_t len);
+/* Allocates a secret of len bytes (len > 0) whose contents are unspecified:
+ * for a caller that overwrites every byte at once (a copy, an RNG draw), so
+ * the bytes are not zeroed first. NULL when out of memory. */
+struct qkm_secret *qkm_secret_new_raw(size_t len);
 /* Allocates a secret holding a copy of p[0..len). NULL when out of memory. */
 struct qkm_secret *qkm_secret_dup(const void *p, size_t len);
 /* Wipes and frees; NULL is a no-op. */

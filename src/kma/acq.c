@@ -22,6 +22,7 @@ struct qkd_entry {
 	uint64_t arrived_ns;
 	char id[QKM_NAME_MAX];
 	struct qkm_secret *data;
+	uint8_t hash[32];         /* SHA-256(data): verified or computed on arrival */
 };
 
 /* A confirmation round in flight at the leader, or waiting at the follower. */
@@ -31,6 +32,7 @@ struct round {
 	uint32_t unit;
 	uint32_t n_ids;
 	char (*ids)[QKM_NAME_MAX];
+	uint8_t (*hashes)[32];    /* leader: SHA-256 of each file's data, in ID order */
 	uint8_t digest[32];
 	uint64_t deadline_ns;     /* follower: give up waiting for files */
 	struct qkm_buf data;      /* leader: the round's key data (secure) */
@@ -49,6 +51,9 @@ struct qkm_acq {
 	size_t buffered;
 	struct round *rounds, **rounds_tail; /* leader: in flight; follower: waiting */
 	uint32_t n_rounds, next_req;
+	bool waiting;             /* follower: the oldest round waits for files */
+	struct qkm_id *commits;   /* follower: COMMITs not applied yet (PENDING) */
+	uint32_t n_commits, cap_commits;
 	struct qkm_acq_stats stats;
 	void (*pc_fn)(uint32_t, const struct qkm_paircheck_result *, void *);
 	void *pc_arg;
@@ -161,6 +166,18 @@ int qkm_acq_on_keyfile(struct qkm_acq *a, struct qkm_keyfile *kf, uint64_t now_n
 	struct qkd_entry *e = calloc(1, sizeof(*e));
 	if (!e)
 		return QKM_ENOMEM;
+	/* The round digest covers this hash in place of the data, so it must be
+	 * SHA-256 of exactly these bytes: the decoder verified a module's hash
+	 * (acq.h); without one, compute it. */
+	if (kf->m.qkd.has_hash) {
+		memcpy(e->hash, kf->m.qkd.hash_value, 32);
+	} else {
+		unsigned int hl = 32;
+		if (EVP_Digest(kf->data->p, kf->data->len, e->hash, &hl, EVP_sha256(), NULL) != 1) {
+			free(e);
+			return QKM_ECRYPTO;
+		}
+	}
 	snprintf(e->id, sizeof(e->id), "%s", kf->m.qkd.qkd_key_id);
 	e->data = kf->data;
 	kf->data = NULL;
@@ -179,9 +196,14 @@ int qkm_acq_on_keyfile(struct qkm_acq *a, struct qkm_keyfile *kf, uint64_t now_n
 	/* A module's stream we cannot confirm (peer away) must not grow without
 	 * bound: the oldest keys go first, as in the module's own buffer. */
 	if (a->buffered > a->cfg.buffer_max_bytes) {
-		uint64_t cut = a->head->seq + 1;
-		while (a->buffered > a->cfg.buffer_max_bytes && a->head)
-			cut = a->head->seq + 1, buf_discard_older(a, cut, "buffer full");
+		/* Down to 3/4 of the bound in one cut, so one record and one
+		 * log line for many files, not one per arrival (a record outside
+		 * a transaction is a durable commit of its own). */
+		size_t over = a->buffered - a->cfg.buffer_max_bytes / 4 * 3, n = 0;
+		struct qkd_entry *c = a->head;
+		while (c && n < over)
+			n += c->data->len, c = c->next;
+		buf_discard_older(a, c ? c->seq : a->next_seq, "buffer full");
 	}
 	return 0;
 }
@@ -193,6 +215,7 @@ static void round_free(struct round *r)
 	if (!r)
 		return;
 	free(r->ids);
+	free(r->hashes);
 	qkm_buf_fini(&r->data);
 	free(r);
 }
@@ -238,10 +261,13 @@ static void rounds_clear(struct qkm_acq *a, const char *why)
 	a->n_rounds = 0;
 }
 
-/* SHA-256 over batch id, unit, the QKD-key IDs (length-prefixed) and data.
- * data_fn yields the key data of the i-th ID. */
-static int round_digest(const struct round *r, const struct qkm_secret *const *datas,
-			const uint8_t *flat, size_t flat_len, uint8_t out[static 32])
+/* SHA-256 over batch id, unit, the QKD-key IDs (length-prefixed) and the
+ * SHA-256 of each file's data, in ID order (docs/protocol.md 4.2). Hashing
+ * the per-file hashes instead of the data is as binding: each side holds
+ * hash == SHA-256(its own data) for every file (checked or computed on
+ * arrival), so equal digests mean equal hashes mean equal data. */
+static int round_digest(const struct round *r, const uint8_t *const *hashes,
+			uint8_t out[static 32])
 {
 	EVP_MD_CTX *md = EVP_MD_CTX_new();
 	uint8_t x[4];
@@ -256,11 +282,8 @@ static int round_digest(const struct round *r, const struct qkm_secret *const *d
 		uint8_t l2[2] = {(uint8_t)(n >> 8), (uint8_t)n};
 		ok = EVP_DigestUpdate(md, l2, 2) && EVP_DigestUpdate(md, r->ids[i], n);
 	}
-	if (datas)
-		for (uint32_t i = 0; ok && i < r->n_ids; i++)
-			ok = EVP_DigestUpdate(md, datas[i]->p, datas[i]->len);
-	else
-		ok = ok && EVP_DigestUpdate(md, flat, flat_len);
+	for (uint32_t i = 0; ok && i < r->n_ids; i++)
+		ok = EVP_DigestUpdate(md, hashes[i], 32);
 	unsigned int len = 32;
 	ok = ok && EVP_DigestFinal_ex(md, out, &len);
 	EVP_MD_CTX_free(md);
@@ -354,6 +377,7 @@ static int send_batch_msg(struct qkm_acq *a, uint16_t type, uint32_t req, const 
 static int leader_start_round(struct qkm_acq *a, uint64_t now_ns)
 {
 	struct round *r = calloc(1, sizeof(*r));
+	const uint8_t **hp = NULL;
 	struct qkm_buf fb;
 	size_t start;
 	int rc = QKM_ENOMEM;
@@ -376,16 +400,23 @@ static int leader_start_round(struct qkm_acq *a, uint64_t now_ns)
 		cap++;
 	}
 	r->ids = calloc(cap ? cap : 1, sizeof(*r->ids));
-	if (!r->ids)
+	r->hashes = calloc(cap ? cap : 1, sizeof(*r->hashes));
+	hp = calloc(cap ? cap : 1, sizeof(*hp));
+	if (!r->ids || !r->hashes || !hp)
+		goto out;
+	/* One allocation for the round's data: no regrowth and re-copying. */
+	if ((rc = qkm_buf_reserve(&r->data, total)))
 		goto out;
 	while (a->head && r->n_ids < cap) {
 		struct qkd_entry *e = a->head;
 		if ((rc = qkm_buf_put(&r->data, e->data->p, e->data->len)))
 			goto out;
+		memcpy(r->hashes[r->n_ids], e->hash, 32);
+		hp[r->n_ids] = r->hashes[r->n_ids];
 		snprintf(r->ids[r->n_ids++], QKM_NAME_MAX, "%s", e->id);
 		buf_remove(a, e);
 	}
-	if ((rc = round_digest(r, NULL, r->data.p, r->data.len, r->digest)))
+	if ((rc = round_digest(r, hp, r->digest)))
 		goto out;
 	if ((rc = qkm_frame_begin(&fb, QKM_MSG_ACQ_PREPARE, ++a->next_req, &start)) ||
 	    (rc = qkm_put_str(&fb, QKM_T_LINK, a->cfg.link)) ||
@@ -411,6 +442,7 @@ out:
 		       qkm_strerror(rc));
 	}
 	round_free(r);
+	free(hp);
 	qkm_buf_fini(&fb);
 	(void)now_ns;
 	return rc;
@@ -543,13 +575,15 @@ bad:
 static int follower_try_round(struct qkm_acq *a, struct round *r, uint64_t now_ns, bool expired)
 {
 	struct qkm_secret **datas = calloc(r->n_ids, sizeof(*datas));
+	const uint8_t **hashes = calloc(r->n_ids, sizeof(*hashes));
 	struct qkd_entry **ents = calloc(r->n_ids, sizeof(*ents));
 	char hex[33], why[160] = "";
 	uint32_t missing = 0;
+	bool gap = false; /* a listed file is present after a missing one */
 	uint64_t min_seq = UINT64_MAX;
 	int settled = 1, rc;
 	qkm_id_hex(&r->batch, hex);
-	if (!datas || !ents) {
+	if (!datas || !hashes || !ents) {
 		snprintf(why, sizeof(why), "out of memory");
 		goto abort;
 	}
@@ -561,19 +595,32 @@ static int follower_try_round(struct qkm_acq *a, struct round *r, uint64_t now_n
 					 a->cfg.self);
 			continue;
 		}
+		gap = gap || missing;
 		datas[i] = ents[i]->data;
+		hashes[i] = ents[i]->hash;
 		if (ents[i]->seq < min_seq)
 			min_seq = ents[i]->seq;
 	}
+	/* Rounds queue in the leader's order, so a file of a later round that
+	 * is here came after every file of this one. */
+	for (struct round *q = r->next; missing && !gap && q; q = q->next)
+		for (uint32_t i = 0; i < q->n_ids && !gap; i++)
+			gap = buf_find(a, q->ids[i]) != NULL;
 	if (missing) {
-		if (!expired) {
+		/* Files arrive in generation order, the order of the lists: one
+		 * missing before a present one will never come, so waiting for it
+		 * would only hold every later round up. */
+		if (!expired && !gap) {
 			settled = 0;
+			a->waiting = true;
 			goto out;
 		}
+		if (gap)
+			snprintf(why + strlen(why), sizeof(why) - strlen(why), " (lost: a later one arrived)");
 		goto abort;
 	}
 	uint8_t dg[32];
-	if (round_digest(r, (const struct qkm_secret *const *)datas, NULL, 0, dg) ||
+	if (round_digest(r, hashes, dg) ||
 	    !qkm_ct_equal(dg, r->digest, 32)) {
 		snprintf(why, sizeof(why), "digest mismatch: key data differ");
 		goto abort;
@@ -624,6 +671,7 @@ abort:
 		log_warnx("link %s: ABORT for %s not sent", a->cfg.link, hex);
 out:
 	free(datas);
+	free(hashes);
 	free(ents);
 	return settled;
 }
@@ -632,6 +680,7 @@ out:
  * behind it (they reference later files). */
 static int follower_run(struct qkm_acq *a, uint64_t now_ns)
 {
+	a->waiting = false;
 	while (a->rounds) {
 		struct round *r = a->rounds;
 		int s = follower_try_round(a, r, now_ns, now_ns >= r->deadline_ns);
@@ -645,35 +694,77 @@ static int follower_run(struct qkm_acq *a, uint64_t now_ns)
 	return 0;
 }
 
+static bool commit_queued(const struct qkm_acq *a, const struct qkm_id *batch)
+{
+	for (uint32_t i = 0; i < a->n_commits; i++)
+		if (qkm_id_eq(&a->commits[i], batch))
+			return true;
+	return false;
+}
+
+/* A COMMIT is queued, not applied: qkm_acq_flush() marks every queued batch
+ * READY in one transaction (one WAL sync for a read's worth of COMMITs
+ * instead of one each). Until then the batch stays PENDING here, which the
+ * invariants allow: the leader holds it READY and we hold it durably. */
 static int follower_on_commit(struct qkm_acq *a, const struct qkm_id *batch)
 {
-	char hex[33];
 	enum qkm_block_state st;
-	uint64_t bytes;
-	qkm_id_hex(batch, hex);
-	int rc = qkm_store_batch_info(a->st, batch, &st, &bytes);
+	int rc = qkm_store_batch_state(a->st, batch, &st);
 	if (rc)
 		return rc;
-	if (st != QKM_BLOCK_PENDING)
-		return QKM_EPEER; /* committing what we never prepared */
-	if ((rc = qkm_store_begin(a->st)))
-		return rc;
-	rc = qkm_store_batch_set_state(a->st, batch, QKM_BLOCK_READY);
-	if (!rc)
-		record(a, "confirmed", "kma", hex, "ready: committed by %s", a->cfg.peer);
-	if (!rc)
-		rc = qkm_store_counter_add(a->st, "acquired_bytes", (int64_t)bytes);
-	if (!rc)
-		a->stats.acquired_bytes += bytes;
-	if (!rc)
-		rc = qkm_store_commit(a->st);
-	else
-		qkm_store_rollback(a->st);
-	if (rc)
-		return rc;
-	if (send_batch_msg(a, QKM_MSG_ACQ_COMMITTED, 0, batch, NULL))
-		log_debug("link %s: COMMITTED for %s not sent", a->cfg.link, hex);
+	if (st != QKM_BLOCK_PENDING || commit_queued(a, batch))
+		return QKM_EPEER; /* committing what we never prepared, or twice */
+	if (a->n_commits == a->cap_commits) {
+		uint32_t cap = a->cap_commits ? 2 * a->cap_commits : 16;
+		struct qkm_id *p = realloc(a->commits, cap * sizeof(*p));
+		if (!p)
+			return QKM_ENOMEM;
+		a->commits = p;
+		a->cap_commits = cap;
+	}
+	a->commits[a->n_commits++] = *batch;
 	return 0;
+}
+
+void qkm_acq_flush(struct qkm_acq *a)
+{
+	uint64_t total = 0;
+	char hex[33];
+	int rc;
+	if (!a->n_commits)
+		return;
+	if ((rc = qkm_store_begin(a->st)) == 0) {
+		for (uint32_t i = 0; !rc && i < a->n_commits; i++) {
+			enum qkm_block_state st;
+			uint64_t bytes;
+			qkm_id_hex(&a->commits[i], hex);
+			rc = qkm_store_batch_info(a->st, &a->commits[i], &st, &bytes);
+			if (!rc && st != QKM_BLOCK_PENDING)
+				continue; /* settled meanwhile (cannot happen: queued ones stay) */
+			if (!rc)
+				rc = qkm_store_batch_set_state(a->st, &a->commits[i], QKM_BLOCK_READY);
+			if (!rc)
+				record(a, "confirmed", "kma", hex, "ready: committed by %s", a->cfg.peer);
+			total += bytes;
+		}
+		if (!rc)
+			rc = qkm_store_counter_add(a->st, "acquired_bytes", (int64_t)total);
+		if (!rc)
+			rc = qkm_store_commit(a->st);
+		else
+			qkm_store_rollback(a->st);
+	}
+	if (rc) {
+		/* Still PENDING: the next reconciliation makes them READY. */
+		log_warnx("link %s: %u commit(s) not stored: %s", a->cfg.link, a->n_commits,
+			  qkm_strerror(rc));
+	} else {
+		a->stats.acquired_bytes += total;
+		for (uint32_t i = 0; a->peer_up && i < a->n_commits; i++)
+			if (send_batch_msg(a, QKM_MSG_ACQ_COMMITTED, 0, &a->commits[i], NULL))
+				log_debug("link %s: COMMITTED not sent", a->cfg.link);
+	}
+	a->n_commits = 0;
 }
 
 static int follower_on_abort(struct qkm_acq *a, const struct qkm_id *batch, const char *why)
@@ -681,6 +772,8 @@ static int follower_on_abort(struct qkm_acq *a, const struct qkm_id *batch, cons
 	char hex[33];
 	enum qkm_block_state st;
 	qkm_id_hex(batch, hex);
+	if (commit_queued(a, batch))
+		return QKM_EPEER; /* the leader cannot take back a commit */
 	struct round *r = rounds_take(a, batch);
 	if (r) {
 		/* Still waiting for files: drop the ones it would have used. */
@@ -1166,6 +1259,7 @@ int qkm_acq_on_frame(struct qkm_acq *a, const struct qkm_frame *f, uint64_t now_
 void qkm_acq_tick(struct qkm_acq *a, uint64_t now_ns)
 {
 	if (!a->leader) {
+		qkm_acq_flush(a);
 		if (follower_run(a, now_ns))
 			log_warnx("link %s: protocol error in waiting round", a->cfg.link);
 		return;
@@ -1189,9 +1283,11 @@ void qkm_acq_on_peer_up(struct qkm_acq *a, uint64_t now_ns)
 
 void qkm_acq_on_peer_down(struct qkm_acq *a)
 {
+	qkm_acq_flush(a); /* the leader decided these; COMMITTED is not sent */
 	a->peer_up = false;
 	a->reconciled = false;
 	rounds_clear(a, "link to peer lost");
+	a->waiting = false;
 }
 
 bool qkm_acq_reconciled(const struct qkm_acq *a) { return a->reconciled; }
@@ -1202,6 +1298,7 @@ void qkm_acq_stats(const struct qkm_acq *a, struct qkm_acq_stats *out)
 	*out = a->stats;
 	out->buffered_bytes = a->buffered;
 	out->in_flight = a->n_rounds;
+	out->waiting_files = a->waiting;
 }
 
 struct qkm_acq *qkm_acq_new(const struct qkm_acq_cfg *cfg, struct qkm_store *st,
@@ -1230,5 +1327,6 @@ void qkm_acq_free(struct qkm_acq *a)
 	}
 	while (a->head)
 		buf_remove(a, a->head);
+	free(a->commits); /* still PENDING: reconciliation settles them */
 	free(a);
 }

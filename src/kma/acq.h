@@ -46,8 +46,11 @@ void qkm_acq_free(struct qkm_acq *a);
 bool qkm_acq_is_leader(const struct qkm_acq *a);
 
 /* Kq-1: a decoded QKD-key file from our module. Takes kf->data (sets it to
- * NULL). QKM_EINVAL if it is not a QKD-key of this link's module or has no
- * data; QKM_EEXIST for a QKD-key ID already buffered. */
+ * NULL). A hash_value it carries must be SHA-256 of the data, as
+ * qkm_keyfile_decode() guarantees: the round digest covers it in place of
+ * the data (without one, it is computed here). QKM_EINVAL if it is not a
+ * QKD-key of this link's module or has no data; QKM_EEXIST for a QKD-key ID
+ * already buffered; QKM_ECRYPTO. */
 int qkm_acq_on_keyfile(struct qkm_acq *a, struct qkm_keyfile *kf, uint64_t now_ns) QKM_MUST_CHECK;
 
 /* The Kx link to the peer opened (the follower starts reconciliation) or
@@ -61,9 +64,16 @@ void qkm_acq_on_peer_down(struct qkm_acq *a);
  * drops the link); QKM_ESTORE when the store failed (round aborted). */
 int qkm_acq_on_frame(struct qkm_acq *a, const struct qkm_frame *f, uint64_t now_ns) QKM_MUST_CHECK;
 
-/* Timer: the leader starts rounds; the follower gives up on PREPAREs whose
- * files did not arrive in time. */
+/* Timer: the leader starts rounds; the follower applies queued COMMITs
+ * (qkm_acq_flush) and gives up on PREPAREs whose files did not arrive in
+ * time. */
 void qkm_acq_tick(struct qkm_acq *a, uint64_t now_ns);
+
+/* Follower: marks READY, in one transaction, every batch whose ACQ_COMMIT
+ * arrived since the last flush, then answers each with ACQ_COMMITTED. The
+ * tick calls it; an owner may call it after each read too. No-op at the
+ * leader or with nothing queued. */
+void qkm_acq_flush(struct qkm_acq *a);
 
 /* True once the pair reconciled since the Kx link last came up: only then
  * may this pool's keys be used. */
@@ -75,6 +85,8 @@ struct qkm_acq_stats {
 	uint64_t discarded_qkd_keys;  /* lost on one side, or overflow */
 	uint64_t buffered_bytes;
 	uint32_t in_flight;
+	bool waiting_files;           /* follower: the oldest round waits for QKD-key
+				       * files not received yet (do not stop reading Kq-1) */
 };
 void qkm_acq_stats(const struct qkm_acq *a, struct qkm_acq_stats *out /* OUT */);
 

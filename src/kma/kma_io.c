@@ -14,6 +14,20 @@
 #define KMA_RETRY_MIN_MS 200
 #define KMA_RETRY_MAX_MS 2000
 #define KMA_PAIRCHECK_SECS 60
+/* Kq-1 flow control: stop reading the quantum layer while a link holds more
+ * unconfirmed QKD-key bytes than this, and read again below the low mark, so
+ * the modules buffer (and, past their bound, drop) instead of this node
+ * discarding files (the acq buffer's own cap is 64 MiB). */
+#define KMA_ACQ_HIGH (48u << 20)
+#define KMA_ACQ_LOW (32u << 20)
+/* A follower waiting for files reads on up to here (acq's own bound, 64 MiB,
+ * would discard its oldest files, which the leader is about to reference). */
+#define KMA_ACQ_WAITING_HIGH (56u << 20)
+/* The store has no automatic checkpoints: checkpoint (TRUNCATE, so deleted
+ * keys leave the WAL) when the WAL passes this size, and at least this often
+ * while it holds anything. */
+#define KMA_CKPT_WAL_BYTES (64u << 20)
+#define KMA_CKPT_NS 5000000000ull
 
 struct kma_pc {
 	struct kma_pc *next;
@@ -61,6 +75,7 @@ struct qkm_kma {
 	struct kma_pc *pcs;
 	uint32_t next_req;
 	struct qkm_kma_hooks hooks;
+	uint64_t ckpt_ns;           /* last checkpoint attempt (monotonic) */
 };
 
 static void kx_dial(struct kma_link *kl);
@@ -357,6 +372,32 @@ static void sim_on_keyfile(struct qkm_kma *k, const struct qkm_frame *f)
 		log_warnx("Kq-1 link %s: QKD-key %s refused: %s", name, kf.m.qkd.qkd_key_id,
 			  qkm_strerror(rc));
 	qkm_keyfile_fini(&kf);
+	struct qkm_acq_stats as;
+	qkm_acq_stats(kl->acq, &as);
+	size_t high = as.waiting_files ? KMA_ACQ_WAITING_HIGH : KMA_ACQ_HIGH;
+	if (as.buffered_bytes > high && k->sim && !qkm_link_read_paused(k->sim)) {
+		log_debug("Kq-1: link %s holds %llu unconfirmed bytes; pausing the quantum layer",
+			  name, (unsigned long long)as.buffered_bytes);
+		qkm_link_pause_read(k->sim);
+	}
+}
+
+/* Timer: resume Kq-1 once every link is below the low mark, or a round
+ * waits for files that can only come from there. */
+static void sim_flow(struct qkm_kma *k)
+{
+	if (!k->sim || !qkm_link_read_paused(k->sim))
+		return;
+	bool low = true, waiting = false, full = false;
+	for (size_t i = 0; i < k->n_links; i++) {
+		struct qkm_acq_stats as;
+		qkm_acq_stats(k->links[i].acq, &as);
+		low = low && as.buffered_bytes <= KMA_ACQ_LOW;
+		waiting = waiting || as.waiting_files;
+		full = full || as.buffered_bytes > KMA_ACQ_WAITING_HIGH;
+	}
+	if (low || (waiting && !full))
+		qkm_link_resume_read(k->sim);
 }
 
 static void sim_on_status(struct qkm_kma *k, const struct qkm_frame *f)
@@ -441,6 +482,14 @@ static void kma_on_tick(evutil_socket_t fd, short what, void *arg)
 		qkm_acq_tick(k->links[i].acq, now);
 		pool_update(&k->links[i]);
 	}
+	sim_flow(k);
+	uint64_t wal = qkm_store_wal_bytes(k->st), mono = qkm_mono_ns();
+	if (wal >= KMA_CKPT_WAL_BYTES || (wal && mono - k->ckpt_ns >= KMA_CKPT_NS)) {
+		k->ckpt_ns = mono;
+		int rc = qkm_store_checkpoint(k->st);
+		if (rc && rc != QKM_EAGAIN)
+			log_warnx("store checkpoint failed: %s", qkm_strerror(rc));
+	}
 }
 
 void qkm_kma_set_hooks(struct qkm_kma *k, const struct qkm_kma_hooks *h) { k->hooks = *h; }
@@ -473,6 +522,7 @@ struct qkm_kma *qkm_kma_new(struct event_base *base, const struct qkm_node_cfg *
 	k->n_links = cfg->n_links;
 	k->links = calloc(cfg->n_links ? cfg->n_links : 1, sizeof(*k->links));
 	k->sim_retry_ms = KMA_RETRY_MIN_MS;
+	k->ckpt_ns = qkm_mono_ns();
 	k->sim_redial = evtimer_new(base, sim_on_redial, k);
 	k->tick = event_new(base, -1, EV_PERSIST, kma_on_tick, k);
 	if (!k->links || !k->sim_redial || !k->tick)

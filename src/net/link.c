@@ -21,6 +21,7 @@
 #define LINK_IN_MAX (QKM_FRAME_MAX + (1u << 20))
 #define LINK_OUT_MAX (64u << 20)
 #define LINK_READ_CHUNK (256u << 10)
+#define LINK_DISPATCH (1u << 20) /* deliver whole frames once this much is read */
 #define LINK_HANDSHAKE_SECS 10
 #define LINK_PING_SECS 5    /* an open link sends PING this often */
 #define LINK_SILENT_SECS 20 /* and drops a peer silent this long */
@@ -43,6 +44,7 @@ struct qkm_link {
 	size_t out_off;
 	uint64_t last_rx_ns; /* monotonic time of the last bytes read */
 	int depth;       /* > 0 while inside an owner's callback */
+	bool read_paused; /* ev_r removed on the owner's request (flow control) */
 	bool closing;    /* close requested; finish when depth returns to 0 */
 	int close_err;
 	char close_why[160];
@@ -349,6 +351,8 @@ static void link_on_read_body(struct qkm_link *l, evutil_socket_t fd)
 			return;
 	}
 	for (;;) {
+		if (l->read_paused)
+			break; /* an owner asked to stop while frames were delivered */
 		if (qkm_buf_reserve(&l->in, LINK_READ_CHUNK)) {
 			link_fail(l, QKM_ETOOBIG, "input buffer full");
 			return;
@@ -357,7 +361,10 @@ static void link_on_read_body(struct qkm_link *l, evutil_socket_t fd)
 		if (n > 0) {
 			l->in.len += (size_t)n;
 			l->last_rx_ns = qkm_mono_ns();
-			if (l->in.len >= LINK_IN_MAX - LINK_READ_CHUNK && link_dispatch(l))
+			/* Deliver every few chunks rather than only near the bound:
+			 * an owner that pauses reading then stops the loop within
+			 * LINK_DISPATCH bytes, not LINK_IN_MAX. */
+			if (l->in.len >= LINK_DISPATCH && link_dispatch(l))
 				return;
 			continue;
 		}
@@ -457,6 +464,28 @@ int qkm_link_send(struct qkm_link *l, const uint8_t *frame, size_t len)
 }
 
 size_t qkm_link_pending(const struct qkm_link *l) { return l->out.len - l->out_off; }
+
+void qkm_link_pause_read(struct qkm_link *l)
+{
+	if (l->read_paused || l->state != L_OPEN)
+		return;
+	l->read_paused = true;
+	event_del(l->ev_r);
+}
+
+void qkm_link_resume_read(struct qkm_link *l)
+{
+	if (!l->read_paused)
+		return;
+	l->read_paused = false;
+	if (l->state != L_OPEN || l->closing)
+		return;
+	event_add(l->ev_r, NULL);
+	/* TLS may hold decrypted bytes the socket will not signal again. */
+	event_active(l->ev_r, EV_READ, 0);
+}
+
+bool qkm_link_read_paused(const struct qkm_link *l) { return l->read_paused; }
 
 void qkm_link_send_error(struct qkm_link *l, uint32_t req, int err, const char *msg)
 {

@@ -47,6 +47,13 @@ struct qkm_link *qkm_link_accept(struct event_base *base, SSL_CTX *ctx, const ch
 int qkm_link_send(struct qkm_link *l, const uint8_t *frame, size_t len) QKM_MUST_CHECK;
 /* Bytes queued and not yet written. */
 size_t qkm_link_pending(const struct qkm_link *l);
+/* Flow control: pause_read stops reading the socket (frames already read
+ * are still delivered), so the peer's TCP send window fills and its writes
+ * back up; resume_read reads again, delivering what TLS had buffered. Both
+ * are no-ops when already in that state; only an open link is read. */
+void qkm_link_pause_read(struct qkm_link *l);
+void qkm_link_resume_read(struct qkm_link *l);
+bool qkm_link_read_paused(const struct qkm_link *l);
 /* Builds and sends an ERROR frame answering request req. */
 void qkm_link_send_error(struct qkm_link *l, uint32_t req, int err, const char *msg);
 

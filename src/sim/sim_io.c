@@ -28,7 +28,7 @@
 
 struct sim_frame {
 	struct sim_frame *next;
-	struct qkm_secret *bytes; /* one whole KEYFILE frame */
+	struct qkm_buf bytes; /* one whole KEYFILE frame (secure) */
 };
 
 struct sim_side {
@@ -81,13 +81,13 @@ static void side_drain(struct sim_side *sd)
 {
 	while (sd->head && sd->conn && qkm_link_pending(sd->conn) < SIM_SEND_HIGH) {
 		struct sim_frame *f = sd->head;
-		if (qkm_link_send(sd->conn, f->bytes->p, f->bytes->len))
+		if (qkm_link_send(sd->conn, f->bytes.p, f->bytes.len))
 			return;
 		sd->head = f->next;
 		if (!sd->head)
 			sd->tail = NULL;
-		sd->backlog -= f->bytes->len;
-		qkm_secret_free(f->bytes);
+		sd->backlog -= f->bytes.len;
+		qkm_buf_fini(&f->bytes);
 		free(f);
 	}
 }
@@ -97,35 +97,37 @@ static void side_clear(struct sim_side *sd)
 	while (sd->head) {
 		struct sim_frame *f = sd->head;
 		sd->head = f->next;
-		qkm_secret_free(f->bytes);
+		qkm_buf_fini(&f->bytes);
 		free(f);
 	}
 	sd->tail = NULL;
 	sd->backlog = 0;
 }
 
-/* Queues a frame for a side; the oldest files give way when the module's
- * buffer is full, as a real module's would. */
-static void side_push(struct sim_side *sd, struct qkm_secret *frame)
+/* Queues a frame for a side, taking the buffer *frame (emptied); the oldest
+ * files give way when the module's buffer is full, as a real module's would. */
+static void side_push(struct sim_side *sd, struct qkm_buf *frame)
 {
 	struct sim_frame *f = malloc(sizeof(*f));
 	if (!f) {
-		qkm_secret_free(frame);
+		qkm_buf_fini(frame);
 		return;
 	}
 	f->next = NULL;
-	f->bytes = frame;
+	f->bytes = *frame;
+	frame->p = NULL;
+	frame->len = frame->cap = 0;
 	if (sd->tail)
 		sd->tail->next = f;
 	else
 		sd->head = f;
 	sd->tail = f;
-	sd->backlog += frame->len;
+	sd->backlog += f->bytes.len;
 	while (sd->backlog > sd->link->sim->cfg.backlog_bytes && sd->head != sd->tail) {
 		struct sim_frame *old = sd->head;
 		sd->head = old->next;
-		sd->backlog -= old->bytes->len;
-		qkm_secret_free(old->bytes);
+		sd->backlog -= old->bytes.len;
+		qkm_buf_fini(&old->bytes);
 		free(old);
 		if (sd->dropped_backlog++ % 1000 == 0)
 			log_warnx("link %s module %s: buffer full, oldest QKD-keys lost",
@@ -134,72 +136,102 @@ static void side_push(struct sim_side *sd, struct qkm_secret *frame)
 	side_drain(sd);
 }
 
-/* Builds the KEYFILE frame for one side's copy of a QKD-key. */
-static struct qkm_secret *make_frame(struct sim_link *lk, int idx, const char *qkd_id,
-				     const struct qkm_secret *data, uint64_t ts)
+/* Room for everything in a KEYFILE frame but the key data: frame header,
+ * LINK and KEYFILE TLV headers, the Table 1 item (1) fields (four names of
+ * at most QKM_NAME_MAX, length, time stamp, hash) and the key_data header. */
+#define SIM_FRAME_META 1024u
+
+static int sha256(const struct qkm_secret *s, uint8_t md[static 32])
+{
+	unsigned int hl = 32;
+	return EVP_Digest(s->p, s->len, md, &hl, EVP_sha256(), NULL) == 1 && hl == 32 ? 0 : -1;
+}
+
+/* Builds the KEYFILE frame for one side's copy of a QKD-key into *b (OUT, a
+ * secure buffer sized once, so it never grows and copies), given the key
+ * data and its SHA-256 as the module computed it. data is borrowed. */
+static int make_frame(struct sim_link *lk, int idx, const char *qkd_id, struct qkm_secret *data,
+		      const uint8_t hash[static 32], uint64_t ts, struct qkm_buf *b)
 {
 	struct qkm_keyfile kf;
-	struct qkm_buf b;
-	struct qkm_secret *out = NULL;
-	size_t start;
+	size_t start, kstart;
+	int rc;
 	qkm_keyfile_init(&kf, QKM_KF_QKD);
-	qkm_buf_init(&b, QKM_FRAME_MAX, true);
-	kf.data = qkm_secret_dup(data->p, data->len);
-	if (!kf.data)
+	qkm_buf_init(b, data->len + SIM_FRAME_META, true);
+	if ((rc = qkm_buf_reserve(b, b->max)))
 		goto out;
-	if (lk->side[idx].flip_next) {
-		/* A module whose error correction failed: its bits differ, and
-		 * its own hash describes its own (wrong) bits. */
-		for (uint32_t i = 0; i < lk->side[idx].flip_next; i++) {
-			uint32_t r;
-			if (RAND_bytes((uint8_t *)&r, sizeof(r)) != 1)
-				goto out;
-			r %= (uint32_t)(data->len * 8);
-			kf.data->p[r / 8] ^= (uint8_t)(1u << (r % 8));
-		}
-		log_info("link %s module %s: flipped %u bits of QKD-key %s", lk->cfg.id,
-			 lk->cfg.module[idx], lk->side[idx].flip_next, qkd_id);
-		lk->side[idx].flip_next = 0;
-	}
+	kf.data = data; /* borrowed: given back before fini */
 	snprintf(kf.m.qkd.qkd_key_id, QKM_NAME_MAX, "%s", qkd_id);
 	kf.m.qkd.key_length = (uint32_t)(data->len * 8);
 	snprintf(kf.m.qkd.qkd_module_id, QKM_NAME_MAX, "%s", lk->cfg.module[idx]);
 	snprintf(kf.m.qkd.matching_qkd_module_id, QKM_NAME_MAX, "%s", lk->cfg.module[!idx]);
 	kf.m.qkd.generation_time_stamp = ts;
 	kf.m.qkd.has_hash = true;
-	unsigned int hl = 32;
-	if (EVP_Digest(kf.data->p, kf.data->len, kf.m.qkd.hash_value, &hl, EVP_sha256(), NULL) != 1)
-		goto out;
-	if (qkm_frame_begin(&b, QKM_MSG_KEYFILE, 0, &start) ||
-	    qkm_put_str(&b, QKM_T_LINK, lk->cfg.id))
-		goto out;
-	size_t kstart;
-	if (qkm_put_open(&b, QKM_T_KEYFILE, &kstart) || qkm_keyfile_encode(&kf, &b))
+	memcpy(kf.m.qkd.hash_value, hash, 32);
+	/* The hash was computed over data just now: the encoder need not redo it
+	 * (the node's decoder checks it against what it receives). */
+	if ((rc = qkm_frame_begin(b, QKM_MSG_KEYFILE, 0, &start)) ||
+	    (rc = qkm_put_str(b, QKM_T_LINK, lk->cfg.id)) ||
+	    (rc = qkm_put_open(b, QKM_T_KEYFILE, &kstart)) ||
+	    (rc = qkm_keyfile_encode_hashed(&kf, b)))
 		goto out;
 	if (lk->side[idx].corrupt_next) {
 		/* A module driver bug: the key file is cut short in transit. */
 		lk->side[idx].corrupt_next--;
-		b.len -= 7;
+		qkm_cleanse(b->p + b->len - 7, 7);
+		b->len -= 7;
 		log_info("link %s module %s: QKD-key %s sent malformed", lk->cfg.id,
 			 lk->cfg.module[idx], qkd_id);
 	}
-	if (qkm_put_close(&b, kstart) || qkm_frame_end(&b, start))
-		goto out;
-	out = qkm_secret_dup(b.p, b.len);
+	rc = qkm_put_close(b, kstart);
+	if (!rc)
+		rc = qkm_frame_end(b, start);
 out:
+	kf.data = NULL;
 	qkm_keyfile_fini(&kf);
-	qkm_buf_fini(&b);
-	return out;
+	if (rc)
+		qkm_buf_fini(b);
+	return rc;
 }
 
+/* A module whose error correction failed: its copy of the bits differs, and
+ * its own hash describes its own (wrong) bits. Returns the flipped copy and
+ * its hash (OUT), or NULL. */
+static struct qkm_secret *flip_copy(struct sim_link *lk, int idx, const char *qkd_id,
+				    const struct qkm_secret *data, uint8_t hash[static 32])
+{
+	struct qkm_secret *c = qkm_secret_dup(data->p, data->len);
+	if (!c)
+		return NULL;
+	for (uint32_t i = 0; i < lk->side[idx].flip_next; i++) {
+		uint32_t r;
+		if (RAND_bytes((uint8_t *)&r, sizeof(r)) != 1)
+			goto fail;
+		r %= (uint32_t)(data->len * 8);
+		c->p[r / 8] ^= (uint8_t)(1u << (r % 8));
+	}
+	if (sha256(c, hash))
+		goto fail;
+	log_info("link %s module %s: flipped %u bits of QKD-key %s", lk->cfg.id,
+		 lk->cfg.module[idx], lk->side[idx].flip_next, qkd_id);
+	lk->side[idx].flip_next = 0;
+	return c;
+fail:
+	qkm_secret_free(c);
+	return NULL;
+}
+
+/* One QKD-key: one random draw and one hash, shared by both modules unless a
+ * fault makes one side's bits differ (then only that side is re-hashed). */
 static void link_generate_one(struct sim_link *lk, uint64_t ts)
 {
 	size_t n = lk->cfg.unit_bits / 8;
-	struct qkm_secret *data = qkm_secret_new(n);
+	struct qkm_secret *data = qkm_secret_new_raw(n); /* every byte drawn below */
+	uint8_t hash[32];
 	char id[QKM_NAME_MAX + 24];
 	if (!data)
 		return;
-	if (RAND_priv_bytes(data->p, (int)n) != 1)
+	if (RAND_priv_bytes(data->p, (int)n) != 1 || sha256(data, hash))
 		goto out;
 	/* QKD-key IDs: "<link>.<sequence>"; a link name leaves room (the
 	 * config caps link names so the whole ID stays a valid name). */
@@ -208,15 +240,21 @@ static void link_generate_one(struct sim_link *lk, uint64_t ts)
 		goto out;
 	for (int i = 0; i < 2; i++) {
 		struct sim_side *sd = &lk->side[i];
+		struct qkm_secret *flipped = NULL;
+		uint8_t fhash[32];
+		struct qkm_buf b;
 		if (sd->drop_next) {
 			sd->drop_next--;
 			log_info("link %s module %s: QKD-key %s lost", lk->cfg.id,
 				 lk->cfg.module[i], id);
 			continue;
 		}
-		struct qkm_secret *f = make_frame(lk, i, id, data, ts);
-		if (f)
-			side_push(sd, f);
+		if (sd->flip_next && !(flipped = flip_copy(lk, i, id, data, fhash)))
+			continue;
+		if (make_frame(lk, i, id, flipped ? flipped : data, flipped ? fhash : hash, ts,
+			       &b) == 0)
+			side_push(sd, &b);
+		qkm_secret_free(flipped);
 	}
 out:
 	qkm_secret_free(data);

@@ -184,7 +184,21 @@ static const char *const store_sql[ST_N_] = {
 struct qkm_store {
 	sqlite3 *db;
 	sqlite3_stmt *st[ST_N_];
+	int wal_frames;   /* frames in the WAL after the last commit (wal_hook) */
+	int page_size;
 };
+
+/* sqlite3_wal_hook: notes the WAL's size after each commit. Installing it
+ * also replaces SQLite's automatic checkpoint, which would otherwise run
+ * inside a commit (a 64 MiB copy and fsync on the caller's latency path). */
+static int store_on_wal(void *arg, sqlite3 *db, const char *name, int frames)
+{
+	struct qkm_store *st = arg;
+	(void)db;
+	if (strcmp(name, "main") == 0)
+		st->wal_frames = frames;
+	return SQLITE_OK;
+}
 
 /* Zeros written over consumed key bytes, a chunk at a time. */
 static const uint8_t store_zeros[16384];
@@ -419,6 +433,13 @@ int qkm_store_open(const char *path, struct qkm_store **out)
 		err = QKM_ESTORE;
 		goto out;
 	}
+	if ((err = pragma_text(st, "PRAGMA page_size", v, sizeof(v))))
+		goto out;
+	st->page_size = atoi(v);
+	/* No automatic checkpoints: the owner calls qkm_store_checkpoint()
+	 * (TRUNCATE) from its timer, watching qkm_store_wal_bytes(). */
+	sqlite3_wal_autocheckpoint(st->db, 0);
+	sqlite3_wal_hook(st->db, store_on_wal, st);
 
 	/* Statements on tables that do not exist yet cannot be prepared:
 	 * transaction control first, the rest once the schema is there. */
@@ -851,7 +872,14 @@ int qkm_store_checkpoint(struct qkm_store *st)
 	}
 	if (rc != SQLITE_OK)
 		return store_fail(st, "checkpoint");
+	st->wal_frames = 0;
 	return 0;
+}
+
+uint64_t qkm_store_wal_bytes(const struct qkm_store *st)
+{
+	/* Each WAL frame is a 24-byte header and one page. */
+	return (uint64_t)st->wal_frames * ((uint64_t)st->page_size + 24);
 }
 
 /* ---- key draws and KSA keys ---------------------------------------------- */

@@ -235,4 +235,9 @@ int qkm_store_ksa_count(struct qkm_store *st, enum qkm_ksa_state state,
  * transaction. */
 int qkm_store_checkpoint(struct qkm_store *st) QKM_MUST_CHECK;
 
+/* Bytes in the WAL as of the last commit or checkpoint of this connection.
+ * SQLite's automatic checkpoints are off: the owner checkpoints when this
+ * grows too large and periodically (docs/store.md). */
+uint64_t qkm_store_wal_bytes(const struct qkm_store *st);
+
 #endif

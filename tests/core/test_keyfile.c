@@ -628,6 +628,38 @@ static void test_hash_mismatch_refused(void **state)
 	qkm_keyfile_fini(&kf);
 }
 
+/* qkm_keyfile_encode_hashed trusts hash_value (the caller just computed it)
+ * and writes the same bytes as qkm_keyfile_encode; the decoder still checks
+ * the hash against the data, so a wrong trusted hash cannot get through. */
+static void test_encode_hashed_trusts_hash(void **state)
+{
+	struct kcase c = {QKM_KF_QKD, 64, true, 0, false};
+	struct qkm_keyfile kf, out;
+	struct qkm_buf a, b;
+	const char *ef;
+	make(&kf, &c);
+	qkm_buf_init(&a, 4096, true);
+	qkm_buf_init(&b, 4096, true);
+	assert_int_equal(qkm_keyfile_encode(&kf, &a), 0);
+	assert_int_equal(qkm_keyfile_encode_hashed(&kf, &b), 0);
+	assert_int_equal(a.len, b.len);
+	assert_memory_equal(a.p, b.p, a.len);
+	qkm_buf_reset(&b);
+	kf.m.qkd.hash_value[0] ^= 1;
+	assert_int_equal(qkm_keyfile_encode(&kf, &a), QKM_EMISMATCH);
+	assert_int_equal(qkm_keyfile_encode_hashed(&kf, &b), 0);
+	assert_int_equal(qkm_keyfile_decode(b.p, b.len, &out, &ef), QKM_EMISMATCH);
+	assert_string_equal(ef, "hash_value");
+	/* The other checks still run. */
+	kf.m.qkd.qkd_key_id[0] = 0;
+	qkm_buf_reset(&b);
+	assert_int_equal(qkm_keyfile_encode_hashed(&kf, &b), QKM_EINVAL);
+	assert_int_equal(b.len, 0);
+	qkm_buf_fini(&a);
+	qkm_buf_fini(&b);
+	qkm_keyfile_fini(&kf);
+}
+
 /* The encoder checks mandatory fields and names and leaves out unchanged. */
 static void test_encode_validates(void **state)
 {
@@ -824,6 +856,7 @@ int main(void)
 		cmocka_unit_test(test_bad_values_refused),
 		cmocka_unit_test(test_too_many_hops_refused),
 		cmocka_unit_test(test_hash_mismatch_refused),
+		cmocka_unit_test(test_encode_hashed_trusts_hash),
 		cmocka_unit_test(test_encode_validates),
 		cmocka_unit_test(test_json_strict),
 		cmocka_unit_test(test_names),

@@ -283,8 +283,14 @@ static int pump(struct world *w)
 	for (int guard = 0; guard < 100000; guard++) {
 		bool moved = pump_one(w, &w->a, &w->b);
 		moved |= pump_one(w, &w->b, &w->a);
-		if (!moved)
+		if (!moved) {
+			/* The end of a "read": the follower applies the COMMITs it
+			 * queued, as its owner does (and which may send frames). */
+			qkm_acq_flush(w->b.acq);
+			if (w->b.out.n)
+				continue;
 			return w->a.first_err ? w->a.first_err : w->b.first_err;
+		}
 	}
 	fail_msg("pump did not settle");
 	return -1;
@@ -1089,6 +1095,34 @@ static void test_reordered_prepare_before_reconcile_ack(void **state)
 	blocks_free(&la);
 }
 
+/* R-ACQ-3: the follower queues COMMITs and applies all that arrived in one
+ * read in one transaction (qkm_acq_flush): until then the batches stay
+ * PENDING (durable, so the invariants hold), after it all are READY. */
+static void test_commits_grouped(void **state)
+{
+	struct world *w = *state;
+	struct qkm_pool_stats pb;
+	struct qkm_acq_stats sb;
+	link_up(w);
+	feed_both(w, "g", 0, 24, 512); /* 3 rounds of BATCH_MAX */
+	w->now += BATCH_NS;
+	qkm_acq_tick(w->a.acq, w->now);
+	while (pump_one(w, &w->a, &w->b) | pump_one(w, &w->b, &w->a))
+		;
+	assert_int_equal(qkm_store_pool_stats(w->b.st, "A", &pb), 0);
+	assert_int_equal(pb.pending_keys, 3 * BATCH_MAX / UNIT);
+	qkm_acq_stats(w->b.acq, &sb);
+	assert_int_equal(sb.acquired_bytes, 0);
+	assert_int_equal(counter(&w->a, "acquired_bytes"), 3 * BATCH_MAX);
+	qkm_acq_flush(w->b.acq);
+	assert_int_equal(pump(w), 0);
+	assert_int_equal(qkm_store_pool_stats(w->b.st, "A", &pb), 0);
+	assert_int_equal(pb.pending_keys, 0);
+	assert_int_equal(counter(&w->b, "acquired_bytes"), 3 * BATCH_MAX);
+	assert_int_equal(records(&w->b, "confirmed", NULL, NULL), 3);
+	assert_int_equal(assert_pools_equal(w), 3 * 2);
+}
+
 /* Duplicated frames (which TCP never produces) must not make the sides
  * disagree: a second COMMIT is refused, the stores stay equal. */
 static void test_duplicated_commit(void **state)
@@ -1221,6 +1255,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_round_size_bounded, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_flipped_bit_aborts_both, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_corrupted_digest_aborts_both, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_commits_grouped, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_file_missing_at_follower, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_file_missing_at_leader, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lost_prepared_reconciled_away, setup, teardown),

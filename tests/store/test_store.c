@@ -626,6 +626,28 @@ static void wal_is_empty(const struct fx *f)
 		assert_int_equal(sb.st_size, 0);
 }
 
+/* The WAL size the owner's checkpoint policy watches (automatic checkpoints
+ * are off): it grows with each commit and is 0 after a checkpoint. */
+static void test_wal_bytes(void **state)
+{
+	struct fx *f = *state;
+	struct qkm_block a, b;
+	assert_int_equal(qkm_store_checkpoint(f->st), 0);
+	assert_int_equal(qkm_store_wal_bytes(f->st), 0);
+	mkblock(&a, "node-b", QKM_KT_ENC, QKM_BLOCK_READY, 1, 0, 8, 32, 1, NULL);
+	put(f->st, &a);
+	uint64_t one = qkm_store_wal_bytes(f->st);
+	assert_true(one > 0);
+	mkblock(&b, "node-b", QKM_KT_ENC, QKM_BLOCK_READY, 2, 0, 8, 32, 1, NULL);
+	put(f->st, &b);
+	assert_true(qkm_store_wal_bytes(f->st) > one);
+	assert_int_equal(qkm_store_checkpoint(f->st), 0);
+	assert_int_equal(qkm_store_wal_bytes(f->st), 0);
+	wal_is_empty(f);
+	qkm_secret_free(a.data);
+	qkm_secret_free(b.data);
+}
+
 static void random_pattern(uint8_t *p, size_t len)
 {
 	assert_int_equal(RAND_bytes(p, (int)len), 1);
@@ -752,6 +774,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_newer_version_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_secure_delete_batch, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_secure_delete_used, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_wal_bytes, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
