@@ -49,6 +49,7 @@ struct sim_link {
 	struct sim_side side[2];
 	uint64_t seq;
 	double acc_bits;
+	uint64_t paused;          /* keys not produced: module store full */
 	int up;
 	double qber;
 };
@@ -277,6 +278,19 @@ static void sim_on_tick(evutil_socket_t fd, short what, void *arg)
 		lk->acc_bits += (double)lk->cfg.rate_bps * (double)dt / 1e9;
 		while (lk->acc_bits >= lk->cfg.unit_bits) {
 			lk->acc_bits -= lk->cfg.unit_bits;
+			/* A module pair whose key store is full stops distilling
+			 * key, on both sides at once: the two ends never drift
+			 * apart because one node reads slower than the other. */
+			uint64_t need = lk->side[0].backlog > lk->side[1].backlog
+						? lk->side[0].backlog
+						: lk->side[1].backlog;
+			need += lk->cfg.unit_bits / 8 + 4096;
+			if (need > lk->sim->cfg.backlog_bytes) {
+				if (lk->paused++ % 1000 == 0)
+					log_warnx("link %s: module key store full; generation paused "
+						  "(a node is not reading)", lk->cfg.id);
+				continue;
+			}
 			link_generate_one(lk, ts);
 		}
 	}
