@@ -14,6 +14,7 @@
 #define ACQ_HASH_SIZE 4096u
 #define ACQ_MAX_IDS 65536u       /* QKD-keys per round */
 #define ACQ_YOUNG_NS 2000000000u /* pair-check: blocks younger are in flight */
+#define ACQ_STALE_NS 10000000000ull /* follower asks about rounds pending this long */
 
 /* One buffered QKD-key file, in arrival order and in the ID hash. */
 struct qkd_entry {
@@ -55,6 +56,7 @@ struct qkm_acq {
 	struct qkm_id *commits;   /* follower: COMMITs not applied yet (PENDING) */
 	uint32_t n_commits, cap_commits;
 	struct qkm_acq_stats stats;
+	uint64_t stale_check_ns;
 	void (*pc_fn)(uint32_t, const struct qkm_paircheck_result *, void *);
 	void *pc_arg;
 };
@@ -64,7 +66,7 @@ void qkm_acq_cfg_defaults(struct qkm_acq_cfg *cfg)
 	cfg->unit_bytes = 32;
 	cfg->batch_max_bytes = 1u << 20;
 	cfg->batch_ns = 100000000u;
-	cfg->window = 8;
+	cfg->window = 32;
 	cfg->wait_ns = 2000000000u;
 	cfg->buffer_max_bytes = 64u << 20;
 }
@@ -802,11 +804,14 @@ static int follower_on_abort(struct qkm_acq *a, const struct qkm_id *batch, cons
 struct idlist {
 	struct qkm_id *ids;
 	size_t n, cap;
+	uint64_t before_ns; /* only blocks stored before this (0: all) */
 };
 
 static int collect_pending(struct qkm_block *b, void *arg)
 {
 	struct idlist *l = arg;
+	if (l->before_ns && b->created_ns >= l->before_ns)
+		return 0;
 	if (l->n && qkm_id_eq(&l->ids[l->n - 1], &b->batch_id))
 		return 0;
 	for (size_t i = 0; i < l->n; i++)
@@ -824,14 +829,20 @@ static int collect_pending(struct qkm_block *b, void *arg)
 	return 0;
 }
 
-static int follower_send_reconcile(struct qkm_acq *a)
+/* Lists our PENDING rounds to the leader: all of them after a (re)connect,
+ * or (before_ns != 0) those stored before before_ns whose COMMIT or ABORT
+ * never came (a leader that failed to answer must not leave them pending
+ * forever). */
+static int follower_send_reconcile(struct qkm_acq *a, uint64_t before_ns)
 {
-	struct idlist l = {0};
+	struct idlist l = {.before_ns = before_ns};
 	struct qkm_buf b;
 	size_t start;
 	qkm_buf_init(&b, QKM_FRAME_MAX, false);
 	int rc = qkm_store_blocks(a->st, a->cfg.peer, 1u << QKM_BLOCK_PENDING, false,
 				  collect_pending, &l);
+	if (!rc && before_ns && l.n == 0)
+		goto out; /* nothing stale: nothing to ask */
 	if (!rc)
 		rc = qkm_frame_begin(&b, QKM_MSG_RECONCILE, ++a->next_req, &start);
 	if (!rc)
@@ -845,6 +856,7 @@ static int follower_send_reconcile(struct qkm_acq *a)
 	if (!rc)
 		log_info("link %s: reconciling %zu pending round(s) with %s", a->cfg.link, l.n,
 			 a->cfg.peer);
+out:
 	free(l.ids);
 	qkm_buf_fini(&b);
 	return rc;
@@ -875,8 +887,14 @@ static int leader_on_reconcile(struct qkm_acq *a, const struct qkm_frame *f)
 		memcpy(id.b, v, QKM_ID_LEN);
 		if ((rc = qkm_store_batch_state(a->st, &id, &st)))
 			break;
+		/* A round still in flight here is PENDING: the follower waits.
+		 * "Not held" is final: without a round, PREPARED cannot store it. */
+		uint8_t answer = st == QKM_BLOCK_READY ? QKM_BLOCK_READY : 0;
+		for (struct round *r = a->rounds; r && !answer; r = r->next)
+			if (qkm_id_eq(&r->batch, &id))
+				answer = QKM_BLOCK_PENDING;
 		if (!(rc = qkm_put_open(&b, QKM_T_ENTRY, &e)) && !(rc = qkm_put_id(&b, QKM_T_BATCH, &id)) &&
-		    !(rc = qkm_put_u8(&b, QKM_T_STATE, st == QKM_BLOCK_READY ? QKM_BLOCK_READY : 0)))
+		    !(rc = qkm_put_u8(&b, QKM_T_STATE, answer)))
 			rc = qkm_put_close(&b, e);
 		n++;
 	}
@@ -916,7 +934,7 @@ static int follower_on_reconcile_ack(struct qkm_acq *a, const struct qkm_frame *
 		}
 		qkm_id_hex(&id, hex);
 		if ((rc = qkm_store_batch_info(a->st, &id, &mine, &bytes)) ||
-		    mine != QKM_BLOCK_PENDING)
+		    mine != QKM_BLOCK_PENDING || st == QKM_BLOCK_PENDING)
 			continue;
 		if (st == QKM_BLOCK_READY) {
 			rc = qkm_store_batch_set_state(a->st, &id, QKM_BLOCK_READY);
@@ -1262,6 +1280,11 @@ void qkm_acq_tick(struct qkm_acq *a, uint64_t now_ns)
 		qkm_acq_flush(a);
 		if (follower_run(a, now_ns))
 			log_warnx("link %s: protocol error in waiting round", a->cfg.link);
+		if (a->peer_up && a->reconciled && now_ns >= a->stale_check_ns + ACQ_STALE_NS) {
+			a->stale_check_ns = now_ns;
+			if (follower_send_reconcile(a, now_ns - ACQ_STALE_NS))
+				log_warnx("link %s: could not ask about stale rounds", a->cfg.link);
+		}
 		return;
 	}
 	if (!a->peer_up || !a->reconciled)
@@ -1277,7 +1300,7 @@ void qkm_acq_on_peer_up(struct qkm_acq *a, uint64_t now_ns)
 {
 	a->peer_up = true;
 	a->reconciled = false;
-	if (!a->leader && follower_send_reconcile(a))
+	if (!a->leader && follower_send_reconcile(a, 0))
 		log_warnx("link %s: could not start reconciliation", a->cfg.link);
 }
 
