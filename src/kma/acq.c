@@ -51,6 +51,8 @@ struct qkm_acq {
 	uint64_t next_seq;
 	size_t buffered;
 	struct round *rounds, **rounds_tail; /* leader: in flight; follower: waiting */
+	struct round *prepared;              /* leader: PREPARED, stored at the next flush */
+	uint32_t n_prepared;
 	uint32_t n_rounds, next_req;
 	bool waiting;             /* follower: the oldest round waits for files */
 	struct qkm_id *commits;   /* follower: COMMITs not applied yet (PENDING) */
@@ -456,37 +458,55 @@ static int leader_on_prepared(struct qkm_acq *a, const struct qkm_id *batch, uin
 	struct round *r = rounds_take(a, batch);
 	if (!r)
 		return QKM_EPEER;
-	char hex[33];
-	qkm_id_hex(&r->batch, hex);
+	/* Stored with every other round PREPARED meanwhile, in one commit, at
+	 * the next qkm_acq_flush(): one fsync for many rounds. */
+	r->deadline_ns = now_ns; /* storage time stamp of its blocks */
+	r->next = a->prepared;
+	a->prepared = r;
+	a->n_prepared++;
+	return 0;
+}
+
+/* Leader: stores every PREPARED round READY in one transaction, then sends
+ * their COMMITs; if the store fails, their ABORTs (the follower's PENDING
+ * copies must go too). */
+static void leader_flush(struct qkm_acq *a)
+{
+	struct round *r;
+	uint64_t total = 0;
 	int rc = qkm_store_begin(a->st);
-	if (!rc) {
-		rc = round_store(a, r, r->data.p, r->data.len, QKM_BLOCK_READY, now_ns);
+	for (r = a->prepared; !rc && r; r = r->next) {
+		rc = round_store(a, r, r->data.p, r->data.len, QKM_BLOCK_READY, r->deadline_ns);
 		if (!rc)
 			record_round(a, r, r->data.len, "ready");
-		if (!rc)
-			rc = qkm_store_counter_add(a->st, "acquired_bytes",
-						   (int64_t)(r->data.len / r->unit * r->unit));
-		if (!rc)
-			rc = qkm_store_commit(a->st);
-		else
-			qkm_store_rollback(a->st);
+		total += r->data.len / r->unit * r->unit;
 	}
-	if (rc) {
-		/* Not stored here: the follower's PENDING copy must go too. */
-		log_warnx("link %s: round %s not stored: %s", a->cfg.link, hex, qkm_strerror(rc));
-		count_abort(a);
-		if (send_batch_msg(a, QKM_MSG_ACQ_ABORT, 0, batch, "leader could not store"))
-			log_warnx("link %s: abort of %s not sent; reconciliation settles it",
-				  a->cfg.link, hex);
+	if (!rc)
+		rc = qkm_store_counter_add(a->st, "acquired_bytes", (int64_t)total);
+	if (!rc)
+		rc = qkm_store_commit(a->st);
+	else
+		qkm_store_rollback(a->st);
+	if (!rc)
+		a->stats.acquired_bytes += total;
+	while ((r = a->prepared) != NULL) {
+		char hex[33];
+		a->prepared = r->next;
+		qkm_id_hex(&r->batch, hex);
+		if (rc) {
+			log_warnx("link %s: round %s not stored: %s", a->cfg.link, hex,
+				  qkm_strerror(rc));
+			count_abort(a);
+			if (send_batch_msg(a, QKM_MSG_ACQ_ABORT, 0, &r->batch, "leader could not store"))
+				log_warnx("link %s: abort of %s not sent; the follower will ask",
+					  a->cfg.link, hex);
+		} else if (send_batch_msg(a, QKM_MSG_ACQ_COMMIT, 0, &r->batch, NULL) && a->peer_up) {
+			log_warnx("link %s: commit of %s not sent; the follower will ask", a->cfg.link,
+				  hex);
+		}
 		round_free(r);
-		return rc;
 	}
-	a->stats.acquired_bytes += r->data.len / r->unit * r->unit;
-	round_free(r);
-	if (send_batch_msg(a, QKM_MSG_ACQ_COMMIT, 0, batch, NULL))
-		log_warnx("link %s: commit of %s not sent; reconciliation settles it", a->cfg.link,
-			  hex);
-	return 0;
+	a->n_prepared = 0;
 }
 
 /* ---- follower ---------------------------------------------------------- */
@@ -733,6 +753,8 @@ void qkm_acq_flush(struct qkm_acq *a)
 	uint64_t total = 0;
 	char hex[33];
 	int rc;
+	if (a->prepared)
+		leader_flush(a);
 	if (!a->n_commits)
 		return;
 	if ((rc = qkm_store_begin(a->st)) == 0) {
@@ -891,6 +913,9 @@ static int leader_on_reconcile(struct qkm_acq *a, const struct qkm_frame *f)
 		 * "Not held" is final: without a round, PREPARED cannot store it. */
 		uint8_t answer = st == QKM_BLOCK_READY ? QKM_BLOCK_READY : 0;
 		for (struct round *r = a->rounds; r && !answer; r = r->next)
+			if (qkm_id_eq(&r->batch, &id))
+				answer = QKM_BLOCK_PENDING;
+		for (struct round *r = a->prepared; r && !answer; r = r->next)
 			if (qkm_id_eq(&r->batch, &id))
 				answer = QKM_BLOCK_PENDING;
 		if (!(rc = qkm_put_open(&b, QKM_T_ENTRY, &e)) && !(rc = qkm_put_id(&b, QKM_T_BATCH, &id)) &&
@@ -1287,9 +1312,10 @@ void qkm_acq_tick(struct qkm_acq *a, uint64_t now_ns)
 		}
 		return;
 	}
+	qkm_acq_flush(a);
 	if (!a->peer_up || !a->reconciled)
 		return;
-	while (a->head && a->n_rounds < a->cfg.window &&
+	while (a->head && a->n_rounds + a->n_prepared < a->cfg.window &&
 	       (a->buffered >= a->cfg.batch_max_bytes ||
 		now_ns >= a->head->arrived_ns + a->cfg.batch_ns))
 		if (leader_start_round(a, now_ns))
@@ -1320,7 +1346,7 @@ void qkm_acq_stats(const struct qkm_acq *a, struct qkm_acq_stats *out)
 {
 	*out = a->stats;
 	out->buffered_bytes = a->buffered;
-	out->in_flight = a->n_rounds;
+	out->in_flight = a->n_rounds + a->n_prepared;
 	out->waiting_files = a->waiting;
 }
 
@@ -1346,6 +1372,10 @@ void qkm_acq_free(struct qkm_acq *a)
 	struct round *r;
 	while ((r = a->rounds) != NULL) {
 		a->rounds = r->next;
+		round_free(r);
+	}
+	while ((r = a->prepared) != NULL) {
+		a->prepared = r->next;
 		round_free(r);
 	}
 	while (a->head)

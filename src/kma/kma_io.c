@@ -574,6 +574,10 @@ void qkm_kma_free(struct qkm_kma *k)
 		qkm_link_free(in->l);
 		inbound_unlink(in);
 	}
+	/* Decided rounds are stored (and their COMMITs sent) before the links go. */
+	for (size_t i = 0; k->links && i < k->n_links; i++)
+		if (k->links[i].acq)
+			qkm_acq_flush(k->links[i].acq);
 	for (size_t i = 0; k->links && i < k->n_links; i++) {
 		struct kma_link *kl = &k->links[i];
 		qkm_link_free(kl->kx);
