@@ -39,7 +39,7 @@ void qkm_id_uuid_str(const struct qkm_id *id, char out[static 37])
 	snprintf(out, 37, "%.8s-%.4s-%.4s-%.4s-%.12s", h, h + 8, h + 12, h + 16, h + 20);
 }
 
-static int hexval(char c)
+int qkm_hexval(char c)
 {
 	if (c >= '0' && c <= '9')
 		return c - '0';
@@ -69,7 +69,7 @@ int qkm_id_parse(const char *s, struct qkm_id *id)
 		return QKM_EFORMAT;
 	}
 	for (int i = 0; i < QKM_ID_LEN; i++) {
-		int hi = hexval(h[2 * i]), lo = hexval(h[2 * i + 1]);
+		int hi = qkm_hexval(h[2 * i]), lo = qkm_hexval(h[2 * i + 1]);
 		if (hi < 0 || lo < 0)
 			return QKM_EFORMAT;
 		id->b[i] = (uint8_t)(hi << 4 | lo);

@@ -36,6 +36,9 @@ static inline bool qkm_id_eq(const struct qkm_id *a, const struct qkm_id *b)
 	return true;
 }
 
+/* The value of one hex digit (either case), or -1. */
+int qkm_hexval(char c);
+
 /* True if s is a valid entity name (see QKM_NAME_MAX). */
 bool qkm_name_valid(const char *s);
 

@@ -3,6 +3,7 @@
  * identity, and a blocking HTTP/1.1 client for tools. Routing and the meaning
  * of bodies belong to the handlers; SSL_CTXs and identities to net/tls.c. */
 #include "net/http.h"
+#include "core/id.h"
 #include "core/buf.h"
 #include "core/log.h"
 
@@ -404,17 +405,6 @@ static bool is_tchar(char c)
 	       (c && strchr("!#$%&'*+-.^_`|~", c));
 }
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* One header field "name: value" in [p, e): records the framing. */
 static int resp_field(struct http_resp *r, const char *p, const char *e, bool *have_len)
 {
@@ -521,8 +511,8 @@ static int resp_chunks(struct http_resp *r, const char *p, size_t len)
 		}
 		size_t size = 0;
 		const char *q = line;
-		for (; q < eol && hexval(*q) >= 0; q++) {
-			size = size * 16 + (size_t)hexval(*q);
+		for (; q < eol && qkm_hexval(*q) >= 0; q++) {
+			size = size * 16 + (size_t)qkm_hexval(*q);
 			if (size > HTTPS_RESP_MAX)
 				return QKM_ETOOBIG;
 		}

@@ -99,17 +99,6 @@ struct qparam {
 	bool seen;
 };
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Percent-decodes s[0..n) into out (QVAL_MAX + 1 bytes). '+' is kept as is
  * (the value checks refuse it). */
 static int pct_decode(const char *name, const char *s, size_t n, char *out, char *err,
@@ -120,8 +109,8 @@ static int pct_decode(const char *name, const char *s, size_t n, char *out, char
 		char c = s[i];
 		if (c == '%') {
 			/* both hex digits must exist: i + 1 and i + 2 < n */
-			int hi = i + 2 < n ? hexval(s[i + 1]) : -1;
-			int lo = i + 2 < n ? hexval(s[i + 2]) : -1;
+			int hi = i + 2 < n ? qkm_hexval(s[i + 1]) : -1;
+			int lo = i + 2 < n ? qkm_hexval(s[i + 2]) : -1;
 			if (hi < 0 || lo < 0)
 				return fail(err, errsz, "%s has an invalid percent escape", name);
 			c = (char)(hi << 4 | lo);
