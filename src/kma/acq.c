@@ -51,7 +51,8 @@ struct qkm_acq {
 	uint64_t next_seq;
 	size_t buffered;
 	struct round *rounds, **rounds_tail; /* leader: in flight; follower: waiting */
-	struct round *prepared;              /* leader: PREPARED, stored at the next flush */
+	struct round *prepared;              /* decided, stored at the next flush: leader:
+						PREPARED rounds; follower: matched ones */
 	uint32_t n_prepared;
 	uint32_t n_rounds, next_req;
 	bool waiting;             /* follower: the oldest round waits for files */
@@ -592,8 +593,9 @@ bad:
 	return QKM_EPEER;
 }
 
-/* Tries the round at the head of the follower's queue. Returns 1 when it
- * was settled (stored or aborted), 0 when it still waits for files. */
+/* Tries the round at the head of the follower's queue. Returns 2 when it
+ * matched (to be stored at the next flush), 1 when it was aborted, 0 when it
+ * still waits for files. */
 static int follower_try_round(struct qkm_acq *a, struct round *r, uint64_t now_ns, bool expired)
 {
 	struct qkm_secret **datas = calloc(r->n_ids, sizeof(*datas));
@@ -603,7 +605,7 @@ static int follower_try_round(struct qkm_acq *a, struct round *r, uint64_t now_n
 	uint32_t missing = 0;
 	bool gap = false; /* a listed file is present after a missing one */
 	uint64_t min_seq = UINT64_MAX;
-	int settled = 1, rc;
+	int settled = 1;
 	qkm_id_hex(&r->batch, hex);
 	if (!datas || !hashes || !ents) {
 		snprintf(why, sizeof(why), "out of memory");
@@ -659,25 +661,14 @@ static int follower_try_round(struct qkm_acq *a, struct round *r, uint64_t now_n
 	for (uint32_t i = 0; i < r->n_ids; i++)
 		if (qkm_buf_put(&r->data, datas[i]->p, datas[i]->len))
 			goto abort;
-	if ((rc = qkm_store_begin(a->st)) == 0) {
-		rc = round_store(a, r, r->data.p, r->data.len, QKM_BLOCK_PENDING, now_ns);
-		if (!rc)
-			record_round(a, r, r->data.len, "pending");
-		if (!rc)
-			rc = qkm_store_commit(a->st);
-		else
-			qkm_store_rollback(a->st);
-	}
-	if (rc) {
-		snprintf(why, sizeof(why), "follower could not store: %s", qkm_strerror(rc));
-		goto abort;
-	}
+	/* Matched: stored PENDING, with every other round matched meanwhile,
+	 * in one commit at the next qkm_acq_flush(), which then answers
+	 * PREPARED. The files are used up now. */
 	for (uint32_t i = 0; i < r->n_ids; i++)
 		buf_remove(a, ents[i]);
 	buf_discard_older(a, min_seq, "never received by the leader");
-	if (send_batch_msg(a, QKM_MSG_ACQ_PREPARED, r->req, &r->batch, NULL))
-		log_warnx("link %s: PREPARED for %s not sent; reconciliation settles it",
-			  a->cfg.link, hex);
+	r->deadline_ns = now_ns; /* storage time stamp of its blocks */
+	settled = 2;
 	goto out;
 abort:
 	/* R-ACQ-3: different or missing on one side: both discard. */
@@ -711,7 +702,13 @@ static int follower_run(struct qkm_acq *a, uint64_t now_ns)
 		if (s == 0)
 			break;
 		rounds_take(a, &r->batch);
-		round_free(r);
+		if (s == 2) {
+			r->next = a->prepared;
+			a->prepared = r;
+			a->n_prepared++;
+		} else {
+			round_free(r);
+		}
 	}
 	return 0;
 }
@@ -753,11 +750,21 @@ void qkm_acq_flush(struct qkm_acq *a)
 	uint64_t total = 0;
 	char hex[33];
 	int rc;
-	if (a->prepared)
-		leader_flush(a);
-	if (!a->n_commits)
+	if (a->leader) {
+		if (a->prepared)
+			leader_flush(a);
+		return;
+	}
+	if (!a->n_commits && !a->prepared)
 		return;
 	if ((rc = qkm_store_begin(a->st)) == 0) {
+		/* Matched rounds PENDING, and COMMITs applied, in one commit. */
+		for (struct round *r = a->prepared; !rc && r; r = r->next) {
+			rc = round_store(a, r, r->data.p, r->data.len, QKM_BLOCK_PENDING,
+					 r->deadline_ns);
+			if (!rc)
+				record_round(a, r, r->data.len, "pending");
+		}
 		for (uint32_t i = 0; !rc && i < a->n_commits; i++) {
 			enum qkm_block_state st;
 			uint64_t bytes;
@@ -779,9 +786,10 @@ void qkm_acq_flush(struct qkm_acq *a)
 			qkm_store_rollback(a->st);
 	}
 	if (rc) {
-		/* Still PENDING: the next reconciliation makes them READY. */
-		log_warnx("link %s: %u commit(s) not stored: %s", a->cfg.link, a->n_commits,
-			  qkm_strerror(rc));
+		/* Commits still PENDING: the next reconciliation makes them
+		 * READY. Matched rounds not stored: both sides discard them. */
+		log_warnx("link %s: %u commit(s) and %u round(s) not stored: %s", a->cfg.link,
+			  a->n_commits, a->n_prepared, qkm_strerror(rc));
 	} else {
 		a->stats.acquired_bytes += total;
 		for (uint32_t i = 0; a->peer_up && i < a->n_commits; i++)
@@ -789,6 +797,25 @@ void qkm_acq_flush(struct qkm_acq *a)
 				log_debug("link %s: COMMITTED not sent", a->cfg.link);
 	}
 	a->n_commits = 0;
+	struct round *r;
+	while ((r = a->prepared) != NULL) {
+		a->prepared = r->next;
+		qkm_id_hex(&r->batch, hex);
+		if (rc) {
+			count_abort(a);
+			record(a, "aborted", "kma", hex, "follower could not store: %s",
+			       qkm_strerror(rc));
+			if (send_batch_msg(a, QKM_MSG_ACQ_ABORT, r->req, &r->batch,
+					   "follower could not store"))
+				log_warnx("link %s: ABORT for %s not sent", a->cfg.link, hex);
+		} else if (send_batch_msg(a, QKM_MSG_ACQ_PREPARED, r->req, &r->batch, NULL) &&
+			   a->peer_up) {
+			log_warnx("link %s: PREPARED for %s not sent; reconciliation settles it",
+				  a->cfg.link, hex);
+		}
+		round_free(r);
+	}
+	a->n_prepared = 0;
 }
 
 static int follower_on_abort(struct qkm_acq *a, const struct qkm_id *batch, const char *why)
@@ -798,6 +825,17 @@ static int follower_on_abort(struct qkm_acq *a, const struct qkm_id *batch, cons
 	qkm_id_hex(batch, hex);
 	if (commit_queued(a, batch))
 		return QKM_EPEER; /* the leader cannot take back a commit */
+	/* Matched but not yet stored: the leader gave it up first. */
+	for (struct round **pp = &a->prepared; *pp; pp = &(*pp)->next)
+		if (qkm_id_eq(&(*pp)->batch, batch)) {
+			struct round *m = *pp;
+			*pp = m->next;
+			a->n_prepared--;
+			round_free(m);
+			count_abort(a);
+			record(a, "aborted", "kma", hex, "aborted by %s: %s", a->cfg.peer, why);
+			return 0;
+		}
 	struct round *r = rounds_take(a, batch);
 	if (r) {
 		/* Still waiting for files: drop the ones it would have used. */
@@ -1238,6 +1276,8 @@ int qkm_acq_on_frame(struct qkm_acq *a, const struct qkm_frame *f, uint64_t now_
 		enum qkm_block_state held = 0;
 		bool queued = false;
 		for (struct round *q = a->rounds; q && !queued; q = q->next)
+			queued = qkm_id_eq(&q->batch, &r->batch);
+		for (struct round *q = a->prepared; q && !queued; q = q->next)
 			queued = qkm_id_eq(&q->batch, &r->batch);
 		if (queued || (rc = qkm_store_batch_state(a->st, &r->batch, &held)) || held) {
 			round_free(r);

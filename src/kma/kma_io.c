@@ -75,6 +75,7 @@ struct qkm_kma {
 	struct kma_pc *pcs;
 	uint32_t next_req;
 	struct qkm_kma_hooks hooks;
+	struct event *flush_ev;     /* runs once the frames of a read are handled */
 	uint64_t ckpt_ns;           /* last checkpoint attempt (monotonic) */
 };
 
@@ -196,6 +197,9 @@ static void kx_on_frame(struct qkm_link *l, const struct qkm_frame *f, void *arg
 		log_warnx("Kx %s reports an error: %s", kl->cfg.peer, msg);
 		return;
 	}
+	/* Decisions made for this read's frames are stored in one commit once
+	 * the read is done (kma_on_flush), not one commit per frame. */
+	event_active(kl->k->flush_ev, EV_TIMEOUT, 0);
 	int rc = f->type >= 40 && f->type < 50
 			 ? (kl->k->hooks.on_frame
 				    ? kl->k->hooks.on_frame(kl->cfg.peer, f, kl->k->hooks.arg)
@@ -474,6 +478,13 @@ static void sim_on_redial(evutil_socket_t fd, short what, void *arg) { sim_dial(
 
 /* ---- life -------------------------------------------------------------- */
 
+static void kma_on_flush(evutil_socket_t fd, short what, void *arg)
+{
+	struct qkm_kma *k = arg;
+	for (size_t i = 0; i < k->n_links; i++)
+		qkm_acq_flush(k->links[i].acq);
+}
+
 static void kma_on_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct qkm_kma *k = arg;
@@ -525,7 +536,8 @@ struct qkm_kma *qkm_kma_new(struct event_base *base, const struct qkm_node_cfg *
 	k->ckpt_ns = qkm_mono_ns();
 	k->sim_redial = evtimer_new(base, sim_on_redial, k);
 	k->tick = event_new(base, -1, EV_PERSIST, kma_on_tick, k);
-	if (!k->links || !k->sim_redial || !k->tick)
+	k->flush_ev = event_new(base, -1, 0, kma_on_flush, k);
+	if (!k->links || !k->sim_redial || !k->tick || !k->flush_ev)
 		goto fail;
 	for (size_t i = 0; i < cfg->n_links; i++) {
 		struct kma_link *kl = &k->links[i];
@@ -590,6 +602,8 @@ void qkm_kma_free(struct qkm_kma *k)
 		event_free(k->sim_redial);
 	if (k->tick)
 		event_free(k->tick);
+	if (k->flush_ev)
+		event_free(k->flush_ev);
 	qkm_listener_free(k->listener);
 	free(k->links);
 	free(k);

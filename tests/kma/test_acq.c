@@ -969,6 +969,7 @@ static void test_leader_restart(void **state)
 		struct msg m = q_pop(&w->a.out);
 		deliver(w, &w->b, m.p, m.len);
 		free(m.p);
+		qkm_acq_flush(w->b.acq); /* the end of B's read: stored PENDING */
 	}
 	assert_int_equal(count_blocks(&w->a, 1u << QKM_BLOCK_READY), 2);
 	assert_int_equal(count_blocks(&w->b, 1u << QKM_BLOCK_PENDING), 4);
@@ -1111,6 +1112,16 @@ static void test_commits_grouped(void **state)
 	feed_both(w, "g", 0, 24, 512); /* 3 rounds of BATCH_MAX */
 	w->now += BATCH_NS;
 	qkm_acq_tick(w->a.acq, w->now);
+	while (pump_one(w, &w->a, &w->b) | pump_one(w, &w->b, &w->a))
+		;
+	/* Three PREPAREs matched at B: nothing stored, nothing answered yet. */
+	assert_int_equal(qkm_store_pool_stats(w->b.st, "A", &pb), 0);
+	assert_int_equal(pb.pending_keys, 0);
+	assert_int_equal(w->b.out.n, 0);
+	qkm_acq_flush(w->b.acq); /* one commit: all three PENDING, then PREPAREDs */
+	assert_int_equal(qkm_store_pool_stats(w->b.st, "A", &pb), 0);
+	assert_int_equal(pb.pending_keys, 3 * BATCH_MAX / UNIT);
+	assert_int_equal(w->b.out.n, 3);
 	while (pump_one(w, &w->a, &w->b) | pump_one(w, &w->b, &w->a))
 		;
 	/* Three PREPAREDs arrived: A has stored nothing yet. */
