@@ -14,6 +14,7 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -211,6 +212,11 @@ int cli_node(int argc, char **argv)
 	snprintf(logname, sizeof(logname), "node %s", n->cfg.id);
 	qkm_log_init(logname, lvl);
 	signal(SIGPIPE, SIG_IGN);
+	/* Key bytes also pass through ordinary heap memory (TLS records, the
+	 * SQLite page cache): no core file may carry them. */
+	struct rlimit nocore = {0, 0};
+	if (setrlimit(RLIMIT_CORE, &nocore) < 0)
+		log_warn("cannot disable core dumps");
 	if (qkm_secret_heap_init(256u << 20))
 		fatalx("cannot lock 256 MiB of memory for key material; run as root or raise "
 		       "the memlock limit (ulimit -l)");

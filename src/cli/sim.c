@@ -10,6 +10,7 @@
 #include "sim/sim.h"
 
 #include <signal.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -131,6 +132,9 @@ int cli_sim(int argc, char **argv)
 		lvl = QKM_LOG_INFO;
 	qkm_log_init("sim", lvl);
 	signal(SIGPIPE, SIG_IGN);
+	struct rlimit nocore = {0, 0}; /* key bytes in memory: no core files */
+	if (setrlimit(RLIMIT_CORE, &nocore) < 0)
+		log_warn("cannot disable core dumps");
 	/* Backlogs of every module plus frames in flight, in a power of two. */
 	size_t need = (size_t)cfg->n_links * 2 * cfg->backlog_bytes + (64u << 20), heap = 1;
 	while (heap < need)

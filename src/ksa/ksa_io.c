@@ -5,6 +5,7 @@
  * round. */
 #include "ksa/ksa.h"
 #include "core/log.h"
+#include "core/secret.h"
 #include "ksa/supply.h"
 #include "net/http.h"
 #include "proto/etsi014.h"
@@ -78,6 +79,11 @@ static bool op_ready(const char *peer, void *arg)
 	return qkm_kma_pool_ready(k->kma, peer);
 }
 
+static void reply_body_free(const void *data, size_t len, void *arg)
+{
+	qkm_secret_free(arg);
+}
+
 static void op_reply(void *req_, int status, const uint8_t *body, size_t len, void *arg)
 {
 	struct evhttp_request *req = req_;
@@ -91,7 +97,15 @@ static void op_reply(void *req_, int status, const uint8_t *body, size_t len, vo
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
 			  "application/json");
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Cache-Control", "no-store");
-	evbuffer_add(out, body, len);
+	/* The body may hold key bytes: it stays in the secure heap, referenced
+	 * (not copied) by the output buffer, and is wiped once written. */
+	struct qkm_secret *sec = len ? qkm_secret_dup(body, len) : NULL;
+	if (len && (!sec || evbuffer_add_reference(out, sec->p, sec->len, reply_body_free, sec))) {
+		qkm_secret_free(sec);
+		evbuffer_free(out);
+		evhttp_send_error(req, 503, NULL);
+		return;
+	}
 	evhttp_send_reply(req, status,
 			  status == 200   ? "OK"
 			  : status == 400 ? "Bad Request"
