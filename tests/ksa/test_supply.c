@@ -1183,10 +1183,31 @@ static void test_peer_down_supply_lost(void **state)
 	expect_no_offered(w);
 	assert_int_equal(ksa_count(&w->b, QKM_KSA_READY), 0);
 	assert_int_equal(records(&w->a, "deleted"), 2);
-	/* A consumed 64 bytes B never heard of (SUPPLY_CANCEL names keys, not
-	 * ranges): the pools are in step again only once the next round's
-	 * range, further on in the same block, moves B's offset past them.
-	 * A lost round that ended a block leaves B's copy of it behind. */
+	/* A consumed 64 bytes B never heard of; SUPPLY_CANCEL names them with
+	 * their ranges, so B consumed them too: the pools are in step at once. */
+	expect_pools_equal(w);
+	expect_recovered(w, 1);
+}
+
+/* A lost round that used up a whole block: A deleted its copy of the block;
+ * the cancellation makes B consume (and so delete) its copy too, instead of
+ * keeping a block A no longer has (R-SUP-8: both pools stay alike). */
+static void test_lost_round_ends_block(void **state)
+{
+	struct world *w = *state;
+	uint64_t a0 = enc_bytes(&w->a);
+	enc(w, 0, "sae-alice", "sae-bob", 1, BLK_BYTES * 8);
+	qkm_supply_flush(w->a.sup, w->now);
+	assert_int_equal(q_count(&w->a.out, QKM_MSG_SUPPLY), 1);
+	link_down(w); /* the SUPPLY is lost with the connection */
+	expect_status(&w->a, R(w, 0), 503);
+	assert_int_equal(enc_bytes(&w->a), a0 - BLK_BYTES);
+	assert_int_equal(enc_bytes(&w->b), a0);
+	link_up(w);
+	assert_int_equal(pump(w), 0);
+	assert_int_equal(enc_bytes(&w->b), a0 - BLK_BYTES);
+	expect_pools_equal(w);
+	expect_no_offered(w);
 	expect_recovered(w, 1);
 }
 
@@ -1424,6 +1445,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_not_ready, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_peer_down_after_store, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_peer_down_supply_lost, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_lost_round_ends_block, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ack_lost_timeout, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_forget_in_flight, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_duplicated_supply, setup, teardown),
