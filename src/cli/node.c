@@ -8,9 +8,11 @@
 #include "net/http.h"
 #include "net/tls.h"
 #include "proto/config_json.h"
+#include "proto/metrics.h"
 #include "proto/status_json.h"
 #include "store/store.h"
 
+#include <event2/buffer.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <signal.h>
@@ -127,6 +129,26 @@ static void admin_handle(struct evhttp_request *req, const char *role, const cha
 		free(s);
 		return;
 	}
+	if (path && strcmp(path, "/metrics") == 0) {
+		struct qkm_node_status *s = malloc(sizeof(*s));
+		struct qkm_buf b;
+		qkm_buf_init(&b, 1u << 20, false);
+		struct evbuffer *out = evbuffer_new();
+		if (s)
+			node_status(n, s);
+		if (!s || !out || qkm_metrics_format(s, &b) || evbuffer_add(out, b.p, b.len)) {
+			qkm_http_reply_error(req, 500, "out of memory");
+		} else {
+			evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+					  "text/plain; version=0.0.4");
+			evhttp_send_reply(req, 200, "OK", out);
+		}
+		if (out)
+			evbuffer_free(out);
+		qkm_buf_fini(&b);
+		free(s);
+		return;
+	}
 	if (path && strcmp(path, "/pair-check") == 0) {
 		struct evkeyvalq q;
 		const char *peer = NULL;
@@ -152,7 +174,8 @@ static void admin_handle(struct evhttp_request *req, const char *role, const cha
 		qkm_kma_paircheck(n->kma, p->peer, on_paircheck_done, p);
 		return;
 	}
-	qkm_http_reply_error(req, 404, "no such admin resource (try /status or /pair-check?peer=NODE)");
+	qkm_http_reply_error(req, 404, "no such admin resource (try /status, /metrics or "
+				       "/pair-check?peer=NODE)");
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)

@@ -27,6 +27,15 @@ out=$("$QKM" ctl pair-check --dir "$D" A B) || fail "pair-check: $out"
 echo "$out" | grep -q " 0 mismatches" || fail "pair-check: $out"
 ok "$out"
 
+# Metrics for Prometheus on the admin API (operator certificate).
+admin=$(js "d['nodes']['B']['admin']" <"$D/network.json")
+m=$(curl -sS --cacert "$D/pki/ca.pem" --cert "$D/pki/admin.pem" --key "$D/pki/admin.key" "$admin/metrics") ||
+	fail "GET /metrics"
+echo "$m" | grep -qE '^qkm_pool_bytes\{node="B",peer="A",kind="link"\} [1-9][0-9]*$' || fail "no pool stock in /metrics"
+echo "$m" | grep -qE '^qkm_acquired_bytes_total\{node="B"\} [1-9]' || fail "no acquisition counter in /metrics"
+echo "$m" | grep -q '^# TYPE qkm_link_qber gauge$' || fail "no QBER gauge in /metrics"
+ok "/metrics: $(echo "$m" | grep -c '^qkm_') samples, stock and counters non-zero"
+
 # Life-cycle records exist for what happened (R-LC-1): the store has them.
 sqlite3 "$D/A/keys.db" "select event from lc" | sort -u | tr '\n' ' ' | grep -q "stored" ||
 	fail "no life-cycle records in A's store"
