@@ -7,5 +7,8 @@ int cli_node(int argc, char **argv);
 int cli_sim(int argc, char **argv);
 int cli_net(int argc, char **argv);
 int cli_ctl(int argc, char **argv);
+int cli_key(int argc, char **argv);
+
+#define QKM_ETSI_MAX_POS 130
 
 #endif

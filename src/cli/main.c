@@ -13,6 +13,7 @@ static const struct {
 	{"sim", cli_sim, "run the quantum-layer simulator, or inject a fault"},
 	{"net", cli_net, "start or stop a whole local QKD network"},
 	{"ctl", cli_ctl, "operator commands: status, pair-check"},
+	{"key", cli_key, "an application's ETSI GS QKD 014 client: status, enc, dec"},
 	{"version", cli_version, "print the version"},
 };
 
