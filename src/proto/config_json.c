@@ -192,6 +192,25 @@ static json_t *load_file(struct jctx *c, const char *path, int *rc)
 	return root;
 }
 
+/* "saes": [{"id": NAME, "node": NAME}, ...], in node configs and topologies. */
+static int get_saes(struct jctx *c, json_t *root, struct qkm_node_sae *saes, size_t *n)
+{
+	static const char *const saekeys[] = {"id", "node", NULL};
+	json_t *arr;
+	int rc = get_array(c, root, "", "saes", &arr, QKM_MAX_SAES, false);
+	for (size_t i = 0; !rc && arr && i < json_array_size(arr); i++) {
+		json_t *o = json_array_get(arr, i);
+		char p[48];
+		snprintf(p, sizeof(p), "saes[%zu]", i);
+		if ((rc = check_keys(c, o, p, saekeys)) ||
+		    (rc = get_str(c, o, p, "id", saes[i].id, QKM_NAME_MAX, true, 1)) ||
+		    (rc = get_str(c, o, p, "node", saes[i].node, QKM_NAME_MAX, true, 1)))
+			break;
+		*n = i + 1;
+	}
+	return rc;
+}
+
 int qkm_node_cfg_load(const char *path, struct qkm_node_cfg *out, char *err, size_t errsz)
 {
 	static const char *const keys[] = {"id", "db", "log_level", "ksa", "after_supply", "tls",
@@ -199,7 +218,6 @@ int qkm_node_cfg_load(const char *path, struct qkm_node_cfg *out, char *err, siz
 	static const char *const lkeys[] = {"kx", "admin", "etsi014", NULL};
 	static const char *const linkkeys[] = {"link", "peer", "addr", "module", "kma_unit_bits",
 					       "batch_ms", "batch_max_bytes", NULL};
-	static const char *const saekeys[] = {"id", "node", NULL};
 	struct jctx c = {err, errsz, path};
 	int rc;
 	memset(out, 0, sizeof(*out));
@@ -266,18 +284,7 @@ int qkm_node_cfg_load(const char *path, struct qkm_node_cfg *out, char *err, siz
 		}
 		out->n_links = i + 1;
 	}
-	if ((rc = get_array(&c, root, "", "saes", &arr, QKM_MAX_SAES, false)))
-		goto out;
-	for (size_t i = 0; arr && i < json_array_size(arr); i++) {
-		json_t *o = json_array_get(arr, i);
-		char p[48];
-		snprintf(p, sizeof(p), "saes[%zu]", i);
-		if ((rc = check_keys(&c, o, p, saekeys)) ||
-		    (rc = get_str(&c, o, p, "id", out->saes[i].id, QKM_NAME_MAX, true, 1)) ||
-		    (rc = get_str(&c, o, p, "node", out->saes[i].node, QKM_NAME_MAX, true, 1)))
-			goto out;
-		out->n_saes = i + 1;
-	}
+	rc = get_saes(&c, root, out->saes, &out->n_saes);
 out:
 	json_decref(root);
 	return rc;
@@ -359,7 +366,6 @@ int qkm_topology_load(const char *path, struct qkm_topology *out, char *err, siz
 	static const char *const keys[] = {"nodes", "links", "saes", "policy", NULL};
 	static const char *const nodekeys[] = {"id", "ksa", NULL};
 	static const char *const linkkeys[] = {"a", "b", "rate_bps", "unit_bits", "qber", NULL};
-	static const char *const saekeys[] = {"id", "node", NULL};
 	static const char *const polkeys[] = {"relay", "aes_fallback", "after_supply", NULL};
 	struct jctx c = {err, errsz, path};
 	int rc;
@@ -431,16 +437,11 @@ int qkm_topology_load(const char *path, struct qkm_topology *out, char *err, siz
 			}
 		out->n_links = i + 1;
 	}
-	if ((rc = get_array(&c, root, "", "saes", &arr, QKM_MAX_SAES, false)))
+	if ((rc = get_saes(&c, root, out->saes, &out->n_saes)))
 		goto out;
-	for (size_t i = 0; arr && i < json_array_size(arr); i++) {
-		json_t *o = json_array_get(arr, i);
+	for (size_t i = 0; i < out->n_saes; i++) {
 		char p[48];
 		snprintf(p, sizeof(p), "saes[%zu]", i);
-		if ((rc = check_keys(&c, o, p, saekeys)) ||
-		    (rc = get_str(&c, o, p, "id", out->saes[i].id, QKM_NAME_MAX, true, 1)) ||
-		    (rc = get_str(&c, o, p, "node", out->saes[i].node, QKM_NAME_MAX, true, 1)))
-			goto out;
 		int ni = topo_node_index(out, out->saes[i].node);
 		if (ni < 0) {
 			rc = jerr(&c, p, "node '%s' is not in nodes", out->saes[i].node);
@@ -455,7 +456,6 @@ int qkm_topology_load(const char *path, struct qkm_topology *out, char *err, siz
 				rc = jerr(&c, p, "duplicate SAE id '%s'", out->saes[i].id);
 				goto out;
 			}
-		out->n_saes = i + 1;
 	}
 	pol = json_object_get(root, "policy");
 	if (pol) {
