@@ -6,6 +6,7 @@
 #   make demo     install deps, build, start a local QKD network and show it
 #   make fuzz     run each fuzz target for FUZZ_SECONDS (default 600)
 #   make bench    run the benchmarks in bench/ with their baselines
+#                 (BENCH_ARGS="--seconds 10" is passed to each)
 JOBS ?= $(shell nproc)
 FUZZ_SECONDS ?= 600
 FUZZ_CHECK_SECONDS ?= 20
@@ -49,7 +50,8 @@ demo: build
 	@./scripts/demo
 
 bench: build
-	@./bench/run-all
+	@QKM_BENCH_DEPS=1 ./scripts/install-deps
+	@./bench/run-all $(BENCH_ARGS)
 
 clean:
 	rm -rf build build-asan build-fuzz
