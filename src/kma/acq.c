@@ -57,7 +57,8 @@ struct qkm_acq {
 	uint32_t n_rounds, next_req;
 	bool waiting;             /* follower: the oldest round waits for files */
 	struct qkm_id *commits;   /* follower: COMMITs not applied yet (PENDING) */
-	uint32_t n_commits, cap_commits;
+	uint32_t n_commits;
+	size_t cap_commits;
 	struct qkm_acq_stats stats;
 	uint64_t stale_check_ns;
 	void (*pc_fn)(uint32_t, const struct qkm_paircheck_result *, void *);
@@ -129,6 +130,20 @@ static void record(struct qkm_acq *a, const char *event, const char *kind, const
 	va_end(ap);
 	if (qkm_store_record(a->st, &ev))
 		log_warnx("link %s: could not record %s of %s", a->cfg.link, event, key_id);
+}
+
+/* Room for element n of a growable array p of *cap elements of elem bytes,
+ * doubling from first. Returns the (possibly moved) array, or NULL when out
+ * of memory (p is then untouched and still owned by the caller). */
+static void *grow(void *p, size_t *cap, size_t n, size_t elem, size_t first)
+{
+	if (n < *cap)
+		return p;
+	size_t c = *cap ? *cap * 2 : first;
+	void *q = realloc(p, c * elem);
+	if (q)
+		*cap = c;
+	return q;
 }
 
 /* Counts an aborted round, in memory and in the store's counters. */
@@ -733,14 +748,10 @@ static int follower_on_commit(struct qkm_acq *a, const struct qkm_id *batch)
 		return rc;
 	if (st != QKM_BLOCK_PENDING || commit_queued(a, batch))
 		return QKM_EPEER; /* committing what we never prepared, or twice */
-	if (a->n_commits == a->cap_commits) {
-		uint32_t cap = a->cap_commits ? 2 * a->cap_commits : 16;
-		struct qkm_id *p = realloc(a->commits, cap * sizeof(*p));
-		if (!p)
-			return QKM_ENOMEM;
-		a->commits = p;
-		a->cap_commits = cap;
-	}
+	struct qkm_id *c = grow(a->commits, &a->cap_commits, a->n_commits, sizeof(*c), 16);
+	if (!c)
+		return QKM_ENOMEM;
+	a->commits = c;
 	a->commits[a->n_commits++] = *batch;
 	return 0;
 }
@@ -877,14 +888,10 @@ static int collect_pending(struct qkm_block *b, void *arg)
 	for (size_t i = 0; i < l->n; i++)
 		if (qkm_id_eq(&l->ids[i], &b->batch_id))
 			return 0;
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? l->cap * 2 : 64;
-		struct qkm_id *p = realloc(l->ids, cap * sizeof(*p));
-		if (!p)
-			return QKM_ENOMEM;
-		l->ids = p;
-		l->cap = cap;
-	}
+	struct qkm_id *ids = grow(l->ids, &l->cap, l->n, sizeof(*ids), 64);
+	if (!ids)
+		return QKM_ENOMEM;
+	l->ids = ids;
 	l->ids[l->n++] = b->batch_id;
 	return 0;
 }
@@ -1043,14 +1050,10 @@ struct pc_list {
 static int pc_collect(struct qkm_block *b, void *arg)
 {
 	struct pc_list *l = arg;
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? l->cap * 2 : 256;
-		struct pc_entry *p = realloc(l->e, cap * sizeof(*p));
-		if (!p)
-			return QKM_ENOMEM;
-		l->e = p;
-		l->cap = cap;
-	}
+	struct pc_entry *all = grow(l->e, &l->cap, l->n, sizeof(*all), 256);
+	if (!all)
+		return QKM_ENOMEM;
+	l->e = all;
 	struct pc_entry *e = &l->e[l->n++];
 	memset(e, 0, sizeof(*e));
 	e->batch = b->batch_id;
@@ -1145,16 +1148,12 @@ static int on_paircheck(struct qkm_acq *a, const struct qkm_frame *f, uint64_t n
 	while ((more = qkm_tlv_next(f->body, f->body_len, &off, &tag, &v, &vl)) == 1) {
 		if (tag != QKM_T_ENTRY)
 			continue;
-		if (theirs.n == theirs.cap) {
-			size_t cap = theirs.cap ? theirs.cap * 2 : 256;
-			struct pc_entry *p = realloc(theirs.e, cap * sizeof(*p));
-			if (!p) {
-				rc = QKM_ENOMEM;
-				goto out;
-			}
-			theirs.e = p;
-			theirs.cap = cap;
+		struct pc_entry *all = grow(theirs.e, &theirs.cap, theirs.n, sizeof(*all), 256);
+		if (!all) {
+			rc = QKM_ENOMEM;
+			goto out;
 		}
+		theirs.e = all;
 		struct pc_entry *e = &theirs.e[theirs.n];
 		const uint8_t *dg;
 		uint32_t dl;
