@@ -54,18 +54,27 @@ static void subpath(char *out, size_t n, const char *path, const char *key)
 	snprintf(out, n, "%s%s%s", path, *path ? "." : "", key);
 }
 
+/* Looks key up in o and writes its path ("links[1].rate_bps") into p[160].
+ * 1 if present (*v set), 0 if absent and optional, or the error if missing. */
+static int field(struct jctx *c, json_t *o, const char *path, const char *key, bool required,
+		 char *p, json_t **v)
+{
+	subpath(p, 160, path, key);
+	*v = json_object_get(o, key);
+	if (*v)
+		return 1;
+	return required ? jerr(c, p, "missing") : 0;
+}
+
 /* kind: 0 any string, 1 entity name. */
 static int get_str(struct jctx *c, json_t *o, const char *path, const char *key, char *out,
 		   size_t outsz, bool required, int kind)
 {
 	char p[160];
-	subpath(p, sizeof(p), path, key);
-	json_t *v = json_object_get(o, key);
-	if (!v) {
-		if (required)
-			return jerr(c, p, "missing");
-		return 0;
-	}
+	json_t *v;
+	int rc = field(c, o, path, key, required, p, &v);
+	if (rc <= 0)
+		return rc;
 	if (!json_is_string(v))
 		return jerr(c, p, "must be a string");
 	const char *s = json_string_value(v);
@@ -81,13 +90,10 @@ static int get_u64(struct jctx *c, json_t *o, const char *path, const char *key,
 		   uint64_t min, uint64_t max, bool required)
 {
 	char p[160];
-	subpath(p, sizeof(p), path, key);
-	json_t *v = json_object_get(o, key);
-	if (!v) {
-		if (required)
-			return jerr(c, p, "missing");
-		return 0;
-	}
+	json_t *v;
+	int rc = field(c, o, path, key, required, p, &v);
+	if (rc <= 0)
+		return rc;
 	if (!json_is_integer(v) || json_integer_value(v) < 0 ||
 	    (uint64_t)json_integer_value(v) < min || (uint64_t)json_integer_value(v) > max)
 		return jerr(c, p, "must be an integer from %llu to %llu", (unsigned long long)min,
@@ -108,10 +114,10 @@ static int get_u32(struct jctx *c, json_t *o, const char *path, const char *key,
 static int get_bool(struct jctx *c, json_t *o, const char *path, const char *key, bool *out)
 {
 	char p[160];
-	subpath(p, sizeof(p), path, key);
-	json_t *v = json_object_get(o, key);
-	if (!v)
-		return 0;
+	json_t *v;
+	int rc = field(c, o, path, key, false, p, &v);
+	if (rc <= 0)
+		return rc;
 	if (!json_is_boolean(v))
 		return jerr(c, p, "must be true or false");
 	*out = json_is_true(v);
@@ -121,10 +127,10 @@ static int get_bool(struct jctx *c, json_t *o, const char *path, const char *key
 static int get_ratio(struct jctx *c, json_t *o, const char *path, const char *key, double *out)
 {
 	char p[160];
-	subpath(p, sizeof(p), path, key);
-	json_t *v = json_object_get(o, key);
-	if (!v)
-		return 0;
+	json_t *v;
+	int rc = field(c, o, path, key, false, p, &v);
+	if (rc <= 0)
+		return rc;
 	if (!json_is_number(v) || json_number_value(v) < 0 || json_number_value(v) > 0.5)
 		return jerr(c, p, "must be a number from 0 to 0.5");
 	*out = json_number_value(v);
@@ -135,14 +141,11 @@ static int get_array(struct jctx *c, json_t *o, const char *path, const char *ke
 		     size_t max, bool required)
 {
 	char p[160];
-	subpath(p, sizeof(p), path, key);
-	json_t *v = json_object_get(o, key);
+	json_t *v;
 	*out = NULL;
-	if (!v) {
-		if (required)
-			return jerr(c, p, "missing");
-		return 0;
-	}
+	int rc = field(c, o, path, key, required, p, &v);
+	if (rc <= 0)
+		return rc;
 	if (!json_is_array(v))
 		return jerr(c, p, "must be an array");
 	if (json_array_size(v) > max)
