@@ -72,7 +72,7 @@ static void node_status(struct node *n, struct qkm_node_status *s)
 		log_warnx("status: counters unavailable");
 }
 
-static void reply_owned(struct evhttp_request *req, int code, char *json)
+static void reply_owned(struct qkm_http_req *req, int code, char *json)
 {
 	if (json)
 		qkm_http_reply_json(req, code, json);
@@ -83,7 +83,7 @@ static void reply_owned(struct evhttp_request *req, int code, char *json)
 
 struct pc_req {
 	struct node *n;
-	struct evhttp_request *req;
+	struct qkm_http_req *req;
 	char peer[QKM_NAME_MAX];
 };
 
@@ -109,15 +109,14 @@ static void on_paircheck_done(const struct qkm_paircheck_result *r, int err, voi
 	free(p);
 }
 
-static void admin_handle(struct evhttp_request *req, const char *role, const char *name, void *arg)
+static void admin_handle(struct qkm_http_req *req, void *arg)
 {
 	struct node *n = arg;
-	if (strcmp(role, "admin") != 0) {
+	if (strcmp(req->role, "admin") != 0) {
 		qkm_http_reply_error(req, 403, "the admin API is for operators (admin certificate)");
 		return;
 	}
-	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
-	const char *path = evhttp_uri_get_path(uri);
+	const char *path = req->path;
 	if (path && strcmp(path, "/status") == 0) {
 		struct qkm_node_status *s = malloc(sizeof(*s));
 		if (!s) {
@@ -133,18 +132,12 @@ static void admin_handle(struct evhttp_request *req, const char *role, const cha
 		struct qkm_node_status *s = malloc(sizeof(*s));
 		struct qkm_buf b;
 		qkm_buf_init(&b, 1u << 20, false);
-		struct evbuffer *out = evbuffer_new();
 		if (s)
 			node_status(n, s);
-		if (!s || !out || qkm_metrics_format(s, &b) || evbuffer_add(out, b.p, b.len)) {
+		if (!s || qkm_metrics_format(s, &b))
 			qkm_http_reply_error(req, 500, "out of memory");
-		} else {
-			evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
-					  "text/plain; version=0.0.4");
-			evhttp_send_reply(req, 200, "OK", out);
-		}
-		if (out)
-			evbuffer_free(out);
+		else
+			qkm_http_reply(req, 200, "text/plain; version=0.0.4", b.p, b.len, false);
 		qkm_buf_fini(&b);
 		free(s);
 		return;
@@ -152,7 +145,7 @@ static void admin_handle(struct evhttp_request *req, const char *role, const cha
 	if (path && strcmp(path, "/pair-check") == 0) {
 		struct evkeyvalq q;
 		const char *peer = NULL;
-		const char *query = evhttp_uri_get_query(uri);
+		const char *query = req->query;
 		/* evhttp_parse_query_str initialises q even when it fails. */
 		if (evhttp_parse_query_str(query ? query : "", &q) == 0)
 			peer = evhttp_find_header(&q, "peer");

@@ -10,8 +10,6 @@
 #include "net/http.h"
 #include "proto/etsi014.h"
 
-#include <event2/buffer.h>
-#include <event2/http.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,43 +24,14 @@ struct qkm_ksa {
 	struct qkm_supply *supply;
 	struct qkm_http_server *http;
 	struct event *flush_ev, *tick_ev;
-	struct pending *pending;     /* enc_keys requests waiting for a round */
 };
 
-/* An enc_keys request whose answer comes later; if its client leaves first,
- * supply forgets it (and the keys it would have got are cancelled). */
-struct pending {
-	struct pending *next;
-	struct qkm_ksa *k;
-	struct evhttp_request *req;
-	struct evhttp_connection *con;
-};
-
-static void pending_drop(struct qkm_ksa *k, struct evhttp_request *req)
-{
-	for (struct pending **pp = &k->pending; *pp; pp = &(*pp)->next)
-		if ((*pp)->req == req) {
-			struct pending *p = *pp;
-			*pp = p->next;
-			evhttp_connection_set_closecb(p->con, NULL, NULL);
-			free(p);
-			return;
-		}
-}
-
-static void on_pending_close(struct evhttp_connection *con, void *arg)
+/* An enc_keys request whose client left before its answer: supply forgets
+ * it (and the keys it would have got are cancelled). */
+static void on_gone(struct qkm_http_req *req, void *arg)
 {
 	struct qkm_ksa *k = arg;
-	for (struct pending **pp = &k->pending; *pp;) {
-		struct pending *p = *pp;
-		if (p->con != con) {
-			pp = &p->next;
-			continue;
-		}
-		*pp = p->next;
-		qkm_supply_forget(k->supply, p->req);
-		free(p);
-	}
+	qkm_supply_forget(k->supply, req);
 }
 
 /* ---- supply ops -------------------------------------------------------- */
@@ -79,40 +48,11 @@ static bool op_ready(const char *peer, void *arg)
 	return qkm_kma_pool_ready(k->kma, peer);
 }
 
-static void reply_body_free(const void *data, size_t len, void *arg)
+static void op_reply(void *req, int status, const uint8_t *body, size_t len, void *arg)
 {
-	qkm_secret_free(arg);
-}
-
-static void op_reply(void *req_, int status, const uint8_t *body, size_t len, void *arg)
-{
-	struct evhttp_request *req = req_;
-	if (arg)
-		pending_drop(arg, req);
-	struct evbuffer *out = evbuffer_new();
-	if (!out) {
-		evhttp_send_error(req, 503, NULL);
-		return;
-	}
-	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
-			  "application/json");
-	evhttp_add_header(evhttp_request_get_output_headers(req), "Cache-Control", "no-store");
-	/* The body may hold key bytes: it stays in the secure heap, referenced
-	 * (not copied) by the output buffer, and is wiped once written. */
-	struct qkm_secret *sec = len ? qkm_secret_dup(body, len) : NULL;
-	if (len && (!sec || evbuffer_add_reference(out, sec->p, sec->len, reply_body_free, sec))) {
-		qkm_secret_free(sec);
-		evbuffer_free(out);
-		evhttp_send_error(req, 503, NULL);
-		return;
-	}
-	evhttp_send_reply(req, status,
-			  status == 200   ? "OK"
-			  : status == 400 ? "Bad Request"
-			  : status == 401 ? "Unauthorized"
-					  : "Service Unavailable",
-			  out);
-	evbuffer_free(out);
+	/* The body may hold key bytes: the server keeps them in the secure
+	 * heap and wipes them once written. */
+	qkm_http_reply(req, status, "application/json", body, len, true);
 }
 
 /* ---- KMA hooks --------------------------------------------------------- */
@@ -132,23 +72,12 @@ static void hook_pool(const char *peer, bool usable, void *arg)
 
 /* ---- HTTP -------------------------------------------------------------- */
 
-static void reply_err(struct evhttp_request *req, int status, const char *msg)
+static void reply_err(struct qkm_http_req *req, int status, const char *msg)
 {
 	char *body = qkm_etsi_error_json(msg, NULL);
-	op_reply(req, status, (const uint8_t *)(body ? body : "{}"), body ? strlen(body) : 2, NULL);
+	qkm_http_reply(req, status, "application/json", body ? body : "{}",
+		       body ? strlen(body) : 2, false);
 	free(body);
-}
-
-static char *body_text(struct evhttp_request *req, size_t *len)
-{
-	struct evbuffer *in = evhttp_request_get_input_buffer(req);
-	*len = evbuffer_get_length(in);
-	char *p = malloc(*len + 1);
-	if (!p)
-		return NULL;
-	evbuffer_copyout(in, p, *len);
-	p[*len] = 0;
-	return p;
 }
 
 static void on_flush(evutil_socket_t fd, short what, void *arg)
@@ -163,14 +92,12 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	qkm_supply_tick(k->supply, qkm_now_ns());
 }
 
-static void handle(struct evhttp_request *req, const char *role, const char *name, void *arg)
+static void handle(struct qkm_http_req *req, void *arg)
 {
 	struct qkm_ksa *k = arg;
 	char err[300], sae[QKM_NAME_MAX], what[16];
-	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
-	const char *path = evhttp_uri_get_path(uri), *query = evhttp_uri_get_query(uri);
-	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
-	if (strcmp(role, "sae") != 0) {
+	const char *path = req->path, *query = req->query, *name = req->name;
+	if (strcmp(req->role, "sae") != 0) {
 		reply_err(req, 401, "only applications (SAE certificates) may use this API");
 		return;
 	}
@@ -192,7 +119,7 @@ static void handle(struct evhttp_request *req, const char *role, const char *nam
 		reply_err(req, 400, "SAE ID in the path is not a valid SAE ID");
 		return;
 	}
-	bool get = cmd == EVHTTP_REQ_GET, post = cmd == EVHTTP_REQ_POST;
+	bool get = strcmp(req->method, "GET") == 0, post = !get;
 	if (strcmp(what, "status") == 0 && get) {
 		qkm_supply_status(k->supply, req, name, sae);
 		return;
@@ -200,34 +127,16 @@ static void handle(struct evhttp_request *req, const char *role, const char *nam
 	if (strcmp(what, "enc_keys") == 0 && (get || post)) {
 		struct qkm_etsi_key_request r;
 		int rc;
-		if (get) {
+		if (get)
 			rc = qkm_etsi_parse_enc_query(query, &r, err, sizeof(err));
-		} else {
-			size_t len;
-			char *body = body_text(req, &len);
-			rc = body ? qkm_etsi_parse_key_request(body, len, &r, err, sizeof(err))
-				  : QKM_ENOMEM;
-			if (!body)
-				snprintf(err, sizeof(err), "out of memory");
-			free(body);
-		}
+		else
+			rc = qkm_etsi_parse_key_request(req->body, req->body_len, &r, err,
+							sizeof(err));
 		if (rc) {
 			reply_err(req, 400, err);
 			return;
 		}
-		struct pending *p = malloc(sizeof(*p));
-		struct evhttp_connection *con = evhttp_request_get_connection(req);
-		if (!p || !con) {
-			free(p);
-			reply_err(req, 503, "out of memory");
-			return;
-		}
-		p->k = k;
-		p->req = req;
-		p->con = con;
-		p->next = k->pending;
-		k->pending = p;
-		evhttp_connection_set_closecb(con, on_pending_close, k);
+		qkm_http_on_gone(req, on_gone, k);
 		qkm_supply_enc(k->supply, req, name, sae, &r, qkm_now_ns());
 		event_active(k->flush_ev, EV_TIMEOUT, 0);
 		return;
@@ -239,16 +148,10 @@ static void handle(struct evhttp_request *req, const char *role, const char *nam
 			reply_err(req, 503, "out of memory");
 			return;
 		}
-		if (get) {
+		if (get)
 			rc = qkm_etsi_parse_dec_query(query, ids, err, sizeof(err));
-		} else {
-			size_t len;
-			char *body = body_text(req, &len);
-			rc = body ? qkm_etsi_parse_key_ids(body, len, ids, err, sizeof(err)) : QKM_ENOMEM;
-			if (!body)
-				snprintf(err, sizeof(err), "out of memory");
-			free(body);
-		}
+		else
+			rc = qkm_etsi_parse_key_ids(req->body, req->body_len, ids, err, sizeof(err));
 		if (rc)
 			reply_err(req, 400, err);
 		else
@@ -308,11 +211,6 @@ void qkm_ksa_free(struct qkm_ksa *k)
 		qkm_kma_set_hooks(k->kma, &none);
 	}
 	qkm_supply_free(k->supply);
-	while (k->pending) {
-		struct pending *p = k->pending;
-		k->pending = p->next;
-		free(p);
-	}
 	qkm_http_server_free(k->http);
 	if (k->flush_ev)
 		event_free(k->flush_ev);

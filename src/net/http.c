@@ -8,8 +8,8 @@
 #include "core/log.h"
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <event2/listener.h>
 #include <event2/util.h>
 
 #include <arpa/inet.h>
@@ -27,12 +27,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <stddef.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #define HTTP_HEADERS_MAX (16u << 10)
 #define HTTP_TIMEOUT_SECS 30
+#define HTTP_CONNS_MAX 4096
 #define HTTP_MSG_MAX 1024 /* error message bytes echoed; longer ones are cut */
 #define HTTP_HOST_MAX 64  /* host part of "host:port", brackets excluded */
 
@@ -88,161 +90,6 @@ static int hostport_split(const char *s, size_t n, char host[static HTTP_HOST_MA
 	return 0;
 }
 
-/* ---- server ---------------------------------------------------------- */
-
-struct qkm_http_server {
-	struct evhttp *http;
-	struct evhttp_bound_socket *sock;
-	SSL_CTX *ctx; /* we hold one reference */
-	qkm_http_handler fn;
-	void *arg;
-};
-
-/* evhttp asks for a bufferevent for each accepted connection; it sets the fd
- * itself, which starts the server side of the handshake. */
-static struct bufferevent *http_on_accept(struct event_base *base, void *arg)
-{
-	struct qkm_http_server *s = arg;
-	SSL *ssl = SSL_new(s->ctx);
-	if (!ssl) {
-		/* evhttp then falls back to a plain bufferevent; http_on_request
-		 * finds no SSL on it and answers 401, so nothing is served. */
-		qkm_tls_log_errors("http: SSL_new");
-		return NULL;
-	}
-	struct bufferevent *bev = bufferevent_openssl_socket_new(base, -1, ssl,
-								 BUFFEREVENT_SSL_ACCEPTING,
-								 BEV_OPT_CLOSE_ON_FREE);
-	if (!bev) {
-		/* libevent 2.1 frees ssl on some of its failure paths and not on
-		 * others; leaking it on this out-of-memory path is the safe side. */
-		log_warnx("http: cannot create a TLS bufferevent");
-		return NULL;
-	}
-	/* Clients such as curl close without close_notify once they have the
-	 * response; without this libevent reports that as an error. */
-	bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
-	return bev;
-}
-
-static void http_on_request(struct evhttp_request *req, void *arg)
-{
-	struct qkm_http_server *s = arg;
-	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
-	struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
-	SSL *ssl = bev ? bufferevent_openssl_get_ssl(bev) : NULL;
-	char role[QKM_ROLE_MAX], name[QKM_NAME_MAX];
-
-	if (!ssl || qkm_tls_peer_identity(ssl, role, name) != 0) {
-		qkm_http_reply_error(req, 401, "client certificate required");
-		return;
-	}
-	s->fn(req, role, name, s->arg);
-}
-
-struct qkm_http_server *qkm_http_server_new(struct event_base *base, SSL_CTX *ctx,
-					    const char *addr, size_t max_body,
-					    qkm_http_handler fn, void *arg)
-{
-	char host[HTTP_HOST_MAX];
-	int port;
-
-	if (!base || !ctx || !addr || !fn) {
-		log_warnx("http: server needs a base, a context, an address and a handler");
-		return NULL;
-	}
-	if (hostport_split(addr, strlen(addr), host, &port) != 0 || port < 0) {
-		log_warnx("http: bad listen address \"%s\" (want host:port)", addr);
-		return NULL;
-	}
-	struct qkm_http_server *s = calloc(1, sizeof(*s));
-	if (!s) {
-		log_warnx("http: out of memory");
-		return NULL;
-	}
-	s->fn = fn;
-	s->arg = arg;
-	SSL_CTX_up_ref(ctx);
-	s->ctx = ctx;
-	s->http = evhttp_new(base);
-	if (!s->http) {
-		log_warnx("http: evhttp_new failed");
-		goto fail;
-	}
-	evhttp_set_bevcb(s->http, http_on_accept, s);
-	evhttp_set_gencb(s->http, http_on_request, s);
-	evhttp_set_max_body_size(s->http, max_body > (size_t)EV_SSIZE_MAX ? EV_SSIZE_MAX
-									 : (ev_ssize_t)max_body);
-	evhttp_set_max_headers_size(s->http, HTTP_HEADERS_MAX);
-	evhttp_set_timeout(s->http, HTTP_TIMEOUT_SECS);
-	evhttp_set_allowed_methods(s->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST);
-	/* An oversized body is read and dropped before the 413 goes out;
-	 * closing at once would reset the connection under a client that is
-	 * still sending, and it would never see the 413. */
-	evhttp_set_flags(s->http, EVHTTP_SERVER_LINGERING_CLOSE);
-	s->sock = evhttp_bind_socket_with_handle(s->http, host, (ev_uint16_t)port);
-	if (!s->sock) {
-		log_warn("http: cannot listen on %s", addr);
-		goto fail;
-	}
-	/* Replies go out as header and body writes: without TCP_NODELAY the
-	 * body waits for the client's delayed ACK (~40 ms). Linux hands the
-	 * option down to every accepted socket. */
-	int one = 1;
-	if (setsockopt(evhttp_bound_socket_get_fd(s->sock), IPPROTO_TCP, TCP_NODELAY, &one,
-		       sizeof(one)) < 0)
-		log_warn("http: TCP_NODELAY on %s", addr);
-	return s;
-fail:
-	qkm_http_server_free(s);
-	return NULL;
-}
-
-void qkm_http_server_free(struct qkm_http_server *s)
-{
-	if (!s)
-		return;
-	if (s->http)
-		evhttp_free(s->http); /* also closes the listener and connections */
-	SSL_CTX_free(s->ctx);
-	free(s);
-}
-
-int qkm_http_server_port(struct qkm_http_server *s)
-{
-	struct sockaddr_storage ss;
-	socklen_t len = sizeof(ss);
-
-	if (!s || !s->sock)
-		return QKM_EINVAL;
-	if (getsockname(evhttp_bound_socket_get_fd(s->sock), (struct sockaddr *)&ss, &len) != 0)
-		return QKM_EIO;
-	if (ss.ss_family == AF_INET)
-		return ntohs(((struct sockaddr_in *)&ss)->sin_port);
-	if (ss.ss_family == AF_INET6)
-		return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-	return QKM_EIO;
-}
-
-static void http_send(struct evhttp_request *req, int code, const char *p, size_t n)
-{
-	struct evbuffer *b = evbuffer_new();
-	if (!b || evbuffer_add(b, p, n) != 0) {
-		evbuffer_free(b);
-		evhttp_send_error(req, 500, NULL);
-		return;
-	}
-	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
-			  "application/json");
-	evhttp_send_reply(req, code, NULL, b);
-	evbuffer_free(b);
-}
-
-void qkm_http_reply_json(struct evhttp_request *req, int code, const char *json)
-{
-	http_send(req, code, json, strlen(json));
-}
-
 /* Writes {"message":"<msg>"} into out and returns its length. Quotes,
  * backslashes and control characters are escaped; bytes >= 0x80 become '?'
  * (our messages are ASCII, and this keeps any input valid UTF-8); only the
@@ -282,11 +129,725 @@ static size_t json_error(char out[static 6 * HTTP_MSG_MAX + 32], const char *msg
 	return o + 2;
 }
 
-void qkm_http_reply_error(struct evhttp_request *req, int code, const char *msg)
+/* ---- server ---------------------------------------------------------- */
+
+/* One connection: a non-blocking socket with its own SSL, read and write
+ * events on the server's base, the bytes read and not yet parsed, at most
+ * one request with the handler, and the reply being written. */
+struct http_conn {
+	struct http_conn *prev, *next;
+	struct qkm_http_server *s;
+	int fd;
+	SSL *ssl;
+	struct event *rev, *wev;
+	char role[QKM_ROLE_MAX], name[QKM_NAME_MAX];
+	bool handshaken, identified;
+	bool reading;       /* rev is added */
+	bool closing;       /* close once the current reply is written */
+	bool draining;      /* reply written; drop input until EOF (lingering close) */
+	bool gone;          /* socket closed; the struct waits for the handler's reply */
+	bool continued;     /* "100 Continue" sent for the current request */
+	int in_io;          /* depth of I/O callbacks on the stack */
+	char *in;           /* bytes read, not yet parsed */
+	size_t in_len, in_cap;
+	int64_t head_start_ms; /* first byte of the request being read */
+	bool busy;          /* req is with the handler */
+	struct qkm_http_req req;
+	char *req_mem;      /* path, query and body of req */
+	qkm_http_gone_fn gone_fn;
+	void *gone_arg;
+	struct qkm_buf out; /* reply being written (secure heap when it holds keys) */
+	size_t out_off;
+};
+
+struct qkm_http_server {
+	struct event_base *base;
+	struct evconnlistener *lis;
+	SSL_CTX *ctx; /* we hold one reference */
+	qkm_http_handler fn;
+	void *arg;
+	size_t max_body;
+	size_t n_conns;
+	struct http_conn *conns;
+	int64_t refused_log_ms; /* last "too many connections" warning */
+};
+
+static const char *http_reason(int code)
+{
+	switch (code) {
+	case 100: return "Continue";
+	case 200: return "OK";
+	case 201: return "Created";
+	case 400: return "Bad Request";
+	case 401: return "Unauthorized";
+	case 403: return "Forbidden";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 408: return "Request Timeout";
+	case 411: return "Length Required";
+	case 413: return "Content Too Large";
+	case 431: return "Request Header Fields Too Large";
+	case 500: return "Internal Server Error";
+	case 501: return "Not Implemented";
+	case 503: return "Service Unavailable";
+	case 505: return "HTTP Version Not Supported";
+	default: return "Status";
+	}
+}
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void conn_io(struct http_conn *c);
+
+static void conn_free(struct http_conn *c)
+{
+	struct qkm_http_server *s = c->s;
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		s->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	s->n_conns--;
+	if (c->rev)
+		event_free(c->rev);
+	if (c->wev)
+		event_free(c->wev);
+	SSL_free(c->ssl);
+	if (c->fd >= 0)
+		close(c->fd);
+	qkm_buf_fini(&c->out);
+	free(c->req_mem);
+	free(c->in);
+	free(c);
+}
+
+/* Ends the connection. A request still with the handler is either
+ * forgotten (the handler's gone callback runs, then it is invalid) or, with
+ * no callback, kept until the handler replies into the void. Inside an I/O
+ * callback the struct is freed when the callback returns. */
+static void conn_close(struct http_conn *c)
+{
+	if (c->gone)
+		return;
+	c->gone = true;
+	if (c->reading)
+		event_del(c->rev);
+	c->reading = false;
+	event_del(c->wev);
+	if (c->busy && c->gone_fn) {
+		qkm_http_gone_fn fn = c->gone_fn;
+		c->gone_fn = NULL;
+		c->busy = false;
+		fn(&c->req, c->gone_arg);
+	}
+	if (!c->busy && !c->in_io)
+		conn_free(c);
+}
+
+static void conn_read_on(struct http_conn *c, bool on)
+{
+	if (on == c->reading || c->gone)
+		return;
+	if (on) {
+		struct timeval tv = {HTTP_TIMEOUT_SECS, 0};
+		event_add(c->rev, &tv);
+	} else {
+		event_del(c->rev);
+	}
+	c->reading = on;
+}
+
+/* Writes what is left of c->out. 1: all written; 0: waiting for the socket;
+ * negative: the connection failed (closed). */
+static int conn_flush(struct http_conn *c)
+{
+	while (c->out_off < c->out.len) {
+		ERR_clear_error();
+		int n = SSL_write(c->ssl, c->out.p + c->out_off, (int)(c->out.len - c->out_off));
+		if (n > 0) {
+			c->out_off += (size_t)n;
+			continue;
+		}
+		int e = SSL_get_error(c->ssl, n);
+		if (e == SSL_ERROR_WANT_WRITE) {
+			event_add(c->wev, NULL);
+			return 0;
+		}
+		if (e == SSL_ERROR_WANT_READ)
+			return 0;
+		conn_close(c);
+		return QKM_EIO;
+	}
+	qkm_buf_fini(&c->out); /* wipes a secure reply */
+	c->out_off = 0;
+	return 1;
+}
+
+/* Queues a whole reply (head and body) as one TLS write. */
+static void conn_reply(struct http_conn *c, int code, const char *type, const void *body,
+		       size_t len, bool secret)
+{
+	char head[256];
+	int hn = snprintf(head, sizeof(head),
+			  "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+			  "Cache-Control: no-store\r\n%s\r\n",
+			  code, http_reason(code), type, len,
+			  c->closing ? "Connection: close\r\n" : "");
+	qkm_buf_fini(&c->out);
+	qkm_buf_init(&c->out, (size_t)hn + len, secret);
+	c->out_off = 0;
+	if (hn < 0 || (size_t)hn >= sizeof(head) || qkm_buf_put(&c->out, head, (size_t)hn) ||
+	    (len && qkm_buf_put(&c->out, body, len))) {
+		log_warnx("http: no memory for a %zu-byte reply; closing the connection", len);
+		conn_close(c);
+		return;
+	}
+	if (conn_flush(c) == 1 && c->closing) {
+		c->draining = true;
+		shutdown(c->fd, SHUT_WR);
+	}
+}
+
+static void conn_error(struct http_conn *c, int code, const char *msg)
+{
+	char body[6 * HTTP_MSG_MAX + 32];
+	size_t n = json_error(body, msg);
+	c->closing = true;
+	conn_reply(c, code, "application/json", body, n, false);
+}
+
+static bool token_is(const char *p, size_t n, const char *tok)
+{
+	return n == strlen(tok) && strncasecmp(p, tok, n) == 0;
+}
+
+/* Does the comma-separated header value hold tok? */
+static bool list_has_token(const char *v, size_t n, const char *tok)
+{
+	const char *e = v + n;
+	while (v < e) {
+		while (v < e && (*v == ' ' || *v == '\t' || *v == ','))
+			v++;
+		const char *t = v;
+		while (v < e && *v != ',')
+			v++;
+		const char *te = v;
+		while (te > t && (te[-1] == ' ' || te[-1] == '\t'))
+			te--;
+		if (token_is(t, (size_t)(te - t), tok))
+			return true;
+	}
+	return false;
+}
+
+/* The parsed head of one request. */
+struct http_head {
+	size_t len;                    /* bytes, blank line included */
+	const char *method, *target;
+	size_t method_len, target_len;
+	uint64_t content_length;
+	bool has_length, close, expect_continue, chunked;
+};
+
+/* Parses the head at c->in. 1: parsed; 0: incomplete; else it replied
+ * with an error (and the connection closes). Lines may end in CRLF or LF. */
+static int head_parse(struct http_conn *c, struct http_head *h)
+{
+	const char *p = c->in, *end = c->in + c->in_len, *line = p;
+	memset(h, 0, sizeof(*h));
+	/* Find the blank line that ends the head. */
+	const char *stop = NULL;
+	for (const char *q = p; q < end; q++) {
+		if (*q != '\n')
+			continue;
+		const char *next = q + 1;
+		if (next < end && *next == '\n') {
+			stop = next + 1;
+			break;
+		}
+		if (next + 1 < end && next[0] == '\r' && next[1] == '\n') {
+			stop = next + 2;
+			break;
+		}
+	}
+	if (!stop) {
+		if (c->in_len > HTTP_HEADERS_MAX) {
+			conn_error(c, 431, "request head over 16 KiB");
+			return QKM_ETOOBIG;
+		}
+		return 0;
+	}
+	if ((size_t)(stop - p) > HTTP_HEADERS_MAX) {
+		conn_error(c, 431, "request head over 16 KiB");
+		return QKM_ETOOBIG;
+	}
+	h->len = (size_t)(stop - p);
+	/* Request line: METHOD SP target SP HTTP/1.x */
+	const char *eol = memchr(line, '\n', (size_t)(stop - line));
+	const char *le = eol > line && eol[-1] == '\r' ? eol - 1 : eol;
+	const char *sp1 = memchr(line, ' ', (size_t)(le - line));
+	const char *sp2 = sp1 ? memchr(sp1 + 1, ' ', (size_t)(le - sp1 - 1)) : NULL;
+	if (!sp1 || !sp2 || sp1 == line || sp2 == sp1 + 1) {
+		conn_error(c, 400, "malformed request line");
+		return QKM_EFORMAT;
+	}
+	h->method = line;
+	h->method_len = (size_t)(sp1 - line);
+	h->target = sp1 + 1;
+	h->target_len = (size_t)(sp2 - sp1 - 1);
+	const char *ver = sp2 + 1;
+	size_t vlen = (size_t)(le - ver);
+	if (vlen == 8 && memcmp(ver, "HTTP/1.1", 8) == 0) {
+		h->close = false;
+	} else if (vlen == 8 && memcmp(ver, "HTTP/1.0", 8) == 0) {
+		h->close = true;
+	} else {
+		conn_error(c, 505, "only HTTP/1.1 and HTTP/1.0 are served");
+		return QKM_EFORMAT;
+	}
+	bool keep_alive = false;
+	for (line = eol + 1; line < stop; line = eol + 1) {
+		eol = memchr(line, '\n', (size_t)(stop - line));
+		le = eol > line && eol[-1] == '\r' ? eol - 1 : eol;
+		if (le == line)
+			break; /* the blank line */
+		const char *colon = memchr(line, ':', (size_t)(le - line));
+		if (!colon || colon == line || line[0] == ' ' || line[0] == '\t') {
+			conn_error(c, 400, "malformed header line");
+			return QKM_EFORMAT;
+		}
+		size_t nlen = (size_t)(colon - line);
+		const char *v = colon + 1, *ve = le;
+		while (v < ve && (*v == ' ' || *v == '\t'))
+			v++;
+		while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
+			ve--;
+		size_t vl = (size_t)(ve - v);
+		if (token_is(line, nlen, "Content-Length")) {
+			uint64_t n = 0;
+			if (vl == 0 || vl > 18) {
+				conn_error(c, 400, "bad Content-Length");
+				return QKM_EFORMAT;
+			}
+			for (size_t i = 0; i < vl; i++) {
+				if (v[i] < '0' || v[i] > '9') {
+					conn_error(c, 400, "bad Content-Length");
+					return QKM_EFORMAT;
+				}
+				n = n * 10 + (uint64_t)(v[i] - '0');
+			}
+			if (h->has_length && n != h->content_length) {
+				conn_error(c, 400, "conflicting Content-Length headers");
+				return QKM_EFORMAT;
+			}
+			h->has_length = true;
+			h->content_length = n;
+		} else if (token_is(line, nlen, "Transfer-Encoding")) {
+			h->chunked = true;
+		} else if (token_is(line, nlen, "Connection")) {
+			if (list_has_token(v, vl, "close"))
+				h->close = true;
+			if (list_has_token(v, vl, "keep-alive"))
+				keep_alive = true;
+		} else if (token_is(line, nlen, "Expect")) {
+			if (!token_is(v, vl, "100-continue")) {
+				conn_error(c, 400, "unsupported Expect header");
+				return QKM_EFORMAT;
+			}
+			h->expect_continue = true;
+		}
+	}
+	if (keep_alive && h->close && vlen == 8 && ver[7] == '0')
+		h->close = false; /* HTTP/1.0 with Connection: keep-alive */
+	if (h->chunked) {
+		conn_error(c, 501, "Transfer-Encoding is not supported: send a Content-Length");
+		return QKM_EFORMAT;
+	}
+	return 1;
+}
+
+/* Hands the next complete request to the handler, or answers it here. 1: a
+ * request was taken (go on); 0: more input needed or busy; negative: stop. */
+static int conn_next(struct http_conn *c)
+{
+	struct qkm_http_server *s = c->s;
+	struct http_head h;
+	if (c->busy || c->out.len || c->closing || c->gone || c->in_len == 0)
+		return 0;
+	int rc = head_parse(c, &h);
+	if (rc <= 0) {
+		if (rc == 0 && mono_ms() - c->head_start_ms > HTTP_TIMEOUT_SECS * 1000) {
+			conn_error(c, 408, "request not complete within 30 s");
+			return QKM_EAGAIN;
+		}
+		return rc;
+	}
+	c->closing = h.close;
+	bool get = token_is(h.method, h.method_len, "GET");
+	bool post = token_is(h.method, h.method_len, "POST");
+	if (!get && !post) {
+		conn_error(c, 501, "only GET and POST are served");
+		return QKM_EINVAL;
+	}
+	if (h.content_length > s->max_body) {
+		conn_error(c, 413, "request body too large");
+		return QKM_ETOOBIG;
+	}
+	if (h.target_len == 0 || h.target[0] != '/') {
+		conn_error(c, 400, "request target must be an absolute path");
+		return QKM_EFORMAT;
+	}
+	size_t want = h.len + (size_t)h.content_length;
+	if (c->in_len < want) {
+		if (h.expect_continue && !c->continued && c->in_len == h.len) {
+			static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+			c->continued = true;
+			qkm_buf_init(&c->out, sizeof(cont), false);
+			if (qkm_buf_put(&c->out, cont, sizeof(cont) - 1) == 0 && conn_flush(c) < 0)
+				return QKM_EIO;
+		}
+		if (mono_ms() - c->head_start_ms > HTTP_TIMEOUT_SECS * 1000) {
+			conn_error(c, 408, "request body not complete within 30 s");
+			return QKM_EAGAIN;
+		}
+		return 0;
+	}
+	/* Copy the request out of the input buffer, which keeps filling. */
+	const char *target = h.target, *qm = memchr(target, '?', h.target_len);
+	const char *hash = memchr(target, '#', h.target_len);
+	size_t tlen = hash ? (size_t)(hash - target) : h.target_len;
+	size_t plen = qm && qm < target + tlen ? (size_t)(qm - target) : tlen;
+	size_t qlen = plen < tlen ? tlen - plen - 1 : 0;
+	size_t blen = (size_t)h.content_length;
+	char *m = malloc(plen + 1 + qlen + 1 + blen + 1);
+	if (!m) {
+		conn_error(c, 503, "out of memory");
+		return QKM_ENOMEM;
+	}
+	memcpy(m, target, plen);
+	m[plen] = 0;
+	char *q = m + plen + 1, *b = q + qlen + 1;
+	memcpy(q, target + plen + 1, qlen);
+	q[qlen] = 0;
+	memcpy(b, c->in + h.len, blen);
+	b[blen] = 0;
+	memset(&c->req, 0, sizeof(c->req));
+	c->req.method = get ? "GET" : "POST";
+	c->req.path = m;
+	c->req.query = plen < tlen ? q : NULL;
+	c->req.body = b;
+	c->req.body_len = blen;
+	c->req.role = c->role;
+	c->req.name = c->name;
+	c->req_mem = m;
+	memmove(c->in, c->in + want, c->in_len - want);
+	c->in_len -= want;
+	c->head_start_ms = mono_ms();
+	c->continued = false;
+	c->busy = true;
+	c->gone_fn = NULL;
+	if (!c->identified)
+		qkm_http_reply_error(&c->req, 401, "client certificate required");
+	else
+		s->fn(&c->req, s->arg);
+	return c->gone ? QKM_EIO : 1;
+}
+
+/* Reads what the socket has. 0 or negative (closed). */
+static int conn_read(struct http_conn *c)
+{
+	size_t cap_max = HTTP_HEADERS_MAX + c->s->max_body + 1;
+	for (;;) {
+		if (c->in_len == c->in_cap) {
+			if (c->draining && c->in_cap) {
+				c->in_len = 0; /* dropped */
+			} else if (c->in_cap >= cap_max) {
+				conn_read_on(c, false); /* until the handler is done */
+				return 0;
+			} else {
+				size_t n = c->in_cap ? c->in_cap * 2 : HTTPS_READ_CHUNK;
+				char *p = realloc(c->in, n < cap_max ? n : cap_max);
+				if (!p) {
+					conn_close(c);
+					return QKM_ENOMEM;
+				}
+				c->in = p;
+				c->in_cap = n < cap_max ? n : cap_max;
+			}
+		}
+		ERR_clear_error();
+		int n = SSL_read(c->ssl, c->in + c->in_len, (int)(c->in_cap - c->in_len));
+		if (n > 0) {
+			if (c->in_len == 0)
+				c->head_start_ms = mono_ms();
+			c->in_len += (size_t)n;
+			continue;
+		}
+		int e = SSL_get_error(c->ssl, n);
+		if (e == SSL_ERROR_WANT_READ)
+			return 0;
+		if (e == SSL_ERROR_WANT_WRITE) {
+			event_add(c->wev, NULL);
+			return 0;
+		}
+		/* EOF, close_notify or a broken record: the peer is gone. */
+		conn_close(c);
+		return QKM_EIO;
+	}
+}
+
+static void conn_io(struct http_conn *c)
+{
+	if (c->gone)
+		return;
+	if (!c->handshaken) {
+		ERR_clear_error();
+		int r = SSL_do_handshake(c->ssl);
+		if (r != 1) {
+			int e = SSL_get_error(c->ssl, r);
+			if (e == SSL_ERROR_WANT_WRITE)
+				event_add(c->wev, NULL);
+			else if (e != SSL_ERROR_WANT_READ) {
+				log_debug("http: TLS handshake failed");
+				ERR_clear_error();
+				conn_close(c);
+			}
+			return;
+		}
+		c->handshaken = true;
+		c->identified = qkm_tls_peer_identity(c->ssl, c->role, c->name) == 0;
+	}
+	if (c->out.len && conn_flush(c) <= 0)
+		return;
+	if (c->draining && !c->out.len) {
+		/* Lingering close: read and drop until the peer closes. */
+		c->in_len = 0;
+		conn_read(c);
+		return;
+	}
+	if (c->closing && !c->busy && !c->out.len) {
+		c->draining = true;
+		shutdown(c->fd, SHUT_WR);
+		conn_read(c);
+		return;
+	}
+	if (conn_read(c) < 0)
+		return;
+	while (conn_next(c) == 1)
+		;
+	if (!c->gone && !c->busy && !c->out.len)
+		conn_read_on(c, true);
+}
+
+static void conn_on_event(evutil_socket_t fd, short what, void *arg)
+{
+	struct http_conn *c = arg;
+	c->in_io++;
+	if ((what & EV_TIMEOUT) && !(what & (EV_READ | EV_WRITE))) {
+		/* 30 s without input: idle, stuck in the handshake, or lingering. */
+		if (!c->busy)
+			conn_close(c);
+	} else {
+		conn_io(c);
+	}
+	c->in_io--;
+	if (c->gone && !c->busy && !c->in_io)
+		conn_free(c);
+}
+
+static void http_on_accept(struct evconnlistener *lis, evutil_socket_t fd, struct sockaddr *sa,
+			   int salen, void *arg)
+{
+	struct qkm_http_server *s = arg;
+	if (s->n_conns >= HTTP_CONNS_MAX) {
+		int64_t now = mono_ms();
+		if (now - s->refused_log_ms > 10000) {
+			log_warnx("http: %d connections open; refusing more", HTTP_CONNS_MAX);
+			s->refused_log_ms = now;
+		}
+		close(fd);
+		return;
+	}
+	struct http_conn *c = calloc(1, sizeof(*c));
+	if (!c) {
+		close(fd);
+		return;
+	}
+	int one = 1;
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	c->s = s;
+	c->fd = fd;
+	qkm_buf_init(&c->out, 0, false);
+	c->next = s->conns;
+	if (s->conns)
+		s->conns->prev = c;
+	s->conns = c;
+	s->n_conns++;
+	c->ssl = SSL_new(s->ctx);
+	c->rev = event_new(s->base, fd, EV_READ | EV_PERSIST, conn_on_event, c);
+	c->wev = event_new(s->base, fd, EV_WRITE, conn_on_event, c);
+	if (!c->ssl || !c->rev || !c->wev || SSL_set_fd(c->ssl, fd) != 1) {
+		qkm_tls_log_errors("http: new connection");
+		c->gone = true;
+		conn_free(c);
+		return;
+	}
+	SSL_set_accept_state(c->ssl);
+	conn_read_on(c, true);
+}
+
+static void http_on_listen_error(struct evconnlistener *lis, void *arg)
+{
+	log_warn("http: accept");
+}
+
+struct qkm_http_server *qkm_http_server_new(struct event_base *base, SSL_CTX *ctx,
+					    const char *addr, size_t max_body,
+					    qkm_http_handler fn, void *arg)
+{
+	char host[HTTP_HOST_MAX];
+	int port;
+	struct sockaddr_storage ss;
+	socklen_t sslen;
+
+	if (!base || !ctx || !addr || !fn) {
+		log_warnx("http: server needs a base, a context, an address and a handler");
+		return NULL;
+	}
+	if (hostport_split(addr, strlen(addr), host, &port) != 0 || port < 0) {
+		log_warnx("http: bad listen address \"%s\" (want host:port)", addr);
+		return NULL;
+	}
+	memset(&ss, 0, sizeof(ss));
+	struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+	if (strcmp(host, "localhost") == 0)
+		snprintf(host, sizeof(host), "127.0.0.1");
+	if (inet_pton(AF_INET, host, &s4->sin_addr) == 1) {
+		s4->sin_family = AF_INET;
+		s4->sin_port = htons((uint16_t)port);
+		sslen = sizeof(*s4);
+	} else if (inet_pton(AF_INET6, host, &s6->sin6_addr) == 1) {
+		s6->sin6_family = AF_INET6;
+		s6->sin6_port = htons((uint16_t)port);
+		sslen = sizeof(*s6);
+	} else {
+		log_warnx("http: listen address \"%s\" is not an IP address literal", addr);
+		return NULL;
+	}
+	struct qkm_http_server *s = calloc(1, sizeof(*s));
+	if (!s) {
+		log_warnx("http: out of memory");
+		return NULL;
+	}
+	s->base = base;
+	s->fn = fn;
+	s->arg = arg;
+	s->max_body = max_body;
+	SSL_CTX_up_ref(ctx);
+	s->ctx = ctx;
+	s->lis = evconnlistener_new_bind(base, http_on_accept, s,
+					 LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
+						 LEV_OPT_CLOSE_ON_EXEC,
+					 1024, (struct sockaddr *)&ss, (int)sslen);
+	if (!s->lis) {
+		log_warn("http: cannot listen on %s", addr);
+		qkm_http_server_free(s);
+		return NULL;
+	}
+	evconnlistener_set_error_cb(s->lis, http_on_listen_error);
+	return s;
+}
+
+void qkm_http_server_free(struct qkm_http_server *s)
+{
+	if (!s)
+		return;
+	if (s->lis)
+		evconnlistener_free(s->lis);
+	while (s->conns) {
+		struct http_conn *c = s->conns;
+		c->gone = true;
+		c->busy = false;
+		conn_free(c);
+	}
+	SSL_CTX_free(s->ctx);
+	free(s);
+}
+
+int qkm_http_server_port(struct qkm_http_server *s)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+
+	if (!s || !s->lis)
+		return QKM_EINVAL;
+	if (getsockname(evconnlistener_get_fd(s->lis), (struct sockaddr *)&ss, &len) != 0)
+		return QKM_EIO;
+	if (ss.ss_family == AF_INET)
+		return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+	if (ss.ss_family == AF_INET6)
+		return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+	return QKM_EIO;
+}
+
+static struct http_conn *req_conn(struct qkm_http_req *req)
+{
+	return (struct http_conn *)((char *)req - offsetof(struct http_conn, req));
+}
+
+void qkm_http_on_gone(struct qkm_http_req *req, qkm_http_gone_fn fn, void *arg)
+{
+	struct http_conn *c = req_conn(req);
+	c->gone_fn = fn;
+	c->gone_arg = arg;
+}
+
+void qkm_http_reply(struct qkm_http_req *req, int code, const char *type, const void *body,
+		    size_t len, bool secret)
+{
+	struct http_conn *c = req_conn(req);
+	if (!c->busy)
+		return; /* answered already, or forgotten after its gone callback */
+	c->busy = false;
+	c->gone_fn = NULL;
+	c->in_io++;
+	if (!c->gone)
+		conn_reply(c, code, type, body, len, secret); /* body may be in req_mem */
+	c->in_io--;
+	free(c->req_mem);
+	c->req_mem = NULL;
+	memset(&c->req, 0, sizeof(c->req));
+	if (c->in_io)
+		return; /* the connection's own callback goes on from here */
+	if (c->gone) {
+		conn_free(c);
+		return;
+	}
+	/* A later reply: go on with any request already buffered (or read
+	 * again if a full buffer had stopped reading) once the loop comes round. */
+	if (c->in_len || !c->reading) {
+		conn_read_on(c, true);
+		event_active(c->rev, EV_READ, 1);
+	}
+}
+
+void qkm_http_reply_json(struct qkm_http_req *req, int code, const char *json)
+{
+	qkm_http_reply(req, code, "application/json", json, strlen(json), false);
+}
+
+void qkm_http_reply_error(struct qkm_http_req *req, int code, const char *msg)
 {
 	char body[6 * HTTP_MSG_MAX + 32];
 	size_t n = json_error(body, msg ? msg : "");
-	http_send(req, code, body, n);
+	qkm_http_reply(req, code, "application/json", body, n, false);
 }
 
 /* ---- client ---------------------------------------------------------- */

@@ -1,13 +1,14 @@
-/* http.h - HTTPS for humans and applications: a server (libevent evhttp over
- * OpenSSL, client certificate required, the caller's identity handed to every
- * handler) used for the node admin API and ETSI GS QKD 014; and a small
- * blocking client used by `qkm ctl`, `qkm net` and tests. */
+/* http.h - HTTPS for humans and applications: a small HTTP/1.1 server over
+ * OpenSSL on the libevent loop (client certificate required, the caller's
+ * identity handed to every handler, one TLS write per reply) used for the
+ * node admin API and ETSI GS QKD 014; and a blocking client used by
+ * `qkm ctl`, `qkm net` and tests. */
 #ifndef QKM_NET_HTTP_H
 #define QKM_NET_HTTP_H
 
 #include <event2/event.h>
-#include <event2/http.h>
 #include <openssl/ssl.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "core/err.h"
@@ -15,18 +16,37 @@
 
 struct qkm_http_server;
 
-/* A request from an authenticated peer: role and name come from its verified
- * certificate (net/tls.h). The handler must answer req (evhttp_send_reply*). */
-typedef void (*qkm_http_handler)(struct evhttp_request *req, const char *role,
-				 const char *name, void *arg);
+/* A request from an authenticated peer. All strings are NUL-terminated and
+ * valid until the request is answered (or forgotten, below). path and query
+ * are as sent (not percent-decoded); query is NULL without a '?'. role and
+ * name come from the peer's verified certificate (net/tls.h). */
+struct qkm_http_req {
+	const char *method; /* "GET" or "POST": nothing else reaches a handler */
+	const char *path;
+	const char *query;
+	const char *body;
+	size_t body_len;
+	const char *role, *name;
+};
 
-/* Listens on addr ("host:port", "[v6]:port"; port 0 picks one) with ctx (a
- * server context from qkm_tls_ctx_new; the server takes its own reference).
- * Requests whose TLS peer has no valid qkm identity are answered 401 without
- * reaching fn. Bodies above max_body bytes: 413 (the body is read and
- * dropped first, so the client sees the answer). Only GET and POST are
- * served (others: 501); headers are limited to 16 KiB, idle connections and
- * handshakes to 30 s. NULL on error (logged). */
+/* The handler must answer req exactly once with qkm_http_reply*, now or
+ * later from the same event loop. One request per connection is with the
+ * handler at a time; later ones wait in order. */
+typedef void (*qkm_http_handler)(struct qkm_http_req *req, void *arg);
+/* Called when the client went away before a later answer: req is invalid
+ * once this returns and must not be answered. */
+typedef void (*qkm_http_gone_fn)(struct qkm_http_req *req, void *arg);
+
+/* Listens on addr ("ip:port", "[v6]:port", "localhost:port"; port 0 picks
+ * one) with ctx (a server context from qkm_tls_ctx_new; the server takes its
+ * own reference). Requests whose TLS peer has no valid qkm identity are
+ * answered 401 without reaching fn. Bodies above max_body bytes: 413 and the
+ * connection is closed after the rest of the input is read and dropped.
+ * Only GET and POST are served (others: 501); heads are limited to 16 KiB
+ * (431); bodies need a Content-Length (chunked: 501); "Expect:
+ * 100-continue" is honoured. A handshake, an idle keep-alive connection or a
+ * request that is not complete within 30 s is closed (408 for a request);
+ * at most 4096 connections are open at once. NULL on error (logged). */
 struct qkm_http_server *qkm_http_server_new(struct event_base *base, SSL_CTX *ctx,
 					    const char *addr, size_t max_body,
 					    qkm_http_handler fn, void *arg);
@@ -35,10 +55,17 @@ void qkm_http_server_free(struct qkm_http_server *s);
  * QKM_E* code. */
 int qkm_http_server_port(struct qkm_http_server *s) QKM_MUST_CHECK;
 
+/* For a request answered later: fn(req, arg) runs if its client leaves first. */
+void qkm_http_on_gone(struct qkm_http_req *req, qkm_http_gone_fn fn, void *arg);
+/* Answers req with code and a body of type (a Content-Type). secret: the
+ * body holds key material; it is copied only into the secure heap and wiped
+ * once written. Head and body go out in one TLS record where they fit. */
+void qkm_http_reply(struct qkm_http_req *req, int code, const char *type, const void *body,
+		    size_t len, bool secret);
 /* Sends a JSON body (text, NUL-terminated) with status code. */
-void qkm_http_reply_json(struct evhttp_request *req, int code, const char *json);
+void qkm_http_reply_json(struct qkm_http_req *req, int code, const char *json);
 /* Sends {"message": msg} (ETSI 014 error shape) with status code. */
-void qkm_http_reply_error(struct evhttp_request *req, int code, const char *msg);
+void qkm_http_reply_error(struct qkm_http_req *req, int code, const char *msg);
 
 /* Blocking HTTPS request for tools. url "https://host:port/path?query";
  * host is an IPv4 literal, a bracketed IPv6 literal or "localhost"
