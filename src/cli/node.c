@@ -14,6 +14,7 @@
 
 #include <event2/buffer.h>
 #include <event2/http.h>
+#include <event2/thread.h>
 #include <event2/keyvalq_struct.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -237,6 +238,10 @@ int cli_node(int argc, char **argv)
 		fatalx("cannot lock 256 MiB of memory for key material; run as root or raise "
 		       "the memlock limit (ulimit -l)");
 	struct event *sigs[2] = {NULL, NULL};
+	/* The ETSI 014 front end runs its own loop in a second thread and
+	 * wakes this one (ksa_io.c): libevent must lock. */
+	if (evthread_use_pthreads() != 0)
+		fatalx("cannot enable libevent threading");
 	n->base = event_base_new();
 	if (!n->base)
 		fatalx("cannot create event loop");

@@ -1,20 +1,54 @@
 /* ksa_io.c - ETSI GS QKD 014 over HTTPS (Ak) and the KSA link, wired to the
- * supply state machine. Parses paths and bodies with proto/etsi014, checks
- * the caller is an SAE (certificate OU=sae), and defers each enc_keys
- * request to the end of the loop iteration so concurrent requests share one
- * round. */
+ * supply state machine.
+ *
+ * Two threads. The front end (its own event loop) runs the HTTPS server and
+ * answers enc_keys from the stock (ksa/stock.h) when it can: no disk, no
+ * peer, no wait behind the main loop's fsyncs. Every other request is copied
+ * to the main thread, which owns the store, the KMA and supply; its answer
+ * comes back by request number, so an answer for a client that left finds
+ * nothing and is dropped. The main thread handles a whole batch of requests
+ * per wake-up, so concurrent enc_keys share one supply round. */
 #include "ksa/ksa.h"
 #include "core/log.h"
 #include "core/secret.h"
+#include "ksa/stock.h"
 #include "ksa/supply.h"
 #include "net/http.h"
 #include "proto/etsi014.h"
 
+#include <event2/thread.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define KSA_MAX_BODY (1u << 20)
 #define KSA_TICK_MS 100
+
+/* A request handed to the main thread, or (forget) word that its client left. */
+struct xreq {
+	struct xreq *next;
+	uint64_t id;
+	bool forget;
+	char method[8], role[QKM_ROLE_MAX], name[QKM_NAME_MAX];
+	char *path, *query, *body; /* in mem */
+	size_t body_len;
+	char *mem;
+};
+
+/* An answer on its way back to the front end. */
+struct xreply {
+	struct xreply *next;
+	uint64_t id;
+	int status;
+	struct qkm_secret *body; /* NULL for an empty body */
+};
+
+/* Front end: a request waiting for the main thread's answer. */
+struct fwd {
+	struct fwd *next;
+	uint64_t id;
+	struct qkm_http_req *req;
+};
 
 struct qkm_ksa {
 	struct event_base *base;
@@ -22,19 +56,33 @@ struct qkm_ksa {
 	struct qkm_store *st;
 	struct qkm_kma *kma;
 	struct qkm_supply *supply;
+	struct qkm_stock *stock;
+	struct qkm_supply_cfg sc; /* limits, read by both threads */
+	struct event *flush_ev, *tick_ev, *in_ev;
+	struct xreq *held; /* main: requests with supply */
+
+	struct event_base *fbase; /* front end */
+	pthread_t th;
+	bool th_started;
 	struct qkm_http_server *http;
-	struct event *flush_ev, *tick_ev;
+	struct event *out_ev, *stop_ev;
+	struct fwd *fwds;
+	uint64_t next_id;
+
+	pthread_mutex_t mu; /* the two queues */
+	struct xreq *in, **in_tail;
+	struct xreply *out, **out_tail;
 };
 
-/* An enc_keys request whose client left before its answer: supply forgets
- * it (and the keys it would have got are cancelled). */
-static void on_gone(struct qkm_http_req *req, void *arg)
+static void xreq_free(struct xreq *x)
 {
-	struct qkm_ksa *k = arg;
-	qkm_supply_forget(k->supply, req);
+	if (x) {
+		free(x->mem);
+		free(x);
+	}
 }
 
-/* ---- supply ops -------------------------------------------------------- */
+/* ---- main thread: supply ops ------------------------------------------- */
 
 static int op_send(const char *peer, const uint8_t *frame, size_t len, void *arg)
 {
@@ -48,11 +96,39 @@ static bool op_ready(const char *peer, void *arg)
 	return qkm_kma_pool_ready(k->kma, peer);
 }
 
+/* Sends the answer to the front end; the body (maybe keys) travels in the
+ * secure heap. If that copy fails the client gets a 503 without a body. */
 static void op_reply(void *req, int status, const uint8_t *body, size_t len, void *arg)
 {
-	/* The body may hold key bytes: the server keeps them in the secure
-	 * heap and wipes them once written. */
-	qkm_http_reply(req, status, "application/json", body, len, true);
+	struct qkm_ksa *k = arg;
+	struct xreq *x = req;
+	for (struct xreq **pp = &k->held; *pp; pp = &(*pp)->next)
+		if (*pp == x) {
+			*pp = x->next;
+			break;
+		}
+	struct xreply *r = calloc(1, sizeof(*r));
+	if (r) {
+		r->id = x->id;
+		r->status = status;
+		if (len && !(r->body = qkm_secret_dup(body, len)))
+			r->status = 503;
+		pthread_mutex_lock(&k->mu);
+		*k->out_tail = r;
+		k->out_tail = &r->next;
+		pthread_mutex_unlock(&k->mu);
+		event_active(k->out_ev, EV_READ, 0);
+	} else {
+		log_warnx("ksa: out of memory; an answer is lost (its client times out)");
+	}
+	xreq_free(x);
+}
+
+static void reply_err(struct qkm_ksa *k, struct xreq *x, int status, const char *msg)
+{
+	char *body = qkm_etsi_error_json(msg, NULL);
+	op_reply(x, status, (const uint8_t *)(body ? body : "{}"), body ? strlen(body) : 2, k);
+	free(body);
 }
 
 /* ---- KMA hooks --------------------------------------------------------- */
@@ -70,16 +146,6 @@ static void hook_pool(const char *peer, bool usable, void *arg)
 	qkm_supply_on_peer(k->supply, peer, usable, qkm_now_ns());
 }
 
-/* ---- HTTP -------------------------------------------------------------- */
-
-static void reply_err(struct qkm_http_req *req, int status, const char *msg)
-{
-	char *body = qkm_etsi_error_json(msg, NULL);
-	qkm_http_reply(req, status, "application/json", body ? body : "{}",
-		       body ? strlen(body) : 2, false);
-	free(body);
-}
-
 static void on_flush(evutil_socket_t fd, short what, void *arg)
 {
 	struct qkm_ksa *k = arg;
@@ -92,80 +158,282 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	qkm_supply_tick(k->supply, qkm_now_ns());
 }
 
-static void handle(struct qkm_http_req *req, void *arg)
+/* ---- routing (both threads) -------------------------------------------- */
+
+/* /api/v1/keys/{SAE_ID}/{status|enc_keys|dec_keys}: 0, or the HTTP status
+ * to answer with *msg. */
+static int route(const char *path, char sae[static QKM_NAME_MAX], char what[static 16],
+		 const char **msg)
 {
-	struct qkm_ksa *k = arg;
-	char err[300], sae[QKM_NAME_MAX], what[16];
-	const char *path = req->path, *query = req->query, *name = req->name;
-	if (strcmp(req->role, "sae") != 0) {
-		reply_err(req, 401, "only applications (SAE certificates) may use this API");
-		return;
+	static const char pre[] = "/api/v1/keys/";
+	if (strncmp(path, pre, sizeof(pre) - 1) != 0) {
+		*msg = "no such resource; the API is under /api/v1/keys/";
+		return 404;
 	}
-	/* /api/v1/keys/{SAE_ID}/{status|enc_keys|dec_keys} */
-	const char *pre = "/api/v1/keys/";
-	if (!path || strncmp(path, pre, strlen(pre)) != 0) {
-		reply_err(req, 404, "no such resource; the API is under /api/v1/keys/");
-		return;
-	}
-	const char *id = path + strlen(pre), *slash = strchr(id, '/');
-	if (!slash || (size_t)(slash - id) >= sizeof(sae) || strlen(slash + 1) >= sizeof(what)) {
-		reply_err(req, 404, "no such resource");
-		return;
+	const char *id = path + sizeof(pre) - 1, *slash = strchr(id, '/');
+	if (!slash || (size_t)(slash - id) >= QKM_NAME_MAX || strlen(slash + 1) >= 16) {
+		*msg = "no such resource";
+		return 404;
 	}
 	memcpy(sae, id, (size_t)(slash - id));
 	sae[slash - id] = 0;
-	snprintf(what, sizeof(what), "%s", slash + 1);
+	snprintf(what, 16, "%s", slash + 1);
 	if (!qkm_name_valid(sae)) {
-		reply_err(req, 400, "SAE ID in the path is not a valid SAE ID");
-		return;
+		*msg = "SAE ID in the path is not a valid SAE ID";
+		return 400;
 	}
-	bool get = strcmp(req->method, "GET") == 0, post = !get;
-	if (strcmp(what, "status") == 0 && get) {
-		qkm_supply_status(k->supply, req, name, sae);
-		return;
+	if (strcmp(what, "status") && strcmp(what, "enc_keys") && strcmp(what, "dec_keys")) {
+		*msg = "no such resource (status, enc_keys or dec_keys)";
+		return 404;
 	}
-	if (strcmp(what, "enc_keys") == 0 && (get || post)) {
-		struct qkm_etsi_key_request r;
-		int rc;
-		if (get)
-			rc = qkm_etsi_parse_enc_query(query, &r, err, sizeof(err));
-		else
-			rc = qkm_etsi_parse_key_request(req->body, req->body_len, &r, err,
-							sizeof(err));
-		if (rc) {
-			reply_err(req, 400, err);
-			return;
-		}
-		qkm_http_on_gone(req, on_gone, k);
-		qkm_supply_enc(k->supply, req, name, sae, &r, qkm_now_ns());
-		event_active(k->flush_ev, EV_TIMEOUT, 0);
-		return;
-	}
-	if (strcmp(what, "dec_keys") == 0 && (get || post)) {
-		struct qkm_etsi_key_ids *ids = malloc(sizeof(*ids));
-		int rc;
-		if (!ids) {
-			reply_err(req, 503, "out of memory");
-			return;
-		}
-		if (get)
-			rc = qkm_etsi_parse_dec_query(query, ids, err, sizeof(err));
-		else
-			rc = qkm_etsi_parse_key_ids(req->body, req->body_len, ids, err, sizeof(err));
-		if (rc)
-			reply_err(req, 400, err);
-		else
-			qkm_supply_dec(k->supply, req, name, sae, ids, qkm_now_ns());
-		free(ids);
-		return;
-	}
-	if (strcmp(what, "status") == 0 || strcmp(what, "enc_keys") == 0 ||
-	    strcmp(what, "dec_keys") == 0) {
-		reply_err(req, 405, "method not allowed here");
-		return;
-	}
-	reply_err(req, 404, "no such resource (status, enc_keys or dec_keys)");
+	return 0;
 }
+
+/* ---- main thread: the requests ------------------------------------------ */
+
+static void handle(struct qkm_ksa *k, struct xreq *x)
+{
+	char err[300], sae[QKM_NAME_MAX], what[16];
+	const char *msg;
+	x->next = k->held;
+	k->held = x;
+	if (strcmp(x->role, "sae") != 0) {
+		reply_err(k, x, 401, "only applications (SAE certificates) may use this API");
+		return;
+	}
+	int code = route(x->path, sae, what, &msg);
+	if (code) {
+		reply_err(k, x, code, msg);
+		return;
+	}
+	bool get = strcmp(x->method, "GET") == 0;
+	if (strcmp(what, "status") == 0) {
+		if (get)
+			qkm_supply_status(k->supply, x, x->name, sae);
+		else
+			reply_err(k, x, 405, "method not allowed here");
+		return;
+	}
+	if (strcmp(what, "enc_keys") == 0) {
+		struct qkm_etsi_key_request r;
+		int rc = get ? qkm_etsi_parse_enc_query(x->query, &r, err, sizeof(err))
+			     : qkm_etsi_parse_key_request(x->body, x->body_len, &r, err, sizeof(err));
+		if (rc)
+			reply_err(k, x, 400, err);
+		else
+			qkm_supply_enc(k->supply, x, x->name, sae, &r, qkm_now_ns());
+		return;
+	}
+	struct qkm_etsi_key_ids *ids = malloc(sizeof(*ids));
+	if (!ids) {
+		reply_err(k, x, 503, "out of memory");
+		return;
+	}
+	int rc = get ? qkm_etsi_parse_dec_query(x->query, ids, err, sizeof(err))
+		     : qkm_etsi_parse_key_ids(x->body, x->body_len, ids, err, sizeof(err));
+	if (rc)
+		reply_err(k, x, 400, err);
+	else
+		qkm_supply_dec(k->supply, x, x->name, sae, ids, qkm_now_ns());
+	free(ids);
+}
+
+/* Main thread: the front end handed over requests (and departures). */
+static void on_in(evutil_socket_t fd, short what, void *arg)
+{
+	struct qkm_ksa *k = arg;
+	pthread_mutex_lock(&k->mu);
+	struct xreq *x = k->in;
+	k->in = NULL;
+	k->in_tail = &k->in;
+	pthread_mutex_unlock(&k->mu);
+	while (x) {
+		struct xreq *next = x->next;
+		if (!x->forget) {
+			handle(k, x);
+		} else {
+			for (struct xreq **pp = &k->held; *pp; pp = &(*pp)->next)
+				if ((*pp)->id == x->id) {
+					struct xreq *h = *pp;
+					*pp = h->next;
+					qkm_supply_forget(k->supply, h);
+					xreq_free(h);
+					break;
+				}
+			xreq_free(x);
+		}
+		x = next;
+	}
+	qkm_supply_flush(k->supply, qkm_now_ns());
+}
+
+/* ---- front end ----------------------------------------------------------- */
+
+static void to_main(struct qkm_ksa *k, struct xreq *x)
+{
+	pthread_mutex_lock(&k->mu);
+	*k->in_tail = x;
+	k->in_tail = &x->next;
+	pthread_mutex_unlock(&k->mu);
+	event_active(k->in_ev, EV_READ, 0);
+}
+
+static void fe_gone(struct qkm_http_req *req, void *arg)
+{
+	struct qkm_ksa *k = arg;
+	for (struct fwd **pp = &k->fwds; *pp; pp = &(*pp)->next)
+		if ((*pp)->req == req) {
+			struct fwd *f = *pp;
+			struct xreq *x = calloc(1, sizeof(*x));
+			*pp = f->next;
+			if (x) {
+				x->id = f->id;
+				x->forget = true;
+				to_main(k, x);
+			}
+			free(f);
+			return;
+		}
+}
+
+static void fe_forward(struct qkm_ksa *k, struct qkm_http_req *req)
+{
+	size_t pl = strlen(req->path), ql = req->query ? strlen(req->query) : 0;
+	struct xreq *x = calloc(1, sizeof(*x));
+	struct fwd *f = calloc(1, sizeof(*f));
+	char *m = malloc(pl + 1 + ql + 1 + req->body_len + 1);
+	if (!x || !f || !m) {
+		free(x);
+		free(f);
+		free(m);
+		qkm_http_reply_error(req, 503, "out of memory");
+		return;
+	}
+	x->mem = m;
+	x->path = memcpy(m, req->path, pl + 1);
+	x->query = req->query ? memcpy(m + pl + 1, req->query, ql + 1) : NULL;
+	x->body = memcpy(m + pl + 1 + ql + 1, req->body, req->body_len + 1);
+	x->body_len = req->body_len;
+	snprintf(x->method, sizeof(x->method), "%s", req->method);
+	snprintf(x->role, sizeof(x->role), "%s", req->role);
+	snprintf(x->name, sizeof(x->name), "%s", req->name);
+	x->id = f->id = ++k->next_id;
+	f->req = req;
+	f->next = k->fwds;
+	k->fwds = f;
+	qkm_http_on_gone(req, fe_gone, k);
+	to_main(k, x);
+}
+
+static const char *sae_node(const struct qkm_node_cfg *n, const char *sae)
+{
+	for (size_t i = 0; i < n->n_saes; i++)
+		if (strcmp(n->saes[i].id, sae) == 0)
+			return n->saes[i].node;
+	return NULL;
+}
+
+/* enc_keys from stock: only a plain request (no additional slaves, no
+ * combination) of an SAE registered here for a slave registered at
+ * another node, of a size and number the main thread let into the stock.
+ * true if answered. */
+static bool fe_from_stock(struct qkm_ksa *k, struct qkm_http_req *req, const char *slave)
+{
+	struct qkm_etsi_key_request r;
+	const char *cn = sae_node(k->cfg, req->name), *sn = sae_node(k->cfg, slave);
+	if (!cn || strcmp(cn, k->cfg->id) != 0 || !sn || strcmp(sn, k->cfg->id) == 0)
+		return false;
+	int rc = strcmp(req->method, "GET") == 0
+			 ? qkm_etsi_parse_enc_query(req->query, &r, NULL, 0)
+			 : qkm_etsi_parse_key_request(req->body, req->body_len, &r, NULL, 0);
+	uint32_t size = r.size ? r.size : k->sc.key_size;
+	uint32_t number = r.number ? r.number : 1;
+	if (rc || r.n_additional || r.combination || number > k->sc.max_key_per_request ||
+	    number > QKM_ETSI_MAX_IDS)
+		return false;
+	struct qkm_id ids[QKM_ETSI_MAX_IDS];
+	const uint8_t *keys[QKM_ETSI_MAX_IDS];
+	size_t lens[QKM_ETSI_MAX_IDS];
+	struct qkm_secret *data = qkm_secret_new_raw((size_t)number * (size / 8));
+	bool low = false;
+	if (!data || qkm_stock_take(k->stock, req->name, slave, size, number, ids, data->p,
+				    qkm_now_ns(), &low)) {
+		qkm_secret_free(data);
+		if (low)
+			event_active(k->flush_ev, EV_READ, 0);
+		return false;
+	}
+	if (low)
+		event_active(k->flush_ev, EV_READ, 0);
+	for (uint32_t i = 0; i < number; i++) {
+		keys[i] = data->p + (size_t)i * (size / 8);
+		lens[i] = size / 8;
+	}
+	struct qkm_buf b;
+	qkm_buf_init(&b, (size_t)number * (size / 6 + 80) + 64, true);
+	if (qkm_etsi_keys_json(&b, number, ids, keys, lens))
+		/* Taken and recorded supplied, but not delivered: the keys
+		 * are lost to this master, never handed out twice. */
+		qkm_http_reply_error(req, 503, "out of memory");
+	else
+		qkm_http_reply(req, 200, "application/json", b.p, b.len, true);
+	qkm_buf_fini(&b);
+	qkm_secret_free(data);
+	return true;
+}
+
+static void fe_handle(struct qkm_http_req *req, void *arg)
+{
+	struct qkm_ksa *k = arg;
+	char sae[QKM_NAME_MAX], what[16];
+	const char *msg;
+	if (strcmp(req->role, "sae") == 0 && route(req->path, sae, what, &msg) == 0 &&
+	    strcmp(what, "enc_keys") == 0 && fe_from_stock(k, req, sae))
+		return;
+	fe_forward(k, req);
+}
+
+/* Front end: answers from the main thread. */
+static void fe_on_out(evutil_socket_t fd, short what, void *arg)
+{
+	struct qkm_ksa *k = arg;
+	pthread_mutex_lock(&k->mu);
+	struct xreply *r = k->out;
+	k->out = NULL;
+	k->out_tail = &k->out;
+	pthread_mutex_unlock(&k->mu);
+	while (r) {
+		struct xreply *next = r->next;
+		for (struct fwd **pp = &k->fwds; *pp; pp = &(*pp)->next)
+			if ((*pp)->id == r->id) {
+				struct fwd *f = *pp;
+				*pp = f->next;
+				qkm_http_reply(f->req, r->status, "application/json",
+					       r->body ? r->body->p : NULL, r->body ? r->body->len : 0,
+					       true);
+				free(f);
+				break;
+			}
+		qkm_secret_free(r->body);
+		free(r);
+		r = next;
+	}
+}
+
+static void fe_on_stop(evutil_socket_t fd, short what, void *arg)
+{
+	struct qkm_ksa *k = arg;
+	event_base_loopbreak(k->fbase);
+}
+
+static void *fe_main(void *arg)
+{
+	struct qkm_ksa *k = arg;
+	event_base_dispatch(k->fbase);
+	return NULL;
+}
+
+/* ---- life ------------------------------------------------------------------ */
 
 struct qkm_ksa *qkm_ksa_new(struct event_base *base, const struct qkm_node_cfg *cfg,
 			    struct qkm_store *st, struct qkm_kma *kma, SSL_CTX *server_ctx)
@@ -177,24 +445,39 @@ struct qkm_ksa *qkm_ksa_new(struct event_base *base, const struct qkm_node_cfg *
 	k->cfg = cfg;
 	k->st = st;
 	k->kma = kma;
-	struct qkm_supply_cfg sc;
-	qkm_supply_cfg_defaults(&sc);
-	snprintf(sc.self, sizeof(sc.self), "%s", cfg->id);
-	sc.node = cfg;
-	sc.preserve = cfg->preserve;
+	pthread_mutex_init(&k->mu, NULL);
+	k->in_tail = &k->in;
+	k->out_tail = &k->out;
+	struct qkm_supply_cfg *sc = &k->sc;
+	qkm_supply_cfg_defaults(sc);
+	snprintf(sc->self, sizeof(sc->self), "%s", cfg->id);
+	sc->node = cfg;
+	sc->preserve = cfg->preserve;
+	k->stock = qkm_stock_new();
+	sc->stock = k->stock;
 	struct qkm_supply_ops ops = {op_send, op_ready, op_reply, k};
-	k->supply = qkm_supply_new(&sc, st, &ops);
+	k->supply = k->stock ? qkm_supply_new(sc, st, &ops) : NULL;
 	k->flush_ev = event_new(base, -1, 0, on_flush, k);
 	k->tick_ev = event_new(base, -1, EV_PERSIST, on_tick, k);
-	if (!k->supply || !k->flush_ev || !k->tick_ev)
+	k->in_ev = event_new(base, -1, 0, on_in, k);
+	k->fbase = event_base_new();
+	if (!k->supply || !k->flush_ev || !k->tick_ev || !k->in_ev || !k->fbase)
 		goto fail;
-	k->http = qkm_http_server_new(base, server_ctx, cfg->etsi014_listen, KSA_MAX_BODY, handle, k);
-	if (!k->http)
+	k->out_ev = event_new(k->fbase, -1, 0, fe_on_out, k);
+	k->stop_ev = event_new(k->fbase, -1, 0, fe_on_stop, k);
+	k->http = qkm_http_server_new(k->fbase, server_ctx, cfg->etsi014_listen, KSA_MAX_BODY,
+				      fe_handle, k);
+	if (!k->out_ev || !k->stop_ev || !k->http)
 		goto fail;
 	struct timeval tv = {0, KSA_TICK_MS * 1000};
 	event_add(k->tick_ev, &tv);
 	struct qkm_kma_hooks h = {hook_frame, hook_pool, k};
 	qkm_kma_set_hooks(kma, &h);
+	if (pthread_create(&k->th, NULL, fe_main, k) != 0) {
+		log_warnx("ksa: cannot start the ETSI 014 thread");
+		goto fail;
+	}
+	k->th_started = true;
 	log_info("ETSI GS QKD 014 on https://%s", cfg->etsi014_listen);
 	return k;
 fail:
@@ -206,15 +489,51 @@ void qkm_ksa_free(struct qkm_ksa *k)
 {
 	if (!k)
 		return;
+	if (k->th_started) {
+		event_active(k->stop_ev, EV_READ, 0);
+		pthread_join(k->th, NULL);
+	}
 	if (k->kma) {
 		struct qkm_kma_hooks none = {NULL, NULL, NULL};
 		qkm_kma_set_hooks(k->kma, &none);
 	}
-	qkm_supply_free(k->supply);
+	/* The front end is stopped: its server and queues are ours now. */
 	qkm_http_server_free(k->http);
+	while (k->fwds) {
+		struct fwd *f = k->fwds;
+		k->fwds = f->next;
+		free(f);
+	}
+	qkm_supply_free(k->supply); /* answers what it holds, into the queue */
+	while (k->held) {
+		struct xreq *x = k->held;
+		k->held = x->next;
+		xreq_free(x);
+	}
+	while (k->in) {
+		struct xreq *x = k->in;
+		k->in = x->next;
+		xreq_free(x);
+	}
+	while (k->out) {
+		struct xreply *r = k->out;
+		k->out = r->next;
+		qkm_secret_free(r->body);
+		free(r);
+	}
+	qkm_stock_free(k->stock);
+	if (k->out_ev)
+		event_free(k->out_ev);
+	if (k->stop_ev)
+		event_free(k->stop_ev);
+	if (k->fbase)
+		event_base_free(k->fbase);
 	if (k->flush_ev)
 		event_free(k->flush_ev);
 	if (k->tick_ev)
 		event_free(k->tick_ev);
+	if (k->in_ev)
+		event_free(k->in_ev);
+	pthread_mutex_destroy(&k->mu);
 	free(k);
 }

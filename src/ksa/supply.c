@@ -7,6 +7,7 @@
 #include "core/log.h"
 #include "core/secret.h"
 #include "ksa/combine.h"
+#include "ksa/stock.h"
 
 #include <openssl/evp.h>
 #include <stdio.h>
@@ -27,7 +28,11 @@ struct enc_req {
 	uint8_t level;
 	uint8_t comb;                    /* enum qkm_etsi_combination */
 	size_t first_key;                /* index of its first key in the round */
+	int stock;                       /* 1 + stock entry it refills; 0: an SAE's */
 };
+
+/* The req of a stock refill: never answered, never forgotten. */
+static char stock_req;
 
 /* A round in flight to one peer. */
 struct round {
@@ -69,6 +74,7 @@ void qkm_supply_cfg_defaults(struct qkm_supply_cfg *cfg)
 	cfg->max_key_count = 1000000;
 	cfg->preserve = false;
 	cfg->round_timeout_ns = 5000000000u;
+	cfg->stock = NULL;
 }
 
 /* ---- helpers ----------------------------------------------------------- */
@@ -288,6 +294,11 @@ void qkm_supply_enc(struct qkm_supply *s, void *req, const char *caller, const c
 	 * records the level it has (R-SUP-4). X25519 combination keeps it. */
 	e->level = QKM_LEVEL_ITS;
 	e->comb = (uint8_t)r->combination;
+	/* Plain requests of this pair and size are served from stock from now
+	 * on (ksa/stock.h); this one and any that find the stock empty take
+	 * the round trip. */
+	if (s->cfg.stock && !r->n_additional && !e->comb)
+		(void)qkm_stock_want(s->cfg.stock, p->name, caller, slave, size);
 	*p->queue_tail = e;
 	p->queue_tail = &e->next;
 	(void)now_ns;
@@ -314,7 +325,10 @@ static void round_free(struct round *r)
 static void fail_reqs(struct qkm_supply *s, struct enc_req *e, int status, const char *msg)
 {
 	for (; e; e = e->next)
-		if (e->req) {
+		if (e->stock && e->req) {
+			qkm_stock_refill_failed(s->cfg.stock, e->stock - 1);
+			e->req = NULL;
+		} else if (e->req) {
 			reply_error(s, e->req, status, "%s", msg);
 			e->req = NULL;
 		}
@@ -548,10 +562,85 @@ done:
 	qkm_buf_fini(&fb);
 }
 
+/* Queues a refill for every stock entry with p that runs low, each at
+ * most half of what is left in the pool, so applications asking for other
+ * sizes or pairs still find key material. */
+static void stock_refill(struct qkm_supply *s, struct peer *p, uint64_t now_ns)
+{
+	struct qkm_pool_stats ps;
+	bool have = false;
+	for (int i = 0; i < QKM_STOCK_MAX_ENTRIES; i++) {
+		char master[QKM_NAME_MAX], slave[QKM_NAME_MAX];
+		uint32_t size = 0;
+		uint32_t n = qkm_stock_refill(s->cfg.stock, i, p->name, master, slave, &size, now_ns);
+		if (!n)
+			continue;
+		if (!have && qkm_store_pool_stats(s->st, p->name, &ps))
+			ps.enc_bytes = 0;
+		have = true;
+		uint64_t room = ps.enc_bytes / 2 / (size / 8);
+		n = room < n ? (uint32_t)room : n;
+		struct enc_req *e = n >= 16 ? calloc(1, sizeof(*e)) : NULL;
+		if (!e) {
+			qkm_stock_refill_failed(s->cfg.stock, i);
+			continue;
+		}
+		ps.enc_bytes -= (uint64_t)n * (size / 8);
+		e->req = &stock_req;
+		e->stock = i + 1;
+		memcpy(e->master, master, sizeof(e->master));
+		memcpy(e->slave, slave, sizeof(e->slave));
+		e->number = n;
+		e->size = size;
+		e->level = QKM_LEVEL_ITS;
+		*p->queue_tail = e;
+		p->queue_tail = &e->next;
+	}
+}
+
+/* Records SUPPLIED the keys the front end took from stock, in batches. A
+ * failure leaves them STOCKED: the next start records them supplied. */
+static void stock_settle(struct qkm_supply *s)
+{
+	struct qkm_stock_taken t[512];
+	size_t n;
+	while (s->cfg.stock && (n = qkm_stock_drain_taken(s->cfg.stock, t, 512)) > 0) {
+		int rc = qkm_store_begin(s->st);
+		int last = -1;
+		char peer[QKM_NAME_MAX] = "", master[QKM_NAME_MAX] = "", slave[QKM_NAME_MAX] = "";
+		for (size_t i = 0; !rc && i < n; i++) {
+			struct qkm_ksa_key kk;
+			memset(&kk, 0, sizeof(kk));
+			kk.id = t[i].id;
+			kk.state = QKM_KSA_SUPPLIED;
+			kk.supplied_ns = t[i].at_ns;
+			if (t[i].entry != last)
+				qkm_stock_names(s->cfg.stock, last = t[i].entry, peer, master, slave);
+			rc = qkm_store_ksa_update(s->st, &kk, false);
+			if (!rc)
+				record(s, "supplied", &kk.id, peer,
+				       "to master %s (app %s), slave %s, level its, from stock", master,
+				       master, slave);
+		}
+		if (!rc)
+			rc = qkm_store_counter_add(s->st, "supplied_keys", (int64_t)n);
+		if (!rc)
+			rc = qkm_store_commit(s->st);
+		else
+			qkm_store_rollback(s->st);
+		if (rc)
+			log_warnx("supply: %zu key(s) taken from stock not recorded (%s); the next "
+				  "start records them supplied", n, qkm_strerror(rc));
+	}
+}
+
 void qkm_supply_flush(struct qkm_supply *s, uint64_t now_ns)
 {
+	stock_settle(s);
 	for (size_t i = 0; i < s->n_peers; i++) {
 		struct peer *p = &s->peers[i];
+		if (s->cfg.stock && !p->round && p->up && s->ops.ready(p->name, s->ops.arg))
+			stock_refill(s, p, now_ns);
 		if (p->queue && !p->round) {
 			if (!p->up || !s->ops.ready(p->name, s->ops.arg)) {
 				struct enc_req *q = p->queue;
@@ -598,9 +687,15 @@ static void round_done(struct qkm_supply *s, struct peer *p, struct round *r,
 			continue; /* its client left: stays OFFERED, cancelled later */
 		for (uint32_t i = 0; !rc && i < e->number; i++) {
 			size_t k = e->first_key + i;
+			/* Master's side: nothing delivered to list; state and time. */
 			struct qkm_ksa_key kk;
-			if ((rc = qkm_store_ksa_get(s->st, &r->ids[k], &kk, false)))
-				break;
+			memset(&kk, 0, sizeof(kk));
+			kk.id = r->ids[k];
+			if (e->stock) {
+				kk.state = QKM_KSA_STOCKED;
+				rc = qkm_store_ksa_update(s->st, &kk, false);
+				continue;
+			}
 			kk.state = QKM_KSA_SUPPLIED;
 			kk.supplied_ns = now_ns;
 			rc = qkm_store_ksa_update(s->st, &kk, false);
@@ -625,6 +720,13 @@ static void round_done(struct qkm_supply *s, struct peer *p, struct round *r,
 	for (struct enc_req *e = r->reqs; e; e = e->next) {
 		if (!e->req) {
 			p->cancel_sent = false;
+			continue;
+		}
+		if (e->stock) {
+			if (qkm_stock_add(s->cfg.stock, e->stock - 1, e->number, &r->ids[e->first_key],
+					  r->data->p + r->offs[e->first_key], now_ns))
+				log_warnx("supply to %s: stock refill did not fit", p->name);
+			e->req = NULL;
 			continue;
 		}
 		struct qkm_buf b;
@@ -1272,6 +1374,8 @@ void qkm_supply_on_peer(struct qkm_supply *s, const char *peer, bool up, uint64_
 
 void qkm_supply_tick(struct qkm_supply *s, uint64_t now_ns)
 {
+	if (s->cfg.stock)
+		qkm_supply_flush(s, now_ns); /* settle and refill the stock */
 	for (size_t i = 0; i < s->n_peers; i++) {
 		struct peer *p = &s->peers[i];
 		if (p->round && now_ns >= p->round->deadline_ns) {
@@ -1298,6 +1402,62 @@ void qkm_supply_forget(struct qkm_supply *s, void *req)
 	}
 }
 
+struct id_list {
+	struct qkm_id *ids;
+	size_t n, cap;
+};
+
+static int collect_id(const struct qkm_ksa_key *k, void *arg)
+{
+	struct id_list *l = arg;
+	if (l->n == l->cap) {
+		size_t c = l->cap ? l->cap * 2 : 256;
+		struct qkm_id *x = realloc(l->ids, c * sizeof(*x));
+		if (!x)
+			return QKM_ENOMEM;
+		l->ids = x;
+		l->cap = c;
+	}
+	l->ids[l->n++] = k->id;
+	return 0;
+}
+
+/* At start: keys left STOCKED by the last run may have reached their
+ * master just before it ended. Their bytes are gone with that process, and
+ * the peer still holds them for the slave: record them supplied, so they
+ * are never offered again and never cancelled. */
+static void stock_forget(struct qkm_supply *s, const char *peer)
+{
+	struct id_list l = {0};
+	int rc = qkm_store_ksa_list(s->st, peer, QKM_KSA_STOCKED, QKM_KSA_MASTER_SIDE, collect_id,
+				    &l);
+	if (rc < 0 || !l.n)
+		goto out;
+	rc = qkm_store_begin(s->st);
+	for (size_t i = 0; !rc && i < l.n; i++) {
+		struct qkm_ksa_key kk;
+		memset(&kk, 0, sizeof(kk));
+		kk.id = l.ids[i];
+		kk.state = QKM_KSA_SUPPLIED;
+		kk.supplied_ns = qkm_now_ns();
+		rc = qkm_store_ksa_update(s->st, &kk, false);
+		if (!rc)
+			record(s, "supplied", &kk.id, peer,
+			       "from stock, possibly: the node stopped with the key in stock");
+	}
+	if (!rc)
+		rc = qkm_store_commit(s->st);
+	else
+		qkm_store_rollback(s->st);
+	if (rc)
+		log_warnx("supply: stocked keys with %s not settled: %s", peer, qkm_strerror(rc));
+	else
+		log_info("supply: %zu key(s) left in stock with %s recorded as possibly supplied",
+			 l.n, peer);
+out:
+	free(l.ids);
+}
+
 struct qkm_supply *qkm_supply_new(const struct qkm_supply_cfg *cfg, struct qkm_store *st,
 				  const struct qkm_supply_ops *ops)
 {
@@ -1316,6 +1476,7 @@ struct qkm_supply *qkm_supply_new(const struct qkm_supply_cfg *cfg, struct qkm_s
 	for (size_t i = 0; i < s->n_peers; i++) {
 		snprintf(s->peers[i].name, QKM_NAME_MAX, "%s", cfg->node->links[i].peer);
 		s->peers[i].queue_tail = &s->peers[i].queue;
+		stock_forget(s, s->peers[i].name);
 	}
 	return s;
 }

@@ -34,6 +34,7 @@ struct qkm_supply_cfg {
 	bool preserve;                  /* after_supply: keep key bytes after supply */
 	uint64_t round_timeout_ns;      /* peer must answer a round within this */
 	const struct qkm_node_cfg *node; /* registered SAEs, peers (borrowed) */
+	struct qkm_stock *stock;         /* keys made ahead of demand (borrowed; NULL: none) */
 };
 
 /* Fills the limits with qkm's defaults. */

@@ -488,7 +488,6 @@ static int conn_next(struct http_conn *c)
 		}
 		return rc;
 	}
-	c->closing = h.close;
 	bool get = token_is(h.method, h.method_len, "GET");
 	bool post = token_is(h.method, h.method_len, "POST");
 	if (!get && !post) {
@@ -518,6 +517,7 @@ static int conn_next(struct http_conn *c)
 		}
 		return 0;
 	}
+	c->closing = h.close;
 	/* Copy the request out of the input buffer, which keeps filling. */
 	const char *target = h.target, *qm = memchr(target, '?', h.target_len);
 	const char *hash = memchr(target, '#', h.target_len);
@@ -565,9 +565,7 @@ static int conn_read(struct http_conn *c)
 	size_t cap_max = HTTP_HEADERS_MAX + c->s->max_body + 1;
 	for (;;) {
 		if (c->in_len == c->in_cap) {
-			if (c->draining && c->in_cap) {
-				c->in_len = 0; /* dropped */
-			} else if (c->in_cap >= cap_max) {
+			if (c->in_cap >= cap_max) {
 				conn_read_on(c, false); /* until the handler is done */
 				return 0;
 			} else {
@@ -602,6 +600,26 @@ static int conn_read(struct http_conn *c)
 	}
 }
 
+/* Lingering close, after the last reply and our FIN: the client's bytes
+ * are dropped unread (no TLS: nothing may be written now) until it closes,
+ * so that its unread data never turns our close into a reset that would
+ * destroy the reply in flight. */
+static void conn_drain(struct http_conn *c)
+{
+	char sink[16384];
+	for (;;) {
+		ssize_t n = read(c->fd, sink, sizeof(sink));
+		if (n > 0)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return;
+		if (n < 0 && errno == EINTR)
+			continue;
+		conn_close(c);
+		return;
+	}
+}
+
 static void conn_io(struct http_conn *c)
 {
 	if (c->gone)
@@ -626,15 +644,13 @@ static void conn_io(struct http_conn *c)
 	if (c->out.len && conn_flush(c) <= 0)
 		return;
 	if (c->draining && !c->out.len) {
-		/* Lingering close: read and drop until the peer closes. */
-		c->in_len = 0;
-		conn_read(c);
+		conn_drain(c);
 		return;
 	}
 	if (c->closing && !c->busy && !c->out.len) {
 		c->draining = true;
 		shutdown(c->fd, SHUT_WR);
-		conn_read(c);
+		conn_drain(c);
 		return;
 	}
 	if (conn_read(c) < 0)

@@ -175,6 +175,8 @@ enum qkm_ksa_state {
 	QKM_KSA_OFFERED = 1,  /* master's node: key material consumed, peer not yet answered */
 	QKM_KSA_READY = 2,    /* slave's node: stored, waiting for the slave SAE(s) */
 	QKM_KSA_SUPPLIED = 3, /* given to the master (master's node) / to every slave */
+	QKM_KSA_STOCKED = 4,  /* master's node: stored at the peer, waiting in the stock
+			       * for its master (ksa/stock.h) */
 };
 enum qkm_ksa_role { QKM_KSA_MASTER_SIDE = 1, QKM_KSA_SLAVE_SIDE = 2 };
 

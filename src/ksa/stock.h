@@ -1,0 +1,68 @@
+/* stock.h - keys made ahead of demand for one (master SAE, slave SAE, size)
+ * pair, already stored READY at the slave's node, so that enc_keys can be
+ * answered from memory without a round to the peer or a disk write.
+ *
+ * The supply state machine (main thread) fills an entry with a normal
+ * supply round whose keys it records STOCKED; the ETSI 014 front end (its
+ * own thread) takes them. Each key is taken at most once: it leaves the
+ * entry under the lock. The main thread then records the taken keys
+ * SUPPLIED in batches; a key still STOCKED after a crash may or may not
+ * have reached its master, so it is recorded SUPPLIED then and never
+ * offered again (supply.c). Key bytes stay in the secure heap. All
+ * functions are thread-safe. */
+#ifndef QKM_KSA_STOCK_H
+#define QKM_KSA_STOCK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/err.h"
+#include "core/id.h"
+
+#define QKM_STOCK_MAX_ENTRIES 64
+#define QKM_STOCK_MIN_KEYS 128   /* refill batch when demand is low */
+#define QKM_STOCK_MAX_KEYS 8192  /* largest entry (one supply round) */
+
+struct qkm_stock;
+
+/* A key taken by the front end, for the main thread to record. */
+struct qkm_stock_taken {
+	struct qkm_id id;
+	uint64_t at_ns;
+	int entry;
+};
+
+struct qkm_stock *qkm_stock_new(void);
+void qkm_stock_free(struct qkm_stock *st);
+
+/* Main thread: the pair (peer, master, slave, size) asked for keys; makes
+ * an entry for it if there is none (and room). Its index, or -1. */
+int qkm_stock_want(struct qkm_stock *st, const char *peer, const char *master, const char *slave,
+		   uint32_t size_bits);
+/* Main thread: how many keys entry i should be given now (0: none; it has
+ * enough or a refill is under way), and marks a refill under way. */
+uint32_t qkm_stock_refill(struct qkm_stock *st, int i, const char *peer /* filter */,
+			  char master[static QKM_NAME_MAX], char slave[static QKM_NAME_MAX],
+			  uint32_t *size_bits /* OUT */, uint64_t now_ns);
+/* Main thread: the refill of entry i ended with n keys (n * size/8 bytes
+ * of data, copied). QKM_ETOOBIG if they do not fit (nothing added). */
+int qkm_stock_add(struct qkm_stock *st, int i, size_t n, const struct qkm_id *ids,
+		  const uint8_t *data, uint64_t now_ns) QKM_MUST_CHECK;
+/* Main thread: the refill of entry i failed; it may be tried again. */
+void qkm_stock_refill_failed(struct qkm_stock *st, int i);
+/* Front end: takes n keys of size_bits for master -> slave. ids[n] and
+ * data (n * size/8 bytes) are written. 0, or QKM_ENOKEY (nothing taken).
+ * *low: the entry wants a refill now (wake the main thread). */
+int qkm_stock_take(struct qkm_stock *st, const char *master, const char *slave,
+		   uint32_t size_bits, uint32_t n, struct qkm_id *ids, uint8_t *data,
+		   uint64_t now_ns, bool *low /* OUT */) QKM_MUST_CHECK;
+/* Main thread: moves up to max taken keys into out; returns how many. */
+size_t qkm_stock_drain_taken(struct qkm_stock *st, struct qkm_stock_taken *out, size_t max);
+/* Keys waiting in all entries with peer (NULL: all). */
+uint64_t qkm_stock_count(struct qkm_stock *st, const char *peer);
+/* The names of entry i (main thread; for records). */
+void qkm_stock_names(struct qkm_stock *st, int i, char peer[static QKM_NAME_MAX],
+		     char master[static QKM_NAME_MAX], char slave[static QKM_NAME_MAX]);
+
+#endif
