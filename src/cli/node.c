@@ -65,6 +65,7 @@ static void node_status(struct node *n, struct qkm_node_status *s)
 			p->dec_bytes = ps.dec_bytes;
 			p->pending_keys = ps.pending_keys;
 		}
+		p->stock_keys = qkm_ksa_stock_keys(n->ksa, ls.peer);
 	}
 	if (qkm_store_counter_get(n->st, "acquired_bytes", &s->acquired_bytes) ||
 	    qkm_store_counter_get(n->st, "aborted_batches", &s->aborted_batches) ||

@@ -17,5 +17,7 @@ struct qkm_ksa;
 struct qkm_ksa *qkm_ksa_new(struct event_base *base, const struct qkm_node_cfg *cfg,
 			    struct qkm_store *st, struct qkm_kma *kma, SSL_CTX *server_ctx);
 void qkm_ksa_free(struct qkm_ksa *k);
+/* KSA keys in stock for applications whose slaves are at peer. */
+uint64_t qkm_ksa_stock_keys(struct qkm_ksa *k, const char *peer);
 
 #endif

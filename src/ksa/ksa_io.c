@@ -485,6 +485,11 @@ fail:
 	return NULL;
 }
 
+uint64_t qkm_ksa_stock_keys(struct qkm_ksa *k, const char *peer)
+{
+	return k && k->stock ? qkm_stock_count(k->stock, peer) : 0;
+}
+
 void qkm_ksa_free(struct qkm_ksa *k)
 {
 	if (!k)

@@ -57,6 +57,8 @@ int qkm_metrics_format(const struct qkm_node_status *s, struct qkm_buf *b)
 		 offsetof(struct qkm_status_pool, dec_bytes)},
 		{"qkm_pool_pending_keys", "KMA-keys stored but not yet confirmed by the peer.",
 		 offsetof(struct qkm_status_pool, pending_keys)},
+		{"qkm_pool_stock_keys", "KSA keys made ahead for applications, waiting here.",
+		 offsetof(struct qkm_status_pool, stock_keys)},
 	};
 	int rc = 0;
 	for (size_t m = 0; !rc && m < sizeof(pool_metrics) / sizeof(pool_metrics[0]); m++) {

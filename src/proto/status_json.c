@@ -23,11 +23,12 @@ char *qkm_status_to_json(const struct qkm_node_status *s)
 	for (size_t i = 0; i < s->n_pools; i++) {
 		const struct qkm_status_pool *p = &s->pools[i];
 		json_array_append_new(
-			pools, json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I}", "peer", p->peer,
+			pools, json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I}", "peer", p->peer,
 					 "kind", p->kind, "keys", (json_int_t)p->keys, "bytes",
 					 (json_int_t)p->bytes, "enc_bytes", (json_int_t)p->enc_bytes,
 					 "dec_bytes", (json_int_t)p->dec_bytes, "pending_keys",
-					 (json_int_t)p->pending_keys));
+					 (json_int_t)p->pending_keys, "stock_keys",
+					 (json_int_t)p->stock_keys));
 	}
 	for (size_t i = 0; i < s->n_links; i++) {
 		const struct qkm_status_link *l = &s->links[i];

@@ -15,6 +15,7 @@ struct qkm_status_pool {
 	char peer[QKM_NAME_MAX];
 	const char *kind;              /* "link" | "relay" */
 	uint64_t keys, bytes, enc_bytes, dec_bytes, pending_keys;
+	uint64_t stock_keys; /* KSA keys made ahead for applications (ksa/stock.h) */
 };
 
 struct qkm_status_link {
