@@ -15,7 +15,7 @@
 
 #include "core/log.h"
 
-#define STORE_SCHEMA_VERSION 2
+#define STORE_SCHEMA_VERSION 3
 #define STORE_BUSY_MS 5000
 
 /* Key data lives in block_data, apart from the metadata in blocks, so that
@@ -84,6 +84,44 @@ static const char store_migrate_v2[] =
 	" id BLOB PRIMARY KEY REFERENCES ksa_keys (id) ON DELETE CASCADE,"
 	" data BLOB NOT NULL) WITHOUT ROWID;"
 	"PRAGMA user_version = 2;";
+
+/* Version 3: KSA keys in insertion order. A KSA-key ID is a random UUID:
+ * as the primary key it put every new row (metadata and key bytes) on a
+ * random page of an ever-growing tree, so a commit of a few thousand keys
+ * wrote thousands of pages. Rows now append by rowid; the IDs live in a
+ * narrow unique index. Same columns, same meaning. */
+static const char store_migrate_v3[] =
+	"CREATE TABLE ksa_keys3 ("
+	" seq INTEGER PRIMARY KEY,"
+	" id BLOB NOT NULL UNIQUE CHECK (length(id) = 16),"
+	" peer TEXT NOT NULL,"
+	" master TEXT NOT NULL,"
+	" slave TEXT NOT NULL,"
+	" additional TEXT NOT NULL,"
+	" delivered TEXT NOT NULL,"
+	" size_bits INTEGER NOT NULL,"
+	" level INTEGER NOT NULL,"
+	" role INTEGER NOT NULL,"
+	" state INTEGER NOT NULL,"
+	" created_ns INTEGER NOT NULL,"
+	" supplied_ns INTEGER NOT NULL,"
+	" source TEXT NOT NULL,"
+	" ranges BLOB NOT NULL);"
+	"INSERT INTO ksa_keys3 (id, peer, master, slave, additional, delivered, size_bits,"
+	" level, role, state, created_ns, supplied_ns, source, ranges)"
+	" SELECT id, peer, master, slave, additional, delivered, size_bits, level, role,"
+	" state, created_ns, supplied_ns, source, ranges FROM ksa_keys ORDER BY created_ns;"
+	"CREATE TABLE ksa_data3 ("
+	" seq INTEGER PRIMARY KEY,"
+	" id BLOB NOT NULL UNIQUE REFERENCES ksa_keys3 (id) ON DELETE CASCADE,"
+	" data BLOB NOT NULL);"
+	"INSERT INTO ksa_data3 (id, data) SELECT id, data FROM ksa_data;"
+	"DROP TABLE ksa_data;"
+	"DROP TABLE ksa_keys;"
+	"ALTER TABLE ksa_keys3 RENAME TO ksa_keys;"
+	"ALTER TABLE ksa_data3 RENAME TO ksa_data;"
+	"CREATE INDEX ksa_peer ON ksa_keys (peer, state);"
+	"PRAGMA user_version = 3;";
 
 #define BLOCK_COLS                                                              \
 	"id, peer, pool_kind, batch_id, first_index, count, unit_bytes, used, " \
@@ -324,7 +362,7 @@ static int store_schema_init(struct qkm_store *st)
 	int err = pragma_text(st, "PRAGMA user_version", v, sizeof(v));
 	if (err)
 		return err;
-	if (strcmp(v, "0") != 0 && strcmp(v, "1") != 0)
+	if (strcmp(v, "0") != 0 && strcmp(v, "1") != 0 && strcmp(v, "2") != 0)
 		goto check;
 	if ((err = stmt_exec(st, ST_BEGIN)))
 		return err;
@@ -352,6 +390,13 @@ static int store_schema_init(struct qkm_store *st)
 		}
 		snprintf(v, sizeof(v), "2");
 	}
+	if (strcmp(v, "2") == 0) {
+		if (sqlite3_exec(st->db, store_migrate_v3, NULL, NULL, NULL) != SQLITE_OK) {
+			err = store_fail(st, "migrate schema to version 3");
+			goto out;
+		}
+		snprintf(v, sizeof(v), "3");
+	}
 	err = stmt_exec(st, ST_COMMIT);
 out:
 	if (err) {
@@ -359,7 +404,7 @@ out:
 		return err;
 	}
 check:
-	if (strcmp(v, "2") != 0) {
+	if (strcmp(v, "3") != 0) {
 		log_warnx("store: schema version %s, this qkm knows %d", v,
 			  STORE_SCHEMA_VERSION);
 		return QKM_EVERSION;

@@ -21,6 +21,8 @@
 #include "core/secret.h"
 #include "store/store.h"
 
+#include <sqlite3.h>
+
 struct fx {
 	char dir[PATH_MAX - 64];
 	char path[PATH_MAX - 32];
@@ -503,8 +505,8 @@ static void set_user_version(const char *path, uint8_t v)
 	assert_int_equal(fclose(fp), 0);
 }
 
-/* A file written by a newer qkm (user_version 3) is refused, not misread;
- * a file of version 1 (before KSA keys) is migrated to version 2. */
+/* A file written by a newer qkm (user_version 4) is refused, not misread;
+ * a file of version 1 (before KSA keys) is migrated to the current one. */
 static void test_newer_version_refused(void **state)
 {
 	struct fx *f = *state;
@@ -516,9 +518,72 @@ static void test_newer_version_refused(void **state)
 	assert_int_equal(qkm_store_ksa_count(f->st, QKM_KSA_READY, &n), 0);
 	qkm_store_close(f->st);
 	f->st = NULL;
-	set_user_version(f->path, 3);
+	set_user_version(f->path, 4);
 	assert_int_equal(qkm_store_open(f->path, &f->st), QKM_EVERSION);
 	assert_null(f->st);
+}
+
+/* Version 2 kept KSA keys in tables keyed by their (random) ID; version 3
+ * appends them by rowid. A version 2 file keeps every key, its metadata and
+ * its bytes across the upgrade, and the cascade from keys to bytes. */
+static void test_v2_ksa_keys_migrated(void **state)
+{
+	struct fx *f = *state;
+	struct qkm_ksa_key k, got;
+	memset(&k, 0, sizeof(k));
+	assert_int_equal(RAND_bytes(k.id.b, QKM_ID_LEN), 1);
+	snprintf(k.peer, sizeof(k.peer), "B");
+	snprintf(k.master, sizeof(k.master), "sae-a");
+	snprintf(k.slave, sizeof(k.slave), "sae-b");
+	snprintf(k.source, sizeof(k.source), "src");
+	k.size_bits = 256;
+	k.role = QKM_KSA_SLAVE_SIDE;
+	k.state = QKM_KSA_READY;
+	k.created_ns = 42;
+	k.n_ranges = 1;
+	k.ranges[0].len = 32;
+	k.data = qkm_secret_new(32);
+	assert_non_null(k.data);
+	memset(k.data->p, 0x5a, 32);
+	assert_int_equal(qkm_store_ksa_put(f->st, &k), 0);
+	qkm_store_close(f->st);
+	f->st = NULL;
+	/* Rebuild the two tables as version 2 had them. */
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+	assert_int_equal(
+		sqlite3_exec(db,
+			     "BEGIN;"
+			     "CREATE TABLE k2 (id BLOB PRIMARY KEY CHECK (length(id) = 16),"
+			     " peer TEXT NOT NULL, master TEXT NOT NULL, slave TEXT NOT NULL,"
+			     " additional TEXT NOT NULL, delivered TEXT NOT NULL,"
+			     " size_bits INTEGER NOT NULL, level INTEGER NOT NULL,"
+			     " role INTEGER NOT NULL, state INTEGER NOT NULL,"
+			     " created_ns INTEGER NOT NULL, supplied_ns INTEGER NOT NULL,"
+			     " source TEXT NOT NULL, ranges BLOB NOT NULL) WITHOUT ROWID;"
+			     "INSERT INTO k2 SELECT id, peer, master, slave, additional, delivered,"
+			     " size_bits, level, role, state, created_ns, supplied_ns, source,"
+			     " ranges FROM ksa_keys;"
+			     "CREATE TABLE d2 (id BLOB PRIMARY KEY, data BLOB NOT NULL) WITHOUT ROWID;"
+			     "INSERT INTO d2 SELECT id, data FROM ksa_data;"
+			     "DROP TABLE ksa_data; DROP TABLE ksa_keys;"
+			     "ALTER TABLE k2 RENAME TO ksa_keys; ALTER TABLE d2 RENAME TO ksa_data;"
+			     "CREATE INDEX ksa_peer ON ksa_keys (peer, state);"
+			     "PRAGMA user_version = 2; COMMIT;",
+			     NULL, NULL, NULL),
+		SQLITE_OK);
+	assert_int_equal(sqlite3_close(db), SQLITE_OK);
+	assert_int_equal(qkm_store_open(f->path, &f->st), 0);
+	assert_int_equal(qkm_store_ksa_get(f->st, &k.id, &got, true), 0);
+	assert_string_equal(got.master, "sae-a");
+	assert_int_equal(got.created_ns, 42);
+	assert_int_equal(got.n_ranges, 1);
+	assert_non_null(got.data);
+	assert_memory_equal(got.data->p, k.data->p, 32);
+	qkm_secret_free(got.data);
+	assert_int_equal(qkm_store_ksa_delete(f->st, &k.id), 0);
+	assert_int_equal(qkm_store_ksa_get(f->st, &k.id, &got, true), QKM_ENOTFOUND);
+	qkm_secret_free(k.data);
 }
 
 /* --- secure deletion ------------------------------------------------------ */
@@ -772,6 +837,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_reopen_persists, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rollback, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_newer_version_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_v2_ksa_keys_migrated, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_secure_delete_batch, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_secure_delete_used, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wal_bytes, setup, teardown),
