@@ -1,8 +1,9 @@
 # qkm top-level make: thin wrapper over CMake/CTest.
 #   make          build (build/)
 #   make check    install deps, build with -Werror, run every test; then the
-#                 unit tests under ASan+UBSan (build-asan/), then each fuzz
-#                 target briefly (build-fuzz/)
+#                 unit tests under ASan+UBSan (build-asan/), the ETSI 014
+#                 system test against a ThreadSanitizer build (build-tsan/),
+#                 then each fuzz target briefly (build-fuzz/)
 #   make demo     install deps, build, start a local QKD network and show it
 #   make fuzz     run each fuzz target for FUZZ_SECONDS (default 600)
 #   make bench    run the benchmarks in bench/ with their baselines
@@ -11,7 +12,7 @@ JOBS ?= $(shell nproc)
 FUZZ_SECONDS ?= 600
 FUZZ_CHECK_SECONDS ?= 20
 
-.PHONY: all deps build check check-unit check-asan check-fuzz fuzz demo bench clean
+.PHONY: all deps build check check-unit check-asan check-tsan check-fuzz fuzz demo bench clean
 
 all: build
 
@@ -25,7 +26,7 @@ build: deps
 check: build
 	@mkdir -p build/tmp
 	cd build && ctest --output-on-failure -j $(JOBS)
-	@$(MAKE) --no-print-directory check-asan check-fuzz
+	@$(MAKE) --no-print-directory check-asan check-tsan check-fuzz
 
 check-asan: deps
 	@cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DQKM_WERROR=ON -DQKM_SANITIZE=ON \
@@ -34,6 +35,15 @@ check-asan: deps
 	@mkdir -p build-asan/tmp
 	cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 		ctest --output-on-failure -j $(JOBS) -L unit
+
+check-tsan: deps
+	@cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DQKM_WERROR=ON -DQKM_TSAN=ON \
+		>/dev/null
+	@cmake --build build-tsan -j $(JOBS) --target qkm
+	@mkdir -p build-tsan/tmp
+	QKM=$(CURDIR)/build-tsan/qkm TMPDIR=$(CURDIR)/build-tsan/tmp \
+		TSAN_OPTIONS="halt_on_error=1 exitcode=66 second_deadlock_stack=1" \
+		tests/system/test_etsi014.sh
 
 build-fuzz: deps
 	@CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DQKM_FUZZ=ON \
@@ -54,4 +64,4 @@ bench: build
 	@./bench/run-all $(BENCH_ARGS)
 
 clean:
-	rm -rf build build-asan build-fuzz
+	rm -rf build build-asan build-tsan build-fuzz
