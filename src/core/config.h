@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "core/id.h"
 
@@ -124,5 +125,14 @@ struct qkm_network {
 	char sim_log[PATH_MAX];
 	int sim_pid;
 };
+
+/* The node an SAE is registered at (n->saes), or NULL. */
+static inline const char *qkm_sae_node(const struct qkm_node_cfg *n, const char *sae)
+{
+	for (size_t i = 0; i < n->n_saes; i++)
+		if (strcmp(n->saes[i].id, sae) == 0)
+			return n->saes[i].node;
+	return NULL;
+}
 
 #endif

@@ -325,14 +325,6 @@ static void fe_forward(struct qkm_ksa *k, struct qkm_http_req *req)
 	to_main(k, x);
 }
 
-static const char *sae_node(const struct qkm_node_cfg *n, const char *sae)
-{
-	for (size_t i = 0; i < n->n_saes; i++)
-		if (strcmp(n->saes[i].id, sae) == 0)
-			return n->saes[i].node;
-	return NULL;
-}
-
 /* enc_keys from stock: only a plain request (no additional slaves, no
  * combination) of an SAE registered here for a slave registered at
  * another node, of a size and number the main thread let into the stock.
@@ -340,7 +332,7 @@ static const char *sae_node(const struct qkm_node_cfg *n, const char *sae)
 static bool fe_from_stock(struct qkm_ksa *k, struct qkm_http_req *req, const char *slave)
 {
 	struct qkm_etsi_key_request r;
-	const char *cn = sae_node(k->cfg, req->name), *sn = sae_node(k->cfg, slave);
+	const char *cn = qkm_sae_node(k->cfg, req->name), *sn = qkm_sae_node(k->cfg, slave);
 	if (!cn || strcmp(cn, k->cfg->id) != 0 || !sn || strcmp(sn, k->cfg->id) == 0)
 		return false;
 	int rc = strcmp(req->method, "GET") == 0

@@ -101,11 +101,7 @@ static void reply_error(struct qkm_supply *s, void *req, int status, const char 
 /* The node an SAE is registered at, or NULL. */
 static const char *sae_node(const struct qkm_supply *s, const char *sae)
 {
-	const struct qkm_node_cfg *n = s->cfg.node;
-	for (size_t i = 0; i < n->n_saes; i++)
-		if (strcmp(n->saes[i].id, sae) == 0)
-			return n->saes[i].node;
-	return NULL;
+	return qkm_sae_node(s->cfg.node, sae);
 }
 
 static struct peer *peer_find(struct qkm_supply *s, const char *name)
