@@ -575,8 +575,19 @@ static void stock_refill(struct qkm_supply *s, struct peer *p, uint64_t now_ns)
 		uint32_t n = qkm_stock_refill(s->cfg.stock, i, p->name, master, slave, &size, now_ns);
 		if (!n)
 			continue;
-		if (!have && qkm_store_pool_stats(s->st, p->name, &ps))
-			ps.enc_bytes = 0;
+		if (!have) {
+			/* What is left is what the requests already queued (they
+			 * go in the same round, first) do not take: a round is
+			 * drawn whole or not at all, so a refill sized on the
+			 * whole pool would fail requests the pool can serve. */
+			uint64_t queued = 0;
+			for (const struct enc_req *q = p->queue; q; q = q->next)
+				if (q->req)
+					queued += (uint64_t)q->number * (q->size / 8);
+			if (qkm_store_pool_stats(s->st, p->name, &ps))
+				ps.enc_bytes = 0;
+			ps.enc_bytes = ps.enc_bytes > queued ? ps.enc_bytes - queued : 0;
+		}
 		have = true;
 		uint64_t room = ps.enc_bytes / 2 / (size / 8);
 		n = room < n ? (uint32_t)room : n;
