@@ -222,9 +222,13 @@ size_t qkm_stock_drain_taken(struct qkm_stock *st, struct qkm_stock_taken *out, 
 {
 	pthread_mutex_lock(&st->mu);
 	size_t n = st->n_taken < max ? st->n_taken : max;
-	memcpy(out, st->taken, n * sizeof(*out));
-	memmove(st->taken, st->taken + n, (st->n_taken - n) * sizeof(*out));
-	st->n_taken -= n;
+	/* Until the first take, taken is NULL; memcpy from NULL is undefined
+	 * even for 0 bytes, and every flush drains. */
+	if (n) {
+		memcpy(out, st->taken, n * sizeof(*out));
+		memmove(st->taken, st->taken + n, (st->n_taken - n) * sizeof(*out));
+		st->n_taken -= n;
+	}
 	pthread_mutex_unlock(&st->mu);
 	return n;
 }

@@ -16,6 +16,8 @@
 
 #define SUPPLY_MAX_RANGES 4096
 #define SUPPLY_MAX_ROUND_KEYS 8192
+#define STOCK_PAUSE_MIN_NS 1000000000ull  /* after a refill the peer refused */
+#define STOCK_PAUSE_MAX_NS 64000000000ull /* the pause doubles up to this */
 
 /* One enc_keys request waiting for, or riding in, a round. */
 struct enc_req {
@@ -62,6 +64,10 @@ struct qkm_supply {
 	struct peer *peers;
 	size_t n_peers;
 	uint32_t next_round;
+	/* Per stock entry: no refill before retry_ns; pause_ns, the pause
+	 * after the last refusal (0: the last refill was stocked). */
+	uint64_t stock_retry_ns[QKM_STOCK_MAX_ENTRIES];
+	uint64_t stock_pause_ns[QKM_STOCK_MAX_ENTRIES];
 };
 
 void qkm_supply_cfg_defaults(struct qkm_supply_cfg *cfg)
@@ -568,11 +574,24 @@ static void stock_refill(struct qkm_supply *s, struct peer *p, uint64_t now_ns)
 	for (int i = 0; i < QKM_STOCK_MAX_ENTRIES; i++) {
 		char master[QKM_NAME_MAX], slave[QKM_NAME_MAX];
 		uint32_t size = 0;
+		if (now_ns < s->stock_retry_ns[i])
+			continue; /* refused lately: see stock_pause */
 		uint32_t n = qkm_stock_refill(s->cfg.stock, i, p->name, master, slave, &size, now_ns);
 		if (!n)
 			continue;
-		if (!have && qkm_store_pool_stats(s->st, p->name, &ps))
-			ps.enc_bytes = 0;
+		if (!have) {
+			/* What is left is what the requests already queued (they
+			 * go in the same round, first) do not take: a round is
+			 * drawn whole or not at all, so a refill sized on the
+			 * whole pool would fail requests the pool can serve. */
+			uint64_t queued = 0;
+			for (const struct enc_req *q = p->queue; q; q = q->next)
+				if (q->req)
+					queued += (uint64_t)q->number * (q->size / 8);
+			if (qkm_store_pool_stats(s->st, p->name, &ps))
+				ps.enc_bytes = 0;
+			ps.enc_bytes = ps.enc_bytes > queued ? ps.enc_bytes - queued : 0;
+		}
 		have = true;
 		uint64_t room = ps.enc_bytes / 2 / (size / 8);
 		n = room < n ? (uint32_t)room : n;
@@ -591,6 +610,26 @@ static void stock_refill(struct qkm_supply *s, struct peer *p, uint64_t now_ns)
 		e->level = QKM_LEVEL_ITS;
 		*p->queue_tail = e;
 		p->queue_tail = &e->next;
+	}
+}
+
+/* The peer refused the round (or did not answer it) that carried the
+ * refills among reqs. Each such round burns its key material on both
+ * nodes (SUPPLY_CANCEL), so the refills are tried again only after a pause
+ * that doubles while that goes on: retried at once, from the flush that
+ * follows the refusal, a peer that keeps refusing (a configuration or a
+ * pool that differs, a store that fails) would have the stock drain the
+ * shared pool, half of what is left per round, within one pass. */
+static void stock_pause(struct qkm_supply *s, const struct enc_req *reqs, uint64_t now_ns)
+{
+	for (const struct enc_req *e = reqs; e; e = e->next) {
+		if (!e->stock)
+			continue;
+		uint64_t *pause = &s->stock_pause_ns[e->stock - 1];
+		*pause = *pause ? 2 * *pause : STOCK_PAUSE_MIN_NS;
+		if (*pause > STOCK_PAUSE_MAX_NS)
+			*pause = STOCK_PAUSE_MAX_NS;
+		s->stock_retry_ns[e->stock - 1] = now_ns + *pause;
 	}
 }
 
@@ -722,6 +761,7 @@ static void round_done(struct qkm_supply *s, struct peer *p, struct round *r,
 			if (qkm_stock_add(s->cfg.stock, e->stock - 1, e->number, &r->ids[e->first_key],
 					  r->data->p + r->offs[e->first_key], now_ns))
 				log_warnx("supply to %s: stock refill did not fit", p->name);
+			s->stock_pause_ns[e->stock - 1] = 0;
 			e->req = NULL;
 			continue;
 		}
@@ -1331,6 +1371,7 @@ int qkm_supply_on_frame(struct qkm_supply *s, const char *peer, const struct qkm
 			char m2[400];
 			snprintf(m2, sizeof(m2), "the slave's node %s refused the keys: %s", peer, msg);
 			log_warnx("supply to %s: %s", peer, m2);
+			stock_pause(s, r->reqs, now_ns);
 			fail_reqs(s, r->reqs, 503, m2);
 			p->cancel_sent = false;
 		}
@@ -1376,6 +1417,7 @@ void qkm_supply_tick(struct qkm_supply *s, uint64_t now_ns)
 		struct peer *p = &s->peers[i];
 		if (p->round && now_ns >= p->round->deadline_ns) {
 			log_warnx("supply to %s: no answer in time; round abandoned", p->name);
+			stock_pause(s, p->round->reqs, now_ns);
 			fail_reqs(s, p->round->reqs, 503, "the slave's node did not answer in time");
 			round_free(p->round);
 			p->round = NULL;

@@ -4,7 +4,8 @@
  * corrupt or stop frames, and replies recorded per request. Time is driven
  * explicitly; nothing sleeps. Every key byte string handed to an application
  * is traced back to its place in the pool, so a byte given out twice fails
- * whichever test does it (R-SUP-8). R-SUP-1, 3, 5, 6, 7, 8, 10, R-LC-1. */
+ * whichever test does it (R-SUP-8); keys A's stock (ksa/stock.h) hands out
+ * go through the same check. R-SUP-1, 3, 5, 6, 7, 8, 10, R-LC-1. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -22,6 +23,7 @@
 #include "core/buf.h"
 #include "core/config.h"
 #include "core/secret.h"
+#include "ksa/stock.h"
 #include "ksa/supply.h"
 #include "proto/frame.h"
 #include "store/store.h"
@@ -118,6 +120,7 @@ struct side {
 	struct qkm_node_cfg *node;
 	struct qkm_supply_cfg cfg;
 	struct qkm_supply *sup;
+	struct qkm_stock *stock; /* keys made ahead (NULL: none, as before) */
 	struct queue out; /* frames this side sent, for the other */
 	bool ready;       /* what ops->ready answers */
 	struct reply rep[MAXREPLY];
@@ -221,11 +224,27 @@ static void side_open(struct side *s, const char *name, const char *peer, bool p
 	assert_non_null(s->sup);
 }
 
+/* Gives s a fresh supply with a fresh, empty stock, as a (re)started node
+ * has: the stock lives in memory only. The old supply goes first, since it
+ * hands failed refills back to its stock. */
+static void side_restart_stocked(struct side *s)
+{
+	qkm_supply_free(s->sup);
+	qkm_stock_free(s->stock);
+	s->stock = qkm_stock_new();
+	assert_non_null(s->stock);
+	s->cfg.stock = s->stock;
+	struct qkm_supply_ops ops = {send_cb, ready_cb, reply_cb, s};
+	s->sup = qkm_supply_new(&s->cfg, s->st, &ops);
+	assert_non_null(s->sup);
+}
+
 static void side_close(struct side *s)
 {
 	static const char *const suffixes[] = {"", "-wal", "-shm", "-journal"};
 	char p[PATH_MAX];
 	qkm_supply_free(s->sup);
+	qkm_stock_free(s->stock);
 	qkm_store_close(s->st);
 	for (size_t i = 0; i < 4; i++) {
 		snprintf(p, sizeof(p), "%s%s", s->path, suffixes[i]);
@@ -370,13 +389,15 @@ static void link_up(struct world *w)
 	qkm_supply_on_peer(w->b.sup, "A", true, w->now);
 }
 
-static struct world *world_new(bool preserve)
+static struct world *world_new(bool preserve, bool stock)
 {
 	struct world *w = calloc(1, sizeof(*w));
 	assert_non_null(w);
 	w->now = T0 + 1000 * MS;
 	side_open(&w->a, "A", "B", preserve);
 	side_open(&w->b, "B", "A", preserve);
+	if (stock)
+		side_restart_stocked(&w->a);
 	fill_pool(w);
 	link_up(w);
 	assert_int_equal(pump(w), 0); /* nothing to cancel: no frames */
@@ -386,13 +407,20 @@ static struct world *world_new(bool preserve)
 
 static int setup(void **state)
 {
-	*state = world_new(false);
+	*state = world_new(false, false);
 	return 0;
 }
 
 static int setup_preserve(void **state)
 {
-	*state = world_new(true);
+	*state = world_new(true, false);
+	return 0;
+}
+
+/* A keeps a stock of keys made ahead of demand (ksa/stock.h). */
+static int setup_stock(void **state)
+{
+	*state = world_new(false, true);
 	return 0;
 }
 
@@ -545,12 +573,11 @@ static bool uuid_v4(const struct qkm_id *id)
 	return id->b[6] >> 4 == 4 && (id->b[8] & 0xc0) == 0x80;
 }
 
-/* The master got req's keys: 200, n keys of size bits each, fresh UUID v4
- * IDs, and bytes that come from the pool and were never handed out before
- * (R-SUP-3, R-SUP-8). */
-static void expect_enc(struct world *w, void *req, size_t n, uint32_t bits, struct keys *ks)
+/* The master got the keys ks: n keys of size bits each, fresh UUID v4 IDs,
+ * and bytes that come from the pool and were never handed out before
+ * (R-SUP-3, R-SUP-8), whether by a round or from the stock. */
+static void expect_fresh(struct world *w, const struct keys *ks, size_t n, uint32_t bits)
 {
-	parse_keys(expect_status(&w->a, req, 200), ks);
 	assert_int_equal(ks->n, n);
 	for (size_t i = 0; i < n; i++) {
 		assert_true(uuid_v4(&ks->id[i]));
@@ -576,6 +603,13 @@ static void expect_enc(struct world *w, void *req, size_t n, uint32_t bits, stru
 		s->len = ks->len[i];
 		s->pos = pos;
 	}
+}
+
+/* The master got req's keys: 200 and expect_fresh. */
+static void expect_enc(struct world *w, void *req, size_t n, uint32_t bits, struct keys *ks)
+{
+	parse_keys(expect_status(&w->a, req, 200), ks);
+	expect_fresh(w, ks, n, bits);
 }
 
 /* A slave got keys: 200, exactly the IDs asked for, the master's bytes. */
@@ -1426,6 +1460,590 @@ static void test_protocol_violations(void **state)
 	expect_pools_equal(w);
 }
 
+/* ---- the stock of keys made ahead (ksa/stock.h) --------------------------- */
+
+#define STOCK_KEYS QKM_STOCK_MIN_KEYS /* the first refill of an entry */
+
+static uint64_t stock_count(struct world *w)
+{
+	return qkm_stock_count(w->a.stock, "B");
+}
+
+static int64_t counter(struct side *s, const char *name)
+{
+	int64_t v;
+	assert_int_equal(qkm_store_counter_get(s->st, name, &v), 0);
+	return v;
+}
+
+/* What the ETSI 014 front end does: n keys of bits for alice -> bob from
+ * A's stock. On success the keys are checked like a round's (expect_fresh),
+ * so a byte given out twice, by a round or the stock, fails the test. */
+static int take(struct world *w, uint32_t n, uint32_t bits, struct keys *ks, bool *low)
+{
+	static uint8_t data[MAXKEYS * 1024];
+	assert_true(n <= MAXKEYS && bits / 8 <= sizeof(ks->k[0]));
+	memset(ks, 0, sizeof(*ks));
+	int rc = qkm_stock_take(w->a.stock, "sae-alice", "sae-bob", bits, n, ks->id, data, w->now,
+				low);
+	if (rc)
+		return rc;
+	ks->n = n;
+	for (uint32_t i = 0; i < n; i++) {
+		memcpy(ks->k[i], data + (size_t)i * (bits / 8), bits / 8);
+		ks->len[i] = bits / 8;
+	}
+	expect_fresh(w, ks, n, bits);
+	return 0;
+}
+
+struct rec_match {
+	const char *event, *detail;
+	int n;
+};
+
+static int rec_match_cb(const struct qkm_lc_event *ev, void *arg)
+{
+	struct rec_match *c = arg;
+	if (strcmp(ev->event, c->event) == 0 && strcmp(ev->key_kind, "ksa") == 0 &&
+	    strstr(ev->detail, c->detail))
+		c->n++;
+	return 0;
+}
+
+/* Records of event whose detail says `detail`. */
+static int records_with(struct side *s, const char *event, const char *detail)
+{
+	struct rec_match c = {event, detail, 0};
+	assert_int_equal(qkm_store_records(s->st, 0, 0, rec_match_cb, &c), 0);
+	return c.n;
+}
+
+struct ids {
+	size_t n;
+	struct qkm_id id[2 * STOCK_KEYS];
+};
+
+static int ids_collect(const struct qkm_ksa_key *k, void *arg)
+{
+	struct ids *l = arg;
+	assert_true(l->n < sizeof(l->id) / sizeof(l->id[0]));
+	l->id[l->n++] = k->id;
+	return 0;
+}
+
+/* The IDs of s's KSA keys in state st, on the master's side at A and the
+ * slave's at B. */
+static void ksa_ids(struct side *s, enum qkm_ksa_state st, struct ids *l)
+{
+	enum qkm_ksa_role role = strcmp(s->name, "A") == 0 ? QKM_KSA_MASTER_SIDE
+							    : QKM_KSA_SLAVE_SIDE;
+	memset(l, 0, sizeof(*l));
+	assert_int_equal(qkm_store_ksa_list(s->st, s->peer, st, role, ids_collect, l), 0);
+}
+
+static bool ids_has(const struct ids *l, const struct qkm_id *id)
+{
+	for (size_t i = 0; i < l->n; i++)
+		if (qkm_id_eq(&l->id[i], id))
+			return true;
+	return false;
+}
+
+/* The state of KSA key id at s. */
+static int ksa_state(struct side *s, const struct qkm_id *id, uint64_t *supplied_ns)
+{
+	struct qkm_ksa_key k;
+	assert_int_equal(qkm_store_ksa_get(s->st, id, &k, false), 0);
+	if (supplied_ns)
+		*supplied_ns = k.supplied_ns;
+	return k.state;
+}
+
+/* The first plain request of alice for bob (2 keys of 64 bits), which fills
+ * the stock with STOCK_KEYS keys in the same round. */
+static void fill_stock(struct world *w, int req)
+{
+	struct keys ks;
+	enc(w, req, "sae-alice", "sae-bob", 2, 64);
+	qkm_supply_flush(w->a.sup, w->now);
+	assert_int_equal(pump(w), 0);
+	expect_enc(w, R(w, req), 2, 64, &ks);
+	assert_int_equal(stock_count(w), STOCK_KEYS);
+}
+
+/* A stops and starts again (a crash: nothing is settled on the way down):
+ * B sees the link drop, frames in flight are lost, A's supply and stock are
+ * made anew on the same store, then the link comes up. */
+static void restart_a(struct world *w)
+{
+	qkm_supply_on_peer(w->b.sup, "A", false, w->now);
+	q_clear(&w->a.out);
+	q_clear(&w->b.out);
+	side_restart_stocked(&w->a);
+	link_up(w);
+}
+
+/* R-SUP-6: a plain request is answered by a round as before, and registers
+ * the pair's demand: the same round carries the stock's first refill,
+ * whose keys B stores READY before A records them STOCKED and stocks
+ * them. Requests the front end cannot serve from stock (additional
+ * slaves) make no entry. */
+static void test_stock_fill(void **state)
+{
+	struct world *w = *state;
+	struct keys ks;
+	uint64_t a0 = enc_bytes(&w->a);
+
+	struct qkm_etsi_key_request r = kreq(1, 64);
+	r.n_additional = 1;
+	snprintf(r.additional[0], sizeof(r.additional[0]), "sae-carol");
+	qkm_supply_enc(w->a.sup, R(w, 0), "sae-alice", "sae-bob", &r, w->now);
+	qkm_supply_flush(w->a.sup, w->now);
+	assert_int_equal(ksa_count(&w->a, QKM_KSA_OFFERED), 1);
+	assert_int_equal(pump(w), 0);
+	expect_enc(w, R(w, 0), 1, 64, &ks);
+	assert_int_equal(stock_count(w), 0);
+	qkm_supply_flush(w->a.sup, w->now);
+	assert_int_equal(w->a.out.n, 0);
+
+	enc(w, 1, "sae-alice", "sae-bob", 2, 64);
+	assert_int_equal(n_replies(&w->a, R(w, 1)), 0);
+	qkm_supply_flush(w->a.sup, w->now);
+	/* One round: the request and the refill. */
+	assert_int_equal(w->a.out.n, 1);
+	assert_int_equal(q_count(&w->a.out, QKM_MSG_SUPPLY), 1);
+	assert_int_equal(ksa_count(&w->a, QKM_KSA_OFFERED), 2 + STOCK_KEYS);
+	/* Nothing is stocked before B has stored it. */
+	assert_int_equal(stock_count(w), 0);
+	assert_int_equal(ksa_count(&w->a, QKM_KSA_STOCKED), 0);
+	assert_int_equal(pump(w), 0);
+	expect_enc(w, R(w, 1), 2, 64, &ks);
+	assert_int_equal(w->seen[1].pos, 8); /* the request's keys come first */
+	assert_int_equal(stock_count(w), STOCK_KEYS);
+	assert_int_equal(ksa_count(&w->a, QKM_KSA_STOCKED), STOCK_KEYS);
+	assert_int_equal(ksa_count(&w->a, QKM_KSA_SUPPLIED), 3);
+	assert_int_equal(ksa_count(&w->b, QKM_KSA_READY), 3 + STOCK_KEYS);
+	expect_no_offered(w);
+	assert_int_equal(enc_bytes(&w->a), a0 - (3 + STOCK_KEYS) * 8);
+	expect_pools_equal(w);
+	/* Stocked is not supplied: no record, not counted. */
+	assert_int_equal(records(&w->a, "formatted"), 3 + STOCK_KEYS);
+	assert_int_equal(records(&w->a, "supplied"), 3);
+	assert_int_equal(records(&w->b, "stored"), 3 + STOCK_KEYS);
+	assert_int_equal(counter(&w->a, "supplied_keys"), 3);
+
+	/* Every key STOCKED at A is READY at B for alice -> bob, 64 bits,
+	 * with its own 8 bytes of the pool after the request's. */
+	struct ids l;
+	uint8_t used[STOCK_KEYS] = {0};
+	ksa_ids(&w->a, QKM_KSA_STOCKED, &l);
+	assert_int_equal(l.n, STOCK_KEYS);
+	for (size_t i = 0; i < l.n; i++) {
+		struct qkm_ksa_key k;
+		assert_int_equal(qkm_store_ksa_get(w->b.st, &l.id[i], &k, true), 0);
+		assert_int_equal(k.state, QKM_KSA_READY);
+		assert_int_equal(k.role, QKM_KSA_SLAVE_SIDE);
+		assert_string_equal(k.master, "sae-alice");
+		assert_string_equal(k.slave, "sae-bob");
+		assert_string_equal(k.additional, "");
+		assert_int_equal(k.size_bits, 64);
+		assert_non_null(k.data);
+		assert_int_equal(k.data->len, 8);
+		const uint8_t *at = memmem(w->pool + 24, STOCK_KEYS * 8, k.data->p, 8);
+		qkm_secret_free(k.data);
+		assert_non_null(at);
+		size_t pos = (size_t)(at - w->pool - 24);
+		assert_int_equal(pos % 8, 0);
+		assert_false(used[pos / 8]);
+		used[pos / 8] = 1;
+	}
+	/* Full: neither a flush nor a tick starts another round. */
+	qkm_supply_flush(w->a.sup, w->now);
+	qkm_supply_tick(w->a.sup, w->now + 1000 * MS);
+	assert_int_equal(w->a.out.n, 0);
+}
+
+/* R-SUP-8: keys from the stock are the ones B stored for those IDs; bob
+ * gets each once. The next flush records them SUPPLIED at A, counted, each
+ * with a life-cycle record saying so, and tops the stock up once it is
+ * low. */
+static void test_stock_take(void **state)
+{
+	struct world *w = *state;
+	struct keys t[4];
+	bool low = true;
+	fill_stock(w, 0);
+
+	for (int i = 0; i < 4; i++) {
+		assert_int_equal(take(w, 16, 64, &t[i], &low), 0);
+		assert_int_equal(low, i == 3); /* 64 left: half the target */
+	}
+	assert_int_equal(stock_count(w), STOCK_KEYS - 64);
+	assert_int_equal(w->a.out.n, 0); /* the front end does not send */
+	for (int i = 0; i < 4; i++)
+		for (size_t j = 0; j < 16; j++) {
+			struct qkm_ksa_key k;
+			assert_int_equal(qkm_store_ksa_get(w->b.st, &t[i].id[j], &k, true), 0);
+			assert_int_equal(k.state, QKM_KSA_READY);
+			assert_non_null(k.data);
+			assert_int_equal(k.data->len, 8);
+			assert_memory_equal(k.data->p, t[i].k[j], 8);
+			qkm_secret_free(k.data);
+			assert_int_equal(ksa_state(&w->a, &t[i].id[j], NULL), QKM_KSA_STOCKED);
+		}
+	dec(w, &w->b, 1, "sae-bob", "sae-alice", t[0].id, 16);
+	expect_dec(w, &w->b, R(w, 1), t[0].id, 16);
+	dec(w, &w->b, 2, "sae-bob", "sae-alice", t[0].id, 16);
+	expect_status(&w->b, R(w, 2), 400);
+	dec(w, &w->b, 3, "sae-bob", "sae-alice", &t[0].id[5], 1);
+	expect_status(&w->b, R(w, 3), 400);
+
+	/* The main thread settles what was taken, stamped when it was taken. */
+	uint64_t taken_at = w->now;
+	w->now += 5 * MS;
+	qkm_supply_flush(w->a.sup, w->now);
+	assert_int_equal(ksa_count(&w->a, QKM_KSA_SUPPLIED), 2 + 64);
+	assert_int_equal(records(&w->a, "supplied"), 2 + 64);
+	assert_int_equal(records_with(&w->a, "supplied", "from stock"), 64);
+	assert_int_equal(counter(&w->a, "supplied_keys"), 2 + 64);
+	for (int i = 0; i < 4; i++)
+		for (size_t j = 0; j < 16; j++) {
+			uint64_t at;
+			assert_int_equal(ksa_state(&w->a, &t[i].id[j], &at), QKM_KSA_SUPPLIED);
+			assert_int_equal(at, taken_at);
+		}
+	/* The same flush found the stock low: one refill round of 64 keys,
+	 * stocked only once B has them. */
+	assert_int_equal(q_count(&w->a.out, QKM_MSG_SUPPLY), 1);
+	assert_int_equal(ksa_count(&w->a, QKM_KSA_OFFERED), 64);
+	assert_int_equal(ksa_count(&w->a, QKM_KSA_STOCKED), STOCK_KEYS - 64);
+	assert_int_equal(pump(w), 0);
+	assert_int_equal(stock_count(w), STOCK_KEYS);
+	assert_int_equal(ksa_count(&w->a, QKM_KSA_STOCKED), STOCK_KEYS);
+	assert_int_equal(ksa_count(&w->b, QKM_KSA_READY), 2 + STOCK_KEYS + 64 - 16);
+	expect_no_offered(w);
+	expect_pools_equal(w);
+	/* Settled once: later flushes record nothing more. */
+	qkm_supply_flush(w->a.sup, w->now);
+	assert_int_equal(records(&w->a, "supplied"), 2 + 64);
+	assert_int_equal(counter(&w->a, "supplied_keys"), 2 + 64);
+	assert_int_equal(w->a.out.n, 0);
+	/* The refill's keys follow on from the first ones, fresh. */
+	struct keys more;
+	assert_int_equal(take(w, 16, 64, &more, &low), 0);
+	assert_int_equal(w->seen[2 + 64].pos, (2 + 64) * 8);
+	for (int i = 1; i < 4; i++) {
+		dec(w, &w->b, 4 + i, "sae-bob", "sae-alice", t[i].id, 16);
+		expect_dec(w, &w->b, R(w, 4 + i), t[i].id, 16);
+	}
+	dec(w, &w->b, 8, "sae-bob", "sae-alice", more.id, 16);
+	expect_dec(w, &w->b, R(w, 8), more.id, 16);
+	/* The stock's keys are alice's for bob, no one else's. */
+	assert_int_equal(take(w, 1, 64, &more, &low), 0);
+	dec(w, &w->b, 9, "sae-carol", "sae-alice", more.id, 1);
+	expect_status(&w->b, R(w, 9), 401);
+}
+
+/* A node stops with keys in stock, some of them just taken: at the next
+ * start every key left STOCKED is recorded SUPPLIED ("possibly"), since
+ * any may have reached its master. None is offered again or cancelled, and
+ * B still gives them to bob. */
+static void test_stock_restart(void **state)
+{
+	struct world *w = *state;
+	struct keys taken, ks;
+	bool low;
+	fill_stock(w, 0);
+	assert_int_equal(take(w, 3, 64, &taken, &low), 0); /* reached alice; not settled */
+	struct ids before;
+	ksa_ids(&w->a, QKM_KSA_STOCKED, &before);
+	assert_int_equal(before.n, STOCK_KEYS);
+	/* B's copy of a key alice never took, to compare with later. */
+	size_t other = 0;
+	while (other < before.n && (qkm_id_eq(&before.id[other], &taken.id[0]) ||
+				     qkm_id_eq(&before.id[other], &taken.id[1]) ||
+				     qkm_id_eq(&before.id[other], &taken.id[2])))
+		other++;
+	struct qkm_ksa_key kb;
+	assert_int_equal(qkm_store_ksa_get(w->b.st, &before.id[other], &kb, true), 0);
+	assert_non_null(kb.data);
+	uint8_t other_key[8];
+	memcpy(other_key, kb.data->p, 8);
+	qkm_secret_free(kb.data);
+
+	restart_a(w);
+	assert_int_equal(stock_count(w), 0);
+	assert_int_equal(ksa_count(&w->a, QKM_KSA_STOCKED), 0);
+	assert_int_equal(ksa_count(&w->a, QKM_KSA_SUPPLIED), 2 + STOCK_KEYS);
+	assert_int_equal(records(&w->a, "supplied"), 2 + STOCK_KEYS);
+	assert_int_equal(records_with(&w->a, "supplied", "possibly"), STOCK_KEYS);
+	for (size_t i = 0; i < before.n; i++) {
+		uint64_t at = 0;
+		assert_int_equal(ksa_state(&w->a, &before.id[i], &at), QKM_KSA_SUPPLIED);
+		assert_true(at != 0);
+	}
+	/* The link up cancels nothing: B keeps them all. */
+	assert_int_equal(pump(w), 0);
+	assert_int_equal(ksa_count(&w->b, QKM_KSA_READY), 2 + STOCK_KEYS);
+	assert_int_equal(records(&w->b, "deleted"), 0);
+	expect_no_offered(w);
+	expect_pools_equal(w);
+	/* A second start changes nothing more. */
+	restart_a(w);
+	assert_int_equal(pump(w), 0);
+	assert_int_equal(records(&w->a, "supplied"), 2 + STOCK_KEYS);
+
+	dec(w, &w->b, 1, "sae-bob", "sae-alice", taken.id, 3);
+	expect_dec(w, &w->b, R(w, 1), taken.id, 3);
+	dec(w, &w->b, 2, "sae-bob", "sae-alice", &before.id[other], 1);
+	parse_keys(expect_status(&w->b, R(w, 2), 200), &ks);
+	assert_int_equal(ks.n, 1);
+	assert_memory_equal(ks.k[0], other_key, 8);
+
+	/* Never offered again: a new request and the new stock get fresh IDs
+	 * and bytes past everything the old stock held. */
+	enc(w, 3, "sae-alice", "sae-bob", 1, 64);
+	qkm_supply_flush(w->a.sup, w->now);
+	assert_int_equal(pump(w), 0);
+	expect_enc(w, R(w, 3), 1, 64, &ks);
+	assert_int_equal(w->seen[w->n_seen - 1].pos, (2 + STOCK_KEYS) * 8);
+	assert_false(ids_has(&before, &ks.id[0]));
+	/* Half of the 2024 bytes the request left: 126 keys. */
+	assert_int_equal(stock_count(w), 126);
+	struct keys fresh;
+	assert_int_equal(take(w, 16, 64, &fresh, &low), 0);
+	for (size_t i = 0; i < 16; i++) {
+		assert_false(ids_has(&before, &fresh.id[i]));
+		assert_true(w->seen[w->n_seen - 16 + i].pos >= (3 + STOCK_KEYS) * 8);
+	}
+	expect_pools_equal(w);
+}
+
+/* R-SUP-6: B refuses the round that carries the first refill (the SUPPLY
+ * was corrupted on the way): the request fails, nothing is STOCKED, the
+ * stock stays empty and A cancels the keys. A later flush refills. */
+static void test_stock_refill_refused(void **state)
+{
+	struct world *w = *state;
+	uint64_t a0 = enc_bytes(&w->a);
+	w->fault = (struct fault){F_CORRUPT, QKM_MSG_SUPPLY, 0};
+	enc(w, 0, "sae-alice", "sae-bob", 2, 64);
+	qkm_supply_flush(w->a.sup, w->now);
+	assert_true(pump_one(w, &w->a, &w->b));
+	assert_true(w->fault.fired);
+	assert_int_equal(ksa_count(&w->b, QKM_KSA_READY), 0);
+	assert_int_equal(records(&w->b, "aborted"), 2 + STOCK_KEYS);
+	assert_true(pump_one(w, &w->b, &w->a)); /* the refusal */
+	assert_non_null(strstr(expect_status(&w->a, R(w, 0), 503), "digest mismatch"));
+	assert_int_equal(stock_count(w), 0);
+	assert_int_equal(ksa_count(&w->a, QKM_KSA_STOCKED), 0);
+	assert_int_equal(ksa_count(&w->a, QKM_KSA_SUPPLIED), 0);
+	assert_int_equal(q_count(&w->a.out, QKM_MSG_SUPPLY_CANCEL), 1);
+	assert_int_equal(pump(w), 0);
+	expect_no_offered(w);
+	assert_int_equal(records(&w->a, "deleted"), 2 + STOCK_KEYS);
+	assert_int_equal(enc_bytes(&w->a), a0 - (2 + STOCK_KEYS) * 8);
+	expect_pools_equal(w);
+	assert_int_equal(stock_count(w), 0);
+
+	/* The refill is not stuck "under way": a flush after the pause
+	 * (stock_pause in supply.c) refills; one within it does not. */
+	qkm_supply_flush(w->a.sup, w->now + 999 * MS);
+	assert_int_equal(w->a.out.n, 0);
+	w->now += 1000 * MS;
+	qkm_supply_flush(w->a.sup, w->now);
+	assert_int_equal(q_count(&w->a.out, QKM_MSG_SUPPLY), 1);
+	assert_int_equal(pump(w), 0);
+	/* Half of the 2032 bytes left: 127 keys. */
+	assert_int_equal(stock_count(w), 127);
+	assert_int_equal(ksa_count(&w->a, QKM_KSA_STOCKED), 127);
+	assert_int_equal(ksa_count(&w->b, QKM_KSA_READY), 127);
+	expect_pools_equal(w);
+	struct keys ks;
+	bool low;
+	assert_int_equal(take(w, 16, 64, &ks, &low), 0);
+	dec(w, &w->b, 1, "sae-bob", "sae-alice", ks.id, 16);
+	expect_dec(w, &w->b, R(w, 1), ks.id, 16);
+}
+
+/* The link drops with a refill in flight: the refill fails (the entry is
+ * not left "under way"), its keys are cancelled at the next link up, and
+ * the next flush refills. */
+static void test_stock_refill_link_lost(void **state)
+{
+	struct world *w = *state;
+	fill_stock(w, 0);
+	struct keys ks[4];
+	bool low;
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(take(w, 16, 64, &ks[i], &low), 0);
+	assert_true(low);
+	qkm_supply_flush(w->a.sup, w->now);
+	assert_int_equal(q_count(&w->a.out, QKM_MSG_SUPPLY), 1);
+	link_down(w); /* the SUPPLY is lost with the connection */
+	assert_int_equal(ksa_count(&w->a, QKM_KSA_OFFERED), 64);
+	assert_int_equal(stock_count(w), STOCK_KEYS - 64);
+	link_up(w);
+	assert_int_equal(pump(w), 0);
+	expect_no_offered(w);
+	expect_pools_equal(w);
+	assert_int_equal(ksa_count(&w->a, QKM_KSA_STOCKED), STOCK_KEYS - 64);
+	qkm_supply_flush(w->a.sup, w->now);
+	assert_int_equal(q_count(&w->a.out, QKM_MSG_SUPPLY), 1);
+	assert_int_equal(pump(w), 0);
+	assert_int_equal(stock_count(w), STOCK_KEYS);
+	assert_int_equal(ksa_count(&w->a, QKM_KSA_STOCKED), STOCK_KEYS);
+	expect_pools_equal(w);
+	/* Keys taken before the link dropped are alice's and bob's still. */
+	dec(w, &w->b, 1, "sae-bob", "sae-alice", ks[3].id, 16);
+	expect_dec(w, &w->b, R(w, 1), ks[3].id, 16);
+}
+
+/* B refuses every round for alice -> bob (in its configuration alice is
+ * no longer at A). Each refused round burns its key material on both
+ * nodes, so a refused refill is tried again only after a pause that
+ * doubles while B keeps refusing; retried at once, refills would drain the
+ * shared pool half of it at a time. */
+static void test_stock_refused_pause(void **state)
+{
+	struct world *w = *state;
+	uint64_t a0 = enc_bytes(&w->a);
+	assert_string_equal(w->b.node->saes[0].id, "sae-alice");
+	snprintf(w->b.node->saes[0].node, sizeof(w->b.node->saes[0].node), "C");
+	enc(w, 0, "sae-alice", "sae-bob", 2, 64);
+	qkm_supply_flush(w->a.sup, w->now);
+	assert_int_equal(pump(w), 0);
+	assert_non_null(strstr(expect_status(&w->a, R(w, 0), 503), "not registered"));
+	/* One round burnt (on both nodes), and no more. */
+	assert_int_equal(enc_bytes(&w->a), a0 - (2 + STOCK_KEYS) * 8);
+	expect_pools_equal(w);
+	expect_no_offered(w);
+	assert_int_equal(stock_count(w), 0);
+	uint64_t t0 = w->now;
+	qkm_supply_flush(w->a.sup, t0);
+	qkm_supply_tick(w->a.sup, t0 + 999 * MS);
+	assert_int_equal(w->a.out.n, 0);
+
+	/* After a second: one refill, refused; then two seconds' pause. */
+	uint64_t left = enc_bytes(&w->a);
+	w->now = t0 + 1000 * MS;
+	qkm_supply_tick(w->a.sup, w->now);
+	assert_int_equal(q_count(&w->a.out, QKM_MSG_SUPPLY), 1);
+	assert_int_equal(pump(w), 0);
+	assert_int_equal(enc_bytes(&w->a), left - 127 * 8); /* half of what was left */
+	left = enc_bytes(&w->a);
+	qkm_supply_tick(w->a.sup, t0 + 2999 * MS);
+	assert_int_equal(w->a.out.n, 0);
+	w->now = t0 + 3000 * MS;
+	qkm_supply_tick(w->a.sup, w->now);
+	assert_int_equal(q_count(&w->a.out, QKM_MSG_SUPPLY), 1);
+	assert_int_equal(pump(w), 0);
+	assert_int_equal(enc_bytes(&w->a), left - 63 * 8);
+	left = enc_bytes(&w->a);
+	qkm_supply_tick(w->a.sup, t0 + 6999 * MS);
+	assert_int_equal(w->a.out.n, 0);
+	assert_int_equal(stock_count(w), 0);
+	assert_int_equal(ksa_count(&w->a, QKM_KSA_STOCKED), 0);
+	expect_pools_equal(w);
+
+	/* B's configuration is put right: the next refill is stocked, and
+	 * with the pause over, the refill that follows at once while the
+	 * stock is under half its target is too: 32 keys (half of 512
+	 * bytes), then 16 (half of the 256 left). */
+	snprintf(w->b.node->saes[0].node, sizeof(w->b.node->saes[0].node), "A");
+	w->now = t0 + 7000 * MS;
+	qkm_supply_tick(w->a.sup, w->now);
+	assert_int_equal(q_count(&w->a.out, QKM_MSG_SUPPLY), 1);
+	assert_int_equal(pump(w), 0);
+	assert_int_equal(stock_count(w), 48);
+	assert_int_equal(ksa_count(&w->a, QKM_KSA_STOCKED), 48);
+	assert_int_equal(enc_bytes(&w->a), 128);
+	expect_pools_equal(w);
+	struct keys ks;
+	bool low;
+	assert_int_equal(take(w, 16, 64, &ks, &low), 0);
+	dec(w, &w->b, 1, "sae-bob", "sae-alice", ks.id, 16);
+	expect_dec(w, &w->b, R(w, 1), ks.id, 16);
+}
+
+/* B does not answer a refill in time: the round is abandoned and
+ * cancelled, the refill pauses like a refused one, then refills. */
+static void test_stock_refill_timeout(void **state)
+{
+	struct world *w = *state;
+	struct keys ks[4];
+	bool low;
+	fill_stock(w, 0);
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(take(w, 16, 64, &ks[i], &low), 0);
+	w->fault = (struct fault){F_DROP, QKM_MSG_SUPPLY_ACK, 0};
+	qkm_supply_flush(w->a.sup, w->now);
+	assert_int_equal(q_count(&w->a.out, QKM_MSG_SUPPLY), 1);
+	assert_int_equal(pump(w), 0);
+	assert_true(w->fault.fired);
+	assert_int_equal(ksa_count(&w->b, QKM_KSA_READY), 2 + STOCK_KEYS + 64);
+	w->now += w->a.cfg.round_timeout_ns;
+	qkm_supply_tick(w->a.sup, w->now);
+	assert_int_equal(q_count(&w->a.out, QKM_MSG_SUPPLY_CANCEL), 1);
+	assert_int_equal(q_count(&w->a.out, QKM_MSG_SUPPLY), 0);
+	assert_int_equal(pump(w), 0);
+	expect_no_offered(w);
+	expect_pools_equal(w);
+	/* The cancelled keys never reached the stock; B dropped them. */
+	assert_int_equal(ksa_count(&w->b, QKM_KSA_READY), 2 + STOCK_KEYS);
+	assert_int_equal(stock_count(w), STOCK_KEYS - 64);
+	assert_int_equal(ksa_count(&w->a, QKM_KSA_STOCKED), STOCK_KEYS - 64);
+	qkm_supply_tick(w->a.sup, w->now + 999 * MS);
+	assert_int_equal(w->a.out.n, 0);
+	w->now += 1000 * MS;
+	qkm_supply_tick(w->a.sup, w->now);
+	assert_int_equal(q_count(&w->a.out, QKM_MSG_SUPPLY), 1);
+	assert_int_equal(pump(w), 0);
+	assert_int_equal(stock_count(w), STOCK_KEYS);
+	assert_int_equal(ksa_count(&w->a, QKM_KSA_STOCKED), STOCK_KEYS);
+	expect_pools_equal(w);
+	for (int i = 0; i < 4; i++) {
+		dec(w, &w->b, 1 + i, "sae-bob", "sae-alice", ks[i].id, 16);
+		expect_dec(w, &w->b, R(w, 1 + i), ks[i].id, 16);
+	}
+}
+
+/* Requests the pool can serve are served when the stock wants keys at the
+ * same flush: a refill takes at most half of what is left once the
+ * requests already waiting have theirs, never part of theirs. */
+static void test_stock_leaves_room(void **state)
+{
+	struct world *w = *state;
+	struct keys ks;
+	uint64_t a0 = enc_bytes(&w->a);
+	/* 2 x 16 keys of 512 bits: 2048 of the pool's 3072 bytes. */
+	enc(w, 0, "sae-alice", "sae-bob", 16, 512);
+	enc(w, 1, "sae-alice", "sae-bob", 16, 512);
+	qkm_supply_flush(w->a.sup, w->now);
+	assert_int_equal(pump(w), 0);
+	expect_enc(w, R(w, 0), 16, 512, &ks);
+	expect_enc(w, R(w, 1), 16, 512, &ks);
+	/* 1024 bytes were left: room for 8 such keys, too few to stock. */
+	assert_int_equal(enc_bytes(&w->a), a0 - 2048);
+	assert_int_equal(stock_count(w), 0);
+	expect_no_offered(w);
+	expect_pools_equal(w);
+	/* A small request of another size: its entry gets half of the rest
+	 * after it (1016 / 2 bytes, 63 keys of 64 bits) in the request's
+	 * round, then, still under half its target, half of what that left
+	 * (32 keys); each refill leaves half the pool to others. */
+	enc(w, 2, "sae-alice", "sae-bob", 1, 64);
+	qkm_supply_flush(w->a.sup, w->now);
+	assert_int_equal(q_count(&w->a.out, QKM_MSG_SUPPLY), 1);
+	assert_int_equal(ksa_count(&w->a, QKM_KSA_OFFERED), 1 + 63);
+	assert_int_equal(pump(w), 0);
+	expect_enc(w, R(w, 2), 1, 64, &ks);
+	assert_int_equal(stock_count(w), 63 + 32);
+	assert_int_equal(enc_bytes(&w->a), 1024 - 8 - 95 * 8);
+	expect_pools_equal(w);
+}
+
 int main(void)
 {
 	if (qkm_secret_heap_init(1 << 26) != 0)
@@ -1450,6 +2068,14 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_forget_in_flight, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_duplicated_supply, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_protocol_violations, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_stock_fill, setup_stock, teardown),
+		cmocka_unit_test_setup_teardown(test_stock_take, setup_stock, teardown),
+		cmocka_unit_test_setup_teardown(test_stock_restart, setup_stock, teardown),
+		cmocka_unit_test_setup_teardown(test_stock_refill_refused, setup_stock, teardown),
+		cmocka_unit_test_setup_teardown(test_stock_refill_link_lost, setup_stock, teardown),
+		cmocka_unit_test_setup_teardown(test_stock_refused_pause, setup_stock, teardown),
+		cmocka_unit_test_setup_teardown(test_stock_refill_timeout, setup_stock, teardown),
+		cmocka_unit_test_setup_teardown(test_stock_leaves_room, setup_stock, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
