@@ -1484,6 +1484,8 @@ static void stock_forget(struct qkm_supply *s, const char *peer)
 			       "from stock, possibly: the node stopped with the key in stock");
 	}
 	if (!rc)
+		rc = qkm_store_counter_add(s->st, "supplied_keys", (int64_t)l.n);
+	if (!rc)
 		rc = qkm_store_commit(s->st);
 	else
 		qkm_store_rollback(s->st);
@@ -1523,6 +1525,9 @@ void qkm_supply_free(struct qkm_supply *s)
 {
 	if (!s)
 		return;
+	/* A clean stop records what the front end took: only a crash leaves
+	 * keys to be recorded "possibly supplied" at the next start. */
+	stock_settle(s);
 	for (size_t i = 0; i < s->n_peers; i++) {
 		struct peer *p = &s->peers[i];
 		fail_reqs(s, p->queue, 503, "node shutting down");
