@@ -346,20 +346,16 @@ static bool list_has_token(const char *v, size_t n, const char *tok)
 	return false;
 }
 
-/* The parsed head of one request. */
-struct http_head {
-	size_t len;                    /* bytes, blank line included */
-	const char *method, *target;
-	size_t method_len, target_len;
-	uint64_t content_length;
-	bool has_length, close, expect_continue, chunked;
-};
-
-/* Parses the head at c->in. 1: parsed; 0: incomplete; else it replied
- * with an error (and the connection closes). Lines may end in CRLF or LF. */
-static int head_parse(struct http_conn *c, struct http_head *h)
+static int head_error(struct qkm_http_head *h, int code, const char *msg, int rc)
 {
-	const char *p = c->in, *end = c->in + c->in_len, *line = p;
+	h->error_code = code;
+	h->error = msg;
+	return rc;
+}
+
+int qkm_http_parse_head(const char *p, size_t n, struct qkm_http_head *h)
+{
+	const char *end = p + n, *line = p;
 	memset(h, 0, sizeof(*h));
 	/* Find the blank line that ends the head. */
 	const char *stop = NULL;
@@ -377,26 +373,20 @@ static int head_parse(struct http_conn *c, struct http_head *h)
 		}
 	}
 	if (!stop) {
-		if (c->in_len > HTTP_HEADERS_MAX) {
-			conn_error(c, 431, "request head over 16 KiB");
-			return QKM_ETOOBIG;
-		}
+		if (n > HTTP_HEADERS_MAX)
+			return head_error(h, 431, "request head over 16 KiB", QKM_ETOOBIG);
 		return 0;
 	}
-	if ((size_t)(stop - p) > HTTP_HEADERS_MAX) {
-		conn_error(c, 431, "request head over 16 KiB");
-		return QKM_ETOOBIG;
-	}
+	if ((size_t)(stop - p) > HTTP_HEADERS_MAX)
+		return head_error(h, 431, "request head over 16 KiB", QKM_ETOOBIG);
 	h->len = (size_t)(stop - p);
 	/* Request line: METHOD SP target SP HTTP/1.x */
 	const char *eol = memchr(line, '\n', (size_t)(stop - line));
 	const char *le = eol > line && eol[-1] == '\r' ? eol - 1 : eol;
 	const char *sp1 = memchr(line, ' ', (size_t)(le - line));
 	const char *sp2 = sp1 ? memchr(sp1 + 1, ' ', (size_t)(le - sp1 - 1)) : NULL;
-	if (!sp1 || !sp2 || sp1 == line || sp2 == sp1 + 1) {
-		conn_error(c, 400, "malformed request line");
-		return QKM_EFORMAT;
-	}
+	if (!sp1 || !sp2 || sp1 == line || sp2 == sp1 + 1)
+		return head_error(h, 400, "malformed request line", QKM_EFORMAT);
 	h->method = line;
 	h->method_len = (size_t)(sp1 - line);
 	h->target = sp1 + 1;
@@ -408,8 +398,7 @@ static int head_parse(struct http_conn *c, struct http_head *h)
 	} else if (vlen == 8 && memcmp(ver, "HTTP/1.0", 8) == 0) {
 		h->close = true;
 	} else {
-		conn_error(c, 505, "only HTTP/1.1 and HTTP/1.0 are served");
-		return QKM_EFORMAT;
+		return head_error(h, 505, "only HTTP/1.1 and HTTP/1.0 are served", QKM_EFORMAT);
 	}
 	bool keep_alive = false;
 	for (line = eol + 1; line < stop; line = eol + 1) {
@@ -418,10 +407,8 @@ static int head_parse(struct http_conn *c, struct http_head *h)
 		if (le == line)
 			break; /* the blank line */
 		const char *colon = memchr(line, ':', (size_t)(le - line));
-		if (!colon || colon == line || line[0] == ' ' || line[0] == '\t') {
-			conn_error(c, 400, "malformed header line");
-			return QKM_EFORMAT;
-		}
+		if (!colon || colon == line || line[0] == ' ' || line[0] == '\t')
+			return head_error(h, 400, "malformed header line", QKM_EFORMAT);
 		size_t nlen = (size_t)(colon - line);
 		const char *v = colon + 1, *ve = le;
 		while (v < ve && (*v == ' ' || *v == '\t'))
@@ -430,24 +417,19 @@ static int head_parse(struct http_conn *c, struct http_head *h)
 			ve--;
 		size_t vl = (size_t)(ve - v);
 		if (token_is(line, nlen, "Content-Length")) {
-			uint64_t n = 0;
-			if (vl == 0 || vl > 18) {
-				conn_error(c, 400, "bad Content-Length");
-				return QKM_EFORMAT;
+			uint64_t cl = 0;
+			bool ok = vl > 0 && vl <= 18;
+			for (size_t i = 0; ok && i < vl; i++) {
+				ok = v[i] >= '0' && v[i] <= '9';
+				cl = cl * 10 + (uint64_t)(v[i] - '0');
 			}
-			for (size_t i = 0; i < vl; i++) {
-				if (v[i] < '0' || v[i] > '9') {
-					conn_error(c, 400, "bad Content-Length");
-					return QKM_EFORMAT;
-				}
-				n = n * 10 + (uint64_t)(v[i] - '0');
-			}
-			if (h->has_length && n != h->content_length) {
-				conn_error(c, 400, "conflicting Content-Length headers");
-				return QKM_EFORMAT;
-			}
+			if (!ok)
+				return head_error(h, 400, "bad Content-Length", QKM_EFORMAT);
+			if (h->has_length && cl != h->content_length)
+				return head_error(h, 400, "conflicting Content-Length headers",
+						  QKM_EFORMAT);
 			h->has_length = true;
-			h->content_length = n;
+			h->content_length = cl;
 		} else if (token_is(line, nlen, "Transfer-Encoding")) {
 			h->chunked = true;
 		} else if (token_is(line, nlen, "Connection")) {
@@ -456,19 +438,16 @@ static int head_parse(struct http_conn *c, struct http_head *h)
 			if (list_has_token(v, vl, "keep-alive"))
 				keep_alive = true;
 		} else if (token_is(line, nlen, "Expect")) {
-			if (!token_is(v, vl, "100-continue")) {
-				conn_error(c, 400, "unsupported Expect header");
-				return QKM_EFORMAT;
-			}
+			if (!token_is(v, vl, "100-continue"))
+				return head_error(h, 400, "unsupported Expect header", QKM_EFORMAT);
 			h->expect_continue = true;
 		}
 	}
 	if (keep_alive && h->close && vlen == 8 && ver[7] == '0')
 		h->close = false; /* HTTP/1.0 with Connection: keep-alive */
-	if (h->chunked) {
-		conn_error(c, 501, "Transfer-Encoding is not supported: send a Content-Length");
-		return QKM_EFORMAT;
-	}
+	if (h->chunked)
+		return head_error(h, 501, "Transfer-Encoding is not supported: send a Content-Length",
+				  QKM_EFORMAT);
 	return 1;
 }
 
@@ -477,10 +456,12 @@ static int head_parse(struct http_conn *c, struct http_head *h)
 static int conn_next(struct http_conn *c)
 {
 	struct qkm_http_server *s = c->s;
-	struct http_head h;
+	struct qkm_http_head h;
 	if (c->busy || c->out.len || c->closing || c->gone || c->in_len == 0)
 		return 0;
-	int rc = head_parse(c, &h);
+	int rc = qkm_http_parse_head(c->in, c->in_len, &h);
+	if (rc < 0)
+		conn_error(c, h.error_code, h.error);
 	if (rc <= 0) {
 		if (rc == 0 && mono_ms() - c->head_start_ms > HTTP_TIMEOUT_SECS * 1000) {
 			conn_error(c, 408, "request not complete within 30 s");

@@ -67,6 +67,23 @@ void qkm_http_reply_json(struct qkm_http_req *req, int code, const char *json);
 /* Sends {"message": msg} (ETSI 014 error shape) with status code. */
 void qkm_http_reply_error(struct qkm_http_req *req, int code, const char *msg);
 
+/* The head of one HTTP/1.x request (the server's parser, exposed for tests
+ * and fuzzing). */
+struct qkm_http_head {
+	size_t len;               /* bytes, blank line included */
+	const char *method, *target; /* into the input, not NUL-terminated */
+	size_t method_len, target_len;
+	uint64_t content_length;  /* 0 without the header */
+	bool has_length, close, expect_continue, chunked;
+	int error_code;           /* on failure: the HTTP status to answer */
+	const char *error;        /* on failure: why (static text) */
+};
+/* Parses the request head at the start of the n bytes at p. 1: parsed
+ * (h->len bytes); 0: incomplete (no blank line yet, under 16 KiB); a
+ * negative QKM_E* code with h->error_code and h->error otherwise. Lines may
+ * end in CRLF or LF. */
+int qkm_http_parse_head(const char *p, size_t n, struct qkm_http_head *h /* OUT */);
+
 /* Blocking HTTPS request for tools. url "https://host:port/path?query";
  * host is an IPv4 literal, a bracketed IPv6 literal or "localhost"
  * (127.0.0.1); the port defaults to 443. method "GET"/"POST"; body may be

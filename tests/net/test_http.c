@@ -480,6 +480,61 @@ static int silent_listener(int *port)
 	return fd;
 }
 
+/* The server's request-head parser on its own. */
+static void test_parse_head(void **state)
+{
+	struct qkm_http_head h;
+	static const char ok[] = "POST /a?b=1 HTTP/1.1\r\nContent-Length: 12\r\n"
+				 "Expect: 100-continue\r\nConnection: keep-alive, Close\r\n\r\nbody";
+	assert_int_equal(qkm_http_parse_head(ok, sizeof(ok) - 1, &h), 1);
+	assert_int_equal(h.len, sizeof(ok) - 1 - 4);
+	assert_int_equal(h.method_len, 4);
+	assert_memory_equal(h.target, "/a?b=1", 6);
+	assert_int_equal(h.target_len, 6);
+	assert_true(h.has_length && h.content_length == 12 && h.expect_continue && h.close);
+	/* Every prefix is incomplete. */
+	for (size_t n = 0; n < h.len; n++)
+		assert_int_equal(qkm_http_parse_head(ok, n, &h), 0);
+	/* LF line ends; HTTP/1.0 closes unless keep-alive. */
+	assert_int_equal(qkm_http_parse_head("GET / HTTP/1.0\n\n", 16, &h), 1);
+	assert_true(h.close);
+	assert_int_equal(qkm_http_parse_head("GET / HTTP/1.0\nConnection: keep-alive\n\n", 40,
+					     &h), 1);
+	assert_false(h.close);
+	static const struct {
+		const char *head;
+		int code;
+	} bad[] = {
+		{"GET /\r\n\r\n", 400},
+		{"GET  / HTTP/1.1\r\n\r\n", 400},
+		{"GET / HTTP/2.0\r\n\r\n", 505},
+		{"GET / HTTP/1.1\r\n: x\r\n\r\n", 400},
+		{"GET / HTTP/1.1\r\n folded\r\n\r\n", 400},
+		{"GET / HTTP/1.1\r\nContent-Length: 1x\r\n\r\n", 400},
+		{"GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 400},
+		{"GET / HTTP/1.1\r\nContent-Length: 1234567890123456789\r\n\r\n", 400},
+		{"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", 501},
+		{"GET / HTTP/1.1\r\nExpect: magic\r\n\r\n", 400},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_true(qkm_http_parse_head(bad[i].head, strlen(bad[i].head), &h) < 0);
+		assert_int_equal(h.error_code, bad[i].code);
+		assert_non_null(h.error);
+	}
+	/* A head over 16 KiB, complete or not. */
+	size_t n = (16u << 10) + 2;
+	char *big = malloc(n + 4);
+	assert_non_null(big);
+	memset(big, 'a', n);
+	memcpy(big, "GET / HTTP/1.1\r\nX: ", 20);
+	assert_true(qkm_http_parse_head(big, n, &h) < 0);
+	assert_int_equal(h.error_code, 431);
+	memcpy(big + n, "\r\n\r\n", 4);
+	assert_true(qkm_http_parse_head(big, n + 4, &h) < 0);
+	assert_int_equal(h.error_code, 431);
+	free(big);
+}
+
 static void test_timeout_and_refused(void **state)
 {
 	int port, status;
@@ -507,6 +562,7 @@ int main(void)
 		cmocka_unit_test(test_no_identity_is_401),
 		cmocka_unit_test(test_ipv6_and_localhost),
 		cmocka_unit_test(test_bad_input),
+		cmocka_unit_test(test_parse_head),
 		cmocka_unit_test(test_timeout_and_refused),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
