@@ -235,6 +235,14 @@ int cli_node(int argc, char **argv)
 	struct rlimit nocore = {0, 0};
 	if (setrlimit(RLIMIT_CORE, &nocore) < 0)
 		log_warn("cannot disable core dumps");
+	/* Applications hold keep-alive connections (up to 4096 per server):
+	 * the usual soft limit of 1024 descriptors would stop accepting first. */
+	struct rlimit nofile;
+	if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+		nofile.rlim_cur = nofile.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &nofile) < 0)
+			log_warn("cannot raise the open-file limit");
+	}
 	if (qkm_secret_heap_init(256u << 20))
 		fatalx("cannot lock 256 MiB of memory for key material; run as root or raise "
 		       "the memlock limit (ulimit -l)");
