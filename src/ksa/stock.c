@@ -233,6 +233,16 @@ size_t qkm_stock_drain_taken(struct qkm_stock *st, struct qkm_stock_taken *out, 
 	return n;
 }
 
+uint64_t qkm_stock_pair_count(struct qkm_stock *st, const char *master, const char *slave,
+			      uint32_t size_bits)
+{
+	pthread_mutex_lock(&st->mu);
+	int i = find(st, master, slave, size_bits);
+	uint64_t n = i >= 0 ? st->e[i].count : 0;
+	pthread_mutex_unlock(&st->mu);
+	return n;
+}
+
 uint64_t qkm_stock_count(struct qkm_stock *st, const char *peer)
 {
 	uint64_t n = 0;

@@ -59,6 +59,9 @@ int qkm_stock_take(struct qkm_stock *st, const char *master, const char *slave,
 		   uint64_t now_ns, bool *low /* OUT */) QKM_MUST_CHECK;
 /* Main thread: moves up to max taken keys into out; returns how many. */
 size_t qkm_stock_drain_taken(struct qkm_stock *st, struct qkm_stock_taken *out, size_t max);
+/* Keys waiting for master -> slave of size_bits. */
+uint64_t qkm_stock_pair_count(struct qkm_stock *st, const char *master, const char *slave,
+			      uint32_t size_bits);
 /* Keys waiting in all entries with peer (NULL: all). */
 uint64_t qkm_stock_count(struct qkm_stock *st, const char *peer);
 /* The names of entry i (main thread; for records). */

@@ -225,7 +225,11 @@ void qkm_supply_status(struct qkm_supply *s, void *req, const char *caller, cons
 	snprintf(st.master_SAE_ID, sizeof(st.master_SAE_ID), "%s", caller);
 	snprintf(st.slave_SAE_ID, sizeof(st.slave_SAE_ID), "%s", slave);
 	st.key_size = s->cfg.key_size;
+	/* Keys in the pool, plus those already made for this pair (stock). */
 	st.stored_key_count = ps.enc_bytes / (s->cfg.key_size / 8);
+	if (s->cfg.stock)
+		st.stored_key_count +=
+			qkm_stock_pair_count(s->cfg.stock, caller, slave, s->cfg.key_size);
 	st.max_key_count = s->cfg.max_key_count;
 	st.max_key_per_request = s->cfg.max_key_per_request;
 	st.max_key_size = s->cfg.max_key_size;
