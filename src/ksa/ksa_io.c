@@ -341,8 +341,9 @@ static bool fe_from_stock(struct qkm_ksa *k, struct qkm_http_req *req, const cha
 	uint32_t size = r.size ? r.size : k->sc.key_size;
 	uint32_t number = r.number ? r.number : 1;
 	if (rc || r.n_additional || r.combination || number > k->sc.max_key_per_request ||
-	    number > QKM_ETSI_MAX_IDS)
-		return false;
+	    number > QKM_ETSI_MAX_IDS || size % 8 || size < k->sc.min_key_size ||
+	    size > k->sc.max_key_size)
+		return false; /* the main thread answers, with the reason if any */
 	struct qkm_id ids[QKM_ETSI_MAX_IDS];
 	const uint8_t *keys[QKM_ETSI_MAX_IDS];
 	size_t lens[QKM_ETSI_MAX_IDS];

@@ -150,7 +150,7 @@ struct http_conn {
 	int in_io;          /* depth of I/O callbacks on the stack */
 	char *in;           /* bytes read, not yet parsed */
 	size_t in_len, in_cap;
-	int64_t head_start_ms; /* first byte of the request being read */
+	int64_t head_start_ms; /* first byte of the request being read; draining: its start */
 	bool busy;          /* req is with the handler */
 	struct qkm_http_req req;
 	char *req_mem;      /* path, query and body of req */
@@ -310,6 +310,7 @@ static void conn_reply(struct http_conn *c, int code, const char *type, const vo
 	}
 	if (conn_flush(c) == 1 && c->closing) {
 		c->draining = true;
+		c->head_start_ms = mono_ms();
 		shutdown(c->fd, SHUT_WR);
 	}
 }
@@ -588,6 +589,10 @@ static int conn_read(struct http_conn *c)
 static void conn_drain(struct http_conn *c)
 {
 	char sink[16384];
+	if (mono_ms() - c->head_start_ms > HTTP_TIMEOUT_SECS * 1000) {
+		conn_close(c); /* a client that never stops sending */
+		return;
+	}
 	for (;;) {
 		ssize_t n = read(c->fd, sink, sizeof(sink));
 		if (n > 0)
@@ -630,6 +635,7 @@ static void conn_io(struct http_conn *c)
 	}
 	if (c->closing && !c->busy && !c->out.len) {
 		c->draining = true;
+		c->head_start_ms = mono_ms();
 		shutdown(c->fd, SHUT_WR);
 		conn_drain(c);
 		return;
