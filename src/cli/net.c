@@ -39,10 +39,53 @@ static int mkdirp(const char *path, mode_t mode)
 	return mkdir(tmp, mode) < 0 && errno != EEXIST ? -1 : 0;
 }
 
-/* A free TCP port on 127.0.0.1, found by binding port 0. The small window
- * before the daemon binds it is acceptable on a test machine. */
+static bool port_bindable(int port)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	bool ok = fd >= 0 && setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == 0 &&
+		  bind(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0;
+	if (fd >= 0)
+		close(fd);
+	return ok;
+}
+
+/* A free TCP port on 127.0.0.1 for a daemon to listen on, below the
+ * kernel's ephemeral range: a port from bind(0) comes from that range, and
+ * between our check and the daemon's bind any outgoing connection on the
+ * machine (tests and benchmarks open thousands) may take it as its local
+ * port. Below the range only another listener can, and the choice is
+ * random. Never the same port twice in one run. */
 static int free_port(void)
 {
+	static int given[4 * QKM_MAX_NODES + 8];
+	static size_t n_given;
+	if (n_given == 0) {
+		struct timespec ts;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		srandom((unsigned)getpid() * 2654435761u ^ (unsigned)ts.tv_nsec);
+	}
+	int lo = 32768, hi = 60999;
+	FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
+	if (f) {
+		if (fscanf(f, "%d %d", &lo, &hi) != 2)
+			lo = 32768;
+		fclose(f);
+	}
+	int top = lo - 1, bottom = 10000;
+	for (int tries = 0; top - bottom > 1000 && tries < 200; tries++) {
+		int port = bottom + (int)(random() % (top - bottom));
+		bool seen = false;
+		for (size_t i = 0; i < n_given; i++)
+			seen = seen || given[i] == port;
+		if (seen || !port_bindable(port))
+			continue;
+		if (n_given < sizeof(given) / sizeof(given[0]))
+			given[n_given++] = port;
+		return port;
+	}
+	/* No room below the range: let the kernel pick. */
 	int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
 	struct sockaddr_in sin = {.sin_family = AF_INET};
 	socklen_t len = sizeof(sin);
