@@ -71,8 +71,10 @@ void qkm_acq_tick(struct qkm_acq *a, uint64_t now_ns);
 
 /* Follower: marks READY, in one transaction, every batch whose ACQ_COMMIT
  * arrived since the last flush, then answers each with ACQ_COMMITTED. The
- * tick calls it; an owner may call it after each read too. No-op at the
- * leader or with nothing queued. */
+ * tick calls it; an owner may call it after each read too, and must call
+ * it before handing a later frame of the peer to another user of the pool
+ * (the KSA), which would otherwise see a committed batch still PENDING.
+ * No-op at the leader or with nothing queued. */
 void qkm_acq_flush(struct qkm_acq *a);
 
 /* True once the pair reconciled since the Kx link last came up: only then

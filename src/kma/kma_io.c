@@ -200,11 +200,18 @@ static void kx_on_frame(struct qkm_link *l, const struct qkm_frame *f, void *arg
 	/* Decisions made for this read's frames are stored in one commit once
 	 * the read is done (kma_on_flush), not one commit per frame. */
 	event_active(kl->k->flush_ev, EV_TIMEOUT, 0);
-	int rc = f->type >= 40 && f->type < 50
-			 ? (kl->k->hooks.on_frame
-				    ? kl->k->hooks.on_frame(kl->cfg.peer, f, kl->k->hooks.arg)
-				    : QKM_EPEER)
-			 : qkm_acq_on_frame(kl->acq, f, qkm_now_ns());
+	int rc;
+	if (f->type >= 40 && f->type < 50) {
+		/* A KSA frame may name key material the peer holds READY and
+		 * whose COMMIT came before it on this link, in the same read:
+		 * apply the COMMITs read so far first, so the KSA sees the pool
+		 * in the state the frame order promises (no-op when none). */
+		qkm_acq_flush(kl->acq);
+		rc = kl->k->hooks.on_frame ? kl->k->hooks.on_frame(kl->cfg.peer, f, kl->k->hooks.arg)
+					   : QKM_EPEER;
+	} else {
+		rc = qkm_acq_on_frame(kl->acq, f, qkm_now_ns());
+	}
 	if (rc == QKM_EPEER) {
 		log_warnx("Kx %s: protocol violation (message type %u); dropping the link",
 			  kl->cfg.peer, f->type);

@@ -54,6 +54,20 @@ struct qkm_link {
 
 
 static void link_flush(struct qkm_link *l);
+
+/* The reason of the newest OpenSSL error ("decryption failed or bad record
+ * mac", "sslv3 alert bad record mac", "unexpected eof while reading"), or ""
+ * when the queue holds none. Leaves the queue as it is. */
+static void link_tls_reason(char *out, size_t n)
+{
+	unsigned long oe = ERR_peek_last_error();
+	const char *r = oe ? ERR_reason_error_string(oe) : NULL;
+	if (oe && !r) {
+		ERR_error_string_n(oe, out, n);
+		return;
+	}
+	snprintf(out, n, "%s", r ? r : "");
+}
 static void link_on_read(evutil_socket_t fd, short what, void *arg);
 static void link_on_write(evutil_socket_t fd, short what, void *arg);
 static void link_on_timeout(evutil_socket_t fd, short what, void *arg);
@@ -375,13 +389,21 @@ static void link_on_read_body(struct qkm_link *l, evutil_socket_t fd)
 			event_add(l->ev_w, NULL);
 			break;
 		}
+		/* Why, taken before the frames already read are delivered (their
+		 * handlers may touch errno and the OpenSSL error queue). */
+		int err_no = errno;
+		char why[128];
+		link_tls_reason(why, sizeof(why));
 		if (link_dispatch(l))
 			return;
-		if (e == SSL_ERROR_ZERO_RETURN ||
-		    (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0))
+		if (e == SSL_ERROR_ZERO_RETURN)
 			link_fail(l, QKM_EIO, "peer closed the connection");
+		else if (e == SSL_ERROR_SYSCALL && !why[0] && (n == 0 || !err_no))
+			link_fail(l, QKM_EIO, "peer closed the connection (no close_notify)");
+		else if (e == SSL_ERROR_SYSCALL && !why[0])
+			link_fail(l, QKM_EIO, "connection lost: %s", strerror(err_no));
 		else
-			link_fail(l, QKM_ETLS, "TLS read failed");
+			link_fail(l, QKM_ETLS, "TLS read failed: %s", why[0] ? why : "unknown error");
 		return;
 	}
 	link_dispatch(l);
@@ -403,7 +425,11 @@ static void link_flush(struct qkm_link *l)
 			event_add(l->ev_w, NULL);
 			return;
 		}
-		link_fail(l, QKM_EIO, "write to peer failed");
+		int err_no = errno;
+		char why[128];
+		link_tls_reason(why, sizeof(why));
+		link_fail(l, QKM_EIO, "write to peer failed: %s",
+			  why[0] ? why : e == SSL_ERROR_SYSCALL && err_no ? strerror(err_no) : "connection closed");
 		return;
 	}
 	qkm_buf_reset(&l->out);

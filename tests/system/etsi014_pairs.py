@@ -1,12 +1,16 @@
 #!/usr/bin/env python3
-"""etsi014_pairs.py - load and bookkeeping for test_etsi014_crash.sh.
+"""etsi014_pairs.py - load and bookkeeping for test_etsi014_crash.sh and
+test_tamper.sh.
 
   run    --net N --log F --seconds S --threads T --seed X --round R
-         T threads, each looping for S seconds: enc_keys at the master's KME
-         (sae-alice at A, random number/size within the Status limits, GET or
-         POST), then dec_keys of exactly those IDs at the slave's KME (sae-bob
-         at B, GET or POST). Every outcome is appended to F as one JSON line;
-         key bytes are never written, only SHA-256 fingerprints.
+         [--until FILE] [--max-number M]
+         T threads, each looping for S seconds (or until FILE exists, if
+         that comes first): enc_keys at the master's KME
+         (sae-alice at A, random number (at most M, default 8) and size
+         within the Status limits, GET or POST), then dec_keys of exactly
+         those IDs at the slave's KME (sae-bob at B, GET or POST). Every
+         outcome is appended to F as one JSON line; key bytes are never
+         written, only SHA-256 fingerprints.
   verify --net N --log F [--deadline S]
          Settles every key the master received (see OUTCOMES), then checks
          R-SUP-7/R-SUP-8 over the whole log. Prints a summary, exit 1 on a
@@ -34,6 +38,7 @@ no key_ID appears in two enc_keys answers.
 import argparse
 import concurrent.futures
 import json
+import os
 import random
 import sys
 import threading
@@ -87,7 +92,7 @@ def run(a):
     if limits is None:
         print("etsi014_pairs: no Status from the master's KME", file=sys.stderr)
         return 2
-    maxn = min(limits["max_key_per_request"], 8)
+    maxn = min(limits["max_key_per_request"], a.max_number)
     sizes = sorted({limits["key_size"], limits["min_key_size"], limits["max_key_size"]} |
                    {s for s in (128, 256, 512) if limits["min_key_size"] <= s <= limits["max_key_size"]})
     sizes = [s for s in sizes if s % 8 == 0]
@@ -96,7 +101,7 @@ def run(a):
     def worker(tid):
         rnd = random.Random(a.seed * 1000 + tid)
         n_ok = 0
-        while time.monotonic() < end:
+        while time.monotonic() < end and not (a.until and os.path.exists(a.until)):
             number, size = rnd.randint(1, maxn), rnd.choice(sizes)
             try:
                 if rnd.random() < 0.5:
@@ -243,6 +248,8 @@ def main():
     p.add_argument("--round", type=int, default=1)
     p.add_argument("--timeout", type=float, default=10)
     p.add_argument("--deadline", type=float, default=30)
+    p.add_argument("--until", help="run: stop early once this file exists")
+    p.add_argument("--max-number", type=int, default=8, help="run: most keys per enc_keys")
     a = p.parse_args()
     return run(a) if a.mode == "run" else verify(a)
 
