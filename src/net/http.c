@@ -35,6 +35,8 @@
 #define HTTP_HEADERS_MAX (16u << 10)
 #define HTTP_TIMEOUT_SECS 30
 #define HTTP_CONNS_MAX 4096
+#define HTTP_CONN_SMALL (64u << 10)    /* input any connection may buffer */
+#define HTTP_INPUT_BUDGET (64u << 20)  /* input all connections may buffer */
 #define HTTP_MSG_MAX 1024 /* error message bytes echoed; longer ones are cut */
 #define HTTP_HOST_MAX 64  /* host part of "host:port", brackets excluded */
 
@@ -168,6 +170,7 @@ struct qkm_http_server {
 	void *arg;
 	size_t max_body;
 	size_t n_conns;
+	size_t in_bytes; /* input buffers of all connections */
 	struct http_conn *conns;
 	int64_t refused_log_ms; /* last "too many connections" warning */
 };
@@ -214,6 +217,7 @@ static void conn_free(struct http_conn *c)
 	if (c->next)
 		c->next->prev = c->prev;
 	s->n_conns--;
+	s->in_bytes -= c->in_cap;
 	if (c->rev)
 		event_free(c->rev);
 	if (c->wev)
@@ -552,13 +556,28 @@ static int conn_read(struct http_conn *c)
 				return 0;
 			} else {
 				size_t n = c->in_cap ? c->in_cap * 2 : HTTPS_READ_CHUNK;
-				char *p = realloc(c->in, n < cap_max ? n : cap_max);
+				n = n < cap_max ? n : cap_max;
+				struct qkm_http_server *s = c->s;
+				if (n > HTTP_CONN_SMALL && s->in_bytes + (n - c->in_cap) > HTTP_INPUT_BUDGET) {
+					/* Many clients sending large bodies at once: this
+					 * one is turned away (or, with a request still at
+					 * the handler, waits), not the node's memory. */
+					if (c->busy) {
+						conn_read_on(c, false);
+						return 0;
+					}
+					conn_error(c, 503, "server busy: too much request data "
+							   "buffered; retry later");
+					return QKM_EAGAIN;
+				}
+				char *p = realloc(c->in, n);
 				if (!p) {
 					conn_close(c);
 					return QKM_ENOMEM;
 				}
+				s->in_bytes += n - c->in_cap;
 				c->in = p;
-				c->in_cap = n < cap_max ? n : cap_max;
+				c->in_cap = n;
 			}
 		}
 		ERR_clear_error();
