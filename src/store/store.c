@@ -1074,7 +1074,9 @@ int qkm_store_ksa_put(struct qkm_store *st, const struct qkm_ksa_key *k)
 		return err;
 	ksa_bind_meta(st->st[ST_KSA_INSERT], k);
 	if (sqlite3_step(st->st[ST_KSA_INSERT]) != SQLITE_DONE)
-		err = sqlite3_extended_errcode(st->db) == SQLITE_CONSTRAINT_PRIMARYKEY
+		/* The ID is the primary key in schema v2, a unique column since v3. */
+		err = sqlite3_extended_errcode(st->db) == SQLITE_CONSTRAINT_PRIMARYKEY ||
+				      sqlite3_extended_errcode(st->db) == SQLITE_CONSTRAINT_UNIQUE
 			      ? QKM_EEXIST
 			      : store_fail(st, "insert KSA key");
 	stmt_done(st->st[ST_KSA_INSERT]);

@@ -546,6 +546,7 @@ static void test_v2_ksa_keys_migrated(void **state)
 	assert_non_null(k.data);
 	memset(k.data->p, 0x5a, 32);
 	assert_int_equal(qkm_store_ksa_put(f->st, &k), 0);
+	assert_int_equal(qkm_store_ksa_put(f->st, &k), QKM_EEXIST); /* an ID is stored once */
 	qkm_store_close(f->st);
 	f->st = NULL;
 	/* Rebuild the two tables as version 2 had them. */
@@ -581,6 +582,7 @@ static void test_v2_ksa_keys_migrated(void **state)
 	assert_non_null(got.data);
 	assert_memory_equal(got.data->p, k.data->p, 32);
 	qkm_secret_free(got.data);
+	assert_int_equal(qkm_store_ksa_put(f->st, &k), QKM_EEXIST); /* also after the upgrade */
 	assert_int_equal(qkm_store_ksa_delete(f->st, &k.id), 0);
 	assert_int_equal(qkm_store_ksa_get(f->st, &k.id, &got, true), QKM_ENOTFOUND);
 	qkm_secret_free(k.data);
