@@ -89,7 +89,7 @@ static const char store_migrate_v2[] =
  * as the primary key it put every new row (metadata and key bytes) on a
  * random page of an ever-growing tree, so a commit of a few thousand keys
  * wrote thousands of pages. Rows now append by rowid; the IDs live in a
- * narrow unique index. Same columns, same meaning. */
+ * narrow unique index, and a key's bytes sit under its row's rowid. */
 static const char store_migrate_v3[] =
 	"CREATE TABLE ksa_keys3 ("
 	" seq INTEGER PRIMARY KEY,"
@@ -112,10 +112,10 @@ static const char store_migrate_v3[] =
 	" SELECT id, peer, master, slave, additional, delivered, size_bits, level, role,"
 	" state, created_ns, supplied_ns, source, ranges FROM ksa_keys ORDER BY created_ns;"
 	"CREATE TABLE ksa_data3 ("
-	" seq INTEGER PRIMARY KEY,"
-	" id BLOB NOT NULL UNIQUE REFERENCES ksa_keys3 (id) ON DELETE CASCADE,"
+	" seq INTEGER PRIMARY KEY REFERENCES ksa_keys3 (seq) ON DELETE CASCADE,"
 	" data BLOB NOT NULL);"
-	"INSERT INTO ksa_data3 (id, data) SELECT id, data FROM ksa_data;"
+	"INSERT INTO ksa_data3 (seq, data)"
+	" SELECT k.seq, d.data FROM ksa_data d JOIN ksa_keys3 k ON k.id = d.id;"
 	"DROP TABLE ksa_data;"
 	"DROP TABLE ksa_keys;"
 	"ALTER TABLE ksa_keys3 RENAME TO ksa_keys;"
@@ -187,16 +187,18 @@ static const char store_migrate_v3[] =
 	  "delivered, size_bits, level, role, state, created_ns, supplied_ns, " \
 	  "source, ranges) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, "   \
 	  "?11, ?12, ?13, ?14)")                                                \
-	X(KSA_DATA_INSERT, "INSERT INTO ksa_data (id, data) VALUES (?1, ?2)")   \
+	X(KSA_DATA_INSERT, "INSERT INTO ksa_data (seq, data) VALUES (?1, ?2)")  \
 	X(KSA_GET,                                                              \
 	  "SELECT id, peer, master, slave, additional, delivered, size_bits, "  \
 	  "level, role, state, created_ns, supplied_ns, source, ranges "        \
 	  "FROM ksa_keys WHERE id = ?1")                                        \
-	X(KSA_DATA_GET, "SELECT data FROM ksa_data WHERE id = ?1")              \
+	X(KSA_DATA_GET, "SELECT data FROM ksa_data WHERE seq = "                \
+	  "(SELECT seq FROM ksa_keys WHERE id = ?1)")                           \
 	X(KSA_UPDATE,                                                           \
 	  "UPDATE ksa_keys SET delivered = ?2, state = ?3, supplied_ns = ?4 "   \
 	  "WHERE id = ?1")                                                      \
-	X(KSA_DATA_DELETE, "DELETE FROM ksa_data WHERE id = ?1")                \
+	X(KSA_DATA_DELETE, "DELETE FROM ksa_data WHERE seq = "                 \
+	  "(SELECT seq FROM ksa_keys WHERE id = ?1)")                           \
 	X(KSA_DELETE, "DELETE FROM ksa_keys WHERE id = ?1")                     \
 	X(KSA_LIST,                                                             \
 	  "SELECT id, peer, master, slave, additional, delivered, size_bits, "  \
@@ -1082,7 +1084,7 @@ int qkm_store_ksa_put(struct qkm_store *st, const struct qkm_ksa_key *k)
 	stmt_done(st->st[ST_KSA_INSERT]);
 	if (!err && k->data) {
 		sqlite3_stmt *d = st->st[ST_KSA_DATA_INSERT];
-		sqlite3_bind_blob(d, 1, k->id.b, QKM_ID_LEN, SQLITE_STATIC);
+		sqlite3_bind_int64(d, 1, sqlite3_last_insert_rowid(st->db));
 		sqlite3_bind_blob(d, 2, k->data->p, (int)k->data->len, SQLITE_STATIC);
 		err = stmt_exec(st, ST_KSA_DATA_INSERT);
 	}

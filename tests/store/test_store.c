@@ -512,6 +512,13 @@ static void test_newer_version_refused(void **state)
 	struct fx *f = *state;
 	qkm_store_close(f->st); /* the last close folds the WAL into the file */
 	f->st = NULL;
+	/* Version 1 had no KSA tables. */
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "DROP TABLE ksa_data; DROP TABLE ksa_keys;", NULL, NULL,
+				      NULL),
+			 SQLITE_OK);
+	assert_int_equal(sqlite3_close(db), SQLITE_OK);
 	set_user_version(f->path, 1);
 	assert_int_equal(qkm_store_open(f->path, &f->st), 0);
 	uint64_t n;
@@ -523,9 +530,10 @@ static void test_newer_version_refused(void **state)
 	assert_null(f->st);
 }
 
-/* Version 2 kept KSA keys in tables keyed by their (random) ID; version 3
- * appends them by rowid. A version 2 file keeps every key, its metadata and
- * its bytes across the upgrade, and the cascade from keys to bytes. */
+/* Version 2 kept KSA keys and their bytes in tables keyed by their (random)
+ * ID; version 3 appends them by rowid, bytes under their key's rowid. A
+ * version 2 file keeps every key, its metadata and its bytes across the
+ * upgrade, and the cascade from keys to bytes. */
 static void test_v2_ksa_keys_migrated(void **state)
 {
 	struct fx *f = *state;
@@ -566,7 +574,8 @@ static void test_v2_ksa_keys_migrated(void **state)
 			     " size_bits, level, role, state, created_ns, supplied_ns, source,"
 			     " ranges FROM ksa_keys;"
 			     "CREATE TABLE d2 (id BLOB PRIMARY KEY, data BLOB NOT NULL) WITHOUT ROWID;"
-			     "INSERT INTO d2 SELECT id, data FROM ksa_data;"
+			     "INSERT INTO d2 SELECT k.id, d.data FROM ksa_data d"
+			     " JOIN ksa_keys k ON k.seq = d.seq;"
 			     "DROP TABLE ksa_data; DROP TABLE ksa_keys;"
 			     "ALTER TABLE k2 RENAME TO ksa_keys; ALTER TABLE d2 RENAME TO ksa_data;"
 			     "CREATE INDEX ksa_peer ON ksa_keys (peer, state);"
