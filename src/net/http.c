@@ -170,7 +170,8 @@ struct qkm_http_server {
 	void *arg;
 	size_t max_body;
 	size_t n_conns;
-	size_t in_bytes; /* input buffers of all connections */
+	size_t in_bytes;  /* input buffers of all connections */
+	size_t in_budget; /* their limit (HTTP_INPUT_BUDGET) */
 	struct http_conn *conns;
 	int64_t refused_log_ms; /* last "too many connections" warning */
 };
@@ -558,7 +559,7 @@ static int conn_read(struct http_conn *c)
 				size_t n = c->in_cap ? c->in_cap * 2 : HTTPS_READ_CHUNK;
 				n = n < cap_max ? n : cap_max;
 				struct qkm_http_server *s = c->s;
-				if (n > HTTP_CONN_SMALL && s->in_bytes + (n - c->in_cap) > HTTP_INPUT_BUDGET) {
+				if (n > HTTP_CONN_SMALL && s->in_bytes + (n - c->in_cap) > s->in_budget) {
 					/* Many clients sending large bodies at once: this
 					 * one is turned away (or, with a request still at
 					 * the handler, waits), not the node's memory. */
@@ -772,6 +773,7 @@ struct qkm_http_server *qkm_http_server_new(struct event_base *base, SSL_CTX *ct
 	s->fn = fn;
 	s->arg = arg;
 	s->max_body = max_body;
+	s->in_budget = HTTP_INPUT_BUDGET;
 	SSL_CTX_up_ref(ctx);
 	s->ctx = ctx;
 	s->lis = evconnlistener_new_bind(base, http_on_accept, s,
@@ -801,6 +803,11 @@ void qkm_http_server_free(struct qkm_http_server *s)
 	}
 	SSL_CTX_free(s->ctx);
 	free(s);
+}
+
+void qkm_http_server_set_input_budget(struct qkm_http_server *s, size_t bytes)
+{
+	s->in_budget = bytes;
 }
 
 int qkm_http_server_port(struct qkm_http_server *s)

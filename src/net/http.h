@@ -46,11 +46,16 @@ typedef void (*qkm_http_gone_fn)(struct qkm_http_req *req, void *arg);
  * (431); bodies need a Content-Length (chunked: 501); "Expect:
  * 100-continue" is honoured. A handshake, an idle keep-alive connection or a
  * request that is not complete within 30 s is closed (408 for a request);
- * at most 4096 connections are open at once. NULL on error (logged). */
+ * at most 4096 connections are open at once; request data buffered is
+ * bounded (qkm_http_server_set_input_budget). NULL on error (logged). */
 struct qkm_http_server *qkm_http_server_new(struct event_base *base, SSL_CTX *ctx,
 					    const char *addr, size_t max_body,
 					    qkm_http_handler fn, void *arg);
 void qkm_http_server_free(struct qkm_http_server *s);
+/* Request data all connections together may buffer (default 64 MiB; only
+ * connections holding over 64 KiB count): past it, the connection that
+ * would go over gets 503 and is closed. */
+void qkm_http_server_set_input_budget(struct qkm_http_server *s, size_t bytes);
 /* The TCP port s listens on (useful after binding port 0), or a negative
  * QKM_E* code. */
 int qkm_http_server_port(struct qkm_http_server *s) QKM_MUST_CHECK;

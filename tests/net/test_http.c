@@ -166,6 +166,8 @@ static int group_teardown(void **state)
 
 /* ---- the server under test --------------------------------------------- */
 
+static size_t next_budget; /* input budget for the next server (0: default) */
+
 /* /whoami: the identity the server handed over; /echo: the body back;
  * /error: an error message that needs escaping; /big: a reply of many TLS
  * records; /later: answered from the loop's next turn. */
@@ -228,6 +230,10 @@ static struct srv *srv_start_at(const char *host, const char *ca, const char *ce
 	assert_non_null(s->base);
 	snprintf(addr, sizeof(addr), v6 ? "[%s]:0" : "%s:0", host);
 	s->http = qkm_http_server_new(s->base, s->ctx, addr, MAX_BODY, handler, s->base);
+	if (s->http && next_budget) {
+		qkm_http_server_set_input_budget(s->http, next_budget);
+		next_budget = 0;
+	}
 	if (!s->http) {
 		event_base_free(s->base);
 		SSL_CTX_free(s->ctx);
@@ -341,6 +347,33 @@ static void test_bodies_both_ways(void **state)
 	assert_int_equal(req(s, "/error", "GET", NULL, NULL, NULL, &status, &resp), 0);
 	assert_int_equal(status, 404);
 	assert_string_equal(resp, "{\"message\":\"no \\\"such\\\" key\\\\\\n\\u0001??\"}");
+	free(resp);
+	free(big);
+	srv_stop(s);
+}
+
+/* Request data buffered across connections is bounded: past the budget the
+ * client gets 503 (and the connection closes); the server goes on. */
+static void test_input_budget(void **state)
+{
+	next_budget = 100u << 10;
+	struct srv *s = srv_start(pki.ca, pki.node_c, pki.node_k);
+	int status;
+	char *resp;
+	size_t n = 300u << 10;
+	char *big = malloc(n + 1);
+	assert_non_null(big);
+	memset(big, 'x', n);
+	big[n] = 0;
+	assert_int_equal(req(s, "/echo", "POST", big, NULL, NULL, &status, &resp), 0);
+	assert_int_equal(status, 503);
+	assert_non_null(strstr(resp, "server busy"));
+	free(resp);
+	/* Under 64 KiB a request never counts against the budget. */
+	big[60u << 10] = 0;
+	assert_int_equal(req(s, "/echo", "POST", big, NULL, NULL, &status, &resp), 0);
+	assert_int_equal(status, 201);
+	assert_int_equal(strlen(resp), 60u << 10);
 	free(resp);
 	free(big);
 	srv_stop(s);
@@ -557,6 +590,7 @@ int main(void)
 		cmocka_unit_test(test_identity_reaches_handler),
 		cmocka_unit_test(test_bodies_both_ways),
 		cmocka_unit_test(test_body_over_max_is_413),
+		cmocka_unit_test(test_input_budget),
 		cmocka_unit_test(test_foreign_server_refused),
 		cmocka_unit_test(test_foreign_client_refused),
 		cmocka_unit_test(test_no_identity_is_401),
