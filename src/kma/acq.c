@@ -156,6 +156,11 @@ static void count_abort(struct qkm_acq *a)
 
 /* Discards buffered files that arrived before `before` (arrival seq) and
  * that no round referenced: the other side never had them. */
+/* Why the follower drops files older than the first of a PREPARE: the
+ * leader never got them, or gave up the round they were in (a Kx drop). */
+#define LEADER_MOVED_ON \
+	"the leader moved past them (never received there, or given up with a round)"
+
 static void buf_discard_older(struct qkm_acq *a, uint64_t before, const char *why)
 {
 	uint32_t n = 0;
@@ -681,7 +686,7 @@ static int follower_try_round(struct qkm_acq *a, struct round *r, uint64_t now_n
 	 * PREPARED. The files are used up now. */
 	for (uint32_t i = 0; i < r->n_ids; i++)
 		buf_remove(a, ents[i]);
-	buf_discard_older(a, min_seq, "never received by the leader");
+	buf_discard_older(a, min_seq, LEADER_MOVED_ON);
 	r->deadline_ns = now_ns; /* storage time stamp of its blocks */
 	settled = 2;
 	goto out;
@@ -691,7 +696,7 @@ abort:
 		if (ents && ents[i])
 			buf_remove(a, ents[i]);
 	if (min_seq != UINT64_MAX)
-		buf_discard_older(a, min_seq, "never received by the leader");
+		buf_discard_older(a, min_seq, LEADER_MOVED_ON);
 	count_abort(a);
 	record(a, "aborted", "kma", hex, "round of %u QKD-key(s): %s", r->n_ids, why);
 	log_warnx("link %s: round %s aborted: %s", a->cfg.link, hex, why);

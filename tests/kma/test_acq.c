@@ -893,7 +893,7 @@ static void test_file_missing_at_leader(void **state)
 	assert_int_equal(sb.buffered_bytes, 0);
 	assert_int_equal(sb.discarded_qkd_keys, 1);
 	assert_int_equal(sb.aborted_batches, 0);
-	assert_int_equal(records(&w->b, "aborted", "l-0..l-0", "never received by the leader"), 1);
+	assert_int_equal(records(&w->b, "aborted", "l-0..l-0", "the leader moved past them"), 1);
 	assert_int_equal(assert_pools_equal(w), 2);
 	struct blocks lb;
 	load(&w->b, 0, &lb);

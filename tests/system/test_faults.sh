@@ -25,7 +25,7 @@ ok "file lost at B: round aborted, missing key named"
 
 # A file lost at the leader: the follower discards its copy, stores nothing unmatched.
 "$QKM" sim fault --dir "$D" --side A A-B drop >/dev/null
-wait_for 10 'grep -q "never received by the leader" "$D/B/log"'  || fail "drop at A: B kept the file"
+wait_for 10 'grep -q "the leader moved past them" "$D/B/log"'  || fail "drop at A: B kept the file"
 ok "file lost at A: B discarded its copy"
 
 sleep 1
