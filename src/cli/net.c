@@ -61,11 +61,8 @@ static int free_port(void)
 {
 	static int given[4 * QKM_MAX_NODES + 8];
 	static size_t n_given;
-	if (n_given == 0) {
-		struct timespec ts;
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		srandom((unsigned)getpid() * 2654435761u ^ (unsigned)ts.tv_nsec);
-	}
+	if (n_given == 0)
+		srandom((unsigned)getpid() * 2654435761u ^ (unsigned)qkm_mono_ns());
 	int lo = 32768, hi = 60999;
 	FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
 	if (f) {

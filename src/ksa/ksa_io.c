@@ -345,8 +345,6 @@ static bool fe_from_stock(struct qkm_ksa *k, struct qkm_http_req *req, const cha
 	    size > k->sc.max_key_size)
 		return false; /* the main thread answers, with the reason if any */
 	struct qkm_id ids[QKM_ETSI_MAX_IDS];
-	const uint8_t *keys[QKM_ETSI_MAX_IDS];
-	size_t lens[QKM_ETSI_MAX_IDS];
 	struct qkm_secret *data = qkm_secret_new_raw((size_t)number * (size / 8));
 	bool low = false;
 	if (!data || qkm_stock_take(k->stock, req->name, slave, size, number, ids, data->p,
@@ -358,13 +356,9 @@ static bool fe_from_stock(struct qkm_ksa *k, struct qkm_http_req *req, const cha
 	}
 	if (low)
 		event_active(k->flush_ev, EV_READ, 0);
-	for (uint32_t i = 0; i < number; i++) {
-		keys[i] = data->p + (size_t)i * (size / 8);
-		lens[i] = size / 8;
-	}
 	struct qkm_buf b;
-	qkm_buf_init(&b, (size_t)number * (size / 6 + 80) + 64, true);
-	if (qkm_etsi_keys_json(&b, number, ids, keys, lens))
+	qkm_buf_init(&b, qkm_etsi_keys_json_size(number, size / 8), true);
+	if (qkm_etsi_keys_json_run(&b, number, ids, data->p, size / 8))
 		/* Taken and recorded supplied, but not delivered: the keys
 		 * are lost to this master, never handed out twice. */
 		qkm_http_reply_error(req, 503, "out of memory");

@@ -138,6 +138,24 @@ static void record(struct qkm_supply *s, const char *event, const struct qkm_id 
 		log_warnx("supply: could not record %s", event);
 }
 
+/* Master's side: key id moves to state (STOCKED, or SUPPLIED at at_ns,
+ * recorded with detail). Nothing is delivered there to list, so state and
+ * time are all the row changes. */
+static int set_master_state(struct qkm_supply *s, const struct qkm_id *id,
+			    enum qkm_ksa_state state, uint64_t at_ns, const char *peer,
+			    const char *detail)
+{
+	struct qkm_ksa_key kk;
+	memset(&kk, 0, sizeof(kk));
+	kk.id = *id;
+	kk.state = state;
+	kk.supplied_ns = at_ns;
+	int rc = qkm_store_ksa_update(s->st, &kk, false);
+	if (!rc && state == QKM_KSA_SUPPLIED)
+		record(s, "supplied", id, peer, "%s", detail);
+	return rc;
+}
+
 static bool list_has(const char *list, const char *name)
 {
 	size_t n = strlen(name);
@@ -647,19 +665,16 @@ static void stock_settle(struct qkm_supply *s)
 		int rc = qkm_store_begin(s->st);
 		int last = -1;
 		char peer[QKM_NAME_MAX] = "", master[QKM_NAME_MAX] = "", slave[QKM_NAME_MAX] = "";
+		char detail[3 * QKM_NAME_MAX + 64] = "";
 		for (size_t i = 0; !rc && i < n; i++) {
-			struct qkm_ksa_key kk;
-			memset(&kk, 0, sizeof(kk));
-			kk.id = t[i].id;
-			kk.state = QKM_KSA_SUPPLIED;
-			kk.supplied_ns = t[i].at_ns;
-			if (t[i].entry != last)
+			if (t[i].entry != last) {
 				qkm_stock_names(s->cfg.stock, last = t[i].entry, peer, master, slave);
-			rc = qkm_store_ksa_update(s->st, &kk, false);
-			if (!rc)
-				record(s, "supplied", &kk.id, peer,
-				       "to master %s (app %s), slave %s, level its, from stock", master,
-				       master, slave);
+				snprintf(detail, sizeof(detail),
+					 "to master %s (app %s), slave %s, level its, from stock",
+					 master, master, slave);
+			}
+			rc = set_master_state(s, &t[i].id, QKM_KSA_SUPPLIED, t[i].at_ns, peer,
+					      detail);
 		}
 		if (!rc)
 			rc = qkm_store_counter_add(s->st, "supplied_keys", (int64_t)n);
@@ -724,26 +739,16 @@ static void round_done(struct qkm_supply *s, struct peer *p, struct round *r,
 	for (struct enc_req *e = r->reqs; !rc && e; e = e->next) {
 		if (!e->req)
 			continue; /* its client left: stays OFFERED, cancelled later */
-		for (uint32_t i = 0; !rc && i < e->number; i++) {
-			size_t k = e->first_key + i;
-			/* Master's side: nothing delivered to list; state and time. */
-			struct qkm_ksa_key kk;
-			memset(&kk, 0, sizeof(kk));
-			kk.id = r->ids[k];
-			if (e->stock) {
-				kk.state = QKM_KSA_STOCKED;
-				rc = qkm_store_ksa_update(s->st, &kk, false);
-				continue;
-			}
-			kk.state = QKM_KSA_SUPPLIED;
-			kk.supplied_ns = now_ns;
-			rc = qkm_store_ksa_update(s->st, &kk, false);
-			if (!rc)
-				record(s, "supplied", &kk.id, p->name,
-				       "to master %s (app %s), slave %s, level its%s", e->master,
-				       e->master, e->slave, e->comb ? ", combined with X25519" : "");
-			supplied++;
-		}
+		char detail[3 * QKM_NAME_MAX + 64];
+		snprintf(detail, sizeof(detail), "to master %s (app %s), slave %s, level its%s",
+			 e->master, e->master, e->slave, e->comb ? ", combined with X25519" : "");
+		for (uint32_t i = 0; !rc && i < e->number; i++)
+			rc = e->stock ? set_master_state(s, &r->ids[e->first_key + i],
+							 QKM_KSA_STOCKED, 0, p->name, NULL)
+				      : set_master_state(s, &r->ids[e->first_key + i],
+							 QKM_KSA_SUPPLIED, now_ns, p->name, detail);
+		if (!e->stock)
+			supplied += e->number;
 	}
 	if (!rc && supplied)
 		rc = qkm_store_counter_add(s->st, "supplied_keys", (int64_t)supplied);
@@ -769,15 +774,11 @@ static void round_done(struct qkm_supply *s, struct peer *p, struct round *r,
 			e->req = NULL;
 			continue;
 		}
+		/* A request's keys lie back to back in the round's data. */
 		struct qkm_buf b;
-		const uint8_t *keys[QKM_ETSI_MAX_IDS];
-		size_t lens[QKM_ETSI_MAX_IDS];
-		qkm_buf_init(&b, (size_t)e->number * (e->size / 6 + 80) + 64, true);
-		for (uint32_t i = 0; i < e->number && i < QKM_ETSI_MAX_IDS; i++) {
-			keys[i] = r->data->p + r->offs[e->first_key + i];
-			lens[i] = e->size / 8;
-		}
-		if (qkm_etsi_keys_json(&b, e->number, &r->ids[e->first_key], keys, lens))
+		qkm_buf_init(&b, qkm_etsi_keys_json_size(e->number, e->size / 8), true);
+		if (qkm_etsi_keys_json_run(&b, e->number, &r->ids[e->first_key],
+					   r->data->p + r->offs[e->first_key], e->size / 8))
 			reply_error(s, e->req, 503, "out of memory");
 		else
 			s->ops.reply(e->req, 200, b.p, b.len, s->ops.arg);
@@ -1476,17 +1477,9 @@ static void stock_forget(struct qkm_supply *s, const char *peer)
 	if (rc < 0 || !l.n)
 		goto out;
 	rc = qkm_store_begin(s->st);
-	for (size_t i = 0; !rc && i < l.n; i++) {
-		struct qkm_ksa_key kk;
-		memset(&kk, 0, sizeof(kk));
-		kk.id = l.ids[i];
-		kk.state = QKM_KSA_SUPPLIED;
-		kk.supplied_ns = qkm_now_ns();
-		rc = qkm_store_ksa_update(s->st, &kk, false);
-		if (!rc)
-			record(s, "supplied", &kk.id, peer,
-			       "from stock, possibly: the node stopped with the key in stock");
-	}
+	for (size_t i = 0; !rc && i < l.n; i++)
+		rc = set_master_state(s, &l.ids[i], QKM_KSA_SUPPLIED, qkm_now_ns(), peer,
+				      "from stock, possibly: the node stopped with the key in stock");
 	if (!rc)
 		rc = qkm_store_counter_add(s->st, "supplied_keys", (int64_t)l.n);
 	if (!rc)

@@ -199,11 +199,10 @@ static const char *http_reason(int code)
 	}
 }
 
-static int64_t mono_ms(void)
+/* Monotonic milliseconds, for the server's timeouts and the client's deadline. */
+static int64_t now_ms(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return (int64_t)(qkm_mono_ns() / 1000000);
 }
 
 static void conn_io(struct http_conn *c);
@@ -315,7 +314,7 @@ static void conn_reply(struct http_conn *c, int code, const char *type, const vo
 	}
 	if (conn_flush(c) == 1 && c->closing) {
 		c->draining = true;
-		c->head_start_ms = mono_ms();
+		c->head_start_ms = now_ms();
 		shutdown(c->fd, SHUT_WR);
 	}
 }
@@ -469,7 +468,7 @@ static int conn_next(struct http_conn *c)
 	if (rc < 0)
 		conn_error(c, h.error_code, h.error);
 	if (rc <= 0) {
-		if (rc == 0 && mono_ms() - c->head_start_ms > HTTP_TIMEOUT_SECS * 1000) {
+		if (rc == 0 && now_ms() - c->head_start_ms > HTTP_TIMEOUT_SECS * 1000) {
 			conn_error(c, 408, "request not complete within 30 s");
 			return QKM_EAGAIN;
 		}
@@ -498,7 +497,7 @@ static int conn_next(struct http_conn *c)
 			if (qkm_buf_put(&c->out, cont, sizeof(cont) - 1) == 0 && conn_flush(c) < 0)
 				return QKM_EIO;
 		}
-		if (mono_ms() - c->head_start_ms > HTTP_TIMEOUT_SECS * 1000) {
+		if (now_ms() - c->head_start_ms > HTTP_TIMEOUT_SECS * 1000) {
 			conn_error(c, 408, "request body not complete within 30 s");
 			return QKM_EAGAIN;
 		}
@@ -535,7 +534,7 @@ static int conn_next(struct http_conn *c)
 	c->req_mem = m;
 	memmove(c->in, c->in + want, c->in_len - want);
 	c->in_len -= want;
-	c->head_start_ms = mono_ms();
+	c->head_start_ms = now_ms();
 	c->continued = false;
 	c->busy = true;
 	c->gone_fn = NULL;
@@ -585,7 +584,7 @@ static int conn_read(struct http_conn *c)
 		int n = SSL_read(c->ssl, c->in + c->in_len, (int)(c->in_cap - c->in_len));
 		if (n > 0) {
 			if (c->in_len == 0)
-				c->head_start_ms = mono_ms();
+				c->head_start_ms = now_ms();
 			c->in_len += (size_t)n;
 			continue;
 		}
@@ -609,7 +608,7 @@ static int conn_read(struct http_conn *c)
 static void conn_drain(struct http_conn *c)
 {
 	char sink[16384];
-	if (mono_ms() - c->head_start_ms > HTTP_TIMEOUT_SECS * 1000) {
+	if (now_ms() - c->head_start_ms > HTTP_TIMEOUT_SECS * 1000) {
 		conn_close(c); /* a client that never stops sending */
 		return;
 	}
@@ -655,7 +654,7 @@ static void conn_io(struct http_conn *c)
 	}
 	if (c->closing && !c->busy && !c->out.len) {
 		c->draining = true;
-		c->head_start_ms = mono_ms();
+		c->head_start_ms = now_ms();
 		shutdown(c->fd, SHUT_WR);
 		conn_drain(c);
 		return;
@@ -689,7 +688,7 @@ static void http_on_accept(struct evconnlistener *lis, evutil_socket_t fd, struc
 {
 	struct qkm_http_server *s = arg;
 	if (s->n_conns >= HTTP_CONNS_MAX) {
-		int64_t now = mono_ms();
+		int64_t now = now_ms();
 		if (now - s->refused_log_ms > 10000) {
 			log_warnx("http: %d connections open; refusing more", HTTP_CONNS_MAX);
 			s->refused_log_ms = now;
@@ -1182,13 +1181,6 @@ static int resp_body(const struct http_resp *r, const char *p, size_t len, char 
 }
 
 /* ---- client I/O --------------------------------------------------------- */
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* Waits until fd is ready for events or the deadline passes. 0 when ready
  * (errors and hang-ups included: the next call on fd reports them),

@@ -527,16 +527,21 @@ static int put_b64(struct qkm_buf *b, const uint8_t *p, size_t n)
 	return 0;
 }
 
-int qkm_etsi_keys_json(struct qkm_buf *out, size_t n, const struct qkm_id *ids,
-		       const uint8_t *const *keys, const size_t *lens)
+/* Key i is keys[i] (lens[i] bytes), or with keys NULL the i-th key_len
+ * bytes of run. */
+static int keys_json(struct qkm_buf *out, size_t n, const struct qkm_id *ids,
+		     const uint8_t *const *keys, const size_t *lens, const uint8_t *run,
+		     size_t key_len)
 {
-	if (!out->secure || (n && (!ids || !keys || !lens)))
+	if (!out->secure || (n && (!ids || (keys ? !lens : !run))))
 		return QKM_EINVAL;
 	size_t start = out->len;
 	int rc = put_str(out, "{\"keys\":[");
 	for (size_t i = 0; i < n && !rc; i++) {
 		char u[37];
-		if (lens[i] && !keys[i]) {
+		const uint8_t *key = keys ? keys[i] : run + i * key_len;
+		size_t len = keys ? lens[i] : key_len;
+		if (len && !key) {
 			rc = QKM_EINVAL;
 			break;
 		}
@@ -547,7 +552,7 @@ int qkm_etsi_keys_json(struct qkm_buf *out, size_t n, const struct qkm_id *ids,
 		if (!rc)
 			rc = put_str(out, "\",\"key\":\"");
 		if (!rc)
-			rc = put_b64(out, keys[i], lens[i]);
+			rc = put_b64(out, key, len);
 		if (!rc)
 			rc = put_str(out, "\"}");
 	}
@@ -560,4 +565,24 @@ int qkm_etsi_keys_json(struct qkm_buf *out, size_t n, const struct qkm_id *ids,
 		out->len = start;
 	}
 	return rc;
+}
+
+int qkm_etsi_keys_json(struct qkm_buf *out, size_t n, const struct qkm_id *ids,
+		       const uint8_t *const *keys, const size_t *lens)
+{
+	if (n && !keys)
+		return QKM_EINVAL;
+	return keys_json(out, n, ids, keys, lens, NULL, 0);
+}
+
+int qkm_etsi_keys_json_run(struct qkm_buf *out, size_t n, const struct qkm_id *ids,
+			   const uint8_t *run, size_t key_len)
+{
+	return keys_json(out, n, ids, NULL, NULL, run, key_len);
+}
+
+size_t qkm_etsi_keys_json_size(size_t n, size_t key_len)
+{
+	/* {"keys":[ ... ]} and per key {"key_ID":"<36>","key":"<base64>"}, */
+	return 12 + n * (36 + 4 * ((key_len + 2) / 3) + 24);
 }

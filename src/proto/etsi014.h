@@ -95,5 +95,10 @@ char *qkm_etsi_error_json(const char *message, const char *detail);
  * the buffer's error; on error out is as it was (nothing partial is left). */
 int qkm_etsi_keys_json(struct qkm_buf *out, size_t n, const struct qkm_id *ids,
 		       const uint8_t *const *keys, const size_t *lens) QKM_MUST_CHECK;
+/* The same for n keys of key_len bytes each, back to back at run. */
+int qkm_etsi_keys_json_run(struct qkm_buf *out, size_t n, const struct qkm_id *ids,
+			   const uint8_t *run, size_t key_len) QKM_MUST_CHECK;
+/* The size of that Key container: a buffer maximum that always fits it. */
+size_t qkm_etsi_keys_json_size(size_t n, size_t key_len);
 
 #endif

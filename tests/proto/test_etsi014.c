@@ -633,6 +633,42 @@ static void test_keys_json_exact_fit(void **state)
 	qkm_buf_fini(&b);
 }
 
+/* Keys back to back in one run give the same document as the same keys
+ * listed one by one, and qkm_etsi_keys_json_size always leaves room. */
+static void test_keys_json_run(void **state)
+{
+	enum { N = 5 };
+	static const size_t sizes[] = {1, 8, 32, 33, 1024};
+	for (size_t z = 0; z < sizeof(sizes) / sizeof(sizes[0]); z++) {
+		size_t len = sizes[z];
+		uint8_t run[N * 1024];
+		const uint8_t *kp[N];
+		size_t lens[N];
+		struct qkm_id id[N];
+		for (size_t i = 0; i < N * len; i++)
+			run[i] = (uint8_t)(i * 7 + z);
+		for (int i = 0; i < N; i++) {
+			memset(id[i].b, i + 1, QKM_ID_LEN);
+			kp[i] = run + i * len;
+			lens[i] = len;
+		}
+		struct qkm_buf a, b;
+		qkm_buf_init(&a, qkm_etsi_keys_json_size(N, len), true);
+		qkm_buf_init(&b, qkm_etsi_keys_json_size(N, len), true);
+		assert_int_equal(qkm_etsi_keys_json_run(&a, N, id, run, len), 0);
+		assert_int_equal(qkm_etsi_keys_json(&b, N, id, kp, lens), 0);
+		assert_int_equal(a.len, b.len);
+		assert_memory_equal(a.p, b.p, a.len);
+		assert_true(a.len <= qkm_etsi_keys_json_size(N, len));
+		qkm_buf_fini(&a);
+		qkm_buf_fini(&b);
+	}
+	struct qkm_buf c;
+	qkm_buf_init(&c, 64, true);
+	assert_int_equal(qkm_etsi_keys_json_run(&c, 1, NULL, NULL, 8), QKM_EINVAL);
+	qkm_buf_fini(&c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -650,6 +686,7 @@ int main(void)
 		cmocka_unit_test(test_error_json),
 		cmocka_unit_test(test_keys_json),
 		cmocka_unit_test(test_keys_json_exact_fit),
+		cmocka_unit_test(test_keys_json_run),
 	};
 	return cmocka_run_group_tests(tests, setup, NULL);
 }
