@@ -1,10 +1,12 @@
 /* ksa_io.c - ETSI GS QKD 014 over HTTPS (Ak) and the KSA link, wired to the
  * supply state machine.
  *
- * Two threads. The front end (its own event loop) runs the HTTPS server and
- * answers enc_keys from the stock (ksa/stock.h) when it can: no disk, no
- * peer, no wait behind the main loop's fsyncs. Every other request is copied
- * to the main thread, which owns the store, the KMA and supply; its answer
+ * Two threads. The front end (its own event loop) runs the HTTPS server,
+ * checks and parses every request, refuses what is malformed or not an
+ * SAE's, and answers enc_keys from the stock (ksa/stock.h) when it can: no
+ * disk, no peer, no wait behind the main loop's fsyncs. Every other request
+ * goes, parsed, to the main thread, which owns the store, the KMA and
+ * supply; its answer
  * comes back by request number, so an answer for a client that left finds
  * nothing and is dropped. The main thread handles a whole batch of requests
  * per wake-up, so concurrent enc_keys share one supply round. */
@@ -24,15 +26,17 @@
 #define KSA_MAX_BODY (1u << 20)
 #define KSA_TICK_MS 100
 
-/* A request handed to the main thread, or (forget) word that its client left. */
+/* A request the front end checked and parsed, handed to the main thread
+ * for supply; or (XREQ_FORGET) word that the client of request id left. */
+enum xreq_op { XREQ_STATUS, XREQ_ENC, XREQ_DEC, XREQ_FORGET };
 struct xreq {
 	struct xreq *next;
 	uint64_t id;
-	bool forget;
-	char method[8], role[QKM_ROLE_MAX], name[QKM_NAME_MAX];
-	char *path, *query, *body; /* in mem */
-	size_t body_len;
-	char *mem;
+	enum xreq_op op;
+	char name[QKM_NAME_MAX]; /* the caller (SAE ID) */
+	char sae[QKM_NAME_MAX];  /* the SAE in the path */
+	struct qkm_etsi_key_request enc;
+	struct qkm_etsi_key_ids *dec;
 };
 
 /* An answer on its way back to the front end. */
@@ -77,7 +81,7 @@ struct qkm_ksa {
 static void xreq_free(struct xreq *x)
 {
 	if (x) {
-		free(x->mem);
+		free(x->dec);
 		free(x);
 	}
 }
@@ -124,12 +128,6 @@ static void op_reply(void *req, int status, const uint8_t *body, size_t len, voi
 	xreq_free(x);
 }
 
-static void reply_err(struct qkm_ksa *k, struct xreq *x, int status, const char *msg)
-{
-	char *body = qkm_etsi_error_json(msg, NULL);
-	op_reply(x, status, (const uint8_t *)(body ? body : "{}"), body ? strlen(body) : 2, k);
-	free(body);
-}
 
 /* ---- KMA hooks --------------------------------------------------------- */
 
@@ -158,7 +156,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	qkm_supply_tick(k->supply, qkm_now_ns());
 }
 
-/* ---- routing (both threads) -------------------------------------------- */
+/* ---- routing (front end) ------------------------------------------------ */
 
 /* /api/v1/keys/{SAE_ID}/{status|enc_keys|dec_keys}: 0, or the HTTP status
  * to answer with *msg. */
@@ -193,49 +191,24 @@ static int route(const char *path, char sae[static QKM_NAME_MAX], char what[stat
 
 static void handle(struct qkm_ksa *k, struct xreq *x)
 {
-	char err[300], sae[QKM_NAME_MAX], what[16];
-	const char *msg;
+	/* The answer (op_reply) frees x, maybe before supply returns: what
+	 * supply reads of the request is copied out first. */
+	char name[QKM_NAME_MAX], sae[QKM_NAME_MAX];
+	struct qkm_etsi_key_request enc = x->enc;
+	struct qkm_etsi_key_ids *dec = x->dec;
+	enum xreq_op op = x->op;
+	memcpy(name, x->name, sizeof(name));
+	memcpy(sae, x->sae, sizeof(sae));
+	x->dec = NULL;
 	x->next = k->held;
 	k->held = x;
-	if (strcmp(x->role, "sae") != 0) {
-		reply_err(k, x, 401, "only applications (SAE certificates) may use this API");
-		return;
-	}
-	int code = route(x->path, sae, what, &msg);
-	if (code) {
-		reply_err(k, x, code, msg);
-		return;
-	}
-	bool get = strcmp(x->method, "GET") == 0;
-	if (strcmp(what, "status") == 0) {
-		if (get)
-			qkm_supply_status(k->supply, x, x->name, sae);
-		else
-			reply_err(k, x, 405, "method not allowed here");
-		return;
-	}
-	if (strcmp(what, "enc_keys") == 0) {
-		struct qkm_etsi_key_request r;
-		int rc = get ? qkm_etsi_parse_enc_query(x->query, &r, err, sizeof(err))
-			     : qkm_etsi_parse_key_request(x->body, x->body_len, &r, err, sizeof(err));
-		if (rc)
-			reply_err(k, x, 400, err);
-		else
-			qkm_supply_enc(k->supply, x, x->name, sae, &r, qkm_now_ns());
-		return;
-	}
-	struct qkm_etsi_key_ids *ids = malloc(sizeof(*ids));
-	if (!ids) {
-		reply_err(k, x, 503, "out of memory");
-		return;
-	}
-	int rc = get ? qkm_etsi_parse_dec_query(x->query, ids, err, sizeof(err))
-		     : qkm_etsi_parse_key_ids(x->body, x->body_len, ids, err, sizeof(err));
-	if (rc)
-		reply_err(k, x, 400, err);
+	if (op == XREQ_STATUS)
+		qkm_supply_status(k->supply, x, name, sae);
+	else if (op == XREQ_ENC)
+		qkm_supply_enc(k->supply, x, name, sae, &enc, qkm_now_ns());
 	else
-		qkm_supply_dec(k->supply, x, x->name, sae, ids, qkm_now_ns());
-	free(ids);
+		qkm_supply_dec(k->supply, x, name, sae, dec, qkm_now_ns());
+	free(dec);
 }
 
 /* Main thread: the front end handed over requests (and departures). */
@@ -249,7 +222,7 @@ static void on_in(evutil_socket_t fd, short what, void *arg)
 	pthread_mutex_unlock(&k->mu);
 	while (x) {
 		struct xreq *next = x->next;
-		if (!x->forget) {
+		if (x->op != XREQ_FORGET) {
 			handle(k, x);
 		} else {
 			for (struct xreq **pp = &k->held; *pp; pp = &(*pp)->next)
@@ -268,6 +241,14 @@ static void on_in(evutil_socket_t fd, short what, void *arg)
 }
 
 /* ---- front end ----------------------------------------------------------- */
+
+static void fe_error(struct qkm_http_req *req, int status, const char *msg)
+{
+	char *body = qkm_etsi_error_json(msg, NULL);
+	qkm_http_reply(req, status, "application/json", body ? body : "{}",
+		       body ? strlen(body) : 2, false);
+	free(body);
+}
 
 static void to_main(struct qkm_ksa *k, struct xreq *x)
 {
@@ -288,7 +269,7 @@ static void fe_gone(struct qkm_http_req *req, void *arg)
 			*pp = f->next;
 			if (x) {
 				x->id = f->id;
-				x->forget = true;
+				x->op = XREQ_FORGET;
 				to_main(k, x);
 			}
 			free(f);
@@ -296,26 +277,16 @@ static void fe_gone(struct qkm_http_req *req, void *arg)
 		}
 }
 
-static void fe_forward(struct qkm_ksa *k, struct qkm_http_req *req)
+/* Hands x (filled in but for its number) to the main thread; req gets the
+ * answer when it comes. */
+static void fe_forward(struct qkm_ksa *k, struct qkm_http_req *req, struct xreq *x)
 {
-	size_t pl = strlen(req->path), ql = req->query ? strlen(req->query) : 0;
-	struct xreq *x = calloc(1, sizeof(*x));
 	struct fwd *f = calloc(1, sizeof(*f));
-	char *m = malloc(pl + 1 + ql + 1 + req->body_len + 1);
-	if (!x || !f || !m) {
-		free(x);
-		free(f);
-		free(m);
-		qkm_http_reply_error(req, 503, "out of memory");
+	if (!f) {
+		xreq_free(x);
+		fe_error(req, 503, "out of memory");
 		return;
 	}
-	x->mem = m;
-	x->path = memcpy(m, req->path, pl + 1);
-	x->query = req->query ? memcpy(m + pl + 1, req->query, ql + 1) : NULL;
-	x->body = memcpy(m + pl + 1 + ql + 1, req->body, req->body_len + 1);
-	x->body_len = req->body_len;
-	snprintf(x->method, sizeof(x->method), "%s", req->method);
-	snprintf(x->role, sizeof(x->role), "%s", req->role);
 	snprintf(x->name, sizeof(x->name), "%s", req->name);
 	x->id = f->id = ++k->next_id;
 	f->req = req;
@@ -329,18 +300,15 @@ static void fe_forward(struct qkm_ksa *k, struct qkm_http_req *req)
  * combination) of an SAE registered here for a slave registered at
  * another node, of a size and number the main thread let into the stock.
  * true if answered. */
-static bool fe_from_stock(struct qkm_ksa *k, struct qkm_http_req *req, const char *slave)
+static bool fe_from_stock(struct qkm_ksa *k, struct qkm_http_req *req, const char *slave,
+			  const struct qkm_etsi_key_request *r)
 {
-	struct qkm_etsi_key_request r;
 	const char *cn = qkm_sae_node(k->cfg, req->name), *sn = qkm_sae_node(k->cfg, slave);
 	if (!cn || strcmp(cn, k->cfg->id) != 0 || !sn || strcmp(sn, k->cfg->id) == 0)
 		return false;
-	int rc = strcmp(req->method, "GET") == 0
-			 ? qkm_etsi_parse_enc_query(req->query, &r, NULL, 0)
-			 : qkm_etsi_parse_key_request(req->body, req->body_len, &r, NULL, 0);
-	uint32_t size = r.size ? r.size : k->sc.key_size;
-	uint32_t number = r.number ? r.number : 1;
-	if (rc || r.n_additional || r.combination || number > k->sc.max_key_per_request ||
+	uint32_t size = r->size ? r->size : k->sc.key_size;
+	uint32_t number = r->number ? r->number : 1;
+	if (r->n_additional || r->combination || number > k->sc.max_key_per_request ||
 	    number > QKM_ETSI_MAX_IDS || size % 8 || size < k->sc.min_key_size ||
 	    size > k->sc.max_key_size)
 		return false; /* the main thread answers, with the reason if any */
@@ -361,7 +329,7 @@ static bool fe_from_stock(struct qkm_ksa *k, struct qkm_http_req *req, const cha
 	if (qkm_etsi_keys_json_run(&b, number, ids, data->p, size / 8))
 		/* Taken and recorded supplied, but not delivered: the keys
 		 * are lost to this master, never handed out twice. */
-		qkm_http_reply_error(req, 503, "out of memory");
+		fe_error(req, 503, "out of memory");
 	else
 		qkm_http_reply(req, 200, "application/json", b.p, b.len, true);
 	qkm_buf_fini(&b);
@@ -369,15 +337,68 @@ static bool fe_from_stock(struct qkm_ksa *k, struct qkm_http_req *req, const cha
 	return true;
 }
 
+/* Checks and parses a request; answers what needs neither the store nor
+ * the peer (refusals, enc_keys from stock) and hands the rest, parsed, to
+ * the main thread. */
 static void fe_handle(struct qkm_http_req *req, void *arg)
 {
 	struct qkm_ksa *k = arg;
-	char sae[QKM_NAME_MAX], what[16];
+	char err[300], sae[QKM_NAME_MAX], what[16];
 	const char *msg;
-	if (strcmp(req->role, "sae") == 0 && route(req->path, sae, what, &msg) == 0 &&
-	    strcmp(what, "enc_keys") == 0 && fe_from_stock(k, req, sae))
+	if (strcmp(req->role, "sae") != 0) {
+		fe_error(req, 401, "only applications (SAE certificates) may use this API");
 		return;
-	fe_forward(k, req);
+	}
+	int code = route(req->path, sae, what, &msg);
+	if (code) {
+		fe_error(req, code, msg);
+		return;
+	}
+	bool get = strcmp(req->method, "GET") == 0;
+	struct qkm_etsi_key_request enc;
+	struct qkm_etsi_key_ids *dec = NULL;
+	enum xreq_op op;
+	if (strcmp(what, "status") == 0) {
+		if (!get) {
+			fe_error(req, 405, "method not allowed here");
+			return;
+		}
+		op = XREQ_STATUS;
+	} else if (strcmp(what, "enc_keys") == 0) {
+		if (get ? qkm_etsi_parse_enc_query(req->query, &enc, err, sizeof(err))
+			: qkm_etsi_parse_key_request(req->body, req->body_len, &enc, err,
+						     sizeof(err))) {
+			fe_error(req, 400, err);
+			return;
+		}
+		if (fe_from_stock(k, req, sae, &enc))
+			return;
+		op = XREQ_ENC;
+	} else {
+		if (!(dec = malloc(sizeof(*dec)))) {
+			fe_error(req, 503, "out of memory");
+			return;
+		}
+		if (get ? qkm_etsi_parse_dec_query(req->query, dec, err, sizeof(err))
+			: qkm_etsi_parse_key_ids(req->body, req->body_len, dec, err, sizeof(err))) {
+			free(dec);
+			fe_error(req, 400, err);
+			return;
+		}
+		op = XREQ_DEC;
+	}
+	struct xreq *x = calloc(1, sizeof(*x));
+	if (!x) {
+		free(dec);
+		fe_error(req, 503, "out of memory");
+		return;
+	}
+	x->op = op;
+	snprintf(x->sae, sizeof(x->sae), "%s", sae);
+	if (op == XREQ_ENC)
+		x->enc = enc;
+	x->dec = dec;
+	fe_forward(k, req, x);
 }
 
 /* Front end: answers from the main thread. */

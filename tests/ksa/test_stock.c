@@ -83,15 +83,18 @@ static void expect_take(struct qkm_stock *st, const char *master, const char *sl
 			uint32_t n, uint32_t tag, uint32_t first, bool *low)
 {
 	size_t b = bits / 8;
-	struct qkm_id ids[64];
-	uint8_t data[64 * 64], want[64];
-	assert_true(n <= 64 && b <= 64);
+	struct qkm_id *ids = calloc(n, sizeof(*ids));
+	uint8_t *data = malloc(n * b), *want = malloc(b);
+	assert_true(ids && data && want);
 	assert_int_equal(qkm_stock_take(st, master, slave, bits, n, ids, data, T0, low), 0);
 	for (uint32_t k = 0; k < n; k++) {
 		assert_int_equal(key_no(tag, &ids[k]), first + k);
 		key_bytes(tag, first + k, want, b);
 		assert_memory_equal(data + k * b, want, b);
 	}
+	free(ids);
+	free(data);
+	free(want);
 }
 
 /* How many keys the next refill of entry i gives (it is then under way). */
@@ -407,26 +410,12 @@ static void test_capacity(void **state)
 	assert_int_equal(qkm_stock_count(st, NULL), 512);
 	assert_int_equal(add_keys(st, i, 20, 512, 1, 8192), QKM_ETOOBIG);
 	/* Taking frees room, and the ring wraps: order and bytes hold. */
-	struct qkm_id id;
-	uint8_t data[1024], want[1024];
-	for (uint32_t k = 0; k < 100; k++) {
-		assert_int_equal(qkm_stock_take(st, "sae-alice", "sae-bob", 8192, 1, &id, data, T0,
-						&low),
-				 0);
-		assert_int_equal(key_no(20, &id), k);
-		key_bytes(20, k, want, sizeof(want));
-		assert_memory_equal(data, want, sizeof(want));
-	}
+	for (uint32_t k = 0; k < 100; k++)
+		expect_take(st, "sae-alice", "sae-bob", 8192, 1, 20, k, &low);
 	assert_int_equal(add_keys(st, i, 20, 512, 101, 8192), QKM_ETOOBIG);
 	assert_int_equal(add_keys(st, i, 20, 512, 100, 8192), 0);
-	for (uint32_t k = 100; k < 612; k++) {
-		assert_int_equal(qkm_stock_take(st, "sae-alice", "sae-bob", 8192, 1, &id, data, T0,
-						&low),
-				 0);
-		assert_int_equal(key_no(20, &id), k);
-		key_bytes(20, k, want, sizeof(want));
-		assert_memory_equal(data, want, sizeof(want));
-	}
+	for (uint32_t k = 100; k < 612; k++)
+		expect_take(st, "sae-alice", "sae-bob", 8192, 1, 20, k, &low);
 	assert_int_equal(qkm_stock_count(st, NULL), 0);
 
 	/* Small keys: the ring is capped at QKM_STOCK_MAX_KEYS keys. A
