@@ -18,6 +18,7 @@
 #define QKM_MAX_NODES 64
 #define QKM_MAX_SAES 256
 #define QKM_MAX_TOPO_LINKS 256
+#define QKM_MAX_PATH 16              /* nodes on a relay route, ends included */
 
 struct qkm_tls_paths {
 	char ca[PATH_MAX];
@@ -41,6 +42,29 @@ struct qkm_node_sae {
 	char node[QKM_NAME_MAX];
 };
 
+/* A relay route from this node to a node it has no QKD link with:
+ * path[0] is this node, path[n - 1] is `to`, path[1] a link peer. Until the
+ * controller provides routes (R-REL-6) they come from the topology's
+ * shortest paths (core/route.h), written into node.json by `qkm net up`. */
+struct qkm_node_route {
+	char to[QKM_NAME_MAX];
+	uint32_t n;
+	char path[QKM_MAX_PATH][QKM_NAME_MAX];
+};
+
+/* Relay policy of a node (R-REL-3, R-REL-4, R-REL-7). */
+struct qkm_relay_cfg {
+	char mode[32];               /* "otp" (hop by hop), "xor-at-destination", "central-xor" */
+	char central[QKM_NAME_MAX];  /* central-xor: the combining node */
+	bool aes_fallback;           /* AES-256-GCM on a hop that lacks link key */
+	bool rng;                    /* key_source "rng": end-to-end keys from the OS RNG;
+				      * false ("link"): from the first hop's link key */
+	char rng_device[PATH_MAX];   /* "" = getrandom(2); else read from this device */
+	uint32_t batch_bytes;        /* key bytes per relay message */
+	uint64_t low_bytes;          /* relay ahead of demand below this per pool... */
+	uint64_t high_bytes;         /* ...until this */
+};
+
 struct qkm_node_cfg {
 	char id[QKM_NAME_MAX];
 	char db[PATH_MAX];
@@ -56,6 +80,9 @@ struct qkm_node_cfg {
 	struct qkm_node_link links[QKM_MAX_LINKS];
 	size_t n_saes;
 	struct qkm_node_sae saes[QKM_MAX_SAES];
+	size_t n_routes;
+	struct qkm_node_route routes[QKM_MAX_NODES];
+	struct qkm_relay_cfg relay;
 };
 
 struct qkm_sim_link {
@@ -96,6 +123,8 @@ struct qkm_topology {
 	struct qkm_node_sae saes[QKM_MAX_SAES];
 	struct {
 		char relay[32];          /* "otp" | "xor-at-destination" | "central-xor" */
+		char central[QKM_NAME_MAX]; /* central-xor: the combining node */
+		char key_source[8];      /* "link" | "rng" */
 		bool aes_fallback;
 		char after_supply[16];   /* "delete" | "preserve" */
 	} policy;

@@ -23,6 +23,10 @@ enum qkm_block_state {
 	QKM_BLOCK_PENDING = 1, /* stored, awaiting the pair's commit; not usable */
 	QKM_BLOCK_READY = 2,   /* confirmed on both sides; usable */
 };
+/* Security level of a block's key material (R-REL-4, R-SUP-4): ITS for a
+ * QKD link's keys and keys relayed by OTP on every hop; COMPUTATIONAL when
+ * any hop used the AES fallback. */
+enum qkm_block_level { QKM_BLOCK_ITS = 1, QKM_BLOCK_COMPUTATIONAL = 2 };
 
 /* A block: count KMA-keys of unit_bytes each, contiguous in data. Key i of the
  * block has KMA-key ID = batch_id with its last 4 bytes (big-endian) replaced
@@ -40,6 +44,7 @@ struct qkm_block {
 	uint32_t used;                    /* bytes consumed from the front */
 	enum qkm_key_type key_type;       /* from this node's point of view */
 	enum qkm_block_state state;
+	enum qkm_block_level level;       /* 0 on put means ITS */
 	uint64_t created_ns;
 	char qkd_module_id[QKM_NAME_MAX];
 	char matching_qkd_module_id[QKM_NAME_MAX];
@@ -51,6 +56,7 @@ struct qkm_block {
  * KMA-key counts as one key. */
 struct qkm_pool_stats {
 	uint64_t keys, bytes, enc_bytes, dec_bytes;
+	uint64_t enc_its_bytes;           /* enc_bytes of ITS blocks */
 	uint64_t pending_keys;
 };
 
@@ -143,6 +149,7 @@ struct qkm_range {
 	uint32_t unit_bytes;
 	uint32_t off;
 	uint32_t len;
+	enum qkm_block_level level;
 };
 
 /* Reads the first n unused bytes of the READY blocks of key type kt in
@@ -154,6 +161,11 @@ struct qkm_range {
 int qkm_store_pool_read(struct qkm_store *st, const char *peer, enum qkm_key_type kt, size_t n,
 			struct qkm_range *ranges, size_t max, size_t *nranges /* OUT */,
 			uint8_t *out /* OUT */) QKM_MUST_CHECK;
+/* The same, over ITS blocks only when its_only (blocks of other levels are
+ * skipped, not consumed); QKM_ENOKEY counts only the blocks it may read. */
+int qkm_store_pool_read_level(struct qkm_store *st, const char *peer, enum qkm_key_type kt,
+			      bool its_only, size_t n, struct qkm_range *ranges, size_t max,
+			      size_t *nranges /* OUT */, uint8_t *out /* OUT */) QKM_MUST_CHECK;
 
 /* Reads bytes [off, off + len) of block (batch, first_index) into out and
  * sets *rowid. QKM_ENOTFOUND if there is no such block; QKM_EPERM if it is
