@@ -15,7 +15,7 @@
 
 #include "core/log.h"
 
-#define STORE_SCHEMA_VERSION 3
+#define STORE_SCHEMA_VERSION 4
 #define STORE_BUSY_MS 5000
 
 /* Key data lives in block_data, apart from the metadata in blocks, so that
@@ -123,9 +123,17 @@ static const char store_migrate_v3[] =
 	"CREATE INDEX ksa_peer ON ksa_keys (peer, state);"
 	"PRAGMA user_version = 3;";
 
+/* Version 4: the security level of a block's key material (R-REL-4):
+ * 1 = ITS, 2 = COMPUTATIONAL (a relay hop used the AES fallback). Every
+ * block stored before relay existed came from a QKD link, hence the
+ * default: an upgraded file reads as all ITS. */
+static const char store_migrate_v4[] =
+	"ALTER TABLE blocks ADD COLUMN level INTEGER NOT NULL DEFAULT 1;"
+	"PRAGMA user_version = 4;";
+
 #define BLOCK_COLS                                                              \
 	"id, peer, pool_kind, batch_id, first_index, count, unit_bytes, used, " \
-	"key_type, state, created_ns, qkd_module_id, matching_qkd_module_id"
+	"key_type, state, created_ns, qkd_module_id, matching_qkd_module_id, level"
 
 /* Every statement qkm runs, prepared once at open. */
 #define STORE_STMTS(X)                                                          \
@@ -138,8 +146,8 @@ static const char store_migrate_v3[] =
 	X(BLOCK_INSERT,                                                         \
 	  "INSERT INTO blocks (peer, pool_kind, batch_id, first_index, count, " \
 	  "unit_bytes, used, key_type, state, created_ns, qkd_module_id, "      \
-	  "matching_qkd_module_id) "                                            \
-	  "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)")         \
+	  "matching_qkd_module_id, level) "                                     \
+	  "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)")    \
 	X(DATA_INSERT, "INSERT INTO block_data (id, data) VALUES (?1, ?2)")     \
 	X(DATA_GET, "SELECT data FROM block_data WHERE id = ?1")                \
 	X(BATCH_SET_STATE, "UPDATE blocks SET state = ?2 WHERE batch_id = ?1")  \
@@ -364,7 +372,8 @@ static int store_schema_init(struct qkm_store *st)
 	int err = pragma_text(st, "PRAGMA user_version", v, sizeof(v));
 	if (err)
 		return err;
-	if (strcmp(v, "0") != 0 && strcmp(v, "1") != 0 && strcmp(v, "2") != 0)
+	if (strcmp(v, "0") != 0 && strcmp(v, "1") != 0 && strcmp(v, "2") != 0 &&
+	    strcmp(v, "3") != 0)
 		goto check;
 	if ((err = stmt_exec(st, ST_BEGIN)))
 		return err;
@@ -399,6 +408,13 @@ static int store_schema_init(struct qkm_store *st)
 		}
 		snprintf(v, sizeof(v), "3");
 	}
+	if (strcmp(v, "3") == 0) {
+		if (sqlite3_exec(st->db, store_migrate_v4, NULL, NULL, NULL) != SQLITE_OK) {
+			err = store_fail(st, "migrate schema to version 4");
+			goto out;
+		}
+		snprintf(v, sizeof(v), "4");
+	}
 	err = stmt_exec(st, ST_COMMIT);
 out:
 	if (err) {
@@ -406,7 +422,7 @@ out:
 		return err;
 	}
 check:
-	if (strcmp(v, "3") != 0) {
+	if (strcmp(v, "4") != 0) {
 		log_warnx("store: schema version %s, this qkm knows %d", v,
 			  STORE_SCHEMA_VERSION);
 		return QKM_EVERSION;
@@ -565,7 +581,9 @@ int qkm_store_block_put(struct qkm_store *st, struct qkm_block *b)
 	    !opt_name_valid(b->qkd_module_id) || !opt_name_valid(b->matching_qkd_module_id) ||
 	    (b->pool_kind != QKM_POOL_LINK && b->pool_kind != QKM_POOL_RELAY) ||
 	    (b->state != QKM_BLOCK_PENDING && b->state != QKM_BLOCK_READY) ||
-	    (unsigned)b->key_type > QKM_KT_DEC)
+	    (unsigned)b->key_type > QKM_KT_DEC ||
+	    ((unsigned)b->level != 0 && b->level != QKM_BLOCK_ITS &&
+	     b->level != QKM_BLOCK_COMPUTATIONAL))
 		return QKM_EINVAL;
 
 	sqlite3_stmt *s = st->st[ST_BLOCK_INSERT];
@@ -585,6 +603,7 @@ int qkm_store_block_put(struct qkm_store *st, struct qkm_block *b)
 	sqlite3_bind_int64(s, 10, (int64_t)b->created_ns);
 	bind_str(s, 11, b->qkd_module_id, sizeof(b->qkd_module_id));
 	bind_str(s, 12, b->matching_qkd_module_id, sizeof(b->matching_qkd_module_id));
+	sqlite3_bind_int(s, 13, b->level ? (int)b->level : QKM_BLOCK_ITS);
 	if (sqlite3_step(s) != SQLITE_DONE) {
 		if (sqlite3_extended_errcode(st->db) == SQLITE_CONSTRAINT_UNIQUE)
 			err = QKM_EEXIST;
@@ -786,6 +805,7 @@ int qkm_store_blocks(struct qkm_store *st, const char *peer, unsigned state_mask
 		b.created_ns = (uint64_t)sqlite3_column_int64(s, 10);
 		col_text(s, 11, b.qkd_module_id, sizeof(b.qkd_module_id));
 		col_text(s, 12, b.matching_qkd_module_id, sizeof(b.matching_qkd_module_id));
+		b.level = (enum qkm_block_level)sqlite3_column_int(s, 13);
 		if (with_data) {
 			err = block_load_data(st, &b);
 			/* Deleted by the callback earlier in this walk. */

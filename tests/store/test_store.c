@@ -505,18 +505,20 @@ static void set_user_version(const char *path, uint8_t v)
 	assert_int_equal(fclose(fp), 0);
 }
 
-/* A file written by a newer qkm (user_version 4) is refused, not misread;
+/* A file written by a newer qkm (user_version 5) is refused, not misread;
  * a file of version 1 (before KSA keys) is migrated to the current one. */
 static void test_newer_version_refused(void **state)
 {
 	struct fx *f = *state;
 	qkm_store_close(f->st); /* the last close folds the WAL into the file */
 	f->st = NULL;
-	/* Version 1 had no KSA tables. */
+	/* Version 1 had no KSA tables and no block level (version 4). */
 	sqlite3 *db;
 	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-	assert_int_equal(sqlite3_exec(db, "DROP TABLE ksa_data; DROP TABLE ksa_keys;", NULL, NULL,
-				      NULL),
+	assert_int_equal(sqlite3_exec(db,
+				      "DROP TABLE ksa_data; DROP TABLE ksa_keys;"
+				      "ALTER TABLE blocks DROP COLUMN level;",
+				      NULL, NULL, NULL),
 			 SQLITE_OK);
 	assert_int_equal(sqlite3_close(db), SQLITE_OK);
 	set_user_version(f->path, 1);
@@ -525,7 +527,7 @@ static void test_newer_version_refused(void **state)
 	assert_int_equal(qkm_store_ksa_count(f->st, QKM_KSA_READY, &n), 0);
 	qkm_store_close(f->st);
 	f->st = NULL;
-	set_user_version(f->path, 4);
+	set_user_version(f->path, 5);
 	assert_int_equal(qkm_store_open(f->path, &f->st), QKM_EVERSION);
 	assert_null(f->st);
 }
@@ -557,7 +559,8 @@ static void test_v2_ksa_keys_migrated(void **state)
 	assert_int_equal(qkm_store_ksa_put(f->st, &k), QKM_EEXIST); /* an ID is stored once */
 	qkm_store_close(f->st);
 	f->st = NULL;
-	/* Rebuild the two tables as version 2 had them. */
+	/* Rebuild the two tables as version 2 had them, and blocks as it had
+	 * them (no level: version 4). */
 	sqlite3 *db;
 	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
 	assert_int_equal(
@@ -579,6 +582,7 @@ static void test_v2_ksa_keys_migrated(void **state)
 			     "DROP TABLE ksa_data; DROP TABLE ksa_keys;"
 			     "ALTER TABLE k2 RENAME TO ksa_keys; ALTER TABLE d2 RENAME TO ksa_data;"
 			     "CREATE INDEX ksa_peer ON ksa_keys (peer, state);"
+			     "ALTER TABLE blocks DROP COLUMN level;"
 			     "PRAGMA user_version = 2; COMMIT;",
 			     NULL, NULL, NULL),
 		SQLITE_OK);
@@ -595,6 +599,121 @@ static void test_v2_ksa_keys_migrated(void **state)
 	assert_int_equal(qkm_store_ksa_delete(f->st, &k.id), 0);
 	assert_int_equal(qkm_store_ksa_get(f->st, &k.id, &got, true), QKM_ENOTFOUND);
 	qkm_secret_free(k.data);
+}
+
+/* --- block security level (R-REL-4, R-SUP-4) ------------------------------- */
+
+/* mkblock with a level. */
+static void mkblock_level(struct qkm_block *b, enum qkm_block_level level, uint8_t tag,
+			  uint32_t count, uint64_t created)
+{
+	mkblock(b, "node-b", QKM_KT_ENC, QKM_BLOCK_READY, tag, 0, count, 32, created, NULL);
+	b->level = level;
+}
+
+/* R-REL-4: a block's level is stored and listed as put, across a reopen;
+ * level 0 on put is stored as ITS. */
+static void test_level_round_trip(void **state)
+{
+	struct fx *f = *state;
+	struct qkm_block a, b, c;
+	struct seen s;
+
+	mkblock_level(&a, QKM_BLOCK_ITS, 1, 4, 1);
+	mkblock_level(&b, QKM_BLOCK_COMPUTATIONAL, 2, 4, 2);
+	mkblock_level(&c, 0, 3, 4, 3);
+	put(f->st, &a);
+	put(f->st, &b);
+	put(f->st, &c);
+	for (int round = 0; round < 2; round++) {
+		assert_int_equal(walk(f->st, "node-b", 0, false, &s), 0);
+		assert_int_equal(s.n, 3);
+		assert_int_equal(s.b[0].level, QKM_BLOCK_ITS);
+		assert_int_equal(s.b[1].level, QKM_BLOCK_COMPUTATIONAL);
+		assert_int_equal(s.b[2].level, QKM_BLOCK_ITS);
+		seen_free(&s);
+		reopen(f);
+	}
+	qkm_secret_free(a.data);
+	qkm_secret_free(b.data);
+	qkm_secret_free(c.data);
+}
+
+/* R-REL-4: a level that is neither ITS nor COMPUTATIONAL is refused, and
+ * nothing is stored. */
+static void test_level_invalid(void **state)
+{
+	struct fx *f = *state;
+	struct qkm_block b;
+	struct seen s;
+
+	mkblock_level(&b, (enum qkm_block_level)3, 1, 4, 1);
+	assert_int_equal(qkm_store_block_put(f->st, &b), QKM_EINVAL);
+	b.level = (enum qkm_block_level)-1;
+	assert_int_equal(qkm_store_block_put(f->st, &b), QKM_EINVAL);
+	assert_int_equal(walk(f->st, "node-b", 0, false, &s), 0);
+	assert_int_equal(s.n, 0);
+	b.level = QKM_BLOCK_COMPUTATIONAL;
+	put(f->st, &b);
+	qkm_secret_free(b.data);
+}
+
+/* Schema version 4 added blocks.level. A version 3 file (blocks without
+ * the column) is upgraded in place on open: its blocks read as ITS with
+ * metadata, consumption and bytes intact, and new blocks carry a level. */
+static void test_v3_blocks_get_level(void **state)
+{
+	struct fx *f = *state;
+	struct qkm_block a, c;
+	struct seen s;
+	sqlite3 *db;
+	sqlite3_stmt *q = NULL;
+
+	mkblock(&a, "node-b", QKM_KT_ENC, QKM_BLOCK_READY, 1, 0, 4, 32, 7, NULL);
+	put(f->st, &a);
+	assert_int_equal(qkm_store_block_set_used(f->st, a.rowid, 40), 0);
+	qkm_store_close(f->st);
+	f->st = NULL;
+	/* Rebuild blocks as version 3 had it. */
+	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db,
+				      "BEGIN; ALTER TABLE blocks DROP COLUMN level;"
+				      "PRAGMA user_version = 3; COMMIT;",
+				      NULL, NULL, NULL),
+			 SQLITE_OK);
+	assert_int_not_equal(sqlite3_prepare_v2(db, "SELECT level FROM blocks", -1, &q, NULL),
+			     SQLITE_OK);
+	sqlite3_finalize(q);
+	assert_int_equal(sqlite3_close(db), SQLITE_OK);
+
+	assert_int_equal(qkm_store_open(f->path, &f->st), 0);
+	assert_int_equal(walk(f->st, "node-b", 0, true, &s), 0);
+	assert_int_equal(s.n, 1);
+	assert_int_equal(s.b[0].rowid, a.rowid);
+	assert_int_equal(s.b[0].level, QKM_BLOCK_ITS);
+	assert_int_equal(s.b[0].used, 40);
+	assert_true(s.b[0].created_ns == 7);
+	assert_string_equal(s.b[0].qkd_module_id, "qkd-a1");
+	assert_memory_equal(s.b[0].data->p + 40, a.data->p + 40, 128 - 40);
+	seen_free(&s);
+
+	mkblock_level(&c, QKM_BLOCK_COMPUTATIONAL, 2, 4, 8);
+	put(f->st, &c);
+	reopen(f); /* and the upgraded file opens as version 4 */
+	assert_int_equal(walk(f->st, "node-b", 0, false, &s), 0);
+	assert_int_equal(s.n, 2);
+	assert_int_equal(s.b[1].level, QKM_BLOCK_COMPUTATIONAL);
+	qkm_store_close(f->st);
+	f->st = NULL;
+	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &q, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+	assert_int_equal(sqlite3_column_int(q, 0), 4);
+	sqlite3_finalize(q);
+	assert_int_equal(sqlite3_close(db), SQLITE_OK);
+	assert_int_equal(qkm_store_open(f->path, &f->st), 0);
+	qkm_secret_free(a.data);
+	qkm_secret_free(c.data);
 }
 
 /* --- secure deletion ------------------------------------------------------ */
@@ -849,6 +968,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_rollback, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_newer_version_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_v2_ksa_keys_migrated, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_level_round_trip, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_level_invalid, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_v3_blocks_get_level, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_secure_delete_batch, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_secure_delete_used, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wal_bytes, setup, teardown),
