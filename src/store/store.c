@@ -171,7 +171,9 @@ static const char store_migrate_v4[] =
 	  "THEN count * unit_bytes - used END), 0), "                           \
 	  "coalesce(sum(CASE WHEN state = 2 AND key_type = 2 "                  \
 	  "THEN count * unit_bytes - used END), 0), "                           \
-	  "coalesce(sum(CASE WHEN state = 1 THEN count END), 0) "               \
+	  "coalesce(sum(CASE WHEN state = 1 THEN count END), 0), "              \
+	  "coalesce(sum(CASE WHEN state = 2 AND key_type = 1 AND level = 1 "    \
+	  "THEN count * unit_bytes - used END), 0) "                            \
 	  "FROM blocks WHERE peer = ?1")                                        \
 	X(LC_INSERT,                                                            \
 	  "INSERT INTO lc (ts_ns, event, key_kind, key_id, peer, detail) "      \
@@ -184,9 +186,9 @@ static const char store_migrate_v4[] =
 	  "ON CONFLICT (name) DO UPDATE SET value = value + excluded.value")    \
 	X(COUNTER_GET, "SELECT value FROM counters WHERE name = ?1")            \
 	X(POOL_READ,                                                            \
-	  "SELECT id, batch_id, first_index, count, unit_bytes, used "          \
+	  "SELECT id, batch_id, first_index, count, unit_bytes, used, level "   \
 	  "FROM blocks WHERE peer = ?1 AND state = 2 AND key_type = ?2 "        \
-	  "ORDER BY created_ns, id")                                            \
+	  "AND (?3 = 0 OR level = 1) ORDER BY created_ns, id")                  \
 	X(BLOCK_FIND,                                                           \
 	  "SELECT id, count, unit_bytes, used, key_type, state, peer "          \
 	  "FROM blocks WHERE batch_id = ?1 AND first_index = ?2")               \
@@ -842,6 +844,7 @@ int qkm_store_pool_stats(struct qkm_store *st, const char *peer, struct qkm_pool
 		out->enc_bytes = (uint64_t)sqlite3_column_int64(s, 2);
 		out->dec_bytes = (uint64_t)sqlite3_column_int64(s, 3);
 		out->pending_keys = (uint64_t)sqlite3_column_int64(s, 4);
+		out->enc_its_bytes = (uint64_t)sqlite3_column_int64(s, 5);
 	} else {
 		err = store_fail(st, "pool stats");
 	}
@@ -967,12 +970,23 @@ static int block_read(struct qkm_store *st, int64_t rowid, uint32_t off, uint32_
 int qkm_store_pool_read(struct qkm_store *st, const char *peer, enum qkm_key_type kt, size_t n,
 			struct qkm_range *ranges, size_t max, size_t *nranges, uint8_t *out)
 {
+	return qkm_store_pool_read_level(st, peer, kt, false, n, ranges, max, nranges, out);
+}
+
+int qkm_store_pool_read_level(struct qkm_store *st, const char *peer, enum qkm_key_type kt,
+			      bool its_only, size_t n, struct qkm_range *ranges, size_t max,
+			      size_t *nranges, uint8_t *out)
+{
 	sqlite3_stmt *s = st->st[ST_POOL_READ];
 	size_t got = 0;
 	int err = 0, rc;
 	*nranges = 0;
 	bind_str(s, 1, peer, QKM_NAME_MAX);
 	sqlite3_bind_int(s, 2, (int)kt);
+	/* The level filter is in the query: a skipped block is never a range,
+	 * so it is neither read nor counted towards n (nor consumed by the
+	 * caller, who consumes only the ranges). */
+	sqlite3_bind_int(s, 3, its_only ? 1 : 0);
 	/* Collect the ranges first: blob reads inside the walk would be fine,
 	 * but keeping the statement short keeps the WAL free for checkpoints. */
 	while (got < n && (rc = sqlite3_step(s)) == SQLITE_ROW) {
@@ -992,6 +1006,7 @@ int qkm_store_pool_read(struct qkm_store *st, const char *peer, enum qkm_key_typ
 		r->unit_bytes = (uint32_t)sqlite3_column_int64(s, 4);
 		r->off = (uint32_t)used;
 		r->len = (uint32_t)(size - used < n - got ? size - used : n - got);
+		r->level = (enum qkm_block_level)sqlite3_column_int(s, 6);
 		got += r->len;
 	}
 	stmt_done(s);

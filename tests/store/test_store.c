@@ -658,6 +658,125 @@ static void test_level_invalid(void **state)
 	qkm_secret_free(b.data);
 }
 
+/* R-REL-4, R-SUP-4: an ITS-only read skips a COMPUTATIONAL block lying
+ * between ITS blocks in pool order (it stays unconsumed), while the plain
+ * read takes it in order; the ranges carry their blocks' levels. When only
+ * computational bytes would make up n, the ITS-only read is QKM_ENOKEY and
+ * hands out nothing. */
+static void test_pool_read_its_only(void **state)
+{
+	struct fx *f = *state;
+	struct qkm_block a, c, b;
+	struct qkm_range rg[4];
+	size_t nr = 99;
+	uint8_t out[128];
+	struct seen s;
+
+	mkblock_level(&a, QKM_BLOCK_ITS, 1, 2, 1);           /* 64 bytes, oldest */
+	mkblock_level(&c, QKM_BLOCK_COMPUTATIONAL, 2, 2, 2); /* 64 bytes */
+	mkblock_level(&b, QKM_BLOCK_ITS, 3, 2, 3);           /* 64 bytes */
+	put(f->st, &a);
+	put(f->st, &c);
+	put(f->st, &b);
+
+	/* the plain read is pool order, levels mixed */
+	assert_int_equal(qkm_store_pool_read(f->st, "node-b", QKM_KT_ENC, 96, rg, 4, &nr, out), 0);
+	assert_int_equal(nr, 2);
+	assert_int_equal(rg[0].rowid, a.rowid);
+	assert_int_equal(rg[0].level, QKM_BLOCK_ITS);
+	assert_int_equal(rg[1].rowid, c.rowid);
+	assert_int_equal(rg[1].level, QKM_BLOCK_COMPUTATIONAL);
+	assert_memory_equal(out + 64, c.data->p, 32);
+
+	/* ITS only: a whole, then the front of b; c is skipped */
+	assert_int_equal(qkm_store_pool_read_level(f->st, "node-b", QKM_KT_ENC, true, 96, rg, 4,
+						   &nr, out),
+			 0);
+	assert_int_equal(nr, 2);
+	assert_int_equal(rg[0].rowid, a.rowid);
+	assert_int_equal(rg[0].off, 0);
+	assert_int_equal(rg[0].len, 64);
+	assert_int_equal(rg[0].level, QKM_BLOCK_ITS);
+	assert_int_equal(rg[1].rowid, b.rowid);
+	assert_int_equal(rg[1].off, 0);
+	assert_int_equal(rg[1].len, 32);
+	assert_int_equal(rg[1].level, QKM_BLOCK_ITS);
+	assert_memory_equal(out, a.data->p, 64);
+	assert_memory_equal(out + 64, b.data->p, 32);
+
+	/* the caller consumes what it read: c is untouched */
+	assert_int_equal(qkm_store_block_set_used(f->st, a.rowid, 64), 0);
+	assert_int_equal(qkm_store_block_set_used(f->st, b.rowid, 32), 0);
+	assert_int_equal(walk(f->st, "node-b", 0, false, &s), 0);
+	assert_int_equal(s.n, 2);
+	assert_int_equal(s.b[0].rowid, c.rowid);
+	assert_int_equal(s.b[0].used, 0);
+	assert_int_equal(s.b[1].rowid, b.rowid);
+	assert_int_equal(s.b[1].used, 32);
+	seen_free(&s);
+
+	/* 32 ITS bytes left, 96 in all: 64 is there only with c's bytes */
+	memset(out, 0xee, sizeof(out));
+	nr = 99;
+	assert_int_equal(qkm_store_pool_read_level(f->st, "node-b", QKM_KT_ENC, true, 64, rg, 4,
+						   &nr, out),
+			 QKM_ENOKEY);
+	assert_int_equal(nr, 0);
+	for (size_t i = 0; i < 64; i++)
+		assert_int_equal(out[i], 0); /* nothing of b leaks out */
+	assert_int_equal(qkm_store_pool_read_level(f->st, "node-b", QKM_KT_ENC, true, 32, rg, 4,
+						   &nr, out),
+			 0);
+	assert_int_equal(nr, 1);
+	assert_int_equal(rg[0].rowid, b.rowid);
+	assert_int_equal(rg[0].off, 32);
+	assert_memory_equal(out, b.data->p + 32, 32);
+	/* every level: c, then b's remainder */
+	assert_int_equal(qkm_store_pool_read_level(f->st, "node-b", QKM_KT_ENC, false, 96, rg, 4,
+						   &nr, out),
+			 0);
+	assert_int_equal(nr, 2);
+	assert_int_equal(rg[0].rowid, c.rowid);
+	assert_int_equal(rg[1].rowid, b.rowid);
+	assert_int_equal(rg[1].off, 32);
+
+	qkm_secret_free(a.data);
+	qkm_secret_free(b.data);
+	qkm_secret_free(c.data);
+}
+
+/* R-REL-4, R-SUP-4 stock: enc_its_bytes counts the unused enc bytes of
+ * READY ITS blocks only; enc_bytes still counts every level. */
+static void test_pool_stats_its(void **state)
+{
+	struct fx *f = *state;
+	struct qkm_block b[5];
+	struct qkm_pool_stats ps;
+
+	mkblock(&b[0], "node-b", QKM_KT_ENC, QKM_BLOCK_READY, 1, 0, 10, 32, 1, NULL);
+	mkblock(&b[1], "node-b", QKM_KT_ENC, QKM_BLOCK_READY, 2, 0, 4, 64, 2, NULL);
+	b[1].level = QKM_BLOCK_COMPUTATIONAL;
+	mkblock(&b[2], "node-b", QKM_KT_DEC, QKM_BLOCK_READY, 3, 0, 6, 32, 3, NULL);
+	mkblock(&b[3], "node-b", QKM_KT_ENC, QKM_BLOCK_PENDING, 4, 0, 5, 32, 4, NULL);
+	b[3].level = QKM_BLOCK_ITS;
+	mkblock(&b[4], "node-c", QKM_KT_ENC, QKM_BLOCK_READY, 5, 0, 8, 32, 5, NULL);
+	for (int i = 0; i < 5; i++)
+		put(f->st, &b[i]);
+	assert_int_equal(qkm_store_block_set_used(f->st, b[0].rowid, 3 * 32), 0);
+
+	assert_int_equal(qkm_store_pool_stats(f->st, "node-b", &ps), 0);
+	assert_int_equal(ps.enc_bytes, 7 * 32 + 4 * 64);
+	assert_int_equal(ps.enc_its_bytes, 7 * 32);
+	assert_int_equal(ps.dec_bytes, 6 * 32);
+	assert_int_equal(qkm_store_batch_set_state(f->st, &b[3].batch_id, QKM_BLOCK_READY), 0);
+	assert_int_equal(qkm_store_pool_stats(f->st, "node-b", &ps), 0);
+	assert_int_equal(ps.enc_its_bytes, 7 * 32 + 5 * 32);
+	assert_int_equal(qkm_store_pool_stats(f->st, "node-c", &ps), 0);
+	assert_int_equal(ps.enc_its_bytes, 8 * 32);
+	for (int i = 0; i < 5; i++)
+		qkm_secret_free(b[i].data);
+}
+
 /* Schema version 4 added blocks.level. A version 3 file (blocks without
  * the column) is upgraded in place on open: its blocks read as ITS with
  * metadata, consumption and bytes intact, and new blocks carry a level. */
@@ -665,6 +784,9 @@ static void test_v3_blocks_get_level(void **state)
 {
 	struct fx *f = *state;
 	struct qkm_block a, c;
+	struct qkm_range rg[2];
+	uint8_t out[128];
+	size_t nr;
 	struct seen s;
 	sqlite3 *db;
 	sqlite3_stmt *q = NULL;
@@ -696,6 +818,11 @@ static void test_v3_blocks_get_level(void **state)
 	assert_string_equal(s.b[0].qkd_module_id, "qkd-a1");
 	assert_memory_equal(s.b[0].data->p + 40, a.data->p + 40, 128 - 40);
 	seen_free(&s);
+	assert_int_equal(qkm_store_pool_read_level(f->st, "node-b", QKM_KT_ENC, true, 88, rg, 2,
+						   &nr, out),
+			 0);
+	assert_int_equal(nr, 1);
+	assert_memory_equal(out, a.data->p + 40, 88);
 
 	mkblock_level(&c, QKM_BLOCK_COMPUTATIONAL, 2, 4, 8);
 	put(f->st, &c);
@@ -970,6 +1097,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_v2_ksa_keys_migrated, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_level_round_trip, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_level_invalid, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pool_read_its_only, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pool_stats_its, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_v3_blocks_get_level, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_secure_delete_batch, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_secure_delete_used, setup, teardown),
