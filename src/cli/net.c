@@ -4,6 +4,7 @@
  * described in DIR/network.json (INTERFACES.md). */
 #include "cli/cli.h"
 #include "core/log.h"
+#include "core/route.h"
 #include "ctl/ca.h"
 #include "net/http.h"
 #include "proto/config_json.h"
@@ -281,6 +282,19 @@ static int net_up(const char *topo_path, const char *dir_arg)
 			free(p);
 			return 2;
 		}
+	/* Relay routes (R-REL-6) are checked before anything is written: a
+	 * path longer than QKM_MAX_PATH nodes is a bad topology. */
+	for (size_t i = 0; i < p->topo.n_nodes; i++) {
+		int e = qkm_routes_compute(&p->topo, p->topo.nodes[i].id, p->node.routes,
+					   QKM_MAX_NODES, &p->node.n_routes);
+		if (e) {
+			fprintf(stderr, "qkm net up: %s: nodes[%zu]: cannot route from '%s': %s "
+					"(at most %d nodes on a relay path)\n",
+				topo_path, i, p->topo.nodes[i].id, qkm_strerror(e), QKM_MAX_PATH);
+			free(p);
+			return 2;
+		}
+	}
 	if (absdir(dir_arg, dir))
 		goto out;
 	/* The simulator's control socket lives in DIR: sun_path is 108 bytes. */
@@ -405,6 +419,18 @@ static int net_up(const char *topo_path, const char *dir_arg)
 		}
 		for (size_t j = 0; j < p->topo.n_saes; j++)
 			c->saes[c->n_saes++] = p->topo.saes[j];
+		/* Relay-only nodes too: they are hops on other nodes' routes and
+		 * need their own to reach the rest. Checked above, cannot fail. */
+		if (qkm_routes_compute(&p->topo, id, c->routes, QKM_MAX_NODES, &c->n_routes))
+			goto out;
+		struct qkm_relay_cfg *rl = &c->relay;
+		snprintf(rl->mode, sizeof(rl->mode), "%s", p->topo.policy.relay);
+		snprintf(rl->central, sizeof(rl->central), "%s", p->topo.policy.central);
+		rl->aes_fallback = p->topo.policy.aes_fallback;
+		rl->rng = strcmp(p->topo.policy.key_source, "rng") == 0;
+		rl->batch_bytes = 65536; /* the node.json defaults (docs/config.md) */
+		rl->low_bytes = 262144;
+		rl->high_bytes = 1048576;
 		snprintf(net->nodes[i].id, QKM_NAME_MAX, "%s", id);
 		snprintf(net->nodes[i].admin, sizeof(net->nodes[i].admin), "https://%s", c->admin_listen);
 		if (c->ksa)

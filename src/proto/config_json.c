@@ -66,15 +66,9 @@ static int field(struct jctx *c, json_t *o, const char *path, const char *key, b
 	return required ? jerr(c, p, "missing") : 0;
 }
 
-/* kind: 0 any string, 1 entity name. */
-static int get_str(struct jctx *c, json_t *o, const char *path, const char *key, char *out,
-		   size_t outsz, bool required, int kind)
+/* The string v at path p into out; kind: 0 any string, 1 entity name. */
+static int str_value(struct jctx *c, json_t *v, const char *p, char *out, size_t outsz, int kind)
 {
-	char p[160];
-	json_t *v;
-	int rc = field(c, o, path, key, required, p, &v);
-	if (rc <= 0)
-		return rc;
 	if (!json_is_string(v))
 		return jerr(c, p, "must be a string");
 	const char *s = json_string_value(v);
@@ -84,6 +78,17 @@ static int get_str(struct jctx *c, json_t *o, const char *path, const char *key,
 		return jerr(c, p, "'%s' is not a valid name (letters, digits, . _ : -)", s);
 	snprintf(out, outsz, "%s", s);
 	return 0;
+}
+
+static int get_str(struct jctx *c, json_t *o, const char *path, const char *key, char *out,
+		   size_t outsz, bool required, int kind)
+{
+	char p[160];
+	json_t *v;
+	int rc = field(c, o, path, key, required, p, &v);
+	if (rc <= 0)
+		return rc;
+	return str_value(c, v, p, out, outsz, kind);
 }
 
 static int get_u64(struct jctx *c, json_t *o, const char *path, const char *key, uint64_t *out,
@@ -214,10 +219,135 @@ static int get_saes(struct jctx *c, json_t *root, struct qkm_node_sae *saes, siz
 	return rc;
 }
 
+static bool is_relay_mode(const char *m)
+{
+	return !strcmp(m, "otp") || !strcmp(m, "xor-at-destination") || !strcmp(m, "central-xor");
+}
+
+/* "routes": [{"to": NAME, "path": [NAME, ...]}] of a node config (R-REL-6).
+ * Needs out->id and out->links loaded: a path starts here and leaves over
+ * one of this node's links, visits no node twice and ends at `to`. */
+static int get_routes(struct jctx *c, json_t *root, struct qkm_node_cfg *out)
+{
+	static const char *const routekeys[] = {"to", "path", NULL};
+	json_t *arr, *path;
+	int rc = get_array(c, root, "", "routes", &arr, QKM_MAX_NODES, false);
+	for (size_t i = 0; !rc && arr && i < json_array_size(arr); i++) {
+		json_t *o = json_array_get(arr, i);
+		struct qkm_node_route *r = &out->routes[i];
+		char p[48], pp[96];
+		snprintf(p, sizeof(p), "routes[%zu]", i);
+		if ((rc = check_keys(c, o, p, routekeys)) ||
+		    (rc = get_str(c, o, p, "to", r->to, sizeof(r->to), true, 1)))
+			break;
+		snprintf(pp, sizeof(pp), "%s.to", p);
+		if (strcmp(r->to, out->id) == 0) {
+			rc = jerr(c, pp, "'%s' is this node itself", r->to);
+			break;
+		}
+		for (size_t j = 0; j < i; j++)
+			if (strcmp(out->routes[j].to, r->to) == 0) {
+				rc = jerr(c, pp, "duplicate route to '%s' (also routes[%zu])", r->to, j);
+				break;
+			}
+		if (rc || (rc = get_array(c, o, p, "path", &path, QKM_MAX_PATH, true)))
+			break;
+		snprintf(pp, sizeof(pp), "%s.path", p);
+		if (json_array_size(path) < 2) {
+			rc = jerr(c, pp, "must have 2 to %d nodes", QKM_MAX_PATH);
+			break;
+		}
+		r->n = (uint32_t)json_array_size(path);
+		for (uint32_t k = 0; !rc && k < r->n; k++) {
+			snprintf(pp, sizeof(pp), "%s.path[%u]", p, k);
+			if ((rc = str_value(c, json_array_get(path, k), pp, r->path[k],
+					    sizeof(r->path[k]), 1)))
+				break;
+			for (uint32_t j = 0; j < k; j++)
+				if (strcmp(r->path[j], r->path[k]) == 0) {
+					rc = jerr(c, pp, "'%s' is already path[%u]", r->path[k], j);
+					break;
+				}
+		}
+		if (rc)
+			break;
+		if (strcmp(r->path[0], out->id) != 0) {
+			snprintf(pp, sizeof(pp), "%s.path[0]", p);
+			rc = jerr(c, pp, "must be this node ('%s'), not '%s'", out->id, r->path[0]);
+			break;
+		}
+		bool peer = false;
+		for (size_t l = 0; l < out->n_links; l++)
+			peer = peer || strcmp(out->links[l].peer, r->path[1]) == 0;
+		if (!peer) {
+			snprintf(pp, sizeof(pp), "%s.path[1]", p);
+			rc = jerr(c, pp, "'%s' is not the peer of any of this node's links", r->path[1]);
+			break;
+		}
+		if (strcmp(r->path[r->n - 1], r->to) != 0) {
+			snprintf(pp, sizeof(pp), "%s.path[%u]", p, r->n - 1);
+			rc = jerr(c, pp, "must be the route's destination ('%s'), not '%s'", r->to,
+				  r->path[r->n - 1]);
+			break;
+		}
+		out->n_routes = i + 1;
+	}
+	return rc;
+}
+
+/* "relay": {...} of a node config (R-REL-3, R-REL-4, R-REL-7); defaults
+ * apply with or without the object. */
+static int get_relay(struct jctx *c, json_t *root, struct qkm_relay_cfg *r)
+{
+	static const char *const relaykeys[] = {"mode", "central", "aes_fallback", "key_source",
+						"rng_device", "batch_bytes", "low_bytes", "high_bytes",
+						NULL};
+	char source[32] = "link";
+	snprintf(r->mode, sizeof(r->mode), "otp");
+	r->batch_bytes = 65536;
+	r->low_bytes = 262144;
+	r->high_bytes = 1048576;
+	json_t *o = json_object_get(root, "relay");
+	if (!o)
+		return 0;
+	int rc;
+	if ((rc = check_keys(c, o, "relay", relaykeys)) ||
+	    (rc = get_str(c, o, "relay", "mode", r->mode, sizeof(r->mode), false, 0)))
+		return rc;
+	if (!is_relay_mode(r->mode))
+		return jerr(c, "relay.mode", "must be otp, xor-at-destination or central-xor");
+	if ((rc = get_str(c, o, "relay", "central", r->central, sizeof(r->central), false, 1)) ||
+	    (rc = get_bool(c, o, "relay", "aes_fallback", &r->aes_fallback)) ||
+	    (rc = get_str(c, o, "relay", "key_source", source, sizeof(source), false, 0)))
+		return rc;
+	if (strcmp(source, "link") && strcmp(source, "rng"))
+		return jerr(c, "relay.key_source", "must be link or rng");
+	r->rng = strcmp(source, "rng") == 0;
+	if ((rc = get_str(c, o, "relay", "rng_device", r->rng_device, sizeof(r->rng_device), false,
+			  0)) ||
+	    (rc = get_u32(c, o, "relay", "batch_bytes", &r->batch_bytes, 256, 4u << 20, false)) ||
+	    (rc = get_u64(c, o, "relay", "low_bytes", &r->low_bytes, 0, INT64_MAX, false)) ||
+	    (rc = get_u64(c, o, "relay", "high_bytes", &r->high_bytes, 0, INT64_MAX, false)))
+		return rc;
+	/* Relay messages carry whole 256-bit keys. */
+	if (r->batch_bytes % 32)
+		return jerr(c, "relay.batch_bytes", "must be a multiple of 32");
+	if (r->high_bytes < r->low_bytes)
+		return jerr(c, "relay.high_bytes", "must be at least low_bytes (%llu)",
+			    (unsigned long long)r->low_bytes);
+	bool central = strcmp(r->mode, "central-xor") == 0;
+	if (central && !r->central[0])
+		return jerr(c, "relay.central", "missing (required when mode is central-xor)");
+	if (!central && r->central[0])
+		return jerr(c, "relay.central", "only allowed when mode is central-xor");
+	return 0;
+}
+
 int qkm_node_cfg_load(const char *path, struct qkm_node_cfg *out, char *err, size_t errsz)
 {
 	static const char *const keys[] = {"id", "db", "log_level", "ksa", "after_supply", "tls",
-					   "listen", "sim", "links", "saes", NULL};
+					   "listen", "sim", "links", "saes", "routes",
+					   "relay", NULL};
 	static const char *const lkeys[] = {"kx", "admin", "etsi014", NULL};
 	static const char *const linkkeys[] = {"link", "peer", "addr", "module", "kma_unit_bits",
 					       "batch_ms", "batch_max_bytes", NULL};
@@ -287,7 +417,10 @@ int qkm_node_cfg_load(const char *path, struct qkm_node_cfg *out, char *err, siz
 		}
 		out->n_links = i + 1;
 	}
-	rc = get_saes(&c, root, out->saes, &out->n_saes);
+	if ((rc = get_saes(&c, root, out->saes, &out->n_saes)) ||
+	    (rc = get_routes(&c, root, out)))
+		goto out;
+	rc = get_relay(&c, root, &out->relay);
 out:
 	json_decref(root);
 	return rc;
@@ -369,12 +502,14 @@ int qkm_topology_load(const char *path, struct qkm_topology *out, char *err, siz
 	static const char *const keys[] = {"nodes", "links", "saes", "policy", NULL};
 	static const char *const nodekeys[] = {"id", "ksa", NULL};
 	static const char *const linkkeys[] = {"a", "b", "rate_bps", "unit_bits", "qber", NULL};
-	static const char *const polkeys[] = {"relay", "aes_fallback", "after_supply", NULL};
+	static const char *const polkeys[] = {"relay", "central", "key_source", "aes_fallback",
+					      "after_supply", NULL};
 	struct jctx c = {err, errsz, path};
 	int rc;
 	memset(out, 0, sizeof(*out));
 	snprintf(out->policy.relay, sizeof(out->policy.relay), "otp");
 	snprintf(out->policy.after_supply, sizeof(out->policy.after_supply), "delete");
+	snprintf(out->policy.key_source, sizeof(out->policy.key_source), "link");
 	json_t *root = load_file(&c, path, &rc), *arr, *pol;
 	if (!root)
 		return rc;
@@ -469,11 +604,36 @@ int qkm_topology_load(const char *path, struct qkm_topology *out, char *err, siz
 		    (rc = get_str(&c, pol, "policy", "after_supply", out->policy.after_supply,
 				  sizeof(out->policy.after_supply), false, 0)))
 			goto out;
-		if (strcmp(out->policy.relay, "otp") && strcmp(out->policy.relay, "xor-at-destination") &&
-		    strcmp(out->policy.relay, "central-xor")) {
+		if (!is_relay_mode(out->policy.relay)) {
 			rc = jerr(&c, "policy.relay", "must be otp, xor-at-destination or central-xor");
 			goto out;
 		}
+		/* central-xor needs its combining node, and only it names one. */
+		if ((rc = get_str(&c, pol, "policy", "central", out->policy.central,
+				  sizeof(out->policy.central), false, 1)))
+			goto out;
+		bool central = strcmp(out->policy.relay, "central-xor") == 0;
+		if (central && !out->policy.central[0]) {
+			rc = jerr(&c, "policy.central", "missing (required when relay is central-xor)");
+			goto out;
+		}
+		if (!central && out->policy.central[0]) {
+			rc = jerr(&c, "policy.central", "only allowed when relay is central-xor");
+			goto out;
+		}
+		if (central && topo_node_index(out, out->policy.central) < 0) {
+			rc = jerr(&c, "policy.central", "node '%s' is not in nodes",
+				  out->policy.central);
+			goto out;
+		}
+		char source[32] = "link";
+		if ((rc = get_str(&c, pol, "policy", "key_source", source, sizeof(source), false, 0)))
+			goto out;
+		if (strcmp(source, "link") && strcmp(source, "rng")) {
+			rc = jerr(&c, "policy.key_source", "must be link or rng");
+			goto out;
+		}
+		snprintf(out->policy.key_source, sizeof(out->policy.key_source), "%s", source);
 		if (strcmp(out->policy.after_supply, "delete") &&
 		    strcmp(out->policy.after_supply, "preserve")) {
 			rc = jerr(&c, "policy.after_supply", "must be delete or preserve");
@@ -548,6 +708,27 @@ int qkm_node_cfg_save(const char *path, const struct qkm_node_cfg *c)
 				 saes);
 	if (c->sim[0])
 		json_object_set_new(root, "sim", json_string(c->sim));
+	json_t *routes = json_array();
+	for (size_t i = 0; i < c->n_routes; i++) {
+		const struct qkm_node_route *r = &c->routes[i];
+		json_t *hops = json_array();
+		for (uint32_t k = 0; k < r->n && k < QKM_MAX_PATH; k++)
+			json_array_append_new(hops, json_string(r->path[k]));
+		json_array_append_new(routes, json_pack("{s:s, s:o}", "to", r->to, "path", hops));
+	}
+	json_object_set_new(root, "routes", routes);
+	const struct qkm_relay_cfg *rl = &c->relay;
+	json_t *relay = json_pack("{s:s, s:b, s:s, s:I, s:I, s:I}", "mode",
+				  rl->mode[0] ? rl->mode : "otp", "aes_fallback", rl->aes_fallback,
+				  "key_source", rl->rng ? "rng" : "link", "batch_bytes",
+				  (json_int_t)rl->batch_bytes, "low_bytes", (json_int_t)rl->low_bytes,
+				  "high_bytes", (json_int_t)rl->high_bytes);
+	/* Empty means absent: no central node, getrandom(2). */
+	if (rl->central[0])
+		json_object_set_new(relay, "central", json_string(rl->central));
+	if (rl->rng_device[0])
+		json_object_set_new(relay, "rng_device", json_string(rl->rng_device));
+	json_object_set_new(root, "relay", relay);
 	return save_json(path, root, 0600);
 }
 

@@ -135,6 +135,8 @@ static void test_topology_example(void **state)
 	assert_string_equal(t->policy.relay, "otp");
 	assert_false(t->policy.aes_fallback);
 	assert_string_equal(t->policy.after_supply, "delete");
+	assert_string_equal(t->policy.central, "");
+	assert_string_equal(t->policy.key_source, "link");
 }
 
 static void test_topology_defaults(void **state)
@@ -156,6 +158,23 @@ static void test_topology_defaults(void **state)
 	assert_string_equal(fx->topo.policy.relay, "xor-at-destination");
 	assert_true(fx->topo.policy.aes_fallback);
 	assert_string_equal(fx->topo.policy.after_supply, "preserve");
+	assert_string_equal(fx->topo.policy.key_source, "link");
+
+	/* R-REL-3, R-REL-7: central-xor names its combining node; keys for
+	 * relay from the OS RNG instead of the first hop's link key. */
+	assert_int_equal(load(fx, TOPO, put(fx, "{\"nodes\": [{\"id\": \"a\"}, {\"id\": \"hub\", \"ksa\": false}],"
+						 "\"policy\": {\"relay\": \"central-xor\", \"central\": \"hub\","
+						 "\"key_source\": \"rng\"}}")),
+			 0);
+	assert_string_equal(fx->topo.policy.relay, "central-xor");
+	assert_string_equal(fx->topo.policy.central, "hub");
+	assert_string_equal(fx->topo.policy.key_source, "rng");
+	assert_false(fx->topo.policy.aes_fallback);
+	assert_string_equal(fx->topo.policy.after_supply, "delete");
+	/* Defaults without a policy object at all. */
+	assert_int_equal(load(fx, TOPO, put(fx, "{\"nodes\": [{\"id\": \"a\"}]}")), 0);
+	assert_string_equal(fx->topo.policy.central, "");
+	assert_string_equal(fx->topo.policy.key_source, "link");
 }
 
 static void test_topology_refused(void **state)
@@ -269,6 +288,28 @@ static void test_topology_refused(void **state)
 		"policy.relay: must be otp");
 	REFUSED(fx, TOPO, "{\"nodes\": [{\"id\": \"A\"}], \"policy\": {\"after_supply\": \"keep\"}}",
 		"policy.after_supply: must be delete or preserve");
+	/* R-REL-3: central-xor needs a central node of the topology, and only
+	 * central-xor takes one. */
+	REFUSED(fx, TOPO, "{\"nodes\": [{\"id\": \"A\"}], \"policy\": {\"relay\": \"central-xor\"}}",
+		"policy.central: missing (required when relay is central-xor)");
+	REFUSED(fx, TOPO,
+		"{\"nodes\": [{\"id\": \"A\"}], \"policy\": {\"relay\": \"central-xor\", \"central\": \"Z\"}}",
+		"policy.central: node 'Z' is not in nodes");
+	REFUSED(fx, TOPO,
+		"{\"nodes\": [{\"id\": \"A\"}], \"policy\": {\"relay\": \"central-xor\", \"central\": \"a b\"}}",
+		"policy.central: 'a b' is not a valid name");
+	REFUSED(fx, TOPO, "{\"nodes\": [{\"id\": \"A\"}], \"policy\": {\"central\": \"A\"}}",
+		"policy.central: only allowed when relay is central-xor");
+	REFUSED(fx, TOPO,
+		"{\"nodes\": [{\"id\": \"A\"}], \"policy\": {\"relay\": \"xor-at-destination\", \"central\": \"A\"}}",
+		"policy.central: only allowed when relay is central-xor");
+	/* R-REL-7: where end-to-end keys come from. */
+	REFUSED(fx, TOPO, "{\"nodes\": [{\"id\": \"A\"}], \"policy\": {\"key_source\": \"qrng\"}}",
+		"policy.key_source: must be link or rng");
+	REFUSED(fx, TOPO, "{\"nodes\": [{\"id\": \"A\"}], \"policy\": {\"key_source\": \"random-bytes\"}}",
+		"policy.key_source: must be link or rng");
+	REFUSED(fx, TOPO, "{\"nodes\": [{\"id\": \"A\"}], \"policy\": {\"key_source\": true}}",
+		"policy.key_source: must be a string");
 }
 
 static const char node_min[] =
@@ -298,6 +339,16 @@ static void test_node_good(void **state)
 	assert_int_equal(c->links[0].batch_ms, 100);
 	assert_int_equal(c->links[0].batch_max_bytes, 1u << 20);
 	assert_int_equal(c->n_saes, 0);
+	/* No routes, and the relay defaults (R-REL-3, R-REL-4, R-REL-7). */
+	assert_int_equal(c->n_routes, 0);
+	assert_string_equal(c->relay.mode, "otp");
+	assert_string_equal(c->relay.central, "");
+	assert_false(c->relay.aes_fallback);
+	assert_false(c->relay.rng);
+	assert_string_equal(c->relay.rng_device, "");
+	assert_int_equal(c->relay.batch_bytes, 65536);
+	assert_true(c->relay.low_bytes == 262144);
+	assert_true(c->relay.high_bytes == 1048576);
 
 	assert_int_equal(load(fx, NODE, put(fx,
 		"{\"id\": \"B\", \"db\": \"b.db\", \"log_level\": \"debug\", \"ksa\": false,"
@@ -320,6 +371,72 @@ static void test_node_good(void **state)
 	assert_int_equal(c->links[1].kma_unit_bits, 256);
 	assert_int_equal(c->n_saes, 1);
 	assert_string_equal(c->saes[0].id, "sae-b");
+}
+
+/* R-REL-6: routes over this node's links; R-REL-3/4/7: the relay policy. */
+static void test_node_relay_good(void **state)
+{
+	struct fixture *fx = *state;
+	assert_int_equal(load(fx, NODE, put(fx,
+		"{\"id\": \"B\", \"db\": \"b.db\", \"ksa\": false,"
+		" \"tls\": {\"ca\": \"c\", \"cert\": \"d\", \"key\": \"e\"},"
+		" \"listen\": {\"kx\": \"k\", \"admin\": \"a\"},"
+		" \"links\": [{\"link\": \"A-B\", \"peer\": \"A\", \"addr\": \"x\", \"module\": \"m1\"},"
+		"  {\"link\": \"B-C\", \"peer\": \"C\", \"addr\": \"y\", \"module\": \"m2\"}],"
+		" \"routes\": [{\"to\": \"E\", \"path\": [\"B\", \"C\", \"D\", \"E\"]},"
+		"  {\"path\": [\"B\", \"A\", \"Z\"], \"to\": \"Z\"},"
+		"  {\"to\": \"C\", \"path\": [\"B\", \"C\"]}],"
+		" \"relay\": {\"mode\": \"central-xor\", \"central\": \"hub\", \"aes_fallback\": true,"
+		"  \"key_source\": \"rng\", \"rng_device\": \"/dev/hwrng\", \"batch_bytes\": 4194304,"
+		"  \"low_bytes\": 0, \"high_bytes\": 0}}")), 0);
+	struct qkm_node_cfg *c = &fx->node;
+	assert_int_equal(c->n_routes, 3);
+	assert_string_equal(c->routes[0].to, "E");
+	assert_int_equal(c->routes[0].n, 4);
+	assert_string_equal(c->routes[0].path[0], "B");
+	assert_string_equal(c->routes[0].path[1], "C");
+	assert_string_equal(c->routes[0].path[2], "D");
+	assert_string_equal(c->routes[0].path[3], "E");
+	assert_string_equal(c->routes[0].path[4], "");
+	assert_string_equal(c->routes[1].to, "Z");
+	assert_int_equal(c->routes[1].n, 3);
+	assert_string_equal(c->routes[1].path[1], "A");
+	assert_int_equal(c->routes[2].n, 2); /* two nodes is the shortest path allowed */
+	assert_string_equal(c->relay.mode, "central-xor");
+	assert_string_equal(c->relay.central, "hub");
+	assert_true(c->relay.aes_fallback);
+	assert_true(c->relay.rng);
+	assert_string_equal(c->relay.rng_device, "/dev/hwrng");
+	assert_int_equal(c->relay.batch_bytes, 4194304);
+	assert_true(c->relay.low_bytes == 0);
+	assert_true(c->relay.high_bytes == 0); /* high == low is allowed */
+
+	/* A path of QKM_MAX_PATH nodes; a partial relay object keeps the
+	 * other defaults. */
+	char text[2048], path[1024] = "\"A\", \"B\"";
+	for (int i = 2; i < QKM_MAX_PATH; i++) {
+		char one[16];
+		snprintf(one, sizeof(one), ", \"h%d\"", i);
+		strcat(path, one);
+	}
+	snprintf(text, sizeof(text),
+		 "{\"id\": \"A\", \"db\": \"a.db\","
+		 " \"tls\": {\"ca\": \"c\", \"cert\": \"d\", \"key\": \"e\"},"
+		 " \"listen\": {\"kx\": \"k\", \"admin\": \"a\"},"
+		 " \"links\": [{\"link\": \"A-B\", \"peer\": \"B\", \"addr\": \"x\", \"module\": \"m\"}],"
+		 " \"routes\": [{\"to\": \"h%d\", \"path\": [%s]}],"
+		 " \"relay\": {\"mode\": \"xor-at-destination\", \"high_bytes\": 9007199254740993}}",
+		 QKM_MAX_PATH - 1, path);
+	if (load(fx, NODE, put(fx, text)) != 0)
+		fail_msg("%s", fx->err);
+	assert_int_equal(c->n_routes, 1);
+	assert_int_equal(c->routes[0].n, QKM_MAX_PATH);
+	assert_string_equal(c->relay.mode, "xor-at-destination");
+	assert_string_equal(c->relay.central, "");
+	assert_false(c->relay.rng);
+	assert_int_equal(c->relay.batch_bytes, 65536);
+	assert_true(c->relay.low_bytes == 262144);
+	assert_true(c->relay.high_bytes == 9007199254740993ull); /* 2^53 + 1: exact, not a double */
 }
 
 /* node_min with one substitution: the link object replaced by link. */
@@ -386,6 +503,131 @@ static void test_node_refused(void **state)
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		node_with_link(text, sizeof(text), bad[i].link);
+		REFUSED(fx, NODE, text, bad[i].want);
+	}
+}
+
+/* node_min's A with links to B and C, plus the top-level fields in extra. */
+static void node_with(char *out, size_t n, const char *extra)
+{
+	snprintf(out, n,
+		 "{\"id\": \"A\", \"db\": \"a.db\","
+		 " \"tls\": {\"ca\": \"c\", \"cert\": \"d\", \"key\": \"e\"},"
+		 " \"listen\": {\"kx\": \"k\", \"admin\": \"a\"},"
+		 " \"links\": [{\"link\": \"A-B\", \"peer\": \"B\", \"addr\": \"x\", \"module\": \"m\"},"
+		 "  {\"link\": \"A-C\", \"peer\": \"C\", \"addr\": \"y\", \"module\": \"n\"}], %s}",
+		 extra);
+}
+
+/* R-REL-6: a route is refused unless it starts here, leaves over one of
+ * this node's links, visits no node twice and ends at its destination. */
+static void test_node_routes_refused(void **state)
+{
+	struct fixture *fx = *state;
+	char text[4096];
+	static const struct {
+		const char *routes, *want;
+	} bad[] = {
+		{"{}", "routes: must be an array"},
+		{"[\"A\"]", "routes[0]: must be an object"},
+		{"[{\"to\": \"D\", \"path\": [\"A\", \"B\", \"D\"], \"via\": \"B\"}]",
+		 "routes[0].via: unknown field"},
+		{"[{\"path\": [\"A\", \"B\", \"D\"]}]", "routes[0].to: missing"},
+		{"[{\"to\": \"D\"}]", "routes[0].path: missing"},
+		{"[{\"to\": 4, \"path\": [\"A\", \"B\", \"D\"]}]", "routes[0].to: must be a string"},
+		{"[{\"to\": \"D D\", \"path\": [\"A\", \"B\", \"D D\"]}]",
+		 "routes[0].to: 'D D' is not a valid name"},
+		{"[{\"to\": \"A\", \"path\": [\"A\", \"B\", \"A\"]}]", "routes[0].to: 'A' is this node itself"},
+		{"[{\"to\": \"D\", \"path\": [\"A\", \"B\", \"D\"]},"
+		 " {\"to\": \"D\", \"path\": [\"A\", \"C\", \"D\"]}]",
+		 "routes[1].to: duplicate route to 'D'"},
+		{"[{\"to\": \"D\", \"path\": \"A B D\"}]", "routes[0].path: must be an array"},
+		{"[{\"to\": \"D\", \"path\": []}]", "routes[0].path: must have 2 to 16 nodes"},
+		{"[{\"to\": \"D\", \"path\": [\"D\"]}]", "routes[0].path: must have 2 to 16 nodes"},
+		{"[{\"to\": \"D\", \"path\": [\"A\", \"B\", 3]}]", "routes[0].path[2]: must be a string"},
+		{"[{\"to\": \"D\", \"path\": [\"A\", \"B\", \"x/y\", \"D\"]}]",
+		 "routes[0].path[2]: 'x/y' is not a valid name"},
+		{"[{\"to\": \"D\", \"path\": [\"A\", \"\", \"D\"]}]", "routes[0].path[1]: must be 1 to 63"},
+		{"[{\"to\": \"D\", \"path\": [\"B\", \"C\", \"D\"]}]",
+		 "routes[0].path[0]: must be this node ('A')"},
+		{"[{\"to\": \"D\", \"path\": [\"A\", \"B\", \"A\", \"D\"]}]",
+		 "routes[0].path[2]: 'A' is already path[0]"},
+		{"[{\"to\": \"D\", \"path\": [\"A\", \"B\", \"E\", \"B\", \"D\"]}]",
+		 "routes[0].path[3]: 'B' is already path[1]"},
+		{"[{\"to\": \"D\", \"path\": [\"A\", \"B\", \"D\", \"D\"]}]",
+		 "routes[0].path[3]: 'D' is already path[2]"},
+		{"[{\"to\": \"D\", \"path\": [\"A\", \"X\", \"D\"]}]",
+		 "routes[0].path[1]: 'X' is not the peer of any of this node's links"},
+		{"[{\"to\": \"D\", \"path\": [\"A\", \"D\"]}]",
+		 "routes[0].path[1]: 'D' is not the peer of any of this node's links"},
+		{"[{\"to\": \"D\", \"path\": [\"A\", \"B\", \"E\"]}]",
+		 "routes[0].path[2]: must be the route's destination ('D')"},
+		{"[{\"to\": \"D\", \"path\": [\"A\", \"B\", \"D\"]},"
+		 " {\"to\": \"E\", \"path\": [\"A\", \"C\", \"D\", \"F\"]}]",
+		 "routes[1].path[3]: must be the route's destination ('E')"},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char extra[1024];
+		snprintf(extra, sizeof(extra), "\"routes\": %s", bad[i].routes);
+		node_with(text, sizeof(text), extra);
+		REFUSED(fx, NODE, text, bad[i].want);
+	}
+	/* More than QKM_MAX_PATH nodes on a path; more routes than nodes. */
+	char many[3072] = "\"routes\": [{\"to\": \"h16\", \"path\": [\"A\", \"B\"";
+	for (int i = 2; i <= QKM_MAX_PATH; i++) {
+		char one[16];
+		snprintf(one, sizeof(one), ", \"h%d\"", i);
+		strcat(many, one);
+	}
+	strcat(many, "]}]");
+	node_with(text, sizeof(text), many);
+	REFUSED(fx, NODE, text, "routes[0].path: at most 16 entries");
+	snprintf(many, sizeof(many), "\"routes\": [");
+	for (int i = 0; i <= QKM_MAX_NODES; i++)
+		strcat(many, i ? ", {}" : "{}");
+	strcat(many, "]");
+	node_with(text, sizeof(text), many);
+	REFUSED(fx, NODE, text, "routes: at most 64 entries");
+}
+
+/* R-REL-3, R-REL-4, R-REL-7: every relay field checked, named in full. */
+static void test_node_relay_refused(void **state)
+{
+	struct fixture *fx = *state;
+	char text[2048];
+	static const struct {
+		const char *relay, *want;
+	} bad[] = {
+		{"[]", "relay: must be an object"},
+		{"{\"modes\": \"otp\"}", "relay.modes: unknown field"},
+		{"{\"mode\": \"aes\"}", "relay.mode: must be otp, xor-at-destination or central-xor"},
+		{"{\"mode\": \"OTP\"}", "relay.mode: must be otp"},
+		{"{\"mode\": 1}", "relay.mode: must be a string"},
+		{"{\"mode\": \"central-xor\"}", "relay.central: missing (required when mode is central-xor)"},
+		{"{\"mode\": \"central-xor\", \"central\": \"a/b\"}", "relay.central: 'a/b' is not a valid name"},
+		{"{\"central\": \"hub\"}", "relay.central: only allowed when mode is central-xor"},
+		{"{\"mode\": \"xor-at-destination\", \"central\": \"hub\"}",
+		 "relay.central: only allowed when mode is central-xor"},
+		{"{\"aes_fallback\": \"yes\"}", "relay.aes_fallback: must be true or false"},
+		{"{\"key_source\": \"qrng\"}", "relay.key_source: must be link or rng"},
+		{"{\"key_source\": \"\"}", "relay.key_source: must be 1 to"},
+		{"{\"rng_device\": \"\"}", "relay.rng_device: must be 1 to"},
+		{"{\"rng_device\": 7}", "relay.rng_device: must be a string"},
+		{"{\"batch_bytes\": 255}", "relay.batch_bytes: must be an integer from 256 to 4194304"},
+		{"{\"batch_bytes\": 4194336}", "relay.batch_bytes: must be an integer from 256 to 4194304"},
+		{"{\"batch_bytes\": 4294967552}", "relay.batch_bytes: must be an integer"}, /* 2^32 + 256 */
+		{"{\"batch_bytes\": 1000}", "relay.batch_bytes: must be a multiple of 32"},
+		{"{\"batch_bytes\": \"64k\"}", "relay.batch_bytes: must be an integer"},
+		{"{\"low_bytes\": -1}", "relay.low_bytes: must be an integer"},
+		{"{\"low_bytes\": 1.5}", "relay.low_bytes: must be an integer"},
+		{"{\"high_bytes\": 100}", "relay.high_bytes: must be at least low_bytes (262144)"},
+		{"{\"low_bytes\": 2000000}", "relay.high_bytes: must be at least low_bytes (2000000)"},
+		{"{\"low_bytes\": 10, \"high_bytes\": 9}", "relay.high_bytes: must be at least low_bytes (10)"},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char extra[512];
+		snprintf(extra, sizeof(extra), "\"relay\": %s", bad[i].relay);
+		node_with(text, sizeof(text), extra);
 		REFUSED(fx, NODE, text, bad[i].want);
 	}
 }
@@ -563,16 +805,42 @@ static void test_node_save_load(void **state)
 	in->n_saes = 1;
 	snprintf(in->saes[0].id, sizeof(in->saes[0].id), "sae-1");
 	snprintf(in->saes[0].node, sizeof(in->saes[0].node), "node-1");
+	/* R-REL-6: routes as `qkm net up` writes them. */
+	in->n_routes = 2;
+	static const char *const hops[2][4] = {{"node-1", "peer-1", "mid", "far"},
+					       {"node-1", "peer-0", "near"}};
+	for (size_t i = 0; i < 2; i++) {
+		struct qkm_node_route *r = &in->routes[i];
+		r->n = i ? 3 : 4;
+		for (uint32_t k = 0; k < r->n; k++)
+			snprintf(r->path[k], sizeof(r->path[k]), "%s", hops[i][k]);
+		snprintf(r->to, sizeof(r->to), "%s", hops[i][r->n - 1]);
+	}
 
 	char path[PATH_MAX + 32];
 	snprintf(path, sizeof(path), "%s/saved.json", fx->dir);
-	assert_int_equal(qkm_node_cfg_save(path, in), 0);
-	struct stat st;
-	assert_int_equal(stat(path, &st), 0);
-	assert_int_equal(st.st_mode & 0777, 0600);
-	if (load(fx, NODE, path) != 0)
-		fail_msg("saved node config does not load: %s", fx->err);
-	assert_memory_equal(&fx->node, in, sizeof(*in));
+	/* Every relay field set, then the defaults with nothing optional. */
+	for (int variant = 0; variant < 2; variant++) {
+		struct qkm_relay_cfg *rl = &in->relay;
+		memset(rl, 0, sizeof(*rl));
+		snprintf(rl->mode, sizeof(rl->mode), variant ? "otp" : "central-xor");
+		if (!variant) {
+			snprintf(rl->central, sizeof(rl->central), "hub");
+			snprintf(rl->rng_device, sizeof(rl->rng_device), "/dev/hwrng");
+		}
+		rl->aes_fallback = !variant;
+		rl->rng = !variant;
+		rl->batch_bytes = variant ? 65536 : 4u << 20;
+		rl->low_bytes = variant ? 262144 : 1ull << 40;
+		rl->high_bytes = variant ? 1048576 : (1ull << 53) + 1;
+		assert_int_equal(qkm_node_cfg_save(path, in), 0);
+		struct stat st;
+		assert_int_equal(stat(path, &st), 0);
+		assert_int_equal(st.st_mode & 0777, 0600);
+		if (load(fx, NODE, path) != 0)
+			fail_msg("saved node config does not load: %s", fx->err);
+		assert_memory_equal(&fx->node, in, sizeof(*in));
+	}
 	free(in);
 }
 
@@ -628,6 +896,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_topology_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_node_good, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_node_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_node_relay_good, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_node_routes_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_node_relay_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sim_good, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sim_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_malformed_and_missing, setup, teardown),

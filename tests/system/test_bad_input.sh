@@ -19,6 +19,22 @@ out=$("$QKM" net up "$T/bad2.json" --dir "$T/badnet" 2>&1) && fail "SAE on unkno
 echo "$out" | grep -q "saes\[0\]" || fail "error does not name the SAE: $out"
 ok "SAE on unknown node refused"
 
+# R-REL-3: central-xor without its central node; R-REL-6: a line of 17
+# nodes needs a relay path longer than 16. Both refused before anything runs.
+echo '{"nodes": [{"id": "A"}], "policy": {"relay": "central-xor"}}' >"$T/bad3.json"
+out=$("$QKM" net up "$T/bad3.json" --dir "$T/badnet" 2>&1) && fail "central-xor without central accepted"
+echo "$out" | grep -q "policy.central: missing" || fail "error does not name policy.central: $out"
+python3 -c '
+import json
+n = ["n%02d" % i for i in range(17)]
+print(json.dumps({"nodes": [{"id": x} for x in n],
+                  "links": [{"a": n[i], "b": n[i + 1], "rate_bps": 1000, "unit_bits": 256}
+                            for i in range(16)]}))' >"$T/long.json"
+out=$("$QKM" net up "$T/long.json" --dir "$T/badnet" 2>&1) && fail "17-node relay path accepted"
+echo "$out" | grep -q "nodes\[0\]: cannot route from 'n00'" || fail "long path: $out"
+[ ! -e "$T/badnet/network.json" ] || fail "bad relay topology started something"
+ok "bad relay topologies refused: $out"
+
 D=$T/two
 net_up "$SRC/examples/two-nodes.json" "$D"
 wait_for 15 '[ "$(pool keys "$D" A B)" -gt 0 ]' || fail "no keys acquired"
