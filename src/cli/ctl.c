@@ -1,6 +1,7 @@
 /* ctl.c - `qkm ctl`: operator commands against a running network.
  *   status --dir DIR [--json]      stock and counters of every node
  *   pair-check --dir DIR A B       compare the pool A and B share (by MAC)
+ *   events --dir DIR NODE [--event E] [--key K]   a node's life-cycle records
  * Until the controller exists, ctl talks to each node's admin API with the
  * operator certificate from DIR. */
 #include "cli/cli.h"
@@ -8,6 +9,7 @@
 #include "net/http.h"
 #include "proto/status_json.h"
 
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -121,15 +123,78 @@ out:
 	return rc;
 }
 
+static int node_index(const struct qkm_network *net, const char *id)
+{
+	for (size_t i = 0; i < net->n_nodes; i++)
+		if (strcmp(net->nodes[i].id, id) == 0)
+			return (int)i;
+	return -1;
+}
+
+/* Prints one node's life-cycle records (R-LC-1), filtered by event name
+ * and by a substring of the key ID, oldest first. */
+static int ctl_events(const char *dir, const char *node, const char *event, const char *key,
+		      bool json)
+{
+	struct qkm_network *net = malloc(sizeof(*net));
+	char url[QKM_ADDR_MAX + 300], *body = NULL;
+	int rc = 1, status, i;
+	json_t *arr = NULL;
+	if (!net || load(dir, net))
+		goto out;
+	if ((i = node_index(net, node)) < 0) {
+		fprintf(stderr, "qkm ctl events: no node named '%s' in %s\n", node, dir);
+		goto out;
+	}
+	int n = snprintf(url, sizeof(url), "%s/events?limit=100000", net->nodes[i].admin);
+	if (event && qkm_name_valid(event))
+		n += snprintf(url + n, sizeof(url) - (size_t)n, "&event=%s", event);
+	if (key && qkm_name_valid(key))
+		snprintf(url + n, sizeof(url) - (size_t)n, "&key=%s", key);
+	int r = qkm_https_request(url, "GET", NULL, net->ca, net->admin_cert, net->admin_key, 30000,
+				  &status, &body);
+	if (r || status != 200) {
+		fprintf(stderr, "qkm ctl events: node %s: %s\n", node,
+			r ? qkm_strerror(r) : body ? body : "error");
+		goto out;
+	}
+	if (json) {
+		printf("%s\n", body);
+		rc = 0;
+		goto out;
+	}
+	if (!(arr = json_loads(body, 0, NULL)) || !json_is_array(arr)) {
+		fprintf(stderr, "qkm ctl events: unexpected answer from %s\n", node);
+		goto out;
+	}
+	size_t k;
+	json_t *e;
+	json_array_foreach(arr, k, e)
+		printf("%-27s %-16s %-8s %-40s %-10s %s\n",
+		       json_string_value(json_object_get(e, "time")),
+		       json_string_value(json_object_get(e, "event")),
+		       json_string_value(json_object_get(e, "key_kind")),
+		       json_string_value(json_object_get(e, "key_id")),
+		       json_string_value(json_object_get(e, "peer")),
+		       json_string_value(json_object_get(e, "detail")));
+	rc = 0;
+out:
+	json_decref(arr);
+	free(body);
+	free(net);
+	return rc;
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: qkm ctl status --dir DIR [--json]\n"
-		   "       qkm ctl pair-check --dir DIR [--json] NODE_A NODE_B\n");
+		   "       qkm ctl pair-check --dir DIR [--json] NODE_A NODE_B\n"
+		   "       qkm ctl events --dir DIR [--json] [--event NAME] [--key TEXT] NODE\n");
 }
 
 int cli_ctl(int argc, char **argv)
 {
-	const char *dir = NULL, *pos[2] = {NULL, NULL};
+	const char *dir = NULL, *pos[2] = {NULL, NULL}, *event = NULL, *key = NULL;
 	bool json = false;
 	int npos = 0;
 	qkm_log_init("qkm ctl", QKM_LOG_ERROR);
@@ -142,6 +207,10 @@ int cli_ctl(int argc, char **argv)
 			dir = argv[++i];
 		else if (strcmp(argv[i], "--json") == 0)
 			json = true;
+		else if (strcmp(argv[i], "--event") == 0 && i + 1 < argc)
+			event = argv[++i];
+		else if (strcmp(argv[i], "--key") == 0 && i + 1 < argc)
+			key = argv[++i];
 		else if (argv[i][0] != '-' && npos < 2)
 			pos[npos++] = argv[i];
 		else {
@@ -161,6 +230,8 @@ int cli_ctl(int argc, char **argv)
 		return ctl_status(dir, json);
 	if (strcmp(argv[1], "pair-check") == 0 && npos == 2)
 		return ctl_pair_check(dir, pos[0], pos[1], json);
+	if (strcmp(argv[1], "events") == 0 && npos == 1)
+		return ctl_events(dir, pos[0], event, key, json);
 	usage(stderr);
 	return 2;
 }

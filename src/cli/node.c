@@ -18,6 +18,7 @@
 #include <event2/keyvalq_struct.h>
 #include <signal.h>
 #include <sys/resource.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +33,23 @@ struct node {
 	struct qkm_http_server *admin;
 };
 
+static void pool_status(struct node *n, struct qkm_node_status *s, const char *peer,
+			const char *kind)
+{
+	struct qkm_pool_stats ps;
+	struct qkm_status_pool *p = &s->pools[s->n_pools++];
+	snprintf(p->peer, sizeof(p->peer), "%s", peer);
+	p->kind = kind;
+	if (qkm_store_pool_stats(n->st, peer, &ps) == 0) {
+		p->keys = ps.keys;
+		p->bytes = ps.bytes;
+		p->enc_bytes = ps.enc_bytes;
+		p->dec_bytes = ps.dec_bytes;
+		p->pending_keys = ps.pending_keys;
+	}
+	p->stock_keys = qkm_ksa_stock_keys(n->ksa, peer);
+}
+
 static void node_status(struct node *n, struct qkm_node_status *s)
 {
 	memset(s, 0, sizeof(*s));
@@ -40,7 +58,6 @@ static void node_status(struct node *n, struct qkm_node_status *s)
 	size_t nl = qkm_kma_n_links(n->kma);
 	for (size_t i = 0; i < nl && i < QKM_MAX_LINKS; i++) {
 		struct qkm_kma_link_status ls;
-		struct qkm_pool_stats ps;
 		qkm_kma_link_status(n->kma, i, &ls);
 		struct qkm_status_link *l = &s->links[s->n_links++];
 		snprintf(l->link, sizeof(l->link), "%s", ls.link);
@@ -55,18 +72,10 @@ static void node_status(struct node *n, struct qkm_node_status *s)
 		snprintf(l->alarm, sizeof(l->alarm), "%s", ls.alarm);
 		l->buffered_bytes = ls.acq.buffered_bytes;
 		l->in_flight = ls.acq.in_flight;
-		struct qkm_status_pool *p = &s->pools[s->n_pools++];
-		snprintf(p->peer, sizeof(p->peer), "%s", ls.peer);
-		p->kind = "link";
-		if (qkm_store_pool_stats(n->st, ls.peer, &ps) == 0) {
-			p->keys = ps.keys;
-			p->bytes = ps.bytes;
-			p->enc_bytes = ps.enc_bytes;
-			p->dec_bytes = ps.dec_bytes;
-			p->pending_keys = ps.pending_keys;
-		}
-		p->stock_keys = qkm_ksa_stock_keys(n->ksa, ls.peer);
+		pool_status(n, s, ls.peer, "link");
 	}
+	for (size_t i = 0; i < n->cfg.n_routes; i++)
+		pool_status(n, s, n->cfg.routes[i].to, "relay");
 	if (qkm_store_counter_get(n->st, "acquired_bytes", &s->acquired_bytes) ||
 	    qkm_store_counter_get(n->st, "aborted_batches", &s->aborted_batches) ||
 	    qkm_store_counter_get(n->st, "supplied_keys", &s->supplied_keys) ||
@@ -109,6 +118,55 @@ static void on_paircheck_done(const struct qkm_paircheck_result *r, int err, voi
 						  r->detail));
 	}
 	free(p);
+}
+
+/* GET /events[?after=SEQ][&limit=N][&event=NAME][&key=TEXT]: the node's
+ * life-cycle records (R-LC-1) as a JSON array, oldest first; event filters
+ * by name, key by a substring of the key ID. */
+struct ev_walk {
+	json_t *arr;
+	const char *event, *key;
+	unsigned limit;
+};
+
+static int ev_one(const struct qkm_lc_event *ev, void *arg)
+{
+	struct ev_walk *w = arg;
+	if ((w->event && strcmp(ev->event, w->event) != 0) || (w->key && !strstr(ev->key_id, w->key)))
+		return 0;
+	char ts[32];
+	qkm_time_str(ev->ts_ns, ts);
+	json_t *o = json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:s}", "seq", (json_int_t)ev->seq,
+			      "time", ts, "event", ev->event, "key_kind", ev->key_kind, "key_id",
+			      ev->key_id, "peer", ev->peer, "detail", ev->detail);
+	if (!o || json_array_append_new(w->arr, o))
+		return QKM_ENOMEM;
+	return json_array_size(w->arr) >= w->limit ? 1 : 0;
+}
+
+static void admin_events(struct node *n, struct qkm_http_req *req)
+{
+	struct evkeyvalq q;
+	struct ev_walk w = {json_array(), NULL, NULL, 1000};
+	long long after = 0;
+	const char *v;
+	evhttp_parse_query_str(req->query ? req->query : "", &q);
+	if ((v = evhttp_find_header(&q, "after")))
+		after = atoll(v);
+	if ((v = evhttp_find_header(&q, "limit")) && atoi(v) > 0 && atoi(v) <= 100000)
+		w.limit = (unsigned)atoi(v);
+	w.event = evhttp_find_header(&q, "event");
+	w.key = evhttp_find_header(&q, "key");
+	int rc = w.arr ? qkm_store_records(n->st, after, 0, ev_one, &w) : QKM_ENOMEM;
+	char *body = rc < 0 ? NULL : json_dumps(w.arr, JSON_COMPACT);
+	evhttp_clear_headers(&q);
+	json_decref(w.arr);
+	if (!body) {
+		qkm_http_reply_error(req, 500, "life-cycle records unavailable");
+		return;
+	}
+	qkm_http_reply_json(req, 200, body);
+	free(body);
 }
 
 static void admin_handle(struct qkm_http_req *req, void *arg)
@@ -169,8 +227,12 @@ static void admin_handle(struct qkm_http_req *req, void *arg)
 		qkm_kma_paircheck(n->kma, p->peer, on_paircheck_done, p);
 		return;
 	}
-	qkm_http_reply_error(req, 404, "no such admin resource (try /status, /metrics or "
-				       "/pair-check?peer=NODE)");
+	if (path && strcmp(path, "/events") == 0) {
+		admin_events(n, req);
+		return;
+	}
+	qkm_http_reply_error(req, 404, "no such admin resource (try /status, /metrics, "
+				       "/events or /pair-check?peer=NODE)");
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)

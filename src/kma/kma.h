@@ -54,12 +54,23 @@ void qkm_kma_paircheck(struct qkm_kma *k, const char *peer, qkm_kma_paircheck_fn
 struct qkm_kma_hooks {
 	int (*on_frame)(const char *peer, const struct qkm_frame *f, void *arg);
 	void (*on_pool)(const char *peer, bool usable, void *arg);
+	void (*on_keys)(const char *peer, void *arg); /* a relay pool gained keys */
 	void *arg;
 };
 void qkm_kma_set_hooks(struct qkm_kma *k, const struct qkm_kma_hooks *h);
-/* Sends a frame to the node peer over its Kx link; QKM_ESTATE if down. */
+/* Sends a frame to the node peer: over its Kx link if it is a neighbour,
+ * else routed along the relay route (kma/relay.h). QKM_ESTATE if the
+ * (first) link is down, QKM_ENOTFOUND if peer is neither. */
 int qkm_kma_send(struct qkm_kma *k, const char *peer, const uint8_t *frame, size_t len) QKM_MUST_CHECK;
-/* True if the pool shared with peer is usable now. */
+/* True if the pool shared with peer (a link pool, or an end-to-end pool
+ * built by relay) is usable now. */
 bool qkm_kma_pool_ready(const struct qkm_kma *k, const char *peer);
+
+/* Relay on demand toward peer, and why relays there failed last
+ * (kma/relay.h: qkm_relay_want, qkm_relay_why). */
+int qkm_kma_relay_want(struct qkm_kma *k, const char *peer, size_t bytes) QKM_MUST_CHECK;
+const char *qkm_kma_relay_why(const struct qkm_kma *k, const char *peer);
+struct qkm_relay_stats;
+void qkm_kma_relay_stats(const struct qkm_kma *k, struct qkm_relay_stats *out /* OUT */);
 
 #endif

@@ -4,6 +4,7 @@
 #include "kma/kma.h"
 #include "core/keyfile.h"
 #include "core/log.h"
+#include "kma/relay.h"
 #include "net/link.h"
 
 #include <stdlib.h>
@@ -77,6 +78,7 @@ struct qkm_kma {
 	struct qkm_kma_hooks hooks;
 	struct event *flush_ev;     /* runs once the frames of a read are handled */
 	uint64_t ckpt_ns;           /* last checkpoint attempt (monotonic) */
+	struct qkm_relay *relay;    /* end-to-end pools with distant nodes */
 };
 
 static void kx_dial(struct kma_link *kl);
@@ -185,6 +187,114 @@ static void kx_on_open(struct qkm_link *l, void *arg)
 	qkm_acq_on_peer_up(kl->acq, qkm_now_ns());
 }
 
+/* ---- routed frames (end to end over several Kx links) ------------------ */
+
+static int neighbour_send(struct qkm_kma *k, const char *peer, const uint8_t *frame, size_t len)
+{
+	struct kma_link *kl = link_by_peer(k, peer);
+	if (!kl || !kl->kx || !qkm_link_is_open(kl->kx))
+		return QKM_ESTATE;
+	return qkm_link_send(kl->kx, frame, len);
+}
+
+/* Wraps inner in a ROUTED frame for path[hop] and sends it there. */
+static int routed_send(struct qkm_kma *k, const char *src, const char (*path)[QKM_NAME_MAX],
+		       uint32_t n, uint32_t hop, const uint8_t *inner, size_t len)
+{
+	struct qkm_buf b;
+	size_t start;
+	qkm_buf_init(&b, QKM_FRAME_MAX, false);
+	int rc = qkm_frame_begin(&b, QKM_MSG_ROUTED, 0, &start);
+	if (!rc)
+		rc = qkm_put_str(&b, QKM_T_SRC, src);
+	if (!rc)
+		rc = qkm_put_str(&b, QKM_T_DST, path[n - 1]);
+	for (uint32_t i = 0; !rc && i < n; i++)
+		rc = qkm_put_str(&b, QKM_T_PATH, path[i]);
+	if (!rc)
+		rc = qkm_put_u32(&b, QKM_T_HOP, hop);
+	if (!rc)
+		rc = qkm_put_tlv(&b, QKM_T_FRAME, inner, len);
+	if (!rc)
+		rc = qkm_frame_end(&b, start);
+	if (!rc)
+		rc = neighbour_send(k, path[hop], b.p, b.len);
+	qkm_buf_fini(&b);
+	return rc;
+}
+
+/* A ROUTED frame from neighbour kl: ours (hand the inner frame over as if
+ * its origin sent it directly), or pass it on along its path. A frame
+ * that cannot go on is dropped: end-to-end users time out and ask again. */
+static int routed_on_frame(struct kma_link *kl, const struct qkm_frame *f)
+{
+	struct qkm_kma *k = kl->k;
+	char src[QKM_NAME_MAX], dst[QKM_NAME_MAX], path[QKM_MAX_PATH][QKM_NAME_MAX];
+	uint32_t n = 0, hop = 0, vl;
+	size_t off = 0;
+	uint16_t tag;
+	const uint8_t *v, *inner;
+	uint32_t inner_len;
+	if (qkm_tlv_str(f->body, f->body_len, QKM_T_SRC, src, sizeof(src), true) ||
+	    qkm_tlv_str(f->body, f->body_len, QKM_T_DST, dst, sizeof(dst), true) ||
+	    qkm_tlv_u32(f->body, f->body_len, QKM_T_HOP, &hop) ||
+	    qkm_tlv_bytes(f->body, f->body_len, QKM_T_FRAME, &inner, &inner_len))
+		return QKM_EPEER;
+	while (qkm_tlv_next(f->body, f->body_len, &off, &tag, &v, &vl) == 1)
+		if (tag == QKM_T_PATH) {
+			if (n == QKM_MAX_PATH || !vl || vl >= QKM_NAME_MAX)
+				return QKM_EPEER;
+			memcpy(path[n], v, vl);
+			path[n++][vl] = 0;
+		}
+	if (n < 2 || hop < 1 || hop >= n || strcmp(path[0], src) || strcmp(path[n - 1], dst) ||
+	    strcmp(path[hop], k->cfg->id) || strcmp(path[hop - 1], kl->cfg.peer))
+		return QKM_EPEER;
+	if (hop + 1 < n) {
+		if (routed_send(k, src, (const char (*)[QKM_NAME_MAX])path, n, hop + 1, inner,
+				inner_len))
+			log_debug("routed frame %s->%s dropped here: hop to %s down", src, dst,
+				  path[hop + 1]);
+		return 0;
+	}
+	struct qkm_frame in;
+	int rc = qkm_frame_parse(inner, inner_len, &in);
+	if (!rc && in.type >= 40 && in.type < 50)
+		rc = k->hooks.on_frame ? k->hooks.on_frame(src, &in, k->hooks.arg) : QKM_EPEER;
+	else if (!rc && in.type > QKM_MSG_RELAY && in.type < 60)
+		rc = qkm_relay_on_frame(k->relay, src, &in, qkm_now_ns());
+	else if (!rc)
+		rc = QKM_EPEER;
+	/* The neighbour only carried it: its origin's fault is not the link's. */
+	if (rc)
+		log_warnx("frame from %s (routed via %s) refused: %s", src, kl->cfg.peer,
+			  qkm_strerror(rc));
+	return 0;
+}
+
+static int relay_op_send(const char *nb, const uint8_t *frame, size_t len, void *arg)
+{
+	return neighbour_send(arg, nb, frame, len);
+}
+
+static int relay_op_send_to(const char *node, const uint8_t *frame, size_t len, void *arg)
+{
+	return qkm_kma_send(arg, node, frame, len);
+}
+
+static bool relay_op_link_ready(const char *nb, void *arg)
+{
+	struct kma_link *kl = link_by_peer(arg, nb);
+	return kl && kl->kx && qkm_link_is_open(kl->kx) && qkm_acq_reconciled(kl->acq);
+}
+
+static void relay_op_on_pool(const char *node, void *arg)
+{
+	struct qkm_kma *k = arg;
+	if (k->hooks.on_keys)
+		k->hooks.on_keys(node, k->hooks.arg);
+}
+
 static void kx_on_frame(struct qkm_link *l, const struct qkm_frame *f, void *arg)
 {
 	struct kma_link *kl = arg;
@@ -201,17 +311,23 @@ static void kx_on_frame(struct qkm_link *l, const struct qkm_frame *f, void *arg
 	 * the read is done (kma_on_flush), not one commit per frame. */
 	event_active(kl->k->flush_ev, EV_TIMEOUT, 0);
 	int rc;
-	if (f->type >= 40 && f->type < 50) {
-		/* A KSA frame may name key material the peer holds READY and
-		 * whose COMMIT came before it on this link, in the same read:
-		 * apply the COMMITs read so far first, so the KSA sees the pool
-		 * in the state the frame order promises (no-op when none). */
+	if (f->type >= 40 && f->type < 60)
+		/* A KSA or relay frame may name key material the peer holds
+		 * READY and whose COMMIT came before it on this link, in the
+		 * same read: apply the COMMITs read so far first, so the pool
+		 * is in the state the frame order promises (no-op when none). */
 		qkm_acq_flush(kl->acq);
+	if (f->type >= 40 && f->type < 50)
 		rc = kl->k->hooks.on_frame ? kl->k->hooks.on_frame(kl->cfg.peer, f, kl->k->hooks.arg)
 					   : QKM_EPEER;
-	} else {
+	else if (f->type == QKM_MSG_ROUTED)
+		rc = routed_on_frame(kl, f);
+	else if (f->type == QKM_MSG_RELAY)
+		rc = qkm_relay_on_hop(kl->k->relay, kl->cfg.peer, f, qkm_now_ns());
+	else if (f->type > QKM_MSG_RELAY && f->type < 60)
+		rc = qkm_relay_on_frame(kl->k->relay, kl->cfg.peer, f, qkm_now_ns());
+	else
 		rc = qkm_acq_on_frame(kl->acq, f, qkm_now_ns());
-	}
 	if (rc == QKM_EPEER) {
 		log_warnx("Kx %s: protocol violation (message type %u); dropping the link",
 			  kl->cfg.peer, f->type);
@@ -229,8 +345,13 @@ static void pool_update(struct kma_link *kl)
 	if (usable == kl->pool_usable)
 		return;
 	kl->pool_usable = usable;
-	if (kl->k->hooks.on_pool)
-		kl->k->hooks.on_pool(kl->cfg.peer, usable, kl->k->hooks.arg);
+	if (!kl->k->hooks.on_pool)
+		return;
+	kl->k->hooks.on_pool(kl->cfg.peer, usable, kl->k->hooks.arg);
+	/* End-to-end pools whose route starts on this link. */
+	for (size_t i = 0; i < kl->k->cfg->n_routes; i++)
+		if (strcmp(kl->k->cfg->routes[i].path[1], kl->cfg.peer) == 0)
+			kl->k->hooks.on_pool(kl->k->cfg->routes[i].to, usable, kl->k->hooks.arg);
 }
 
 static void kx_on_close(struct qkm_link *l, int err, const char *why, void *arg)
@@ -501,6 +622,7 @@ static void kma_on_tick(evutil_socket_t fd, short what, void *arg)
 		pool_update(&k->links[i]);
 	}
 	sim_flow(k);
+	qkm_relay_tick(k->relay, now);
 	uint64_t wal = qkm_store_wal_bytes(k->st), mono = qkm_mono_ns();
 	if (wal >= KMA_CKPT_WAL_BYTES || (wal && mono - k->ckpt_ns >= KMA_CKPT_NS)) {
 		k->ckpt_ns = mono;
@@ -514,16 +636,35 @@ void qkm_kma_set_hooks(struct qkm_kma *k, const struct qkm_kma_hooks *h) { k->ho
 
 int qkm_kma_send(struct qkm_kma *k, const char *peer, const uint8_t *frame, size_t len)
 {
-	struct kma_link *kl = link_by_peer(k, peer);
-	if (!kl || !kl->kx || !qkm_link_is_open(kl->kx))
-		return QKM_ESTATE;
-	return qkm_link_send(kl->kx, frame, len);
+	if (link_by_peer(k, peer))
+		return neighbour_send(k, peer, frame, len);
+	const struct qkm_node_route *rt = qkm_relay_route(k->relay, peer);
+	if (!rt)
+		return QKM_ENOTFOUND;
+	return routed_send(k, k->cfg->id, rt->path, rt->n, 1, frame, len);
 }
 
 bool qkm_kma_pool_ready(const struct qkm_kma *k, const char *peer)
 {
 	const struct kma_link *kl = link_by_peer(k, peer);
-	return kl && kl->kx && qkm_link_is_open(kl->kx) && qkm_acq_reconciled(kl->acq);
+	if (!kl)
+		return qkm_relay_ready(k->relay, peer);
+	return kl->kx && qkm_link_is_open(kl->kx) && qkm_acq_reconciled(kl->acq);
+}
+
+int qkm_kma_relay_want(struct qkm_kma *k, const char *peer, size_t bytes)
+{
+	return qkm_relay_want(k->relay, peer, bytes, qkm_now_ns());
+}
+
+const char *qkm_kma_relay_why(const struct qkm_kma *k, const char *peer)
+{
+	return qkm_relay_why(k->relay, peer);
+}
+
+void qkm_kma_relay_stats(const struct qkm_kma *k, struct qkm_relay_stats *out)
+{
+	qkm_relay_stats(k->relay, out);
 }
 
 struct qkm_kma *qkm_kma_new(struct event_base *base, const struct qkm_node_cfg *cfg,
@@ -566,6 +707,10 @@ struct qkm_kma *qkm_kma_new(struct event_base *base, const struct qkm_node_cfg *
 			goto fail;
 		qkm_acq_set_paircheck_cb(kl->acq, pc_on_result, kl);
 	}
+	struct qkm_relay_ops ro = {relay_op_send, relay_op_send_to, relay_op_link_ready,
+				   relay_op_on_pool, k};
+	if (!(k->relay = qkm_relay_new(cfg, st, &ro)))
+		goto fail;
 	k->listener = qkm_listener_new(base, cfg->kx_listen, kx_accept, k);
 	if (!k->listener)
 		goto fail;
@@ -612,6 +757,7 @@ void qkm_kma_free(struct qkm_kma *k)
 	if (k->flush_ev)
 		event_free(k->flush_ev);
 	qkm_listener_free(k->listener);
+	qkm_relay_free(k->relay);
 	free(k->links);
 	free(k);
 }

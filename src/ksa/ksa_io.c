@@ -100,6 +100,18 @@ static bool op_ready(const char *peer, void *arg)
 	return qkm_kma_pool_ready(k->kma, peer);
 }
 
+static int op_relay(const char *peer, size_t bytes, void *arg)
+{
+	struct qkm_ksa *k = arg;
+	return qkm_kma_relay_want(k->kma, peer, bytes);
+}
+
+static const char *op_why(const char *peer, void *arg)
+{
+	struct qkm_ksa *k = arg;
+	return qkm_kma_relay_why(k->kma, peer);
+}
+
 /* Sends the answer to the front end; the body (maybe keys) travels in the
  * secure heap. If that copy fails the client gets a 503 without a body. */
 static void op_reply(void *req, int status, const uint8_t *body, size_t len, void *arg)
@@ -142,6 +154,14 @@ static void hook_pool(const char *peer, bool usable, void *arg)
 	struct qkm_ksa *k = arg;
 	log_info("key pool with %s %s for supply", peer, usable ? "usable" : "not usable");
 	qkm_supply_on_peer(k->supply, peer, usable, qkm_now_ns());
+}
+
+/* A relay pool gained keys: requests waiting for them may go on. */
+static void hook_keys(const char *peer, void *arg)
+{
+	struct qkm_ksa *k = arg;
+	(void)peer;
+	event_active(k->flush_ev, EV_TIMEOUT, 0);
 }
 
 static void on_flush(evutil_socket_t fd, short what, void *arg)
@@ -463,7 +483,7 @@ struct qkm_ksa *qkm_ksa_new(struct event_base *base, const struct qkm_node_cfg *
 	sc->preserve = cfg->preserve;
 	k->stock = qkm_stock_new();
 	sc->stock = k->stock;
-	struct qkm_supply_ops ops = {op_send, op_ready, op_reply, k};
+	struct qkm_supply_ops ops = {op_send, op_ready, op_relay, op_why, op_reply, k};
 	k->supply = k->stock ? qkm_supply_new(sc, st, &ops) : NULL;
 	k->flush_ev = event_new(base, -1, 0, on_flush, k);
 	k->tick_ev = event_new(base, -1, EV_PERSIST, on_tick, k);
@@ -479,7 +499,7 @@ struct qkm_ksa *qkm_ksa_new(struct event_base *base, const struct qkm_node_cfg *
 		goto fail;
 	struct timeval tv = {0, KSA_TICK_MS * 1000};
 	event_add(k->tick_ev, &tv);
-	struct qkm_kma_hooks h = {hook_frame, hook_pool, k};
+	struct qkm_kma_hooks h = {hook_frame, hook_pool, hook_keys, k};
 	qkm_kma_set_hooks(kma, &h);
 	if (pthread_create(&k->th, NULL, fe_main, k) != 0) {
 		log_warnx("ksa: cannot start the ETSI 014 thread");
@@ -507,7 +527,7 @@ void qkm_ksa_free(struct qkm_ksa *k)
 		pthread_join(k->th, NULL);
 	}
 	if (k->kma) {
-		struct qkm_kma_hooks none = {NULL, NULL, NULL};
+		struct qkm_kma_hooks none = {NULL, NULL, NULL, NULL};
 		qkm_kma_set_hooks(k->kma, &none);
 	}
 	/* The front end is stopped: its server and queues are ours now. */

@@ -27,10 +27,11 @@ struct enc_req {
 	char slave[QKM_NAME_MAX];
 	char additional[1040];
 	uint32_t number, size;
-	uint8_t level;
 	uint8_t comb;                    /* enum qkm_etsi_combination */
 	size_t first_key;                /* index of its first key in the round */
 	int stock;                       /* 1 + stock entry it refills; 0: an SAE's */
+	bool its_only;                   /* asked for "its": never AES-relayed keys */
+	uint64_t queued_ns;              /* waits for relayed keys until + round timeout */
 };
 
 /* The req of a stock refill: never answered, never forgotten. */
@@ -45,6 +46,7 @@ struct round {
 	struct qkm_id *ids;
 	size_t *offs;                    /* byte offset of key i in data */
 	uint32_t *sizes;                 /* bits */
+	uint8_t *levels;                 /* enum qkm_etsi_level of each key */
 	struct qkm_secret *data;
 	struct qkm_x25519 *eph;          /* when a key asks for combination */
 };
@@ -55,6 +57,7 @@ struct peer {
 	struct round *round;             /* at most one round in flight */
 	bool up;
 	bool cancel_sent;
+	bool relay;                      /* an end-to-end pool built by relay */
 };
 
 struct qkm_supply {
@@ -314,9 +317,12 @@ void qkm_supply_enc(struct qkm_supply *s, void *req, const char *caller, const c
 	snprintf(e->slave, sizeof(e->slave), "%s", slave);
 	e->number = number;
 	e->size = size;
-	/* A direct QKD link gives ITS keys, which serve both levels; the key
-	 * records the level it has (R-SUP-4). X25519 combination keeps it. */
-	e->level = QKM_LEVEL_ITS;
+	/* A direct QKD link gives ITS keys, which serve both levels; keys
+	 * relayed with the AES fallback on some hop are computational, and
+	 * "its" requests never get them. Each key records the level it has
+	 * (R-SUP-4, R-REL-4); X25519 combination keeps it. */
+	e->its_only = p->relay && r->level == QKM_LEVEL_ITS; /* link pools: all ITS */
+	e->queued_ns = now_ns;
 	e->comb = (uint8_t)r->combination;
 	/* Plain requests of this pair and size are served from stock from now
 	 * on (ksa/stock.h); this one and any that find the stock empty take
@@ -325,7 +331,6 @@ void qkm_supply_enc(struct qkm_supply *s, void *req, const char *caller, const c
 		(void)qkm_stock_want(s->cfg.stock, p->name, caller, slave, size);
 	*p->queue_tail = e;
 	p->queue_tail = &e->next;
-	(void)now_ns;
 }
 
 static void round_free(struct round *r)
@@ -340,6 +345,7 @@ static void round_free(struct round *r)
 	free(r->ids);
 	free(r->offs);
 	free(r->sizes);
+	free(r->levels);
 	qkm_secret_free(r->data);
 	qkm_x25519_free(r->eph);
 	free(r);
@@ -359,7 +365,7 @@ static void fail_reqs(struct qkm_supply *s, struct enc_req *e, int status, const
 }
 
 static int put_key_meta(struct qkm_buf *b, const struct qkm_id *id, const struct enc_req *e,
-			uint32_t size)
+			uint32_t size, uint8_t level)
 {
 	size_t k;
 	int rc = qkm_put_open(b, QKM_T_KEY, &k);
@@ -380,7 +386,7 @@ static int put_key_meta(struct qkm_buf *b, const struct qkm_id *id, const struct
 	if (!rc)
 		rc = qkm_put_u32(b, QKM_T_SIZE, size);
 	if (!rc)
-		rc = qkm_put_u8(b, QKM_T_LEVEL, e->level);
+		rc = qkm_put_u8(b, QKM_T_LEVEL, level);
 	if (!rc && e->comb)
 		rc = qkm_put_u8(b, QKM_T_COMB, e->comb);
 	if (!rc)
@@ -410,6 +416,20 @@ static uint32_t key_ranges(const struct qkm_range *rg, size_t nr, size_t off, si
 	return n;
 }
 
+/* The level of the key at bytes [off, off + len) of a round's data: ITS
+ * unless one of its ranges comes from a block relayed with AES somewhere. */
+static uint8_t key_level(const struct qkm_range *rg, size_t nr, size_t off, size_t len)
+{
+	size_t pos = 0;
+	for (size_t i = 0; i < nr; i++) {
+		size_t a = pos, b = pos + rg[i].len;
+		pos = b;
+		if (b > off && a < off + len && rg[i].level == QKM_BLOCK_COMPUTATIONAL)
+			return QKM_LEVEL_COMPUTATIONAL;
+	}
+	return QKM_LEVEL_ITS;
+}
+
 /* "<batch hex>[key]+offset,..." for the life-cycle record. */
 static void source_of(const struct qkm_range_ref *r, uint32_t n, uint32_t unit, char *out,
 		      size_t outsz)
@@ -437,9 +457,12 @@ static void round_start(struct qkm_supply *s, struct peer *p, uint64_t now_ns)
 	qkm_buf_init(&fb, QKM_FRAME_MAX, false);
 	if (!r || !rg)
 		goto fail;
-	/* Take the whole queue; stop adding requests past the round's cap. */
+	/* Take the whole queue; stop adding requests past the round's cap, or
+	 * at one of the other level class (a round reads one class of blocks). */
 	struct enc_req **tail = &r->reqs;
-	while (p->queue && r->n_keys + p->queue->number <= SUPPLY_MAX_ROUND_KEYS) {
+	bool its_only = p->queue && p->queue->its_only;
+	while (p->queue && r->n_keys + p->queue->number <= SUPPLY_MAX_ROUND_KEYS &&
+	       p->queue->its_only == its_only) {
 		struct enc_req *e = p->queue;
 		p->queue = e->next;
 		e->next = NULL;
@@ -460,19 +483,35 @@ static void round_start(struct qkm_supply *s, struct peer *p, uint64_t now_ns)
 	r->ids = calloc(r->n_keys, sizeof(*r->ids));
 	r->offs = calloc(r->n_keys, sizeof(*r->offs));
 	r->sizes = calloc(r->n_keys, sizeof(*r->sizes));
+	r->levels = calloc(r->n_keys, sizeof(*r->levels));
 	r->data = qkm_secret_new(total);
-	if (!r->ids || !r->offs || !r->sizes || !r->data)
+	if (!r->ids || !r->offs || !r->sizes || !r->levels || !r->data)
 		goto fail;
-	rc = qkm_store_pool_read(s->st, p->name, QKM_KT_ENC, total, rg, SUPPLY_MAX_RANGES, &nr,
-				 r->data->p);
+	rc = qkm_store_pool_read_level(s->st, p->name, QKM_KT_ENC, its_only, total, rg,
+				       SUPPLY_MAX_RANGES, &nr, r->data->p);
 	if (rc == QKM_ENOKEY) {
 		struct qkm_pool_stats ps;
-		char msg[200];
+		char msg[480];
+		/* An end-to-end pool: relay on demand; the requests wait for
+		 * it up to the round timeout. */
+		int wr = QKM_ESTATE;
+		if (p->relay && now_ns - r->reqs->queued_ns < s->cfg.round_timeout_ns &&
+		    (wr = s->ops.relay(p->name, total, s->ops.arg)) == 0) {
+			*tail = p->queue;
+			p->queue = r->reqs;
+			if (!*tail)
+				p->queue_tail = tail;
+			r->reqs = NULL;
+			goto done;
+		}
 		if (qkm_store_pool_stats(s->st, p->name, &ps))
 			memset(&ps, 0, sizeof(ps));
-		snprintf(msg, sizeof(msg), "not enough key material shared with node %s: %llu bytes "
-					   "asked, %llu available",
-			 p->name, (unsigned long long)total, (unsigned long long)ps.enc_bytes);
+		const char *rwhy = p->relay ? s->ops.why(p->name, s->ops.arg) : "";
+		snprintf(msg, sizeof(msg), "not enough %skey material shared with node %s: %llu "
+					   "bytes asked, %llu available%s%s",
+			 its_only ? "ITS (OTP-only) " : "", p->name, (unsigned long long)total,
+			 (unsigned long long)(its_only ? ps.enc_its_bytes : ps.enc_bytes),
+			 rwhy[0] ? "; relay: " : "", rwhy);
 		fail_reqs(s, r->reqs, 503, msg);
 		goto done;
 	}
@@ -507,11 +546,12 @@ static void round_start(struct qkm_supply *s, struct peer *p, uint64_t now_ns)
 			snprintf(kk.slave, sizeof(kk.slave), "%s", e->slave);
 			snprintf(kk.additional, sizeof(kk.additional), "%s", e->additional);
 			kk.size_bits = e->size;
-			kk.level = e->level;
 			kk.role = QKM_KSA_MASTER_SIDE;
 			kk.state = QKM_KSA_OFFERED;
 			kk.created_ns = now_ns;
 			kk.n_ranges = key_ranges(rg, nr, r->offs[k], e->size / 8, kk.ranges);
+			kk.level = key_level(rg, nr, r->offs[k], e->size / 8);
+			r->levels[k] = kk.level;
 			source_of(kk.ranges, kk.n_ranges, rg[0].unit_bytes, kk.source, sizeof(kk.source));
 			/* preserve: the master's node keeps the bytes too (R-SUP-8).
 			 * With X25519 combination the kept bytes are the QKD-derived
@@ -551,7 +591,7 @@ static void round_start(struct qkm_supply *s, struct peer *p, uint64_t now_ns)
 	k = 0;
 	for (struct enc_req *e = r->reqs; !rc && e; e = e->next)
 		for (uint32_t i = 0; !rc && i < e->number; i++, k++)
-			rc = put_key_meta(&fb, &r->ids[k], e, e->size);
+			rc = put_key_meta(&fb, &r->ids[k], e, e->size, r->levels[k]);
 	for (size_t i = 0; !rc && i < nr; i++) {
 		size_t e;
 		if (!(rc = qkm_put_open(&fb, QKM_T_RANGE, &e)) &&
@@ -629,7 +669,11 @@ static void stock_refill(struct qkm_supply *s, struct peer *p, uint64_t now_ns)
 		memcpy(e->slave, slave, sizeof(e->slave));
 		e->number = n;
 		e->size = size;
-		e->level = QKM_LEVEL_ITS;
+		/* Plain requests take stock: ITS keys only, whatever an
+		 * end-to-end pool also holds (computational keys go by round,
+		 * recorded so). */
+		e->its_only = p->relay;
+		e->queued_ns = now_ns;
 		*p->queue_tail = e;
 		p->queue_tail = &e->next;
 	}
@@ -740,8 +784,12 @@ static void round_done(struct qkm_supply *s, struct peer *p, struct round *r,
 		if (!e->req)
 			continue; /* its client left: stays OFFERED, cancelled later */
 		char detail[3 * QKM_NAME_MAX + 64];
-		snprintf(detail, sizeof(detail), "to master %s (app %s), slave %s, level its%s",
-			 e->master, e->master, e->slave, e->comb ? ", combined with X25519" : "");
+		bool its = true;
+		for (uint32_t i = 0; i < e->number; i++)
+			its = its && r->levels[e->first_key + i] == QKM_LEVEL_ITS;
+		snprintf(detail, sizeof(detail), "to master %s (app %s), slave %s, level %s%s",
+			 e->master, e->master, e->slave, its ? "its" : "computational",
+			 e->comb ? ", combined with X25519" : "");
 		for (uint32_t i = 0; !rc && i < e->number; i++)
 			rc = e->stock ? set_master_state(s, &r->ids[e->first_key + i],
 							 QKM_KSA_STOCKED, 0, p->name, NULL)
@@ -1416,8 +1464,11 @@ void qkm_supply_on_peer(struct qkm_supply *s, const char *peer, bool up, uint64_
 
 void qkm_supply_tick(struct qkm_supply *s, uint64_t now_ns)
 {
-	if (s->cfg.stock)
-		qkm_supply_flush(s, now_ns); /* settle and refill the stock */
+	bool waiting = false; /* requests waiting for relayed keys */
+	for (size_t i = 0; i < s->n_peers; i++)
+		waiting = waiting || (s->peers[i].relay && s->peers[i].queue && !s->peers[i].round);
+	if (s->cfg.stock || waiting)
+		qkm_supply_flush(s, now_ns); /* settle and refill the stock; retry */
 	for (size_t i = 0; i < s->n_peers; i++) {
 		struct peer *p = &s->peers[i];
 		if (p->round && now_ns >= p->round->deadline_ns) {
@@ -1504,14 +1555,20 @@ struct qkm_supply *qkm_supply_new(const struct qkm_supply_cfg *cfg, struct qkm_s
 	s->cfg = *cfg;
 	s->st = st;
 	s->ops = *ops;
-	s->n_peers = cfg->node->n_links;
+	/* One peer per pool: each QKD link's, and each distant node's
+	 * end-to-end pool built by relay (R-REL-1). */
+	s->n_peers = cfg->node->n_links + cfg->node->n_routes;
 	s->peers = calloc(s->n_peers ? s->n_peers : 1, sizeof(*s->peers));
 	if (!s->peers) {
 		free(s);
 		return NULL;
 	}
 	for (size_t i = 0; i < s->n_peers; i++) {
-		snprintf(s->peers[i].name, QKM_NAME_MAX, "%s", cfg->node->links[i].peer);
+		bool relay = i >= cfg->node->n_links;
+		snprintf(s->peers[i].name, QKM_NAME_MAX, "%s",
+			 relay ? cfg->node->routes[i - cfg->node->n_links].to
+			       : cfg->node->links[i].peer);
+		s->peers[i].relay = relay;
 		s->peers[i].queue_tail = &s->peers[i].queue;
 		stock_forget(s, s->peers[i].name);
 	}

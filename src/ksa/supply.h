@@ -45,6 +45,11 @@ struct qkm_supply_ops {
 	int (*send)(const char *peer, const uint8_t *frame, size_t len, void *arg);
 	/* True if the pool shared with peer is usable (Kx up, reconciled). */
 	bool (*ready)(const char *peer, void *arg);
+	/* End-to-end pools: relay at least bytes more toward peer now; 0 if
+	 * relays are on their way. */
+	int (*relay)(const char *peer, size_t bytes, void *arg);
+	/* Why relays toward peer last failed ("" if they did not). */
+	const char *(*why)(const char *peer, void *arg);
 	/* Answers the application request req: HTTP status and JSON body.
 	 * body may hold key bytes: it is wiped after the call. */
 	void (*reply)(void *req, int status, const uint8_t *body, size_t len, void *arg);

@@ -43,6 +43,12 @@ enum qkm_msg {
 	QKM_MSG_SUPPLY_ACK = 41,     /* stored (OK=1) or refused (OK=0, MESSAGE) */
 	QKM_MSG_SUPPLY_CANCEL = 42,  /* master's node: these keys never reached the master */
 	QKM_MSG_SUPPLY_CANCEL_ACK = 43,
+	/* Kx: routing and key relay (R-REL-1..5) */
+	QKM_MSG_ROUTED = 50,         /* a frame for a distant node, forwarded along PATH */
+	QKM_MSG_RELAY = 51,          /* one hop of a relayed key file */
+	QKM_MSG_RELAY_ACK = 52,      /* destination (or a failing hop) -> origin */
+	QKM_MSG_RELAY_QUERY = 53,    /* origin -> destination: what of these batches? */
+	QKM_MSG_RELAY_STATE = 54,    /* destination -> origin: the answer */
 };
 
 enum qkm_tag {
@@ -88,6 +94,16 @@ enum qkm_tag {
 	QKM_T_PUBKEY = 40,     /* 32 bytes: an X25519 public key */
 	QKM_T_KEY = 41,        /* nested: one KSA key (KSA_ID, MASTER, SLAVE, ADDITIONAL..., SIZE, LEVEL, COMB?) */
 	QKM_T_COMB = 42,       /* u8: key combination (1 = X25519) */
+	QKM_T_SRC = 43,        /* str: origin node of a routed frame or a relay */
+	QKM_T_DST = 44,        /* str: destination node */
+	QKM_T_HOP = 45,        /* u32: index in PATH of the node receiving this frame */
+	QKM_T_FRAME = 46,      /* bytes: a whole inner frame */
+	QKM_T_METHOD = 47,     /* u8: relay encryption method (enum qkm_relay_method) */
+	QKM_T_CT = 48,         /* bytes: ciphertext */
+	QKM_T_TAG = 49,        /* 16 bytes: authentication tag (last TLV) */
+	QKM_T_SEQ = 50,        /* u64: relay sequence number, per origin and destination */
+	QKM_T_DATA = 51,       /* nested like RANGE: key data sent by reference (first hop) */
+	QKM_T_PATH = 52,       /* str: one node of the route (repeated, in order) */
 };
 
 /* A parsed frame: points into the caller's bytes, valid while they are. */

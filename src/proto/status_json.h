@@ -32,7 +32,7 @@ struct qkm_node_status {
 	char id[QKM_NAME_MAX];
 	bool ready;
 	size_t n_pools;
-	struct qkm_status_pool pools[QKM_MAX_LINKS];
+	struct qkm_status_pool pools[QKM_MAX_LINKS + QKM_MAX_NODES]; /* link, then relay */
 	int64_t acquired_bytes, aborted_batches, supplied_keys, relayed_bytes;
 	size_t n_links;
 	struct qkm_status_link links[QKM_MAX_LINKS];

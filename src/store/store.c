@@ -151,6 +151,7 @@ static const char store_migrate_v4[] =
 	X(DATA_INSERT, "INSERT INTO block_data (id, data) VALUES (?1, ?2)")     \
 	X(DATA_GET, "SELECT data FROM block_data WHERE id = ?1")                \
 	X(BATCH_SET_STATE, "UPDATE blocks SET state = ?2 WHERE batch_id = ?1")  \
+	X(BATCH_SET_LEVEL, "UPDATE blocks SET level = ?2 WHERE batch_id = ?1")  \
 	X(BATCH_STATE, "SELECT min(state), sum(count * unit_bytes) FROM blocks "  \
 	  "WHERE batch_id = ?1 HAVING count(*) > 0")                            \
 	X(BATCH_DELETE, "DELETE FROM blocks WHERE batch_id = ?1")               \
@@ -640,6 +641,20 @@ int qkm_store_batch_set_state(struct qkm_store *st, const struct qkm_id *batch_i
 	sqlite3_bind_blob(s, 1, batch_id->b, QKM_ID_LEN, SQLITE_STATIC);
 	sqlite3_bind_int(s, 2, (int)state);
 	int err = stmt_exec(st, ST_BATCH_SET_STATE);
+	if (err == 0 && sqlite3_changes(st->db) == 0)
+		err = QKM_ENOTFOUND;
+	return err;
+}
+
+int qkm_store_batch_set_level(struct qkm_store *st, const struct qkm_id *batch_id,
+			      enum qkm_block_level level)
+{
+	if (level != QKM_BLOCK_ITS && level != QKM_BLOCK_COMPUTATIONAL)
+		return QKM_EINVAL;
+	sqlite3_stmt *s = st->st[ST_BATCH_SET_LEVEL];
+	sqlite3_bind_blob(s, 1, batch_id->b, QKM_ID_LEN, SQLITE_STATIC);
+	sqlite3_bind_int(s, 2, (int)level);
+	int err = stmt_exec(st, ST_BATCH_SET_LEVEL);
 	if (err == 0 && sqlite3_changes(st->db) == 0)
 		err = QKM_ENOTFOUND;
 	return err;

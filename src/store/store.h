@@ -94,6 +94,9 @@ int qkm_store_block_put(struct qkm_store *st, struct qkm_block *b) QKM_MUST_CHEC
 /* Sets the state of every block of a batch; QKM_ENOTFOUND if none. */
 int qkm_store_batch_set_state(struct qkm_store *st, const struct qkm_id *batch_id,
 			      enum qkm_block_state state) QKM_MUST_CHECK;
+/* Sets the security level of every block of a batch; QKM_ENOTFOUND if none. */
+int qkm_store_batch_set_level(struct qkm_store *st, const struct qkm_id *batch_id,
+			      enum qkm_block_level level) QKM_MUST_CHECK;
 /* Looks a batch up: *state = its blocks' state, or 0 if absent. */
 int qkm_store_batch_state(struct qkm_store *st, const struct qkm_id *batch_id,
 			  enum qkm_block_state *state /* OUT */) QKM_MUST_CHECK;

@@ -350,7 +350,7 @@ static int setup(void **state)
 	assert_non_null(w->sim_listener);
 	w->kma = qkm_kma_new(w->base, cfg, w->st, w->b_srv, w->b_cli);
 	assert_non_null(w->kma);
-	struct qkm_kma_hooks h = {b_on_ksa_frame, b_on_pool, w};
+	struct qkm_kma_hooks h = {b_on_ksa_frame, b_on_pool, NULL, w};
 	qkm_kma_set_hooks(w->kma, &h);
 	w->deadline = evtimer_new(w->base, on_deadline, w);
 	struct timeval tv = {20, 0};

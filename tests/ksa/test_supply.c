@@ -219,7 +219,7 @@ static void side_open(struct side *s, const char *name, const char *peer, bool p
 	snprintf(s->cfg.self, sizeof(s->cfg.self), "%s", name);
 	s->cfg.preserve = preserve;
 	s->cfg.node = s->node;
-	struct qkm_supply_ops ops = {send_cb, ready_cb, reply_cb, s};
+	struct qkm_supply_ops ops = {send_cb, ready_cb, NULL, NULL, reply_cb, s};
 	s->sup = qkm_supply_new(&s->cfg, s->st, &ops);
 	assert_non_null(s->sup);
 }
@@ -234,7 +234,7 @@ static void side_restart_stocked(struct side *s)
 	s->stock = qkm_stock_new();
 	assert_non_null(s->stock);
 	s->cfg.stock = s->stock;
-	struct qkm_supply_ops ops = {send_cb, ready_cb, reply_cb, s};
+	struct qkm_supply_ops ops = {send_cb, ready_cb, NULL, NULL, reply_cb, s};
 	s->sup = qkm_supply_new(&s->cfg, s->st, &ops);
 	assert_non_null(s->sup);
 }

@@ -658,6 +658,34 @@ static void test_level_invalid(void **state)
 	qkm_secret_free(b.data);
 }
 
+/* R-REL-4: a relay's origin copy is marked COMPUTATIONAL when a later hop
+ * used the AES fallback: ITS-only reads skip it from then on. */
+static void test_batch_set_level(void **state)
+{
+	struct fx *f = *state;
+	struct qkm_block a;
+	struct qkm_range rg[2];
+	size_t nr = 0;
+	uint8_t out[64];
+	struct qkm_id none;
+
+	mkblock_level(&a, QKM_BLOCK_ITS, 1, 2, 1);
+	put(f->st, &a);
+	assert_int_equal(qkm_store_batch_set_level(f->st, &a.batch_id, QKM_BLOCK_COMPUTATIONAL), 0);
+	assert_int_equal(qkm_store_pool_read_level(f->st, "node-b", QKM_KT_ENC, true, 32, rg, 2,
+						   &nr, out),
+			 QKM_ENOKEY);
+	assert_int_equal(qkm_store_pool_read_level(f->st, "node-b", QKM_KT_ENC, false, 32, rg, 2,
+						   &nr, out),
+			 0);
+	assert_int_equal(rg[0].level, QKM_BLOCK_COMPUTATIONAL);
+	assert_int_equal(qkm_store_batch_set_level(f->st, &a.batch_id, 7), QKM_EINVAL);
+	memset(&none, 0x5a, sizeof(none));
+	memset(none.b + 12, 0, 4);
+	assert_int_equal(qkm_store_batch_set_level(f->st, &none, QKM_BLOCK_ITS), QKM_ENOTFOUND);
+	qkm_secret_free(a.data);
+}
+
 /* R-REL-4, R-SUP-4: an ITS-only read skips a COMPUTATIONAL block lying
  * between ITS blocks in pool order (it stays unconsumed), while the plain
  * read takes it in order; the ranges carry their blocks' levels. When only
@@ -1098,6 +1126,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_level_round_trip, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_level_invalid, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pool_read_its_only, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_batch_set_level, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pool_stats_its, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_v3_blocks_get_level, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_secure_delete_batch, setup, teardown),

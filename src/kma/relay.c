@@ -1,0 +1,1306 @@
+/* relay.c - key relay between KMAs (relay.h). Invariants: link key is
+ * consumed durably before a frame that uses it leaves this process and is
+ * never used twice; a relayed key is in the clear at a relay node only in
+ * memory (secure heap), for the time of one decrypt and re-encrypt; the
+ * destination stores a key only once every hop's tag verified and the
+ * end-to-end hash of the data matched; the origin's copy is usable only
+ * once the destination confirmed it. */
+#include "kma/relay.h"
+#include "core/keyfile.h"
+#include "core/log.h"
+#include "core/secret.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#define RELAY_MAX_RANGES 512
+#define RELAY_UNIT 32                    /* bytes per relayed KMA-key */
+#define RELAY_WINDOW 4                   /* relays in flight per destination */
+#define RELAY_MAC_KEY 32                 /* Poly1305 / AES-256 key bytes */
+#define RELAY_TAG 16
+#define RELAY_ASK_NS 5000000000ull       /* ask about an unanswered relay after */
+#define RELAY_RETRY_NS 1000000000ull     /* after a failed relay, wait; doubling... */
+#define RELAY_RETRY_MAX_NS 30000000000ull /* ...up to this */
+#define RELAY_SCAN_NS 100000000ull       /* pools are checked this often */
+
+/* A relay this node started and the destination has not confirmed. */
+struct flight {
+	struct flight *next;
+	struct qkm_id batch;
+	uint32_t bytes;
+	uint64_t sent_ns, asked_ns;
+};
+
+/* An end-to-end pool: a node reached by a route. */
+struct dest {
+	const struct qkm_node_route *route;
+	struct flight *flights;
+	uint32_t n_flights;
+	uint64_t flight_bytes;
+	uint64_t retry_ns;                   /* no relay ahead of demand before */
+	uint64_t backoff_ns;                 /* after failures: doubles up to 30 s */
+	bool ksa;                            /* an SAE is registered there */
+	bool filling;                        /* below low_bytes lately: fill to high_bytes */
+	char why[200];
+};
+
+struct qkm_relay {
+	const struct qkm_node_cfg *cfg;
+	struct qkm_store *st;
+	struct qkm_relay_ops ops;
+	EVP_MAC *poly;
+	struct dest *dests;
+	size_t n_dests;
+	uint64_t scan_ns;
+	struct qkm_relay_stats stats;
+};
+
+/* A parsed RELAY frame (pointers into the frame). */
+struct hop_in {
+	struct qkm_id batch;
+	uint64_t seq;
+	char src[QKM_NAME_MAX], dst[QKM_NAME_MAX];
+	uint32_t n;
+	char path[QKM_MAX_PATH][QKM_NAME_MAX];
+	uint32_t hop;
+	uint8_t method;
+	size_t n_pad, n_data;
+	struct qkm_range pad[RELAY_MAX_RANGES], data[RELAY_MAX_RANGES];
+	size_t pad_len, data_len;
+	const uint8_t *ct;
+	uint32_t ct_len;
+	size_t ct_tlv;                       /* body offset of the CT TLV */
+	size_t tag_tlv;                      /* body offset of the TAG TLV */
+	const uint8_t *tag;
+};
+
+static struct dest *dest_find(const struct qkm_relay *r, const char *node)
+{
+	for (size_t i = 0; i < r->n_dests; i++)
+		if (strcmp(r->dests[i].route->to, node) == 0)
+			return &r->dests[i];
+	return NULL;
+}
+
+const struct qkm_node_route *qkm_relay_route(const struct qkm_relay *r, const char *node)
+{
+	const struct dest *d = dest_find(r, node);
+	return d ? d->route : NULL;
+}
+
+bool qkm_relay_ready(const struct qkm_relay *r, const char *node)
+{
+	const struct dest *d = dest_find(r, node);
+	return d && r->ops.link_ready(d->route->path[1], r->ops.arg);
+}
+
+const char *qkm_relay_why(const struct qkm_relay *r, const char *node)
+{
+	const struct dest *d = dest_find(r, node);
+	return d ? d->why : "";
+}
+
+void qkm_relay_stats(const struct qkm_relay *r, struct qkm_relay_stats *out)
+{
+	*out = r->stats;
+	out->in_flight = 0;
+	for (size_t i = 0; i < r->n_dests; i++)
+		out->in_flight += r->dests[i].n_flights;
+}
+
+/* ---- crypto -------------------------------------------------------------- */
+
+/* out = a ^ b, n bytes (out may be a). */
+static void xor3(uint8_t *out, const uint8_t *a, const uint8_t *b, size_t n)
+{
+	size_t i = 0;
+	for (; i + 8 <= n; i += 8) {
+		uint64_t x, y;
+		memcpy(&x, a + i, 8);
+		memcpy(&y, b + i, 8);
+		x ^= y;
+		memcpy(out + i, &x, 8);
+	}
+	for (; i < n; i++)
+		out[i] = a[i] ^ b[i];
+}
+
+static int poly1305(struct qkm_relay *r, const uint8_t key[RELAY_MAC_KEY], const uint8_t *m,
+		    size_t n, uint8_t tag[RELAY_TAG])
+{
+	EVP_MAC_CTX *c = EVP_MAC_CTX_new(r->poly);
+	size_t len = 0;
+	int ok = c && EVP_MAC_init(c, key, RELAY_MAC_KEY, NULL) && EVP_MAC_update(c, m, n) &&
+		 EVP_MAC_final(c, tag, &len, RELAY_TAG) && len == RELAY_TAG;
+	EVP_MAC_CTX_free(c);
+	return ok ? 0 : QKM_ECRYPTO;
+}
+
+/* AES-256-GCM with a key used once (so a fixed nonce), aad authenticated. */
+static int gcm(bool enc, const uint8_t key[RELAY_MAC_KEY], const uint8_t *aad, size_t aad_len,
+	       const uint8_t *in, size_t n, uint8_t *out, uint8_t tag[RELAY_TAG])
+{
+	static const uint8_t iv[12];
+	EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
+	int l = 0;
+	int ok = c && EVP_CipherInit_ex(c, EVP_aes_256_gcm(), NULL, key, iv, enc ? 1 : 0) &&
+		 EVP_CipherUpdate(c, NULL, &l, aad, (int)aad_len) &&
+		 (n == 0 || EVP_CipherUpdate(c, out, &l, in, (int)n));
+	if (ok && enc)
+		ok = EVP_CipherFinal_ex(c, out + n, &l) &&
+		     EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, RELAY_TAG, tag);
+	else if (ok)
+		ok = EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, RELAY_TAG, tag) &&
+		     EVP_CipherFinal_ex(c, out + n, &l) > 0;
+	EVP_CIPHER_CTX_free(c);
+	return ok ? 0 : QKM_EMISMATCH;
+}
+
+/* Link key bytes a hop needs for a plaintext of n bytes. */
+static size_t hop_key_len(uint8_t method, size_t n)
+{
+	return method == QKM_RM_OTP ? RELAY_MAC_KEY + n : RELAY_MAC_KEY;
+}
+
+/* Appends CT and TAG to the frame whose body starts at body_off in fb:
+ * OTP: ct = pt ^ lk[32..], tag = Poly1305(lk[0..32), body so far + CT);
+ * AES: GCM under lk[0..32) with the body before CT as associated data. */
+static int seal(struct qkm_relay *r, struct qkm_buf *fb, size_t body_off, uint8_t method,
+		const uint8_t *lk, const uint8_t *pt, size_t n)
+{
+	uint8_t tag[RELAY_TAG];
+	size_t aad = fb->len - body_off;
+	int rc = qkm_buf_reserve(fb, 6 + n + 16 + 6 + RELAY_TAG);
+	if (rc)
+		return rc;
+	/* The plaintext never enters the (ordinary heap) frame buffer: the
+	 * ciphertext is written there directly. */
+	if ((rc = qkm_buf_put_u16(fb, QKM_T_CT)) || (rc = qkm_buf_put_u32(fb, (uint32_t)n)))
+		return rc;
+	uint8_t *ct = fb->p + fb->len;
+	fb->len += n;
+	if (method == QKM_RM_OTP) {
+		xor3(ct, pt, lk + RELAY_MAC_KEY, n);
+		rc = poly1305(r, lk, fb->p + body_off, fb->len - body_off, tag);
+	} else {
+		rc = gcm(true, lk, fb->p + body_off, aad, pt, n, ct, tag);
+	}
+	if (!rc)
+		rc = qkm_put_tlv(fb, QKM_T_TAG, tag, RELAY_TAG);
+	return rc;
+}
+
+/* Checks the tag of h and decrypts its CT into pt (secure, ct_len bytes). */
+static int unseal(struct qkm_relay *r, const struct qkm_frame *f, const struct hop_in *h,
+		  const uint8_t *lk, uint8_t *pt)
+{
+	if (h->method == QKM_RM_OTP) {
+		uint8_t tag[RELAY_TAG];
+		int rc = poly1305(r, lk, f->body, h->tag_tlv, tag);
+		if (rc)
+			return rc;
+		if (!qkm_ct_equal(tag, h->tag, RELAY_TAG))
+			return QKM_EMISMATCH;
+		xor3(pt, h->ct, lk + RELAY_MAC_KEY, h->ct_len);
+		return 0;
+	}
+	uint8_t tag[RELAY_TAG];
+	memcpy(tag, h->tag, RELAY_TAG);
+	return gcm(false, lk, f->body, h->ct_tlv, h->ct, h->ct_len, pt, tag);
+}
+
+/* ---- ranges ---------------------------------------------------------------- */
+
+static int put_range(struct qkm_buf *b, uint16_t tag, const struct qkm_range *g)
+{
+	size_t e;
+	int rc = qkm_put_open(b, tag, &e);
+	if (!rc)
+		rc = qkm_put_id(b, QKM_T_BATCH, &g->batch);
+	if (!rc)
+		rc = qkm_put_u32(b, QKM_T_FIRST, g->first_index);
+	if (!rc)
+		rc = qkm_put_u32(b, QKM_T_UNIT, g->unit_bytes);
+	if (!rc)
+		rc = qkm_put_u32(b, QKM_T_OFF, g->off);
+	if (!rc)
+		rc = qkm_put_u32(b, QKM_T_LEN, g->len);
+	if (!rc)
+		rc = qkm_put_close(b, e);
+	return rc;
+}
+
+static int parse_range(const uint8_t *v, uint32_t vl, struct qkm_range *g)
+{
+	memset(g, 0, sizeof(*g));
+	if (qkm_tlv_check(v, vl) || qkm_tlv_id(v, vl, QKM_T_BATCH, &g->batch) ||
+	    qkm_tlv_u32(v, vl, QKM_T_FIRST, &g->first_index) ||
+	    qkm_tlv_u32(v, vl, QKM_T_UNIT, &g->unit_bytes) || !g->unit_bytes ||
+	    qkm_tlv_u32(v, vl, QKM_T_OFF, &g->off) || qkm_tlv_u32(v, vl, QKM_T_LEN, &g->len) ||
+	    !g->len || g->len > QKM_FRAME_MAX)
+		return QKM_EPEER;
+	return 0;
+}
+
+/* Splits ranges (covering a contiguous read) at byte `at`: [0, at) stays in
+ * a[0..*na), the rest goes to b[0..*nb). */
+static void split_ranges(const struct qkm_range *in, size_t n, size_t at, struct qkm_range *a,
+			 size_t *na, struct qkm_range *b, size_t *nb)
+{
+	size_t pos = 0;
+	*na = *nb = 0;
+	for (size_t i = 0; i < n; i++) {
+		size_t s = pos, e = pos + in[i].len;
+		pos = e;
+		if (e <= at) {
+			a[(*na)++] = in[i];
+		} else if (s >= at) {
+			b[(*nb)++] = in[i];
+		} else {
+			a[*na] = in[i];
+			a[*na].len = (uint32_t)(at - s);
+			b[*nb] = in[i];
+			b[*nb].off += (uint32_t)(at - s);
+			b[*nb].len = (uint32_t)(e - at);
+			(*na)++;
+			(*nb)++;
+		}
+	}
+}
+
+/* "<batch>+off..off+len,..." of link key ranges, for a life-cycle record. */
+static void ranges_str(const struct qkm_range *g, size_t n, char *out, size_t outsz)
+{
+	size_t len = 0;
+	out[0] = 0;
+	for (size_t i = 0; i < n && len < outsz; i++) {
+		char hex[33];
+		qkm_id_hex(&g[i].batch, hex);
+		len += (size_t)snprintf(out + len, outsz - len, "%s%.24s%08x+%u:%u", i ? "," : "",
+					hex, g[i].first_index + g[i].off / g[i].unit_bytes,
+					g[i].off % g[i].unit_bytes, g[i].len);
+	}
+}
+
+/* Reads our copies of ranges of the pool shared with neighbour `from`
+ * (their direction: our DEC) into out. */
+static int read_ranges(struct qkm_relay *r, const char *from, struct qkm_range *g, size_t n,
+		       uint8_t *out)
+{
+	size_t pos = 0;
+	for (size_t i = 0; i < n; i++) {
+		int rc = qkm_store_block_read(r->st, from, &g[i].batch, g[i].first_index, QKM_KT_DEC,
+					      g[i].off, g[i].len, out + pos, &g[i].rowid);
+		if (rc)
+			return rc;
+		pos += g[i].len;
+	}
+	return 0;
+}
+
+static int burn_ranges(struct qkm_relay *r, const char *from, const struct qkm_range *g, size_t n)
+{
+	int rc = 0;
+	for (size_t i = 0; !rc && i < n; i++)
+		rc = qkm_store_block_burn(r->st, from, &g[i].batch, g[i].first_index, QKM_KT_DEC,
+					  (uint64_t)g[i].off + g[i].len);
+	return rc;
+}
+
+static int use_ranges(struct qkm_relay *r, const struct qkm_range *g, size_t n)
+{
+	int rc = 0;
+	for (size_t i = 0; !rc && i < n; i++)
+		rc = qkm_store_block_set_used(r->st, g[i].rowid, g[i].off + g[i].len);
+	return rc;
+}
+
+/* ---- records ----------------------------------------------------------- */
+
+static void record(struct qkm_relay *r, const char *event, const struct qkm_id *batch,
+		   uint32_t count, const char *peer, const char *fmt, ...)
+	__attribute__((format(printf, 6, 7)));
+static void record(struct qkm_relay *r, const char *event, const struct qkm_id *batch,
+		   uint32_t count, const char *peer, const char *fmt, ...)
+{
+	struct qkm_lc_event ev;
+	char hex[33];
+	memset(&ev, 0, sizeof(ev));
+	snprintf(ev.event, sizeof(ev.event), "%s", event);
+	snprintf(ev.key_kind, sizeof(ev.key_kind), "relayed");
+	qkm_id_hex(batch, hex);
+	if (count > 1)
+		snprintf(ev.key_id, sizeof(ev.key_id), "%s[0..%u]", hex, count - 1);
+	else
+		snprintf(ev.key_id, sizeof(ev.key_id), "%s", hex);
+	snprintf(ev.peer, sizeof(ev.peer), "%s", peer);
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(ev.detail, sizeof(ev.detail), fmt, ap);
+	va_end(ap);
+	if (qkm_store_record(r->st, &ev))
+		log_warnx("relay: could not record %s", event);
+}
+
+/* "node1>node2 otp 12:00:00.000001Z; ..." */
+static void hops_str(const struct qkm_relayed_meta *m, char *out, size_t outsz)
+{
+	size_t len = 0;
+	out[0] = 0;
+	for (uint32_t i = 0; i < m->n_hops && len < outsz; i++) {
+		char ts[32];
+		qkm_time_str(m->hops[i].key_relay_time_stamp, ts);
+		len += (size_t)snprintf(out + len, outsz - len, "%s%s>%s %s %s", i ? "; " : "",
+					m->hops[i].source_kma_id, m->hops[i].destination_kma_id,
+					qkm_relay_method_name(m->hops[i].key_relay_encryption_method),
+					ts);
+	}
+}
+
+/* ---- frames ------------------------------------------------------------ */
+
+/* Writes the RELAY header up to (not including) CT and TAG. */
+static int put_header(struct qkm_buf *fb, size_t *start, const struct qkm_id *batch, uint64_t seq,
+		      const struct qkm_node_route *rt, const char (*path)[QKM_NAME_MAX], uint32_t n,
+		      uint32_t hop, uint8_t method, const struct qkm_range *pad, size_t n_pad,
+		      const struct qkm_range *data, size_t n_data)
+{
+	int rc = qkm_frame_begin(fb, QKM_MSG_RELAY, 0, start);
+	(void)rt;
+	if (!rc)
+		rc = qkm_put_id(fb, QKM_T_BATCH, batch);
+	if (!rc)
+		rc = qkm_put_u64(fb, QKM_T_SEQ, seq);
+	if (!rc)
+		rc = qkm_put_str(fb, QKM_T_SRC, path[0]);
+	if (!rc)
+		rc = qkm_put_str(fb, QKM_T_DST, path[n - 1]);
+	for (uint32_t i = 0; !rc && i < n; i++)
+		rc = qkm_put_str(fb, QKM_T_PATH, path[i]);
+	if (!rc)
+		rc = qkm_put_u32(fb, QKM_T_HOP, hop);
+	if (!rc)
+		rc = qkm_put_u8(fb, QKM_T_METHOD, method);
+	for (size_t i = 0; !rc && i < n_pad; i++)
+		rc = put_range(fb, QKM_T_RANGE, &pad[i]);
+	for (size_t i = 0; !rc && i < n_data; i++)
+		rc = put_range(fb, QKM_T_DATA, &data[i]);
+	return rc;
+}
+
+static int parse_hop(const struct qkm_frame *f, struct hop_in *h)
+{
+	size_t off = 0, prev = 0;
+	uint16_t tag;
+	const uint8_t *v;
+	uint32_t vl;
+	int rc;
+	memset(h, 0, sizeof(*h));
+	if (qkm_tlv_id(f->body, f->body_len, QKM_T_BATCH, &h->batch) ||
+	    qkm_tlv_u64(f->body, f->body_len, QKM_T_SEQ, &h->seq) ||
+	    qkm_tlv_str(f->body, f->body_len, QKM_T_SRC, h->src, sizeof(h->src), true) ||
+	    qkm_tlv_str(f->body, f->body_len, QKM_T_DST, h->dst, sizeof(h->dst), true) ||
+	    qkm_tlv_u32(f->body, f->body_len, QKM_T_HOP, &h->hop) ||
+	    qkm_tlv_u8(f->body, f->body_len, QKM_T_METHOD, &h->method) ||
+	    (h->method != QKM_RM_OTP && h->method != QKM_RM_AES256GCM))
+		return QKM_EPEER;
+	while ((rc = qkm_tlv_next(f->body, f->body_len, &off, &tag, &v, &vl)) == 1) {
+		if (h->tag)
+			return QKM_EPEER; /* TAG must be last */
+		if (tag == QKM_T_PATH) {
+			if (h->n == QKM_MAX_PATH || vl == 0 || vl >= QKM_NAME_MAX)
+				return QKM_EPEER;
+			memcpy(h->path[h->n], v, vl);
+			h->path[h->n][vl] = 0;
+			if (!qkm_name_valid(h->path[h->n++]))
+				return QKM_EPEER;
+		} else if (tag == QKM_T_RANGE || tag == QKM_T_DATA) {
+			bool pad = tag == QKM_T_RANGE;
+			size_t *cnt = pad ? &h->n_pad : &h->n_data;
+			struct qkm_range *g = pad ? &h->pad[*cnt] : &h->data[*cnt];
+			if (*cnt == RELAY_MAX_RANGES || parse_range(v, vl, g))
+				return QKM_EPEER;
+			(*cnt)++;
+			if (pad)
+				h->pad_len += g->len;
+			else
+				h->data_len += g->len;
+		} else if (tag == QKM_T_CT) {
+			if (h->ct)
+				return QKM_EPEER;
+			h->ct = v;
+			h->ct_len = vl;
+			h->ct_tlv = prev;
+		} else if (tag == QKM_T_TAG) {
+			if (vl != RELAY_TAG || !h->ct)
+				return QKM_EPEER;
+			h->tag = v;
+			h->tag_tlv = prev;
+		}
+		prev = off;
+	}
+	if (rc < 0 || !h->tag || h->n < 3 || h->hop < 1 || h->hop >= h->n ||
+	    strcmp(h->path[0], h->src) != 0 || strcmp(h->path[h->n - 1], h->dst) != 0 ||
+	    h->pad_len > QKM_FRAME_MAX || h->data_len > QKM_KEYFILE_MAX_DATA ||
+	    (h->n_data && h->hop != 1))
+		return QKM_EPEER;
+	for (uint32_t i = 0; i < h->n; i++)
+		for (uint32_t j = i + 1; j < h->n; j++)
+			if (strcmp(h->path[i], h->path[j]) == 0)
+				return QKM_EPEER;
+	return 0;
+}
+
+static int send_ack(struct qkm_relay *r, const char *origin, const struct qkm_id *batch, bool ok,
+		    uint8_t level, const char *msg)
+{
+	struct qkm_buf b;
+	size_t start;
+	qkm_buf_init(&b, 4096, false);
+	int rc = qkm_frame_begin(&b, QKM_MSG_RELAY_ACK, 0, &start);
+	if (!rc)
+		rc = qkm_put_id(&b, QKM_T_BATCH, batch);
+	if (!rc)
+		rc = qkm_put_u8(&b, QKM_T_OK, ok);
+	if (!rc && ok)
+		rc = qkm_put_u8(&b, QKM_T_LEVEL, level);
+	if (!rc && msg)
+		rc = qkm_put_str(&b, QKM_T_MESSAGE, msg);
+	if (!rc)
+		rc = qkm_frame_end(&b, start);
+	if (!rc)
+		rc = r->ops.send_to(origin, b.p, b.len, r->ops.arg) ? QKM_EIO : 0;
+	qkm_buf_fini(&b);
+	return rc;
+}
+
+/* ---- taking link key ------------------------------------------------------ */
+
+/* Reads the first n unused bytes of our direction of the link pool with
+ * neighbour nb. */
+static int draw(struct qkm_relay *r, const char *nb, size_t n, struct qkm_range *g, size_t *ng,
+		uint8_t *out)
+{
+	return qkm_store_pool_read(r->st, nb, QKM_KT_ENC, n, g, RELAY_MAX_RANGES, ng, out);
+}
+
+/* Chooses the method for a hop to nb needing otp_len bytes under OTP and
+ * draws its key into *lk. extra: bytes drawn first (key data by reference,
+ * first hop of key_source "link"). QKM_ENOKEY with why set if the hop
+ * cannot be served under policy. */
+static int draw_hop(struct qkm_relay *r, const char *nb, size_t extra, size_t otp_len,
+		    uint8_t *method, struct qkm_secret **lk, struct qkm_range *g, size_t *ng,
+		    char *why, size_t whysz)
+{
+	struct qkm_pool_stats ps;
+	*method = QKM_RM_OTP;
+	for (int pass = 0; pass < 2; pass++) {
+		size_t need = extra + hop_key_len(*method, otp_len);
+		if (!(*lk = qkm_secret_new_raw(need)))
+			return QKM_ENOMEM;
+		int rc = draw(r, nb, need, g, ng, (*lk)->p);
+		if (rc != QKM_ENOKEY)
+			return rc;
+		qkm_secret_free(*lk);
+		*lk = NULL;
+		if (pass == 0 && !r->cfg->relay.aes_fallback)
+			break;
+		*method = QKM_RM_AES256GCM;
+	}
+	if (qkm_store_pool_stats(r->st, nb, &ps))
+		memset(&ps, 0, sizeof(ps));
+	snprintf(why, whysz, "hop %s-%s is out of link key: %zu bytes needed, %llu available%s",
+		 r->cfg->id, nb, extra + hop_key_len(QKM_RM_OTP, otp_len),
+		 (unsigned long long)ps.enc_bytes,
+		 r->cfg->relay.aes_fallback ? " (even for the AES fallback)" : " (relay policy otp)");
+	return QKM_ENOKEY;
+}
+
+/* ---- origin ------------------------------------------------------------ */
+
+static int rng_fill(struct qkm_relay *r, uint8_t *p, size_t n)
+{
+	if (!r->cfg->relay.rng_device[0]) {
+		for (size_t got = 0; got < n;) {
+			ssize_t k = getrandom(p + got, n - got, 0);
+			if (k < 0 && errno != EINTR)
+				return QKM_ECRYPTO;
+			got += k > 0 ? (size_t)k : 0;
+		}
+		return 0;
+	}
+	int fd = open(r->cfg->relay.rng_device, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return QKM_EIO;
+	size_t got = 0;
+	while (got < n) {
+		ssize_t k = read(fd, p + got, n - got);
+		if (k <= 0 && !(k < 0 && errno == EINTR))
+			break;
+		got += k > 0 ? (size_t)k : 0;
+	}
+	close(fd);
+	return got == n ? 0 : QKM_EIO;
+}
+
+static void flight_drop(struct dest *d, const struct qkm_id *batch)
+{
+	for (struct flight **pp = &d->flights; *pp; pp = &(*pp)->next)
+		if (qkm_id_eq(&(*pp)->batch, batch)) {
+			struct flight *f = *pp;
+			*pp = f->next;
+			d->n_flights--;
+			d->flight_bytes -= f->bytes;
+			free(f);
+			return;
+		}
+}
+
+static struct flight *flight_add(struct dest *d, const struct qkm_id *batch, uint32_t bytes,
+				 uint64_t now_ns)
+{
+	struct flight *f = calloc(1, sizeof(*f));
+	if (!f)
+		return NULL;
+	f->batch = *batch;
+	f->bytes = bytes;
+	f->sent_ns = now_ns;
+	f->next = d->flights;
+	d->flights = f;
+	d->n_flights++;
+	d->flight_bytes += bytes;
+	return f;
+}
+
+/* Starts one relay toward d: makes the key (RNG or first hop's link key),
+ * stores it PENDING with the link key it consumes, sends the first hop. */
+static int relay_start(struct qkm_relay *r, struct dest *d, uint64_t now_ns)
+{
+	const struct qkm_node_route *rt = d->route;
+	const char *nb = rt->path[1];
+	size_t size = r->cfg->relay.batch_bytes;
+	bool by_ref = !r->cfg->relay.rng;
+	struct qkm_range *g = calloc(3 * RELAY_MAX_RANGES, sizeof(*g));
+	struct qkm_range *pad = g + RELAY_MAX_RANGES, *dref = g + 2 * RELAY_MAX_RANGES;
+	struct qkm_secret *lk = NULL, *key = NULL;
+	struct qkm_buf pt, fb;
+	struct qkm_keyfile kf;
+	size_t ng = 0, n_pad = 0, n_dref = 0, start;
+	uint8_t method = QKM_RM_OTP;
+	int64_t seq = 0;
+	char why[200] = "";
+	int rc = QKM_ENOMEM;
+	qkm_buf_init(&pt, QKM_KEYFILE_MAX_DATA + 65536, true);
+	qkm_buf_init(&fb, QKM_FRAME_MAX, false);
+	qkm_keyfile_init(&kf, QKM_KF_RELAYED);
+	if (!g)
+		goto out;
+	if (!r->ops.link_ready(nb, r->ops.arg)) {
+		snprintf(why, sizeof(why), "hop %s-%s is down", r->cfg->id, nb);
+		rc = QKM_ESTATE;
+		goto out;
+	}
+	/* The batch ID: 6 random bytes, the 48-bit sequence number, 4 zero
+	 * bytes for the key index; the sequence lets the destination refuse a
+	 * stale or replayed relay. */
+	char cname[QKM_NAME_MAX + 16];
+	snprintf(cname, sizeof(cname), "relay_seq:%s", rt->to);
+	struct qkm_id batch;
+	if ((rc = qkm_store_counter_get(r->st, cname, &seq)) || (rc = qkm_id_random(&batch)))
+		goto out;
+	seq++;
+	for (int i = 0; i < 6; i++)
+		batch.b[6 + i] = (uint8_t)((uint64_t)seq >> (40 - 8 * i));
+	memset(batch.b + 12, 0, 4);
+
+	/* The relayed key file: Table 1 item 3, no hops yet. */
+	struct qkm_kma_meta *m = &kf.m.relayed.kma_key_metadata;
+	m->kma_key_id = batch;
+	m->key_length = (uint32_t)size * 8;
+	m->key_type = QKM_KT_ENC;
+	snprintf(m->kma_id, sizeof(m->kma_id), "%s", r->cfg->id);
+	snprintf(m->matching_kma_id, sizeof(m->matching_kma_id), "%s", rt->to);
+	m->generation_time_stamp = now_ns;
+	if (!(key = qkm_secret_new_raw(size)))
+		goto out;
+	/* Encoded length does not depend on the key bytes: size it with zeros
+	 * first, so one read draws the key data (by_ref) and the hop's key. */
+	memset(key->p, 0, size);
+	kf.data = key;
+	if ((rc = qkm_keyfile_set_hash(&kf)) || (rc = qkm_keyfile_encode(&kf, &pt)))
+		goto out_kf;
+	size_t pt_len = pt.len, sent = by_ref ? pt_len - size : pt_len;
+	qkm_buf_reset(&pt);
+	rc = draw_hop(r, nb, by_ref ? size : 0, sent, &method, &lk, g, &ng, why, sizeof(why));
+	if (rc)
+		goto out_kf;
+	split_ranges(g, ng, by_ref ? size : 0, dref, &n_dref, pad, &n_pad);
+	if (by_ref)
+		memcpy(key->p, lk->p, size);
+	else if ((rc = rng_fill(r, key->p, size))) {
+		snprintf(why, sizeof(why), "RNG %s failed", r->cfg->relay.rng_device[0] ?
+			 r->cfg->relay.rng_device : "getrandom");
+		goto out_kf;
+	}
+	if ((rc = qkm_keyfile_set_hash(&kf)) || (rc = qkm_keyfile_encode(&kf, &pt)))
+		goto out_kf;
+	if (pt.len != pt_len) {
+		rc = QKM_ESTATE;
+		goto out_kf;
+	}
+	/* Durable before anything leaves: link key consumed, our copy PENDING. */
+	struct qkm_block b;
+	memset(&b, 0, sizeof(b));
+	snprintf(b.peer, sizeof(b.peer), "%s", rt->to);
+	b.pool_kind = QKM_POOL_RELAY;
+	b.batch_id = batch;
+	b.count = (uint32_t)(size / RELAY_UNIT);
+	b.unit_bytes = RELAY_UNIT;
+	b.key_type = QKM_KT_ENC;
+	b.state = QKM_BLOCK_PENDING;
+	b.level = method == QKM_RM_OTP ? QKM_BLOCK_ITS : QKM_BLOCK_COMPUTATIONAL;
+	b.created_ns = now_ns;
+	char used[160];
+	ranges_str(pad, n_pad, used, sizeof(used));
+	if ((rc = qkm_store_begin(r->st)))
+		goto out_kf;
+	rc = use_ranges(r, g, ng);
+	if (!rc && !(b.data = qkm_secret_dup(key->p, size)))
+		rc = QKM_ENOMEM;
+	if (!rc)
+		rc = qkm_store_block_put(r->st, &b);
+	qkm_secret_free(b.data);
+	if (!rc)
+		rc = qkm_store_counter_add(r->st, cname, 1);
+	if (!rc)
+		record(r, "relay-sent", &batch, b.count, rt->to, "%zu bytes (%s) toward %s via %s, "
+		       "hop %s>%s %s, link key %s", size, by_ref ? "link key" : "RNG", rt->to, nb,
+		       r->cfg->id, nb, qkm_relay_method_name(method), used);
+	if (!rc)
+		rc = qkm_store_commit(r->st);
+	else
+		qkm_store_rollback(r->st);
+	if (rc)
+		goto out_kf;
+	r->stats.link_bytes += ng ? lk->len - (by_ref ? size : 0) : 0;
+	if ((rc = put_header(&fb, &start, &batch, (uint64_t)seq, rt, rt->path, rt->n, 1, method, pad,
+			     n_pad, dref, n_dref)) ||
+	    (rc = seal(r, &fb, start + QKM_FRAME_HDR, method, lk->p + (by_ref ? size : 0), pt.p,
+		       sent)) ||
+	    (rc = qkm_frame_end(&fb, start)))
+		goto out_kf;
+	flight_add(d, &batch, (uint32_t)size, now_ns);
+	if (r->ops.send(nb, fb.p, fb.len, r->ops.arg))
+		log_warnx("relay to %s: hop %s down after the key was drawn; asking later",
+			  rt->to, nb);
+	d->why[0] = 0;
+out_kf:
+	kf.data = NULL;
+out:
+	if (rc && why[0] && strcmp(why, d->why) != 0)
+		log_warnx("relay to %s: %s", rt->to, why);
+	if (rc && why[0])
+		snprintf(d->why, sizeof(d->why), "%s", why);
+	qkm_keyfile_fini(&kf);
+	qkm_secret_free(key);
+	qkm_secret_free(lk);
+	qkm_buf_fini(&pt);
+	qkm_buf_fini(&fb);
+	free(g);
+	return rc;
+}
+
+/* ---- hop (relay node and destination) ------------------------------------ */
+
+/* Discards a relay that failed its checks (alarm: a check that only an
+ * attack or a fault fails) or cannot go on: log, record, tell the origin. */
+static void refuse(struct qkm_relay *r, const char *from, const struct hop_in *h, const char *why,
+		   bool alarm)
+{
+	r->stats.failed++;
+	char hex[33];
+	qkm_id_hex(&h->batch, hex);
+	log_warnx("%srelay %s from %s to %s (hop from %s) discarded: %s", alarm ? "ALARM " : "",
+		  hex, h->src, h->dst, from, why);
+	if (!qkm_store_begin(r->st)) {
+		record(r, "relay-refused", &h->batch, 0, from, "%s->%s: %s", h->src, h->dst, why);
+		if (qkm_store_commit(r->st))
+			log_warnx("relay: refusal not recorded");
+	}
+	char msg[300];
+	snprintf(msg, sizeof(msg), "at %s: %s", r->cfg->id, why);
+	if (strcmp(h->src, r->cfg->id) != 0 && send_ack(r, h->src, &h->batch, false, 0, msg))
+		log_debug("relay: could not tell %s", h->src);
+}
+
+static int seen_get(struct qkm_relay *r, const char *origin, int64_t *v)
+{
+	char cname[QKM_NAME_MAX + 16];
+	snprintf(cname, sizeof(cname), "relay_seen:%s", origin);
+	return qkm_store_counter_get(r->st, cname, v);
+}
+
+/* Raises the highest sequence seen from origin to seq (inside a transaction). */
+static int seen_raise(struct qkm_relay *r, const char *origin, uint64_t seq)
+{
+	char cname[QKM_NAME_MAX + 16];
+	int64_t v = 0;
+	snprintf(cname, sizeof(cname), "relay_seen:%s", origin);
+	int rc = qkm_store_counter_get(r->st, cname, &v);
+	if (!rc && (int64_t)seq > v)
+		rc = qkm_store_counter_add(r->st, cname, (int64_t)seq - v);
+	return rc;
+}
+
+static uint64_t batch_seq(const struct qkm_id *b)
+{
+	uint64_t s = 0;
+	for (int i = 0; i < 6; i++)
+		s = s << 8 | b->b[6 + i];
+	return s;
+}
+
+int qkm_relay_on_hop(struct qkm_relay *r, const char *from, const struct qkm_frame *f,
+		     uint64_t now_ns)
+{
+	struct hop_in *h = calloc(1, sizeof(*h));
+	struct qkm_range *og = NULL;
+	struct qkm_secret *lk = NULL, *pt = NULL, *olk = NULL;
+	struct qkm_buf pt2, fb;
+	struct qkm_keyfile kf;
+	const char *field = NULL;
+	char why[240] = "";
+	int rc = QKM_ENOMEM;
+	qkm_buf_init(&pt2, QKM_KEYFILE_MAX_DATA + 65536, true);
+	qkm_buf_init(&fb, QKM_FRAME_MAX, false);
+	qkm_keyfile_init(&kf, QKM_KF_RELAYED);
+	if (!h)
+		goto out;
+	rc = QKM_EPEER;
+	if (f->type != QKM_MSG_RELAY || f->req != 0 || (rc = parse_hop(f, h)))
+		goto out;
+	if (strcmp(h->path[h->hop], r->cfg->id) != 0 || strcmp(h->path[h->hop - 1], from) != 0 ||
+	    batch_seq(&h->batch) != h->seq || h->ct_len > QKM_KEYFILE_MAX_DATA + 65536) {
+		rc = QKM_EPEER;
+		goto out;
+	}
+	rc = 0;
+	/* Our copy of the link key the sender used, and the key data it sent
+	 * by reference; both from our pool with the sender, its direction. */
+	if (h->pad_len != hop_key_len(h->method, h->ct_len)) {
+		snprintf(why, sizeof(why), "link key length %zu does not fit the ciphertext",
+			 h->pad_len);
+		goto refuse;
+	}
+	if (!(lk = qkm_secret_new_raw(h->pad_len)) ||
+	    !(pt = qkm_secret_new_raw(h->ct_len + h->data_len + 1))) {
+		rc = QKM_ENOMEM;
+		goto out;
+	}
+	int x = read_ranges(r, from, h->pad, h->n_pad, lk->p);
+	if (!x && h->n_data)
+		x = read_ranges(r, from, h->data, h->n_data, pt->p + h->ct_len);
+	if (x) {
+		snprintf(why, sizeof(why), "link key named by the frame is not available here (%s): "
+			 "replayed, reordered or tampered", x == QKM_EPERM ? "used or not ready"
+									  : qkm_strerror(x));
+		goto refuse;
+	}
+	if (unseal(r, f, h, lk->p, pt->p)) {
+		snprintf(why, sizeof(why), "%s tag does not verify: tampered",
+			 h->method == QKM_RM_OTP ? "Poly1305" : "AES-GCM");
+		goto refuse;
+	}
+	x = qkm_keyfile_decode(pt->p, h->ct_len + h->data_len, &kf, &field);
+	struct qkm_relayed_meta *m = &kf.m.relayed;
+	if (x || kf.kind != QKM_KF_RELAYED || !kf.data ||
+	    !qkm_id_eq(&m->kma_key_metadata.kma_key_id, &h->batch) ||
+	    strcmp(m->kma_key_metadata.kma_id, h->src) != 0 ||
+	    strcmp(m->kma_key_metadata.matching_kma_id, h->dst) != 0 ||
+	    m->n_hops != h->hop - 1 || kf.data->len % RELAY_UNIT ||
+	    !m->kma_key_metadata.has_hash) {
+		snprintf(why, sizeof(why), "relayed key file does not match its frame (%s%s%s)",
+			 x ? qkm_strerror(x) : "metadata", field ? ": " : "", field ? field : "");
+		goto refuse;
+	}
+	if (m->n_hops == QKM_KEYFILE_MAX_HOPS) {
+		snprintf(why, sizeof(why), "too many hops");
+		goto refuse;
+	}
+	/* R-REL-2: this hop's relay information. */
+	struct qkm_relay_hop *hp = &m->hops[m->n_hops++];
+	snprintf(hp->source_kma_id, sizeof(hp->source_kma_id), "%s", from);
+	snprintf(hp->destination_kma_id, sizeof(hp->destination_kma_id), "%s", r->cfg->id);
+	hp->key_relay_time_stamp = qkm_now_ns();
+	hp->key_relay_encryption_method = h->method;
+	char hops[200];
+	hops_str(m, hops, sizeof(hops));
+	uint32_t count = (uint32_t)(kf.data->len / RELAY_UNIT);
+
+	if (h->hop == h->n - 1) {
+		/* Destination: store it READY, acknowledge. */
+		int64_t seen = 0;
+		if ((rc = seen_get(r, h->src, &seen)))
+			goto out;
+		if ((int64_t)h->seq <= seen) {
+			snprintf(why, sizeof(why), "sequence %llu not above %lld: stale or replayed",
+				 (unsigned long long)h->seq, (long long)seen);
+			goto refuse;
+		}
+		uint8_t level = QKM_BLOCK_ITS;
+		for (uint32_t i = 0; i < m->n_hops; i++)
+			if (m->hops[i].key_relay_encryption_method != QKM_RM_OTP)
+				level = QKM_BLOCK_COMPUTATIONAL;
+		struct qkm_block b;
+		memset(&b, 0, sizeof(b));
+		snprintf(b.peer, sizeof(b.peer), "%s", h->src);
+		b.pool_kind = QKM_POOL_RELAY;
+		b.batch_id = h->batch;
+		b.count = count;
+		b.unit_bytes = RELAY_UNIT;
+		b.key_type = QKM_KT_DEC;
+		b.state = QKM_BLOCK_READY;
+		b.level = level;
+		b.created_ns = now_ns;
+		b.data = kf.data;
+		if ((rc = qkm_store_begin(r->st)))
+			goto out;
+		rc = burn_ranges(r, from, h->pad, h->n_pad);
+		if (!rc)
+			rc = burn_ranges(r, from, h->data, h->n_data);
+		if (!rc)
+			rc = seen_raise(r, h->src, h->seq);
+		if (!rc)
+			rc = qkm_store_block_put(r->st, &b);
+		if (!rc)
+			rc = qkm_store_counter_add(r->st, "relay_received_bytes",
+						   (int64_t)kf.data->len);
+		if (!rc)
+			record(r, "relay-received", &h->batch, count, h->src,
+			       "%zu bytes from %s, level %s; hops: %s", kf.data->len, h->src,
+			       level == QKM_BLOCK_ITS ? "its" : "computational", hops);
+		if (!rc)
+			rc = qkm_store_commit(r->st);
+		else
+			qkm_store_rollback(r->st);
+		if (rc == QKM_EEXIST) {
+			snprintf(why, sizeof(why), "batch already stored: replayed");
+			goto refuse;
+		}
+		if (rc)
+			goto out;
+		r->stats.received_bytes += kf.data->len;
+		if (send_ack(r, h->src, &h->batch, true, level, NULL))
+			log_debug("relay: acknowledgement to %s not sent; it will ask", h->src);
+		if (r->ops.on_pool)
+			r->ops.on_pool(h->src, r->ops.arg);
+		goto out;
+	}
+
+	/* Relay node: re-encrypt for the next hop. */
+	const char *next = h->path[h->hop + 1];
+	bool ours = false;
+	for (size_t i = 0; i < r->cfg->n_links; i++)
+		ours = ours || strcmp(r->cfg->links[i].peer, next) == 0;
+	if (!ours) {
+		snprintf(why, sizeof(why), "next hop %s is not a neighbour of %s", next, r->cfg->id);
+		goto cannot;
+	}
+	if (!r->ops.link_ready(next, r->ops.arg)) {
+		snprintf(why, sizeof(why), "hop %s-%s is down", r->cfg->id, next);
+		goto cannot;
+	}
+	if ((rc = qkm_keyfile_encode(&kf, &pt2)))
+		goto out;
+	if (!(og = calloc(RELAY_MAX_RANGES, sizeof(*og)))) {
+		rc = QKM_ENOMEM;
+		goto out;
+	}
+	uint8_t method;
+	size_t ng = 0, start;
+	if ((rc = draw_hop(r, next, 0, pt2.len, &method, &olk, og, &ng, why, sizeof(why)))) {
+		if (rc == QKM_ENOKEY)
+			goto cannot;
+		goto out;
+	}
+	char in[120], outr[120];
+	ranges_str(h->pad, h->n_pad, in, sizeof(in));
+	ranges_str(og, ng, outr, sizeof(outr));
+	if ((rc = qkm_store_begin(r->st)))
+		goto out;
+	rc = burn_ranges(r, from, h->pad, h->n_pad);
+	if (!rc)
+		rc = use_ranges(r, og, ng);
+	if (!rc)
+		record(r, "relay-forwarded", &h->batch, count, next,
+		       "%s->%s: %s>%s %s link key %s, %s>%s %s link key %s", h->src, h->dst, from,
+		       r->cfg->id, qkm_relay_method_name(h->method), in, r->cfg->id, next,
+		       qkm_relay_method_name(method), outr);
+	if (!rc)
+		rc = qkm_store_commit(r->st);
+	else
+		qkm_store_rollback(r->st);
+	if (rc)
+		goto out;
+	r->stats.forwarded_bytes += kf.data->len;
+	r->stats.link_bytes += olk->len;
+	if ((rc = put_header(&fb, &start, &h->batch, h->seq, NULL,
+			     (const char (*)[QKM_NAME_MAX])h->path, h->n, h->hop + 1, method, og, ng,
+			     NULL, 0)) ||
+	    (rc = seal(r, &fb, start + QKM_FRAME_HDR, method, olk->p, pt2.p, pt2.len)) ||
+	    (rc = qkm_frame_end(&fb, start)))
+		goto out;
+	if (r->ops.send(next, fb.p, fb.len, r->ops.arg))
+		log_warnx("relay %s->%s: hop to %s down after its key was drawn", h->src, h->dst,
+			  next);
+	goto out;
+refuse:
+	refuse(r, from, h, why, true);
+	rc = 0;
+	goto out;
+cannot:
+	refuse(r, from, h, why, false);
+	rc = 0;
+out:
+	if (rc == QKM_EPEER)
+		log_warnx("relay: malformed RELAY frame from %s", from);
+	qkm_keyfile_fini(&kf);
+	qkm_secret_free(lk);
+	qkm_secret_free(pt);
+	qkm_secret_free(olk);
+	qkm_buf_fini(&pt2);
+	qkm_buf_fini(&fb);
+	free(og);
+	free(h);
+	return rc;
+}
+
+/* ---- origin: answers ------------------------------------------------------- */
+
+/* The destination has (ok) or has not the relay batch: make our copy
+ * usable, or delete it. */
+static void backoff(struct dest *d, uint64_t now_ns)
+{
+	d->backoff_ns = d->backoff_ns ? 2 * d->backoff_ns : RELAY_RETRY_NS;
+	if (d->backoff_ns > RELAY_RETRY_MAX_NS)
+		d->backoff_ns = RELAY_RETRY_MAX_NS;
+	d->retry_ns = now_ns + d->backoff_ns;
+}
+
+static void settle(struct qkm_relay *r, struct dest *d, const struct qkm_id *batch, bool ok,
+		   uint8_t level, const char *msg, uint64_t now_ns)
+{
+	enum qkm_block_state state = 0;
+	uint64_t bytes = 0;
+	int rc = qkm_store_batch_info(r->st, batch, &state, &bytes);
+	flight_drop(d, batch);
+	if (rc || state != QKM_BLOCK_PENDING)
+		return; /* settled already (an answer and a query crossed) */
+	if ((rc = qkm_store_begin(r->st)))
+		goto fail;
+	if (ok) {
+		rc = qkm_store_batch_set_state(r->st, batch, QKM_BLOCK_READY);
+		if (!rc && level == QKM_BLOCK_COMPUTATIONAL)
+			rc = qkm_store_batch_set_level(r->st, batch, QKM_BLOCK_COMPUTATIONAL);
+		if (!rc)
+			rc = qkm_store_counter_add(r->st, "relayed_bytes", (int64_t)bytes);
+		if (!rc)
+			record(r, "relay-confirmed", batch, (uint32_t)(bytes / RELAY_UNIT),
+			       d->route->to, "%llu bytes stored at %s, level %s",
+			       (unsigned long long)bytes, d->route->to,
+			       level == QKM_BLOCK_COMPUTATIONAL ? "computational" : "its");
+	} else {
+		rc = qkm_store_batch_delete(r->st, batch);
+		if (!rc)
+			record(r, "relay-aborted", batch, (uint32_t)(bytes / RELAY_UNIT),
+			       d->route->to, "%s", msg);
+	}
+	if (!rc)
+		rc = qkm_store_commit(r->st);
+	else
+		qkm_store_rollback(r->st);
+	if (rc)
+		goto fail;
+	if (ok) {
+		r->stats.relayed_bytes += bytes;
+		d->backoff_ns = 0;
+		if (r->ops.on_pool)
+			r->ops.on_pool(d->route->to, r->ops.arg);
+	} else {
+		r->stats.failed++;
+		backoff(d, now_ns);
+		log_warnx("relay to %s failed: %s", d->route->to, msg);
+		if (msg != d->why)
+			snprintf(d->why, sizeof(d->why), "%s", msg);
+	}
+	return;
+fail:
+	log_warnx("relay to %s: outcome not stored (%s); asking again later", d->route->to,
+		  qkm_strerror(rc));
+}
+
+static int on_ack(struct qkm_relay *r, const char *origin, const struct qkm_frame *f,
+		  uint64_t now_ns)
+{
+	struct qkm_id batch;
+	uint8_t ok = 0, level = QKM_BLOCK_ITS;
+	char msg[300] = "";
+	if (qkm_tlv_id(f->body, f->body_len, QKM_T_BATCH, &batch) ||
+	    qkm_tlv_u8(f->body, f->body_len, QKM_T_OK, &ok))
+		return QKM_EPEER;
+	if (ok && (qkm_tlv_u8(f->body, f->body_len, QKM_T_LEVEL, &level) ||
+		   (level != QKM_BLOCK_ITS && level != QKM_BLOCK_COMPUTATIONAL)))
+		return QKM_EPEER;
+	if (ok) {
+		/* The destination stored it: ours becomes usable. */
+		struct dest *d = dest_find(r, origin);
+		if (d)
+			settle(r, d, &batch, true, level, NULL, now_ns);
+		return 0;
+	}
+	/* A refusal, from the destination or a node on the way, does not
+	 * prove the key will never be stored there (a replayed or tampered
+	 * copy may be refused while the genuine frame goes through): only
+	 * the destination's answer to a query, which also stops it from
+	 * storing the batch later, settles it. Ask at once. */
+	if (qkm_tlv_str(f->body, f->body_len, QKM_T_MESSAGE, msg, sizeof(msg), false) || !msg[0])
+		snprintf(msg, sizeof(msg), "refused by %s", origin);
+	for (size_t i = 0; i < r->n_dests; i++)
+		for (struct flight *fl = r->dests[i].flights; fl; fl = fl->next)
+			if (qkm_id_eq(&fl->batch, &batch)) {
+				struct dest *d = &r->dests[i];
+				if (strcmp(msg, d->why) != 0)
+					log_warnx("relay to %s refused: %s", d->route->to, msg);
+				snprintf(d->why, sizeof(d->why), "%s", msg);
+				fl->sent_ns = fl->asked_ns = 0;
+				return 0;
+			}
+	return 0;
+}
+
+/* Destination: the origin asks about batches it holds PENDING. */
+static int on_query(struct qkm_relay *r, const char *origin, const struct qkm_frame *f)
+{
+	size_t off = 0, start;
+	uint16_t tag;
+	const uint8_t *v;
+	uint32_t vl;
+	uint64_t top = 0;
+	struct qkm_buf b;
+	int rc;
+	qkm_buf_init(&b, 1u << 20, false);
+	/* First make sure none of them can still be stored here. */
+	while (qkm_tlv_next(f->body, f->body_len, &off, &tag, &v, &vl) == 1)
+		if (tag == QKM_T_BATCH) {
+			struct qkm_id id;
+			if (vl != QKM_ID_LEN) {
+				qkm_buf_fini(&b);
+				return QKM_EPEER;
+			}
+			memcpy(id.b, v, QKM_ID_LEN);
+			if (batch_seq(&id) > top)
+				top = batch_seq(&id);
+		}
+	if (!(rc = qkm_store_begin(r->st))) {
+		rc = seen_raise(r, origin, top);
+		if (!rc)
+			rc = qkm_store_commit(r->st);
+		else
+			qkm_store_rollback(r->st);
+	}
+	if (rc) {
+		qkm_buf_fini(&b);
+		return rc;
+	}
+	rc = qkm_frame_begin(&b, QKM_MSG_RELAY_STATE, f->req, &start);
+	off = 0;
+	while (!rc && qkm_tlv_next(f->body, f->body_len, &off, &tag, &v, &vl) == 1) {
+		if (tag != QKM_T_BATCH)
+			continue;
+		struct qkm_id id;
+		enum qkm_block_state st = 0;
+		size_t e;
+		memcpy(id.b, v, QKM_ID_LEN);
+		if (qkm_store_batch_state(r->st, &id, &st))
+			st = 0;
+		if (!(rc = qkm_put_open(&b, QKM_T_ENTRY, &e)) && !(rc = qkm_put_id(&b, QKM_T_BATCH, &id)) &&
+		    !(rc = qkm_put_u8(&b, QKM_T_STATE, (uint8_t)st)))
+			rc = qkm_put_close(&b, e);
+	}
+	if (!rc)
+		rc = qkm_frame_end(&b, start);
+	if (!rc)
+		rc = r->ops.send_to(origin, b.p, b.len, r->ops.arg) ? QKM_EIO : 0;
+	qkm_buf_fini(&b);
+	return rc == QKM_EIO ? 0 : rc;
+}
+
+/* Origin: the destination's answer to a query. */
+static int on_state(struct qkm_relay *r, const char *origin, const struct qkm_frame *f,
+		    uint64_t now_ns)
+{
+	struct dest *d = dest_find(r, origin);
+	size_t off = 0;
+	uint16_t tag;
+	const uint8_t *v;
+	uint32_t vl;
+	if (!d)
+		return QKM_EPEER;
+	while (qkm_tlv_next(f->body, f->body_len, &off, &tag, &v, &vl) == 1) {
+		struct qkm_id id;
+		uint8_t st;
+		if (tag != QKM_T_ENTRY)
+			continue;
+		if (qkm_tlv_check(v, vl) || qkm_tlv_id(v, vl, QKM_T_BATCH, &id) ||
+		    qkm_tlv_u8(v, vl, QKM_T_STATE, &st))
+			return QKM_EPEER;
+		/* A READY copy there: its level is in our records only if the
+		 * acknowledgement came; without it, count the batch as the
+		 * weaker level when the fallback is allowed. */
+		uint8_t level = r->cfg->relay.aes_fallback ? QKM_BLOCK_COMPUTATIONAL : QKM_BLOCK_ITS;
+		settle(r, d, &id, st != 0, level,
+		       d->why[0] ? d->why : "lost on the way (the destination never stored it)",
+		       now_ns);
+	}
+	return 0;
+}
+
+int qkm_relay_on_frame(struct qkm_relay *r, const char *origin, const struct qkm_frame *f,
+		       uint64_t now_ns)
+{
+	switch (f->type) {
+	case QKM_MSG_RELAY_ACK:
+		return on_ack(r, origin, f, now_ns);
+	case QKM_MSG_RELAY_QUERY:
+		return on_query(r, origin, f);
+	case QKM_MSG_RELAY_STATE:
+		return on_state(r, origin, f, now_ns);
+	default:
+		return QKM_EPEER;
+	}
+}
+
+/* ---- timer ------------------------------------------------------------- */
+
+static void ask(struct qkm_relay *r, struct dest *d, uint64_t now_ns)
+{
+	struct qkm_buf b;
+	size_t start, n = 0;
+	qkm_buf_init(&b, 1u << 20, false);
+	int rc = qkm_frame_begin(&b, QKM_MSG_RELAY_QUERY, 0, &start);
+	for (struct flight *f = d->flights; !rc && f; f = f->next)
+		if (now_ns - f->sent_ns >= RELAY_ASK_NS && now_ns - f->asked_ns >= RELAY_ASK_NS) {
+			f->asked_ns = now_ns;
+			rc = qkm_put_id(&b, QKM_T_BATCH, &f->batch);
+			n++;
+		}
+	if (!rc && n && !(rc = qkm_frame_end(&b, start)))
+		(void)r->ops.send_to(d->route->to, b.p, b.len, r->ops.arg);
+	qkm_buf_fini(&b);
+}
+
+void qkm_relay_tick(struct qkm_relay *r, uint64_t now_ns)
+{
+	for (size_t i = 0; i < r->n_dests; i++)
+		if (r->dests[i].flights)
+			ask(r, &r->dests[i], now_ns);
+	if (now_ns - r->scan_ns < RELAY_SCAN_NS)
+		return;
+	r->scan_ns = now_ns;
+	if (!r->cfg->ksa)
+		return;
+	for (size_t i = 0; i < r->n_dests; i++) {
+		struct dest *d = &r->dests[i];
+		struct qkm_pool_stats ps;
+		if (!d->ksa || now_ns < d->retry_ns || qkm_store_pool_stats(r->st, d->route->to, &ps))
+			continue;
+		uint64_t have = ps.enc_bytes + d->flight_bytes;
+		if (have < r->cfg->relay.low_bytes)
+			d->filling = true;
+		if (have >= r->cfg->relay.high_bytes)
+			d->filling = false;
+		while (d->filling && d->n_flights < RELAY_WINDOW &&
+		       ps.enc_bytes + d->flight_bytes < r->cfg->relay.high_bytes)
+			if (relay_start(r, d, now_ns)) {
+				backoff(d, now_ns);
+				break;
+			}
+	}
+}
+
+int qkm_relay_want(struct qkm_relay *r, const char *node, size_t bytes, uint64_t now_ns)
+{
+	struct dest *d = dest_find(r, node);
+	if (!d)
+		return QKM_ESTATE;
+	int rc = 0;
+	while (!rc && d->flight_bytes < bytes && d->n_flights < RELAY_WINDOW)
+		rc = relay_start(r, d, now_ns);
+	if (rc && d->n_flights)
+		rc = 0;
+	return rc == QKM_ENOKEY || rc == QKM_ESTATE ? rc : rc ? QKM_ESTATE : 0;
+}
+
+/* ---- life -------------------------------------------------------------- */
+
+static int load_pending(struct qkm_block *b, void *arg)
+{
+	struct dest *d = arg;
+	if (b->pool_kind == QKM_POOL_RELAY && b->key_type == QKM_KT_ENC &&
+	    !flight_add(d, &b->batch_id, b->count * b->unit_bytes, 0))
+		return QKM_ENOMEM;
+	return 0;
+}
+
+struct qkm_relay *qkm_relay_new(const struct qkm_node_cfg *cfg, struct qkm_store *st,
+				const struct qkm_relay_ops *ops)
+{
+	struct qkm_relay *r = calloc(1, sizeof(*r));
+	if (!r)
+		return NULL;
+	r->cfg = cfg;
+	r->st = st;
+	r->ops = *ops;
+	r->poly = EVP_MAC_fetch(NULL, "POLY1305", NULL);
+	r->dests = calloc(cfg->n_routes ? cfg->n_routes : 1, sizeof(*r->dests));
+	if (!r->poly || !r->dests) {
+		qkm_relay_free(r);
+		return NULL;
+	}
+	r->n_dests = cfg->n_routes;
+	for (size_t i = 0; i < cfg->n_routes; i++) {
+		struct dest *d = &r->dests[i];
+		d->route = &cfg->routes[i];
+		for (size_t j = 0; j < cfg->n_saes; j++)
+			d->ksa = d->ksa || strcmp(cfg->saes[j].node, d->route->to) == 0;
+		/* Relays left unconfirmed by the last run: ask at once. */
+		if (qkm_store_blocks(st, d->route->to, 1u << QKM_BLOCK_PENDING, false, load_pending,
+				     d)) {
+			qkm_relay_free(r);
+			return NULL;
+		}
+		if (d->n_flights)
+			log_info("relay to %s: %u relay(s) of the last run unconfirmed; asking",
+				 d->route->to, d->n_flights);
+	}
+	return r;
+}
+
+void qkm_relay_free(struct qkm_relay *r)
+{
+	if (!r)
+		return;
+	for (size_t i = 0; r->dests && i < r->n_dests; i++)
+		while (r->dests[i].flights)
+			flight_drop(&r->dests[i], &r->dests[i].flights->batch);
+	free(r->dests);
+	EVP_MAC_free(r->poly);
+	free(r);
+}

@@ -1,0 +1,618 @@
+/* test_relay.c - key relay across trusted nodes (kma/relay.c): three nodes
+ * A - B - C in a line, each with a real store and a relay state machine,
+ * joined by in-memory frame queues the test can tamper with, drop, replay
+ * and reorder. A relays keys to C through B. Nothing sleeps; time is
+ * passed explicitly. R-REL-1..5, R-REL-8, R-LC-1. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/secret.h"
+#include "kma/relay.h"
+#include "proto/frame.h"
+#include "store/store.h"
+
+#define SEC 1000000000ull
+#define T0 (1700000000ull * SEC)
+#define BATCH 4096u                /* relayed key bytes per message */
+#define LINK_BYTES (1u << 20)      /* link key per direction */
+
+struct wire {
+	int from, to;
+	bool e2e;                      /* end to end (routed in real life) */
+	uint8_t *p;
+	size_t len;
+};
+
+struct net;
+struct node {
+	struct net *net;
+	int i;
+	struct qkm_node_cfg *cfg;
+	struct qkm_store *st;
+	struct qkm_relay *r;
+	char path[PATH_MAX];
+};
+
+struct net {
+	struct node n[3];
+	struct wire *q;
+	size_t nq, cap;
+	uint64_t now;
+	size_t peer_errors;            /* frames refused as protocol violations */
+	char dir[PATH_MAX];
+};
+
+static const char *const NAMES[3] = {"A", "B", "C"};
+
+static int idx(const char *name)
+{
+	for (int i = 0; i < 3; i++)
+		if (strcmp(NAMES[i], name) == 0)
+			return i;
+	fail_msg("unknown node %s", name);
+	return -1;
+}
+
+static void push(struct net *net, int from, int to, bool e2e, const uint8_t *p, size_t len)
+{
+	if (net->nq == net->cap) {
+		net->cap = net->cap ? 2 * net->cap : 16;
+		net->q = realloc(net->q, net->cap * sizeof(*net->q));
+		assert_non_null(net->q);
+	}
+	struct wire *w = &net->q[net->nq++];
+	w->from = from;
+	w->to = to;
+	w->e2e = e2e;
+	w->p = malloc(len);
+	assert_non_null(w->p);
+	memcpy(w->p, p, len);
+	w->len = len;
+}
+
+static struct wire pop(struct net *net, size_t i)
+{
+	struct wire w = net->q[i];
+	memmove(net->q + i, net->q + i + 1, (net->nq - i - 1) * sizeof(*net->q));
+	net->nq--;
+	return w;
+}
+
+static int op_send(const char *nb, const uint8_t *frame, size_t len, void *arg)
+{
+	struct node *n = arg;
+	push(n->net, n->i, idx(nb), false, frame, len);
+	return 0;
+}
+
+static int op_send_to(const char *node, const uint8_t *frame, size_t len, void *arg)
+{
+	struct node *n = arg;
+	push(n->net, n->i, idx(node), true, frame, len);
+	return 0;
+}
+
+static bool op_link_ready(const char *nb, void *arg) { return true; }
+
+static void deliver(struct net *net, struct wire *w)
+{
+	struct qkm_frame f;
+	struct node *to = &net->n[w->to];
+	int rc = qkm_frame_parse(w->p, w->len, &f);
+	if (!rc)
+		rc = w->e2e ? qkm_relay_on_frame(to->r, NAMES[w->from], &f, net->now)
+			    : qkm_relay_on_hop(to->r, NAMES[w->from], &f, net->now);
+	if (rc == QKM_EPEER || rc == QKM_EFORMAT || rc == QKM_ETRUNC || rc == QKM_EVERSION)
+		net->peer_errors++; /* in real life: the link drops */
+	else
+		assert_int_equal(rc, 0);
+	free(w->p);
+}
+
+/* Delivers everything queued, in order, until the queues are empty. */
+static void pump(struct net *net)
+{
+	while (net->nq) {
+		struct wire w = pop(net, 0);
+		deliver(net, &w);
+	}
+}
+
+static struct qkm_id batch_id(uint8_t tag)
+{
+	struct qkm_id id;
+	assert_int_equal(qkm_id_random(&id), 0);
+	id.b[0] = tag;
+	memset(id.b + 12, 0, 4);
+	return id;
+}
+
+/* One direction of a QKD link pool: the same random bytes at both ends,
+ * ENC at the sender, DEC at the receiver. */
+static void link_dir(struct net *net, int from, int to, uint32_t bytes)
+{
+	struct qkm_secret *data = qkm_secret_new(bytes);
+	assert_non_null(data);
+	assert_int_equal(qkm_id_random((struct qkm_id *)data->p), 0);
+	for (uint32_t i = 16; i < bytes; i++)
+		data->p[i] = (uint8_t)(data->p[i % 16] * 31 + i * 7 + (i >> 8));
+	struct qkm_id id = batch_id(0x10 + (uint8_t)from);
+	for (int side = 0; side < 2; side++) {
+		struct node *n = &net->n[side ? to : from];
+		struct qkm_block b;
+		memset(&b, 0, sizeof(b));
+		snprintf(b.peer, sizeof(b.peer), "%s", NAMES[side ? from : to]);
+		b.pool_kind = QKM_POOL_LINK;
+		b.batch_id = id;
+		b.count = bytes / 32;
+		b.unit_bytes = 32;
+		b.key_type = side ? QKM_KT_DEC : QKM_KT_ENC;
+		b.state = QKM_BLOCK_READY;
+		b.level = QKM_BLOCK_ITS;
+		b.created_ns = net->now;
+		b.data = qkm_secret_dup(data->p, bytes);
+		assert_non_null(b.data);
+		assert_int_equal(qkm_store_block_put(n->st, &b), 0);
+		qkm_secret_free(b.data);
+	}
+	qkm_secret_free(data);
+}
+
+static void route(struct qkm_node_cfg *c, const char *to, const char *a, const char *b,
+		  const char *d)
+{
+	struct qkm_node_route *r = &c->routes[c->n_routes++];
+	snprintf(r->to, sizeof(r->to), "%s", to);
+	r->n = 3;
+	snprintf(r->path[0], QKM_NAME_MAX, "%s", a);
+	snprintf(r->path[1], QKM_NAME_MAX, "%s", b);
+	snprintf(r->path[2], QKM_NAME_MAX, "%s", d);
+}
+
+static void node_start(struct net *net, int i)
+{
+	struct node *n = &net->n[i];
+	struct qkm_relay_ops ops = {op_send, op_send_to, op_link_ready, NULL, n};
+	assert_int_equal(qkm_store_open(n->path, &n->st), 0);
+	n->r = qkm_relay_new(n->cfg, n->st, &ops);
+	assert_non_null(n->r);
+}
+
+static void node_stop(struct net *net, int i)
+{
+	qkm_relay_free(net->n[i].r);
+	qkm_store_close(net->n[i].st);
+	net->n[i].r = NULL;
+	net->n[i].st = NULL;
+}
+
+/* The line A - B - C; A and C each have an SAE; B relays only. */
+static struct net *net_new(const char *name, bool rng, bool fallback, uint32_t bc_bytes)
+{
+	struct net *net = calloc(1, sizeof(*net));
+	assert_non_null(net);
+	net->now = T0;
+	const char *tmp = getenv("QKM_TEST_TMP");
+	if (!tmp || !*tmp)
+		tmp = "/tmp";
+	assert_true(mkdir(tmp, 0700) == 0 || errno == EEXIST);
+	snprintf(net->dir, sizeof(net->dir), "%s/relay-%s-XXXXXX", tmp, name);
+	assert_non_null(mkdtemp(net->dir));
+	for (int i = 0; i < 3; i++) {
+		struct node *n = &net->n[i];
+		n->net = net;
+		n->i = i;
+		n->cfg = calloc(1, sizeof(*n->cfg));
+		assert_non_null(n->cfg);
+		struct qkm_node_cfg *c = n->cfg;
+		snprintf(c->id, sizeof(c->id), "%s", NAMES[i]);
+		c->ksa = i != 1;
+		snprintf(c->relay.mode, sizeof(c->relay.mode), "otp");
+		c->relay.rng = rng;
+		c->relay.aes_fallback = fallback;
+		c->relay.batch_bytes = BATCH;
+		/* No relays ahead of demand unless a test asks (test_relay_ahead). */
+		c->relay.low_bytes = 0;
+		c->relay.high_bytes = 0;
+		c->n_saes = 2;
+		snprintf(c->saes[0].id, QKM_NAME_MAX, "sae-a");
+		snprintf(c->saes[0].node, QKM_NAME_MAX, "A");
+		snprintf(c->saes[1].id, QKM_NAME_MAX, "sae-c");
+		snprintf(c->saes[1].node, QKM_NAME_MAX, "C");
+		snprintf(n->path, sizeof(n->path), "%s/%s.db", net->dir, NAMES[i]);
+	}
+	/* Links: A-B and B-C. */
+	snprintf(net->n[0].cfg->links[0].peer, QKM_NAME_MAX, "B");
+	net->n[0].cfg->n_links = 1;
+	snprintf(net->n[1].cfg->links[0].peer, QKM_NAME_MAX, "A");
+	snprintf(net->n[1].cfg->links[1].peer, QKM_NAME_MAX, "C");
+	net->n[1].cfg->n_links = 2;
+	snprintf(net->n[2].cfg->links[0].peer, QKM_NAME_MAX, "B");
+	net->n[2].cfg->n_links = 1;
+	route(net->n[0].cfg, "C", "A", "B", "C");
+	route(net->n[2].cfg, "A", "C", "B", "A");
+	for (int i = 0; i < 3; i++)
+		node_start(net, i);
+	link_dir(net, 0, 1, LINK_BYTES);
+	link_dir(net, 1, 0, LINK_BYTES);
+	link_dir(net, 1, 2, bc_bytes);
+	link_dir(net, 2, 1, LINK_BYTES);
+	return net;
+}
+
+static void net_free(struct net *net)
+{
+	for (int i = 0; i < 3; i++) {
+		node_stop(net, i);
+		unlink(net->n[i].path);
+		char p[PATH_MAX + 8];
+		snprintf(p, sizeof(p), "%s-wal", net->n[i].path);
+		unlink(p);
+		snprintf(p, sizeof(p), "%s-shm", net->n[i].path);
+		unlink(p);
+		free(net->n[i].cfg);
+	}
+	for (size_t i = 0; i < net->nq; i++)
+		free(net->q[i].p);
+	free(net->q);
+	rmdir(net->dir);
+	free(net);
+}
+
+/* ---- what the stores hold ------------------------------------------------ */
+
+struct held {
+	size_t n;
+	struct qkm_id batch[64];
+	enum qkm_block_state state[64];
+	enum qkm_block_level level[64];
+	uint8_t data[64][BATCH];
+};
+
+static int collect(struct qkm_block *b, void *arg)
+{
+	struct held *h = arg;
+	if (b->pool_kind != QKM_POOL_RELAY)
+		return 0;
+	assert_true(h->n < 64);
+	assert_int_equal(b->count * b->unit_bytes, BATCH);
+	h->batch[h->n] = b->batch_id;
+	h->state[h->n] = b->state;
+	h->level[h->n] = b->level;
+	memcpy(h->data[h->n], b->data->p, BATCH);
+	h->n++;
+	return 0;
+}
+
+static void relay_pool(struct net *net, int at, int peer, struct held *h)
+{
+	memset(h, 0, sizeof(*h));
+	assert_int_equal(qkm_store_blocks(net->n[at].st, NAMES[peer], 0, true, collect, h), 0);
+}
+
+static const uint8_t *find(const struct held *h, const struct qkm_id *b)
+{
+	for (size_t i = 0; i < h->n; i++)
+		if (qkm_id_eq(&h->batch[i], b))
+			return h->data[i];
+	return NULL;
+}
+
+/* The invariant after every scenario: every key C holds from A, A holds
+ * READY with the same bytes, and the other way round (no key at one end
+ * only, no wrong key). Returns how many keys they share. */
+static size_t check_pair(struct net *net)
+{
+	struct held *a = malloc(sizeof(*a)), *c = malloc(sizeof(*c));
+	assert_non_null(a);
+	assert_non_null(c);
+	relay_pool(net, 0, 2, a);
+	relay_pool(net, 2, 0, c);
+	for (size_t i = 0; i < c->n; i++) {
+		const uint8_t *x = find(a, &c->batch[i]);
+		assert_non_null(x);
+		assert_memory_equal(x, c->data[i], BATCH);
+		assert_int_equal(c->state[i], QKM_BLOCK_READY);
+	}
+	size_t ready = 0;
+	for (size_t i = 0; i < a->n; i++) {
+		if (a->state[i] != QKM_BLOCK_READY)
+			continue;
+		ready++;
+		assert_non_null(find(c, &a->batch[i]));
+	}
+	size_t n = c->n;
+	assert_int_equal(ready, n);
+	free(a);
+	free(c);
+	return n;
+}
+
+static size_t pending_at_a(struct net *net)
+{
+	struct held *a = malloc(sizeof(*a));
+	assert_non_null(a);
+	relay_pool(net, 0, 2, a);
+	size_t n = 0;
+	for (size_t i = 0; i < a->n; i++)
+		n += a->state[i] == QKM_BLOCK_PENDING;
+	free(a);
+	return n;
+}
+
+/* Settles what is in flight: time passes, A asks, C answers. */
+static void settle(struct net *net)
+{
+	pump(net);
+	net->now += 6 * SEC;
+	qkm_relay_tick(net->n[0].r, net->now);
+	pump(net);
+}
+
+struct rec_find {
+	const char *event, *needle;
+	int found;
+};
+
+static int rec_cb(const struct qkm_lc_event *ev, void *arg)
+{
+	struct rec_find *f = arg;
+	if (strcmp(ev->event, f->event) == 0 && (!f->needle || strstr(ev->detail, f->needle)))
+		f->found++;
+	return 0;
+}
+
+static int records(struct net *net, int at, const char *event, const char *needle)
+{
+	struct rec_find f = {event, needle, 0};
+	assert_int_equal(qkm_store_records(net->n[at].st, 0, 0, rec_cb, &f), 0);
+	return f.found;
+}
+
+/* ---- tests ------------------------------------------------------------- */
+
+/* R-REL-1, R-REL-2: A's key reaches C through B, identical, READY at both
+ * ends, and the metadata lists both hops. */
+static void test_relay_line(void **state)
+{
+	(void)state;
+	struct net *net = net_new("line", false, false, LINK_BYTES);
+	assert_int_equal(qkm_relay_want(net->n[0].r, "C", 3 * BATCH, net->now), 0);
+	pump(net);
+	assert_int_equal(check_pair(net), 3);
+	assert_int_equal(pending_at_a(net), 0);
+	assert_int_equal(records(net, 2, "relay-received", "A>B otp"), 3);
+	assert_int_equal(records(net, 2, "relay-received", "B>C otp"), 3);
+	assert_int_equal(records(net, 1, "relay-forwarded", NULL), 3);
+	assert_int_equal(records(net, 0, "relay-confirmed", NULL), 3);
+	struct qkm_relay_stats st;
+	qkm_relay_stats(net->n[0].r, &st);
+	assert_int_equal(st.relayed_bytes, 3 * BATCH);
+	assert_int_equal(st.in_flight, 0);
+	/* Key efficiency (link key by reference on the first hop): link key
+	 * consumed on A-B = key data + MAC key + encrypted metadata. */
+	struct qkm_pool_stats ps;
+	assert_int_equal(qkm_store_pool_stats(net->n[0].st, "B", &ps), 0);
+	uint64_t spent = LINK_BYTES - ps.enc_bytes;
+	assert_true(spent > 3 * BATCH && spent < 3 * BATCH * 105 / 100);
+	/* B never stored the relayed key. */
+	struct held *h = malloc(sizeof(*h));
+	relay_pool(net, 1, 0, h);
+	assert_int_equal(h->n, 0);
+	relay_pool(net, 1, 2, h);
+	assert_int_equal(h->n, 0);
+	free(h);
+	net_free(net);
+}
+
+/* R-REL-3: keys from the RNG; every hop OTP-encrypts the whole file. */
+static void test_relay_rng(void **state)
+{
+	(void)state;
+	struct net *net = net_new("rng", true, false, LINK_BYTES);
+	assert_int_equal(qkm_relay_want(net->n[0].r, "C", BATCH, net->now), 0);
+	pump(net);
+	assert_int_equal(check_pair(net), 1);
+	assert_int_equal(records(net, 0, "relay-sent", "RNG"), 1);
+	net_free(net);
+}
+
+/* Ahead of demand: the tick fills the pool to high_bytes. */
+static void test_relay_ahead(void **state)
+{
+	(void)state;
+	struct net *net = net_new("ahead", false, false, LINK_BYTES);
+	for (int i = 0; i < 3; i++) {
+		net->n[i].cfg->relay.low_bytes = 2 * BATCH;
+		net->n[i].cfg->relay.high_bytes = 4 * BATCH;
+	}
+	qkm_relay_tick(net->n[0].r, net->now);
+	pump(net);
+	assert_int_equal(check_pair(net), 4);
+	/* Above low_bytes: nothing more. */
+	net->now += SEC;
+	qkm_relay_tick(net->n[0].r, net->now);
+	pump(net);
+	assert_int_equal(check_pair(net), 4);
+	/* C (a KSA node too) relays its own direction toward A. */
+	qkm_relay_tick(net->n[2].r, net->now);
+	pump(net);
+	struct held *h = malloc(sizeof(*h));
+	relay_pool(net, 0, 2, h);
+	assert_int_equal(h->n, 8);
+	free(h);
+	net_free(net);
+}
+
+/* R-REL-5: a bit flipped anywhere in the B->C hop frame: the relay is
+ * discarded (or the frame breaks the protocol: the link drops), never a
+ * wrong key stored; A's copy is deleted once it learns. */
+static void test_relay_tamper(void **state)
+{
+	(void)state;
+	struct net *net = net_new("tamper", false, false, LINK_BYTES);
+	size_t refused = 0, positions = 0;
+	for (size_t pos = 0;; pos += 31) {
+		assert_int_equal(qkm_relay_want(net->n[0].r, "C", BATCH, net->now), 0);
+		/* A -> B */
+		struct wire w = pop(net, 0);
+		deliver(net, &w);
+		/* B -> C: flip one bit */
+		assert_int_equal(net->nq, 1);
+		assert_false(net->q[0].e2e);
+		if (pos >= net->q[0].len) {
+			pump(net);
+			break;
+		}
+		net->q[0].p[pos] ^= (uint8_t)(1u << (pos % 8));
+		positions++;
+		size_t before = records(net, 2, "relay-refused", NULL) + net->peer_errors;
+		pump(net);
+		refused += records(net, 2, "relay-refused", NULL) + net->peer_errors > before;
+		settle(net);
+		check_pair(net);
+		assert_int_equal(pending_at_a(net), 0);
+	}
+	/* Every flip was caught: only the untampered last relay arrived. */
+	assert_int_equal(refused, positions);
+	assert_int_equal(check_pair(net), 1);
+	assert_true(records(net, 0, "relay-aborted", NULL) > 0);
+	net_free(net);
+}
+
+/* Replay and reorder on a hop: the second copy's link key is used up, the
+ * out-of-order frame's too; never a key twice or a wrong key. */
+static void test_relay_replay_reorder(void **state)
+{
+	(void)state;
+	struct net *net = net_new("replay", false, false, LINK_BYTES);
+	assert_int_equal(qkm_relay_want(net->n[0].r, "C", BATCH, net->now), 0);
+	struct wire w = pop(net, 0);
+	push(net, w.from, w.to, w.e2e, w.p, w.len); /* the copy, delivered later */
+	deliver(net, &w);
+	pump(net);
+	assert_int_equal(check_pair(net), 1);
+	assert_int_equal(records(net, 1, "relay-refused", "not available"), 1);
+	/* Replay of the last B->C frame at C. */
+	assert_int_equal(qkm_relay_want(net->n[0].r, "C", BATCH, net->now), 0);
+	w = pop(net, 0);
+	deliver(net, &w);
+	push(net, net->q[0].from, net->q[0].to, false, net->q[0].p, net->q[0].len);
+	pump(net);
+	assert_int_equal(check_pair(net), 2);
+	assert_int_equal(records(net, 2, "relay-refused", NULL), 1);
+	/* Reorder: two relays, A->B frames swapped. */
+	assert_int_equal(qkm_relay_want(net->n[0].r, "C", 2 * BATCH, net->now), 0);
+	assert_int_equal(net->nq, 2);
+	struct wire first = pop(net, 0);
+	struct wire second = pop(net, 0);
+	deliver(net, &second);
+	deliver(net, &first);
+	settle(net);
+	assert_int_equal(check_pair(net), 3);
+	assert_int_equal(pending_at_a(net), 0);
+	net_free(net);
+}
+
+/* A hop frame lost: A asks after 5 s, C says it does not hold it (and will
+ * refuse it from now on), A deletes its copy; the frame arriving late is
+ * refused as stale. */
+static void test_relay_lost_then_late(void **state)
+{
+	(void)state;
+	struct net *net = net_new("lost", false, false, LINK_BYTES);
+	assert_int_equal(qkm_relay_want(net->n[0].r, "C", BATCH, net->now), 0);
+	struct wire w = pop(net, 0);
+	deliver(net, &w);
+	struct wire late = pop(net, 0); /* B -> C, held back */
+	assert_int_equal(pending_at_a(net), 1);
+	settle(net);
+	assert_int_equal(pending_at_a(net), 0);
+	assert_int_equal(check_pair(net), 0);
+	push(net, late.from, late.to, late.e2e, late.p, late.len);
+	free(late.p);
+	pump(net);
+	assert_int_equal(check_pair(net), 0);
+	assert_int_equal(records(net, 2, "relay-refused", "stale or replayed"), 1);
+	net_free(net);
+}
+
+/* The origin crashes after sending: at restart its PENDING copy is asked
+ * about and made READY, as C stored it. */
+static void test_relay_origin_restart(void **state)
+{
+	(void)state;
+	struct net *net = net_new("restart", false, false, LINK_BYTES);
+	assert_int_equal(qkm_relay_want(net->n[0].r, "C", BATCH, net->now), 0);
+	struct wire w = pop(net, 0);
+	deliver(net, &w);
+	w = pop(net, 0);
+	deliver(net, &w); /* C stores, acknowledges... */
+	assert_int_equal(net->nq, 1);
+	w = pop(net, 0); /* ...and the acknowledgement is lost with A */
+	free(w.p);
+	node_stop(net, 0);
+	node_start(net, 0);
+	assert_int_equal(pending_at_a(net), 1);
+	qkm_relay_tick(net->n[0].r, net->now);
+	pump(net);
+	assert_int_equal(pending_at_a(net), 0);
+	assert_int_equal(check_pair(net), 1);
+	net_free(net);
+}
+
+/* R-REL-4: hop B-C out of link key. Policy otp: refused, naming the hop.
+ * With the fallback: AES-256-GCM on that hop, key computational. */
+static void test_relay_starved(void **state)
+{
+	(void)state;
+	struct net *net = net_new("starved", false, false, 1024);
+	assert_int_equal(qkm_relay_want(net->n[0].r, "C", BATCH, net->now), 0);
+	settle(net);
+	assert_int_equal(check_pair(net), 0);
+	assert_int_equal(pending_at_a(net), 0);
+	assert_non_null(strstr(qkm_relay_why(net->n[0].r, "C"), "hop B-C is out of link key"));
+	net_free(net);
+
+	net = net_new("fallback", false, true, 1024);
+	assert_int_equal(qkm_relay_want(net->n[0].r, "C", BATCH, net->now), 0);
+	pump(net);
+	assert_int_equal(check_pair(net), 1);
+	struct held *h = malloc(sizeof(*h));
+	relay_pool(net, 2, 0, h);
+	assert_int_equal(h->level[0], QKM_BLOCK_COMPUTATIONAL);
+	relay_pool(net, 0, 2, h);
+	assert_int_equal(h->level[0], QKM_BLOCK_COMPUTATIONAL);
+	free(h);
+	assert_int_equal(records(net, 2, "relay-received", "B>C aes-256-gcm"), 1);
+	assert_int_equal(records(net, 2, "relay-received", "A>B otp"), 1);
+	net_free(net);
+}
+
+int main(void)
+{
+	if (qkm_secret_heap_init(1 << 26) != 0)
+		return 1;
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_relay_line),
+		cmocka_unit_test(test_relay_rng),
+		cmocka_unit_test(test_relay_ahead),
+		cmocka_unit_test(test_relay_tamper),
+		cmocka_unit_test(test_relay_replay_reorder),
+		cmocka_unit_test(test_relay_lost_then_late),
+		cmocka_unit_test(test_relay_origin_restart),
+		cmocka_unit_test(test_relay_starved),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
