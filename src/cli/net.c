@@ -423,6 +423,12 @@ static int net_up(const char *topo_path, const char *dir_arg)
 		 * need their own to reach the rest. Checked above, cannot fail. */
 		if (qkm_routes_compute(&p->topo, id, c->routes, QKM_MAX_NODES, &c->n_routes))
 			goto out;
+		for (size_t j = 0; j < p->topo.n_nodes; j++)
+			if (j != i) {
+				struct qkm_node_dir *d = &c->dir[c->n_dir++];
+				snprintf(d->id, sizeof(d->id), "%s", p->topo.nodes[j].id);
+				snprintf(d->kx, sizeof(d->kx), "127.0.0.1:%d", p->kx_port[j]);
+			}
 		struct qkm_relay_cfg *rl = &c->relay;
 		snprintf(rl->mode, sizeof(rl->mode), "%s", p->topo.policy.relay);
 		snprintf(rl->central, sizeof(rl->central), "%s", p->topo.policy.central);

@@ -65,6 +65,13 @@ struct qkm_relay_cfg {
 	uint64_t high_bytes;         /* ...until this */
 };
 
+/* Where another node's KMA listens (Kx): for direct KMA links to a node
+ * that is not a neighbour (clause 9 relay modes, R-REL-7). */
+struct qkm_node_dir {
+	char id[QKM_NAME_MAX];
+	char kx[QKM_ADDR_MAX];
+};
+
 struct qkm_node_cfg {
 	char id[QKM_NAME_MAX];
 	char db[PATH_MAX];
@@ -83,6 +90,8 @@ struct qkm_node_cfg {
 	size_t n_routes;
 	struct qkm_node_route routes[QKM_MAX_NODES];
 	struct qkm_relay_cfg relay;
+	size_t n_dir;
+	struct qkm_node_dir dir[QKM_MAX_NODES];
 };
 
 struct qkm_sim_link {

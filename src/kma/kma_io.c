@@ -54,6 +54,19 @@ struct kma_link {
 	char alarm[64];
 };
 
+/* A direct KMA link with a node that is not a neighbour (clause 9 relay
+ * modes): each side dials the other to send (outbound) and accepts the
+ * other's link to receive (inbound); frames queued before it opens are
+ * sent when it does, and lost if it fails (the relay's origin asks later). */
+struct kma_direct {
+	struct kma_direct *next;
+	struct qkm_kma *k;
+	char peer[QKM_NAME_MAX];
+	bool outbound, open;
+	struct qkm_link *l;
+	struct qkm_buf pending;
+};
+
 /* An accepted Kx connection before we know which link it serves. */
 struct kma_inbound {
 	struct kma_inbound *next, **prevp;
@@ -79,6 +92,7 @@ struct qkm_kma {
 	struct event *flush_ev;     /* runs once the frames of a read are handled */
 	uint64_t ckpt_ns;           /* last checkpoint attempt (monotonic) */
 	struct qkm_relay *relay;    /* end-to-end pools with distant nodes */
+	struct kma_direct *directs;
 };
 
 static void kx_dial(struct kma_link *kl);
@@ -261,7 +275,8 @@ static int routed_on_frame(struct kma_link *kl, const struct qkm_frame *f)
 	int rc = qkm_frame_parse(inner, inner_len, &in);
 	if (!rc && in.type >= 40 && in.type < 50)
 		rc = k->hooks.on_frame ? k->hooks.on_frame(src, &in, k->hooks.arg) : QKM_EPEER;
-	else if (!rc && in.type > QKM_MSG_RELAY && in.type < 60)
+	else if (!rc && in.type >= QKM_MSG_RELAY_ACK && in.type <= QKM_MSG_RELAY_STATE)
+		/* Never XOR shares: those go straight to their combiner. */
 		rc = qkm_relay_on_frame(k->relay, src, &in, qkm_now_ns());
 	else if (!rc)
 		rc = QKM_EPEER;
@@ -275,6 +290,92 @@ static int routed_on_frame(struct kma_link *kl, const struct qkm_frame *f)
 static int relay_op_send(const char *nb, const uint8_t *frame, size_t len, void *arg)
 {
 	return neighbour_send(arg, nb, frame, len);
+}
+
+/* ---- direct KMA links -------------------------------------------------- */
+
+static void direct_free(struct kma_direct *d)
+{
+	for (struct kma_direct **pp = &d->k->directs; *pp; pp = &(*pp)->next)
+		if (*pp == d) {
+			*pp = d->next;
+			break;
+		}
+	qkm_link_free(d->l);
+	qkm_buf_fini(&d->pending);
+	free(d);
+}
+
+static void direct_on_open(struct qkm_link *l, void *arg)
+{
+	struct kma_direct *d = arg;
+	d->open = true;
+	log_info("direct KMA link to %s up", d->peer);
+	if (d->pending.len && qkm_link_send(l, d->pending.p, d->pending.len))
+		log_warnx("direct KMA link to %s: queued frames not sent", d->peer);
+	qkm_buf_reset(&d->pending);
+}
+
+static void direct_on_frame(struct qkm_link *l, const struct qkm_frame *f, void *arg)
+{
+	struct kma_direct *d = arg;
+	if (f->type == QKM_MSG_PING || f->type == QKM_MSG_PONG)
+		return;
+	/* Only what the clause 9 modes send over it. */
+	int rc = f->type == QKM_MSG_XOR_SHARE
+			 ? qkm_relay_on_frame(d->k->relay, d->peer, f, qkm_now_ns())
+			 : QKM_EPEER;
+	if (rc == QKM_EPEER) {
+		log_warnx("direct KMA link from %s: protocol violation (message type %u); dropping",
+			  d->peer, f->type);
+		qkm_link_close(l, QKM_EPEER, "protocol violation");
+	}
+}
+
+static void direct_on_close(struct qkm_link *l, int err, const char *why, void *arg)
+{
+	struct kma_direct *d = arg;
+	if (d->open)
+		log_info("direct KMA link %s %s down: %s", d->outbound ? "to" : "from", d->peer, why);
+	else
+		log_warnx("direct KMA link to %s failed: %s", d->peer, why);
+	d->l = NULL; /* the link frees itself after this callback */
+	direct_free(d);
+}
+
+static const struct qkm_link_cbs direct_cbs = {direct_on_open, direct_on_frame, direct_on_close};
+
+static int relay_op_send_direct(const char *node, const uint8_t *frame, size_t len, void *arg)
+{
+	struct qkm_kma *k = arg;
+	struct kma_direct *d = k->directs;
+	while (d && !(d->outbound && strcmp(d->peer, node) == 0))
+		d = d->next;
+	if (!d) {
+		const char *addr = NULL;
+		for (size_t i = 0; i < k->cfg->n_dir; i++)
+			if (strcmp(k->cfg->dir[i].id, node) == 0)
+				addr = k->cfg->dir[i].kx;
+		if (!addr)
+			return QKM_ENOTFOUND;
+		if (!(d = calloc(1, sizeof(*d))))
+			return QKM_ENOMEM;
+		d->k = k;
+		d->outbound = true;
+		snprintf(d->peer, sizeof(d->peer), "%s", node);
+		qkm_buf_init(&d->pending, 64u << 20, false);
+		d->next = k->directs;
+		k->directs = d;
+		d->l = qkm_link_connect(k->base, k->cctx, k->cfg->id, addr, "node", node,
+					&direct_cbs, d);
+		if (!d->l) {
+			direct_free(d);
+			return QKM_EIO;
+		}
+	}
+	if (d->open)
+		return qkm_link_send(d->l, frame, len);
+	return qkm_buf_put(&d->pending, frame, len);
 }
 
 static int relay_op_send_to(const char *node, const uint8_t *frame, size_t len, void *arg)
@@ -399,6 +500,28 @@ static void inbound_on_open(struct qkm_link *l, void *arg)
 	struct kma_inbound *in = arg;
 	struct qkm_kma *k = in->k;
 	struct kma_link *kl = link_by_peer(k, qkm_link_peer_name(l));
+	bool known = false;
+	for (size_t i = 0; i < k->cfg->n_dir; i++)
+		known = known || strcmp(k->cfg->dir[i].id, qkm_link_peer_name(l)) == 0;
+	if (strcmp(qkm_link_peer_role(l), "node") == 0 && !kl && known) {
+		/* A direct KMA link (clause 9 relay modes): it only sends to us. */
+		struct kma_direct *d = calloc(1, sizeof(*d));
+		if (!d) {
+			qkm_link_close(l, QKM_ENOMEM, "out of memory");
+			return;
+		}
+		d->k = k;
+		d->l = l;
+		d->open = true;
+		snprintf(d->peer, sizeof(d->peer), "%s", qkm_link_peer_name(l));
+		qkm_buf_init(&d->pending, 0, false);
+		d->next = k->directs;
+		k->directs = d;
+		inbound_unlink(in);
+		qkm_link_set_cbs(l, &direct_cbs, d);
+		log_info("direct KMA link from %s up", d->peer);
+		return;
+	}
 	if (strcmp(qkm_link_peer_role(l), "node") != 0 || !kl || qkm_acq_is_leader(kl->acq)) {
 		log_warnx("Kx: refusing %s '%s': not a neighbour that dials us",
 			  qkm_link_peer_role(l), qkm_link_peer_name(l));
@@ -707,8 +830,8 @@ struct qkm_kma *qkm_kma_new(struct event_base *base, const struct qkm_node_cfg *
 			goto fail;
 		qkm_acq_set_paircheck_cb(kl->acq, pc_on_result, kl);
 	}
-	struct qkm_relay_ops ro = {relay_op_send, relay_op_send_to, relay_op_link_ready,
-				   relay_op_on_pool, k};
+	struct qkm_relay_ops ro = {relay_op_send, relay_op_send_direct, relay_op_send_to,
+				   relay_op_link_ready, relay_op_on_pool, k};
 	if (!(k->relay = qkm_relay_new(cfg, st, &ro)))
 		goto fail;
 	k->listener = qkm_listener_new(base, cfg->kx_listen, kx_accept, k);
@@ -757,6 +880,8 @@ void qkm_kma_free(struct qkm_kma *k)
 	if (k->flush_ev)
 		event_free(k->flush_ev);
 	qkm_listener_free(k->listener);
+	while (k->directs)
+		direct_free(k->directs);
 	qkm_relay_free(k->relay);
 	free(k->links);
 	free(k);

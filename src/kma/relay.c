@@ -46,7 +46,7 @@ struct dest {
 	uint64_t flight_bytes;
 	uint64_t retry_ns;                   /* no relay ahead of demand before */
 	uint64_t backoff_ns;                 /* after failures: doubles up to 30 s */
-	bool ksa;                            /* an SAE is registered there */
+	bool ksa;                            /* SAEs are registered here and there */
 	bool filling;                        /* below low_bytes lately: fill to high_bytes */
 	char why[200];
 };
@@ -60,6 +60,8 @@ struct qkm_relay {
 	size_t n_dests;
 	uint64_t scan_ns;
 	struct qkm_relay_stats stats;
+	struct xacc *xaccs;                  /* clause 9 combinations in progress */
+	size_t n_xacc;
 };
 
 /* A parsed RELAY frame (pointers into the frame). */
@@ -395,7 +397,11 @@ static int put_header(struct qkm_buf *fb, size_t *start, const struct qkm_id *ba
 	return rc;
 }
 
-static int parse_hop(const struct qkm_frame *f, struct hop_in *h)
+/* What parse_hop accepts: RELAY (CT and TAG, TAG last), XOR_NEXT (link
+ * key ranges only), XOR_SHARE (CT only; HOP is the share's index, from 0). */
+enum hop_kind { HOP_RELAY, HOP_XOR_NEXT, HOP_XOR_SHARE };
+
+static int parse_hop(const struct qkm_frame *f, struct hop_in *h, enum hop_kind kind)
 {
 	size_t off = 0, prev = 0;
 	uint16_t tag;
@@ -446,7 +452,10 @@ static int parse_hop(const struct qkm_frame *f, struct hop_in *h)
 		}
 		prev = off;
 	}
-	if (rc < 0 || !h->tag || h->n < 3 || h->hop < 1 || h->hop >= h->n ||
+	bool shape = kind == HOP_RELAY	   ? h->tag != NULL
+		     : kind == HOP_XOR_NEXT ? !h->ct && !h->n_data && h->n_pad && h->hop >= 1
+					    : h->ct && !h->tag && !h->n_pad && !h->n_data;
+	if (rc < 0 || !shape || h->n < 3 || (kind == HOP_RELAY && h->hop < 1) || h->hop >= h->n ||
 	    strcmp(h->path[0], h->src) != 0 || strcmp(h->path[h->n - 1], h->dst) != 0 ||
 	    h->pad_len > QKM_FRAME_MAX || h->data_len > QKM_KEYFILE_MAX_DATA ||
 	    (h->n_data && h->hop != 1))
@@ -579,6 +588,53 @@ static struct flight *flight_add(struct dest *d, const struct qkm_id *batch, uin
 	return f;
 }
 
+/* A new relay batch ID toward d: 6 random bytes, the 48-bit sequence
+ * number (one above the last used, *seq), 4 zero bytes for the key index.
+ * The sequence lets the destination refuse a stale or replayed relay. */
+static int new_batch(struct qkm_relay *r, const struct dest *d, struct qkm_id *batch,
+		     int64_t *seq)
+{
+	char cname[QKM_NAME_MAX + 16];
+	snprintf(cname, sizeof(cname), "relay_seq:%s", d->route->to);
+	int rc = qkm_store_counter_get(r->st, cname, seq);
+	if (!rc)
+		rc = qkm_id_random(batch);
+	if (rc)
+		return rc;
+	(*seq)++;
+	for (int i = 0; i < 6; i++)
+		batch->b[6 + i] = (uint8_t)((uint64_t)*seq >> (40 - 8 * i));
+	memset(batch->b + 12, 0, 4);
+	return 0;
+}
+
+/* Inside a transaction: the origin's copy of a relayed key, PENDING until
+ * the destination confirms, and the sequence number it used. */
+static int origin_put(struct qkm_relay *r, const struct dest *d, const struct qkm_id *batch,
+		      const uint8_t *key, size_t size, enum qkm_block_level level, uint64_t now_ns)
+{
+	struct qkm_block b;
+	char cname[QKM_NAME_MAX + 16];
+	memset(&b, 0, sizeof(b));
+	snprintf(b.peer, sizeof(b.peer), "%s", d->route->to);
+	b.pool_kind = QKM_POOL_RELAY;
+	b.batch_id = *batch;
+	b.count = (uint32_t)(size / RELAY_UNIT);
+	b.unit_bytes = RELAY_UNIT;
+	b.key_type = QKM_KT_ENC;
+	b.state = QKM_BLOCK_PENDING;
+	b.level = level;
+	b.created_ns = now_ns;
+	if (!(b.data = qkm_secret_dup(key, size)))
+		return QKM_ENOMEM;
+	int rc = qkm_store_block_put(r->st, &b);
+	qkm_secret_free(b.data);
+	snprintf(cname, sizeof(cname), "relay_seq:%s", d->route->to);
+	return rc ? rc : qkm_store_counter_add(r->st, cname, 1);
+}
+
+static int xor_start(struct qkm_relay *r, struct dest *d, uint64_t now_ns);
+
 /* Starts one relay toward d: makes the key (RNG or first hop's link key),
  * stores it PENDING with the link key it consumes, sends the first hop. */
 static int relay_start(struct qkm_relay *r, struct dest *d, uint64_t now_ns)
@@ -607,18 +663,13 @@ static int relay_start(struct qkm_relay *r, struct dest *d, uint64_t now_ns)
 		rc = QKM_ESTATE;
 		goto out;
 	}
-	/* The batch ID: 6 random bytes, the 48-bit sequence number, 4 zero
-	 * bytes for the key index; the sequence lets the destination refuse a
-	 * stale or replayed relay. */
-	char cname[QKM_NAME_MAX + 16];
-	snprintf(cname, sizeof(cname), "relay_seq:%s", rt->to);
-	struct qkm_id batch;
-	if ((rc = qkm_store_counter_get(r->st, cname, &seq)) || (rc = qkm_id_random(&batch)))
+	if (strcmp(r->cfg->relay.mode, "otp") != 0) {
+		rc = xor_start(r, d, now_ns);
 		goto out;
-	seq++;
-	for (int i = 0; i < 6; i++)
-		batch.b[6 + i] = (uint8_t)((uint64_t)seq >> (40 - 8 * i));
-	memset(batch.b + 12, 0, 4);
+	}
+	struct qkm_id batch;
+	if ((rc = new_batch(r, d, &batch, &seq)))
+		goto out;
 
 	/* The relayed key file: Table 1 item 3, no hops yet. */
 	struct qkm_kma_meta *m = &kf.m.relayed.kma_key_metadata;
@@ -656,31 +707,17 @@ static int relay_start(struct qkm_relay *r, struct dest *d, uint64_t now_ns)
 		goto out_kf;
 	}
 	/* Durable before anything leaves: link key consumed, our copy PENDING. */
-	struct qkm_block b;
-	memset(&b, 0, sizeof(b));
-	snprintf(b.peer, sizeof(b.peer), "%s", rt->to);
-	b.pool_kind = QKM_POOL_RELAY;
-	b.batch_id = batch;
-	b.count = (uint32_t)(size / RELAY_UNIT);
-	b.unit_bytes = RELAY_UNIT;
-	b.key_type = QKM_KT_ENC;
-	b.state = QKM_BLOCK_PENDING;
-	b.level = method == QKM_RM_OTP ? QKM_BLOCK_ITS : QKM_BLOCK_COMPUTATIONAL;
-	b.created_ns = now_ns;
 	char used[160];
 	ranges_str(pad, n_pad, used, sizeof(used));
 	if ((rc = qkm_store_begin(r->st)))
 		goto out_kf;
 	rc = use_ranges(r, g, ng);
-	if (!rc && !(b.data = qkm_secret_dup(key->p, size)))
-		rc = QKM_ENOMEM;
 	if (!rc)
-		rc = qkm_store_block_put(r->st, &b);
-	qkm_secret_free(b.data);
+		rc = origin_put(r, d, &batch, key->p, size,
+				method == QKM_RM_OTP ? QKM_BLOCK_ITS : QKM_BLOCK_COMPUTATIONAL, now_ns);
 	if (!rc)
-		rc = qkm_store_counter_add(r->st, cname, 1);
-	if (!rc)
-		record(r, "relay-sent", &batch, b.count, rt->to, "%zu bytes (%s) toward %s via %s, "
+		record(r, "relay-sent", &batch, (uint32_t)(size / RELAY_UNIT), rt->to,
+		       "%zu bytes (%s) toward %s via %s, "
 		       "hop %s>%s %s, link key %s", size, by_ref ? "link key" : "RNG", rt->to, nb,
 		       r->cfg->id, nb, qkm_relay_method_name(method), used);
 	if (!rc)
@@ -784,7 +821,7 @@ int qkm_relay_on_hop(struct qkm_relay *r, const char *from, const struct qkm_fra
 	if (!h)
 		goto out;
 	rc = QKM_EPEER;
-	if (f->type != QKM_MSG_RELAY || f->req != 0 || (rc = parse_hop(f, h)))
+	if (f->type != QKM_MSG_RELAY || f->req != 0 || (rc = parse_hop(f, h, HOP_RELAY)))
 		goto out;
 	if (strcmp(h->path[h->hop], r->cfg->id) != 0 || strcmp(h->path[h->hop - 1], from) != 0 ||
 	    batch_seq(&h->batch) != h->seq || h->ct_len > QKM_KEYFILE_MAX_DATA + 65536) {
@@ -978,6 +1015,515 @@ out:
 	qkm_buf_fini(&pt2);
 	qkm_buf_fini(&fb);
 	free(og);
+	free(h);
+	return rc;
+}
+
+/* ---- clause 9 modes: XOR at the destination, central XOR (R-REL-7, R-REL-8) */
+
+/* Route n0 = origin, n1, ..., nk = destination. The origin makes the key K
+ * from the RNG and sends share 0, K ^ k(0,1), to the combiner; each relay
+ * node ni sends share i, k(i-1,i) ^ k(i,i+1), to the combiner; the
+ * XOR_NEXT frames only tell the next node which link key ranges were used.
+ * The combiner is the destination (xor-at-destination), which XORs every
+ * share with its own k(k-1,k), or the central node (central-xor), which
+ * XORs the shares into K ^ k(k-1,k) and sends that to the destination.
+ * Shares go straight to the combiner over a direct KMA link, never through
+ * the relay nodes, so no node but the two ends ever holds K (and the
+ * central node holds K ^ k(k-1,k), not K). */
+
+#define XOR_MAX 64                       /* combinations in progress at a node */
+#define XOR_TIMEOUT_NS 30000000000ull
+#define XOR_LAST (1u << 31)              /* the destination's own last link key */
+
+struct xacc {
+	struct xacc *next;
+	struct hop_in h;                     /* header of the first piece */
+	char combiner[QKM_NAME_MAX];
+	uint32_t got, need;
+	struct qkm_secret *acc;              /* XOR of what arrived */
+	uint8_t digest[32];
+	bool have_digest;
+	uint64_t ts[QKM_MAX_PATH];           /* share i: when path[i] sent it */
+	char last_from[QKM_NAME_MAX];
+	uint64_t created_ns;
+};
+
+static void xacc_free(struct qkm_relay *r, struct xacc *x)
+{
+	for (struct xacc **pp = &r->xaccs; *pp; pp = &(*pp)->next)
+		if (*pp == x) {
+			*pp = x->next;
+			r->n_xacc--;
+			break;
+		}
+	qkm_secret_free(x->acc);
+	free(x);
+}
+
+/* The node that combines the shares of a relay along path to dst. */
+static const char *combiner_of(const struct qkm_relay *r, const char *dst)
+{
+	return strcmp(r->cfg->relay.mode, "central-xor") == 0 ? r->cfg->relay.central : dst;
+}
+
+static int put_xor_header(struct qkm_buf *fb, size_t *start, uint16_t type, const struct hop_in *h,
+			  uint32_t hop, const char *combiner)
+{
+	int rc = qkm_frame_begin(fb, type, 0, start);
+	if (!rc)
+		rc = qkm_put_id(fb, QKM_T_BATCH, &h->batch);
+	if (!rc)
+		rc = qkm_put_u64(fb, QKM_T_SEQ, h->seq);
+	if (!rc)
+		rc = qkm_put_str(fb, QKM_T_SRC, h->src);
+	if (!rc)
+		rc = qkm_put_str(fb, QKM_T_DST, h->dst);
+	for (uint32_t i = 0; !rc && i < h->n; i++)
+		rc = qkm_put_str(fb, QKM_T_PATH, h->path[i]);
+	if (!rc)
+		rc = qkm_put_u32(fb, QKM_T_HOP, hop);
+	if (!rc)
+		rc = qkm_put_u8(fb, QKM_T_METHOD, QKM_RM_OTP);
+	if (!rc)
+		rc = qkm_put_str(fb, QKM_T_PEER, combiner);
+	return rc;
+}
+
+/* Sends a frame to node: over Kx to a neighbour, else over a direct KMA
+ * link (never through other nodes). */
+static int send_near(struct qkm_relay *r, const char *node, const uint8_t *p, size_t len)
+{
+	for (size_t i = 0; i < r->cfg->n_links; i++)
+		if (strcmp(r->cfg->links[i].peer, node) == 0)
+			return r->ops.send(node, p, len, r->ops.arg);
+	return r->ops.send_direct ? r->ops.send_direct(node, p, len, r->ops.arg) : QKM_ESTATE;
+}
+
+static int xor_piece(struct qkm_relay *r, const char *from, const struct hop_in *h,
+		     const char *combiner, uint32_t bit, const uint8_t *bytes, size_t len,
+		     const uint8_t *digest, const uint64_t *times, uint32_t n_times,
+		     uint64_t now_ns);
+
+/* Sends share `index` (bytes) of h's relay to node `to` (the combiner, or
+ * for the combined share the destination), or takes it here if that is
+ * this node. */
+static int send_share(struct qkm_relay *r, const struct hop_in *h, const char *to,
+		      const char *combiner, uint32_t index, const uint8_t *bytes, size_t len,
+		      const uint8_t *digest, const uint64_t *times, uint32_t n_times,
+		      uint64_t now_ns)
+{
+	if (strcmp(to, r->cfg->id) == 0)
+		return xor_piece(r, r->cfg->id, h, combiner, 1u << index, bytes, len, digest, times,
+				 n_times, now_ns);
+	struct qkm_buf fb;
+	size_t start;
+	qkm_buf_init(&fb, QKM_FRAME_MAX, false);
+	int rc = put_xor_header(&fb, &start, QKM_MSG_XOR_SHARE, h, index, combiner);
+	for (uint32_t i = 0; !rc && i < n_times; i++)
+		rc = qkm_put_u64(&fb, QKM_T_TIME, times[i]);
+	if (!rc && digest)
+		rc = qkm_put_tlv(&fb, QKM_T_DIGEST, digest, 32);
+	if (!rc)
+		rc = qkm_put_tlv(&fb, QKM_T_CT, bytes, len);
+	if (!rc)
+		rc = qkm_frame_end(&fb, start);
+	if (!rc && send_near(r, to, fb.p, fb.len))
+		rc = QKM_ESTATE;
+	qkm_buf_fini(&fb);
+	return rc;
+}
+
+/* The combination is complete: at the central node, pass K ^ k(k-1,k) on;
+ * at the destination, check K against the origin's digest and store it. */
+static void xor_done(struct qkm_relay *r, struct xacc *x, uint64_t now_ns)
+{
+	struct hop_in *h = &x->h;
+	uint32_t k = h->n - 1;
+	if (strcmp(h->dst, r->cfg->id) != 0) {
+		if (send_share(r, h, h->dst, x->combiner, k, x->acc->p, x->acc->len,
+			       x->have_digest ? x->digest : NULL, x->ts, k, now_ns))
+			log_warnx("relay %s->%s: combined share not sent", h->src, h->dst);
+		else if (!qkm_store_begin(r->st)) {
+			record(r, "relay-combined", &h->batch, 0, h->dst, "%s->%s: %u shares combined, "
+			       "sent to %s", h->src, h->dst, k, h->dst);
+			if (qkm_store_commit(r->st))
+				log_warnx("relay: record not stored");
+		}
+		xacc_free(r, x);
+		return;
+	}
+	uint8_t dg[32];
+	unsigned int dl = 32;
+	char why[200] = "", hops[256] = "";
+	size_t len = 0;
+	int64_t seen = 0;
+	int rc = 0;
+	if (!x->have_digest || !EVP_Digest(x->acc->p, x->acc->len, dg, &dl, EVP_sha256(), NULL) ||
+	    !qkm_ct_equal(dg, x->digest, 32)) {
+		snprintf(why, sizeof(why), "the XOR of the shares does not match the origin's "
+			 "digest: a share was tampered with or lost");
+		goto refuse;
+	}
+	if ((rc = seen_get(r, h->src, &seen)))
+		goto fail;
+	if ((int64_t)h->seq <= seen) {
+		snprintf(why, sizeof(why), "sequence %llu not above %lld: stale or replayed",
+			 (unsigned long long)h->seq, (long long)seen);
+		goto refuse;
+	}
+	for (uint32_t i = 1; i <= k && len < sizeof(hops); i++) {
+		char ts[32];
+		qkm_time_str(x->ts[i - 1], ts);
+		len += (size_t)snprintf(hops + len, sizeof(hops) - len, "%s%s>%s otp %s",
+					i > 1 ? "; " : "", h->path[i - 1], h->path[i], ts);
+	}
+	struct qkm_block b;
+	memset(&b, 0, sizeof(b));
+	snprintf(b.peer, sizeof(b.peer), "%s", h->src);
+	b.pool_kind = QKM_POOL_RELAY;
+	b.batch_id = h->batch;
+	b.count = (uint32_t)(x->acc->len / RELAY_UNIT);
+	b.unit_bytes = RELAY_UNIT;
+	b.key_type = QKM_KT_DEC;
+	b.state = QKM_BLOCK_READY;
+	b.level = QKM_BLOCK_ITS;
+	b.created_ns = now_ns;
+	b.data = x->acc;
+	if ((rc = qkm_store_begin(r->st)))
+		goto fail;
+	rc = burn_ranges(r, x->last_from, h->pad, h->n_pad);
+	if (!rc)
+		rc = seen_raise(r, h->src, h->seq);
+	if (!rc)
+		rc = qkm_store_block_put(r->st, &b);
+	if (!rc)
+		rc = qkm_store_counter_add(r->st, "relay_received_bytes", (int64_t)x->acc->len);
+	if (!rc)
+		record(r, "relay-received", &h->batch, b.count, h->src,
+		       "%zu bytes from %s, level its, %s via %s; hops: %s", x->acc->len, h->src,
+		       r->cfg->relay.mode, x->combiner, hops);
+	if (!rc)
+		rc = qkm_store_commit(r->st);
+	else
+		qkm_store_rollback(r->st);
+	if (rc == QKM_EEXIST) {
+		snprintf(why, sizeof(why), "batch already stored: replayed");
+		goto refuse;
+	}
+	if (rc)
+		goto fail;
+	r->stats.received_bytes += x->acc->len;
+	if (send_ack(r, h->src, &h->batch, true, QKM_BLOCK_ITS, NULL))
+		log_debug("relay: acknowledgement to %s not sent; it will ask", h->src);
+	if (r->ops.on_pool)
+		r->ops.on_pool(h->src, r->ops.arg);
+	xacc_free(r, x);
+	return;
+refuse:
+	refuse(r, x->last_from, h, why, true);
+	xacc_free(r, x);
+	return;
+fail:
+	log_warnx("relay %s->%s: not stored: %s", h->src, h->dst, qkm_strerror(rc));
+	xacc_free(r, x);
+}
+
+/* One piece of a combination: share i (bit 1 << i) or the destination's
+ * own last link key (XOR_LAST, from neighbour `from`, ranges in h). */
+static int xor_piece(struct qkm_relay *r, const char *from, const struct hop_in *h,
+		     const char *combiner, uint32_t bit, const uint8_t *bytes, size_t len,
+		     const uint8_t *digest, const uint64_t *times, uint32_t n_times,
+		     uint64_t now_ns)
+{
+	struct xacc *x = r->xaccs;
+	uint32_t k = h->n - 1;
+	while (x && !qkm_id_eq(&x->h.batch, &h->batch))
+		x = x->next;
+	if (!x) {
+		if (r->n_xacc >= XOR_MAX) {
+			log_warnx("relay %s->%s: too many combinations in progress; share dropped",
+				  h->src, h->dst);
+			return 0;
+		}
+		if (!(x = calloc(1, sizeof(*x))) || !(x->acc = qkm_secret_new(len))) {
+			free(x);
+			return QKM_ENOMEM;
+		}
+		x->h = *h;
+		x->h.n_pad = 0;
+		snprintf(x->combiner, sizeof(x->combiner), "%s", combiner);
+		bool here = strcmp(h->dst, r->cfg->id) == 0;
+		uint32_t shares = strcmp(combiner, h->dst) == 0 ? (1u << k) - 1 : 1u << k;
+		x->need = here ? shares | XOR_LAST : (1u << k) - 1;
+		x->created_ns = now_ns;
+		x->next = r->xaccs;
+		r->xaccs = x;
+		r->n_xacc++;
+	}
+	if (x->h.seq != h->seq || strcmp(x->h.src, h->src) || strcmp(x->h.dst, h->dst) ||
+	    x->h.n != h->n || strcmp(x->combiner, combiner) || x->acc->len != len ||
+	    !(x->need & bit) || (x->got & bit)) {
+		r->stats.failed++;
+		log_warnx("ALARM relay %s->%s: share from %s does not fit (duplicate, wrong size or "
+			  "route); dropped", h->src, h->dst, from);
+		return 0;
+	}
+	xor3(x->acc->p, x->acc->p, bytes, len);
+	x->got |= bit;
+	if (digest) {
+		memcpy(x->digest, digest, 32);
+		x->have_digest = true;
+	}
+	for (uint32_t i = 0; i < n_times && i < QKM_MAX_PATH; i++)
+		if (times[i])
+			x->ts[bit == (1u << k) ? i : (uint32_t)__builtin_ctz(bit)] = times[i];
+	if (bit == XOR_LAST) {
+		memcpy(x->h.pad, h->pad, h->n_pad * sizeof(h->pad[0]));
+		x->h.n_pad = h->n_pad;
+		snprintf(x->last_from, sizeof(x->last_from), "%s", from);
+	}
+	if (x->got == x->need)
+		xor_done(r, x, now_ns);
+	return 0;
+}
+
+/* Origin of a relay in a clause 9 mode. */
+static int xor_start(struct qkm_relay *r, struct dest *d, uint64_t now_ns)
+{
+	const struct qkm_node_route *rt = d->route;
+	const char *nb = rt->path[1], *comb = combiner_of(r, rt->to);
+	size_t size = r->cfg->relay.batch_bytes, ng = 0, start;
+	struct hop_in *h = calloc(1, sizeof(*h));
+	struct qkm_secret *key = qkm_secret_new_raw(size), *lk = qkm_secret_new_raw(size);
+	struct qkm_buf fb;
+	uint8_t dg[32];
+	unsigned int dl = 32;
+	int64_t seq = 0;
+	int rc = QKM_ENOMEM;
+	qkm_buf_init(&fb, QKM_FRAME_MAX, false);
+	if (!h || !key || !lk)
+		goto out;
+	if ((rc = new_batch(r, d, &h->batch, &seq)))
+		goto out;
+	h->seq = (uint64_t)seq;
+	snprintf(h->src, sizeof(h->src), "%s", r->cfg->id);
+	snprintf(h->dst, sizeof(h->dst), "%s", rt->to);
+	h->n = rt->n;
+	memcpy(h->path, rt->path, sizeof(h->path));
+	rc = draw(r, nb, size, h->pad, &ng, lk->p);
+	if (rc == QKM_ENOKEY) {
+		struct qkm_pool_stats ps;
+		if (qkm_store_pool_stats(r->st, nb, &ps))
+			memset(&ps, 0, sizeof(ps));
+		snprintf(d->why, sizeof(d->why), "hop %s-%s is out of link key: %zu bytes needed, "
+			 "%llu available (relay mode %s)", r->cfg->id, nb, size,
+			 (unsigned long long)ps.enc_bytes, r->cfg->relay.mode);
+	}
+	if (rc)
+		goto out;
+	h->n_pad = ng;
+	if ((rc = rng_fill(r, key->p, size)))
+		goto out;
+	if (!EVP_Digest(key->p, size, dg, &dl, EVP_sha256(), NULL)) {
+		rc = QKM_ECRYPTO;
+		goto out;
+	}
+	char used[160];
+	ranges_str(h->pad, ng, used, sizeof(used));
+	if ((rc = qkm_store_begin(r->st)))
+		goto out;
+	rc = use_ranges(r, h->pad, ng);
+	if (!rc)
+		rc = origin_put(r, d, &h->batch, key->p, size, QKM_BLOCK_ITS, now_ns);
+	if (!rc)
+		record(r, "relay-sent", &h->batch, (uint32_t)(size / RELAY_UNIT), rt->to,
+		       "%zu bytes (RNG) toward %s, %s via %s; share 0 with link key %s>%s %s",
+		       size, rt->to, r->cfg->relay.mode, comb, r->cfg->id, nb, used);
+	if (!rc)
+		rc = qkm_store_commit(r->st);
+	else
+		qkm_store_rollback(r->st);
+	if (rc)
+		goto out;
+	r->stats.link_bytes += size;
+	flight_add(d, &h->batch, (uint32_t)size, now_ns);
+	/* Share 0 = K ^ k(0,1), with the digest of K; then XOR_NEXT. */
+	xor3(key->p, key->p, lk->p, size);
+	uint64_t t = qkm_now_ns();
+	if (send_share(r, h, comb, comb, 0, key->p, size, dg, &t, 1, now_ns))
+		log_warnx("relay to %s: share 0 not sent to %s; asking later", rt->to, comb);
+	if (!(rc = put_xor_header(&fb, &start, QKM_MSG_XOR_NEXT, h, 1, comb))) {
+		for (size_t i = 0; !rc && i < ng; i++)
+			rc = put_range(&fb, QKM_T_RANGE, &h->pad[i]);
+		if (!rc)
+			rc = qkm_frame_end(&fb, start);
+		if (!rc && r->ops.send(nb, fb.p, fb.len, r->ops.arg))
+			log_warnx("relay to %s: hop %s down after the key was drawn", rt->to, nb);
+	}
+	rc = 0;
+	d->why[0] = 0;
+out:
+	qkm_secret_free(key);
+	qkm_secret_free(lk);
+	qkm_buf_fini(&fb);
+	free(h);
+	return rc;
+}
+
+/* XOR_NEXT from neighbour `from`: our copy of the link key it used; a
+ * relay node adds its share, the destination its last piece. */
+static int on_xor_next(struct qkm_relay *r, const char *from, const struct qkm_frame *f,
+		       uint64_t now_ns)
+{
+	struct hop_in *h = calloc(1, sizeof(*h));
+	struct qkm_secret *kin = NULL, *kout = NULL;
+	struct qkm_range *og = NULL;
+	struct qkm_buf fb;
+	char comb[QKM_NAME_MAX], why[240] = "";
+	size_t ng = 0, start;
+	int rc = QKM_ENOMEM;
+	qkm_buf_init(&fb, QKM_FRAME_MAX, false);
+	if (!h)
+		goto out;
+	rc = QKM_EPEER;
+	if (f->req || parse_hop(f, h, HOP_XOR_NEXT) ||
+	    qkm_tlv_str(f->body, f->body_len, QKM_T_PEER, comb, sizeof(comb), true) ||
+	    strcmp(h->path[h->hop], r->cfg->id) || strcmp(h->path[h->hop - 1], from) ||
+	    batch_seq(&h->batch) != h->seq || !h->pad_len || h->pad_len % RELAY_UNIT ||
+	    h->pad_len > QKM_KEYFILE_MAX_DATA)
+		goto out;
+	rc = QKM_ENOMEM;
+	if (!(kin = qkm_secret_new_raw(h->pad_len)))
+		goto out;
+	int x = read_ranges(r, from, h->pad, h->n_pad, kin->p);
+	if (x) {
+		snprintf(why, sizeof(why), "link key named by the frame is not available here (%s): "
+			 "replayed, reordered or tampered", x == QKM_EPERM ? "used or not ready"
+									  : qkm_strerror(x));
+		refuse(r, from, h, why, true);
+		rc = 0;
+		goto out;
+	}
+	if (h->hop == h->n - 1) {
+		rc = xor_piece(r, from, h, comb, XOR_LAST, kin->p, kin->len, NULL, NULL, 0, now_ns);
+		goto out;
+	}
+	/* Relay node: share = k(in) ^ k(out); k(out)'s ranges go on. */
+	const char *next = h->path[h->hop + 1];
+	if (!r->ops.link_ready(next, r->ops.arg)) {
+		snprintf(why, sizeof(why), "hop %s-%s is down", r->cfg->id, next);
+		refuse(r, from, h, why, false);
+		rc = 0;
+		goto out;
+	}
+	rc = QKM_ENOMEM;
+	if (!(kout = qkm_secret_new_raw(h->pad_len)) ||
+	    !(og = calloc(RELAY_MAX_RANGES, sizeof(*og))))
+		goto out;
+	rc = draw(r, next, h->pad_len, og, &ng, kout->p);
+	if (rc == QKM_ENOKEY) {
+		struct qkm_pool_stats ps;
+		if (qkm_store_pool_stats(r->st, next, &ps))
+			memset(&ps, 0, sizeof(ps));
+		snprintf(why, sizeof(why), "hop %s-%s is out of link key: %zu bytes needed, %llu "
+			 "available (relay mode %s)", r->cfg->id, next, h->pad_len,
+			 (unsigned long long)ps.enc_bytes, r->cfg->relay.mode);
+		refuse(r, from, h, why, false);
+		rc = 0;
+		goto out;
+	}
+	if (rc)
+		goto out;
+	char in[120], outr[120];
+	ranges_str(h->pad, h->n_pad, in, sizeof(in));
+	ranges_str(og, ng, outr, sizeof(outr));
+	if ((rc = qkm_store_begin(r->st)))
+		goto out;
+	rc = burn_ranges(r, from, h->pad, h->n_pad);
+	if (!rc)
+		rc = use_ranges(r, og, ng);
+	if (!rc)
+		record(r, "relay-xor", &h->batch, 0, comb, "%s->%s: share %u = link key %s>%s %s "
+		       "XOR %s>%s %s, sent to %s", h->src, h->dst, h->hop, from, r->cfg->id, in,
+		       r->cfg->id, next, outr, comb);
+	if (!rc)
+		rc = qkm_store_commit(r->st);
+	else
+		qkm_store_rollback(r->st);
+	if (rc)
+		goto out;
+	r->stats.forwarded_bytes += h->pad_len;
+	r->stats.link_bytes += h->pad_len;
+	xor3(kin->p, kin->p, kout->p, h->pad_len);
+	uint64_t t = qkm_now_ns();
+	if (send_share(r, h, comb, comb, h->hop, kin->p, h->pad_len, NULL, &t, 1, now_ns))
+		log_warnx("relay %s->%s: share %u not sent to %s", h->src, h->dst, h->hop, comb);
+	struct hop_in *nh = h; /* the same relay, next hop, our ranges */
+	if (!(rc = put_xor_header(&fb, &start, QKM_MSG_XOR_NEXT, nh, h->hop + 1, comb))) {
+		for (size_t i = 0; !rc && i < ng; i++)
+			rc = put_range(&fb, QKM_T_RANGE, &og[i]);
+		if (!rc)
+			rc = qkm_frame_end(&fb, start);
+		if (!rc && r->ops.send(next, fb.p, fb.len, r->ops.arg))
+			log_warnx("relay %s->%s: hop to %s down", h->src, h->dst, next);
+	}
+	rc = 0;
+out:
+	if (rc == QKM_EPEER)
+		log_warnx("relay: malformed XOR_NEXT frame from %s", from);
+	qkm_secret_free(kin);
+	qkm_secret_free(kout);
+	qkm_buf_fini(&fb);
+	free(og);
+	free(h);
+	return rc;
+}
+
+/* XOR_SHARE from `from` (a direct KMA link or a neighbour). */
+static int on_xor_share(struct qkm_relay *r, const char *from, const struct qkm_frame *f,
+			uint64_t now_ns)
+{
+	struct hop_in *h = calloc(1, sizeof(*h));
+	char comb[QKM_NAME_MAX];
+	const uint8_t *dg = NULL;
+	uint32_t dgl = 0, vl, n_times = 0;
+	uint64_t times[QKM_MAX_PATH] = {0};
+	size_t off = 0;
+	uint16_t tag;
+	const uint8_t *v;
+	int rc = QKM_EPEER;
+	if (!h)
+		return QKM_ENOMEM;
+	if (f->req || parse_hop(f, h, HOP_XOR_SHARE) ||
+	    qkm_tlv_str(f->body, f->body_len, QKM_T_PEER, comb, sizeof(comb), true) ||
+	    batch_seq(&h->batch) != h->seq || !h->ct_len || h->ct_len % RELAY_UNIT ||
+	    h->ct_len > QKM_KEYFILE_MAX_DATA)
+		goto out;
+	/* Share i < k comes from path[i] to the combiner (us); the combined
+	 * share (i = k) from the combiner (the central node) to the destination (us). */
+	uint32_t k = h->n - 1;
+	if (h->hop < k ? strcmp(from, h->path[h->hop]) || strcmp(comb, r->cfg->id)
+		       : strcmp(from, comb) || strcmp(h->dst, r->cfg->id) || !strcmp(comb, h->dst))
+		goto out;
+	int drc = qkm_tlv_bytes(f->body, f->body_len, QKM_T_DIGEST, &dg, &dgl);
+	if (drc == QKM_ENOTFOUND)
+		dg = NULL;
+	else if (drc || dgl != 32)
+		goto out;
+	while (qkm_tlv_next(f->body, f->body_len, &off, &tag, &v, &vl) == 1)
+		if (tag == QKM_T_TIME) {
+			if (vl != 8 || n_times == QKM_MAX_PATH)
+				goto out;
+			for (int i = 0; i < 8; i++)
+				times[n_times] = times[n_times] << 8 | v[i];
+			n_times++;
+		}
+	rc = xor_piece(r, from, h, comb, 1u << h->hop, h->ct, h->ct_len, dg, times, n_times,
+		       now_ns);
+out:
+	if (rc == QKM_EPEER)
+		log_warnx("relay: malformed or misdirected XOR_SHARE from %s", from);
 	free(h);
 	return rc;
 }
@@ -1182,6 +1728,10 @@ int qkm_relay_on_frame(struct qkm_relay *r, const char *origin, const struct qkm
 		return on_query(r, origin, f);
 	case QKM_MSG_RELAY_STATE:
 		return on_state(r, origin, f, now_ns);
+	case QKM_MSG_XOR_NEXT:
+		return on_xor_next(r, origin, f, now_ns);
+	case QKM_MSG_XOR_SHARE:
+		return on_xor_share(r, origin, f, now_ns);
 	default:
 		return QKM_EPEER;
 	}
@@ -1208,6 +1758,14 @@ static void ask(struct qkm_relay *r, struct dest *d, uint64_t now_ns)
 
 void qkm_relay_tick(struct qkm_relay *r, uint64_t now_ns)
 {
+	for (struct xacc *x = r->xaccs, *nx; x; x = nx) {
+		nx = x->next;
+		if (now_ns - x->created_ns >= XOR_TIMEOUT_NS) {
+			log_warnx("relay %s->%s: combination incomplete after 30 s; dropped",
+				  x->h.src, x->h.dst);
+			xacc_free(r, x);
+		}
+	}
 	for (size_t i = 0; i < r->n_dests; i++)
 		if (r->dests[i].flights)
 			ask(r, &r->dests[i], now_ns);
@@ -1275,10 +1833,15 @@ struct qkm_relay *qkm_relay_new(const struct qkm_node_cfg *cfg, struct qkm_store
 		return NULL;
 	}
 	r->n_dests = cfg->n_routes;
+	/* Relays ahead of demand only between nodes where applications are
+	 * registered (an SAE at this node to be master, one there as slave). */
+	bool sae_here = false;
+	for (size_t j = 0; j < cfg->n_saes; j++)
+		sae_here = sae_here || strcmp(cfg->saes[j].node, cfg->id) == 0;
 	for (size_t i = 0; i < cfg->n_routes; i++) {
 		struct dest *d = &r->dests[i];
 		d->route = &cfg->routes[i];
-		for (size_t j = 0; j < cfg->n_saes; j++)
+		for (size_t j = 0; sae_here && j < cfg->n_saes; j++)
 			d->ksa = d->ksa || strcmp(cfg->saes[j].node, d->route->to) == 0;
 		/* Relays left unconfirmed by the last run: ask at once. */
 		if (qkm_store_blocks(st, d->route->to, 1u << QKM_BLOCK_PENDING, false, load_pending,
@@ -1300,6 +1863,8 @@ void qkm_relay_free(struct qkm_relay *r)
 	for (size_t i = 0; r->dests && i < r->n_dests; i++)
 		while (r->dests[i].flights)
 			flight_drop(&r->dests[i], &r->dests[i].flights->batch);
+	while (r->xaccs)
+		xacc_free(r, r->xaccs);
 	free(r->dests);
 	EVP_MAC_free(r->poly);
 	free(r);

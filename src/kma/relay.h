@@ -30,6 +30,10 @@ struct qkm_relay;
 struct qkm_relay_ops {
 	/* Sends a frame to a neighbour over its Kx link; nonzero if it cannot. */
 	int (*send)(const char *neighbour, const uint8_t *frame, size_t len, void *arg);
+	/* Sends a frame to a node that is not a neighbour over a direct KMA
+	 * link, never through other nodes (clause 9 modes); nonzero if it
+	 * cannot. */
+	int (*send_direct)(const char *node, const uint8_t *frame, size_t len, void *arg);
 	/* Sends a frame to any node, end to end (routed); nonzero if it cannot. */
 	int (*send_to)(const char *node, const uint8_t *frame, size_t len, void *arg);
 	/* True if the link pool shared with a neighbour is usable now. */
@@ -55,7 +59,8 @@ bool qkm_relay_ready(const struct qkm_relay *r, const char *node);
 int qkm_relay_on_hop(struct qkm_relay *r, const char *from, const struct qkm_frame *f,
 		     uint64_t now_ns) QKM_MUST_CHECK;
 /* End-to-end control frames (RELAY_ACK, RELAY_QUERY, RELAY_STATE) from
- * node `origin`. QKM_EPEER when malformed. */
+ * node `origin`, and the clause 9 frames (XOR_NEXT from a neighbour,
+ * XOR_SHARE over a direct KMA link). QKM_EPEER when malformed. */
 int qkm_relay_on_frame(struct qkm_relay *r, const char *origin, const struct qkm_frame *f,
 		       uint64_t now_ns) QKM_MUST_CHECK;
 

@@ -343,11 +343,42 @@ static int get_relay(struct jctx *c, json_t *root, struct qkm_relay_cfg *r)
 	return 0;
 }
 
+/* "directory": [{"id": NAME, "kx": ADDR}]: the Kx address of other nodes,
+ * for direct KMA links (clause 9 relay modes, R-REL-7). */
+static int get_directory(struct jctx *c, json_t *root, struct qkm_node_cfg *out)
+{
+	static const char *const dirkeys[] = {"id", "kx", NULL};
+	json_t *arr;
+	int rc = get_array(c, root, "", "directory", &arr, QKM_MAX_NODES, false);
+	for (size_t i = 0; !rc && arr && i < json_array_size(arr); i++) {
+		json_t *o = json_array_get(arr, i);
+		struct qkm_node_dir *d = &out->dir[i];
+		char p[48];
+		snprintf(p, sizeof(p), "directory[%zu]", i);
+		if ((rc = check_keys(c, o, p, dirkeys)) ||
+		    (rc = get_str(c, o, p, "id", d->id, sizeof(d->id), true, 1)) ||
+		    (rc = get_str(c, o, p, "kx", d->kx, sizeof(d->kx), true, 0)))
+			break;
+		if (strcmp(d->id, out->id) == 0) {
+			rc = jerr(c, p, "'%s' is this node itself", d->id);
+			break;
+		}
+		for (size_t j = 0; j < i; j++)
+			if (strcmp(out->dir[j].id, d->id) == 0) {
+				rc = jerr(c, p, "duplicate entry for '%s' (also directory[%zu])", d->id,
+					  j);
+				break;
+			}
+		out->n_dir = i + 1;
+	}
+	return rc;
+}
+
 int qkm_node_cfg_load(const char *path, struct qkm_node_cfg *out, char *err, size_t errsz)
 {
 	static const char *const keys[] = {"id", "db", "log_level", "ksa", "after_supply", "tls",
 					   "listen", "sim", "links", "saes", "routes",
-					   "relay", NULL};
+					   "relay", "directory", NULL};
 	static const char *const lkeys[] = {"kx", "admin", "etsi014", NULL};
 	static const char *const linkkeys[] = {"link", "peer", "addr", "module", "kma_unit_bits",
 					       "batch_ms", "batch_max_bytes", NULL};
@@ -420,7 +451,9 @@ int qkm_node_cfg_load(const char *path, struct qkm_node_cfg *out, char *err, siz
 	if ((rc = get_saes(&c, root, out->saes, &out->n_saes)) ||
 	    (rc = get_routes(&c, root, out)))
 		goto out;
-	rc = get_relay(&c, root, &out->relay);
+	if ((rc = get_relay(&c, root, &out->relay)))
+		goto out;
+	rc = get_directory(&c, root, out);
 out:
 	json_decref(root);
 	return rc;
@@ -717,6 +750,11 @@ int qkm_node_cfg_save(const char *path, const struct qkm_node_cfg *c)
 		json_array_append_new(routes, json_pack("{s:s, s:o}", "to", r->to, "path", hops));
 	}
 	json_object_set_new(root, "routes", routes);
+	json_t *dir = json_array();
+	for (size_t i = 0; i < c->n_dir; i++)
+		json_array_append_new(dir, json_pack("{s:s, s:s}", "id", c->dir[i].id, "kx",
+						     c->dir[i].kx));
+	json_object_set_new(root, "directory", dir);
 	const struct qkm_relay_cfg *rl = &c->relay;
 	json_t *relay = json_pack("{s:s, s:b, s:s, s:I, s:I, s:I}", "mode",
 				  rl->mode[0] ? rl->mode : "otp", "aes_fallback", rl->aes_fallback,

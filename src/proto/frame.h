@@ -49,6 +49,8 @@ enum qkm_msg {
 	QKM_MSG_RELAY_ACK = 52,      /* destination (or a failing hop) -> origin */
 	QKM_MSG_RELAY_QUERY = 53,    /* origin -> destination: what of these batches? */
 	QKM_MSG_RELAY_STATE = 54,    /* destination -> origin: the answer */
+	QKM_MSG_XOR_NEXT = 55,       /* clause 9 modes: this hop's link key ranges, to the next node */
+	QKM_MSG_XOR_SHARE = 56,      /* clause 9 modes: one XOR ciphertext, straight to the combiner */
 };
 
 enum qkm_tag {

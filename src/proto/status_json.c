@@ -233,6 +233,11 @@ char *qkm_status_merge(size_t n, const char *const *ids, const char *const *text
 							  strcmp(json_string_value(json_object_get(q, "id")),
 								 peer) == 0) other = q;
 			json_t *op = other && id ? pool_find(other, id) : NULL;
+			/* End-to-end pools differ while relays are in flight (the
+			 * origin's copy counts once confirmed): links only. */
+			const char *kind = json_string_value(json_object_get(p, "kind"));
+			if (kind && strcmp(kind, "relay") == 0)
+				op = NULL;
 			if (op && (geti(p, "keys") != geti(op, "keys") ||
 				   geti(p, "bytes") != geti(op, "bytes") ||
 				   geti(p, "enc_bytes") != geti(op, "dec_bytes")))

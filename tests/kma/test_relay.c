@@ -44,8 +44,19 @@ struct node {
 	char path[PATH_MAX];
 };
 
+/* A ciphertext a node received (a RELAY frame's CT or an XOR share). */
+struct seen_ct {
+	int at;
+	uint16_t type;
+	uint8_t *p;
+	size_t len;
+};
+
 struct net {
 	struct node n[3];
+	struct qkm_secret *lk[3][3];   /* link key bytes of direction [from][to] */
+	struct seen_ct seen[256];
+	size_t n_seen;
 	struct wire *q;
 	size_t nq, cap;
 	uint64_t now;
@@ -103,6 +114,13 @@ static int op_send_to(const char *node, const uint8_t *frame, size_t len, void *
 	return 0;
 }
 
+static int op_send_direct(const char *node, const uint8_t *frame, size_t len, void *arg)
+{
+	struct node *n = arg;
+	push(n->net, n->i, idx(node), true, frame, len);
+	return 0;
+}
+
 static bool op_link_ready(const char *nb, void *arg) { return true; }
 
 static void deliver(struct net *net, struct wire *w)
@@ -110,9 +128,22 @@ static void deliver(struct net *net, struct wire *w)
 	struct qkm_frame f;
 	struct node *to = &net->n[w->to];
 	int rc = qkm_frame_parse(w->p, w->len, &f);
+	const uint8_t *ct;
+	uint32_t ctl;
+	if (!rc && (f.type == QKM_MSG_RELAY || f.type == QKM_MSG_XOR_SHARE) &&
+	    !qkm_tlv_bytes(f.body, f.body_len, QKM_T_CT, &ct, &ctl) && net->n_seen < 256) {
+		struct seen_ct *sc = &net->seen[net->n_seen++];
+		sc->at = w->to;
+		sc->type = f.type;
+		sc->p = malloc(ctl);
+		assert_non_null(sc->p);
+		memcpy(sc->p, ct, ctl);
+		sc->len = ctl;
+	}
+	/* As kma_io.c dispatches: RELAY is a hop, the rest end to end. */
 	if (!rc)
-		rc = w->e2e ? qkm_relay_on_frame(to->r, NAMES[w->from], &f, net->now)
-			    : qkm_relay_on_hop(to->r, NAMES[w->from], &f, net->now);
+		rc = f.type == QKM_MSG_RELAY ? qkm_relay_on_hop(to->r, NAMES[w->from], &f, net->now)
+					     : qkm_relay_on_frame(to->r, NAMES[w->from], &f, net->now);
 	if (rc == QKM_EPEER || rc == QKM_EFORMAT || rc == QKM_ETRUNC || rc == QKM_EVERSION)
 		net->peer_errors++; /* in real life: the link drops */
 	else
@@ -166,7 +197,7 @@ static void link_dir(struct net *net, int from, int to, uint32_t bytes)
 		assert_int_equal(qkm_store_block_put(n->st, &b), 0);
 		qkm_secret_free(b.data);
 	}
-	qkm_secret_free(data);
+	net->lk[from][to] = data;
 }
 
 static void route(struct qkm_node_cfg *c, const char *to, const char *a, const char *b,
@@ -183,7 +214,7 @@ static void route(struct qkm_node_cfg *c, const char *to, const char *a, const c
 static void node_start(struct net *net, int i)
 {
 	struct node *n = &net->n[i];
-	struct qkm_relay_ops ops = {op_send, op_send_to, op_link_ready, NULL, n};
+	struct qkm_relay_ops ops = {op_send, op_send_direct, op_send_to, op_link_ready, NULL, n};
 	assert_int_equal(qkm_store_open(n->path, &n->st), 0);
 	n->r = qkm_relay_new(n->cfg, n->st, &ops);
 	assert_non_null(n->r);
@@ -251,6 +282,17 @@ static struct net *net_new(const char *name, bool rng, bool fallback, uint32_t b
 	return net;
 }
 
+/* Switches every node to a clause 9 relay mode (central: the combiner). */
+static void net_mode(struct net *net, const char *mode, const char *central)
+{
+	for (int i = 0; i < 3; i++) {
+		struct qkm_node_cfg *c = net->n[i].cfg;
+		snprintf(c->relay.mode, sizeof(c->relay.mode), "%s", mode);
+		snprintf(c->relay.central, sizeof(c->relay.central), "%s", central ? central : "");
+		c->relay.rng = true;
+	}
+}
+
 static void net_free(struct net *net)
 {
 	for (int i = 0; i < 3; i++) {
@@ -265,6 +307,11 @@ static void net_free(struct net *net)
 	}
 	for (size_t i = 0; i < net->nq; i++)
 		free(net->q[i].p);
+	for (size_t i = 0; i < net->n_seen; i++)
+		free(net->seen[i].p);
+	for (int i = 0; i < 3; i++)
+		for (int j = 0; j < 3; j++)
+			qkm_secret_free(net->lk[i][j]);
 	free(net->q);
 	rmdir(net->dir);
 	free(net);
@@ -600,6 +647,174 @@ static void test_relay_starved(void **state)
 	net_free(net);
 }
 
+/* ---- who could reconstruct the key (R-REL-7, R-REL-8) -------------------- */
+
+/* True if node `at` holds, or could compute from what it holds and what it
+ * received, the relayed key K (BATCH bytes): K in its store; K as the XOR
+ * of some of the XOR shares it received and the front of the link key it
+ * shares with its neighbours (each relay used the first bytes of each
+ * direction: the nets are fresh); K inside a RELAY ciphertext XORed with
+ * the link key of the hop it came over. */
+static bool could_reconstruct(struct net *net, int at, const uint8_t *key)
+{
+	struct held *h = malloc(sizeof(*h));
+	assert_non_null(h);
+	for (int p = 0; p < 3; p++) {
+		if (p == at)
+			continue;
+		relay_pool(net, at, p, h);
+		for (size_t i = 0; i < h->n; i++)
+			if (memcmp(h->data[i], key, BATCH) == 0) {
+				free(h);
+				return true;
+			}
+	}
+	free(h);
+	const uint8_t *items[16];
+	size_t n = 0;
+	for (int p = 0; p < 3; p++) {
+		if (net->lk[at][p] && n < 16)
+			items[n++] = net->lk[at][p]->p;
+		if (net->lk[p][at] && n < 16)
+			items[n++] = net->lk[p][at]->p;
+	}
+	for (size_t i = 0; i < net->n_seen; i++) {
+		struct seen_ct *sc = &net->seen[i];
+		if (sc->at != at)
+			continue;
+		if (sc->type == QKM_MSG_XOR_SHARE && sc->len == BATCH && n < 16)
+			items[n++] = sc->p;
+		for (int p = 0; sc->type == QKM_MSG_RELAY && p < 3; p++) {
+			const struct qkm_secret *d = net->lk[p][at];
+			if (!d || sc->len + 32 > d->len)
+				continue;
+			uint8_t *pt = malloc(sc->len);
+			assert_non_null(pt);
+			for (size_t j = 0; j < sc->len; j++)
+				pt[j] = sc->p[j] ^ d->p[32 + j];
+			bool found = memmem(pt, sc->len, key, BATCH) != NULL;
+			free(pt);
+			if (found)
+				return true;
+		}
+	}
+	uint8_t x[BATCH];
+	for (uint32_t set = 1; set < (1u << n); set++) {
+		memset(x, 0, sizeof(x));
+		for (size_t i = 0; i < n; i++)
+			if (set & (1u << i))
+				for (size_t j = 0; j < BATCH; j++)
+					x[j] ^= items[i][j];
+		if (memcmp(x, key, BATCH) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* The key A and C now share (the only relay of the net). */
+static void shared_key(struct net *net, uint8_t *key)
+{
+	struct held *h = malloc(sizeof(*h));
+	assert_non_null(h);
+	relay_pool(net, 2, 0, h);
+	assert_int_equal(h->n, 1);
+	memcpy(key, h->data[0], BATCH);
+	free(h);
+}
+
+/* Hop-by-hop OTP: B decrypts to re-encrypt, so B could read the key (a
+ * trusted node, Y.3803 8.2.3). */
+static void test_reconstruct_otp(void **state)
+{
+	(void)state;
+	struct net *net = net_new("rc-otp", true, false, LINK_BYTES);
+	uint8_t key[BATCH];
+	assert_int_equal(qkm_relay_want(net->n[0].r, "C", BATCH, net->now), 0);
+	pump(net);
+	assert_int_equal(check_pair(net), 1);
+	shared_key(net, key);
+	assert_true(could_reconstruct(net, 0, key));
+	assert_true(could_reconstruct(net, 1, key));
+	assert_true(could_reconstruct(net, 2, key));
+	net_free(net);
+}
+
+/* R-REL-7, R-REL-8: XOR at the destination. A sends K ^ k(A,B) straight to
+ * C, B sends k(A,B) ^ k(B,C) straight to C; only A and C can have K. */
+static void test_xor_at_destination(void **state)
+{
+	(void)state;
+	struct net *net = net_new("xor-dst", true, false, LINK_BYTES);
+	net_mode(net, "xor-at-destination", NULL);
+	uint8_t key[BATCH];
+	assert_int_equal(qkm_relay_want(net->n[0].r, "C", BATCH, net->now), 0);
+	pump(net);
+	assert_int_equal(check_pair(net), 1);
+	assert_int_equal(pending_at_a(net), 0);
+	shared_key(net, key);
+	assert_true(could_reconstruct(net, 0, key));
+	assert_false(could_reconstruct(net, 1, key));
+	assert_true(could_reconstruct(net, 2, key));
+	assert_int_equal(records(net, 2, "relay-received", "A>B otp"), 1);
+	assert_int_equal(records(net, 2, "relay-received", "B>C otp"), 1);
+	assert_int_equal(records(net, 1, "relay-xor", NULL), 1);
+	/* Link key per hop: exactly the key's length (no MAC, no metadata). */
+	struct qkm_pool_stats ps;
+	assert_int_equal(qkm_store_pool_stats(net->n[1].st, "C", &ps), 0);
+	assert_int_equal(LINK_BYTES - ps.enc_bytes, BATCH);
+	net_free(net);
+}
+
+/* R-REL-7: central XOR at B. B gets every share; as a node of the route it
+ * also holds k(A,B), so B could have K too; C gets K ^ k(B,C) from B. */
+static void test_xor_central(void **state)
+{
+	(void)state;
+	struct net *net = net_new("xor-central", true, false, LINK_BYTES);
+	net_mode(net, "central-xor", "B");
+	uint8_t key[BATCH];
+	assert_int_equal(qkm_relay_want(net->n[0].r, "C", BATCH, net->now), 0);
+	pump(net);
+	assert_int_equal(check_pair(net), 1);
+	assert_int_equal(pending_at_a(net), 0);
+	shared_key(net, key);
+	assert_true(could_reconstruct(net, 0, key));
+	assert_true(could_reconstruct(net, 1, key));
+	assert_true(could_reconstruct(net, 2, key));
+	assert_int_equal(records(net, 1, "relay-combined", NULL), 1);
+	assert_int_equal(records(net, 2, "relay-received", "central-xor via B"), 1);
+	net_free(net);
+}
+
+/* R-REL-5 in the clause 9 modes: a tampered share makes the XOR miss the
+ * origin's digest; the destination stores nothing and alarms, A deletes. */
+static void test_xor_tamper(void **state)
+{
+	(void)state;
+	struct net *net = net_new("xor-tamper", true, false, LINK_BYTES);
+	net_mode(net, "xor-at-destination", NULL);
+	assert_int_equal(qkm_relay_want(net->n[0].r, "C", BATCH, net->now), 0);
+	bool flipped = false;
+	while (net->nq) {
+		struct wire w = pop(net, 0);
+		struct qkm_frame f;
+		const uint8_t *ct;
+		uint32_t ctl;
+		if (!flipped && !qkm_frame_parse(w.p, w.len, &f) && f.type == QKM_MSG_XOR_SHARE &&
+		    !qkm_tlv_bytes(f.body, f.body_len, QKM_T_CT, &ct, &ctl)) {
+			w.p[(size_t)(ct - w.p) + 100] ^= 0x20;
+			flipped = true;
+		}
+		deliver(net, &w);
+	}
+	assert_true(flipped);
+	settle(net);
+	assert_int_equal(check_pair(net), 0);
+	assert_int_equal(pending_at_a(net), 0);
+	assert_int_equal(records(net, 2, "relay-refused", "digest"), 1);
+	net_free(net);
+}
+
 int main(void)
 {
 	if (qkm_secret_heap_init(1 << 26) != 0)
@@ -613,6 +828,10 @@ int main(void)
 		cmocka_unit_test(test_relay_lost_then_late),
 		cmocka_unit_test(test_relay_origin_restart),
 		cmocka_unit_test(test_relay_starved),
+		cmocka_unit_test(test_reconstruct_otp),
+		cmocka_unit_test(test_xor_at_destination),
+		cmocka_unit_test(test_xor_central),
+		cmocka_unit_test(test_xor_tamper),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
