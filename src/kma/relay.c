@@ -757,7 +757,11 @@ out:
 /* ---- hop (relay node and destination) ------------------------------------ */
 
 /* Discards a relay that failed its checks (alarm: a check that only an
- * attack or a fault fails) or cannot go on: log, record, tell the origin. */
+ * attack or a fault fails) or cannot go on: log, record, tell the origin.
+ * A relay that verified but cannot go on (next hop starved or down) has
+ * its incoming link key burned here too, as the sender burned it: the two
+ * ends of the link stay equal. A relay that failed a check burns nothing:
+ * the ranges it names cannot be trusted. */
 static void refuse(struct qkm_relay *r, const char *from, const struct hop_in *h, const char *why,
 		   bool alarm)
 {
@@ -767,8 +771,14 @@ static void refuse(struct qkm_relay *r, const char *from, const struct hop_in *h
 	log_warnx("%srelay %s from %s to %s (hop from %s) discarded: %s", alarm ? "ALARM " : "",
 		  hex, h->src, h->dst, from, why);
 	if (!qkm_store_begin(r->st)) {
-		record(r, "relay-refused", &h->batch, 0, from, "%s->%s: %s", h->src, h->dst, why);
-		if (qkm_store_commit(r->st))
+		int rc = alarm ? 0 : burn_ranges(r, from, h->pad, h->n_pad);
+		if (!rc && !alarm)
+			rc = burn_ranges(r, from, h->data, h->n_data);
+		record(r, "relay-refused", &h->batch, 0, from, "%s->%s: %s%s", h->src, h->dst,
+		       alarm ? "ALARM " : "", why);
+		if (rc)
+			qkm_store_rollback(r->st);
+		else if (qkm_store_commit(r->st))
 			log_warnx("relay: refusal not recorded");
 	}
 	char msg[300];
@@ -973,6 +983,8 @@ int qkm_relay_on_hop(struct qkm_relay *r, const char *from, const struct qkm_fra
 	if ((rc = qkm_store_begin(r->st)))
 		goto out;
 	rc = burn_ranges(r, from, h->pad, h->n_pad);
+	if (!rc)
+		rc = burn_ranges(r, from, h->data, h->n_data);
 	if (!rc)
 		rc = use_ranges(r, og, ng);
 	if (!rc)

@@ -170,7 +170,9 @@ static struct qkm_id batch_id(uint8_t tag)
 }
 
 /* One direction of a QKD link pool: the same random bytes at both ends,
- * ENC at the sender, DEC at the receiver. */
+ * ENC at the sender, DEC at the receiver, in blocks of up to 2 KiB as
+ * acquisition stores them (so a relay spans several blocks). */
+#define LINK_BLOCK 2048u
 static void link_dir(struct net *net, int from, int to, uint32_t bytes)
 {
 	struct qkm_secret *data = qkm_secret_new(bytes);
@@ -178,25 +180,32 @@ static void link_dir(struct net *net, int from, int to, uint32_t bytes)
 	assert_int_equal(qkm_id_random((struct qkm_id *)data->p), 0);
 	for (uint32_t i = 16; i < bytes; i++)
 		data->p[i] = (uint8_t)(data->p[i % 16] * 31 + i * 7 + (i >> 8));
-	struct qkm_id id = batch_id(0x10 + (uint8_t)from);
-	for (int side = 0; side < 2; side++) {
-		struct node *n = &net->n[side ? to : from];
-		struct qkm_block b;
-		memset(&b, 0, sizeof(b));
-		snprintf(b.peer, sizeof(b.peer), "%s", NAMES[side ? from : to]);
-		b.pool_kind = QKM_POOL_LINK;
-		b.batch_id = id;
-		b.count = bytes / 32;
-		b.unit_bytes = 32;
-		b.key_type = side ? QKM_KT_DEC : QKM_KT_ENC;
-		b.state = QKM_BLOCK_READY;
-		b.level = QKM_BLOCK_ITS;
-		b.created_ns = net->now;
-		b.data = qkm_secret_dup(data->p, bytes);
-		assert_non_null(b.data);
-		assert_int_equal(qkm_store_block_put(n->st, &b), 0);
-		qkm_secret_free(b.data);
+	assert_int_equal(qkm_store_begin(net->n[from].st), 0);
+	assert_int_equal(qkm_store_begin(net->n[to].st), 0);
+	for (uint32_t off = 0; off < bytes; off += LINK_BLOCK) {
+		uint32_t len = bytes - off < LINK_BLOCK ? bytes - off : LINK_BLOCK;
+		struct qkm_id id = batch_id(0x10 + (uint8_t)from);
+		for (int side = 0; side < 2; side++) {
+			struct node *n = &net->n[side ? to : from];
+			struct qkm_block b;
+			memset(&b, 0, sizeof(b));
+			snprintf(b.peer, sizeof(b.peer), "%s", NAMES[side ? from : to]);
+			b.pool_kind = QKM_POOL_LINK;
+			b.batch_id = id;
+			b.count = len / 32;
+			b.unit_bytes = 32;
+			b.key_type = side ? QKM_KT_DEC : QKM_KT_ENC;
+			b.state = QKM_BLOCK_READY;
+			b.level = QKM_BLOCK_ITS;
+			b.created_ns = net->now + off;
+			b.data = qkm_secret_dup(data->p + off, len);
+			assert_non_null(b.data);
+			assert_int_equal(qkm_store_block_put(n->st, &b), 0);
+			qkm_secret_free(b.data);
+		}
 	}
+	assert_int_equal(qkm_store_commit(net->n[from].st), 0);
+	assert_int_equal(qkm_store_commit(net->n[to].st), 0);
 	net->lk[from][to] = data;
 }
 
@@ -386,6 +395,22 @@ static size_t check_pair(struct net *net)
 	return n;
 }
 
+/* Both ends of each QKD link consumed the same link key: what the sender
+ * has left of its direction, the receiver has left of its copy (no key
+ * consumed at one end only; pair-check would flag it). */
+static void assert_links_consistent(struct net *net)
+{
+	for (int a = 0; a < 3; a++)
+		for (int b = 0; b < 3; b++) {
+			if (!net->lk[a][b])
+				continue;
+			struct qkm_pool_stats sa, sb;
+			assert_int_equal(qkm_store_pool_stats(net->n[a].st, NAMES[b], &sa), 0);
+			assert_int_equal(qkm_store_pool_stats(net->n[b].st, NAMES[a], &sb), 0);
+			assert_int_equal(sa.enc_bytes, sb.dec_bytes);
+		}
+}
+
 static size_t pending_at_a(struct net *net)
 {
 	struct held *a = malloc(sizeof(*a));
@@ -439,6 +464,7 @@ static void test_relay_line(void **state)
 	pump(net);
 	assert_int_equal(check_pair(net), 3);
 	assert_int_equal(pending_at_a(net), 0);
+	assert_links_consistent(net);
 	assert_int_equal(records(net, 2, "relay-received", "A>B otp"), 3);
 	assert_int_equal(records(net, 2, "relay-received", "B>C otp"), 3);
 	assert_int_equal(records(net, 1, "relay-forwarded", NULL), 3);
@@ -471,6 +497,7 @@ static void test_relay_rng(void **state)
 	assert_int_equal(qkm_relay_want(net->n[0].r, "C", BATCH, net->now), 0);
 	pump(net);
 	assert_int_equal(check_pair(net), 1);
+	assert_links_consistent(net);
 	assert_int_equal(records(net, 0, "relay-sent", "RNG"), 1);
 	net_free(net);
 }
@@ -499,6 +526,7 @@ static void test_relay_ahead(void **state)
 	relay_pool(net, 0, 2, h);
 	assert_int_equal(h->n, 8);
 	free(h);
+	assert_links_consistent(net);
 	net_free(net);
 }
 
@@ -630,6 +658,7 @@ static void test_relay_starved(void **state)
 	assert_int_equal(check_pair(net), 0);
 	assert_int_equal(pending_at_a(net), 0);
 	assert_non_null(strstr(qkm_relay_why(net->n[0].r, "C"), "hop B-C is out of link key"));
+	assert_links_consistent(net); /* B burned what A spent on the refused relay */
 	net_free(net);
 
 	net = net_new("fallback", false, true, 1024);
@@ -752,6 +781,7 @@ static void test_xor_at_destination(void **state)
 	assert_int_equal(check_pair(net), 1);
 	assert_int_equal(pending_at_a(net), 0);
 	shared_key(net, key);
+	assert_links_consistent(net);
 	assert_true(could_reconstruct(net, 0, key));
 	assert_false(could_reconstruct(net, 1, key));
 	assert_true(could_reconstruct(net, 2, key));
@@ -781,6 +811,7 @@ static void test_xor_central(void **state)
 	assert_true(could_reconstruct(net, 0, key));
 	assert_true(could_reconstruct(net, 1, key));
 	assert_true(could_reconstruct(net, 2, key));
+	assert_links_consistent(net);
 	assert_int_equal(records(net, 1, "relay-combined", NULL), 1);
 	assert_int_equal(records(net, 2, "relay-received", "central-xor via B"), 1);
 	net_free(net);
