@@ -3,12 +3,12 @@
 test_tamper.sh.
 
   run    --net N --log F --seconds S --threads T --seed X --round R
-         [--until FILE] [--max-number M]
+         [--until FILE] [--max-number M] [--master SAE] [--slave SAE]
          T threads, each looping for S seconds (or until FILE exists, if
          that comes first): enc_keys at the master's KME
-         (sae-alice at A, random number (at most M, default 8) and size
+         (--master, default sae-alice at A, random number (at most M, default 8) and size
          within the Status limits, GET or POST), then dec_keys of exactly
-         those IDs at the slave's KME (sae-bob at B, GET or POST). Every
+         those IDs at the slave's KME (--slave, default sae-bob at B). Every
          outcome is appended to F as one JSON line; key bytes are never
          written, only SHA-256 fingerprints.
   verify --net N --log F [--deadline S]
@@ -250,7 +250,11 @@ def main():
     p.add_argument("--deadline", type=float, default=30)
     p.add_argument("--until", help="run: stop early once this file exists")
     p.add_argument("--max-number", type=int, default=8, help="run: most keys per enc_keys")
+    p.add_argument("--master", default="sae-alice", help="the master SAE (default sae-alice)")
+    p.add_argument("--slave", default="sae-bob", help="the slave SAE (default sae-bob)")
     a = p.parse_args()
+    global MASTER, SLAVE
+    MASTER, SLAVE = a.master, a.slave
     return run(a) if a.mode == "run" else verify(a)
 
 
