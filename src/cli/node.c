@@ -281,7 +281,8 @@ int cli_node(int argc, char **argv)
 		return 2;
 	}
 	if (check) {
-		printf("%s: ok (node %s, %zu link(s))\n", path, n->cfg.id, n->cfg.n_links);
+		printf("%s: ok (node %s, %zu link(s), %zu relay route(s), relay mode %s)\n", path,
+		       n->cfg.id, n->cfg.n_links, n->cfg.n_routes, n->cfg.relay.mode);
 		free(n);
 		return 0;
 	}

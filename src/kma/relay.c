@@ -685,7 +685,8 @@ static int relay_start(struct qkm_relay *r, struct dest *d, uint64_t now_ns)
 	 * first, so one read draws the key data (by_ref) and the hop's key. */
 	memset(key->p, 0, size);
 	kf.data = key;
-	if ((rc = qkm_keyfile_set_hash(&kf)) || (rc = qkm_keyfile_encode(&kf, &pt)))
+	kf.m.relayed.kma_key_metadata.has_hash = true; /* its length, not its value */
+	if ((rc = qkm_keyfile_encode_hashed(&kf, &pt)))
 		goto out_kf;
 	size_t pt_len = pt.len, sent = by_ref ? pt_len - size : pt_len;
 	qkm_buf_reset(&pt);
@@ -700,7 +701,7 @@ static int relay_start(struct qkm_relay *r, struct dest *d, uint64_t now_ns)
 			 r->cfg->relay.rng_device : "getrandom");
 		goto out_kf;
 	}
-	if ((rc = qkm_keyfile_set_hash(&kf)) || (rc = qkm_keyfile_encode(&kf, &pt)))
+	if ((rc = qkm_keyfile_set_hash(&kf)) || (rc = qkm_keyfile_encode_hashed(&kf, &pt)))
 		goto out_kf;
 	if (pt.len != pt_len) {
 		rc = QKM_ESTATE;
@@ -964,7 +965,8 @@ int qkm_relay_on_hop(struct qkm_relay *r, const char *from, const struct qkm_fra
 		snprintf(why, sizeof(why), "hop %s-%s is down", r->cfg->id, next);
 		goto cannot;
 	}
-	if ((rc = qkm_keyfile_encode(&kf, &pt2)))
+	/* decode verified the hash: no need to compute it again */
+	if ((rc = qkm_keyfile_encode_hashed(&kf, &pt2)))
 		goto out;
 	if (!(og = calloc(RELAY_MAX_RANGES, sizeof(*og)))) {
 		rc = QKM_ENOMEM;
