@@ -1263,6 +1263,184 @@ void qkm_acq_set_paircheck_cb(struct qkm_acq *a,
 	a->pc_arg = arg;
 }
 
+/* ---- pool sync: key material consumed at one end only ------------------- */
+
+/* Each end consumes its own direction of the pool and tells the other end
+ * which bytes by naming them in the frame that uses them (SUPPLY, RELAY).
+ * A frame lost on the way (the link dropped, a node crashed after its
+ * commit, a relay refused for failing a check) leaves those bytes unused
+ * at the receiver only. POOL_SYNC lists our direction's blocks with how
+ * much of each we used; the receiver burns what we no longer have. Frames
+ * on the link are in order, so everything we named before the list has
+ * been handled there before it. */
+#define SYNC_MAX 200000
+#define SYNC_YOUNG_NS 5000000000ull   /* a block this young may still be on its way */
+
+struct sync_e {
+	struct qkm_id batch;
+	uint32_t first, used;
+	uint8_t state;
+};
+struct sync_list {
+	struct sync_e *e;
+	size_t n, cap;
+	enum qkm_key_type kt;
+	uint64_t before_ns;               /* receiver: only blocks created before */
+};
+
+static int sync_cmp(const void *x, const void *y)
+{
+	const struct sync_e *a = x, *b = y;
+	int c = memcmp(a->batch.b, b->batch.b, QKM_ID_LEN);
+	return c ? c : a->first < b->first ? -1 : a->first > b->first;
+}
+
+static int sync_collect(struct qkm_block *b, void *arg)
+{
+	struct sync_list *l = arg;
+	if (b->pool_kind != QKM_POOL_LINK || b->key_type != l->kt ||
+	    (l->before_ns && b->created_ns >= l->before_ns))
+		return 0;
+	if (l->n == SYNC_MAX)
+		return QKM_ETOOBIG;
+	if (l->n == l->cap) {
+		size_t c = l->cap ? 2 * l->cap : 256;
+		struct sync_e *x = realloc(l->e, c * sizeof(*x));
+		if (!x)
+			return QKM_ENOMEM;
+		l->e = x;
+		l->cap = c;
+	}
+	struct sync_e *e = &l->e[l->n++];
+	e->batch = b->batch_id;
+	e->first = b->first_index;
+	e->used = b->used;
+	e->state = (uint8_t)b->state;
+	return 0;
+}
+
+int qkm_acq_sync(struct qkm_acq *a)
+{
+	struct sync_list l = {.kt = QKM_KT_ENC};
+	struct qkm_buf b;
+	size_t start;
+	if (!a->peer_up || !a->reconciled)
+		return QKM_ESTATE;
+	qkm_buf_init(&b, QKM_FRAME_MAX, false);
+	int rc = qkm_store_blocks(a->st, a->cfg.peer, 0, false, sync_collect, &l);
+	if (!rc)
+		rc = qkm_frame_begin(&b, QKM_MSG_POOL_SYNC, 0, &start);
+	if (!rc)
+		rc = qkm_put_str(&b, QKM_T_LINK, a->cfg.link);
+	for (size_t i = 0; !rc && i < l.n; i++) {
+		size_t e;
+		if (!(rc = qkm_put_open(&b, QKM_T_ENTRY, &e)) &&
+		    !(rc = qkm_put_id(&b, QKM_T_BATCH, &l.e[i].batch)) &&
+		    !(rc = qkm_put_u32(&b, QKM_T_FIRST, l.e[i].first)) &&
+		    !(rc = qkm_put_u32(&b, QKM_T_OFF, l.e[i].used)) &&
+		    !(rc = qkm_put_u8(&b, QKM_T_STATE, l.e[i].state)))
+			rc = qkm_put_close(&b, e);
+	}
+	if (!rc)
+		rc = qkm_frame_end(&b, start);
+	if (!rc)
+		rc = send_frame(a, &b);
+	if (rc == QKM_ETOOBIG)
+		log_warnx("link %s: pool too large to sync (over %d blocks)", a->cfg.link, SYNC_MAX);
+	free(l.e);
+	qkm_buf_fini(&b);
+	return rc;
+}
+
+/* The peer's list of its direction (our DEC blocks): burn what it used. */
+static int on_pool_sync(struct qkm_acq *a, const struct qkm_frame *f, uint64_t now_ns)
+{
+	struct sync_list theirs = {0}, mine = {.kt = QKM_KT_DEC};
+	size_t off = 0;
+	uint16_t tag;
+	const uint8_t *v;
+	uint32_t vl;
+	int rc = 0;
+	uint64_t whole = 0, part = 0, bytes = 0;
+	/* COMMITs that came before the list first: our pool as the peer saw it. */
+	qkm_acq_flush(a);
+	while (qkm_tlv_next(f->body, f->body_len, &off, &tag, &v, &vl) == 1) {
+		if (tag != QKM_T_ENTRY)
+			continue;
+		if (theirs.n == SYNC_MAX) {
+			rc = QKM_EPEER;
+			goto out;
+		}
+		if (theirs.n == theirs.cap) {
+			size_t c = theirs.cap ? 2 * theirs.cap : 256;
+			struct sync_e *x = realloc(theirs.e, c * sizeof(*x));
+			if (!x) {
+				rc = QKM_ENOMEM;
+				goto out;
+			}
+			theirs.e = x;
+			theirs.cap = c;
+		}
+		struct sync_e *e = &theirs.e[theirs.n++];
+		if (qkm_tlv_check(v, vl) || qkm_tlv_id(v, vl, QKM_T_BATCH, &e->batch) ||
+		    qkm_tlv_u32(v, vl, QKM_T_FIRST, &e->first) ||
+		    qkm_tlv_u32(v, vl, QKM_T_OFF, &e->used) ||
+		    qkm_tlv_u8(v, vl, QKM_T_STATE, &e->state)) {
+			rc = QKM_EPEER;
+			goto out;
+		}
+	}
+	if (theirs.n)
+		qsort(theirs.e, theirs.n, sizeof(*theirs.e), sync_cmp);
+	mine.before_ns = now_ns > SYNC_YOUNG_NS ? now_ns - SYNC_YOUNG_NS : 1;
+	if ((rc = qkm_store_blocks(a->st, a->cfg.peer, 1u << QKM_BLOCK_READY, false, sync_collect,
+				   &mine)))
+		goto out;
+	if ((rc = qkm_store_begin(a->st)))
+		goto out;
+	for (size_t i = 0; !rc && i < mine.n; i++) {
+		struct sync_e *m = &mine.e[i];
+		const struct sync_e *t = bsearch(m, theirs.e, theirs.n, sizeof(*theirs.e), sync_cmp);
+		uint64_t upto;
+		if (!t)
+			upto = UINT32_MAX; /* used up there (burn clamps to the block's end) */
+		else if (t->state == QKM_BLOCK_READY && t->used > m->used)
+			upto = t->used;
+		else
+			continue;
+		rc = qkm_store_block_burn(a->st, a->cfg.peer, &m->batch, m->first, QKM_KT_DEC, upto);
+		if (!t)
+			whole++;
+		else
+			part++, bytes += upto - m->used;
+	}
+	if (!rc && (whole || part)) {
+		struct qkm_lc_event ev;
+		memset(&ev, 0, sizeof(ev));
+		snprintf(ev.event, sizeof(ev.event), "burned");
+		snprintf(ev.key_kind, sizeof(ev.key_kind), "kma");
+		snprintf(ev.key_id, sizeof(ev.key_id), "pool %s", a->cfg.peer);
+		snprintf(ev.peer, sizeof(ev.peer), "%s", a->cfg.peer);
+		snprintf(ev.detail, sizeof(ev.detail), "pool sync: %llu block(s) %s used up, %llu "
+			 "partly (%llu bytes): consumed there by frames that never arrived here",
+			 (unsigned long long)whole, a->cfg.peer, (unsigned long long)part,
+			 (unsigned long long)bytes);
+		rc = qkm_store_record(a->st, &ev);
+	}
+	if (!rc)
+		rc = qkm_store_commit(a->st);
+	else
+		qkm_store_rollback(a->st);
+	if (!rc && (whole || part))
+		log_info("link %s: pool sync: burned %llu block(s) and part of %llu that %s had used "
+			 "(frames lost on the way)", a->cfg.link, (unsigned long long)whole,
+			 (unsigned long long)part, a->cfg.peer);
+out:
+	free(theirs.e);
+	free(mine.e);
+	return rc;
+}
+
 /* ---- dispatch ---------------------------------------------------------- */
 
 int qkm_acq_on_frame(struct qkm_acq *a, const struct qkm_frame *f, uint64_t now_ns)
@@ -1343,6 +1521,8 @@ int qkm_acq_on_frame(struct qkm_acq *a, const struct qkm_frame *f, uint64_t now_
 		return on_paircheck(a, f, now_ns);
 	case QKM_MSG_PAIRCHECK_ACK:
 		return on_paircheck_ack(a, f);
+	case QKM_MSG_POOL_SYNC:
+		return on_pool_sync(a, f, now_ns);
 	default:
 		return QKM_EPEER;
 	}

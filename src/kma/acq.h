@@ -77,6 +77,13 @@ void qkm_acq_tick(struct qkm_acq *a, uint64_t now_ns);
  * No-op at the leader or with nothing queued. */
 void qkm_acq_flush(struct qkm_acq *a);
 
+/* Pool sync: sends the peer POOL_SYNC, the blocks of our direction of the
+ * pool and how much of each we used, so that it burns key material we
+ * consumed in frames that never reached it (a link that dropped, a node
+ * that crashed after its commit, a relay it refused). QKM_ESTATE before
+ * reconciliation. The peer does the same for its direction. */
+int qkm_acq_sync(struct qkm_acq *a) QKM_MUST_CHECK;
+
 /* True once the pair reconciled since the Kx link last came up: only then
  * may this pool's keys be used. */
 bool qkm_acq_reconciled(const struct qkm_acq *a);

@@ -29,6 +29,8 @@
  * while it holds anything. */
 #define KMA_CKPT_WAL_BYTES (64u << 20)
 #define KMA_CKPT_NS 5000000000ull
+/* Pool sync (acq.h) when a pool becomes usable and this often after. */
+#define KMA_SYNC_NS 30000000000ull
 
 struct kma_pc {
 	struct kma_pc *next;
@@ -49,6 +51,7 @@ struct kma_link {
 	int retry_ms;
 	bool module_up;
 	bool pool_usable;           /* last state told to the hooks */
+	uint64_t sync_ns;           /* last pool sync sent (monotonic) */
 	uint32_t qber_ppm;
 	uint64_t rate_bps;
 	char alarm[64];
@@ -446,6 +449,9 @@ static void pool_update(struct kma_link *kl)
 	if (usable == kl->pool_usable)
 		return;
 	kl->pool_usable = usable;
+	if (usable && qkm_acq_sync(kl->acq))
+		log_warnx("link %s: pool sync not sent", kl->cfg.link);
+	kl->sync_ns = qkm_mono_ns();
 	if (!kl->k->hooks.on_pool)
 		return;
 	kl->k->hooks.on_pool(kl->cfg.peer, usable, kl->k->hooks.arg);
@@ -740,13 +746,20 @@ static void kma_on_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct qkm_kma *k = arg;
 	uint64_t now = qkm_now_ns();
+	uint64_t mono = qkm_mono_ns();
 	for (size_t i = 0; i < k->n_links; i++) {
-		qkm_acq_tick(k->links[i].acq, now);
-		pool_update(&k->links[i]);
+		struct kma_link *kl = &k->links[i];
+		qkm_acq_tick(kl->acq, now);
+		pool_update(kl);
+		if (kl->pool_usable && mono - kl->sync_ns >= KMA_SYNC_NS) {
+			kl->sync_ns = mono;
+			if (qkm_acq_sync(kl->acq))
+				log_warnx("link %s: pool sync not sent", kl->cfg.link);
+		}
 	}
 	sim_flow(k);
 	qkm_relay_tick(k->relay, now);
-	uint64_t wal = qkm_store_wal_bytes(k->st), mono = qkm_mono_ns();
+	uint64_t wal = qkm_store_wal_bytes(k->st);
 	if (wal >= KMA_CKPT_WAL_BYTES || (wal && mono - k->ckpt_ns >= KMA_CKPT_NS)) {
 		k->ckpt_ns = mono;
 		int rc = qkm_store_checkpoint(k->st);

@@ -38,6 +38,7 @@ enum qkm_msg {
 	QKM_MSG_RECONCILE_ACK = 26,  /* leader -> follower: state of each */
 	QKM_MSG_PAIRCHECK = 30,      /* digests of a pool's blocks */
 	QKM_MSG_PAIRCHECK_ACK = 31,
+	QKM_MSG_POOL_SYNC = 32,      /* either way: my direction's blocks, how much used */
 	/* Kx KSA link: key supply (R-SUP-6) */
 	QKM_MSG_SUPPLY = 40,         /* master's node -> slave's node: KSA keys */
 	QKM_MSG_SUPPLY_ACK = 41,     /* stored (OK=1) or refused (OK=0, MESSAGE) */

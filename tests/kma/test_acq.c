@@ -1243,6 +1243,71 @@ static void test_paircheck(void **state)
 	assert_int_equal(w->pc.r.only_sender, 0);
 }
 
+/* Pool sync: key material one end consumed in frames that never reached
+ * the other (a relay hop lost with a link, a node that crashed after its
+ * commit) is burned at the other end too; a block too young to be settled
+ * is left alone; a malformed list breaks the protocol. */
+static void test_pool_sync(void **state)
+{
+	struct world *w = *state;
+	link_up(w);
+	for (int r = 0; r < 3; r++) {
+		feed_both(w, "y", (uint32_t)(2 * r), (uint32_t)(2 * r + 2), 512);
+		settle(w, 5);
+	}
+	assert_int_equal(assert_pools_equal(w), 6);
+	/* A used one of its blocks up and 64 bytes of another; B used 96 bytes
+	 * of one of its own: none of it named in a frame that arrived. */
+	struct blocks la, lb;
+	int enc_a = 0, enc_b = 0;
+	load(&w->a, 0, &la);
+	for (int i = 0; i < la.n; i++)
+		if (la.b[i].key_type == QKM_KT_ENC)
+			assert_int_equal(qkm_store_block_set_used(w->a.st, la.b[i].rowid,
+								  enc_a++ ? 64 : la.b[i].count * UNIT),
+					 0);
+	load(&w->b, 0, &lb);
+	for (int i = 0; i < lb.n && !enc_b; i++)
+		if (lb.b[i].key_type == QKM_KT_ENC)
+			assert_int_equal(qkm_store_block_set_used(w->b.st, lb.b[i].rowid, 96), 0), enc_b++;
+	blocks_free(&la);
+	blocks_free(&lb);
+	/* Listed right away, B's blocks are young: nothing burned yet. */
+	assert_int_equal(qkm_acq_sync(w->a.acq), 0);
+	assert_int_equal(pump(w), 0);
+	struct qkm_pool_stats pa, pb;
+	assert_int_equal(qkm_store_pool_stats(w->a.st, "B", &pa), 0);
+	assert_int_equal(qkm_store_pool_stats(w->b.st, "A", &pb), 0);
+	assert_true(pa.enc_bytes < pb.dec_bytes);
+	/* 6 s later, both ways. */
+	w->now += 6000 * MS;
+	assert_int_equal(qkm_acq_sync(w->a.acq), 0);
+	assert_int_equal(qkm_acq_sync(w->b.acq), 0);
+	assert_int_equal(pump(w), 0);
+	assert_int_equal(assert_pools_equal(w), 5);
+	assert_int_equal(records(&w->b, "burned", NULL, NULL), 1);
+	assert_int_equal(records(&w->a, "burned", NULL, NULL), 1);
+	/* In sync: a second round burns nothing. */
+	assert_int_equal(qkm_acq_sync(w->a.acq), 0);
+	assert_int_equal(pump(w), 0);
+	assert_int_equal(records(&w->b, "burned", NULL, NULL), 1);
+	/* A list entry without its fields: protocol violation. */
+	struct qkm_buf b;
+	size_t start, e;
+	struct qkm_frame f;
+	qkm_buf_init(&b, 4096, false);
+	assert_int_equal(qkm_frame_begin(&b, QKM_MSG_POOL_SYNC, 0, &start), 0);
+	assert_int_equal(qkm_put_str(&b, QKM_T_LINK, "A-B"), 0);
+	assert_int_equal(qkm_put_open(&b, QKM_T_ENTRY, &e), 0);
+	assert_int_equal(qkm_put_u32(&b, QKM_T_FIRST, 0), 0);
+	assert_int_equal(qkm_put_close(&b, e), 0);
+	assert_int_equal(qkm_frame_end(&b, start), 0);
+	assert_int_equal(qkm_frame_parse(b.p, b.len, &f), 0);
+	assert_int_equal(qkm_acq_on_frame(w->b.acq, &f, w->now), QKM_EPEER);
+	qkm_buf_fini(&b);
+	assert_int_equal(assert_pools_equal(w), 5);
+}
+
 /* Kq-1 input checks (R-ACQ-1): a QKD-key ID already buffered is QKM_EEXIST,
  * a file of another module or kind, or without data, is QKM_EINVAL; the file
  * is left with the caller on error. */
@@ -1298,6 +1363,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_duplicated_commit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_duplicated_prepare, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_paircheck, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pool_sync, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_keyfile_checks, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
