@@ -937,6 +937,8 @@ int qkm_relay_on_hop(struct qkm_relay *r, const char *from, const struct qkm_fra
 		goto out;
 	rc = burn_ranges(r, from, h->pad, h->n_pad);
 	if (!rc)
+		rc = burn_ranges(r, from, h->data, h->n_data);
+	if (!rc)
 		rc = use_ranges(r, og, ng);
 	if (!rc)
 		record(r, "relay-forwarded", &h->batch, count, next,

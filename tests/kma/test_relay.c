@@ -139,34 +139,45 @@ static struct qkm_id batch_id(uint8_t tag)
 }
 
 /* One direction of a QKD link pool: the same random bytes at both ends,
- * ENC at the sender, DEC at the receiver. */
+ * ENC at the sender, DEC at the receiver; one block, or blocks of `block`
+ * bytes (as acquisition rounds leave them) if block is not 0. */
+static void link_dir_blocks(struct net *net, int from, int to, uint32_t bytes, uint32_t block)
+{
+	if (!block)
+		block = bytes;
+	for (uint32_t at = 0; at < bytes; at += block) {
+		uint32_t len = bytes - at < block ? bytes - at : block;
+		struct qkm_secret *data = qkm_secret_new(len);
+		assert_non_null(data);
+		assert_int_equal(qkm_id_random((struct qkm_id *)data->p), 0);
+		for (uint32_t i = 16; i < len; i++)
+			data->p[i] = (uint8_t)(data->p[i % 16] * 31 + i * 7 + (i >> 8));
+		struct qkm_id id = batch_id(0x10 + (uint8_t)from);
+		for (int side = 0; side < 2; side++) {
+			struct node *n = &net->n[side ? to : from];
+			struct qkm_block b;
+			memset(&b, 0, sizeof(b));
+			snprintf(b.peer, sizeof(b.peer), "%s", NAMES[side ? from : to]);
+			b.pool_kind = QKM_POOL_LINK;
+			b.batch_id = id;
+			b.count = len / 32;
+			b.unit_bytes = 32;
+			b.key_type = side ? QKM_KT_DEC : QKM_KT_ENC;
+			b.state = QKM_BLOCK_READY;
+			b.level = QKM_BLOCK_ITS;
+			b.created_ns = net->now;
+			b.data = qkm_secret_dup(data->p, len);
+			assert_non_null(b.data);
+			assert_int_equal(qkm_store_block_put(n->st, &b), 0);
+			qkm_secret_free(b.data);
+		}
+		qkm_secret_free(data);
+	}
+}
+
 static void link_dir(struct net *net, int from, int to, uint32_t bytes)
 {
-	struct qkm_secret *data = qkm_secret_new(bytes);
-	assert_non_null(data);
-	assert_int_equal(qkm_id_random((struct qkm_id *)data->p), 0);
-	for (uint32_t i = 16; i < bytes; i++)
-		data->p[i] = (uint8_t)(data->p[i % 16] * 31 + i * 7 + (i >> 8));
-	struct qkm_id id = batch_id(0x10 + (uint8_t)from);
-	for (int side = 0; side < 2; side++) {
-		struct node *n = &net->n[side ? to : from];
-		struct qkm_block b;
-		memset(&b, 0, sizeof(b));
-		snprintf(b.peer, sizeof(b.peer), "%s", NAMES[side ? from : to]);
-		b.pool_kind = QKM_POOL_LINK;
-		b.batch_id = id;
-		b.count = bytes / 32;
-		b.unit_bytes = 32;
-		b.key_type = side ? QKM_KT_DEC : QKM_KT_ENC;
-		b.state = QKM_BLOCK_READY;
-		b.level = QKM_BLOCK_ITS;
-		b.created_ns = net->now;
-		b.data = qkm_secret_dup(data->p, bytes);
-		assert_non_null(b.data);
-		assert_int_equal(qkm_store_block_put(n->st, &b), 0);
-		qkm_secret_free(b.data);
-	}
-	qkm_secret_free(data);
+	link_dir_blocks(net, from, to, bytes, 0);
 }
 
 static void route(struct qkm_node_cfg *c, const char *to, const char *a, const char *b,
@@ -197,8 +208,10 @@ static void node_stop(struct net *net, int i)
 	net->n[i].st = NULL;
 }
 
-/* The line A - B - C; A and C each have an SAE; B relays only. */
-static struct net *net_new(const char *name, bool rng, bool fallback, uint32_t bc_bytes)
+/* The line A - B - C; A and C each have an SAE; B relays only. The A->B
+ * pool is one block, or blocks of ab_block bytes if that is not 0. */
+static struct net *net_new_blocks(const char *name, bool rng, bool fallback, uint32_t bc_bytes,
+				  uint32_t ab_block)
 {
 	struct net *net = calloc(1, sizeof(*net));
 	assert_non_null(net);
@@ -244,11 +257,16 @@ static struct net *net_new(const char *name, bool rng, bool fallback, uint32_t b
 	route(net->n[2].cfg, "A", "C", "B", "A");
 	for (int i = 0; i < 3; i++)
 		node_start(net, i);
-	link_dir(net, 0, 1, LINK_BYTES);
+	link_dir_blocks(net, 0, 1, LINK_BYTES, ab_block);
 	link_dir(net, 1, 0, LINK_BYTES);
 	link_dir(net, 1, 2, bc_bytes);
 	link_dir(net, 2, 1, LINK_BYTES);
 	return net;
+}
+
+static struct net *net_new(const char *name, bool rng, bool fallback, uint32_t bc_bytes)
+{
+	return net_new_blocks(name, rng, fallback, bc_bytes, 0);
 }
 
 static void net_free(struct net *net)
@@ -572,6 +590,28 @@ static void test_relay_origin_restart(void **state)
 	net_free(net);
 }
 
+/* R-REL-1, R-REL-8: with key_source "link" the key data goes by reference
+ * on the first hop; the relay node B consumes its copy of those bytes as
+ * well as the pad, also where they lie in another block than the pad (a
+ * link pool is one block per acquisition round). Else B keeps the relayed
+ * key in its link pool, and the two ends of the link disagree. */
+static void test_relay_data_across_blocks(void **state)
+{
+	(void)state;
+	/* 5 KiB blocks: the second relay's key data starts in the first block
+	 * and ends in the second, where its pad lies. */
+	struct net *net = net_new_blocks("blocks", false, false, LINK_BYTES, BATCH + 1024);
+	assert_int_equal(qkm_relay_want(net->n[0].r, "C", 3 * BATCH, net->now), 0);
+	pump(net);
+	assert_int_equal(check_pair(net), 3);
+	struct qkm_pool_stats a, b;
+	assert_int_equal(qkm_store_pool_stats(net->n[0].st, "B", &a), 0);
+	assert_int_equal(qkm_store_pool_stats(net->n[1].st, "A", &b), 0);
+	assert_int_equal(a.enc_bytes, b.dec_bytes);
+	assert_true(a.enc_bytes < LINK_BYTES - 3 * BATCH);
+	net_free(net);
+}
+
 /* R-REL-4: hop B-C out of link key. Policy otp: refused, naming the hop.
  * With the fallback: AES-256-GCM on that hop, key computational. */
 static void test_relay_starved(void **state)
@@ -613,6 +653,7 @@ int main(void)
 		cmocka_unit_test(test_relay_lost_then_late),
 		cmocka_unit_test(test_relay_origin_restart),
 		cmocka_unit_test(test_relay_starved),
+		cmocka_unit_test(test_relay_data_across_blocks),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
