@@ -310,7 +310,8 @@ static struct bnet *net_new(const char *dir, int hops)
 	route(net->nd[net->n - 1].cfg, net->n - 1, 0);
 	for (int i = 0; i < net->n; i++) {
 		struct bnode *nd = &net->nd[i];
-		struct qkm_relay_ops ops = {op_send, op_send_to, op_link_ready, NULL, nd};
+		/* Clause 9 modes are not measured here: no direct links. */
+		struct qkm_relay_ops ops = {op_send, NULL, op_send_to, op_link_ready, NULL, nd};
 		int rc = qkm_store_open(nd->path, &nd->st);
 		if (rc)
 			die("%s: %s", nd->path, qkm_strerror(rc));
