@@ -34,7 +34,7 @@
 #include "tls_loopback.h"
 
 #define MAX_NODES 16                 /* QKM_MAX_PATH: nodes on a route */
-#define WINDOW 4                     /* relay.c's RELAY_WINDOW: relays in flight */
+#define WINDOW 8                     /* relay.c's RELAY_WINDOW: relays in flight */
 #define BLOCK_BYTES (1u << 20)       /* a link pool block: one acquisition round
 					(net up's batch_max_bytes) */
 #define UNIT 32                      /* KMA-key bytes (kma_unit_bits 256) */
@@ -228,24 +228,34 @@ static void deliver(struct bnet *net, struct frame *w)
 		rc = w->e2e ? qkm_relay_on_frame(to->r, name(w->from), &f, qkm_now_ns())
 			    : qkm_relay_on_hop(to->r, name(w->from), &f, qkm_now_ns());
 	to->busy_ns += mono_ns() - t;
-	net->cur = -1;
 	if (rc == QKM_EPEER || rc == QKM_EFORMAT || rc == QKM_ETRUNC || rc == QKM_EVERSION)
 		net->peer_errors++;
 	else if (rc)
 		die("%s: handler: %s", name(w->to), qkm_strerror(rc));
-	maybe_checkpoint(to);
 	free(w);
 }
 
 /* Delivers everything queued, in order, until nothing is left. */
 static void pump(struct bnet *net)
 {
+	/* As a node does with the frames of one read: consecutive frames to
+	 * one node share a group commit, and what they send leaves when it
+	 * ends (the step of the last frame includes the commit). */
 	while (net->head) {
 		struct frame *w = net->head;
+		struct bnode *to = &net->nd[w->to];
 		net->head = w->next;
 		if (!net->head)
 			net->tail = NULL;
+		qkm_relay_begin_batch(to->r);
 		deliver(net, w);
+		if (!net->head || net->head->to != to->i) {
+			uint64_t t = mono_ns();
+			qkm_relay_end_batch(to->r);
+			to->busy_ns += mono_ns() - t;
+			net->cur = -1;
+			maybe_checkpoint(to);
+		}
 	}
 }
 
@@ -257,7 +267,9 @@ static int want(struct bnet *net, int relays, uint32_t batch)
 	net->cur = 0;
 	net->cur_role = R_ORIGIN;
 	net->mark = t;
+	qkm_relay_begin_batch(o->r);
 	int rc = qkm_relay_want(o->r, name(net->n - 1), (size_t)relays * batch, qkm_now_ns());
+	qkm_relay_end_batch(o->r);
 	o->busy_ns += mono_ns() - t;
 	net->cur = -1;
 	maybe_checkpoint(o);

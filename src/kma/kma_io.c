@@ -325,6 +325,8 @@ static void direct_on_frame(struct qkm_link *l, const struct qkm_frame *f, void 
 	if (f->type == QKM_MSG_PING || f->type == QKM_MSG_PONG)
 		return;
 	/* Only what the clause 9 modes send over it. */
+	qkm_relay_begin_batch(d->k->relay);
+	event_active(d->k->flush_ev, EV_TIMEOUT, 0);
 	int rc = f->type == QKM_MSG_XOR_SHARE
 			 ? qkm_relay_on_frame(d->k->relay, d->peer, f, qkm_now_ns())
 			 : QKM_EPEER;
@@ -421,6 +423,9 @@ static void kx_on_frame(struct qkm_link *l, const struct qkm_frame *f, void *arg
 		 * same read: apply the COMMITs read so far first, so the pool
 		 * is in the state the frame order promises (no-op when none). */
 		qkm_acq_flush(kl->acq);
+	/* Relay frames of this read share one commit (kma_on_flush ends it). */
+	if (f->type >= QKM_MSG_ROUTED && f->type < 60)
+		qkm_relay_begin_batch(kl->k->relay);
 	if (f->type >= 40 && f->type < 50)
 		rc = kl->k->hooks.on_frame ? kl->k->hooks.on_frame(kl->cfg.peer, f, kl->k->hooks.arg)
 					   : QKM_EPEER;
@@ -738,6 +743,7 @@ static void sim_on_redial(evutil_socket_t fd, short what, void *arg) { sim_dial(
 static void kma_on_flush(evutil_socket_t fd, short what, void *arg)
 {
 	struct qkm_kma *k = arg;
+	qkm_relay_end_batch(k->relay);
 	for (size_t i = 0; i < k->n_links; i++)
 		qkm_acq_flush(k->links[i].acq);
 }
@@ -758,7 +764,9 @@ static void kma_on_tick(evutil_socket_t fd, short what, void *arg)
 		}
 	}
 	sim_flow(k);
+	qkm_relay_begin_batch(k->relay);
 	qkm_relay_tick(k->relay, now);
+	qkm_relay_end_batch(k->relay);
 	uint64_t wal = qkm_store_wal_bytes(k->st);
 	if (wal >= KMA_CKPT_WAL_BYTES || (wal && mono - k->ckpt_ns >= KMA_CKPT_NS)) {
 		k->ckpt_ns = mono;
@@ -790,7 +798,10 @@ bool qkm_kma_pool_ready(const struct qkm_kma *k, const char *peer)
 
 int qkm_kma_relay_want(struct qkm_kma *k, const char *peer, size_t bytes)
 {
-	return qkm_relay_want(k->relay, peer, bytes, qkm_now_ns());
+	qkm_relay_begin_batch(k->relay);
+	int rc = qkm_relay_want(k->relay, peer, bytes, qkm_now_ns());
+	qkm_relay_end_batch(k->relay);
+	return rc;
 }
 
 const char *qkm_kma_relay_why(const struct qkm_kma *k, const char *peer)

@@ -22,7 +22,7 @@
 
 #define RELAY_MAX_RANGES 512
 #define RELAY_UNIT 32                    /* bytes per relayed KMA-key */
-#define RELAY_WINDOW 4                   /* relays in flight per destination */
+#define RELAY_WINDOW 8                   /* relays in flight per destination */
 #define RELAY_MAC_KEY 32                 /* Poly1305 / AES-256 key bytes */
 #define RELAY_TAG 16
 #define RELAY_ASK_NS 5000000000ull       /* ask about an unanswered relay after */
@@ -62,6 +62,8 @@ struct qkm_relay {
 	struct qkm_relay_stats stats;
 	struct xacc *xaccs;                  /* clause 9 combinations in progress */
 	size_t n_xacc;
+	bool batching;                       /* group commit: see qkm_relay_begin_batch */
+	struct out *outq, **outq_tail;       /* held back until the work is durable */
 };
 
 /* A parsed RELAY frame (pointers into the frame). */
@@ -115,6 +117,119 @@ void qkm_relay_stats(const struct qkm_relay *r, struct qkm_relay_stats *out)
 	out->in_flight = 0;
 	for (size_t i = 0; i < r->n_dests; i++)
 		out->in_flight += r->dests[i].n_flights;
+}
+
+/* ---- group commit --------------------------------------------------------- */
+
+/* Between qkm_relay_begin_batch and _end_batch (the frames of one read, a
+ * timer round), the work of every frame goes into one deferred store
+ * transaction, each frame's part kept or undone whole (a mark), and what
+ * the frames would send waits until that transaction is committed: a
+ * commit per read, not per frame, and nothing leaves before it is durable. */
+enum out_kind { OUT_SEND, OUT_NEAR, OUT_TO, OUT_POOL };
+struct out {
+	struct out *next;
+	enum out_kind kind;
+	char node[QKM_NAME_MAX];
+	size_t len;
+	uint8_t p[];
+};
+
+static int out_now(struct qkm_relay *r, enum out_kind k, const char *node, const uint8_t *p,
+		   size_t len)
+{
+	switch (k) {
+	case OUT_SEND:
+		return r->ops.send(node, p, len, r->ops.arg);
+	case OUT_NEAR:
+		/* Over Kx to a neighbour, else over a direct KMA link. */
+		for (size_t i = 0; i < r->cfg->n_links; i++)
+			if (strcmp(r->cfg->links[i].peer, node) == 0)
+				return r->ops.send(node, p, len, r->ops.arg);
+		return r->ops.send_direct ? r->ops.send_direct(node, p, len, r->ops.arg)
+					  : QKM_ESTATE;
+	case OUT_TO:
+		return r->ops.send_to(node, p, len, r->ops.arg);
+	case OUT_POOL:
+		if (r->ops.on_pool)
+			r->ops.on_pool(node, r->ops.arg);
+		return 0;
+	}
+	return QKM_EINVAL;
+}
+
+/* Sends (or, inside a group commit, queues) a frame or a pool event. */
+static int out(struct qkm_relay *r, enum out_kind k, const char *node, const uint8_t *p,
+	       size_t len)
+{
+	if (!r->batching || (!qkm_store_in_deferred(r->st) && !r->outq))
+		return out_now(r, k, node, p, len);
+	struct out *o = malloc(sizeof(*o) + len);
+	if (!o)
+		return QKM_ENOMEM;
+	o->next = NULL;
+	o->kind = k;
+	snprintf(o->node, sizeof(o->node), "%s", node);
+	o->len = len;
+	if (len)
+		memcpy(o->p, p, len);
+	*r->outq_tail = o;
+	r->outq_tail = &o->next;
+	return 0;
+}
+
+/* The deferred transaction ended (committed, rc 0, or failed). */
+static void on_deferred_end(int rc, void *arg)
+{
+	struct qkm_relay *r = arg;
+	size_t dropped = 0;
+	while (r->outq) {
+		struct out *o = r->outq;
+		r->outq = o->next;
+		if (rc)
+			dropped++;
+		else if (out_now(r, o->kind, o->node, o->p, o->len) && o->kind != OUT_POOL)
+			log_debug("relay: a frame for %s could not be sent", o->node);
+		free(o);
+	}
+	r->outq_tail = &r->outq;
+	if (dropped)
+		log_warnx("relay: store commit failed (%s): %zu frame(s) not sent; their relays "
+			  "are settled by query", qkm_strerror(rc), dropped);
+}
+
+static int txn_begin(struct qkm_relay *r)
+{
+	if (!r->batching)
+		return qkm_store_begin(r->st);
+	int rc = qkm_store_begin_deferred(r->st, on_deferred_end, r);
+	return rc ? rc : qkm_store_mark(r->st);
+}
+
+/* Ends one frame's work: commit (or, in a group commit, keep) if rc is 0,
+ * else undo it. Returns rc, or the commit's error. */
+static int txn_end(struct qkm_relay *r, int rc)
+{
+	if (r->batching) {
+		qkm_store_unmark(r->st, rc == 0);
+		return rc;
+	}
+	if (rc) {
+		qkm_store_rollback(r->st);
+		return rc;
+	}
+	return qkm_store_commit(r->st);
+}
+
+void qkm_relay_begin_batch(struct qkm_relay *r) { r->batching = true; }
+
+void qkm_relay_end_batch(struct qkm_relay *r)
+{
+	r->batching = false;
+	if (qkm_store_in_deferred(r->st))
+		(void)qkm_store_end_deferred(r->st);
+	else
+		on_deferred_end(0, r);
 }
 
 /* ---- crypto -------------------------------------------------------------- */
@@ -485,7 +600,7 @@ static int send_ack(struct qkm_relay *r, const char *origin, const struct qkm_id
 	if (!rc)
 		rc = qkm_frame_end(&b, start);
 	if (!rc)
-		rc = r->ops.send_to(origin, b.p, b.len, r->ops.arg) ? QKM_EIO : 0;
+		rc = out(r, OUT_TO, origin, b.p, b.len) ? QKM_EIO : 0;
 	qkm_buf_fini(&b);
 	return rc;
 }
@@ -710,7 +825,7 @@ static int relay_start(struct qkm_relay *r, struct dest *d, uint64_t now_ns)
 	/* Durable before anything leaves: link key consumed, our copy PENDING. */
 	char used[160];
 	ranges_str(pad, n_pad, used, sizeof(used));
-	if ((rc = qkm_store_begin(r->st)))
+	if ((rc = txn_begin(r)))
 		goto out_kf;
 	rc = use_ranges(r, g, ng);
 	if (!rc)
@@ -721,10 +836,7 @@ static int relay_start(struct qkm_relay *r, struct dest *d, uint64_t now_ns)
 		       "%zu bytes (%s) toward %s via %s, "
 		       "hop %s>%s %s, link key %s", size, by_ref ? "link key" : "RNG", rt->to, nb,
 		       r->cfg->id, nb, qkm_relay_method_name(method), used);
-	if (!rc)
-		rc = qkm_store_commit(r->st);
-	else
-		qkm_store_rollback(r->st);
+	rc = txn_end(r, rc);
 	if (rc)
 		goto out_kf;
 	r->stats.link_bytes += ng ? lk->len - (by_ref ? size : 0) : 0;
@@ -735,7 +847,7 @@ static int relay_start(struct qkm_relay *r, struct dest *d, uint64_t now_ns)
 	    (rc = qkm_frame_end(&fb, start)))
 		goto out_kf;
 	flight_add(d, &batch, (uint32_t)size, now_ns);
-	if (r->ops.send(nb, fb.p, fb.len, r->ops.arg))
+	if (out(r, OUT_SEND, nb, fb.p, fb.len))
 		log_warnx("relay to %s: hop %s down after the key was drawn; asking later",
 			  rt->to, nb);
 	d->why[0] = 0;
@@ -771,15 +883,13 @@ static void refuse(struct qkm_relay *r, const char *from, const struct hop_in *h
 	qkm_id_hex(&h->batch, hex);
 	log_warnx("%srelay %s from %s to %s (hop from %s) discarded: %s", alarm ? "ALARM " : "",
 		  hex, h->src, h->dst, from, why);
-	if (!qkm_store_begin(r->st)) {
+	if (!txn_begin(r)) {
 		int rc = alarm ? 0 : burn_ranges(r, from, h->pad, h->n_pad);
 		if (!rc && !alarm)
 			rc = burn_ranges(r, from, h->data, h->n_data);
 		record(r, "relay-refused", &h->batch, 0, from, "%s->%s: %s%s", h->src, h->dst,
 		       alarm ? "ALARM " : "", why);
-		if (rc)
-			qkm_store_rollback(r->st);
-		else if (qkm_store_commit(r->st))
+		if (txn_end(r, rc))
 			log_warnx("relay: refusal not recorded");
 	}
 	char msg[300];
@@ -918,7 +1028,7 @@ int qkm_relay_on_hop(struct qkm_relay *r, const char *from, const struct qkm_fra
 		b.level = level;
 		b.created_ns = now_ns;
 		b.data = kf.data;
-		if ((rc = qkm_store_begin(r->st)))
+		if ((rc = txn_begin(r)))
 			goto out;
 		rc = burn_ranges(r, from, h->pad, h->n_pad);
 		if (!rc)
@@ -934,10 +1044,7 @@ int qkm_relay_on_hop(struct qkm_relay *r, const char *from, const struct qkm_fra
 			record(r, "relay-received", &h->batch, count, h->src,
 			       "%zu bytes from %s, level %s; hops: %s", kf.data->len, h->src,
 			       level == QKM_BLOCK_ITS ? "its" : "computational", hops);
-		if (!rc)
-			rc = qkm_store_commit(r->st);
-		else
-			qkm_store_rollback(r->st);
+		rc = txn_end(r, rc);
 		if (rc == QKM_EEXIST) {
 			snprintf(why, sizeof(why), "batch already stored: replayed");
 			goto refuse;
@@ -947,8 +1054,7 @@ int qkm_relay_on_hop(struct qkm_relay *r, const char *from, const struct qkm_fra
 		r->stats.received_bytes += kf.data->len;
 		if (send_ack(r, h->src, &h->batch, true, level, NULL))
 			log_debug("relay: acknowledgement to %s not sent; it will ask", h->src);
-		if (r->ops.on_pool)
-			r->ops.on_pool(h->src, r->ops.arg);
+		(void)out(r, OUT_POOL, h->src, NULL, 0);
 		goto out;
 	}
 
@@ -982,7 +1088,7 @@ int qkm_relay_on_hop(struct qkm_relay *r, const char *from, const struct qkm_fra
 	char in[120], outr[120];
 	ranges_str(h->pad, h->n_pad, in, sizeof(in));
 	ranges_str(og, ng, outr, sizeof(outr));
-	if ((rc = qkm_store_begin(r->st)))
+	if ((rc = txn_begin(r)))
 		goto out;
 	rc = burn_ranges(r, from, h->pad, h->n_pad);
 	if (!rc)
@@ -994,10 +1100,7 @@ int qkm_relay_on_hop(struct qkm_relay *r, const char *from, const struct qkm_fra
 		       "%s->%s: %s>%s %s link key %s, %s>%s %s link key %s", h->src, h->dst, from,
 		       r->cfg->id, qkm_relay_method_name(h->method), in, r->cfg->id, next,
 		       qkm_relay_method_name(method), outr);
-	if (!rc)
-		rc = qkm_store_commit(r->st);
-	else
-		qkm_store_rollback(r->st);
+	rc = txn_end(r, rc);
 	if (rc)
 		goto out;
 	r->stats.forwarded_bytes += kf.data->len;
@@ -1008,7 +1111,7 @@ int qkm_relay_on_hop(struct qkm_relay *r, const char *from, const struct qkm_fra
 	    (rc = seal(r, &fb, start + QKM_FRAME_HDR, method, olk->p, pt2.p, pt2.len)) ||
 	    (rc = qkm_frame_end(&fb, start)))
 		goto out;
-	if (r->ops.send(next, fb.p, fb.len, r->ops.arg))
+	if (out(r, OUT_SEND, next, fb.p, fb.len))
 		log_warnx("relay %s->%s: hop to %s down after its key was drawn", h->src, h->dst,
 			  next);
 	goto out;
@@ -1108,10 +1211,7 @@ static int put_xor_header(struct qkm_buf *fb, size_t *start, uint16_t type, cons
  * link (never through other nodes). */
 static int send_near(struct qkm_relay *r, const char *node, const uint8_t *p, size_t len)
 {
-	for (size_t i = 0; i < r->cfg->n_links; i++)
-		if (strcmp(r->cfg->links[i].peer, node) == 0)
-			return r->ops.send(node, p, len, r->ops.arg);
-	return r->ops.send_direct ? r->ops.send_direct(node, p, len, r->ops.arg) : QKM_ESTATE;
+	return out(r, OUT_NEAR, node, p, len);
 }
 
 static int xor_piece(struct qkm_relay *r, const char *from, const struct hop_in *h,
@@ -1158,10 +1258,10 @@ static void xor_done(struct qkm_relay *r, struct xacc *x, uint64_t now_ns)
 		if (send_share(r, h, h->dst, x->combiner, k, x->acc->p, x->acc->len,
 			       x->have_digest ? x->digest : NULL, x->ts, k, now_ns))
 			log_warnx("relay %s->%s: combined share not sent", h->src, h->dst);
-		else if (!qkm_store_begin(r->st)) {
+		else if (!txn_begin(r)) {
 			record(r, "relay-combined", &h->batch, 0, h->dst, "%s->%s: %u shares combined, "
 			       "sent to %s", h->src, h->dst, k, h->dst);
-			if (qkm_store_commit(r->st))
+			if (txn_end(r, 0))
 				log_warnx("relay: record not stored");
 		}
 		xacc_free(r, x);
@@ -1204,7 +1304,7 @@ static void xor_done(struct qkm_relay *r, struct xacc *x, uint64_t now_ns)
 	b.level = QKM_BLOCK_ITS;
 	b.created_ns = now_ns;
 	b.data = x->acc;
-	if ((rc = qkm_store_begin(r->st)))
+	if ((rc = txn_begin(r)))
 		goto fail;
 	rc = burn_ranges(r, x->last_from, h->pad, h->n_pad);
 	if (!rc)
@@ -1217,10 +1317,7 @@ static void xor_done(struct qkm_relay *r, struct xacc *x, uint64_t now_ns)
 		record(r, "relay-received", &h->batch, b.count, h->src,
 		       "%zu bytes from %s, level its, %s via %s; hops: %s", x->acc->len, h->src,
 		       r->cfg->relay.mode, x->combiner, hops);
-	if (!rc)
-		rc = qkm_store_commit(r->st);
-	else
-		qkm_store_rollback(r->st);
+	rc = txn_end(r, rc);
 	if (rc == QKM_EEXIST) {
 		snprintf(why, sizeof(why), "batch already stored: replayed");
 		goto refuse;
@@ -1230,8 +1327,7 @@ static void xor_done(struct qkm_relay *r, struct xacc *x, uint64_t now_ns)
 	r->stats.received_bytes += x->acc->len;
 	if (send_ack(r, h->src, &h->batch, true, QKM_BLOCK_ITS, NULL))
 		log_debug("relay: acknowledgement to %s not sent; it will ask", h->src);
-	if (r->ops.on_pool)
-		r->ops.on_pool(h->src, r->ops.arg);
+	(void)out(r, OUT_POOL, h->src, NULL, 0);
 	xacc_free(r, x);
 	return;
 refuse:
@@ -1345,7 +1441,7 @@ static int xor_start(struct qkm_relay *r, struct dest *d, uint64_t now_ns)
 	}
 	char used[160];
 	ranges_str(h->pad, ng, used, sizeof(used));
-	if ((rc = qkm_store_begin(r->st)))
+	if ((rc = txn_begin(r)))
 		goto out;
 	rc = use_ranges(r, h->pad, ng);
 	if (!rc)
@@ -1354,10 +1450,7 @@ static int xor_start(struct qkm_relay *r, struct dest *d, uint64_t now_ns)
 		record(r, "relay-sent", &h->batch, (uint32_t)(size / RELAY_UNIT), rt->to,
 		       "%zu bytes (RNG) toward %s, %s via %s; share 0 with link key %s>%s %s",
 		       size, rt->to, r->cfg->relay.mode, comb, r->cfg->id, nb, used);
-	if (!rc)
-		rc = qkm_store_commit(r->st);
-	else
-		qkm_store_rollback(r->st);
+	rc = txn_end(r, rc);
 	if (rc)
 		goto out;
 	r->stats.link_bytes += size;
@@ -1372,7 +1465,7 @@ static int xor_start(struct qkm_relay *r, struct dest *d, uint64_t now_ns)
 			rc = put_range(&fb, QKM_T_RANGE, &h->pad[i]);
 		if (!rc)
 			rc = qkm_frame_end(&fb, start);
-		if (!rc && r->ops.send(nb, fb.p, fb.len, r->ops.arg))
+		if (!rc && out(r, OUT_SEND, nb, fb.p, fb.len))
 			log_warnx("relay to %s: hop %s down after the key was drawn", rt->to, nb);
 	}
 	rc = 0;
@@ -1452,7 +1545,7 @@ static int on_xor_next(struct qkm_relay *r, const char *from, const struct qkm_f
 	char in[120], outr[120];
 	ranges_str(h->pad, h->n_pad, in, sizeof(in));
 	ranges_str(og, ng, outr, sizeof(outr));
-	if ((rc = qkm_store_begin(r->st)))
+	if ((rc = txn_begin(r)))
 		goto out;
 	rc = burn_ranges(r, from, h->pad, h->n_pad);
 	if (!rc)
@@ -1461,10 +1554,7 @@ static int on_xor_next(struct qkm_relay *r, const char *from, const struct qkm_f
 		record(r, "relay-xor", &h->batch, 0, comb, "%s->%s: share %u = link key %s>%s %s "
 		       "XOR %s>%s %s, sent to %s", h->src, h->dst, h->hop, from, r->cfg->id, in,
 		       r->cfg->id, next, outr, comb);
-	if (!rc)
-		rc = qkm_store_commit(r->st);
-	else
-		qkm_store_rollback(r->st);
+	rc = txn_end(r, rc);
 	if (rc)
 		goto out;
 	r->stats.forwarded_bytes += h->pad_len;
@@ -1479,7 +1569,7 @@ static int on_xor_next(struct qkm_relay *r, const char *from, const struct qkm_f
 			rc = put_range(&fb, QKM_T_RANGE, &og[i]);
 		if (!rc)
 			rc = qkm_frame_end(&fb, start);
-		if (!rc && r->ops.send(next, fb.p, fb.len, r->ops.arg))
+		if (!rc && out(r, OUT_SEND, next, fb.p, fb.len))
 			log_warnx("relay %s->%s: hop to %s down", h->src, h->dst, next);
 	}
 	rc = 0;
@@ -1546,6 +1636,8 @@ out:
 
 /* The destination has (ok) or has not the relay batch: make our copy
  * usable, or delete it. */
+static void fill(struct qkm_relay *r, struct dest *d, uint64_t now_ns);
+
 static void backoff(struct dest *d, uint64_t now_ns)
 {
 	d->backoff_ns = d->backoff_ns ? 2 * d->backoff_ns : RELAY_RETRY_NS;
@@ -1563,7 +1655,7 @@ static void settle(struct qkm_relay *r, struct dest *d, const struct qkm_id *bat
 	flight_drop(d, batch);
 	if (rc || state != QKM_BLOCK_PENDING)
 		return; /* settled already (an answer and a query crossed) */
-	if ((rc = qkm_store_begin(r->st)))
+	if ((rc = txn_begin(r)))
 		goto fail;
 	if (ok) {
 		rc = qkm_store_batch_set_state(r->st, batch, QKM_BLOCK_READY);
@@ -1582,17 +1674,16 @@ static void settle(struct qkm_relay *r, struct dest *d, const struct qkm_id *bat
 			record(r, "relay-aborted", batch, (uint32_t)(bytes / RELAY_UNIT),
 			       d->route->to, "%s", msg);
 	}
-	if (!rc)
-		rc = qkm_store_commit(r->st);
-	else
-		qkm_store_rollback(r->st);
+	rc = txn_end(r, rc);
 	if (rc)
 		goto fail;
 	if (ok) {
 		r->stats.relayed_bytes += bytes;
 		d->backoff_ns = 0;
-		if (r->ops.on_pool)
-			r->ops.on_pool(d->route->to, r->ops.arg);
+		/* A confirmed relay makes room in the window: the next one now,
+		 * not at the next pool scan. */
+		fill(r, d, now_ns);
+		(void)out(r, OUT_POOL, d->route->to, NULL, 0);
 	} else {
 		r->stats.failed++;
 		backoff(d, now_ns);
@@ -1668,12 +1759,9 @@ static int on_query(struct qkm_relay *r, const char *origin, const struct qkm_fr
 			if (batch_seq(&id) > top)
 				top = batch_seq(&id);
 		}
-	if (!(rc = qkm_store_begin(r->st))) {
+	if (!(rc = txn_begin(r))) {
 		rc = seen_raise(r, origin, top);
-		if (!rc)
-			rc = qkm_store_commit(r->st);
-		else
-			qkm_store_rollback(r->st);
+		rc = txn_end(r, rc);
 	}
 	if (rc) {
 		qkm_buf_fini(&b);
@@ -1697,7 +1785,7 @@ static int on_query(struct qkm_relay *r, const char *origin, const struct qkm_fr
 	if (!rc)
 		rc = qkm_frame_end(&b, start);
 	if (!rc)
-		rc = r->ops.send_to(origin, b.p, b.len, r->ops.arg) ? QKM_EIO : 0;
+		rc = out(r, OUT_TO, origin, b.p, b.len) ? QKM_EIO : 0;
 	qkm_buf_fini(&b);
 	return rc == QKM_EIO ? 0 : rc;
 }
@@ -1766,8 +1854,29 @@ static void ask(struct qkm_relay *r, struct dest *d, uint64_t now_ns)
 			n++;
 		}
 	if (!rc && n && !(rc = qkm_frame_end(&b, start)))
-		(void)r->ops.send_to(d->route->to, b.p, b.len, r->ops.arg);
+		(void)out(r, OUT_TO, d->route->to, b.p, b.len);
 	qkm_buf_fini(&b);
+}
+
+/* Ahead of demand: below low_bytes (with what is in flight), relay until
+ * the pool holds high_bytes, a window of relays at a time. */
+static void fill(struct qkm_relay *r, struct dest *d, uint64_t now_ns)
+{
+	struct qkm_pool_stats ps;
+	if (!r->cfg->ksa || !d->ksa || now_ns < d->retry_ns ||
+	    qkm_store_pool_stats(r->st, d->route->to, &ps))
+		return;
+	uint64_t have = ps.enc_bytes + d->flight_bytes;
+	if (have < r->cfg->relay.low_bytes)
+		d->filling = true;
+	if (have >= r->cfg->relay.high_bytes)
+		d->filling = false;
+	while (d->filling && d->n_flights < RELAY_WINDOW &&
+	       ps.enc_bytes + d->flight_bytes < r->cfg->relay.high_bytes)
+		if (relay_start(r, d, now_ns)) {
+			backoff(d, now_ns);
+			break;
+		}
 }
 
 void qkm_relay_tick(struct qkm_relay *r, uint64_t now_ns)
@@ -1786,25 +1895,8 @@ void qkm_relay_tick(struct qkm_relay *r, uint64_t now_ns)
 	if (now_ns - r->scan_ns < RELAY_SCAN_NS)
 		return;
 	r->scan_ns = now_ns;
-	if (!r->cfg->ksa)
-		return;
-	for (size_t i = 0; i < r->n_dests; i++) {
-		struct dest *d = &r->dests[i];
-		struct qkm_pool_stats ps;
-		if (!d->ksa || now_ns < d->retry_ns || qkm_store_pool_stats(r->st, d->route->to, &ps))
-			continue;
-		uint64_t have = ps.enc_bytes + d->flight_bytes;
-		if (have < r->cfg->relay.low_bytes)
-			d->filling = true;
-		if (have >= r->cfg->relay.high_bytes)
-			d->filling = false;
-		while (d->filling && d->n_flights < RELAY_WINDOW &&
-		       ps.enc_bytes + d->flight_bytes < r->cfg->relay.high_bytes)
-			if (relay_start(r, d, now_ns)) {
-				backoff(d, now_ns);
-				break;
-			}
-	}
+	for (size_t i = 0; i < r->n_dests; i++)
+		fill(r, &r->dests[i], now_ns);
 }
 
 int qkm_relay_want(struct qkm_relay *r, const char *node, size_t bytes, uint64_t now_ns)
@@ -1840,6 +1932,7 @@ struct qkm_relay *qkm_relay_new(const struct qkm_node_cfg *cfg, struct qkm_store
 	r->cfg = cfg;
 	r->st = st;
 	r->ops = *ops;
+	r->outq_tail = &r->outq;
 	r->poly = EVP_MAC_fetch(NULL, "POLY1305", NULL);
 	r->dests = calloc(cfg->n_routes ? cfg->n_routes : 1, sizeof(*r->dests));
 	if (!r->poly || !r->dests) {
@@ -1877,6 +1970,7 @@ void qkm_relay_free(struct qkm_relay *r)
 	for (size_t i = 0; r->dests && i < r->n_dests; i++)
 		while (r->dests[i].flights)
 			flight_drop(&r->dests[i], &r->dests[i].flights->batch);
+	qkm_relay_end_batch(r);
 	while (r->xaccs)
 		xacc_free(r, r->xaccs);
 	free(r->dests);

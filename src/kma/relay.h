@@ -64,6 +64,13 @@ int qkm_relay_on_hop(struct qkm_relay *r, const char *from, const struct qkm_fra
 int qkm_relay_on_frame(struct qkm_relay *r, const char *origin, const struct qkm_frame *f,
 		       uint64_t now_ns) QKM_MUST_CHECK;
 
+/* Group commit. Between begin and end (the frames of one read, one timer
+ * round), every frame's work goes into one store transaction, and what it
+ * sends is held back until that transaction is committed (by end, or as
+ * soon as anything else uses a transaction of the store). */
+void qkm_relay_begin_batch(struct qkm_relay *r);
+void qkm_relay_end_batch(struct qkm_relay *r);
+
 /* Timer: relays ahead of demand (pools below low_bytes are filled to
  * high_bytes) and asks about late acknowledgements. */
 void qkm_relay_tick(struct qkm_relay *r, uint64_t now_ns);

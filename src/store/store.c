@@ -143,6 +143,9 @@ static const char store_migrate_v4[] =
 	X(SAVEPOINT, "SAVEPOINT qkm_op")                                        \
 	X(RELEASE, "RELEASE qkm_op")                                            \
 	X(ROLLBACK_TO, "ROLLBACK TO qkm_op")                                    \
+	X(MARK, "SAVEPOINT qkm_mark")                                           \
+	X(UNMARK, "RELEASE qkm_mark")                                           \
+	X(UNDO_MARK, "ROLLBACK TO qkm_mark")                                    \
 	X(BLOCK_INSERT,                                                         \
 	  "INSERT INTO blocks (peer, pool_kind, batch_id, first_index, count, " \
 	  "unit_bytes, used, key_type, state, created_ns, qkd_module_id, "      \
@@ -237,6 +240,9 @@ struct qkm_store {
 	sqlite3_stmt *st[ST_N_];
 	int wal_frames;   /* frames in the WAL after the last commit (wal_hook) */
 	int page_size;
+	bool deferred;    /* the open transaction is a deferred one (group commit) */
+	void (*defer_cb)(int rc, void *arg);
+	void *defer_arg;
 };
 
 /* sqlite3_wal_hook: notes the WAL's size after each commit. Installing it
@@ -526,6 +532,8 @@ void qkm_store_close(struct qkm_store *st)
 {
 	if (!st)
 		return;
+	if (st->db && st->deferred)
+		(void)qkm_store_end_deferred(st);
 	if (st->db && in_txn(st))
 		qkm_store_rollback(st);
 	for (int i = 0; i < ST_N_; i++)
@@ -538,9 +546,57 @@ void qkm_store_close(struct qkm_store *st)
 
 int qkm_store_begin(struct qkm_store *st)
 {
+	if (st->deferred)
+		(void)qkm_store_end_deferred(st);
 	if (in_txn(st))
 		return QKM_ESTATE;
 	return stmt_exec(st, ST_BEGIN);
+}
+
+int qkm_store_begin_deferred(struct qkm_store *st, void (*on_end)(int rc, void *arg), void *arg)
+{
+	if (st->deferred)
+		return 0;
+	if (in_txn(st))
+		return QKM_ESTATE;
+	int err = stmt_exec(st, ST_BEGIN);
+	if (!err) {
+		st->deferred = true;
+		st->defer_cb = on_end;
+		st->defer_arg = arg;
+	}
+	return err;
+}
+
+int qkm_store_end_deferred(struct qkm_store *st)
+{
+	if (!st->deferred)
+		return 0;
+	st->deferred = false;
+	int err = qkm_store_commit(st);
+	if (st->defer_cb)
+		st->defer_cb(err, st->defer_arg);
+	return err;
+}
+
+bool qkm_store_in_deferred(const struct qkm_store *st) { return st->deferred; }
+
+int qkm_store_mark(struct qkm_store *st)
+{
+	if (!in_txn(st))
+		return QKM_ESTATE;
+	return stmt_exec(st, ST_MARK);
+}
+
+void qkm_store_unmark(struct qkm_store *st, bool keep)
+{
+	if (keep && stmt_exec(st, ST_UNMARK) == 0)
+		return;
+	/* As sp_end: after an I/O error SQLite may have undone it all already. */
+	(void)sqlite3_step(st->st[ST_UNDO_MARK]);
+	stmt_done(st->st[ST_UNDO_MARK]);
+	(void)sqlite3_step(st->st[ST_UNMARK]);
+	stmt_done(st->st[ST_UNMARK]);
 }
 
 int qkm_store_commit(struct qkm_store *st)
@@ -945,7 +1001,9 @@ int qkm_store_checkpoint(struct qkm_store *st)
 {
 	int nlog = 0, nckpt = 0;
 	/* Inside a transaction the WAL cannot be reset: the caller's own
-	 * uncommitted frames are in it. */
+	 * uncommitted frames are in it. A deferred one is committed first. */
+	if (st->deferred)
+		(void)qkm_store_end_deferred(st);
 	if (in_txn(st))
 		return QKM_ESTATE;
 	int rc = sqlite3_wal_checkpoint_v2(st->db, "main", SQLITE_CHECKPOINT_TRUNCATE,

@@ -86,6 +86,23 @@ int qkm_store_begin(struct qkm_store *st) QKM_MUST_CHECK;
 int qkm_store_commit(struct qkm_store *st) QKM_MUST_CHECK;
 void qkm_store_rollback(struct qkm_store *st);
 
+/* Group commit: a deferred transaction is opened by one user of the store
+ * (the relay, for the frames of one read) and committed by
+ * qkm_store_end_deferred, or as soon as anything else begins a transaction
+ * or checkpoints; either way on_end(rc) runs right after, so its owner
+ * sends what it holds back only once the work is durable (or drops it if
+ * the commit failed). 0 if one is open already; QKM_ESTATE inside an
+ * ordinary transaction. */
+int qkm_store_begin_deferred(struct qkm_store *st, void (*on_end)(int rc, void *arg),
+			     void *arg) QKM_MUST_CHECK;
+int qkm_store_end_deferred(struct qkm_store *st);
+bool qkm_store_in_deferred(const struct qkm_store *st);
+/* Inside a transaction: a mark to undo back to (one at a time), so that
+ * one piece of work in a shared transaction is kept or undone whole.
+ * unmark(keep=false) undoes everything since the mark. */
+int qkm_store_mark(struct qkm_store *st) QKM_MUST_CHECK;
+void qkm_store_unmark(struct qkm_store *st, bool keep);
+
 /* Inserts a block (data required). QKM_EEXIST if (batch_id, first_index)
  * exists; QKM_EINVAL if data->len != count * unit_bytes, used >= count, the
  * batch ID's last 4 bytes are not zero, or a name or enum is invalid. Sets

@@ -151,12 +151,19 @@ static void deliver(struct net *net, struct wire *w)
 	free(w->p);
 }
 
-/* Delivers everything queued, in order, until the queues are empty. */
+/* Delivers everything queued, in order, until the queues are empty. As a
+ * node does with the frames of one read, consecutive frames to one node
+ * are handled in one group commit (what they send is held back until it
+ * ends); deliver() alone handles one frame with its own commit. */
 static void pump(struct net *net)
 {
 	while (net->nq) {
 		struct wire w = pop(net, 0);
+		struct qkm_relay *to = net->n[w.to].r;
+		qkm_relay_begin_batch(to);
 		deliver(net, &w);
+		if (!net->nq || net->q[0].to != w.to)
+			qkm_relay_end_batch(to);
 	}
 }
 
