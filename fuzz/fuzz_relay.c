@@ -134,11 +134,15 @@ static int op_send(const char *to, const uint8_t *p, size_t len, void *arg)
 	return 0;
 }
 
-/* B's link to E is down; every other link is up. */
+/* As kma_io.c answers: only a neighbour's link can be ready (B's to E is
+ * down). relay.c leans on that: XOR_NEXT's next hop is checked only here. */
 static bool op_link_ready(const char *nb, void *arg)
 {
-	(void)arg;
-	return strcmp(nb, "E") != 0;
+	const struct node *n = arg;
+	for (size_t i = 0; i < n->cfg.n_links; i++)
+		if (strcmp(n->cfg.links[i].peer, nb) == 0)
+			return strcmp(nb, "E") != 0;
+	return false;
 }
 
 /* ---- the line A - B - C -------------------------------------------------- */
