@@ -186,9 +186,15 @@ static void node_cfg(int i)
 	add_route(c, NAMES[i == A ? C : A]);
 }
 
+static void op_on_pool(const char *node, void *arg)
+{
+	(void)arg;
+	check(qkm_name_valid(node));
+}
+
 static void relay_renew(struct node *n)
 {
-	struct qkm_relay_ops ops = {op_send, op_send, op_send, op_link_ready, NULL, n};
+	struct qkm_relay_ops ops = {op_send, op_send, op_send, op_link_ready, op_on_pool, n};
 	qkm_relay_free(n->r);
 	n->r = qkm_relay_new(&n->cfg, n->st, &ops);
 	check(n->r != NULL);
@@ -601,19 +607,27 @@ static void seeds(const char *out)
 			qkm_relay_stats(nodes[B].r, &st);
 			check(st.failed == 1);
 		}
-	/* No machine acknowledges the relay the set-up left PENDING at A: an
-	 * acknowledgement as C's would be (send_ack), so settling is a seed. */
-	struct qkm_buf b;
-	struct qkm_id id = pending_id(A, C);
-	size_t fs;
-	qkm_buf_init(&b, 4096, false);
-	check(qkm_frame_begin(&b, QKM_MSG_RELAY_ACK, 0, &fs) == 0 &&
-	      qkm_put_id(&b, QKM_T_BATCH, &id) == 0 && qkm_put_u8(&b, QKM_T_OK, 1) == 0 &&
-	      qkm_put_u8(&b, QKM_T_LEVEL, QKM_BLOCK_COMPUTATIONAL) == 0 &&
-	      qkm_frame_end(&b, fs) == 0);
-	struct sent ack = {C, A, b.p, b.len};
-	seed_body(out, "settle", 1, &ack);
-	qkm_buf_fini(&b);
+	/* No machine acknowledges the relay the set-up left PENDING at A:
+	 * acknowledgements as C's would be (send_ack), stored and refused,
+	 * so settling it has seeds. */
+	for (int ok = 1; ok >= 0; ok--) {
+		struct qkm_buf b;
+		struct qkm_id id = pending_id(A, C);
+		size_t fs;
+		qkm_buf_init(&b, 4096, false);
+		check(qkm_frame_begin(&b, QKM_MSG_RELAY_ACK, 0, &fs) == 0 &&
+		      qkm_put_id(&b, QKM_T_BATCH, &id) == 0 &&
+		      qkm_put_u8(&b, QKM_T_OK, (uint8_t)ok) == 0);
+		if (ok)
+			check(qkm_put_u8(&b, QKM_T_LEVEL, QKM_BLOCK_COMPUTATIONAL) == 0);
+		else
+			check(qkm_put_str(&b, QKM_T_MESSAGE, "at C: sequence 1 not above 1: stale "
+					  "or replayed") == 0);
+		check(qkm_frame_end(&b, fs) == 0);
+		struct sent ack = {C, A, b.p, b.len};
+		seed_body(out, "settle", 2 - ok, &ack);
+		qkm_buf_fini(&b);
+	}
 	capture = false;
 	free(queue);
 	free(all);
