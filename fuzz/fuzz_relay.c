@@ -401,6 +401,9 @@ static void setup(void)
  * the relay's (then nothing ran). */
 static int dispatch(struct node *n, const char *from, const struct qkm_frame *f)
 {
+	/* As kma_io.c: the relay frames of one read share a group commit,
+	 * ended after the input (LLVMFuzzerTestOneInput). */
+	qkm_relay_begin_batch(n->r);
 	if (f->type == QKM_MSG_RELAY)
 		return qkm_relay_on_hop(n->r, from, f, T0);
 	if (f->type > QKM_MSG_RELAY && f->type < 60)
@@ -701,6 +704,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		uint8_t sel = data[off++];
 		off += deliver(sel, data + off, size - off, touched);
 	}
+	for (int i = 0; i < N_NODES; i++)
+		qkm_relay_end_batch(nodes[i].r);
 	for (int i = 0; i < N_NODES; i++) {
 		struct node *n = &nodes[i];
 		uint64_t wal = qkm_store_wal_bytes(n->st);

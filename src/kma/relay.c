@@ -62,6 +62,7 @@ struct qkm_relay {
 	struct qkm_relay_stats stats;
 	struct xacc *xaccs;                  /* clause 9 combinations in progress */
 	size_t n_xacc;
+	size_t xacc_bytes;
 	bool batching;                       /* group commit: see qkm_relay_begin_batch */
 	struct out *outq, **outq_tail;       /* held back until the work is durable */
 };
@@ -609,9 +610,22 @@ static int send_ack(struct qkm_relay *r, const char *origin, const struct qkm_id
 
 /* Reads the first n unused bytes of our direction of the link pool with
  * neighbour nb. */
+static bool is_neighbour(const struct qkm_relay *r, const char *node)
+{
+	for (size_t i = 0; i < r->cfg->n_links; i++)
+		if (strcmp(r->cfg->links[i].peer, node) == 0)
+			return true;
+	return false;
+}
+
 static int draw(struct qkm_relay *r, const char *nb, size_t n, struct qkm_range *g, size_t *ng,
 		uint8_t *out)
 {
+	/* Link key only: a pool named after a distant node is an end-to-end
+	 * pool, whose keys must never pad a hop (a frame naming such a node
+	 * as the next hop would otherwise get them sent out). */
+	if (!is_neighbour(r, nb))
+		return QKM_EPERM;
 	return qkm_store_pool_read(r->st, nb, QKM_KT_ENC, n, g, RELAY_MAX_RANGES, ng, out);
 }
 
@@ -1060,10 +1074,7 @@ int qkm_relay_on_hop(struct qkm_relay *r, const char *from, const struct qkm_fra
 
 	/* Relay node: re-encrypt for the next hop. */
 	const char *next = h->path[h->hop + 1];
-	bool ours = false;
-	for (size_t i = 0; i < r->cfg->n_links; i++)
-		ours = ours || strcmp(r->cfg->links[i].peer, next) == 0;
-	if (!ours) {
+	if (!is_neighbour(r, next)) {
 		snprintf(why, sizeof(why), "next hop %s is not a neighbour of %s", next, r->cfg->id);
 		goto cannot;
 	}
@@ -1149,7 +1160,8 @@ out:
  * the relay nodes, so no node but the two ends ever holds K (and the
  * central node holds K ^ k(k-1,k), not K). */
 
-#define XOR_MAX 64                       /* combinations in progress at a node */
+#define XOR_MAX 64                       /* combinations in progress at a node... */
+#define XOR_MAX_BYTES (64u << 20)        /* ...holding at most this much secure heap */
 #define XOR_TIMEOUT_NS 30000000000ull
 #define XOR_LAST (1u << 31)              /* the destination's own last link key */
 
@@ -1172,6 +1184,7 @@ static void xacc_free(struct qkm_relay *r, struct xacc *x)
 		if (*pp == x) {
 			*pp = x->next;
 			r->n_xacc--;
+			r->xacc_bytes -= x->acc ? x->acc->len : 0;
 			break;
 		}
 	qkm_secret_free(x->acc);
@@ -1351,7 +1364,7 @@ static int xor_piece(struct qkm_relay *r, const char *from, const struct hop_in 
 	while (x && !qkm_id_eq(&x->h.batch, &h->batch))
 		x = x->next;
 	if (!x) {
-		if (r->n_xacc >= XOR_MAX) {
+		if (r->n_xacc >= XOR_MAX || r->xacc_bytes + len > XOR_MAX_BYTES) {
 			log_warnx("relay %s->%s: too many combinations in progress; share dropped",
 				  h->src, h->dst);
 			return 0;
@@ -1370,6 +1383,7 @@ static int xor_piece(struct qkm_relay *r, const char *from, const struct hop_in 
 		x->next = r->xaccs;
 		r->xaccs = x;
 		r->n_xacc++;
+		r->xacc_bytes += len;
 	}
 	if (x->h.seq != h->seq || strcmp(x->h.src, h->src) || strcmp(x->h.dst, h->dst) ||
 	    x->h.n != h->n || strcmp(x->combiner, combiner) || x->acc->len != len ||
@@ -1518,6 +1532,12 @@ static int on_xor_next(struct qkm_relay *r, const char *from, const struct qkm_f
 	}
 	/* Relay node: share = k(in) ^ k(out); k(out)'s ranges go on. */
 	const char *next = h->path[h->hop + 1];
+	if (!is_neighbour(r, next)) {
+		snprintf(why, sizeof(why), "next hop %s is not a neighbour of %s", next, r->cfg->id);
+		refuse(r, from, h, why, false);
+		rc = 0;
+		goto out;
+	}
 	if (!r->ops.link_ready(next, r->ops.arg)) {
 		snprintf(why, sizeof(why), "hop %s-%s is down", r->cfg->id, next);
 		refuse(r, from, h, why, false);

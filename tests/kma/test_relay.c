@@ -853,6 +853,60 @@ static void test_xor_tamper(void **state)
 	net_free(net);
 }
 
+/* An XOR_NEXT that names a node this one has no link with as the next hop
+ * (here B tells A to pass a share on toward C) is refused: A never pads
+ * with its end-to-end pool with C, nothing is sent. (Found by fuzz_relay
+ * with a link_ready that said yes to anyone.) */
+static void test_xor_next_not_neighbour(void **state)
+{
+	(void)state;
+	struct net *net = net_new("xor-nb", true, false, LINK_BYTES);
+	assert_int_equal(qkm_relay_want(net->n[0].r, "C", BATCH, net->now), 0);
+	pump(net);
+	assert_int_equal(check_pair(net), 1);
+	struct qkm_pool_stats before, after;
+	assert_int_equal(qkm_store_pool_stats(net->n[0].st, "C", &before), 0);
+	/* B -> A: XOR_NEXT along B, A, C naming 64 bytes of B's link key. */
+	struct qkm_buf b;
+	size_t start, e;
+	struct qkm_id batch;
+	memset(&batch, 0, sizeof(batch));
+	batch.b[11] = 1; /* sequence 1 */
+	qkm_buf_init(&b, 4096, false);
+	assert_int_equal(qkm_frame_begin(&b, QKM_MSG_XOR_NEXT, 0, &start), 0);
+	assert_int_equal(qkm_put_id(&b, QKM_T_BATCH, &batch), 0);
+	assert_int_equal(qkm_put_u64(&b, QKM_T_SEQ, 1), 0);
+	assert_int_equal(qkm_put_str(&b, QKM_T_SRC, "B"), 0);
+	assert_int_equal(qkm_put_str(&b, QKM_T_DST, "C"), 0);
+	assert_int_equal(qkm_put_str(&b, QKM_T_PATH, "B"), 0);
+	assert_int_equal(qkm_put_str(&b, QKM_T_PATH, "A"), 0);
+	assert_int_equal(qkm_put_str(&b, QKM_T_PATH, "C"), 0);
+	assert_int_equal(qkm_put_u32(&b, QKM_T_HOP, 1), 0);
+	assert_int_equal(qkm_put_u8(&b, QKM_T_METHOD, 1), 0);
+	assert_int_equal(qkm_put_str(&b, QKM_T_PEER, "B"), 0);
+	struct qkm_range g;
+	size_t ng = 0;
+	uint8_t tmp[64];
+	assert_int_equal(qkm_store_pool_read(net->n[1].st, "A", QKM_KT_ENC, 64, &g, 1, &ng, tmp), 0);
+	assert_int_equal(qkm_put_open(&b, QKM_T_RANGE, &e), 0);
+	assert_int_equal(qkm_put_id(&b, QKM_T_BATCH, &g.batch), 0);
+	assert_int_equal(qkm_put_u32(&b, QKM_T_FIRST, g.first_index), 0);
+	assert_int_equal(qkm_put_u32(&b, QKM_T_UNIT, g.unit_bytes), 0);
+	assert_int_equal(qkm_put_u32(&b, QKM_T_OFF, g.off), 0);
+	assert_int_equal(qkm_put_u32(&b, QKM_T_LEN, 64), 0);
+	assert_int_equal(qkm_put_close(&b, e), 0);
+	assert_int_equal(qkm_frame_end(&b, start), 0);
+	push(net, 1, 0, false, b.p, b.len);
+	qkm_buf_fini(&b);
+	size_t seen = net->n_seen;
+	pump(net);
+	assert_int_equal(qkm_store_pool_stats(net->n[0].st, "C", &after), 0);
+	assert_int_equal(after.enc_bytes, before.enc_bytes);
+	assert_int_equal(net->n_seen, seen); /* no share went anywhere */
+	assert_int_equal(records(net, 0, "relay-refused", "not a neighbour"), 1);
+	net_free(net);
+}
+
 int main(void)
 {
 	if (qkm_secret_heap_init(1 << 26) != 0)
@@ -870,6 +924,7 @@ int main(void)
 		cmocka_unit_test(test_xor_at_destination),
 		cmocka_unit_test(test_xor_central),
 		cmocka_unit_test(test_xor_tamper),
+		cmocka_unit_test(test_xor_next_not_neighbour),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
