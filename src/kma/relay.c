@@ -935,7 +935,13 @@ int qkm_relay_on_hop(struct qkm_relay *r, const char *from, const struct qkm_fra
 	ranges_str(og, ng, outr, sizeof(outr));
 	if ((rc = qkm_store_begin(r->st)))
 		goto out;
+	/* The incoming link key is the pad and, on the first hop, the key
+	 * data the origin sent by reference: the origin consumed both, so
+	 * both go here too (else our copy of the relayed key stays READY in
+	 * the link pool, and the two ends of the link differ). */
 	rc = burn_ranges(r, from, h->pad, h->n_pad);
+	if (!rc)
+		rc = burn_ranges(r, from, h->data, h->n_data);
 	if (!rc)
 		rc = use_ranges(r, og, ng);
 	if (!rc)

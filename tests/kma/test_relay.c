@@ -139,32 +139,38 @@ static struct qkm_id batch_id(uint8_t tag)
 }
 
 /* One direction of a QKD link pool: the same random bytes at both ends,
- * ENC at the sender, DEC at the receiver. */
-static void link_dir(struct net *net, int from, int to, uint32_t bytes)
+ * ENC at the sender, DEC at the receiver; in blocks of `block` bytes as
+ * acquisition makes them (0: one block). */
+static void link_dir(struct net *net, int from, int to, uint32_t bytes, uint32_t block)
 {
 	struct qkm_secret *data = qkm_secret_new(bytes);
 	assert_non_null(data);
 	assert_int_equal(qkm_id_random((struct qkm_id *)data->p), 0);
 	for (uint32_t i = 16; i < bytes; i++)
 		data->p[i] = (uint8_t)(data->p[i % 16] * 31 + i * 7 + (i >> 8));
-	struct qkm_id id = batch_id(0x10 + (uint8_t)from);
-	for (int side = 0; side < 2; side++) {
-		struct node *n = &net->n[side ? to : from];
-		struct qkm_block b;
-		memset(&b, 0, sizeof(b));
-		snprintf(b.peer, sizeof(b.peer), "%s", NAMES[side ? from : to]);
-		b.pool_kind = QKM_POOL_LINK;
-		b.batch_id = id;
-		b.count = bytes / 32;
-		b.unit_bytes = 32;
-		b.key_type = side ? QKM_KT_DEC : QKM_KT_ENC;
-		b.state = QKM_BLOCK_READY;
-		b.level = QKM_BLOCK_ITS;
-		b.created_ns = net->now;
-		b.data = qkm_secret_dup(data->p, bytes);
-		assert_non_null(b.data);
-		assert_int_equal(qkm_store_block_put(n->st, &b), 0);
-		qkm_secret_free(b.data);
+	if (!block)
+		block = bytes;
+	for (uint32_t at = 0; at < bytes; at += block) {
+		uint32_t len = bytes - at < block ? bytes - at : block;
+		struct qkm_id id = batch_id(0x10 + (uint8_t)from);
+		for (int side = 0; side < 2; side++) {
+			struct node *n = &net->n[side ? to : from];
+			struct qkm_block b;
+			memset(&b, 0, sizeof(b));
+			snprintf(b.peer, sizeof(b.peer), "%s", NAMES[side ? from : to]);
+			b.pool_kind = QKM_POOL_LINK;
+			b.batch_id = id;
+			b.count = len / 32;
+			b.unit_bytes = 32;
+			b.key_type = side ? QKM_KT_DEC : QKM_KT_ENC;
+			b.state = QKM_BLOCK_READY;
+			b.level = QKM_BLOCK_ITS;
+			b.created_ns = net->now;
+			b.data = qkm_secret_dup(data->p + at, len);
+			assert_non_null(b.data);
+			assert_int_equal(qkm_store_block_put(n->st, &b), 0);
+			qkm_secret_free(b.data);
+		}
 	}
 	qkm_secret_free(data);
 }
@@ -197,8 +203,10 @@ static void node_stop(struct net *net, int i)
 	net->n[i].st = NULL;
 }
 
-/* The line A - B - C; A and C each have an SAE; B relays only. */
-static struct net *net_new(const char *name, bool rng, bool fallback, uint32_t bc_bytes)
+/* The line A - B - C; A and C each have an SAE; B relays only. Link pools
+ * in blocks of `block` bytes (0: one block per direction). */
+static struct net *net_new_blocks(const char *name, bool rng, bool fallback, uint32_t bc_bytes,
+				  uint32_t block)
 {
 	struct net *net = calloc(1, sizeof(*net));
 	assert_non_null(net);
@@ -244,11 +252,16 @@ static struct net *net_new(const char *name, bool rng, bool fallback, uint32_t b
 	route(net->n[2].cfg, "A", "C", "B", "A");
 	for (int i = 0; i < 3; i++)
 		node_start(net, i);
-	link_dir(net, 0, 1, LINK_BYTES);
-	link_dir(net, 1, 0, LINK_BYTES);
-	link_dir(net, 1, 2, bc_bytes);
-	link_dir(net, 2, 1, LINK_BYTES);
+	link_dir(net, 0, 1, LINK_BYTES, block);
+	link_dir(net, 1, 0, LINK_BYTES, block);
+	link_dir(net, 1, 2, bc_bytes, block);
+	link_dir(net, 2, 1, LINK_BYTES, block);
 	return net;
+}
+
+static struct net *net_new(const char *name, bool rng, bool fallback, uint32_t bc_bytes)
+{
+	return net_new_blocks(name, rng, fallback, bc_bytes, 0);
 }
 
 static void net_free(struct net *net)
@@ -387,7 +400,9 @@ static int records(struct net *net, int at, const char *event, const char *needl
 static void test_relay_line(void **state)
 {
 	(void)state;
-	struct net *net = net_new("line", false, false, LINK_BYTES);
+	/* Link pools in blocks of 1 KiB, as acquisition makes them: the key
+	 * data A sends by reference spans whole blocks. */
+	struct net *net = net_new_blocks("line", false, false, LINK_BYTES, 1024);
 	assert_int_equal(qkm_relay_want(net->n[0].r, "C", 3 * BATCH, net->now), 0);
 	pump(net);
 	assert_int_equal(check_pair(net), 3);
@@ -406,6 +421,15 @@ static void test_relay_line(void **state)
 	assert_int_equal(qkm_store_pool_stats(net->n[0].st, "B", &ps), 0);
 	uint64_t spent = LINK_BYTES - ps.enc_bytes;
 	assert_true(spent > 3 * BATCH && spent < 3 * BATCH * 105 / 100);
+	/* Each receiving node consumed exactly the link key its sender used,
+	 * the key data A sent by reference included: the two ends of each
+	 * link hold the same unused bytes. */
+	struct qkm_pool_stats pb, pc;
+	assert_int_equal(qkm_store_pool_stats(net->n[1].st, "A", &pb), 0);
+	assert_int_equal(pb.dec_bytes, ps.enc_bytes);
+	assert_int_equal(qkm_store_pool_stats(net->n[1].st, "C", &pb), 0);
+	assert_int_equal(qkm_store_pool_stats(net->n[2].st, "B", &pc), 0);
+	assert_int_equal(pc.dec_bytes, pb.enc_bytes);
 	/* B never stored the relayed key. */
 	struct held *h = malloc(sizeof(*h));
 	relay_pool(net, 1, 0, h);
