@@ -720,9 +720,13 @@ out:
 /* ---- hop (relay node and destination) ------------------------------------ */
 
 /* Discards a relay that failed its checks (alarm: a check that only an
- * attack or a fault fails) or cannot go on: log, record, tell the origin. */
+ * attack or a fault fails) or cannot go on: log, record, tell the origin.
+ * verified: its tag verified, so the link key it names is the key its
+ * sender consumed for it: consume it here too (in the record's commit), or
+ * the two ends of the link differ. A frame that failed its tag names
+ * ranges nobody vouches for: those are left alone. */
 static void refuse(struct qkm_relay *r, const char *from, const struct hop_in *h, const char *why,
-		   bool alarm)
+		   bool alarm, bool verified)
 {
 	r->stats.failed++;
 	char hex[33];
@@ -730,9 +734,20 @@ static void refuse(struct qkm_relay *r, const char *from, const struct hop_in *h
 	log_warnx("%srelay %s from %s to %s (hop from %s) discarded: %s", alarm ? "ALARM " : "",
 		  hex, h->src, h->dst, from, why);
 	if (!qkm_store_begin(r->st)) {
-		record(r, "relay-refused", &h->batch, 0, from, "%s->%s: %s", h->src, h->dst, why);
-		if (qkm_store_commit(r->st))
-			log_warnx("relay: refusal not recorded");
+		int rc = 0;
+		if (verified)
+			rc = burn_ranges(r, from, h->pad, h->n_pad);
+		if (!rc && verified)
+			rc = burn_ranges(r, from, h->data, h->n_data);
+		if (!rc)
+			record(r, "relay-refused", &h->batch, 0, from, "%s->%s: %s", h->src, h->dst,
+			       why);
+		if (!rc)
+			rc = qkm_store_commit(r->st);
+		else
+			qkm_store_rollback(r->st);
+		if (rc)
+			log_warnx("relay: refusal not recorded (%s)", qkm_strerror(rc));
 	}
 	char msg[300];
 	snprintf(msg, sizeof(msg), "at %s: %s", r->cfg->id, why);
@@ -777,6 +792,7 @@ int qkm_relay_on_hop(struct qkm_relay *r, const char *from, const struct qkm_fra
 	struct qkm_keyfile kf;
 	const char *field = NULL;
 	char why[240] = "";
+	bool verified = false;
 	int rc = QKM_ENOMEM;
 	qkm_buf_init(&pt2, QKM_KEYFILE_MAX_DATA + 65536, true);
 	qkm_buf_init(&fb, QKM_FRAME_MAX, false);
@@ -818,6 +834,7 @@ int qkm_relay_on_hop(struct qkm_relay *r, const char *from, const struct qkm_fra
 			 h->method == QKM_RM_OTP ? "Poly1305" : "AES-GCM");
 		goto refuse;
 	}
+	verified = true;
 	x = qkm_keyfile_decode(pt->p, h->ct_len + h->data_len, &kf, &field);
 	struct qkm_relayed_meta *m = &kf.m.relayed;
 	if (x || kf.kind != QKM_KF_RELAYED || !kf.data ||
@@ -968,11 +985,11 @@ int qkm_relay_on_hop(struct qkm_relay *r, const char *from, const struct qkm_fra
 			  next);
 	goto out;
 refuse:
-	refuse(r, from, h, why, true);
+	refuse(r, from, h, why, true, verified);
 	rc = 0;
 	goto out;
 cannot:
-	refuse(r, from, h, why, false);
+	refuse(r, from, h, why, false, verified);
 	rc = 0;
 out:
 	if (rc == QKM_EPEER)

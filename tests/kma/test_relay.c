@@ -555,7 +555,7 @@ static void test_relay_replay_reorder(void **state)
 static void test_relay_lost_then_late(void **state)
 {
 	(void)state;
-	struct net *net = net_new("lost", false, false, LINK_BYTES);
+	struct net *net = net_new_blocks("lost", false, false, LINK_BYTES, 1024);
 	assert_int_equal(qkm_relay_want(net->n[0].r, "C", BATCH, net->now), 0);
 	struct wire w = pop(net, 0);
 	deliver(net, &w);
@@ -569,6 +569,11 @@ static void test_relay_lost_then_late(void **state)
 	pump(net);
 	assert_int_equal(check_pair(net), 0);
 	assert_int_equal(records(net, 2, "relay-refused", "stale or replayed"), 1);
+	/* The late frame was genuine: C consumed the link key B spent on it. */
+	struct qkm_pool_stats pb, pc;
+	assert_int_equal(qkm_store_pool_stats(net->n[1].st, "C", &pb), 0);
+	assert_int_equal(qkm_store_pool_stats(net->n[2].st, "B", &pc), 0);
+	assert_int_equal(pc.dec_bytes, pb.enc_bytes);
 	net_free(net);
 }
 
@@ -601,12 +606,19 @@ static void test_relay_origin_restart(void **state)
 static void test_relay_starved(void **state)
 {
 	(void)state;
-	struct net *net = net_new("starved", false, false, 1024);
+	struct net *net = net_new_blocks("starved", false, false, 1024, 1024);
 	assert_int_equal(qkm_relay_want(net->n[0].r, "C", BATCH, net->now), 0);
 	settle(net);
 	assert_int_equal(check_pair(net), 0);
 	assert_int_equal(pending_at_a(net), 0);
 	assert_non_null(strstr(qkm_relay_why(net->n[0].r, "C"), "hop B-C is out of link key"));
+	/* A consumed the link key of the relay B refused (never used again);
+	 * B, having verified it, consumed its copy too: A-B stays equal. */
+	struct qkm_pool_stats pa, pb;
+	assert_int_equal(qkm_store_pool_stats(net->n[0].st, "B", &pa), 0);
+	assert_int_equal(qkm_store_pool_stats(net->n[1].st, "A", &pb), 0);
+	assert_true(pa.enc_bytes < LINK_BYTES);
+	assert_int_equal(pb.dec_bytes, pa.enc_bytes);
 	net_free(net);
 
 	net = net_new("fallback", false, true, 1024);
