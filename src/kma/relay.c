@@ -1263,6 +1263,13 @@ int qkm_relay_want(struct qkm_relay *r, const char *node, size_t bytes, uint64_t
 	struct dest *d = dest_find(r, node);
 	if (!d)
 		return QKM_ESTATE;
+	/* After a failure, demand waits out the back-off as relays ahead of
+	 * demand do: every attempt consumes first-hop link key however far
+	 * down the route it is refused, and the supply asks again each tick,
+	 * so a starved hop further on would drain the first one, and the
+	 * reason (d->why) would end up naming it. */
+	if (now_ns < d->retry_ns)
+		return d->n_flights ? 0 : QKM_ENOKEY;
 	int rc = 0;
 	while (!rc && d->flight_bytes < bytes && d->n_flights < RELAY_WINDOW)
 		rc = relay_start(r, d, now_ns);

@@ -488,6 +488,7 @@ static void test_relay_tamper(void **state)
 	struct net *net = net_new("tamper", false, false, LINK_BYTES);
 	size_t refused = 0, positions = 0;
 	for (size_t pos = 0;; pos += 31) {
+		net->now += 31 * SEC; /* past the back-off the last failure started */
 		assert_int_equal(qkm_relay_want(net->n[0].r, "C", BATCH, net->now), 0);
 		/* A -> B */
 		struct wire w = pop(net, 0);
@@ -619,6 +620,18 @@ static void test_relay_starved(void **state)
 	assert_int_equal(qkm_store_pool_stats(net->n[1].st, "A", &pb), 0);
 	assert_true(pa.enc_bytes < LINK_BYTES);
 	assert_int_equal(pb.dec_bytes, pa.enc_bytes);
+	/* Asked again within the back-off: refused at once with the reason,
+	 * no new relay (it would burn A-B link key to be refused at B). */
+	assert_int_equal(qkm_relay_want(net->n[0].r, "C", BATCH, net->now), QKM_ENOKEY);
+	assert_int_equal(net->nq, 0);
+	assert_int_equal(qkm_store_pool_stats(net->n[0].st, "B", &pb), 0);
+	assert_int_equal(pb.enc_bytes, pa.enc_bytes);
+	assert_non_null(strstr(qkm_relay_why(net->n[0].r, "C"), "hop B-C is out of link key"));
+	/* Once it is over, demand relays again. */
+	net->now += 2 * SEC;
+	assert_int_equal(qkm_relay_want(net->n[0].r, "C", BATCH, net->now), 0);
+	assert_int_equal(net->nq, 1);
+	settle(net);
 	net_free(net);
 
 	net = net_new("fallback", false, true, 1024);
