@@ -46,7 +46,7 @@ struct dest {
 	uint64_t flight_bytes;
 	uint64_t retry_ns;                   /* no relay ahead of demand before */
 	uint64_t backoff_ns;                 /* after failures: doubles up to 30 s */
-	bool ksa;                            /* an SAE is registered there */
+	bool ksa;                            /* an SAE is registered there and here */
 	bool filling;                        /* below low_bytes lately: fill to high_bytes */
 	char why[200];
 };
@@ -1305,10 +1305,17 @@ struct qkm_relay *qkm_relay_new(const struct qkm_node_cfg *cfg, struct qkm_store
 		return NULL;
 	}
 	r->n_dests = cfg->n_routes;
+	/* A pool is drawn from by an SAE at one end as master for a slave at
+	 * the other: with no SAE at either end, relays ahead of demand would
+	 * spend link key, scarce and shared with the routes that do serve
+	 * applications, on keys nobody can ever get. */
+	bool here = false;
+	for (size_t j = 0; j < cfg->n_saes; j++)
+		here = here || strcmp(cfg->saes[j].node, cfg->id) == 0;
 	for (size_t i = 0; i < cfg->n_routes; i++) {
 		struct dest *d = &r->dests[i];
 		d->route = &cfg->routes[i];
-		for (size_t j = 0; j < cfg->n_saes; j++)
+		for (size_t j = 0; j < cfg->n_saes && here; j++)
 			d->ksa = d->ksa || strcmp(cfg->saes[j].node, d->route->to) == 0;
 		/* Relays left unconfirmed by the last run: ask at once. */
 		if (qkm_store_blocks(st, d->route->to, 1u << QKM_BLOCK_PENDING, false, load_pending,

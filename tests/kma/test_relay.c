@@ -479,6 +479,24 @@ static void test_relay_ahead(void **state)
 	net_free(net);
 }
 
+/* Ahead of demand only toward a pool some application can draw from: an
+ * SAE at each end. With A's only SAE moved to C, A relays nothing. */
+static void test_relay_ahead_needs_saes(void **state)
+{
+	(void)state;
+	struct net *net = net_new("nosae", false, false, LINK_BYTES);
+	struct qkm_node_cfg *c = net->n[0].cfg;
+	snprintf(c->saes[0].node, QKM_NAME_MAX, "C");
+	c->relay.low_bytes = 2 * BATCH;
+	c->relay.high_bytes = 4 * BATCH;
+	node_stop(net, 0);
+	node_start(net, 0);
+	qkm_relay_tick(net->n[0].r, net->now);
+	assert_int_equal(net->nq, 0);
+	assert_int_equal(records(net, 0, "relay-sent", NULL), 0);
+	net_free(net);
+}
+
 /* R-REL-5: a bit flipped anywhere in the B->C hop frame: the relay is
  * discarded (or the frame breaks the protocol: the link drops), never a
  * wrong key stored; A's copy is deleted once it learns. */
@@ -657,6 +675,7 @@ int main(void)
 		cmocka_unit_test(test_relay_line),
 		cmocka_unit_test(test_relay_rng),
 		cmocka_unit_test(test_relay_ahead),
+		cmocka_unit_test(test_relay_ahead_needs_saes),
 		cmocka_unit_test(test_relay_tamper),
 		cmocka_unit_test(test_relay_replay_reorder),
 		cmocka_unit_test(test_relay_lost_then_late),
