@@ -48,7 +48,10 @@ struct dest {
 	uint64_t backoff_ns;                 /* after failures: doubles up to 30 s */
 	bool ksa;                            /* an SAE is registered there and here */
 	bool filling;                        /* below low_bytes lately: fill to high_bytes */
-	char why[200];
+	char why[200];                       /* why the last relay failed (here or on the way) */
+	char refused[200];                   /* the last refusal from a node on the route,
+					      * kept until a relay is confirmed */
+	char msg[420];                       /* qkm_relay_why(): why, and refused if other */
 };
 
 struct qkm_relay {
@@ -104,7 +107,19 @@ bool qkm_relay_ready(const struct qkm_relay *r, const char *node)
 const char *qkm_relay_why(const struct qkm_relay *r, const char *node)
 {
 	const struct dest *d = dest_find(r, node);
-	return d ? d->why : "";
+	return d ? d->msg : "";
+}
+
+/* Rebuilds d->msg. A refusal from down the route (a starved hop there) is
+ * kept beside a later failure here: this node's first hop running short
+ * while it refills, after relays refused further on consumed it, is only
+ * part of the story, and would otherwise hide the hop that blocks. */
+static void why_update(struct dest *d)
+{
+	if (d->why[0] && d->refused[0] && strcmp(d->why, d->refused) != 0)
+		snprintf(d->msg, sizeof(d->msg), "%s; last refused %s", d->why, d->refused);
+	else
+		snprintf(d->msg, sizeof(d->msg), "%s", d->why[0] ? d->why : d->refused);
 }
 
 void qkm_relay_stats(const struct qkm_relay *r, struct qkm_relay_stats *out)
@@ -701,13 +716,16 @@ static int relay_start(struct qkm_relay *r, struct dest *d, uint64_t now_ns)
 		log_warnx("relay to %s: hop %s down after the key was drawn; asking later",
 			  rt->to, nb);
 	d->why[0] = 0;
+	why_update(d);
 out_kf:
 	kf.data = NULL;
 out:
 	if (rc && why[0] && strcmp(why, d->why) != 0)
 		log_warnx("relay to %s: %s", rt->to, why);
-	if (rc && why[0])
+	if (rc && why[0]) {
 		snprintf(d->why, sizeof(d->why), "%s", why);
+		why_update(d);
+	}
 	qkm_keyfile_fini(&kf);
 	qkm_secret_free(key);
 	qkm_secret_free(lk);
@@ -1054,6 +1072,8 @@ static void settle(struct qkm_relay *r, struct dest *d, const struct qkm_id *bat
 	if (ok) {
 		r->stats.relayed_bytes += bytes;
 		d->backoff_ns = 0;
+		d->why[0] = d->refused[0] = 0;
+		why_update(d);
 		if (r->ops.on_pool)
 			r->ops.on_pool(d->route->to, r->ops.arg);
 	} else {
@@ -1062,6 +1082,7 @@ static void settle(struct qkm_relay *r, struct dest *d, const struct qkm_id *bat
 		log_warnx("relay to %s failed: %s", d->route->to, msg);
 		if (msg != d->why)
 			snprintf(d->why, sizeof(d->why), "%s", msg);
+		why_update(d);
 	}
 	return;
 fail:
@@ -1102,6 +1123,8 @@ static int on_ack(struct qkm_relay *r, const char *origin, const struct qkm_fram
 				if (strcmp(msg, d->why) != 0)
 					log_warnx("relay to %s refused: %s", d->route->to, msg);
 				snprintf(d->why, sizeof(d->why), "%s", msg);
+				snprintf(d->refused, sizeof(d->refused), "%s", msg);
+				why_update(d);
 				fl->sent_ns = fl->asked_ns = 0;
 				return 0;
 			}

@@ -50,6 +50,7 @@ struct net {
 	size_t nq, cap;
 	uint64_t now;
 	size_t peer_errors;            /* frames refused as protocol violations */
+	bool down;                     /* every Kx link reported down */
 	char dir[PATH_MAX];
 };
 
@@ -103,7 +104,12 @@ static int op_send_to(const char *node, const uint8_t *frame, size_t len, void *
 	return 0;
 }
 
-static bool op_link_ready(const char *nb, void *arg) { return true; }
+static bool op_link_ready(const char *nb, void *arg)
+{
+	const struct node *n = arg;
+	(void)nb;
+	return !n->net->down;
+}
 
 static void deliver(struct net *net, struct wire *w)
 {
@@ -645,8 +651,14 @@ static void test_relay_starved(void **state)
 	assert_int_equal(qkm_store_pool_stats(net->n[0].st, "B", &pb), 0);
 	assert_int_equal(pb.enc_bytes, pa.enc_bytes);
 	assert_non_null(strstr(qkm_relay_why(net->n[0].r, "C"), "hop B-C is out of link key"));
-	/* Once it is over, demand relays again. */
+	/* A's own first hop failing next does not hide the hop that refused. */
 	net->now += 2 * SEC;
+	net->down = true;
+	assert_int_equal(qkm_relay_want(net->n[0].r, "C", BATCH, net->now), QKM_ESTATE);
+	assert_non_null(strstr(qkm_relay_why(net->n[0].r, "C"), "hop A-B is down"));
+	assert_non_null(strstr(qkm_relay_why(net->n[0].r, "C"), "at B: hop B-C is out of link key"));
+	net->down = false;
+	/* Once it is over, demand relays again. */
 	assert_int_equal(qkm_relay_want(net->n[0].r, "C", BATCH, net->now), 0);
 	assert_int_equal(net->nq, 1);
 	settle(net);
