@@ -52,6 +52,9 @@ struct dest {
 	char refused[200];                   /* the last refusal from a node on the route,
 					      * kept until a relay is confirmed */
 	char msg[420];                       /* qkm_relay_why(): why, and refused if other */
+	uint64_t last_seq;                   /* sequence number of the last relay started */
+	uint64_t fail_seq;                   /* relays up to this one are no news after the
+					      * last failure: their success ends nothing */
 };
 
 struct qkm_relay {
@@ -712,6 +715,7 @@ static int relay_start(struct qkm_relay *r, struct dest *d, uint64_t now_ns)
 	    (rc = qkm_frame_end(&fb, start)))
 		goto out_kf;
 	flight_add(d, &batch, (uint32_t)size, now_ns);
+	d->last_seq = (uint64_t)seq;
 	if (r->ops.send(nb, fb.p, fb.len, r->ops.arg))
 		log_warnx("relay to %s: hop %s down after the key was drawn; asking later",
 			  rt->to, nb);
@@ -725,6 +729,7 @@ out:
 	if (rc && why[0]) {
 		snprintf(d->why, sizeof(d->why), "%s", why);
 		why_update(d);
+		d->fail_seq = d->last_seq;
 	}
 	qkm_keyfile_fini(&kf);
 	qkm_secret_free(key);
@@ -1071,14 +1076,22 @@ static void settle(struct qkm_relay *r, struct dest *d, const struct qkm_id *bat
 		goto fail;
 	if (ok) {
 		r->stats.relayed_bytes += bytes;
-		d->backoff_ns = 0;
-		d->why[0] = d->refused[0] = 0;
-		why_update(d);
+		/* A relay started after the last failure went through: the
+		 * back-off is over (demand would wait it out, qkm_relay_want)
+		 * and so are the reasons. One started before it (relays in
+		 * flight finish in any order) says nothing about it. */
+		if (batch_seq(batch) > d->fail_seq) {
+			d->backoff_ns = d->retry_ns = 0;
+			d->why[0] = d->refused[0] = 0;
+			why_update(d);
+		}
 		if (r->ops.on_pool)
 			r->ops.on_pool(d->route->to, r->ops.arg);
 	} else {
 		r->stats.failed++;
 		backoff(d, now_ns);
+		if (batch_seq(batch) > d->fail_seq)
+			d->fail_seq = batch_seq(batch);
 		log_warnx("relay to %s failed: %s", d->route->to, msg);
 		if (msg != d->why)
 			snprintf(d->why, sizeof(d->why), "%s", msg);
@@ -1125,6 +1138,8 @@ static int on_ack(struct qkm_relay *r, const char *origin, const struct qkm_fram
 				snprintf(d->why, sizeof(d->why), "%s", msg);
 				snprintf(d->refused, sizeof(d->refused), "%s", msg);
 				why_update(d);
+				if (batch_seq(&batch) > d->fail_seq)
+					d->fail_seq = batch_seq(&batch);
 				fl->sent_ns = fl->asked_ns = 0;
 				return 0;
 			}
@@ -1340,6 +1355,14 @@ struct qkm_relay *qkm_relay_new(const struct qkm_node_cfg *cfg, struct qkm_store
 		d->route = &cfg->routes[i];
 		for (size_t j = 0; j < cfg->n_saes && here; j++)
 			d->ksa = d->ksa || strcmp(cfg->saes[j].node, d->route->to) == 0;
+		char cname[QKM_NAME_MAX + 16];
+		int64_t seq = 0;
+		snprintf(cname, sizeof(cname), "relay_seq:%s", d->route->to);
+		if (qkm_store_counter_get(st, cname, &seq)) {
+			qkm_relay_free(r);
+			return NULL;
+		}
+		d->last_seq = (uint64_t)seq;
 		/* Relays left unconfirmed by the last run: ask at once. */
 		if (qkm_store_blocks(st, d->route->to, 1u << QKM_BLOCK_PENDING, false, load_pending,
 				     d)) {

@@ -503,6 +503,38 @@ static void test_relay_ahead_needs_saes(void **state)
 	net_free(net);
 }
 
+/* A relay confirmed after a failure ends the back-off and the reason if
+ * it was started after the failure; one started before it (in flight
+ * when it happened) says nothing about it and ends nothing. */
+static void test_relay_backoff_after_failure(void **state)
+{
+	(void)state;
+	struct net *net = net_new("backoff", false, false, LINK_BYTES);
+	net->n[0].cfg->relay.low_bytes = 2 * BATCH;
+	net->n[0].cfg->relay.high_bytes = 4 * BATCH;
+	assert_int_equal(qkm_relay_want(net->n[0].r, "C", BATCH, net->now), 0);
+	net->down = true; /* the tick's relays ahead of demand fail: back-off */
+	qkm_relay_tick(net->n[0].r, net->now);
+	net->down = false;
+	pump(net); /* the relay in flight before the failure is confirmed */
+	assert_int_equal(check_pair(net), 1);
+	/* Within the back-off, demand is refused, with the reason. */
+	assert_int_equal(qkm_relay_want(net->n[0].r, "C", BATCH, net->now), QKM_ENOKEY);
+	assert_non_null(strstr(qkm_relay_why(net->n[0].r, "C"), "hop A-B is down"));
+	assert_int_equal(net->nq, 0);
+	/* After it, a relay goes through: back-off and reason are over. */
+	net->now += 2 * SEC;
+	assert_int_equal(qkm_relay_want(net->n[0].r, "C", BATCH, net->now), 0);
+	pump(net);
+	assert_int_equal(check_pair(net), 2);
+	assert_string_equal(qkm_relay_why(net->n[0].r, "C"), "");
+	net->down = true;
+	qkm_relay_tick(net->n[0].r, net->now + SEC);
+	net->down = false;
+	assert_int_equal(qkm_relay_want(net->n[0].r, "C", BATCH, net->now + SEC), QKM_ENOKEY);
+	net_free(net);
+}
+
 /* R-REL-5: a bit flipped anywhere in the B->C hop frame: the relay is
  * discarded (or the frame breaks the protocol: the link drops), never a
  * wrong key stored; A's copy is deleted once it learns. */
@@ -688,6 +720,7 @@ int main(void)
 		cmocka_unit_test(test_relay_rng),
 		cmocka_unit_test(test_relay_ahead),
 		cmocka_unit_test(test_relay_ahead_needs_saes),
+		cmocka_unit_test(test_relay_backoff_after_failure),
 		cmocka_unit_test(test_relay_tamper),
 		cmocka_unit_test(test_relay_replay_reorder),
 		cmocka_unit_test(test_relay_lost_then_late),
