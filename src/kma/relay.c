@@ -36,6 +36,7 @@ struct flight {
 	struct qkm_id batch;
 	uint32_t bytes;
 	uint64_t sent_ns, asked_ns;
+	char why[200];                       /* what the node that refused it said */
 };
 
 /* An end-to-end pool: a node reached by a route. */
@@ -1137,6 +1138,7 @@ static int on_ack(struct qkm_relay *r, const char *origin, const struct qkm_fram
 					log_warnx("relay to %s refused: %s", d->route->to, msg);
 				snprintf(d->why, sizeof(d->why), "%s", msg);
 				snprintf(d->refused, sizeof(d->refused), "%s", msg);
+				snprintf(fl->why, sizeof(fl->why), "%s", msg);
 				why_update(d);
 				if (batch_seq(&batch) > d->fail_seq)
 					d->fail_seq = batch_seq(&batch);
@@ -1226,9 +1228,13 @@ static int on_state(struct qkm_relay *r, const char *origin, const struct qkm_fr
 		 * acknowledgement came; without it, count the batch as the
 		 * weaker level when the fallback is allowed. */
 		uint8_t level = r->cfg->relay.aes_fallback ? QKM_BLOCK_COMPUTATIONAL : QKM_BLOCK_ITS;
-		settle(r, d, &id, st != 0, level,
-		       d->why[0] ? d->why : "lost on the way (the destination never stored it)",
-		       now_ns);
+		/* Not held there: refused on the way (that node said why), or
+		 * lost. d->why is about relays in general, maybe a later one. */
+		char why[200] = "lost on the way (the destination never stored it)";
+		for (const struct flight *fl = d->flights; fl; fl = fl->next)
+			if (qkm_id_eq(&fl->batch, &id) && fl->why[0])
+				snprintf(why, sizeof(why), "%s", fl->why);
+		settle(r, d, &id, st != 0, level, why, now_ns);
 	}
 	return 0;
 }

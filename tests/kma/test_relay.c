@@ -618,8 +618,13 @@ static void test_relay_lost_then_late(void **state)
 	deliver(net, &w);
 	struct wire late = pop(net, 0); /* B -> C, held back */
 	assert_int_equal(pending_at_a(net), 1);
+	/* Meanwhile another relay fails at A: not this one's reason. */
+	net->down = true;
+	assert_int_equal(qkm_relay_want(net->n[0].r, "C", 2 * BATCH, net->now), 0);
+	net->down = false;
 	settle(net);
 	assert_int_equal(pending_at_a(net), 0);
+	assert_int_equal(records(net, 0, "relay-aborted", "lost on the way"), 1);
 	assert_int_equal(check_pair(net), 0);
 	push(net, late.from, late.to, late.e2e, late.p, late.len);
 	free(late.p);
