@@ -36,6 +36,7 @@ struct flight {
 	struct qkm_id batch;
 	uint32_t bytes;
 	uint64_t sent_ns, asked_ns;
+	char why[200];                       /* what the node that refused it said */
 };
 
 /* An end-to-end pool: a node reached by a route. */
@@ -48,7 +49,13 @@ struct dest {
 	uint64_t backoff_ns;                 /* after failures: doubles up to 30 s */
 	bool ksa;                            /* SAEs are registered here and there */
 	bool filling;                        /* below low_bytes lately: fill to high_bytes */
-	char why[200];
+	char why[200];                       /* why the last relay failed (here or on the way) */
+	char refused[200];                   /* the last refusal from a node on the route,
+					      * kept until a relay is confirmed */
+	char msg[420];                       /* qkm_relay_why(): why, and refused if other */
+	uint64_t last_seq;                   /* sequence number of the last relay started */
+	uint64_t fail_seq;                   /* relays up to this one are no news after the
+					      * last failure: their success ends nothing */
 };
 
 struct qkm_relay {
@@ -109,7 +116,28 @@ bool qkm_relay_ready(const struct qkm_relay *r, const char *node)
 const char *qkm_relay_why(const struct qkm_relay *r, const char *node)
 {
 	const struct dest *d = dest_find(r, node);
-	return d ? d->why : "";
+	return d ? d->msg : "";
+}
+
+/* Rebuilds d->msg. A refusal from down the route (a starved hop there) is
+ * kept beside a later failure here: this node's first hop running short
+ * while it refills, after relays refused further on consumed it, is only
+ * part of the story, and would otherwise hide the hop that blocks. */
+static void why_update(struct dest *d)
+{
+	if (d->why[0] && d->refused[0] && strcmp(d->why, d->refused) != 0)
+		snprintf(d->msg, sizeof(d->msg), "%s; last refused %s", d->why, d->refused);
+	else
+		snprintf(d->msg, sizeof(d->msg), "%s", d->why[0] ? d->why : d->refused);
+}
+
+/* A relay toward d failed, or could not start, for `why`. */
+static void set_why(struct dest *d, const char *why)
+{
+	if (why != d->why)
+		snprintf(d->why, sizeof(d->why), "%s", why);
+	why_update(d);
+	d->fail_seq = d->last_seq;
 }
 
 void qkm_relay_stats(const struct qkm_relay *r, struct qkm_relay_stats *out)
@@ -861,17 +889,19 @@ static int relay_start(struct qkm_relay *r, struct dest *d, uint64_t now_ns)
 	    (rc = qkm_frame_end(&fb, start)))
 		goto out_kf;
 	flight_add(d, &batch, (uint32_t)size, now_ns);
+	d->last_seq = (uint64_t)seq;
 	if (out(r, OUT_SEND, nb, fb.p, fb.len))
 		log_warnx("relay to %s: hop %s down after the key was drawn; asking later",
 			  rt->to, nb);
 	d->why[0] = 0;
+	why_update(d);
 out_kf:
 	kf.data = NULL;
 out:
 	if (rc && why[0] && strcmp(why, d->why) != 0)
 		log_warnx("relay to %s: %s", rt->to, why);
 	if (rc && why[0])
-		snprintf(d->why, sizeof(d->why), "%s", why);
+		set_why(d, why);
 	qkm_keyfile_fini(&kf);
 	qkm_secret_free(key);
 	qkm_secret_free(lk);
@@ -885,12 +915,13 @@ out:
 
 /* Discards a relay that failed its checks (alarm: a check that only an
  * attack or a fault fails) or cannot go on: log, record, tell the origin.
- * A relay that verified but cannot go on (next hop starved or down) has
- * its incoming link key burned here too, as the sender burned it: the two
- * ends of the link stay equal. A relay that failed a check burns nothing:
- * the ranges it names cannot be trusted. */
+ * verified: the frame's tag verified (or, for XOR_NEXT, its link key was
+ * read), so the link key it names is the key its sender consumed for it:
+ * it is consumed here too, in the record's commit, or the two ends of the
+ * link differ. A frame that failed its tag names ranges nobody vouches
+ * for: those are left alone. */
 static void refuse(struct qkm_relay *r, const char *from, const struct hop_in *h, const char *why,
-		   bool alarm)
+		   bool alarm, bool verified)
 {
 	r->stats.failed++;
 	char hex[33];
@@ -898,8 +929,8 @@ static void refuse(struct qkm_relay *r, const char *from, const struct hop_in *h
 	log_warnx("%srelay %s from %s to %s (hop from %s) discarded: %s", alarm ? "ALARM " : "",
 		  hex, h->src, h->dst, from, why);
 	if (!txn_begin(r)) {
-		int rc = alarm ? 0 : burn_ranges(r, from, h->pad, h->n_pad);
-		if (!rc && !alarm)
+		int rc = verified ? burn_ranges(r, from, h->pad, h->n_pad) : 0;
+		if (!rc && verified)
 			rc = burn_ranges(r, from, h->data, h->n_data);
 		record(r, "relay-refused", &h->batch, 0, from, "%s->%s: %s%s", h->src, h->dst,
 		       alarm ? "ALARM " : "", why);
@@ -949,6 +980,7 @@ int qkm_relay_on_hop(struct qkm_relay *r, const char *from, const struct qkm_fra
 	struct qkm_keyfile kf;
 	const char *field = NULL;
 	char why[240] = "";
+	bool verified = false;
 	int rc = QKM_ENOMEM;
 	qkm_buf_init(&pt2, QKM_KEYFILE_MAX_DATA + 65536, true);
 	qkm_buf_init(&fb, QKM_FRAME_MAX, false);
@@ -990,6 +1022,7 @@ int qkm_relay_on_hop(struct qkm_relay *r, const char *from, const struct qkm_fra
 			 h->method == QKM_RM_OTP ? "Poly1305" : "AES-GCM");
 		goto refuse;
 	}
+	verified = true;
 	x = qkm_keyfile_decode(pt->p, h->ct_len + h->data_len, &kf, &field);
 	struct qkm_relayed_meta *m = &kf.m.relayed;
 	if (x || kf.kind != QKM_KF_RELAYED || !kf.data ||
@@ -1127,11 +1160,11 @@ int qkm_relay_on_hop(struct qkm_relay *r, const char *from, const struct qkm_fra
 			  next);
 	goto out;
 refuse:
-	refuse(r, from, h, why, true);
+	refuse(r, from, h, why, true, verified);
 	rc = 0;
 	goto out;
 cannot:
-	refuse(r, from, h, why, false);
+	refuse(r, from, h, why, false, verified);
 	rc = 0;
 out:
 	if (rc == QKM_EPEER)
@@ -1344,7 +1377,7 @@ static void xor_done(struct qkm_relay *r, struct xacc *x, uint64_t now_ns)
 	xacc_free(r, x);
 	return;
 refuse:
-	refuse(r, x->last_from, h, why, true);
+	refuse(r, x->last_from, h, why, true, true);
 	xacc_free(r, x);
 	return;
 fail:
@@ -1440,9 +1473,11 @@ static int xor_start(struct qkm_relay *r, struct dest *d, uint64_t now_ns)
 		struct qkm_pool_stats ps;
 		if (qkm_store_pool_stats(r->st, nb, &ps))
 			memset(&ps, 0, sizeof(ps));
-		snprintf(d->why, sizeof(d->why), "hop %s-%s is out of link key: %zu bytes needed, "
+		char why[200];
+		snprintf(why, sizeof(why), "hop %s-%s is out of link key: %zu bytes needed, "
 			 "%llu available (relay mode %s)", r->cfg->id, nb, size,
 			 (unsigned long long)ps.enc_bytes, r->cfg->relay.mode);
+		set_why(d, why);
 	}
 	if (rc)
 		goto out;
@@ -1469,6 +1504,7 @@ static int xor_start(struct qkm_relay *r, struct dest *d, uint64_t now_ns)
 		goto out;
 	r->stats.link_bytes += size;
 	flight_add(d, &h->batch, (uint32_t)size, now_ns);
+	d->last_seq = h->seq;
 	/* Share 0 = K ^ k(0,1), with the digest of K; then XOR_NEXT. */
 	xor3(key->p, key->p, lk->p, size);
 	uint64_t t = qkm_now_ns();
@@ -1484,6 +1520,7 @@ static int xor_start(struct qkm_relay *r, struct dest *d, uint64_t now_ns)
 	}
 	rc = 0;
 	d->why[0] = 0;
+	why_update(d);
 out:
 	qkm_secret_free(key);
 	qkm_secret_free(lk);
@@ -1522,7 +1559,7 @@ static int on_xor_next(struct qkm_relay *r, const char *from, const struct qkm_f
 		snprintf(why, sizeof(why), "link key named by the frame is not available here (%s): "
 			 "replayed, reordered or tampered", x == QKM_EPERM ? "used or not ready"
 									  : qkm_strerror(x));
-		refuse(r, from, h, why, true);
+		refuse(r, from, h, why, true, false);
 		rc = 0;
 		goto out;
 	}
@@ -1534,13 +1571,13 @@ static int on_xor_next(struct qkm_relay *r, const char *from, const struct qkm_f
 	const char *next = h->path[h->hop + 1];
 	if (!is_neighbour(r, next)) {
 		snprintf(why, sizeof(why), "next hop %s is not a neighbour of %s", next, r->cfg->id);
-		refuse(r, from, h, why, false);
+		refuse(r, from, h, why, false, true);
 		rc = 0;
 		goto out;
 	}
 	if (!r->ops.link_ready(next, r->ops.arg)) {
 		snprintf(why, sizeof(why), "hop %s-%s is down", r->cfg->id, next);
-		refuse(r, from, h, why, false);
+		refuse(r, from, h, why, false, true);
 		rc = 0;
 		goto out;
 	}
@@ -1556,7 +1593,7 @@ static int on_xor_next(struct qkm_relay *r, const char *from, const struct qkm_f
 		snprintf(why, sizeof(why), "hop %s-%s is out of link key: %zu bytes needed, %llu "
 			 "available (relay mode %s)", r->cfg->id, next, h->pad_len,
 			 (unsigned long long)ps.enc_bytes, r->cfg->relay.mode);
-		refuse(r, from, h, why, false);
+		refuse(r, from, h, why, false, true);
 		rc = 0;
 		goto out;
 	}
@@ -1699,7 +1736,15 @@ static void settle(struct qkm_relay *r, struct dest *d, const struct qkm_id *bat
 		goto fail;
 	if (ok) {
 		r->stats.relayed_bytes += bytes;
-		d->backoff_ns = 0;
+		/* A relay started after the last failure went through: the
+		 * back-off is over (demand waits it out, qkm_relay_want) and so
+		 * are the reasons. One started before it (relays in flight
+		 * finish in any order) says nothing about it. */
+		if (batch_seq(batch) > d->fail_seq) {
+			d->backoff_ns = d->retry_ns = 0;
+			d->why[0] = d->refused[0] = 0;
+			why_update(d);
+		}
 		/* A confirmed relay makes room in the window: the next one now,
 		 * not at the next pool scan. */
 		fill(r, d, now_ns);
@@ -1708,8 +1753,9 @@ static void settle(struct qkm_relay *r, struct dest *d, const struct qkm_id *bat
 		r->stats.failed++;
 		backoff(d, now_ns);
 		log_warnx("relay to %s failed: %s", d->route->to, msg);
-		if (msg != d->why)
-			snprintf(d->why, sizeof(d->why), "%s", msg);
+		set_why(d, msg);
+		if (batch_seq(batch) > d->fail_seq)
+			d->fail_seq = batch_seq(batch);
 	}
 	return;
 fail:
@@ -1747,9 +1793,13 @@ static int on_ack(struct qkm_relay *r, const char *origin, const struct qkm_fram
 		for (struct flight *fl = r->dests[i].flights; fl; fl = fl->next)
 			if (qkm_id_eq(&fl->batch, &batch)) {
 				struct dest *d = &r->dests[i];
-				if (strcmp(msg, d->why) != 0)
+				if (strcmp(msg, d->refused) != 0)
 					log_warnx("relay to %s refused: %s", d->route->to, msg);
-				snprintf(d->why, sizeof(d->why), "%s", msg);
+				snprintf(d->refused, sizeof(d->refused), "%s", msg);
+				snprintf(fl->why, sizeof(fl->why), "%s", msg);
+				set_why(d, msg);
+				if (batch_seq(&batch) > d->fail_seq)
+					d->fail_seq = batch_seq(&batch);
 				fl->sent_ns = fl->asked_ns = 0;
 				return 0;
 			}
@@ -1833,9 +1883,13 @@ static int on_state(struct qkm_relay *r, const char *origin, const struct qkm_fr
 		 * acknowledgement came; without it, count the batch as the
 		 * weaker level when the fallback is allowed. */
 		uint8_t level = r->cfg->relay.aes_fallback ? QKM_BLOCK_COMPUTATIONAL : QKM_BLOCK_ITS;
-		settle(r, d, &id, st != 0, level,
-		       d->why[0] ? d->why : "lost on the way (the destination never stored it)",
-		       now_ns);
+		/* Not held there: refused on the way (that node said why), or
+		 * lost. d->why is about relays in general, maybe a later one. */
+		char why[200] = "lost on the way (the destination never stored it)";
+		for (const struct flight *fl = d->flights; fl; fl = fl->next)
+			if (qkm_id_eq(&fl->batch, &id) && fl->why[0])
+				snprintf(why, sizeof(why), "%s", fl->why);
+		settle(r, d, &id, st != 0, level, why, now_ns);
 	}
 	return 0;
 }
@@ -1924,6 +1978,13 @@ int qkm_relay_want(struct qkm_relay *r, const char *node, size_t bytes, uint64_t
 	struct dest *d = dest_find(r, node);
 	if (!d)
 		return QKM_ESTATE;
+	/* After a failure, demand waits out the back-off as relays ahead of
+	 * demand do: every attempt consumes first-hop link key however far
+	 * down the route it is refused, and the supply asks again each tick,
+	 * so a starved hop further on would drain the first one, and the
+	 * reason would end up naming it. */
+	if (now_ns < d->retry_ns)
+		return d->n_flights ? 0 : QKM_ENOKEY;
 	int rc = 0;
 	while (!rc && d->flight_bytes < bytes && d->n_flights < RELAY_WINDOW)
 		rc = relay_start(r, d, now_ns);
@@ -1970,6 +2031,14 @@ struct qkm_relay *qkm_relay_new(const struct qkm_node_cfg *cfg, struct qkm_store
 		d->route = &cfg->routes[i];
 		for (size_t j = 0; sae_here && j < cfg->n_saes; j++)
 			d->ksa = d->ksa || strcmp(cfg->saes[j].node, d->route->to) == 0;
+		char cname[QKM_NAME_MAX + 16];
+		int64_t seq = 0;
+		snprintf(cname, sizeof(cname), "relay_seq:%s", d->route->to);
+		if (qkm_store_counter_get(st, cname, &seq)) {
+			qkm_relay_free(r);
+			return NULL;
+		}
+		d->last_seq = (uint64_t)seq;
 		/* Relays left unconfirmed by the last run: ask at once. */
 		if (qkm_store_blocks(st, d->route->to, 1u << QKM_BLOCK_PENDING, false, load_pending,
 				     d)) {

@@ -77,7 +77,9 @@ void qkm_relay_tick(struct qkm_relay *r, uint64_t now_ns);
 
 /* On demand: relay at least bytes more toward node now. 0 if relays are
  * on their way (in flight already or started); QKM_ESTATE if node has no
- * route or its first hop is down; QKM_ENOKEY if the first hop lacks key. */
+ * route or its first hop is down; QKM_ENOKEY if the first hop lacks key,
+ * or relays toward node failed lately and wait out their back-off (1 s,
+ * doubling to 30 s; qkm_relay_why says why they failed). */
 int qkm_relay_want(struct qkm_relay *r, const char *node, size_t bytes, uint64_t now_ns) QKM_MUST_CHECK;
 
 /* Why relays toward node last failed, naming the hop ("" if they did not). */

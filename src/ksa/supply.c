@@ -57,6 +57,8 @@ struct peer {
 	struct round *round;             /* at most one round in flight */
 	bool up;
 	bool cancel_sent;
+	bool cancel_wait;                /* a cancellation went out at cancel_ns, unanswered */
+	uint64_t cancel_ns;
 	bool relay;                      /* an end-to-end pool built by relay */
 };
 
@@ -1263,7 +1265,7 @@ static int cancel_collect(const struct qkm_ksa_key *k, void *arg)
 /* Master's node: keys OFFERED to peer never reached their master. The peer
  * deletes its copies and marks their key material consumed, as it is here,
  * so both pools stay alike; then we delete ours. */
-static void send_cancel(struct qkm_supply *s, struct peer *p)
+static void send_cancel(struct qkm_supply *s, struct peer *p, uint64_t now_ns)
 {
 	struct qkm_buf b;
 	size_t start;
@@ -1277,11 +1279,14 @@ static void send_cancel(struct qkm_supply *s, struct peer *p)
 		goto out;
 	if (c.n == 0) {
 		p->cancel_sent = true;
+		p->cancel_wait = false;
 		goto out;
 	}
 	if (qkm_frame_end(&b, start) || s->ops.send(p->name, b.p, b.len, s->ops.arg))
 		goto out;
 	p->cancel_sent = true;
+	p->cancel_wait = true;
+	p->cancel_ns = now_ns;
 	log_info("supply to %s: cancelling %zu key(s) that never reached their master", p->name, c.n);
 out:
 	qkm_buf_fini(&b);
@@ -1357,6 +1362,9 @@ static int on_cancel_ack(struct qkm_supply *s, const char *peer, const struct qk
 	uint16_t tag;
 	const uint8_t *v;
 	uint32_t vl;
+	struct peer *p = peer_find(s, peer);
+	if (p)
+		p->cancel_wait = false;
 	int rc = qkm_store_begin(s->st);
 	while (!rc && qkm_tlv_next(f->body, f->body_len, &off, &tag, &v, &vl) == 1) {
 		struct qkm_id id;
@@ -1430,7 +1438,7 @@ int qkm_supply_on_frame(struct qkm_supply *s, const char *peer, const struct qkm
 		}
 		round_free(r);
 		if (!p->cancel_sent)
-			send_cancel(s, p);
+			send_cancel(s, p, now_ns);
 		qkm_supply_flush(s, now_ns);
 		return 0;
 	}
@@ -1451,7 +1459,7 @@ void qkm_supply_on_peer(struct qkm_supply *s, const char *peer, bool up, uint64_
 	p->up = up;
 	if (up) {
 		p->cancel_sent = false;
-		send_cancel(s, p);
+		send_cancel(s, p, now_ns);
 		return;
 	}
 	if (p->round) {
@@ -1471,6 +1479,15 @@ void qkm_supply_tick(struct qkm_supply *s, uint64_t now_ns)
 		qkm_supply_flush(s, now_ns); /* settle and refill the stock; retry */
 	for (size_t i = 0; i < s->n_peers; i++) {
 		struct peer *p = &s->peers[i];
+		/* A cancellation can be lost on the way with no link going down
+		 * (an end-to-end pool's frames are routed: a node on the route
+		 * drops what it cannot pass on): unanswered, it goes again, once
+		 * no round is in flight (OFFERED keys are then all stale). */
+		if (p->cancel_wait && p->up && !p->round &&
+		    now_ns - p->cancel_ns >= s->cfg.round_timeout_ns) {
+			log_info("supply to %s: cancellation unanswered; sending it again", p->name);
+			send_cancel(s, p, now_ns);
+		}
 		if (p->round && now_ns >= p->round->deadline_ns) {
 			log_warnx("supply to %s: no answer in time; round abandoned", p->name);
 			stock_pause(s, p->round->reqs, now_ns);
@@ -1478,7 +1495,7 @@ void qkm_supply_tick(struct qkm_supply *s, uint64_t now_ns)
 			round_free(p->round);
 			p->round = NULL;
 			p->cancel_sent = false;
-			send_cancel(s, p);
+			send_cancel(s, p, now_ns);
 		}
 	}
 }

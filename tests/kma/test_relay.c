@@ -61,6 +61,7 @@ struct net {
 	size_t nq, cap;
 	uint64_t now;
 	size_t peer_errors;            /* frames refused as protocol violations */
+	bool down;                     /* every link down (link_ready false) */
 	char dir[PATH_MAX];
 };
 
@@ -121,7 +122,11 @@ static int op_send_direct(const char *node, const uint8_t *frame, size_t len, vo
 	return 0;
 }
 
-static bool op_link_ready(const char *nb, void *arg) { return true; }
+static bool op_link_ready(const char *nb, void *arg)
+{
+	struct node *n = arg;
+	return !n->net->down;
+}
 
 static void deliver(struct net *net, struct wire *w)
 {
@@ -537,6 +542,53 @@ static void test_relay_ahead(void **state)
 	net_free(net);
 }
 
+/* Ahead of demand only toward a pool some application can draw from: an
+ * SAE at each end. With A's only SAE moved to C, A relays nothing. */
+static void test_relay_ahead_needs_saes(void **state)
+{
+	(void)state;
+	struct net *net = net_new("nosae", false, false, LINK_BYTES);
+	struct qkm_node_cfg *c = net->n[0].cfg;
+	snprintf(c->saes[0].node, QKM_NAME_MAX, "C");
+	c->relay.low_bytes = 2 * BATCH;
+	c->relay.high_bytes = 4 * BATCH;
+	node_stop(net, 0);
+	node_start(net, 0);
+	qkm_relay_tick(net->n[0].r, net->now);
+	assert_int_equal(net->nq, 0);
+	assert_int_equal(records(net, 0, "relay-sent", NULL), 0);
+	net_free(net);
+}
+
+/* A relay confirmed after a failure ends the back-off and the reason if
+ * it was started after the failure; one started before it (in flight
+ * when it happened) says nothing about it and ends nothing. */
+static void test_relay_backoff_after_failure(void **state)
+{
+	(void)state;
+	struct net *net = net_new("backoff", false, false, LINK_BYTES);
+	net->n[0].cfg->relay.low_bytes = 2 * BATCH;
+	net->n[0].cfg->relay.high_bytes = 4 * BATCH;
+	assert_int_equal(qkm_relay_want(net->n[0].r, "C", BATCH, net->now), 0);
+	net->down = true; /* the tick's relays ahead of demand fail: back-off */
+	qkm_relay_tick(net->n[0].r, net->now);
+	net->down = false;
+	pump(net); /* the relay in flight before the failure is confirmed */
+	assert_int_equal(check_pair(net), 1);
+	/* Within the back-off, demand is refused, with the reason. */
+	assert_int_equal(qkm_relay_want(net->n[0].r, "C", BATCH, net->now), QKM_ENOKEY);
+	assert_non_null(strstr(qkm_relay_why(net->n[0].r, "C"), "hop A-B is down"));
+	assert_int_equal(net->nq, 0);
+	/* After it, a relay goes through: back-off and reason are over. */
+	net->now += 2 * SEC;
+	assert_int_equal(qkm_relay_want(net->n[0].r, "C", BATCH, net->now), 0);
+	pump(net);
+	/* (a confirmed relay starts the next ones ahead of demand) */
+	assert_true(check_pair(net) >= 2);
+	assert_string_equal(qkm_relay_why(net->n[0].r, "C"), "");
+	net_free(net);
+}
+
 /* R-REL-5: a bit flipped anywhere in the B->C hop frame: the relay is
  * discarded (or the frame breaks the protocol: the link drops), never a
  * wrong key stored; A's copy is deleted once it learns. */
@@ -546,6 +598,7 @@ static void test_relay_tamper(void **state)
 	struct net *net = net_new("tamper", false, false, LINK_BYTES);
 	size_t refused = 0, positions = 0;
 	for (size_t pos = 0;; pos += 31) {
+		net->now += 31 * SEC; /* past the back-off the last failure started */
 		assert_int_equal(qkm_relay_want(net->n[0].r, "C", BATCH, net->now), 0);
 		/* A -> B */
 		struct wire w = pop(net, 0);
@@ -915,6 +968,8 @@ int main(void)
 		cmocka_unit_test(test_relay_line),
 		cmocka_unit_test(test_relay_rng),
 		cmocka_unit_test(test_relay_ahead),
+		cmocka_unit_test(test_relay_ahead_needs_saes),
+		cmocka_unit_test(test_relay_backoff_after_failure),
 		cmocka_unit_test(test_relay_tamper),
 		cmocka_unit_test(test_relay_replay_reorder),
 		cmocka_unit_test(test_relay_lost_then_late),

@@ -1317,6 +1317,36 @@ static void test_forget_in_flight(void **state)
 	assert_int_equal(w->seen[3].pos, 160); /* after the forgotten bytes */
 }
 
+/* A cancellation lost on the way (over an end-to-end pool frames are
+ * routed, and a node on the route drops what it cannot pass on, with no
+ * link of ours going down) goes again once a round timeout passes
+ * unanswered, and stops once answered: the pools end up alike. */
+static void test_cancel_lost_resent(void **state)
+{
+	struct world *w = *state;
+	w->fault = (struct fault){F_DROP, QKM_MSG_SUPPLY_CANCEL, 0};
+	enc(w, 0, "sae-alice", "sae-bob", 2, 256);
+	enc(w, 1, "sae-alice", "sae-bob", 1, 256);
+	qkm_supply_flush(w->a.sup, w->now);
+	qkm_supply_forget(w->a.sup, R(w, 0)); /* its keys are cancelled after the round */
+	assert_int_equal(pump(w), 0);
+	assert_true(w->fault.fired);
+	assert_int_equal(ksa_count(&w->a, QKM_KSA_OFFERED), 2);
+	assert_int_equal(ksa_count(&w->b, QKM_KSA_READY), 3);
+	qkm_supply_tick(w->a.sup, w->now + w->a.cfg.round_timeout_ns - 1);
+	assert_int_equal(q_count(&w->a.out, QKM_MSG_SUPPLY_CANCEL), 0);
+	w->now += w->a.cfg.round_timeout_ns;
+	qkm_supply_tick(w->a.sup, w->now);
+	assert_int_equal(q_count(&w->a.out, QKM_MSG_SUPPLY_CANCEL), 1);
+	assert_int_equal(pump(w), 0);
+	expect_no_offered(w);
+	assert_int_equal(ksa_count(&w->b, QKM_KSA_READY), 1);
+	expect_pools_equal(w);
+	w->now += 2 * w->a.cfg.round_timeout_ns;
+	qkm_supply_tick(w->a.sup, w->now);
+	assert_int_equal(q_count(&w->a.out, QKM_MSG_SUPPLY_CANCEL), 0);
+}
+
 /* A SUPPLY delivered twice: B refuses the copy (its ranges are used) and must
  * keep the keys the first copy stored, which the master already has
  * (R-SUP-7). A sees an ACK for no round and ignores it (as it does a late
@@ -2067,6 +2097,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_lost_round_ends_block, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ack_lost_timeout, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_forget_in_flight, setup, teardown),
+
+		cmocka_unit_test_setup_teardown(test_cancel_lost_resent, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_duplicated_supply, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_protocol_violations, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stock_fill, setup_stock, teardown),

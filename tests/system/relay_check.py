@@ -1,0 +1,223 @@
+#!/usr/bin/env python3
+"""relay_check.py - reads the relay life-cycle records of a running qkm
+network (`qkm ctl events --json`) and checks them, for test_relay.sh
+(R-REL-1, R-REL-2, R-REL-4). Only python3's standard library is used.
+
+  relay_check.py --qkm QKM --dir DIR route NODE N1 N2 ... Nk
+      NODE's node.json has the route N1..Nk to Nk (N1 = NODE).
+  relay_check.py --qkm QKM --dir DIR hops DEST N1 ... Nk [--method M] [--hop A>B=M]...
+                 [--level L] [--some]
+      DEST (= Nk) holds relay-received records from origin N1; every one
+      lists exactly the hops N1>N2 ... N(k-1)>Nk, each with method M (default
+      otp; "any": any) or, for hop A>B, the one --hop A>B=METHOD gives, and
+      level L (default its) (with --some: at least one record does, and the
+      others list the route's hops); any record's level is its iff all its
+      hops used otp;
+      every node N2..N(k-1) recorded relay-forwarded for each of those batches.
+  relay_check.py --qkm QKM --dir DIR settled A B
+      for each direction (origin O, destination D) of the pair: every
+      relay-sent at O is relay-confirmed or relay-aborted (not both), the
+      confirmed batches are exactly D's relay-received from O, and no aborted
+      batch is stored at D.
+  relay_check.py --qkm QKM --dir DIR reuse NODE...
+      the link key ranges each NODE recorded consuming on its own direction
+      (relay-sent, outgoing side of relay-forwarded) never overlap.
+
+Prints one summary line; exit 1 with a message on stderr when a check fails.
+"""
+import json
+import re
+import subprocess
+import sys
+
+
+def events(qkm, d, node, event):
+    out = subprocess.run([qkm, "ctl", "events", "--dir", d, "--json", "--event", event, node],
+                         check=True, capture_output=True, text=True).stdout
+    return json.loads(out)
+
+
+def batch(ev):
+    """The batch ID of a relay record: its key_id without the [0..N] suffix."""
+    return ev["key_id"].split("[")[0]
+
+
+def die(msg):
+    print(f"relay_check: {msg}", file=sys.stderr)
+    sys.exit(1)
+
+
+HOP_RE = re.compile(r"^(\S+)>(\S+) (\S+) (\S+)$")
+
+
+def parse_received(detail):
+    """(origin, level, [(src, dst, method)]) of a relay-received detail:
+    "65536 bytes from A, level its; hops: A>B otp <time>; B>C otp <time>"."""
+    m = re.match(r"^\d+ bytes from (\S+), level (\S+); hops: (.*)$", detail)
+    if not m:
+        return None
+    hops = []
+    for h in m.group(3).split("; "):
+        hm = HOP_RE.match(h)
+        if not hm:
+            return None
+        hops.append((hm.group(1), hm.group(2), hm.group(3)))
+    return m.group(1), m.group(2), hops
+
+
+def cmd_route(a, rest):
+    node, path = rest[0], rest[1:]
+    net = json.load(open(f"{a.dir}/network.json"))
+    cfg = json.load(open(net["nodes"][node]["config"]))
+    got = [r["path"] for r in cfg.get("routes", []) if r["to"] == path[-1]]
+    if got != [path]:
+        die(f"{node}: route to {path[-1]} is {got}, expected {path}")
+    print(f"{node}: route to {path[-1]} {'>'.join(path)}")
+
+
+def cmd_hops(a, rest):
+    method, level, path, per_hop, some = "otp", "its", [], {}, False
+    i = 0
+    while i < len(rest):
+        if rest[i] == "--some":
+            some, i = True, i + 1
+        elif rest[i] == "--method":
+            method, i = rest[i + 1], i + 2
+        elif rest[i] == "--level":
+            level, i = rest[i + 1], i + 2
+        elif rest[i] == "--hop":
+            h, _, m = rest[i + 1].partition("=")
+            per_hop[h], i = m, i + 2
+        else:
+            path.append(rest[i])
+            i += 1
+    dest, path = path[0], path[1:]
+    if dest != path[-1]:
+        die(f"hops: destination {dest} is not the end of the path {path}")
+    want = [(s, t, per_hop.get(f"{s}>{t}", method)) for s, t in zip(path, path[1:])]
+    origin = path[0]
+    recs = [e for e in events(a.qkm, a.dir, dest, "relay-received") if e["peer"] == origin]
+    if not recs:
+        die(f"{dest}: no relay-received record from {origin}")
+    matching = []
+    for e in recs:
+        p = parse_received(e["detail"])
+        if not p:
+            die(f"{dest}: relay-received {batch(e)}: detail does not list the hops: {e['detail']!r}")
+        o, lv, hops = p
+        if o != origin:
+            die(f"{dest}: relay-received {batch(e)} says origin {o}, record peer {origin}")
+        if [(s, t) for s, t, _ in hops] != [(s, t) for s, t, _ in want]:
+            die(f"{dest}: relay-received {batch(e)} lists hops {hops}, route is {'>'.join(path)}: "
+                f"{e['detail']!r}")
+        # R-REL-4: a key is ITS only if every hop used OTP.
+        if lv != ("its" if all(m == "otp" for _, _, m in hops) else "computational"):
+            die(f"{dest}: relay-received {batch(e)}: level {lv} does not follow from its hops' "
+                f"methods: {e['detail']!r}")
+        bad = [f"hop {s}>{t} used {m}, expected {wm}" for (s, t, m), (_, _, wm) in zip(hops, want)
+               if wm != "any" and m != wm]
+        if lv != level:
+            bad.append(f"level {lv}, expected {level}")
+        if bad and not some:
+            die(f"{dest}: relay-received {batch(e)}: {'; '.join(bad)}: {e['detail']!r}")
+        if not bad:
+            matching.append(e)
+    if not matching:
+        die(f"{dest}: none of {len(recs)} relay-received record(s) from {origin} has hops "
+            + ", ".join(f"{s}>{t} {m}" for s, t, m in want) + f" and level {level}; last: "
+            f"{recs[-1]['detail']!r}")
+    recs = matching
+    got = {batch(e) for e in recs}
+    for mid in path[1:-1]:
+        fwd = {batch(e) for e in events(a.qkm, a.dir, mid, "relay-forwarded")}
+        missing = got - fwd
+        if missing:
+            die(f"{mid}: no relay-forwarded record for {len(missing)} batch(es) {dest} received "
+                f"from {origin}, e.g. {sorted(missing)[0]}")
+    print(f"{dest}: {len(recs)} relay(s) from {origin}{' (of those received)' if some else ''}, hops "
+          + ", ".join(f"{s}>{t} {m}" for s, t, m in want)
+          + f", level {level}; relay-forwarded at {', '.join(path[1:-1])}")
+
+
+def cmd_settled(a, rest):
+    x, y = rest
+    total = {}
+    for o, d in ((x, y), (y, x)):
+        sent = {batch(e) for e in events(a.qkm, a.dir, o, "relay-sent") if e["peer"] == d}
+        conf = {batch(e) for e in events(a.qkm, a.dir, o, "relay-confirmed") if e["peer"] == d}
+        abor = {batch(e) for e in events(a.qkm, a.dir, o, "relay-aborted") if e["peer"] == d}
+        recv = {batch(e) for e in events(a.qkm, a.dir, d, "relay-received") if e["peer"] == o}
+        if conf & abor:
+            die(f"{o}->{d}: {len(conf & abor)} batch(es) both confirmed and aborted, "
+                f"e.g. {sorted(conf & abor)[0]}")
+        if (conf | abor) - sent:
+            die(f"{o}->{d}: settled batches never sent, e.g. {sorted((conf | abor) - sent)[0]}")
+        if sent - conf - abor:
+            die(f"{o}->{d}: {len(sent - conf - abor)} relay(s) never settled (PENDING), "
+                f"e.g. {sorted(sent - conf - abor)[0]}")
+        if recv - conf:
+            bad = sorted(recv - conf)
+            die(f"{o}->{d}: {len(bad)} batch(es) stored at {d} only (not confirmed at {o}"
+                f"{', aborted there' if set(bad) & abor else ''}), e.g. {bad[0]}")
+        if conf - recv:
+            die(f"{o}->{d}: {len(conf - recv)} batch(es) confirmed at {o} never stored at {d}, "
+                f"e.g. {sorted(conf - recv)[0]}")
+        total[(o, d)] = (len(sent), len(conf), len(abor))
+    print("; ".join(f"{o}->{d}: {s} sent, {c} confirmed = received at {d}, {ab} aborted"
+                    for (o, d), (s, c, ab) in total.items()))
+
+
+RANGE_RE = re.compile(r"([0-9a-f]{24})([0-9a-f]{8})\+(\d+):(\d+)")
+UNIT = 32  # KMA-key bytes (kma_unit_bits 256, qkm net up's default)
+
+
+def ranges(text):
+    """[(batch prefix, start, end)] of "link key <ranges>" text (ranges
+    "<KMA-key ID>+<offset in that key>:<length>"). A record cut short can only
+    drop ranges or shorten the last one, never make two overlap wrongly."""
+    out = []
+    for m in RANGE_RE.finditer(text):
+        start = int(m.group(2), 16) * UNIT + int(m.group(3))
+        out.append((m.group(1), start, start + int(m.group(4))))
+    return out
+
+
+def cmd_reuse(a, rest):
+    report = []
+    for node in rest:
+        used = {}  # neighbour -> [(batch, start, end, record batch)]
+        for e in events(a.qkm, a.dir, node, "relay-sent"):
+            m = re.search(r" via (\S+), hop \S+ \S+, link key (\S+)$", e["detail"])
+            if m:
+                for r in ranges(m.group(2)):
+                    used.setdefault(m.group(1), []).append(r + (batch(e),))
+        for e in events(a.qkm, a.dir, node, "relay-forwarded"):
+            m = re.search(rf", {re.escape(node)}>(\S+) \S+ link key (\S+)$", e["detail"])
+            if m:
+                for r in ranges(m.group(2)):
+                    used.setdefault(m.group(1), []).append(r + (batch(e),))
+        for nb, rs in sorted(used.items()):
+            rs.sort()
+            for p, q in zip(rs, rs[1:]):
+                if p[0] == q[0] and q[1] < p[2]:
+                    die(f"{node}>{nb}: link key {p[0]} bytes {q[1]}..{min(p[2], q[2])} used twice: "
+                        f"by relay {p[3]} and by relay {q[3]}")
+            report.append(f"{node}>{nb} {len(rs)} range(s)")
+    print("no link key range used twice: " + ", ".join(report))
+
+
+def main(argv):
+    if len(argv) < 5 or argv[0] != "--qkm" or argv[2] != "--dir":
+        print(__doc__, file=sys.stderr)
+        return 2
+
+    class A:
+        pass
+    a = A()
+    a.qkm, a.dir, cmd, rest = argv[1], argv[3], argv[4], argv[5:]
+    {"route": cmd_route, "hops": cmd_hops, "settled": cmd_settled, "reuse": cmd_reuse}[cmd](a, rest)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
