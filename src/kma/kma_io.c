@@ -240,6 +240,17 @@ static int routed_send(struct qkm_kma *k, const char *src, const char (*path)[QK
 	return rc;
 }
 
+/* To a neighbour over Kx, else routed along the relay route. */
+static int send_any(struct qkm_kma *k, const char *peer, const uint8_t *frame, size_t len)
+{
+	if (link_by_peer(k, peer))
+		return neighbour_send(k, peer, frame, len);
+	const struct qkm_node_route *rt = qkm_relay_route(k->relay, peer);
+	if (!rt)
+		return QKM_ENOTFOUND;
+	return routed_send(k, k->cfg->id, rt->path, rt->n, 1, frame, len);
+}
+
 /* A ROUTED frame from neighbour kl: ours (hand the inner frame over as if
  * its origin sent it directly), or pass it on along its path. A frame
  * that cannot go on is dropped: end-to-end users time out and ask again. */
@@ -385,7 +396,7 @@ static int relay_op_send_direct(const char *node, const uint8_t *frame, size_t l
 
 static int relay_op_send_to(const char *node, const uint8_t *frame, size_t len, void *arg)
 {
-	return qkm_kma_send(arg, node, frame, len);
+	return send_any(arg, node, frame, len);
 }
 
 static bool relay_op_link_ready(const char *nb, void *arg)
@@ -423,8 +434,12 @@ static void kx_on_frame(struct qkm_link *l, const struct qkm_frame *f, void *arg
 		 * same read: apply the COMMITs read so far first, so the pool
 		 * is in the state the frame order promises (no-op when none). */
 		qkm_acq_flush(kl->acq);
-	/* Relay frames of this read share one commit (kma_on_flush ends it). */
-	if (f->type >= QKM_MSG_ROUTED && f->type < 60)
+	/* Relay frames of this read share one commit (kma_on_flush ends it).
+	 * A routed frame goes on at once, so what the relay holds back goes
+	 * first: a query must not overtake the relays it asks about. */
+	if (f->type == QKM_MSG_ROUTED)
+		qkm_relay_end_batch(kl->k->relay);
+	else if (f->type > QKM_MSG_ROUTED && f->type < 60)
 		qkm_relay_begin_batch(kl->k->relay);
 	if (f->type >= 40 && f->type < 50)
 		rc = kl->k->hooks.on_frame ? kl->k->hooks.on_frame(kl->cfg.peer, f, kl->k->hooks.arg)
@@ -454,6 +469,10 @@ static void pool_update(struct kma_link *kl)
 	if (usable == kl->pool_usable)
 		return;
 	kl->pool_usable = usable;
+	/* The sync lists what the store says is used: frames the relay holds
+	 * back (their use not committed yet) go first. */
+	if (usable)
+		qkm_relay_end_batch(kl->k->relay);
 	if (usable && qkm_acq_sync(kl->acq))
 		log_warnx("link %s: pool sync not sent", kl->cfg.link);
 	kl->sync_ns = qkm_mono_ns();
@@ -759,6 +778,7 @@ static void kma_on_tick(evutil_socket_t fd, short what, void *arg)
 		pool_update(kl);
 		if (kl->pool_usable && mono - kl->sync_ns >= KMA_SYNC_NS) {
 			kl->sync_ns = mono;
+			qkm_relay_end_batch(k->relay);
 			if (qkm_acq_sync(kl->acq))
 				log_warnx("link %s: pool sync not sent", kl->cfg.link);
 		}
@@ -780,12 +800,9 @@ void qkm_kma_set_hooks(struct qkm_kma *k, const struct qkm_kma_hooks *h) { k->ho
 
 int qkm_kma_send(struct qkm_kma *k, const char *peer, const uint8_t *frame, size_t len)
 {
-	if (link_by_peer(k, peer))
-		return neighbour_send(k, peer, frame, len);
-	const struct qkm_node_route *rt = qkm_relay_route(k->relay, peer);
-	if (!rt)
-		return QKM_ENOTFOUND;
-	return routed_send(k, k->cfg->id, rt->path, rt->n, 1, frame, len);
+	/* Frames the relay holds back (group commit) were sent first. */
+	qkm_relay_end_batch(k->relay);
+	return send_any(k, peer, frame, len);
 }
 
 bool qkm_kma_pool_ready(const struct qkm_kma *k, const char *peer)

@@ -1697,6 +1697,10 @@ static void fill(struct qkm_relay *r, struct dest *d, uint64_t now_ns);
 
 static void backoff(struct dest *d, uint64_t now_ns)
 {
+	/* Relays in flight fail together (a hop down, a node restarted):
+	 * one failure episode doubles the pause once, not once per relay. */
+	if (now_ns < d->retry_ns)
+		return;
 	d->backoff_ns = d->backoff_ns ? 2 * d->backoff_ns : RELAY_RETRY_NS;
 	if (d->backoff_ns > RELAY_RETRY_MAX_NS)
 		d->backoff_ns = RELAY_RETRY_MAX_NS;

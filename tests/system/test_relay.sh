@@ -171,7 +171,7 @@ until s2_dry; do
 	[ $n -le 60 ] || fail "starve: s2 never refused a relay for want of s2-s3 link key"
 	drain >/dev/null
 done
-for _ in $(seq 1 20); do
+for _ in $(seq 1 80); do
 	n=$((n + 1))
 	out=$(drain)
 	echo "$out" | pyck "d['code'] == 200" || break
