@@ -421,11 +421,16 @@ static void split_ranges(const struct qkm_range *in, size_t n, size_t at, struct
 	}
 }
 
-/* "<batch>+off..off+len,..." of link key ranges, for a life-cycle record. */
+/* "<block>+off:len,..." of link key ranges, for a life-cycle record (the
+ * block as its first KMA-key's ID, 24 + 8 hex digits). When the list does
+ * not fit, the first and last ranges and the totals: the ranges between
+ * are the blocks between, in pool order. */
 static void ranges_str(const struct qkm_range *g, size_t n, char *out, size_t outsz)
 {
-	size_t len = 0;
+	size_t len = 0, total = 0;
 	out[0] = 0;
+	for (size_t i = 0; i < n; i++)
+		total += g[i].len;
 	for (size_t i = 0; i < n && len < outsz; i++) {
 		char hex[33];
 		qkm_id_hex(&g[i].batch, hex);
@@ -433,6 +438,15 @@ static void ranges_str(const struct qkm_range *g, size_t n, char *out, size_t ou
 					hex, g[i].first_index + g[i].off / g[i].unit_bytes,
 					g[i].off % g[i].unit_bytes, g[i].len);
 	}
+	if (len < outsz || n < 2)
+		return;
+	char a[33], b[33];
+	qkm_id_hex(&g[0].batch, a);
+	qkm_id_hex(&g[n - 1].batch, b);
+	snprintf(out, outsz, "%.24s%08x+%u:%u .. %.24s%08x+%u:%u (%zu ranges, %zu bytes)", a,
+		 g[0].first_index + g[0].off / g[0].unit_bytes, g[0].off % g[0].unit_bytes,
+		 g[0].len, b, g[n - 1].first_index + g[n - 1].off / g[n - 1].unit_bytes,
+		 g[n - 1].off % g[n - 1].unit_bytes, g[n - 1].len, n, total);
 }
 
 /* Reads our copies of ranges of the pool shared with neighbour `from`
@@ -865,8 +879,10 @@ static int relay_start(struct qkm_relay *r, struct dest *d, uint64_t now_ns)
 		goto out_kf;
 	}
 	/* Durable before anything leaves: link key consumed, our copy PENDING. */
-	char used[160];
+	char used[400], data[400] = "RNG";
 	ranges_str(pad, n_pad, used, sizeof(used));
+	if (by_ref)
+		ranges_str(dref, n_dref, data, sizeof(data));
 	if ((rc = txn_begin(r)))
 		goto out_kf;
 	rc = use_ranges(r, g, ng);
@@ -875,9 +891,8 @@ static int relay_start(struct qkm_relay *r, struct dest *d, uint64_t now_ns)
 				method == QKM_RM_OTP ? QKM_BLOCK_ITS : QKM_BLOCK_COMPUTATIONAL, now_ns);
 	if (!rc)
 		record(r, "relay-sent", &batch, (uint32_t)(size / RELAY_UNIT), rt->to,
-		       "%zu bytes (%s) toward %s via %s, "
-		       "hop %s>%s %s, link key %s", size, by_ref ? "link key" : "RNG", rt->to, nb,
-		       r->cfg->id, nb, qkm_relay_method_name(method), used);
+		       "%zu bytes toward %s via %s, key data from %s; hop %s>%s %s, link key %s",
+		       size, rt->to, nb, data, r->cfg->id, nb, qkm_relay_method_name(method), used);
 	rc = txn_end(r, rc);
 	if (rc)
 		goto out_kf;
@@ -1045,7 +1060,7 @@ int qkm_relay_on_hop(struct qkm_relay *r, const char *from, const struct qkm_fra
 	snprintf(hp->destination_kma_id, sizeof(hp->destination_kma_id), "%s", r->cfg->id);
 	hp->key_relay_time_stamp = qkm_now_ns();
 	hp->key_relay_encryption_method = h->method;
-	char hops[200];
+	char hops[900];
 	hops_str(m, hops, sizeof(hops));
 	uint32_t count = (uint32_t)(kf.data->len / RELAY_UNIT);
 
@@ -1129,7 +1144,7 @@ int qkm_relay_on_hop(struct qkm_relay *r, const char *from, const struct qkm_fra
 			goto cannot;
 		goto out;
 	}
-	char in[120], outr[120];
+	char in[400], outr[400];
 	ranges_str(h->pad, h->n_pad, in, sizeof(in));
 	ranges_str(og, ng, outr, sizeof(outr));
 	if ((rc = txn_begin(r)))
@@ -1315,7 +1330,7 @@ static void xor_done(struct qkm_relay *r, struct xacc *x, uint64_t now_ns)
 	}
 	uint8_t dg[32];
 	unsigned int dl = 32;
-	char why[200] = "", hops[256] = "";
+	char why[200] = "", hops[900] = "";
 	size_t len = 0;
 	int64_t seen = 0;
 	int rc = 0;
@@ -1488,7 +1503,7 @@ static int xor_start(struct qkm_relay *r, struct dest *d, uint64_t now_ns)
 		rc = QKM_ECRYPTO;
 		goto out;
 	}
-	char used[160];
+	char used[400];
 	ranges_str(h->pad, ng, used, sizeof(used));
 	if ((rc = txn_begin(r)))
 		goto out;
@@ -1599,7 +1614,7 @@ static int on_xor_next(struct qkm_relay *r, const char *from, const struct qkm_f
 	}
 	if (rc)
 		goto out;
-	char in[120], outr[120];
+	char in[400], outr[400];
 	ranges_str(h->pad, h->n_pad, in, sizeof(in));
 	ranges_str(og, ng, outr, sizeof(outr));
 	if ((rc = txn_begin(r)))

@@ -70,7 +70,7 @@ struct qkm_lc_event {
 	char key_kind[12];           /* qkd, kma, relayed, ksa */
 	char key_id[96];
 	char peer[QKM_NAME_MAX];
-	char detail[256];
+	char detail[1024];
 };
 
 /* Opens (creating if needed, mode 0600) the store at path. 0 or
