@@ -173,8 +173,9 @@ UNIT = 32  # KMA-key bytes (kma_unit_bits 256, qkm net up's default)
 
 def ranges(text):
     """[(batch prefix, start, end)] of "link key <ranges>" text (ranges
-    "<KMA-key ID>+<offset in that key>:<length>"). A record cut short can only
-    drop ranges or shorten the last one, never make two overlap wrongly."""
+    "<KMA-key ID>+<offset in that key>:<length>"; a long list is written as
+    its first and last range and the totals: the ranges between are left
+    out, which can hide an overlap, never invent one)."""
     out = []
     for m in RANGE_RE.finditer(text):
         start = int(m.group(2), 16) * UNIT + int(m.group(3))
@@ -187,12 +188,14 @@ def cmd_reuse(a, rest):
     for node in rest:
         used = {}  # neighbour -> [(batch, start, end, record batch)]
         for e in events(a.qkm, a.dir, node, "relay-sent"):
-            m = re.search(r" via (\S+), hop \S+ \S+, link key (\S+)$", e["detail"])
+            # "... via NB, key data from <ranges>|RNG; hop O>NB METHOD, link key <ranges>"
+            m = re.search(r" via (\S+), key data from (.*); hop \S+ \S+, link key (.*)$",
+                          e["detail"])
             if m:
-                for r in ranges(m.group(2)):
+                for r in ranges(m.group(2)) + ranges(m.group(3)):
                     used.setdefault(m.group(1), []).append(r + (batch(e),))
         for e in events(a.qkm, a.dir, node, "relay-forwarded"):
-            m = re.search(rf", {re.escape(node)}>(\S+) \S+ link key (\S+)$", e["detail"])
+            m = re.search(rf", {re.escape(node)}>(\S+) \S+ link key (.*)$", e["detail"])
             if m:
                 for r in ranges(m.group(2)):
                     used.setdefault(m.group(1), []).append(r + (batch(e),))
