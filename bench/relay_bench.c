@@ -27,6 +27,7 @@
 
 #include "core/log.h"
 #include "core/secret.h"
+#include "core/xor.h"
 #include "kma/relay.h"
 #include "proto/frame.h"
 #include "store/store.h"
@@ -648,20 +649,6 @@ static void run_latency(struct bnet *net, uint32_t batch, int count, struct run 
 
 /* ---- baselines ----------------------------------------------------------- */
 
-/* out = a ^ b, 8 bytes at a time (relay.c's own loop, restated). */
-static void xor3(uint8_t *out, const uint8_t *a, const uint8_t *b, size_t n)
-{
-	size_t i = 0;
-	for (; i + 8 <= n; i += 8) {
-		uint64_t x, y;
-		memcpy(&x, a + i, 8);
-		memcpy(&y, b + i, 8);
-		x ^= y;
-		memcpy(out + i, &x, 8);
-	}
-	for (; i < n; i++)
-		out[i] = a[i] ^ b[i];
-}
 
 struct xor_result {
 	uint64_t bytes;
@@ -690,7 +677,7 @@ static void run_xor(uint64_t bytes, size_t chunk, struct xor_result *x)
 	for (uint64_t done = 0; done < bytes; done += chunk) {
 		if (off + chunk > span)
 			off = 0;
-		xor3(o + off, a + off, b + off, chunk);
+		qkm_xor(o + off, a + off, b + off, chunk);
 		sink ^= o[off + chunk - 1];
 		off += chunk;
 	}

@@ -6,9 +6,11 @@
  * end-to-end hash of the data matched; the origin's copy is usable only
  * once the destination confirmed it. */
 #include "kma/relay.h"
+#include "kma/range.h"
 #include "core/keyfile.h"
 #include "core/log.h"
 #include "core/secret.h"
+#include "core/xor.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -263,20 +265,6 @@ void qkm_relay_end_batch(struct qkm_relay *r)
 
 /* ---- crypto -------------------------------------------------------------- */
 
-/* out = a ^ b, n bytes (out may be a). */
-static void xor3(uint8_t *out, const uint8_t *a, const uint8_t *b, size_t n)
-{
-	size_t i = 0;
-	for (; i + 8 <= n; i += 8) {
-		uint64_t x, y;
-		memcpy(&x, a + i, 8);
-		memcpy(&y, b + i, 8);
-		x ^= y;
-		memcpy(out + i, &x, 8);
-	}
-	for (; i < n; i++)
-		out[i] = a[i] ^ b[i];
-}
 
 static int poly1305(struct qkm_relay *r, const uint8_t key[RELAY_MAC_KEY], const uint8_t *m,
 		    size_t n, uint8_t tag[RELAY_TAG])
@@ -333,7 +321,7 @@ static int seal(struct qkm_relay *r, struct qkm_buf *fb, size_t body_off, uint8_
 	uint8_t *ct = fb->p + fb->len;
 	fb->len += n;
 	if (method == QKM_RM_OTP) {
-		xor3(ct, pt, lk + RELAY_MAC_KEY, n);
+		qkm_xor(ct, pt, lk + RELAY_MAC_KEY, n);
 		rc = poly1305(r, lk, fb->p + body_off, fb->len - body_off, tag);
 	} else {
 		rc = gcm(true, lk, fb->p + body_off, aad, pt, n, ct, tag);
@@ -354,7 +342,7 @@ static int unseal(struct qkm_relay *r, const struct qkm_frame *f, const struct h
 			return rc;
 		if (!qkm_ct_equal(tag, h->tag, RELAY_TAG))
 			return QKM_EMISMATCH;
-		xor3(pt, h->ct, lk + RELAY_MAC_KEY, h->ct_len);
+		qkm_xor(pt, h->ct, lk + RELAY_MAC_KEY, h->ct_len);
 		return 0;
 	}
 	uint8_t tag[RELAY_TAG];
@@ -364,36 +352,6 @@ static int unseal(struct qkm_relay *r, const struct qkm_frame *f, const struct h
 
 /* ---- ranges ---------------------------------------------------------------- */
 
-static int put_range(struct qkm_buf *b, uint16_t tag, const struct qkm_range *g)
-{
-	size_t e;
-	int rc = qkm_put_open(b, tag, &e);
-	if (!rc)
-		rc = qkm_put_id(b, QKM_T_BATCH, &g->batch);
-	if (!rc)
-		rc = qkm_put_u32(b, QKM_T_FIRST, g->first_index);
-	if (!rc)
-		rc = qkm_put_u32(b, QKM_T_UNIT, g->unit_bytes);
-	if (!rc)
-		rc = qkm_put_u32(b, QKM_T_OFF, g->off);
-	if (!rc)
-		rc = qkm_put_u32(b, QKM_T_LEN, g->len);
-	if (!rc)
-		rc = qkm_put_close(b, e);
-	return rc;
-}
-
-static int parse_range(const uint8_t *v, uint32_t vl, struct qkm_range *g)
-{
-	memset(g, 0, sizeof(*g));
-	if (qkm_tlv_check(v, vl) || qkm_tlv_id(v, vl, QKM_T_BATCH, &g->batch) ||
-	    qkm_tlv_u32(v, vl, QKM_T_FIRST, &g->first_index) ||
-	    qkm_tlv_u32(v, vl, QKM_T_UNIT, &g->unit_bytes) || !g->unit_bytes ||
-	    qkm_tlv_u32(v, vl, QKM_T_OFF, &g->off) || qkm_tlv_u32(v, vl, QKM_T_LEN, &g->len) ||
-	    !g->len || g->len > QKM_FRAME_MAX)
-		return QKM_EPEER;
-	return 0;
-}
 
 /* Splits ranges (covering a contiguous read) at byte `at`: [0, at) stays in
  * a[0..*na), the rest goes to b[0..*nb). */
@@ -527,13 +485,14 @@ static void hops_str(const struct qkm_relayed_meta *m, char *out, size_t outsz)
 /* ---- frames ------------------------------------------------------------ */
 
 /* Writes the RELAY header up to (not including) CT and TAG. */
-static int put_header(struct qkm_buf *fb, size_t *start, const struct qkm_id *batch, uint64_t seq,
-		      const struct qkm_node_route *rt, const char (*path)[QKM_NAME_MAX], uint32_t n,
-		      uint32_t hop, uint8_t method, const struct qkm_range *pad, size_t n_pad,
+/* Begins a RELAY, XOR_NEXT or XOR_SHARE frame: the relay's identity and
+ * route, this hop, its method, and the link key it names (RANGE, DATA). */
+static int put_header(struct qkm_buf *fb, size_t *start, uint16_t type, const struct qkm_id *batch,
+		      uint64_t seq, const char (*path)[QKM_NAME_MAX], uint32_t n, uint32_t hop,
+		      uint8_t method, const struct qkm_range *pad, size_t n_pad,
 		      const struct qkm_range *data, size_t n_data)
 {
-	int rc = qkm_frame_begin(fb, QKM_MSG_RELAY, 0, start);
-	(void)rt;
+	int rc = qkm_frame_begin(fb, type, 0, start);
 	if (!rc)
 		rc = qkm_put_id(fb, QKM_T_BATCH, batch);
 	if (!rc)
@@ -549,9 +508,9 @@ static int put_header(struct qkm_buf *fb, size_t *start, const struct qkm_id *ba
 	if (!rc)
 		rc = qkm_put_u8(fb, QKM_T_METHOD, method);
 	for (size_t i = 0; !rc && i < n_pad; i++)
-		rc = put_range(fb, QKM_T_RANGE, &pad[i]);
+		rc = qkm_put_range(fb, QKM_T_RANGE, &pad[i]);
 	for (size_t i = 0; !rc && i < n_data; i++)
-		rc = put_range(fb, QKM_T_DATA, &data[i]);
+		rc = qkm_put_range(fb, QKM_T_DATA, &data[i]);
 	return rc;
 }
 
@@ -589,7 +548,7 @@ static int parse_hop(const struct qkm_frame *f, struct hop_in *h, enum hop_kind 
 			bool pad = tag == QKM_T_RANGE;
 			size_t *cnt = pad ? &h->n_pad : &h->n_data;
 			struct qkm_range *g = pad ? &h->pad[*cnt] : &h->data[*cnt];
-			if (*cnt == RELAY_MAX_RANGES || parse_range(v, vl, g))
+			if (*cnt == RELAY_MAX_RANGES || qkm_parse_range(v, vl, g))
 				return QKM_EPEER;
 			(*cnt)++;
 			if (pad)
@@ -897,7 +856,8 @@ static int relay_start(struct qkm_relay *r, struct dest *d, uint64_t now_ns)
 	if (rc)
 		goto out_kf;
 	r->stats.link_bytes += ng ? lk->len - (by_ref ? size : 0) : 0;
-	if ((rc = put_header(&fb, &start, &batch, (uint64_t)seq, rt, rt->path, rt->n, 1, method, pad,
+	if ((rc = put_header(&fb, &start, QKM_MSG_RELAY, &batch, (uint64_t)seq, rt->path, rt->n, 1,
+			     method, pad,
 			     n_pad, dref, n_dref)) ||
 	    (rc = seal(r, &fb, start + QKM_FRAME_HDR, method, lk->p + (by_ref ? size : 0), pt.p,
 		       sent)) ||
@@ -1164,7 +1124,7 @@ int qkm_relay_on_hop(struct qkm_relay *r, const char *from, const struct qkm_fra
 		goto out;
 	r->stats.forwarded_bytes += kf.data->len;
 	r->stats.link_bytes += olk->len;
-	if ((rc = put_header(&fb, &start, &h->batch, h->seq, NULL,
+	if ((rc = put_header(&fb, &start, QKM_MSG_RELAY, &h->batch, h->seq,
 			     (const char (*)[QKM_NAME_MAX])h->path, h->n, h->hop + 1, method, og, ng,
 			     NULL, 0)) ||
 	    (rc = seal(r, &fb, start + QKM_FRAME_HDR, method, olk->p, pt2.p, pt2.len)) ||
@@ -1246,26 +1206,12 @@ static const char *combiner_of(const struct qkm_relay *r, const char *dst)
 }
 
 static int put_xor_header(struct qkm_buf *fb, size_t *start, uint16_t type, const struct hop_in *h,
-			  uint32_t hop, const char *combiner)
+			  uint32_t hop, const char *combiner, const struct qkm_range *g, size_t ng)
 {
-	int rc = qkm_frame_begin(fb, type, 0, start);
-	if (!rc)
-		rc = qkm_put_id(fb, QKM_T_BATCH, &h->batch);
-	if (!rc)
-		rc = qkm_put_u64(fb, QKM_T_SEQ, h->seq);
-	if (!rc)
-		rc = qkm_put_str(fb, QKM_T_SRC, h->src);
-	if (!rc)
-		rc = qkm_put_str(fb, QKM_T_DST, h->dst);
-	for (uint32_t i = 0; !rc && i < h->n; i++)
-		rc = qkm_put_str(fb, QKM_T_PATH, h->path[i]);
-	if (!rc)
-		rc = qkm_put_u32(fb, QKM_T_HOP, hop);
-	if (!rc)
-		rc = qkm_put_u8(fb, QKM_T_METHOD, QKM_RM_OTP);
-	if (!rc)
-		rc = qkm_put_str(fb, QKM_T_PEER, combiner);
-	return rc;
+	int rc = put_header(fb, start, type, &h->batch, h->seq,
+			    (const char (*)[QKM_NAME_MAX])h->path, h->n, hop, QKM_RM_OTP, g, ng,
+			    NULL, 0);
+	return rc ? rc : qkm_put_str(fb, QKM_T_PEER, combiner);
 }
 
 /* Sends a frame to node: over Kx to a neighbour, else over a direct KMA
@@ -1294,7 +1240,7 @@ static int send_share(struct qkm_relay *r, const struct hop_in *h, const char *t
 	struct qkm_buf fb;
 	size_t start;
 	qkm_buf_init(&fb, QKM_FRAME_MAX, false);
-	int rc = put_xor_header(&fb, &start, QKM_MSG_XOR_SHARE, h, index, combiner);
+	int rc = put_xor_header(&fb, &start, QKM_MSG_XOR_SHARE, h, index, combiner, NULL, 0);
 	for (uint32_t i = 0; !rc && i < n_times; i++)
 		rc = qkm_put_u64(&fb, QKM_T_TIME, times[i]);
 	if (!rc && digest)
@@ -1441,7 +1387,7 @@ static int xor_piece(struct qkm_relay *r, const char *from, const struct hop_in 
 			  "route); dropped", h->src, h->dst, from);
 		return 0;
 	}
-	xor3(x->acc->p, x->acc->p, bytes, len);
+	qkm_xor(x->acc->p, x->acc->p, bytes, len);
 	x->got |= bit;
 	if (digest) {
 		memcpy(x->digest, digest, 32);
@@ -1521,15 +1467,12 @@ static int xor_start(struct qkm_relay *r, struct dest *d, uint64_t now_ns)
 	flight_add(d, &h->batch, (uint32_t)size, now_ns);
 	d->last_seq = h->seq;
 	/* Share 0 = K ^ k(0,1), with the digest of K; then XOR_NEXT. */
-	xor3(key->p, key->p, lk->p, size);
+	qkm_xor(key->p, key->p, lk->p, size);
 	uint64_t t = qkm_now_ns();
 	if (send_share(r, h, comb, comb, 0, key->p, size, dg, &t, 1, now_ns))
 		log_warnx("relay to %s: share 0 not sent to %s; asking later", rt->to, comb);
-	if (!(rc = put_xor_header(&fb, &start, QKM_MSG_XOR_NEXT, h, 1, comb))) {
-		for (size_t i = 0; !rc && i < ng; i++)
-			rc = put_range(&fb, QKM_T_RANGE, &h->pad[i]);
-		if (!rc)
-			rc = qkm_frame_end(&fb, start);
+	if (!(rc = put_xor_header(&fb, &start, QKM_MSG_XOR_NEXT, h, 1, comb, h->pad, ng))) {
+		rc = qkm_frame_end(&fb, start);
 		if (!rc && out(r, OUT_SEND, nb, fb.p, fb.len))
 			log_warnx("relay to %s: hop %s down after the key was drawn", rt->to, nb);
 	}
@@ -1631,16 +1574,13 @@ static int on_xor_next(struct qkm_relay *r, const char *from, const struct qkm_f
 		goto out;
 	r->stats.forwarded_bytes += h->pad_len;
 	r->stats.link_bytes += h->pad_len;
-	xor3(kin->p, kin->p, kout->p, h->pad_len);
+	qkm_xor(kin->p, kin->p, kout->p, h->pad_len);
 	uint64_t t = qkm_now_ns();
 	if (send_share(r, h, comb, comb, h->hop, kin->p, h->pad_len, NULL, &t, 1, now_ns))
 		log_warnx("relay %s->%s: share %u not sent to %s", h->src, h->dst, h->hop, comb);
 	struct hop_in *nh = h; /* the same relay, next hop, our ranges */
-	if (!(rc = put_xor_header(&fb, &start, QKM_MSG_XOR_NEXT, nh, h->hop + 1, comb))) {
-		for (size_t i = 0; !rc && i < ng; i++)
-			rc = put_range(&fb, QKM_T_RANGE, &og[i]);
-		if (!rc)
-			rc = qkm_frame_end(&fb, start);
+	if (!(rc = put_xor_header(&fb, &start, QKM_MSG_XOR_NEXT, nh, h->hop + 1, comb, og, ng))) {
+		rc = qkm_frame_end(&fb, start);
 		if (!rc && out(r, OUT_SEND, next, fb.p, fb.len))
 			log_warnx("relay %s->%s: hop to %s down", h->src, h->dst, next);
 	}

@@ -6,6 +6,7 @@
 #include "ksa/supply.h"
 #include "core/log.h"
 #include "core/secret.h"
+#include "kma/range.h"
 #include "ksa/combine.h"
 #include "ksa/stock.h"
 
@@ -594,16 +595,8 @@ static void round_start(struct qkm_supply *s, struct peer *p, uint64_t now_ns)
 	for (struct enc_req *e = r->reqs; !rc && e; e = e->next)
 		for (uint32_t i = 0; !rc && i < e->number; i++, k++)
 			rc = put_key_meta(&fb, &r->ids[k], e, e->size, r->levels[k]);
-	for (size_t i = 0; !rc && i < nr; i++) {
-		size_t e;
-		if (!(rc = qkm_put_open(&fb, QKM_T_RANGE, &e)) &&
-		    !(rc = qkm_put_id(&fb, QKM_T_BATCH, &rg[i].batch)) &&
-		    !(rc = qkm_put_u32(&fb, QKM_T_FIRST, rg[i].first_index)) &&
-		    !(rc = qkm_put_u32(&fb, QKM_T_UNIT, rg[i].unit_bytes)) &&
-		    !(rc = qkm_put_u32(&fb, QKM_T_OFF, rg[i].off)) &&
-		    !(rc = qkm_put_u32(&fb, QKM_T_LEN, rg[i].len)))
-			rc = qkm_put_close(&fb, e);
-	}
+	for (size_t i = 0; !rc && i < nr; i++)
+		rc = qkm_put_range(&fb, QKM_T_RANGE, &rg[i]);
 	if (!rc && !(rc = qkm_put_tlv(&fb, QKM_T_DIGEST, dg, 32)) && !(rc = qkm_frame_end(&fb, start)))
 		rc = s->ops.send(p->name, fb.p, fb.len, s->ops.arg) ? QKM_EIO : 0;
 	if (rc)
@@ -966,15 +959,8 @@ static int on_supply(struct qkm_supply *s, const char *peer, const struct qkm_fr
 			nk++;
 		} else if (tag == QKM_T_RANGE) {
 			struct qkm_range *x = &rg[nr++];
-			if (qkm_tlv_check(v, vl) || qkm_tlv_id(v, vl, QKM_T_BATCH, &x->batch) ||
-			    qkm_tlv_u32(v, vl, QKM_T_FIRST, &x->first_index) ||
-			    qkm_tlv_u32(v, vl, QKM_T_UNIT, &x->unit_bytes) || x->unit_bytes == 0 ||
-			    qkm_tlv_u32(v, vl, QKM_T_OFF, &x->off) ||
-			    qkm_tlv_u32(v, vl, QKM_T_LEN, &x->len) || x->len == 0 ||
-			    x->len > (64u << 20)) {
-				rc = QKM_EPEER;
+			if ((rc = qkm_parse_range(v, vl, x)))
 				goto out;
-			}
 			total += x->len;
 		}
 	}
