@@ -262,6 +262,42 @@ static int start_sim(struct qkm_network *net)
 	return net->sim_pid > 0 ? 0 : -1;
 }
 
+static bool has_sae(const struct qkm_topology *t, const char *node)
+{
+	for (size_t i = 0; i < t->n_saes; i++)
+		if (strcmp(t->saes[i].node, node) == 0)
+			return true;
+	return false;
+}
+
+/* The end-to-end pools the network will build by relay (between nodes
+ * that both have SAEs), each with its route, as a user reads them. */
+static void print_routes(const struct qkm_topology *t)
+{
+	struct qkm_node_route *r = calloc(QKM_MAX_NODES, sizeof(*r));
+	bool first = true;
+	for (size_t i = 0; r && i < t->n_nodes; i++) {
+		size_t n = 0;
+		if (!has_sae(t, t->nodes[i].id) ||
+		    qkm_routes_compute(t, t->nodes[i].id, r, QKM_MAX_NODES, &n))
+			continue;
+		for (size_t j = 0; j < n; j++) {
+			if (strcmp(r[j].to, t->nodes[i].id) < 0 || !has_sae(t, r[j].to))
+				continue; /* each pair once, from the end whose name sorts first */
+			if (first)
+				printf("\nrelay (%s%s%s%s), end-to-end pools:\n", t->policy.relay,
+				       t->policy.aes_fallback ? ", AES fallback allowed" : "",
+				       t->policy.central[0] ? ", central " : "", t->policy.central);
+			first = false;
+			printf("  ");
+			for (uint32_t k = 0; k < r[j].n; k++)
+				printf("%s%s", k ? " - " : "", r[j].path[k]);
+			printf("\n");
+		}
+	}
+	free(r);
+}
+
 static int net_up(const char *topo_path, const char *dir_arg)
 {
 	struct netplan *p = calloc(1, sizeof(*p));
@@ -497,6 +533,7 @@ static int net_up(const char *topo_path, const char *dir_arg)
 		printf("%-10s %-8d %-28s %-28s\n", net->nodes[i].id, net->nodes[i].pid,
 		       net->nodes[i].etsi014[0] ? net->nodes[i].etsi014 : "- (relay only)",
 		       net->nodes[i].admin);
+	print_routes(&p->topo);
 	printf("\nnetwork file: %s\nstatus:       qkm ctl status --dir %s\nstop:         qkm net down --dir %s\n",
 	       path, dir, dir);
 	rc = 0;
