@@ -1904,12 +1904,13 @@ static void fill(struct qkm_relay *r, struct dest *d, uint64_t now_ns)
 		d->filling = true;
 	if (have >= r->cfg->relay.high_bytes)
 		d->filling = false;
+	/* A relay that cannot start here (first hop short or down) spent
+	 * nothing: the next scan tries again. Only failures further on, which
+	 * do spend link key, back off (settle). */
 	while (d->filling && d->n_flights < RELAY_WINDOW &&
 	       ps.enc_bytes + d->flight_bytes < r->cfg->relay.high_bytes)
-		if (relay_start(r, d, now_ns)) {
-			backoff(d, now_ns);
+		if (relay_start(r, d, now_ns))
 			break;
-		}
 }
 
 void qkm_relay_tick(struct qkm_relay *r, uint64_t now_ns)
