@@ -8,11 +8,16 @@
 #   make fuzz     run each fuzz target for FUZZ_SECONDS (default 600)
 #   make bench    run the benchmarks in bench/ with their baselines
 #                 (BENCH_ARGS="--seconds 10" is passed to each)
+#   make soak     build, then crash injection for ROUNDS rounds (default 100;
+#                 SEED=S replays a run, TOPOLOGY=line5 for the 5-node line):
+#                 tests/fault/crash.sh; `make check` runs 4 rounds of it
+#                 (tests/system/test_crash_relay.sh)
 JOBS ?= $(shell nproc)
 FUZZ_SECONDS ?= 600
 FUZZ_CHECK_SECONDS ?= 20
+ROUNDS ?= 100
 
-.PHONY: all deps build check check-unit check-asan check-tsan check-fuzz fuzz demo bench clean
+.PHONY: all deps build check check-unit check-asan check-tsan check-fuzz fuzz demo bench soak clean
 
 all: build
 
@@ -58,6 +63,11 @@ fuzz: build-fuzz
 
 demo: build
 	@./scripts/demo
+
+soak: build
+	@mkdir -p build/tmp
+	QKM_TEST_TMP=$(CURDIR)/build/tmp ROUNDS=$(ROUNDS) $(if $(SEED),SEED=$(SEED)) \
+		$(if $(TOPOLOGY),TOPOLOGY=$(TOPOLOGY)) tests/fault/crash.sh
 
 bench: build
 	@QKM_BENCH_DEPS=1 ./scripts/install-deps
