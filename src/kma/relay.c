@@ -51,6 +51,7 @@ struct dest {
 	uint64_t backoff_ns;                 /* after failures: doubles up to 30 s */
 	bool ksa;                            /* SAEs are registered here and there */
 	bool filling;                        /* below low_bytes lately: fill to high_bytes */
+	bool quiet;                          /* a failure to start was logged */
 	char why[200];                       /* why the last relay failed (here or on the way) */
 	char refused[200];                   /* the last refusal from a node on the route,
 					      * kept until a relay is confirmed */
@@ -865,6 +866,7 @@ static int relay_start(struct qkm_relay *r, struct dest *d, uint64_t now_ns)
 		goto out_kf;
 	flight_add(d, &batch, (uint32_t)size, now_ns);
 	d->last_seq = (uint64_t)seq;
+	d->quiet = false;
 	if (out(r, OUT_SEND, nb, fb.p, fb.len))
 		log_warnx("relay to %s: hop %s down after the key was drawn; asking later",
 			  rt->to, nb);
@@ -873,10 +875,14 @@ static int relay_start(struct qkm_relay *r, struct dest *d, uint64_t now_ns)
 out_kf:
 	kf.data = NULL;
 out:
-	if (rc && why[0] && strcmp(why, d->why) != 0)
-		log_warnx("relay to %s: %s", rt->to, why);
-	if (rc && why[0])
+	/* A shortage here repeats every pool scan until the first hop has
+	 * the key: said once, until a relay starts again. */
+	if (rc && why[0] && !d->quiet)
+		log_warnx("relay to %s: %s (said once until a relay starts)", rt->to, why);
+	if (rc && why[0]) {
 		set_why(d, why);
+		d->quiet = true;
+	}
 	qkm_keyfile_fini(&kf);
 	qkm_secret_free(key);
 	qkm_secret_free(lk);

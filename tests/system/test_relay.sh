@@ -238,7 +238,7 @@ STOP=$T/stop-load LOADS=""
 trap 'touch "$STOP" 2>/dev/null || true; for p in $LOADS; do kill "$p" 2>/dev/null || true; done; cleanup' EXIT
 load() {
 	while [ -d "$T" ] && [ ! -e "$STOP" ]; do
-		q "$F" "$1" enc-post "$2" --body '{"number": 128, "size": 8192}' >/dev/null 2>&1 || true
+		q "$F" "$1" enc-post "$2" --body '{"number": 128, "size": 8192}' 2>&1 | cut -c1-200 >"$T/load.log" || true
 		sleep 0.1
 	done
 }
@@ -254,7 +254,7 @@ unconfirmed() {
 load sae-1 sae-3 & LOADS="$LOADS $!"
 load sae-3 sae-1 & LOADS="$LOADS $!"
 for round in 1 2 3; do
-	wait_for 20 flowing || fail "round $round: the load never drew the end-to-end pools below their low watermark"
+	wait_for 40 flowing || fail "round $round: the load never drew the end-to-end pools below their low watermark: $(status_json "$F" | js "[(n['id'], p['peer'], p['enc_bytes'], p['stock_keys']) for n in d['nodes'] for p in n['pools'] if p['kind']=='relay']"); load: $(tail -2 "$T/load.log" 2>/dev/null)"
 	sleep "0.$((RANDOM % 10))"
 	pid2=$(node_pid "$F" node2)
 	kill -STOP "$pid2"
