@@ -31,6 +31,7 @@
 #define RELAY_RETRY_NS 1000000000ull     /* after a failed relay, wait; doubling... */
 #define RELAY_RETRY_MAX_NS 30000000000ull /* ...up to this */
 #define RELAY_SCAN_NS 100000000ull       /* pools are checked this often */
+#define RELAY_SAY_NS 60000000000ull      /* a failure to start is logged this often */
 
 /* A relay this node started and the destination has not confirmed. */
 struct flight {
@@ -51,7 +52,7 @@ struct dest {
 	uint64_t backoff_ns;                 /* after failures: doubles up to 30 s */
 	bool ksa;                            /* SAEs are registered here and there */
 	bool filling;                        /* below low_bytes lately: fill to high_bytes */
-	bool quiet;                          /* a failure to start was logged */
+	uint64_t said_ns;                    /* a failure to start was last logged */
 	char why[200];                       /* why the last relay failed (here or on the way) */
 	char refused[200];                   /* the last refusal from a node on the route,
 					      * kept until a relay is confirmed */
@@ -866,7 +867,6 @@ static int relay_start(struct qkm_relay *r, struct dest *d, uint64_t now_ns)
 		goto out_kf;
 	flight_add(d, &batch, (uint32_t)size, now_ns);
 	d->last_seq = (uint64_t)seq;
-	d->quiet = false;
 	if (out(r, OUT_SEND, nb, fb.p, fb.len))
 		log_warnx("relay to %s: hop %s down after the key was drawn; asking later",
 			  rt->to, nb);
@@ -875,14 +875,14 @@ static int relay_start(struct qkm_relay *r, struct dest *d, uint64_t now_ns)
 out_kf:
 	kf.data = NULL;
 out:
-	/* A shortage here repeats every pool scan until the first hop has
-	 * the key: said once, until a relay starts again. */
-	if (rc && why[0] && !d->quiet)
-		log_warnx("relay to %s: %s (said once until a relay starts)", rt->to, why);
-	if (rc && why[0]) {
-		set_why(d, why);
-		d->quiet = true;
+	/* A shortage here repeats at every pool scan while demand outruns
+	 * the first hop's key rate: said at most once a minute. */
+	if (rc && why[0] && (!d->said_ns || now_ns - d->said_ns >= RELAY_SAY_NS)) {
+		log_warnx("relay to %s: %s (said at most once a minute)", rt->to, why);
+		d->said_ns = now_ns;
 	}
+	if (rc && why[0])
+		set_why(d, why);
 	qkm_keyfile_fini(&kf);
 	qkm_secret_free(key);
 	qkm_secret_free(lk);
