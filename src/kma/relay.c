@@ -434,6 +434,14 @@ static int burn_ranges(struct qkm_relay *r, const char *from, const struct qkm_r
 	return rc;
 }
 
+/* The link key a frame of neighbour `from` named, as its sender consumed
+ * it: the pad (RANGE) and the key data sent by reference (DATA). */
+static int burn_in(struct qkm_relay *r, const char *from, const struct hop_in *h)
+{
+	int rc = burn_ranges(r, from, h->pad, h->n_pad);
+	return rc ? rc : burn_ranges(r, from, h->data, h->n_data);
+}
+
 static int use_ranges(struct qkm_relay *r, const struct qkm_range *g, size_t n)
 {
 	int rc = 0;
@@ -618,6 +626,19 @@ static bool is_neighbour(const struct qkm_relay *r, const char *node)
 	for (size_t i = 0; i < r->cfg->n_links; i++)
 		if (strcmp(r->cfg->links[i].peer, node) == 0)
 			return true;
+	return false;
+}
+
+/* Whether this node can pass a relay on to `next`: a neighbour whose link
+ * pool is usable; else why not, in why. */
+static bool next_hop_ok(struct qkm_relay *r, const char *next, char *why, size_t whysz)
+{
+	if (!is_neighbour(r, next))
+		snprintf(why, whysz, "next hop %s is not a neighbour of %s", next, r->cfg->id);
+	else if (!r->ops.link_ready(next, r->ops.arg))
+		snprintf(why, whysz, "hop %s-%s is down", r->cfg->id, next);
+	else
+		return true;
 	return false;
 }
 
@@ -910,9 +931,7 @@ static void refuse(struct qkm_relay *r, const char *from, const struct hop_in *h
 	log_warnx("%srelay %s from %s to %s (hop from %s) discarded: %s", alarm ? "ALARM " : "",
 		  hex, h->src, h->dst, from, why);
 	if (!txn_begin(r)) {
-		int rc = verified ? burn_ranges(r, from, h->pad, h->n_pad) : 0;
-		if (!rc && verified)
-			rc = burn_ranges(r, from, h->data, h->n_data);
+		int rc = verified ? burn_in(r, from, h) : 0;
 		record(r, "relay-refused", &h->batch, 0, from, "%s->%s: %s%s", h->src, h->dst,
 		       alarm ? "ALARM " : "", why);
 		if (txn_end(r, rc))
@@ -1058,9 +1077,7 @@ int qkm_relay_on_hop(struct qkm_relay *r, const char *from, const struct qkm_fra
 		b.data = kf.data;
 		if ((rc = txn_begin(r)))
 			goto out;
-		rc = burn_ranges(r, from, h->pad, h->n_pad);
-		if (!rc)
-			rc = burn_ranges(r, from, h->data, h->n_data);
+		rc = burn_in(r, from, h);
 		if (!rc)
 			rc = seen_raise(r, h->src, h->seq);
 		if (!rc)
@@ -1088,14 +1105,8 @@ int qkm_relay_on_hop(struct qkm_relay *r, const char *from, const struct qkm_fra
 
 	/* Relay node: re-encrypt for the next hop. */
 	const char *next = h->path[h->hop + 1];
-	if (!is_neighbour(r, next)) {
-		snprintf(why, sizeof(why), "next hop %s is not a neighbour of %s", next, r->cfg->id);
+	if (!next_hop_ok(r, next, why, sizeof(why)))
 		goto cannot;
-	}
-	if (!r->ops.link_ready(next, r->ops.arg)) {
-		snprintf(why, sizeof(why), "hop %s-%s is down", r->cfg->id, next);
-		goto cannot;
-	}
 	/* decode verified the hash: no need to compute it again */
 	if ((rc = qkm_keyfile_encode_hashed(&kf, &pt2)))
 		goto out;
@@ -1115,9 +1126,7 @@ int qkm_relay_on_hop(struct qkm_relay *r, const char *from, const struct qkm_fra
 	ranges_str(og, ng, outr, sizeof(outr));
 	if ((rc = txn_begin(r)))
 		goto out;
-	rc = burn_ranges(r, from, h->pad, h->n_pad);
-	if (!rc)
-		rc = burn_ranges(r, from, h->data, h->n_data);
+	rc = burn_in(r, from, h);
 	if (!rc)
 		rc = use_ranges(r, og, ng);
 	if (!rc)
@@ -1319,7 +1328,7 @@ static void xor_done(struct qkm_relay *r, struct xacc *x, uint64_t now_ns)
 	b.data = x->acc;
 	if ((rc = txn_begin(r)))
 		goto fail;
-	rc = burn_ranges(r, x->last_from, h->pad, h->n_pad);
+	rc = burn_in(r, x->last_from, h);
 	if (!rc)
 		rc = seen_raise(r, h->src, h->seq);
 	if (!rc)
@@ -1533,14 +1542,7 @@ static int on_xor_next(struct qkm_relay *r, const char *from, const struct qkm_f
 	}
 	/* Relay node: share = k(in) ^ k(out); k(out)'s ranges go on. */
 	const char *next = h->path[h->hop + 1];
-	if (!is_neighbour(r, next)) {
-		snprintf(why, sizeof(why), "next hop %s is not a neighbour of %s", next, r->cfg->id);
-		refuse(r, from, h, why, false, true);
-		rc = 0;
-		goto out;
-	}
-	if (!r->ops.link_ready(next, r->ops.arg)) {
-		snprintf(why, sizeof(why), "hop %s-%s is down", r->cfg->id, next);
+	if (!next_hop_ok(r, next, why, sizeof(why))) {
 		refuse(r, from, h, why, false, true);
 		rc = 0;
 		goto out;
@@ -1568,7 +1570,7 @@ static int on_xor_next(struct qkm_relay *r, const char *from, const struct qkm_f
 	ranges_str(og, ng, outr, sizeof(outr));
 	if ((rc = txn_begin(r)))
 		goto out;
-	rc = burn_ranges(r, from, h->pad, h->n_pad);
+	rc = burn_in(r, from, h);
 	if (!rc)
 		rc = use_ranges(r, og, ng);
 	if (!rc)
