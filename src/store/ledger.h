@@ -48,7 +48,8 @@ void qkm_ledger_close(struct qkm_ledger *lg);
 /* *seq = the highest seq stored for node, 0 if none: where the node's next
  * batch must continue. The first call for a node reads it from the file;
  * later ones come from memory. QKM_EINVAL if node fails qkm_name_valid(). */
-int qkm_ledger_last_seq(struct qkm_ledger *lg, const char *node, int64_t *seq /* OUT */) QKM_MUST_CHECK;
+int qkm_ledger_last_seq(struct qkm_ledger *lg, const char *node,
+			int64_t *seq /* OUT */) QKM_MUST_CHECK;
 
 /* Appends a batch of node's records, as the node numbered them, in one
  * transaction. The seqs must run on by 1 through the batch; records at or
@@ -88,9 +89,9 @@ int qkm_ledger_records(struct qkm_ledger *lg, const char *node, int64_t after, c
 
 /* Calls fn for every record whose key_id starts with key_prefix (a KMA batch
  * ID's 32 hex digits find the batch's records, whose key_id is "<hex>" or
- * "<hex>[first..last]"), ordered
- * by key_id, node, seq, at most limit (0 = all); through an index, so fast
- * on a large ledger. QKM_EINVAL for an empty prefix. fn as above. */
+ * "<hex>[first..last]"), ordered by key_id, node, seq, at most limit (0 =
+ * all); through an index, so fast on a large ledger. QKM_EINVAL for an
+ * empty prefix. fn as above. */
 int qkm_ledger_key_records(struct qkm_ledger *lg, const char *key_prefix, unsigned limit,
 			   qkm_ledger_fn fn, void *arg) QKM_MUST_CHECK;
 
@@ -110,20 +111,23 @@ int qkm_ledger_nodes(struct qkm_ledger *lg, qkm_ledger_node_fn fn, void *arg) QK
  *   "changed"  record seq's hash is not SHA-256(its prev_hash || its
  *              encoding): the record (any column but hash) was edited.
  *   "bad-link" record seq is intact but its prev_hash is not the stored hash
- *              of seq - 1 (or zeros for seq 1), or the chain head's hash is
- *              not the last record's: the record before it was rewritten
- *              with a recomputed hash, or this one was forged whole.
+ *              of seq - 1 (or zeros for seq 1), or a chain head (in the file
+ *              or in this process's memory) at seq has another hash: the
+ *              record before it was rewritten with a recomputed hash, or
+ *              this one was forged whole.
  *   "missing"  records seq..seq_last are absent: deleted (a gap, absent
- *              first records, or a tail shorter than the chain head).
+ *              first records, or a chain ending before its head in the
+ *              file or in this process's memory).
  *   "extra"    records seq..seq_last lie beyond the chain head (or the
  *              head is gone): inserted by hand, or the head edited.
- * seq_last == seq except for "missing" and "extra". */
+ * seq_last == seq except for "missing" and "extra". node is valid during
+ * the call only. */
 typedef void (*qkm_ledger_problem_fn)(const char *node, int64_t seq, int64_t seq_last,
 				      const char *what, void *arg);
-/* One chain's result, after its problems. */
+/* One chain's result, after its problems; node valid during the call. */
 struct qkm_ledger_checked {
 	const char *node;
-	bool own;
+	bool own;               /* the manager's own chain, by its head */
 	int64_t records;        /* records read and checked */
 	int64_t last_seq;       /* highest seq read (0 if none) */
 	int64_t head_seq;       /* the chain head's last seq (0 if no head) */
