@@ -4,6 +4,7 @@
 
 int cli_version(int argc, char **argv);
 int cli_node(int argc, char **argv);
+int cli_controller(int argc, char **argv);
 int cli_sim(int argc, char **argv);
 int cli_net(int argc, char **argv);
 int cli_ctl(int argc, char **argv);

@@ -10,9 +10,10 @@ static const struct {
 	const char *help;
 } cmds[] = {
 	{"node", cli_node, "run the key manager of one QKD node"},
+	{"controller", cli_controller, "run the QKDN controller and manager"},
 	{"sim", cli_sim, "run the quantum-layer simulator, or inject a fault"},
 	{"net", cli_net, "start or stop a whole local QKD network"},
-	{"ctl", cli_ctl, "operator commands: status, pair-check"},
+	{"ctl", cli_ctl, "operator commands: status, pair-check, audit, trace, sae, routes, mode, ..."},
 	{"key", cli_key, "an application's ETSI GS QKD 014 client: status, enc, dec"},
 	{"version", cli_version, "print the version"},
 };

@@ -150,15 +150,15 @@ static void print_log_tail(const char *log)
 		fprintf(stderr, "    | %s", ring[i % 8]);
 }
 
-/* Waits until the node answers its admin API, or its process died. */
-static int wait_ready(const struct qkm_network *net, size_t i)
+/* Waits until url (an admin API's /status) answers 200, or pid died. */
+static int wait_url(const struct qkm_network *net, const char *base, int pid)
 {
 	char url[QKM_ADDR_MAX + 64];
-	snprintf(url, sizeof(url), "%s/status", net->nodes[i].admin);
+	snprintf(url, sizeof(url), "%s/status", base);
 	for (int waited = 0; waited < READY_TIMEOUT_MS; waited += 100) {
 		int status, st;
 		char *body = NULL;
-		if (waitpid(net->nodes[i].pid, &st, WNOHANG) == net->nodes[i].pid)
+		if (waitpid(pid, &st, WNOHANG) == pid)
 			return -1;
 		if (qkm_https_request(url, "GET", NULL, net->ca, net->admin_cert, net->admin_key, 2000,
 				      &status, &body) == 0) {
@@ -172,6 +172,12 @@ static int wait_ready(const struct qkm_network *net, size_t i)
 	return -1;
 }
 
+/* Waits until the node answers its admin API, or its process died. */
+static int wait_ready(const struct qkm_network *net, size_t i)
+{
+	return wait_url(net, net->nodes[i].admin, net->nodes[i].pid);
+}
+
 static void stop_pid(int pid)
 {
 	if (pid_is_qkm(pid))
@@ -181,12 +187,14 @@ static void stop_pid(int pid)
 /* Stops every process of the network; SIGKILL after 5 s. */
 static void stop_all(struct qkm_network *net)
 {
-	int pids[QKM_MAX_NODES + 1], n = 0;
+	int pids[QKM_MAX_NODES + 2], n = 0;
 	for (size_t i = 0; i < net->n_nodes; i++)
 		if (pid_is_qkm(net->nodes[i].pid))
 			pids[n++] = net->nodes[i].pid;
 	if (pid_is_qkm(net->sim_pid))
 		pids[n++] = net->sim_pid;
+	if (pid_is_qkm(net->ctl_pid))
+		pids[n++] = net->ctl_pid;
 	for (int i = 0; i < n; i++)
 		stop_pid(pids[i]);
 	for (int waited = 0; waited < 5000; waited += 50) {
@@ -209,11 +217,12 @@ static void stop_all(struct qkm_network *net)
 	for (size_t i = 0; i < net->n_nodes; i++)
 		net->nodes[i].pid = 0;
 	net->sim_pid = 0;
+	net->ctl_pid = 0;
 }
 
 static bool net_running(const struct qkm_network *net)
 {
-	if (pid_is_qkm(net->sim_pid))
+	if (pid_is_qkm(net->sim_pid) || pid_is_qkm(net->ctl_pid))
 		return true;
 	for (size_t i = 0; i < net->n_nodes; i++)
 		if (pid_is_qkm(net->nodes[i].pid))
@@ -244,6 +253,7 @@ struct netplan {
 	struct qkm_topology topo;
 	struct qkm_sim_cfg sim;
 	struct qkm_node_cfg node;
+	struct qkm_ctl_cfg ctl;
 	struct qkm_network net;
 	int kx_port[QKM_MAX_NODES];
 };
@@ -260,6 +270,31 @@ static int start_sim(struct qkm_network *net)
 	char *argv[] = {"qkm", "sim", "-c", net->sim_config, NULL};
 	net->sim_pid = spawn(net->sim_log, argv);
 	return net->sim_pid > 0 ? 0 : -1;
+}
+
+static int start_ctl(struct qkm_network *net)
+{
+	char *argv[] = {"qkm", "controller", "-c", net->ctl_config, NULL};
+	net->ctl_pid = spawn(net->ctl_log, argv);
+	return net->ctl_pid > 0 ? 0 : -1;
+}
+
+/* Copies the topology file for the controller (checked JSON, atomically). */
+static int copy_file(const char *from, const char *to)
+{
+	FILE *f = fopen(from, "r");
+	char *text = malloc(4u << 20);
+	size_t n = 0;
+	int rc = -1;
+	if (f && text) {
+		n = fread(text, 1, (4u << 20) - 1, f);
+		text[n] = '\0';
+		rc = qkm_json_save_text(to, text, 0600) ? -1 : 0;
+	}
+	if (f)
+		fclose(f);
+	free(text);
+	return rc;
 }
 
 static bool has_sae(const struct qkm_topology *t, const char *node)
@@ -410,6 +445,34 @@ static int net_up(const char *topo_path, const char *dir_arg)
 	}
 	snprintf(net->sim_control, sizeof(net->sim_control), "%s", sim->control);
 
+	/* Controller and manager: its own certificate from the network CA,
+	 * which it also uses to issue SAE certificates. */
+	struct qkm_ctl_cfg *cc = &p->ctl;
+	memset(cc, 0, sizeof(*cc));
+	snprintf(cc->id, sizeof(cc->id), "controller");
+	snprintf(path, sizeof(path), "%s/controller", dir);
+	mkdirp(path, 0700);
+	snprintf(cc->db, sizeof(cc->db), "%s/controller/ledger.db", dir);
+	snprintf(cc->log_level, sizeof(cc->log_level), "info");
+	snprintf(cc->tls.ca, sizeof(cc->tls.ca), "%s", net->ca);
+	snprintf(cc->tls.cert, sizeof(cc->tls.cert), "%s/controller/controller.pem", dir);
+	snprintf(cc->tls.key, sizeof(cc->tls.key), "%s/controller/controller.key", dir);
+	snprintf(cc->ca_dir, sizeof(cc->ca_dir), "%s", pki);
+	snprintf(cc->sae_dir, sizeof(cc->sae_dir), "%s/saes", dir);
+	snprintf(cc->ck_listen, sizeof(cc->ck_listen), "127.0.0.1:%d", free_port());
+	snprintf(cc->api_listen, sizeof(cc->api_listen), "127.0.0.1:%d", free_port());
+	snprintf(cc->topology, sizeof(cc->topology), "%s/controller/topology.json", dir);
+	snprintf(cc->mode, sizeof(cc->mode), "adaptive");
+	snprintf(net->ctl_config, sizeof(net->ctl_config), "%s/controller/ctl.json", dir);
+	snprintf(net->ctl_log, sizeof(net->ctl_log), "%s/controller/log", dir);
+	snprintf(net->ctl_api, sizeof(net->ctl_api), "https://%s", cc->api_listen);
+	if (issue(pki, "controller", cc->id, cc->tls.cert, cc->tls.key))
+		goto out;
+	if (copy_file(topo_path, cc->topology) || qkm_ctl_cfg_save(net->ctl_config, cc)) {
+		fprintf(stderr, "qkm net up: cannot write %s\n", net->ctl_config);
+		goto out;
+	}
+
 	/* Node configs. */
 	for (size_t i = 0; i < p->topo.n_nodes; i++)
 		p->kx_port[i] = free_port();
@@ -436,6 +499,8 @@ static int net_up(const char *topo_path, const char *dir_arg)
 			snprintf(c->etsi014_listen, sizeof(c->etsi014_listen), "127.0.0.1:%d",
 				 free_port());
 		snprintf(c->sim, sizeof(c->sim), "%s", sim->listen);
+		snprintf(c->controller.addr, sizeof(c->controller.addr), "%s", cc->ck_listen);
+		snprintf(c->controller.id, sizeof(c->controller.id), "%s", cc->id);
 		for (size_t j = 0; j < p->topo.n_links; j++) {
 			const char *a = p->topo.links[j].a, *b = p->topo.links[j].b;
 			if (strcmp(a, id) && strcmp(b, id))
@@ -502,6 +567,17 @@ static int net_up(const char *topo_path, const char *dir_arg)
 	/* Processes. network.json is written first so `net down` can always
 	 * clean up, then rewritten with the pids. */
 	snprintf(path, sizeof(path), "%s/network.json", dir);
+	if (start_ctl(net)) {
+		fprintf(stderr, "qkm net up: cannot start the controller\n");
+		goto out;
+	}
+	if (qkm_network_save(path, net) || wait_url(net, net->ctl_api, net->ctl_pid)) {
+		fprintf(stderr, "qkm net up: the controller did not become ready; last lines of %s:\n",
+			net->ctl_log);
+		print_log_tail(net->ctl_log);
+		goto fail;
+	}
+	printf("  controller   pid %d, API %s, log %s\n", net->ctl_pid, net->ctl_api, net->ctl_log);
 	if (start_sim(net)) {
 		fprintf(stderr, "qkm net up: cannot start the simulator\n");
 		goto out;
@@ -576,7 +652,8 @@ static int net_down(const char *dir)
 	}
 	stop_all(net);
 	int rc = qkm_network_save(path, net) ? 1 : 0;
-	printf("qkm net down: stopped %zu node(s) and the simulator in %s\n", net->n_nodes, dir);
+	printf("qkm net down: stopped %zu node(s), the simulator%s in %s\n", net->n_nodes,
+	       net->ctl_api[0] ? " and the controller" : "", dir);
 	free(net);
 	return rc;
 }
@@ -594,6 +671,26 @@ static int net_restart(const char *dir, const char *name)
 			goto out;
 		printf("simulator restarted (pid %d)\n", net->sim_pid);
 		rc = qkm_network_save(path, net) ? 1 : 0;
+		goto out;
+	}
+	if (strcmp(name, "controller") == 0 && net->ctl_api[0]) {
+		if (pid_is_qkm(net->ctl_pid)) {
+			kill(net->ctl_pid, SIGTERM);
+			for (int w = 0; w < 100 && kill(net->ctl_pid, 0) == 0 && pid_is_qkm(net->ctl_pid);
+			     w++) {
+				struct timespec ts = {0, 50000000};
+				nanosleep(&ts, NULL);
+			}
+		}
+		if (start_ctl(net) || qkm_network_save(path, net))
+			goto out;
+		if (wait_url(net, net->ctl_api, net->ctl_pid)) {
+			fprintf(stderr, "qkm net restart: the controller did not become ready:\n");
+			print_log_tail(net->ctl_log);
+			goto out;
+		}
+		printf("controller restarted (pid %d)\n", net->ctl_pid);
+		rc = 0;
 		goto out;
 	}
 	for (size_t i = 0; i < net->n_nodes; i++) {
@@ -629,7 +726,7 @@ static void usage(FILE *f)
 {
 	fprintf(f, "usage: qkm net up TOPOLOGY.json --dir DIR\n"
 		   "       qkm net down --dir DIR\n"
-		   "       qkm net restart --dir DIR NODE|sim\n");
+		   "       qkm net restart --dir DIR NODE|sim|controller\n");
 }
 
 int cli_net(int argc, char **argv)

@@ -2,12 +2,15 @@
  * later KSA) in one process (R-EL-1), with its admin API over HTTPS. */
 #include "cli/cli.h"
 #include "core/log.h"
+#include "core/saes.h"
 #include "core/secret.h"
+#include "ctl/agent.h"
 #include "kma/kma.h"
 #include "ksa/ksa.h"
 #include "net/http.h"
 #include "net/tls.h"
 #include "proto/config_json.h"
+#include "proto/ctl_json.h"
 #include "proto/metrics.h"
 #include "proto/status_json.h"
 #include "store/store.h"
@@ -31,6 +34,7 @@ struct node {
 	struct qkm_kma *kma;
 	struct qkm_ksa *ksa;
 	struct qkm_http_server *admin;
+	struct qkm_agent *agent;
 };
 
 static void pool_status(struct node *n, struct qkm_node_status *s, const char *peer,
@@ -235,6 +239,110 @@ static void admin_handle(struct qkm_http_req *req, void *arg)
 				       "/events or /pair-check?peer=NODE)");
 }
 
+/* ---- Ck/Mk agent hooks ---- */
+
+static char *agent_status(void *arg)
+{
+	struct node *n = arg;
+	struct qkm_node_status *s = malloc(sizeof(*s));
+	if (!s)
+		return NULL;
+	node_status(n, s);
+	char *js = qkm_status_to_json(s);
+	free(s);
+	return js;
+}
+
+static int agent_routes(const struct qkm_node_route *r, size_t nr, void *arg)
+{
+	struct node *n = arg;
+	return qkm_kma_set_routes(n->kma, r, nr);
+}
+
+static void agent_relay(const char *to, bool set_rate, uint64_t rate, uint32_t bytes, void *arg)
+{
+	struct node *n = arg;
+	(void)qkm_kma_relay_plan(n->kma, to, set_rate, rate, bytes);
+}
+
+static void deleted_record(struct node *n, const char *kind, const char *key, const char *order,
+			   const char *what)
+{
+	struct qkm_lc_event ev = {0};
+	snprintf(ev.event, sizeof(ev.event), "deleted");
+	snprintf(ev.key_kind, sizeof(ev.key_kind), "%s", kind);
+	snprintf(ev.key_id, sizeof(ev.key_id), "%s", key);
+	snprintf(ev.peer, sizeof(ev.peer), "%s", n->cfg.controller.id);
+	snprintf(ev.detail, sizeof(ev.detail), "compromise order %s: %s", order, what);
+	if (qkm_store_record(n->st, &ev))
+		log_warnx("compromise order %s: record for %s not stored", order, key);
+}
+
+/* A compromise order (R-LC-3): deletes every KMA batch (link or relayed)
+ * and KSA key it names that this node holds, from the store (then
+ * checkpointed: gone from the WAL too) and from the stock in memory. */
+static char *agent_delete(const char *order, size_t len, void *arg)
+{
+	struct node *n = arg;
+	char id[64], (*toks)[QKM_TOKEN_MAX] = calloc(QKM_ORDER_MAX, sizeof(*toks));
+	struct qkm_id *ksa = calloc(QKM_ORDER_MAX, sizeof(*ksa));
+	size_t nt = 0, nb = 0, nk = 0, nkd = 0, dropped = 0;
+	char *rep = NULL;
+	int rc = toks && ksa ? qkm_order_parse(order, len, id, toks, QKM_ORDER_MAX, &nt) : QKM_ENOMEM;
+	if (rc || (rc = qkm_store_begin(n->st)))
+		goto out;
+	for (size_t i = 0; i < nt && !rc; i++) {
+		struct qkm_id kid;
+		char hex[41];
+		if (strlen(toks[i]) == 24) {
+			snprintf(hex, sizeof(hex), "%s00000000", toks[i]);
+			if (qkm_id_parse(hex, &kid))
+				continue;
+			int r = qkm_store_batch_delete(n->st, &kid);
+			if (r == 0) {
+				nb++;
+				deleted_record(n, "kma", hex, id, "batch deleted (every block, any pool)");
+			} else if (r != QKM_ENOTFOUND) {
+				rc = r;
+			}
+		} else if (qkm_id_parse(toks[i], &kid) == 0) {
+			ksa[nk] = kid; /* also looked for in the stock */
+			int r = qkm_store_ksa_delete(n->st, &kid);
+			if (r == 0) {
+				nkd++;
+				deleted_record(n, "ksa", toks[i], id, "KSA key deleted");
+			}
+			else if (r != QKM_ENOTFOUND)
+				rc = r;
+			nk++;
+		}
+	}
+	if (rc) {
+		qkm_store_rollback(n->st);
+		goto out;
+	}
+	if ((rc = qkm_store_commit(n->st)))
+		goto out;
+	dropped = qkm_ksa_drop(n->ksa, ksa, nk);
+	if (qkm_store_checkpoint(n->st))
+		log_warnx("compromise order %s: checkpoint did not complete; deleted keys may stay "
+			  "in the WAL until the next one", id);
+	log_warnx("compromise order %s: %zu KMA batch(es) and %zu KSA key(s) deleted, %zu dropped "
+		  "from the stock", id, nb, nkd, dropped);
+	rep = malloc(256);
+	if (rep)
+		snprintf(rep, 256,
+			 "{\"node\":\"%s\",\"order\":\"%s\",\"batches_deleted\":%zu,"
+			 "\"ksa_deleted\":%zu,\"stock_dropped\":%zu}",
+			 n->cfg.id, id, nb, nkd, dropped);
+out:
+	if (rc)
+		log_warnx("compromise order not carried out: %s", qkm_strerror(rc));
+	free(toks);
+	free(ksa);
+	return rep;
+}
+
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
 	struct node *n = arg;
@@ -326,6 +434,9 @@ int cli_node(int argc, char **argv)
 	n->cctx = qkm_tls_ctx_new(n->cfg.tls.ca, n->cfg.tls.cert, n->cfg.tls.key, false);
 	if (!n->sctx || !n->cctx)
 		goto out;
+	/* The live access list: node.json's, then the controller's. */
+	if (!(n->cfg.registry = qkm_saes_new(&n->cfg)))
+		goto out;
 	n->kma = qkm_kma_new(n->base, &n->cfg, n->st, n->sctx, n->cctx);
 	if (!n->kma)
 		goto out;
@@ -336,6 +447,11 @@ int cli_node(int argc, char **argv)
 	n->admin = qkm_http_server_new(n->base, n->sctx, n->cfg.admin_listen, 4096, admin_handle, n);
 	if (!n->admin)
 		goto out;
+	if (n->cfg.controller.addr[0]) {
+		struct qkm_agent_ops ops = {agent_status, agent_routes, agent_relay, agent_delete, n};
+		if (!(n->agent = qkm_agent_new(n->base, n->cctx, &n->cfg, n->st, &ops)))
+			goto out;
+	}
 	sigs[0] = evsignal_new(n->base, SIGTERM, on_signal, n);
 	sigs[1] = evsignal_new(n->base, SIGINT, on_signal, n);
 	if (!sigs[0] || !sigs[1])
@@ -350,12 +466,14 @@ out:
 	for (int i = 0; i < 2; i++)
 		if (sigs[i])
 			event_free(sigs[i]);
+	qkm_agent_free(n->agent);
 	qkm_http_server_free(n->admin);
 	qkm_ksa_free(n->ksa);
 	qkm_kma_free(n->kma);
 	if (n->st && qkm_store_checkpoint(n->st))
 		log_warnx("final checkpoint did not complete");
 	qkm_store_close(n->st);
+	qkm_saes_free(n->cfg.registry);
 	SSL_CTX_free(n->sctx);
 	SSL_CTX_free(n->cctx);
 	if (n->base)

@@ -42,6 +42,15 @@ struct qkm_node_sae {
 	char node[QKM_NAME_MAX];
 };
 
+/* One SAE of the controller's access list: registered at node, or revoked. */
+struct qkm_sae_entry {
+	char id[QKM_NAME_MAX];
+	char node[QKM_NAME_MAX];
+	bool revoked;
+};
+
+struct qkm_saes; /* core/saes.h */
+
 /* A relay route from this node to a node it has no QKD link with:
  * path[0] is this node, path[n - 1] is `to`, path[1] a link peer. Until the
  * controller provides routes (R-REL-6) they come from the topology's
@@ -72,6 +81,13 @@ struct qkm_node_dir {
 	char kx[QKM_ADDR_MAX];
 };
 
+/* The QKDN controller a node reports to (Ck/Mk). addr "" = none: routes
+ * and SAE registrations come from node.json alone. */
+struct qkm_node_ctl {
+	char addr[QKM_ADDR_MAX];
+	char id[QKM_NAME_MAX];       /* its certificate's CN */
+};
+
 struct qkm_node_cfg {
 	char id[QKM_NAME_MAX];
 	char db[PATH_MAX];
@@ -92,6 +108,24 @@ struct qkm_node_cfg {
 	struct qkm_relay_cfg relay;
 	size_t n_dir;
 	struct qkm_node_dir dir[QKM_MAX_NODES];
+	struct qkm_node_ctl controller;
+	/* Run time, not configuration: the live access list (core/saes.h)
+	 * once the node runs, consulted by qkm_sae_node(); NULL = saes[]. */
+	struct qkm_saes *registry;
+};
+
+/* The QKDN controller and manager (`qkm controller`, ctl.json). */
+struct qkm_ctl_cfg {
+	char id[QKM_NAME_MAX];
+	char db[PATH_MAX];           /* the manager's ledger (store/ledger.h) */
+	char log_level[16];
+	struct qkm_tls_paths tls;
+	char ca_dir[PATH_MAX];       /* the network CA (ca.pem, ca.key): issues SAE certificates */
+	char sae_dir[PATH_MAX];      /* where issued SAE certificates and keys are written */
+	char ck_listen[QKM_ADDR_MAX];  /* Ck/Mk: nodes connect here */
+	char api_listen[QKM_ADDR_MAX]; /* HTTPS JSON API for `qkm ctl` and the dashboard */
+	char topology[PATH_MAX];     /* the network's topology file */
+	char mode[16];               /* routing mode: manual, fixed-rate, adaptive, scheduled */
 };
 
 struct qkm_sim_link {
@@ -162,11 +196,27 @@ struct qkm_network {
 	char sim_config[PATH_MAX];
 	char sim_log[PATH_MAX];
 	int sim_pid;
+	char ctl_api[QKM_ADDR_MAX + 16]; /* https URL; "" without a controller */
+	char ctl_config[PATH_MAX];
+	char ctl_log[PATH_MAX];
+	int ctl_pid;
 };
 
-/* The node an SAE is registered at (n->saes), or NULL. */
+/* Routing modes of the controller (R-CTL-4). */
+static inline bool qkm_route_mode_valid(const char *m)
+{
+	return strcmp(m, "manual") == 0 || strcmp(m, "fixed-rate") == 0 ||
+	       strcmp(m, "adaptive") == 0 || strcmp(m, "scheduled") == 0;
+}
+
+const char *qkm_saes_node(const struct qkm_saes *r, const char *sae);
+
+/* The node an SAE is registered at (the live registry if the node has one,
+ * else n->saes), or NULL if unknown or revoked. */
 static inline const char *qkm_sae_node(const struct qkm_node_cfg *n, const char *sae)
 {
+	if (n->registry)
+		return qkm_saes_node(n->registry, sae);
 	for (size_t i = 0; i < n->n_saes; i++)
 		if (strcmp(n->saes[i].id, sae) == 0)
 			return n->saes[i].node;

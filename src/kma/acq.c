@@ -363,8 +363,10 @@ static void record_round(struct qkm_acq *a, const struct round *r, size_t len, c
 	snprintf(ids, sizeof(ids), "%.40s..%.40s", r->ids[0], r->ids[r->n_ids - 1]);
 	record(a, "received", "qkd", ids, "%u QKD-key(s), %zu bytes, module %s", r->n_ids, len,
 	       a->cfg.module);
-	record(a, "formatted", "kma", hex, "%u KMA-key(s) of %u bytes; %zu byte(s) remainder discarded",
-	       n, r->unit, len % r->unit);
+	record(a, "formatted", "kma", hex,
+	       "%u KMA-key(s) of %u bytes; %zu byte(s) remainder discarded; from QKD-key(s) %s "
+	       "(module %s)",
+	       n, r->unit, len % r->unit, ids, a->cfg.module);
 	record(a, "authenticated", "kma", hex, "digest of %u QKD-key(s) matched by %s", r->n_ids,
 	       a->cfg.peer);
 	record(a, "stored", "kma", hex, "%s, keys %s[0..%u]", state, hex, n ? n - 1 : 0);

@@ -70,6 +70,13 @@ bool qkm_kma_pool_ready(const struct qkm_kma *k, const char *peer);
  * (kma/relay.h: qkm_relay_want, qkm_relay_why). */
 int qkm_kma_relay_want(struct qkm_kma *k, const char *peer, size_t bytes) QKM_MUST_CHECK;
 const char *qkm_kma_relay_why(const struct qkm_kma *k, const char *peer);
+/* Applies the controller's routes (kma/relay.h qkm_relay_set_route), each
+ * change logged and recorded; returns how many changed. */
+int qkm_kma_set_routes(struct qkm_kma *k, const struct qkm_node_route *r, size_t n);
+/* The controller's relay plan for to (kma/relay.h qkm_relay_set_rate,
+ * qkm_relay_push). */
+int qkm_kma_relay_plan(struct qkm_kma *k, const char *to, bool set_rate, uint64_t rate,
+		       uint64_t bytes);
 struct qkm_relay_stats;
 void qkm_kma_relay_stats(const struct qkm_kma *k, struct qkm_relay_stats *out /* OUT */);
 

@@ -480,9 +480,11 @@ static void pool_update(struct kma_link *kl)
 		return;
 	kl->k->hooks.on_pool(kl->cfg.peer, usable, kl->k->hooks.arg);
 	/* End-to-end pools whose route starts on this link. */
-	for (size_t i = 0; i < kl->k->cfg->n_routes; i++)
-		if (strcmp(kl->k->cfg->routes[i].path[1], kl->cfg.peer) == 0)
-			kl->k->hooks.on_pool(kl->k->cfg->routes[i].to, usable, kl->k->hooks.arg);
+	for (size_t i = 0; i < kl->k->cfg->n_routes; i++) {
+		const struct qkm_node_route *rt = qkm_relay_route(kl->k->relay, kl->k->cfg->routes[i].to);
+		if (rt && strcmp(rt->path[1], kl->cfg.peer) == 0)
+			kl->k->hooks.on_pool(rt->to, usable, kl->k->hooks.arg);
+	}
 }
 
 static void kx_on_close(struct qkm_link *l, int err, const char *why, void *arg)
@@ -945,4 +947,49 @@ void qkm_kma_link_status(const struct qkm_kma *k, size_t i, struct qkm_kma_link_
 	out->rate_bps = kl->rate_bps;
 	snprintf(out->alarm, sizeof(out->alarm), "%s", kl->alarm);
 	qkm_acq_stats(kl->acq, &out->acq);
+}
+
+int qkm_kma_set_routes(struct qkm_kma *k, const struct qkm_node_route *r, size_t n)
+{
+	int changed = 0;
+	for (size_t i = 0; i < n; i++) {
+		int rc = qkm_relay_set_route(k->relay, &r[i]);
+		if (rc < 0) {
+			log_warnx("route to %s from the controller not applied: %s", r[i].to,
+				  qkm_strerror(rc));
+			continue;
+		}
+		if (rc == 0)
+			continue;
+		changed++;
+		char path[QKM_MAX_PATH * (QKM_NAME_MAX + 1)] = "";
+		for (uint32_t j = 0; j < r[i].n; j++)
+			snprintf(path + strlen(path), sizeof(path) - strlen(path), "%s%s",
+				 j ? ">" : "", r[i].path[j]);
+		log_info("route to %s is now %s", r[i].to, path);
+		struct qkm_lc_event ev = {0};
+		snprintf(ev.event, sizeof(ev.event), "route-set");
+		snprintf(ev.key_kind, sizeof(ev.key_kind), "route");
+		snprintf(ev.key_id, sizeof(ev.key_id), "%s", r[i].to);
+		snprintf(ev.peer, sizeof(ev.peer), "%s", r[i].to);
+		snprintf(ev.detail, sizeof(ev.detail), "relays to %s take %s (from the controller)",
+			 r[i].to, path);
+		if (qkm_store_record(k->st, &ev))
+			log_warnx("route to %s: life-cycle record not stored", r[i].to);
+		/* The end-to-end pool is usable as far as its new first hop is. */
+		if (k->hooks.on_pool)
+			k->hooks.on_pool(r[i].to, qkm_relay_ready(k->relay, r[i].to), k->hooks.arg);
+	}
+	return changed;
+}
+
+int qkm_kma_relay_plan(struct qkm_kma *k, const char *to, bool set_rate, uint64_t rate,
+		       uint64_t bytes)
+{
+	int rc = set_rate ? qkm_relay_set_rate(k->relay, to, rate, qkm_now_ns())
+			  : qkm_relay_push(k->relay, to, bytes);
+	if (rc)
+		log_warnx("relay instruction for %s from the controller not applied: %s", to,
+			  qkm_strerror(rc));
+	return rc;
 }

@@ -44,7 +44,8 @@ struct flight {
 
 /* An end-to-end pool: a node reached by a route. */
 struct dest {
-	const struct qkm_node_route *route;
+	const struct qkm_node_route *route;  /* &rt */
+	struct qkm_node_route rt;            /* from node.json, then the controller's */
 	struct flight *flights;
 	uint32_t n_flights;
 	uint64_t flight_bytes;
@@ -60,6 +61,10 @@ struct dest {
 	uint64_t last_seq;                   /* sequence number of the last relay started */
 	uint64_t fail_seq;                   /* relays up to this one are no news after the
 					      * last failure: their success ends nothing */
+	uint64_t plan_rate;                  /* the controller's plan (qkm_relay_set_rate) */
+	double credit;                       /* fixed rate: bytes it may relay now */
+	uint64_t credit_ns;
+	uint64_t push_bytes;                 /* scheduled: bytes still to relay now */
 };
 
 struct qkm_relay {
@@ -97,6 +102,11 @@ struct hop_in {
 	const uint8_t *tag;
 };
 
+static bool is_neighbour(const struct qkm_relay *r, const char *node);
+
+/* A plan's relays stop when the pool holds this many times high_bytes. */
+#define RELAY_PLAN_CEILING 4
+
 static struct dest *dest_find(const struct qkm_relay *r, const char *node)
 {
 	for (size_t i = 0; i < r->n_dests; i++)
@@ -109,6 +119,25 @@ const struct qkm_node_route *qkm_relay_route(const struct qkm_relay *r, const ch
 {
 	const struct dest *d = dest_find(r, node);
 	return d ? d->route : NULL;
+}
+
+int qkm_relay_set_route(struct qkm_relay *r, const struct qkm_node_route *rt)
+{
+	struct dest *d = dest_find(r, rt->to);
+	if (!d)
+		return QKM_ENOTFOUND;
+	if (rt->n < 2 || rt->n > QKM_MAX_PATH || strcmp(rt->path[0], r->cfg->id) != 0 ||
+	    strcmp(rt->path[rt->n - 1], rt->to) != 0 || !is_neighbour(r, rt->path[1]))
+		return QKM_EINVAL;
+	if (d->rt.n == rt->n &&
+	    memcmp(d->rt.path, rt->path, sizeof(rt->path[0]) * rt->n) == 0)
+		return 0;
+	d->rt = *rt;
+	/* A new way: try it now, not after the old way's back-off. */
+	d->backoff_ns = 0;
+	d->retry_ns = 0;
+	d->said_ns = 0;
+	return 1;
 }
 
 bool qkm_relay_ready(const struct qkm_relay *r, const char *node)
@@ -619,8 +648,6 @@ static int send_ack(struct qkm_relay *r, const char *origin, const struct qkm_id
 
 /* ---- taking link key ------------------------------------------------------ */
 
-/* Reads the first n unused bytes of our direction of the link pool with
- * neighbour nb. */
 static bool is_neighbour(const struct qkm_relay *r, const char *node)
 {
 	for (size_t i = 0; i < r->cfg->n_links; i++)
@@ -642,6 +669,8 @@ static bool next_hop_ok(struct qkm_relay *r, const char *next, char *why, size_t
 	return false;
 }
 
+/* Reads the first n unused bytes of our direction of the link pool with
+ * neighbour nb. */
 static int draw(struct qkm_relay *r, const char *nb, size_t n, struct qkm_range *g, size_t *ng,
 		uint8_t *out)
 {
@@ -1899,14 +1928,44 @@ static void ask(struct qkm_relay *r, struct dest *d, uint64_t now_ns)
 	qkm_buf_fini(&b);
 }
 
+/* The controller's plan (rerouting modes fixed-rate and scheduled): relay
+ * at its rate, and what it pushed, whatever the thresholds say, up to
+ * RELAY_PLAN_CEILING times high_bytes. */
+static void fill_plan(struct qkm_relay *r, struct dest *d, uint64_t now_ns, uint64_t have)
+{
+	uint64_t batch = r->cfg->relay.batch_bytes;
+	if (d->plan_rate != QKM_RELAY_RATE_NONE) {
+		d->credit += (double)d->plan_rate * (double)(now_ns - d->credit_ns) / 1e9;
+		if (d->credit > (double)(RELAY_WINDOW * batch))
+			d->credit = (double)(RELAY_WINDOW * batch);
+	}
+	d->credit_ns = now_ns;
+	while (d->n_flights < RELAY_WINDOW &&
+	       (d->push_bytes > 0 ||
+		(d->credit >= (double)batch &&
+		 have + d->flight_bytes < RELAY_PLAN_CEILING * r->cfg->relay.high_bytes))) {
+		if (relay_start(r, d, now_ns))
+			break;
+		if (d->push_bytes)
+			d->push_bytes -= d->push_bytes < batch ? d->push_bytes : batch;
+		else
+			d->credit -= (double)batch;
+	}
+}
+
 /* Ahead of demand: below low_bytes (with what is in flight), relay until
- * the pool holds high_bytes, a window of relays at a time. */
+ * the pool holds high_bytes, a window of relays at a time; or as the
+ * controller's plan says. */
 static void fill(struct qkm_relay *r, struct dest *d, uint64_t now_ns)
 {
 	struct qkm_pool_stats ps;
 	if (!r->cfg->ksa || !d->ksa || now_ns < d->retry_ns ||
 	    qkm_store_pool_stats(r->st, d->route->to, &ps))
 		return;
+	if (d->plan_rate != QKM_RELAY_RATE_AUTO || d->push_bytes) {
+		fill_plan(r, d, now_ns, ps.enc_bytes);
+		return;
+	}
 	uint64_t have = ps.enc_bytes + d->flight_bytes;
 	if (have < r->cfg->relay.low_bytes)
 		d->filling = true;
@@ -1939,6 +1998,29 @@ void qkm_relay_tick(struct qkm_relay *r, uint64_t now_ns)
 	r->scan_ns = now_ns;
 	for (size_t i = 0; i < r->n_dests; i++)
 		fill(r, &r->dests[i], now_ns);
+}
+
+int qkm_relay_set_rate(struct qkm_relay *r, const char *node, uint64_t rate, uint64_t now_ns)
+{
+	struct dest *d = dest_find(r, node);
+	if (!d)
+		return QKM_ENOTFOUND;
+	if (d->plan_rate != rate) {
+		d->plan_rate = rate;
+		d->credit = 0;
+		d->credit_ns = now_ns;
+	}
+	return 0;
+}
+
+int qkm_relay_push(struct qkm_relay *r, const char *node, uint64_t bytes)
+{
+	struct dest *d = dest_find(r, node);
+	if (!d)
+		return QKM_ENOTFOUND;
+	d->push_bytes += bytes;
+	r->scan_ns = 0; /* at the next tick */
+	return 0;
 }
 
 int qkm_relay_want(struct qkm_relay *r, const char *node, size_t bytes, uint64_t now_ns)
@@ -1996,7 +2078,8 @@ struct qkm_relay *qkm_relay_new(const struct qkm_node_cfg *cfg, struct qkm_store
 		sae_here = sae_here || strcmp(cfg->saes[j].node, cfg->id) == 0;
 	for (size_t i = 0; i < cfg->n_routes; i++) {
 		struct dest *d = &r->dests[i];
-		d->route = &cfg->routes[i];
+		d->rt = cfg->routes[i];
+		d->route = &d->rt;
 		for (size_t j = 0; sae_here && j < cfg->n_saes; j++)
 			d->ksa = d->ksa || strcmp(cfg->saes[j].node, d->route->to) == 0;
 		char cname[QKM_NAME_MAX + 16];

@@ -49,6 +49,25 @@ void qkm_relay_free(struct qkm_relay *r);
 
 /* The route to node, or NULL when node is a neighbour or unknown. */
 const struct qkm_node_route *qkm_relay_route(const struct qkm_relay *r, const char *node);
+/* Replaces the route to rt->to (a node routed to since start) with rt,
+ * which must start here, go first to a neighbour and end at rt->to. Relays
+ * in flight keep the path they left with; new ones take rt at once (the
+ * back-off of the old way is dropped). 1 if the route changed, 0 if it is
+ * the same, QKM_ENOTFOUND for an unknown destination, QKM_EINVAL for a bad
+ * path. */
+int qkm_relay_set_route(struct qkm_relay *r, const struct qkm_node_route *rt) QKM_MUST_CHECK;
+/* The controller's relay plan for node (R-CTL-4): QKM_RELAY_RATE_AUTO
+ * relays ahead of demand by the node's thresholds (low_bytes/high_bytes);
+ * QKM_RELAY_RATE_NONE only on demand and as pushed; any other rate relays
+ * rate bytes/s, whatever the thresholds, until the pool holds four times
+ * high_bytes. QKM_ENOTFOUND for an unknown destination. */
+#define QKM_RELAY_RATE_AUTO 0
+#define QKM_RELAY_RATE_NONE UINT64_MAX
+int qkm_relay_set_rate(struct qkm_relay *r, const char *node, uint64_t rate,
+		       uint64_t now_ns) QKM_MUST_CHECK;
+/* Relays bytes to node now (in batch_bytes relays, a window at a time),
+ * whatever the plan or the thresholds (the scheduled mode's entries). */
+int qkm_relay_push(struct qkm_relay *r, const char *node, uint64_t bytes) QKM_MUST_CHECK;
 /* True if an end-to-end pool with node can be used: a route exists and
  * its first hop's link pool is usable. */
 bool qkm_relay_ready(const struct qkm_relay *r, const char *node);

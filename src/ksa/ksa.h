@@ -7,6 +7,7 @@
 #include <openssl/ssl.h>
 
 #include "core/config.h"
+#include "core/id.h"
 #include "kma/kma.h"
 #include "store/store.h"
 
@@ -17,6 +18,9 @@ struct qkm_ksa;
 struct qkm_ksa *qkm_ksa_new(struct event_base *base, const struct qkm_node_cfg *cfg,
 			    struct qkm_store *st, struct qkm_kma *kma, SSL_CTX *server_ctx);
 void qkm_ksa_free(struct qkm_ksa *k);
+/* Drops the KSA keys ids[0..n) from the stock made ahead for applications
+ * (a compromise order); returns how many were there. */
+size_t qkm_ksa_drop(struct qkm_ksa *k, const struct qkm_id *ids, size_t n);
 /* KSA keys in stock for applications whose slaves are at peer. */
 uint64_t qkm_ksa_stock_keys(struct qkm_ksa *k, const char *peer);
 

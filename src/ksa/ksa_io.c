@@ -11,6 +11,7 @@
  * nothing and is dropped. The main thread handles a whole batch of requests
  * per wake-up, so concurrent enc_keys share one supply round. */
 #include "ksa/ksa.h"
+#include "core/saes.h"
 #include "core/log.h"
 #include "core/secret.h"
 #include "ksa/stock.h"
@@ -369,6 +370,11 @@ static void fe_handle(struct qkm_http_req *req, void *arg)
 		fe_error(req, 401, "only applications (SAE certificates) may use this API");
 		return;
 	}
+	if (k->cfg->registry && qkm_saes_revoked(k->cfg->registry, req->name)) {
+		snprintf(err, sizeof(err), "SAE '%s' is revoked", req->name);
+		fe_error(req, 401, err);
+		return;
+	}
 	int code = route(req->path, sae, what, &msg);
 	if (code) {
 		fe_error(req, code, msg);
@@ -511,6 +517,11 @@ struct qkm_ksa *qkm_ksa_new(struct event_base *base, const struct qkm_node_cfg *
 fail:
 	qkm_ksa_free(k);
 	return NULL;
+}
+
+size_t qkm_ksa_drop(struct qkm_ksa *k, const struct qkm_id *ids, size_t n)
+{
+	return k && k->stock ? qkm_stock_drop(k->stock, ids, n) : 0;
 }
 
 uint64_t qkm_ksa_stock_keys(struct qkm_ksa *k, const char *peer)

@@ -3,6 +3,7 @@
 #include "ksa/stock.h"
 #include "core/secret.h"
 
+#include <openssl/crypto.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -266,4 +267,35 @@ void qkm_stock_names(struct qkm_stock *st, int i, char peer[static QKM_NAME_MAX]
 		peer[0] = master[0] = slave[0] = 0;
 	}
 	pthread_mutex_unlock(&st->mu);
+}
+
+size_t qkm_stock_drop(struct qkm_stock *st, const struct qkm_id *ids, size_t n)
+{
+	size_t dropped = 0;
+	pthread_mutex_lock(&st->mu);
+	for (int i = 0; i < st->n; i++) {
+		struct entry *e = &st->e[i];
+		size_t b = e->size_bits / 8, w = 0;
+		for (size_t k = 0; k < e->count; k++) {
+			size_t at = (e->head + k) % e->cap;
+			bool drop = false;
+			for (size_t j = 0; j < n && !drop; j++)
+				drop = qkm_id_eq(&e->ids[at], &ids[j]);
+			if (drop) {
+				OPENSSL_cleanse(e->data->p + at * b, b);
+				dropped++;
+				continue;
+			}
+			size_t to = (e->head + w) % e->cap;
+			if (to != at) {
+				e->ids[to] = e->ids[at];
+				memcpy(e->data->p + to * b, e->data->p + at * b, b);
+				OPENSSL_cleanse(e->data->p + at * b, b);
+			}
+			w++;
+		}
+		e->count = w;
+	}
+	pthread_mutex_unlock(&st->mu);
+	return dropped;
 }

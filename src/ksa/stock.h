@@ -64,6 +64,9 @@ uint64_t qkm_stock_pair_count(struct qkm_stock *st, const char *master, const ch
 			      uint32_t size_bits);
 /* Keys waiting in all entries with peer (NULL: all). */
 uint64_t qkm_stock_count(struct qkm_stock *st, const char *peer);
+/* Any thread: removes the keys ids[0..n) from every entry (their bytes
+ * wiped), as a compromise order asks; returns how many were there. */
+size_t qkm_stock_drop(struct qkm_stock *st, const struct qkm_id *ids, size_t n);
 /* The names of entry i (main thread; for records). */
 void qkm_stock_names(struct qkm_stock *st, int i, char peer[static QKM_NAME_MAX],
 		     char master[static QKM_NAME_MAX], char slave[static QKM_NAME_MAX]);

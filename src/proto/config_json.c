@@ -378,8 +378,9 @@ int qkm_node_cfg_load(const char *path, struct qkm_node_cfg *out, char *err, siz
 {
 	static const char *const keys[] = {"id", "db", "log_level", "ksa", "after_supply", "tls",
 					   "listen", "sim", "links", "saes", "routes",
-					   "relay", "directory", NULL};
+					   "relay", "directory", "controller", NULL};
 	static const char *const lkeys[] = {"kx", "admin", "etsi014", NULL};
+	static const char *const ckeys[] = {"addr", "id", NULL};
 	static const char *const linkkeys[] = {"link", "peer", "addr", "module", "kma_unit_bits",
 					       "batch_ms", "batch_max_bytes", NULL};
 	struct jctx c = {err, errsz, path};
@@ -453,7 +454,57 @@ int qkm_node_cfg_load(const char *path, struct qkm_node_cfg *out, char *err, siz
 		goto out;
 	if ((rc = get_relay(&c, root, &out->relay)))
 		goto out;
-	rc = get_directory(&c, root, out);
+	if ((rc = get_directory(&c, root, out)))
+		goto out;
+	json_t *ctl = json_object_get(root, "controller");
+	if (ctl && ((rc = check_keys(&c, ctl, "controller", ckeys)) ||
+		    (rc = get_str(&c, ctl, "controller", "addr", out->controller.addr,
+				  sizeof(out->controller.addr), true, 0)) ||
+		    (rc = get_str(&c, ctl, "controller", "id", out->controller.id,
+				  sizeof(out->controller.id), true, 1))))
+		goto out;
+out:
+	json_decref(root);
+	return rc;
+}
+
+int qkm_ctl_cfg_load(const char *path, struct qkm_ctl_cfg *out, char *err, size_t errsz)
+{
+	static const char *const keys[] = {"id", "db", "log_level", "tls", "ca_dir", "sae_dir",
+					   "listen", "topology", "mode", NULL};
+	static const char *const lkeys[] = {"ck", "api", NULL};
+	struct jctx c = {err, errsz, path};
+	int rc;
+	memset(out, 0, sizeof(*out));
+	snprintf(out->mode, sizeof(out->mode), "adaptive");
+	json_t *root = load_file(&c, path, &rc), *listen;
+	if (!root)
+		return rc;
+	if ((rc = check_keys(&c, root, "", keys)) ||
+	    (rc = get_str(&c, root, "", "id", out->id, sizeof(out->id), true, 1)) ||
+	    (rc = get_str(&c, root, "", "db", out->db, sizeof(out->db), true, 0)) ||
+	    (rc = get_level(&c, root, out->log_level)) || (rc = get_tls(&c, root, &out->tls)) ||
+	    (rc = get_str(&c, root, "", "ca_dir", out->ca_dir, sizeof(out->ca_dir), true, 0)) ||
+	    (rc = get_str(&c, root, "", "sae_dir", out->sae_dir, sizeof(out->sae_dir), true, 0)) ||
+	    (rc = get_str(&c, root, "", "topology", out->topology, sizeof(out->topology), true,
+			  0)) ||
+	    (rc = get_str(&c, root, "", "mode", out->mode, sizeof(out->mode), false, 0)))
+		goto out;
+	if (!qkm_route_mode_valid(out->mode)) {
+		rc = jerr(&c, "mode", "must be manual, fixed-rate, adaptive or scheduled");
+		goto out;
+	}
+	listen = json_object_get(root, "listen");
+	if (!listen) {
+		rc = jerr(&c, "listen", "missing");
+		goto out;
+	}
+	if ((rc = check_keys(&c, listen, "listen", lkeys)) ||
+	    (rc = get_str(&c, listen, "listen", "ck", out->ck_listen, sizeof(out->ck_listen), true,
+			  0)) ||
+	    (rc = get_str(&c, listen, "listen", "api", out->api_listen, sizeof(out->api_listen),
+			  true, 0)))
+		goto out;
 out:
 	json_decref(root);
 	return rc;
@@ -767,6 +818,10 @@ int qkm_node_cfg_save(const char *path, const struct qkm_node_cfg *c)
 	if (rl->rng_device[0])
 		json_object_set_new(relay, "rng_device", json_string(rl->rng_device));
 	json_object_set_new(root, "relay", relay);
+	if (c->controller.addr[0])
+		json_object_set_new(root, "controller",
+				    json_pack("{s:s, s:s}", "addr", c->controller.addr, "id",
+					      c->controller.id));
 	return save_json(path, root, 0600);
 }
 
@@ -787,5 +842,16 @@ int qkm_sim_cfg_save(const char *path, const struct qkm_sim_cfg *c)
 				 "log_level", c->log_level[0] ? c->log_level : "info", "tls",
 				 tls_json(&c->tls), "listen", c->listen, "control", c->control,
 				 "backlog_bytes", (json_int_t)c->backlog_bytes, "links", links);
+	return save_json(path, root, 0600);
+}
+
+int qkm_ctl_cfg_save(const char *path, const struct qkm_ctl_cfg *c)
+{
+	json_t *root = json_pack("{s:s, s:s, s:s, s:o, s:s, s:s, s:{s:s, s:s}, s:s, s:s}", "id",
+				 c->id, "db", c->db, "log_level",
+				 c->log_level[0] ? c->log_level : "info", "tls", tls_json(&c->tls),
+				 "ca_dir", c->ca_dir, "sae_dir", c->sae_dir, "listen", "ck",
+				 c->ck_listen, "api", c->api_listen, "topology", c->topology,
+				 "mode", c->mode[0] ? c->mode : "adaptive");
 	return save_json(path, root, 0600);
 }

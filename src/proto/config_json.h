@@ -14,10 +14,12 @@
 int qkm_node_cfg_load(const char *path, struct qkm_node_cfg *out, char *err, size_t errsz) QKM_MUST_CHECK;
 int qkm_sim_cfg_load(const char *path, struct qkm_sim_cfg *out, char *err, size_t errsz) QKM_MUST_CHECK;
 int qkm_topology_load(const char *path, struct qkm_topology *out, char *err, size_t errsz) QKM_MUST_CHECK;
+int qkm_ctl_cfg_load(const char *path, struct qkm_ctl_cfg *out, char *err, size_t errsz) QKM_MUST_CHECK;
 
 /* Write a config as JSON (mode 0600, atomically). 0 or QKM_EIO. */
 int qkm_node_cfg_save(const char *path, const struct qkm_node_cfg *c) QKM_MUST_CHECK;
 int qkm_sim_cfg_save(const char *path, const struct qkm_sim_cfg *c) QKM_MUST_CHECK;
+int qkm_ctl_cfg_save(const char *path, const struct qkm_ctl_cfg *c) QKM_MUST_CHECK;
 
 /* Writes a JSON document from a string built by the caller: validates it
  * parses, then writes atomically with mode. Used for network.json. */

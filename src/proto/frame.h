@@ -52,6 +52,16 @@ enum qkm_msg {
 	QKM_MSG_RELAY_STATE = 54,    /* destination -> origin: the answer */
 	QKM_MSG_XOR_NEXT = 55,       /* clause 9 modes: this hop's link key ranges, to the next node */
 	QKM_MSG_XOR_SHARE = 56,      /* clause 9 modes: one XOR ciphertext, straight to the combiner */
+	/* Ck/Mk: node <-> controller/manager (R-CTL-1..4, R-LC-1..3) */
+	QKM_MSG_CTL_STATUS = 60,     /* node -> ctl: JSON status (links, pools, alarms, rates) */
+	QKM_MSG_CTL_RECORDS_FROM = 61, /* ctl -> node: send life-cycle records after SEQ */
+	QKM_MSG_CTL_RECORDS = 62,    /* node -> ctl: ENTRY... life-cycle records, in order */
+	QKM_MSG_CTL_RECORDS_ACK = 63, /* ctl -> node: stored durably up to SEQ */
+	QKM_MSG_CTL_ROUTES = 64,     /* ctl -> node: the node's relay routes (ENTRY: DST, PATH...) */
+	QKM_MSG_CTL_SAES = 65,       /* ctl -> node: the access list (ENTRY: NAME, PEER, STATE) */
+	QKM_MSG_CTL_DELETE = 66,     /* ctl -> node: delete these keys (compromise, R-LC-3) */
+	QKM_MSG_CTL_DELETED = 67,    /* node -> ctl: what was deleted, what was already supplied */
+	QKM_MSG_CTL_RELAY = 68,      /* ctl -> node: relay instructions (rerouting modes) */
 };
 
 enum qkm_tag {
@@ -107,6 +117,11 @@ enum qkm_tag {
 	QKM_T_SEQ = 50,        /* u64: relay sequence number, per origin and destination */
 	QKM_T_DATA = 51,       /* nested like RANGE: key data sent by reference (first hop) */
 	QKM_T_PATH = 52,       /* str: one node of the route (repeated, in order) */
+	QKM_T_JSON = 53,       /* bytes: a JSON document (control plane only) */
+	QKM_T_EVENT = 54,      /* str: life-cycle event name */
+	QKM_T_KIND = 55,       /* str: key kind of a life-cycle record */
+	QKM_T_KEYID = 56,      /* str: key ID of a life-cycle record */
+	QKM_T_DETAIL = 57,     /* str: detail of a life-cycle record */
 };
 
 /* A parsed frame: points into the caller's bytes, valid while they are. */

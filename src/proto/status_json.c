@@ -109,6 +109,11 @@ int qkm_network_save(const char *path, const struct qkm_network *n)
 		n->ca, "admin", "cert", n->admin_cert, "key", n->admin_key, "nodes", nodes, "saes",
 		saes, "sim", "control", n->sim_control, "pid", n->sim_pid, "config", n->sim_config,
 		"log", n->sim_log);
+	if (root && n->ctl_api[0])
+		json_object_set_new(root, "controller",
+				    json_pack("{s:s, s:i, s:s, s:s}", "api", n->ctl_api, "pid",
+					      n->ctl_pid, "config", n->ctl_config, "log",
+					      n->ctl_log));
 	char *text = dump(root);
 	if (!text)
 		return QKM_ENOMEM;
@@ -153,6 +158,14 @@ int qkm_network_load(const char *path, struct qkm_network *n, char *err, size_t 
 	    copy_str(sim, "log", n->sim_log, sizeof(n->sim_log), false))
 		goto bad;
 	n->sim_pid = (int)json_integer_value(json_object_get(sim, "pid"));
+	json_t *ctl = json_object_get(root, "controller");
+	if (ctl && (!json_is_object(ctl) ||
+		    copy_str(ctl, "api", n->ctl_api, sizeof(n->ctl_api), true) ||
+		    copy_str(ctl, "config", n->ctl_config, sizeof(n->ctl_config), false) ||
+		    copy_str(ctl, "log", n->ctl_log, sizeof(n->ctl_log), false)))
+		goto bad;
+	if (ctl)
+		n->ctl_pid = (int)json_integer_value(json_object_get(ctl, "pid"));
 	json_object_foreach(nodes, k, v) {
 		if (n->n_nodes == QKM_MAX_NODES || strlen(k) >= QKM_NAME_MAX || !json_is_object(v))
 			goto bad;

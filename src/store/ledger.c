@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "core/token.h"
 
 #define LEDGER_SCHEMA_VERSION 1
 #define LEDGER_APP_ID 1902865740 /* 0x716b6d4c, "qkmL": tells a ledger from a key store */
@@ -43,6 +44,11 @@ static const char ledger_schema[] =
 	" hash BLOB NOT NULL,"
 	" PRIMARY KEY (node, seq)) WITHOUT ROWID;"
 	"CREATE INDEX records_key_id ON records (key_id);"
+	"CREATE TABLE refs ("
+	" token TEXT NOT NULL,"
+	" node TEXT NOT NULL,"
+	" seq INTEGER NOT NULL,"
+	" PRIMARY KEY (token, node, seq)) WITHOUT ROWID;"
 	"CREATE TABLE chains ("
 	" node TEXT PRIMARY KEY,"
 	" own INTEGER NOT NULL,"
@@ -67,6 +73,11 @@ static const char ledger_schema[] =
 	X(INSERT,                                                               \
 	  "INSERT INTO records (" REC_COLS ", prev_hash, hash) "                \
 	  "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)")                   \
+	X(REF, "INSERT OR IGNORE INTO refs (token, node, seq) VALUES (?1, ?2, ?3)") \
+	X(LIST_REF,                                                             \
+	  "SELECT r.node, r.seq, r.ts_ns, r.event, r.key_kind, r.key_id, r.peer, "\
+	  "r.detail FROM refs f JOIN records r ON r.node = f.node AND "         \
+	  "r.seq = f.seq WHERE f.token = ?1 ORDER BY r.node, r.seq LIMIT ?2")   \
 	X(GET,                                                                  \
 	  "SELECT ts_ns, event, key_kind, key_id, peer, detail FROM records "   \
 	  "WHERE node = ?1 AND seq = ?2")                                       \
@@ -598,6 +609,43 @@ static int same_as_stored(struct qkm_ledger *lg, const char *node, const struct 
 	return err;
 }
 
+struct ref_ctx {
+	struct qkm_ledger *lg;
+	const struct ledger_rec *r;
+	char seen[16][QKM_TOKEN_MAX];
+	size_t n_seen;
+};
+
+static int ref_one(const char *tok, size_t pos, void *arg)
+{
+	struct ref_ctx *x = arg;
+	(void)pos;
+	for (size_t i = 0; i < x->n_seen; i++)
+		if (strcmp(x->seen[i], tok) == 0)
+			return 0;
+	if (x->n_seen < 16)
+		memcpy(x->seen[x->n_seen++], tok, QKM_TOKEN_MAX);
+	sqlite3_stmt *s = x->lg->st[LG_REF];
+	sqlite3_bind_text(s, 1, tok, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(s, 2, x->r->node.p, (int)x->r->node.len, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 3, x->r->seq);
+	int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : ledger_fail(x->lg, "insert reference");
+	stmt_done(s);
+	return rc;
+}
+
+/* The tokens a record's detail names (core/token.h), for
+ * qkm_ledger_ref_records. detail is NUL-terminated in the caller's event. */
+static int insert_refs(struct qkm_ledger *lg, const struct ledger_rec *r)
+{
+	struct ref_ctx x = {lg, r, {{0}}, 0};
+	char detail[sizeof(((struct qkm_lc_event *)0)->detail)];
+	size_t n = r->text[4].len < sizeof(detail) - 1 ? r->text[4].len : sizeof(detail) - 1;
+	memcpy(detail, r->text[4].p, n);
+	detail[n] = '\0';
+	return qkm_tokens_scan(detail, ref_one, &x);
+}
+
 static int insert_record(struct qkm_ledger *lg, const struct ledger_rec *r, const uint8_t *prev,
 			 const uint8_t *hash)
 {
@@ -618,7 +666,7 @@ static int insert_record(struct qkm_ledger *lg, const struct ledger_rec *r, cons
 			err = QKM_ESTATE;
 	}
 	stmt_done(s);
-	return err;
+	return err ? err : insert_refs(lg, r);
 }
 
 static int put_chain(struct qkm_ledger *lg, const char *node, bool own, int64_t last,
@@ -816,6 +864,19 @@ int qkm_ledger_key_records(struct qkm_ledger *lg, const char *key_prefix, unsign
 	sqlite3_bind_text(s, 1, key_prefix, (int)n, SQLITE_STATIC);
 	sqlite3_bind_text(s, 2, upper, (int)n, SQLITE_STATIC);
 	sqlite3_bind_int64(s, 3, limit ? (int64_t)limit : -1);
+	return walk(lg, s, fn, arg);
+}
+
+int qkm_ledger_ref_records(struct qkm_ledger *lg, const char *token, unsigned limit,
+			   qkm_ledger_fn fn, void *arg)
+{
+	if (lg->busy)
+		return QKM_ESTATE;
+	if (!fn || !token || !*token)
+		return QKM_EINVAL;
+	sqlite3_stmt *s = lg->st[LG_LIST_REF];
+	sqlite3_bind_text(s, 1, token, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, limit ? (int64_t)limit : -1);
 	return walk(lg, s, fn, arg);
 }
 

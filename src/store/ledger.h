@@ -95,6 +95,14 @@ int qkm_ledger_records(struct qkm_ledger *lg, const char *node, int64_t after, c
 int qkm_ledger_key_records(struct qkm_ledger *lg, const char *key_prefix, unsigned limit,
 			   qkm_ledger_fn fn, void *arg) QKM_MUST_CHECK;
 
+/* Calls fn for every record whose detail names token (core/token.h: a KMA
+ * batch's 24 hex digits, or a UUID), ordered by node, seq, at most limit
+ * (0 = all): through the refs index each append fills, so fast on a large
+ * ledger. The index is derived from the records (not hashed): it serves
+ * lineage, never the audit. fn as above. */
+int qkm_ledger_ref_records(struct qkm_ledger *lg, const char *token, unsigned limit,
+			   qkm_ledger_fn fn, void *arg) QKM_MUST_CHECK;
+
 /* One chain, as its head records it (cheap: no record is read). */
 struct qkm_ledger_node {
 	char node[QKM_NAME_MAX];

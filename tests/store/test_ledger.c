@@ -817,6 +817,40 @@ static void test_filters(void **state)
 	assert_int_equal(g.reenter_err, QKM_ESTATE);
 }
 
+/* Lineage lookups (R-LC-2, R-LC-3): the records whose detail names a key
+ * (a batch by its 24 hex digits, a KSA-key by its UUID) come through the
+ * refs index, each once however often its detail names the key. */
+static void test_ref_records(void **state)
+{
+	struct fx *f = *state;
+	struct qkm_lc_event ev[3];
+	struct got g;
+	size_t stored;
+	const char *a = "aaaaaaaaaaaaaaaaaaaaaaaa", *b = "bbbbbbbbbbbbbbbbbbbbbbbb";
+	const char *u = "0c9a6be5-8cb1-48e2-b2e3-d3806645fba4";
+	for (int i = 0; i < 3; i++) {
+		ev[i] = mkev("node1", i + 1);
+		snprintf(ev[i].key_id, sizeof(ev[i].key_id), "%s%08x[0..9]", i == 2 ? b : a, 0);
+	}
+	snprintf(ev[0].detail, sizeof(ev[0].detail),
+		 "key data from %s00000001+0:10,%s00000002+0:5; link key %s00000003+0:1", b, b, b);
+	snprintf(ev[1].detail, sizeof(ev[1].detail), "256 bits from %s; %s", u, "no key here");
+	snprintf(ev[2].detail, sizeof(ev[2].detail), "not a token: %s0000000 or f%s00000000", b, b);
+	assert_int_equal(qkm_ledger_append(f->lg, "node1", ev, 3, &stored), 0);
+	memset(&g, 0, sizeof(g));
+	assert_int_equal(qkm_ledger_ref_records(f->lg, b, 0, collect, &g), 0);
+	assert_int_equal(g.n, 1);
+	assert_int_equal(g.ev[0].seq, 1);
+	memset(&g, 0, sizeof(g));
+	assert_int_equal(qkm_ledger_ref_records(f->lg, u, 0, collect, &g), 0);
+	assert_int_equal(g.n, 1);
+	assert_int_equal(g.ev[0].seq, 2);
+	memset(&g, 0, sizeof(g));
+	assert_int_equal(qkm_ledger_ref_records(f->lg, a, 0, collect, &g), 0);
+	assert_int_equal(g.n, 0);
+	assert_int_equal(qkm_ledger_ref_records(f->lg, "", 0, collect, &g), QKM_EINVAL);
+}
+
 static void test_invalid_input(void **state)
 {
 	struct fx *f = *state;
@@ -902,6 +936,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_own_records, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_nodes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_filters, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ref_records, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_invalid_input, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_file, setup, teardown),
 	};
