@@ -17,6 +17,10 @@ struct qkm_ksa;
 struct qkm_ksa *qkm_ksa_new(struct event_base *base, const struct qkm_node_cfg *cfg,
 			    struct qkm_store *st, struct qkm_kma *kma, SSL_CTX *server_ctx);
 void qkm_ksa_free(struct qkm_ksa *k);
+/* Requests refused since start for being over their SAE's request rate
+ * (*rate) or in-flight cap (*in_flight), both OUT; 0 for a NULL k. Safe
+ * from any thread. */
+void qkm_ksa_refusals(struct qkm_ksa *k, uint64_t *rate /* OUT */, uint64_t *in_flight /* OUT */);
 /* KSA keys in stock for applications whose slaves are at peer. */
 uint64_t qkm_ksa_stock_keys(struct qkm_ksa *k, const char *peer);
 
