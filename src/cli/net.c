@@ -538,6 +538,7 @@ static int net_up(const char *topo_path, const char *dir_arg)
 		rl->batch_bytes = 65536; /* the node.json defaults (docs/config.md) */
 		rl->low_bytes = 262144;
 		rl->high_bytes = 1048576;
+		c->limits = p->topo.policy.limits;
 		snprintf(net->nodes[i].id, QKM_NAME_MAX, "%s", id);
 		snprintf(net->nodes[i].admin, sizeof(net->nodes[i].admin), "https://%s", c->admin_listen);
 		if (c->ksa)

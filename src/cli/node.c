@@ -80,6 +80,7 @@ static void node_status(struct node *n, struct qkm_node_status *s)
 	}
 	for (size_t i = 0; i < n->cfg.n_routes; i++)
 		pool_status(n, s, n->cfg.routes[i].to, "relay");
+	qkm_ksa_refusals(n->ksa, &s->refused_rate, &s->refused_in_flight);
 	if (qkm_store_counter_get(n->st, "acquired_bytes", &s->acquired_bytes) ||
 	    qkm_store_counter_get(n->st, "aborted_batches", &s->aborted_batches) ||
 	    qkm_store_counter_get(n->st, "supplied_keys", &s->supplied_keys) ||

@@ -88,6 +88,27 @@ struct qkm_node_ctl {
 	char id[QKM_NAME_MAX];       /* its certificate's CN */
 };
 
+/* Per-SAE limits at the ETSI 014 interface (ksa/limit.h, docs/config.md):
+ * one application flooding its node must not starve the others. 0 turns a
+ * limit off. The defaults are above what one node serves today (README,
+ * Performance), so they stop only a runaway client. */
+struct qkm_limits_cfg {
+	uint32_t sae_rate;           /* requests per second per SAE */
+	uint32_t sae_burst;          /* requests an SAE that was quiet may send at once */
+	uint32_t sae_in_flight;      /* requests per SAE held waiting for an answer */
+};
+#define QKM_LIMIT_SAE_RATE 20000
+#define QKM_LIMIT_SAE_BURST 40000
+#define QKM_LIMIT_SAE_IN_FLIGHT 256
+#define QKM_LIMIT_MAX 1000000        /* highest value of each field */
+
+static inline void qkm_limits_defaults(struct qkm_limits_cfg *l)
+{
+	l->sae_rate = QKM_LIMIT_SAE_RATE;
+	l->sae_burst = QKM_LIMIT_SAE_BURST;
+	l->sae_in_flight = QKM_LIMIT_SAE_IN_FLIGHT;
+}
+
 struct qkm_node_cfg {
 	char id[QKM_NAME_MAX];
 	char db[PATH_MAX];
@@ -106,6 +127,7 @@ struct qkm_node_cfg {
 	size_t n_routes;
 	struct qkm_node_route routes[QKM_MAX_NODES];
 	struct qkm_relay_cfg relay;
+	struct qkm_limits_cfg limits;
 	size_t n_dir;
 	struct qkm_node_dir dir[QKM_MAX_NODES];
 	struct qkm_node_ctl controller;
@@ -170,6 +192,7 @@ struct qkm_topology {
 		char key_source[8];      /* "link" | "rng" */
 		bool aes_fallback;
 		char after_supply[16];   /* "delete" | "preserve" */
+		struct qkm_limits_cfg limits; /* copied into every node's limits */
 	} policy;
 };
 

@@ -65,6 +65,15 @@ const char *qkm_saes_node(const struct qkm_saes *r, const char *sae)
 	return x && !atomic_load(&x->revoked) ? x->node : NULL;
 }
 
+bool qkm_saes_slot(const struct qkm_saes *r, const char *sae, size_t *slot)
+{
+	const struct sae_ent *x = find(r, sae);
+	if (!x || atomic_load(&x->revoked))
+		return false;
+	*slot = (size_t)(x - r->e);
+	return true;
+}
+
 bool qkm_saes_revoked(const struct qkm_saes *r, const char *sae)
 {
 	const struct sae_ent *x = find(r, sae);

@@ -25,6 +25,10 @@ void qkm_saes_free(struct qkm_saes *r);
 
 /* The node sae is registered at, or NULL if unknown or revoked. */
 const char *qkm_saes_node(const struct qkm_saes *r, const char *sae);
+/* True if sae is registered (not revoked), with *slot the index of its
+ * registration: stable for the registry's lifetime, below QKM_SAES_MAX
+ * (per-SAE state such as rate limits hangs off it). */
+bool qkm_saes_slot(const struct qkm_saes *r, const char *sae, size_t *slot /* OUT */);
 /* True if sae was registered and is now revoked. */
 bool qkm_saes_revoked(const struct qkm_saes *r, const char *sae);
 

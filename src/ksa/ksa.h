@@ -21,6 +21,10 @@ void qkm_ksa_free(struct qkm_ksa *k);
 /* Drops the KSA keys ids[0..n) from the stock made ahead for applications
  * (a compromise order); returns how many were there. */
 size_t qkm_ksa_drop(struct qkm_ksa *k, const struct qkm_id *ids, size_t n);
+/* Requests refused since start for being over their SAE's request rate
+ * (*rate) or in-flight cap (*in_flight), both OUT; 0 for a NULL k. Safe
+ * from any thread. */
+void qkm_ksa_refusals(struct qkm_ksa *k, uint64_t *rate /* OUT */, uint64_t *in_flight /* OUT */);
 /* KSA keys in stock for applications whose slaves are at peer. */
 uint64_t qkm_ksa_stock_keys(struct qkm_ksa *k, const char *peer);
 

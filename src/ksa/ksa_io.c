@@ -9,11 +9,18 @@
  * supply; its answer
  * comes back by request number, so an answer for a client that left finds
  * nothing and is dropped. The main thread handles a whole batch of requests
- * per wake-up, so concurrent enc_keys share one supply round. */
+ * per wake-up, so concurrent enc_keys share one supply round.
+ *
+ * The front end also admits requests SAE by SAE (ksa/limit.h): a caller
+ * not registered here is refused at once, and one over its request rate or
+ * holding its cap of requests in flight (forwarded, not yet answered) gets
+ * 503 at once, before its request is parsed or queued; nothing about its
+ * keys changes. */
 #include "ksa/ksa.h"
 #include "core/saes.h"
 #include "core/log.h"
 #include "core/secret.h"
+#include "ksa/limit.h"
 #include "ksa/stock.h"
 #include "ksa/supply.h"
 #include "net/http.h"
@@ -21,11 +28,13 @@
 
 #include <event2/thread.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define KSA_MAX_BODY (1u << 20)
 #define KSA_TICK_MS 100
+#define KSA_LIMIT_LOG_NS 60000000000ull /* limit refusals: one log line a minute */
 
 /* A request the front end checked and parsed, handed to the main thread
  * for supply; or (XREQ_FORGET) word that the client of request id left. */
@@ -53,6 +62,7 @@ struct fwd {
 	struct fwd *next;
 	uint64_t id;
 	struct qkm_http_req *req;
+	size_t slot; /* the caller's limiter slot: released with the answer */
 };
 
 struct qkm_ksa {
@@ -73,6 +83,11 @@ struct qkm_ksa {
 	struct event *out_ev, *stop_ev;
 	struct fwd *fwds;
 	uint64_t next_id;
+	struct qkm_limit *limit; /* slots: k->cfg->saes[] (only those of this node used) */
+	uint64_t limit_log_ns;   /* last limit refusal logged (qkm_mono_ns) */
+	/* Limit refusals since start: written by the front end, read by the
+	 * main thread (metrics). */
+	_Atomic uint64_t refused_rate, refused_in_flight;
 
 	pthread_mutex_t mu; /* the two queues */
 	struct xreq *in, **in_tail;
@@ -271,6 +286,58 @@ static void fe_error(struct qkm_http_req *req, int status, const char *msg)
 	free(body);
 }
 
+/* 503 for a request over one of its SAE's limits: an Error whose details
+ * name the limit, and Retry-After (seconds, at least 1). Logged at most
+ * once a minute: a flood must not flood the log too. */
+static void fe_refuse(struct qkm_ksa *k, struct qkm_http_req *req, const char *msg,
+		      const char *reason, uint64_t retry_ns)
+{
+	uint64_t now = qkm_mono_ns(), secs = (retry_ns + 999999999u) / 1000000000u;
+	if (!k->limit_log_ns || now - k->limit_log_ns >= KSA_LIMIT_LOG_NS) {
+		k->limit_log_ns = now;
+		log_warnx("ksa: %s (logged at most once a minute)", msg);
+	}
+	char *body = qkm_etsi_error_json(msg, reason);
+	qkm_http_set_retry_after(req, secs ? (uint32_t)(secs < 3600 ? secs : 3600) : 1);
+	qkm_http_reply(req, 503, "application/json", body ? body : "{}", body ? strlen(body) : 2,
+		       false);
+	free(body);
+}
+
+/* The caller's limiter slot if it is registered (not revoked) at this
+ * node; false otherwise. */
+static bool fe_slot(const struct qkm_ksa *k, const char *name, size_t *slot)
+{
+	const char *node = qkm_sae_node(k->cfg, name);
+	if (!node || strcmp(node, k->cfg->id) != 0)
+		return false;
+	/* The live access list's registration index (stable), else node.json's. */
+	if (k->cfg->registry)
+		return qkm_saes_slot(k->cfg->registry, name, slot);
+	for (size_t i = 0; i < k->cfg->n_saes; i++)
+		if (strcmp(k->cfg->saes[i].id, name) == 0) {
+			*slot = i;
+			return true;
+		}
+	return false;
+}
+
+/* Takes one of slot's tokens; false (and the request answered) when the
+ * SAE is over its request rate. */
+static bool fe_admit(struct qkm_ksa *k, struct qkm_http_req *req, size_t slot)
+{
+	uint64_t wait_ns;
+	if (qkm_limit_request(k->limit, slot, qkm_mono_ns(), &wait_ns) == QKM_LIMIT_OK)
+		return true;
+	char msg[200];
+	snprintf(msg, sizeof(msg),
+		 "SAE %s is over its request rate (%u requests/s, burst %u); retry later", req->name,
+		 (unsigned)k->cfg->limits.sae_rate, (unsigned)k->cfg->limits.sae_burst);
+	atomic_fetch_add(&k->refused_rate, 1);
+	fe_refuse(k, req, msg, "request rate limit (limits.sae_rate)", wait_ns);
+	return false;
+}
+
 static void to_main(struct qkm_ksa *k, struct xreq *x)
 {
 	pthread_mutex_lock(&k->mu);
@@ -288,6 +355,7 @@ static void fe_gone(struct qkm_http_req *req, void *arg)
 			struct fwd *f = *pp;
 			struct xreq *x = calloc(1, sizeof(*x));
 			*pp = f->next;
+			qkm_limit_release(k->limit, f->slot);
 			if (x) {
 				x->id = f->id;
 				x->op = XREQ_FORGET;
@@ -299,15 +367,28 @@ static void fe_gone(struct qkm_http_req *req, void *arg)
 }
 
 /* Hands x (filled in but for its number) to the main thread; req gets the
- * answer when it comes. */
-static void fe_forward(struct qkm_ksa *k, struct qkm_http_req *req, struct xreq *x)
+ * answer when it comes. Unless the caller (limiter slot) already holds its
+ * cap of requests in flight: then 503 now, nothing queued. */
+static void fe_forward(struct qkm_ksa *k, struct qkm_http_req *req, struct xreq *x, size_t slot)
 {
+	if (qkm_limit_hold(k->limit, slot) != QKM_LIMIT_OK) {
+		char msg[200];
+		xreq_free(x);
+		snprintf(msg, sizeof(msg),
+			 "SAE %s already has %u requests in flight, its limit; retry when one is "
+			 "answered", req->name, (unsigned)k->cfg->limits.sae_in_flight);
+		atomic_fetch_add(&k->refused_in_flight, 1);
+		fe_refuse(k, req, msg, "in-flight limit (limits.sae_in_flight)", 0);
+		return;
+	}
 	struct fwd *f = calloc(1, sizeof(*f));
 	if (!f) {
+		qkm_limit_release(k->limit, slot);
 		xreq_free(x);
 		fe_error(req, 503, "out of memory");
 		return;
 	}
+	f->slot = slot;
 	snprintf(x->name, sizeof(x->name), "%s", req->name);
 	x->id = f->id = ++k->next_id;
 	f->req = req;
@@ -366,6 +447,7 @@ static void fe_handle(struct qkm_http_req *req, void *arg)
 	struct qkm_ksa *k = arg;
 	char err[300], sae[QKM_NAME_MAX], what[16];
 	const char *msg;
+	size_t slot;
 	if (strcmp(req->role, "sae") != 0) {
 		fe_error(req, 401, "only applications (SAE certificates) may use this API");
 		return;
@@ -375,6 +457,17 @@ static void fe_handle(struct qkm_http_req *req, void *arg)
 		fe_error(req, 401, err);
 		return;
 	}
+	/* Who asks, then whether they may now, then what they ask (R-SUP-1;
+	 * the same check as supply's, made here so that a caller that is not
+	 * ours costs neither a parse nor the main thread). */
+	if (!fe_slot(k, req->name, &slot)) {
+		snprintf(err, sizeof(err), "SAE '%s' is not registered at node %s", req->name,
+			 k->cfg->id);
+		fe_error(req, 401, err);
+		return;
+	}
+	if (!fe_admit(k, req, slot))
+		return;
 	int code = route(req->path, sae, what, &msg);
 	if (code) {
 		fe_error(req, code, msg);
@@ -424,7 +517,7 @@ static void fe_handle(struct qkm_http_req *req, void *arg)
 	if (op == XREQ_ENC)
 		x->enc = enc;
 	x->dec = dec;
-	fe_forward(k, req, x);
+	fe_forward(k, req, x, slot);
 }
 
 /* Front end: answers from the main thread. */
@@ -442,6 +535,7 @@ static void fe_on_out(evutil_socket_t fd, short what, void *arg)
 			if ((*pp)->id == r->id) {
 				struct fwd *f = *pp;
 				*pp = f->next;
+				qkm_limit_release(k->limit, f->slot);
 				qkm_http_reply(f->req, r->status, "application/json",
 					       r->body ? r->body->p : NULL, r->body ? r->body->len : 0,
 					       true);
@@ -488,6 +582,7 @@ struct qkm_ksa *qkm_ksa_new(struct event_base *base, const struct qkm_node_cfg *
 	sc->node = cfg;
 	sc->preserve = cfg->preserve;
 	k->stock = qkm_stock_new();
+	k->limit = qkm_limit_new(&cfg->limits, cfg->registry ? QKM_SAES_MAX : cfg->n_saes);
 	sc->stock = k->stock;
 	struct qkm_supply_ops ops = {op_send, op_ready, op_relay, op_why, op_reply, k};
 	k->supply = k->stock ? qkm_supply_new(sc, st, &ops) : NULL;
@@ -495,7 +590,7 @@ struct qkm_ksa *qkm_ksa_new(struct event_base *base, const struct qkm_node_cfg *
 	k->tick_ev = event_new(base, -1, EV_PERSIST, on_tick, k);
 	k->in_ev = event_new(base, -1, 0, on_in, k);
 	k->fbase = event_base_new();
-	if (!k->supply || !k->flush_ev || !k->tick_ev || !k->in_ev || !k->fbase)
+	if (!k->supply || !k->limit || !k->flush_ev || !k->tick_ev || !k->in_ev || !k->fbase)
 		goto fail;
 	k->out_ev = event_new(k->fbase, -1, 0, fe_on_out, k);
 	k->stop_ev = event_new(k->fbase, -1, 0, fe_on_stop, k);
@@ -522,6 +617,12 @@ fail:
 size_t qkm_ksa_drop(struct qkm_ksa *k, const struct qkm_id *ids, size_t n)
 {
 	return k && k->stock ? qkm_stock_drop(k->stock, ids, n) : 0;
+}
+
+void qkm_ksa_refusals(struct qkm_ksa *k, uint64_t *rate, uint64_t *in_flight)
+{
+	*rate = k ? atomic_load(&k->refused_rate) : 0;
+	*in_flight = k ? atomic_load(&k->refused_in_flight) : 0;
 }
 
 uint64_t qkm_ksa_stock_keys(struct qkm_ksa *k, const char *peer)
@@ -566,6 +667,7 @@ void qkm_ksa_free(struct qkm_ksa *k)
 		free(r);
 	}
 	qkm_stock_free(k->stock);
+	qkm_limit_free(k->limit);
 	if (k->out_ev)
 		event_free(k->out_ev);
 	if (k->stop_ev)

@@ -154,6 +154,7 @@ struct http_conn {
 	size_t in_len, in_cap;
 	int64_t head_start_ms; /* first byte of the request being read; draining: its start */
 	bool busy;          /* req is with the handler */
+	uint32_t retry_after; /* seconds, for the reply to req; 0: no Retry-After */
 	struct qkm_http_req req;
 	char *req_mem;      /* path, query and body of req */
 	qkm_http_gone_fn gone_fn;
@@ -297,11 +298,14 @@ static int conn_flush(struct http_conn *c)
 static void conn_reply(struct http_conn *c, int code, const char *type, const void *body,
 		       size_t len, bool secret)
 {
-	char head[256];
+	char head[320], retry[48] = "";
+	if (c->retry_after)
+		snprintf(retry, sizeof(retry), "Retry-After: %u\r\n", (unsigned)c->retry_after);
+	c->retry_after = 0;
 	int hn = snprintf(head, sizeof(head),
 			  "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-			  "Cache-Control: no-store\r\n%s\r\n",
-			  code, http_reason(code), type, len,
+			  "Cache-Control: no-store\r\n%s%s\r\n",
+			  code, http_reason(code), type, len, retry,
 			  c->closing ? "Connection: close\r\n" : "");
 	qkm_buf_fini(&c->out);
 	qkm_buf_init(&c->out, (size_t)hn + len, secret);
@@ -835,6 +839,13 @@ void qkm_http_on_gone(struct qkm_http_req *req, qkm_http_gone_fn fn, void *arg)
 	struct http_conn *c = req_conn(req);
 	c->gone_fn = fn;
 	c->gone_arg = arg;
+}
+
+void qkm_http_set_retry_after(struct qkm_http_req *req, uint32_t seconds)
+{
+	struct http_conn *c = req_conn(req);
+	if (c->busy)
+		c->retry_after = seconds;
 }
 
 void qkm_http_reply(struct qkm_http_req *req, int code, const char *type, const void *body,

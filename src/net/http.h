@@ -10,6 +10,7 @@
 #include <openssl/ssl.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "core/err.h"
 #include "net/tls.h"
@@ -67,6 +68,9 @@ void qkm_http_on_gone(struct qkm_http_req *req, qkm_http_gone_fn fn, void *arg);
  * once written. Head and body go out in one TLS record where they fit. */
 void qkm_http_reply(struct qkm_http_req *req, int code, const char *type, const void *body,
 		    size_t len, bool secret);
+/* The coming reply to req carries "Retry-After: seconds" (RFC 9110 10.2.3);
+ * 0 takes it back. For 503s a client may retry later. */
+void qkm_http_set_retry_after(struct qkm_http_req *req, uint32_t seconds);
 /* Sends a JSON body (text, NUL-terminated) with status code. */
 void qkm_http_reply_json(struct qkm_http_req *req, int code, const char *json);
 /* Sends {"message": msg} (ETSI 014 error shape) with status code. */

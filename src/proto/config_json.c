@@ -343,6 +343,35 @@ static int get_relay(struct jctx *c, json_t *root, struct qkm_relay_cfg *r)
 	return 0;
 }
 
+/* "limits": {"sae_rate", "sae_burst", "sae_in_flight"} in parent (a node
+ * config's top level, a topology's policy); defaults apply with or without
+ * the object. A rate given without a burst gets a burst of twice the rate. */
+static int get_limits(struct jctx *c, json_t *parent, const char *path,
+		      struct qkm_limits_cfg *l)
+{
+	static const char *const keys[] = {"sae_rate", "sae_burst", "sae_in_flight", NULL};
+	char p[160];
+	json_t *o;
+	qkm_limits_defaults(l);
+	int rc = field(c, parent, path, "limits", false, p, &o);
+	if (rc <= 0)
+		return rc;
+	if ((rc = check_keys(c, o, p, keys)) ||
+	    (rc = get_u32(c, o, p, "sae_rate", &l->sae_rate, 0, QKM_LIMIT_MAX, false)) ||
+	    (rc = get_u32(c, o, p, "sae_burst", &l->sae_burst, 0, QKM_LIMIT_MAX, false)) ||
+	    (rc = get_u32(c, o, p, "sae_in_flight", &l->sae_in_flight, 0, QKM_LIMIT_MAX, false)))
+		return rc;
+	if (json_object_get(o, "sae_rate") && !json_object_get(o, "sae_burst") && l->sae_rate)
+		l->sae_burst = l->sae_rate > QKM_LIMIT_MAX / 2 ? QKM_LIMIT_MAX : 2 * l->sae_rate;
+	if (l->sae_rate && !l->sae_burst) {
+		char pb[176];
+		snprintf(pb, sizeof(pb), "%s.sae_burst", p);
+		return jerr(c, pb, "must be at least 1 when sae_rate is set (0 turns the rate "
+				   "limit off)");
+	}
+	return 0;
+}
+
 /* "directory": [{"id": NAME, "kx": ADDR}]: the Kx address of other nodes,
  * for direct KMA links (clause 9 relay modes, R-REL-7). */
 static int get_directory(struct jctx *c, json_t *root, struct qkm_node_cfg *out)
@@ -378,7 +407,7 @@ int qkm_node_cfg_load(const char *path, struct qkm_node_cfg *out, char *err, siz
 {
 	static const char *const keys[] = {"id", "db", "log_level", "ksa", "after_supply", "tls",
 					   "listen", "sim", "links", "saes", "routes",
-					   "relay", "directory", "controller", NULL};
+					   "relay", "directory", "controller", "limits", NULL};
 	static const char *const lkeys[] = {"kx", "admin", "etsi014", NULL};
 	static const char *const ckeys[] = {"addr", "id", NULL};
 	static const char *const linkkeys[] = {"link", "peer", "addr", "module", "kma_unit_bits",
@@ -452,7 +481,7 @@ int qkm_node_cfg_load(const char *path, struct qkm_node_cfg *out, char *err, siz
 	if ((rc = get_saes(&c, root, out->saes, &out->n_saes)) ||
 	    (rc = get_routes(&c, root, out)))
 		goto out;
-	if ((rc = get_relay(&c, root, &out->relay)))
+	if ((rc = get_relay(&c, root, &out->relay)) || (rc = get_limits(&c, root, "", &out->limits)))
 		goto out;
 	if ((rc = get_directory(&c, root, out)))
 		goto out;
@@ -587,13 +616,14 @@ int qkm_topology_load(const char *path, struct qkm_topology *out, char *err, siz
 	static const char *const nodekeys[] = {"id", "ksa", NULL};
 	static const char *const linkkeys[] = {"a", "b", "rate_bps", "unit_bits", "qber", NULL};
 	static const char *const polkeys[] = {"relay", "central", "key_source", "aes_fallback",
-					      "after_supply", NULL};
+					      "after_supply", "limits", NULL};
 	struct jctx c = {err, errsz, path};
 	int rc;
 	memset(out, 0, sizeof(*out));
 	snprintf(out->policy.relay, sizeof(out->policy.relay), "otp");
 	snprintf(out->policy.after_supply, sizeof(out->policy.after_supply), "delete");
 	snprintf(out->policy.key_source, sizeof(out->policy.key_source), "link");
+	qkm_limits_defaults(&out->policy.limits);
 	json_t *root = load_file(&c, path, &rc), *arr, *pol;
 	if (!root)
 		return rc;
@@ -723,6 +753,8 @@ int qkm_topology_load(const char *path, struct qkm_topology *out, char *err, siz
 			rc = jerr(&c, "policy.after_supply", "must be delete or preserve");
 			goto out;
 		}
+		if ((rc = get_limits(&c, pol, "policy", &out->policy.limits)))
+			goto out;
 	}
 out:
 	json_decref(root);
@@ -822,6 +854,10 @@ int qkm_node_cfg_save(const char *path, const struct qkm_node_cfg *c)
 		json_object_set_new(root, "controller",
 				    json_pack("{s:s, s:s}", "addr", c->controller.addr, "id",
 					      c->controller.id));
+	json_object_set_new(root, "limits",
+			    json_pack("{s:I, s:I, s:I}", "sae_rate", (json_int_t)c->limits.sae_rate,
+				      "sae_burst", (json_int_t)c->limits.sae_burst, "sae_in_flight",
+				      (json_int_t)c->limits.sae_in_flight));
 	return save_json(path, root, 0600);
 }
 

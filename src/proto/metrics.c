@@ -88,6 +88,16 @@ int qkm_metrics_format(const struct qkm_node_status *s, struct qkm_buf *b)
 			rc = put(b, "%s{node=\"%s\"} %lld\n", counters[m].name, s->id,
 				 (long long)counters[m].v);
 	}
+	if (!rc)
+		rc = head(b, "qkm_etsi014_refused_total", "counter",
+			  "ETSI 014 requests refused (503) for being over their SAE's limits, by "
+			  "limit, since the node started.");
+	if (!rc)
+		rc = put(b, "qkm_etsi014_refused_total{node=\"%s\",limit=\"rate\"} %llu\n", s->id,
+			 (unsigned long long)s->refused_rate);
+	if (!rc)
+		rc = put(b, "qkm_etsi014_refused_total{node=\"%s\",limit=\"in_flight\"} %llu\n",
+			 s->id, (unsigned long long)s->refused_in_flight);
 	static const char *const link_names[] = {
 		"qkm_link_kx_up",          "qkm_link_reconciled",   "qkm_link_module_up",
 		"qkm_link_qber",           "qkm_link_key_rate_bps", "qkm_link_buffered_bytes",

@@ -34,6 +34,9 @@ struct qkm_node_status {
 	size_t n_pools;
 	struct qkm_status_pool pools[QKM_MAX_LINKS + QKM_MAX_NODES]; /* link, then relay */
 	int64_t acquired_bytes, aborted_batches, supplied_keys, relayed_bytes;
+	/* ETSI 014 requests refused since the node started for being over
+	 * their SAE's limits (ksa/limit.h); in memory only, metrics only. */
+	uint64_t refused_rate, refused_in_flight;
 	size_t n_links;
 	struct qkm_status_link links[QKM_MAX_LINKS];
 };

@@ -175,6 +175,9 @@ static void test_topology_defaults(void **state)
 	assert_int_equal(load(fx, TOPO, put(fx, "{\"nodes\": [{\"id\": \"a\"}]}")), 0);
 	assert_string_equal(fx->topo.policy.central, "");
 	assert_string_equal(fx->topo.policy.key_source, "link");
+	assert_int_equal(fx->topo.policy.limits.sae_rate, QKM_LIMIT_SAE_RATE);
+	assert_int_equal(fx->topo.policy.limits.sae_burst, QKM_LIMIT_SAE_BURST);
+	assert_int_equal(fx->topo.policy.limits.sae_in_flight, QKM_LIMIT_SAE_IN_FLIGHT);
 }
 
 static void test_topology_refused(void **state)
@@ -349,6 +352,10 @@ static void test_node_good(void **state)
 	assert_int_equal(c->relay.batch_bytes, 65536);
 	assert_true(c->relay.low_bytes == 262144);
 	assert_true(c->relay.high_bytes == 1048576);
+	/* Per-SAE limits at the ETSI 014 interface (issue #7). */
+	assert_int_equal(c->limits.sae_rate, QKM_LIMIT_SAE_RATE);
+	assert_int_equal(c->limits.sae_burst, QKM_LIMIT_SAE_BURST);
+	assert_int_equal(c->limits.sae_in_flight, QKM_LIMIT_SAE_IN_FLIGHT);
 
 	assert_int_equal(load(fx, NODE, put(fx,
 		"{\"id\": \"B\", \"db\": \"b.db\", \"log_level\": \"debug\", \"ksa\": false,"
@@ -632,6 +639,75 @@ static void test_node_relay_refused(void **state)
 	}
 }
 
+/* Per-SAE request rate and in-flight limits (issue #7; docs/config.md). */
+static void test_node_limits(void **state)
+{
+	struct fixture *fx = *state;
+	char text[2048];
+	node_with(text, sizeof(text),
+		  "\"limits\": {\"sae_rate\": 50, \"sae_burst\": 7, \"sae_in_flight\": 3}");
+	assert_int_equal(load(fx, NODE, put(fx, text)), 0);
+	assert_int_equal(fx->node.limits.sae_rate, 50);
+	assert_int_equal(fx->node.limits.sae_burst, 7);
+	assert_int_equal(fx->node.limits.sae_in_flight, 3);
+	/* A rate alone: the burst is twice the rate; the rest default. */
+	node_with(text, sizeof(text), "\"limits\": {\"sae_rate\": 50}");
+	assert_int_equal(load(fx, NODE, put(fx, text)), 0);
+	assert_int_equal(fx->node.limits.sae_rate, 50);
+	assert_int_equal(fx->node.limits.sae_burst, 100);
+	assert_int_equal(fx->node.limits.sae_in_flight, QKM_LIMIT_SAE_IN_FLIGHT);
+	node_with(text, sizeof(text), "\"limits\": {\"sae_rate\": 1000000}");
+	assert_int_equal(load(fx, NODE, put(fx, text)), 0);
+	assert_int_equal(fx->node.limits.sae_burst, QKM_LIMIT_MAX);
+	/* 0 turns a limit off; an empty object keeps the defaults. */
+	node_with(text, sizeof(text),
+		  "\"limits\": {\"sae_rate\": 0, \"sae_burst\": 0, \"sae_in_flight\": 0}");
+	assert_int_equal(load(fx, NODE, put(fx, text)), 0);
+	assert_int_equal(fx->node.limits.sae_rate, 0);
+	assert_int_equal(fx->node.limits.sae_in_flight, 0);
+	node_with(text, sizeof(text), "\"limits\": {}");
+	assert_int_equal(load(fx, NODE, put(fx, text)), 0);
+	assert_int_equal(fx->node.limits.sae_rate, QKM_LIMIT_SAE_RATE);
+	assert_int_equal(fx->node.limits.sae_burst, QKM_LIMIT_SAE_BURST);
+
+	static const struct {
+		const char *limits, *want;
+	} bad[] = {
+		{"[]", "limits: must be an object"},
+		{"{\"rate\": 5}", "limits.rate: unknown field"},
+		{"{\"sae_rate\": -1}", "limits.sae_rate: must be an integer from 0 to 1000000"},
+		{"{\"sae_rate\": 1000001}", "limits.sae_rate: must be an integer from 0 to 1000000"},
+		{"{\"sae_rate\": 2.5}", "limits.sae_rate: must be an integer"},
+		{"{\"sae_rate\": \"50/s\"}", "limits.sae_rate: must be an integer"},
+		{"{\"sae_burst\": true}", "limits.sae_burst: must be an integer"},
+		{"{\"sae_in_flight\": 4294967297}", "limits.sae_in_flight: must be an integer"},
+		{"{\"sae_rate\": 5, \"sae_burst\": 0}",
+		 "limits.sae_burst: must be at least 1 when sae_rate is set"},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char extra[512];
+		snprintf(extra, sizeof(extra), "\"limits\": %s", bad[i].limits);
+		node_with(text, sizeof(text), extra);
+		REFUSED(fx, NODE, text, bad[i].want);
+	}
+
+	/* The topology's policy.limits, copied into every node.json by `net up`. */
+	assert_int_equal(load(fx, TOPO, put(fx, "{\"nodes\": [{\"id\": \"a\"}],"
+						 " \"policy\": {\"limits\": {\"sae_rate\": 20,"
+						 " \"sae_in_flight\": 4}}}")),
+			 0);
+	assert_int_equal(fx->topo.policy.limits.sae_rate, 20);
+	assert_int_equal(fx->topo.policy.limits.sae_burst, 40);
+	assert_int_equal(fx->topo.policy.limits.sae_in_flight, 4);
+	assert_int_equal(load(fx, TOPO, put(fx, "{\"nodes\": [{\"id\": \"a\"}], \"policy\": {}}")), 0);
+	assert_int_equal(fx->topo.policy.limits.sae_rate, QKM_LIMIT_SAE_RATE);
+	assert_int_equal(fx->topo.policy.limits.sae_in_flight, QKM_LIMIT_SAE_IN_FLIGHT);
+	REFUSED(fx, TOPO, "{\"nodes\": [{\"id\": \"a\"}], \"policy\": {\"limits\": {\"sae_in_flight\": -2}}}",
+		"policy.limits.sae_in_flight: must be an integer from 0 to 1000000");
+	REFUSED(fx, TOPO, "{\"nodes\": [{\"id\": \"a\"}], \"policy\": {\"limits\": {\"burst\": 2}}}",
+		"policy.limits.burst: unknown field");
+}
+
 static const char sim_min[] =
 	"{\"tls\": {\"ca\": \"c\", \"cert\": \"s.pem\", \"key\": \"s.key\"},"
 	" \"listen\": \"127.0.0.1:9000\", \"control\": \"/run/qkm/sim.sock\","
@@ -819,8 +895,12 @@ static void test_node_save_load(void **state)
 
 	char path[PATH_MAX + 32];
 	snprintf(path, sizeof(path), "%s/saved.json", fx->dir);
-	/* Every relay field set, then the defaults with nothing optional. */
+	/* Every relay field set, then the defaults with nothing optional;
+	 * the limits set, then all off. */
 	for (int variant = 0; variant < 2; variant++) {
+		in->limits.sae_rate = variant ? 0 : 7;
+		in->limits.sae_burst = variant ? 0 : 1;
+		in->limits.sae_in_flight = variant ? 0 : QKM_LIMIT_MAX;
 		struct qkm_relay_cfg *rl = &in->relay;
 		memset(rl, 0, sizeof(*rl));
 		snprintf(rl->mode, sizeof(rl->mode), variant ? "otp" : "central-xor");
@@ -899,6 +979,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_node_relay_good, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_node_routes_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_node_relay_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_node_limits, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sim_good, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sim_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_malformed_and_missing, setup, teardown),

@@ -72,6 +72,8 @@ static void test_exposition(void **state)
 	s.pools[0].bytes = 224;
 	s.acquired_bytes = 4096;
 	s.supplied_keys = 3;
+	s.refused_rate = 11;
+	s.refused_in_flight = 2;
 	s.n_links = 1;
 	snprintf(s.links[0].link, QKM_NAME_MAX, "A-B");
 	snprintf(s.links[0].peer, QKM_NAME_MAX, "B");
@@ -108,6 +110,9 @@ static void test_exposition(void **state)
 	assert_non_null(strstr((char *)b.p, "qkm_pool_bytes{node=\"A\",peer=\"B\",kind=\"link\"} 224\n"));
 	assert_non_null(strstr((char *)b.p, "qkm_acquired_bytes_total{node=\"A\"} 4096\n"));
 	assert_non_null(strstr((char *)b.p, "qkm_supplied_keys_total{node=\"A\"} 3\n"));
+	/* ETSI 014 refusals over an SAE's limits, by limit (issue #7) */
+	assert_non_null(strstr((char *)b.p, "qkm_etsi014_refused_total{node=\"A\",limit=\"rate\"} 11\n"));
+	assert_non_null(strstr((char *)b.p, "qkm_etsi014_refused_total{node=\"A\",limit=\"in_flight\"} 2\n"));
 	assert_non_null(strstr((char *)b.p, "alarm=\"qber \\\"high\\\"\\\\\"} 1\n"));
 	qkm_buf_fini(&b);
 }
