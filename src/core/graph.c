@@ -54,7 +54,9 @@ struct qkm_graph_heap_ent {
 uint32_t qkm_link_cost(uint64_t stock_bytes, uint64_t rate_bps, uint64_t need_bytes)
 {
 	const uint64_t k = (uint64_t)QKM_LINK_COST_BASE * QKM_LINK_COST_RESERVE;
-	uint64_t made = rate_bps / 8 * QKM_LINK_HORIZON_S;
+	uint64_t made = rate_bps / 8 > UINT64_MAX / QKM_LINK_HORIZON_S
+				? UINT64_MAX
+				: rate_bps / 8 * QKM_LINK_HORIZON_S;
 	uint64_t e = stock_bytes > UINT64_MAX - made ? UINT64_MAX : stock_bytes + made;
 	if (e == 0)
 		return QKM_LINK_COST_INF;
