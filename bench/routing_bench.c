@@ -388,12 +388,13 @@ static void run_size(struct result *r, uint32_t n, double degree, double alarmed
 
 /* ---- report -------------------------------------------------------------- */
 
-static const char *all_str(char *buf, size_t len, double s, uint32_t done, uint32_t n)
+/* "all", or how many sources were run (the figure is then extrapolated). */
+static const char *run_str(char *buf, size_t len, uint32_t done, uint32_t n)
 {
 	if (done == n)
-		snprintf(buf, len, "%.3g", s);
+		snprintf(buf, len, "all");
 	else
-		snprintf(buf, len, "~%.3g (%u src)", s, done);
+		snprintf(buf, len, "%u", done);
 	return buf;
 }
 
@@ -482,33 +483,32 @@ int main(int argc, char **argv)
 	printf("  qkm = core/graph.c (binary heap, deterministic ties); base = textbook Dijkstra, "
 	       "O(V^2) array, written here\n"
 	       "  one node: median (and max) of single runs from distinct sources;\n"
-	       "  every node: wall time, measured, or extrapolated (\"~\") from the sources run in "
-	       "--seconds %.0f\n"
-	       "  cpu%%: this thread's CPU time / wall time (below 100: waiting for a CPU)\n"
-	       "  speed-up = base time / qkm time\n\n",
+	       "  every node: wall and this thread's CPU time; \"run\": sources run within "
+	       "--seconds %.0f,\n    the rest extrapolated unless \"all\" (CPU below wall: "
+	       "waiting for a CPU)\n"
+	       "  speed = base / qkm: one node, median wall times; every node, CPU times\n\n",
 	       budget);
 	printf("%6s %6s %5s %7s %8s %6s | %-34s | %s\n", "", "", "", "", "hops", "build",
 	       "all routes from one node, ms", "all routes from every node, s");
-	printf("%6s %6s %5s %7s %8s %6s | %8s %8s %8s %7s | %-16s %4s %-16s %4s %7s\n", "nodes",
-	       "links", "alarm", "reached", "mean/max", "ms", "qkm", "qkm max", "base", "speed", "qkm",
-	       "cpu%", "base", "cpu%", "speed");
+	printf("%6s %6s %5s %7s %8s %6s | %8s %8s %8s %7s | %8s %8s %5s %8s %8s %5s %7s\n",
+	       "nodes", "links", "alarm", "reached", "mean/max", "ms", "qkm", "qkm max", "base",
+	       "speed", "qkm", "qkm cpu", "run", "base", "base cpu", "run", "speed");
 	fflush(stdout);
 
 	struct result res[MAX_SIZES];
 	memset(res, 0, sizeof(res));
 	for (int i = 0; i < n_sizes; i++) {
 		struct result *r = &res[i];
-		char b1[40], b2[40], hops[24];
+		char b1[16], b2[16], hops[24];
 		run_size(r, sizes[i], degree, alarmed, need, seed, budget);
 		snprintf(hops, sizeof(hops), "%.1f/%u", r->mean_hops, r->max_hops);
-		printf("%6u %6u %5u %7u %8s %6.2f | %8.4f %8.4f %8.4f %6.1fx | %-16s %4.0f %-16s %4.0f "
-		       "%6.1fx\n",
+		printf("%6u %6u %5u %7u %8s %6.2f | %8.4f %8.4f %8.4f %6.1fx | %8.3g %8.3g %5s %8.3g "
+		       "%8.3g %5s %6.1fx\n",
 		       r->n, r->links, r->alarmed, r->reached, hops, r->build_ms, r->one_med_ms[0],
 		       r->one_max_ms[0], r->one_med_ms[1], r->one_med_ms[1] / r->one_med_ms[0],
-		       all_str(b1, sizeof(b1), r->all[0].wall, r->all_done[0], r->n),
-		       100 * r->all[0].cpu / r->all[0].wall,
-		       all_str(b2, sizeof(b2), r->all[1].wall, r->all_done[1], r->n),
-		       100 * r->all[1].cpu / r->all[1].wall, r->all[1].wall / r->all[0].wall);
+		       r->all[0].wall, r->all[0].cpu, run_str(b1, sizeof(b1), r->all_done[0], r->n),
+		       r->all[1].wall, r->all[1].cpu, run_str(b2, sizeof(b2), r->all_done[1], r->n),
+		       r->all[1].cpu / r->all[0].cpu);
 		fflush(stdout);
 	}
 
@@ -518,14 +518,14 @@ int main(int argc, char **argv)
 		const struct result *r = &res[i];
 		if (r->n != TARGET_NODES)
 			continue;
-		char b[40];
 		double worst = r->one_max_ms[0] > r->first_ms ? r->one_max_ms[0] : r->first_ms;
 		printf("\ntarget: %u nodes, all routes from one node < %.0f s: %s (median %.2f ms, "
-		       "slowest %.2f ms, first %.2f ms);\n  routes from every node: %s s (%s)\n",
+		       "slowest %.2f ms, first %.2f ms);\n  routes from every node: %.4g s wall, "
+		       "%.4g s CPU (%s)\n",
 		       r->n, TARGET_S, worst / 1e3 < TARGET_S ? "MET" : "NOT MET", r->one_med_ms[0],
-		       r->one_max_ms[0], r->first_ms,
-		       all_str(b, sizeof(b), r->all[0].wall, r->all_done[0], r->n),
-		       r->all_done[0] == r->n ? "measured" : "extrapolated");
+		       r->one_max_ms[0], r->first_ms, r->all[0].wall, r->all[0].cpu,
+		       r->all_done[0] == r->n ? "measured, every source run"
+					      : "extrapolated from the sources run");
 	}
 
 	if (json_path && !no_json) {
