@@ -1,94 +1,82 @@
-/* route.c - static relay routes (route.h): one breadth-first search over the
- * topology's links, taken as undirected, from one node. Knows nothing of
- * relay itself; `qkm net up` writes what it finds into node.json (R-REL-6).
- * Invariant: a node's BFS parent is the first node, in queue order, that
- * reached it, and queue order follows sorted names, so routes are stable. */
+/* route.c - static relay routes (route.h): the topology as a graph
+ * (core/graph.h) whose links all cost the same, so least cost is fewest hops
+ * and graph.c's tie-break (names from the source outwards) is the one these
+ * routes have always had. Knows nothing of relay itself; `qkm net up` writes
+ * what it finds into node.json (R-REL-6). */
 #include "core/route.h"
 
 #include <stdio.h>
 #include <string.h>
 
-static int node_index(const struct qkm_topology *t, const char *id)
-{
-	for (size_t i = 0; i < t->n_nodes; i++)
-		if (strcmp(t->nodes[i].id, id) == 0)
-			return (int)i;
-	return -1;
-}
+#include "core/graph.h"
 
-/* The neighbours of node u (indices into t->nodes) into nb, sorted by name;
- * returns how many. A node has at most n_nodes - 1 distinct neighbours
- * (the loader refuses duplicate links; a repeat here is skipped anyway). */
-static size_t neighbours(const struct qkm_topology *t, int u, int nb[static QKM_MAX_NODES])
+/* Builds g from the first nn nodes of t and its links; gv[i] is the graph
+ * node of t->nodes[i], or QKM_GRAPH_NONE. What the loader refuses anyway is
+ * left out, as the breadth-first search this replaced ignored it: a repeated
+ * node name (the first node keeps it), a link naming an unknown node, a
+ * self-loop, a repeated link. */
+static int topo_graph(const struct qkm_topology *t, size_t nn, struct qkm_graph *g,
+		      uint32_t gv[static QKM_MAX_NODES])
 {
-	size_t n = 0;
-	for (size_t j = 0; j < t->n_links && j < QKM_MAX_TOPO_LINKS; j++) {
-		const char *a = t->links[j].a, *b = t->links[j].b, *other;
-		if (strcmp(a, t->nodes[u].id) == 0)
-			other = b;
-		else if (strcmp(b, t->nodes[u].id) == 0)
-			other = a;
-		else
-			continue;
-		int v = node_index(t, other);
-		bool seen = v < 0 || v == u;
-		for (size_t k = 0; k < n && !seen; k++)
-			seen = nb[k] == v;
-		if (seen || n == QKM_MAX_NODES)
-			continue;
-		/* Insertion sort by name: at most 63 entries. */
-		size_t k = n++;
-		while (k > 0 && strcmp(t->nodes[nb[k - 1]].id, t->nodes[v].id) > 0) {
-			nb[k] = nb[k - 1];
-			k--;
-		}
-		nb[k] = v;
+	uint32_t a, b;
+	for (size_t i = 0; i < nn; i++) {
+		int e = qkm_graph_add_node(g, t->nodes[i].id, &gv[i]);
+		if (e == QKM_EEXIST || e == QKM_EINVAL)
+			gv[i] = QKM_GRAPH_NONE;
+		else if (e)
+			return e;
 	}
-	return n;
+	for (size_t j = 0; j < t->n_links && j < QKM_MAX_TOPO_LINKS; j++) {
+		if (qkm_graph_find(g, t->links[j].a, &a) || qkm_graph_find(g, t->links[j].b, &b))
+			continue;
+		int e = qkm_graph_add_link(g, a, b, QKM_LINK_COST_BASE, NULL);
+		if (e && e != QKM_EINVAL && e != QKM_EEXIST)
+			return e;
+	}
+	return 0;
 }
 
 int qkm_routes_compute(const struct qkm_topology *t, const char *from,
 		       struct qkm_node_route *out, size_t max, size_t *n)
 {
-	int parent[QKM_MAX_NODES], dist[QKM_MAX_NODES], queue[QKM_MAX_NODES], nb[QKM_MAX_NODES];
-	size_t head = 0, tail = 0, count = 0, nn = t->n_nodes;
+	uint32_t gv[QKM_MAX_NODES], path[QKM_MAX_PATH], s;
+	size_t count = 0, len, nn = t->n_nodes < QKM_MAX_NODES ? t->n_nodes : QKM_MAX_NODES;
+	struct qkm_graph_tree tree;
+	struct qkm_graph *g = qkm_graph_new();
+	int e = QKM_ENOMEM;
 	*n = 0;
-	if (nn > QKM_MAX_NODES)
-		nn = QKM_MAX_NODES;
-	int s = node_index(t, from);
-	if (s < 0 || (size_t)s >= nn)
-		return QKM_ENOTFOUND;
-	for (size_t i = 0; i < nn; i++)
-		dist[i] = -1, parent[i] = -1;
-	dist[s] = 0;
-	queue[tail++] = s;
-	while (head < tail) {
-		int u = queue[head++];
-		size_t k = neighbours(t, u, nb);
-		for (size_t i = 0; i < k; i++) {
-			int v = nb[i];
-			if ((size_t)v >= nn || dist[v] >= 0)
-				continue;
-			dist[v] = dist[u] + 1;
-			parent[v] = u;
-			queue[tail++] = v; /* each node enters once: tail <= nn */
-		}
+	qkm_graph_tree_init(&tree);
+	if (!g)
+		goto out;
+	if ((e = topo_graph(t, nn, g, gv)))
+		goto out;
+	if (qkm_graph_find(g, from, &s)) {
+		e = QKM_ENOTFOUND;
+		goto out;
 	}
+	if ((e = qkm_graph_routes_from(g, s, &tree)))
+		goto out;
 	for (size_t i = 0; i < nn; i++) {
-		/* Unreachable (-1), from itself (0), a link peer (1): no route. */
-		if (dist[i] < 2)
+		/* Unreachable, from itself, a link peer (one hop): no route. */
+		if (gv[i] == QKM_GRAPH_NONE || tree.at[gv[i]].cost == QKM_GRAPH_UNREACHED ||
+		    tree.at[gv[i]].hops < 2)
 			continue;
-		if ((size_t)dist[i] + 1 > QKM_MAX_PATH || count == max)
-			return QKM_ETOOBIG;
-		struct qkm_node_route *r = &out[count];
+		if (count == max) {
+			e = QKM_ETOOBIG;
+			goto out;
+		}
+		if ((e = qkm_graph_tree_path(&tree, gv[i], path, QKM_MAX_PATH, &len)))
+			goto out;
+		struct qkm_node_route *r = &out[count++];
 		memset(r, 0, sizeof(*r));
-		r->n = (uint32_t)dist[i] + 1;
+		r->n = (uint32_t)len;
 		snprintf(r->to, sizeof(r->to), "%s", t->nodes[i].id);
-		/* Walk the parents back from the destination to `from`. */
-		for (int v = (int)i, at = dist[i]; v >= 0; v = parent[v], at--)
-			snprintf(r->path[at], sizeof(r->path[at]), "%s", t->nodes[v].id);
-		count++;
+		for (size_t k = 0; k < len; k++)
+			snprintf(r->path[k], sizeof(r->path[k]), "%s", qkm_graph_name(g, path[k]));
 	}
 	*n = count;
-	return 0;
+out:
+	qkm_graph_tree_fini(&tree);
+	qkm_graph_free(g);
+	return e;
 }
