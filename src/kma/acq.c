@@ -1400,7 +1400,9 @@ static int on_pool_sync(struct qkm_acq *a, const struct qkm_frame *f, uint64_t n
 		goto out;
 	for (size_t i = 0; !rc && i < mine.n; i++) {
 		struct sync_e *m = &mine.e[i];
-		const struct sync_e *t = bsearch(m, theirs.e, theirs.n, sizeof(*theirs.e), sync_cmp);
+		/* None listed: theirs.e is NULL, which bsearch may not be given (C17 7.22.5). */
+		const struct sync_e *t =
+			theirs.n ? bsearch(m, theirs.e, theirs.n, sizeof(*m), sync_cmp) : NULL;
 		uint64_t upto;
 		if (!t)
 			upto = UINT32_MAX; /* used up there (burn clamps to the block's end) */
