@@ -152,9 +152,11 @@ static void admin_events(struct node *n, struct qkm_http_req *req)
 	const char *v;
 	evhttp_parse_query_str(req->query ? req->query : "", &q);
 	if ((v = evhttp_find_header(&q, "after")))
-		after = atoll(v);
-	if ((v = evhttp_find_header(&q, "limit")) && atoi(v) > 0 && atoi(v) <= 100000)
-		w.limit = (unsigned)atoi(v);
+		after = strtoll(v, NULL, 10); /* atoll's overflow is undefined */
+	/* strtol, not atoi: atoi("4294967297") may come back as 1. */
+	long limit = (v = evhttp_find_header(&q, "limit")) ? strtol(v, NULL, 10) : 0;
+	if (limit > 0 && limit <= 100000)
+		w.limit = (unsigned)limit;
 	w.event = evhttp_find_header(&q, "event");
 	w.key = evhttp_find_header(&q, "key");
 	int rc = w.arr ? qkm_store_records(n->st, after, 0, ev_one, &w) : QKM_ENOMEM;
