@@ -110,7 +110,6 @@ void qkm_time_str(uint64_t ns, char out[static 32])
 	time_t sec = (time_t)(ns / 1000000000u);
 	struct tm tm;
 	gmtime_r(&sec, &tm);
-	strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm);
-	size_t n = strlen(out);
+	size_t n = strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm); /* 0 (out undefined) if it failed */
 	snprintf(out + n, 32 - n, ".%06uZ", (unsigned)(ns % 1000000000u / 1000u));
 }
