@@ -294,7 +294,7 @@ int cli_node(int argc, char **argv)
 	char logname[QKM_NAME_MAX + 8];
 	snprintf(logname, sizeof(logname), "node %s", n->cfg.id);
 	qkm_log_init(logname, lvl);
-	signal(SIGPIPE, SIG_IGN);
+	(void)signal(SIGPIPE, SIG_IGN); /* fails only for an invalid signal */
 	/* Key bytes also pass through ordinary heap memory (TLS records, the
 	 * SQLite page cache): no core file may carry them. */
 	struct rlimit nocore = {0, 0};

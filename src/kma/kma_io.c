@@ -103,7 +103,7 @@ static void sim_dial(struct qkm_kma *k);
 
 static void schedule(struct event *ev, int *retry_ms)
 {
-	struct timeval tv = {*retry_ms / 1000, (*retry_ms % 1000) * 1000};
+	struct timeval tv = {*retry_ms / 1000, (*retry_ms % 1000) * 1000L};
 	event_add(ev, &tv);
 	*retry_ms = *retry_ms * 2 > KMA_RETRY_MAX_MS ? KMA_RETRY_MAX_MS : *retry_ms * 2;
 }
@@ -883,7 +883,7 @@ struct qkm_kma *qkm_kma_new(struct event_base *base, const struct qkm_node_cfg *
 			kx_dial(&k->links[i]);
 	if (cfg->sim[0])
 		sim_dial(k);
-	struct timeval tv = {0, KMA_TICK_MS * 1000};
+	struct timeval tv = {0, KMA_TICK_MS * 1000L};
 	event_add(k->tick, &tv);
 	return k;
 fail:

@@ -104,7 +104,8 @@ static size_t json_error(char out[static 6 * HTTP_MSG_MAX + 32], const char *msg
 	size_t o = sizeof(head) - 1;
 
 	memcpy(out, head, o);
-	for (size_t i = 0; msg[i] && i < HTTP_MSG_MAX; i++) {
+	size_t n = strnlen(msg, HTTP_MSG_MAX);
+	for (size_t i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)msg[i];
 		if (c == '"' || c == '\\') {
 			out[o++] = '\\';
@@ -124,7 +125,7 @@ static size_t json_error(char out[static 6 * HTTP_MSG_MAX + 32], const char *msg
 			out[o + 5] = hex[c & 15];
 			o += 6;
 		} else {
-			out[o++] = c < 0x80 ? (char)c : '?';
+			out[o++] = (char)(c < 0x80 ? c : '?');
 		}
 	}
 	memcpy(out + o, "\"}", 3);
@@ -468,7 +469,7 @@ static int conn_next(struct http_conn *c)
 	if (rc < 0)
 		conn_error(c, h.error_code, h.error);
 	if (rc <= 0) {
-		if (rc == 0 && now_ms() - c->head_start_ms > HTTP_TIMEOUT_SECS * 1000) {
+		if (rc == 0 && now_ms() - c->head_start_ms > HTTP_TIMEOUT_SECS * 1000L) {
 			conn_error(c, 408, "request not complete within 30 s");
 			return QKM_EAGAIN;
 		}
@@ -497,7 +498,7 @@ static int conn_next(struct http_conn *c)
 			if (qkm_buf_put(&c->out, cont, sizeof(cont) - 1) == 0 && conn_flush(c) < 0)
 				return QKM_EIO;
 		}
-		if (now_ms() - c->head_start_ms > HTTP_TIMEOUT_SECS * 1000) {
+		if (now_ms() - c->head_start_ms > HTTP_TIMEOUT_SECS * 1000L) {
 			conn_error(c, 408, "request body not complete within 30 s");
 			return QKM_EAGAIN;
 		}
@@ -608,7 +609,7 @@ static int conn_read(struct http_conn *c)
 static void conn_drain(struct http_conn *c)
 {
 	char sink[16384];
-	if (now_ms() - c->head_start_ms > HTTP_TIMEOUT_SECS * 1000) {
+	if (now_ms() - c->head_start_ms > HTTP_TIMEOUT_SECS * 1000L) {
 		conn_close(c); /* a client that never stops sending */
 		return;
 	}
@@ -811,7 +812,7 @@ void qkm_http_server_set_input_budget(struct qkm_http_server *s, size_t bytes)
 
 int qkm_http_server_port(struct qkm_http_server *s)
 {
-	struct sockaddr_storage ss;
+	struct sockaddr_storage ss = {0};
 	socklen_t len = sizeof(ss);
 
 	if (!s || !s->lis)
@@ -1345,8 +1346,8 @@ int qkm_https_request(const char *url, const char *method, const char *body, con
 		/* Shown with control bytes masked: one log line per event. */
 		char shown[128];
 		size_t i = 0;
-		for (; url[i] && i < sizeof(shown) - 1; i++)
-			shown[i] = url[i] > 0x20 && url[i] < 0x7f ? url[i] : '?';
+		for (; i < sizeof(shown) - 1 && url[i]; i++)
+			shown[i] = (char)(url[i] > 0x20 && url[i] < 0x7f ? url[i] : '?');
 		shown[i] = 0;
 		log_warnx("https: bad URL \"%s\" (want https://ADDRESS:PORT/path)", shown);
 		goto out;
