@@ -897,9 +897,10 @@ void qkm_kma_free(struct qkm_kma *k)
 		return;
 	while (k->pcs)
 		pc_finish(k, k->pcs, NULL, QKM_ESTATE);
+	/* The first one's prevp is &k->inbound: unlinking it moves k->inbound on. */
 	while (k->inbound) {
 		struct kma_inbound *in = k->inbound;
-		qkm_link_free(in->l);
+		qkm_link_free(in->l); /* NOLINT(clang-analyzer-unix.Malloc) */
 		inbound_unlink(in);
 	}
 	/* Decided rounds are stored (and their COMMITs sent) before the links go. */
@@ -921,8 +922,8 @@ void qkm_kma_free(struct qkm_kma *k)
 	if (k->flush_ev)
 		event_free(k->flush_ev);
 	qkm_listener_free(k->listener);
-	while (k->directs)
-		direct_free(k->directs);
+	while (k->directs) /* each d->k is k: direct_free unlinks it from k->directs */
+		direct_free(k->directs); /* NOLINT(clang-analyzer-unix.Malloc) */
 	qkm_relay_free(k->relay);
 	free(k->links);
 	free(k);

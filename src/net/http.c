@@ -120,6 +120,7 @@ static size_t json_error(char out[static 6 * HTTP_MSG_MAX + 32], const char *msg
 			out[o++] = '\\';
 			out[o++] = 't';
 		} else if (c < 0x20 || c == 0x7f) {
+			/* NOLINTNEXTLINE(bugprone-not-null-terminated-result): no NUL wanted */
 			memcpy(out + o, "\\u00", 4);
 			out[o + 4] = hex[c >> 4];
 			out[o + 5] = hex[c & 15];
@@ -849,7 +850,8 @@ void qkm_http_reply(struct qkm_http_req *req, int code, const char *type, const 
 	c->in_io++;
 	if (!c->gone)
 		conn_reply(c, code, type, body, len, secret); /* body may be in req_mem */
-	c->in_io--;
+	/* in_io >= 1 here, so conn_close in conn_reply did not free c. */
+	c->in_io--; /* NOLINT(clang-analyzer-unix.Malloc) */
 	free(c->req_mem);
 	c->req_mem = NULL;
 	memset(&c->req, 0, sizeof(c->req));

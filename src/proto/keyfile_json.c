@@ -121,6 +121,7 @@ static int hex_get(const char *s, size_t slen, uint8_t *out, size_t n)
 	if (slen != 2 * n)
 		return QKM_EFORMAT;
 	for (size_t i = 0; i < 2 * n; i++) {
+		/* NOLINTNEXTLINE(bugprone-not-null-terminated-result): strchr would find the NUL */
 		const char *c = memchr(hexdig, s[i], 16);
 		if (!s[i] || !c)
 			return QKM_EFORMAT;
