@@ -1,9 +1,12 @@
 # qkm top-level make: thin wrapper over CMake/CTest.
 #   make          build (build/)
 #   make check    install deps, build with -Werror, run every test; then the
-#                 unit tests under ASan+UBSan (build-asan/), the ETSI 014
-#                 system test against a ThreadSanitizer build (build-tsan/),
-#                 then each fuzz target briefly (build-fuzz/)
+#                 static analysers (make lint), the unit tests under
+#                 ASan+UBSan (build-asan/), the ETSI 014 system test against
+#                 a ThreadSanitizer build (build-tsan/), then each fuzz
+#                 target briefly (build-fuzz/)
+#   make lint     clang-tidy (.clang-tidy) and cppcheck over src/, any
+#                 finding fails (scripts/lint; 1-2 minutes on 2 cores)
 #   make demo     install deps, build, start a local QKD network and show it
 #   make fuzz     run each fuzz target for FUZZ_SECONDS (default 600)
 #   make bench    run the benchmarks in bench/ with their baselines
@@ -17,7 +20,8 @@ FUZZ_SECONDS ?= 600
 FUZZ_CHECK_SECONDS ?= 20
 ROUNDS ?= 100
 
-.PHONY: all deps build check check-unit check-asan check-tsan check-fuzz fuzz demo bench soak clean
+.PHONY: all deps build check check-unit check-asan check-tsan check-fuzz lint fuzz demo bench soak \
+	clean
 
 all: build
 
@@ -31,7 +35,12 @@ build: deps
 check: build
 	@mkdir -p build/tmp
 	cd build && ctest --output-on-failure -j $(JOBS)
-	@$(MAKE) --no-print-directory check-asan check-tsan check-fuzz
+	@$(MAKE) --no-print-directory lint check-asan check-tsan check-fuzz
+
+# Before the sanitizer builds: 1-2 minutes, nothing to build, and a finding
+# names its line, so it fails faster than they do.
+lint: deps
+	@JOBS=$(JOBS) ./scripts/lint build-lint
 
 check-asan: deps
 	@cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DQKM_WERROR=ON -DQKM_SANITIZE=ON \
@@ -74,4 +83,4 @@ bench: build
 	@./bench/run-all $(BENCH_ARGS)
 
 clean:
-	rm -rf build build-asan build-tsan build-fuzz
+	rm -rf build build-asan build-tsan build-fuzz build-lint

@@ -157,9 +157,11 @@ static void admin_events(struct node *n, struct qkm_http_req *req)
 	const char *v;
 	evhttp_parse_query_str(req->query ? req->query : "", &q);
 	if ((v = evhttp_find_header(&q, "after")))
-		after = atoll(v);
-	if ((v = evhttp_find_header(&q, "limit")) && atoi(v) > 0 && atoi(v) <= 100000)
-		w.limit = (unsigned)atoi(v);
+		after = strtoll(v, NULL, 10); /* atoll's overflow is undefined */
+	/* strtol, not atoi: atoi("4294967297") may come back as 1. */
+	long limit = (v = evhttp_find_header(&q, "limit")) ? strtol(v, NULL, 10) : 0;
+	if (limit > 0 && limit <= 100000)
+		w.limit = (unsigned)limit;
 	w.event = evhttp_find_header(&q, "event");
 	w.key = evhttp_find_header(&q, "key");
 	int rc = w.arr ? qkm_store_records(n->st, after, 0, ev_one, &w) : QKM_ENOMEM;
@@ -401,7 +403,7 @@ int cli_node(int argc, char **argv)
 	char logname[QKM_NAME_MAX + 8];
 	snprintf(logname, sizeof(logname), "node %s", n->cfg.id);
 	qkm_log_init(logname, lvl);
-	signal(SIGPIPE, SIG_IGN);
+	(void)signal(SIGPIPE, SIG_IGN); /* fails only for an invalid signal */
 	/* Key bytes also pass through ordinary heap memory (TLS records, the
 	 * SQLite page cache): no core file may carry them. */
 	struct rlimit nocore = {0, 0};

@@ -131,7 +131,7 @@ int cli_sim(int argc, char **argv)
 	if (qkm_log_level_parse(cfg->log_level, &lvl))
 		lvl = QKM_LOG_INFO;
 	qkm_log_init("sim", lvl);
-	signal(SIGPIPE, SIG_IGN);
+	(void)signal(SIGPIPE, SIG_IGN); /* fails only for an invalid signal */
 	struct rlimit nocore = {0, 0}; /* key bytes in memory: no core files */
 	if (setrlimit(RLIMIT_CORE, &nocore) < 0)
 		log_warn("cannot disable core dumps");

@@ -25,7 +25,7 @@ static const char hexdig[] = "0123456789abcdef";
 
 void qkm_id_hex(const struct qkm_id *id, char out[static 33])
 {
-	for (int i = 0; i < QKM_ID_LEN; i++) {
+	for (size_t i = 0; i < QKM_ID_LEN; i++) {
 		out[2 * i] = hexdig[id->b[i] >> 4];
 		out[2 * i + 1] = hexdig[id->b[i] & 15];
 	}
@@ -68,7 +68,7 @@ int qkm_id_parse(const char *s, struct qkm_id *id)
 	} else {
 		return QKM_EFORMAT;
 	}
-	for (int i = 0; i < QKM_ID_LEN; i++) {
+	for (size_t i = 0; i < QKM_ID_LEN; i++) {
 		int hi = qkm_hexval(h[2 * i]), lo = qkm_hexval(h[2 * i + 1]);
 		if (hi < 0 || lo < 0)
 			return QKM_EFORMAT;
@@ -110,7 +110,6 @@ void qkm_time_str(uint64_t ns, char out[static 32])
 	time_t sec = (time_t)(ns / 1000000000u);
 	struct tm tm;
 	gmtime_r(&sec, &tm);
-	strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm);
-	size_t n = strlen(out);
+	size_t n = strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm); /* 0 (out undefined) if it failed */
 	snprintf(out + n, 32 - n, ".%06uZ", (unsigned)(ns % 1000000000u / 1000u));
 }

@@ -97,7 +97,7 @@ static const struct fdef ksa_defs[] = {
 	  struct qkm_ksa_meta, application_destination_id),
 };
 
-#define SET(a) {a, sizeof(a) / sizeof(a[0])}
+#define SET(a) {a, sizeof(a) / sizeof((a)[0])}
 static const struct fset qkd_set = SET(qkd_defs), kma_set = SET(kma_defs),
 			 hop_set = SET(hop_defs), relayed_set = SET(relayed_defs),
 			 ksa_set = SET(ksa_defs);
@@ -275,7 +275,7 @@ static int data_check(const struct qkm_keyfile *kf, bool verify_hash, const char
 
 static int keyfile_check(const struct qkm_keyfile *kf, bool verify_hash, const char **err_field)
 {
-	const char *dummy;
+	const char *dummy = NULL;
 	const char **ef = err_field ? err_field : &dummy;
 	const struct fset *fs = kind_set(kf->kind);
 	int rc;
@@ -605,7 +605,7 @@ static int block_decode(const struct fset *fs, struct qkm_rd *r, void *blk, bool
 int qkm_keyfile_decode(const uint8_t *p, size_t len, struct qkm_keyfile *kf,
 		       const char **err_field)
 {
-	const char *dummy;
+	const char *dummy = NULL;
 	const char **ef = err_field ? err_field : &dummy;
 	const struct fset *fs;
 	const uint8_t *v;
@@ -681,7 +681,7 @@ static const char *const kind_names[] = {[QKM_KF_QKD] = "qkd-key",
 					 [QKM_KF_RELAYED] = "relayed-kma-key",
 					 [QKM_KF_KSA] = "ksa-key"};
 
-#define NAMES_N(a) (sizeof(a) / sizeof(a[0]))
+#define NAMES_N(a) (sizeof(a) / sizeof((a)[0]))
 
 static const char *name_of(const char *const *names, size_t n, int v)
 {

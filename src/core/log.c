@@ -45,13 +45,13 @@ static void vlog(enum qkm_log_level lvl, const char *tag, int errnum, const char
 		n = 0;
 	int m = vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
 	if (m > 0)
-		n = (size_t)(n + m) >= sizeof(line) ? (int)sizeof(line) - 1 : n + m;
+		n = (size_t)n + (size_t)m >= sizeof(line) ? (int)sizeof(line) - 1 : n + m;
 	if (errnum)
 		n += snprintf(line + n, sizeof(line) - (size_t)n, ": %s", strerror(errnum));
 	if ((size_t)n >= sizeof(line) - 1)
 		n = (int)sizeof(line) - 2;
 	line[n++] = '\n';
-	fwrite(line, 1, (size_t)n, stderr);
+	(void)fwrite(line, 1, (size_t)n, stderr); /* a failed log write has nowhere to go */
 }
 
 #define LOGFN(fn, lvl, tag, err)                                                \

@@ -103,7 +103,7 @@ static void sim_dial(struct qkm_kma *k);
 
 static void schedule(struct event *ev, int *retry_ms)
 {
-	struct timeval tv = {*retry_ms / 1000, (*retry_ms % 1000) * 1000};
+	struct timeval tv = {*retry_ms / 1000, (*retry_ms % 1000) * 1000L};
 	event_add(ev, &tv);
 	*retry_ms = *retry_ms * 2 > KMA_RETRY_MAX_MS ? KMA_RETRY_MAX_MS : *retry_ms * 2;
 }
@@ -885,7 +885,7 @@ struct qkm_kma *qkm_kma_new(struct event_base *base, const struct qkm_node_cfg *
 			kx_dial(&k->links[i]);
 	if (cfg->sim[0])
 		sim_dial(k);
-	struct timeval tv = {0, KMA_TICK_MS * 1000};
+	struct timeval tv = {0, KMA_TICK_MS * 1000L};
 	event_add(k->tick, &tv);
 	return k;
 fail:
@@ -899,9 +899,10 @@ void qkm_kma_free(struct qkm_kma *k)
 		return;
 	while (k->pcs)
 		pc_finish(k, k->pcs, NULL, QKM_ESTATE);
+	/* The first one's prevp is &k->inbound: unlinking it moves k->inbound on. */
 	while (k->inbound) {
 		struct kma_inbound *in = k->inbound;
-		qkm_link_free(in->l);
+		qkm_link_free(in->l); /* NOLINT(clang-analyzer-unix.Malloc) */
 		inbound_unlink(in);
 	}
 	/* Decided rounds are stored (and their COMMITs sent) before the links go. */
@@ -923,8 +924,8 @@ void qkm_kma_free(struct qkm_kma *k)
 	if (k->flush_ev)
 		event_free(k->flush_ev);
 	qkm_listener_free(k->listener);
-	while (k->directs)
-		direct_free(k->directs);
+	while (k->directs) /* each d->k is k: direct_free unlinks it from k->directs */
+		direct_free(k->directs); /* NOLINT(clang-analyzer-unix.Malloc) */
 	qkm_relay_free(k->relay);
 	free(k->links);
 	free(k);

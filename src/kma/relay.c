@@ -825,8 +825,8 @@ static int relay_start(struct qkm_relay *r, struct dest *d, uint64_t now_ns)
 	const char *nb = rt->path[1];
 	size_t size = r->cfg->relay.batch_bytes;
 	bool by_ref = !r->cfg->relay.rng;
-	struct qkm_range *g = calloc(3 * RELAY_MAX_RANGES, sizeof(*g));
-	struct qkm_range *pad = g + RELAY_MAX_RANGES, *dref = g + 2 * RELAY_MAX_RANGES;
+	struct qkm_range *g = calloc(3 * (size_t)RELAY_MAX_RANGES, sizeof(*g));
+	struct qkm_range *pad = NULL, *dref = NULL; /* g's second and third thirds */
 	struct qkm_secret *lk = NULL, *key = NULL;
 	struct qkm_buf pt, fb;
 	struct qkm_keyfile kf;
@@ -840,6 +840,8 @@ static int relay_start(struct qkm_relay *r, struct dest *d, uint64_t now_ns)
 	qkm_keyfile_init(&kf, QKM_KF_RELAYED);
 	if (!g)
 		goto out;
+	pad = g + RELAY_MAX_RANGES;
+	dref = pad + RELAY_MAX_RANGES;
 	if (!r->ops.link_ready(nb, r->ops.arg)) {
 		snprintf(why, sizeof(why), "hop %s-%s is down", r->cfg->id, nb);
 		rc = QKM_ESTATE;

@@ -70,7 +70,7 @@ int qkm_combine_x25519(uint8_t *key, size_t len, const struct qkm_secret *ss,
 		OSSL_PARAM_construct_end(),
 	};
 	/* HKDF-Expand yields at most 255 hash lengths (8160 bytes). */
-	if (kctx && mask && len <= 255 * 32 && EVP_KDF_derive(kctx, mask->p, len, params) == 1) {
+	if (kctx && mask && len <= 255 * 32ul && EVP_KDF_derive(kctx, mask->p, len, params) == 1) {
 		for (size_t i = 0; i < len; i++)
 			key[i] ^= mask->p[i];
 		rc = 0;

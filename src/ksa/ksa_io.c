@@ -598,7 +598,7 @@ struct qkm_ksa *qkm_ksa_new(struct event_base *base, const struct qkm_node_cfg *
 				      fe_handle, k);
 	if (!k->out_ev || !k->stop_ev || !k->http)
 		goto fail;
-	struct timeval tv = {0, KSA_TICK_MS * 1000};
+	struct timeval tv = {0, KSA_TICK_MS * 1000L};
 	event_add(k->tick_ev, &tv);
 	struct qkm_kma_hooks h = {hook_frame, hook_pool, hook_keys, k};
 	qkm_kma_set_hooks(kma, &h);

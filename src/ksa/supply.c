@@ -1335,6 +1335,7 @@ static int on_cancel(struct qkm_supply *s, const char *peer, const struct qkm_fr
 		rc = qkm_store_commit(s->st);
 	else
 		qkm_store_rollback(s->st);
+	/* cppcheck-suppress uninitvar ; rc == 0: qkm_frame_begin set start */
 	if (!rc && !(rc = qkm_frame_end(&b, start)))
 		rc = s->ops.send(peer, b.p, b.len, s->ops.arg) ? QKM_EIO : 0;
 	qkm_buf_fini(&b);

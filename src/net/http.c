@@ -104,7 +104,8 @@ static size_t json_error(char out[static 6 * HTTP_MSG_MAX + 32], const char *msg
 	size_t o = sizeof(head) - 1;
 
 	memcpy(out, head, o);
-	for (size_t i = 0; msg[i] && i < HTTP_MSG_MAX; i++) {
+	size_t n = strnlen(msg, HTTP_MSG_MAX);
+	for (size_t i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)msg[i];
 		if (c == '"' || c == '\\') {
 			out[o++] = '\\';
@@ -119,12 +120,13 @@ static size_t json_error(char out[static 6 * HTTP_MSG_MAX + 32], const char *msg
 			out[o++] = '\\';
 			out[o++] = 't';
 		} else if (c < 0x20 || c == 0x7f) {
+			/* NOLINTNEXTLINE(bugprone-not-null-terminated-result): no NUL wanted */
 			memcpy(out + o, "\\u00", 4);
 			out[o + 4] = hex[c >> 4];
 			out[o + 5] = hex[c & 15];
 			o += 6;
 		} else {
-			out[o++] = c < 0x80 ? (char)c : '?';
+			out[o++] = (char)(c < 0x80 ? c : '?');
 		}
 	}
 	memcpy(out + o, "\"}", 3);
@@ -472,7 +474,7 @@ static int conn_next(struct http_conn *c)
 	if (rc < 0)
 		conn_error(c, h.error_code, h.error);
 	if (rc <= 0) {
-		if (rc == 0 && now_ms() - c->head_start_ms > HTTP_TIMEOUT_SECS * 1000) {
+		if (rc == 0 && now_ms() - c->head_start_ms > HTTP_TIMEOUT_SECS * 1000L) {
 			conn_error(c, 408, "request not complete within 30 s");
 			return QKM_EAGAIN;
 		}
@@ -501,7 +503,7 @@ static int conn_next(struct http_conn *c)
 			if (qkm_buf_put(&c->out, cont, sizeof(cont) - 1) == 0 && conn_flush(c) < 0)
 				return QKM_EIO;
 		}
-		if (now_ms() - c->head_start_ms > HTTP_TIMEOUT_SECS * 1000) {
+		if (now_ms() - c->head_start_ms > HTTP_TIMEOUT_SECS * 1000L) {
 			conn_error(c, 408, "request body not complete within 30 s");
 			return QKM_EAGAIN;
 		}
@@ -612,7 +614,7 @@ static int conn_read(struct http_conn *c)
 static void conn_drain(struct http_conn *c)
 {
 	char sink[16384];
-	if (now_ms() - c->head_start_ms > HTTP_TIMEOUT_SECS * 1000) {
+	if (now_ms() - c->head_start_ms > HTTP_TIMEOUT_SECS * 1000L) {
 		conn_close(c); /* a client that never stops sending */
 		return;
 	}
@@ -815,7 +817,7 @@ void qkm_http_server_set_input_budget(struct qkm_http_server *s, size_t bytes)
 
 int qkm_http_server_port(struct qkm_http_server *s)
 {
-	struct sockaddr_storage ss;
+	struct sockaddr_storage ss = {0};
 	socklen_t len = sizeof(ss);
 
 	if (!s || !s->lis)
@@ -859,7 +861,8 @@ void qkm_http_reply(struct qkm_http_req *req, int code, const char *type, const 
 	c->in_io++;
 	if (!c->gone)
 		conn_reply(c, code, type, body, len, secret); /* body may be in req_mem */
-	c->in_io--;
+	/* in_io >= 1 here, so conn_close in conn_reply did not free c. */
+	c->in_io--; /* NOLINT(clang-analyzer-unix.Malloc) */
 	free(c->req_mem);
 	c->req_mem = NULL;
 	memset(&c->req, 0, sizeof(c->req));
@@ -1356,8 +1359,8 @@ int qkm_https_request(const char *url, const char *method, const char *body, con
 		/* Shown with control bytes masked: one log line per event. */
 		char shown[128];
 		size_t i = 0;
-		for (; url[i] && i < sizeof(shown) - 1; i++)
-			shown[i] = url[i] > 0x20 && url[i] < 0x7f ? url[i] : '?';
+		for (; i < sizeof(shown) - 1 && url[i]; i++)
+			shown[i] = (char)(url[i] > 0x20 && url[i] < 0x7f ? url[i] : '?');
 		shown[i] = 0;
 		log_warnx("https: bad URL \"%s\" (want https://ADDRESS:PORT/path)", shown);
 		goto out;

@@ -40,7 +40,7 @@ static const char *quote(char out[static QUOTE_MAX + 4], const char *s, size_t n
 {
 	size_t i = 0;
 	for (; i < n && i < QUOTE_MAX; i++)
-		out[i] = s[i] >= 0x20 && s[i] < 0x7f ? s[i] : '?';
+		out[i] = (char)(s[i] >= 0x20 && s[i] < 0x7f ? s[i] : '?');
 	if (i < n) {
 		memcpy(out + i, "...", 3);
 		i += 3;
@@ -488,7 +488,7 @@ static json_t *safe_string(const char *s)
 	if (!c)
 		return NULL;
 	for (size_t i = 0; i < n; i++)
-		c[i] = s[i] >= 0x20 && s[i] < 0x7f ? s[i] : '?';
+		c[i] = (char)(s[i] >= 0x20 && s[i] < 0x7f ? s[i] : '?');
 	c[n] = 0;
 	j = json_string(c);
 	free(c);
@@ -510,7 +510,7 @@ static int put_str(struct qkm_buf *b, const char *s) { return qkm_buf_put(b, s, 
  * only in the secure buffer. Chunks are multiples of 3 bytes so they join
  * without padding; EVP_EncodeBlock also writes a NUL, hence the +1 (always
  * overwritten by the closing quote that follows). */
-#define B64_CHUNK (3u * 16384u)
+#define B64_CHUNK ((size_t)3 * 16384)
 static int put_b64(struct qkm_buf *b, const uint8_t *p, size_t n)
 {
 	while (n) {

@@ -82,7 +82,7 @@ static const struct jdef ksa_defs[] = {
 	  application_destination_id),
 };
 
-#define SET(a) {a, sizeof(a) / sizeof(a[0])}
+#define SET(a) {a, sizeof(a) / sizeof((a)[0])}
 static const struct jset qkd_set = SET(qkd_defs), kma_set = SET(kma_defs),
 			 hop_set = SET(hop_defs), relayed_set = SET(relayed_defs),
 			 ksa_set = SET(ksa_defs);
@@ -121,6 +121,7 @@ static int hex_get(const char *s, size_t slen, uint8_t *out, size_t n)
 	if (slen != 2 * n)
 		return QKM_EFORMAT;
 	for (size_t i = 0; i < 2 * n; i++) {
+		/* NOLINTNEXTLINE(bugprone-not-null-terminated-result): strchr would find the NUL */
 		const char *c = memchr(hexdig, s[i], 16);
 		if (!s[i] || !c)
 			return QKM_EFORMAT;
@@ -178,7 +179,7 @@ static int time_parse(const char *s, size_t n, uint64_t *ns /* OUT */)
 	uint64_t us = digits(s + 20, 6);
 	if (y < 1970 || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || se > 59)
 		return QKM_EFORMAT;
-	uint64_t secs = days_since_epoch(y, mo, d) * 86400 + h * 3600u + mi * 60u + se;
+	uint64_t secs = days_since_epoch(y, mo, d) * 86400 + h * 3600ul + mi * 60ul + se;
 	if (secs > UINT64_MAX / 1000000000u || us * 1000 > UINT64_MAX - secs * 1000000000u)
 		return QKM_EFORMAT; /* past 2554: not a uint64_t of ns */
 	*ns = secs * 1000000000u + us * 1000;
@@ -507,7 +508,7 @@ static int block_from_json(const struct jset *js, const json_t *o, void *blk, bo
 
 int qkm_keyfile_from_json(const json_t *j, struct qkm_keyfile *kf, const char **err_field)
 {
-	const char *dummy;
+	const char *dummy = NULL;
 	const char **ef = err_field ? err_field : &dummy;
 	enum qkm_keyfile_kind kind;
 	const json_t *v;

@@ -34,7 +34,7 @@ static void esc(const char *in, char *out, size_t outsz)
 		char c = in[i];
 		if (c == '\\' || c == '"' || c == '\n') {
 			out[j++] = '\\';
-			c = c == '\n' ? 'n' : c;
+			c = (char)(c == '\n' ? 'n' : c);
 		}
 		out[j++] = c;
 	}

@@ -583,7 +583,7 @@ struct qkm_sim *qkm_sim_new(struct event_base *base, const struct qkm_sim_cfg *c
 		goto fail;
 	s->tick = event_new(base, -1, EV_PERSIST, sim_on_tick, s);
 	s->status = event_new(base, -1, EV_PERSIST, sim_on_status, s);
-	struct timeval tick = {0, SIM_TICK_MS * 1000}, st = {SIM_STATUS_MS / 1000, 0};
+	struct timeval tick = {0, SIM_TICK_MS * 1000L}, st = {SIM_STATUS_MS / 1000, 0};
 	if (!s->tick || !s->status)
 		goto fail;
 	s->last_ns = qkm_mono_ns();

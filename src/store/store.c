@@ -507,7 +507,7 @@ int qkm_store_open(const char *path, struct qkm_store **out)
 	}
 	if ((err = pragma_text(st, "PRAGMA page_size", v, sizeof(v))))
 		goto out;
-	st->page_size = atoi(v);
+	st->page_size = atoi(v); /* NOLINT(cert-err34-c): SQLite's own decimal */
 	/* No automatic checkpoints: the owner calls qkm_store_checkpoint()
 	 * (TRUNCATE) from its timer, watching qkm_store_wal_bytes(). */
 	sqlite3_wal_autocheckpoint(st->db, 0);

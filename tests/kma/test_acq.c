@@ -1306,6 +1306,19 @@ static void test_pool_sync(void **state)
 	assert_int_equal(qkm_acq_on_frame(w->b.acq, &f, w->now), QKM_EPEER);
 	qkm_buf_fini(&b);
 	assert_int_equal(assert_pools_equal(w), 5);
+	/* An empty list: the peer holds none of our DEC blocks any more, so
+	 * every settled one is burned (bsearch never sees the NULL list). */
+	assert_int_equal(qkm_store_pool_stats(w->b.st, "A", &pb), 0);
+	assert_true(pb.dec_bytes > 0);
+	qkm_buf_init(&b, 4096, false);
+	assert_int_equal(qkm_frame_begin(&b, QKM_MSG_POOL_SYNC, 0, &start), 0);
+	assert_int_equal(qkm_put_str(&b, QKM_T_LINK, "A-B"), 0);
+	assert_int_equal(qkm_frame_end(&b, start), 0);
+	assert_int_equal(qkm_frame_parse(b.p, b.len, &f), 0);
+	assert_int_equal(qkm_acq_on_frame(w->b.acq, &f, w->now), 0);
+	qkm_buf_fini(&b);
+	assert_int_equal(qkm_store_pool_stats(w->b.st, "A", &pb), 0);
+	assert_int_equal(pb.dec_bytes, 0);
 }
 
 /* Kq-1 input checks (R-ACQ-1): a QKD-key ID already buffered is QKM_EEXIST,
