@@ -61,7 +61,7 @@ int cli_controller(int argc, char **argv)
 	if (qkm_log_level_parse(cfg.log_level, &lvl))
 		lvl = QKM_LOG_INFO;
 	qkm_log_init("controller", lvl);
-	signal(SIGPIPE, SIG_IGN);
+	(void)signal(SIGPIPE, SIG_IGN); /* only fails for a bad signal number */
 	struct rlimit nocore = {0, 0};
 	if (setrlimit(RLIMIT_CORE, &nocore) < 0)
 		log_warn("cannot disable core dumps");

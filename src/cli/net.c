@@ -294,7 +294,7 @@ static int copy_file(const char *from, const char *to)
 		rc = qkm_json_save_text(to, text, 0600) ? -1 : 0;
 	}
 	if (f)
-		fclose(f);
+		(void)fclose(f); /* read only: nothing to lose */
 	free(text);
 	return rc;
 }

@@ -197,7 +197,7 @@ static void agent_on_frame(struct qkm_link *l, const struct qkm_frame *f, void *
 
 static void schedule(struct qkm_agent *a)
 {
-	struct timeval tv = {a->retry_ms / 1000, (a->retry_ms % 1000) * 1000};
+	struct timeval tv = {a->retry_ms / 1000, (suseconds_t)(a->retry_ms % 1000) * 1000};
 	event_add(a->redial, &tv);
 	a->retry_ms = a->retry_ms * 2 > AGENT_RETRY_MAX_MS ? AGENT_RETRY_MAX_MS : a->retry_ms * 2;
 }
@@ -255,7 +255,7 @@ struct qkm_agent *qkm_agent_new(struct event_base *base, SSL_CTX *client_ctx,
 		qkm_agent_free(a);
 		return NULL;
 	}
-	struct timeval tv = {0, AGENT_TICK_MS * 1000};
+	struct timeval tv = {0, (suseconds_t)AGENT_TICK_MS * 1000};
 	event_add(a->tick, &tv);
 	agent_dial(a);
 	return a;

@@ -667,7 +667,7 @@ static void api_status(struct qkm_controller *c, struct qkm_http_req *req)
 	int rc = l ? 0 : QKM_ENOMEM;
 	for (size_t i = 0; !rc && i < c->n_nodes; i++) {
 		struct ctl_node *n = &c->nodes[i];
-		char routes[QKM_MAX_NODES * 64] = "";
+		char routes[(size_t)QKM_MAX_NODES * 64] = "";
 		for (size_t k = 0; k < n->n_routes; k++) {
 			char p[QKM_MAX_PATH * (QKM_NAME_MAX + 1)];
 			route_str(&n->routes[k], p, sizeof(p));
@@ -714,8 +714,8 @@ static void api_records(struct qkm_controller *c, struct qkm_http_req *req)
 	const char *nd = query_get(q, "node", node, sizeof(node));
 	const char *k = query_get(q, "key", key, sizeof(key));
 	const char *ev = query_get(q, "event", event, sizeof(event));
-	long long a = query_get(q, "after", after, sizeof(after)) ? atoll(after) : 0;
-	long lim = query_get(q, "limit", limit, sizeof(limit)) ? atol(limit) : 1000;
+	long long a = query_get(q, "after", after, sizeof(after)) ? strtoll(after, NULL, 10) : 0;
+	long lim = query_get(q, "limit", limit, sizeof(limit)) ? strtol(limit, NULL, 10) : 1000;
 	if (lim <= 0 || lim > 100000)
 		lim = 1000;
 	struct qkm_jlist *l = qkm_jlist_new();
@@ -1398,7 +1398,7 @@ static void api_schedule(struct qkm_controller *c, struct qkm_http_req *req)
 	static const char *const keys[] = {"from", "to", "in_seconds", "bytes", NULL};
 	char f[4][QKM_NAME_MAX * 2], err[200];
 	if (strcmp(req->method, "GET") == 0) {
-		char out[CTL_MAX_PLANS * 160] = "[";
+		char out[(size_t)CTL_MAX_PLANS * 160] = "[";
 		for (size_t i = 0; i < c->n_plans; i++) {
 			char ts[32];
 			qkm_time_str(c->plans[i].at_ns, ts);
@@ -1448,7 +1448,7 @@ static void api_handle(struct qkm_http_req *req, void *arg)
 	}
 	const char *p = req->path;
 	bool post = strcmp(req->method, "POST") == 0;
-	if (strcmp(p, "/status") == 0)
+	if (strcmp(p, "/status") == 0 || (strcmp(p, "/routes") == 0 && !post))
 		api_status(c, req);
 	else if (strcmp(p, "/records") == 0)
 		api_records(c, req);
@@ -1464,8 +1464,6 @@ static void api_handle(struct qkm_http_req *req, void *arg)
 		api_saes(c, req, true);
 	else if (strcmp(p, "/routes") == 0 && post)
 		api_route_set(c, req);
-	else if (strcmp(p, "/routes") == 0)
-		api_status(c, req);
 	else if (strcmp(p, "/mode") == 0)
 		api_mode(c, req);
 	else if (strcmp(p, "/schedule") == 0)
@@ -1515,11 +1513,11 @@ struct qkm_controller *qkm_controller_new(struct event_base *base, const struct 
 	if (!c->sctx)
 		goto fail;
 	c->ck = qkm_listener_new(base, cfg->ck_listen, ck_on_accept, c);
-	c->api = qkm_http_server_new(base, c->sctx, cfg->api_listen, 64 * 1024, api_handle, c);
+	c->api = qkm_http_server_new(base, c->sctx, cfg->api_listen, (size_t)64 * 1024, api_handle, c);
 	c->tick = event_new(base, -1, EV_PERSIST, ctl_on_tick, c);
 	if (!c->ck || !c->api || !c->tick)
 		goto fail;
-	struct timeval tv = {0, CTL_TICK_MS * 1000};
+	struct timeval tv = {0, (suseconds_t)CTL_TICK_MS * 1000};
 	event_add(c->tick, &tv);
 	own_record(c, "controller-started", "controller", c->cfg.id, c->cfg.id,
 		   "controller %s started: %zu node(s), %zu SAE(s), mode %s", c->cfg.id, c->n_nodes,

@@ -213,15 +213,15 @@ int qkm_req_fields(const char *body, size_t len, const char *const *keys,
 		while (i < nk && strcmp(keys[i], k))
 			i++;
 		if (i < nk) {
-			if (!json_is_string(v) || strlen(json_string_value(v)) >= QKM_NAME_MAX * 2) {
+			if (!json_is_string(v) || strlen(json_string_value(v)) >= (size_t)QKM_NAME_MAX * 2) {
 				snprintf(err, errsz, "%s: must be a string of at most %d characters",
 					 k, QKM_NAME_MAX * 2 - 1);
 				goto out;
 			}
-			snprintf(out[i], QKM_NAME_MAX * 2, "%s", json_string_value(v));
+			snprintf(out[i], (size_t)QKM_NAME_MAX * 2, "%s", json_string_value(v));
 			continue;
 		}
-		if (arr_key && strcmp(k, arr_key) == 0) {
+		if (arr_key && arr && n_arr && strcmp(k, arr_key) == 0) {
 			size_t j;
 			json_t *x;
 			if (!json_is_array(v) || json_array_size(v) > max_arr) {

@@ -351,11 +351,11 @@ static int ledger_schema_init(struct qkm_ledger *lg)
 	}
 	if ((err = pragma_text(lg, "PRAGMA application_id", id, sizeof(id))))
 		return err;
-	if (atol(id) != LEDGER_APP_ID) {
+	if (strtol(id, NULL, 10) != LEDGER_APP_ID) {
 		log_warnx("ledger: not a qkm ledger (application_id %s)", id);
 		return QKM_EVERSION;
 	}
-	if (atoi(v) != LEDGER_SCHEMA_VERSION) {
+	if (strtol(v, NULL, 10) != LEDGER_SCHEMA_VERSION) {
 		log_warnx("ledger: schema version %s, this qkm knows %d", v,
 			  LEDGER_SCHEMA_VERSION);
 		return QKM_EVERSION;
@@ -674,7 +674,7 @@ static int put_chain(struct qkm_ledger *lg, const char *node, bool own, int64_t 
 {
 	sqlite3_stmt *s = lg->st[LG_CHAIN_PUT];
 	sqlite3_bind_text(s, 1, node, -1, SQLITE_STATIC);
-	sqlite3_bind_int(s, 2, own);
+	sqlite3_bind_int(s, 2, own ? 1 : 0);
 	sqlite3_bind_int64(s, 3, last);
 	sqlite3_bind_blob(s, 4, hash, QKM_LEDGER_HASH_LEN, SQLITE_STATIC);
 	sqlite3_bind_int64(s, 5, (int64_t)ts_ns);
@@ -1031,14 +1031,14 @@ static int audit_begin_chain(struct audit *a, const void *node, size_t len)
 	if (a->next < a->nheads &&
 	    text_cmp(a->heads[a->next].node, a->heads[a->next].node_len, node, len) == 0)
 		a->head = &a->heads[a->next++];
-	if (len + 1 > a->node_cap) {
+	if (len + 1 > a->node_cap || !a->node) {
 		char *p = realloc(a->node, len + 1);
 		if (!p)
 			return QKM_ENOMEM;
 		a->node = p;
 		a->node_cap = len + 1;
 	}
-	if (len)
+	if (len && node)
 		memcpy(a->node, node, len);
 	a->node[len] = '\0';
 	a->node_len = len;
