@@ -16,7 +16,7 @@
 
 #include "core/id.h"
 #include "core/log.h"
-#include "core/route.h"
+#include "core/graph.h"
 #include "ctl/ca.h"
 #include "ctl/lineage.h"
 #include "net/http.h"
@@ -266,89 +266,142 @@ static void route_str(const struct qkm_node_route *r, char *out, size_t n)
 		snprintf(out + strlen(out), n - strlen(out), "%s%s", j ? ">" : "", r->path[j]);
 }
 
-/* Routes of every node: static shortest paths over the whole topology in
- * manual mode (where the operator set none), else over the links usable
- * now; a destination unreachable over usable links keeps its route. */
+/* The key a relay of one batch needs on a hop: data plus its MAC key. */
+#define CTL_RELAY_NEED (65536 + 32)
+
+/* A link's cost now (core/graph.h qkm_link_cost): from the stock each end
+ * reports for its own direction (the lower of the two: relays run both
+ * ways) and the link's key rate. Not reported yet: as if plentiful. */
+static uint32_t live_cost(const struct qkm_controller *c, size_t i, uint64_t now)
+{
+	const char *a = c->topo.links[i].a, *b = c->topo.links[i].b;
+	const struct qkm_link_state *x = link_seen(c, a, b, now), *y = link_seen(c, b, a, now);
+	if (!x && !y)
+		return QKM_LINK_COST_BASE;
+	uint64_t stock = UINT64_MAX;
+	if (x)
+		stock = x->stock_bytes;
+	if (y && y->stock_bytes < stock)
+		stock = y->stock_bytes;
+	return qkm_link_cost(stock, c->topo.links[i].rate_bps, CTL_RELAY_NEED);
+}
+
+/* The network as a graph: every node and link; live: weighted by stock and
+ * rate with unusable links excluded, else every link alike (fewest hops). */
+static struct qkm_graph *net_graph(const struct qkm_controller *c, bool live, uint64_t now)
+{
+	struct qkm_graph *g = qkm_graph_new();
+	uint32_t ia, ib, l;
+	for (size_t i = 0; g && i < c->n_nodes; i++)
+		if (qkm_graph_add_node(g, c->nodes[i].id, &ia))
+			goto fail;
+	for (size_t i = 0; g && i < c->topo.n_links; i++) {
+		const char *a = c->topo.links[i].a, *b = c->topo.links[i].b;
+		if (qkm_graph_find(g, a, &ia) || qkm_graph_find(g, b, &ib) ||
+		    qkm_graph_add_link(g, ia, ib, live ? live_cost(c, i, now) : QKM_LINK_COST_BASE, &l) ||
+		    (live && !link_usable(c, a, b, now) && qkm_graph_link_exclude(g, l, true)))
+			goto fail;
+	}
+	return g;
+fail:
+	qkm_graph_free(g);
+	return NULL;
+}
+
+/* The route in t to `to`, as a node route; false if t does not reach it
+ * or it is longer than a route may be. */
+static bool tree_route(const struct qkm_graph *g, const struct qkm_graph_tree *t, const char *to,
+		       struct qkm_node_route *out)
+{
+	uint32_t path[QKM_MAX_PATH], it;
+	size_t n = 0;
+	if (qkm_graph_find(g, to, &it) || qkm_graph_tree_path(t, it, path, QKM_MAX_PATH, &n) || n < 2)
+		return false;
+	memset(out, 0, sizeof(*out));
+	snprintf(out->to, sizeof(out->to), "%s", to);
+	out->n = (uint32_t)n;
+	for (size_t k = 0; k < n; k++)
+		snprintf(out->path[k], QKM_NAME_MAX, "%s", qkm_graph_name(g, path[k]));
+	return true;
+}
+
+static bool route_eq(const struct qkm_node_route *x, const struct qkm_node_route *y)
+{
+	return x->n == y->n && strcmp(x->to, y->to) == 0 &&
+	       memcmp(x->path, y->path, sizeof(x->path[0]) * x->n) == 0;
+}
+
+/* Routes of every node, one per node it reaches only by relay: the
+ * operator's where set; in manual mode otherwise the static shortest path;
+ * else the least-cost route over the links usable now (alarmed or down
+ * ones excluded, cost from stock and rate). A destination unreachable over
+ * usable links keeps its route. Sent to a node when its table changes. */
 static void compute_routes(struct qkm_controller *c, uint64_t now)
 {
-	struct qkm_topology *live = malloc(sizeof(*live));
-	struct qkm_node_route *r = calloc(QKM_MAX_NODES, sizeof(*r)),
-			      *st = calloc(QKM_MAX_NODES, sizeof(*st));
-	if (!live || !r || !st)
+	struct qkm_graph *live = net_graph(c, true, now), *flat = net_graph(c, false, now);
+	struct qkm_graph_tree tl, tf;
+	qkm_graph_tree_init(&tl);
+	qkm_graph_tree_init(&tf);
+	struct qkm_node_route *next = calloc(QKM_MAX_NODES, sizeof(*next));
+	if (!live || !flat || !next)
 		goto out;
-	*live = c->topo;
-	live->n_links = 0;
-	for (size_t i = 0; i < c->topo.n_links; i++)
-		if (link_usable(c, c->topo.links[i].a, c->topo.links[i].b, now))
-			live->links[live->n_links++] = c->topo.links[i];
 	for (size_t i = 0; i < c->n_nodes; i++) {
 		struct ctl_node *n = &c->nodes[i];
-		size_t nr = 0, ns = 0;
-		if (qkm_routes_compute(live, n->id, r, QKM_MAX_NODES, &nr) ||
-		    qkm_routes_compute(&c->topo, n->id, st, QKM_MAX_NODES, &ns))
-			continue;
-		/* One entry per destination of the static table (the node's
-		 * relay destinations never change). */
-		struct qkm_node_route next[QKM_MAX_NODES];
+		uint32_t self;
 		size_t nn = 0;
-		for (size_t d = 0; d < ns; d++) {
-			const char *to = st[d].to;
-			const char *mode = pair_mode(c, n->id, to);
-			const struct qkm_node_route *pick = &st[d];
+		if (!n->conn || qkm_graph_find(flat, n->id, &self) ||
+		    qkm_graph_routes_from(flat, self, &tf) || qkm_graph_routes_from(live, self, &tl))
+			continue;
+		for (size_t d = 0; d < c->n_nodes; d++) {
+			struct qkm_node_route st;
+			const char *to = c->nodes[d].id;
+			/* Relay destinations: reached, and not over one link. */
+			if (d == i || !tree_route(flat, &tf, to, &st) || st.n == 2)
+				continue;
 			const struct qkm_node_route *man = manual_route(c, n->id, to);
+			struct qkm_node_route *pick = &next[nn++];
+			*pick = st;
 			if (man) {
-				pick = man;
-			} else if (strcmp(mode, "manual") != 0) {
-				for (size_t k = 0; k < nr; k++)
-					if (strcmp(r[k].to, to) == 0)
-						pick = &r[k];
-				/* unreachable over usable links: keep what it has */
-				bool found = false;
-				for (size_t k = 0; k < nr; k++)
-					found = found || strcmp(r[k].to, to) == 0;
-				if (!found)
-					for (size_t k = 0; k < n->n_routes; k++)
-						if (strcmp(n->routes[k].to, to) == 0)
-							pick = &n->routes[k];
+				*pick = *man;
+			} else if (strcmp(pair_mode(c, n->id, to), "manual") != 0 &&
+				   !tree_route(live, &tl, to, pick)) {
+				*pick = st; /* unreachable now: keep what it has */
+				for (size_t k = 0; k < n->n_routes; k++)
+					if (strcmp(n->routes[k].to, to) == 0)
+						*pick = n->routes[k];
 			}
-			next[nn++] = *pick;
 		}
 		bool same = n->routes_sent && nn == n->n_routes;
 		for (size_t k = 0; same && k < nn; k++)
-			same = next[k].n == n->routes[k].n &&
-			       memcmp(next[k].path, n->routes[k].path,
-				      sizeof(next[k].path[0]) * next[k].n) == 0 &&
-			       strcmp(next[k].to, n->routes[k].to) == 0;
-		if (same || !n->conn)
+			same = route_eq(&next[k], &n->routes[k]);
+		if (same)
 			continue;
 		struct qkm_buf b;
 		qkm_buf_init(&b, QKM_FRAME_MAX, false);
 		if (send_frame(n, &b, qkm_ck_routes_frame(&b, next, nn), "routes"))
 			continue;
-		for (size_t k = 0; k < nn; k++) {
+		for (size_t k = 0; k < nn && n->routes_sent; k++) {
 			bool changed = true;
 			for (size_t j = 0; j < n->n_routes && changed; j++)
-				changed = !(strcmp(n->routes[j].to, next[k].to) == 0 &&
-					    n->routes[j].n == next[k].n &&
-					    memcmp(n->routes[j].path, next[k].path,
-						   sizeof(next[k].path[0]) * next[k].n) == 0);
-			if (changed && n->routes_sent) {
-				char p[QKM_MAX_PATH * (QKM_NAME_MAX + 1)];
-				route_str(&next[k], p, sizeof(p));
-				log_info("route %s -> %s now %s", n->id, next[k].to, p);
-				own_record(c, "route-set", "route", next[k].to, n->id,
-					   "%s -> %s: %s (mode %s)", n->id, next[k].to, p,
-					   pair_mode(c, n->id, next[k].to));
-			}
+				changed = !route_eq(&n->routes[j], &next[k]);
+			if (!changed)
+				continue;
+			char p[QKM_MAX_PATH * (QKM_NAME_MAX + 1)];
+			route_str(&next[k], p, sizeof(p));
+			log_info("route %s -> %s now %s", n->id, next[k].to, p);
+			own_record(c, "route-set", "route", next[k].to, n->id, "%s -> %s: %s (mode %s)",
+				   n->id, next[k].to, p, pair_mode(c, n->id, next[k].to));
 		}
 		memcpy(n->routes, next, nn * sizeof(next[0]));
 		n->n_routes = nn;
 		n->routes_sent = true;
 	}
 out:
-	free(live);
-	free(r);
-	free(st);
+	qkm_graph_tree_fini(&tl);
+	qkm_graph_tree_fini(&tf);
+	qkm_graph_free(live);
+	qkm_graph_free(flat);
+	free(next);
 }
 
 /* ---- relay plans (fixed-rate, scheduled) ---------------------------------- */
