@@ -325,6 +325,31 @@ static bool tree_route(const struct qkm_graph *g, const struct qkm_graph_tree *t
 	return true;
 }
 
+/* The cost of a route now (sum of its links' live costs), or UINT64_MAX if
+ * a hop is not a link of the topology or is unusable now. */
+static uint64_t route_cost(const struct qkm_controller *c, const struct qkm_node_route *r,
+			   uint64_t now)
+{
+	uint64_t sum = 0;
+	for (uint32_t h = 0; h + 1 < r->n; h++) {
+		size_t i = 0;
+		while (i < c->topo.n_links &&
+		       !((strcmp(c->topo.links[i].a, r->path[h]) == 0 &&
+			  strcmp(c->topo.links[i].b, r->path[h + 1]) == 0) ||
+			 (strcmp(c->topo.links[i].b, r->path[h]) == 0 &&
+			  strcmp(c->topo.links[i].a, r->path[h + 1]) == 0)))
+			i++;
+		if (i == c->topo.n_links ||
+		    !link_usable(c, c->topo.links[i].a, c->topo.links[i].b, now))
+			return UINT64_MAX;
+		uint32_t cost = live_cost(c, i, now);
+		if (cost == QKM_LINK_COST_INF)
+			return UINT64_MAX;
+		sum += cost;
+	}
+	return sum;
+}
+
 static bool route_eq(const struct qkm_node_route *x, const struct qkm_node_route *y)
 {
 	return x->n == y->n && strcmp(x->to, y->to) == 0 &&
@@ -363,12 +388,24 @@ static void compute_routes(struct qkm_controller *c, uint64_t now)
 			*pick = st;
 			if (man) {
 				*pick = *man;
-			} else if (strcmp(pair_mode(c, n->id, to), "manual") != 0 &&
-				   !tree_route(live, &tl, to, pick)) {
-				*pick = st; /* unreachable now: keep what it has */
-				for (size_t k = 0; k < n->n_routes; k++)
+			} else if (strcmp(pair_mode(c, n->id, to), "manual") != 0) {
+				const struct qkm_node_route *cur = NULL;
+				for (size_t k = 0; n->routes_sent && k < n->n_routes; k++)
 					if (strcmp(n->routes[k].to, to) == 0)
-						*pick = n->routes[k];
+						cur = &n->routes[k];
+				uint32_t it;
+				if (!tree_route(live, &tl, to, pick)) {
+					/* unreachable now: keep what it has */
+					*pick = cur ? *cur : st;
+				} else if (cur && !route_eq(cur, pick) &&
+					   qkm_graph_find(live, to, &it) == 0) {
+					/* Hysteresis: leave a usable route only for one
+					 * costing under 3/4 of it, so routes do not swing
+					 * with every relay's draw on a link's stock. */
+					uint64_t cc = route_cost(c, cur, now), nc = tl.at[it].cost;
+					if (cc != UINT64_MAX && nc * 4 >= cc * 3)
+						*pick = *cur;
+				}
 			}
 		}
 		bool same = n->routes_sent && nn == n->n_routes;
