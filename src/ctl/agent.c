@@ -31,6 +31,7 @@ struct qkm_agent {
 	int64_t acked;        /* manager holds records 1..acked */
 	int64_t sent;         /* records 1..sent are on their way (sent > acked: awaiting ack) */
 	uint64_t last_status_ns;
+	uint64_t hold_ns;     /* after a refused batch: no records before this (monotonic) */
 	struct qkm_lc_event *evs; /* QKM_CK_RECORDS_MAX */
 	size_t n_evs;
 };
@@ -65,10 +66,17 @@ static int collect(const struct qkm_lc_event *ev, void *arg)
 	return a->n_evs == QKM_CK_RECORDS_MAX ? 1 : 0;
 }
 
+static int count_one(const struct qkm_lc_event *ev, void *arg)
+{
+	(void)ev;
+	(*(int64_t *)arg)++;
+	return 1;
+}
+
 /* Sends the next records if none are awaiting an acknowledgement. */
 static void send_records(struct qkm_agent *a)
 {
-	if (!a->open || !a->from_known || a->sent > a->acked)
+	if (!a->open || !a->from_known || a->sent > a->acked || qkm_mono_ns() < a->hold_ns)
 		return;
 	a->n_evs = 0;
 	int rc = qkm_store_records(a->st, a->acked, QKM_CK_RECORDS_MAX, collect, a);
@@ -161,6 +169,21 @@ static void agent_on_frame(struct qkm_link *l, const struct qkm_frame *f, void *
 			return;
 		}
 		if (f->type == QKM_MSG_CTL_RECORDS_FROM) {
+			/* Said again while a batch was out: the manager refused it
+			 * (records it holds differ from ours, e.g. this node's store
+			 * was replaced). Wait before sending again, not in a loop. */
+			if (a->from_known && a->sent > a->acked) {
+				log_warnx("controller: the manager refused life-cycle records %lld..%lld "
+					  "(it holds others under those numbers?); retrying in 5 s",
+					  (long long)a->acked + 1, (long long)a->sent);
+				a->hold_ns = qkm_mono_ns() + 5000000000ull;
+			}
+			int64_t mine = 0;
+			if (qkm_store_records(a->st, seq > 0 ? seq - 1 : 0, 1, count_one, &mine) == 0 &&
+			    seq > 0 && mine == 0)
+				log_warnx("controller: the manager holds %lld record(s) of this node, more "
+					  "than its store has: was the store replaced? Records up to %lld "
+					  "are not sent again", (long long)seq, (long long)seq);
 			a->from_known = true;
 			a->acked = a->sent = seq;
 		} else if (seq > a->acked) {
