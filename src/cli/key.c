@@ -31,6 +31,11 @@ int cli_key(int argc, char **argv)
 	unsigned long number = 0, size = 0;
 	int npos = 0, rc = 1;
 	qkm_log_init("qkm key", QKM_LOG_ERROR);
+	for (int i = 1; i < argc; i++)
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			usage(stdout);
+			return 0;
+		}
 	if (argc < 2) {
 		usage(stderr);
 		return 2;

@@ -670,6 +670,13 @@ static int net_restart(const char *dir, const char *name)
 		goto out;
 	if (strcmp(name, "sim") == 0) {
 		stop_pid(net->sim_pid);
+		/* Its port and control socket are free once it is gone. */
+		for (int w = 0; w < 100 && net->sim_pid > 0 && kill(net->sim_pid, 0) == 0 &&
+				pid_is_qkm(net->sim_pid);
+		     w++) {
+			struct timespec ts = {0, 50000000};
+			nanosleep(&ts, NULL);
+		}
 		if (start_sim(net))
 			goto out;
 		printf("simulator restarted (pid %d)\n", net->sim_pid);
@@ -736,6 +743,11 @@ int cli_net(int argc, char **argv)
 {
 	const char *dir = NULL, *pos = NULL;
 	qkm_log_init("qkm net", QKM_LOG_ERROR);
+	for (int i = 1; i < argc; i++)
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			usage(stdout);
+			return 0;
+		}
 	if (argc < 2) {
 		usage(stderr);
 		return 2;

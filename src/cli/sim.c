@@ -108,9 +108,11 @@ int cli_sim(int argc, char **argv)
 		if (strcmp(argv[i], "-c") == 0 && i + 1 < argc)
 			path = argv[++i];
 		else {
-			fprintf(stderr, "usage: qkm sim -c FILE\n"
-					"       qkm sim fault --dir DIR [--side NODE] LINK flip N|drop|corrupt|qber X|down|up\n");
-			return strcmp(argv[i], "--help") == 0 ? 0 : 2;
+			bool help = strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0;
+			fprintf(help ? stdout : stderr,
+				"usage: qkm sim -c FILE\n"
+				"       qkm sim fault --dir DIR [--side NODE] LINK flip N|drop|corrupt|qber X|down|up\n");
+			return help ? 0 : 2;
 		}
 	}
 	if (!path) {

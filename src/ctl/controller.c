@@ -736,11 +736,26 @@ static const char *query_get(const char *query, const char *key, char *out, size
 	for (const char *p = query; p && *p;) {
 		if (strncmp(p, key, kl) == 0 && p[kl] == '=') {
 			const char *v = p + kl + 1, *e = strchr(v, '&');
-			size_t n = e ? (size_t)(e - v) : strlen(v);
-			if (n >= outsz)
-				return NULL;
-			memcpy(out, v, n);
-			out[n] = '\0';
+			size_t n = e ? (size_t)(e - v) : strlen(v), k = 0;
+			/* Percent-decoded ('+' is a space); a bad escape or a NUL
+			 * makes no value. */
+			for (size_t i = 0; i < n; i++) {
+				if (k + 1 >= outsz)
+					return NULL;
+				char ch = v[i];
+				if (ch == '%') {
+					int hi = i + 2 < n ? qkm_hexval(v[i + 1]) : -1;
+					int lo = hi >= 0 ? qkm_hexval(v[i + 2]) : -1;
+					if (hi < 0 || lo < 0 || (hi | lo) == 0)
+						return NULL;
+					ch = (char)(hi << 4 | lo);
+					i += 2;
+				} else if (ch == '+') {
+					ch = ' ';
+				}
+				out[k++] = ch;
+			}
+			out[k] = '\0';
 			return out;
 		}
 		p = strchr(p, '&');
@@ -1130,6 +1145,10 @@ static void api_compromise(struct qkm_controller *c, struct qkm_http_req *req)
 		return;
 	}
 	struct seed_by sb = {NULL, NULL, 0, ""};
+	if (f[3][0] && f[0][0]) {
+		qkm_http_reply_error(req, 400, "since: only with link or node (a key names its keys)");
+		return;
+	}
 	if (f[3][0] && !parse_time(f[3], &sb.since)) {
 		qkm_http_reply_error(req, 400, "since: a UTC time like 2026-11-26T06:30:00Z");
 		return;
@@ -1482,7 +1501,7 @@ static void api_mode(struct qkm_controller *c, struct qkm_http_req *req)
 	qkm_http_reply_json(req, 200, "{\"ok\":true}");
 }
 
-/* POST /schedule {"from", "to", "at" (RFC 3339 or +SECONDS), "bytes"} */
+/* POST /schedule {"from", "to", "in_seconds", "bytes"} (strings); GET: the plan. */
 static void api_schedule(struct qkm_controller *c, struct qkm_http_req *req)
 {
 	static const char *const keys[] = {"from", "to", "in_seconds", "bytes", NULL};
