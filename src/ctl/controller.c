@@ -29,7 +29,7 @@
 
 #define CTL_TICK_MS 250
 #define CTL_STALE_NS (5ull * 1000000000ull) /* a report older than this: link state unknown */
-#define CTL_MAX_PLANS 256
+#define CTL_MAX_PLANS (sizeof(((struct qkm_ctl_state *)0)->plans) / sizeof(struct qkm_ctl_plan))
 /* A node just connected reports links that are still coming up: down is
  * believed only after this long (an alarm at once). */
 #define CTL_GRACE_NS (5ull * 1000000000ull)
@@ -58,19 +58,6 @@ struct ctl_conn {
 	struct qkm_link *l;
 	struct ctl_node *node;            /* once open */
 	struct ctl_conn *next;
-};
-
-/* A relay plan entry (rerouting modes fixed-rate and scheduled, R-CTL-4). */
-struct ctl_plan {
-	char from[QKM_NAME_MAX], to[QKM_NAME_MAX];
-	uint64_t at_ns;                   /* scheduled: when (wall clock); 0 = done */
-	uint64_t bytes;
-};
-
-/* The mode of one ordered node pair, where it differs from the network's. */
-struct ctl_pair_mode {
-	char from[QKM_NAME_MAX], to[QKM_NAME_MAX];
-	char mode[16];
 };
 
 /* A compromise order waiting for the nodes' reports (one at a time). */
@@ -103,14 +90,9 @@ struct qkm_controller {
 	char saes_path[PATH_MAX + 16];
 	struct qkm_sae_entry *saes;       /* QKM_MAX_SAES */
 	size_t n_saes;
-	/* routing */
-	char mode[16];
-	struct ctl_pair_mode pair_modes[QKM_MAX_NODES * 4];
-	size_t n_pair_modes;
-	struct qkm_node_route manual[QKM_MAX_NODES * 4]; /* path[0] = from */
-	size_t n_manual;
-	struct ctl_plan plans[CTL_MAX_PLANS];
-	size_t n_plans;
+	/* routing: mode, per-pair modes, manual routes, plan (kept in a file) */
+	struct qkm_ctl_state st;
+	char state_path[PATH_MAX + 16];
 	uint64_t fixed_sent_ns;
 	struct ctl_order *order;          /* answer pending */
 	char **pending_orders;            /* orders nodes away at the time still need */
@@ -124,6 +106,14 @@ static struct ctl_node *node_find(struct qkm_controller *c, const char *id)
 		if (strcmp(c->nodes[i].id, id) == 0)
 			return &c->nodes[i];
 	return NULL;
+}
+
+static bool known_node(const struct qkm_controller *c, const char *id)
+{
+	for (size_t i = 0; i < c->n_nodes; i++)
+		if (strcmp(c->nodes[i].id, id) == 0)
+			return true;
+	return false;
 }
 
 /* Records a decision of the controller in its own chain of the ledger. */
@@ -146,6 +136,60 @@ static void own_record(struct qkm_controller *c, const char *event, const char *
 	int rc = qkm_ledger_append_own(c->lg, c->cfg.id, &ev);
 	if (rc)
 		log_warnx("ledger: cannot record %s %s: %s", event, key, qkm_strerror(rc));
+}
+
+/* Keeps the routing state (mode, per-pair modes, manual routes, plan) for
+ * the next start. */
+static void save_state(struct qkm_controller *c)
+{
+	int rc = qkm_ctl_state_save(c->state_path, &c->st);
+	if (rc)
+		log_warnx("cannot write the routing state %s: %s", c->state_path, qkm_strerror(rc));
+}
+
+static bool known_node(const struct qkm_controller *c, const char *id);
+
+/* Restores the routing state of the last run, dropping entries that name
+ * nodes no longer in the topology. */
+static void load_state(struct qkm_controller *c)
+{
+	struct qkm_ctl_state *st = malloc(sizeof(*st));
+	if (!st)
+		return;
+	int rc = qkm_ctl_state_load(c->state_path, st);
+	if (rc == QKM_EIO) {
+		free(st);
+		return; /* first start */
+	}
+	if (rc) {
+		log_warnx("routing state %s unreadable (%s): starting from ctl.json's mode",
+			  c->state_path, qkm_strerror(rc));
+		free(st);
+		return;
+	}
+	size_t k = 0;
+	for (size_t i = 0; i < st->n_pair_modes; i++)
+		if (known_node(c, st->pair_modes[i].from) && known_node(c, st->pair_modes[i].to))
+			st->pair_modes[k++] = st->pair_modes[i];
+	st->n_pair_modes = k;
+	k = 0;
+	for (size_t i = 0; i < st->n_manual; i++) {
+		bool ok = true;
+		for (uint32_t h = 0; h < st->manual[i].n; h++)
+			ok = ok && known_node(c, st->manual[i].path[h]);
+		if (ok)
+			st->manual[k++] = st->manual[i];
+	}
+	st->n_manual = k;
+	k = 0;
+	for (size_t i = 0; i < st->n_plans; i++)
+		if (known_node(c, st->plans[i].from) && known_node(c, st->plans[i].to))
+			st->plans[k++] = st->plans[i];
+	st->n_plans = k;
+	c->st = *st;
+	free(st);
+	log_info("routing state restored: mode %s, %zu pair mode(s), %zu manual route(s), %zu "
+		 "planned relay(s)", c->st.mode, c->st.n_pair_modes, c->st.n_manual, c->st.n_plans);
 }
 
 static int send_frame(struct ctl_node *n, struct qkm_buf *b, int rc, const char *what)
@@ -207,10 +251,10 @@ static int saes_load(struct qkm_controller *c)
 
 static const char *pair_mode(const struct qkm_controller *c, const char *from, const char *to)
 {
-	for (size_t i = 0; i < c->n_pair_modes; i++)
-		if (strcmp(c->pair_modes[i].from, from) == 0 && strcmp(c->pair_modes[i].to, to) == 0)
-			return c->pair_modes[i].mode;
-	return c->mode;
+	for (size_t i = 0; i < c->st.n_pair_modes; i++)
+		if (strcmp(c->st.pair_modes[i].from, from) == 0 && strcmp(c->st.pair_modes[i].to, to) == 0)
+			return c->st.pair_modes[i].mode;
+	return c->st.mode;
 }
 
 /* What a node last reported of one of its links, or NULL (not reported,
@@ -253,9 +297,9 @@ static bool link_usable(const struct qkm_controller *c, const char *a, const cha
 static const struct qkm_node_route *manual_route(const struct qkm_controller *c, const char *from,
 						 const char *to)
 {
-	for (size_t i = 0; i < c->n_manual; i++)
-		if (strcmp(c->manual[i].path[0], from) == 0 && strcmp(c->manual[i].to, to) == 0)
-			return &c->manual[i];
+	for (size_t i = 0; i < c->st.n_manual; i++)
+		if (strcmp(c->st.manual[i].path[0], from) == 0 && strcmp(c->st.manual[i].to, to) == 0)
+			return &c->st.manual[i];
 	return NULL;
 }
 
@@ -523,8 +567,8 @@ static void run_plans(struct qkm_controller *c, uint64_t now_mono, bool force)
 		}
 	}
 	uint64_t wall = qkm_now_ns();
-	for (size_t i = 0; i < c->n_plans; i++) {
-		struct ctl_plan *p = &c->plans[i];
+	for (size_t i = 0; i < c->st.n_plans; i++) {
+		struct qkm_ctl_plan *p = &c->st.plans[i];
 		if (!p->at_ns || p->at_ns > wall)
 			continue;
 		struct ctl_node *n = node_find(c, p->from);
@@ -541,10 +585,13 @@ static void run_plans(struct qkm_controller *c, uint64_t now_mono, bool force)
 	}
 	/* Drop plans that ran. */
 	size_t k = 0;
-	for (size_t i = 0; i < c->n_plans; i++)
-		if (c->plans[i].at_ns)
-			c->plans[k++] = c->plans[i];
-	c->n_plans = k;
+	for (size_t i = 0; i < c->st.n_plans; i++)
+		if (c->st.plans[i].at_ns)
+			c->st.plans[k++] = c->st.plans[i];
+	if (k != c->st.n_plans) {
+		c->st.n_plans = k;
+		save_state(c);
+	}
 }
 
 /* ---- node links ------------------------------------------------------------ */
@@ -796,7 +843,7 @@ static void api_status(struct qkm_controller *c, struct qkm_http_req *req)
 		free(o);
 	}
 	char extra[256];
-	snprintf(extra, sizeof(extra), "{\"controller\":\"%s\",\"mode\":\"%s\"}", c->cfg.id, c->mode);
+	snprintf(extra, sizeof(extra), "{\"controller\":\"%s\",\"mode\":\"%s\"}", c->cfg.id, c->st.mode);
 	if (rc) {
 		qkm_http_reply_error(req, 500, "status unavailable");
 		qkm_jlist_free(l);
@@ -1391,14 +1438,15 @@ static void api_route_set(struct qkm_controller *c, struct qkm_http_req *req)
 		return;
 	}
 	size_t i = 0;
-	while (i < c->n_manual && !(strcmp(c->manual[i].path[0], f[0]) == 0 &&
-				    strcmp(c->manual[i].to, f[1]) == 0))
+	while (i < c->st.n_manual && !(strcmp(c->st.manual[i].path[0], f[0]) == 0 &&
+				    strcmp(c->st.manual[i].to, f[1]) == 0))
 		i++;
 	if (np == 0) {
-		if (i < c->n_manual)
-			c->manual[i] = c->manual[--c->n_manual];
+		if (i < c->st.n_manual)
+			c->st.manual[i] = c->st.manual[--c->st.n_manual];
 		own_record(c, "route-cleared", "route", f[1], f[0], "%s -> %s: manual route dropped",
 			   f[0], f[1]);
+		save_state(c);
 		compute_routes(c, qkm_mono_ns());
 		qkm_http_reply_json(req, 200, "{\"ok\":true}");
 		return;
@@ -1429,14 +1477,14 @@ static void api_route_set(struct qkm_controller *c, struct qkm_http_req *req)
 		qkm_http_reply_error(req, 400, "from and to share a QKD link: no relay route needed");
 		return;
 	}
-	if (i == c->n_manual) {
-		if (c->n_manual == sizeof(c->manual) / sizeof(c->manual[0])) {
+	if (i == c->st.n_manual) {
+		if (c->st.n_manual == sizeof(c->st.manual) / sizeof(c->st.manual[0])) {
 			qkm_http_reply_error(req, 503, "too many manual routes");
 			return;
 		}
-		c->n_manual++;
+		c->st.n_manual++;
 	}
-	struct qkm_node_route *r = &c->manual[i];
+	struct qkm_node_route *r = &c->st.manual[i];
 	memset(r, 0, sizeof(*r));
 	snprintf(r->to, sizeof(r->to), "%s", f[1]);
 	r->n = (uint32_t)np;
@@ -1445,6 +1493,7 @@ static void api_route_set(struct qkm_controller *c, struct qkm_http_req *req)
 	char p[QKM_MAX_PATH * (QKM_NAME_MAX + 1)];
 	route_str(r, p, sizeof(p));
 	own_record(c, "route-manual", "route", f[1], f[0], "%s -> %s: operator set %s", f[0], f[1], p);
+	save_state(c);
 	compute_routes(c, qkm_mono_ns());
 	qkm_http_reply_json(req, 200, "{\"ok\":true}");
 }
@@ -1456,7 +1505,7 @@ static void api_mode(struct qkm_controller *c, struct qkm_http_req *req)
 	char f[3][QKM_NAME_MAX * 2], err[200];
 	if (strcmp(req->method, "GET") == 0) {
 		char out[256];
-		snprintf(out, sizeof(out), "{\"mode\":\"%s\"}", c->mode);
+		snprintf(out, sizeof(out), "{\"mode\":\"%s\"}", c->st.mode);
 		qkm_http_reply_json(req, 200, out);
 		return;
 	}
@@ -1475,27 +1524,28 @@ static void api_mode(struct qkm_controller *c, struct qkm_http_req *req)
 		return;
 	}
 	if (!f[1][0]) {
-		snprintf(c->mode, sizeof(c->mode), "%s", f[0]);
-		c->n_pair_modes = 0;
+		snprintf(c->st.mode, sizeof(c->st.mode), "%s", f[0]);
+		c->st.n_pair_modes = 0;
 		own_record(c, "mode-set", "mode", "network", c->cfg.id, "network mode %s", f[0]);
 	} else {
 		size_t i = 0;
-		while (i < c->n_pair_modes && !(strcmp(c->pair_modes[i].from, f[1]) == 0 &&
-						strcmp(c->pair_modes[i].to, f[2]) == 0))
+		while (i < c->st.n_pair_modes && !(strcmp(c->st.pair_modes[i].from, f[1]) == 0 &&
+						strcmp(c->st.pair_modes[i].to, f[2]) == 0))
 			i++;
-		if (i == sizeof(c->pair_modes) / sizeof(c->pair_modes[0])) {
+		if (i == sizeof(c->st.pair_modes) / sizeof(c->st.pair_modes[0])) {
 			qkm_http_reply_error(req, 503, "too many pair modes");
 			return;
 		}
-		if (i == c->n_pair_modes)
-			c->n_pair_modes++;
-		snprintf(c->pair_modes[i].from, QKM_NAME_MAX, "%s", f[1]);
-		snprintf(c->pair_modes[i].to, QKM_NAME_MAX, "%s", f[2]);
-		snprintf(c->pair_modes[i].mode, sizeof(c->pair_modes[i].mode), "%s", f[0]);
+		if (i == c->st.n_pair_modes)
+			c->st.n_pair_modes++;
+		snprintf(c->st.pair_modes[i].from, QKM_NAME_MAX, "%s", f[1]);
+		snprintf(c->st.pair_modes[i].to, QKM_NAME_MAX, "%s", f[2]);
+		snprintf(c->st.pair_modes[i].mode, sizeof(c->st.pair_modes[i].mode), "%s", f[0]);
 		own_record(c, "mode-set", "mode", f[2], f[1], "%s -> %s: mode %s", f[1], f[2], f[0]);
 	}
 	log_info("rerouting mode %s%s%s%s%s", f[0], f[1][0] ? " for " : "", f[1],
 		 f[1][0] ? " -> " : "", f[2]);
+	save_state(c);
 	compute_routes(c, qkm_mono_ns());
 	run_plans(c, qkm_mono_ns(), true);
 	qkm_http_reply_json(req, 200, "{\"ok\":true}");
@@ -1508,13 +1558,13 @@ static void api_schedule(struct qkm_controller *c, struct qkm_http_req *req)
 	char f[4][QKM_NAME_MAX * 2], err[200];
 	if (strcmp(req->method, "GET") == 0) {
 		char out[(size_t)CTL_MAX_PLANS * 160] = "[";
-		for (size_t i = 0; i < c->n_plans; i++) {
+		for (size_t i = 0; i < c->st.n_plans; i++) {
 			char ts[32];
-			qkm_time_str(c->plans[i].at_ns, ts);
+			qkm_time_str(c->st.plans[i].at_ns, ts);
 			snprintf(out + strlen(out), sizeof(out) - strlen(out),
 				 "%s{\"from\":\"%s\",\"to\":\"%s\",\"at\":\"%s\",\"bytes\":%llu}",
-				 i ? "," : "", c->plans[i].from, c->plans[i].to, ts,
-				 (unsigned long long)c->plans[i].bytes);
+				 i ? "," : "", c->st.plans[i].from, c->st.plans[i].to, ts,
+				 (unsigned long long)c->st.plans[i].bytes);
 		}
 		snprintf(out + strlen(out), sizeof(out) - strlen(out), "]");
 		qkm_http_reply_json(req, 200, out);
@@ -1534,17 +1584,18 @@ static void api_schedule(struct qkm_controller *c, struct qkm_http_req *req)
 					       "(0 to a year) and bytes (1 to 1 GiB), as strings");
 		return;
 	}
-	if (c->n_plans == CTL_MAX_PLANS) {
+	if (c->st.n_plans == CTL_MAX_PLANS) {
 		qkm_http_reply_error(req, 503, "the schedule is full");
 		return;
 	}
-	struct ctl_plan *p = &c->plans[c->n_plans++];
+	struct qkm_ctl_plan *p = &c->st.plans[c->st.n_plans++];
 	snprintf(p->from, sizeof(p->from), "%s", f[0]);
 	snprintf(p->to, sizeof(p->to), "%s", f[1]);
 	p->at_ns = qkm_now_ns() + (uint64_t)(in * 1e9);
 	p->bytes = bytes;
 	own_record(c, "schedule-added", "plan", f[1], f[0], "%s relays %llu bytes to %s in %.1f s",
 		   f[0], bytes, f[1], in);
+	save_state(c);
 	qkm_http_reply_json(req, 200, "{\"ok\":true}");
 }
 
@@ -1599,7 +1650,14 @@ struct qkm_controller *qkm_controller_new(struct event_base *base, const struct 
 		return NULL;
 	c->base = base;
 	c->cfg = *cfg;
-	snprintf(c->mode, sizeof(c->mode), "%s", cfg->mode);
+	snprintf(c->st.mode, sizeof(c->st.mode), "%s", cfg->mode);
+	{
+		/* The routing state lives beside the ledger. */
+		const char *slash = strrchr(cfg->db, '/');
+		int dl = slash ? (int)(slash - cfg->db) : 1;
+		snprintf(c->state_path, sizeof(c->state_path), "%.*s/routing.json", dl,
+			 slash ? cfg->db : ".");
+	}
 	if (qkm_topology_load(cfg->topology, &c->topo, err, sizeof(err))) {
 		log_warnx("%s", err);
 		goto fail;
@@ -1609,6 +1667,7 @@ struct qkm_controller *qkm_controller_new(struct event_base *base, const struct 
 		c->nodes[i].ksa = c->topo.nodes[i].ksa;
 	}
 	c->n_nodes = c->topo.n_nodes;
+	load_state(c);
 	mkdir(cfg->sae_dir, 0700);
 	c->saes = calloc(QKM_MAX_SAES, sizeof(*c->saes));
 	if (!c->saes || saes_load(c))
@@ -1630,7 +1689,7 @@ struct qkm_controller *qkm_controller_new(struct event_base *base, const struct 
 	event_add(c->tick, &tv);
 	own_record(c, "controller-started", "controller", c->cfg.id, c->cfg.id,
 		   "controller %s started: %zu node(s), %zu SAE(s), mode %s", c->cfg.id, c->n_nodes,
-		   c->n_saes, c->mode);
+		   c->n_saes, c->st.mode);
 	return c;
 fail:
 	qkm_controller_free(c);

@@ -292,3 +292,105 @@ out:
 	json_decref(root);
 	return rc;
 }
+
+int qkm_ctl_state_save(const char *path, const struct qkm_ctl_state *st)
+{
+	json_t *pm = json_array(), *man = json_array(), *plans = json_array();
+	for (size_t i = 0; pm && i < st->n_pair_modes; i++)
+		json_array_append_new(pm, json_pack("{s:s, s:s, s:s}", "from", st->pair_modes[i].from,
+						    "to", st->pair_modes[i].to, "mode",
+						    st->pair_modes[i].mode));
+	for (size_t i = 0; man && i < st->n_manual; i++) {
+		json_t *p = json_array();
+		for (uint32_t k = 0; p && k < st->manual[i].n && k < QKM_MAX_PATH; k++)
+			json_array_append_new(p, json_string(st->manual[i].path[k]));
+		json_array_append_new(man, json_pack("{s:s, s:o}", "to", st->manual[i].to, "path", p));
+	}
+	for (size_t i = 0; plans && i < st->n_plans; i++)
+		json_array_append_new(plans, json_pack("{s:s, s:s, s:I, s:I}", "from",
+						       st->plans[i].from, "to", st->plans[i].to,
+						       "at_ns", (json_int_t)st->plans[i].at_ns,
+						       "bytes", (json_int_t)st->plans[i].bytes));
+	json_t *root = pm && man && plans ? json_pack("{s:s, s:o, s:o, s:o}", "mode", st->mode,
+						       "pair_modes", pm, "manual_routes", man,
+						       "plan", plans)
+					  : NULL;
+	char *text = root ? json_dumps(root, JSON_COMPACT) : NULL;
+	json_decref(root);
+	if (!root) {
+		json_decref(pm);
+		json_decref(man);
+		json_decref(plans);
+	}
+	int rc = text ? qkm_json_save_text(path, text, 0600) : QKM_ENOMEM;
+	free(text);
+	return rc;
+}
+
+static bool mode_ok(const char *m)
+{
+	return m && qkm_route_mode_valid(m) && strlen(m) < 16;
+}
+
+int qkm_ctl_state_load(const char *path, struct qkm_ctl_state *st)
+{
+	json_t *root = json_load_file(path, 0, NULL), *v, *x;
+	size_t i, k;
+	int rc = QKM_EFORMAT;
+	memset(st, 0, sizeof(*st));
+	if (!root)
+		return QKM_EIO;
+	const char *mode = json_string_value(json_object_get(root, "mode"));
+	json_t *pm = json_object_get(root, "pair_modes"), *man = json_object_get(root, "manual_routes"),
+	       *plans = json_object_get(root, "plan");
+	if (!mode_ok(mode) || !json_is_array(pm) || !json_is_array(man) || !json_is_array(plans) ||
+	    json_array_size(pm) > sizeof(st->pair_modes) / sizeof(st->pair_modes[0]) ||
+	    json_array_size(man) > sizeof(st->manual) / sizeof(st->manual[0]) ||
+	    json_array_size(plans) > sizeof(st->plans) / sizeof(st->plans[0]))
+		goto out;
+	snprintf(st->mode, sizeof(st->mode), "%s", mode);
+	json_array_foreach(pm, i, v) {
+		struct qkm_ctl_pair_mode *p = &st->pair_modes[i];
+		const char *m = json_string_value(json_object_get(v, "mode"));
+		if (!copy_name(v, "from", p->from, sizeof(p->from)) || !qkm_name_valid(p->from) ||
+		    !copy_name(v, "to", p->to, sizeof(p->to)) || !qkm_name_valid(p->to) || !mode_ok(m))
+			goto out;
+		snprintf(p->mode, sizeof(p->mode), "%s", m);
+	}
+	st->n_pair_modes = json_array_size(pm);
+	json_array_foreach(man, i, v) {
+		struct qkm_node_route *r = &st->manual[i];
+		json_t *p = json_object_get(v, "path");
+		if (!copy_name(v, "to", r->to, sizeof(r->to)) || !qkm_name_valid(r->to) ||
+		    !json_is_array(p) || json_array_size(p) < 2 || json_array_size(p) > QKM_MAX_PATH)
+			goto out;
+		json_array_foreach(p, k, x) {
+			const char *nm = json_string_value(x);
+			if (!nm || strlen(nm) >= QKM_NAME_MAX || !qkm_name_valid(nm))
+				goto out;
+			snprintf(r->path[k], QKM_NAME_MAX, "%s", nm);
+		}
+		r->n = (uint32_t)json_array_size(p);
+		if (strcmp(r->path[r->n - 1], r->to) != 0)
+			goto out;
+	}
+	st->n_manual = json_array_size(man);
+	json_array_foreach(plans, i, v) {
+		struct qkm_ctl_plan *p = &st->plans[i];
+		json_int_t at = json_integer_value(json_object_get(v, "at_ns")),
+			   by = json_integer_value(json_object_get(v, "bytes"));
+		if (!copy_name(v, "from", p->from, sizeof(p->from)) || !qkm_name_valid(p->from) ||
+		    !copy_name(v, "to", p->to, sizeof(p->to)) || !qkm_name_valid(p->to) || at <= 0 ||
+		    by <= 0)
+			goto out;
+		p->at_ns = (uint64_t)at;
+		p->bytes = (uint64_t)by;
+	}
+	st->n_plans = json_array_size(plans);
+	rc = 0;
+out:
+	if (rc)
+		memset(st, 0, sizeof(*st));
+	json_decref(root);
+	return rc;
+}

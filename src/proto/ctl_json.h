@@ -59,6 +59,30 @@ char *qkm_jlist_dump(const struct qkm_jlist *l, const char *key, const char *ext
 char *qkm_json_object(const char *const *keys, const char *const *values, const bool *strs,
 		      size_t n);
 
+/* The controller's routing state, kept across restarts (a file beside its
+ * ledger): the network's mode, per-pair modes, manual routes, the plan. */
+struct qkm_ctl_pair_mode {
+	char from[QKM_NAME_MAX], to[QKM_NAME_MAX];
+	char mode[16];
+};
+struct qkm_ctl_plan {
+	char from[QKM_NAME_MAX], to[QKM_NAME_MAX];
+	uint64_t at_ns;                   /* when (wall clock); 0 = ran */
+	uint64_t bytes;
+};
+struct qkm_ctl_state {
+	char mode[16];
+	size_t n_pair_modes, n_manual, n_plans;
+	struct qkm_ctl_pair_mode pair_modes[QKM_MAX_NODES * 4];
+	struct qkm_node_route manual[QKM_MAX_NODES * 4];   /* path[0] = from */
+	struct qkm_ctl_plan plans[256];
+};
+/* Writes st to path (0600, atomically). 0 or QKM_EIO/QKM_ENOMEM. */
+int qkm_ctl_state_save(const char *path, const struct qkm_ctl_state *st) QKM_MUST_CHECK;
+/* Reads path into st (zeroed first); names checked, modes valid, routes of
+ * 2..QKM_MAX_PATH nodes. 0, QKM_EIO (no file), or QKM_EFORMAT. */
+int qkm_ctl_state_load(const char *path, struct qkm_ctl_state *st /* OUT */) QKM_MUST_CHECK;
+
 /* Access list file (the controller's, 0600): [{"id", "node", "revoked"}]. */
 int qkm_saes_json_load(const char *path, struct qkm_sae_entry *e, size_t max,
 		       size_t *n /* OUT */) QKM_MUST_CHECK;
