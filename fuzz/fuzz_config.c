@@ -1,14 +1,19 @@
 /* fuzz_config.c - libFuzzer target for the strict JSON configs
- * (proto/config_json.c): the input is written to a file and handed to all
- * three loaders. Any error is fine; a crash or leak is not. A node or
- * simulator config that loads must also survive save -> load unchanged. */
+ * (proto/config_json.c) and the controller's access list file
+ * (proto/ctl_json.c): the input is written to a file and handed to all
+ * five loaders (node.json, sim.json, topology, ctl.json, access.json). Any
+ * error is fine; a crash or leak is not. A node, simulator or controller
+ * config or an access list that loads must also survive save -> load
+ * unchanged. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "core/id.h"
 #include "proto/config_json.h"
+#include "proto/ctl_json.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -25,6 +30,8 @@ static char in_path[64], out_path[64];
 static struct qkm_node_cfg node, node2;
 static struct qkm_sim_cfg sim, sim2;
 static struct qkm_topology topo;
+static struct qkm_ctl_cfg ctl, ctl2;
+static struct qkm_sae_entry saes[QKM_MAX_SAES], saes2[QKM_MAX_SAES];
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -65,6 +72,30 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				if (!strcmp(topo.nodes[j].id, topo.saes[i].node) && topo.nodes[j].ksa)
 					found = 1;
 			check(found);
+		}
+	}
+
+	rc = qkm_ctl_cfg_load(in_path, &ctl, err, sizeof(err));
+	check(rc == 0 || rc == QKM_ECONFIG || rc == QKM_EIO);
+	check(rc == 0 || memchr(err, 0, sizeof(err)));
+	if (rc == 0 && qkm_ctl_cfg_save(out_path, &ctl) == 0) {
+		check(qkm_ctl_cfg_load(out_path, &ctl2, err, sizeof(err)) == 0);
+		check(memcmp(&ctl, &ctl2, sizeof(ctl)) == 0);
+	}
+
+	size_t n, n2;
+	rc = qkm_saes_json_load(in_path, saes, QKM_MAX_SAES, &n);
+	check(rc == 0 || rc == QKM_EFORMAT || rc == QKM_EIO);
+	if (rc == 0) {
+		check(n <= QKM_MAX_SAES);
+		for (size_t i = 0; i < n; i++)
+			check(qkm_name_valid(saes[i].id) && qkm_name_valid(saes[i].node));
+		if (qkm_saes_json_save(out_path, saes, n) == 0) {
+			check(qkm_saes_json_load(out_path, saes2, QKM_MAX_SAES, &n2) == 0 && n2 == n);
+			for (size_t i = 0; i < n; i++)
+				check(!strcmp(saes[i].id, saes2[i].id) &&
+				      !strcmp(saes[i].node, saes2[i].node) &&
+				      saes[i].revoked == saes2[i].revoked);
 		}
 	}
 	return 0;

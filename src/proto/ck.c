@@ -87,7 +87,9 @@ int qkm_ck_records_parse(const struct qkm_frame *f, struct qkm_lc_event *evs, si
 		    str_field(v, vl, QKM_T_DETAIL, ev->detail, sizeof(ev->detail)))
 			return QKM_EFORMAT;
 		ev->seq = (int64_t)seq;
-		if (k > 0 && ev->seq != evs[k - 1].seq + 1)
+		/* Unsigned: after INT64_MAX the next number is out of range,
+		 * not an overflow. */
+		if (k > 0 && seq != (uint64_t)evs[k - 1].seq + 1)
 			return QKM_EFORMAT;
 		k++;
 	}
