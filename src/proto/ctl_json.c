@@ -273,7 +273,9 @@ int qkm_order_parse(const char *json, size_t len, char order[static 64],
 	int rc = QKM_EFORMAT;
 	*n = 0;
 	const char *id = json_string_value(json_object_get(root, "order"));
-	if (!root || !id || strlen(id) >= 64 || !json_is_array(arr = json_object_get(root, "tokens")))
+	/* The ID goes into reports and records: a name (letters, digits, . _ : -). */
+	if (!root || !id || strlen(id) >= 64 || !qkm_name_valid(id) ||
+	    !json_is_array(arr = json_object_get(root, "tokens")))
 		goto out;
 	if (json_array_size(arr) > max) {
 		rc = QKM_ETOOBIG;

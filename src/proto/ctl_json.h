@@ -20,7 +20,8 @@
  * "tokens": [...]}. */
 char *qkm_order_json(const char *order, const char *reason, const char (*toks)[QKM_TOKEN_MAX],
 		     size_t n);
-/* Parses one; toks gets at most max tokens. 0 or QKM_EFORMAT/QKM_ETOOBIG. */
+/* Parses one (the order ID must be a valid name); toks gets at most max
+ * tokens. 0 or QKM_EFORMAT/QKM_ETOOBIG. */
 int qkm_order_parse(const char *json, size_t len, char order[static 64],
 		    char (*toks)[QKM_TOKEN_MAX], size_t max, size_t *n /* OUT */) QKM_MUST_CHECK;
 
