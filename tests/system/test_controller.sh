@@ -26,11 +26,11 @@ PAIRS="$(cd "$(dirname "$0")" && pwd)/etsi014_pairs.py"
 cat >"$T/ring5.json" <<'JSON'
 {
   "nodes": [ {"id": "node1"}, {"id": "node2"}, {"id": "node3"}, {"id": "node4"}, {"id": "node5"} ],
-  "links": [ {"a": "node1", "b": "node2", "rate_bps": 2000000, "unit_bits": 4096, "qber": 0.01},
-             {"a": "node2", "b": "node3", "rate_bps": 2000000, "unit_bits": 4096, "qber": 0.01},
-             {"a": "node3", "b": "node4", "rate_bps": 2000000, "unit_bits": 4096, "qber": 0.01},
-             {"a": "node4", "b": "node5", "rate_bps": 2000000, "unit_bits": 4096, "qber": 0.01},
-             {"a": "node5", "b": "node1", "rate_bps": 2000000, "unit_bits": 4096, "qber": 0.01} ],
+  "links": [ {"a": "node1", "b": "node2", "rate_bps": 8000000, "unit_bits": 4096, "qber": 0.01},
+             {"a": "node2", "b": "node3", "rate_bps": 8000000, "unit_bits": 4096, "qber": 0.01},
+             {"a": "node3", "b": "node4", "rate_bps": 8000000, "unit_bits": 4096, "qber": 0.01},
+             {"a": "node4", "b": "node5", "rate_bps": 8000000, "unit_bits": 4096, "qber": 0.01},
+             {"a": "node5", "b": "node1", "rate_bps": 8000000, "unit_bits": 4096, "qber": 0.01} ],
   "saes":  [ {"id": "sae-1", "node": "node1"}, {"id": "sae-1b", "node": "node1"},
              {"id": "sae-3", "node": "node3"} ],
   "policy": { "relay": "otp", "aes_fallback": false, "after_supply": "delete" }
