@@ -143,11 +143,11 @@ ok "fixed-rate: node1 relayed $fixed times in 8 s with no demand (adaptive, idle
 sleep 1
 a=$(nrec node1 relay-sent); sleep 3; quiet=$(($(nrec node1 relay-sent) - a))
 [ "$quiet" = 0 ] || fail "scheduled: $quiet relay(s) with nothing scheduled"
-"$QKM" ctl schedule add --dir "$D" node1 node3 --in 2 --bytes 262144 >/dev/null || fail "ctl schedule add"
 a=$(nrec node1 relay-sent)
-sleep 1
+"$QKM" ctl schedule add --dir "$D" node1 node3 --in 8 --bytes 262144 >/dev/null || fail "ctl schedule add"
+sleep 3
 [ "$(nrec node1 relay-sent)" = "$a" ] || fail "scheduled: relays before their time"
-wait_for 10 '[ "$(($(nrec node1 relay-sent) - a))" -ge 4 ]' || fail "scheduled: the planned 4 relays did not happen: $(($(nrec node1 relay-sent) - a))"
+wait_for 20 '[ "$(($(nrec node1 relay-sent) - a))" -ge 4 ]' || fail "scheduled: the planned 4 relays did not happen: $(($(nrec node1 relay-sent) - a))"
 sleep 2
 planned=$(($(nrec node1 relay-sent) - a))
 [ "$planned" = 4 ] || fail "scheduled: $planned relays for a plan of 4"
