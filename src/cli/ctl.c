@@ -1,7 +1,8 @@
 /* ctl.c - `qkm ctl`: operator commands against a running network.
  *   status --dir DIR [--json]      stock and counters of every node
  *   pair-check --dir DIR A B       compare the pool A and B share (by MAC)
- *   events --dir DIR NODE [--event E] [--key K]   a node's life-cycle records
+ *   events --dir DIR NODE [--event E] [--key K] [--after SEQ]   a node's
+ *                                  life-cycle records
  * and, through the controller's API (docs/controller.md):
  *   audit, trace KEY, records, sae add|revoke|list, routes, route set|clear,
  *   mode, schedule add|list, compromise
@@ -12,6 +13,7 @@
 #include "proto/status_json.h"
 
 #include <jansson.h>
+#include <limits.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -135,9 +137,10 @@ static int node_index(const struct qkm_network *net, const char *id)
 }
 
 /* Prints one node's life-cycle records (R-LC-1), filtered by event name
- * and by a substring of the key ID, oldest first. */
+ * and by a substring of the key ID, oldest first: up to 100000 of them, from
+ * seq after + 1 on (after < 0: from the first). */
 static int ctl_events(const char *dir, const char *node, const char *event, const char *key,
-		      bool json)
+		      long long after, bool json)
 {
 	struct qkm_network *net = malloc(sizeof(*net));
 	char url[QKM_ADDR_MAX + 300], *body = NULL;
@@ -150,6 +153,8 @@ static int ctl_events(const char *dir, const char *node, const char *event, cons
 		goto out;
 	}
 	int n = snprintf(url, sizeof(url), "%s/events?limit=100000", net->nodes[i].admin);
+	if (after >= 0)
+		n += snprintf(url + n, sizeof(url) - (size_t)n, "&after=%lld", after);
 	if (event && qkm_name_valid(event))
 		n += snprintf(url + n, sizeof(url) - (size_t)n, "&event=%s", event);
 	if (key && qkm_name_valid(key))
@@ -257,6 +262,7 @@ static void print_records(json_t *arr, bool with_node)
 
 struct opts {
 	const char *dir, *event, *key, *node, *link, *since, *in, *bytes, *from, *to;
+	long long after; /* --after SEQ: records from SEQ + 1 on; -1 when not given */
 	bool json;
 	int npos;
 	const char *pos[QKM_MAX_PATH + 4];
@@ -278,6 +284,8 @@ static int ctl_records(struct qkm_network *net, const struct opts *o)
 		qenc(o->event, v, sizeof(v));
 		snprintf(path + strlen(path), sizeof(path) - strlen(path), "&event=%s", v);
 	}
+	if (o->after >= 0)
+		snprintf(path + strlen(path), sizeof(path) - strlen(path), "&after=%lld", o->after);
 	int rc = api(net, "GET", path, NULL, &resp, 30000);
 	if (rc)
 		return rc;
@@ -587,9 +595,11 @@ static void usage(FILE *f)
 {
 	fprintf(f, "usage: qkm ctl status --dir DIR [--json]\n"
 		   "       qkm ctl pair-check --dir DIR [--json] NODE_A NODE_B\n"
-		   "       qkm ctl events --dir DIR [--json] [--event NAME] [--key TEXT] NODE\n"
+		   "       qkm ctl events --dir DIR [--json] [--event NAME] [--key TEXT] [--after SEQ]\n"
+		   "                 NODE\n"
 		   "  through the controller:\n"
 		   "       qkm ctl records --dir DIR [--json] [--node N] [--event NAME] [--key TEXT]\n"
+		   "                 [--after SEQ]\n"
 		   "       qkm ctl audit --dir DIR [--json]\n"
 		   "       qkm ctl trace --dir DIR [--json] KEY_ID\n"
 		   "       qkm ctl sae add NAME --node NODE --dir DIR | sae revoke NAME --dir DIR |\n"
@@ -601,12 +611,14 @@ static void usage(FILE *f)
 		   "       qkm ctl schedule add --dir DIR FROM TO --in SECONDS --bytes N | schedule list\n"
 		   "       qkm ctl compromise --dir DIR [--json] (--key ID | --link A-B [--since TIME] |\n"
 		   "                 --node N)\n"
+		   "  (events and records list at most 100000 records, oldest first; --after SEQ\n"
+		   "   starts after seq SEQ, to page on)\n"
 		   "See qkm-ctl(1).\n");
 }
 
 int cli_ctl(int argc, char **argv)
 {
-	struct opts o = {0};
+	struct opts o = {.after = -1};
 	qkm_log_init("qkm ctl", QKM_LOG_ERROR);
 	if (argc < 2) {
 		usage(stderr);
@@ -633,6 +645,14 @@ int cli_ctl(int argc, char **argv)
 			v++;
 		if (v < sizeof(vals) / sizeof(vals[0]) && i + 1 < argc) {
 			*(const char **)((char *)&o + vals[v].off) = argv[++i];
+		} else if (strcmp(argv[i], "--after") == 0 && i + 1 < argc) {
+			char *end;
+			o.after = strtoll(argv[++i], &end, 10);
+			if (end == argv[i] || *end || o.after < 0 || o.after == LLONG_MAX) {
+				fprintf(stderr, "qkm ctl: --after wants a record seq (0 or more), not '%s'\n",
+					argv[i]);
+				return 2;
+			}
 		} else if (strcmp(argv[i], "--json") == 0) {
 			o.json = true;
 		} else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
@@ -655,7 +675,7 @@ int cli_ctl(int argc, char **argv)
 	if (strcmp(cmd, "pair-check") == 0 && o.npos == 2)
 		return ctl_pair_check(o.dir, o.pos[0], o.pos[1], o.json);
 	if (strcmp(cmd, "events") == 0 && o.npos == 1)
-		return ctl_events(o.dir, o.pos[0], o.event, o.key, o.json);
+		return ctl_events(o.dir, o.pos[0], o.event, o.key, o.after, o.json);
 	static const struct {
 		const char *name;
 		int (*fn)(struct qkm_network *net, const struct opts *o);

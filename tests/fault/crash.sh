@@ -1,25 +1,33 @@
 #!/usr/bin/env bash
 # crash.sh - crash injection over a relayed network (issue #7 item 1; R-SUP-7,
-# R-SUP-8, R-REL-1, R-REL-2, R-ACQ-4). Starts a network with `qkm net up`
-# (examples/figure4.json by default: node1-node2-node3, sae-1 at node1 and
-# sae-3 at node3, so every key between them is relayed through node2),
-# keeps etsi014_pairs.py run (enc_keys as the first SAE, dec_keys of the
-# same IDs as the last SAE) going for the whole run while acquisition and
-# relays run by themselves, and for each round:
-#   picks a victim among the nodes and the simulator (seeded RNG), waits a
-#   random 0.1-1.5 s, SIGKILLs it, waits a random 0-0.5 s, restarts it
-#   (`qkm net restart`), waits until every node is up and every link's Kx
-#   session is up and reconciled, then checks
+# R-SUP-8, R-REL-1, R-REL-2, R-ACQ-4, R-LC-1, R-LC-2). Starts a network with
+# `qkm net up` (examples/figure4.json by default: node1-node2-node3, sae-1 at
+# node1 and sae-3 at node3, so every key between them is relayed through
+# node2; and the controller/manager, to which every node streams its
+# life-cycle records), keeps etsi014_pairs.py run (enc_keys as the first
+# SAE, dec_keys of the same IDs as the last SAE) going for the whole run
+# while acquisition and relays run by themselves, and for each round:
+#   picks a victim among the nodes, the simulator and the controller, each
+#   as likely (seeded RNG), waits a random 0.1-1.5 s, SIGKILLs it, waits a
+#   random 0-0.5 s, restarts it (`qkm net restart`, which for a node or the
+#   controller returns once it answers), waits until every node is up and
+#   every link's Kx session is up and reconciled, then checks
 #   - pair-check clean on every link (both ends hold the same key);
 #   - relays settled between the two SAEs' nodes: every relay-sent is
 #     confirmed or aborted, confirmed = received at the destination, nothing
 #     aborted stored (relay_check.py settled);
 #   - no link key range used twice by any node (relay_check.py reuse);
-#   - no key_ID returned twice by enc_keys so far.
+#   - no key_ID returned twice by enc_keys so far;
+#   - no life-cycle record lost: for every node, within 30 s the manager
+#     holds the node's last record as the node had it at that moment (same
+#     seq and fields; the manager stores a node's records only in order,
+#     without gaps), and `qkm ctl audit` is clean (every hash chain intact)
+#     (lc_check.py, paging with `qkm ctl events/records --after`).
 # At the end the load stops and etsi014_pairs.py verify settles and checks
 # every key the master received (delivered once to the slave with identical
 # bytes; only keys whose dec request was cut by a crash may end refused; a
-# second dec_keys is refused). Prints the seed first: SEED=S replays a run.
+# second dec_keys is refused), and the life-cycle checks run once more.
+# Prints the seed first: SEED=S replays a run.
 #
 #   tests/fault/crash.sh [--rounds N] [--seed S] [--topology figure4|line5|FILE]
 #   (or ROUNDS, SEED, TOPOLOGY, THREADS in the environment; KEEP=1 keeps
@@ -70,12 +78,15 @@ NODES=$(topo "' '.join(n['id'] for n in d['nodes'])")
 LINKS=$(topo "' '.join(l['a']+'-'+l['b'] for l in d['links'])")
 MASTER=$(topo "d['saes'][0]['id']") SLAVE=$(topo "d['saes'][-1]['id']")
 END1=$(topo "d['saes'][0]['node']") END2=$(topo "d['saes'][-1]['node']")
-VICTIMS="$NODES sim"
-set -- $VICTIMS
-NV=$#
 
 D=$T/net
 net_up "$TOPO" "$D"
+# The victims, each as likely: every node, the simulator and the controller
+# (a network without one has no "controller" in network.json).
+VICTIMS="$NODES sim"
+if js "'controller' in d" <"$D/network.json" | grep -q True; then VICTIMS="$VICTIMS controller"; fi
+set -- $VICTIMS
+NV=$#
 rchk() { python3 "$SYS/relay_check.py" --qkm "$QKM" --dir "$D" "$@"; }
 
 # ready: every node up and ready, every link's Kx session up, reconciled,
@@ -96,6 +107,13 @@ no_dup_ids() {
 	[ -z "$dup" ] || fail "key_IDs returned twice by enc_keys: $dup"
 }
 js_lines() { python3 -c "import json,sys; [print(json.loads(l)['id']) for l in sys.stdin]"; }
+
+# lc_check: no life-cycle record lost between the nodes and the manager,
+# audit clean (lc_check.py; $T/lc.json keeps each node's last seq seen).
+lc_check() {
+	lc=$(python3 "$SYS/lc_check.py" --qkm "$QKM" --dir "$D" --state "$T/lc.json" --deadline 30 $NODES 2>&1) ||
+		fail "$lc"
+}
 
 wait_for 30 ready || fail "network not ready within 30 s: $(status_json "$D")"
 wait_for 60 etsi_ready "$D" "$MASTER" "$SLAVE" ||
@@ -118,7 +136,10 @@ for round in $(seq 1 "$ROUNDS"); do
 	before=$(( RANDOM % 15 + 1 ))   # 0.1 .. 1.5 s, the kill moment (a test input)
 	after=$(( RANDOM % 6 ))         # 0 .. 0.5 s dead before the restart
 	sleep "$((before / 10)).$((before % 10))"
-	if [ "$victim" = sim ]; then pid=$(js "d['sim']['pid']" <"$D/network.json"); else pid=$(node_pid "$D" "$victim"); fi
+	case $victim in
+	sim | controller) pid=$(js "d['$victim']['pid']" <"$D/network.json") ;;
+	*) pid=$(node_pid "$D" "$victim") ;;
+	esac
 	kill -9 "$pid" || fail "kill -9 $victim ($pid)"
 	wait_for 10 '! kill -0 '"$pid" || fail "$victim ($pid) survived SIGKILL"
 	sleep "0.$after"
@@ -132,7 +153,8 @@ for round in $(seq 1 "$ROUNDS"); do
 	out=$(rchk reuse $NODES 2>&1) || fail "$out"
 	no_dup_ids
 	[ -z "$(sed -n '/^Traceback/p' "$T/load.out")" ] || fail "the load died: $(cat "$T/load.out")"
-	echo "ok - round $round: $victim (pid $pid) killed after $((before / 10)).$((before % 10)) s, restarted 0.$after s later; links reconciled, pair-check clean, relays settled, no link key reused, $(grep -c '"t": "enc"' "$LOG") key_IDs distinct"
+	lc_check
+	echo "ok - round $round: $victim (pid $pid) killed after $((before / 10)).$((before % 10)) s, restarted 0.$after s later; links reconciled, pair-check clean, relays settled, no link key reused, $(grep -c '"t": "enc"' "$LOG") key_IDs distinct; $lc"
 done
 round=end victim=
 touch "$STOP"
@@ -145,6 +167,8 @@ echo "ok - $out"
 wait_for 30 rchk settled "$END1" "$END2" || fail "relays not settled at the end: $(rchk settled "$END1" "$END2" 2>&1)"
 relays=$(rchk settled "$END1" "$END2")
 links_clean
+lc_check
+echo "ok - end: $lc"
 vs=""
 for v in $VICTIMS; do vs="$vs $v=${killed[$v]}"; done
 echo "# summary: seed $seed, $ROUNDS round(s), victims:$vs; $(grep -c '"t": "enc"' "$LOG") keys received by $MASTER;" \

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Crash injection over a relayed network, short version (issue #7 item 1;
-# R-SUP-7, R-SUP-8, R-REL-1, R-REL-2): tests/fault/crash.sh on Figure 4 for
-# 4 rounds (node1, node2 - the relay node -, node3 or the simulator killed
-# with SIGKILL at a random moment under enc/dec load between sae-1 and
-# sae-3, restarted, invariants checked after every round and at the end).
+# R-SUP-7, R-SUP-8, R-REL-1, R-REL-2, R-LC-1, R-LC-2): tests/fault/crash.sh
+# on Figure 4 for 4 rounds (node1, node2 - the relay node -, node3, the
+# simulator or the controller killed with SIGKILL at a random moment under
+# enc/dec load between sae-1 and sae-3, restarted, invariants - the
+# life-cycle records at the manager and its audit among them - checked after
+# every round and at the end).
 # The seed is random unless SEED is set; crash.sh prints it first, and a
 # failure names it: SEED=S tests/system/test_crash_relay.sh replays the run.
 # `make soak ROUNDS=N [SEED=S]` runs the same driver long.
