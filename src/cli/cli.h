@@ -12,4 +12,12 @@ int cli_key(int argc, char **argv);
 
 #define QKM_ETSI_MAX_POS 130
 
+#include <stddef.h>
+
+struct qkm_cfg_errors; /* proto/config_json.h */
+
+/* Prints every error of errs (found in file) to stderr, one per line
+ * (check.c); returns how many there were. */
+size_t cli_print_cfg_errors(const char *file, const struct qkm_cfg_errors *errs);
+
 #endif

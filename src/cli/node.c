@@ -386,16 +386,26 @@ int cli_node(int argc, char **argv)
 	char err[512];
 	if (!n)
 		return 1;
+	if (check) {
+		struct qkm_cfg_errors *errs = malloc(sizeof(*errs));
+		if (!errs || qkm_node_cfg_check(path, &n->cfg, errs)) {
+			if (errs)
+				fprintf(stderr, "qkm node: %s: %zu error(s)\n", path,
+					cli_print_cfg_errors(path, errs));
+			rc = errs ? 2 : 1;
+		} else {
+			printf("%s: ok (node %s, %zu link(s), %zu relay route(s), relay mode %s)\n",
+			       path, n->cfg.id, n->cfg.n_links, n->cfg.n_routes, n->cfg.relay.mode);
+			rc = 0;
+		}
+		free(errs);
+		free(n);
+		return rc;
+	}
 	if (qkm_node_cfg_load(path, &n->cfg, err, sizeof(err))) {
 		fprintf(stderr, "qkm node: %s\n", err);
 		free(n);
 		return 2;
-	}
-	if (check) {
-		printf("%s: ok (node %s, %zu link(s), %zu relay route(s), relay mode %s)\n", path,
-		       n->cfg.id, n->cfg.n_links, n->cfg.n_routes, n->cfg.relay.mode);
-		free(n);
-		return 0;
 	}
 	enum qkm_log_level lvl = QKM_LOG_INFO;
 	if (qkm_log_level_parse(n->cfg.log_level, &lvl))

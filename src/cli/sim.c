@@ -104,17 +104,20 @@ int cli_sim(int argc, char **argv)
 	if (argc >= 2 && strcmp(argv[1], "fault") == 0)
 		return sim_fault(argc - 1, argv + 1);
 	const char *path = NULL;
+	bool check = false;
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "-c") == 0 && i + 1 < argc)
 			path = argv[++i];
+		else if (strcmp(argv[i], "--check") == 0)
+			check = true;
 		else {
-			fprintf(stderr, "usage: qkm sim -c FILE\n"
+			fprintf(stderr, "usage: qkm sim -c FILE [--check]\n"
 					"       qkm sim fault --dir DIR [--side NODE] LINK flip N|drop|corrupt|qber X|down|up\n");
 			return strcmp(argv[i], "--help") == 0 ? 0 : 2;
 		}
 	}
 	if (!path) {
-		fprintf(stderr, "usage: qkm sim -c FILE\n");
+		fprintf(stderr, "usage: qkm sim -c FILE [--check]\n");
 		return 2;
 	}
 	struct qkm_sim_cfg *cfg = malloc(sizeof(*cfg));
@@ -122,6 +125,21 @@ int cli_sim(int argc, char **argv)
 	int rc = 1;
 	if (!cfg)
 		return 1;
+	if (check) {
+		struct qkm_cfg_errors *errs = malloc(sizeof(*errs));
+		if (!errs || qkm_sim_cfg_check(path, cfg, errs)) {
+			if (errs)
+				fprintf(stderr, "qkm sim: %s: %zu error(s)\n", path,
+					cli_print_cfg_errors(path, errs));
+			rc = errs ? 2 : 1;
+		} else {
+			printf("%s: ok (simulator %s, %zu link(s))\n", path, cfg->name, cfg->n_links);
+			rc = 0;
+		}
+		free(errs);
+		free(cfg);
+		return rc;
+	}
 	if (qkm_sim_cfg_load(path, cfg, err, sizeof(err))) {
 		fprintf(stderr, "qkm sim: %s\n", err);
 		free(cfg);
