@@ -104,7 +104,9 @@ int cli_controller(int argc, char **argv)
 		event_add(sigs[1], NULL);
 		log_info("controller %s up: Ck/Mk %s, API https://%s", cfg.id, cfg.ck_listen,
 			 cfg.api_listen);
+		(void)cli_notify("READY=1"); /* a failure is logged; it runs on */
 		event_base_dispatch(base);
+		(void)cli_notify("STOPPING=1");
 		rc = 0;
 	}
 	for (int i = 0; i < 2; i++)

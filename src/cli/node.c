@@ -473,7 +473,10 @@ int cli_node(int argc, char **argv)
 	event_add(sigs[1], NULL);
 	log_info("node %s up: Kx %s, admin %s, %zu QKD link(s)", n->cfg.id, n->cfg.kx_listen,
 		 n->cfg.admin_listen, n->cfg.n_links);
+	/* Every listener is bound by now (Kx, admin, ETSI 014). */
+	(void)cli_notify("READY=1"); /* a failure is logged; the node runs on */
 	event_base_dispatch(n->base);
+	(void)cli_notify("STOPPING=1");
 	rc = 0;
 out:
 	for (int i = 0; i < 2; i++)

@@ -167,7 +167,9 @@ int cli_sim(int argc, char **argv)
 	if (s && s1 && s2) {
 		event_add(s1, NULL);
 		event_add(s2, NULL);
+		(void)cli_notify("READY=1"); /* a failure is logged; it runs on */
 		event_base_dispatch(base);
+		(void)cli_notify("STOPPING=1");
 		rc = 0;
 	}
 	if (s1)
