@@ -427,9 +427,9 @@ int cli_node(int argc, char **argv)
 		if (setrlimit(RLIMIT_NOFILE, &nofile) < 0)
 			log_warn("cannot raise the open-file limit");
 	}
-	if (qkm_secret_heap_init(256u << 20))
+	if (qkm_secret_heap_init_locked(256u << 20))
 		fatalx("cannot lock 256 MiB of memory for key material; run as root or raise "
-		       "the memlock limit (ulimit -l)");
+		       "the memlock limit (ulimit -l; LimitMEMLOCK= in a systemd unit)");
 	struct event *sigs[2] = {NULL, NULL};
 	/* The ETSI 014 front end runs its own loop in a second thread and
 	 * wakes this one (ksa_io.c): libevent must lock. */

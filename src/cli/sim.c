@@ -157,9 +157,9 @@ int cli_sim(int argc, char **argv)
 	size_t need = (size_t)cfg->n_links * 2 * cfg->backlog_bytes + (64u << 20), heap = 1;
 	while (heap < need)
 		heap <<= 1;
-	if (qkm_secret_heap_init(heap))
+	if (qkm_secret_heap_init_locked(heap))
 		fatalx("cannot lock %zu MiB of memory for key material; run as root or raise "
-		       "the memlock limit (ulimit -l)", heap >> 20);
+		       "the memlock limit (ulimit -l; LimitMEMLOCK= in a systemd unit)", heap >> 20);
 	struct event_base *base = event_base_new();
 	struct qkm_sim *s = base ? qkm_sim_new(base, cfg) : NULL;
 	struct event *s1 = base ? evsignal_new(base, SIGTERM, on_signal, base) : NULL;
