@@ -23,7 +23,7 @@ static int check_config(const char *path)
 {
 	struct qkm_ctl_cfg cfg;
 	struct qkm_cfg_errors *errs = malloc(sizeof(*errs));
-	struct qkm_topology *topo = malloc(sizeof(*topo));
+	struct qkm_topology *topo = calloc(1, sizeof(*topo)); /* n_nodes 0 if not loaded */
 	size_t n = 0;
 	int rc = 1;
 	if (!errs || !topo)
