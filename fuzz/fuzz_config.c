@@ -1,7 +1,8 @@
 /* fuzz_config.c - libFuzzer target for the strict JSON configs
  * (proto/config_json.c): the input is written to a file and handed to all
  * three loaders. Any error is fine; a crash or leak is not. A node or
- * simulator config that loads must also survive save -> load unchanged. */
+ * simulator config that loads must also survive save -> load unchanged.
+ * The input also goes to the line finder of config errors (json_path.c). */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +10,7 @@
 #include <unistd.h>
 
 #include "proto/config_json.h"
+#include "proto/json_path.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -29,6 +31,12 @@ static struct qkm_topology topo;
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	char err[512];
+	/* The line finder config errors use, on any bytes: a line within them. */
+	static const char *const paths[] = {"", "links[1].sides[0].node", "tls.key", "a[0][2].b"};
+	for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+		unsigned line = qkm_json_path_line((const char *)data, size, paths[i]);
+		check(line >= 1 && line <= 1 + (unsigned)size);
+	}
 	if (!in_path[0]) {
 		snprintf(in_path, sizeof(in_path), "/tmp/qkm-fuzz-config-%ld.json", (long)getpid());
 		snprintf(out_path, sizeof(out_path), "/tmp/qkm-fuzz-config-%ld.out", (long)getpid());
