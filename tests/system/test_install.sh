@@ -10,14 +10,15 @@
 BUILD=$(dirname "$QKM")
 [ -f "$BUILD/CMakeCache.txt" ] || { echo "skip: $QKM is not in a CMake build directory"; exit 0; }
 PREFIX=$(sed -n 's/^CMAKE_INSTALL_PREFIX:PATH=//p' "$BUILD/CMakeCache.txt")
+CONF=$(sed -n 's/^QKM_CONFDIR:PATH=//p' "$BUILD/CMakeCache.txt")
 R=$T/root
 DESTDIR=$R cmake --install "$BUILD" >"$T/install.log" 2>&1 || { cat "$T/install.log" >&2; fail "cmake --install"; }
 
 for f in "$PREFIX/bin/qkm" \
 	"$PREFIX/lib/systemd/system/qkm-node@.service" \
 	"$PREFIX/lib/systemd/system/qkm-controller.service" \
-	/etc/qkm/node.json.example /etc/qkm/controller.json.example \
-	/etc/qkm/sim.json.example /etc/qkm/topology.json.example \
+	"$CONF/node.json.example" "$CONF/controller.json.example" \
+	"$CONF/sim.json.example" "$CONF/topology.json.example" \
 	"$PREFIX/share/doc/qkm/README.md" "$PREFIX/share/doc/qkm/operations.md" \
 	"$PREFIX/share/doc/qkm/config.md" "$PREFIX/share/doc/qkm/examples/two-nodes.json" \
 	"$PREFIX/share/man/man1/qkm.1"; do
@@ -28,12 +29,12 @@ for m in "$SRC"/man/*.1 "$SRC"/man/*.5; do
 	sec=${m##*.}
 	[ -f "$R$PREFIX/share/man/man$sec/$(basename "$m")" ] || fail "man page not installed: $m"
 done
-ok "installed under $PREFIX (and /etc/qkm): $(cd "$R" && find . -type f | wc -l) files"
+ok "installed under $PREFIX (and $CONF): $(cd "$R" && find . -type f | wc -l) files"
 
 "$R$PREFIX/bin/qkm" version | grep -q "^qkm [0-9]" || fail "the installed binary does not run"
-grep -qx "ExecStart=$PREFIX/bin/qkm node -c /etc/qkm/%i.json" "$R$PREFIX/lib/systemd/system/qkm-node@.service" ||
-	fail "qkm-node@.service does not run $PREFIX/bin/qkm with /etc/qkm/%i.json"
-grep -qx "ExecStart=$PREFIX/bin/qkm controller -c /etc/qkm/controller.json" \
+grep -qx "ExecStart=$PREFIX/bin/qkm node -c $CONF/%i.json" "$R$PREFIX/lib/systemd/system/qkm-node@.service" ||
+	fail "qkm-node@.service does not run $PREFIX/bin/qkm with $CONF/%i.json"
+grep -qx "ExecStart=$PREFIX/bin/qkm controller -c $CONF/controller.json" \
 	"$R$PREFIX/lib/systemd/system/qkm-controller.service" || fail "qkm-controller.service ExecStart"
 for u in qkm-node@.service qkm-controller.service; do
 	for k in Type=notify User=qkm NoNewPrivileges=yes ProtectSystem=strict LimitCORE=0 \
@@ -44,7 +45,7 @@ done
 grep -qx "LimitMEMLOCK=320M" "$R$PREFIX/lib/systemd/system/qkm-node@.service" || fail "node LimitMEMLOCK"
 ok "units run $PREFIX/bin/qkm, notify, as qkm, sandboxed"
 
-E=$R/etc/qkm
+E=$R$CONF
 "$R$PREFIX/bin/qkm" node -c "$E/node.json.example" --check >/dev/null || fail "node.json.example"
 "$R$PREFIX/bin/qkm" sim -c "$E/sim.json.example" --check >/dev/null || fail "sim.json.example"
 sed "s|/etc/qkm/topology.json|$E/topology.json.example|" "$E/controller.json.example" >"$T/ctl.json"
