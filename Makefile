@@ -11,6 +11,10 @@
 #   make fuzz     run each fuzz target for FUZZ_SECONDS (default 600)
 #   make bench    run the benchmarks in bench/ with their baselines
 #                 (BENCH_ARGS="--seconds 10" is passed to each)
+#   make install  build, then install under PREFIX (default /usr/local) into
+#                 DESTDIR (default /): bin/qkm, the systemd units, examples in
+#                 /etc/qkm, docs and man pages (docs/operations.md)
+#   make deb      build/qkm_VERSION_ARCH.deb with CPack (prefix /usr)
 #   make soak     build, then crash injection for ROUNDS rounds (default 100;
 #                 SEED=S replays a run, TOPOLOGY=line5 for the 5-node line):
 #                 tests/fault/crash.sh; `make check` runs 4 rounds of it
@@ -19,9 +23,11 @@ JOBS ?= $(shell nproc)
 FUZZ_SECONDS ?= 600
 FUZZ_CHECK_SECONDS ?= 20
 ROUNDS ?= 100
+PREFIX ?= /usr/local
+DESTDIR ?=
 
 .PHONY: all deps build check check-unit check-asan check-tsan check-fuzz lint fuzz demo bench soak \
-	clean
+	install deb clean
 
 all: build
 
@@ -81,6 +87,20 @@ soak: build
 bench: build
 	@QKM_BENCH_DEPS=1 ./scripts/install-deps
 	@./bench/run-all $(BENCH_ARGS)
+
+# The prefix is set at configure time: the units name the binary's full path.
+install: deps
+	@cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DQKM_WERROR=ON \
+		-DCMAKE_INSTALL_PREFIX=$(PREFIX) >/dev/null
+	@cmake --build build -j $(JOBS) --target qkm
+	DESTDIR=$(DESTDIR) cmake --install build
+
+deb: deps
+	@cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DQKM_WERROR=ON \
+		-DCMAKE_INSTALL_PREFIX=/usr >/dev/null
+	@cmake --build build -j $(JOBS) --target qkm
+	cd build && cpack -G DEB
+	@ls build/qkm_*.deb
 
 clean:
 	rm -rf build build-asan build-tsan build-fuzz build-lint

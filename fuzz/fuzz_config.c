@@ -4,7 +4,8 @@
  * five loaders (node.json, sim.json, topology, ctl.json, access.json). Any
  * error is fine; a crash or leak is not. A node, simulator or controller
  * config or an access list that loads must also survive save -> load
- * unchanged. */
+ * unchanged. The input also goes to the line finder of config errors
+ * (json_path.c). */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,7 @@
 #include "core/id.h"
 #include "proto/config_json.h"
 #include "proto/ctl_json.h"
+#include "proto/json_path.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -36,6 +38,12 @@ static struct qkm_sae_entry saes[QKM_MAX_SAES], saes2[QKM_MAX_SAES];
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	char err[512];
+	/* The line finder config errors use, on any bytes: a line within them. */
+	static const char *const paths[] = {"", "links[1].sides[0].node", "tls.key", "a[0][2].b"};
+	for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+		unsigned line = qkm_json_path_line((const char *)data, size, paths[i]);
+		check(line >= 1 && line <= 1 + (unsigned)size);
+	}
 	if (!in_path[0]) {
 		snprintf(in_path, sizeof(in_path), "/tmp/qkm-fuzz-config-%ld.json", (long)getpid());
 		snprintf(out_path, sizeof(out_path), "/tmp/qkm-fuzz-config-%ld.out", (long)getpid());

@@ -17,6 +17,36 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	event_base_loopexit(arg, NULL);
 }
 
+/* --check: the controller's file, then the topology it names (which the
+ * controller loads at every start). 0 or 2 (any error); 1 out of memory. */
+static int check_config(const char *path)
+{
+	struct qkm_ctl_cfg cfg;
+	struct qkm_cfg_errors *errs = malloc(sizeof(*errs));
+	struct qkm_topology *topo = calloc(1, sizeof(*topo)); /* n_nodes 0 if not loaded */
+	size_t n = 0;
+	int rc = 1;
+	if (!errs || !topo)
+		goto out;
+	if (qkm_ctl_cfg_check(path, &cfg, errs))
+		n += cli_print_cfg_errors(path, errs);
+	/* The topology's name loaded if it is not empty. */
+	if (cfg.topology[0] && qkm_topology_check(cfg.topology, topo, errs))
+		n += cli_print_cfg_errors(cfg.topology, errs);
+	if (n) {
+		fprintf(stderr, "qkm controller: %s: %zu error(s)\n", path, n);
+		rc = 2;
+	} else {
+		printf("%s: ok (controller %s, topology %s with %zu node(s), mode %s)\n", path,
+		       cfg.id, cfg.topology, topo->n_nodes, cfg.mode);
+		rc = 0;
+	}
+out:
+	free(errs);
+	free(topo);
+	return rc;
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: qkm controller -c FILE [--check]\n"
@@ -48,14 +78,11 @@ int cli_controller(int argc, char **argv)
 	}
 	struct qkm_ctl_cfg cfg;
 	char err[512];
+	if (check)
+		return check_config(path);
 	if (qkm_ctl_cfg_load(path, &cfg, err, sizeof(err))) {
 		fprintf(stderr, "qkm controller: %s\n", err);
 		return 2;
-	}
-	if (check) {
-		printf("%s: ok (controller %s, topology %s, mode %s)\n", path, cfg.id, cfg.topology,
-		       cfg.mode);
-		return 0;
 	}
 	enum qkm_log_level lvl = QKM_LOG_INFO;
 	if (qkm_log_level_parse(cfg.log_level, &lvl))
@@ -77,7 +104,9 @@ int cli_controller(int argc, char **argv)
 		event_add(sigs[1], NULL);
 		log_info("controller %s up: Ck/Mk %s, API https://%s", cfg.id, cfg.ck_listen,
 			 cfg.api_listen);
+		(void)cli_notify("READY=1"); /* a failure is logged; it runs on */
 		event_base_dispatch(base);
+		(void)cli_notify("STOPPING=1");
 		rc = 0;
 	}
 	for (int i = 0; i < 2; i++)

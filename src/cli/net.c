@@ -131,6 +131,10 @@ static int spawn(const char *log, char *const argv[])
 		dup2(out, 2);
 		for (int fd = 3; fd < 1024; fd++)
 			close(fd);
+		/* A daemon of a local network is no systemd service even if
+		 * `qkm net up` runs inside one: it must not report readiness
+		 * in that service's name (cli/notify.c). */
+		unsetenv("NOTIFY_SOCKET");
 		execv("/proc/self/exe", argv);
 		_exit(127);
 	}

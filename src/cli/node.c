@@ -386,16 +386,26 @@ int cli_node(int argc, char **argv)
 	char err[512];
 	if (!n)
 		return 1;
+	if (check) {
+		struct qkm_cfg_errors *errs = malloc(sizeof(*errs));
+		if (!errs || qkm_node_cfg_check(path, &n->cfg, errs)) {
+			if (errs)
+				fprintf(stderr, "qkm node: %s: %zu error(s)\n", path,
+					cli_print_cfg_errors(path, errs));
+			rc = errs ? 2 : 1;
+		} else {
+			printf("%s: ok (node %s, %zu link(s), %zu relay route(s), relay mode %s)\n",
+			       path, n->cfg.id, n->cfg.n_links, n->cfg.n_routes, n->cfg.relay.mode);
+			rc = 0;
+		}
+		free(errs);
+		free(n);
+		return rc;
+	}
 	if (qkm_node_cfg_load(path, &n->cfg, err, sizeof(err))) {
 		fprintf(stderr, "qkm node: %s\n", err);
 		free(n);
 		return 2;
-	}
-	if (check) {
-		printf("%s: ok (node %s, %zu link(s), %zu relay route(s), relay mode %s)\n", path,
-		       n->cfg.id, n->cfg.n_links, n->cfg.n_routes, n->cfg.relay.mode);
-		free(n);
-		return 0;
 	}
 	enum qkm_log_level lvl = QKM_LOG_INFO;
 	if (qkm_log_level_parse(n->cfg.log_level, &lvl))
@@ -417,9 +427,9 @@ int cli_node(int argc, char **argv)
 		if (setrlimit(RLIMIT_NOFILE, &nofile) < 0)
 			log_warn("cannot raise the open-file limit");
 	}
-	if (qkm_secret_heap_init(256u << 20))
+	if (qkm_secret_heap_init_locked(256u << 20))
 		fatalx("cannot lock 256 MiB of memory for key material; run as root or raise "
-		       "the memlock limit (ulimit -l)");
+		       "the memlock limit (ulimit -l; LimitMEMLOCK= in a systemd unit)");
 	struct event *sigs[2] = {NULL, NULL};
 	/* The ETSI 014 front end runs its own loop in a second thread and
 	 * wakes this one (ksa_io.c): libevent must lock. */
@@ -463,7 +473,10 @@ int cli_node(int argc, char **argv)
 	event_add(sigs[1], NULL);
 	log_info("node %s up: Kx %s, admin %s, %zu QKD link(s)", n->cfg.id, n->cfg.kx_listen,
 		 n->cfg.admin_listen, n->cfg.n_links);
+	/* Every listener is bound by now (Kx, admin, ETSI 014). */
+	(void)cli_notify("READY=1"); /* a failure is logged; the node runs on */
 	event_base_dispatch(n->base);
+	(void)cli_notify("STOPPING=1");
 	rc = 0;
 out:
 	for (int i = 0; i < 2; i++)

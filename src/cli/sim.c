@@ -104,19 +104,22 @@ int cli_sim(int argc, char **argv)
 	if (argc >= 2 && strcmp(argv[1], "fault") == 0)
 		return sim_fault(argc - 1, argv + 1);
 	const char *path = NULL;
+	bool check = false;
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "-c") == 0 && i + 1 < argc)
 			path = argv[++i];
+		else if (strcmp(argv[i], "--check") == 0)
+			check = true;
 		else {
 			bool help = strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0;
 			fprintf(help ? stdout : stderr,
-				"usage: qkm sim -c FILE\n"
+				"usage: qkm sim -c FILE [--check]\n"
 				"       qkm sim fault --dir DIR [--side NODE] LINK flip N|drop|corrupt|qber X|down|up\n");
 			return help ? 0 : 2;
 		}
 	}
 	if (!path) {
-		fprintf(stderr, "usage: qkm sim -c FILE\n");
+		fprintf(stderr, "usage: qkm sim -c FILE [--check]\n");
 		return 2;
 	}
 	struct qkm_sim_cfg *cfg = malloc(sizeof(*cfg));
@@ -124,6 +127,21 @@ int cli_sim(int argc, char **argv)
 	int rc = 1;
 	if (!cfg)
 		return 1;
+	if (check) {
+		struct qkm_cfg_errors *errs = malloc(sizeof(*errs));
+		if (!errs || qkm_sim_cfg_check(path, cfg, errs)) {
+			if (errs)
+				fprintf(stderr, "qkm sim: %s: %zu error(s)\n", path,
+					cli_print_cfg_errors(path, errs));
+			rc = errs ? 2 : 1;
+		} else {
+			printf("%s: ok (simulator %s, %zu link(s))\n", path, cfg->name, cfg->n_links);
+			rc = 0;
+		}
+		free(errs);
+		free(cfg);
+		return rc;
+	}
 	if (qkm_sim_cfg_load(path, cfg, err, sizeof(err))) {
 		fprintf(stderr, "qkm sim: %s\n", err);
 		free(cfg);
@@ -141,9 +159,9 @@ int cli_sim(int argc, char **argv)
 	size_t need = (size_t)cfg->n_links * 2 * cfg->backlog_bytes + (64u << 20), heap = 1;
 	while (heap < need)
 		heap <<= 1;
-	if (qkm_secret_heap_init(heap))
+	if (qkm_secret_heap_init_locked(heap))
 		fatalx("cannot lock %zu MiB of memory for key material; run as root or raise "
-		       "the memlock limit (ulimit -l)", heap >> 20);
+		       "the memlock limit (ulimit -l; LimitMEMLOCK= in a systemd unit)", heap >> 20);
 	struct event_base *base = event_base_new();
 	struct qkm_sim *s = base ? qkm_sim_new(base, cfg) : NULL;
 	struct event *s1 = base ? evsignal_new(base, SIGTERM, on_signal, base) : NULL;
@@ -151,7 +169,9 @@ int cli_sim(int argc, char **argv)
 	if (s && s1 && s2) {
 		event_add(s1, NULL);
 		event_add(s2, NULL);
+		(void)cli_notify("READY=1"); /* a failure is logged; it runs on */
 		event_base_dispatch(base);
+		(void)cli_notify("STOPPING=1");
 		rc = 0;
 	}
 	if (s1)

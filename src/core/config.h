@@ -173,12 +173,12 @@ struct qkm_sim_cfg {
 
 struct qkm_topology {
 	size_t n_nodes;
-	struct {
+	struct qkm_topo_node {
 		char id[QKM_NAME_MAX];
 		bool ksa;
 	} nodes[QKM_MAX_NODES];
 	size_t n_links;
-	struct {
+	struct qkm_topo_link {
 		char a[QKM_NAME_MAX], b[QKM_NAME_MAX];
 		uint64_t rate_bps;
 		uint32_t unit_bits;
@@ -186,7 +186,7 @@ struct qkm_topology {
 	} links[QKM_MAX_TOPO_LINKS];
 	size_t n_saes;
 	struct qkm_node_sae saes[QKM_MAX_SAES];
-	struct {
+	struct qkm_topo_policy {
 		char relay[32];          /* "otp" | "xor-at-destination" | "central-xor" */
 		char central[QKM_NAME_MAX]; /* central-xor: the combining node */
 		char key_source[8];      /* "link" | "rng" */

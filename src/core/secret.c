@@ -6,13 +6,24 @@
 #include <stdbool.h>
 #include <string.h>
 
-int qkm_secret_heap_init(size_t bytes)
+static int heap_init(size_t bytes, bool locked)
 {
 	if (CRYPTO_secure_malloc_initialized())
 		return 0;
 	/* minsize 32: key units are multiples of 8 bytes, most >= 32. */
-	return CRYPTO_secure_malloc_init(bytes, 32) ? 0 : QKM_ENOMEM;
+	int r = CRYPTO_secure_malloc_init(bytes, 32);
+	if (r == 0)
+		return QKM_ENOMEM;
+	/* 2: made, but mlock, a guard page or MADV_DONTDUMP failed. */
+	if (r == 2 && locked) {
+		(void)CRYPTO_secure_malloc_done(); /* nothing allocated yet */
+		return QKM_EPERM;
+	}
+	return 0;
 }
+
+int qkm_secret_heap_init(size_t bytes) { return heap_init(bytes, false); }
+int qkm_secret_heap_init_locked(size_t bytes) { return heap_init(bytes, true); }
 
 static struct qkm_secret *secret_alloc(size_t len, bool zero)
 {

@@ -14,8 +14,15 @@ struct qkm_secret {
 };
 
 /* Sets up the secure heap of the given size (a power of two, e.g. 64 MiB) once
- * per process. Returns 0, or QKM_ENOMEM if OpenSSL could not lock the memory. */
+ * per process. Returns 0, or QKM_ENOMEM if OpenSSL could not make it. A heap
+ * made but not locked in memory (RLIMIT_MEMLOCK too low, no CAP_IPC_LOCK)
+ * still counts: for tests, which need no locking. */
 int qkm_secret_heap_init(size_t bytes) QKM_MUST_CHECK;
+/* The same for a daemon: also QKM_EPERM, with no heap set up, if the heap
+ * could not be locked in memory and kept out of core dumps (OpenSSL's
+ * CRYPTO_secure_malloc_init returns 2 then, and key material would be
+ * swappable). */
+int qkm_secret_heap_init_locked(size_t bytes) QKM_MUST_CHECK;
 
 /* Allocates a zeroed secret of len bytes (len > 0). NULL when out of memory. */
 struct qkm_secret *qkm_secret_new(size_t len);

@@ -1,34 +1,88 @@
 /* config_json.c - strict JSON <-> config structs (config_json.h). Every
  * field is checked for type and range; unknown fields are errors, so a typo
- * in a config is never silently ignored. */
+ * in a config is never silently ignored. A check goes on after an error, so
+ * one run names every error of a file, each with its line (the line comes
+ * from the file's text: proto/json_path.h). */
 #include "proto/config_json.h"
+#include "proto/json_path.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+/* Largest config file read: a topology with every table full is well under
+ * 1 MiB. */
+#define CFG_FILE_MAX (16u << 20)
+
+/* One check of one file. Every get_* below records its error here and also
+ * returns it (QKM_ECONFIG, or 0); a caller with nothing depending on the
+ * field ignores the return, so the check goes on to the next field. */
 struct jctx {
-	char *err;
-	size_t errsz;
 	const char *file;
+	char *text;                 /* the file's text (owned), for lines */
+	size_t len;
+	int rc;                     /* the first error's code; 0 while none */
+	char *err;                  /* the first error as a line, or NULL */
+	size_t errsz;
+	struct qkm_cfg_errors *all; /* every error, or NULL */
 };
+
+static int first_err(int rc, int next)
+{
+	return rc ? rc : next;
+}
+
+void qkm_cfg_error_str(const char *file, const struct qkm_cfg_error *e, char *out, size_t outsz)
+{
+	if (!outsz)
+		return;
+	if (e->line && e->col)
+		snprintf(out, outsz, "%s:%u:%u: %s", file, e->line, e->col, e->text);
+	else if (e->line)
+		snprintf(out, outsz, "%s:%u: %s", file, e->line, e->text);
+	else
+		snprintf(out, outsz, "%s: %s", file, e->text);
+}
+
+static void record(struct jctx *c, int rc, const struct qkm_cfg_error *e)
+{
+	if (!c->rc) {
+		c->rc = rc;
+		if (c->err)
+			qkm_cfg_error_str(c->file, e, c->err, c->errsz);
+	}
+	if (!c->all)
+		return;
+	if (c->all->n < QKM_CFG_ERRORS_MAX)
+		c->all->e[c->all->n++] = *e;
+	else
+		c->all->dropped++;
+}
 
 static int jerr(struct jctx *c, const char *path, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 static int jerr(struct jctx *c, const char *path, const char *fmt, ...)
 {
+	struct qkm_cfg_error e = {0};
 	char msg[200];
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	snprintf(c->err, c->errsz, "%s: %s%s%s", c->file, path, *path ? ": " : "", msg);
+	e.line = qkm_json_path_line(c->text, c->len, path);
+	snprintf(e.text, sizeof(e.text), "%s%s%s", path, *path ? ": " : "", msg);
+	record(c, QKM_ECONFIG, &e);
 	return QKM_ECONFIG;
 }
 
+/* o must be an object whose keys are all in allowed. Every unknown key is
+ * reported; returns QKM_ECONFIG only when o is not an object (its fields
+ * cannot be checked), else 0. */
 static int check_keys(struct jctx *c, json_t *o, const char *path, const char *const *allowed)
 {
 	if (!json_is_object(o))
@@ -43,7 +97,7 @@ static int check_keys(struct jctx *c, json_t *o, const char *path, const char *c
 		if (!ok) {
 			char p[160];
 			snprintf(p, sizeof(p), "%s%s%s", path, *path ? "." : "", k);
-			return jerr(c, p, "unknown field");
+			(void)jerr(c, p, "unknown field");
 		}
 	}
 	return 0;
@@ -52,6 +106,13 @@ static int check_keys(struct jctx *c, json_t *o, const char *path, const char *c
 static void subpath(char *out, size_t n, const char *path, const char *key)
 {
 	snprintf(out, n, "%s%s%s", path, *path ? "." : "", key);
+}
+
+/* path.key into out[80], returned: the field an error is about. */
+static const char *pf(char *out, const char *path, const char *key)
+{
+	subpath(out, 80, path, key);
+	return out;
 }
 
 /* Looks key up in o and writes its path ("links[1].rate_bps") into p[160].
@@ -66,7 +127,8 @@ static int field(struct jctx *c, json_t *o, const char *path, const char *key, b
 	return required ? jerr(c, p, "missing") : 0;
 }
 
-/* The string v at path p into out; kind: 0 any string, 1 entity name. */
+/* The string v at path p into out; kind: 0 any string, 1 entity name. out
+ * is left as it was on error. */
 static int str_value(struct jctx *c, json_t *v, const char *p, char *out, size_t outsz, int kind)
 {
 	if (!json_is_string(v))
@@ -142,6 +204,7 @@ static int get_ratio(struct jctx *c, json_t *o, const char *path, const char *ke
 	return 0;
 }
 
+/* *out is the array, or NULL when it is absent or refused. */
 static int get_array(struct jctx *c, json_t *o, const char *path, const char *key, json_t **out,
 		     size_t max, bool required)
 {
@@ -159,6 +222,19 @@ static int get_array(struct jctx *c, json_t *o, const char *path, const char *ke
 	return 0;
 }
 
+/* The object at path.key, checked against keys: 1 and *out set if it is
+ * there and an object (unknown keys reported), 0 if absent and optional,
+ * else the error. */
+static int get_object(struct jctx *c, json_t *o, const char *path, const char *key,
+		      const char *const *keys, bool required, json_t **out)
+{
+	char p[160];
+	int rc = field(c, o, path, key, required, p, out);
+	if (rc <= 0)
+		return rc;
+	return check_keys(c, *out, p, keys) ? QKM_ECONFIG : 1;
+}
+
 static int get_level(struct jctx *c, json_t *o, char *out)
 {
 	snprintf(out, 16, "info");
@@ -172,49 +248,119 @@ static int get_level(struct jctx *c, json_t *o, char *out)
 static int get_tls(struct jctx *c, json_t *o, struct qkm_tls_paths *t)
 {
 	static const char *const keys[] = {"ca", "cert", "key", NULL};
-	json_t *v = json_object_get(o, "tls");
-	if (!v)
-		return jerr(c, "tls", "missing");
-	int rc = check_keys(c, v, "tls", keys);
-	if (!rc)
-		rc = get_str(c, v, "tls", "ca", t->ca, sizeof(t->ca), true, 0);
-	if (!rc)
-		rc = get_str(c, v, "tls", "cert", t->cert, sizeof(t->cert), true, 0);
-	if (!rc)
-		rc = get_str(c, v, "tls", "key", t->key, sizeof(t->key), true, 0);
-	return rc;
+	json_t *v;
+	int rc = get_object(c, o, "", "tls", keys, true, &v);
+	if (rc <= 0)
+		return rc;
+	rc = get_str(c, v, "tls", "ca", t->ca, sizeof(t->ca), true, 0);
+	rc = first_err(rc, get_str(c, v, "tls", "cert", t->cert, sizeof(t->cert), true, 0));
+	return first_err(rc, get_str(c, v, "tls", "key", t->key, sizeof(t->key), true, 0));
 }
 
-static json_t *load_file(struct jctx *c, const char *path, int *rc)
+/* Reads and parses c->file, keeping its text in c. NULL after recording
+ * the error: QKM_EIO if the file cannot be read, QKM_ECONFIG if it is too
+ * large or not JSON. */
+static json_t *load_file(struct jctx *c)
 {
-	json_error_t je;
-	json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
-	if (!root) {
-		/* Ask jansson why, not errno: errno is only set when the open
-		 * failed and may be stale from an earlier call otherwise. */
-		*rc = json_error_code(&je) == json_error_cannot_open_file ? QKM_EIO : QKM_ECONFIG;
-		snprintf(c->err, c->errsz, "%s:%d:%d: %s", path, je.line, je.column, je.text);
+	struct qkm_cfg_error e = {0};
+	size_t cap = 0;
+	int fd = open(c->file, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		snprintf(e.text, sizeof(e.text), "cannot open: %s", strerror(errno));
+		record(c, QKM_EIO, &e);
 		return NULL;
 	}
-	*rc = 0;
+	/* Read to the end rather than trust a size: the file may be a pipe. */
+	for (;;) {
+		if (c->len == cap) {
+			if (cap >= CFG_FILE_MAX) {
+				snprintf(e.text, sizeof(e.text), "larger than %u MiB",
+					 CFG_FILE_MAX >> 20);
+				record(c, QKM_ECONFIG, &e);
+				goto fail;
+			}
+			cap = cap ? 2 * cap : 4096;
+			char *t = realloc(c->text, cap);
+			if (!t) {
+				snprintf(e.text, sizeof(e.text), "out of memory reading it");
+				record(c, QKM_EIO, &e);
+				goto fail;
+			}
+			c->text = t;
+		}
+		ssize_t r = read(fd, c->text + c->len, cap - c->len);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			snprintf(e.text, sizeof(e.text), "cannot read: %s", strerror(errno));
+			record(c, QKM_EIO, &e);
+			goto fail;
+		}
+		if (r == 0)
+			break;
+		c->len += (size_t)r;
+	}
+	(void)close(fd); /* read-only: nothing to lose */
+	json_error_t je;
+	json_t *root = json_loadb(c->text ? c->text : "", c->len, JSON_REJECT_DUPLICATES, &je);
+	if (!root) {
+		e.line = je.line > 0 ? (unsigned)je.line : 1;
+		e.col = je.column > 0 ? (unsigned)je.column : 0;
+		snprintf(e.text, sizeof(e.text), "%s", je.text);
+		record(c, QKM_ECONFIG, &e);
+	}
 	return root;
+fail:
+	(void)close(fd);
+	return NULL;
 }
 
-/* "saes": [{"id": NAME, "node": NAME}, ...], in node configs and topologies. */
+/* A loader: applies out's defaults, then (root not NULL) reads root into
+ * out, recording every error in c. */
+typedef void (*loader_fn)(struct jctx *c, json_t *root, void *out);
+
+static int run(const char *path, loader_fn fn, void *out, char *err, size_t errsz,
+	       struct qkm_cfg_errors *all)
+{
+	struct jctx c = {.file = path, .err = errsz ? err : NULL, .errsz = errsz, .all = all};
+	if (c.err)
+		c.err[0] = 0;
+	if (all) {
+		all->n = 0;
+		all->dropped = 0;
+	}
+	json_t *root = load_file(&c);
+	fn(&c, root, out);
+	json_decref(root);
+	free(c.text);
+	/* File order: a stable insertion sort by line (at most 64 entries). */
+	for (size_t i = 1; all && i < all->n; i++)
+		for (size_t j = i; j > 0 && all->e[j - 1].line > all->e[j].line; j--) {
+			struct qkm_cfg_error t = all->e[j];
+			all->e[j] = all->e[j - 1];
+			all->e[j - 1] = t;
+		}
+	return c.rc;
+}
+
+/* "saes": [{"id": NAME, "node": NAME}, ...], in node configs and topologies.
+ * An entry whose field is refused keeps that field empty. */
 static int get_saes(struct jctx *c, json_t *root, struct qkm_node_sae *saes, size_t *n)
 {
 	static const char *const saekeys[] = {"id", "node", NULL};
 	json_t *arr;
 	int rc = get_array(c, root, "", "saes", &arr, QKM_MAX_SAES, false);
-	for (size_t i = 0; !rc && arr && i < json_array_size(arr); i++) {
+	for (size_t i = 0; arr && i < json_array_size(arr); i++) {
 		json_t *o = json_array_get(arr, i);
 		char p[48];
 		snprintf(p, sizeof(p), "saes[%zu]", i);
-		if ((rc = check_keys(c, o, p, saekeys)) ||
-		    (rc = get_str(c, o, p, "id", saes[i].id, QKM_NAME_MAX, true, 1)) ||
-		    (rc = get_str(c, o, p, "node", saes[i].node, QKM_NAME_MAX, true, 1)))
-			break;
 		*n = i + 1;
+		if (check_keys(c, o, p, saekeys)) {
+			rc = QKM_ECONFIG;
+			continue;
+		}
+		rc = first_err(rc, get_str(c, o, p, "id", saes[i].id, QKM_NAME_MAX, true, 1));
+		rc = first_err(rc, get_str(c, o, p, "node", saes[i].node, QKM_NAME_MAX, true, 1));
 	}
 	return rc;
 }
@@ -225,72 +371,79 @@ static bool is_relay_mode(const char *m)
 }
 
 /* "routes": [{"to": NAME, "path": [NAME, ...]}] of a node config (R-REL-6).
- * Needs out->id and out->links loaded: a path starts here and leaves over
- * one of this node's links, visits no node twice and ends at `to`. */
-static int get_routes(struct jctx *c, json_t *root, struct qkm_node_cfg *out)
+ * A path starts here and leaves over one of this node's links, visits no
+ * node twice and ends at `to`: checked against out->id and the links'
+ * peers only when those loaded without error (id_ok, peers_ok), and only
+ * for the names that loaded, so one wrong field is not reported again. */
+static int get_routes(struct jctx *c, json_t *root, struct qkm_node_cfg *out, bool id_ok,
+		      bool peers_ok)
 {
 	static const char *const routekeys[] = {"to", "path", NULL};
 	json_t *arr, *path;
 	int rc = get_array(c, root, "", "routes", &arr, QKM_MAX_NODES, false);
-	for (size_t i = 0; !rc && arr && i < json_array_size(arr); i++) {
+	for (size_t i = 0; arr && i < json_array_size(arr); i++) {
 		json_t *o = json_array_get(arr, i);
 		struct qkm_node_route *r = &out->routes[i];
 		char p[48], pp[96];
 		snprintf(p, sizeof(p), "routes[%zu]", i);
-		if ((rc = check_keys(c, o, p, routekeys)) ||
-		    (rc = get_str(c, o, p, "to", r->to, sizeof(r->to), true, 1)))
-			break;
-		snprintf(pp, sizeof(pp), "%s.to", p);
-		if (strcmp(r->to, out->id) == 0) {
-			rc = jerr(c, pp, "'%s' is this node itself", r->to);
-			break;
+		out->n_routes = i + 1;
+		if (check_keys(c, o, p, routekeys)) {
+			rc = QKM_ECONFIG;
+			continue;
 		}
-		for (size_t j = 0; j < i; j++)
-			if (strcmp(out->routes[j].to, r->to) == 0) {
-				rc = jerr(c, pp, "duplicate route to '%s' (also routes[%zu])", r->to, j);
-				break;
-			}
-		if (rc || (rc = get_array(c, o, p, "path", &path, QKM_MAX_PATH, true)))
-			break;
+		snprintf(pp, sizeof(pp), "%s.to", p);
+		if (get_str(c, o, p, "to", r->to, sizeof(r->to), true, 1)) {
+			rc = QKM_ECONFIG;
+		} else if (id_ok && strcmp(r->to, out->id) == 0) {
+			rc = jerr(c, pp, "'%s' is this node itself", r->to);
+		} else {
+			for (size_t j = 0; j < i; j++)
+				if (strcmp(out->routes[j].to, r->to) == 0) {
+					rc = jerr(c, pp, "duplicate route to '%s' (also routes[%zu])",
+						  r->to, j);
+					break;
+				}
+		}
+		if (get_array(c, o, p, "path", &path, QKM_MAX_PATH, true)) {
+			rc = QKM_ECONFIG;
+			continue;
+		}
 		snprintf(pp, sizeof(pp), "%s.path", p);
 		if (json_array_size(path) < 2) {
 			rc = jerr(c, pp, "must have 2 to %d nodes", QKM_MAX_PATH);
-			break;
+			continue;
 		}
 		r->n = (uint32_t)json_array_size(path);
-		for (uint32_t k = 0; !rc && k < r->n; k++) {
+		for (uint32_t k = 0; k < r->n; k++) {
 			snprintf(pp, sizeof(pp), "%s.path[%u]", p, k);
-			if ((rc = str_value(c, json_array_get(path, k), pp, r->path[k],
-					    sizeof(r->path[k]), 1)))
-				break;
+			if (str_value(c, json_array_get(path, k), pp, r->path[k], sizeof(r->path[k]),
+				      1)) {
+				rc = QKM_ECONFIG;
+				continue;
+			}
 			for (uint32_t j = 0; j < k; j++)
 				if (strcmp(r->path[j], r->path[k]) == 0) {
 					rc = jerr(c, pp, "'%s' is already path[%u]", r->path[k], j);
 					break;
 				}
 		}
-		if (rc)
-			break;
-		if (strcmp(r->path[0], out->id) != 0) {
+		if (id_ok && r->path[0][0] && strcmp(r->path[0], out->id) != 0) {
 			snprintf(pp, sizeof(pp), "%s.path[0]", p);
 			rc = jerr(c, pp, "must be this node ('%s'), not '%s'", out->id, r->path[0]);
-			break;
 		}
 		bool peer = false;
 		for (size_t l = 0; l < out->n_links; l++)
 			peer = peer || strcmp(out->links[l].peer, r->path[1]) == 0;
-		if (!peer) {
+		if (peers_ok && r->path[1][0] && !peer) {
 			snprintf(pp, sizeof(pp), "%s.path[1]", p);
-			rc = jerr(c, pp, "'%s' is not the peer of any of this node's links", r->path[1]);
-			break;
+			rc = jerr(c, pp, "'%s' is not the peer of any of this node's links",
+				  r->path[1]);
 		}
-		if (strcmp(r->path[r->n - 1], r->to) != 0) {
+		if (r->to[0] && r->path[r->n - 1][0] && strcmp(r->path[r->n - 1], r->to) != 0) {
 			snprintf(pp, sizeof(pp), "%s.path[%u]", p, r->n - 1);
 			rc = jerr(c, pp, "must be the route's destination ('%s'), not '%s'", r->to,
 				  r->path[r->n - 1]);
-			break;
 		}
-		out->n_routes = i + 1;
 	}
 	return rc;
 }
@@ -303,44 +456,52 @@ static int get_relay(struct jctx *c, json_t *root, struct qkm_relay_cfg *r)
 						"rng_device", "batch_bytes", "low_bytes", "high_bytes",
 						NULL};
 	char source[32] = "link";
+	json_t *o;
 	snprintf(r->mode, sizeof(r->mode), "otp");
 	r->batch_bytes = 65536;
 	r->low_bytes = 262144;
 	r->high_bytes = 1048576;
-	json_t *o = json_object_get(root, "relay");
-	if (!o)
-		return 0;
-	int rc;
-	if ((rc = check_keys(c, o, "relay", relaykeys)) ||
-	    (rc = get_str(c, o, "relay", "mode", r->mode, sizeof(r->mode), false, 0)))
+	int rc = get_object(c, root, "", "relay", relaykeys, false, &o);
+	if (rc <= 0)
 		return rc;
-	if (!is_relay_mode(r->mode))
-		return jerr(c, "relay.mode", "must be otp, xor-at-destination or central-xor");
-	if ((rc = get_str(c, o, "relay", "central", r->central, sizeof(r->central), false, 1)) ||
-	    (rc = get_bool(c, o, "relay", "aes_fallback", &r->aes_fallback)) ||
-	    (rc = get_str(c, o, "relay", "key_source", source, sizeof(source), false, 0)))
-		return rc;
-	if (strcmp(source, "link") && strcmp(source, "rng"))
-		return jerr(c, "relay.key_source", "must be link or rng");
+	rc = 0;
+	bool mode_ok = get_str(c, o, "relay", "mode", r->mode, sizeof(r->mode), false, 0) == 0;
+	if (mode_ok && !is_relay_mode(r->mode)) {
+		(void)jerr(c, "relay.mode", "must be otp, xor-at-destination or central-xor");
+		mode_ok = false;
+	}
+	bool central_ok =
+		get_str(c, o, "relay", "central", r->central, sizeof(r->central), false, 1) == 0;
+	rc = first_err(mode_ok && central_ok ? 0 : QKM_ECONFIG,
+		       get_bool(c, o, "relay", "aes_fallback", &r->aes_fallback));
+	if (get_str(c, o, "relay", "key_source", source, sizeof(source), false, 0))
+		rc = QKM_ECONFIG;
+	else if (strcmp(source, "link") && strcmp(source, "rng"))
+		rc = jerr(c, "relay.key_source", "must be link or rng");
 	r->rng = strcmp(source, "rng") == 0;
-	if ((rc = get_str(c, o, "relay", "rng_device", r->rng_device, sizeof(r->rng_device), false,
-			  0)) ||
-	    (rc = get_u32(c, o, "relay", "batch_bytes", &r->batch_bytes, 256, 4u << 20, false)) ||
-	    (rc = get_u64(c, o, "relay", "low_bytes", &r->low_bytes, 0, INT64_MAX, false)) ||
-	    (rc = get_u64(c, o, "relay", "high_bytes", &r->high_bytes, 0, INT64_MAX, false)))
-		return rc;
+	rc = first_err(rc, get_str(c, o, "relay", "rng_device", r->rng_device,
+				   sizeof(r->rng_device), false, 0));
+	bool batch_ok = get_u32(c, o, "relay", "batch_bytes", &r->batch_bytes, 256, 4u << 20,
+				false) == 0;
+	bool low_ok = get_u64(c, o, "relay", "low_bytes", &r->low_bytes, 0, INT64_MAX, false) == 0;
+	bool high_ok =
+		get_u64(c, o, "relay", "high_bytes", &r->high_bytes, 0, INT64_MAX, false) == 0;
+	if (!batch_ok || !low_ok || !high_ok)
+		rc = QKM_ECONFIG;
 	/* Relay messages carry whole 256-bit keys. */
-	if (r->batch_bytes % 32)
-		return jerr(c, "relay.batch_bytes", "must be a multiple of 32");
-	if (r->high_bytes < r->low_bytes)
-		return jerr(c, "relay.high_bytes", "must be at least low_bytes (%llu)",
-			    (unsigned long long)r->low_bytes);
+	if (batch_ok && r->batch_bytes % 32)
+		rc = jerr(c, "relay.batch_bytes", "must be a multiple of 32");
+	if (low_ok && high_ok && r->high_bytes < r->low_bytes)
+		rc = jerr(c, "relay.high_bytes", "must be at least low_bytes (%llu)",
+			  (unsigned long long)r->low_bytes);
+	if (!mode_ok || !central_ok)
+		return rc;
 	bool central = strcmp(r->mode, "central-xor") == 0;
 	if (central && !r->central[0])
-		return jerr(c, "relay.central", "missing (required when mode is central-xor)");
+		rc = jerr(c, "relay.central", "missing (required when mode is central-xor)");
 	if (!central && r->central[0])
-		return jerr(c, "relay.central", "only allowed when mode is central-xor");
-	return 0;
+		rc = jerr(c, "relay.central", "only allowed when mode is central-xor");
+	return rc;
 }
 
 /* "limits": {"sae_rate", "sae_burst", "sae_in_flight"} in parent (a node
@@ -353,14 +514,15 @@ static int get_limits(struct jctx *c, json_t *parent, const char *path,
 	char p[160];
 	json_t *o;
 	qkm_limits_defaults(l);
-	int rc = field(c, parent, path, "limits", false, p, &o);
+	int rc = get_object(c, parent, path, "limits", keys, false, &o);
 	if (rc <= 0)
 		return rc;
-	if ((rc = check_keys(c, o, p, keys)) ||
-	    (rc = get_u32(c, o, p, "sae_rate", &l->sae_rate, 0, QKM_LIMIT_MAX, false)) ||
-	    (rc = get_u32(c, o, p, "sae_burst", &l->sae_burst, 0, QKM_LIMIT_MAX, false)) ||
-	    (rc = get_u32(c, o, p, "sae_in_flight", &l->sae_in_flight, 0, QKM_LIMIT_MAX, false)))
-		return rc;
+	subpath(p, sizeof(p), path, "limits");
+	bool rate_ok = get_u32(c, o, p, "sae_rate", &l->sae_rate, 0, QKM_LIMIT_MAX, false) == 0;
+	bool burst_ok = get_u32(c, o, p, "sae_burst", &l->sae_burst, 0, QKM_LIMIT_MAX, false) == 0;
+	rc = get_u32(c, o, p, "sae_in_flight", &l->sae_in_flight, 0, QKM_LIMIT_MAX, false);
+	if (!rate_ok || !burst_ok)
+		return QKM_ECONFIG;
 	if (json_object_get(o, "sae_rate") && !json_object_get(o, "sae_burst") && l->sae_rate)
 		l->sae_burst = l->sae_rate > QKM_LIMIT_MAX / 2 ? QKM_LIMIT_MAX : 2 * l->sae_rate;
 	if (l->sae_rate && !l->sae_burst) {
@@ -369,237 +531,254 @@ static int get_limits(struct jctx *c, json_t *parent, const char *path,
 		return jerr(c, pb, "must be at least 1 when sae_rate is set (0 turns the rate "
 				   "limit off)");
 	}
-	return 0;
+	return rc;
 }
 
 /* "directory": [{"id": NAME, "kx": ADDR}]: the Kx address of other nodes,
  * for direct KMA links (clause 9 relay modes, R-REL-7). */
-static int get_directory(struct jctx *c, json_t *root, struct qkm_node_cfg *out)
+static int get_directory(struct jctx *c, json_t *root, struct qkm_node_cfg *out, bool id_ok)
 {
 	static const char *const dirkeys[] = {"id", "kx", NULL};
 	json_t *arr;
 	int rc = get_array(c, root, "", "directory", &arr, QKM_MAX_NODES, false);
-	for (size_t i = 0; !rc && arr && i < json_array_size(arr); i++) {
+	for (size_t i = 0; arr && i < json_array_size(arr); i++) {
 		json_t *o = json_array_get(arr, i);
 		struct qkm_node_dir *d = &out->dir[i];
-		char p[48];
+		char p[48], fp[80];
 		snprintf(p, sizeof(p), "directory[%zu]", i);
-		if ((rc = check_keys(c, o, p, dirkeys)) ||
-		    (rc = get_str(c, o, p, "id", d->id, sizeof(d->id), true, 1)) ||
-		    (rc = get_str(c, o, p, "kx", d->kx, sizeof(d->kx), true, 0)))
-			break;
-		if (strcmp(d->id, out->id) == 0) {
-			rc = jerr(c, p, "'%s' is this node itself", d->id);
-			break;
+		out->n_dir = i + 1;
+		if (check_keys(c, o, p, dirkeys)) {
+			rc = QKM_ECONFIG;
+			continue;
+		}
+		bool did_ok = get_str(c, o, p, "id", d->id, sizeof(d->id), true, 1) == 0;
+		if (get_str(c, o, p, "kx", d->kx, sizeof(d->kx), true, 0) || !did_ok)
+			rc = QKM_ECONFIG;
+		if (!did_ok)
+			continue;
+		if (id_ok && strcmp(d->id, out->id) == 0) {
+			rc = jerr(c, pf(fp, p, "id"), "'%s' is this node itself", d->id);
+			continue;
 		}
 		for (size_t j = 0; j < i; j++)
 			if (strcmp(out->dir[j].id, d->id) == 0) {
-				rc = jerr(c, p, "duplicate entry for '%s' (also directory[%zu])", d->id,
-					  j);
+				rc = jerr(c, pf(fp, p, "id"),
+					  "duplicate entry for '%s' (also directory[%zu])", d->id, j);
 				break;
 			}
-		out->n_dir = i + 1;
 	}
 	return rc;
 }
 
-int qkm_node_cfg_load(const char *path, struct qkm_node_cfg *out, char *err, size_t errsz)
+/* "links" of a node config; 0 when every entry loaded. *peers_ok (OUT):
+ * every entry's peer loaded, so routes can be checked against them. */
+static int get_node_links(struct jctx *c, json_t *root, struct qkm_node_cfg *out, bool id_ok,
+			  bool *peers_ok)
+{
+	static const char *const linkkeys[] = {"link", "peer", "addr", "module", "kma_unit_bits",
+					       "batch_ms", "batch_max_bytes", NULL};
+	json_t *arr;
+	int rc = get_array(c, root, "", "links", &arr, QKM_MAX_LINKS, false);
+	*peers_ok = rc == 0;
+	for (size_t i = 0; arr && i < json_array_size(arr); i++) {
+		json_t *o = json_array_get(arr, i);
+		struct qkm_node_link *l = &out->links[i];
+		char p[48], fp[80];
+		snprintf(p, sizeof(p), "links[%zu]", i);
+		l->kma_unit_bits = 256;
+		l->batch_ms = 100;
+		l->batch_max_bytes = 1u << 20;
+		out->n_links = i + 1;
+		if (check_keys(c, o, p, linkkeys)) {
+			rc = QKM_ECONFIG;
+			*peers_ok = false;
+			continue;
+		}
+		rc = first_err(rc, get_str(c, o, p, "link", l->link, sizeof(l->link), true, 1));
+		bool peer_ok = get_str(c, o, p, "peer", l->peer, sizeof(l->peer), true, 1) == 0;
+		*peers_ok = *peers_ok && peer_ok;
+		rc = first_err(rc, get_str(c, o, p, "addr", l->addr, sizeof(l->addr), true, 0));
+		rc = first_err(rc, get_str(c, o, p, "module", l->module, sizeof(l->module), true, 1));
+		bool unit_ok = get_u32(c, o, p, "kma_unit_bits", &l->kma_unit_bits, 64, 1u << 20,
+				       false) == 0;
+		rc = first_err(rc, get_u32(c, o, p, "batch_ms", &l->batch_ms, 1, 60000, false));
+		rc = first_err(rc, get_u32(c, o, p, "batch_max_bytes", &l->batch_max_bytes, 4096,
+					   16u << 20, false));
+		if (!peer_ok || !unit_ok)
+			rc = QKM_ECONFIG;
+		if (unit_ok && l->kma_unit_bits % 8)
+			rc = jerr(c, pf(fp, p, "kma_unit_bits"), "must be a multiple of 8");
+		if (peer_ok && id_ok && strcmp(l->peer, out->id) == 0)
+			rc = jerr(c, pf(fp, p, "peer"), "'%s' is this node itself", l->peer);
+	}
+	return rc;
+}
+
+static void node_load(struct jctx *c, json_t *root, void *arg)
 {
 	static const char *const keys[] = {"id", "db", "log_level", "ksa", "after_supply", "tls",
 					   "listen", "sim", "links", "saes", "routes",
 					   "relay", "directory", "controller", "limits", NULL};
 	static const char *const lkeys[] = {"kx", "admin", "etsi014", NULL};
 	static const char *const ckeys[] = {"addr", "id", NULL};
-	static const char *const linkkeys[] = {"link", "peer", "addr", "module", "kma_unit_bits",
-					       "batch_ms", "batch_max_bytes", NULL};
-	struct jctx c = {err, errsz, path};
-	int rc;
+	struct qkm_node_cfg *out = arg;
+	json_t *o;
 	memset(out, 0, sizeof(*out));
 	out->ksa = true;
-	json_t *root = load_file(&c, path, &rc), *arr, *listen;
-	if (!root)
-		return rc;
-	if ((rc = check_keys(&c, root, "", keys)) ||
-	    (rc = get_str(&c, root, "", "id", out->id, sizeof(out->id), true, 1)) ||
-	    (rc = get_str(&c, root, "", "db", out->db, sizeof(out->db), true, 0)) ||
-	    (rc = get_level(&c, root, out->log_level)) ||
-	    (rc = get_bool(&c, root, "", "ksa", &out->ksa)) || (rc = get_tls(&c, root, &out->tls)) ||
-	    (rc = get_str(&c, root, "", "sim", out->sim, sizeof(out->sim), false, 0)))
-		goto out;
+	if (!root || check_keys(c, root, "", keys))
+		return;
+	bool id_ok = get_str(c, root, "", "id", out->id, sizeof(out->id), true, 1) == 0;
+	(void)get_str(c, root, "", "db", out->db, sizeof(out->db), true, 0);
+	(void)get_level(c, root, out->log_level);
+	(void)get_bool(c, root, "", "ksa", &out->ksa);
+	(void)get_tls(c, root, &out->tls);
+	(void)get_str(c, root, "", "sim", out->sim, sizeof(out->sim), false, 0);
 	char policy[16] = "delete";
-	if ((rc = get_str(&c, root, "", "after_supply", policy, sizeof(policy), false, 0)))
-		goto out;
-	if (strcmp(policy, "delete") && strcmp(policy, "preserve")) {
-		rc = jerr(&c, "after_supply", "must be delete or preserve");
-		goto out;
-	}
+	if (!get_str(c, root, "", "after_supply", policy, sizeof(policy), false, 0) &&
+	    strcmp(policy, "delete") && strcmp(policy, "preserve"))
+		(void)jerr(c, "after_supply", "must be delete or preserve");
 	out->preserve = strcmp(policy, "preserve") == 0;
-	listen = json_object_get(root, "listen");
-	if (!listen) {
-		rc = jerr(&c, "listen", "missing");
-		goto out;
+	if (get_object(c, root, "", "listen", lkeys, true, &o) > 0) {
+		(void)get_str(c, o, "listen", "kx", out->kx_listen, sizeof(out->kx_listen), true, 0);
+		(void)get_str(c, o, "listen", "admin", out->admin_listen, sizeof(out->admin_listen),
+			      true, 0);
+		(void)get_str(c, o, "listen", "etsi014", out->etsi014_listen,
+			      sizeof(out->etsi014_listen), false, 0);
 	}
-	if ((rc = check_keys(&c, listen, "listen", lkeys)) ||
-	    (rc = get_str(&c, listen, "listen", "kx", out->kx_listen, sizeof(out->kx_listen), true,
-			  0)) ||
-	    (rc = get_str(&c, listen, "listen", "admin", out->admin_listen,
-			  sizeof(out->admin_listen), true, 0)) ||
-	    (rc = get_str(&c, listen, "listen", "etsi014", out->etsi014_listen,
-			  sizeof(out->etsi014_listen), false, 0)))
-		goto out;
-	if ((rc = get_array(&c, root, "", "links", &arr, QKM_MAX_LINKS, false)))
-		goto out;
-	for (size_t i = 0; arr && i < json_array_size(arr); i++) {
-		json_t *o = json_array_get(arr, i);
-		struct qkm_node_link *l = &out->links[i];
-		char p[48];
-		snprintf(p, sizeof(p), "links[%zu]", i);
-		l->kma_unit_bits = 256;
-		l->batch_ms = 100;
-		l->batch_max_bytes = 1u << 20;
-		if ((rc = check_keys(&c, o, p, linkkeys)) ||
-		    (rc = get_str(&c, o, p, "link", l->link, sizeof(l->link), true, 1)) ||
-		    (rc = get_str(&c, o, p, "peer", l->peer, sizeof(l->peer), true, 1)) ||
-		    (rc = get_str(&c, o, p, "addr", l->addr, sizeof(l->addr), true, 0)) ||
-		    (rc = get_str(&c, o, p, "module", l->module, sizeof(l->module), true, 1)) ||
-		    (rc = get_u32(&c, o, p, "kma_unit_bits", &l->kma_unit_bits, 64, 1u << 20,
-				  false)) ||
-		    (rc = get_u32(&c, o, p, "batch_ms", &l->batch_ms, 1, 60000, false)) ||
-		    (rc = get_u32(&c, o, p, "batch_max_bytes", &l->batch_max_bytes, 4096,
-				  16u << 20, false)))
-			goto out;
-		if (l->kma_unit_bits % 8) {
-			rc = jerr(&c, p, "kma_unit_bits must be a multiple of 8");
-			goto out;
-		}
-		if (strcmp(l->peer, out->id) == 0) {
-			rc = jerr(&c, p, "peer is this node itself");
-			goto out;
-		}
-		out->n_links = i + 1;
+	bool peers_ok;
+	(void)get_node_links(c, root, out, id_ok, &peers_ok);
+	(void)get_saes(c, root, out->saes, &out->n_saes);
+	(void)get_routes(c, root, out, id_ok, peers_ok);
+	(void)get_relay(c, root, &out->relay);
+	(void)get_limits(c, root, "", &out->limits);
+	(void)get_directory(c, root, out, id_ok);
+	if (get_object(c, root, "", "controller", ckeys, false, &o) > 0) {
+		(void)get_str(c, o, "controller", "addr", out->controller.addr,
+			      sizeof(out->controller.addr), true, 0);
+		(void)get_str(c, o, "controller", "id", out->controller.id,
+			      sizeof(out->controller.id), true, 1);
 	}
-	if ((rc = get_saes(&c, root, out->saes, &out->n_saes)) ||
-	    (rc = get_routes(&c, root, out)))
-		goto out;
-	if ((rc = get_relay(&c, root, &out->relay)) || (rc = get_limits(&c, root, "", &out->limits)))
-		goto out;
-	if ((rc = get_directory(&c, root, out)))
-		goto out;
-	json_t *ctl = json_object_get(root, "controller");
-	if (ctl && ((rc = check_keys(&c, ctl, "controller", ckeys)) ||
-		    (rc = get_str(&c, ctl, "controller", "addr", out->controller.addr,
-				  sizeof(out->controller.addr), true, 0)) ||
-		    (rc = get_str(&c, ctl, "controller", "id", out->controller.id,
-				  sizeof(out->controller.id), true, 1))))
-		goto out;
-out:
-	json_decref(root);
-	return rc;
 }
 
-int qkm_ctl_cfg_load(const char *path, struct qkm_ctl_cfg *out, char *err, size_t errsz)
+int qkm_node_cfg_load(const char *path, struct qkm_node_cfg *out, char *err, size_t errsz)
+{
+	return run(path, node_load, out, err, errsz, NULL);
+}
+
+int qkm_node_cfg_check(const char *path, struct qkm_node_cfg *out, struct qkm_cfg_errors *errs)
+{
+	return run(path, node_load, out, NULL, 0, errs);
+}
+
+static void ctl_load(struct jctx *c, json_t *root, void *arg)
 {
 	static const char *const keys[] = {"id", "db", "log_level", "tls", "ca_dir", "sae_dir",
 					   "listen", "topology", "mode", NULL};
 	static const char *const lkeys[] = {"ck", "api", NULL};
-	struct jctx c = {err, errsz, path};
-	int rc;
+	struct qkm_ctl_cfg *out = arg;
+	json_t *o;
 	memset(out, 0, sizeof(*out));
 	snprintf(out->mode, sizeof(out->mode), "adaptive");
-	json_t *root = load_file(&c, path, &rc), *listen;
-	if (!root)
-		return rc;
-	if ((rc = check_keys(&c, root, "", keys)) ||
-	    (rc = get_str(&c, root, "", "id", out->id, sizeof(out->id), true, 1)) ||
-	    (rc = get_str(&c, root, "", "db", out->db, sizeof(out->db), true, 0)) ||
-	    (rc = get_level(&c, root, out->log_level)) || (rc = get_tls(&c, root, &out->tls)) ||
-	    (rc = get_str(&c, root, "", "ca_dir", out->ca_dir, sizeof(out->ca_dir), true, 0)) ||
-	    (rc = get_str(&c, root, "", "sae_dir", out->sae_dir, sizeof(out->sae_dir), true, 0)) ||
-	    (rc = get_str(&c, root, "", "topology", out->topology, sizeof(out->topology), true,
-			  0)) ||
-	    (rc = get_str(&c, root, "", "mode", out->mode, sizeof(out->mode), false, 0)))
-		goto out;
-	if (!qkm_route_mode_valid(out->mode)) {
-		rc = jerr(&c, "mode", "must be manual, fixed-rate, adaptive or scheduled");
-		goto out;
+	if (!root || check_keys(c, root, "", keys))
+		return;
+	(void)get_str(c, root, "", "id", out->id, sizeof(out->id), true, 1);
+	(void)get_str(c, root, "", "db", out->db, sizeof(out->db), true, 0);
+	(void)get_level(c, root, out->log_level);
+	(void)get_tls(c, root, &out->tls);
+	(void)get_str(c, root, "", "ca_dir", out->ca_dir, sizeof(out->ca_dir), true, 0);
+	(void)get_str(c, root, "", "sae_dir", out->sae_dir, sizeof(out->sae_dir), true, 0);
+	(void)get_str(c, root, "", "topology", out->topology, sizeof(out->topology), true, 0);
+	if (!get_str(c, root, "", "mode", out->mode, sizeof(out->mode), false, 0) &&
+	    !qkm_route_mode_valid(out->mode))
+		(void)jerr(c, "mode", "must be manual, fixed-rate, adaptive or scheduled");
+	if (get_object(c, root, "", "listen", lkeys, true, &o) > 0) {
+		(void)get_str(c, o, "listen", "ck", out->ck_listen, sizeof(out->ck_listen), true, 0);
+		(void)get_str(c, o, "listen", "api", out->api_listen, sizeof(out->api_listen), true,
+			      0);
 	}
-	listen = json_object_get(root, "listen");
-	if (!listen) {
-		rc = jerr(&c, "listen", "missing");
-		goto out;
+}
+
+int qkm_ctl_cfg_load(const char *path, struct qkm_ctl_cfg *out, char *err, size_t errsz)
+{
+	return run(path, ctl_load, out, err, errsz, NULL);
+}
+
+int qkm_ctl_cfg_check(const char *path, struct qkm_ctl_cfg *out, struct qkm_cfg_errors *errs)
+{
+	return run(path, ctl_load, out, NULL, 0, errs);
+}
+
+static void sim_link(struct jctx *c, json_t *o, const char *p, struct qkm_sim_link *l)
+{
+	static const char *const linkkeys[] = {"id", "rate_bps", "unit_bits", "qber",
+					       "qber_threshold", "sides", NULL};
+	static const char *const sidekeys[] = {"node", "module", NULL};
+	json_t *sides;
+	char fp[80];
+	l->qber = 0.01;
+	l->qber_threshold = 0.11;
+	if (check_keys(c, o, p, linkkeys))
+		return;
+	(void)get_str(c, o, p, "id", l->id, sizeof(l->id), true, 1);
+	(void)get_u64(c, o, p, "rate_bps", &l->rate_bps, 1, 100000000000ull, true);
+	bool unit_ok = get_u32(c, o, p, "unit_bits", &l->unit_bits, 64, 8u << 20, true) == 0;
+	(void)get_ratio(c, o, p, "qber", &l->qber);
+	(void)get_ratio(c, o, p, "qber_threshold", &l->qber_threshold);
+	bool sides_ok = get_array(c, o, p, "sides", &sides, 2, true) == 0;
+	if (unit_ok && l->unit_bits % 8)
+		(void)jerr(c, pf(fp, p, "unit_bits"), "must be a multiple of 8");
+	if (!sides_ok)
+		return;
+	if (json_array_size(sides) != 2) {
+		(void)jerr(c, pf(fp, p, "sides"), "must have exactly two entries");
+		return;
 	}
-	if ((rc = check_keys(&c, listen, "listen", lkeys)) ||
-	    (rc = get_str(&c, listen, "listen", "ck", out->ck_listen, sizeof(out->ck_listen), true,
-			  0)) ||
-	    (rc = get_str(&c, listen, "listen", "api", out->api_listen, sizeof(out->api_listen),
-			  true, 0)))
-		goto out;
-out:
-	json_decref(root);
-	return rc;
+	for (int s = 0; s < 2; s++) {
+		char sp[64];
+		snprintf(sp, sizeof(sp), "%s.sides[%d]", p, s);
+		json_t *so = json_array_get(sides, (size_t)s);
+		if (check_keys(c, so, sp, sidekeys))
+			continue;
+		(void)get_str(c, so, sp, "node", l->node[s], QKM_NAME_MAX, true, 1);
+		(void)get_str(c, so, sp, "module", l->module[s], QKM_NAME_MAX, true, 1);
+	}
+}
+
+static void sim_load(struct jctx *c, json_t *root, void *arg)
+{
+	static const char *const keys[] = {"name", "log_level", "tls", "listen", "control",
+					   "backlog_bytes", "links", NULL};
+	struct qkm_sim_cfg *out = arg;
+	json_t *arr;
+	memset(out, 0, sizeof(*out));
+	snprintf(out->name, sizeof(out->name), "sim");
+	out->backlog_bytes = 64u << 20;
+	if (!root || check_keys(c, root, "", keys))
+		return;
+	(void)get_str(c, root, "", "name", out->name, sizeof(out->name), false, 1);
+	(void)get_level(c, root, out->log_level);
+	(void)get_tls(c, root, &out->tls);
+	(void)get_str(c, root, "", "listen", out->listen, sizeof(out->listen), true, 0);
+	(void)get_str(c, root, "", "control", out->control, sizeof(out->control), true, 0);
+	(void)get_u32(c, root, "", "backlog_bytes", &out->backlog_bytes, 1u << 16, 1u << 30, false);
+	if (get_array(c, root, "", "links", &arr, QKM_MAX_TOPO_LINKS, true))
+		return;
+	for (size_t i = 0; i < json_array_size(arr); i++) {
+		char p[48];
+		snprintf(p, sizeof(p), "links[%zu]", i);
+		sim_link(c, json_array_get(arr, i), p, &out->links[i]);
+		out->n_links = i + 1;
+	}
 }
 
 int qkm_sim_cfg_load(const char *path, struct qkm_sim_cfg *out, char *err, size_t errsz)
 {
-	static const char *const keys[] = {"name", "log_level", "tls", "listen", "control",
-					   "backlog_bytes", "links", NULL};
-	static const char *const linkkeys[] = {"id", "rate_bps", "unit_bits", "qber",
-					       "qber_threshold", "sides", NULL};
-	static const char *const sidekeys[] = {"node", "module", NULL};
-	struct jctx c = {err, errsz, path};
-	int rc;
-	memset(out, 0, sizeof(*out));
-	snprintf(out->name, sizeof(out->name), "sim");
-	out->backlog_bytes = 64u << 20;
-	json_t *root = load_file(&c, path, &rc), *arr;
-	if (!root)
-		return rc;
-	if ((rc = check_keys(&c, root, "", keys)) ||
-	    (rc = get_str(&c, root, "", "name", out->name, sizeof(out->name), false, 1)) ||
-	    (rc = get_level(&c, root, out->log_level)) || (rc = get_tls(&c, root, &out->tls)) ||
-	    (rc = get_str(&c, root, "", "listen", out->listen, sizeof(out->listen), true, 0)) ||
-	    (rc = get_str(&c, root, "", "control", out->control, sizeof(out->control), true, 0)) ||
-	    (rc = get_u32(&c, root, "", "backlog_bytes", &out->backlog_bytes, 1u << 16, 1u << 30,
-			  false)) ||
-	    (rc = get_array(&c, root, "", "links", &arr, QKM_MAX_TOPO_LINKS, true)))
-		goto out;
-	for (size_t i = 0; i < json_array_size(arr); i++) {
-		json_t *o = json_array_get(arr, i), *sides;
-		struct qkm_sim_link *l = &out->links[i];
-		char p[48];
-		snprintf(p, sizeof(p), "links[%zu]", i);
-		l->qber = 0.01;
-		l->qber_threshold = 0.11;
-		if ((rc = check_keys(&c, o, p, linkkeys)) ||
-		    (rc = get_str(&c, o, p, "id", l->id, sizeof(l->id), true, 1)) ||
-		    (rc = get_u64(&c, o, p, "rate_bps", &l->rate_bps, 1, 100000000000ull, true)) ||
-		    (rc = get_u32(&c, o, p, "unit_bits", &l->unit_bits, 64, 8u << 20, true)) ||
-		    (rc = get_ratio(&c, o, p, "qber", &l->qber)) ||
-		    (rc = get_ratio(&c, o, p, "qber_threshold", &l->qber_threshold)) ||
-		    (rc = get_array(&c, o, p, "sides", &sides, 2, true)))
-			goto out;
-		if (l->unit_bits % 8) {
-			rc = jerr(&c, p, "unit_bits must be a multiple of 8");
-			goto out;
-		}
-		if (json_array_size(sides) != 2) {
-			rc = jerr(&c, p, "sides must have exactly two entries");
-			goto out;
-		}
-		for (int s = 0; s < 2; s++) {
-			char sp[64];
-			snprintf(sp, sizeof(sp), "%s.sides[%d]", p, s);
-			json_t *so = json_array_get(sides, (size_t)s);
-			if ((rc = check_keys(&c, so, sp, sidekeys)) ||
-			    (rc = get_str(&c, so, sp, "node", l->node[s], QKM_NAME_MAX, true, 1)) ||
-			    (rc = get_str(&c, so, sp, "module", l->module[s], QKM_NAME_MAX, true, 1)))
-				goto out;
-		}
-		out->n_links = i + 1;
-	}
-out:
-	json_decref(root);
-	return rc;
+	return run(path, sim_load, out, err, errsz, NULL);
+}
+
+int qkm_sim_cfg_check(const char *path, struct qkm_sim_cfg *out, struct qkm_cfg_errors *errs)
+{
+	return run(path, sim_load, out, NULL, 0, errs);
 }
 
 static int topo_node_index(const struct qkm_topology *t, const char *id)
@@ -610,155 +789,158 @@ static int topo_node_index(const struct qkm_topology *t, const char *id)
 	return -1;
 }
 
-int qkm_topology_load(const char *path, struct qkm_topology *out, char *err, size_t errsz)
+/* "links" of a topology; names checked against nodes when nodes_ok. */
+static void topo_links(struct jctx *c, json_t *root, struct qkm_topology *out, bool nodes_ok)
+{
+	static const char *const linkkeys[] = {"a", "b", "rate_bps", "unit_bits", "qber", NULL};
+	json_t *arr;
+	if (get_array(c, root, "", "links", &arr, QKM_MAX_TOPO_LINKS, false))
+		return;
+	for (size_t i = 0; arr && i < json_array_size(arr); i++) {
+		json_t *o = json_array_get(arr, i);
+		struct qkm_topo_link *l = &out->links[i];
+		char p[48], fp[80];
+		snprintf(p, sizeof(p), "links[%zu]", i);
+		l->qber = 0.01;
+		out->n_links = i + 1;
+		if (check_keys(c, o, p, linkkeys))
+			continue;
+		bool a_ok = get_str(c, o, p, "a", l->a, QKM_NAME_MAX, true, 1) == 0;
+		bool b_ok = get_str(c, o, p, "b", l->b, QKM_NAME_MAX, true, 1) == 0;
+		(void)get_u64(c, o, p, "rate_bps", &l->rate_bps, 1, 100000000000ull, true);
+		bool unit_ok = get_u32(c, o, p, "unit_bits", &l->unit_bits, 64, 8u << 20, true) == 0;
+		(void)get_ratio(c, o, p, "qber", &l->qber);
+		if (unit_ok && l->unit_bits % 8)
+			(void)jerr(c, pf(fp, p, "unit_bits"), "must be a multiple of 8");
+		if (!a_ok || !b_ok)
+			continue;
+		if (nodes_ok && topo_node_index(out, l->a) < 0)
+			(void)jerr(c, pf(fp, p, "a"), "node '%s' is not in nodes", l->a);
+		if (nodes_ok && topo_node_index(out, l->b) < 0)
+			(void)jerr(c, pf(fp, p, "b"), "node '%s' is not in nodes", l->b);
+		if (strcmp(l->a, l->b) == 0)
+			(void)jerr(c, p, "a and b must differ");
+		for (size_t j = 0; j < i; j++)
+			if ((!strcmp(out->links[j].a, l->a) && !strcmp(out->links[j].b, l->b)) ||
+			    (!strcmp(out->links[j].a, l->b) && !strcmp(out->links[j].b, l->a))) {
+				(void)jerr(c, p, "duplicate link %s-%s", l->a, l->b);
+				break;
+			}
+	}
+}
+
+/* "policy" of a topology; central checked against nodes when nodes_ok. */
+static void topo_policy(struct jctx *c, json_t *root, struct qkm_topology *out, bool nodes_ok)
+{
+	static const char *const polkeys[] = {"relay", "central", "key_source", "aes_fallback",
+					      "after_supply", "limits", NULL};
+	struct qkm_topo_policy *pol = &out->policy;
+	json_t *o;
+	if (get_object(c, root, "", "policy", polkeys, false, &o) <= 0)
+		return;
+	bool relay_ok =
+		get_str(c, o, "policy", "relay", pol->relay, sizeof(pol->relay), false, 0) == 0;
+	(void)get_bool(c, o, "policy", "aes_fallback", &pol->aes_fallback);
+	bool after_ok = get_str(c, o, "policy", "after_supply", pol->after_supply,
+				sizeof(pol->after_supply), false, 0) == 0;
+	if (relay_ok && !is_relay_mode(pol->relay)) {
+		(void)jerr(c, "policy.relay", "must be otp, xor-at-destination or central-xor");
+		relay_ok = false;
+	}
+	/* central-xor needs its combining node, and only it names one. */
+	bool central_ok =
+		get_str(c, o, "policy", "central", pol->central, sizeof(pol->central), false, 1) == 0;
+	if (relay_ok && central_ok) {
+		bool central = strcmp(pol->relay, "central-xor") == 0;
+		if (central && !pol->central[0])
+			(void)jerr(c, "policy.central", "missing (required when relay is central-xor)");
+		else if (!central && pol->central[0])
+			(void)jerr(c, "policy.central", "only allowed when relay is central-xor");
+		else if (central && nodes_ok && topo_node_index(out, pol->central) < 0)
+			(void)jerr(c, "policy.central", "node '%s' is not in nodes", pol->central);
+	}
+	char source[32] = "link";
+	if (!get_str(c, o, "policy", "key_source", source, sizeof(source), false, 0)) {
+		if (strcmp(source, "link") && strcmp(source, "rng"))
+			(void)jerr(c, "policy.key_source", "must be link or rng");
+		else
+			snprintf(pol->key_source, sizeof(pol->key_source), "%s", source);
+	}
+	if (after_ok && strcmp(pol->after_supply, "delete") && strcmp(pol->after_supply, "preserve"))
+		(void)jerr(c, "policy.after_supply", "must be delete or preserve");
+	(void)get_limits(c, o, "policy", &pol->limits);
+}
+
+static void topo_load(struct jctx *c, json_t *root, void *arg)
 {
 	static const char *const keys[] = {"nodes", "links", "saes", "policy", NULL};
 	static const char *const nodekeys[] = {"id", "ksa", NULL};
-	static const char *const linkkeys[] = {"a", "b", "rate_bps", "unit_bits", "qber", NULL};
-	static const char *const polkeys[] = {"relay", "central", "key_source", "aes_fallback",
-					      "after_supply", "limits", NULL};
-	struct jctx c = {err, errsz, path};
-	int rc;
+	struct qkm_topology *out = arg;
+	json_t *arr;
 	memset(out, 0, sizeof(*out));
 	snprintf(out->policy.relay, sizeof(out->policy.relay), "otp");
 	snprintf(out->policy.after_supply, sizeof(out->policy.after_supply), "delete");
 	snprintf(out->policy.key_source, sizeof(out->policy.key_source), "link");
 	qkm_limits_defaults(&out->policy.limits);
-	json_t *root = load_file(&c, path, &rc), *arr, *pol;
-	if (!root)
-		return rc;
-	if ((rc = check_keys(&c, root, "", keys)) ||
-	    (rc = get_array(&c, root, "", "nodes", &arr, QKM_MAX_NODES, true)))
-		goto out;
-	if (json_array_size(arr) == 0) {
-		rc = jerr(&c, "nodes", "needs at least one node");
-		goto out;
+	if (!root || check_keys(c, root, "", keys))
+		return;
+	/* Names elsewhere are checked against nodes only if every node loaded:
+	 * else a wrong node id would be reported again at each link using it. */
+	bool nodes_ok = get_array(c, root, "", "nodes", &arr, QKM_MAX_NODES, true) == 0;
+	if (nodes_ok && json_array_size(arr) == 0) {
+		(void)jerr(c, "nodes", "needs at least one node");
+		nodes_ok = false;
 	}
-	for (size_t i = 0; i < json_array_size(arr); i++) {
-		json_t *o = json_array_get(arr, i);
-		char p[48];
-		snprintf(p, sizeof(p), "nodes[%zu]", i);
-		out->nodes[i].ksa = true;
-		if ((rc = check_keys(&c, o, p, nodekeys)) ||
-		    (rc = get_str(&c, o, p, "id", out->nodes[i].id, QKM_NAME_MAX, true, 1)) ||
-		    (rc = get_bool(&c, o, p, "ksa", &out->nodes[i].ksa)))
-			goto out;
-		if (topo_node_index(out, out->nodes[i].id) >= 0) {
-			rc = jerr(&c, p, "duplicate node id '%s'", out->nodes[i].id);
-			goto out;
-		}
-		out->n_nodes = i + 1;
-	}
-	if ((rc = get_array(&c, root, "", "links", &arr, QKM_MAX_TOPO_LINKS, false)))
-		goto out;
 	for (size_t i = 0; arr && i < json_array_size(arr); i++) {
 		json_t *o = json_array_get(arr, i);
 		char p[48];
-		snprintf(p, sizeof(p), "links[%zu]", i);
-		out->links[i].qber = 0.01;
-		if ((rc = check_keys(&c, o, p, linkkeys)) ||
-		    (rc = get_str(&c, o, p, "a", out->links[i].a, QKM_NAME_MAX, true, 1)) ||
-		    (rc = get_str(&c, o, p, "b", out->links[i].b, QKM_NAME_MAX, true, 1)) ||
-		    (rc = get_u64(&c, o, p, "rate_bps", &out->links[i].rate_bps, 1,
-				  100000000000ull, true)) ||
-		    (rc = get_u32(&c, o, p, "unit_bits", &out->links[i].unit_bits, 64, 8u << 20,
-				  true)) ||
-		    (rc = get_ratio(&c, o, p, "qber", &out->links[i].qber)))
-			goto out;
-		if (out->links[i].unit_bits % 8) {
-			rc = jerr(&c, p, "unit_bits must be a multiple of 8");
-			goto out;
+		snprintf(p, sizeof(p), "nodes[%zu]", i);
+		struct qkm_topo_node *n = &out->nodes[i];
+		char fp[80];
+		n->ksa = true;
+		if (check_keys(c, o, p, nodekeys)) {
+			nodes_ok = false;
+			out->n_nodes = i + 1;
+			continue;
 		}
-		if (topo_node_index(out, out->links[i].a) < 0 ||
-		    topo_node_index(out, out->links[i].b) < 0) {
-			rc = jerr(&c, p, "links an unknown node");
-			goto out;
+		bool id_ok = get_str(c, o, p, "id", n->id, QKM_NAME_MAX, true, 1) == 0;
+		if (get_bool(c, o, p, "ksa", &n->ksa) || !id_ok)
+			nodes_ok = false;
+		if (id_ok && topo_node_index(out, n->id) >= 0) {
+			(void)jerr(c, pf(fp, p, "id"), "duplicate node id '%s'", n->id);
+			nodes_ok = false;
 		}
-		if (strcmp(out->links[i].a, out->links[i].b) == 0) {
-			rc = jerr(&c, p, "a and b must differ");
-			goto out;
-		}
-		for (size_t j = 0; j < i; j++)
-			if ((!strcmp(out->links[j].a, out->links[i].a) &&
-			     !strcmp(out->links[j].b, out->links[i].b)) ||
-			    (!strcmp(out->links[j].a, out->links[i].b) &&
-			     !strcmp(out->links[j].b, out->links[i].a))) {
-				rc = jerr(&c, p, "duplicate link %s-%s", out->links[i].a,
-					  out->links[i].b);
-				goto out;
-			}
-		out->n_links = i + 1;
+		out->n_nodes = i + 1;
 	}
-	if ((rc = get_saes(&c, root, out->saes, &out->n_saes)))
-		goto out;
+	topo_links(c, root, out, nodes_ok);
+	(void)get_saes(c, root, out->saes, &out->n_saes);
 	for (size_t i = 0; i < out->n_saes; i++) {
-		char p[48];
+		const struct qkm_node_sae *s = &out->saes[i];
+		char p[48], fp[80];
 		snprintf(p, sizeof(p), "saes[%zu]", i);
-		int ni = topo_node_index(out, out->saes[i].node);
-		if (ni < 0) {
-			rc = jerr(&c, p, "node '%s' is not in nodes", out->saes[i].node);
-			goto out;
-		}
-		if (!out->nodes[ni].ksa) {
-			rc = jerr(&c, p, "node '%s' is relay-only (ksa: false)", out->saes[i].node);
-			goto out;
-		}
-		for (size_t j = 0; j < i; j++)
-			if (!strcmp(out->saes[j].id, out->saes[i].id)) {
-				rc = jerr(&c, p, "duplicate SAE id '%s'", out->saes[i].id);
-				goto out;
+		int ni = s->node[0] && nodes_ok ? topo_node_index(out, s->node) : -2;
+		if (ni == -1)
+			(void)jerr(c, pf(fp, p, "node"), "node '%s' is not in nodes", s->node);
+		else if (ni >= 0 && !out->nodes[ni].ksa)
+			(void)jerr(c, pf(fp, p, "node"), "node '%s' is relay-only (ksa: false)",
+				   s->node);
+		for (size_t j = 0; s->id[0] && j < i; j++)
+			if (!strcmp(out->saes[j].id, s->id)) {
+				(void)jerr(c, pf(fp, p, "id"), "duplicate SAE id '%s'", s->id);
+				break;
 			}
 	}
-	pol = json_object_get(root, "policy");
-	if (pol) {
-		if ((rc = check_keys(&c, pol, "policy", polkeys)) ||
-		    (rc = get_str(&c, pol, "policy", "relay", out->policy.relay,
-				  sizeof(out->policy.relay), false, 0)) ||
-		    (rc = get_bool(&c, pol, "policy", "aes_fallback", &out->policy.aes_fallback)) ||
-		    (rc = get_str(&c, pol, "policy", "after_supply", out->policy.after_supply,
-				  sizeof(out->policy.after_supply), false, 0)))
-			goto out;
-		if (!is_relay_mode(out->policy.relay)) {
-			rc = jerr(&c, "policy.relay", "must be otp, xor-at-destination or central-xor");
-			goto out;
-		}
-		/* central-xor needs its combining node, and only it names one. */
-		if ((rc = get_str(&c, pol, "policy", "central", out->policy.central,
-				  sizeof(out->policy.central), false, 1)))
-			goto out;
-		bool central = strcmp(out->policy.relay, "central-xor") == 0;
-		if (central && !out->policy.central[0]) {
-			rc = jerr(&c, "policy.central", "missing (required when relay is central-xor)");
-			goto out;
-		}
-		if (!central && out->policy.central[0]) {
-			rc = jerr(&c, "policy.central", "only allowed when relay is central-xor");
-			goto out;
-		}
-		if (central && topo_node_index(out, out->policy.central) < 0) {
-			rc = jerr(&c, "policy.central", "node '%s' is not in nodes",
-				  out->policy.central);
-			goto out;
-		}
-		char source[32] = "link";
-		if ((rc = get_str(&c, pol, "policy", "key_source", source, sizeof(source), false, 0)))
-			goto out;
-		if (strcmp(source, "link") && strcmp(source, "rng")) {
-			rc = jerr(&c, "policy.key_source", "must be link or rng");
-			goto out;
-		}
-		snprintf(out->policy.key_source, sizeof(out->policy.key_source), "%s", source);
-		if (strcmp(out->policy.after_supply, "delete") &&
-		    strcmp(out->policy.after_supply, "preserve")) {
-			rc = jerr(&c, "policy.after_supply", "must be delete or preserve");
-			goto out;
-		}
-		if ((rc = get_limits(&c, pol, "policy", &out->policy.limits)))
-			goto out;
-	}
-out:
-	json_decref(root);
-	return rc;
+	topo_policy(c, root, out, nodes_ok);
+}
+
+int qkm_topology_load(const char *path, struct qkm_topology *out, char *err, size_t errsz)
+{
+	return run(path, topo_load, out, err, errsz, NULL);
+}
+
+int qkm_topology_check(const char *path, struct qkm_topology *out, struct qkm_cfg_errors *errs)
+{
+	return run(path, topo_load, out, NULL, 0, errs);
 }
 
 static int save_json(const char *path, json_t *root, int mode)

@@ -1,6 +1,7 @@
 /* test_config.c - strict JSON configs (proto/config_json.c): node, simulator
  * and topology files load with defaults applied; every bad file is refused
- * with a message naming the offending field; saved configs load back equal. */
+ * with a message naming the offending field; saved configs load back equal;
+ * a check (`--check`) reports every error of a file with its line. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -231,7 +232,7 @@ static void test_topology_refused(void **state)
 		{"\"rate_bps\": 100000000001, \"unit_bits\": 64", "links[0].rate_bps"},
 		{"\"rate_bps\": 1, \"unit_bits\": 56", "links[0].unit_bits: must be an integer from 64"},
 		{"\"rate_bps\": 1, \"unit_bits\": 8388616", "links[0].unit_bits"},
-		{"\"rate_bps\": 1, \"unit_bits\": 100", "links[0]: unit_bits must be a multiple of 8"},
+		{"\"rate_bps\": 1, \"unit_bits\": 100", "links[0].unit_bits: must be a multiple of 8"},
 		{"\"rate_bps\": 1, \"unit_bits\": 64, \"qber\": 0.6", "links[0].qber: must be a number from 0 to 0.5"},
 		{"\"rate_bps\": 1, \"unit_bits\": 64, \"qber\": -0.01", "links[0].qber"},
 	};
@@ -262,11 +263,11 @@ static void test_topology_refused(void **state)
 		"saes[0].id");
 	/* Semantics. */
 	REFUSED(fx, TOPO, "{\"nodes\": [{\"id\": \"A\"}, {\"id\": \"B\"}, {\"id\": \"A\"}]}",
-		"nodes[2]: duplicate node id 'A'");
+		"nodes[2].id: duplicate node id 'A'");
 	REFUSED(fx, TOPO,
 		"{\"nodes\": [{\"id\": \"A\"}, {\"id\": \"B\"}],"
 		" \"links\": [{\"a\": \"A\", \"b\": \"C\", \"rate_bps\": 1, \"unit_bits\": 64}]}",
-		"links[0]: links an unknown node");
+		"links[0].b: node 'C' is not in nodes");
 	REFUSED(fx, TOPO,
 		"{\"nodes\": [{\"id\": \"A\"}, {\"id\": \"B\"}],"
 		" \"links\": [{\"a\": \"A\", \"b\": \"A\", \"rate_bps\": 1, \"unit_bits\": 64}]}",
@@ -280,13 +281,13 @@ static void test_topology_refused(void **state)
 	REFUSED(fx, TOPO,
 		"{\"nodes\": [{\"id\": \"A\"}, {\"id\": \"B\", \"ksa\": false}],"
 		" \"saes\": [{\"id\": \"sae-1\", \"node\": \"B\"}]}",
-		"saes[0]: node 'B' is relay-only");
+		"saes[0].node: node 'B' is relay-only");
 	REFUSED(fx, TOPO, "{\"nodes\": [{\"id\": \"A\"}], \"saes\": [{\"id\": \"s\", \"node\": \"Z\"}]}",
-		"saes[0]: node 'Z' is not in nodes");
+		"saes[0].node: node 'Z' is not in nodes");
 	REFUSED(fx, TOPO,
 		"{\"nodes\": [{\"id\": \"A\"}], \"saes\": [{\"id\": \"s\", \"node\": \"A\"},"
 		" {\"id\": \"s\", \"node\": \"A\"}]}",
-		"saes[1]: duplicate SAE id 's'");
+		"saes[1].id: duplicate SAE id 's'");
 	REFUSED(fx, TOPO, "{\"nodes\": [{\"id\": \"A\"}], \"policy\": {\"relay\": \"aes\"}}",
 		"policy.relay: must be otp");
 	REFUSED(fx, TOPO, "{\"nodes\": [{\"id\": \"A\"}], \"policy\": {\"after_supply\": \"keep\"}}",
@@ -490,13 +491,13 @@ static void test_node_refused(void **state)
 		{"\"link\": \"A-C\", \"peer\": \"C/\", \"addr\": \"y\", \"module\": \"m\"",
 		 "links[1].peer"},
 		{"\"link\": \"A-C\", \"peer\": \"A\", \"addr\": \"y\", \"module\": \"m\"",
-		 "links[1]: peer is this node itself"},
+		 "links[1].peer: 'A' is this node itself"},
 		{"\"link\": \"A-C\", \"peer\": \"C\", \"addr\": \"y\", \"module\": \"m\", \"kma_unit_bits\": 32",
 		 "links[1].kma_unit_bits: must be an integer from 64 to 1048576"},
 		{"\"link\": \"A-C\", \"peer\": \"C\", \"addr\": \"y\", \"module\": \"m\", \"kma_unit_bits\": 2097152",
 		 "links[1].kma_unit_bits"},
 		{"\"link\": \"A-C\", \"peer\": \"C\", \"addr\": \"y\", \"module\": \"m\", \"kma_unit_bits\": 100",
-		 "links[1]: kma_unit_bits must be a multiple of 8"},
+		 "links[1].kma_unit_bits: must be a multiple of 8"},
 		{"\"link\": \"A-C\", \"peer\": \"C\", \"addr\": \"y\", \"module\": \"m\", \"batch_ms\": 0",
 		 "links[1].batch_ms"},
 		{"\"link\": \"A-C\", \"peer\": \"C\", \"addr\": \"y\", \"module\": \"m\", \"batch_ms\": 60001",
@@ -767,7 +768,7 @@ static void test_sim_refused(void **state)
 		{"\"id\": \"x\", \"rate\": 1, \"unit_bits\": 64, ", "links[1].rate: unknown field"},
 		{"\"id\": \"x\", \"rate_bps\": 0, \"unit_bits\": 64, ", "links[1].rate_bps"},
 		{"\"id\": \"x\", \"rate_bps\": 1, \"unit_bits\": 60, ", "links[1].unit_bits"},
-		{"\"id\": \"x\", \"rate_bps\": 1, \"unit_bits\": 68, ", "links[1]: unit_bits must be a multiple of 8"},
+		{"\"id\": \"x\", \"rate_bps\": 1, \"unit_bits\": 68, ", "links[1].unit_bits: must be a multiple of 8"},
 		{"\"id\": \"x\", \"rate_bps\": 1, \"unit_bits\": 64, \"qber\": 0.6, ",
 		 "links[1].qber: must be a number from 0 to 0.5"},
 		{"\"id\": \"x\", \"rate_bps\": 1, \"unit_bits\": 64, \"qber_threshold\": 0.51, ",
@@ -783,7 +784,7 @@ static void test_sim_refused(void **state)
 	}
 	sim_with_link(text, sizeof(text),
 		      "\"id\": \"x\", \"rate_bps\": 1, \"unit_bits\": 64, \"sides\": [{\"node\": \"A\", \"module\": \"m\"}]");
-	REFUSED(fx, SIM, text, "links[1]: sides must have exactly two entries");
+	REFUSED(fx, SIM, text, "links[1].sides: must have exactly two entries");
 	sim_with_link(text, sizeof(text),
 		      "\"id\": \"x\", \"rate_bps\": 1, \"unit_bits\": 64, \"sides\": [{}, {}, {}]");
 	REFUSED(fx, SIM, text, "links[1].sides: at most 2 entries");
@@ -968,6 +969,174 @@ static void test_sim_save_load(void **state)
 	free(in);
 }
 
+/* --check (issue #8): a node config with three errors on known lines gets
+ * all three, each with its line and field, in file order; the startup
+ * loader reports the first it found, with its line too. */
+static const char node_three_errors[] =
+	"{\n"                                                              /* 1 */
+	"  \"id\": \"A\",\n"                                               /* 2 */
+	"  \"db\": \"/var/lib/qkm/A.db\",\n"                               /* 3 */
+	"  \"limits\": {\"sae_rate\": 10, \"sae_bursts\": 5},\n"           /* 4: unknown field */
+	"  \"tls\": {\"ca\": \"ca.pem\", \"cert\": \"a.pem\", \"key\": \"a.key\"},\n"
+	"  \"listen\": {\"kx\": \"127.0.0.1:7001\", \"admin\": \"127.0.0.1:7443\"},\n"
+	"  \"links\": [\n"                                                 /* 7 */
+	"    {\"link\": \"A-B\", \"peer\": \"B\", \"addr\": \"127.0.0.1:7002\", \"module\": \"m1\",\n"
+	"     \"batch_ms\": 0},\n"                                         /* 9: out of range */
+	"    {\"link\": \"A-C\", \"peer\": \"C\", \"addr\": \"127.0.0.1:7003\", \"module\": \"m2\"}\n"
+	"  ],\n"
+	"  \"relay\": {\"mode\": \"otp\",\n"                               /* 12 */
+	"            \"central\": \"B\"}\n"                                /* 13: not with otp */
+	"}\n";
+
+static void test_check_every_error(void **state)
+{
+	struct fixture *fx = *state;
+	struct qkm_cfg_errors *errs = calloc(1, sizeof(*errs));
+	assert_non_null(errs);
+	const char *p = put(fx, node_three_errors);
+	assert_int_equal(qkm_node_cfg_check(p, &fx->node, errs), QKM_ECONFIG);
+	if (errs->n != 3) {
+		for (size_t i = 0; i < errs->n; i++)
+			print_message("%u: %s\n", errs->e[i].line, errs->e[i].text);
+		fail_msg("%zu errors, want 3", errs->n);
+	}
+	assert_int_equal(errs->dropped, 0);
+	/* In file order, though the loader checks links and relay before limits. */
+	assert_int_equal(errs->e[0].line, 4);
+	assert_string_equal(errs->e[0].text, "limits.sae_bursts: unknown field");
+	assert_int_equal(errs->e[1].line, 9);
+	assert_string_equal(errs->e[1].text, "links[0].batch_ms: must be an integer from 1 to 60000");
+	assert_int_equal(errs->e[2].line, 13);
+	assert_string_equal(errs->e[2].text, "relay.central: only allowed when mode is central-xor");
+	for (size_t i = 0; i < 3; i++)
+		assert_int_equal(errs->e[i].col, 0);
+	char line[PATH_MAX + 400], want[PATH_MAX + 400];
+	qkm_cfg_error_str(p, &errs->e[1], line, sizeof(line));
+	snprintf(want, sizeof(want), "%s:9: links[0].batch_ms: must be an integer from 1 to 60000", p);
+	assert_string_equal(line, want);
+
+	/* The startup loader: the first error it met (links come before limits
+	 * in its order), as one line with the line number. */
+	assert_int_equal(load(fx, NODE, p), QKM_ECONFIG);
+	assert_string_equal(fx->err, want);
+	free(errs);
+}
+
+/* A wrong field is reported once: checks that depend on it are skipped, not
+ * reported again (a bad id would otherwise make every route's path[0] and
+ * every directory entry wrong too). Independent errors after it are still
+ * found. */
+static void test_check_no_cascade(void **state)
+{
+	struct fixture *fx = *state;
+	struct qkm_cfg_errors *errs = calloc(1, sizeof(*errs));
+	assert_non_null(errs);
+	const char *p = put(fx,
+		"{\"id\": \"A B\", \"db\": \"d\",\n"
+		" \"tls\": {\"ca\": \"c\", \"cert\": \"d\", \"key\": \"e\"},\n"
+		" \"listen\": {\"kx\": \"k\", \"admin\": \"a\"},\n"
+		" \"links\": [{\"link\": \"A-B\", \"peer\": \"B\", \"addr\": \"x\", \"module\": \"m\"},\n"
+		"            {\"link\": \"A-C\", \"peer\": 7, \"addr\": \"y\", \"module\": \"m\"}],\n"
+		" \"routes\": [{\"to\": \"D\", \"path\": [\"A\", \"X\", \"D\"]}],\n"
+		" \"directory\": [{\"id\": \"A\", \"kx\": \"z\"}],\n"
+		" \"after_supply\": \"keep\"}\n");
+	assert_int_equal(qkm_node_cfg_check(p, &fx->node, errs), QKM_ECONFIG);
+	if (errs->n != 3) {
+		for (size_t i = 0; i < errs->n; i++)
+			print_message("%u: %s\n", errs->e[i].line, errs->e[i].text);
+		fail_msg("%zu errors, want 3", errs->n);
+	}
+	assert_int_equal(errs->e[0].line, 1);
+	assert_non_null(strstr(errs->e[0].text, "id: 'A B' is not a valid name"));
+	assert_int_equal(errs->e[1].line, 5);
+	assert_string_equal(errs->e[1].text, "links[1].peer: must be a string");
+	assert_int_equal(errs->e[2].line, 8);
+	assert_string_equal(errs->e[2].text, "after_supply: must be delete or preserve");
+	free(errs);
+}
+
+/* The other three kinds, a syntax error (the only error, with line and
+ * column), a missing file (no line), and more errors than the list holds. */
+static void test_check_kinds(void **state)
+{
+	struct fixture *fx = *state;
+	struct qkm_cfg_errors *errs = calloc(1, sizeof(*errs));
+	assert_non_null(errs);
+
+	const char *p = put(fx,
+		"{\"tls\": {\"ca\": \"c\", \"cert\": \"d\", \"key\": \"e\"}, \"listen\": \"l\",\n"
+		" \"control\": \"c\", \"backlog_bytes\": 1024,\n"
+		" \"links\": [{\"id\": \"x\", \"rate_bps\": 1, \"unit_bits\": 68,\n"
+		"            \"sides\": [{\"node\": \"A\", \"module\": \"a\"}]}]}\n");
+	assert_int_equal(qkm_sim_cfg_check(p, &fx->sim, errs), QKM_ECONFIG);
+	assert_int_equal(errs->n, 3);
+	assert_int_equal(errs->e[0].line, 2);
+	assert_string_equal(errs->e[0].text,
+			    "backlog_bytes: must be an integer from 65536 to 1073741824");
+	assert_int_equal(errs->e[1].line, 3);
+	assert_string_equal(errs->e[1].text, "links[0].unit_bits: must be a multiple of 8");
+	assert_int_equal(errs->e[2].line, 4);
+	assert_string_equal(errs->e[2].text, "links[0].sides: must have exactly two entries");
+
+	p = put(fx, "{\"nodes\": [{\"id\": \"A\"},\n"
+		    "           {\"id\": \"A\"}],\n"
+		    " \"links\": [{\"a\": \"A\", \"b\": \"Z\", \"rate_bps\": 1, \"unit_bits\": 64}],\n"
+		    " \"policy\": {\"relay\": \"otp\",\n"
+		    "            \"central\": \"A\"}}\n");
+	assert_int_equal(qkm_topology_check(p, &fx->topo, errs), QKM_ECONFIG);
+	/* nodes[1] is refused, so "Z" is not judged against a list known wrong. */
+	assert_int_equal(errs->n, 2);
+	assert_int_equal(errs->e[0].line, 2);
+	assert_string_equal(errs->e[0].text, "nodes[1].id: duplicate node id 'A'");
+	assert_int_equal(errs->e[1].line, 5);
+	assert_string_equal(errs->e[1].text, "policy.central: only allowed when relay is central-xor");
+
+	struct qkm_ctl_cfg ctl;
+	p = put(fx, "{\"id\": \"controller\", \"db\": \"l.db\",\n"
+		    " \"tls\": {\"ca\": \"c\", \"cert\": \"d\", \"key\": \"e\"},\n"
+		    " \"ca_dir\": \"pki\", \"sae_dir\": \"saes\", \"topology\": \"t.json\",\n"
+		    " \"mode\": \"fast\",\n"
+		    " \"listen\": {\"ck\": \"127.0.0.1:1\"}}\n");
+	assert_int_equal(qkm_ctl_cfg_check(p, &ctl, errs), QKM_ECONFIG);
+	assert_int_equal(errs->n, 2);
+	assert_int_equal(errs->e[0].line, 4);
+	assert_non_null(strstr(errs->e[0].text, "mode: must be manual"));
+	assert_int_equal(errs->e[1].line, 5);
+	assert_string_equal(errs->e[1].text, "listen.api: missing");
+	assert_string_equal(ctl.topology, "t.json");
+
+	p = put(fx, "{\n  \"id\": \"A\",\n  \"db\": 1,\n}\n");
+	assert_int_equal(qkm_node_cfg_check(p, &fx->node, errs), QKM_ECONFIG);
+	assert_int_equal(errs->n, 1);
+	assert_int_equal(errs->e[0].line, 4);
+	assert_true(errs->e[0].col > 0);
+
+	char missing[PATH_MAX + 32];
+	snprintf(missing, sizeof(missing), "%s/no-such-file.json", fx->dir);
+	assert_int_equal(qkm_node_cfg_check(missing, &fx->node, errs), QKM_EIO);
+	assert_int_equal(errs->n, 1);
+	assert_int_equal(errs->e[0].line, 0);
+	assert_non_null(strstr(errs->e[0].text, "No such file"));
+
+	/* 70 unknown fields: the first 64 are listed, the rest counted. */
+	char big[4096];
+	size_t n = (size_t)snprintf(big, sizeof(big), "{\"nodes\": [{\"id\": \"A\"}]");
+	for (int i = 0; i < 70; i++)
+		n += (size_t)snprintf(big + n, sizeof(big) - n, ",\n \"x%d\": 1", i);
+	snprintf(big + n, sizeof(big) - n, "}\n");
+	assert_int_equal(qkm_topology_check(put(fx, big), &fx->topo, errs), QKM_ECONFIG);
+	assert_int_equal(errs->n, QKM_CFG_ERRORS_MAX);
+	assert_int_equal(errs->dropped, 70 - QKM_CFG_ERRORS_MAX);
+	for (size_t i = 0; i < errs->n; i++)
+		assert_int_equal(errs->e[i].line, i + 2);
+
+	/* A good file: no error, and the config loaded. */
+	assert_int_equal(qkm_topology_check(put(fx, topo_example), &fx->topo, errs), 0);
+	assert_int_equal(errs->n, 0);
+	assert_int_equal(fx->topo.n_nodes, 3);
+	free(errs);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -986,6 +1155,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_short_error_buffer, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_node_save_load, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sim_save_load, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_check_every_error, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_check_no_cascade, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_check_kinds, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
