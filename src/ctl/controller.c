@@ -781,7 +781,8 @@ static void api_status(struct qkm_controller *c, struct qkm_http_req *req)
 		free(o);
 	}
 	char extra[256];
-	snprintf(extra, sizeof(extra), "{\"controller\":\"%s\",\"mode\":\"%s\"}", c->cfg.id, c->mode);
+	snprintf(extra, sizeof(extra), "{\"network\":\"%s\",\"controller\":\"%s\",\"mode\":\"%s\"}",
+		 c->topo.name, c->cfg.id, c->mode);
 	if (rc) {
 		qkm_http_reply_error(req, 500, "status unavailable");
 		qkm_jlist_free(l);

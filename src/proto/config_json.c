@@ -612,7 +612,7 @@ static int topo_node_index(const struct qkm_topology *t, const char *id)
 
 int qkm_topology_load(const char *path, struct qkm_topology *out, char *err, size_t errsz)
 {
-	static const char *const keys[] = {"nodes", "links", "saes", "policy", NULL};
+	static const char *const keys[] = {"name", "nodes", "links", "saes", "policy", NULL};
 	static const char *const nodekeys[] = {"id", "ksa", NULL};
 	static const char *const linkkeys[] = {"a", "b", "rate_bps", "unit_bits", "qber", NULL};
 	static const char *const polkeys[] = {"relay", "central", "key_source", "aes_fallback",
@@ -628,6 +628,7 @@ int qkm_topology_load(const char *path, struct qkm_topology *out, char *err, siz
 	if (!root)
 		return rc;
 	if ((rc = check_keys(&c, root, "", keys)) ||
+	    (rc = get_str(&c, root, "", "name", out->name, sizeof(out->name), false, 1)) ||
 	    (rc = get_array(&c, root, "", "nodes", &arr, QKM_MAX_NODES, true)))
 		goto out;
 	if (json_array_size(arr) == 0) {
