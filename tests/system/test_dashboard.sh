@@ -70,17 +70,24 @@ certutil -A -d "sql:$HOME/.pki/nssdb" -n qkm-ca -t "C,," -i "$D/pki/ca.pem" || f
 printf '{"AutoSelectCertificateForUrls": ["{\\"pattern\\": \\"%s\\", \\"filter\\": {}}"]}\n' "$API" >"$POLICY"
 
 # browse URL OUT (dom|png): the page after its script ran for 5 s of
-# virtual time (fetches complete before time moves on).
+# virtual time (fetches complete before time moves on); its console logged
+# to stderr.
 browse() {
 	local what=--dump-dom
 	[ "$3" = png ] && what=--screenshot="$2"
 	timeout 120 chromium --headless --no-sandbox --disable-gpu --no-first-run \
 		--no-default-browser-check --disable-extensions --user-data-dir="$T/chrome" \
+		--enable-logging=stderr --v=0 \
 		--window-size=1400,1700 --hide-scrollbars --virtual-time-budget=5000 \
 		"$what" "$1" >"$T/browse.out" 2>"$T/browse.err" ||
 		{ tail -n 5 "$T/browse.err" >&2; fail "chromium could not load $1"; }
 	if [ "$3" = dom ]; then cp "$T/browse.out" "$2"; fi
 	[ -s "$2" ] || { tail -n 5 "$T/browse.err" >&2; fail "chromium showed nothing for $1"; }
+	# The page's console: no script error, nothing its own CSP refused,
+	# no file or API call that failed.
+	if grep -E 'CONSOLE.*(Uncaught|Refused|Content Security Policy|Failed to load)' "$T/browse.err" >&2; then
+		fail "the page logged errors loading $1"
+	fi
 }
 # view NAME URL: DOM to $T/NAME.html, screenshot to $ARTEFACTS/NAME.png.
 view() {

@@ -132,7 +132,7 @@
 		const map = $('map');
 		const keep = map.querySelector('title');
 		map.replaceChildren(keep);
-		const W = 640, H = 460, cx = W / 2, cy = H / 2, R = Math.min(W, H) / 2 - 70;
+		const W = 640, H = 460, cx = W / 2, cy = H / 2, R = Math.min(W, H) / 2 - 50;
 		const pos = {};
 		const n = st.nodes.length;
 		st.nodes.forEach((node, i) => {
@@ -164,7 +164,7 @@
 				[nx, ny] = [-nx, -ny];
 			const px = mx + 12 * nx, py = my + 12 * ny;
 			let anchor = 'middle', y0 = ny > 0 ? py + 12 : py - 18;
-			if (Math.abs(nx) > Math.abs(ny)) {
+			if (Math.abs(nx) > 0.35) { /* beside a steep link, not across it */
 				anchor = nx > 0 ? 'start' : 'end';
 				y0 = py - 4;
 			}
