@@ -37,6 +37,10 @@ if ! { mkdir -p "$POLICY_DIR" 2>/dev/null && [ -w "$POLICY_DIR" ]; }; then
 	fail "cannot write $POLICY_DIR (run as root): Chromium picks a client certificate unprompted only by machine policy"
 fi
 trap 'rm -f "$POLICY"; cleanup' EXIT
+# Two runs' policies for the same setting would conflict (Chromium keeps
+# one): one run at a time on the machine holds the policy directory.
+exec 9>/tmp/qkm-test-dashboard.lock
+flock -w 900 9 || fail "another test_dashboard held the Chromium policy for 15 minutes"
 mkdir -p "$ARTEFACTS"
 rm -f "$ARTEFACTS"/*.png
 
