@@ -7,6 +7,7 @@
 #include "ctl/agent.h"
 #include "kma/kma.h"
 #include "ksa/ksa.h"
+#include "ksa/supply.h"
 #include "net/http.h"
 #include "net/tls.h"
 #include "proto/config_json.h"
@@ -54,6 +55,30 @@ static void pool_status(struct node *n, struct qkm_node_status *s, const char *p
 	p->stock_keys = qkm_ksa_stock_keys(n->ksa, peer);
 }
 
+/* One per-SAE supply counter (ksa/supply.h): "sae/<id>/enc" or ".../dec". */
+static int sae_counter(const char *name, int64_t value, void *arg)
+{
+	struct qkm_node_status *s = arg;
+	const char *id = name + strlen(QKM_SAE_COUNTER_PREFIX), *slash = strrchr(id, '/');
+	size_t len = slash ? (size_t)(slash - id) : 0;
+	if (!len || len >= QKM_NAME_MAX || value < 0)
+		return 0;
+	size_t i = 0;
+	while (i < s->n_saes && (strlen(s->saes[i].id) != len || strncmp(s->saes[i].id, id, len)))
+		i++;
+	if (i == s->n_saes) {
+		if (s->n_saes == QKM_MAX_SAES)
+			return 0;
+		memcpy(s->saes[i].id, id, len);
+		s->saes[s->n_saes++].id[len] = '\0';
+	}
+	if (strcmp(slash, "/enc") == 0)
+		s->saes[i].enc_keys = (uint64_t)value;
+	else if (strcmp(slash, "/dec") == 0)
+		s->saes[i].dec_keys = (uint64_t)value;
+	return 0;
+}
+
 static void node_status(struct node *n, struct qkm_node_status *s)
 {
 	memset(s, 0, sizeof(*s));
@@ -84,7 +109,8 @@ static void node_status(struct node *n, struct qkm_node_status *s)
 	if (qkm_store_counter_get(n->st, "acquired_bytes", &s->acquired_bytes) ||
 	    qkm_store_counter_get(n->st, "aborted_batches", &s->aborted_batches) ||
 	    qkm_store_counter_get(n->st, "supplied_keys", &s->supplied_keys) ||
-	    qkm_store_counter_get(n->st, "relayed_bytes", &s->relayed_bytes))
+	    qkm_store_counter_get(n->st, "relayed_bytes", &s->relayed_bytes) ||
+	    qkm_store_counters(n->st, QKM_SAE_COUNTER_PREFIX, sae_counter, s))
 		log_warnx("status: counters unavailable");
 }
 

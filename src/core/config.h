@@ -172,6 +172,7 @@ struct qkm_sim_cfg {
 };
 
 struct qkm_topology {
+	char name[QKM_NAME_MAX];         /* the network's name; "" if the file gives none */
 	size_t n_nodes;
 	struct qkm_topo_node {
 		char id[QKM_NAME_MAX];

@@ -18,6 +18,7 @@
 #include "core/log.h"
 #include "core/graph.h"
 #include "ctl/ca.h"
+#include "ctl/dashboard.h"
 #include "ctl/lineage.h"
 #include "net/http.h"
 #include "net/link.h"
@@ -843,7 +844,8 @@ static void api_status(struct qkm_controller *c, struct qkm_http_req *req)
 		free(o);
 	}
 	char extra[256];
-	snprintf(extra, sizeof(extra), "{\"controller\":\"%s\",\"mode\":\"%s\"}", c->cfg.id, c->st.mode);
+	snprintf(extra, sizeof(extra), "{\"network\":\"%s\",\"controller\":\"%s\",\"mode\":\"%s\"}",
+		 c->topo.name, c->cfg.id, c->st.mode);
 	if (rc) {
 		qkm_http_reply_error(req, 500, "status unavailable");
 		qkm_jlist_free(l);
@@ -1606,6 +1608,8 @@ static void api_handle(struct qkm_http_req *req, void *arg)
 		qkm_http_reply_error(req, 403, "the controller API is for operators (admin certificate)");
 		return;
 	}
+	if (qkm_dashboard_serve(req)) /* GET /, /dashboard/... */
+		return;
 	const char *p = req->path;
 	bool post = strcmp(req->method, "POST") == 0;
 	if (strcmp(p, "/status") == 0 || (strcmp(p, "/routes") == 0 && !post))

@@ -162,6 +162,16 @@ static int set_master_state(struct qkm_supply *s, const struct qkm_id *id,
 	return rc;
 }
 
+/* Counts n keys supplied to sae as master (enc_keys) or slave (dec_keys), in
+ * the store's counter QKM_SAE_COUNTER_PREFIX "<sae>/enc" or ".../dec", inside
+ * the caller's transaction (beside "supplied_keys"). */
+static int count_sae(struct qkm_supply *s, const char *sae, bool master, int64_t n)
+{
+	char name[QKM_NAME_MAX + 16];
+	snprintf(name, sizeof(name), QKM_SAE_COUNTER_PREFIX "%s/%s", sae, master ? "enc" : "dec");
+	return n ? qkm_store_counter_add(s->st, name, n) : 0;
+}
+
 static bool list_has(const char *list, const char *name)
 {
 	size_t n = strlen(name);
@@ -703,18 +713,26 @@ static void stock_settle(struct qkm_supply *s)
 	while (s->cfg.stock && (n = qkm_stock_drain_taken(s->cfg.stock, t, 512)) > 0) {
 		int rc = qkm_store_begin(s->st);
 		int last = -1;
+		int64_t run = 0; /* keys of the current entry, for its master's count */
 		char peer[QKM_NAME_MAX] = "", master[QKM_NAME_MAX] = "", slave[QKM_NAME_MAX] = "";
 		char detail[3 * QKM_NAME_MAX + 64] = "";
 		for (size_t i = 0; !rc && i < n; i++) {
 			if (t[i].entry != last) {
+				if (last >= 0)
+					rc = count_sae(s, master, true, run);
+				run = 0;
 				qkm_stock_names(s->cfg.stock, last = t[i].entry, peer, master, slave);
 				snprintf(detail, sizeof(detail),
 					 "to master %s (app %s), slave %s, level its, from stock",
 					 master, master, slave);
 			}
-			rc = set_master_state(s, &t[i].id, QKM_KSA_SUPPLIED, t[i].at_ns, peer,
-					      detail);
+			if (!rc)
+				rc = set_master_state(s, &t[i].id, QKM_KSA_SUPPLIED, t[i].at_ns,
+						      peer, detail);
+			run++;
 		}
+		if (!rc && last >= 0)
+			rc = count_sae(s, master, true, run);
 		if (!rc)
 			rc = qkm_store_counter_add(s->st, "supplied_keys", (int64_t)n);
 		if (!rc)
@@ -790,8 +808,11 @@ static void round_done(struct qkm_supply *s, struct peer *p, struct round *r,
 							 QKM_KSA_STOCKED, 0, p->name, NULL)
 				      : set_master_state(s, &r->ids[e->first_key + i],
 							 QKM_KSA_SUPPLIED, now_ns, p->name, detail);
-		if (!e->stock)
+		if (!e->stock) {
 			supplied += e->number;
+			if (!rc)
+				rc = count_sae(s, e->master, true, e->number);
+		}
 	}
 	if (!rc && supplied)
 		rc = qkm_store_counter_add(s->st, "supplied_keys", (int64_t)supplied);
@@ -1179,6 +1200,8 @@ void qkm_supply_dec(struct qkm_supply *s, void *req, const char *caller, const c
 			record(s, "supplied", &kk[i].id, kk[i].peer, "to slave %s (app %s)%s", caller,
 			       caller, all ? (s->cfg.preserve ? "; preserved" : "; deleted") : "");
 	}
+	if (!rc)
+		rc = count_sae(s, caller, false, (int64_t)ids->n);
 	if (!rc)
 		rc = qkm_store_counter_add(s->st, "supplied_keys", (int64_t)ids->n);
 	if (!rc)

@@ -23,6 +23,13 @@
 
 struct qkm_supply;
 
+/* Keys supplied to each SAE at this node are counted in the store (beside
+ * "supplied_keys") under QKM_SAE_COUNTER_PREFIX "<sae>/enc" (as master,
+ * enc_keys) and "<sae>/dec" (as slave, dec_keys); the node's status reports
+ * them. Keys found left in stock at start (recorded supplied, to whom not
+ * known) count only in "supplied_keys". */
+#define QKM_SAE_COUNTER_PREFIX "sae/"
+
 struct qkm_supply_cfg {
 	char self[QKM_NAME_MAX];
 	uint32_t key_size;              /* default size, bits */

@@ -39,6 +39,7 @@
 #define HTTP_INPUT_BUDGET (64u << 20)  /* input all connections may buffer */
 #define HTTP_MSG_MAX 1024 /* error message bytes echoed; longer ones are cut */
 #define HTTP_HOST_MAX 64  /* host part of "host:port", brackets excluded */
+#define HTTP_EXTRA_HEADERS_MAX 1024 /* qkm_http_set_headers */
 
 #define HTTPS_RESP_MAX (64u << 20)      /* whole response, headers included */
 #define HTTPS_RESP_HEAD_MAX (64u << 10) /* one header block */
@@ -157,6 +158,7 @@ struct http_conn {
 	int64_t head_start_ms; /* first byte of the request being read; draining: its start */
 	bool busy;          /* req is with the handler */
 	uint32_t retry_after; /* seconds, for the reply to req; 0: no Retry-After */
+	const char *headers;  /* extra header lines for the reply to req, or NULL */
 	struct qkm_http_req req;
 	char *req_mem;      /* path, query and body of req */
 	qkm_http_gone_fn gone_fn;
@@ -300,14 +302,16 @@ static int conn_flush(struct http_conn *c)
 static void conn_reply(struct http_conn *c, int code, const char *type, const void *body,
 		       size_t len, bool secret)
 {
-	char head[320], retry[48] = "";
+	char head[320 + HTTP_EXTRA_HEADERS_MAX], retry[48] = "";
+	const char *extra = c->headers ? c->headers : "";
 	if (c->retry_after)
 		snprintf(retry, sizeof(retry), "Retry-After: %u\r\n", (unsigned)c->retry_after);
 	c->retry_after = 0;
+	c->headers = NULL;
 	int hn = snprintf(head, sizeof(head),
 			  "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-			  "Cache-Control: no-store\r\n%s%s\r\n",
-			  code, http_reason(code), type, len, retry,
+			  "Cache-Control: no-store\r\n%s%s%s\r\n",
+			  code, http_reason(code), type, len, retry, extra,
 			  c->closing ? "Connection: close\r\n" : "");
 	qkm_buf_fini(&c->out);
 	qkm_buf_init(&c->out, (size_t)hn + len, secret);
@@ -848,6 +852,13 @@ void qkm_http_set_retry_after(struct qkm_http_req *req, uint32_t seconds)
 	struct http_conn *c = req_conn(req);
 	if (c->busy)
 		c->retry_after = seconds;
+}
+
+void qkm_http_set_headers(struct qkm_http_req *req, const char *lines)
+{
+	struct http_conn *c = req_conn(req);
+	if (c->busy)
+		c->headers = lines && strlen(lines) <= HTTP_EXTRA_HEADERS_MAX ? lines : NULL;
 }
 
 void qkm_http_reply(struct qkm_http_req *req, int code, const char *type, const void *body,

@@ -71,6 +71,11 @@ void qkm_http_reply(struct qkm_http_req *req, int code, const char *type, const 
 /* The coming reply to req carries "Retry-After: seconds" (RFC 9110 10.2.3);
  * 0 takes it back. For 503s a client may retry later. */
 void qkm_http_set_retry_after(struct qkm_http_req *req, uint32_t seconds);
+/* The coming reply to req carries lines, extra header fields each ending in
+ * "\r\n" (at most 1 KiB; longer: none), e.g. a Content-Security-Policy for
+ * a page a browser shows. lines is not copied: static text, or text that
+ * outlives the reply. NULL takes them back. */
+void qkm_http_set_headers(struct qkm_http_req *req, const char *lines);
 /* Sends a JSON body (text, NUL-terminated) with status code. */
 void qkm_http_reply_json(struct qkm_http_req *req, int code, const char *json);
 /* Sends {"message": msg} (ETSI 014 error shape) with status code. */

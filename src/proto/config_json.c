@@ -873,7 +873,7 @@ static void topo_policy(struct jctx *c, json_t *root, struct qkm_topology *out, 
 
 static void topo_load(struct jctx *c, json_t *root, void *arg)
 {
-	static const char *const keys[] = {"nodes", "links", "saes", "policy", NULL};
+	static const char *const keys[] = {"name", "nodes", "links", "saes", "policy", NULL};
 	static const char *const nodekeys[] = {"id", "ksa", NULL};
 	struct qkm_topology *out = arg;
 	json_t *arr;
@@ -884,6 +884,7 @@ static void topo_load(struct jctx *c, json_t *root, void *arg)
 	qkm_limits_defaults(&out->policy.limits);
 	if (!root || check_keys(c, root, "", keys))
 		return;
+	(void)get_str(c, root, "", "name", out->name, sizeof(out->name), false, 1);
 	/* Names elsewhere are checked against nodes only if every node loaded:
 	 * else a wrong node id would be reported again at each link using it. */
 	bool nodes_ok = get_array(c, root, "", "nodes", &arr, QKM_MAX_NODES, true) == 0;

@@ -43,13 +43,19 @@ char *qkm_status_to_json(const struct qkm_node_status *s)
 					 (json_int_t)l->buffered_bytes, "in_flight",
 					 (int)l->in_flight));
 	}
+	json_t *saes = json_array();
+	for (size_t i = 0; i < s->n_saes; i++)
+		json_array_append_new(saes, json_pack("{s:s, s:I, s:I}", "id", s->saes[i].id,
+						      "enc_keys", (json_int_t)s->saes[i].enc_keys,
+						      "dec_keys", (json_int_t)s->saes[i].dec_keys));
 	json_t *counters = json_pack("{s:I, s:I, s:I, s:I}", "acquired_bytes",
 				     (json_int_t)s->acquired_bytes, "aborted_batches",
 				     (json_int_t)s->aborted_batches, "supplied_keys",
 				     (json_int_t)s->supplied_keys, "relayed_bytes",
 				     (json_int_t)s->relayed_bytes);
-	return dump(json_pack("{s:s, s:b, s:b, s:o, s:o, s:o}", "id", s->id, "up", 1, "ready",
-			      s->ready, "pools", pools, "counters", counters, "links", links));
+	return dump(json_pack("{s:s, s:b, s:b, s:o, s:o, s:o, s:o}", "id", s->id, "up", 1, "ready",
+			      s->ready, "pools", pools, "counters", counters, "links", links,
+			      "saes", saes));
 }
 
 char *qkm_paircheck_to_json(const char *node, const char *peer, uint32_t matches,

@@ -28,6 +28,14 @@ struct qkm_status_link {
 	uint32_t in_flight;
 };
 
+/* Keys supplied to one SAE at the node since its store was made
+ * (ksa/supply.h QKM_SAE_COUNTER_PREFIX). */
+struct qkm_status_sae {
+	char id[QKM_NAME_MAX];
+	uint64_t enc_keys; /* as master (enc_keys) */
+	uint64_t dec_keys; /* as slave (dec_keys) */
+};
+
 struct qkm_node_status {
 	char id[QKM_NAME_MAX];
 	bool ready;
@@ -39,6 +47,8 @@ struct qkm_node_status {
 	uint64_t refused_rate, refused_in_flight;
 	size_t n_links;
 	struct qkm_status_link links[QKM_MAX_LINKS];
+	size_t n_saes;
+	struct qkm_status_sae saes[QKM_MAX_SAES];
 };
 
 /* Each returns a malloc'd NUL-terminated JSON text, or NULL (out of memory). */

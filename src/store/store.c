@@ -189,6 +189,9 @@ static const char store_migrate_v4[] =
 	  "INSERT INTO counters (name, value) VALUES (?1, ?2) "                 \
 	  "ON CONFLICT (name) DO UPDATE SET value = value + excluded.value")    \
 	X(COUNTER_GET, "SELECT value FROM counters WHERE name = ?1")            \
+	X(COUNTER_LIST,                                                         \
+	  "SELECT name, value FROM counters "                                   \
+	  "WHERE substr(name, 1, length(?1)) = ?1 ORDER BY name")               \
 	X(POOL_READ,                                                            \
 	  "SELECT id, batch_id, first_index, count, unit_bytes, used, level "   \
 	  "FROM blocks WHERE peer = ?1 AND state = 2 AND key_type = ?2 "        \
@@ -993,6 +996,26 @@ int qkm_store_counter_get(struct qkm_store *st, const char *name, int64_t *v)
 		*v = sqlite3_column_int64(s, 0);
 	else if (rc != SQLITE_DONE)
 		err = store_fail(st, "counter");
+	stmt_done(s);
+	return err;
+}
+
+int qkm_store_counters(struct qkm_store *st, const char *prefix, qkm_store_counter_fn fn,
+		       void *arg)
+{
+	if (!prefix || !fn)
+		return QKM_EINVAL;
+	sqlite3_stmt *s = st->st[ST_COUNTER_LIST];
+	int rc, err = 0;
+	sqlite3_bind_text(s, 1, prefix, -1, SQLITE_STATIC);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		const char *name = (const char *)sqlite3_column_text(s, 0);
+		if (name && (err = fn(name, sqlite3_column_int64(s, 1), arg)))
+			goto out;
+	}
+	if (rc != SQLITE_DONE)
+		err = store_fail(st, "list counters");
+out:
 	stmt_done(s);
 	return err;
 }

@@ -158,6 +158,12 @@ int qkm_store_records(struct qkm_store *st, int64_t after_seq, unsigned limit,
  * counter never added to reads as 0. */
 int qkm_store_counter_add(struct qkm_store *st, const char *name, int64_t delta) QKM_MUST_CHECK;
 int qkm_store_counter_get(struct qkm_store *st, const char *name, int64_t *v /* OUT */) QKM_MUST_CHECK;
+/* Calls fn(name, value, arg) for every counter whose name starts with
+ * prefix ("" = all), in name order. fn returns 0 to go on; anything else
+ * stops the walk and is returned. fn must not use the store. */
+typedef int (*qkm_store_counter_fn)(const char *name, int64_t value, void *arg);
+int qkm_store_counters(struct qkm_store *st, const char *prefix, qkm_store_counter_fn fn,
+		       void *arg) QKM_MUST_CHECK;
 
 /* ---- key draws (KSA) ---------------------------------------------------- */
 

@@ -1662,6 +1662,7 @@ static void test_stock_fill(void **state)
 	assert_int_equal(records(&w->a, "supplied"), 3);
 	assert_int_equal(records(&w->b, "stored"), 3 + STOCK_KEYS);
 	assert_int_equal(counter(&w->a, "supplied_keys"), 3);
+	assert_int_equal(counter(&w->a, "sae/sae-alice/enc"), 3); /* per SAE, for the status */
 
 	/* Every key STOCKED at A is READY at B for alice -> bob, 64 bits,
 	 * with its own 8 bytes of the pool after the request's. */
@@ -1737,6 +1738,8 @@ static void test_stock_take(void **state)
 	assert_int_equal(records(&w->a, "supplied"), 2 + 64);
 	assert_int_equal(records_with(&w->a, "supplied", "from stock"), 64);
 	assert_int_equal(counter(&w->a, "supplied_keys"), 2 + 64);
+	assert_int_equal(counter(&w->a, "sae/sae-alice/enc"), 2 + 64);
+	assert_int_equal(counter(&w->b, "sae/sae-bob/dec"), 16); /* refused ones do not count */
 	for (int i = 0; i < 4; i++)
 		for (size_t j = 0; j < 16; j++) {
 			uint64_t at;
@@ -1758,6 +1761,7 @@ static void test_stock_take(void **state)
 	qkm_supply_flush(w->a.sup, w->now);
 	assert_int_equal(records(&w->a, "supplied"), 2 + 64);
 	assert_int_equal(counter(&w->a, "supplied_keys"), 2 + 64);
+	assert_int_equal(counter(&w->a, "sae/sae-alice/enc"), 2 + 64);
 	assert_int_equal(w->a.out.n, 0);
 	/* The refill's keys follow on from the first ones, fresh. */
 	struct keys more;

@@ -168,7 +168,8 @@ static int group_teardown(void **state)
 
 static size_t next_budget; /* input budget for the next server (0: default) */
 
-/* /whoami: the identity the server handed over; /echo: the body back;
+/* /page: a reply with extra header fields (qkm_http_set_headers);
+ * /whoami: the identity the server handed over; /echo: the body back;
  * /error: an error message that needs escaping; /big: a reply of many TLS
  * records; /later: answered from the loop's next turn. */
 static void answer_later(evutil_socket_t fd, short what, void *arg)
@@ -195,6 +196,9 @@ static void handler(struct qkm_http_req *req, void *arg)
 		for (size_t i = 0; i < sizeof(big); i++)
 			big[i] = (char)('a' + i / 40000);
 		qkm_http_reply(req, 200, "text/plain", big, sizeof(big), true);
+	} else if (strcmp(req->path, "/page") == 0) {
+		qkm_http_set_headers(req, "X-Frame-Options: DENY\r\nX-Test: page\r\n");
+		qkm_http_reply(req, 200, "text/html; charset=utf-8", "<p>hi</p>", 9, false);
 	} else if (strcmp(req->path, "/later") == 0) {
 		assert_int_equal(event_base_once(arg, -1, EV_TIMEOUT, answer_later, req, NULL), 0);
 	} else {
@@ -568,6 +572,55 @@ static void test_parse_head(void **state)
 	free(big);
 }
 
+/* Sends raw (pipelined requests) over TLS as the admin and returns all
+ * the server answers until it closes (malloc'd, NUL-terminated). */
+static char *raw_exchange(struct srv *s, const char *raw)
+{
+	SSL_CTX *ctx = qkm_tls_ctx_new(pki.ca, pki.admin_c, pki.admin_k, false);
+	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	size_t cap = 1 << 16, n = 0;
+	char *out = malloc(cap);
+	assert_non_null(ctx);
+	assert_non_null(out);
+	assert_true(fd >= 0);
+	sin.sin_port = htons((uint16_t)atoi(strrchr(s->url, ':') + 1));
+	assert_int_equal(connect(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	SSL *ssl = SSL_new(ctx);
+	assert_non_null(ssl);
+	assert_int_equal(SSL_set_fd(ssl, fd), 1);
+	assert_int_equal(SSL_connect(ssl), 1);
+	assert_int_equal(SSL_write(ssl, raw, (int)strlen(raw)), (int)strlen(raw));
+	int r;
+	while (n < cap - 1 && (r = SSL_read(ssl, out + n, (int)(cap - 1 - n))) > 0)
+		n += (size_t)r;
+	out[n] = 0;
+	SSL_free(ssl);
+	close(fd);
+	SSL_CTX_free(ctx);
+	return out;
+}
+
+/* qkm_http_set_headers: the extra fields go with that reply only (the next
+ * on the same connection has none), after the usual ones. */
+static void test_extra_headers(void **state)
+{
+	struct srv *s = srv_start(pki.ca, pki.node_c, pki.node_k);
+	char *out = raw_exchange(s, "GET /page HTTP/1.1\r\nHost: x\r\n\r\n"
+				    "GET /whoami HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+	const char *second = strstr(out, "\r\n\r\n<p>hi</p>");
+	assert_non_null(second);
+	assert_true(strncmp(out, "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n", 57) == 0);
+	const char *x = strstr(out, "Cache-Control: no-store\r\nX-Frame-Options: DENY\r\nX-Test: page\r\n");
+	assert_non_null(x);
+	assert_true(x < second);
+	assert_null(strstr(second, "X-Test"));
+	assert_null(strstr(second, "X-Frame-Options"));
+	assert_non_null(strstr(second, "{\"role\":\"admin\""));
+	free(out);
+	srv_stop(s);
+}
+
 static void test_timeout_and_refused(void **state)
 {
 	int port, status;
@@ -598,6 +651,7 @@ int main(void)
 		cmocka_unit_test(test_bad_input),
 		cmocka_unit_test(test_parse_head),
 		cmocka_unit_test(test_timeout_and_refused),
+		cmocka_unit_test(test_extra_headers),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -145,6 +145,10 @@ static void test_topology_defaults(void **state)
 	struct fixture *fx = *state;
 	assert_int_equal(load(fx, TOPO, put(fx, "{\"nodes\": [{\"id\": \"solo\"}]}")), 0);
 	assert_int_equal(fx->topo.n_nodes, 1);
+	assert_string_equal(fx->topo.name, ""); /* no name: the dashboard says "QKD network" */
+	assert_int_equal(load(fx, TOPO, put(fx, "{\"name\": \"lab-1\", \"nodes\": [{\"id\": \"a\"}]}")), 0);
+	assert_string_equal(fx->topo.name, "lab-1"); /* the dashboard's header */
+	assert_int_equal(load(fx, TOPO, put(fx, "{\"nodes\": [{\"id\": \"solo\"}]}")), 0);
 	assert_true(fx->topo.nodes[0].ksa);
 	assert_int_equal(fx->topo.n_links, 0);
 	assert_int_equal(fx->topo.n_saes, 0);
@@ -192,6 +196,8 @@ static void test_topology_refused(void **state)
 		"links[1].rate: unknown field");
 	REFUSED(fx, TOPO, "{\"nodes\": [{\"id\": \"A\", \"ksa \": true}]}", "nodes[0].ksa : unknown field");
 	REFUSED(fx, TOPO, "{\"nodes\": [{\"id\": \"A\"}], \"node\": []}", "node: unknown field");
+	REFUSED(fx, TOPO, "{\"name\": \"my lab\", \"nodes\": [{\"id\": \"A\"}]}",
+		"name: 'my lab' is not a valid name");
 	REFUSED(fx, TOPO, "{\"nodes\": [{\"id\": \"A\"}], \"policy\": {\"relays\": \"otp\"}}",
 		"policy.relays: unknown field");
 	/* Wrong types. */

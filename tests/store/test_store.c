@@ -410,6 +410,48 @@ static void test_counters(void **state)
 	assert_int_equal(qkm_store_counter_add(f->st, "", 1), QKM_EINVAL);
 }
 
+struct ctr_seen {
+	char names[4][32];
+	int64_t values[4];
+	size_t n;
+};
+
+static int ctr_collect(const char *name, int64_t value, void *arg)
+{
+	struct ctr_seen *c = arg;
+	if (c->n == 4)
+		return 99;
+	snprintf(c->names[c->n], sizeof(c->names[0]), "%s", name);
+	c->values[c->n++] = value;
+	return 0;
+}
+
+/* Counters listed by name prefix (the node status's per-SAE counts). */
+static void test_counters_prefix(void **state)
+{
+	struct fx *f = *state;
+	struct ctr_seen c = {0};
+	assert_int_equal(qkm_store_counter_add(f->st, "sae/b/enc", 3), 0);
+	assert_int_equal(qkm_store_counter_add(f->st, "sae/a/dec", 2), 0);
+	assert_int_equal(qkm_store_counter_add(f->st, "sae/a/enc", 1), 0);
+	assert_int_equal(qkm_store_counter_add(f->st, "supplied_keys", 6), 0);
+	assert_int_equal(qkm_store_counter_add(f->st, "xsae/c/enc", 9), 0);
+	assert_int_equal(qkm_store_counters(f->st, "sae/", ctr_collect, &c), 0);
+	assert_int_equal(c.n, 3);
+	assert_string_equal(c.names[0], "sae/a/dec");
+	assert_int_equal(c.values[0], 2);
+	assert_string_equal(c.names[1], "sae/a/enc");
+	assert_string_equal(c.names[2], "sae/b/enc");
+	assert_int_equal(c.values[2], 3);
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(qkm_store_counters(f->st, "nothing/", ctr_collect, &c), 0);
+	assert_int_equal(c.n, 0);
+	/* fn's nonzero answer stops the walk and is returned. */
+	c.n = 4;
+	assert_int_equal(qkm_store_counters(f->st, "", ctr_collect, &c), 99);
+	assert_int_equal(qkm_store_counters(f->st, NULL, ctr_collect, &c), QKM_EINVAL);
+}
+
 /* Durability: blocks, states, consumption, records and counters survive a
  * close and reopen. */
 static void test_reopen_persists(void **state)
@@ -1118,6 +1160,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_pool_stats, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_set_used, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_records, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_counters_prefix, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_counters, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reopen_persists, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rollback, setup, teardown),
