@@ -54,6 +54,7 @@ struct xreply {
 	struct xreply *next;
 	uint64_t id;
 	int status;
+	const char *reason;      /* supply's label for an error (static); NULL for 200 */
 	struct qkm_secret *body; /* NULL for an empty body */
 };
 
@@ -130,7 +131,8 @@ static const char *op_why(const char *peer, void *arg)
 
 /* Sends the answer to the front end; the body (maybe keys) travels in the
  * secure heap. If that copy fails the client gets a 503 without a body. */
-static void op_reply(void *req, int status, const uint8_t *body, size_t len, void *arg)
+static void op_reply(void *req, int status, const char *reason, const uint8_t *body, size_t len,
+		     void *arg)
 {
 	struct qkm_ksa *k = arg;
 	struct xreq *x = req;
@@ -143,8 +145,11 @@ static void op_reply(void *req, int status, const uint8_t *body, size_t len, voi
 	if (r) {
 		r->id = x->id;
 		r->status = status;
-		if (len && !(r->body = qkm_secret_dup(body, len)))
+		r->reason = reason;
+		if (len && !(r->body = qkm_secret_dup(body, len))) {
 			r->status = 503;
+			r->reason = "out_of_memory";
+		}
 		pthread_mutex_lock(&k->mu);
 		*k->out_tail = r;
 		k->out_tail = &r->next;
