@@ -201,7 +201,7 @@ static void admin_handle(struct qkm_http_req *req, void *arg)
 		qkm_buf_init(&b, 1u << 20, false);
 		if (s)
 			node_status(n, s);
-		if (!s || qkm_metrics_format(s, &b))
+		if (!s || qkm_metrics_format(s, NULL, &b))
 			qkm_http_reply_error(req, 500, "out of memory");
 		else
 			qkm_http_reply(req, 200, "text/plain; version=0.0.4", b.p, b.len, false);
