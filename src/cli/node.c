@@ -4,8 +4,10 @@
 #include "core/log.h"
 #include "core/saes.h"
 #include "core/secret.h"
+#include "core/rate.h"
 #include "ctl/agent.h"
 #include "kma/kma.h"
+#include "kma/relay.h"
 #include "ksa/ksa.h"
 #include "ksa/supply.h"
 #include "net/http.h"
@@ -17,6 +19,7 @@
 #include "store/store.h"
 
 #include <event2/buffer.h>
+#include <event2/event.h>
 #include <event2/http.h>
 #include <event2/thread.h>
 #include <event2/keyvalq_struct.h>
@@ -27,6 +30,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define NODE_TICK_MS 1000
+#define NODE_RATE_TAU_NS 10000000000ull /* consumption rates: weighted over ~10 s */
+#define NODE_ALIVE_NS 5000000000ull     /* the ETSI 014 thread beats within this */
+
+/* The consumption rate of one pool (metrics), by peer. */
+struct pool_rate {
+	char peer[QKM_NAME_MAX];
+	struct qkm_rate r;
+};
+
 struct node {
 	struct event_base *base;
 	struct qkm_node_cfg cfg;
@@ -36,7 +49,47 @@ struct node {
 	struct qkm_ksa *ksa;
 	struct qkm_http_server *admin;
 	struct qkm_agent *agent;
+	struct event *tick;
+	struct pool_rate rates[QKM_MAX_LINKS + QKM_MAX_NODES];
+	size_t n_rates;
 };
+
+/* peer's rate entry, made on first use; NULL if the table is full. */
+static struct qkm_rate *pool_rate(struct node *n, const char *peer)
+{
+	for (size_t i = 0; i < n->n_rates; i++)
+		if (strcmp(n->rates[i].peer, peer) == 0)
+			return &n->rates[i].r;
+	if (n->n_rates == sizeof(n->rates) / sizeof(n->rates[0]))
+		return NULL;
+	struct pool_rate *p = &n->rates[n->n_rates++];
+	snprintf(p->peer, sizeof(p->peer), "%s", peer);
+	qkm_rate_init(&p->r, NODE_RATE_TAU_NS);
+	return &p->r;
+}
+
+static void rate_sample(struct node *n, const char *peer, uint64_t now)
+{
+	uint64_t v;
+	struct qkm_rate *r = pool_rate(n, peer);
+	if (r && qkm_store_pool_consumed(n->st, peer, &v) == 0)
+		(void)qkm_rate_update(r, v, now);
+}
+
+/* Once a second: each pool's consumption rate takes a sample. */
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct node *n = arg;
+	uint64_t now = qkm_mono_ns();
+	size_t nl = qkm_kma_n_links(n->kma);
+	for (size_t i = 0; i < nl && i < QKM_MAX_LINKS; i++) {
+		struct qkm_kma_link_status ls;
+		qkm_kma_link_status(n->kma, i, &ls);
+		rate_sample(n, ls.peer, now);
+	}
+	for (size_t i = 0; i < n->cfg.n_routes; i++)
+		rate_sample(n, n->cfg.routes[i].to, now);
+}
 
 static void pool_status(struct node *n, struct qkm_node_status *s, const char *peer,
 			const char *kind)
@@ -53,6 +106,43 @@ static void pool_status(struct node *n, struct qkm_node_status *s, const char *p
 		p->pending_keys = ps.pending_keys;
 	}
 	p->stock_keys = qkm_ksa_stock_keys(n->ksa, peer);
+	if (qkm_store_pool_consumed(n->st, peer, &p->consumed_bytes))
+		p->consumed_bytes = 0;
+	const struct qkm_rate *r = pool_rate(n, peer);
+	p->consume_rate = r ? r->rate : 0;
+}
+
+/* Readiness (/readyz, and "ready" in /status): the store answers, every
+ * QKD link's pool is usable (Kx link up and reconciled since it came up),
+ * and the ETSI 014 thread's loop runs. A node without links is ready once
+ * its store answers. Adds one reason per failure to reasons (if not NULL). */
+static bool node_ready(struct node *n, const struct qkm_node_status *s, json_t *reasons)
+{
+	char why[200];
+	int64_t v;
+	bool ready = true;
+	if (qkm_store_counter_get(n->st, "acquired_bytes", &v)) {
+		ready = false;
+		if (reasons)
+			json_array_append_new(reasons, json_string("key store not answering"));
+	}
+	for (size_t i = 0; i < s->n_links; i++) {
+		const struct qkm_status_link *l = &s->links[i];
+		if (l->kx_up && l->reconciled)
+			continue;
+		ready = false;
+		snprintf(why, sizeof(why), "link %s: %s", l->link,
+			 !l->kx_up ? "Kx link to the peer down" : "pool not reconciled yet");
+		if (reasons)
+			json_array_append_new(reasons, json_string(why));
+	}
+	if (!qkm_ksa_alive(n->ksa, qkm_mono_ns(), NODE_ALIVE_NS)) {
+		ready = false;
+		if (reasons)
+			json_array_append_new(reasons,
+					      json_string("ETSI 014 thread not answering"));
+	}
+	return ready;
 }
 
 /* One per-SAE supply counter (ksa/supply.h): "sae/<id>/enc" or ".../dec". */
@@ -83,7 +173,6 @@ static void node_status(struct node *n, struct qkm_node_status *s)
 {
 	memset(s, 0, sizeof(*s));
 	snprintf(s->id, sizeof(s->id), "%s", n->cfg.id);
-	s->ready = true;
 	size_t nl = qkm_kma_n_links(n->kma);
 	for (size_t i = 0; i < nl && i < QKM_MAX_LINKS; i++) {
 		struct qkm_kma_link_status ls;
@@ -101,17 +190,35 @@ static void node_status(struct node *n, struct qkm_node_status *s)
 		snprintf(l->alarm, sizeof(l->alarm), "%s", ls.alarm);
 		l->buffered_bytes = ls.acq.buffered_bytes;
 		l->in_flight = ls.acq.in_flight;
+		l->acquired_bytes = ls.acq.acquired_bytes;
+		l->aborted_batches = ls.acq.aborted_batches;
+		l->discarded_qkd_keys = ls.acq.discarded_qkd_keys;
 		pool_status(n, s, ls.peer, "link");
 	}
 	for (size_t i = 0; i < n->cfg.n_routes; i++)
 		pool_status(n, s, n->cfg.routes[i].to, "relay");
 	qkm_ksa_refusals(n->ksa, &s->refused_rate, &s->refused_in_flight);
+	struct qkm_relay_stats rs;
+	qkm_kma_relay_stats(n->kma, &rs);
+	s->relay = (struct qkm_status_relay){
+		.started = rs.started,
+		.confirmed = rs.confirmed,
+		.failed = rs.failed,
+		.forwarded = rs.forwarded,
+		.received = rs.received,
+		.relayed_bytes = rs.relayed_bytes,
+		.forwarded_bytes = rs.forwarded_bytes,
+		.received_bytes = rs.received_bytes,
+		.link_bytes = rs.link_bytes,
+		.in_flight = rs.in_flight,
+	};
 	if (qkm_store_counter_get(n->st, "acquired_bytes", &s->acquired_bytes) ||
 	    qkm_store_counter_get(n->st, "aborted_batches", &s->aborted_batches) ||
 	    qkm_store_counter_get(n->st, "supplied_keys", &s->supplied_keys) ||
 	    qkm_store_counter_get(n->st, "relayed_bytes", &s->relayed_bytes) ||
 	    qkm_store_counters(n->st, QKM_SAE_COUNTER_PREFIX, sae_counter, s))
 		log_warnx("status: counters unavailable");
+	s->ready = node_ready(n, s, NULL);
 }
 
 static void reply_owned(struct qkm_http_req *req, int code, char *json)
@@ -202,6 +309,51 @@ static void admin_events(struct node *n, struct qkm_http_req *req)
 	free(body);
 }
 
+/* GET /metrics: the Prometheus text format (proto/metrics.h). */
+static void admin_metrics(struct node *n, struct qkm_http_req *req)
+{
+	struct qkm_node_status *s = malloc(sizeof(*s));
+	struct qkm_metrics_etsi *e = n->ksa ? malloc(sizeof(*e)) : NULL;
+	struct qkm_buf b;
+	qkm_buf_init(&b, 4u << 20, false);
+	if (s)
+		node_status(n, s);
+	if (e)
+		qkm_ksa_metrics(n->ksa, e);
+	if (!s || (n->ksa && !e) || qkm_metrics_format(s, e, &b))
+		qkm_http_reply_error(req, 500, "metrics unavailable (out of memory)");
+	else
+		qkm_http_reply(req, 200, "text/plain; version=0.0.4; charset=utf-8", b.p, b.len,
+			       false);
+	qkm_buf_fini(&b);
+	free(s);
+	free(e);
+}
+
+/* GET /readyz: 200 {"ready": true}, or 503 {"ready": false, "reasons":
+ * [...]} (node_ready says when). */
+static void admin_readyz(struct node *n, struct qkm_http_req *req)
+{
+	struct qkm_node_status *s = malloc(sizeof(*s));
+	json_t *reasons = json_array();
+	char *body = NULL;
+	bool ready = false;
+	if (s && reasons) {
+		node_status(n, s);
+		ready = node_ready(n, s, reasons);
+		json_t *o = json_pack("{s:b, s:O}", "ready", ready, "reasons", reasons);
+		body = o ? json_dumps(o, JSON_COMPACT) : NULL;
+		json_decref(o);
+	}
+	if (body)
+		qkm_http_reply_json(req, ready ? 200 : 503, body);
+	else
+		qkm_http_reply_error(req, 500, "out of memory");
+	free(body);
+	json_decref(reasons);
+	free(s);
+}
+
 static void admin_handle(struct qkm_http_req *req, void *arg)
 {
 	struct node *n = arg;
@@ -222,17 +374,19 @@ static void admin_handle(struct qkm_http_req *req, void *arg)
 		return;
 	}
 	if (path && strcmp(path, "/metrics") == 0) {
-		struct qkm_node_status *s = malloc(sizeof(*s));
-		struct qkm_buf b;
-		qkm_buf_init(&b, 1u << 20, false);
-		if (s)
-			node_status(n, s);
-		if (!s || qkm_metrics_format(s, &b))
-			qkm_http_reply_error(req, 500, "out of memory");
+		admin_metrics(n, req);
+		return;
+	}
+	if (path && strcmp(path, "/healthz") == 0) {
+		/* This loop answered; the ETSI 014 thread's beats. */
+		if (qkm_ksa_alive(n->ksa, qkm_mono_ns(), NODE_ALIVE_NS))
+			qkm_http_reply(req, 200, "text/plain; charset=utf-8", "ok\n", 3, false);
 		else
-			qkm_http_reply(req, 200, "text/plain; version=0.0.4", b.p, b.len, false);
-		qkm_buf_fini(&b);
-		free(s);
+			qkm_http_reply_error(req, 503, "the ETSI 014 thread is not answering");
+		return;
+	}
+	if (path && strcmp(path, "/readyz") == 0) {
+		admin_readyz(n, req);
 		return;
 	}
 	if (path && strcmp(path, "/pair-check") == 0) {
@@ -264,8 +418,8 @@ static void admin_handle(struct qkm_http_req *req, void *arg)
 		admin_events(n, req);
 		return;
 	}
-	qkm_http_reply_error(req, 404, "no such admin resource (try /status, /metrics, "
-				       "/events or /pair-check?peer=NODE)");
+	qkm_http_reply_error(req, 404, "no such admin resource (try /status, /metrics, /healthz, "
+				       "/readyz, /events or /pair-check?peer=NODE)");
 }
 
 /* ---- Ck/Mk agent hooks ---- */
@@ -491,6 +645,10 @@ int cli_node(int argc, char **argv)
 		if (!(n->agent = qkm_agent_new(n->base, n->cctx, &n->cfg, n->st, &ops)))
 			goto out;
 	}
+	if (!(n->tick = event_new(n->base, -1, EV_PERSIST, on_tick, n)))
+		goto out;
+	struct timeval tick = {NODE_TICK_MS / 1000, (NODE_TICK_MS % 1000) * 1000L};
+	event_add(n->tick, &tick);
 	sigs[0] = evsignal_new(n->base, SIGTERM, on_signal, n);
 	sigs[1] = evsignal_new(n->base, SIGINT, on_signal, n);
 	if (!sigs[0] || !sigs[1])
@@ -508,6 +666,8 @@ out:
 	for (int i = 0; i < 2; i++)
 		if (sigs[i])
 			event_free(sigs[i]);
+	if (n->tick)
+		event_free(n->tick);
 	qkm_agent_free(n->agent);
 	qkm_http_server_free(n->admin);
 	qkm_ksa_free(n->ksa);

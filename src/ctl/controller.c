@@ -26,6 +26,7 @@
 #include "proto/ck.h"
 #include "proto/config_json.h"
 #include "proto/ctl_json.h"
+#include "proto/metrics.h"
 #include "store/ledger.h"
 
 #define CTL_TICK_MS 250
@@ -99,6 +100,13 @@ struct qkm_controller {
 	char **pending_orders;            /* orders nodes away at the time still need */
 	size_t n_pending_orders;
 	uint32_t next_order;
+	/* /metrics: the own chain's records by event, read up to metrics_seq */
+	int64_t metrics_seq;
+	size_t n_decisions;
+	struct {
+		char event[24];
+		uint64_t n;
+	} decisions[32];
 };
 
 static struct ctl_node *node_find(struct qkm_controller *c, const char *id)
@@ -853,6 +861,163 @@ static void api_status(struct qkm_controller *c, struct qkm_http_req *req)
 	}
 	reply_owned(req, qkm_jlist_dump(l, "nodes", extra));
 	qkm_jlist_free(l);
+}
+
+/* ---- metrics and health (issue #8) --------------------------------------- */
+
+/* Counts one of the controller's own records by event (decisions below). */
+static int decision_add(const char *node, const struct qkm_lc_event *ev, void *arg)
+{
+	struct qkm_controller *c = arg;
+	size_t i = 0, max = sizeof(c->decisions) / sizeof(c->decisions[0]);
+	c->metrics_seq = ev->seq;
+	while (i < c->n_decisions && strcmp(c->decisions[i].event, ev->event) != 0)
+		i++;
+	if (i == c->n_decisions) {
+		if (i == max)
+			return 0; /* an event past the table: not counted */
+		snprintf(c->decisions[c->n_decisions++].event, sizeof(c->decisions[0].event), "%s",
+			 ev->event);
+	}
+	c->decisions[i].n++;
+	return 0;
+}
+
+/* qkm_ledger_nodes walk: each chain's last seq, when w is set. */
+struct chain_walk {
+	struct qkm_prom *w;
+	const char *id;
+};
+
+static int chain_seq(const struct qkm_ledger_node *ln, void *arg)
+{
+	struct chain_walk *cw = arg;
+	if (cw->w)
+		qkm_prom_u64(cw->w, "qkm_ctl_ledger_last_seq", (uint64_t)ln->last_seq, "controller",
+			     cw->id, "node", ln->node, QKM_PROM_END);
+	return 0;
+}
+
+/* GET /metrics (Prometheus text; docs/operations.md "Metrics and health"),
+ * /healthz (the loop answers: 200 "ok") and /readyz (200 once the ledger
+ * answers a read; 503 with the reason otherwise). Decision counts come from
+ * the controller's own chain in the ledger, so they survive a restart. */
+static void api_metrics_health(struct qkm_controller *c, struct qkm_http_req *req)
+{
+	static const char *const known[] = {
+		"route-set",	  "route-manual",    "route-cleared",  "mode-set",
+		"schedule-added", "relay-scheduled", "sae-registered", "sae-revoked",
+		"compromise",	  "compromise-done", "controller-started",
+	};
+	const char *p = req->path, *id = c->cfg.id;
+	struct chain_walk cw = {NULL, id};
+	if (strcmp(p, "/healthz") == 0) {
+		qkm_http_reply(req, 200, "text/plain; charset=utf-8", "ok\n", 3, false);
+		return;
+	}
+	if (strcmp(p, "/readyz") == 0) {
+		bool ok = qkm_ledger_nodes(c->lg, chain_seq, &cw) == 0;
+		qkm_http_reply_json(req, ok ? 200 : 503,
+				    ok ? "{\"ready\":true,\"reasons\":[]}"
+				       : "{\"ready\":false,\"reasons\":"
+					 "[\"the ledger is not answering\"]}");
+		return;
+	}
+	uint64_t now = qkm_mono_ns();
+	struct qkm_buf b;
+	struct qkm_prom w;
+	qkm_buf_init(&b, 4u << 20, false);
+	qkm_prom_init(&w, &b);
+	cw.w = &w;
+	qkm_prom_family(&w, "qkm_ctl_ledger_last_seq", "gauge",
+			"Last seq of each chain in the ledger (its record count); the "
+			"controller's own chain has its name.");
+	bool ready = qkm_ledger_nodes(c->lg, chain_seq, &cw) == 0;
+	qkm_prom_family(&w, "qkm_ctl_ready", "gauge", "1 while /readyz answers 200.");
+	qkm_prom_u64(&w, "qkm_ctl_ready", ready ? 1 : 0, "controller", id, QKM_PROM_END);
+	if (c->n_decisions == 0) /* the events every controller may record: 0 shows */
+		for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+			snprintf(c->decisions[c->n_decisions++].event,
+				 sizeof(c->decisions[0].event), "%s", known[i]);
+	if (qkm_ledger_records(c->lg, id, c->metrics_seq, NULL, NULL, 0, decision_add, c))
+		log_warnx("metrics: the controller's own records could not be read");
+	qkm_prom_family(&w, "qkm_ctl_node_connected", "gauge",
+			"1 while the node's Ck/Mk link to the controller is open.");
+	for (size_t i = 0; i < c->n_nodes; i++)
+		qkm_prom_u64(&w, "qkm_ctl_node_connected", c->nodes[i].conn ? 1 : 0, "controller",
+			     id, "node", c->nodes[i].id, QKM_PROM_END);
+	qkm_prom_family(&w, "qkm_ctl_node_report_age_seconds", "gauge",
+			"Seconds since the node's last status report (nodes that reported since "
+			"the controller started).");
+	for (size_t i = 0; i < c->n_nodes; i++)
+		if (c->nodes[i].status)
+			qkm_prom_f64(&w, "qkm_ctl_node_report_age_seconds",
+				     (double)(now - c->nodes[i].status_ns) / 1e9, "controller", id,
+				     "node", c->nodes[i].id, QKM_PROM_END);
+	qkm_prom_family(&w, "qkm_ctl_route_info", "gauge",
+			"1 for each relay route the controller gave a node: from, to, the path "
+			"(nodes joined by '>') and its rerouting mode.");
+	for (size_t i = 0; i < c->n_nodes; i++) {
+		const struct ctl_node *n = &c->nodes[i];
+		for (size_t k = 0; k < n->n_routes; k++) {
+			char path[QKM_MAX_PATH * (QKM_NAME_MAX + 1)];
+			route_str(&n->routes[k], path, sizeof(path));
+			qkm_prom_u64(&w, "qkm_ctl_route_info", 1, "controller", id, "from", n->id,
+				     "to", n->routes[k].to, "path", path, "mode",
+				     pair_mode(c, n->id, n->routes[k].to), QKM_PROM_END);
+		}
+	}
+	qkm_prom_family(&w, "qkm_ctl_link_usable", "gauge",
+			"1 if routing may use the link now (neither end reports it down or "
+			"alarmed).");
+	for (size_t i = 0; i < c->topo.n_links; i++) {
+		char link[2 * QKM_NAME_MAX + 1];
+		snprintf(link, sizeof(link), "%s-%s", c->topo.links[i].a, c->topo.links[i].b);
+		qkm_prom_u64(&w, "qkm_ctl_link_usable",
+			     link_usable(c, c->topo.links[i].a, c->topo.links[i].b, now) ? 1 : 0,
+			     "controller", id, "link", link, QKM_PROM_END);
+	}
+	size_t revoked = 0;
+	for (size_t i = 0; i < c->n_saes; i++)
+		revoked += c->saes[i].revoked;
+	qkm_prom_family(&w, "qkm_ctl_saes", "gauge", "SAEs in the access list, by state.");
+	qkm_prom_u64(&w, "qkm_ctl_saes", c->n_saes - revoked, "controller", id, "state", "active",
+		     QKM_PROM_END);
+	qkm_prom_u64(&w, "qkm_ctl_saes", revoked, "controller", id, "state", "revoked",
+		     QKM_PROM_END);
+	qkm_prom_family(&w, "qkm_ctl_decisions_total", "counter",
+			"The controller's own records, by event: route-set (a route changed), "
+			"sae-registered, sae-revoked, compromise (an order), mode-set, ...; ever.");
+	for (size_t i = 0; i < c->n_decisions; i++)
+		qkm_prom_u64(&w, "qkm_ctl_decisions_total", c->decisions[i].n, "controller", id,
+			     "event", c->decisions[i].event, QKM_PROM_END);
+	qkm_prom_family(&w, "qkm_ctl_compromise_orders_pending", "gauge",
+			"Compromise orders still owed to nodes that were away when given.");
+	qkm_prom_u64(&w, "qkm_ctl_compromise_orders_pending", c->n_pending_orders, "controller",
+		     id, QKM_PROM_END);
+	struct qkm_ledger_audit_stats as;
+	qkm_ledger_audit_stats(c->lg, &as);
+	qkm_prom_family(&w, "qkm_ctl_audits_total", "counter",
+			"Ledger audits run since the controller started.");
+	qkm_prom_u64(&w, "qkm_ctl_audits_total", as.runs, "controller", id, QKM_PROM_END);
+	qkm_prom_family(&w, "qkm_ctl_audits_failed_total", "counter",
+			"Ledger audits that ended in an error (no result) since the controller "
+			"started.");
+	qkm_prom_u64(&w, "qkm_ctl_audits_failed_total", as.failed, "controller", id, QKM_PROM_END);
+	qkm_prom_family(&w, "qkm_ctl_audit_problems_total", "counter",
+			"Audit findings, summed over the audits run since the controller started.");
+	qkm_prom_u64(&w, "qkm_ctl_audit_problems_total", as.problems, "controller", id,
+		     QKM_PROM_END);
+	qkm_prom_family(&w, "qkm_ctl_audit_last_problems", "gauge",
+			"Findings of the last audit (0 before any).");
+	qkm_prom_u64(&w, "qkm_ctl_audit_last_problems", (uint64_t)as.last_problems, "controller",
+		     id, QKM_PROM_END);
+	if (qkm_prom_end(&w))
+		qkm_http_reply_error(req, 500, "metrics unavailable (out of memory)");
+	else
+		qkm_http_reply(req, 200, "text/plain; version=0.0.4; charset=utf-8", b.p, b.len,
+			       false);
+	qkm_buf_fini(&b);
 }
 
 static int rec_add(const char *node, const struct qkm_lc_event *ev, void *arg)
@@ -1614,6 +1779,9 @@ static void api_handle(struct qkm_http_req *req, void *arg)
 	bool post = strcmp(req->method, "POST") == 0;
 	if (strcmp(p, "/status") == 0 || (strcmp(p, "/routes") == 0 && !post))
 		api_status(c, req);
+	else if (strcmp(p, "/metrics") == 0 || strcmp(p, "/healthz") == 0 ||
+		 strcmp(p, "/readyz") == 0)
+		api_metrics_health(c, req);
 	else if (strcmp(p, "/records") == 0)
 		api_records(c, req);
 	else if (strcmp(p, "/audit") == 0)

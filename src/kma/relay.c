@@ -909,6 +909,7 @@ static int relay_start(struct qkm_relay *r, struct dest *d, uint64_t now_ns)
 	rc = txn_end(r, rc);
 	if (rc)
 		goto out_kf;
+	r->stats.started++;
 	r->stats.link_bytes += ng ? lk->len - (by_ref ? size : 0) : 0;
 	if ((rc = put_header(&fb, &start, QKM_MSG_RELAY, &batch, (uint64_t)seq, rt->path, rt->n, 1,
 			     method, pad,
@@ -1127,6 +1128,7 @@ int qkm_relay_on_hop(struct qkm_relay *r, const char *from, const struct qkm_fra
 		}
 		if (rc)
 			goto out;
+		r->stats.received++;
 		r->stats.received_bytes += kf.data->len;
 		if (send_ack(r, h->src, &h->batch, true, level, NULL))
 			log_debug("relay: acknowledgement to %s not sent; it will ask", h->src);
@@ -1168,6 +1170,7 @@ int qkm_relay_on_hop(struct qkm_relay *r, const char *from, const struct qkm_fra
 	rc = txn_end(r, rc);
 	if (rc)
 		goto out;
+	r->stats.forwarded++;
 	r->stats.forwarded_bytes += kf.data->len;
 	r->stats.link_bytes += olk->len;
 	if ((rc = put_header(&fb, &start, QKM_MSG_RELAY, &h->batch, h->seq,
@@ -1377,6 +1380,7 @@ static void xor_done(struct qkm_relay *r, struct xacc *x, uint64_t now_ns)
 	}
 	if (rc)
 		goto fail;
+	r->stats.received++;
 	r->stats.received_bytes += x->acc->len;
 	if (send_ack(r, h->src, &h->batch, true, QKM_BLOCK_ITS, NULL))
 		log_debug("relay: acknowledgement to %s not sent; it will ask", h->src);
@@ -1509,6 +1513,7 @@ static int xor_start(struct qkm_relay *r, struct dest *d, uint64_t now_ns)
 	rc = txn_end(r, rc);
 	if (rc)
 		goto out;
+	r->stats.started++;
 	r->stats.link_bytes += size;
 	flight_add(d, &h->batch, (uint32_t)size, now_ns);
 	d->last_seq = h->seq;
@@ -1611,6 +1616,7 @@ static int on_xor_next(struct qkm_relay *r, const char *from, const struct qkm_f
 	rc = txn_end(r, rc);
 	if (rc)
 		goto out;
+	r->stats.forwarded++;
 	r->stats.forwarded_bytes += h->pad_len;
 	r->stats.link_bytes += h->pad_len;
 	qkm_xor(kin->p, kin->p, kout->p, h->pad_len);
@@ -1733,6 +1739,7 @@ static void settle(struct qkm_relay *r, struct dest *d, const struct qkm_id *bat
 	if (rc)
 		goto fail;
 	if (ok) {
+		r->stats.confirmed++;
 		r->stats.relayed_bytes += bytes;
 		/* A relay started after the last failure went through: the
 		 * back-off is over (demand waits it out, qkm_relay_want) and so

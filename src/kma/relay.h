@@ -105,6 +105,10 @@ int qkm_relay_want(struct qkm_relay *r, const char *node, size_t bytes, uint64_t
 const char *qkm_relay_why(const struct qkm_relay *r, const char *node);
 
 struct qkm_relay_stats {
+	uint64_t started;           /* relays sent, as origin */
+	uint64_t confirmed;         /* relays the destination confirmed, as origin */
+	uint64_t forwarded;         /* relays passed on (or shares XORed), as a relay node */
+	uint64_t received;          /* relays stored, as destination */
 	uint64_t relayed_bytes;     /* end-to-end key bytes confirmed, as origin */
 	uint64_t received_bytes;    /* end-to-end key bytes stored, as destination */
 	uint64_t forwarded_bytes;   /* key bytes passed on, as a relay node */

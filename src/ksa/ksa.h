@@ -9,6 +9,7 @@
 #include "core/config.h"
 #include "core/id.h"
 #include "kma/kma.h"
+#include "proto/metrics.h"
 #include "store/store.h"
 
 struct qkm_ksa;
@@ -25,6 +26,12 @@ size_t qkm_ksa_drop(struct qkm_ksa *k, const struct qkm_id *ids, size_t n);
  * (*rate) or in-flight cap (*in_flight), both OUT; 0 for a NULL k. Safe
  * from any thread. */
 void qkm_ksa_refusals(struct qkm_ksa *k, uint64_t *rate /* OUT */, uint64_t *in_flight /* OUT */);
+/* Counts of every ETSI 014 answer written since start (ksa/meter.h), OUT;
+ * zeros for a NULL k. Safe from any thread. */
+void qkm_ksa_metrics(struct qkm_ksa *k, struct qkm_metrics_etsi *out /* OUT */);
+/* True if the ETSI 014 thread's event loop ran within max_ns before now_ns
+ * (qkm_mono_ns): it beats once a second. True for a NULL k. */
+bool qkm_ksa_alive(struct qkm_ksa *k, uint64_t now_ns, uint64_t max_ns);
 /* KSA keys in stock for applications whose slaves are at peer. */
 uint64_t qkm_ksa_stock_keys(struct qkm_ksa *k, const char *peer);
 

@@ -15,12 +15,19 @@
  * not registered here is refused at once, and one over its request rate or
  * holding its cap of requests in flight (forwarded, not yet answered) gets
  * 503 at once, before its request is parsed or queued; nothing about its
- * keys changes. */
+ * keys changes.
+ *
+ * Every answer the front end writes is counted (ksa/meter.h, for /metrics)
+ * as it is written, on the front end's thread: by caller, endpoint, status
+ * and reason (the main thread's reason comes back with its answer), with
+ * the time since the request arrived. An answer for a client that left is
+ * not written, so not counted. */
 #include "ksa/ksa.h"
 #include "core/saes.h"
 #include "core/log.h"
 #include "core/secret.h"
 #include "ksa/limit.h"
+#include "ksa/meter.h"
 #include "ksa/stock.h"
 #include "ksa/supply.h"
 #include "net/http.h"
@@ -35,6 +42,7 @@
 #define KSA_MAX_BODY (1u << 20)
 #define KSA_TICK_MS 100
 #define KSA_LIMIT_LOG_NS 60000000000ull /* limit refusals: one log line a minute */
+#define KSA_BEAT_MS 1000                  /* the front end's heartbeat (qkm_ksa_alive) */
 
 /* A request the front end checked and parsed, handed to the main thread
  * for supply; or (XREQ_FORGET) word that the client of request id left. */
@@ -54,6 +62,7 @@ struct xreply {
 	struct xreply *next;
 	uint64_t id;
 	int status;
+	const char *reason;      /* supply's label for an error (static); NULL for 200 */
 	struct qkm_secret *body; /* NULL for an empty body */
 };
 
@@ -63,6 +72,9 @@ struct fwd {
 	uint64_t id;
 	struct qkm_http_req *req;
 	size_t slot; /* the caller's limiter slot: released with the answer */
+	enum qkm_etsi_endpoint ep;
+	uint32_t keys;  /* keys a 200 answer carries (0 for status) */
+	uint64_t t0_ns; /* arrival (qkm_mono_ns) */
 };
 
 struct qkm_ksa {
@@ -88,6 +100,9 @@ struct qkm_ksa {
 	/* Limit refusals since start: written by the front end, read by the
 	 * main thread (metrics). */
 	_Atomic uint64_t refused_rate, refused_in_flight;
+	struct qkm_meter *meter;   /* every answer (locks itself) */
+	struct event *beat_ev;
+	_Atomic uint64_t beat_ns;  /* the front end's loop last ran its heartbeat */
 
 	pthread_mutex_t mu; /* the two queues */
 	struct xreq *in, **in_tail;
@@ -130,7 +145,8 @@ static const char *op_why(const char *peer, void *arg)
 
 /* Sends the answer to the front end; the body (maybe keys) travels in the
  * secure heap. If that copy fails the client gets a 503 without a body. */
-static void op_reply(void *req, int status, const uint8_t *body, size_t len, void *arg)
+static void op_reply(void *req, int status, const char *reason, const uint8_t *body, size_t len,
+		     void *arg)
 {
 	struct qkm_ksa *k = arg;
 	struct xreq *x = req;
@@ -143,8 +159,11 @@ static void op_reply(void *req, int status, const uint8_t *body, size_t len, voi
 	if (r) {
 		r->id = x->id;
 		r->status = status;
-		if (len && !(r->body = qkm_secret_dup(body, len)))
+		r->reason = reason;
+		if (len && !(r->body = qkm_secret_dup(body, len))) {
 			r->status = 503;
+			r->reason = "out_of_memory";
+		}
 		pthread_mutex_lock(&k->mu);
 		*k->out_tail = r;
 		k->out_tail = &r->next;
@@ -278,10 +297,27 @@ static void on_in(evutil_socket_t fd, short what, void *arg)
 
 /* ---- front end ----------------------------------------------------------- */
 
-static void fe_error(struct qkm_http_req *req, int status, const char *msg)
+/* The request fe_handle is answering, and what its answer is counted as. */
+struct fe_call {
+	struct qkm_ksa *k;
+	struct qkm_http_req *req;
+	enum qkm_etsi_endpoint ep;
+	uint64_t t0_ns; /* arrival (qkm_mono_ns) */
+};
+
+/* Counts the answer c is about to get (req->name is valid until then). */
+static void fe_count(const struct fe_call *c, int status, const char *reason, uint32_t keys)
+{
+	qkm_meter_answer(c->k->meter, c->req->name, c->ep, status, reason, keys,
+			 qkm_mono_ns() - c->t0_ns);
+}
+
+/* An Error answer; reason is its label in the metrics. */
+static void fe_error(const struct fe_call *c, int status, const char *reason, const char *msg)
 {
 	char *body = qkm_etsi_error_json(msg, NULL);
-	qkm_http_reply(req, status, "application/json", body ? body : "{}",
+	fe_count(c, status, reason, 0);
+	qkm_http_reply(c->req, status, "application/json", body ? body : "{}",
 		       body ? strlen(body) : 2, false);
 	free(body);
 }
@@ -289,15 +325,18 @@ static void fe_error(struct qkm_http_req *req, int status, const char *msg)
 /* 503 for a request over one of its SAE's limits: an Error whose details
  * name the limit, and Retry-After (seconds, at least 1). Logged at most
  * once a minute: a flood must not flood the log too. */
-static void fe_refuse(struct qkm_ksa *k, struct qkm_http_req *req, const char *msg,
+static void fe_refuse(const struct fe_call *c, const char *msg, const char *details,
 		      const char *reason, uint64_t retry_ns)
 {
+	struct qkm_ksa *k = c->k;
+	struct qkm_http_req *req = c->req;
 	uint64_t now = qkm_mono_ns(), secs = (retry_ns + 999999999u) / 1000000000u;
 	if (!k->limit_log_ns || now - k->limit_log_ns >= KSA_LIMIT_LOG_NS) {
 		k->limit_log_ns = now;
 		log_warnx("ksa: %s (logged at most once a minute)", msg);
 	}
-	char *body = qkm_etsi_error_json(msg, reason);
+	char *body = qkm_etsi_error_json(msg, details);
+	fe_count(c, 503, reason, 0);
 	qkm_http_set_retry_after(req, secs ? (uint32_t)(secs < 3600 ? secs : 3600) : 1);
 	qkm_http_reply(req, 503, "application/json", body ? body : "{}", body ? strlen(body) : 2,
 		       false);
@@ -324,8 +363,10 @@ static bool fe_slot(const struct qkm_ksa *k, const char *name, size_t *slot)
 
 /* Takes one of slot's tokens; false (and the request answered) when the
  * SAE is over its request rate. */
-static bool fe_admit(struct qkm_ksa *k, struct qkm_http_req *req, size_t slot)
+static bool fe_admit(const struct fe_call *c, size_t slot)
 {
+	struct qkm_ksa *k = c->k;
+	struct qkm_http_req *req = c->req;
 	uint64_t wait_ns;
 	if (qkm_limit_request(k->limit, slot, qkm_mono_ns(), &wait_ns) == QKM_LIMIT_OK)
 		return true;
@@ -334,7 +375,7 @@ static bool fe_admit(struct qkm_ksa *k, struct qkm_http_req *req, size_t slot)
 		 "SAE %s is over its request rate (%u requests/s, burst %u); retry later", req->name,
 		 (unsigned)k->cfg->limits.sae_rate, (unsigned)k->cfg->limits.sae_burst);
 	atomic_fetch_add(&k->refused_rate, 1);
-	fe_refuse(k, req, msg, "request rate limit (limits.sae_rate)", wait_ns);
+	fe_refuse(c, msg, "request rate limit (limits.sae_rate)", "rate_limit", wait_ns);
 	return false;
 }
 
@@ -367,10 +408,13 @@ static void fe_gone(struct qkm_http_req *req, void *arg)
 }
 
 /* Hands x (filled in but for its number) to the main thread; req gets the
- * answer when it comes. Unless the caller (limiter slot) already holds its
- * cap of requests in flight: then 503 now, nothing queued. */
-static void fe_forward(struct qkm_ksa *k, struct qkm_http_req *req, struct xreq *x, size_t slot)
+ * answer when it comes (a 200 carrying keys keys). Unless the caller
+ * (limiter slot) already holds its cap of requests in flight: then 503 now,
+ * nothing queued. */
+static void fe_forward(const struct fe_call *c, struct xreq *x, size_t slot, uint32_t keys)
 {
+	struct qkm_ksa *k = c->k;
+	struct qkm_http_req *req = c->req;
 	if (qkm_limit_hold(k->limit, slot) != QKM_LIMIT_OK) {
 		char msg[200];
 		xreq_free(x);
@@ -378,17 +422,20 @@ static void fe_forward(struct qkm_ksa *k, struct qkm_http_req *req, struct xreq 
 			 "SAE %s already has %u requests in flight, its limit; retry when one is "
 			 "answered", req->name, (unsigned)k->cfg->limits.sae_in_flight);
 		atomic_fetch_add(&k->refused_in_flight, 1);
-		fe_refuse(k, req, msg, "in-flight limit (limits.sae_in_flight)", 0);
+		fe_refuse(c, msg, "in-flight limit (limits.sae_in_flight)", "in_flight_limit", 0);
 		return;
 	}
 	struct fwd *f = calloc(1, sizeof(*f));
 	if (!f) {
 		qkm_limit_release(k->limit, slot);
 		xreq_free(x);
-		fe_error(req, 503, "out of memory");
+		fe_error(c, 503, "out_of_memory", "out of memory");
 		return;
 	}
 	f->slot = slot;
+	f->ep = c->ep;
+	f->keys = keys;
+	f->t0_ns = c->t0_ns;
 	snprintf(x->name, sizeof(x->name), "%s", req->name);
 	x->id = f->id = ++k->next_id;
 	f->req = req;
@@ -402,9 +449,11 @@ static void fe_forward(struct qkm_ksa *k, struct qkm_http_req *req, struct xreq 
  * combination) of an SAE registered here for a slave registered at
  * another node, of a size and number the main thread let into the stock.
  * true if answered. */
-static bool fe_from_stock(struct qkm_ksa *k, struct qkm_http_req *req, const char *slave,
+static bool fe_from_stock(const struct fe_call *c, const char *slave,
 			  const struct qkm_etsi_key_request *r)
 {
+	struct qkm_ksa *k = c->k;
+	struct qkm_http_req *req = c->req;
 	const char *cn = qkm_sae_node(k->cfg, req->name), *sn = qkm_sae_node(k->cfg, slave);
 	if (!cn || strcmp(cn, k->cfg->id) != 0 || !sn || strcmp(sn, k->cfg->id) == 0)
 		return false;
@@ -428,12 +477,14 @@ static bool fe_from_stock(struct qkm_ksa *k, struct qkm_http_req *req, const cha
 		event_active(k->flush_ev, EV_READ, 0);
 	struct qkm_buf b;
 	qkm_buf_init(&b, qkm_etsi_keys_json_size(number, size / 8), true);
-	if (qkm_etsi_keys_json_run(&b, number, ids, data->p, size / 8))
+	if (qkm_etsi_keys_json_run(&b, number, ids, data->p, size / 8)) {
 		/* Taken and recorded supplied, but not delivered: the keys
 		 * are lost to this master, never handed out twice. */
-		fe_error(req, 503, "out of memory");
-	else
+		fe_error(c, 503, "out_of_memory", "out of memory");
+	} else {
+		fe_count(c, 200, NULL, number);
 		qkm_http_reply(req, 200, "application/json", b.p, b.len, true);
+	}
 	qkm_buf_fini(&b);
 	qkm_secret_free(data);
 	return true;
@@ -448,13 +499,15 @@ static void fe_handle(struct qkm_http_req *req, void *arg)
 	char err[300], sae[QKM_NAME_MAX], what[16];
 	const char *msg;
 	size_t slot;
+	const struct fe_call c = {k, req, qkm_etsi_endpoint_of(req->path), qkm_mono_ns()};
 	if (strcmp(req->role, "sae") != 0) {
-		fe_error(req, 401, "only applications (SAE certificates) may use this API");
+		fe_error(&c, 401, "not_sae",
+			 "only applications (SAE certificates) may use this API");
 		return;
 	}
 	if (k->cfg->registry && qkm_saes_revoked(k->cfg->registry, req->name)) {
 		snprintf(err, sizeof(err), "SAE '%s' is revoked", req->name);
-		fe_error(req, 401, err);
+		fe_error(&c, 401, "revoked", err);
 		return;
 	}
 	/* Who asks, then whether they may now, then what they ask (R-SUP-1;
@@ -463,14 +516,14 @@ static void fe_handle(struct qkm_http_req *req, void *arg)
 	if (!fe_slot(k, req->name, &slot)) {
 		snprintf(err, sizeof(err), "SAE '%s' is not registered at node %s", req->name,
 			 k->cfg->id);
-		fe_error(req, 401, err);
+		fe_error(&c, 401, "not_registered", err);
 		return;
 	}
-	if (!fe_admit(k, req, slot))
+	if (!fe_admit(&c, slot))
 		return;
 	int code = route(req->path, sae, what, &msg);
 	if (code) {
-		fe_error(req, code, msg);
+		fe_error(&c, code, code == 404 ? "no_resource" : "bad_sae_id", msg);
 		return;
 	}
 	bool get = strcmp(req->method, "GET") == 0;
@@ -479,7 +532,7 @@ static void fe_handle(struct qkm_http_req *req, void *arg)
 	enum xreq_op op;
 	if (strcmp(what, "status") == 0) {
 		if (!get) {
-			fe_error(req, 405, "method not allowed here");
+			fe_error(&c, 405, "method", "method not allowed here");
 			return;
 		}
 		op = XREQ_STATUS;
@@ -487,21 +540,21 @@ static void fe_handle(struct qkm_http_req *req, void *arg)
 		if (get ? qkm_etsi_parse_enc_query(req->query, &enc, err, sizeof(err))
 			: qkm_etsi_parse_key_request(req->body, req->body_len, &enc, err,
 						     sizeof(err))) {
-			fe_error(req, 400, err);
+			fe_error(&c, 400, "bad_request", err);
 			return;
 		}
-		if (fe_from_stock(k, req, sae, &enc))
+		if (fe_from_stock(&c, sae, &enc))
 			return;
 		op = XREQ_ENC;
 	} else {
 		if (!(dec = malloc(sizeof(*dec)))) {
-			fe_error(req, 503, "out of memory");
+			fe_error(&c, 503, "out_of_memory", "out of memory");
 			return;
 		}
 		if (get ? qkm_etsi_parse_dec_query(req->query, dec, err, sizeof(err))
 			: qkm_etsi_parse_key_ids(req->body, req->body_len, dec, err, sizeof(err))) {
 			free(dec);
-			fe_error(req, 400, err);
+			fe_error(&c, 400, "bad_request", err);
 			return;
 		}
 		op = XREQ_DEC;
@@ -509,7 +562,7 @@ static void fe_handle(struct qkm_http_req *req, void *arg)
 	struct xreq *x = calloc(1, sizeof(*x));
 	if (!x) {
 		free(dec);
-		fe_error(req, 503, "out of memory");
+		fe_error(&c, 503, "out_of_memory", "out of memory");
 		return;
 	}
 	x->op = op;
@@ -517,7 +570,12 @@ static void fe_handle(struct qkm_http_req *req, void *arg)
 	if (op == XREQ_ENC)
 		x->enc = enc;
 	x->dec = dec;
-	fe_forward(k, req, x, slot);
+	/* What a 200 carries: enc_keys "number" keys (1 by default), dec_keys
+	 * every key asked for (one bad ID refuses them all). */
+	fe_forward(&c, x, slot,
+		   op == XREQ_ENC   ? (enc.number ? enc.number : 1)
+		   : op == XREQ_DEC ? (uint32_t)dec->n
+				    : 0);
 }
 
 /* Front end: answers from the main thread. */
@@ -536,6 +594,8 @@ static void fe_on_out(evutil_socket_t fd, short what, void *arg)
 				struct fwd *f = *pp;
 				*pp = f->next;
 				qkm_limit_release(k->limit, f->slot);
+				qkm_meter_answer(k->meter, f->req->name, f->ep, r->status,
+						 r->reason, f->keys, qkm_mono_ns() - f->t0_ns);
 				qkm_http_reply(f->req, r->status, "application/json",
 					       r->body ? r->body->p : NULL, r->body ? r->body->len : 0,
 					       true);
@@ -546,6 +606,13 @@ static void fe_on_out(evutil_socket_t fd, short what, void *arg)
 		free(r);
 		r = next;
 	}
+}
+
+/* The front end's loop is running: qkm_ksa_alive reads this. */
+static void fe_on_beat(evutil_socket_t fd, short what, void *arg)
+{
+	struct qkm_ksa *k = arg;
+	atomic_store(&k->beat_ns, qkm_mono_ns());
 }
 
 static void fe_on_stop(evutil_socket_t fd, short what, void *arg)
@@ -582,6 +649,8 @@ struct qkm_ksa *qkm_ksa_new(struct event_base *base, const struct qkm_node_cfg *
 	sc->node = cfg;
 	sc->preserve = cfg->preserve;
 	k->stock = qkm_stock_new();
+	k->meter = qkm_meter_new();
+	atomic_store(&k->beat_ns, qkm_mono_ns());
 	k->limit = qkm_limit_new(&cfg->limits, cfg->registry ? QKM_SAES_MAX : cfg->n_saes);
 	sc->stock = k->stock;
 	struct qkm_supply_ops ops = {op_send, op_ready, op_relay, op_why, op_reply, k};
@@ -590,16 +659,20 @@ struct qkm_ksa *qkm_ksa_new(struct event_base *base, const struct qkm_node_cfg *
 	k->tick_ev = event_new(base, -1, EV_PERSIST, on_tick, k);
 	k->in_ev = event_new(base, -1, 0, on_in, k);
 	k->fbase = event_base_new();
-	if (!k->supply || !k->limit || !k->flush_ev || !k->tick_ev || !k->in_ev || !k->fbase)
+	if (!k->supply || !k->limit || !k->meter || !k->flush_ev || !k->tick_ev || !k->in_ev ||
+	    !k->fbase)
 		goto fail;
 	k->out_ev = event_new(k->fbase, -1, 0, fe_on_out, k);
 	k->stop_ev = event_new(k->fbase, -1, 0, fe_on_stop, k);
+	k->beat_ev = event_new(k->fbase, -1, EV_PERSIST, fe_on_beat, k);
 	k->http = qkm_http_server_new(k->fbase, server_ctx, cfg->etsi014_listen, KSA_MAX_BODY,
 				      fe_handle, k);
-	if (!k->out_ev || !k->stop_ev || !k->http)
+	if (!k->out_ev || !k->stop_ev || !k->beat_ev || !k->http)
 		goto fail;
 	struct timeval tv = {0, KSA_TICK_MS * 1000L};
 	event_add(k->tick_ev, &tv);
+	struct timeval beat = {KSA_BEAT_MS / 1000, (KSA_BEAT_MS % 1000) * 1000L};
+	event_add(k->beat_ev, &beat);
 	struct qkm_kma_hooks h = {hook_frame, hook_pool, hook_keys, k};
 	qkm_kma_set_hooks(kma, &h);
 	if (pthread_create(&k->th, NULL, fe_main, k) != 0) {
@@ -623,6 +696,19 @@ void qkm_ksa_refusals(struct qkm_ksa *k, uint64_t *rate, uint64_t *in_flight)
 {
 	*rate = k ? atomic_load(&k->refused_rate) : 0;
 	*in_flight = k ? atomic_load(&k->refused_in_flight) : 0;
+}
+
+void qkm_ksa_metrics(struct qkm_ksa *k, struct qkm_metrics_etsi *out)
+{
+	qkm_meter_snapshot(k ? k->meter : NULL, out);
+}
+
+bool qkm_ksa_alive(struct qkm_ksa *k, uint64_t now_ns, uint64_t max_ns)
+{
+	if (!k)
+		return true;
+	uint64_t beat = atomic_load(&k->beat_ns); /* may be a moment after now_ns */
+	return beat >= now_ns || now_ns - beat <= max_ns;
 }
 
 uint64_t qkm_ksa_stock_keys(struct qkm_ksa *k, const char *peer)
@@ -668,8 +754,11 @@ void qkm_ksa_free(struct qkm_ksa *k)
 	}
 	qkm_stock_free(k->stock);
 	qkm_limit_free(k->limit);
+	qkm_meter_free(k->meter);
 	if (k->out_ev)
 		event_free(k->out_ev);
+	if (k->beat_ev)
+		event_free(k->beat_ev);
 	if (k->stop_ev)
 		event_free(k->stop_ev);
 	if (k->fbase)

@@ -91,9 +91,12 @@ void qkm_supply_cfg_defaults(struct qkm_supply_cfg *cfg)
 
 /* ---- helpers ----------------------------------------------------------- */
 
-static void reply_error(struct qkm_supply *s, void *req, int status, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-static void reply_error(struct qkm_supply *s, void *req, int status, const char *fmt, ...)
+/* An Error answer: status, reason (the label ops.reply passes on) and the
+ * message for the application. */
+static void reply_error(struct qkm_supply *s, void *req, int status, const char *reason,
+			const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+static void reply_error(struct qkm_supply *s, void *req, int status, const char *reason,
+			const char *fmt, ...)
 {
 	char msg[300];
 	va_list ap;
@@ -102,11 +105,11 @@ static void reply_error(struct qkm_supply *s, void *req, int status, const char 
 	va_end(ap);
 	char *body = qkm_etsi_error_json(msg, NULL);
 	if (body) {
-		s->ops.reply(req, status, (const uint8_t *)body, strlen(body), s->ops.arg);
+		s->ops.reply(req, status, reason, (const uint8_t *)body, strlen(body), s->ops.arg);
 		free(body);
 	} else {
-		s->ops.reply(req, 503, (const uint8_t *)"{\"message\":\"out of memory\"}", 27,
-			     s->ops.arg);
+		s->ops.reply(req, 503, "out_of_memory",
+			     (const uint8_t *)"{\"message\":\"out of memory\"}", 27, s->ops.arg);
 	}
 }
 
@@ -223,20 +226,25 @@ static struct peer *check_pair(struct qkm_supply *s, void *req, const char *call
 	const char *cn = sae_node(s, caller), *sn;
 	struct peer *p;
 	if (!cn || strcmp(cn, s->cfg.self) != 0) {
-		reply_error(s, req, 401, "SAE '%s' is not registered at node %s", caller, s->cfg.self);
+		reply_error(s, req, 401, "not_registered", "SAE '%s' is not registered at node %s",
+			    caller, s->cfg.self);
 		return NULL;
 	}
 	if (!qkm_name_valid(slave) || !(sn = sae_node(s, slave))) {
-		reply_error(s, req, 400, "slave SAE '%s' is not registered", slave);
+		reply_error(s, req, 400, "unknown_slave", "slave SAE '%s' is not registered",
+			    slave);
 		return NULL;
 	}
 	if (strcmp(sn, s->cfg.self) == 0) {
-		reply_error(s, req, 400, "slave SAE '%s' is attached to this node: no QKD key pool "
-					 "between an SAE and itself", slave);
+		reply_error(s, req, 400, "same_node",
+			    "slave SAE '%s' is attached to this node: no QKD key pool "
+			    "between an SAE and itself",
+			    slave);
 		return NULL;
 	}
 	if (!(p = peer_find(s, sn))) {
-		reply_error(s, req, 400, "no key pool shared with node %s (slave SAE '%s')", sn, slave);
+		reply_error(s, req, 400, "no_pool",
+			    "no key pool shared with node %s (slave SAE '%s')", sn, slave);
 		return NULL;
 	}
 	return p;
@@ -251,7 +259,7 @@ void qkm_supply_status(struct qkm_supply *s, void *req, const char *caller, cons
 	struct qkm_etsi_status st;
 	memset(&st, 0, sizeof(st));
 	if (qkm_store_pool_stats(s->st, p->name, &ps)) {
-		reply_error(s, req, 503, "key store unavailable");
+		reply_error(s, req, 503, "store", "key store unavailable");
 		return;
 	}
 	snprintf(st.source_KME_ID, sizeof(st.source_KME_ID), "%s", s->cfg.self);
@@ -271,10 +279,10 @@ void qkm_supply_status(struct qkm_supply *s, void *req, const char *caller, cons
 	st.max_SAE_ID_count = s->cfg.max_sae_count;
 	char *body = qkm_etsi_status_json(&st);
 	if (!body) {
-		reply_error(s, req, 503, "out of memory");
+		reply_error(s, req, 503, "out_of_memory", "out of memory");
 		return;
 	}
-	s->ops.reply(req, 200, (const uint8_t *)body, strlen(body), s->ops.arg);
+	s->ops.reply(req, 200, NULL, (const uint8_t *)body, strlen(body), s->ops.arg);
 	free(body);
 }
 
@@ -289,29 +297,30 @@ void qkm_supply_enc(struct qkm_supply *s, void *req, const char *caller, const c
 	uint32_t size = r->size ? r->size : s->cfg.key_size;
 	uint32_t number = r->number ? r->number : 1;
 	if (size % 8 || size < s->cfg.min_key_size || size > s->cfg.max_key_size) {
-		reply_error(s, req, 400, "size %u: must be a multiple of 8 from %u to %u", size,
+		reply_error(s, req, 400, "bad_size",
+			    "size %u: must be a multiple of 8 from %u to %u", size,
 			    s->cfg.min_key_size, s->cfg.max_key_size);
 		return;
 	}
 	if (number > s->cfg.max_key_per_request) {
-		reply_error(s, req, 400, "number %u: at most %u keys per request", number,
-			    s->cfg.max_key_per_request);
+		reply_error(s, req, 400, "too_many_keys", "number %u: at most %u keys per request",
+			    number, s->cfg.max_key_per_request);
 		return;
 	}
 	if (r->n_additional > s->cfg.max_sae_count) {
-		reply_error(s, req, 400, "%zu additional slave SAEs: at most %u", r->n_additional,
-			    s->cfg.max_sae_count);
+		reply_error(s, req, 400, "too_many_slaves", "%zu additional slave SAEs: at most %u",
+			    r->n_additional, s->cfg.max_sae_count);
 		return;
 	}
 	struct enc_req *e = calloc(1, sizeof(*e));
 	if (!e) {
-		reply_error(s, req, 503, "out of memory");
+		reply_error(s, req, 503, "out_of_memory", "out of memory");
 		return;
 	}
 	for (size_t i = 0; i < r->n_additional; i++) {
 		const char *an = sae_node(s, r->additional[i]);
 		if (!an || strcmp(an, p->name) != 0 || strcmp(r->additional[i], slave) == 0) {
-			reply_error(s, req, 400,
+			reply_error(s, req, 400, "bad_additional_slave",
 				    "additional slave SAE '%s' is not registered at node %s, the "
 				    "slave's node", r->additional[i], p->name);
 			free(e);
@@ -320,8 +329,10 @@ void qkm_supply_enc(struct qkm_supply *s, void *req, const char *caller, const c
 		list_add(e->additional, sizeof(e->additional), r->additional[i]);
 	}
 	if (!p->up || !s->ops.ready(p->name, s->ops.arg)) {
-		reply_error(s, req, 503, "key pool with node %s is not available (KSA link down "
-					 "or reconciling)", p->name);
+		reply_error(s, req, 503, "pool_unavailable",
+			    "key pool with node %s is not available (KSA link down "
+			    "or reconciling)",
+			    p->name);
 		free(e);
 		return;
 	}
@@ -365,14 +376,15 @@ static void round_free(struct round *r)
 }
 
 /* Fails every request of a round (or a queue) with status/message. */
-static void fail_reqs(struct qkm_supply *s, struct enc_req *e, int status, const char *msg)
+static void fail_reqs(struct qkm_supply *s, struct enc_req *e, int status, const char *reason,
+		      const char *msg)
 {
 	for (; e; e = e->next)
 		if (e->stock && e->req) {
 			qkm_stock_refill_failed(s->cfg.stock, e->stock - 1);
 			e->req = NULL;
 		} else if (e->req) {
-			reply_error(s, e->req, status, "%s", msg);
+			reply_error(s, e->req, status, reason, "%s", msg);
 			e->req = NULL;
 		}
 }
@@ -525,7 +537,7 @@ static void round_start(struct qkm_supply *s, struct peer *p, uint64_t now_ns)
 			 its_only ? "ITS (OTP-only) " : "", p->name, (unsigned long long)total,
 			 (unsigned long long)(its_only ? ps.enc_its_bytes : ps.enc_bytes),
 			 rwhy[0] ? "; relay: " : "", rwhy);
-		fail_reqs(s, r->reqs, 503, msg);
+		fail_reqs(s, r->reqs, 503, "no_key", msg);
 		goto done;
 	}
 	if (rc) {
@@ -619,11 +631,11 @@ cancel:
 	/* Consumed but never offered: the keys stay OFFERED here and are
 	 * cancelled with the peer at the next reconciliation. */
 	p->cancel_sent = false;
-	fail_reqs(s, r->reqs, 503, "KSA link to the slave's node failed");
+	fail_reqs(s, r->reqs, 503, "peer_link", "KSA link to the slave's node failed");
 	goto done;
 fail:
 	if (r)
-		fail_reqs(s, r->reqs, 503, why);
+		fail_reqs(s, r->reqs, 503, "round_failed", why);
 	log_warnx("supply to %s: round failed: %s (%s)", p->name, why, qkm_strerror(rc));
 done:
 	round_free(r);
@@ -757,7 +769,8 @@ void qkm_supply_flush(struct qkm_supply *s, uint64_t now_ns)
 				struct enc_req *q = p->queue;
 				p->queue = NULL;
 				p->queue_tail = &p->queue;
-				fail_reqs(s, q, 503, "key pool not available: KSA link down");
+				fail_reqs(s, q, 503, "pool_unavailable",
+					  "key pool not available: KSA link down");
 				while (q) {
 					struct enc_req *n = q->next;
 					free(q);
@@ -786,7 +799,8 @@ static void round_done(struct qkm_supply *s, struct peer *p, struct round *r,
 			}
 		qkm_secret_free(ss);
 		if (crc) {
-			fail_reqs(s, r->reqs, 503, "key combination with the slave's node failed");
+			fail_reqs(s, r->reqs, 503, "combination",
+				  "key combination with the slave's node failed");
 			p->cancel_sent = false;
 			return;
 		}
@@ -821,7 +835,7 @@ static void round_done(struct qkm_supply *s, struct peer *p, struct round *r,
 	else
 		qkm_store_rollback(s->st);
 	if (rc) {
-		fail_reqs(s, r->reqs, 503, "key store unavailable");
+		fail_reqs(s, r->reqs, 503, "store", "key store unavailable");
 		p->cancel_sent = false;
 		return;
 	}
@@ -843,9 +857,9 @@ static void round_done(struct qkm_supply *s, struct peer *p, struct round *r,
 		qkm_buf_init(&b, qkm_etsi_keys_json_size(e->number, e->size / 8), true);
 		if (qkm_etsi_keys_json_run(&b, e->number, &r->ids[e->first_key],
 					   r->data->p + r->offs[e->first_key], e->size / 8))
-			reply_error(s, e->req, 503, "out of memory");
+			reply_error(s, e->req, 503, "out_of_memory", "out of memory");
 		else
-			s->ops.reply(e->req, 200, b.p, b.len, s->ops.arg);
+			s->ops.reply(e->req, 200, NULL, b.p, b.len, s->ops.arg);
 		e->req = NULL;
 		qkm_buf_fini(&b);
 	}
@@ -1134,16 +1148,18 @@ void qkm_supply_dec(struct qkm_supply *s, void *req, const char *caller, const c
 	struct qkm_ksa_key *kk = NULL;
 	int rc;
 	if (!cn || strcmp(cn, s->cfg.self) != 0) {
-		reply_error(s, req, 401, "SAE '%s' is not registered at node %s", caller, s->cfg.self);
+		reply_error(s, req, 401, "not_registered", "SAE '%s' is not registered at node %s",
+			    caller, s->cfg.self);
 		return;
 	}
 	if (!qkm_name_valid(master) || !sae_node(s, master)) {
-		reply_error(s, req, 400, "master SAE '%s' is not registered", master);
+		reply_error(s, req, 400, "unknown_master", "master SAE '%s' is not registered",
+			    master);
 		return;
 	}
 	kk = calloc(ids->n ? ids->n : 1, sizeof(*kk));
 	if (!kk) {
-		reply_error(s, req, 503, "out of memory");
+		reply_error(s, req, 503, "out_of_memory", "out of memory");
 		return;
 	}
 	/* Check every key before changing anything: one bad ID, nothing given. */
@@ -1152,32 +1168,36 @@ void qkm_supply_dec(struct qkm_supply *s, void *req, const char *caller, const c
 		qkm_id_uuid_str(&ids->ids[i], u);
 		rc = qkm_store_ksa_get(s->st, &ids->ids[i], &kk[i], true);
 		if (rc == QKM_ENOTFOUND) {
-			reply_error(s, req, 400, "key_ID %s: unknown or already delivered", u);
+			reply_error(s, req, 400, "unknown_key",
+				    "key_ID %s: unknown or already delivered", u);
 			goto out;
 		}
 		if (rc) {
-			reply_error(s, req, 503, "key store unavailable");
+			reply_error(s, req, 503, "store", "key store unavailable");
 			goto out;
 		}
 		/* Only a slave (or additional slave) of the key, at the slave's
 		 * node: the master asking here for its own key is refused too. */
 		if (kk[i].role != QKM_KSA_SLAVE_SIDE ||
 		    (strcmp(kk[i].slave, caller) != 0 && !list_has(kk[i].additional, caller))) {
-			reply_error(s, req, 401, "key_ID %s was not made for SAE '%s'", u, caller);
+			reply_error(s, req, 401, "not_for_sae",
+				    "key_ID %s was not made for SAE '%s'", u, caller);
 			goto out;
 		}
 		if (strcmp(kk[i].master, master) != 0) {
-			reply_error(s, req, 400, "key_ID %s was not made by master SAE '%s'", u, master);
+			reply_error(s, req, 400, "wrong_master",
+				    "key_ID %s was not made by master SAE '%s'", u, master);
 			goto out;
 		}
 		if (kk[i].state != QKM_KSA_READY || list_has(kk[i].delivered, caller) || !kk[i].data) {
-			reply_error(s, req, 400, "key_ID %s: unknown or already delivered", u);
+			reply_error(s, req, 400, "unknown_key",
+				    "key_ID %s: unknown or already delivered", u);
 			goto out;
 		}
 	}
 	/* Durable before the keys leave: at most once per slave (R-SUP-8). */
 	if ((rc = qkm_store_begin(s->st))) {
-		reply_error(s, req, 503, "key store unavailable");
+		reply_error(s, req, 503, "store", "key store unavailable");
 		goto out;
 	}
 	for (size_t i = 0; !rc && i < ids->n; i++) {
@@ -1209,7 +1229,7 @@ void qkm_supply_dec(struct qkm_supply *s, void *req, const char *caller, const c
 	else
 		qkm_store_rollback(s->st);
 	if (rc) {
-		reply_error(s, req, 503, "key store unavailable");
+		reply_error(s, req, 503, "store", "key store unavailable");
 		goto out;
 	}
 	struct qkm_buf b;
@@ -1226,9 +1246,9 @@ void qkm_supply_dec(struct qkm_supply *s, void *req, const char *caller, const c
 		}
 	}
 	if (!keys || !lens || qkm_etsi_keys_json(&b, ids->n, ids->ids, keys, lens))
-		reply_error(s, req, 503, "out of memory");
+		reply_error(s, req, 503, "out_of_memory", "out of memory");
 	else
-		s->ops.reply(req, 200, b.p, b.len, s->ops.arg);
+		s->ops.reply(req, 200, NULL, b.p, b.len, s->ops.arg);
 	qkm_buf_fini(&b);
 	free(keys);
 	free(lens);
@@ -1443,7 +1463,7 @@ int qkm_supply_on_frame(struct qkm_supply *s, const char *peer, const struct qkm
 			snprintf(m2, sizeof(m2), "the slave's node %s refused the keys: %s", peer, msg);
 			log_warnx("supply to %s: %s", peer, m2);
 			stock_pause(s, r->reqs, now_ns);
-			fail_reqs(s, r->reqs, 503, m2);
+			fail_reqs(s, r->reqs, 503, "peer_refused", m2);
 			p->cancel_sent = false;
 		}
 		round_free(r);
@@ -1473,7 +1493,7 @@ void qkm_supply_on_peer(struct qkm_supply *s, const char *peer, bool up, uint64_
 		return;
 	}
 	if (p->round) {
-		fail_reqs(s, p->round->reqs, 503, "KSA link to the slave's node lost");
+		fail_reqs(s, p->round->reqs, 503, "peer_link", "KSA link to the slave's node lost");
 		round_free(p->round);
 		p->round = NULL;
 	}
@@ -1501,7 +1521,8 @@ void qkm_supply_tick(struct qkm_supply *s, uint64_t now_ns)
 		if (p->round && now_ns >= p->round->deadline_ns) {
 			log_warnx("supply to %s: no answer in time; round abandoned", p->name);
 			stock_pause(s, p->round->reqs, now_ns);
-			fail_reqs(s, p->round->reqs, 503, "the slave's node did not answer in time");
+			fail_reqs(s, p->round->reqs, 503, "peer_timeout",
+				  "the slave's node did not answer in time");
 			round_free(p->round);
 			p->round = NULL;
 			p->cancel_sent = false;
@@ -1611,14 +1632,14 @@ void qkm_supply_free(struct qkm_supply *s)
 	stock_settle(s);
 	for (size_t i = 0; i < s->n_peers; i++) {
 		struct peer *p = &s->peers[i];
-		fail_reqs(s, p->queue, 503, "node shutting down");
+		fail_reqs(s, p->queue, 503, "shutdown", "node shutting down");
 		while (p->queue) {
 			struct enc_req *e = p->queue;
 			p->queue = e->next;
 			free(e);
 		}
 		if (p->round) {
-			fail_reqs(s, p->round->reqs, 503, "node shutting down");
+			fail_reqs(s, p->round->reqs, 503, "shutdown", "node shutting down");
 			round_free(p->round);
 		}
 	}

@@ -58,8 +58,12 @@ struct qkm_supply_ops {
 	/* Why relays toward peer last failed ("" if they did not). */
 	const char *(*why)(const char *peer, void *arg);
 	/* Answers the application request req: HTTP status and JSON body.
-	 * body may hold key bytes: it is wiped after the call. */
-	void (*reply)(void *req, int status, const uint8_t *body, size_t len, void *arg);
+	 * body may hold key bytes: it is wiped after the call. reason: for an
+	 * error, a short label from a fixed set saying why (for metrics:
+	 * docs/operations.md, "Metrics and health"), a static string; NULL
+	 * for 200. */
+	void (*reply)(void *req, int status, const char *reason, const uint8_t *body, size_t len,
+		      void *arg);
 	void *arg;
 };
 

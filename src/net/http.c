@@ -290,6 +290,7 @@ static int conn_flush(struct http_conn *c)
 		}
 		if (e == SSL_ERROR_WANT_READ)
 			return 0;
+		ERR_clear_error(); /* not left for the next TLS call on this thread */
 		conn_close(c);
 		return QKM_EIO;
 	}
@@ -605,7 +606,12 @@ static int conn_read(struct http_conn *c)
 			event_add(c->wev, NULL);
 			return 0;
 		}
-		/* EOF, close_notify or a broken record: the peer is gone. */
+		/* EOF, close_notify or a broken record: the peer is gone. Its
+		 * error ("unexpected eof" for a client that closed without
+		 * close_notify) must not stay queued: SSL_get_error on the next
+		 * TLS call of this thread (a node's Kx or quantum layer link)
+		 * would read it as that call's failure. */
+		ERR_clear_error();
 		conn_close(c);
 		return QKM_EIO;
 	}

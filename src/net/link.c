@@ -234,6 +234,10 @@ static void link_queue_simple(struct qkm_link *l, uint16_t type, uint32_t req)
 
 static void link_handshake(struct qkm_link *l)
 {
+	/* SSL_get_error reads the thread's error queue: an error another
+	 * connection left there (an HTTP client gone without close_notify)
+	 * would fail this link. Each TLS call starts with it empty. */
+	ERR_clear_error();
 	int rc = SSL_do_handshake(l->ssl);
 	if (rc != 1) {
 		int e = SSL_get_error(l->ssl, rc);
@@ -371,6 +375,7 @@ static void link_on_read_body(struct qkm_link *l, evutil_socket_t fd)
 			link_fail(l, QKM_ETOOBIG, "input buffer full");
 			return;
 		}
+		ERR_clear_error(); /* as in link_handshake */
 		int n = SSL_read(l->ssl, l->in.p + l->in.len, LINK_READ_CHUNK);
 		if (n > 0) {
 			l->in.len += (size_t)n;
@@ -415,6 +420,7 @@ static void link_flush(struct qkm_link *l)
 		size_t n = l->out.len - l->out_off;
 		if (n > (1u << 20))
 			n = 1u << 20;
+		ERR_clear_error(); /* as in link_handshake */
 		int w = SSL_write(l->ssl, l->out.p + l->out_off, (int)n);
 		if (w > 0) {
 			l->out_off += (size_t)w;

@@ -16,6 +16,10 @@ struct qkm_status_pool {
 	const char *kind;              /* "link" | "relay" */
 	uint64_t keys, bytes, enc_bytes, dec_bytes, pending_keys;
 	uint64_t stock_keys; /* KSA keys made ahead for applications (ksa/stock.h) */
+	/* Metrics only: key bytes ever consumed from the pool (store counter),
+	 * and the recent rate of that, bytes/s (core/rate.h). */
+	uint64_t consumed_bytes;
+	double consume_rate;
 };
 
 struct qkm_status_link {
@@ -26,6 +30,15 @@ struct qkm_status_link {
 	char alarm[64];
 	uint64_t buffered_bytes;
 	uint32_t in_flight;
+	/* Metrics only, since the node started (kma/acq.h qkm_acq_stats). */
+	uint64_t acquired_bytes, aborted_batches, discarded_qkd_keys;
+};
+
+/* Relay since the node started (kma/relay.h qkm_relay_stats); metrics only. */
+struct qkm_status_relay {
+	uint64_t started, confirmed, failed, forwarded, received;
+	uint64_t relayed_bytes, forwarded_bytes, received_bytes, link_bytes;
+	uint64_t in_flight;
 };
 
 /* Keys supplied to one SAE at the node since its store was made
@@ -38,13 +51,14 @@ struct qkm_status_sae {
 
 struct qkm_node_status {
 	char id[QKM_NAME_MAX];
-	bool ready;
+	bool ready; /* as /readyz answers (cli/node.c) */
 	size_t n_pools;
 	struct qkm_status_pool pools[QKM_MAX_LINKS + QKM_MAX_NODES]; /* link, then relay */
 	int64_t acquired_bytes, aborted_batches, supplied_keys, relayed_bytes;
 	/* ETSI 014 requests refused since the node started for being over
 	 * their SAE's limits (ksa/limit.h); in memory only, metrics only. */
 	uint64_t refused_rate, refused_in_flight;
+	struct qkm_status_relay relay;
 	size_t n_links;
 	struct qkm_status_link links[QKM_MAX_LINKS];
 	size_t n_saes;

@@ -138,6 +138,7 @@ struct qkm_ledger {
 	struct ledger_head *heads;          /* sorted by node (strcmp) */
 	size_t nheads, capheads;
 	bool busy;                          /* a walk is calling back */
+	struct qkm_ledger_audit_stats audits; /* since open */
 };
 
 /* One record's hashed fields as bytes. text: event, key_kind, key_id, peer,
@@ -1215,5 +1216,17 @@ out:
 		free(a.heads[i].node);
 	free(a.heads);
 	free(a.node);
+	lg->audits.runs++;
+	if (err) {
+		lg->audits.failed++;
+	} else {
+		lg->audits.problems += (uint64_t)a.total;
+		lg->audits.last_problems = a.total;
+	}
 	return err ? err : a.total;
+}
+
+void qkm_ledger_audit_stats(const struct qkm_ledger *lg, struct qkm_ledger_audit_stats *out)
+{
+	*out = lg->audits;
 }

@@ -153,4 +153,14 @@ typedef void (*qkm_ledger_checked_fn)(const struct qkm_ledger_checked *c, void *
 int qkm_ledger_audit(struct qkm_ledger *lg, qkm_ledger_problem_fn problem,
 		     qkm_ledger_checked_fn checked, void *arg) QKM_MUST_CHECK;
 
+/* Audits run on this ledger since it was opened (for metrics). */
+struct qkm_ledger_audit_stats {
+	uint64_t runs;          /* qkm_ledger_audit calls that began reading */
+	uint64_t failed;        /* of them, ended by an error (no result) */
+	uint64_t problems;      /* findings, summed over the runs that completed */
+	int last_problems;      /* findings of the last run that completed (0 before any) */
+};
+void qkm_ledger_audit_stats(const struct qkm_ledger *lg,
+			    struct qkm_ledger_audit_stats *out /* OUT */);
+
 #endif

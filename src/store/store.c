@@ -159,7 +159,7 @@ static const char store_migrate_v4[] =
 	  "WHERE batch_id = ?1 HAVING count(*) > 0")                            \
 	X(BATCH_DELETE, "DELETE FROM blocks WHERE batch_id = ?1")               \
 	X(BLOCK_USE_GET,                                                        \
-	  "SELECT count, unit_bytes, used FROM blocks WHERE id = ?1")           \
+	  "SELECT count, unit_bytes, used, peer FROM blocks WHERE id = ?1")     \
 	X(BLOCK_USE_SET, "UPDATE blocks SET used = ?2 WHERE id = ?1")           \
 	X(BLOCK_DELETE, "DELETE FROM blocks WHERE id = ?1")                     \
 	X(BLOCKS,                                                               \
@@ -781,10 +781,19 @@ out:
 	return err;
 }
 
+/* Adds to the consumed_bytes counter of peer's pool (qkm_store_pool_consumed). */
+static int consumed_add(struct qkm_store *st, const char *peer, int64_t delta)
+{
+	char name[QKM_NAME_MAX + 16];
+	snprintf(name, sizeof(name), "consumed_bytes:%s", peer);
+	return qkm_store_counter_add(st, name, delta);
+}
+
 int qkm_store_block_set_used(struct qkm_store *st, int64_t rowid, uint32_t used)
 {
 	sqlite3_stmt *s = st->st[ST_BLOCK_USE_GET];
 	int64_t count, unit, old;
+	char peer[QKM_NAME_MAX];
 	int err = sp_begin(st);
 	if (err)
 		return err;
@@ -801,6 +810,8 @@ int qkm_store_block_set_used(struct qkm_store *st, int64_t rowid, uint32_t used)
 	count = sqlite3_column_int64(s, 0);
 	unit = sqlite3_column_int64(s, 1);
 	old = sqlite3_column_int64(s, 2);
+	const unsigned char *pt = sqlite3_column_text(s, 3);
+	snprintf(peer, sizeof(peer), "%s", pt ? (const char *)pt : "");
 	stmt_done(s);
 	/* Consumption only grows: a consumed byte never becomes usable again. */
 	if (used < old || used > count * unit) {
@@ -808,6 +819,10 @@ int qkm_store_block_set_used(struct qkm_store *st, int64_t rowid, uint32_t used)
 		goto out;
 	}
 	if (used == old)
+		goto out;
+	/* In the same savepoint: the count moves with the consumption, or
+	 * neither does. */
+	if ((err = consumed_add(st, peer, (int64_t)used - old)))
 		goto out;
 	if (used == count * unit) {
 		sqlite3_bind_int64(st->st[ST_BLOCK_DELETE], 1, rowid);
@@ -970,6 +985,16 @@ int qkm_store_records(struct qkm_store *st, int64_t after_seq, unsigned limit,
 		err = store_fail(st, "list records");
 out:
 	stmt_done(s);
+	return err;
+}
+
+int qkm_store_pool_consumed(struct qkm_store *st, const char *peer, uint64_t *bytes)
+{
+	char name[QKM_NAME_MAX + 16];
+	int64_t v = 0;
+	snprintf(name, sizeof(name), "consumed_bytes:%s", peer);
+	int err = qkm_store_counter_get(st, name, &v);
+	*bytes = v > 0 ? (uint64_t)v : 0;
 	return err;
 }
 

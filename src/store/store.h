@@ -128,7 +128,8 @@ int qkm_store_batch_delete(struct qkm_store *st, const struct qkm_id *batch_id) 
  * used == count * unit_bytes. A partly used KMA-key lives on as the remainder
  * of that key (R-SUP-5). QKM_ENOTFOUND if no such block, QKM_EINVAL if used is
  * below the block's current used (consumption never goes back) or above
- * count * unit_bytes. */
+ * count * unit_bytes. The bytes newly consumed are added to the pool's
+ * consumed count (qkm_store_pool_consumed) in the same write. */
 int qkm_store_block_set_used(struct qkm_store *st, int64_t rowid, uint32_t used) QKM_MUST_CHECK;
 
 /* Calls fn for each block of peer's pool in (created, rowid) order, states
@@ -144,6 +145,11 @@ int qkm_store_blocks(struct qkm_store *st, const char *peer, unsigned state_mask
 /* Stock of peer's pool. */
 int qkm_store_pool_stats(struct qkm_store *st, const char *peer,
 			 struct qkm_pool_stats *out /* OUT */) QKM_MUST_CHECK;
+/* *bytes = the key bytes ever consumed from peer's pool (qkm_store_block_set_used
+ * and _burn; deletions do not count), durable with the consumption: a
+ * Prometheus counter. */
+int qkm_store_pool_consumed(struct qkm_store *st, const char *peer,
+			    uint64_t *bytes /* OUT */) QKM_MUST_CHECK;
 
 /* Appends a life-cycle record; sets ev->seq; ts_ns 0 means now. Part of the
  * current transaction if one is open. */

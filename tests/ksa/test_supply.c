@@ -109,7 +109,8 @@ struct fault {
 struct reply {
 	void *req;
 	int status;
-	char *body; /* NUL-terminated copy */
+	const char *reason; /* the label for metrics; NULL for 200 */
+	char *body;         /* NUL-terminated copy */
 };
 
 struct side {
@@ -166,13 +167,20 @@ static bool ready_cb(const char *peer, void *arg)
 	return s->ready;
 }
 
-static void reply_cb(void *req, int status, const uint8_t *body, size_t len, void *arg)
+static void reply_cb(void *req, int status, const char *reason, const uint8_t *body, size_t len,
+		     void *arg)
 {
 	struct side *s = arg;
 	assert_true(s->n_rep < MAXREPLY);
+	/* Every error names its reason (a short label); a 200 none. */
+	if (status == 200)
+		assert_null(reason);
+	else
+		assert_true(reason && reason[0] && strlen(reason) < 24 && !strchr(reason, ' '));
 	struct reply *r = &s->rep[s->n_rep++];
 	r->req = req;
 	r->status = status;
+	r->reason = reason;
 	r->body = malloc(len + 1);
 	assert_non_null(r->body);
 	memcpy(r->body, body, len);
@@ -481,6 +489,13 @@ static const char *expect_status(const struct side *s, void *req, int status)
 		assert_null(strstr(r->body, "\"key\""));
 	}
 	return r->body;
+}
+
+/* Asserts the status of req's reply and the reason it gives metrics. */
+static void expect_reason(const struct side *s, void *req, int status, const char *reason)
+{
+	expect_status(s, req, status);
+	assert_string_equal(reply_of(s, req)->reason, reason);
 }
 
 static int b64val(char c)
@@ -806,7 +821,7 @@ static void test_enc_dec(void **state)
 
 	/* Never twice: the second request gives nothing. */
 	dec(w, &w->b, 2, "sae-bob", "sae-alice", ks.id, 3);
-	expect_status(&w->b, R(w, 2), 400);
+	expect_reason(&w->b, R(w, 2), 400, "unknown_key");
 	dec(w, &w->b, 3, "sae-bob", "sae-alice", &ks.id[2], 1);
 	expect_status(&w->b, R(w, 3), 400);
 	/* Nor is a master-side key given by A's dec_keys: the master is not
@@ -919,16 +934,17 @@ static void test_access(void **state)
 	struct world *w = *state;
 	struct keys ks;
 
+	/* Metrics count refusals by these reasons (docs/operations.md). */
 	enc(w, 0, "sae-mallory", "sae-bob", 1, 256); /* not registered anywhere */
-	expect_status(&w->a, R(w, 0), 401);
+	expect_reason(&w->a, R(w, 0), 401, "not_registered");
 	enc(w, 1, "sae-bob", "sae-alice", 1, 256); /* registered, but at B */
-	expect_status(&w->a, R(w, 1), 401);
+	expect_reason(&w->a, R(w, 1), 401, "not_registered");
 	enc(w, 2, "sae-alice", "sae-nobody", 1, 256); /* unknown slave */
-	expect_status(&w->a, R(w, 2), 400);
+	expect_reason(&w->a, R(w, 2), 400, "unknown_slave");
 	enc(w, 3, "sae-alice", "sae-dave", 1, 256); /* at C: no pool shared with C */
-	expect_status(&w->a, R(w, 3), 400);
+	expect_reason(&w->a, R(w, 3), 400, "no_pool");
 	enc(w, 4, "sae-alice", "sae-eve", 1, 256); /* at A itself */
-	expect_status(&w->a, R(w, 4), 400);
+	expect_reason(&w->a, R(w, 4), 400, "same_node");
 	enc(w, 5, "sae-alice", "bad name!", 1, 256);
 	expect_status(&w->a, R(w, 5), 400);
 	assert_int_equal(w->a.out.n, 0);
@@ -942,13 +958,13 @@ static void test_access(void **state)
 	dec(w, &w->b, 7, "sae-eve", "sae-alice", ks.id, 2); /* eve is at A */
 	expect_status(&w->b, R(w, 7), 401);
 	dec(w, &w->b, 8, "sae-carol", "sae-alice", ks.id, 2); /* at B, not the slave */
-	expect_status(&w->b, R(w, 8), 401);
+	expect_reason(&w->b, R(w, 8), 401, "not_for_sae");
 	dec(w, &w->a, 9, "sae-alice", "sae-alice", ks.id, 2); /* wrong node */
 	expect_status(&w->a, R(w, 9), 401);
 	dec(w, &w->b, 10, "sae-mallory", "sae-alice", ks.id, 2);
 	expect_status(&w->b, R(w, 10), 401);
 	dec(w, &w->b, 11, "sae-bob", "sae-eve", ks.id, 2); /* not their master */
-	expect_status(&w->b, R(w, 11), 400);
+	expect_reason(&w->b, R(w, 11), 400, "wrong_master");
 	dec(w, &w->b, 12, "sae-bob", "sae-nobody", ks.id, 2);
 	expect_status(&w->b, R(w, 12), 400);
 	/* One bad ID in the list: nothing given, the good one stays. */

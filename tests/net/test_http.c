@@ -16,11 +16,13 @@
 #include <ftw.h>
 #include <limits.h>
 #include <netinet/in.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,6 +55,7 @@ struct srv {
 	struct event_base *base;
 	struct qkm_http_server *http;
 	struct event *stop;
+	struct event *watch; /* next_watch: the error queue watcher */
 	int pipe[2];
 	pthread_t th;
 	char url[64]; /* https://127.0.0.1:PORT */
@@ -167,6 +170,16 @@ static int group_teardown(void **state)
 /* ---- the server under test --------------------------------------------- */
 
 static size_t next_budget; /* input budget for the next server (0: default) */
+static bool next_watch;    /* the next server's thread watches its error queue */
+static _Atomic int errq_seen; /* an OpenSSL error was left queued between callbacks */
+
+/* Runs between the server's I/O callbacks, as another connection's would
+ * (a node's Kx link on the same loop): the queue must be empty there. */
+static void watch_errq(evutil_socket_t fd, short what, void *arg)
+{
+	if (ERR_peek_error())
+		atomic_store(&errq_seen, 1);
+}
 
 /* /page: a reply with extra header fields (qkm_http_set_headers);
  * /whoami: the identity the server handed over; /echo: the body back;
@@ -251,6 +264,13 @@ static struct srv *srv_start_at(const char *host, const char *ca, const char *ce
 	s->stop = event_new(s->base, s->pipe[0], EV_READ, on_stop, s->base);
 	assert_non_null(s->stop);
 	assert_int_equal(event_add(s->stop, NULL), 0);
+	if (next_watch) {
+		struct timeval tv = {0, 2000};
+		next_watch = false;
+		s->watch = event_new(s->base, -1, EV_PERSIST, watch_errq, NULL);
+		assert_non_null(s->watch);
+		assert_int_equal(event_add(s->watch, &tv), 0);
+	}
 	assert_int_equal(pthread_create(&s->th, NULL, serve, s), 0);
 	return s;
 }
@@ -268,6 +288,8 @@ static void srv_stop(struct srv *s)
 	assert_int_equal(pthread_join(s->th, NULL), 0);
 	qkm_http_server_free(s->http);
 	event_free(s->stop);
+	if (s->watch)
+		event_free(s->watch);
 	event_base_free(s->base);
 	SSL_CTX_free(s->ctx);
 	close(s->pipe[0]);
@@ -517,6 +539,57 @@ static int silent_listener(int *port)
 	return fd;
 }
 
+/* A client that reads its answer and closes without close_notify (as
+ * python's http.client does) leaves OpenSSL's "unexpected eof" on the
+ * server thread's error queue unless the server clears it; SSL_get_error
+ * on the next TLS call of that thread (a node's Kx or quantum layer link)
+ * then reads it as its own failure, and the link drops. Found by the
+ * metrics system test (issue #8): every scrape dropped a link. */
+static void test_eof_without_close_notify(void **state)
+{
+	errq_seen = 0;
+	next_watch = true;
+	struct srv *s = srv_start(pki.ca, pki.node_c, pki.node_k);
+	int port = atoi(strrchr(s->url, ':') + 1);
+	for (int round = 0; round < 3; round++) {
+		SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+		assert_non_null(ctx);
+		assert_int_equal(SSL_CTX_use_certificate_chain_file(ctx, pki.admin_c), 1);
+		assert_int_equal(SSL_CTX_use_PrivateKey_file(ctx, pki.admin_k, SSL_FILETYPE_PEM),
+				 1);
+		struct sockaddr_in sin = {.sin_family = AF_INET,
+					  .sin_port = htons((uint16_t)port),
+					  .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+		int fd = socket(AF_INET, SOCK_STREAM, 0);
+		assert_int_equal(connect(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+		SSL *ssl = SSL_new(ctx);
+		assert_int_equal(SSL_set_fd(ssl, fd), 1);
+		assert_int_equal(SSL_connect(ssl), 1);
+		static const char rq[] = "GET /whoami HTTP/1.1\r\nHost: x\r\n\r\n";
+		assert_int_equal(SSL_write(ssl, rq, (int)sizeof(rq) - 1), (int)sizeof(rq) - 1);
+		char in[1024];
+		size_t got = 0;
+		while (!memchr(in, '}', got)) { /* the JSON answer ends in } */
+			int n = SSL_read(ssl, in + got, (int)(sizeof(in) - got));
+			assert_true(n > 0);
+			got += (size_t)n;
+		}
+		close(fd); /* no SSL_shutdown: no close_notify */
+		SSL_free(ssl);
+		SSL_CTX_free(ctx);
+		ERR_clear_error();
+		usleep(100000); /* the server reads the EOF; the watcher runs */
+	}
+	/* the server still serves */
+	int status;
+	char *resp;
+	assert_int_equal(req(s, "/whoami", "GET", NULL, NULL, NULL, &status, &resp), 0);
+	assert_int_equal(status, 200);
+	free(resp);
+	srv_stop(s);
+	assert_int_equal(atomic_load(&errq_seen), 0);
+}
+
 /* The server's request-head parser on its own. */
 static void test_parse_head(void **state)
 {
@@ -652,6 +725,7 @@ int main(void)
 		cmocka_unit_test(test_parse_head),
 		cmocka_unit_test(test_timeout_and_refused),
 		cmocka_unit_test(test_extra_headers),
+		cmocka_unit_test(test_eof_without_close_notify),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

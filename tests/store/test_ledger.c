@@ -505,11 +505,21 @@ static void test_audit_changed(void **state)
 
 	append_ok(f->lg, "node1", 1, 10);
 	append_ok(f->lg, "node2", 1, 10);
+	struct qkm_ledger_audit_stats as;
+	qkm_ledger_audit_stats(f->lg, &as);
+	assert_int_equal(as.runs, 0);
+	assert_int_equal(audit(f->lg, &fd), 0);
 	raw_sql(f, "UPDATE records SET detail='x' WHERE node='node1' AND seq=5");
 	assert_int_equal(audit(f->lg, &fd), 1);
 	assert_finding(&fd, 0, "node1", 5, 5, "changed");
 	assert_int_equal(fd.c[0].problems, 1);
 	assert_int_equal(fd.c[1].problems, 0);
+	/* Issue #8: what /metrics reports of the audits (qkm_ctl_audit_*). */
+	qkm_ledger_audit_stats(f->lg, &as);
+	assert_int_equal(as.runs, 2);
+	assert_int_equal(as.failed, 0);
+	assert_int_equal(as.problems, 1);
+	assert_int_equal(as.last_problems, 1);
 
 	/* any hashed column; also on a closed-and-opened ledger */
 	reopen(f);

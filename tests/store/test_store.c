@@ -330,6 +330,14 @@ static void test_set_used(void **state)
 	assert_int_equal(qkm_store_pool_stats(f->st, "node-b", &ps), 0);
 	assert_int_equal(ps.keys, 0);
 	assert_int_equal(qkm_store_block_set_used(f->st, b.rowid, 256), QKM_ENOTFOUND);
+	/* Issue #8: every byte consumed counts once for the pool (refused and
+	 * repeated calls add nothing), the last ones too as the block goes;
+	 * other pools are untouched. */
+	uint64_t consumed;
+	assert_int_equal(qkm_store_pool_consumed(f->st, "node-b", &consumed), 0);
+	assert_int_equal(consumed, 256);
+	assert_int_equal(qkm_store_pool_consumed(f->st, "node-x", &consumed), 0);
+	assert_int_equal(consumed, 0);
 	qkm_secret_free(b.data);
 }
 
@@ -524,6 +532,10 @@ static void test_rollback(void **state)
 	assert_int_equal(r.n, 0);
 	assert_int_equal(qkm_store_counter_get(f->st, "acquired_bytes", &v), 0);
 	assert_int_equal(v, 0);
+	/* the consumption undone is not counted either */
+	uint64_t consumed;
+	assert_int_equal(qkm_store_pool_consumed(f->st, "node-b", &consumed), 0);
+	assert_int_equal(consumed, 0);
 
 	/* the same block can be stored again afterwards */
 	put(f->st, &b);
