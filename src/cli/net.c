@@ -468,7 +468,7 @@ static int net_up(const char *topo_path, const char *dir_arg)
 	snprintf(cc->ck_listen, sizeof(cc->ck_listen), "127.0.0.1:%d", free_port());
 	snprintf(cc->api_listen, sizeof(cc->api_listen), "127.0.0.1:%d", free_port());
 	snprintf(cc->topology, sizeof(cc->topology), "%s/controller/topology.json", dir);
-	snprintf(cc->mode, sizeof(cc->mode), "adaptive");
+	snprintf(cc->mode, sizeof(cc->mode), "%s", p->topo.policy.routing);
 	snprintf(net->ctl_config, sizeof(net->ctl_config), "%s/controller/ctl.json", dir);
 	snprintf(net->ctl_log, sizeof(net->ctl_log), "%s/controller/log", dir);
 	snprintf(net->ctl_api, sizeof(net->ctl_api), "https://%s", cc->api_listen);

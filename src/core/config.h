@@ -193,6 +193,7 @@ struct qkm_topology {
 		char key_source[8];      /* "link" | "rng" */
 		bool aes_fallback;
 		char after_supply[16];   /* "delete" | "preserve" */
+		char routing[16];        /* the controller's first rerouting mode (R-CTL-4) */
 		struct qkm_limits_cfg limits; /* copied into every node's limits */
 	} policy;
 };

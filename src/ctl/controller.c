@@ -324,13 +324,14 @@ static void route_str(const struct qkm_node_route *r, char *out, size_t n)
 
 /* A link's cost now (core/graph.h qkm_link_cost): from the stock each end
  * reports for its own direction (the lower of the two: relays run both
- * ways) and the link's key rate. Not reported yet: as if plentiful. */
+ * ways) and the link's key rate. Not reported yet: its rate alone, so a
+ * link nobody has reported on never looks better than one reported low. */
 static uint32_t live_cost(const struct qkm_controller *c, size_t i, uint64_t now)
 {
 	const char *a = c->topo.links[i].a, *b = c->topo.links[i].b;
 	const struct qkm_link_state *x = link_seen(c, a, b, now), *y = link_seen(c, b, a, now);
 	if (!x && !y)
-		return QKM_LINK_COST_BASE;
+		return qkm_link_cost(0, c->topo.links[i].rate_bps, CTL_RELAY_NEED);
 	uint64_t stock = UINT64_MAX;
 	if (x)
 		stock = x->stock_bytes;
@@ -403,6 +404,22 @@ static uint64_t route_cost(const struct qkm_controller *c, const struct qkm_node
 	return sum;
 }
 
+/* A route is starving when a hop's reported stock (the lower direction)
+ * cannot carry two more relays: below the threshold traffic should move
+ * (R-CTL-3). A hop nobody reported on is not starving. */
+#define CTL_STARVE_BYTES (2 * CTL_RELAY_NEED)
+static bool route_starving(const struct qkm_controller *c, const struct qkm_node_route *r,
+			   uint64_t now)
+{
+	for (uint32_t h = 0; h + 1 < r->n; h++) {
+		const struct qkm_link_state *x = link_seen(c, r->path[h], r->path[h + 1], now),
+					    *y = link_seen(c, r->path[h + 1], r->path[h], now);
+		if ((x && x->stock_bytes < CTL_STARVE_BYTES) || (y && y->stock_bytes < CTL_STARVE_BYTES))
+			return true;
+	}
+	return false;
+}
+
 static bool route_eq(const struct qkm_node_route *x, const struct qkm_node_route *y)
 {
 	return x->n == y->n && strcmp(x->to, y->to) == 0 &&
@@ -442,21 +459,25 @@ static void compute_routes(struct qkm_controller *c, uint64_t now)
 			if (man) {
 				*pick = *man;
 			} else if (strcmp(pair_mode(c, n->id, to), "manual") != 0) {
-				const struct qkm_node_route *cur = NULL;
+				/* What the node has: the last route sent, or (at
+				 * first) the static shortest path its node.json holds. */
+				const struct qkm_node_route *cur = &st;
 				for (size_t k = 0; n->routes_sent && k < n->n_routes; k++)
 					if (strcmp(n->routes[k].to, to) == 0)
 						cur = &n->routes[k];
-				uint32_t it;
 				if (!tree_route(live, &tl, to, pick)) {
 					/* unreachable now: keep what it has */
-					*pick = cur ? *cur : st;
-				} else if (cur && !route_eq(cur, pick) &&
-					   qkm_graph_find(live, to, &it) == 0) {
-					/* Hysteresis: leave a usable route only for one
-					 * costing under 3/4 of it, so routes do not swing
-					 * with every relay's draw on a link's stock. */
-					uint64_t cc = route_cost(c, cur, now), nc = tl.at[it].cost;
-					if (cc != UINT64_MAX && nc * 4 >= cc * 3)
+					*pick = *cur;
+				} else if (!route_eq(cur, pick)) {
+					/* Hysteresis: a usable route is left only when a
+					 * hop of it is starving and the best one is not,
+					 * or the best one is shorter and not starving (the
+					 * short way back after an alarm); so routes do not
+					 * swing with every relay's draw on a stock. */
+					bool usable = route_cost(c, cur, now) != UINT64_MAX;
+					bool best_ok = !route_starving(c, pick, now);
+					if (usable && !(best_ok && (route_starving(c, cur, now) ||
+								    pick->n < cur->n)))
 						*pick = *cur;
 				}
 			}

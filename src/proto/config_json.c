@@ -833,7 +833,7 @@ static void topo_links(struct jctx *c, json_t *root, struct qkm_topology *out, b
 static void topo_policy(struct jctx *c, json_t *root, struct qkm_topology *out, bool nodes_ok)
 {
 	static const char *const polkeys[] = {"relay", "central", "key_source", "aes_fallback",
-					      "after_supply", "limits", NULL};
+					      "after_supply", "limits", "routing", NULL};
 	struct qkm_topo_policy *pol = &out->policy;
 	json_t *o;
 	if (get_object(c, root, "", "policy", polkeys, false, &o) <= 0)
@@ -869,6 +869,11 @@ static void topo_policy(struct jctx *c, json_t *root, struct qkm_topology *out, 
 	if (after_ok && strcmp(pol->after_supply, "delete") && strcmp(pol->after_supply, "preserve"))
 		(void)jerr(c, "policy.after_supply", "must be delete or preserve");
 	(void)get_limits(c, o, "policy", &pol->limits);
+	if (get_str(c, o, "policy", "routing", pol->routing, sizeof(pol->routing), false, 0) == 0 &&
+	    !qkm_route_mode_valid(pol->routing)) {
+		(void)jerr(c, "policy.routing", "must be adaptive, manual, fixed-rate or scheduled");
+		snprintf(pol->routing, sizeof(pol->routing), "adaptive");
+	}
 }
 
 static void topo_load(struct jctx *c, json_t *root, void *arg)
@@ -881,6 +886,7 @@ static void topo_load(struct jctx *c, json_t *root, void *arg)
 	snprintf(out->policy.relay, sizeof(out->policy.relay), "otp");
 	snprintf(out->policy.after_supply, sizeof(out->policy.after_supply), "delete");
 	snprintf(out->policy.key_source, sizeof(out->policy.key_source), "link");
+	snprintf(out->policy.routing, sizeof(out->policy.routing), "adaptive");
 	qkm_limits_defaults(&out->policy.limits);
 	if (!root || check_keys(c, root, "", keys))
 		return;
