@@ -441,6 +441,13 @@ static int net_up(const char *topo_path, const char *dir_arg)
 			char mod[2 * QKM_NAME_MAX + 2];
 			snprintf(mod, sizeof(mod), "%s:%s", l->id, l->node[k]);
 			snprintf(l->module[k], QKM_NAME_MAX, "%s", mod);
+			/* source spool: the module's driver (the simulator) writes
+			 * key files where the node reads them. */
+			if (p->topo.links[i].source == QKM_SRC_SPOOL) {
+				char sp[PATH_MAX];
+				snprintf(sp, sizeof(sp), "%s/%s/spool/%s", dir, l->node[k], l->id);
+				memcpy(l->spool[k], sp, sizeof(sp));
+			}
 		}
 	}
 	snprintf(net->sim_config, sizeof(net->sim_config), "%s/sim/sim.json", dir);
@@ -523,6 +530,13 @@ static int net_up(const char *topo_path, const char *dir_arg)
 			l->kma_unit_bits = 256;
 			l->batch_ms = 100;
 			l->batch_max_bytes = 1u << 20;
+			const struct qkm_sim_link *sl = &sim->links[j];
+			if (p->topo.links[j].source == QKM_SRC_SPOOL) {
+				l->src.kind = QKM_SRC_SPOOL;
+				l->src.poll_ms = 200;
+				snprintf(l->src.dir, sizeof(l->src.dir), "%s",
+					 sl->spool[strcmp(sl->node[0], id) == 0 ? 0 : 1]);
+			}
 		}
 		for (size_t j = 0; j < p->topo.n_saes; j++)
 			c->saes[c->n_saes++] = p->topo.saes[j];

@@ -5,6 +5,7 @@
 #include "core/keyfile.h"
 #include "core/log.h"
 #include "core/secret.h"
+#include "kma/spool.h"
 #include "net/link.h"
 #include "sim/fault.h"
 
@@ -195,6 +196,54 @@ out:
 	return rc;
 }
 
+/* A side whose node reads a spool directory: the module's driver writes the
+ * QKD-key file there (NAME.tmp renamed to NAME.qkd, kma/spool.h), named by
+ * generation time and sequence so that names sort in generation order
+ * across restarts of the simulator. No fsync: the simulator plays a module
+ * on the same machine, whose crash the test does not simulate (a real
+ * driver syncs before the rename). */
+static void spool_push(struct sim_link *lk, int idx, const char *qkd_id, struct qkm_secret *data,
+		       const uint8_t hash[static 32], uint64_t ts)
+{
+	struct sim_side *sd = &lk->side[idx];
+	struct qkm_keyfile kf;
+	struct qkm_buf b;
+	char name[64];
+	qkm_keyfile_init(&kf, QKM_KF_QKD);
+	qkm_buf_init(&b, data->len + SIM_FRAME_META, true);
+	kf.data = data; /* borrowed: given back before fini */
+	snprintf(kf.m.qkd.qkd_key_id, QKM_NAME_MAX, "%s", qkd_id);
+	kf.m.qkd.key_length = (uint32_t)(data->len * 8);
+	snprintf(kf.m.qkd.qkd_module_id, QKM_NAME_MAX, "%s", lk->cfg.module[idx]);
+	snprintf(kf.m.qkd.matching_qkd_module_id, QKM_NAME_MAX, "%s", lk->cfg.module[!idx]);
+	kf.m.qkd.generation_time_stamp = ts;
+	kf.m.qkd.has_hash = true;
+	memcpy(kf.m.qkd.hash_value, hash, 32);
+	snprintf(name, sizeof(name), "%020llu-%012llu", (unsigned long long)ts,
+		 (unsigned long long)lk->seq);
+	int rc = qkm_keyfile_encode_hashed(&kf, &b);
+	if (!rc && sd->corrupt_next) {
+		/* A driver bug: the file is cut short (and still renamed). */
+		sd->corrupt_next--;
+		qkm_cleanse(b.p + b.len - 7, 7);
+		b.len -= 7;
+		log_info("link %s module %s: QKD-key %s written malformed", lk->cfg.id,
+			 lk->cfg.module[idx], qkd_id);
+	}
+	if (!rc)
+		rc = qkm_spool_write(lk->cfg.spool[idx], name, b.p, b.len, false);
+	if (rc) {
+		if (sd->dropped_backlog++ % 1000 == 0)
+			log_warnx("link %s module %s: QKD-key %s not written to %s: %s", lk->cfg.id,
+				  lk->cfg.module[idx], qkd_id, lk->cfg.spool[idx], qkm_strerror(rc));
+	} else {
+		sd->backlog += b.len;
+	}
+	kf.data = NULL;
+	qkm_keyfile_fini(&kf);
+	qkm_buf_fini(&b);
+}
+
 /* A module whose error correction failed: its copy of the bits differs, and
  * its own hash describes its own (wrong) bits. Returns the flipped copy and
  * its hash (OUT), or NULL. */
@@ -252,8 +301,10 @@ static void link_generate_one(struct sim_link *lk, uint64_t ts)
 		}
 		if (sd->flip_next && !(flipped = flip_copy(lk, i, id, data, fhash)))
 			continue;
-		if (make_frame(lk, i, id, flipped ? flipped : data, flipped ? fhash : hash, ts,
-			       &b) == 0)
+		if (lk->cfg.spool[i][0])
+			spool_push(lk, i, id, flipped ? flipped : data, flipped ? fhash : hash, ts);
+		else if (make_frame(lk, i, id, flipped ? flipped : data, flipped ? fhash : hash,
+				    ts, &b) == 0)
 			side_push(sd, &b);
 		qkm_secret_free(flipped);
 	}
@@ -327,8 +378,16 @@ static void link_send_status(struct sim_link *lk)
 static void sim_on_status(evutil_socket_t fd, short what, void *arg)
 {
 	struct qkm_sim *s = arg;
-	for (size_t i = 0; i < s->n_links; i++)
+	for (size_t i = 0; i < s->n_links; i++) {
 		link_send_status(&s->links[i]);
+		/* A spool side's buffer is what its node has not taken yet. */
+		for (int k = 0; k < 2; k++) {
+			const char *dir = s->links[i].cfg.spool[k];
+			int64_t n = dir[0] ? qkm_spool_bytes(dir) : -1;
+			if (n >= 0)
+				s->links[i].side[k].backlog = (size_t)n;
+		}
+	}
 }
 
 /* ---- node links (Kq-1) ------------------------------------------------- */
@@ -572,6 +631,14 @@ struct qkm_sim *qkm_sim_new(struct event_base *base, const struct qkm_sim_cfg *c
 		for (int k = 0; k < 2; k++) {
 			lk->side[k].link = lk;
 			lk->side[k].idx = k;
+			if (lk->cfg.spool[k][0] && qkm_spool_mkdir(lk->cfg.spool[k])) {
+				log_warn("link %s: spool %s cannot be created", lk->cfg.id,
+					 lk->cfg.spool[k]);
+				goto fail;
+			}
+			if (lk->cfg.spool[k][0])
+				log_info("link %s module %s: key files into spool %s", lk->cfg.id,
+					 lk->cfg.module[k], lk->cfg.spool[k]);
 		}
 	}
 	s->ctx = qkm_tls_ctx_new(cfg->tls.ca, cfg->tls.cert, cfg->tls.key, true);
