@@ -183,7 +183,7 @@ static int read_whole(int dfd, const char *name, struct qkm_buf *b, char *why, s
 		goto out;
 	}
 	for (;;) {
-		if (b->len == b->cap && (rc = qkm_buf_reserve(b, b->len + 4096))) {
+		if (b->len == b->cap && (rc = qkm_buf_reserve(b, 4096))) {
 			snprintf(why, whysz, "larger than a key file can be");
 			goto out;
 		}
