@@ -891,7 +891,7 @@ static int kc_key(struct jp *j, struct qkm_etsi_keyset *ks, char *err, size_t er
 void qkm_etsi_keyset_init(struct qkm_etsi_keyset *ks)
 {
 	ks->n = 0;
-	qkm_buf_init(&ks->data, (size_t)QKM_ETSI_MAX_IDS * (KC_KEY_B64_MAX / 4 * 3), true);
+	qkm_buf_init(&ks->data, (size_t)QKM_ETSI_MAX_IDS * ((size_t)KC_KEY_B64_MAX / 4 * 3), true);
 }
 
 void qkm_etsi_keyset_fini(struct qkm_etsi_keyset *ks)
