@@ -4,6 +4,7 @@
 #include "kma/kma.h"
 #include "core/keyfile.h"
 #include "core/log.h"
+#include "kma/device.h"
 #include "kma/relay.h"
 #include "kma/spool.h"
 #include "net/link.h"
@@ -59,6 +60,7 @@ struct kma_link {
 	uint64_t rate_bps;
 	char alarm[64];
 	struct qkm_spool *spool;    /* source spool: the directory, or NULL */
+	struct qkm_device *device;  /* source etsi014: the QKD device's key API, or NULL */
 	uint64_t poll_ns;           /* next look at a polled source (monotonic) */
 	bool settled;               /* spool files settled, to remove */
 };
@@ -862,6 +864,34 @@ static void spool_poll(struct kma_link *kl, uint64_t mono)
 				      : (uint64_t)kl->cfg.src.poll_ms * 1000000u);
 }
 
+/* ---- QKD devices' key APIs (kma/device.h) -------------------------------- */
+
+static void device_keyfile(struct qkm_keyfile *kf, void *arg)
+{
+	struct kma_link *kl = arg;
+	int rc = qkm_acq_on_keyfile(kl->acq, kf, qkm_now_ns());
+	if (rc)
+		log_warnx("link %s: QKD-key %s from the device refused: %s", kl->cfg.link,
+			  kf->m.qkd.qkd_key_id, qkm_strerror(rc));
+}
+
+/* Follower: the leader's round names keys we have not fetched yet. */
+static void device_missing(const char (*ids)[QKM_NAME_MAX], uint32_t n, void *arg)
+{
+	struct kma_link *kl = arg;
+	qkm_device_fetch(kl->device, ids, n);
+}
+
+/* Each tick: the master's room in acquisition, the device's state. */
+static void device_tick(struct kma_link *kl)
+{
+	struct qkm_acq_stats as;
+	qkm_acq_stats(kl->acq, &as);
+	qkm_device_set_room(kl->device,
+			    as.buffered_bytes < KMA_ACQ_HIGH ? KMA_ACQ_HIGH - as.buffered_bytes : 0);
+	kl->module_up = qkm_device_up(kl->device);
+}
+
 /* ---- life -------------------------------------------------------------- */
 
 static void kma_on_flush(evutil_socket_t fd, short what, void *arg)
@@ -882,6 +912,8 @@ static void kma_on_tick(evutil_socket_t fd, short what, void *arg)
 		qkm_acq_tick(kl->acq, now);
 		if (kl->spool)
 			spool_poll(kl, mono);
+		if (kl->device)
+			device_tick(kl);
 		pool_update(kl);
 		if (kl->pool_usable && mono - kl->sync_ns >= KMA_SYNC_NS) {
 			kl->sync_ns = mono;
@@ -980,8 +1012,13 @@ struct qkm_kma *qkm_kma_new(struct event_base *base, const struct qkm_node_cfg *
 			goto fail;
 		qkm_acq_set_paircheck_cb(kl->acq, pc_on_result, kl);
 		if (kl->cfg.src.kind == QKM_SRC_ETSI014) {
-			log_warnx("link %s: key source etsi014 is not supported yet", kl->cfg.link);
-			goto fail;
+			struct qkm_device_ops dops = {device_keyfile, kl};
+			struct qkm_acq_source_cbs cbs = {NULL, device_missing, kl};
+			kl->device = qkm_device_new(base, &kl->cfg.src, kl->cfg.link,
+						    kl->cfg.module, &dops);
+			if (!kl->device)
+				goto fail;
+			qkm_acq_set_source_cbs(kl->acq, &cbs);
 		}
 		if (kl->cfg.src.kind == QKM_SRC_SPOOL) {
 			struct qkm_spool_ops so = {spool_take, spool_rejected, spool_forget, kl};
@@ -1041,6 +1078,7 @@ void qkm_kma_free(struct qkm_kma *k)
 		qkm_link_free(kl->kx);
 		if (kl->redial)
 			event_free(kl->redial);
+		qkm_device_free(kl->device); /* its worker stops before acq goes */
 		qkm_acq_free(kl->acq);
 		qkm_spool_free(kl->spool);
 	}
