@@ -302,6 +302,8 @@ int qkm_spool_scan(struct qkm_spool *sp, size_t max_bytes, bool *more)
 	sp->dir_failed = false;
 	struct dirent *e;
 	errno = 0;
+	/* cppcheck-suppress readdirCalled ; readdir_r is deprecated: readdir is safe on a
+	 * stream no other thread reads */
 	while ((e = readdir(d)) != NULL) {
 		if (!is_spool_name(e->d_name) || find_name(sp, e->d_name))
 			continue;
@@ -471,6 +473,7 @@ int64_t qkm_spool_bytes(const char *dir)
 			close(dfd);
 		return QKM_EIO;
 	}
+	/* cppcheck-suppress readdirCalled ; as in qkm_spool_scan */
 	while ((e = readdir(d)) != NULL)
 		if (is_spool_name(e->d_name) && fstatat(dfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0)
 			total += st.st_size;
