@@ -842,8 +842,10 @@ static void spool_poll(struct kma_link *kl, uint64_t mono)
 	if (kl->settled) {
 		kl->settled = false;
 		bool txn = qkm_store_begin(kl->k->st) == 0;
+		/* What could not be removed is tried again with the next
+		 * settlement (kma/spool.h), not every tick. */
 		if (qkm_spool_remove_done(kl->spool) < 0)
-			kl->settled = true; /* try again next tick */
+			log_debug("link %s: spool files not removed now", kl->cfg.link);
 		if (txn && qkm_store_commit(kl->k->st))
 			log_warnx("link %s: spool IDs not forgotten (harmless)", kl->cfg.link);
 	}

@@ -28,6 +28,7 @@ struct sp_file {
 	struct sp_file *next_name, *next_id; /* hash chains */
 	struct sp_file *next_done;           /* settled, to remove */
 	bool done, stored;
+	bool warned;                         /* its removal failed, and was logged */
 	char id[QKM_NAME_MAX];
 	char name[]; /* NUL-terminated */
 };
@@ -386,7 +387,11 @@ int qkm_spool_remove_done(struct qkm_spool *sp)
 	while ((f = sp->done) != NULL) {
 		sp->done = f->next_done;
 		if (unlinkat(dfd, f->name, 0) < 0 && errno != ENOENT) {
-			log_warn("link %s: spool file %s not removed", sp->link, f->name);
+			/* Tried again with the next removals; said once. */
+			if (!f->warned)
+				log_warn("link %s: spool file %s not removed (tried again later)",
+					 sp->link, f->name);
+			f->warned = true;
 			f->next_done = keep;
 			keep = f;
 		} else {

@@ -76,8 +76,10 @@ int qkm_spool_scan(struct qkm_spool *sp, size_t max_bytes, bool *more) QKM_MUST_
 void qkm_spool_settled(struct qkm_spool *sp, const char *qkd_id, bool stored);
 
 /* Unlinks every settled file, fsyncs the directory, then calls ops->forget
- * for each. Returns how many were removed, or QKM_EIO (those not removed
- * stay in flight and are tried again next time). */
+ * for each. A file that cannot be unlinked stays in flight, its ID kept,
+ * and is tried again at the next call (logged once). Returns how many were
+ * removed, or QKM_EIO when the directory cannot be opened (all tried again
+ * next time) or fsynced (the unlinked files' IDs are kept: harmless). */
 int qkm_spool_remove_done(struct qkm_spool *sp) QKM_MUST_CHECK;
 
 /* Files in flight (handed over, not yet settled or removed). */

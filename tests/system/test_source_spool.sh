@@ -78,6 +78,42 @@ ok "bad files moved to rejected/ with the reason logged and recorded: $(ls "$SB/
 wait_for 20 pair_clean "$D" A B || fail "pair-check after the bad file: $("$QKM" ctl pair-check --dir "$D" A B)"
 ok "pair-check clean after the corrupt file (its round aborted on both sides)"
 
+# The crash window, made certain: the node stores a file's key but cannot
+# remove the file (chattr +i: not even root may unlink it) and is killed;
+# the file is released and the node restarts. The store still holds the
+# file's QKD-key ID (forgotten only once a removal is durable), so the file
+# is removed as stored before, not stored again.
+qkd_id_of() { python3 -c "
+import sys
+b = open(sys.argv[1], 'rb').read()
+assert b[:6] == b'QKMK' and b[6] == 0x11
+print(b[9:9 + int.from_bytes(b[7:9], 'big')].decode())" "$1"; }
+if [ "$(id -u)" = 0 ] && command -v chattr >/dev/null && touch "$T/imm" && chattr +i "$T/imm" 2>/dev/null; then
+	chattr -i "$T/imm"
+	pinned=""
+	for _ in $(seq 1 100); do
+		f=$(ls "$SB" | grep '\.qkd$' | sort | tail -1)
+		if [ -n "$f" ] && chattr +i "$SB/$f" 2>/dev/null; then pinned=$f; break; fi
+		sleep 0.02
+	done
+	[ -n "$pinned" ] || fail "no spool file to pin"
+	id=$(qkd_id_of "$SB/$pinned")
+	wait_for 10 '[ "$(sqlite3 "$D/B/keys.db" "select count(*) from qkd_ids where qkd_id = '"'$id'"'")" = 1 ]' ||
+		{ chattr -i "$SB/$pinned"; fail "the pinned file's key $id was not stored"; }
+	wait_for 5 'grep -q "spool file $pinned not removed" "$D/B/log"' ||
+		{ chattr -i "$SB/$pinned"; fail "no log line for the file that could not be removed"; }
+	kill -9 "$(node_pid "$D" B)"
+	chattr -i "$SB/$pinned"
+	"$QKM" net restart --dir "$D" B >/dev/null || fail "restart B"
+	wait_for 10 'grep -q "spool file $pinned removed: QKD-key $id was stored before" "$D/B/log"' ||
+		fail "the file of stored key $id was not refused and removed after the restart"
+	[ ! -e "$SB/$pinned" ] || fail "$pinned still in the spool"
+	wait_for 20 pair_clean "$D" A B || fail "pair-check after the pinned file: $("$QKM" ctl pair-check --dir "$D" A B)"
+	ok "a file stored but not removed at a kill -9 ($pinned, QKD-key $id) is refused as stored before and removed"
+else
+	echo "# skipped the pinned-file crash: chattr +i needs root and a file system that has it"
+fi
+
 # kill -9 mid-ingest, restart: no QKD-key stored twice, pair-check clean.
 ROUNDS=${CRASH_ROUNDS:-4}
 seed=${SEED:-$RANDOM}
