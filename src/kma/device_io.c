@@ -1,8 +1,7 @@
-/* device_io.c - a QKD device's ETSI 014 key API as a key source (device.h):
- * the worker thread and its blocking requests, and the hand-off of keys to
- * the loop's thread. The worker owns the device's Status and its requests;
- * the loop thread owns what is done with the keys (acquisition). Shared,
- * under mu: the job queue, the key queue and stop; room and up are atomic. */
+/* device_io.c - a QKD device's ETSI 014 key API as a key source (device.h).
+ * The worker owns the requests to the device; the loop thread owns what is
+ * done with the keys (acquisition). Shared under mu: the job queue, the key
+ * queue and stop; room and up are atomic. */
 #include "kma/device.h"
 #include "core/log.h"
 #include "core/secret.h"

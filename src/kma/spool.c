@@ -1,9 +1,7 @@
-/* spool.c - a spool directory as a key source (spool.h): which files are
- * in flight, reading them whole, rejecting, removing once settled.
- * Invariants: a file is handed over at most once per process (in flight
- * until settled); a file leaves the directory only by rename to rejected/
- * or by unlink after its settlement; the store forgets an ID only after
- * the unlink is durable (directory fsynced). */
+/* spool.c - a spool directory as a key source (spool.h). Invariants: a file
+ * is handed over at most once per process (in flight until settled); it
+ * leaves the directory only by rename to rejected/ or by unlink after its
+ * settlement; its ID is forgotten only once the unlink is durable. */
 #include "kma/spool.h"
 #include "core/buf.h"
 #include "core/log.h"

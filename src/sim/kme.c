@@ -1,8 +1,7 @@
-/* kme.c - a simulated QKD device's ETSI 014 key API (kme.h): the keys
- * waiting for the master, those waiting for the slave, and the requests.
- * Invariants: a key is given to the master once (it leaves the master's
- * queue) and to the slave once (it leaves the slave's table); a refused
- * request gives out and removes nothing. */
+/* kme.c - a simulated QKD device's ETSI 014 key API (kme.h). Invariants: a
+ * key is given to the master once (it leaves the master's queue) and to the
+ * slave once (it leaves the slave's table); a refused request gives out and
+ * removes nothing. */
 #include "sim/kme.h"
 #include "core/log.h"
 #include "proto/etsi014.h"
