@@ -572,8 +572,11 @@ static int get_directory(struct jctx *c, json_t *root, struct qkm_node_cfg *out,
 
 /* "source" of a node link (R-ACQ-5): where its QKD-key files come from.
  * Absent: the simulator. The fields allowed depend on "kind", so an
- * unknown kind is reported alone (its other fields cannot be judged). */
-static int get_source(struct jctx *c, json_t *link, const char *path, struct qkm_key_source *s)
+ * unknown kind is reported alone (its other fields cannot be judged).
+ * *role_ok (OUT): an etsi014 source's role loaded (the caller checks it
+ * against the link's leader). */
+static int get_source(struct jctx *c, json_t *link, const char *path, struct qkm_key_source *s,
+		      bool *role_ok)
 {
 	static const char *const simkeys[] = {"kind", NULL};
 	static const char *const spoolkeys[] = {"kind", "dir", "poll_ms", NULL};
@@ -583,6 +586,7 @@ static int get_source(struct jctx *c, json_t *link, const char *path, struct qkm
 	char p[160], fp[176], kind[16] = "", role[16] = "";
 	json_t *o;
 	memset(s, 0, sizeof(*s));
+	*role_ok = false;
 	int rc = field(c, link, path, "source", false, p, &o);
 	if (rc <= 0)
 		return rc;
@@ -619,6 +623,8 @@ static int get_source(struct jctx *c, json_t *link, const char *path, struct qkm
 		if (strcmp(role, "master") && strcmp(role, "slave")) {
 			snprintf(fp, sizeof(fp), "%s.role", p);
 			rc = jerr(c, fp, "must be master or slave");
+		} else {
+			*role_ok = true;
 		}
 		s->master = strcmp(role, "master") == 0;
 	} else {
@@ -678,16 +684,15 @@ static int get_node_links(struct jctx *c, json_t *root, struct qkm_node_cfg *out
 			rc = jerr(c, pf(fp, p, "kma_unit_bits"), "must be a multiple of 8");
 		if (peer_ok && id_ok && strcmp(l->peer, out->id) == 0)
 			rc = jerr(c, pf(fp, p, "peer"), "'%s' is this node itself", l->peer);
-		bool src_ok = get_source(c, o, p, &l->src) == 0;
-		if (!src_ok)
+		bool role_ok;
+		if (get_source(c, o, p, &l->src, &role_ok))
 			rc = QKM_ECONFIG;
 		/* The device pair's master SAE is the acquisition leader: it
 		 * draws keys with enc_keys and names them in its PREPAREs; the
 		 * follower fetches those IDs with dec_keys (docs/operations.md,
 		 * Key sources). */
 		bool leader = strcmp(out->id, l->peer) < 0;
-		if (src_ok && l->src.kind == QKM_SRC_ETSI014 && id_ok && peer_ok &&
-		    l->src.master != leader) {
+		if (role_ok && id_ok && peer_ok && l->src.master != leader) {
 			snprintf(fp, sizeof(fp), "%s.source.role", p);
 			rc = jerr(c, fp, "must be %s: the device's master side is the link's leader, "
 				  "the node whose name sorts first ('%s')",

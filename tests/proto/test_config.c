@@ -1234,6 +1234,37 @@ static void test_node_sources(void **state)
 		" \"peer_sae\": \"B\", \"role\": \"slave\", \"ca\": \"c\", \"cert\": \"c\", \"key\": \"k\"}"
 		NODE_SRC_TAIL, "links[0].source.role: must be master: the device's master side is the link's leader");
 
+	/* --check: every source error, each on its line; the role is judged
+	 * against the leader though another field of its source is wrong. */
+	static const char many[] =
+		"{\"id\": \"A\", \"db\": \"a.db\",\n"
+		" \"tls\": {\"ca\": \"ca.pem\", \"cert\": \"A.pem\", \"key\": \"A.key\"},\n"
+		" \"listen\": {\"kx\": \"127.0.0.1:7001\", \"admin\": \"127.0.0.1:7002\"},\n"
+		" \"links\": [{\"link\": \"A-B\", \"peer\": \"B\", \"addr\": \"h:1\", \"module\": \"m\",\n"
+		"   \"source\": {\"kind\": \"etsi014\", \"url\": \"http://x:1\", \"sae\": \"A\",\n" /* 5 */
+		"     \"peer_sae\": \"B\", \"role\": \"slave\", \"ca\": \"c\", \"cert\": \"c\", \"key\": \"k\"}},\n"
+		"  {\"link\": \"A-C\", \"peer\": \"C\", \"addr\": \"h:2\", \"module\": \"m2\",\n"
+		"   \"source\": {\"kind\": \"spool\", \"poll_ms\": 1,\n"     /* 8 */
+		"     \"diir\": \"/x\"}}]}\n";                                   /* 9 */
+	struct qkm_cfg_errors *errs = calloc(1, sizeof(*errs));
+	assert_non_null(errs);
+	assert_int_equal(qkm_node_cfg_check(put(fx, many), &fx->node, errs), QKM_ECONFIG);
+	static const struct {
+		unsigned line;
+		const char *text;
+	} want[] = {{5, "links[0].source.url: must be https://"},
+		    {6, "links[0].source.role: must be master"},
+		    {8, "links[1].source.dir: missing"},
+		    {8, "links[1].source.poll_ms: must be an integer from 10"},
+		    {9, "links[1].source.diir: unknown field"}};
+	assert_int_equal(errs->n, 5);
+	for (size_t i = 0; i < 5; i++) {
+		assert_int_equal(errs->e[i].line, want[i].line);
+		if (strncmp(errs->e[i].text, want[i].text, strlen(want[i].text)) != 0)
+			fail_msg("error %zu: '%s', want '%s'", i, errs->e[i].text, want[i].text);
+	}
+	free(errs);
+
 	/* Topology: a link's source. */
 	assert_int_equal(load(fx, TOPO, put(fx, "{\"nodes\": [{\"id\": \"A\"}, {\"id\": \"B\"}],"
 				 " \"links\": [{\"a\": \"A\", \"b\": \"B\", \"rate_bps\": 1,"
