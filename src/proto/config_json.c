@@ -6,6 +6,7 @@
 #include "proto/config_json.h"
 #include "proto/json_path.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -570,6 +571,45 @@ static int get_directory(struct jctx *c, json_t *root, struct qkm_node_cfg *out,
 	return rc;
 }
 
+/* A device's key API as net/http.h's client reaches it: https://, then an
+ * IPv4 address, a bracketed IPv6 address or localhost, an optional port,
+ * and no path beyond "/". */
+static bool device_url_ok(const char *url)
+{
+	char host[64];
+	const char *a = url + 8, *end;
+	if (strncmp(url, "https://", 8) != 0)
+		return false;
+	if (*a == '[') {
+		end = strchr(a, ']');
+		if (!end || (size_t)(end - a - 1) >= sizeof(host))
+			return false;
+		memcpy(host, a + 1, (size_t)(end - a - 1));
+		host[end - a - 1] = 0;
+		struct in6_addr v6;
+		if (inet_pton(AF_INET6, host, &v6) != 1)
+			return false;
+		end++;
+	} else {
+		end = a + strcspn(a, ":/");
+		if ((size_t)(end - a) >= sizeof(host))
+			return false;
+		memcpy(host, a, (size_t)(end - a));
+		host[end - a] = 0;
+		struct in_addr v4;
+		if (strcmp(host, "localhost") != 0 && inet_pton(AF_INET, host, &v4) != 1)
+			return false;
+	}
+	if (*end == ':') {
+		char *num;
+		long port = strtol(end + 1, &num, 10);
+		if (num == end + 1 || port < 1 || port > 65535)
+			return false;
+		end = num;
+	}
+	return *end == 0 || strcmp(end, "/") == 0;
+}
+
 /* "source" of a node link (R-ACQ-5): where its QKD-key files come from.
  * Absent: the simulator. The fields allowed depend on "kind", so an
  * unknown kind is reported alone (its other fields cannot be judged).
@@ -613,9 +653,10 @@ static int get_source(struct jctx *c, json_t *link, const char *path, struct qkm
 	s->size_bits = 4096;
 	(void)check_keys(c, o, p, etsikeys);
 	rc = get_str(c, o, p, "url", s->url, sizeof(s->url), true, 0);
-	if (!rc && strncmp(s->url, "https://", 8) != 0) {
+	if (!rc && !device_url_ok(s->url)) {
 		snprintf(fp, sizeof(fp), "%s.url", p);
-		rc = jerr(c, fp, "must be https://HOST:PORT (the device's key API)");
+		rc = jerr(c, fp, "must be https://ADDRESS:PORT, ADDRESS an IPv4 address, an IPv6 "
+			  "address in brackets or localhost (the device's key API; no DNS names)");
 	}
 	rc = first_err(rc, get_str(c, o, p, "sae", s->sae, sizeof(s->sae), true, 1));
 	rc = first_err(rc, get_str(c, o, p, "peer_sae", s->peer_sae, sizeof(s->peer_sae), true, 1));

@@ -1175,6 +1175,7 @@ static void test_node_sources(void **state)
 {
 	struct fixture *fx = *state;
 	const struct qkm_key_source *s = &fx->node.links[0].src;
+	char text[1024];
 	assert_int_equal(load(fx, NODE, put(fx, node_min)), 0);
 	assert_int_equal(s->kind, QKM_SRC_SIM);
 	assert_int_equal(load(fx, NODE, put(fx, NODE_SRC_HEAD "{\"kind\": \"sim\"}" NODE_SRC_TAIL)), 0);
@@ -1223,14 +1224,34 @@ static void test_node_sources(void **state)
 	REFUSED(fx, NODE, NODE_SRC_HEAD
 		"{\"kind\": \"etsi014\", \"url\": \"http://10.0.0.1:80\", \"sae\": \"A\","
 		" \"peer_sae\": \"B\", \"role\": \"master\", \"ca\": \"c\", \"cert\": \"c\", \"key\": \"k\"}"
-		NODE_SRC_TAIL, "links[0].source.url: must be https://HOST:PORT");
+		NODE_SRC_TAIL, "links[0].source.url: must be https://ADDRESS:PORT");
+	static const char *const urls[] = {"https://qkd.example:443", "https://10.0.0.1:0",
+					   "https://10.0.0.1:8443/api", "https://[::1:8443",
+					   "https://10.0.0.1:x"};
+	for (size_t i = 0; i < sizeof(urls) / sizeof(urls[0]); i++) {
+		snprintf(text, sizeof(text), NODE_SRC_HEAD
+			 "{\"kind\": \"etsi014\", \"url\": \"%s\", \"sae\": \"A\", \"peer_sae\": \"B\","
+			 " \"role\": \"master\", \"ca\": \"c\", \"cert\": \"c\", \"key\": \"k\"}"
+			 NODE_SRC_TAIL, urls[i]);
+		REFUSED(fx, NODE, text, "links[0].source.url: must be https://ADDRESS:PORT");
+	}
+	static const char *const good[] = {"https://localhost:1", "https://[fe80::1]:443/",
+					   "https://192.0.2.7"};
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		snprintf(text, sizeof(text), NODE_SRC_HEAD
+			 "{\"kind\": \"etsi014\", \"url\": \"%s\", \"sae\": \"A\", \"peer_sae\": \"B\","
+			 " \"role\": \"master\", \"ca\": \"c\", \"cert\": \"c\", \"key\": \"k\"}"
+			 NODE_SRC_TAIL, good[i]);
+		if (load(fx, NODE, put(fx, text)))
+			fail_msg("%s refused: %s", good[i], fx->err);
+	}
 	REFUSED(fx, NODE, NODE_SRC_HEAD
-		"{\"kind\": \"etsi014\", \"url\": \"https://h:1\", \"sae\": \"A\","
+		"{\"kind\": \"etsi014\", \"url\": \"https://10.0.0.1:1\", \"sae\": \"A\","
 		" \"peer_sae\": \"B\", \"role\": \"boss\", \"ca\": \"c\", \"cert\": \"c\", \"key\": \"k\"}"
 		NODE_SRC_TAIL, "links[0].source.role: must be master or slave");
 	/* A sorts before B: A leads the link, so A's side is the master. */
 	REFUSED(fx, NODE, NODE_SRC_HEAD
-		"{\"kind\": \"etsi014\", \"url\": \"https://h:1\", \"sae\": \"A\","
+		"{\"kind\": \"etsi014\", \"url\": \"https://10.0.0.1:1\", \"sae\": \"A\","
 		" \"peer_sae\": \"B\", \"role\": \"slave\", \"ca\": \"c\", \"cert\": \"c\", \"key\": \"k\"}"
 		NODE_SRC_TAIL, "links[0].source.role: must be master: the device's master side is the link's leader");
 
@@ -1281,7 +1302,6 @@ static void test_node_sources(void **state)
 		" \"links\": [{\"id\": \"A-B\", \"rate_bps\": 1, \"unit_bits\": 64, %s"
 		" \"sides\": [{\"node\": \"A\", \"module\": \"m-A\"%s},"
 		" {\"node\": \"B\", \"module\": \"m-B\"}]}]}";
-	char text[1024];
 	snprintf(text, sizeof(text), sim_src, "", ", \"spool\": \"/s/A\"");
 	assert_int_equal(load(fx, SIM, put(fx, text)), 0);
 	assert_string_equal(fx->sim.links[0].spool[0], "/s/A");
