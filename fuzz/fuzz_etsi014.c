@@ -3,7 +3,9 @@
  * both query parsers as a NUL-terminated string. Any refusal is fine if it
  * says why; a crash, leak or broken invariant is not. Accepted key IDs are
  * re-formatted (as a POST body and as a GET query) and must parse back to
- * the same IDs; they also go through the Key container writer. */
+ * the same IDs; they also go through the Key container writer. The client
+ * side (a node reading a QKD device) reads the input as a Key container,
+ * whose keys written back must read back the same, and as a Status. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,10 +26,13 @@ static void check(int cond)
 }
 
 static struct qkm_etsi_key_ids ids, ids2;
+static struct qkm_etsi_keyset ks, ks2;
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-	check(qkm_secret_heap_init(1 << 22) == 0);
+	check(qkm_secret_heap_init(1 << 26) == 0);
+	qkm_etsi_keyset_init(&ks);
+	qkm_etsi_keyset_init(&ks2);
 	return 0;
 }
 
@@ -92,6 +97,46 @@ static void roundtrip_ids(const struct qkm_etsi_key_ids *k, const uint8_t *data,
 	qkm_buf_fini(&b);
 }
 
+/* The client's Key container reader: a refusal leaves no key; keys read
+ * are written back by the server's writer and read back the same. */
+static void client_side(const uint8_t *data, size_t size)
+{
+	char err[256] = "";
+	int rc = qkm_etsi_parse_keys((const char *)data, size, &ks, err, sizeof(err));
+	check(rc == 0 || rc == QKM_EINVAL);
+	check(ks.data.secure);
+	if (rc) {
+		check(err[0] && ks.n == 0 && ks.data.len == 0);
+	} else {
+		check(ks.n <= QKM_ETSI_MAX_IDS);
+		const uint8_t **keys = malloc((ks.n + 1) * sizeof(*keys));
+		check(keys != NULL);
+		size_t total = 0;
+		for (size_t i = 0; i < ks.n; i++) {
+			check(ks.len[i] > 0 && ks.off[i] + ks.len[i] <= ks.data.len);
+			keys[i] = ks.data.p + ks.off[i];
+			total += ks.len[i];
+		}
+		check(total == ks.data.len);
+		struct qkm_buf b;
+		qkm_buf_init(&b, 64u << 20, true);
+		check(qkm_etsi_keys_json(&b, ks.n, ks.ids, keys, ks.len) == 0);
+		check(qkm_etsi_parse_keys((const char *)b.p, b.len, &ks2, err, sizeof(err)) == 0);
+		check(ks2.n == ks.n && ks2.data.len == ks.data.len &&
+		      memcmp(ks2.data.p, ks.data.p, ks.data.len) == 0);
+		for (size_t i = 0; i < ks.n; i++)
+			check(qkm_id_eq(&ks2.ids[i], &ks.ids[i]) && ks2.len[i] == ks.len[i]);
+		qkm_buf_fini(&b);
+		free(keys);
+	}
+	struct qkm_etsi_status st;
+	err[0] = 0;
+	rc = qkm_etsi_parse_status((const char *)data, size, &st, err, sizeof(err));
+	check(rc == 0 || (rc == QKM_EINVAL && err[0]));
+	if (rc == 0)
+		check(qkm_name_valid(st.source_KME_ID) && qkm_name_valid(st.slave_SAE_ID));
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	char err[256];
@@ -112,6 +157,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	check(q != NULL);
 	memcpy(q, data, size);
 	q[size] = 0;
+
+	client_side(data, size);
 
 	err[0] = 0;
 	rc = qkm_etsi_parse_enc_query(q, &r, err, sizeof(err));

@@ -359,6 +359,15 @@ static int net_up(const char *topo_path, const char *dir_arg)
 			free(p);
 			return 2;
 		}
+	for (size_t i = 0; i < p->topo.n_links; i++)
+		if (p->topo.links[i].source == QKM_SRC_ETSI014 &&
+		    p->topo.links[i].unit_bits > (1u << 20)) {
+			fprintf(stderr, "qkm net up: %s: links[%zu]: unit_bits above 1048576 with "
+					"source etsi014 (the largest key a node asks a device for)\n",
+				topo_path, i);
+			free(p);
+			return 2;
+		}
 	/* Relay routes (R-REL-6) are checked before anything is written: a
 	 * path longer than QKM_MAX_PATH nodes is a bad topology. */
 	for (size_t i = 0; i < p->topo.n_nodes; i++) {
@@ -437,10 +446,26 @@ static int net_up(const char *topo_path, const char *dir_arg)
 		l->qber_threshold = 0.11;
 		snprintf(l->node[0], QKM_NAME_MAX, "%s", p->topo.links[i].a);
 		snprintf(l->node[1], QKM_NAME_MAX, "%s", p->topo.links[i].b);
+		if (p->topo.links[i].source == QKM_SRC_ETSI014) {
+			/* The device's master SAE is side 0, and it must be the
+			 * link's leader: the node whose name sorts first. */
+			if (strcmp(l->node[0], l->node[1]) > 0) {
+				snprintf(l->node[0], QKM_NAME_MAX, "%s", p->topo.links[i].b);
+				snprintf(l->node[1], QKM_NAME_MAX, "%s", p->topo.links[i].a);
+			}
+			snprintf(l->etsi014, sizeof(l->etsi014), "127.0.0.1:%d", free_port());
+		}
 		for (int k = 0; k < 2; k++) {
 			char mod[2 * QKM_NAME_MAX + 2];
 			snprintf(mod, sizeof(mod), "%s:%s", l->id, l->node[k]);
 			snprintf(l->module[k], QKM_NAME_MAX, "%s", mod);
+			/* source spool: the module's driver (the simulator) writes
+			 * key files where the node reads them. */
+			if (p->topo.links[i].source == QKM_SRC_SPOOL) {
+				char sp[PATH_MAX];
+				snprintf(sp, sizeof(sp), "%s/%s/spool/%s", dir, l->node[k], l->id);
+				memcpy(l->spool[k], sp, sizeof(sp));
+			}
 		}
 	}
 	snprintf(net->sim_config, sizeof(net->sim_config), "%s/sim/sim.json", dir);
@@ -523,6 +548,27 @@ static int net_up(const char *topo_path, const char *dir_arg)
 			l->kma_unit_bits = 256;
 			l->batch_ms = 100;
 			l->batch_max_bytes = 1u << 20;
+			const struct qkm_sim_link *sl = &sim->links[j];
+			if (p->topo.links[j].source == QKM_SRC_SPOOL) {
+				l->src.kind = QKM_SRC_SPOOL;
+				l->src.poll_ms = 200;
+				snprintf(l->src.dir, sizeof(l->src.dir), "%s",
+					 sl->spool[strcmp(sl->node[0], id) == 0 ? 0 : 1]);
+			} else if (p->topo.links[j].source == QKM_SRC_ETSI014) {
+				/* The simulated device's SAEs are the nodes, with their
+				 * node certificates; batches of 64 keys, polled every
+				 * 100 ms, keep up with the topology's rates. */
+				struct qkm_key_source *ks = &l->src;
+				ks->kind = QKM_SRC_ETSI014;
+				snprintf(ks->url, sizeof(ks->url), "https://%s", sl->etsi014);
+				snprintf(ks->sae, sizeof(ks->sae), "%s", id);
+				snprintf(ks->peer_sae, sizeof(ks->peer_sae), "%s", peer);
+				ks->master = strcmp(sl->node[0], id) == 0;
+				ks->tls = c->tls;
+				ks->poll_ms = 100;
+				ks->batch = 64;
+				ks->size_bits = sl->unit_bits;
+			}
 		}
 		for (size_t j = 0; j < p->topo.n_saes; j++)
 			c->saes[c->n_saes++] = p->topo.saes[j];

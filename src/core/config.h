@@ -26,6 +26,27 @@ struct qkm_tls_paths {
 	char key[PATH_MAX];
 };
 
+/* Where a link's QKD-key files come from (Kq-1, R-ACQ-5): the simulator
+ * (over the Kq-1 link of docs/protocol.md 4.1), a QKD device's own ETSI GS
+ * QKD 014 key API, or a spool directory a module driver writes files into.
+ * Each source hands acquisition the same stream of QKD-key files. */
+enum qkm_source_kind { QKM_SRC_SIM = 0, QKM_SRC_ETSI014, QKM_SRC_SPOOL };
+
+struct qkm_key_source {
+	enum qkm_source_kind kind;
+	uint32_t poll_ms;            /* etsi014, spool: how often to look for keys */
+	/* spool */
+	char dir[PATH_MAX];          /* complete files NAME.qkd, in name order */
+	/* etsi014 */
+	char url[QKM_ADDR_MAX + 16]; /* the device's KME, "https://host:port" */
+	char sae[QKM_NAME_MAX];      /* this node's SAE ID at the device */
+	char peer_sae[QKM_NAME_MAX]; /* the other node's SAE ID at its device */
+	bool master;                 /* role "master": enc_keys; "slave": dec_keys */
+	struct qkm_tls_paths tls;    /* ca, cert, key for mutual TLS with the device */
+	uint32_t batch;              /* master: keys per enc_keys request */
+	uint32_t size_bits;          /* master: bits per key */
+};
+
 /* One QKD link of a node: the module it reads and the KMA at the other end. */
 struct qkm_node_link {
 	char link[QKM_NAME_MAX];     /* link name, e.g. "A-B" */
@@ -35,6 +56,7 @@ struct qkm_node_link {
 	uint32_t kma_unit_bits;      /* KMA-key length (R-ACQ-2); multiple of 8 */
 	uint32_t batch_ms;           /* confirmation round period */
 	uint32_t batch_max_bytes;    /* most key bytes per confirmation round */
+	struct qkm_key_source src;   /* where the QKD-key files come from */
 };
 
 struct qkm_node_sae {
@@ -158,6 +180,12 @@ struct qkm_sim_link {
 	double qber_threshold;       /* above: alarm, no key produced */
 	char node[2][QKM_NAME_MAX];  /* side 0 ("a") and side 1 ("b") */
 	char module[2][QKM_NAME_MAX];
+	char spool[2][PATH_MAX];     /* "" = Kq-1; else write that side's key files
+				      * into this spool directory (NAME.tmp, renamed
+				      * to NAME.qkd when complete) */
+	char etsi014[QKM_ADDR_MAX];  /* "" = none; else the module pair's ETSI GS QKD
+				      * 014 key API listens here: side 0's node is the
+				      * master SAE, side 1's the slave (sim/kme.h) */
 };
 
 struct qkm_sim_cfg {
@@ -184,6 +212,7 @@ struct qkm_topology {
 		uint64_t rate_bps;
 		uint32_t unit_bits;
 		double qber;
+		enum qkm_source_kind source; /* how the nodes take the link's keys */
 	} links[QKM_MAX_TOPO_LINKS];
 	size_t n_saes;
 	struct qkm_node_sae saes[QKM_MAX_SAES];

@@ -63,6 +63,7 @@ struct qkm_acq {
 	uint64_t stale_check_ns;
 	void (*pc_fn)(uint32_t, const struct qkm_paircheck_result *, void *);
 	void *pc_arg;
+	struct qkm_acq_source_cbs src;
 };
 
 void qkm_acq_cfg_defaults(struct qkm_acq_cfg *cfg)
@@ -111,6 +112,31 @@ static void buf_remove(struct qkm_acq *a, struct qkd_entry *e)
 	a->buffered -= e->data->len;
 	qkm_secret_free(e->data);
 	free(e);
+}
+
+/* The source's word that acquisition is done with files (acq.h). */
+static void settle_one(struct qkm_acq *a, const char *id, bool stored)
+{
+	if (a->src.settled)
+		a->src.settled(id, stored, a->src.arg);
+}
+
+static void settle_round(struct qkm_acq *a, const char (*ids)[QKM_NAME_MAX], uint32_t n,
+			 bool stored)
+{
+	for (uint32_t i = 0; a->src.settled && i < n; i++)
+		a->src.settled(ids[i], stored, a->src.arg);
+}
+
+/* Inside the round's transaction: its QKD-key IDs, for a source that may
+ * hand a file over again (acq.h track_ids). */
+static int remember_ids(struct qkm_acq *a, const char (*ids)[QKM_NAME_MAX], uint32_t n,
+			uint64_t now_ns)
+{
+	int rc = 0;
+	for (uint32_t i = 0; a->cfg.track_ids && !rc && i < n; i++)
+		rc = qkm_store_qkd_put(a->st, a->cfg.link, ids[i], now_ns);
+	return rc;
 }
 
 static void record(struct qkm_acq *a, const char *event, const char *kind, const char *key_id,
@@ -169,6 +195,7 @@ static void buf_discard_older(struct qkm_acq *a, uint64_t before, const char *wh
 		if (!n)
 			snprintf(first, sizeof(first), "%s", a->head->id);
 		snprintf(last, sizeof(last), "%s", a->head->id);
+		settle_one(a, a->head->id, false);
 		buf_remove(a, a->head);
 		n++;
 	}
@@ -188,6 +215,12 @@ int qkm_acq_on_keyfile(struct qkm_acq *a, struct qkm_keyfile *kf, uint64_t now_n
 		return QKM_EINVAL;
 	if (buf_find(a, kf->m.qkd.qkd_key_id))
 		return QKM_EEXIST;
+	if (a->cfg.track_ids) {
+		bool held;
+		int rc = qkm_store_qkd_held(a->st, a->cfg.link, kf->m.qkd.qkd_key_id, &held);
+		if (rc || held)
+			return rc ? rc : QKM_EEXIST;
+	}
 	struct qkd_entry *e = calloc(1, sizeof(*e));
 	if (!e)
 		return QKM_ENOMEM;
@@ -279,6 +312,7 @@ static void rounds_clear(struct qkm_acq *a, const char *why)
 			count_abort(a);
 			record(a, "aborted", "kma", hex, "round of %u QKD-key(s) abandoned: %s",
 			       r->n_ids, why);
+			settle_round(a, (const char (*)[QKM_NAME_MAX])r->ids, r->n_ids, false);
 		}
 		round_free(r);
 	}
@@ -467,6 +501,7 @@ out:
 		count_abort(a);
 		record(a, "aborted", "kma", hex, "round of %u QKD-key(s) not started: %s", r->n_ids,
 		       qkm_strerror(rc));
+		settle_round(a, (const char (*)[QKM_NAME_MAX])r->ids, r->n_ids, false);
 	}
 	round_free(r);
 	free(hp);
@@ -501,6 +536,9 @@ static void leader_flush(struct qkm_acq *a)
 	for (r = a->prepared; !rc && r; r = r->next) {
 		rc = round_store(a, r, r->data.p, r->data.len, QKM_BLOCK_READY, r->deadline_ns);
 		if (!rc)
+			rc = remember_ids(a, (const char (*)[QKM_NAME_MAX])r->ids, r->n_ids,
+					  r->deadline_ns);
+		if (!rc)
 			record_round(a, r, r->data.len, "ready");
 		total += r->data.len / r->unit * r->unit;
 	}
@@ -516,6 +554,7 @@ static void leader_flush(struct qkm_acq *a)
 		char hex[33];
 		a->prepared = r->next;
 		qkm_id_hex(&r->batch, hex);
+		settle_round(a, (const char (*)[QKM_NAME_MAX])r->ids, r->n_ids, rc == 0);
 		if (rc) {
 			log_warnx("link %s: round %s not stored: %s", a->cfg.link, hex,
 				  qkm_strerror(rc));
@@ -699,8 +738,10 @@ static int follower_try_round(struct qkm_acq *a, struct round *r, uint64_t now_n
 abort:
 	/* R-ACQ-3: different or missing on one side: both discard. */
 	for (uint32_t i = 0; i < r->n_ids; i++)
-		if (ents && ents[i])
+		if (ents && ents[i]) {
+			settle_one(a, ents[i]->id, false);
 			buf_remove(a, ents[i]);
+		}
 	if (min_seq != UINT64_MAX)
 		buf_discard_older(a, min_seq, LEADER_MOVED_ON);
 	count_abort(a);
@@ -713,6 +754,23 @@ out:
 	free(hashes);
 	free(ents);
 	return settled;
+}
+
+/* Tells a source that fetches keys on demand which of r's are not here. */
+static void ask_missing(struct qkm_acq *a, const struct round *r)
+{
+	char (*ids)[QKM_NAME_MAX] = calloc(r->n_ids, sizeof(*ids));
+	uint32_t n = 0;
+	if (!ids) {
+		log_warnx("link %s: out of memory asking for missing QKD-keys", a->cfg.link);
+		return;
+	}
+	for (uint32_t i = 0; i < r->n_ids; i++)
+		if (!buf_find(a, r->ids[i]))
+			memcpy(ids[n++], r->ids[i], QKM_NAME_MAX);
+	if (n)
+		a->src.missing((const char (*)[QKM_NAME_MAX])ids, n, a->src.arg);
+	free(ids);
 }
 
 /* Settles waiting rounds in order; a round waiting for files holds the ones
@@ -785,6 +843,9 @@ void qkm_acq_flush(struct qkm_acq *a)
 			rc = round_store(a, r, r->data.p, r->data.len, QKM_BLOCK_PENDING,
 					 r->deadline_ns);
 			if (!rc)
+				rc = remember_ids(a, (const char (*)[QKM_NAME_MAX])r->ids, r->n_ids,
+						  r->deadline_ns);
+			if (!rc)
 				record_round(a, r, r->data.len, "pending");
 		}
 		for (uint32_t i = 0; !rc && i < a->n_commits; i++) {
@@ -823,6 +884,7 @@ void qkm_acq_flush(struct qkm_acq *a)
 	while ((r = a->prepared) != NULL) {
 		a->prepared = r->next;
 		qkm_id_hex(&r->batch, hex);
+		settle_round(a, (const char (*)[QKM_NAME_MAX])r->ids, r->n_ids, rc == 0);
 		if (rc) {
 			count_abort(a);
 			record(a, "aborted", "kma", hex, "follower could not store: %s",
@@ -853,6 +915,7 @@ static int follower_on_abort(struct qkm_acq *a, const struct qkm_id *batch, cons
 			struct round *m = *pp;
 			*pp = m->next;
 			a->n_prepared--;
+			settle_round(a, (const char (*)[QKM_NAME_MAX])m->ids, m->n_ids, false);
 			round_free(m);
 			count_abort(a);
 			record(a, "aborted", "kma", hex, "aborted by %s: %s", a->cfg.peer, why);
@@ -863,8 +926,10 @@ static int follower_on_abort(struct qkm_acq *a, const struct qkm_id *batch, cons
 		/* Still waiting for files: drop the ones it would have used. */
 		for (uint32_t i = 0; i < r->n_ids; i++) {
 			struct qkd_entry *e = buf_find(a, r->ids[i]);
-			if (e)
+			if (e) {
+				settle_one(a, e->id, false);
 				buf_remove(a, e);
+			}
 		}
 		round_free(r);
 	} else {
@@ -1261,6 +1326,11 @@ static int on_paircheck_ack(struct qkm_acq *a, const struct qkm_frame *f)
 	return 0;
 }
 
+void qkm_acq_set_source_cbs(struct qkm_acq *a, const struct qkm_acq_source_cbs *cbs)
+{
+	a->src = *cbs;
+}
+
 void qkm_acq_set_paircheck_cb(struct qkm_acq *a,
 			      void (*fn)(uint32_t, const struct qkm_paircheck_result *, void *),
 			      void *arg)
@@ -1485,6 +1555,8 @@ int qkm_acq_on_frame(struct qkm_acq *a, const struct qkm_frame *f, uint64_t now_
 				  r->unit, a->cfg.unit_bytes);
 		}
 		rounds_push(a, r);
+		if (a->src.missing)
+			ask_missing(a, r);
 		return follower_run(a, now_ns);
 	}
 	case QKM_MSG_ACQ_PREPARED:
@@ -1507,6 +1579,7 @@ int qkm_acq_on_frame(struct qkm_acq *a, const struct qkm_frame *f, uint64_t now_
 			       r->n_ids, a->cfg.peer, msg);
 			log_warnx("link %s: round %s aborted by %s: %s", a->cfg.link, hex,
 				  a->cfg.peer, msg);
+			settle_round(a, (const char (*)[QKM_NAME_MAX])r->ids, r->n_ids, false);
 			round_free(r);
 			return 0;
 		}

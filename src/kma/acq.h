@@ -30,6 +30,10 @@ struct qkm_acq_cfg {
 	uint32_t window;              /* leader: rounds in flight */
 	uint64_t wait_ns;             /* follower: PREPARE waits for late files */
 	size_t buffer_max_bytes;      /* unconfirmed QKD-key bytes held */
+	bool track_ids;               /* remember stored QKD-key IDs in the store
+				       * (store.h qkm_store_qkd_put) and refuse them
+				       * when handed over again: for sources that may
+				       * deliver a file twice (a spool after a crash) */
 };
 
 /* Fills cfg with the defaults (everything but the names). */
@@ -50,8 +54,26 @@ bool qkm_acq_is_leader(const struct qkm_acq *a);
  * qkm_keyfile_decode() guarantees: the round digest covers it in place of
  * the data (without one, it is computed here). QKM_EINVAL if it is not a
  * QKD-key of this link's module or has no data; QKM_EEXIST for a QKD-key ID
- * already buffered; QKM_ECRYPTO. */
+ * already buffered, or (track_ids) already stored; QKM_ECRYPTO; QKM_ESTORE. */
 int qkm_acq_on_keyfile(struct qkm_acq *a, struct qkm_keyfile *kf, uint64_t now_ns) QKM_MUST_CHECK;
+
+/* What a key source may want to know (kma/spool.h, kma/device.h); each
+ * member may be NULL.
+ * settled: acquisition is done with a QKD-key file qkm_acq_on_keyfile took:
+ *   stored (in a round the store committed: READY at the leader, PENDING
+ *   or READY at the follower), or not (its round aborted, or it was lost
+ *   on one side or dropped from a full buffer). Called once per file,
+ *   after the commit that stored it; never for files still buffered or in
+ *   a round when the acq is freed (the source hands those over again).
+ * missing: follower: a PREPARE just named QKD-keys that have not arrived;
+ *   a source that fetches keys by ID on demand fetches them now (the
+ *   round waits up to wait_ns for them). ids are valid during the call. */
+struct qkm_acq_source_cbs {
+	void (*settled)(const char *qkd_id, bool stored, void *arg);
+	void (*missing)(const char (*ids)[QKM_NAME_MAX], uint32_t n, void *arg);
+	void *arg;
+};
+void qkm_acq_set_source_cbs(struct qkm_acq *a, const struct qkm_acq_source_cbs *cbs);
 
 /* The Kx link to the peer opened (the follower starts reconciliation) or
  * closed (rounds in flight are aborted on this side; the follower's pending

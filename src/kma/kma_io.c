@@ -4,7 +4,9 @@
 #include "kma/kma.h"
 #include "core/keyfile.h"
 #include "core/log.h"
+#include "kma/device.h"
 #include "kma/relay.h"
+#include "kma/spool.h"
 #include "net/link.h"
 
 #include <stdlib.h>
@@ -31,6 +33,8 @@
 #define KMA_CKPT_NS 5000000000ull
 /* Pool sync (acq.h) when a pool becomes usable and this often after. */
 #define KMA_SYNC_NS 30000000000ull
+/* A spool scan reads at most this much before the loop does other work. */
+#define KMA_SPOOL_SCAN_BYTES (16u << 20)
 
 struct kma_pc {
 	struct kma_pc *next;
@@ -55,6 +59,10 @@ struct kma_link {
 	uint32_t qber_ppm;
 	uint64_t rate_bps;
 	char alarm[64];
+	struct qkm_spool *spool;    /* source spool: the directory, or NULL */
+	struct qkm_device *device;  /* source etsi014: the QKD device's key API, or NULL */
+	uint64_t poll_ns;           /* next look at a polled source (monotonic) */
+	bool settled;               /* spool files settled, to remove */
 };
 
 /* A direct KMA link with a node that is not a neighbour (clause 9 relay
@@ -616,9 +624,13 @@ static struct kma_link *link_by_name(struct qkm_kma *k, const char *name)
 static void sim_on_open(struct qkm_link *l, void *arg)
 {
 	struct qkm_kma *k = arg;
+	size_t n = 0;
 	k->sim_retry_ms = KMA_RETRY_MIN_MS;
 	for (size_t i = 0; i < k->n_links; i++) {
 		struct qkm_buf b;
+		if (k->links[i].cfg.src.kind != QKM_SRC_SIM)
+			continue;
+		n++;
 		size_t start;
 		qkm_buf_init(&b, 1024, false);
 		if (qkm_frame_begin(&b, QKM_MSG_SUBSCRIBE, 0, &start) ||
@@ -628,7 +640,7 @@ static void sim_on_open(struct qkm_link *l, void *arg)
 			log_warnx("cannot subscribe to module %s", k->links[i].cfg.module);
 		qkm_buf_fini(&b);
 	}
-	log_info("connected to the quantum layer; subscribed to %zu module(s)", k->n_links);
+	log_info("connected to the quantum layer; subscribed to %zu module(s)", n);
 }
 
 static void sim_on_keyfile(struct qkm_kma *k, const struct qkm_frame *f)
@@ -743,7 +755,8 @@ static void sim_on_close(struct qkm_link *l, int err, const char *why, void *arg
 	struct qkm_kma *k = arg;
 	k->sim = NULL;
 	for (size_t i = 0; i < k->n_links; i++)
-		k->links[i].module_up = false;
+		if (k->links[i].cfg.src.kind == QKM_SRC_SIM)
+			k->links[i].module_up = false;
 	log_warnx("quantum layer link down: %s", why);
 	schedule(k->sim_redial, &k->sim_retry_ms);
 }
@@ -758,6 +771,128 @@ static void sim_dial(struct qkm_kma *k)
 }
 
 static void sim_on_redial(evutil_socket_t fd, short what, void *arg) { sim_dial(arg); }
+
+/* ---- spool directories (kma/spool.h) ------------------------------------ */
+
+static enum qkm_spool_verdict spool_take(const char *name, struct qkm_keyfile *kf, char *why,
+					 size_t whysz, void *arg)
+{
+	struct kma_link *kl = arg;
+	struct qkm_acq_stats as;
+	qkm_acq_stats(kl->acq, &as);
+	/* As Kq-1's flow control: the files wait in the directory instead. */
+	if (as.buffered_bytes > (as.waiting_files ? KMA_ACQ_WAITING_HIGH : KMA_ACQ_HIGH))
+		return QKM_SPOOL_LATER;
+	char id[QKM_NAME_MAX];
+	snprintf(id, sizeof(id), "%s", kf->m.qkd.qkd_key_id);
+	int rc = qkm_acq_on_keyfile(kl->acq, kf, qkm_now_ns());
+	bool held = false;
+	switch (rc) {
+	case 0:
+		return QKM_SPOOL_TAKEN;
+	case QKM_EEXIST:
+		if (qkm_store_qkd_held(kl->k->st, kl->cfg.link, id, &held) == 0 && held)
+			return QKM_SPOOL_DONE; /* stored before a crash */
+		snprintf(why, whysz, "QKD-key ID %s is already in another file", id);
+		return QKM_SPOOL_REJECT;
+	case QKM_EINVAL:
+		snprintf(why, whysz, "not a QKD-key of module %s with key data (module %s)",
+			 kl->cfg.module, kf->m.qkd.qkd_module_id[0] ? kf->m.qkd.qkd_module_id : "none");
+		return QKM_SPOOL_REJECT;
+	default:
+		log_warnx("link %s: spool file %s not taken now: %s", kl->cfg.link, name,
+			  qkm_strerror(rc));
+		return QKM_SPOOL_LATER;
+	}
+}
+
+static void spool_rejected(const char *name, const char *why, void *arg)
+{
+	struct kma_link *kl = arg;
+	struct qkm_lc_event ev = {0};
+	snprintf(ev.event, sizeof(ev.event), "rejected");
+	snprintf(ev.key_kind, sizeof(ev.key_kind), "qkd");
+	snprintf(ev.key_id, sizeof(ev.key_id), "%s", name);
+	snprintf(ev.peer, sizeof(ev.peer), "%s", kl->cfg.peer);
+	snprintf(ev.detail, sizeof(ev.detail), "spool file of link %s moved to rejected/: %s",
+		 kl->cfg.link, why);
+	if (qkm_store_record(kl->k->st, &ev))
+		log_warnx("link %s: rejection of %s not recorded", kl->cfg.link, name);
+}
+
+static void spool_forget(const char *qkd_id, void *arg)
+{
+	struct kma_link *kl = arg;
+	if (qkm_store_qkd_forget(kl->k->st, kl->cfg.link, qkd_id))
+		log_warnx("link %s: QKD-key %s not forgotten (harmless: its file is gone)",
+			  kl->cfg.link, qkd_id);
+}
+
+static void spool_on_settled(const char *qkd_id, bool stored, void *arg)
+{
+	struct kma_link *kl = arg;
+	qkm_spool_settled(kl->spool, qkd_id, stored);
+	kl->settled = true;
+}
+
+/* Removes the files acquisition settled (their IDs forgotten in one
+ * commit), then, when due, reads the directory again. */
+static void spool_poll(struct kma_link *kl, uint64_t mono)
+{
+	if (kl->settled) {
+		kl->settled = false;
+		bool txn = qkm_store_begin(kl->k->st) == 0;
+		/* What could not be removed is tried again with the next
+		 * settlement (kma/spool.h), not every tick. */
+		if (qkm_spool_remove_done(kl->spool) < 0)
+			log_debug("link %s: spool files not removed now", kl->cfg.link);
+		if (txn && qkm_store_commit(kl->k->st))
+			log_warnx("link %s: spool IDs not forgotten (harmless)", kl->cfg.link);
+	}
+	if (mono < kl->poll_ns)
+		return;
+	bool more = false;
+	int n = qkm_spool_scan(kl->spool, KMA_SPOOL_SCAN_BYTES, &more);
+	bool up = n >= 0;
+	if (up != kl->module_up)
+		log_info("link %s: spool %s %s", kl->cfg.link, kl->cfg.src.dir,
+			 up ? "readable: taking key files" : "unreadable");
+	kl->module_up = up;
+	/* More waiting and room for it: look again at the next tick. */
+	struct qkm_acq_stats as;
+	qkm_acq_stats(kl->acq, &as);
+	kl->poll_ns = mono + (more && n > 0 && as.buffered_bytes <= KMA_ACQ_LOW
+				      ? (uint64_t)KMA_TICK_MS * 1000000u
+				      : (uint64_t)kl->cfg.src.poll_ms * 1000000u);
+}
+
+/* ---- QKD devices' key APIs (kma/device.h) -------------------------------- */
+
+static void device_keyfile(struct qkm_keyfile *kf, void *arg)
+{
+	struct kma_link *kl = arg;
+	int rc = qkm_acq_on_keyfile(kl->acq, kf, qkm_now_ns());
+	if (rc)
+		log_warnx("link %s: QKD-key %s from the device refused: %s", kl->cfg.link,
+			  kf->m.qkd.qkd_key_id, qkm_strerror(rc));
+}
+
+/* Follower: the leader's round names keys we have not fetched yet. */
+static void device_missing(const char (*ids)[QKM_NAME_MAX], uint32_t n, void *arg)
+{
+	struct kma_link *kl = arg;
+	qkm_device_fetch(kl->device, ids, n);
+}
+
+/* Each tick: the master's room in acquisition, the device's state. */
+static void device_tick(struct kma_link *kl)
+{
+	struct qkm_acq_stats as;
+	qkm_acq_stats(kl->acq, &as);
+	qkm_device_set_room(kl->device,
+			    as.buffered_bytes < KMA_ACQ_HIGH ? KMA_ACQ_HIGH - as.buffered_bytes : 0);
+	kl->module_up = qkm_device_up(kl->device);
+}
 
 /* ---- life -------------------------------------------------------------- */
 
@@ -777,6 +912,10 @@ static void kma_on_tick(evutil_socket_t fd, short what, void *arg)
 	for (size_t i = 0; i < k->n_links; i++) {
 		struct kma_link *kl = &k->links[i];
 		qkm_acq_tick(kl->acq, now);
+		if (kl->spool)
+			spool_poll(kl, mono);
+		if (kl->device)
+			device_tick(kl);
 		pool_update(kl);
 		if (kl->pool_usable && mono - kl->sync_ns >= KMA_SYNC_NS) {
 			kl->sync_ns = mono;
@@ -867,11 +1006,30 @@ struct qkm_kma *qkm_kma_new(struct event_base *base, const struct qkm_node_cfg *
 		ac.unit_bytes = kl->cfg.kma_unit_bits / 8;
 		ac.batch_max_bytes = kl->cfg.batch_max_bytes;
 		ac.batch_ns = (uint64_t)kl->cfg.batch_ms * 1000000u;
+		/* A spool may hand a file over again after a crash. */
+		ac.track_ids = kl->cfg.src.kind == QKM_SRC_SPOOL;
 		kl->acq = qkm_acq_new(&ac, st, kx_send, kl);
 		kl->redial = evtimer_new(base, kx_on_redial, kl);
 		if (!kl->acq || !kl->redial)
 			goto fail;
 		qkm_acq_set_paircheck_cb(kl->acq, pc_on_result, kl);
+		if (kl->cfg.src.kind == QKM_SRC_ETSI014) {
+			struct qkm_device_ops dops = {device_keyfile, kl};
+			struct qkm_acq_source_cbs cbs = {NULL, device_missing, kl};
+			kl->device = qkm_device_new(base, &kl->cfg.src, kl->cfg.link,
+						    kl->cfg.module, &dops);
+			if (!kl->device)
+				goto fail;
+			qkm_acq_set_source_cbs(kl->acq, &cbs);
+		}
+		if (kl->cfg.src.kind == QKM_SRC_SPOOL) {
+			struct qkm_spool_ops so = {spool_take, spool_rejected, spool_forget, kl};
+			struct qkm_acq_source_cbs cbs = {spool_on_settled, NULL, kl};
+			if (!(kl->spool = qkm_spool_new(kl->cfg.src.dir, kl->cfg.link, &so)))
+				goto fail;
+			qkm_acq_set_source_cbs(kl->acq, &cbs);
+			log_info("link %s: key files from spool %s", kl->cfg.link, kl->cfg.src.dir);
+		}
 	}
 	struct qkm_relay_ops ro = {relay_op_send, relay_op_send_direct, relay_op_send_to,
 				   relay_op_link_ready, relay_op_on_pool, k};
@@ -883,7 +1041,10 @@ struct qkm_kma *qkm_kma_new(struct event_base *base, const struct qkm_node_cfg *
 	for (size_t i = 0; i < k->n_links; i++)
 		if (qkm_acq_is_leader(k->links[i].acq))
 			kx_dial(&k->links[i]);
-	if (cfg->sim[0])
+	bool any_sim = false;
+	for (size_t i = 0; i < k->n_links; i++)
+		any_sim = any_sim || k->links[i].cfg.src.kind == QKM_SRC_SIM;
+	if (cfg->sim[0] && any_sim)
 		sim_dial(k);
 	struct timeval tv = {0, KMA_TICK_MS * 1000L};
 	event_add(k->tick, &tv);
@@ -909,12 +1070,19 @@ void qkm_kma_free(struct qkm_kma *k)
 	for (size_t i = 0; k->links && i < k->n_links; i++)
 		if (k->links[i].acq)
 			qkm_acq_flush(k->links[i].acq);
+	/* Files those rounds settled leave the spools now (any left in
+	 * flight are read again at the next start). */
+	for (size_t i = 0; k->links && i < k->n_links; i++)
+		if (k->links[i].spool && k->links[i].settled)
+			spool_poll(&k->links[i], 0);
 	for (size_t i = 0; k->links && i < k->n_links; i++) {
 		struct kma_link *kl = &k->links[i];
 		qkm_link_free(kl->kx);
 		if (kl->redial)
 			event_free(kl->redial);
+		qkm_device_free(kl->device); /* its worker stops before acq goes */
 		qkm_acq_free(kl->acq);
+		qkm_spool_free(kl->spool);
 	}
 	qkm_link_free(k->sim);
 	if (k->sim_redial)
@@ -943,7 +1111,7 @@ void qkm_kma_link_status(const struct qkm_kma *k, size_t i, struct qkm_kma_link_
 	out->leader = qkm_acq_is_leader(kl->acq);
 	out->kx_up = kl->kx && qkm_link_is_open(kl->kx);
 	out->reconciled = qkm_acq_reconciled(kl->acq);
-	out->module_up = k->sim && kl->module_up;
+	out->module_up = kl->cfg.src.kind == QKM_SRC_SIM ? k->sim && kl->module_up : kl->module_up;
 	out->qber_ppm = kl->qber_ppm;
 	out->rate_bps = kl->rate_bps;
 	snprintf(out->alarm, sizeof(out->alarm), "%s", kl->alarm);

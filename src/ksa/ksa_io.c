@@ -213,35 +213,6 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 
 /* ---- routing (front end) ------------------------------------------------ */
 
-/* /api/v1/keys/{SAE_ID}/{status|enc_keys|dec_keys}: 0, or the HTTP status
- * to answer with *msg. */
-static int route(const char *path, char sae[static QKM_NAME_MAX], char what[static 16],
-		 const char **msg)
-{
-	static const char pre[] = "/api/v1/keys/";
-	if (strncmp(path, pre, sizeof(pre) - 1) != 0) {
-		*msg = "no such resource; the API is under /api/v1/keys/";
-		return 404;
-	}
-	const char *id = path + sizeof(pre) - 1, *slash = strchr(id, '/');
-	if (!slash || (size_t)(slash - id) >= QKM_NAME_MAX || strlen(slash + 1) >= 16) {
-		*msg = "no such resource";
-		return 404;
-	}
-	memcpy(sae, id, (size_t)(slash - id));
-	sae[slash - id] = 0;
-	snprintf(what, 16, "%s", slash + 1);
-	if (!qkm_name_valid(sae)) {
-		*msg = "SAE ID in the path is not a valid SAE ID";
-		return 400;
-	}
-	if (strcmp(what, "status") && strcmp(what, "enc_keys") && strcmp(what, "dec_keys")) {
-		*msg = "no such resource (status, enc_keys or dec_keys)";
-		return 404;
-	}
-	return 0;
-}
-
 /* ---- main thread: the requests ------------------------------------------ */
 
 static void handle(struct qkm_ksa *k, struct xreq *x)
@@ -521,7 +492,7 @@ static void fe_handle(struct qkm_http_req *req, void *arg)
 	}
 	if (!fe_admit(&c, slot))
 		return;
-	int code = route(req->path, sae, what, &msg);
+	int code = qkm_etsi_route(req->path, sae, what, &msg);
 	if (code) {
 		fe_error(&c, code, code == 404 ? "no_resource" : "bad_sae_id", msg);
 		return;

@@ -1183,7 +1183,10 @@ static int resp_feed(struct http_resp *r, const char *p, size_t len, bool eof)
 }
 
 /* Copies the body of a complete response into a new NUL-terminated string. */
-static int resp_body(const struct http_resp *r, const char *p, size_t len, char **out)
+/* The body into a malloc'd string (*out), or appended to sout (a secure
+ * buffer) when it is not NULL. */
+static int resp_body(const struct http_resp *r, const char *p, size_t len, char **out,
+		     struct qkm_buf *sout)
 {
 	const char *src = p + r->head;
 	size_t n = 0;
@@ -1201,6 +1204,8 @@ static int resp_body(const struct http_resp *r, const char *p, size_t len, char 
 		n = len - r->head;
 		break;
 	}
+	if (sout)
+		return qkm_buf_put(sout, src, n);
 	char *s = malloc(n + 1);
 	if (!s)
 		return QKM_ENOMEM;
@@ -1342,9 +1347,9 @@ static void buf_wipe_fini(struct qkm_buf *b)
 	qkm_buf_fini(b);
 }
 
-int qkm_https_request(const char *url, const char *method, const char *body, const char *ca,
-		      const char *cert, const char *key, int timeout_ms, int *status,
-		      char **resp)
+static int https_request(const char *url, const char *method, const char *body, const char *ca,
+			 const char *cert, const char *key, int timeout_ms, int *status,
+			 char **resp, struct qkm_buf *sresp)
 {
 	struct sigpipe_guard guard;
 	struct https_url u;
@@ -1359,14 +1364,17 @@ int qkm_https_request(const char *url, const char *method, const char *body, con
 	sigpipe_block(&guard);
 	ERR_clear_error();
 	qkm_buf_init(&req, HTTPS_REQ_BODY_MAX + HTTPS_PATH_MAX + 1024, false);
-	qkm_buf_init(&in, HTTPS_RESP_MAX, false);
+	/* A caller that wants the body in secure memory gets every copy of
+	 * the response there. */
+	qkm_buf_init(&in, HTTPS_RESP_MAX, sresp != NULL);
 	memset(&r, 0, sizeof(r));
-	qkm_buf_init(&r.chunks, HTTPS_RESP_MAX, false);
+	qkm_buf_init(&r.chunks, HTTPS_RESP_MAX, sresp != NULL);
 	if (status)
 		*status = 0;
 	if (resp)
 		*resp = NULL;
-	if (!url || !method || !ca || !cert || !key || !status || !resp || timeout_ms <= 0 ||
+	if (!url || !method || !ca || !cert || !key || !status || (!resp && !sresp) ||
+	    (sresp && !sresp->secure) || timeout_ms <= 0 ||
 	    (strcmp(method, "GET") != 0 && strcmp(method, "POST") != 0)) {
 		rc = QKM_EINVAL;
 		goto out;
@@ -1484,7 +1492,7 @@ int qkm_https_request(const char *url, const char *method, const char *body, con
 		log_warnx("%s: bad response: %s", what, qkm_strerror(rc));
 		goto out;
 	}
-	rc = resp_body(&r, (const char *)in.p, in.len, resp);
+	rc = resp_body(&r, (const char *)in.p, in.len, resp, sresp);
 	if (rc)
 		goto out;
 	*status = r.status;
@@ -1501,4 +1509,18 @@ out:
 	ERR_clear_error();
 	sigpipe_restore(&guard);
 	return rc;
+}
+
+int qkm_https_request(const char *url, const char *method, const char *body, const char *ca,
+		      const char *cert, const char *key, int timeout_ms, int *status,
+		      char **resp)
+{
+	return https_request(url, method, body, ca, cert, key, timeout_ms, status, resp, NULL);
+}
+
+int qkm_https_request_secure(const char *url, const char *method, const char *body,
+			     const char *ca, const char *cert, const char *key, int timeout_ms,
+			     int *status, struct qkm_buf *resp)
+{
+	return https_request(url, method, body, ca, cert, key, timeout_ms, status, NULL, resp);
 }

@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/buf.h"
 #include "core/err.h"
 #include "net/tls.h"
 
@@ -113,5 +114,14 @@ int qkm_http_parse_head(const char *p, size_t n, struct qkm_http_head *h /* OUT 
 int qkm_https_request(const char *url, const char *method, const char *body, const char *ca,
 		      const char *cert, const char *key, int timeout_ms, int *status /* OUT */,
 		      char **resp /* OUT */) QKM_MUST_CHECK;
+
+/* The same, for a response that carries key material (a QKD device's key
+ * API, R-ACQ-5): the body is appended to resp, a secure buffer, and every
+ * copy of the response on the way (TLS records read, chunks) is in the
+ * secure heap and wiped. QKM_EINVAL if resp is not secure; resp's own
+ * error (QKM_ETOOBIG, QKM_ENOMEM) if the body does not fit. */
+int qkm_https_request_secure(const char *url, const char *method, const char *body,
+			     const char *ca, const char *cert, const char *key, int timeout_ms,
+			     int *status /* OUT */, struct qkm_buf *resp /* OUT */) QKM_MUST_CHECK;
 
 #endif

@@ -6,6 +6,7 @@
 #include "proto/config_json.h"
 #include "proto/json_path.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -570,13 +571,127 @@ static int get_directory(struct jctx *c, json_t *root, struct qkm_node_cfg *out,
 	return rc;
 }
 
+/* A device's key API as net/http.h's client reaches it: https://, then an
+ * IPv4 address, a bracketed IPv6 address or localhost, an optional port,
+ * and no path beyond "/". */
+static bool device_url_ok(const char *url)
+{
+	char host[64];
+	const char *a = url + 8, *end;
+	if (strncmp(url, "https://", 8) != 0)
+		return false;
+	if (*a == '[') {
+		end = strchr(a, ']');
+		if (!end || (size_t)(end - a - 1) >= sizeof(host))
+			return false;
+		memcpy(host, a + 1, (size_t)(end - a - 1));
+		host[end - a - 1] = 0;
+		struct in6_addr v6;
+		if (inet_pton(AF_INET6, host, &v6) != 1)
+			return false;
+		end++;
+	} else {
+		end = a + strcspn(a, ":/");
+		if ((size_t)(end - a) >= sizeof(host))
+			return false;
+		memcpy(host, a, (size_t)(end - a));
+		host[end - a] = 0;
+		struct in_addr v4;
+		if (strcmp(host, "localhost") != 0 && inet_pton(AF_INET, host, &v4) != 1)
+			return false;
+	}
+	if (*end == ':') {
+		char *num;
+		long port = strtol(end + 1, &num, 10);
+		if (num == end + 1 || port < 1 || port > 65535)
+			return false;
+		end = num;
+	}
+	return *end == 0 || strcmp(end, "/") == 0;
+}
+
+/* "source" of a node link (R-ACQ-5): where its QKD-key files come from.
+ * Absent: the simulator. The fields allowed depend on "kind", so an
+ * unknown kind is reported alone (its other fields cannot be judged).
+ * *role_ok (OUT): an etsi014 source's role loaded (the caller checks it
+ * against the link's leader). */
+static int get_source(struct jctx *c, json_t *link, const char *path, struct qkm_key_source *s,
+		      bool *role_ok)
+{
+	static const char *const simkeys[] = {"kind", NULL};
+	static const char *const spoolkeys[] = {"kind", "dir", "poll_ms", NULL};
+	static const char *const etsikeys[] = {"kind", "url", "sae", "peer_sae", "role", "cert",
+					       "key", "ca", "poll_ms", "batch", "size_bits",
+					       NULL};
+	char p[160], fp[176], kind[16] = "", role[16] = "";
+	json_t *o;
+	memset(s, 0, sizeof(*s));
+	*role_ok = false;
+	int rc = field(c, link, path, "source", false, p, &o);
+	if (rc <= 0)
+		return rc;
+	if (!json_is_object(o))
+		return jerr(c, p, "must be an object");
+	if (get_str(c, o, p, "kind", kind, sizeof(kind), true, 0))
+		return QKM_ECONFIG;
+	if (strcmp(kind, "sim") == 0)
+		return check_keys(c, o, p, simkeys);
+	s->poll_ms = 200;
+	if (strcmp(kind, "spool") == 0) {
+		s->kind = QKM_SRC_SPOOL;
+		(void)check_keys(c, o, p, spoolkeys);
+		rc = get_str(c, o, p, "dir", s->dir, sizeof(s->dir), true, 0);
+		rc = first_err(rc, get_u32(c, o, p, "poll_ms", &s->poll_ms, 10, 60000, false));
+		return rc;
+	}
+	if (strcmp(kind, "etsi014") != 0) {
+		snprintf(fp, sizeof(fp), "%s.kind", p);
+		return jerr(c, fp, "must be sim, etsi014 or spool");
+	}
+	s->kind = QKM_SRC_ETSI014;
+	s->batch = 16;
+	s->size_bits = 4096;
+	(void)check_keys(c, o, p, etsikeys);
+	rc = get_str(c, o, p, "url", s->url, sizeof(s->url), true, 0);
+	if (!rc && !device_url_ok(s->url)) {
+		snprintf(fp, sizeof(fp), "%s.url", p);
+		rc = jerr(c, fp, "must be https://ADDRESS:PORT, ADDRESS an IPv4 address, an IPv6 "
+			  "address in brackets or localhost (the device's key API; no DNS names)");
+	}
+	rc = first_err(rc, get_str(c, o, p, "sae", s->sae, sizeof(s->sae), true, 1));
+	rc = first_err(rc, get_str(c, o, p, "peer_sae", s->peer_sae, sizeof(s->peer_sae), true, 1));
+	if (!get_str(c, o, p, "role", role, sizeof(role), true, 0)) {
+		if (strcmp(role, "master") && strcmp(role, "slave")) {
+			snprintf(fp, sizeof(fp), "%s.role", p);
+			rc = jerr(c, fp, "must be master or slave");
+		} else {
+			*role_ok = true;
+		}
+		s->master = strcmp(role, "master") == 0;
+	} else {
+		rc = QKM_ECONFIG;
+	}
+	rc = first_err(rc, get_str(c, o, p, "ca", s->tls.ca, sizeof(s->tls.ca), true, 0));
+	rc = first_err(rc, get_str(c, o, p, "cert", s->tls.cert, sizeof(s->tls.cert), true, 0));
+	rc = first_err(rc, get_str(c, o, p, "key", s->tls.key, sizeof(s->tls.key), true, 0));
+	rc = first_err(rc, get_u32(c, o, p, "poll_ms", &s->poll_ms, 10, 60000, false));
+	rc = first_err(rc, get_u32(c, o, p, "batch", &s->batch, 1, 1024, false));
+	if (get_u32(c, o, p, "size_bits", &s->size_bits, 64, 1u << 20, false)) {
+		rc = QKM_ECONFIG;
+	} else if (s->size_bits % 8) {
+		snprintf(fp, sizeof(fp), "%s.size_bits", p);
+		rc = jerr(c, fp, "must be a multiple of 8");
+	}
+	return rc;
+}
+
 /* "links" of a node config; 0 when every entry loaded. *peers_ok (OUT):
  * every entry's peer loaded, so routes can be checked against them. */
 static int get_node_links(struct jctx *c, json_t *root, struct qkm_node_cfg *out, bool id_ok,
 			  bool *peers_ok)
 {
 	static const char *const linkkeys[] = {"link", "peer", "addr", "module", "kma_unit_bits",
-					       "batch_ms", "batch_max_bytes", NULL};
+					       "batch_ms", "batch_max_bytes", "source", NULL};
 	json_t *arr;
 	int rc = get_array(c, root, "", "links", &arr, QKM_MAX_LINKS, false);
 	*peers_ok = rc == 0;
@@ -610,6 +725,20 @@ static int get_node_links(struct jctx *c, json_t *root, struct qkm_node_cfg *out
 			rc = jerr(c, pf(fp, p, "kma_unit_bits"), "must be a multiple of 8");
 		if (peer_ok && id_ok && strcmp(l->peer, out->id) == 0)
 			rc = jerr(c, pf(fp, p, "peer"), "'%s' is this node itself", l->peer);
+		bool role_ok;
+		if (get_source(c, o, p, &l->src, &role_ok))
+			rc = QKM_ECONFIG;
+		/* The device pair's master SAE is the acquisition leader: it
+		 * draws keys with enc_keys and names them in its PREPAREs; the
+		 * follower fetches those IDs with dec_keys (docs/operations.md,
+		 * Key sources). */
+		bool leader = strcmp(out->id, l->peer) < 0;
+		if (role_ok && id_ok && peer_ok && l->src.master != leader) {
+			snprintf(fp, sizeof(fp), "%s.source.role", p);
+			rc = jerr(c, fp, "must be %s: the device's master side is the link's leader, "
+				  "the node whose name sorts first ('%s')",
+				  leader ? "master" : "slave", leader ? out->id : l->peer);
+		}
 	}
 	return rc;
 }
@@ -711,8 +840,8 @@ int qkm_ctl_cfg_check(const char *path, struct qkm_ctl_cfg *out, struct qkm_cfg_
 static void sim_link(struct jctx *c, json_t *o, const char *p, struct qkm_sim_link *l)
 {
 	static const char *const linkkeys[] = {"id", "rate_bps", "unit_bits", "qber",
-					       "qber_threshold", "sides", NULL};
-	static const char *const sidekeys[] = {"node", "module", NULL};
+					       "qber_threshold", "sides", "etsi014", NULL};
+	static const char *const sidekeys[] = {"node", "module", "spool", NULL};
 	json_t *sides;
 	char fp[80];
 	l->qber = 0.01;
@@ -724,6 +853,7 @@ static void sim_link(struct jctx *c, json_t *o, const char *p, struct qkm_sim_li
 	bool unit_ok = get_u32(c, o, p, "unit_bits", &l->unit_bits, 64, 8u << 20, true) == 0;
 	(void)get_ratio(c, o, p, "qber", &l->qber);
 	(void)get_ratio(c, o, p, "qber_threshold", &l->qber_threshold);
+	(void)get_str(c, o, p, "etsi014", l->etsi014, sizeof(l->etsi014), false, 0);
 	bool sides_ok = get_array(c, o, p, "sides", &sides, 2, true) == 0;
 	if (unit_ok && l->unit_bits % 8)
 		(void)jerr(c, pf(fp, p, "unit_bits"), "must be a multiple of 8");
@@ -741,6 +871,13 @@ static void sim_link(struct jctx *c, json_t *o, const char *p, struct qkm_sim_li
 			continue;
 		(void)get_str(c, so, sp, "node", l->node[s], QKM_NAME_MAX, true, 1);
 		(void)get_str(c, so, sp, "module", l->module[s], QKM_NAME_MAX, true, 1);
+		(void)get_str(c, so, sp, "spool", l->spool[s], sizeof(l->spool[s]), false, 0);
+		if (l->spool[s][0] && l->etsi014[0]) {
+			char fsp[96];
+			snprintf(fsp, sizeof(fsp), "%s.spool", sp);
+			(void)jerr(c, fsp, "not with etsi014: the link's keys go out through its "
+				   "ETSI 014 API");
+		}
 	}
 }
 
@@ -792,7 +929,8 @@ static int topo_node_index(const struct qkm_topology *t, const char *id)
 /* "links" of a topology; names checked against nodes when nodes_ok. */
 static void topo_links(struct jctx *c, json_t *root, struct qkm_topology *out, bool nodes_ok)
 {
-	static const char *const linkkeys[] = {"a", "b", "rate_bps", "unit_bits", "qber", NULL};
+	static const char *const linkkeys[] = {"a", "b", "rate_bps", "unit_bits", "qber",
+					       "source", NULL};
 	json_t *arr;
 	if (get_array(c, root, "", "links", &arr, QKM_MAX_TOPO_LINKS, false))
 		return;
@@ -812,6 +950,17 @@ static void topo_links(struct jctx *c, json_t *root, struct qkm_topology *out, b
 		(void)get_ratio(c, o, p, "qber", &l->qber);
 		if (unit_ok && l->unit_bits % 8)
 			(void)jerr(c, pf(fp, p, "unit_bits"), "must be a multiple of 8");
+		char src[16] = "sim";
+		if (!get_str(c, o, p, "source", src, sizeof(src), false, 0)) {
+			if (strcmp(src, "sim") == 0)
+				l->source = QKM_SRC_SIM;
+			else if (strcmp(src, "etsi014") == 0)
+				l->source = QKM_SRC_ETSI014;
+			else if (strcmp(src, "spool") == 0)
+				l->source = QKM_SRC_SPOOL;
+			else
+				(void)jerr(c, pf(fp, p, "source"), "must be sim, etsi014 or spool");
+		}
 		if (!a_ok || !b_ok)
 			continue;
 		if (nodes_ok && topo_node_index(out, l->a) < 0)
@@ -988,17 +1137,32 @@ static json_t *tls_json(const struct qkm_tls_paths *t)
 	return json_pack("{s:s, s:s, s:s}", "ca", t->ca, "cert", t->cert, "key", t->key);
 }
 
+static json_t *source_json(const struct qkm_key_source *s)
+{
+	if (s->kind == QKM_SRC_SPOOL)
+		return json_pack("{s:s, s:s, s:I}", "kind", "spool", "dir", s->dir, "poll_ms",
+				 (json_int_t)s->poll_ms);
+	if (s->kind == QKM_SRC_ETSI014)
+		return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I}", "kind",
+				 "etsi014", "url", s->url, "sae", s->sae, "peer_sae", s->peer_sae,
+				 "role", s->master ? "master" : "slave", "ca", s->tls.ca, "cert",
+				 s->tls.cert, "key", s->tls.key, "poll_ms", (json_int_t)s->poll_ms,
+				 "batch", (json_int_t)s->batch, "size_bits",
+				 (json_int_t)s->size_bits);
+	return json_pack("{s:s}", "kind", "sim");
+}
+
 int qkm_node_cfg_save(const char *path, const struct qkm_node_cfg *c)
 {
 	json_t *links = json_array(), *saes = json_array();
 	for (size_t i = 0; i < c->n_links; i++) {
 		const struct qkm_node_link *l = &c->links[i];
 		json_array_append_new(
-			links, json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:I}", "link", l->link,
+			links, json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:o}", "link", l->link,
 					 "peer", l->peer, "addr", l->addr, "module", l->module,
 					 "kma_unit_bits", (json_int_t)l->kma_unit_bits, "batch_ms",
 					 (json_int_t)l->batch_ms, "batch_max_bytes",
-					 (json_int_t)l->batch_max_bytes));
+					 (json_int_t)l->batch_max_bytes, "source", source_json(&l->src)));
 	}
 	for (size_t i = 0; i < c->n_saes; i++)
 		json_array_append_new(saes, json_pack("{s:s, s:s}", "id", c->saes[i].id, "node",
@@ -1057,11 +1221,17 @@ int qkm_sim_cfg_save(const char *path, const struct qkm_sim_cfg *c)
 		const struct qkm_sim_link *l = &c->links[i];
 		json_t *sides = json_pack("[{s:s, s:s}, {s:s, s:s}]", "node", l->node[0], "module",
 					  l->module[0], "node", l->node[1], "module", l->module[1]);
-		json_array_append_new(links,
-				      json_pack("{s:s, s:I, s:I, s:f, s:f, s:o}", "id", l->id,
-						"rate_bps", (json_int_t)l->rate_bps, "unit_bits",
-						(json_int_t)l->unit_bits, "qber", l->qber,
-						"qber_threshold", l->qber_threshold, "sides", sides));
+		for (int k = 0; k < 2; k++)
+			if (l->spool[k][0])
+				json_object_set_new(json_array_get(sides, (size_t)k), "spool",
+						    json_string(l->spool[k]));
+		json_t *lo = json_pack("{s:s, s:I, s:I, s:f, s:f, s:o}", "id", l->id, "rate_bps",
+				       (json_int_t)l->rate_bps, "unit_bits",
+				       (json_int_t)l->unit_bits, "qber", l->qber, "qber_threshold",
+				       l->qber_threshold, "sides", sides);
+		if (l->etsi014[0])
+			json_object_set_new(lo, "etsi014", json_string(l->etsi014));
+		json_array_append_new(links, lo);
 	}
 	json_t *root = json_pack("{s:s, s:s, s:o, s:s, s:s, s:I, s:o}", "name", c->name,
 				 "log_level", c->log_level[0] ? c->log_level : "info", "tls",

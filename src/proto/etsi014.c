@@ -586,3 +586,401 @@ size_t qkm_etsi_keys_json_size(size_t n, size_t key_len)
 	/* {"keys":[ ... ]} and per key {"key_ID":"<36>","key":"<base64>"}, */
 	return 12 + n * (36 + 4 * ((key_len + 2) / 3) + 24);
 }
+
+/* --- routing ---------------------------------------------------------------- */
+
+int qkm_etsi_route(const char *path, char sae[static QKM_NAME_MAX], char what[static 16],
+		   const char **msg)
+{
+	static const char pre[] = "/api/v1/keys/";
+	if (strncmp(path, pre, sizeof(pre) - 1) != 0) {
+		*msg = "no such resource; the API is under /api/v1/keys/";
+		return 404;
+	}
+	const char *id = path + sizeof(pre) - 1, *slash = strchr(id, '/');
+	if (!slash || (size_t)(slash - id) >= QKM_NAME_MAX || strlen(slash + 1) >= 16) {
+		*msg = "no such resource";
+		return 404;
+	}
+	memcpy(sae, id, (size_t)(slash - id));
+	sae[slash - id] = 0;
+	snprintf(what, 16, "%s", slash + 1);
+	if (!qkm_name_valid(sae)) {
+		*msg = "SAE ID in the path is not a valid SAE ID";
+		return 400;
+	}
+	if (strcmp(what, "status") && strcmp(what, "enc_keys") && strcmp(what, "dec_keys")) {
+		*msg = "no such resource (status, enc_keys or dec_keys)";
+		return 404;
+	}
+	return 0;
+}
+
+/* --- the client side: Status ------------------------------------------------ */
+
+static int status_name(json_t *root, const char *k, char out[static QKM_NAME_MAX], char *err,
+		       size_t errsz)
+{
+	json_t *v = json_object_get(root, k);
+	if (!json_is_string(v) || !qkm_name_valid(json_string_value(v)))
+		return fail(err, errsz, "Status: %s must be a valid ID", k);
+	snprintf(out, QKM_NAME_MAX, "%s", json_string_value(v));
+	return 0;
+}
+
+static int status_num(json_t *root, const char *k, uint64_t max, uint64_t *out, char *err,
+		      size_t errsz)
+{
+	json_t *v = json_object_get(root, k);
+	if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+	    (uint64_t)json_integer_value(v) > max)
+		return fail(err, errsz, "Status: %s must be an integer from 0 to %llu", k,
+			    (unsigned long long)max);
+	*out = (uint64_t)json_integer_value(v);
+	return 0;
+}
+
+int qkm_etsi_parse_status(const char *body, size_t len, struct qkm_etsi_status *out, char *err,
+			  size_t errsz)
+{
+	json_t *root = NULL;
+	uint64_t v[7];
+	memset(out, 0, sizeof(*out));
+	int rc = load_object(body, len, &root, err, errsz);
+	if (!rc && !root)
+		rc = fail(err, errsz, "Status: empty body");
+	if (!rc)
+		rc = status_name(root, "source_KME_ID", out->source_KME_ID, err, errsz);
+	if (!rc)
+		rc = status_name(root, "target_KME_ID", out->target_KME_ID, err, errsz);
+	if (!rc)
+		rc = status_name(root, "master_SAE_ID", out->master_SAE_ID, err, errsz);
+	if (!rc)
+		rc = status_name(root, "slave_SAE_ID", out->slave_SAE_ID, err, errsz);
+	static const char *const nums[7] = {"key_size",     "stored_key_count",
+					    "max_key_count", "max_key_per_request",
+					    "max_key_size", "min_key_size", "max_SAE_ID_count"};
+	for (int i = 0; !rc && i < 7; i++)
+		rc = status_num(root, nums[i], i == 1 || i == 2 ? INT64_MAX : UINT32_MAX, &v[i],
+				err, errsz);
+	if (!rc) {
+		out->key_size = (uint32_t)v[0];
+		out->stored_key_count = v[1];
+		out->max_key_count = v[2];
+		out->max_key_per_request = (uint32_t)v[3];
+		out->max_key_size = (uint32_t)v[4];
+		out->min_key_size = (uint32_t)v[5];
+		out->max_SAE_ID_count = (uint32_t)v[6];
+	}
+	json_decref(root);
+	return rc;
+}
+
+/* --- the client side: the Key container, read by hand ---------------------- */
+
+#define KC_DEPTH_MAX 32
+#define KC_NAME_MAX 64
+#define KC_KEY_B64_MAX (2u << 20) /* base64 of a key: a device's keys are far smaller */
+
+struct jp {
+	const char *p, *end;
+	int depth;
+};
+
+static void jp_ws(struct jp *j)
+{
+	while (j->p < j->end && (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r'))
+		j->p++;
+}
+
+static bool jp_lit(struct jp *j, char c)
+{
+	jp_ws(j);
+	if (j->p < j->end && *j->p == c) {
+		j->p++;
+		return true;
+	}
+	return false;
+}
+
+/* A JSON string, its escapes decoded into out (NULL: skipped). A \u
+ * escape above U+007F is refused when kept: what is kept (member names,
+ * UUIDs, base64) is ASCII. */
+static int jp_string(struct jp *j, struct qkm_buf *out)
+{
+	jp_ws(j);
+	if (j->p >= j->end || *j->p != '"')
+		return QKM_EINVAL;
+	j->p++;
+	while (j->p < j->end) {
+		unsigned char c = (unsigned char)*j->p++;
+		if (c == '"')
+			return 0;
+		if (c < 0x20)
+			return QKM_EINVAL;
+		if (c == '\\') {
+			if (j->p >= j->end)
+				return QKM_EINVAL;
+			char e = *j->p++;
+			static const char from[] = "\"\\/bfnrt", to[] = "\"\\/\b\f\n\r\t";
+			const char *hit = e ? strchr(from, e) : NULL;
+			if (hit) {
+				c = (unsigned char)to[hit - from];
+			} else if (e == 'u') {
+				unsigned cp = 0;
+				for (int i = 0; i < 4; i++) {
+					int h = j->p < j->end ? qkm_hexval(*j->p++) : -1;
+					if (h < 0)
+						return QKM_EINVAL;
+					cp = cp << 4 | (unsigned)h;
+				}
+				if (out && (cp == 0 || cp > 0x7f))
+					return QKM_EINVAL;
+				c = (unsigned char)cp;
+			} else {
+				return QKM_EINVAL;
+			}
+		}
+		if (out) {
+			int rc = qkm_buf_put_u8(out, c);
+			if (rc)
+				return rc;
+		}
+	}
+	return QKM_EINVAL;
+}
+
+/* Skips one JSON value of any type. */
+static int jp_skip(struct jp *j)
+{
+	jp_ws(j);
+	if (j->p >= j->end)
+		return QKM_EINVAL;
+	char c = *j->p;
+	if (c == '"')
+		return jp_string(j, NULL);
+	if (c == '{' || c == '[') {
+		char close = c == '{' ? '}' : ']';
+		if (++j->depth > KC_DEPTH_MAX)
+			return QKM_EINVAL;
+		j->p++;
+		if (!jp_lit(j, close))
+			for (;;) {
+				if (c == '{' && (jp_string(j, NULL) || !jp_lit(j, ':')))
+					return QKM_EINVAL;
+				if (jp_skip(j))
+					return QKM_EINVAL;
+				if (jp_lit(j, ','))
+					continue;
+				if (jp_lit(j, close))
+					break;
+				return QKM_EINVAL;
+			}
+		j->depth--;
+		return 0;
+	}
+	const char *s = j->p;
+	while (j->p < j->end && *j->p && strchr("0123456789+-.eE", *j->p))
+		j->p++;
+	if (j->p > s)
+		return (*s == '-' || (*s >= '0' && *s <= '9')) ? 0 : QKM_EINVAL;
+	static const char *const words[] = {"true", "false", "null"};
+	for (int i = 0; i < 3; i++) {
+		size_t n = strlen(words[i]);
+		if ((size_t)(j->end - j->p) >= n && memcmp(j->p, words[i], n) == 0) {
+			j->p += n;
+			return 0;
+		}
+	}
+	return QKM_EINVAL;
+}
+
+/* A member name into name (KC_NAME_MAX bytes, NUL-terminated), then ':'. */
+static int jp_name(struct jp *j, char name[static KC_NAME_MAX])
+{
+	struct qkm_buf b;
+	qkm_buf_init(&b, KC_NAME_MAX - 1, false);
+	int rc = jp_string(j, &b);
+	if (!rc) {
+		memcpy(name, b.p ? (const char *)b.p : "", b.len);
+		name[b.len] = 0;
+		if (memchr(name, 0, b.len) || !jp_lit(j, ':'))
+			rc = QKM_EINVAL;
+	}
+	qkm_buf_fini(&b);
+	return rc;
+}
+
+/* Standard base64 with padding from b64 into ks->data; *n (OUT) bytes. */
+static int b64_into(struct qkm_etsi_keyset *ks, const struct qkm_buf *b64, size_t *n)
+{
+	size_t len = b64->len;
+	if (len == 0 || len % 4)
+		return QKM_EINVAL;
+	size_t pad = (b64->p[len - 1] == '=') + (len > 1 && b64->p[len - 2] == '=');
+	int rc = qkm_buf_reserve(&ks->data, len / 4 * 3);
+	if (rc)
+		return rc;
+	int got = EVP_DecodeBlock(ks->data.p + ks->data.len, b64->p, (int)len);
+	if (got < 0 || (size_t)got != len / 4 * 3 || (size_t)got <= pad) {
+		qkm_cleanse(ks->data.p + ks->data.len, len / 4 * 3);
+		return QKM_EINVAL;
+	}
+	*n = (size_t)got - pad;
+	/* The padding's zero bytes past the key are wiped, not kept. */
+	qkm_cleanse(ks->data.p + ks->data.len + *n, pad);
+	ks->data.len += *n;
+	return 0;
+}
+
+/* One {"key_ID": ..., "key": ...} into ks. */
+static int kc_key(struct jp *j, struct qkm_etsi_keyset *ks, char *err, size_t errsz)
+{
+	char name[KC_NAME_MAX];
+	bool have_id = false, have_key = false;
+	size_t i = ks->n;
+	int rc = 0;
+	if (!jp_lit(j, '{'))
+		return fail(err, errsz, "Key container: keys[%zu] is not an object", i);
+	if (jp_lit(j, '}'))
+		return fail(err, errsz, "Key container: keys[%zu] has no key_ID and key", i);
+	for (;;) {
+		if (jp_name(j, name))
+			return fail(err, errsz, "Key container: malformed keys[%zu]", i);
+		if (strcmp(name, "key_ID") == 0) {
+			struct qkm_buf b;
+			char u[37] = "";
+			qkm_buf_init(&b, 36, false);
+			rc = have_id || jp_string(j, &b);
+			if (!rc && b.len == 36)
+				memcpy(u, b.p, 36);
+			rc = rc || uuid_get(u, b.len, &ks->ids[i]);
+			qkm_buf_fini(&b);
+			if (rc)
+				return fail(err, errsz, "Key container: keys[%zu].key_ID must be one "
+					    "UUID", i);
+			have_id = true;
+		} else if (strcmp(name, "key") == 0) {
+			struct qkm_buf b;
+			size_t n = 0;
+			qkm_buf_init(&b, KC_KEY_B64_MAX, true);
+			ks->off[i] = ks->data.len;
+			rc = have_key || jp_string(j, &b) || b64_into(ks, &b, &n);
+			qkm_buf_fini(&b);
+			if (rc)
+				return fail(err, errsz, "Key container: keys[%zu].key must be one "
+					    "non-empty base64 key", i);
+			ks->len[i] = n;
+			have_key = true;
+		} else if (jp_skip(j)) {
+			return fail(err, errsz, "Key container: malformed keys[%zu]", i);
+		}
+		if (jp_lit(j, ','))
+			continue;
+		if (jp_lit(j, '}'))
+			break;
+		return fail(err, errsz, "Key container: malformed keys[%zu]", i);
+	}
+	if (!have_id || !have_key)
+		return fail(err, errsz, "Key container: keys[%zu] lacks %s", i,
+			    have_id ? "key" : "key_ID");
+	ks->n++;
+	return 0;
+}
+
+void qkm_etsi_keyset_init(struct qkm_etsi_keyset *ks)
+{
+	ks->n = 0;
+	qkm_buf_init(&ks->data, (size_t)QKM_ETSI_MAX_IDS * ((size_t)KC_KEY_B64_MAX / 4 * 3), true);
+}
+
+void qkm_etsi_keyset_fini(struct qkm_etsi_keyset *ks)
+{
+	qkm_buf_fini(&ks->data);
+	ks->n = 0;
+}
+
+int qkm_etsi_parse_keys(const char *body, size_t len, struct qkm_etsi_keyset *ks, char *err,
+			size_t errsz)
+{
+	struct jp j = {body, body ? body + len : body, 0};
+	char name[KC_NAME_MAX];
+	bool have_keys = false;
+	int rc = 0;
+	ks->n = 0;
+	qkm_buf_reset(&ks->data);
+	if (!body || !jp_lit(&j, '{')) {
+		rc = fail(err, errsz, "Key container: not a JSON object");
+		goto out;
+	}
+	if (!jp_lit(&j, '}'))
+		for (;;) {
+			if (jp_name(&j, name)) {
+				rc = fail(err, errsz, "Key container: malformed JSON");
+				goto out;
+			}
+			if (strcmp(name, "keys") == 0) {
+				if (have_keys || !jp_lit(&j, '[')) {
+					rc = fail(err, errsz, "Key container: keys must be one array");
+					goto out;
+				}
+				if (!jp_lit(&j, ']'))
+					for (;;) {
+						if (ks->n == QKM_ETSI_MAX_IDS) {
+							rc = fail(err, errsz, "Key container: more than "
+								  "%d keys", QKM_ETSI_MAX_IDS);
+							goto out;
+						}
+						if ((rc = kc_key(&j, ks, err, errsz)))
+							goto out;
+						if (jp_lit(&j, ','))
+							continue;
+						if (jp_lit(&j, ']'))
+							break;
+						rc = fail(err, errsz, "Key container: malformed keys");
+						goto out;
+					}
+				have_keys = true;
+			} else if (jp_skip(&j)) {
+				rc = fail(err, errsz, "Key container: malformed JSON");
+				goto out;
+			}
+			if (jp_lit(&j, ','))
+				continue;
+			if (jp_lit(&j, '}'))
+				break;
+			rc = fail(err, errsz, "Key container: malformed JSON");
+			goto out;
+		}
+	jp_ws(&j);
+	if (j.p != j.end)
+		rc = fail(err, errsz, "Key container: data after the object");
+	else if (!have_keys)
+		rc = fail(err, errsz, "Key container: no keys member");
+out:
+	if (rc) {
+		qkm_buf_reset(&ks->data);
+		ks->n = 0;
+	}
+	return rc;
+}
+
+char *qkm_etsi_enc_body(uint32_t number, uint32_t size)
+{
+	return dump(json_pack("{s:I, s:I}", "number", (json_int_t)number, "size",
+			      (json_int_t)size));
+}
+
+char *qkm_etsi_dec_body(const struct qkm_id *ids, size_t n)
+{
+	json_t *arr = json_array();
+	for (size_t i = 0; arr && i < n; i++) {
+		char u[37];
+		qkm_id_uuid_str(&ids[i], u);
+		if (json_array_append_new(arr, json_pack("{s:s}", "key_ID", u))) {
+			json_decref(arr);
+			return NULL;
+		}
+	}
+	return arr ? dump(json_pack("{s:o}", "key_IDs", arr)) : NULL;
+}

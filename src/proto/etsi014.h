@@ -101,4 +101,45 @@ int qkm_etsi_keys_json_run(struct qkm_buf *out, size_t n, const struct qkm_id *i
 /* The size of that Key container: a buffer maximum that always fits it. */
 size_t qkm_etsi_keys_json_size(size_t n, size_t key_len);
 
+/* ---- routing and the client side (a node reading a QKD device's key API) --- */
+
+/* /api/v1/keys/{SAE_ID}/{status|enc_keys|dec_keys}: 0 with sae and what
+ * set, or the HTTP status to answer (404, 400) with *msg saying why. */
+int qkm_etsi_route(const char *path, char sae[static QKM_NAME_MAX], char what[static 16],
+		   const char **msg);
+
+/* Parses a Status document (as qkm_etsi_status_json writes it; unknown
+ * members, such as a device's extensions, are ignored). 0 or QKM_EINVAL. */
+int qkm_etsi_parse_status(const char *body, size_t len, struct qkm_etsi_status *out /* OUT */,
+			  char *err, size_t errsz) QKM_MUST_CHECK;
+
+/* A Key container as a client reads it: key i has ID ids[i] and is
+ * len[i] bytes at data.p + off[i]. data is a secure buffer: the key bytes
+ * (and their base64) never leave the secure heap. */
+struct qkm_etsi_keyset {
+	size_t n;
+	struct qkm_id ids[QKM_ETSI_MAX_IDS];
+	size_t off[QKM_ETSI_MAX_IDS], len[QKM_ETSI_MAX_IDS];
+	struct qkm_buf data;
+};
+void qkm_etsi_keyset_init(struct qkm_etsi_keyset *ks);
+/* Wipes and frees the key bytes. */
+void qkm_etsi_keyset_fini(struct qkm_etsi_keyset *ks);
+/* Parses a Key container {"keys": [{"key_ID": UUID, "key": BASE64}, ...]}
+ * into ks (OUT; reset first). Read by hand, not with jansson, so the key
+ * bytes go only into ks->data. At most QKM_ETSI_MAX_IDS keys, each with
+ * exactly one canonical UUID key_ID and one non-empty base64 key; other
+ * members (key_ID_extension, key_extension, key_container_extension, any
+ * other a device adds) are skipped whatever their JSON value (nesting at
+ * most 32 deep). A body that is not one JSON object, or has data after it,
+ * is refused. 0 or QKM_EINVAL (err says why; ks then holds no key). */
+int qkm_etsi_parse_keys(const char *body, size_t len, struct qkm_etsi_keyset *ks, char *err,
+			size_t errsz) QKM_MUST_CHECK;
+
+/* Request bodies a client sends: POST enc_keys {"number": N, "size": S}
+ * and POST dec_keys {"key_IDs": [{"key_ID": UUID}, ...]}. malloc'd
+ * NUL-terminated text (no key material), or NULL. */
+char *qkm_etsi_enc_body(uint32_t number, uint32_t size);
+char *qkm_etsi_dec_body(const struct qkm_id *ids, size_t n);
+
 #endif

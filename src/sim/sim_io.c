@@ -5,8 +5,11 @@
 #include "core/keyfile.h"
 #include "core/log.h"
 #include "core/secret.h"
+#include "kma/spool.h"
+#include "net/http.h"
 #include "net/link.h"
 #include "sim/fault.h"
+#include "sim/kme.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
@@ -52,6 +55,8 @@ struct sim_link {
 	uint64_t paused;          /* keys not produced: module store full */
 	int up;
 	double qber;
+	struct qkm_kme *kme;      /* the pair's ETSI 014 key API (cfg.etsi014), or NULL */
+	struct qkm_http_server *kme_http;
 };
 
 struct sim_conn {
@@ -195,6 +200,54 @@ out:
 	return rc;
 }
 
+/* A side whose node reads a spool directory: the module's driver writes the
+ * QKD-key file there (NAME.tmp renamed to NAME.qkd, kma/spool.h), named by
+ * generation time and sequence so that names sort in generation order
+ * across restarts of the simulator. No fsync: the simulator plays a module
+ * on the same machine, whose crash the test does not simulate (a real
+ * driver syncs before the rename). */
+static void spool_push(struct sim_link *lk, int idx, const char *qkd_id, struct qkm_secret *data,
+		       const uint8_t hash[static 32], uint64_t ts)
+{
+	struct sim_side *sd = &lk->side[idx];
+	struct qkm_keyfile kf;
+	struct qkm_buf b;
+	char name[64];
+	qkm_keyfile_init(&kf, QKM_KF_QKD);
+	qkm_buf_init(&b, data->len + SIM_FRAME_META, true);
+	kf.data = data; /* borrowed: given back before fini */
+	snprintf(kf.m.qkd.qkd_key_id, QKM_NAME_MAX, "%s", qkd_id);
+	kf.m.qkd.key_length = (uint32_t)(data->len * 8);
+	snprintf(kf.m.qkd.qkd_module_id, QKM_NAME_MAX, "%s", lk->cfg.module[idx]);
+	snprintf(kf.m.qkd.matching_qkd_module_id, QKM_NAME_MAX, "%s", lk->cfg.module[!idx]);
+	kf.m.qkd.generation_time_stamp = ts;
+	kf.m.qkd.has_hash = true;
+	memcpy(kf.m.qkd.hash_value, hash, 32);
+	snprintf(name, sizeof(name), "%020llu-%012llu", (unsigned long long)ts,
+		 (unsigned long long)lk->seq);
+	int rc = qkm_keyfile_encode_hashed(&kf, &b);
+	if (!rc && sd->corrupt_next) {
+		/* A driver bug: the file is cut short (and still renamed). */
+		sd->corrupt_next--;
+		qkm_cleanse(b.p + b.len - 7, 7);
+		b.len -= 7;
+		log_info("link %s module %s: QKD-key %s written malformed", lk->cfg.id,
+			 lk->cfg.module[idx], qkd_id);
+	}
+	if (!rc)
+		rc = qkm_spool_write(lk->cfg.spool[idx], name, b.p, b.len, false);
+	if (rc) {
+		if (sd->dropped_backlog++ % 1000 == 0)
+			log_warnx("link %s module %s: QKD-key %s not written to %s: %s", lk->cfg.id,
+				  lk->cfg.module[idx], qkd_id, lk->cfg.spool[idx], qkm_strerror(rc));
+	} else {
+		sd->backlog += b.len;
+	}
+	kf.data = NULL;
+	qkm_keyfile_fini(&kf);
+	qkm_buf_fini(&b);
+}
+
 /* A module whose error correction failed: its copy of the bits differs, and
  * its own hash describes its own (wrong) bits. Returns the flipped copy and
  * its hash (OUT), or NULL. */
@@ -222,6 +275,43 @@ fail:
 	return NULL;
 }
 
+/* A pair with a key API: the key waits in the device for the master SAE;
+ * faults make the two modules' copies differ, or lose one. */
+static void kme_push(struct sim_link *lk, const char *id, struct qkm_secret *data)
+{
+	struct qkm_secret *copy[2] = {data, data}, *flipped[2] = {NULL, NULL};
+	uint8_t h[32];
+	bool lost[2] = {false, false};
+	for (int i = 0; i < 2; i++) {
+		struct sim_side *sd = &lk->side[i];
+		if (sd->drop_next) {
+			sd->drop_next--;
+			lost[i] = true;
+			log_info("link %s module %s: QKD-key %s lost", lk->cfg.id,
+				 lk->cfg.module[i], id);
+		} else if (sd->flip_next) {
+			if (!(flipped[i] = flip_copy(lk, i, id, data, h)))
+				lost[i] = true;
+			else
+				copy[i] = flipped[i];
+		}
+		if (sd->corrupt_next) {
+			sd->corrupt_next--;
+			log_info("link %s module %s: a malformed key file means nothing to a key API; "
+				 "fault ignored", lk->cfg.id, lk->cfg.module[i]);
+		}
+	}
+	/* Lost at the master's module: nobody will ever ask the slave for it. */
+	if (!lost[0]) {
+		int rc = qkm_kme_add(lk->kme, id, copy[0], lost[1] ? NULL : copy[1]);
+		if (rc)
+			log_warnx("link %s: QKD-key %s not kept in the key API: %s", lk->cfg.id, id,
+				  qkm_strerror(rc));
+	}
+	qkm_secret_free(flipped[0]);
+	qkm_secret_free(flipped[1]);
+}
+
 /* One QKD-key: one random draw and one hash, shared by both modules unless a
  * fault makes one side's bits differ (then only that side is re-hashed). */
 static void link_generate_one(struct sim_link *lk, uint64_t ts)
@@ -239,6 +329,10 @@ static void link_generate_one(struct sim_link *lk, uint64_t ts)
 	int idn = snprintf(id, sizeof(id), "%s.%llu", lk->cfg.id, (unsigned long long)++lk->seq);
 	if (idn < 0 || idn >= QKM_NAME_MAX)
 		goto out;
+	if (lk->kme) {
+		kme_push(lk, id, data);
+		goto out;
+	}
 	for (int i = 0; i < 2; i++) {
 		struct sim_side *sd = &lk->side[i];
 		struct qkm_secret *flipped = NULL;
@@ -252,8 +346,10 @@ static void link_generate_one(struct sim_link *lk, uint64_t ts)
 		}
 		if (sd->flip_next && !(flipped = flip_copy(lk, i, id, data, fhash)))
 			continue;
-		if (make_frame(lk, i, id, flipped ? flipped : data, flipped ? fhash : hash, ts,
-			       &b) == 0)
+		if (lk->cfg.spool[i][0])
+			spool_push(lk, i, id, flipped ? flipped : data, flipped ? fhash : hash, ts);
+		else if (make_frame(lk, i, id, flipped ? flipped : data, flipped ? fhash : hash,
+				    ts, &b) == 0)
 			side_push(sd, &b);
 		qkm_secret_free(flipped);
 	}
@@ -285,7 +381,7 @@ static void sim_on_tick(evutil_socket_t fd, short what, void *arg)
 						? lk->side[0].backlog
 						: lk->side[1].backlog;
 			need += lk->cfg.unit_bits / 8 + 4096;
-			if (need > lk->sim->cfg.backlog_bytes) {
+			if (lk->kme ? qkm_kme_full(lk->kme) : need > lk->sim->cfg.backlog_bytes) {
 				if (lk->paused++ % 1000 == 0)
 					log_warnx("link %s: module key store full; generation paused "
 						  "(a node is not reading)", lk->cfg.id);
@@ -327,8 +423,16 @@ static void link_send_status(struct sim_link *lk)
 static void sim_on_status(evutil_socket_t fd, short what, void *arg)
 {
 	struct qkm_sim *s = arg;
-	for (size_t i = 0; i < s->n_links; i++)
+	for (size_t i = 0; i < s->n_links; i++) {
 		link_send_status(&s->links[i]);
+		/* A spool side's buffer is what its node has not taken yet. */
+		for (int k = 0; k < 2; k++) {
+			const char *dir = s->links[i].cfg.spool[k];
+			int64_t n = dir[0] ? qkm_spool_bytes(dir) : -1;
+			if (n >= 0)
+				s->links[i].side[k].backlog = (size_t)n;
+		}
+	}
 }
 
 /* ---- node links (Kq-1) ------------------------------------------------- */
@@ -426,6 +530,43 @@ static void sim_on_accept(int fd, void *arg)
 		c->next->prevp = &c->next;
 	c->prevp = &s->conns;
 	s->conns = c;
+}
+
+/* ---- the pairs' key APIs (ETSI 014, sim/kme.h) -------------------------- */
+
+static void kme_on_request(struct qkm_http_req *req, void *arg)
+{
+	struct sim_link *lk = arg;
+	struct qkm_buf out;
+	qkm_buf_init(&out, (size_t)64 << 20, true);
+	int code = qkm_kme_request(lk->kme, req->name, req->method, req->path, req->query,
+				   req->body, req->body_len, &out);
+	if (code != 200)
+		log_info("link %s key API: %s %s from %s: %d", lk->cfg.id, req->method, req->path,
+			 req->name, code);
+	qkm_http_reply(req, code, "application/json", out.p, out.len, true);
+	qkm_buf_fini(&out);
+}
+
+static int kme_start(struct qkm_sim *s, struct sim_link *lk)
+{
+	struct qkm_kme_cfg c;
+	memset(&c, 0, sizeof(c));
+	snprintf(c.master_sae, sizeof(c.master_sae), "%s", lk->cfg.node[0]);
+	snprintf(c.slave_sae, sizeof(c.slave_sae), "%s", lk->cfg.node[1]);
+	snprintf(c.master_kme, sizeof(c.master_kme), "%s", lk->cfg.module[0]);
+	snprintf(c.slave_kme, sizeof(c.slave_kme), "%s", lk->cfg.module[1]);
+	c.key_bytes = lk->cfg.unit_bits / 8;
+	c.max_bytes = s->cfg.backlog_bytes;
+	if (!(lk->kme = qkm_kme_new(&c)))
+		return QKM_ENOMEM;
+	lk->kme_http = qkm_http_server_new(s->base, s->ctx, lk->cfg.etsi014, 1u << 20,
+					   kme_on_request, lk);
+	if (!lk->kme_http)
+		return QKM_EIO;
+	log_info("link %s: ETSI 014 key API on https://%s (master SAE %s, slave SAE %s)",
+		 lk->cfg.id, lk->cfg.etsi014, c.master_sae, c.slave_sae);
+	return 0;
 }
 
 /* ---- control socket ---------------------------------------------------- */
@@ -572,11 +713,22 @@ struct qkm_sim *qkm_sim_new(struct event_base *base, const struct qkm_sim_cfg *c
 		for (int k = 0; k < 2; k++) {
 			lk->side[k].link = lk;
 			lk->side[k].idx = k;
+			if (lk->cfg.spool[k][0] && qkm_spool_mkdir(lk->cfg.spool[k])) {
+				log_warn("link %s: spool %s cannot be created", lk->cfg.id,
+					 lk->cfg.spool[k]);
+				goto fail;
+			}
+			if (lk->cfg.spool[k][0])
+				log_info("link %s module %s: key files into spool %s", lk->cfg.id,
+					 lk->cfg.module[k], lk->cfg.spool[k]);
 		}
 	}
 	s->ctx = qkm_tls_ctx_new(cfg->tls.ca, cfg->tls.cert, cfg->tls.key, true);
 	if (!s->ctx)
 		goto fail;
+	for (size_t i = 0; i < s->n_links; i++)
+		if (s->links[i].cfg.etsi014[0] && kme_start(s, &s->links[i]))
+			goto fail;
 	s->listener = qkm_listener_new(base, cfg->listen, sim_on_accept, s);
 	s->control = control_listen(s);
 	if (!s->listener || !s->control)
@@ -607,9 +759,12 @@ void qkm_sim_free(struct qkm_sim *s)
 		qkm_link_free(c->l);
 		free(c);
 	}
-	for (size_t i = 0; s->links && i < s->n_links; i++)
+	for (size_t i = 0; s->links && i < s->n_links; i++) {
 		for (int k = 0; k < 2; k++)
 			side_clear(&s->links[i].side[k]);
+		qkm_http_server_free(s->links[i].kme_http);
+		qkm_kme_free(s->links[i].kme);
+	}
 	if (s->tick)
 		event_free(s->tick);
 	if (s->status)

@@ -15,7 +15,7 @@
 
 #include "core/log.h"
 
-#define STORE_SCHEMA_VERSION 4
+#define STORE_SCHEMA_VERSION 5
 #define STORE_BUSY_MS 5000
 
 /* Key data lives in block_data, apart from the metadata in blocks, so that
@@ -131,6 +131,18 @@ static const char store_migrate_v4[] =
 	"ALTER TABLE blocks ADD COLUMN level INTEGER NOT NULL DEFAULT 1;"
 	"PRAGMA user_version = 4;";
 
+/* Version 5: QKD-key IDs a link's acquisition stored, for sources that may
+ * hand the same file over twice (a spool directory read again after a
+ * crash between the store's commit and the file's removal). A row lives
+ * from the commit of its round until the source has removed the file. */
+static const char store_migrate_v5[] =
+	"CREATE TABLE IF NOT EXISTS qkd_ids ("
+	" link TEXT NOT NULL,"
+	" qkd_id TEXT NOT NULL,"
+	" created_ns INTEGER NOT NULL,"
+	" PRIMARY KEY (link, qkd_id)) WITHOUT ROWID;"
+	"PRAGMA user_version = 5;";
+
 #define BLOCK_COLS                                                              \
 	"id, peer, pool_kind, batch_id, first_index, count, unit_bytes, used, " \
 	"key_type, state, created_ns, qkd_module_id, matching_qkd_module_id, level"
@@ -192,6 +204,10 @@ static const char store_migrate_v4[] =
 	X(COUNTER_LIST,                                                         \
 	  "SELECT name, value FROM counters "                                   \
 	  "WHERE substr(name, 1, length(?1)) = ?1 ORDER BY name")               \
+	X(QKD_PUT, "INSERT INTO qkd_ids (link, qkd_id, created_ns) "            \
+	  "VALUES (?1, ?2, ?3)")                                                \
+	X(QKD_HELD, "SELECT 1 FROM qkd_ids WHERE link = ?1 AND qkd_id = ?2")    \
+	X(QKD_FORGET, "DELETE FROM qkd_ids WHERE link = ?1 AND qkd_id = ?2")    \
 	X(POOL_READ,                                                            \
 	  "SELECT id, batch_id, first_index, count, unit_bytes, used, level "   \
 	  "FROM blocks WHERE peer = ?1 AND state = 2 AND key_type = ?2 "        \
@@ -385,7 +401,7 @@ static int store_schema_init(struct qkm_store *st)
 	if (err)
 		return err;
 	if (strcmp(v, "0") != 0 && strcmp(v, "1") != 0 && strcmp(v, "2") != 0 &&
-	    strcmp(v, "3") != 0)
+	    strcmp(v, "3") != 0 && strcmp(v, "4") != 0)
 		goto check;
 	if ((err = stmt_exec(st, ST_BEGIN)))
 		return err;
@@ -427,6 +443,13 @@ static int store_schema_init(struct qkm_store *st)
 		}
 		snprintf(v, sizeof(v), "4");
 	}
+	if (strcmp(v, "4") == 0) {
+		if (sqlite3_exec(st->db, store_migrate_v5, NULL, NULL, NULL) != SQLITE_OK) {
+			err = store_fail(st, "migrate schema to version 5");
+			goto out;
+		}
+		snprintf(v, sizeof(v), "5");
+	}
 	err = stmt_exec(st, ST_COMMIT);
 out:
 	if (err) {
@@ -434,7 +457,7 @@ out:
 		return err;
 	}
 check:
-	if (strcmp(v, "4") != 0) {
+	if (strcmp(v, "5") != 0) {
 		log_warnx("store: schema version %s, this qkm knows %d", v,
 			  STORE_SCHEMA_VERSION);
 		return QKM_EVERSION;
@@ -1043,6 +1066,53 @@ int qkm_store_counters(struct qkm_store *st, const char *prefix, qkm_store_count
 out:
 	stmt_done(s);
 	return err;
+}
+
+static int qkd_bind(struct qkm_store *st, enum store_stmt which, const char *link,
+		    const char *qkd_id)
+{
+	if (!link || !*link || !qkd_id || !*qkd_id)
+		return QKM_EINVAL;
+	sqlite3_bind_text(st->st[which], 1, link, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st->st[which], 2, qkd_id, -1, SQLITE_STATIC);
+	return 0;
+}
+
+int qkm_store_qkd_put(struct qkm_store *st, const char *link, const char *qkd_id,
+		      uint64_t now_ns)
+{
+	int err = qkd_bind(st, ST_QKD_PUT, link, qkd_id);
+	if (err)
+		return err;
+	sqlite3_bind_int64(st->st[ST_QKD_PUT], 3, (int64_t)now_ns);
+	int rc = sqlite3_step(st->st[ST_QKD_PUT]);
+	if ((rc & 0xff) == SQLITE_CONSTRAINT)
+		err = QKM_EEXIST;
+	else if (rc != SQLITE_DONE)
+		err = store_fail(st, "remember a QKD-key ID");
+	stmt_done(st->st[ST_QKD_PUT]);
+	return err;
+}
+
+int qkm_store_qkd_held(struct qkm_store *st, const char *link, const char *qkd_id, bool *held)
+{
+	*held = false;
+	int err = qkd_bind(st, ST_QKD_HELD, link, qkd_id);
+	if (err)
+		return err;
+	int rc = sqlite3_step(st->st[ST_QKD_HELD]);
+	if (rc == SQLITE_ROW)
+		*held = true;
+	else if (rc != SQLITE_DONE)
+		err = store_fail(st, "look a QKD-key ID up");
+	stmt_done(st->st[ST_QKD_HELD]);
+	return err;
+}
+
+int qkm_store_qkd_forget(struct qkm_store *st, const char *link, const char *qkd_id)
+{
+	int err = qkd_bind(st, ST_QKD_FORGET, link, qkd_id);
+	return err ? err : stmt_exec(st, ST_QKD_FORGET);
 }
 
 int qkm_store_checkpoint(struct qkm_store *st)

@@ -160,6 +160,18 @@ typedef int (*qkm_store_record_fn)(const struct qkm_lc_event *ev, void *arg);
 int qkm_store_records(struct qkm_store *st, int64_t after_seq, unsigned limit,
 		      qkm_store_record_fn fn, void *arg) QKM_MUST_CHECK;
 
+/* QKD-key IDs stored by a link's acquisition, for sources that may hand a
+ * file over twice (kma/spool.h: a file read again after a crash between
+ * the round's commit and the file's removal). put: inside the round's
+ * transaction; QKM_EEXIST if the ID is there. held: *held = whether it is.
+ * forget: once the source can no longer hand it over (its file removed);
+ * an ID not there is no error. QKM_EINVAL for an empty name. */
+int qkm_store_qkd_put(struct qkm_store *st, const char *link, const char *qkd_id,
+		      uint64_t now_ns) QKM_MUST_CHECK;
+int qkm_store_qkd_held(struct qkm_store *st, const char *link, const char *qkd_id,
+		       bool *held /* OUT */) QKM_MUST_CHECK;
+int qkm_store_qkd_forget(struct qkm_store *st, const char *link, const char *qkd_id) QKM_MUST_CHECK;
+
 /* Persistent per-node counters (acquired_bytes, aborted_batches, ...); a
  * counter never added to reads as 0. */
 int qkm_store_counter_add(struct qkm_store *st, const char *name, int64_t delta) QKM_MUST_CHECK;

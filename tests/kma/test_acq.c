@@ -1352,6 +1352,163 @@ static void test_keyfile_checks(void **state)
 	assert_int_equal(sa.buffered_bytes, 64);
 }
 
+/* ---- key sources (R-ACQ-5) --------------------------------------------- */
+
+/* What a source heard: files settled (stored or not) and IDs asked for. */
+struct heard {
+	int n_stored, n_dropped, n_missing_calls;
+	char stored[16][QKM_NAME_MAX], dropped[16][QKM_NAME_MAX], missing[16][QKM_NAME_MAX];
+	uint32_t n_missing;
+};
+
+static void heard_settled(const char *id, bool stored, void *arg)
+{
+	struct heard *h = arg;
+	if (stored) {
+		assert_true(h->n_stored < 16);
+		snprintf(h->stored[h->n_stored++], QKM_NAME_MAX, "%s", id);
+	} else {
+		assert_true(h->n_dropped < 16);
+		snprintf(h->dropped[h->n_dropped++], QKM_NAME_MAX, "%s", id);
+	}
+}
+
+static void heard_missing(const char (*ids)[QKM_NAME_MAX], uint32_t n, void *arg)
+{
+	struct heard *h = arg;
+	h->n_missing_calls++;
+	for (uint32_t i = 0; i < n; i++) {
+		assert_true(h->n_missing < 16);
+		snprintf(h->missing[h->n_missing++], QKM_NAME_MAX, "%s", ids[i]);
+	}
+}
+
+static void listen_source(struct side *s, struct heard *h)
+{
+	struct qkm_acq_source_cbs cbs = {heard_settled, heard_missing, h};
+	memset(h, 0, sizeof(*h));
+	qkm_acq_set_source_cbs(s->acq, &cbs);
+}
+
+/* Both sides remember stored QKD-key IDs (a spool source). */
+static int setup_tracked(void **state)
+{
+	struct world *w = world_new(UNIT);
+	struct side *sides[2] = {&w->a, &w->b};
+	for (int i = 0; i < 2; i++) {
+		qkm_acq_free(sides[i]->acq);
+		sides[i]->cfg.track_ids = true;
+		side_acq_new(w, sides[i]);
+	}
+	*state = w;
+	return 0;
+}
+
+/* R-ACQ-5, crash safety of a spool: a source is told once per file, after
+ * the commit, whether its file was stored; a file handed over again after
+ * a crash (both nodes restarted between the commit and the file's removal)
+ * is refused as already stored on both sides, so no key is stored twice;
+ * once the source has forgotten an ID it is ordinary again. */
+static void test_tracked_ids_not_stored_twice(void **state)
+{
+	struct world *w = *state;
+	struct heard ha, hb;
+	listen_source(&w->a, &ha);
+	listen_source(&w->b, &hb);
+	link_up(w);
+	feed_both(w, "s", 0, 3, 512);
+	assert_int_equal(step(w, 0), 0);
+	assert_int_equal(ha.n_stored + hb.n_stored, 0); /* buffered, not stored */
+	settle(w, 10);
+	assert_int_equal(ha.n_stored, 3);
+	assert_int_equal(hb.n_stored, 3);
+	assert_int_equal(ha.n_dropped + hb.n_dropped, 0);
+	assert_string_equal(ha.stored[0], "s-0");
+	assert_string_equal(hb.stored[2], "s-2");
+	assert_int_equal(assert_pools_equal(w), 2);
+
+	/* Both nodes crash and come back: the acqs are new, the stores keep
+	 * what they committed, and the spool hands the same files over. */
+	struct side *sides[2] = {&w->a, &w->b};
+	for (int i = 0; i < 2; i++) {
+		qkm_acq_free(sides[i]->acq);
+		qkm_store_close(sides[i]->st);
+		q_clear(&sides[i]->out);
+		assert_int_equal(qkm_store_open(sides[i]->path, &sides[i]->st), 0);
+		side_acq_new(w, sides[i]);
+	}
+	link_up(w);
+	for (int i = 0; i < 3; i++) {
+		char id[16];
+		snprintf(id, sizeof(id), "s-%d", i);
+		assert_int_equal(feed_one(w, &w->a, id, (uint32_t)i, 512, -1), QKM_EEXIST);
+		assert_int_equal(feed_one(w, &w->b, id, (uint32_t)i, 512, -1), QKM_EEXIST);
+	}
+	settle(w, 10);
+	assert_int_equal(assert_pools_equal(w), 2); /* nothing new */
+	struct qkm_acq_stats sa;
+	qkm_acq_stats(w->a.acq, &sa);
+	assert_int_equal(sa.buffered_bytes, 0);
+
+	/* The source removed the files and forgot the IDs. */
+	assert_int_equal(qkm_store_qkd_forget(w->a.st, "A-B", "s-1"), 0);
+	assert_int_equal(feed_one(w, &w->a, "s-1", 1, 512, -1), 0);
+}
+
+/* R-ACQ-5: files of an aborted round, and files one side lost, are settled
+ * as not stored, on each side that held them. */
+static void test_settled_not_stored(void **state)
+{
+	struct world *w = *state;
+	struct heard ha, hb;
+	listen_source(&w->a, &ha);
+	listen_source(&w->b, &hb);
+	link_up(w);
+	assert_int_equal(feed_one(w, &w->a, "f-0", 0, 512, -1), 0);
+	assert_int_equal(feed_one(w, &w->b, "f-0", 0, 512, 7), 0); /* flipped */
+	assert_int_equal(step(w, BATCH_NS), 0);
+	assert_int_equal(ha.n_dropped, 1);
+	assert_int_equal(hb.n_dropped, 1);
+	assert_string_equal(ha.dropped[0], "f-0");
+	assert_string_equal(hb.dropped[0], "f-0");
+	/* g-0 lost at A: B's copy is discarded when A's next round passes it. */
+	assert_int_equal(feed_one(w, &w->b, "g-0", 10, 512, -1), 0);
+	feed_both(w, "h", 0, 1, 512);
+	settle(w, 10);
+	assert_int_equal(hb.n_dropped, 2);
+	assert_string_equal(hb.dropped[1], "g-0");
+	assert_int_equal(ha.n_stored, 1);
+	assert_int_equal(hb.n_stored, 1);
+	bool held;
+	assert_int_equal(qkm_store_qkd_held(w->b.st, "A-B", "f-0", &held), 0);
+	assert_false(held);
+	assert_int_equal(qkm_store_qkd_held(w->b.st, "A-B", "h-0", &held), 0);
+	assert_true(held);
+}
+
+/* R-ACQ-5: a follower whose source fetches keys by ID is told, as the
+ * PREPARE arrives, which of its IDs have not arrived; keys delivered within
+ * the wait complete the round. */
+static void test_missing_asked(void **state)
+{
+	struct world *w = *state;
+	struct heard hb;
+	listen_source(&w->b, &hb);
+	link_up(w);
+	assert_int_equal(feed_one(w, &w->a, "d-0", 0, 512, -1), 0);
+	assert_int_equal(feed_one(w, &w->a, "d-1", 1, 512, -1), 0);
+	assert_int_equal(feed_one(w, &w->b, "d-0", 0, 512, -1), 0);
+	assert_int_equal(step(w, BATCH_NS), 0);
+	assert_int_equal(hb.n_missing_calls, 1);
+	assert_int_equal(hb.n_missing, 1);
+	assert_string_equal(hb.missing[0], "d-1");
+	assert_int_equal(feed_one(w, &w->b, "d-1", 1, 512, -1), 0);
+	settle(w, 10);
+	assert_int_equal(assert_pools_equal(w), 2);
+	assert_int_equal(hb.n_stored, 2);
+	assert_int_equal(hb.n_missing_calls, 1);
+}
+
 int main(void)
 {
 	if (qkm_secret_heap_init(1 << 26) != 0)
@@ -1378,6 +1535,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_paircheck, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pool_sync, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_keyfile_checks, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_tracked_ids_not_stored_twice, setup_tracked,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_settled_not_stored, setup_tracked, teardown),
+		cmocka_unit_test_setup_teardown(test_missing_asked, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

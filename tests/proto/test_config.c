@@ -885,6 +885,23 @@ static void test_node_save_load(void **state)
 		l->batch_ms = i ? 60000 : 1;
 		l->batch_max_bytes = i ? 16u << 20 : 4096;
 	}
+	/* R-ACQ-5: link 0 from a spool, link 1 from a device (this node,
+	 * "node-1", sorts before "peer-1": it leads, so it is the master). */
+	in->links[0].src.kind = QKM_SRC_SPOOL;
+	snprintf(in->links[0].src.dir, sizeof(in->links[0].src.dir), "/var/lib/qkm/spool/link-0");
+	in->links[0].src.poll_ms = 10;
+	struct qkm_key_source *ds = &in->links[1].src;
+	ds->kind = QKM_SRC_ETSI014;
+	snprintf(ds->url, sizeof(ds->url), "https://[::1]:9443");
+	snprintf(ds->sae, sizeof(ds->sae), "node-1");
+	snprintf(ds->peer_sae, sizeof(ds->peer_sae), "peer-1");
+	ds->master = true;
+	snprintf(ds->tls.ca, sizeof(ds->tls.ca), "/etc/qkm/device-ca.pem");
+	snprintf(ds->tls.cert, sizeof(ds->tls.cert), "/etc/qkm/sae.pem");
+	snprintf(ds->tls.key, sizeof(ds->tls.key), "/etc/qkm/sae.key");
+	ds->poll_ms = 60000;
+	ds->batch = 1024;
+	ds->size_bits = 1u << 20;
 	in->n_saes = 1;
 	snprintf(in->saes[0].id, sizeof(in->saes[0].id), "sae-1");
 	snprintf(in->saes[0].node, sizeof(in->saes[0].node), "node-1");
@@ -958,6 +975,8 @@ static void test_sim_save_load(void **state)
 			snprintf(l->module[s], sizeof(l->module[s]), "m%zu-%d", i, s);
 		}
 	}
+	snprintf(in->links[0].spool[1], sizeof(in->links[0].spool[1]), "/var/lib/qkm/spool/L0");
+	snprintf(in->links[1].etsi014, sizeof(in->links[1].etsi014), "127.0.0.1:9443");
 	char path[PATH_MAX + 32];
 	snprintf(path, sizeof(path), "%s/saved.json", fx->dir);
 	assert_int_equal(qkm_sim_cfg_save(path, in), 0);
@@ -1143,9 +1162,168 @@ static void test_check_kinds(void **state)
 	free(errs);
 }
 
+/* Key sources of a node's links (R-ACQ-5): the simulator by default; a
+ * spool directory; a QKD device's ETSI 014 API, whose master side must be
+ * the link's leader. The fields allowed depend on the kind. */
+#define NODE_SRC_HEAD                                                                   \
+	"{\"id\": \"A\", \"db\": \"a.db\","                                                  \
+	" \"tls\": {\"ca\": \"ca.pem\", \"cert\": \"A.pem\", \"key\": \"A.key\"},"             \
+	" \"listen\": {\"kx\": \"127.0.0.1:7001\", \"admin\": \"127.0.0.1:7002\"},"           \
+	" \"links\": [{\"link\": \"A-B\", \"peer\": \"B\", \"addr\": \"127.0.0.1:7101\","     \
+	" \"module\": \"m-A\", \"source\": "
+#define NODE_SRC_TAIL "}]}"
+#define ETSI_OK                                                                         \
+	"{\"kind\": \"etsi014\", \"url\": \"https://10.0.0.1:8443\", \"sae\": \"A\","          \
+	" \"peer_sae\": \"B\", \"role\": \"master\", \"ca\": \"dca.pem\", \"cert\": \"A.pem\","  \
+	" \"key\": \"A.key\""
+
+static void test_node_sources(void **state)
+{
+	struct fixture *fx = *state;
+	const struct qkm_key_source *s = &fx->node.links[0].src;
+	char text[1024];
+	assert_int_equal(load(fx, NODE, put(fx, node_min)), 0);
+	assert_int_equal(s->kind, QKM_SRC_SIM);
+	assert_int_equal(load(fx, NODE, put(fx, NODE_SRC_HEAD "{\"kind\": \"sim\"}" NODE_SRC_TAIL)), 0);
+	assert_int_equal(s->kind, QKM_SRC_SIM);
+	assert_int_equal(load(fx, NODE, put(fx, NODE_SRC_HEAD
+				 "{\"kind\": \"spool\", \"dir\": \"/var/lib/qkm/spool/A-B\"}"
+				 NODE_SRC_TAIL)), 0);
+	assert_int_equal(s->kind, QKM_SRC_SPOOL);
+	assert_string_equal(s->dir, "/var/lib/qkm/spool/A-B");
+	assert_int_equal(s->poll_ms, 200);
+	assert_int_equal(load(fx, NODE, put(fx, NODE_SRC_HEAD ETSI_OK ", \"poll_ms\": 50, \"batch\": 1024,"
+				 " \"size_bits\": 256}" NODE_SRC_TAIL)), 0);
+	assert_int_equal(s->kind, QKM_SRC_ETSI014);
+	assert_string_equal(s->url, "https://10.0.0.1:8443");
+	assert_string_equal(s->sae, "A");
+	assert_string_equal(s->peer_sae, "B");
+	assert_true(s->master);
+	assert_string_equal(s->tls.ca, "dca.pem");
+	assert_int_equal(s->poll_ms, 50);
+	assert_int_equal(s->batch, 1024);
+	assert_int_equal(s->size_bits, 256);
+	assert_int_equal(load(fx, NODE, put(fx, NODE_SRC_HEAD ETSI_OK "}" NODE_SRC_TAIL)), 0);
+	assert_int_equal(s->batch, 16);
+	assert_int_equal(s->size_bits, 4096);
+
+	REFUSED(fx, NODE, NODE_SRC_HEAD "\"spool\"" NODE_SRC_TAIL, "links[0].source: must be an object");
+	REFUSED(fx, NODE, NODE_SRC_HEAD "{}" NODE_SRC_TAIL, "links[0].source.kind: missing");
+	REFUSED(fx, NODE, NODE_SRC_HEAD "{\"kind\": \"qrng\"}" NODE_SRC_TAIL,
+		"links[0].source.kind: must be sim, etsi014 or spool");
+	REFUSED(fx, NODE, NODE_SRC_HEAD "{\"kind\": \"sim\", \"dir\": \"x\"}" NODE_SRC_TAIL,
+		"links[0].source.dir: unknown field");
+	REFUSED(fx, NODE, NODE_SRC_HEAD "{\"kind\": \"spool\"}" NODE_SRC_TAIL,
+		"links[0].source.dir: missing");
+	REFUSED(fx, NODE, NODE_SRC_HEAD "{\"kind\": \"spool\", \"dir\": \"d\", \"url\": \"x\"}"
+		NODE_SRC_TAIL, "links[0].source.url: unknown field");
+	REFUSED(fx, NODE, NODE_SRC_HEAD "{\"kind\": \"spool\", \"dir\": \"d\", \"poll_ms\": 5}"
+		NODE_SRC_TAIL, "links[0].source.poll_ms: must be an integer from 10 to 60000");
+	REFUSED(fx, NODE, NODE_SRC_HEAD "{\"kind\": \"etsi014\"}" NODE_SRC_TAIL,
+		"links[0].source.url: missing");
+	REFUSED(fx, NODE, NODE_SRC_HEAD ETSI_OK ", \"dir\": \"d\"}" NODE_SRC_TAIL,
+		"links[0].source.dir: unknown field");
+	REFUSED(fx, NODE, NODE_SRC_HEAD ETSI_OK ", \"batch\": 0}" NODE_SRC_TAIL,
+		"links[0].source.batch: must be an integer from 1 to 1024");
+	REFUSED(fx, NODE, NODE_SRC_HEAD ETSI_OK ", \"size_bits\": 100}" NODE_SRC_TAIL,
+		"links[0].source.size_bits: must be a multiple of 8");
+	REFUSED(fx, NODE, NODE_SRC_HEAD
+		"{\"kind\": \"etsi014\", \"url\": \"http://10.0.0.1:80\", \"sae\": \"A\","
+		" \"peer_sae\": \"B\", \"role\": \"master\", \"ca\": \"c\", \"cert\": \"c\", \"key\": \"k\"}"
+		NODE_SRC_TAIL, "links[0].source.url: must be https://ADDRESS:PORT");
+	static const char *const urls[] = {"https://qkd.example:443", "https://10.0.0.1:0",
+					   "https://10.0.0.1:8443/api", "https://[::1:8443",
+					   "https://10.0.0.1:x"};
+	for (size_t i = 0; i < sizeof(urls) / sizeof(urls[0]); i++) {
+		snprintf(text, sizeof(text), NODE_SRC_HEAD
+			 "{\"kind\": \"etsi014\", \"url\": \"%s\", \"sae\": \"A\", \"peer_sae\": \"B\","
+			 " \"role\": \"master\", \"ca\": \"c\", \"cert\": \"c\", \"key\": \"k\"}"
+			 NODE_SRC_TAIL, urls[i]);
+		REFUSED(fx, NODE, text, "links[0].source.url: must be https://ADDRESS:PORT");
+	}
+	static const char *const good[] = {"https://localhost:1", "https://[fe80::1]:443/",
+					   "https://192.0.2.7"};
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		snprintf(text, sizeof(text), NODE_SRC_HEAD
+			 "{\"kind\": \"etsi014\", \"url\": \"%s\", \"sae\": \"A\", \"peer_sae\": \"B\","
+			 " \"role\": \"master\", \"ca\": \"c\", \"cert\": \"c\", \"key\": \"k\"}"
+			 NODE_SRC_TAIL, good[i]);
+		if (load(fx, NODE, put(fx, text)))
+			fail_msg("%s refused: %s", good[i], fx->err);
+	}
+	REFUSED(fx, NODE, NODE_SRC_HEAD
+		"{\"kind\": \"etsi014\", \"url\": \"https://10.0.0.1:1\", \"sae\": \"A\","
+		" \"peer_sae\": \"B\", \"role\": \"boss\", \"ca\": \"c\", \"cert\": \"c\", \"key\": \"k\"}"
+		NODE_SRC_TAIL, "links[0].source.role: must be master or slave");
+	/* A sorts before B: A leads the link, so A's side is the master. */
+	REFUSED(fx, NODE, NODE_SRC_HEAD
+		"{\"kind\": \"etsi014\", \"url\": \"https://10.0.0.1:1\", \"sae\": \"A\","
+		" \"peer_sae\": \"B\", \"role\": \"slave\", \"ca\": \"c\", \"cert\": \"c\", \"key\": \"k\"}"
+		NODE_SRC_TAIL, "links[0].source.role: must be master: the device's master side is the link's leader");
+
+	/* --check: every source error, each on its line; the role is judged
+	 * against the leader though another field of its source is wrong. */
+	static const char many[] =
+		"{\"id\": \"A\", \"db\": \"a.db\",\n"
+		" \"tls\": {\"ca\": \"ca.pem\", \"cert\": \"A.pem\", \"key\": \"A.key\"},\n"
+		" \"listen\": {\"kx\": \"127.0.0.1:7001\", \"admin\": \"127.0.0.1:7002\"},\n"
+		" \"links\": [{\"link\": \"A-B\", \"peer\": \"B\", \"addr\": \"h:1\", \"module\": \"m\",\n"
+		"   \"source\": {\"kind\": \"etsi014\", \"url\": \"http://x:1\", \"sae\": \"A\",\n" /* 5 */
+		"     \"peer_sae\": \"B\", \"role\": \"slave\", \"ca\": \"c\", \"cert\": \"c\", \"key\": \"k\"}},\n"
+		"  {\"link\": \"A-C\", \"peer\": \"C\", \"addr\": \"h:2\", \"module\": \"m2\",\n"
+		"   \"source\": {\"kind\": \"spool\", \"poll_ms\": 1,\n"     /* 8 */
+		"     \"diir\": \"/x\"}}]}\n";                                   /* 9 */
+	struct qkm_cfg_errors *errs = calloc(1, sizeof(*errs));
+	assert_non_null(errs);
+	assert_int_equal(qkm_node_cfg_check(put(fx, many), &fx->node, errs), QKM_ECONFIG);
+	static const struct {
+		unsigned line;
+		const char *text;
+	} want[] = {{5, "links[0].source.url: must be https://"},
+		    {6, "links[0].source.role: must be master"},
+		    {8, "links[1].source.dir: missing"},
+		    {8, "links[1].source.poll_ms: must be an integer from 10"},
+		    {9, "links[1].source.diir: unknown field"}};
+	assert_int_equal(errs->n, 5);
+	for (size_t i = 0; i < 5; i++) {
+		assert_int_equal(errs->e[i].line, want[i].line);
+		if (strncmp(errs->e[i].text, want[i].text, strlen(want[i].text)) != 0)
+			fail_msg("error %zu: '%s', want '%s'", i, errs->e[i].text, want[i].text);
+	}
+	free(errs);
+
+	/* Topology: a link's source. */
+	assert_int_equal(load(fx, TOPO, put(fx, "{\"nodes\": [{\"id\": \"A\"}, {\"id\": \"B\"}],"
+				 " \"links\": [{\"a\": \"A\", \"b\": \"B\", \"rate_bps\": 1,"
+				 " \"unit_bits\": 64, \"source\": \"etsi014\"}]}")), 0);
+	assert_int_equal(fx->topo.links[0].source, QKM_SRC_ETSI014);
+	REFUSED(fx, TOPO, "{\"nodes\": [{\"id\": \"A\"}, {\"id\": \"B\"}],"
+		" \"links\": [{\"a\": \"A\", \"b\": \"B\", \"rate_bps\": 1, \"unit_bits\": 64,"
+		" \"source\": \"file\"}]}", "links[0].source: must be sim, etsi014 or spool");
+
+	/* Simulator: a side's spool, a link's ETSI 014 listener, not both. */
+	static const char sim_src[] =
+		"{\"listen\": \"127.0.0.1:9000\", \"control\": \"/tmp/c.sock\","
+		" \"tls\": {\"ca\": \"c\", \"cert\": \"d\", \"key\": \"e\"},"
+		" \"links\": [{\"id\": \"A-B\", \"rate_bps\": 1, \"unit_bits\": 64, %s"
+		" \"sides\": [{\"node\": \"A\", \"module\": \"m-A\"%s},"
+		" {\"node\": \"B\", \"module\": \"m-B\"}]}]}";
+	snprintf(text, sizeof(text), sim_src, "", ", \"spool\": \"/s/A\"");
+	assert_int_equal(load(fx, SIM, put(fx, text)), 0);
+	assert_string_equal(fx->sim.links[0].spool[0], "/s/A");
+	assert_string_equal(fx->sim.links[0].spool[1], "");
+	snprintf(text, sizeof(text), sim_src, "\"etsi014\": \"127.0.0.1:9443\",", "");
+	assert_int_equal(load(fx, SIM, put(fx, text)), 0);
+	assert_string_equal(fx->sim.links[0].etsi014, "127.0.0.1:9443");
+	snprintf(text, sizeof(text), sim_src, "\"etsi014\": \"127.0.0.1:9443\",",
+		 ", \"spool\": \"/s/A\"");
+	REFUSED(fx, SIM, text, "links[0].sides[0].spool: not with etsi014");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_node_sources, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_topology_example, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_topology_defaults, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_topology_refused, setup, teardown),

@@ -669,6 +669,150 @@ static void test_keys_json_run(void **state)
 	qkm_buf_fini(&c);
 }
 
+/* R-ACQ-5, the node as a client of a QKD device's key API: a Key container
+ * written by qkm_etsi_keys_json reads back byte for byte into the secure
+ * buffer; a device's extensions and escapes are accepted; anything else
+ * is refused with no key left behind. */
+static void test_parse_keys(void **state)
+{
+	(void)state;
+	struct qkm_etsi_keyset *ks = calloc(1, sizeof(*ks));
+	struct qkm_buf b;
+	struct qkm_id ids[3];
+	uint8_t k0[32], k1[1], k2[5];
+	const uint8_t *keys[3] = {k0, k1, k2};
+	size_t lens[3] = {sizeof(k0), sizeof(k1), sizeof(k2)};
+	char err[256];
+	assert_non_null(ks);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(qkm_id_uuid4(&ids[i]), 0);
+	for (size_t i = 0; i < sizeof(k0); i++)
+		k0[i] = (uint8_t)(i * 7 + 1);
+	k1[0] = 0xff;
+	memcpy(k2, "\x00\x01\x02\x03\x04", 5);
+	qkm_buf_init(&b, 1 << 16, true);
+	assert_int_equal(qkm_etsi_keys_json(&b, 3, ids, keys, lens), 0);
+	qkm_etsi_keyset_init(ks);
+	if (qkm_etsi_parse_keys((const char *)b.p, b.len, ks, err, sizeof(err)))
+		fail_msg("%s", err);
+	assert_true(ks->data.secure);
+	assert_int_equal(ks->n, 3);
+	for (size_t i = 0; i < 3; i++) {
+		assert_true(qkm_id_eq(&ks->ids[i], &ids[i]));
+		assert_int_equal(ks->len[i], lens[i]);
+		assert_memory_equal(ks->data.p + ks->off[i], keys[i], lens[i]);
+	}
+	qkm_buf_fini(&b);
+
+	/* Extensions of any shape, escapes a device's encoder may write. */
+	static const char ext[] =
+		" {\"key_container_extension\": {\"a\": [1, -2.5e3, true, null, {\"b\": \"\\u00e9\"}]},\n"
+		"  \"keys\": [{\"key_ID_extension\": false, \"key\": \"AAEC\\/w==\","
+		" \"key_ID\": \"550e8400-e29b-41d4-a716-446655440000\","
+		" \"key_extension\": [[[]]]}]} \n";
+	if (qkm_etsi_parse_keys(ext, strlen(ext), ks, err, sizeof(err)))
+		fail_msg("%s", err);
+	assert_int_equal(ks->n, 1);
+	assert_int_equal(ks->len[0], 4);
+	assert_memory_equal(ks->data.p, "\x00\x01\x02\xff", 4);
+	static const char empty[] = "{\"keys\": []}";
+	assert_int_equal(qkm_etsi_parse_keys(empty, strlen(empty), ks, err, sizeof(err)), 0);
+	assert_int_equal(ks->n, 0);
+
+	static const struct {
+		const char *body, *why;
+	} bad[] = {
+		{"", "not a JSON object"},
+		{"[]", "not a JSON object"},
+		{"{}", "no keys member"},
+		{"{\"keys\": {}}", "keys must be one array"},
+		{"{\"keys\": [], \"keys\": []}", "keys must be one array"},
+		{"{\"keys\": [{\"key\": \"AAAA\"}]}", "keys[0] lacks key_ID"},
+		{"{\"keys\": [{\"key_ID\": \"550e8400-e29b-41d4-a716-446655440000\"}]}",
+		 "keys[0] lacks key"},
+		{"{\"keys\": [{\"key_ID\": \"550e8400e29b41d4a716446655440000\", \"key\": \"AAAA\"}]}",
+		 "key_ID must be one UUID"},
+		{"{\"keys\": [{\"key_ID\": \"550e8400-e29b-41d4-a716-446655440000\", \"key\": \"AAA\"}]}",
+		 "key must be one non-empty base64 key"},
+		{"{\"keys\": [{\"key_ID\": \"550e8400-e29b-41d4-a716-446655440000\", \"key\": \"A*AA\"}]}",
+		 "key must be one non-empty base64 key"},
+		{"{\"keys\": [{\"key_ID\": \"550e8400-e29b-41d4-a716-446655440000\", \"key\": \"\"}]}",
+		 "key must be one non-empty base64 key"},
+		{"{\"keys\": [{\"key_ID\": \"550e8400-e29b-41d4-a716-446655440000\", \"key\": 5}]}",
+		 "key must be one non-empty base64 key"},
+		{"{\"keys\": [{\"key_ID\": \"550e8400-e29b-41d4-a716-446655440000\", \"key\": \"AAAA\","
+		 " \"key\": \"AAAA\"}]}",
+		 "key must be one"},
+		{"{\"keys\": []} {}", "data after the object"},
+		{"{\"keys\": [], \"x\": tru}", "malformed JSON"},
+		{"{\"keys\": [], \"x\": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}",
+		 "malformed JSON"},
+		{"{\"keys\": [{\"key_ID\": \"550e8400-e29b-41d4-a716-446655440000\", \"key\": \"AAAA\"}",
+		 "malformed keys"},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		err[0] = 0;
+		int rc = qkm_etsi_parse_keys(bad[i].body, strlen(bad[i].body), ks, err, sizeof(err));
+		if (rc != QKM_EINVAL || !strstr(err, bad[i].why))
+			fail_msg("%s: rc %d, '%s', want '%s'", bad[i].body, rc, err, bad[i].why);
+		assert_int_equal(ks->n, 0);
+		assert_int_equal(ks->data.len, 0);
+	}
+	qkm_etsi_keyset_fini(ks);
+	free(ks);
+}
+
+/* The client's requests and the Status it reads. */
+static void test_client_bodies_and_status(void **state)
+{
+	(void)state;
+	struct qkm_id ids[2];
+	char err[256];
+	assert_int_equal(qkm_id_parse(U1, &ids[0]), 0);
+	assert_int_equal(qkm_id_parse(U2, &ids[1]), 0);
+	char *enc = qkm_etsi_enc_body(16, 4096);
+	assert_string_equal(enc, "{\"number\":16,\"size\":4096}");
+	struct qkm_etsi_key_request kr;
+	assert_int_equal(qkm_etsi_parse_key_request(enc, strlen(enc), &kr, err, sizeof(err)), 0);
+	assert_int_equal(kr.number, 16);
+	assert_int_equal(kr.size, 4096);
+	free(enc);
+	char *dec = qkm_etsi_dec_body(ids, 2);
+	struct qkm_etsi_key_ids *got = malloc(sizeof(*got));
+	assert_non_null(got);
+	assert_int_equal(qkm_etsi_parse_key_ids(dec, strlen(dec), got, err, sizeof(err)), 0);
+	assert_int_equal(got->n, 2);
+	assert_true(qkm_id_eq(&got->ids[1], &ids[1]));
+	free(got);
+	free(dec);
+
+	struct qkm_etsi_status st = {.key_size = 256, .stored_key_count = 7, .max_key_count = 100,
+				     .max_key_per_request = 1024, .max_key_size = 256,
+				     .min_key_size = 256};
+	snprintf(st.source_KME_ID, sizeof(st.source_KME_ID), "A-B:A");
+	snprintf(st.target_KME_ID, sizeof(st.target_KME_ID), "A-B:B");
+	snprintf(st.master_SAE_ID, sizeof(st.master_SAE_ID), "A");
+	snprintf(st.slave_SAE_ID, sizeof(st.slave_SAE_ID), "B");
+	char *js = qkm_etsi_status_json(&st);
+	struct qkm_etsi_status back;
+	assert_int_equal(qkm_etsi_parse_status(js, strlen(js), &back, err, sizeof(err)), 0);
+	assert_memory_equal(&back, &st, sizeof(st));
+	free(js);
+	static const char bad[] = "{\"source_KME_ID\": \"a b\"}";
+	assert_int_equal(qkm_etsi_parse_status(bad, strlen(bad), &back, err, sizeof(err)),
+			 QKM_EINVAL);
+	assert_non_null(strstr(err, "source_KME_ID"));
+
+	char sae[QKM_NAME_MAX], what[16];
+	const char *msg;
+	assert_int_equal(qkm_etsi_route("/api/v1/keys/B/enc_keys", sae, what, &msg), 0);
+	assert_string_equal(sae, "B");
+	assert_string_equal(what, "enc_keys");
+	assert_int_equal(qkm_etsi_route("/api/v2/keys/B/enc_keys", sae, what, &msg), 404);
+	assert_int_equal(qkm_etsi_route("/api/v1/keys/a b/status", sae, what, &msg), 400);
+	assert_int_equal(qkm_etsi_route("/api/v1/keys/B/keys", sae, what, &msg), 404);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -687,6 +831,8 @@ int main(void)
 		cmocka_unit_test(test_keys_json),
 		cmocka_unit_test(test_keys_json_exact_fit),
 		cmocka_unit_test(test_keys_json_run),
+		cmocka_unit_test(test_parse_keys),
+		cmocka_unit_test(test_client_bodies_and_status),
 	};
 	return cmocka_run_group_tests(tests, setup, NULL);
 }

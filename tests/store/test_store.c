@@ -559,7 +559,49 @@ static void set_user_version(const char *path, uint8_t v)
 	assert_int_equal(fclose(fp), 0);
 }
 
-/* A file written by a newer qkm (user_version 5) is refused, not misread;
+/* QKD-key IDs of a link (schema version 5, R-ACQ-5): one row per (link,
+ * ID), kept across a reopen inside a committed transaction, gone with a
+ * rolled-back one, forgotten on request; a version 4 file gets the table. */
+static void test_qkd_ids(void **state)
+{
+	struct fx *f = *state;
+	bool held;
+	assert_int_equal(qkm_store_begin(f->st), 0);
+	assert_int_equal(qkm_store_qkd_put(f->st, "A-B", "q.1", 1), 0);
+	assert_int_equal(qkm_store_qkd_put(f->st, "A-B", "q.1", 2), QKM_EEXIST);
+	assert_int_equal(qkm_store_qkd_put(f->st, "A-C", "q.1", 3), 0); /* per link */
+	assert_int_equal(qkm_store_commit(f->st), 0);
+	assert_int_equal(qkm_store_begin(f->st), 0);
+	assert_int_equal(qkm_store_qkd_put(f->st, "A-B", "q.2", 4), 0);
+	qkm_store_rollback(f->st);
+	reopen(f);
+	assert_int_equal(qkm_store_qkd_held(f->st, "A-B", "q.1", &held), 0);
+	assert_true(held);
+	assert_int_equal(qkm_store_qkd_held(f->st, "A-B", "q.2", &held), 0);
+	assert_false(held);
+	assert_int_equal(qkm_store_qkd_forget(f->st, "A-B", "q.1"), 0);
+	assert_int_equal(qkm_store_qkd_forget(f->st, "A-B", "q.1"), 0);
+	assert_int_equal(qkm_store_qkd_held(f->st, "A-B", "q.1", &held), 0);
+	assert_false(held);
+	assert_int_equal(qkm_store_qkd_held(f->st, "A-C", "q.1", &held), 0);
+	assert_true(held);
+	assert_int_equal(qkm_store_qkd_put(f->st, "A-B", "", 1), QKM_EINVAL);
+
+	qkm_store_close(f->st);
+	f->st = NULL;
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "BEGIN; DROP TABLE qkd_ids; PRAGMA user_version = 4; COMMIT;",
+				      NULL, NULL, NULL),
+			 SQLITE_OK);
+	assert_int_equal(sqlite3_close(db), SQLITE_OK);
+	assert_int_equal(qkm_store_open(f->path, &f->st), 0);
+	assert_int_equal(qkm_store_qkd_held(f->st, "A-C", "q.1", &held), 0);
+	assert_false(held);
+	assert_int_equal(qkm_store_qkd_put(f->st, "A-C", "q.1", 5), 0);
+}
+
+/* A file written by a newer qkm (user_version 6) is refused, not misread;
  * a file of version 1 (before KSA keys) is migrated to the current one. */
 static void test_newer_version_refused(void **state)
 {
@@ -581,7 +623,7 @@ static void test_newer_version_refused(void **state)
 	assert_int_equal(qkm_store_ksa_count(f->st, QKM_KSA_READY, &n), 0);
 	qkm_store_close(f->st);
 	f->st = NULL;
-	set_user_version(f->path, 5);
+	set_user_version(f->path, 6);
 	assert_int_equal(qkm_store_open(f->path, &f->st), QKM_EVERSION);
 	assert_null(f->st);
 }
@@ -908,7 +950,7 @@ static void test_v3_blocks_get_level(void **state)
 
 	mkblock_level(&c, QKM_BLOCK_COMPUTATIONAL, 2, 4, 8);
 	put(f->st, &c);
-	reopen(f); /* and the upgraded file opens as version 4 */
+	reopen(f); /* and the upgraded file opens as the current version */
 	assert_int_equal(walk(f->st, "node-b", 0, false, &s), 0);
 	assert_int_equal(s.n, 2);
 	assert_int_equal(s.b[1].level, QKM_BLOCK_COMPUTATIONAL);
@@ -917,7 +959,7 @@ static void test_v3_blocks_get_level(void **state)
 	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
 	assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &q, NULL), SQLITE_OK);
 	assert_int_equal(sqlite3_step(q), SQLITE_ROW);
-	assert_int_equal(sqlite3_column_int(q, 0), 4);
+	assert_int_equal(sqlite3_column_int(q, 0), 5);
 	sqlite3_finalize(q);
 	assert_int_equal(sqlite3_close(db), SQLITE_OK);
 	assert_int_equal(qkm_store_open(f->path, &f->st), 0);
@@ -1187,6 +1229,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_secure_delete_batch, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_secure_delete_used, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wal_bytes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_qkd_ids, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
