@@ -21,7 +21,7 @@
 #                 (tests/system/test_crash_relay.sh)
 JOBS ?= $(shell nproc)
 FUZZ_SECONDS ?= 600
-FUZZ_CHECK_SECONDS ?= 20
+FUZZ_CHECK_SECONDS ?= 10
 ROUNDS ?= 100
 PREFIX ?= /usr/local
 DESTDIR ?=

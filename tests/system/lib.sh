@@ -58,3 +58,17 @@ pair_clean() { "$QKM" ctl pair-check --dir "$1" "$2" "$3" | grep -q " 0 mismatch
 stock_equal() {
 	status_json "$1" | js "1 if [(p['keys'],p['bytes']) for n in d['nodes'] if n['id']=='$2' for p in n['pools'] if p['peer']=='$3'] == [(p['keys'],p['bytes']) for n in d['nodes'] if n['id']=='$3' for p in n['pools'] if p['peer']=='$2'] else exit(1)" >/dev/null
 }
+
+# doc_block FILE NAME: the fenced code block that follows the line
+# "<!-- ...: NAME -->" in FILE (a guide whose commands a test runs as
+# written); fails when there is none.
+doc_block() {
+	local b
+	b=$(awk -v name="$2" '
+		!want && index($0, "<!--") == 1 && $0 ~ (": " name " -->$") { want = 1; next }
+		want == 1 && /^```/ { want = 2; next }
+		want == 2 && /^```/ { exit }
+		want == 2 { print }' "$1")
+	[ -n "$b" ] || fail "no block '$2' in $1"
+	printf '%s\n' "$b"
+}
