@@ -320,7 +320,7 @@ static void route_str(const struct qkm_node_route *r, char *out, size_t n)
 }
 
 /* The key a relay of one batch needs on a hop: data plus its MAC key. */
-#define CTL_RELAY_NEED (65536 + 32)
+#define CTL_RELAY_NEED (65536ull + 32)
 
 /* A link's cost now (core/graph.h qkm_link_cost): from the stock each end
  * reports for its own direction (the lower of the two: relays run both
@@ -407,7 +407,7 @@ static uint64_t route_cost(const struct qkm_controller *c, const struct qkm_node
 /* A route is starving when a hop's reported stock (the lower direction)
  * cannot carry two more relays: below the threshold traffic should move
  * (R-CTL-3). A hop nobody reported on is not starving. */
-#define CTL_STARVE_BYTES (2 * CTL_RELAY_NEED)
+#define CTL_STARVE_BYTES (2ull * CTL_RELAY_NEED)
 static bool route_starving(const struct qkm_controller *c, const struct qkm_node_route *r,
 			   uint64_t now)
 {
