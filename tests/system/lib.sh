@@ -16,7 +16,15 @@ cleanup() {
 }
 trap cleanup EXIT
 
-fail() { echo "FAIL: $*" >&2; for d in $NETS; do tail -n 20 "$d"/*/log >&2 || true; done; exit 1; }
+# A failing test keeps its scratch directory (stores, logs, records) for a
+# post-mortem, and says where it is.
+fail() {
+	echo "FAIL: $*" >&2
+	for d in $NETS; do tail -n 20 "$d"/*/log >&2 || true; done
+	KEEP=1
+	echo "# kept for inspection: $T" >&2
+	exit 1
+}
 ok() { echo "ok - $*"; }
 
 # net_up TOPOLOGY DIR: starts a network and remembers it for cleanup.
