@@ -1144,6 +1144,20 @@ static void api_audit(struct qkm_controller *c, struct qkm_http_req *req)
 	qkm_jlist_free(w.problems);
 }
 
+/* A request body's fields (proto/ctl_json.h qkm_req_fields); false once
+ * it has answered 400 naming what is wrong. */
+static bool body_fields(struct qkm_http_req *req, const char *const *keys,
+			char (*f)[QKM_NAME_MAX * 2], const char *arr_key, char (*arr)[QKM_NAME_MAX],
+			size_t max_arr, size_t *n_arr)
+{
+	char err[300];
+	if (qkm_req_fields(req->body, req->body_len, keys, f, arr_key, arr, max_arr, n_arr, err,
+			   sizeof(err)) == 0)
+		return true;
+	qkm_http_reply_error(req, 400, err);
+	return false;
+}
+
 /* ---- trace and compromise (R-LC-2, R-LC-3) ------------------------------- */
 
 static const char *stage_of(const struct qkm_lc_event *ev)
@@ -1365,11 +1379,8 @@ static void api_compromise(struct qkm_controller *c, struct qkm_http_req *req)
 {
 	static const char *const keys[] = {"key", "link", "node", "since", NULL};
 	char f[4][QKM_NAME_MAX * 2], err[300], tok[QKM_TOKEN_MAX];
-	if (qkm_req_fields(req->body, req->body_len, keys, f, NULL, NULL, 0, NULL, err,
-			   sizeof(err))) {
-		qkm_http_reply_error(req, 400, err);
+	if (!body_fields(req, keys, f, NULL, NULL, 0, NULL))
 		return;
-	}
 	if (!!f[0][0] + !!f[1][0] + !!f[2][0] != 1) {
 		qkm_http_reply_error(req, 400, "give exactly one of key, link, node");
 		return;
@@ -1534,16 +1545,13 @@ out:
 static void api_saes(struct qkm_controller *c, struct qkm_http_req *req, bool revoke)
 {
 	static const char *const keys[] = {"id", "node", NULL};
-	char f[2][QKM_NAME_MAX * 2], err[200];
+	char f[2][QKM_NAME_MAX * 2];
 	if (strcmp(req->method, "GET") == 0) {
 		reply_owned(req, qkm_saes_json(c->saes, c->n_saes));
 		return;
 	}
-	if (qkm_req_fields(req->body, req->body_len, keys, f, NULL, NULL, 0, NULL, err,
-			   sizeof(err))) {
-		qkm_http_reply_error(req, 400, err);
+	if (!body_fields(req, keys, f, NULL, NULL, 0, NULL))
 		return;
-	}
 	if (!qkm_name_valid(f[0])) {
 		qkm_http_reply_error(req, 400, "id: must be a valid SAE name");
 		return;
@@ -1615,11 +1623,8 @@ static void api_route_set(struct qkm_controller *c, struct qkm_http_req *req)
 	static const char *const keys[] = {"from", "to", NULL};
 	char f[2][QKM_NAME_MAX * 2], err[200], path[QKM_MAX_PATH][QKM_NAME_MAX];
 	size_t np = 0;
-	if (qkm_req_fields(req->body, req->body_len, keys, f, "path", path, QKM_MAX_PATH, &np, err,
-			   sizeof(err))) {
-		qkm_http_reply_error(req, 400, err);
+	if (!body_fields(req, keys, f, "path", path, QKM_MAX_PATH, &np))
 		return;
-	}
 	struct ctl_node *from = node_find(c, f[0]);
 	if (!from || !node_find(c, f[1]) || strcmp(f[0], f[1]) == 0) {
 		qkm_http_reply_error(req, 400, "from and to must be two nodes of this network");
@@ -1690,18 +1695,15 @@ static void api_route_set(struct qkm_controller *c, struct qkm_http_req *req)
 static void api_mode(struct qkm_controller *c, struct qkm_http_req *req)
 {
 	static const char *const keys[] = {"mode", "from", "to", NULL};
-	char f[3][QKM_NAME_MAX * 2], err[200];
+	char f[3][QKM_NAME_MAX * 2];
 	if (strcmp(req->method, "GET") == 0) {
 		char out[256];
 		snprintf(out, sizeof(out), "{\"mode\":\"%s\"}", c->st.mode);
 		qkm_http_reply_json(req, 200, out);
 		return;
 	}
-	if (qkm_req_fields(req->body, req->body_len, keys, f, NULL, NULL, 0, NULL, err,
-			   sizeof(err))) {
-		qkm_http_reply_error(req, 400, err);
+	if (!body_fields(req, keys, f, NULL, NULL, 0, NULL))
 		return;
-	}
 	if (!qkm_route_mode_valid(f[0])) {
 		qkm_http_reply_error(req, 400, "mode: must be manual, fixed-rate, adaptive or scheduled");
 		return;
@@ -1743,7 +1745,7 @@ static void api_mode(struct qkm_controller *c, struct qkm_http_req *req)
 static void api_schedule(struct qkm_controller *c, struct qkm_http_req *req)
 {
 	static const char *const keys[] = {"from", "to", "in_seconds", "bytes", NULL};
-	char f[4][QKM_NAME_MAX * 2], err[200];
+	char f[4][QKM_NAME_MAX * 2];
 	if (strcmp(req->method, "GET") == 0) {
 		char out[(size_t)CTL_MAX_PLANS * 160] = "[";
 		for (size_t i = 0; i < c->st.n_plans; i++) {
@@ -1758,11 +1760,8 @@ static void api_schedule(struct qkm_controller *c, struct qkm_http_req *req)
 		qkm_http_reply_json(req, 200, out);
 		return;
 	}
-	if (qkm_req_fields(req->body, req->body_len, keys, f, NULL, NULL, 0, NULL, err,
-			   sizeof(err))) {
-		qkm_http_reply_error(req, 400, err);
+	if (!body_fields(req, keys, f, NULL, NULL, 0, NULL))
 		return;
-	}
 	char *end;
 	double in = strtod(f[2], &end);
 	unsigned long long bytes = strtoull(f[3], NULL, 10);
