@@ -61,8 +61,12 @@ static int str_field(const uint8_t *p, size_t len, uint16_t tag, char *out, size
 	return 0;
 }
 
-int qkm_ck_records_parse(const struct qkm_frame *f, struct qkm_lc_event *evs, size_t max,
-			 size_t *n)
+/* Calls one(v, vl, k, arg) for each ENTRY of f's body in order, k from 0;
+ * *n = how many once all were accepted. QKM_ETOOBIG past max entries,
+ * QKM_EFORMAT for a malformed list or an entry one refused. */
+static int each_entry(const struct qkm_frame *f, size_t max,
+		      int (*one)(const uint8_t *v, uint32_t vl, size_t k, void *arg), void *arg,
+		      size_t *n)
 {
 	size_t off = 0, k = 0;
 	uint16_t tag;
@@ -75,21 +79,7 @@ int qkm_ck_records_parse(const struct qkm_frame *f, struct qkm_lc_event *evs, si
 			continue;
 		if (k == max)
 			return QKM_ETOOBIG;
-		struct qkm_lc_event *ev = &evs[k];
-		uint64_t seq;
-		memset(ev, 0, sizeof(*ev));
-		if (qkm_tlv_check(v, vl) || qkm_tlv_u64(v, vl, QKM_T_SEQ, &seq) || seq == 0 ||
-		    seq > INT64_MAX || qkm_tlv_u64(v, vl, QKM_T_TIME, &ev->ts_ns) ||
-		    str_field(v, vl, QKM_T_EVENT, ev->event, sizeof(ev->event)) || !ev->event[0] ||
-		    str_field(v, vl, QKM_T_KIND, ev->key_kind, sizeof(ev->key_kind)) ||
-		    str_field(v, vl, QKM_T_KEYID, ev->key_id, sizeof(ev->key_id)) ||
-		    str_field(v, vl, QKM_T_PEER, ev->peer, sizeof(ev->peer)) ||
-		    str_field(v, vl, QKM_T_DETAIL, ev->detail, sizeof(ev->detail)))
-			return QKM_EFORMAT;
-		ev->seq = (int64_t)seq;
-		/* Unsigned: after INT64_MAX the next number is out of range,
-		 * not an overflow. */
-		if (k > 0 && seq != (uint64_t)evs[k - 1].seq + 1)
+		if (one(v, vl, k, arg))
 			return QKM_EFORMAT;
 		k++;
 	}
@@ -97,6 +87,33 @@ int qkm_ck_records_parse(const struct qkm_frame *f, struct qkm_lc_event *evs, si
 		return QKM_EFORMAT;
 	*n = k;
 	return 0;
+}
+
+static int record_one(const uint8_t *v, uint32_t vl, size_t k, void *arg)
+{
+	struct qkm_lc_event *evs = arg, *ev = &evs[k];
+	uint64_t seq;
+	memset(ev, 0, sizeof(*ev));
+	if (qkm_tlv_check(v, vl) || qkm_tlv_u64(v, vl, QKM_T_SEQ, &seq) || seq == 0 ||
+	    seq > INT64_MAX || qkm_tlv_u64(v, vl, QKM_T_TIME, &ev->ts_ns) ||
+	    str_field(v, vl, QKM_T_EVENT, ev->event, sizeof(ev->event)) || !ev->event[0] ||
+	    str_field(v, vl, QKM_T_KIND, ev->key_kind, sizeof(ev->key_kind)) ||
+	    str_field(v, vl, QKM_T_KEYID, ev->key_id, sizeof(ev->key_id)) ||
+	    str_field(v, vl, QKM_T_PEER, ev->peer, sizeof(ev->peer)) ||
+	    str_field(v, vl, QKM_T_DETAIL, ev->detail, sizeof(ev->detail)))
+		return QKM_EFORMAT;
+	ev->seq = (int64_t)seq;
+	/* Unsigned: after INT64_MAX the next number is out of range, not an
+	 * overflow. */
+	if (k > 0 && seq != (uint64_t)evs[k - 1].seq + 1)
+		return QKM_EFORMAT;
+	return 0;
+}
+
+int qkm_ck_records_parse(const struct qkm_frame *f, struct qkm_lc_event *evs, size_t max,
+			 size_t *n)
+{
+	return each_entry(f, max, record_one, evs, n);
 }
 
 int qkm_ck_routes_frame(struct qkm_buf *b, const struct qkm_node_route *r, size_t n)
@@ -146,31 +163,21 @@ static int route_parse(const uint8_t *v, size_t vl, struct qkm_node_route *r)
 	return 0;
 }
 
+static int route_one(const uint8_t *v, uint32_t vl, size_t k, void *arg)
+{
+	struct qkm_node_route *r = arg;
+	if (route_parse(v, vl, &r[k]))
+		return QKM_EFORMAT;
+	for (size_t j = 0; j < k; j++)
+		if (strcmp(r[j].to, r[k].to) == 0)
+			return QKM_EFORMAT; /* two routes to one node */
+	return 0;
+}
+
 int qkm_ck_routes_parse(const struct qkm_frame *f, struct qkm_node_route *r, size_t max,
 			size_t *n)
 {
-	size_t off = 0, k = 0;
-	uint16_t tag;
-	const uint8_t *v;
-	uint32_t vl;
-	int x;
-	*n = 0;
-	while ((x = qkm_tlv_next(f->body, f->body_len, &off, &tag, &v, &vl)) == 1) {
-		if (tag != QKM_T_ENTRY)
-			continue;
-		if (k == max)
-			return QKM_ETOOBIG;
-		if (route_parse(v, vl, &r[k]))
-			return QKM_EFORMAT;
-		for (size_t j = 0; j < k; j++)
-			if (strcmp(r[j].to, r[k].to) == 0)
-				return QKM_EFORMAT; /* two routes to one node */
-		k++;
-	}
-	if (x < 0)
-		return QKM_EFORMAT;
-	*n = k;
-	return 0;
+	return each_entry(f, max, route_one, r, n);
 }
 
 int qkm_ck_saes_frame(struct qkm_buf *b, const struct qkm_sae_entry *e, size_t n)
@@ -188,32 +195,21 @@ int qkm_ck_saes_frame(struct qkm_buf *b, const struct qkm_sae_entry *e, size_t n
 	return rc;
 }
 
+static int sae_one(const uint8_t *v, uint32_t vl, size_t k, void *arg)
+{
+	struct qkm_sae_entry *e = arg;
+	uint8_t st;
+	if (qkm_tlv_check(v, vl) || qkm_tlv_str(v, vl, QKM_T_NAME, e[k].id, sizeof(e[k].id), true) ||
+	    qkm_tlv_str(v, vl, QKM_T_PEER, e[k].node, sizeof(e[k].node), true) ||
+	    qkm_tlv_u8(v, vl, QKM_T_STATE, &st) || st > 1)
+		return QKM_EFORMAT;
+	e[k].revoked = st == 1;
+	return 0;
+}
+
 int qkm_ck_saes_parse(const struct qkm_frame *f, struct qkm_sae_entry *e, size_t max, size_t *n)
 {
-	size_t off = 0, k = 0;
-	uint16_t tag;
-	const uint8_t *v;
-	uint32_t vl;
-	int x;
-	*n = 0;
-	while ((x = qkm_tlv_next(f->body, f->body_len, &off, &tag, &v, &vl)) == 1) {
-		if (tag != QKM_T_ENTRY)
-			continue;
-		if (k == max)
-			return QKM_ETOOBIG;
-		uint8_t st;
-		if (qkm_tlv_check(v, vl) ||
-		    qkm_tlv_str(v, vl, QKM_T_NAME, e[k].id, sizeof(e[k].id), true) ||
-		    qkm_tlv_str(v, vl, QKM_T_PEER, e[k].node, sizeof(e[k].node), true) ||
-		    qkm_tlv_u8(v, vl, QKM_T_STATE, &st) || st > 1)
-			return QKM_EFORMAT;
-		e[k].revoked = st == 1;
-		k++;
-	}
-	if (x < 0)
-		return QKM_EFORMAT;
-	*n = k;
-	return 0;
+	return each_entry(f, max, sae_one, e, n);
 }
 
 int qkm_ck_json_frame(struct qkm_buf *b, uint16_t type, uint32_t req, const char *json, size_t len)
