@@ -10,7 +10,9 @@
 #   make demo     install deps, build, start a local QKD network and show it
 #   make fuzz     run each fuzz target for FUZZ_SECONDS (default 600)
 #   make bench    run the benchmarks in bench/ with their baselines
-#                 (BENCH_ARGS="--seconds 10" is passed to each)
+#                 (BENCH_ARGS="--seconds 10" is passed to each), then print
+#                 the ratio table: bench/results/<date>.json, .md and .svg
+#                 (the plot); bench/README.md
 #   make install  build, then install under PREFIX (default /usr/local) into
 #                 DESTDIR (default /): bin/qkm, the systemd units, examples in
 #                 /etc/qkm, docs and man pages (docs/operations.md)
