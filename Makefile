@@ -88,16 +88,16 @@ bench: build
 	@QKM_BENCH_DEPS=1 ./scripts/install-deps
 	@./bench/run-all $(BENCH_ARGS)
 
-# The prefix is set at configure time: the units name the binary's full path.
+# The prefix is given at install time (the units are written for it), so
+# build/ keeps its own configuration and `make deb` does not change it.
 install: deps
-	@cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DQKM_WERROR=ON \
-		-DCMAKE_INSTALL_PREFIX=$(PREFIX) >/dev/null
+	@cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DQKM_WERROR=ON >/dev/null
 	@cmake --build build -j $(JOBS) --target qkm
-	DESTDIR=$(DESTDIR) cmake --install build
+	DESTDIR=$(DESTDIR) cmake --install build --prefix $(PREFIX)
 
+# The package's prefix is /usr (CPACK_PACKAGING_INSTALL_PREFIX).
 deb: deps
-	@cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DQKM_WERROR=ON \
-		-DCMAKE_INSTALL_PREFIX=/usr >/dev/null
+	@cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DQKM_WERROR=ON >/dev/null
 	@cmake --build build -j $(JOBS) --target qkm
 	cd build && cpack -G DEB
 	@ls build/qkm_*.deb
