@@ -22,13 +22,7 @@
 
 static int load(const char *dir, struct qkm_network *net)
 {
-	char path[PATH_MAX + 16], err[512];
-	snprintf(path, sizeof(path), "%s/network.json", dir);
-	if (qkm_network_load(path, net, err, sizeof(err))) {
-		fprintf(stderr, "qkm ctl: %s\n", err);
-		return -1;
-	}
-	return 0;
+	return cli_network_load("qkm ctl", dir, net);
 }
 
 static char *get_status(const struct qkm_network *net, size_t i)
@@ -96,19 +90,33 @@ static int ctl_pair_check(const char *dir, const char *a, const char *b, bool js
 		if (strcmp(net->nodes[i].id, a) == 0)
 			break;
 	if (i == net->n_nodes) {
-		fprintf(stderr, "qkm ctl pair-check: no node named '%s' in %s\n", a, dir);
+		fprintf(stderr, "qkm ctl pair-check: no node named '%s' in %s; it has ", a, dir);
+		cli_print_nodes(stderr, net);
+		fputc('\n', stderr);
 		goto out;
 	}
 	snprintf(url, sizeof(url), "%s/pair-check?peer=%s", net->nodes[i].admin, b);
 	int status;
+	struct cli_progress prog;
+	cli_progress_start(&prog, "qkm ctl pair-check: %s and %s compare their pool", a, b);
 	int r = qkm_https_request(url, "POST", "{}", net->ca, net->admin_cert, net->admin_key, 90000,
 				  &status, &body);
+	cli_progress_stop(&prog);
 	if (r) {
-		fprintf(stderr, "qkm ctl pair-check: node %s not reachable: %s\n", a, qkm_strerror(r));
+		fprintf(stderr, "qkm ctl pair-check: node %s (%s) not reachable: %s (its log: %s; "
+				"`qkm ctl status --dir %s` shows which nodes are up)\n",
+			a, net->nodes[i].admin, qkm_strerror(r), net->nodes[i].log, dir);
 		goto out;
 	}
 	if (status != 200) {
-		fprintf(stderr, "qkm ctl pair-check: %s\n", body ? body : "error");
+		json_t *e = json_loads(body ? body : "", 0, NULL);
+		const char *m = json_string_value(json_object_get(e, "message"));
+		fprintf(stderr, "qkm ctl pair-check: node %s: %s%s\n", a,
+			m ? m : body ? body : "error",
+			status == 404 ? " (the two nodes must share a QKD link or a relay pool: "
+					"`qkm ctl status` lists each node's peers)"
+				      : "");
+		json_decref(e);
 		goto out;
 	}
 	uint32_t m, mm, inf;
@@ -149,7 +157,9 @@ static int ctl_events(const char *dir, const char *node, const char *event, cons
 	if (!net || load(dir, net))
 		goto out;
 	if ((i = node_index(net, node)) < 0) {
-		fprintf(stderr, "qkm ctl events: no node named '%s' in %s\n", node, dir);
+		fprintf(stderr, "qkm ctl events: no node named '%s' in %s; it has ", node, dir);
+		cli_print_nodes(stderr, net);
+		fputc('\n', stderr);
 		goto out;
 	}
 	int n = snprintf(url, sizeof(url), "%s/events?limit=100000", net->nodes[i].admin);
@@ -196,9 +206,10 @@ out:
 /* ---- through the controller ---------------------------------------------- */
 
 /* Calls the controller's API; prints its error and returns nonzero unless
- * it answered 200 (body in *resp, malloc'd). */
+ * it answered 200 (body in *resp, malloc'd). A call that may take long
+ * names what it waits for in wait (shown on a terminal), else NULL. */
 static int api(const struct qkm_network *net, const char *method, const char *path,
-	       const char *body, char **resp, int timeout_ms)
+	       const char *body, char **resp, int timeout_ms, const char *wait)
 {
 	char url[QKM_ADDR_MAX + 600];
 	int status;
@@ -208,11 +219,16 @@ static int api(const struct qkm_network *net, const char *method, const char *pa
 		return 1;
 	}
 	snprintf(url, sizeof(url), "%s%s", net->ctl_api, path);
+	struct cli_progress prog = {0};
+	if (wait)
+		cli_progress_start(&prog, "%s", wait);
 	int r = qkm_https_request(url, method, body, net->ca, net->admin_cert, net->admin_key,
 				  timeout_ms, &status, resp);
+	cli_progress_stop(&prog);
 	if (r) {
-		fprintf(stderr, "qkm ctl: controller %s not reachable: %s\n", net->ctl_api,
-			qkm_strerror(r));
+		fprintf(stderr, "qkm ctl: controller %s not reachable: %s (its log: %s; start it "
+				"again with `qkm net restart --dir %s controller`)\n",
+			net->ctl_api, qkm_strerror(r), net->ctl_log, net->dir);
 		return 1;
 	}
 	if (status != 200) {
@@ -286,7 +302,7 @@ static int ctl_records(struct qkm_network *net, const struct opts *o)
 	}
 	if (o->after >= 0)
 		snprintf(path + strlen(path), sizeof(path) - strlen(path), "&after=%lld", o->after);
-	int rc = api(net, "GET", path, NULL, &resp, 30000);
+	int rc = api(net, "GET", path, NULL, &resp, 30000, "qkm ctl records: the controller reads its ledger");
 	if (rc)
 		return rc;
 	json_t *arr = json_loads(resp, 0, NULL);
@@ -302,7 +318,8 @@ static int ctl_records(struct qkm_network *net, const struct opts *o)
 static int ctl_audit(struct qkm_network *net, const struct opts *o)
 {
 	char *resp;
-	int rc = api(net, "GET", "/audit", NULL, &resp, 120000);
+	int rc = api(net, "GET", "/audit", NULL, &resp, 120000,
+		     "qkm ctl audit: the controller checks every chain of its ledger");
 	if (rc)
 		return rc;
 	json_t *a = json_loads(resp, 0, NULL), *v;
@@ -336,7 +353,7 @@ static int ctl_trace(struct qkm_network *net, const struct opts *o)
 	}
 	qenc(o->pos[0], v, sizeof(v));
 	snprintf(path, sizeof(path), "/trace?key=%s", v);
-	int rc = api(net, "GET", path, NULL, &resp, 60000);
+	int rc = api(net, "GET", path, NULL, &resp, 60000, "qkm ctl trace: the controller follows the key");
 	if (rc)
 		return rc;
 	if (o->json) {
@@ -379,7 +396,7 @@ static int ctl_sae(struct qkm_network *net, const struct opts *o)
 	char body[300], *resp;
 	const char *sub = o->npos ? o->pos[0] : "";
 	if (strcmp(sub, "list") == 0 && o->npos == 1) {
-		int rc = api(net, "GET", "/saes", NULL, &resp, 10000);
+		int rc = api(net, "GET", "/saes", NULL, &resp, 10000, NULL);
 		if (rc)
 			return rc;
 		json_t *a = json_loads(resp, 0, NULL), *v;
@@ -408,7 +425,7 @@ static int ctl_sae(struct qkm_network *net, const struct opts *o)
 	}
 	snprintf(body, sizeof(body), "{\"id\": \"%s\", \"node\": \"%s\"}", o->pos[1],
 		 add ? o->node : "");
-	int rc = api(net, "POST", add ? "/saes" : "/saes/revoke", body, &resp, 10000);
+	int rc = api(net, "POST", add ? "/saes" : "/saes/revoke", body, &resp, 10000, NULL);
 	if (rc)
 		return rc;
 	json_t *a = json_loads(resp, 0, NULL);
@@ -432,7 +449,7 @@ static int ctl_sae(struct qkm_network *net, const struct opts *o)
 static int ctl_routes(struct qkm_network *net, const struct opts *o)
 {
 	char *resp;
-	int rc = api(net, "GET", "/status", NULL, &resp, 10000);
+	int rc = api(net, "GET", "/status", NULL, &resp, 10000, NULL);
 	if (rc)
 		return rc;
 	json_t *s = json_loads(resp, 0, NULL), *n, *r;
@@ -481,7 +498,7 @@ static int ctl_route(struct qkm_network *net, const struct opts *o)
 	json_t *b = json_pack("{s:s, s:s, s:o}", "from", o->pos[1], "to", o->pos[2], "path", path);
 	char *body = json_dumps(b, JSON_COMPACT), *resp;
 	json_decref(b);
-	int rc = body ? api(net, "POST", "/routes", body, &resp, 10000) : 1;
+	int rc = body ? api(net, "POST", "/routes", body, &resp, 10000, NULL) : 1;
 	free(body);
 	if (rc)
 		return rc;
@@ -496,7 +513,7 @@ static int ctl_mode(struct qkm_network *net, const struct opts *o)
 {
 	char *resp;
 	if (o->npos == 0) {
-		int rc = api(net, "GET", "/mode", NULL, &resp, 10000);
+		int rc = api(net, "GET", "/mode", NULL, &resp, 10000, NULL);
 		if (rc)
 			return rc;
 		json_t *m = json_loads(resp, 0, NULL);
@@ -512,7 +529,7 @@ static int ctl_mode(struct qkm_network *net, const struct opts *o)
 		json_object_set_new(b, "to", json_string(o->to));
 	char *body = json_dumps(b, JSON_COMPACT);
 	json_decref(b);
-	int rc = body ? api(net, "POST", "/mode", body, &resp, 10000) : 1;
+	int rc = body ? api(net, "POST", "/mode", body, &resp, 10000, NULL) : 1;
 	free(body);
 	if (rc)
 		return rc;
@@ -529,7 +546,7 @@ static int ctl_schedule(struct qkm_network *net, const struct opts *o)
 {
 	char *resp;
 	if (o->npos == 1 && strcmp(o->pos[0], "list") == 0) {
-		int rc = api(net, "GET", "/schedule", NULL, &resp, 10000);
+		int rc = api(net, "GET", "/schedule", NULL, &resp, 10000, NULL);
 		if (!rc)
 			printf("%s\n", resp);
 		free(resp);
@@ -544,7 +561,7 @@ static int ctl_schedule(struct qkm_network *net, const struct opts *o)
 			      "in_seconds", o->in, "bytes", o->bytes);
 	char *body = json_dumps(b, JSON_COMPACT);
 	json_decref(b);
-	int rc = body ? api(net, "POST", "/schedule", body, &resp, 10000) : 1;
+	int rc = body ? api(net, "POST", "/schedule", body, &resp, 10000, NULL) : 1;
 	free(body);
 	if (!rc)
 		printf("scheduled: %s relays %s bytes to %s in %s s\n", o->pos[1], o->bytes,
@@ -572,7 +589,8 @@ static int ctl_compromise(struct qkm_network *net, const struct opts *o)
 		json_object_set_new(b, "since", json_string(o->since));
 	char *body = json_dumps(b, JSON_COMPACT), *resp;
 	json_decref(b);
-	int rc = body ? api(net, "POST", "/compromise", body, &resp, 120000) : 1;
+	int rc = body ? api(net, "POST", "/compromise", body, &resp, 120000,
+				  "qkm ctl compromise: the nodes delete the correlated keys") : 1;
 	free(body);
 	if (rc)
 		return rc;
