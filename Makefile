@@ -4,7 +4,8 @@
 #                 static analysers (make lint), the unit tests under
 #                 ASan+UBSan (build-asan/), the ETSI 014 system test against
 #                 a ThreadSanitizer build (build-tsan/), then each fuzz
-#                 target briefly (build-fuzz/)
+#                 target briefly (build-fuzz/); QKM_PROMTOOL=1 also
+#                 installs promtool (package prometheus) for test_metrics
 #   make lint     clang-tidy (.clang-tidy) and cppcheck over src/, any
 #                 finding fails (scripts/lint; 1-2 minutes on 2 cores)
 #   make demo     install deps, build, start a local QKD network and show it
@@ -13,7 +14,8 @@
 #                 (BENCH_ARGS="--seconds 10" is passed to each)
 #   make install  build, then install under PREFIX (default /usr/local) into
 #                 DESTDIR (default /): bin/qkm, the systemd units, examples in
-#                 /etc/qkm, docs and man pages (docs/operations.md)
+#                 /etc/qkm, docs, man pages and the demo (share/qkm/demo,
+#                 runs the installed binary; docs/operations.md)
 #   make deb      build/qkm_VERSION_ARCH.deb with CPack (prefix /usr)
 #   make soak     build, then crash injection for ROUNDS rounds (default 100;
 #                 SEED=S replays a run, TOPOLOGY=line5 for the 5-node line):

@@ -77,11 +77,13 @@ static void *progress_main(void *arg)
 	(void)pthread_mutex_lock(&p->mu);
 	(void)clock_gettime(CLOCK_MONOTONIC, &until);
 	while (!p->done) {
+		int r = 0;
 		until.tv_sec += 1;
-		while (!p->done && pthread_cond_timedwait(&p->cv, &p->mu, &until) != ETIMEDOUT)
-			;
-		if (!p->done)
-			show(p, ++secs);
+		while (!p->done && r == 0) /* 0: signalled (stop) or spurious */
+			r = pthread_cond_timedwait(&p->cv, &p->mu, &until);
+		if (p->done || r != ETIMEDOUT)
+			break; /* stopped, or the wait failed: the indicator stays as it is */
+		show(p, ++secs);
 	}
 	(void)pthread_mutex_unlock(&p->mu);
 	return NULL;

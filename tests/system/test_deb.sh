@@ -24,6 +24,12 @@ for t in apt-get dpkg-deb dpkg-query cpack; do
 done
 BUILD=$(dirname "$QKM")
 [ -f "$BUILD/CPackConfig.cmake" ] || { echo "skip: $QKM is not in a CMake build directory"; exit 77; }
+# One at a time on a machine (other checkouts may run this test too): the
+# checks below and the install see no one else's package.
+if command -v flock >/dev/null; then
+	exec 9>/run/lock/qkm-test-deb.lock
+	flock -w 900 9 || { echo "skip: another test_deb.sh held the lock for 15 minutes"; exit 77; }
+fi
 if dpkg-query -W -f='${Status}' qkm 2>/dev/null | grep -q "installed\|config-files"; then
 	echo "skip: a qkm package is on this machine already; not touching it"
 	exit 77
