@@ -287,7 +287,7 @@ struct opts {
 static int ctl_records(struct qkm_network *net, const struct opts *o)
 {
 	char path[600] = "/records?limit=100000", v[300];
-	char *resp;
+	char *resp = NULL;
 	if (o->node) {
 		qenc(o->node, v, sizeof(v));
 		snprintf(path + strlen(path), sizeof(path) - strlen(path), "&node=%s", v);
@@ -317,7 +317,7 @@ static int ctl_records(struct qkm_network *net, const struct opts *o)
 
 static int ctl_audit(struct qkm_network *net, const struct opts *o)
 {
-	char *resp;
+	char *resp = NULL;
 	int rc = api(net, "GET", "/audit", NULL, &resp, 120000,
 		     "qkm ctl audit: the controller checks every chain of its ledger");
 	if (rc)
@@ -346,7 +346,7 @@ static int ctl_audit(struct qkm_network *net, const struct opts *o)
 
 static int ctl_trace(struct qkm_network *net, const struct opts *o)
 {
-	char path[400], v[300], *resp;
+	char path[400], v[300], *resp = NULL;
 	if (o->npos != 1) {
 		fprintf(stderr, "usage: qkm ctl trace --dir DIR [--json] KEY_ID\n");
 		return 2;
@@ -393,7 +393,7 @@ static int net_add_sae(const char *dir, struct qkm_network *net, const char *id,
 
 static int ctl_sae(struct qkm_network *net, const struct opts *o)
 {
-	char body[300], *resp;
+	char body[300], *resp = NULL;
 	const char *sub = o->npos ? o->pos[0] : "";
 	if (strcmp(sub, "list") == 0 && o->npos == 1) {
 		int rc = api(net, "GET", "/saes", NULL, &resp, 10000, NULL);
@@ -448,7 +448,7 @@ static int ctl_sae(struct qkm_network *net, const struct opts *o)
 
 static int ctl_routes(struct qkm_network *net, const struct opts *o)
 {
-	char *resp;
+	char *resp = NULL;
 	int rc = api(net, "GET", "/status", NULL, &resp, 10000, NULL);
 	if (rc)
 		return rc;
@@ -496,7 +496,7 @@ static int ctl_route(struct qkm_network *net, const struct opts *o)
 	for (int i = 3; set && i < o->npos; i++)
 		json_array_append_new(path, json_string(o->pos[i]));
 	json_t *b = json_pack("{s:s, s:s, s:o}", "from", o->pos[1], "to", o->pos[2], "path", path);
-	char *body = json_dumps(b, JSON_COMPACT), *resp;
+	char *body = json_dumps(b, JSON_COMPACT), *resp = NULL;
 	json_decref(b);
 	int rc = body ? api(net, "POST", "/routes", body, &resp, 10000, NULL) : 1;
 	free(body);
@@ -511,7 +511,7 @@ static int ctl_route(struct qkm_network *net, const struct opts *o)
 /* mode [MODE] [--from A --to B] */
 static int ctl_mode(struct qkm_network *net, const struct opts *o)
 {
-	char *resp;
+	char *resp = NULL;
 	if (o->npos == 0) {
 		int rc = api(net, "GET", "/mode", NULL, &resp, 10000, NULL);
 		if (rc)
@@ -544,7 +544,7 @@ static int ctl_mode(struct qkm_network *net, const struct opts *o)
 /* schedule add FROM TO --in SECONDS --bytes N | schedule list */
 static int ctl_schedule(struct qkm_network *net, const struct opts *o)
 {
-	char *resp;
+	char *resp = NULL;
 	if (o->npos == 1 && strcmp(o->pos[0], "list") == 0) {
 		int rc = api(net, "GET", "/schedule", NULL, &resp, 10000, NULL);
 		if (!rc)
@@ -587,7 +587,7 @@ static int ctl_compromise(struct qkm_network *net, const struct opts *o)
 		json_object_set_new(b, "node", json_string(o->node));
 	if (o->since)
 		json_object_set_new(b, "since", json_string(o->since));
-	char *body = json_dumps(b, JSON_COMPACT), *resp;
+	char *body = json_dumps(b, JSON_COMPACT), *resp = NULL;
 	json_decref(b);
 	int rc = body ? api(net, "POST", "/compromise", body, &resp, 120000,
 				  "qkm ctl compromise: the nodes delete the correlated keys") : 1;
