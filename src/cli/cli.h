@@ -40,6 +40,10 @@ int cli_network_load(const char *cmd, const char *dir, struct qkm_network *net /
 void cli_print_nodes(FILE *f, const struct qkm_network *net);
 void cli_print_saes(FILE *f, const struct qkm_network *net);
 
+/* What a failed qkm_https_request (net/http.h) means to an operator: a
+ * static string for its error code (netfile.c). */
+const char *cli_http_strerror(int rc);
+
 /* A "still working" indicator on stderr for a command that waits
  * (progress.c): "WHAT ..." at the cursor from start, the seconds waited
  * appended every second, erased by stop. Shown only when stderr is a

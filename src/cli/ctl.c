@@ -105,7 +105,7 @@ static int ctl_pair_check(const char *dir, const char *a, const char *b, bool js
 	if (r) {
 		fprintf(stderr, "qkm ctl pair-check: node %s (%s) not reachable: %s (its log: %s; "
 				"`qkm ctl status --dir %s` shows which nodes are up)\n",
-			a, net->nodes[i].admin, qkm_strerror(r), net->nodes[i].log, dir);
+			a, net->nodes[i].admin, cli_http_strerror(r), net->nodes[i].log, dir);
 		goto out;
 	}
 	if (status != 200) {
@@ -172,8 +172,9 @@ static int ctl_events(const char *dir, const char *node, const char *event, cons
 	int r = qkm_https_request(url, "GET", NULL, net->ca, net->admin_cert, net->admin_key, 30000,
 				  &status, &body);
 	if (r || status != 200) {
-		fprintf(stderr, "qkm ctl events: node %s: %s\n", node,
-			r ? qkm_strerror(r) : body ? body : "error");
+		fprintf(stderr, "qkm ctl events: node %s: %s%s%s\n", node,
+			r ? cli_http_strerror(r) : body ? body : "error", r ? "; its log: " : "",
+			r ? net->nodes[i].log : "");
 		goto out;
 	}
 	if (json) {
@@ -228,7 +229,7 @@ static int api(const struct qkm_network *net, const char *method, const char *pa
 	if (r) {
 		fprintf(stderr, "qkm ctl: controller %s not reachable: %s (its log: %s; start it "
 				"again with `qkm net restart --dir %s controller`)\n",
-			net->ctl_api, qkm_strerror(r), net->ctl_log, net->dir);
+			net->ctl_api, cli_http_strerror(r), net->ctl_log, net->dir);
 		return 1;
 	}
 	if (status != 200) {

@@ -549,11 +549,12 @@ int cli_key(int argc, char **argv)
 	int status;
 	int r = qkm_https_request(target, method, body, c_ca, c_cert, c_key, 15000, &status, &resp);
 	if (r) {
-		fprintf(stderr, "qkm key: %s: %s (%s)\n", target, qkm_strerror(r),
-			r == QKM_ETLS ? "TLS refused: do --cert/--key and --ca belong to this network?"
-			: r == QKM_EAGAIN ? "no answer within 15 s: is the node overloaded or stopped?"
-			: dir ? "is the node running? `qkm ctl status --dir DIR` shows which nodes are up"
-			      : "is the node running and --url right?");
+		fprintf(stderr, "qkm key: %s: %s", target, cli_http_strerror(r));
+		if (r == QKM_EIO && dir)
+			fprintf(stderr, "; `qkm ctl status --dir %s` shows which nodes are up", dir);
+		else if (r == QKM_EIO)
+			fprintf(stderr, "; is --url right?");
+		fputc('\n', stderr);
 		goto out;
 	}
 	if (status == 200 && !strcmp(cmd, "status")) {

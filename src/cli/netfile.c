@@ -1,8 +1,10 @@
 /* netfile.c - DIR/network.json for the commands that drive a local network
  * (ctl, key, sim fault, net down/restart): loading it with an error that
- * says what to do, and the names it holds for "no such node" errors. */
+ * says what to do, the names it holds for "no such node" errors, and what
+ * a failed request to one of its daemons means. */
 #include "cli/cli.h"
 #include "core/config.h"
+#include "core/err.h"
 #include "proto/status_json.h"
 
 #include <limits.h>
@@ -38,4 +40,18 @@ void cli_print_saes(FILE *f, const struct qkm_network *net)
 {
 	for (size_t i = 0; i < net->n_saes; i++)
 		fprintf(f, "%s%s", i ? ", " : "", net->saes[i].id);
+}
+
+const char *cli_http_strerror(int rc)
+{
+	switch (rc) {
+	case QKM_EIO:
+		return "no connection (refused or closed: is it running?)";
+	case QKM_ETLS:
+		return "TLS refused (certificates: are the CA and ours this network's?)";
+	case QKM_EAGAIN:
+		return "no answer in time (overloaded or stopped?)";
+	default:
+		return qkm_strerror(rc);
+	}
 }
