@@ -4,7 +4,8 @@
 #                 static analysers (make lint), the unit tests under
 #                 ASan+UBSan (build-asan/), the ETSI 014 system test against
 #                 a ThreadSanitizer build (build-tsan/), then each fuzz
-#                 target briefly (build-fuzz/)
+#                 target briefly (build-fuzz/); QKM_PROMTOOL=1 also
+#                 installs promtool (package prometheus) for test_metrics
 #   make lint     clang-tidy (.clang-tidy) and cppcheck over src/, any
 #                 finding fails (scripts/lint; 1-2 minutes on 2 cores)
 #   make demo     install deps, build, start a local QKD network and show it
@@ -15,7 +16,8 @@
 #                 (the plot); bench/README.md
 #   make install  build, then install under PREFIX (default /usr/local) into
 #                 DESTDIR (default /): bin/qkm, the systemd units, examples in
-#                 /etc/qkm, docs and man pages (docs/operations.md)
+#                 /etc/qkm, docs, man pages and the demo (share/qkm/demo,
+#                 runs the installed binary; docs/operations.md)
 #   make deb      build/qkm_VERSION_ARCH.deb with CPack (prefix /usr)
 #   make soak     build, then crash injection for ROUNDS rounds (default 100;
 #                 SEED=S replays a run, TOPOLOGY=line5 for the 5-node line):
@@ -90,16 +92,16 @@ bench: build
 	@QKM_BENCH_DEPS=1 ./scripts/install-deps
 	@./bench/run-all $(BENCH_ARGS)
 
-# The prefix is set at configure time: the units name the binary's full path.
+# The prefix is given at install time (the units are written for it), so
+# build/ keeps its own configuration and `make deb` does not change it.
 install: deps
-	@cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DQKM_WERROR=ON \
-		-DCMAKE_INSTALL_PREFIX=$(PREFIX) >/dev/null
+	@cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DQKM_WERROR=ON >/dev/null
 	@cmake --build build -j $(JOBS) --target qkm
-	DESTDIR=$(DESTDIR) cmake --install build
+	DESTDIR=$(DESTDIR) cmake --install build --prefix $(PREFIX)
 
+# The package's prefix is /usr (CPACK_PACKAGING_INSTALL_PREFIX).
 deb: deps
-	@cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DQKM_WERROR=ON \
-		-DCMAKE_INSTALL_PREFIX=/usr >/dev/null
+	@cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DQKM_WERROR=ON >/dev/null
 	@cmake --build build -j $(JOBS) --target qkm
 	cd build && cpack -G DEB
 	@ls build/qkm_*.deb

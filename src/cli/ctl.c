@@ -22,13 +22,7 @@
 
 static int load(const char *dir, struct qkm_network *net)
 {
-	char path[PATH_MAX + 16], err[512];
-	snprintf(path, sizeof(path), "%s/network.json", dir);
-	if (qkm_network_load(path, net, err, sizeof(err))) {
-		fprintf(stderr, "qkm ctl: %s\n", err);
-		return -1;
-	}
-	return 0;
+	return cli_network_load("qkm ctl", dir, net);
 }
 
 static char *get_status(const struct qkm_network *net, size_t i)
@@ -96,19 +90,33 @@ static int ctl_pair_check(const char *dir, const char *a, const char *b, bool js
 		if (strcmp(net->nodes[i].id, a) == 0)
 			break;
 	if (i == net->n_nodes) {
-		fprintf(stderr, "qkm ctl pair-check: no node named '%s' in %s\n", a, dir);
+		fprintf(stderr, "qkm ctl pair-check: no node named '%s' in %s; it has ", a, dir);
+		cli_print_nodes(stderr, net);
+		fputc('\n', stderr);
 		goto out;
 	}
 	snprintf(url, sizeof(url), "%s/pair-check?peer=%s", net->nodes[i].admin, b);
 	int status;
+	struct cli_progress prog;
+	cli_progress_start(&prog, "qkm ctl pair-check: %s and %s compare their pool", a, b);
 	int r = qkm_https_request(url, "POST", "{}", net->ca, net->admin_cert, net->admin_key, 90000,
 				  &status, &body);
+	cli_progress_stop(&prog);
 	if (r) {
-		fprintf(stderr, "qkm ctl pair-check: node %s not reachable: %s\n", a, qkm_strerror(r));
+		fprintf(stderr, "qkm ctl pair-check: node %s (%s) not reachable: %s (its log: %s; "
+				"`qkm ctl status --dir %s` shows which nodes are up)\n",
+			a, net->nodes[i].admin, cli_http_strerror(r), net->nodes[i].log, dir);
 		goto out;
 	}
 	if (status != 200) {
-		fprintf(stderr, "qkm ctl pair-check: %s\n", body ? body : "error");
+		json_t *e = json_loads(body ? body : "", 0, NULL);
+		const char *m = json_string_value(json_object_get(e, "message"));
+		fprintf(stderr, "qkm ctl pair-check: node %s: %s%s\n", a,
+			m ? m : body ? body : "error",
+			status == 404 ? " (the two nodes must share a QKD link or a relay pool: "
+					"`qkm ctl status` lists each node's peers)"
+				      : "");
+		json_decref(e);
 		goto out;
 	}
 	uint32_t m, mm, inf;
@@ -149,7 +157,9 @@ static int ctl_events(const char *dir, const char *node, const char *event, cons
 	if (!net || load(dir, net))
 		goto out;
 	if ((i = node_index(net, node)) < 0) {
-		fprintf(stderr, "qkm ctl events: no node named '%s' in %s\n", node, dir);
+		fprintf(stderr, "qkm ctl events: no node named '%s' in %s; it has ", node, dir);
+		cli_print_nodes(stderr, net);
+		fputc('\n', stderr);
 		goto out;
 	}
 	int n = snprintf(url, sizeof(url), "%s/events?limit=100000", net->nodes[i].admin);
@@ -162,8 +172,9 @@ static int ctl_events(const char *dir, const char *node, const char *event, cons
 	int r = qkm_https_request(url, "GET", NULL, net->ca, net->admin_cert, net->admin_key, 30000,
 				  &status, &body);
 	if (r || status != 200) {
-		fprintf(stderr, "qkm ctl events: node %s: %s\n", node,
-			r ? qkm_strerror(r) : body ? body : "error");
+		fprintf(stderr, "qkm ctl events: node %s: %s%s%s\n", node,
+			r ? cli_http_strerror(r) : body ? body : "error", r ? "; its log: " : "",
+			r ? net->nodes[i].log : "");
 		goto out;
 	}
 	if (json) {
@@ -196,9 +207,10 @@ out:
 /* ---- through the controller ---------------------------------------------- */
 
 /* Calls the controller's API; prints its error and returns nonzero unless
- * it answered 200 (body in *resp, malloc'd). */
+ * it answered 200 (body in *resp, malloc'd). A call that may take long
+ * names what it waits for in wait (shown on a terminal), else NULL. */
 static int api(const struct qkm_network *net, const char *method, const char *path,
-	       const char *body, char **resp, int timeout_ms)
+	       const char *body, char **resp, int timeout_ms, const char *wait)
 {
 	char url[QKM_ADDR_MAX + 600];
 	int status;
@@ -208,11 +220,16 @@ static int api(const struct qkm_network *net, const char *method, const char *pa
 		return 1;
 	}
 	snprintf(url, sizeof(url), "%s%s", net->ctl_api, path);
+	struct cli_progress prog = {0};
+	if (wait)
+		cli_progress_start(&prog, "%s", wait);
 	int r = qkm_https_request(url, method, body, net->ca, net->admin_cert, net->admin_key,
 				  timeout_ms, &status, resp);
+	cli_progress_stop(&prog);
 	if (r) {
-		fprintf(stderr, "qkm ctl: controller %s not reachable: %s\n", net->ctl_api,
-			qkm_strerror(r));
+		fprintf(stderr, "qkm ctl: controller %s not reachable: %s (its log: %s; start it "
+				"again with `qkm net restart --dir %s controller`)\n",
+			net->ctl_api, cli_http_strerror(r), net->ctl_log, net->dir);
 		return 1;
 	}
 	if (status != 200) {
@@ -271,7 +288,7 @@ struct opts {
 static int ctl_records(struct qkm_network *net, const struct opts *o)
 {
 	char path[600] = "/records?limit=100000", v[300];
-	char *resp;
+	char *resp = NULL;
 	if (o->node) {
 		qenc(o->node, v, sizeof(v));
 		snprintf(path + strlen(path), sizeof(path) - strlen(path), "&node=%s", v);
@@ -286,7 +303,7 @@ static int ctl_records(struct qkm_network *net, const struct opts *o)
 	}
 	if (o->after >= 0)
 		snprintf(path + strlen(path), sizeof(path) - strlen(path), "&after=%lld", o->after);
-	int rc = api(net, "GET", path, NULL, &resp, 30000);
+	int rc = api(net, "GET", path, NULL, &resp, 30000, "qkm ctl records: the controller reads its ledger");
 	if (rc)
 		return rc;
 	json_t *arr = json_loads(resp, 0, NULL);
@@ -301,8 +318,9 @@ static int ctl_records(struct qkm_network *net, const struct opts *o)
 
 static int ctl_audit(struct qkm_network *net, const struct opts *o)
 {
-	char *resp;
-	int rc = api(net, "GET", "/audit", NULL, &resp, 120000);
+	char *resp = NULL;
+	int rc = api(net, "GET", "/audit", NULL, &resp, 120000,
+		     "qkm ctl audit: the controller checks every chain of its ledger");
 	if (rc)
 		return rc;
 	json_t *a = json_loads(resp, 0, NULL), *v;
@@ -329,14 +347,14 @@ static int ctl_audit(struct qkm_network *net, const struct opts *o)
 
 static int ctl_trace(struct qkm_network *net, const struct opts *o)
 {
-	char path[400], v[300], *resp;
+	char path[400], v[300], *resp = NULL;
 	if (o->npos != 1) {
 		fprintf(stderr, "usage: qkm ctl trace --dir DIR [--json] KEY_ID\n");
 		return 2;
 	}
 	qenc(o->pos[0], v, sizeof(v));
 	snprintf(path, sizeof(path), "/trace?key=%s", v);
-	int rc = api(net, "GET", path, NULL, &resp, 60000);
+	int rc = api(net, "GET", path, NULL, &resp, 60000, "qkm ctl trace: the controller follows the key");
 	if (rc)
 		return rc;
 	if (o->json) {
@@ -376,10 +394,10 @@ static int net_add_sae(const char *dir, struct qkm_network *net, const char *id,
 
 static int ctl_sae(struct qkm_network *net, const struct opts *o)
 {
-	char body[300], *resp;
+	char body[300], *resp = NULL;
 	const char *sub = o->npos ? o->pos[0] : "";
 	if (strcmp(sub, "list") == 0 && o->npos == 1) {
-		int rc = api(net, "GET", "/saes", NULL, &resp, 10000);
+		int rc = api(net, "GET", "/saes", NULL, &resp, 10000, NULL);
 		if (rc)
 			return rc;
 		json_t *a = json_loads(resp, 0, NULL), *v;
@@ -408,7 +426,7 @@ static int ctl_sae(struct qkm_network *net, const struct opts *o)
 	}
 	snprintf(body, sizeof(body), "{\"id\": \"%s\", \"node\": \"%s\"}", o->pos[1],
 		 add ? o->node : "");
-	int rc = api(net, "POST", add ? "/saes" : "/saes/revoke", body, &resp, 10000);
+	int rc = api(net, "POST", add ? "/saes" : "/saes/revoke", body, &resp, 10000, NULL);
 	if (rc)
 		return rc;
 	json_t *a = json_loads(resp, 0, NULL);
@@ -431,8 +449,8 @@ static int ctl_sae(struct qkm_network *net, const struct opts *o)
 
 static int ctl_routes(struct qkm_network *net, const struct opts *o)
 {
-	char *resp;
-	int rc = api(net, "GET", "/status", NULL, &resp, 10000);
+	char *resp = NULL;
+	int rc = api(net, "GET", "/status", NULL, &resp, 10000, NULL);
 	if (rc)
 		return rc;
 	json_t *s = json_loads(resp, 0, NULL), *n, *r;
@@ -479,9 +497,9 @@ static int ctl_route(struct qkm_network *net, const struct opts *o)
 	for (int i = 3; set && i < o->npos; i++)
 		json_array_append_new(path, json_string(o->pos[i]));
 	json_t *b = json_pack("{s:s, s:s, s:o}", "from", o->pos[1], "to", o->pos[2], "path", path);
-	char *body = json_dumps(b, JSON_COMPACT), *resp;
+	char *body = json_dumps(b, JSON_COMPACT), *resp = NULL;
 	json_decref(b);
-	int rc = body ? api(net, "POST", "/routes", body, &resp, 10000) : 1;
+	int rc = body ? api(net, "POST", "/routes", body, &resp, 10000, NULL) : 1;
 	free(body);
 	if (rc)
 		return rc;
@@ -494,9 +512,9 @@ static int ctl_route(struct qkm_network *net, const struct opts *o)
 /* mode [MODE] [--from A --to B] */
 static int ctl_mode(struct qkm_network *net, const struct opts *o)
 {
-	char *resp;
+	char *resp = NULL;
 	if (o->npos == 0) {
-		int rc = api(net, "GET", "/mode", NULL, &resp, 10000);
+		int rc = api(net, "GET", "/mode", NULL, &resp, 10000, NULL);
 		if (rc)
 			return rc;
 		json_t *m = json_loads(resp, 0, NULL);
@@ -512,7 +530,7 @@ static int ctl_mode(struct qkm_network *net, const struct opts *o)
 		json_object_set_new(b, "to", json_string(o->to));
 	char *body = json_dumps(b, JSON_COMPACT);
 	json_decref(b);
-	int rc = body ? api(net, "POST", "/mode", body, &resp, 10000) : 1;
+	int rc = body ? api(net, "POST", "/mode", body, &resp, 10000, NULL) : 1;
 	free(body);
 	if (rc)
 		return rc;
@@ -527,9 +545,9 @@ static int ctl_mode(struct qkm_network *net, const struct opts *o)
 /* schedule add FROM TO --in SECONDS --bytes N | schedule list */
 static int ctl_schedule(struct qkm_network *net, const struct opts *o)
 {
-	char *resp;
+	char *resp = NULL;
 	if (o->npos == 1 && strcmp(o->pos[0], "list") == 0) {
-		int rc = api(net, "GET", "/schedule", NULL, &resp, 10000);
+		int rc = api(net, "GET", "/schedule", NULL, &resp, 10000, NULL);
 		if (!rc)
 			printf("%s\n", resp);
 		free(resp);
@@ -544,7 +562,7 @@ static int ctl_schedule(struct qkm_network *net, const struct opts *o)
 			      "in_seconds", o->in, "bytes", o->bytes);
 	char *body = json_dumps(b, JSON_COMPACT);
 	json_decref(b);
-	int rc = body ? api(net, "POST", "/schedule", body, &resp, 10000) : 1;
+	int rc = body ? api(net, "POST", "/schedule", body, &resp, 10000, NULL) : 1;
 	free(body);
 	if (!rc)
 		printf("scheduled: %s relays %s bytes to %s in %s s\n", o->pos[1], o->bytes,
@@ -570,9 +588,10 @@ static int ctl_compromise(struct qkm_network *net, const struct opts *o)
 		json_object_set_new(b, "node", json_string(o->node));
 	if (o->since)
 		json_object_set_new(b, "since", json_string(o->since));
-	char *body = json_dumps(b, JSON_COMPACT), *resp;
+	char *body = json_dumps(b, JSON_COMPACT), *resp = NULL;
 	json_decref(b);
-	int rc = body ? api(net, "POST", "/compromise", body, &resp, 120000) : 1;
+	int rc = body ? api(net, "POST", "/compromise", body, &resp, 120000,
+				  "qkm ctl compromise: the nodes delete the correlated keys") : 1;
 	free(body);
 	if (rc)
 		return rc;

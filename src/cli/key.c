@@ -354,6 +354,33 @@ out:
 	return rc;
 }
 
+/* An answer other than 200: "HTTP CODE: the node's message" (ETSI 014 Error
+ * body, its details appended), and what to do where the code says it. */
+static void print_refusal(int status, const char *resp, const char *target)
+{
+	json_t *e = json_loads(resp ? resp : "", 0, NULL), *d;
+	const char *m = json_string_value(json_object_get(e, "message"));
+	size_t k;
+	fprintf(stderr, "qkm key: HTTP %d: %s", status, m ? m : resp && resp[0] ? resp : "(no body)");
+	json_array_foreach(json_object_get(e, "details"), k, d) {
+		json_t *v;
+		const char *f;
+		json_object_foreach(d, f, v)
+			if (json_is_string(v))
+				fprintf(stderr, "; %s: %s", f, json_string_value(v));
+	}
+	json_decref(e);
+	if (status == 401 || status == 403)
+		fprintf(stderr, " (the node refused this SAE's certificate: is it this network's and "
+				"not revoked? `qkm ctl sae list`)");
+	else if (status == 503)
+		fprintf(stderr, " (no key to give now, or over this SAE's limits: try again later; "
+				"`qkm key status` shows the stock)");
+	else if (status == 404)
+		fprintf(stderr, " (no such resource at %s)", target);
+	fputc('\n', stderr);
+}
+
 int cli_key(int argc, char **argv)
 {
 	const char *dir = NULL, *sae = NULL, *url = NULL, *cert = NULL, *key = NULL, *ca = NULL;
@@ -443,18 +470,20 @@ int cli_key(int argc, char **argv)
 	char *body = NULL, *resp = NULL;
 	struct key_file kf = {.fd = -1};
 	if (dir) {
-		char path[PATH_MAX + 16], err[512];
 		net = malloc(sizeof(*net));
-		snprintf(path, sizeof(path), "%s/network.json", dir);
-		if (!net || qkm_network_load(path, net, err, sizeof(err))) {
-			fprintf(stderr, "qkm key: %s\n", net ? err : "out of memory");
+		if (!net) {
+			fprintf(stderr, "qkm key: out of memory\n");
 			goto out;
 		}
+		if (cli_network_load("qkm key", dir, net))
+			goto out;
 		size_t i = 0;
 		while (i < net->n_saes && (!sae || strcmp(net->saes[i].id, sae)))
 			i++;
 		if (i == net->n_saes) {
-			fprintf(stderr, "qkm key: no SAE '%s' in %s\n", sae ? sae : "?", dir);
+			fprintf(stderr, "qkm key: no SAE '%s' in %s; it has ", sae ? sae : "?", dir);
+			cli_print_saes(stderr, net);
+			fprintf(stderr, " (`qkm ctl sae add NAME --node NODE --dir %s` adds one)\n", dir);
 			goto out;
 		}
 		size_t j = 0;
@@ -520,7 +549,12 @@ int cli_key(int argc, char **argv)
 	int status;
 	int r = qkm_https_request(target, method, body, c_ca, c_cert, c_key, 15000, &status, &resp);
 	if (r) {
-		fprintf(stderr, "qkm key: %s: %s\n", target, qkm_strerror(r));
+		fprintf(stderr, "qkm key: %s: %s", target, cli_http_strerror(r));
+		if (r == QKM_EIO && dir)
+			fprintf(stderr, "; `qkm ctl status --dir %s` shows which nodes are up", dir);
+		else if (r == QKM_EIO)
+			fprintf(stderr, "; is --url right?");
+		fputc('\n', stderr);
 		goto out;
 	}
 	if (status == 200 && !strcmp(cmd, "status")) {
@@ -530,7 +564,7 @@ int cli_key(int argc, char **argv)
 		rc = output_keys(resp ? resp : "", fmt, &kf, number ? number : 1,
 				 is_dec ? pos + 1 : NULL, npos - 1);
 	} else {
-		fprintf(stderr, "qkm key: HTTP %d: %s\n", status, resp ? resp : "");
+		print_refusal(status, resp, target);
 	}
 out:
 	key_file_abort(&kf);

@@ -20,6 +20,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -276,6 +277,31 @@ static int start_sim(struct qkm_network *net)
 	char *argv[] = {"qkm", "sim", "-c", net->sim_config, NULL};
 	net->sim_pid = spawn(net->sim_log, argv);
 	return net->sim_pid > 0 ? 0 : -1;
+}
+
+/* Waits until the simulator accepts connections on its control socket (what
+ * `qkm sim fault` uses), or its process died. */
+static int wait_sim(const struct qkm_network *net)
+{
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	if (strlen(net->sim_control) >= sizeof(sun.sun_path))
+		return -1;
+	memcpy(sun.sun_path, net->sim_control, strlen(net->sim_control) + 1);
+	for (int waited = 0; waited < READY_TIMEOUT_MS; waited += 100) {
+		int st;
+		if (waitpid(net->sim_pid, &st, WNOHANG) == net->sim_pid)
+			return -1;
+		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd < 0)
+			return -1;
+		bool up = connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0;
+		(void)close(fd); /* a probe: nothing was sent */
+		if (up)
+			return 0;
+		struct timespec ts = {0, 100000000};
+		nanosleep(&ts, NULL);
+	}
+	return -1;
 }
 
 static int start_ctl(struct qkm_network *net)
@@ -624,7 +650,15 @@ static int net_up(const char *topo_path, const char *dir_arg)
 		fprintf(stderr, "qkm net up: cannot start the controller\n");
 		goto out;
 	}
-	if (qkm_network_save(path, net) || wait_url(net, net->ctl_api, net->ctl_pid)) {
+	struct cli_progress prog;
+	if (qkm_network_save(path, net)) {
+		fprintf(stderr, "qkm net up: cannot write %s\n", path);
+		goto fail;
+	}
+	cli_progress_start(&prog, "  controller   starting (pid %d)", net->ctl_pid);
+	int ctl_rc = wait_url(net, net->ctl_api, net->ctl_pid);
+	cli_progress_stop(&prog);
+	if (ctl_rc) {
 		fprintf(stderr, "qkm net up: the controller did not become ready; last lines of %s:\n",
 			net->ctl_log);
 		print_log_tail(net->ctl_log);
@@ -633,7 +667,16 @@ static int net_up(const char *topo_path, const char *dir_arg)
 	printf("  controller   pid %d, API %s, log %s\n", net->ctl_pid, net->ctl_api, net->ctl_log);
 	if (start_sim(net)) {
 		fprintf(stderr, "qkm net up: cannot start the simulator\n");
-		goto out;
+		goto fail;
+	}
+	cli_progress_start(&prog, "  simulator    starting (pid %d)", net->sim_pid);
+	int sim_rc = wait_sim(net);
+	cli_progress_stop(&prog);
+	if (sim_rc) {
+		fprintf(stderr, "qkm net up: the simulator did not answer on %s; last lines of %s:\n",
+			net->sim_control, net->sim_log);
+		print_log_tail(net->sim_log);
+		goto fail;
 	}
 	printf("  simulator    pid %d, %zu link(s), log %s\n", net->sim_pid, sim->n_links, net->sim_log);
 	for (size_t i = 0; i < net->n_nodes; i++)
@@ -648,7 +691,10 @@ static int net_up(const char *topo_path, const char *dir_arg)
 	for (size_t i = 0; i < net->n_nodes; i++) {
 		printf("  node %-8s starting (pid %d) ... ", net->nodes[i].id, net->nodes[i].pid);
 		(void)fflush(stdout); /* progress only */
-		if (wait_ready(net, i)) {
+		cli_progress_start(&prog, "%s", ""); /* the seconds waited, after "... " */
+		int ready_rc = wait_ready(net, i);
+		cli_progress_stop(&prog);
+		if (ready_rc) {
 			printf("FAILED\n");
 			fprintf(stderr, "qkm net up: node %s did not become ready; last lines of %s:\n",
 				net->nodes[i].id, net->nodes[i].log);
@@ -678,13 +724,8 @@ out:
 
 static int load_net(const char *dir, struct qkm_network *net, char *path, size_t pathsz)
 {
-	char err[512];
 	snprintf(path, pathsz, "%s/network.json", dir);
-	if (qkm_network_load(path, net, err, sizeof(err))) {
-		fprintf(stderr, "qkm net: %s\n", err);
-		return -1;
-	}
-	return 0;
+	return cli_network_load("qkm net", dir, net);
 }
 
 static int net_down(const char *dir)
@@ -703,7 +744,10 @@ static int net_down(const char *dir)
 		free(net);
 		return 1;
 	}
+	struct cli_progress prog;
+	cli_progress_start(&prog, "qkm net down: stopping the processes of %s", dir);
 	stop_all(net);
+	cli_progress_stop(&prog);
 	int rc = qkm_network_save(path, net) ? 1 : 0;
 	printf("qkm net down: stopped %zu node(s), the simulator%s in %s\n", net->n_nodes,
 	       net->ctl_api[0] ? " and the controller" : "", dir);
@@ -711,44 +755,87 @@ static int net_down(const char *dir)
 	return rc;
 }
 
+/* Sends SIGTERM to pid if it is a qkm process and waits (at most 5 s) until
+ * it is gone, showing so on a terminal. */
+static void stop_wait(int pid, const char *name)
+{
+	struct cli_progress prog;
+	if (!pid_is_qkm(pid))
+		return;
+	cli_progress_start(&prog, "%s: stopping (pid %d)", name, pid);
+	kill(pid, SIGTERM);
+	for (int w = 0; w < 100 && kill(pid, 0) == 0 && pid_is_qkm(pid); w++) {
+		struct timespec ts = {0, 50000000};
+		nanosleep(&ts, NULL);
+	}
+	cli_progress_stop(&prog);
+}
+
+/* Waits until the admin API at base answers (a restarted daemon), showing
+ * so on a terminal; on failure says so with the last lines of its log. */
+static int restart_wait(const struct qkm_network *net, const char *base, int pid, const char *name,
+			const char *log)
+{
+	struct cli_progress prog;
+	cli_progress_start(&prog, "%s: starting (pid %d), waiting until it answers", name, pid);
+	int rc = wait_url(net, base, pid);
+	cli_progress_stop(&prog);
+	if (rc) {
+		fprintf(stderr, "qkm net restart: %s did not become ready within %d s; last lines of %s:\n",
+			name, READY_TIMEOUT_MS / 1000, log);
+		print_log_tail(log);
+	}
+	return rc;
+}
+
 static int net_restart(const char *dir, const char *name)
 {
-	char path[PATH_MAX + 16];
+	char path[PATH_MAX + 16], label[QKM_NAME_MAX + 16];
 	struct qkm_network *net = malloc(sizeof(*net));
 	int rc = 1;
 	if (!net || load_net(dir, net, path, sizeof(path)))
 		goto out;
 	if (strcmp(name, "sim") == 0) {
-		stop_pid(net->sim_pid);
 		/* Its port and control socket are free once it is gone. */
-		for (int w = 0; w < 100 && net->sim_pid > 0 && kill(net->sim_pid, 0) == 0 &&
-				pid_is_qkm(net->sim_pid);
-		     w++) {
-			struct timespec ts = {0, 50000000};
-			nanosleep(&ts, NULL);
-		}
-		if (start_sim(net))
+		stop_wait(net->sim_pid, "simulator");
+		if (start_sim(net)) {
+			fprintf(stderr, "qkm net restart: cannot start the simulator (configuration %s); "
+					"see %s\n", net->sim_config, net->sim_log);
 			goto out;
+		}
+		if (qkm_network_save(path, net)) {
+			fprintf(stderr, "qkm net restart: cannot write %s\n", path);
+			goto out;
+		}
+		struct cli_progress prog;
+		cli_progress_start(&prog, "simulator: starting (pid %d), waiting until it answers",
+				   net->sim_pid);
+		int sim_rc = wait_sim(net);
+		cli_progress_stop(&prog);
+		if (sim_rc) {
+			fprintf(stderr, "qkm net restart: the simulator did not answer on %s within %d s; "
+					"last lines of %s:\n",
+				net->sim_control, READY_TIMEOUT_MS / 1000, net->sim_log);
+			print_log_tail(net->sim_log);
+			goto out;
+		}
 		printf("simulator restarted (pid %d)\n", net->sim_pid);
-		rc = qkm_network_save(path, net) ? 1 : 0;
+		rc = 0;
 		goto out;
 	}
 	if (strcmp(name, "controller") == 0 && net->ctl_api[0]) {
-		if (pid_is_qkm(net->ctl_pid)) {
-			kill(net->ctl_pid, SIGTERM);
-			for (int w = 0; w < 100 && kill(net->ctl_pid, 0) == 0 && pid_is_qkm(net->ctl_pid);
-			     w++) {
-				struct timespec ts = {0, 50000000};
-				nanosleep(&ts, NULL);
-			}
-		}
-		if (start_ctl(net) || qkm_network_save(path, net))
-			goto out;
-		if (wait_url(net, net->ctl_api, net->ctl_pid)) {
-			fprintf(stderr, "qkm net restart: the controller did not become ready:\n");
-			print_log_tail(net->ctl_log);
+		stop_wait(net->ctl_pid, "controller");
+		if (start_ctl(net)) {
+			fprintf(stderr, "qkm net restart: cannot start the controller (configuration %s); "
+					"see %s\n", net->ctl_config, net->ctl_log);
 			goto out;
 		}
+		if (qkm_network_save(path, net)) {
+			fprintf(stderr, "qkm net restart: cannot write %s\n", path);
+			goto out;
+		}
+		if (restart_wait(net, net->ctl_api, net->ctl_pid, "the controller", net->ctl_log))
+			goto out;
 		printf("controller restarted (pid %d)\n", net->ctl_pid);
 		rc = 0;
 		goto out;
@@ -756,27 +843,26 @@ static int net_restart(const char *dir, const char *name)
 	for (size_t i = 0; i < net->n_nodes; i++) {
 		if (strcmp(net->nodes[i].id, name) != 0)
 			continue;
-		if (pid_is_qkm(net->nodes[i].pid)) {
-			kill(net->nodes[i].pid, SIGTERM);
-			for (int w = 0; w < 100 && kill(net->nodes[i].pid, 0) == 0 &&
-					pid_is_qkm(net->nodes[i].pid);
-			     w++) {
-				struct timespec ts = {0, 50000000};
-				nanosleep(&ts, NULL);
-			}
-		}
-		if (start_node(net, i) || qkm_network_save(path, net))
-			goto out;
-		if (wait_ready(net, i)) {
-			fprintf(stderr, "qkm net restart: node %s did not become ready:\n", name);
-			print_log_tail(net->nodes[i].log);
+		snprintf(label, sizeof(label), "node %s", name);
+		stop_wait(net->nodes[i].pid, label);
+		if (start_node(net, i)) {
+			fprintf(stderr, "qkm net restart: cannot start node %s (configuration %s); see %s\n",
+				name, net->nodes[i].config, net->nodes[i].log);
 			goto out;
 		}
+		if (qkm_network_save(path, net)) {
+			fprintf(stderr, "qkm net restart: cannot write %s\n", path);
+			goto out;
+		}
+		if (restart_wait(net, net->nodes[i].admin, net->nodes[i].pid, label, net->nodes[i].log))
+			goto out;
 		printf("node %s restarted (pid %d)\n", name, net->nodes[i].pid);
 		rc = 0;
 		goto out;
 	}
-	fprintf(stderr, "qkm net restart: no node named '%s' in %s\n", name, dir);
+	fprintf(stderr, "qkm net restart: no node named '%s' in %s; restart one of ", name, dir);
+	cli_print_nodes(stderr, net);
+	fprintf(stderr, ", sim%s\n", net->ctl_api[0] ? ", controller" : "");
 out:
 	free(net);
 	return rc;

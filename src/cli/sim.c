@@ -44,13 +44,11 @@ static int sim_fault(int argc, char **argv)
 				"flip N|drop|corrupt|qber X|down|up\n");
 		return 2;
 	}
-	char path[PATH_MAX + 32], err[512], line[300];
+	char err[512], line[300];
 	struct qkm_network *net = malloc(sizeof(*net));
 	if (!net)
 		return 1;
-	snprintf(path, sizeof(path), "%s/network.json", dir);
-	if (qkm_network_load(path, net, err, sizeof(err))) {
-		fprintf(stderr, "qkm sim fault: %s\n", err);
+	if (cli_network_load("qkm sim fault", dir, net)) {
 		free(net);
 		return 1;
 	}
@@ -70,8 +68,9 @@ static int sim_fault(int argc, char **argv)
 	}
 	memcpy(sun.sun_path, net->sim_control, strlen(net->sim_control) + 1);
 	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
-		fprintf(stderr, "qkm sim fault: simulator not reachable at %s (is the network up?)\n",
-			net->sim_control);
+		fprintf(stderr, "qkm sim fault: simulator not reachable at %s (is the network up? "
+				"`qkm net restart --dir %s sim` starts it again; its log: %s)\n",
+			net->sim_control, dir, net->sim_log);
 		goto out;
 	}
 	size_t n = strlen(line);

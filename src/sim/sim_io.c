@@ -585,7 +585,11 @@ static int sim_apply_fault(struct qkm_sim *s, const struct qkm_fault *f, char *m
 		}
 	}
 	if (!lk) {
-		snprintf(msg, n, "no link named '%s'", f->link);
+		/* Name the links it has (as many as fit). */
+		size_t used = (size_t)snprintf(msg, n, "no link named '%s'; the simulator has", f->link);
+		for (size_t i = 0; i < s->n_links && used < n; i++)
+			used += (size_t)snprintf(msg + used, n - used, "%s %s", i ? "," : "",
+						 s->links[i].cfg.id);
 		return QKM_ENOTFOUND;
 	}
 	int idx = 1;

@@ -3,8 +3,11 @@
 # directory QKM was built in, staged with DESTDIR, puts the binary, both
 # systemd units (naming the installed binary and /etc/qkm), the example
 # configurations, the docs and the man pages where docs/operations.md says;
-# the staged binary runs and the staged examples pass its --check; the units
-# pass `systemd-analyze verify` where systemd-analyze is installed.
+# the staged binary runs (`qkm version`, `qkm --version`) and the staged
+# examples pass its --check; another install prefix gets units naming it;
+# the units pass `systemd-analyze verify` where systemd-analyze is
+# installed. (test_deb.sh installs the package; test_demo.sh runs the
+# staged demo.)
 . "$(dirname "$0")/lib.sh"
 
 BUILD=$(dirname "$QKM")
@@ -32,6 +35,7 @@ done
 ok "installed under $PREFIX (and $CONF): $(cd "$R" && find . -type f | wc -l) files"
 
 "$R$PREFIX/bin/qkm" version | grep -q "^qkm [0-9]" || fail "the installed binary does not run"
+[ "$("$R$PREFIX/bin/qkm" --version)" = "$("$R$PREFIX/bin/qkm" version)" ] || fail "qkm --version"
 grep -qx "ExecStart=$PREFIX/bin/qkm node -c $CONF/%i.json" "$R$PREFIX/lib/systemd/system/qkm-node@.service" ||
 	fail "qkm-node@.service does not run $PREFIX/bin/qkm with $CONF/%i.json"
 grep -qx "ExecStart=$PREFIX/bin/qkm controller -c $CONF/controller.json" \
@@ -44,6 +48,15 @@ for u in qkm-node@.service qkm-controller.service; do
 done
 grep -qx "LimitMEMLOCK=320M" "$R$PREFIX/lib/systemd/system/qkm-node@.service" || fail "node LimitMEMLOCK"
 ok "units run $PREFIX/bin/qkm, notify, as qkm, sandboxed"
+
+# The units are written at install time: another prefix (as cpack's /usr)
+# gets units naming its own binary and docs.
+DESTDIR=$T/alt cmake --install "$BUILD" --prefix /opt/qkm >"$T/alt.log" 2>&1 || { cat "$T/alt.log" >&2; fail "cmake --install --prefix /opt/qkm"; }
+grep -qx "ExecStart=/opt/qkm/bin/qkm node -c $CONF/%i.json" "$T/alt/opt/qkm/lib/systemd/system/qkm-node@.service" &&
+	grep -qx "Documentation=man:qkm(1) file:///opt/qkm/share/doc/qkm/operations.md" \
+		"$T/alt/opt/qkm/lib/systemd/system/qkm-node@.service" &&
+	[ -x "$T/alt/opt/qkm/bin/qkm" ] || fail "cmake --install --prefix /opt/qkm: the units do not name /opt/qkm"
+ok "cmake --install --prefix /opt/qkm: the units name /opt/qkm/bin/qkm"
 
 E=$R$CONF
 "$R$PREFIX/bin/qkm" node -c "$E/node.json.example" --check >/dev/null || fail "node.json.example"
