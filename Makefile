@@ -4,8 +4,9 @@
 #                 static analysers (make lint), the unit tests under
 #                 ASan+UBSan (build-asan/), the ETSI 014 system test against
 #                 a ThreadSanitizer build (build-tsan/), then each fuzz
-#                 target briefly (build-fuzz/); QKM_PROMTOOL=1 also
-#                 installs promtool (package prometheus) for test_metrics
+#                 target briefly (build-fuzz/); test_metrics runs promtool,
+#                 unpacked from Debian's prometheus into build/tools/
+#                 (QKM_PROMTOOL=1 installs the package, =0 skips it)
 #   make lint     clang-tidy (.clang-tidy) and cppcheck over src/, any
 #                 finding fails (scripts/lint; 1-2 minutes on 2 cores)
 #   make demo     install deps, build, start a local QKD network and show it
