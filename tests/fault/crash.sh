@@ -15,7 +15,9 @@
 #   - pair-check clean on every link (both ends hold the same key);
 #   - relays settled between the two SAEs' nodes: every relay-sent is
 #     confirmed or aborted, confirmed = received at the destination, nothing
-#     aborted stored (relay_check.py settled);
+#     aborted stored (relay_check.py settled --wait: the records read in
+#     causal order, relays in flight at the first reading waited for, under
+#     load);
 #   - no link key range used twice by any node (relay_check.py reuse);
 #   - no key_ID returned twice by enc_keys so far;
 #   - no life-cycle record lost: for every node, within 30 s the manager
@@ -148,8 +150,7 @@ for round in $(seq 1 "$ROUNDS"); do
 	killed[$victim]=$(( ${killed[$victim]} + 1 ))
 	wait_for 30 ready || fail "links not up and reconciled 30 s after restarting $victim: $(status_json "$D")"
 	links_clean
-	wait_for 30 rchk settled "$END1" "$END2" ||
-		fail "relays not settled: $(rchk settled "$END1" "$END2" 2>&1)"
+	out=$(rchk settled --wait 30 "$END1" "$END2" 2>&1) || fail "relays not settled: $out"
 	out=$(rchk reuse $NODES 2>&1) || fail "$out"
 	no_dup_ids
 	[ -z "$(sed -n '/^Traceback/p' "$T/load.out")" ] || fail "the load died: $(cat "$T/load.out")"
@@ -164,8 +165,7 @@ cat "$T/load.out"
 out=$(python3 "$PAIRS" verify --net "$D/network.json" --log "$LOG" --deadline 30 \
 	--master "$MASTER" --slave "$SLAVE") || fail "$out"
 echo "ok - $out"
-wait_for 30 rchk settled "$END1" "$END2" || fail "relays not settled at the end: $(rchk settled "$END1" "$END2" 2>&1)"
-relays=$(rchk settled "$END1" "$END2")
+relays=$(rchk settled --wait 30 "$END1" "$END2" 2>&1) || fail "relays not settled at the end: $relays"
 links_clean
 lc_check
 echo "ok - end: $lc"

@@ -14,21 +14,35 @@ network (`qkm ctl events --json`) and checks them, for test_relay.sh
       others list the route's hops); any record's level is its iff all its
       hops used otp;
       every node N2..N(k-1) recorded relay-forwarded for each of those batches.
-  relay_check.py --qkm QKM --dir DIR settled A B
+  relay_check.py --qkm QKM --dir DIR settled [--wait SECONDS] A B
       for each direction (origin O, destination D) of the pair: every
       relay-sent at O is relay-confirmed or relay-aborted (not both), the
       confirmed batches are exactly D's relay-received from O, and no aborted
-      batch is stored at D.
+      batch is stored at D (R-REL-1).
+      The two nodes' records cannot be read at one instant, and relays ahead
+      of demand go on while they are read, so they are read in causal order:
+      O's confirmed and aborted, then D's received, then O's sent, then O's
+      confirmed and aborted again. A batch D holds must then be among O's
+      sent (O records it durably before the frame leaves) and never among
+      its aborted, a batch O confirmed among D's received (D stores it before
+      it answers): those are violations whenever the records are read. A
+      relay sent and not settled yet, or stored at D and not confirmed at O
+      yet, is in flight: exit 3 ("not settled yet"). With --wait, the records
+      are read again until every relay in flight at the first reading has
+      settled (relays started later are not waited for), for at most
+      SECONDS: exit 0 then, 1 on a violation or when the time is up.
   relay_check.py --qkm QKM --dir DIR reuse NODE...
       the link key ranges each NODE recorded consuming on its own direction
       (relay-sent, outgoing side of relay-forwarded) never overlap.
 
-Prints one summary line; exit 1 with a message on stderr when a check fails.
+Prints one summary line; exit 1 with a message on stderr when a check fails
+(settled: exit 3 when relays are only in flight).
 """
 import json
 import re
 import subprocess
 import sys
+import time
 
 
 def events(qkm, d, node, event):
@@ -139,32 +153,71 @@ def cmd_hops(a, rest):
           + f", level {level}; relay-forwarded at {', '.join(path[1:-1])}")
 
 
+def settled_dir(a, o, d):
+    """One causally ordered reading of direction o -> d: (sent, confirmed,
+    aborted, received, {batch in flight: why}); dies on a violation of
+    R-REL-1."""
+    def mine(node, event, peer):
+        return {batch(e) for e in events(a.qkm, a.dir, node, event) if e["peer"] == peer}
+    conf1 = mine(o, "relay-confirmed", d)
+    abor1 = mine(o, "relay-aborted", d)
+    recv = mine(d, "relay-received", o)
+    sent = mine(o, "relay-sent", d)
+    conf = mine(o, "relay-confirmed", d) | conf1
+    abor = mine(o, "relay-aborted", d) | abor1
+    if conf & abor:
+        die(f"{o}->{d}: {len(conf & abor)} batch(es) both confirmed and aborted, "
+            f"e.g. {sorted(conf & abor)[0]}")
+    if (conf1 | abor1) - sent:
+        die(f"{o}->{d}: settled batches never sent, e.g. {sorted((conf1 | abor1) - sent)[0]}")
+    if recv - sent:
+        bad = sorted(recv - sent)
+        die(f"{o}->{d}: {len(bad)} batch(es) stored at {d} that {o} has no relay-sent record of "
+            f"(a key at one end only), e.g. {bad[0]}")
+    if recv & abor:
+        bad = sorted(recv & abor)
+        die(f"{o}->{d}: {len(bad)} batch(es) stored at {d} only (aborted at {o}), e.g. {bad[0]}")
+    if conf1 - recv:
+        die(f"{o}->{d}: {len(conf1 - recv)} batch(es) confirmed at {o} never stored at {d}, "
+            f"e.g. {sorted(conf1 - recv)[0]}")
+    flying = {x: "sent, neither confirmed nor aborted yet" for x in sent - conf - abor}
+    flying.update({x: f"stored at {d}, not confirmed at {o} yet" for x in recv - conf})
+    return sent, conf, abor, recv, flying
+
+
 def cmd_settled(a, rest):
+    wait = None
+    if rest[:1] == ["--wait"]:
+        wait, rest = float(rest[1]), rest[2:]
     x, y = rest
-    total = {}
-    for o, d in ((x, y), (y, x)):
-        sent = {batch(e) for e in events(a.qkm, a.dir, o, "relay-sent") if e["peer"] == d}
-        conf = {batch(e) for e in events(a.qkm, a.dir, o, "relay-confirmed") if e["peer"] == d}
-        abor = {batch(e) for e in events(a.qkm, a.dir, o, "relay-aborted") if e["peer"] == d}
-        recv = {batch(e) for e in events(a.qkm, a.dir, d, "relay-received") if e["peer"] == o}
-        if conf & abor:
-            die(f"{o}->{d}: {len(conf & abor)} batch(es) both confirmed and aborted, "
-                f"e.g. {sorted(conf & abor)[0]}")
-        if (conf | abor) - sent:
-            die(f"{o}->{d}: settled batches never sent, e.g. {sorted((conf | abor) - sent)[0]}")
-        if sent - conf - abor:
-            die(f"{o}->{d}: {len(sent - conf - abor)} relay(s) never settled (PENDING), "
-                f"e.g. {sorted(sent - conf - abor)[0]}")
-        if recv - conf:
-            bad = sorted(recv - conf)
-            die(f"{o}->{d}: {len(bad)} batch(es) stored at {d} only (not confirmed at {o}"
-                f"{', aborted there' if set(bad) & abor else ''}), e.g. {bad[0]}")
-        if conf - recv:
-            die(f"{o}->{d}: {len(conf - recv)} batch(es) confirmed at {o} never stored at {d}, "
-                f"e.g. {sorted(conf - recv)[0]}")
-        total[(o, d)] = (len(sent), len(conf), len(abor))
-    print("; ".join(f"{o}->{d}: {s} sent, {c} confirmed = received at {d}, {ab} aborted"
-                    for (o, d), (s, c, ab) in total.items()))
+    deadline = time.monotonic() + (wait or 0)
+    first = None  # (direction, batch) -> why, in flight at the first reading
+    while True:
+        total, flying = {}, {}
+        for o, d in ((x, y), (y, x)):
+            sent, conf, abor, recv, fl = settled_dir(a, o, d)
+            # Counted among the batches of the one reading of sent.
+            total[(o, d)] = (len(sent), len(sent & conf), len(sent & abor), len(recv), len(fl))
+            flying.update({(f"{o}->{d}", b): why for b, why in fl.items()})
+        if first is None:
+            first = flying
+        left = sorted(k for k in first if k in flying)
+        if not left:
+            break
+        if wait is None:
+            (dr, b) = left[0]
+            print(f"relay_check: {len(left)} relay(s) not settled yet, e.g. {dr} {b}: "
+                  f"{flying[left[0]]}", file=sys.stderr)
+            sys.exit(3)
+        if time.monotonic() >= deadline:
+            (dr, b) = left[0]
+            die(f"{len(left)} relay(s) still not settled after {wait:g} s, e.g. {dr} {b}: "
+                f"{flying[left[0]]}")
+        time.sleep(0.2)
+    # Relays started after the first reading may still be in flight.
+    print("; ".join(f"{o}->{d}: {s} sent, {c} confirmed, {r} received at {d}, {ab} aborted"
+                    + (f", {n} started since, in flight" if n else "")
+                    for (o, d), (s, c, ab, r, n) in total.items()))
 
 
 RANGE_RE = re.compile(r"([0-9a-f]{24})([0-9a-f]{8})\+(\d+):(\d+)")
