@@ -1851,8 +1851,11 @@ static int on_query(struct qkm_relay *r, const char *origin, const struct qkm_fr
 		enum qkm_block_state st = 0;
 		size_t e;
 		memcpy(id.b, v, QKM_ID_LEN);
+		/* A batch this store cannot read now gets no answer, never "not
+		 * held": on that answer the origin deletes its copy, and the key
+		 * may be here (R-REL-1). The origin asks again later. */
 		if (qkm_store_batch_state(r->st, &id, &st))
-			st = 0;
+			continue;
 		if (!(rc = qkm_put_open(&b, QKM_T_ENTRY, &e)) && !(rc = qkm_put_id(&b, QKM_T_BATCH, &id)) &&
 		    !(rc = qkm_put_u8(&b, QKM_T_STATE, (uint8_t)st)))
 			rc = qkm_put_close(&b, e);
