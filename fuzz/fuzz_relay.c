@@ -485,6 +485,8 @@ static void pump(const char *out, const char *flow, int flags)
 		for (int t = 0; t < (flags & PUMP_REPLAY && k == 1 ? 2 : 1); t++) {
 			seed_append(&s);
 			check(dispatch(&nodes[s.to], NAMES[s.from], &f) == 0);
+			/* One frame, one read: what it sends leaves now. */
+			qkm_relay_end_batch(nodes[s.to].r);
 		}
 		free(s.p);
 		if (flags & PUMP_LATE && k == 1) {
