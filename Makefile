@@ -10,7 +10,11 @@
 #   make lint     clang-tidy (.clang-tidy) and cppcheck over src/, any
 #                 finding fails (scripts/lint; 1-2 minutes on 2 cores)
 #   make demo     install deps, build, start a local QKD network and show it
-#   make fuzz     run each fuzz target for FUZZ_SECONDS (default 600)
+#   make fuzz     run each fuzz target (or those in FUZZ_TARGETS, e.g.
+#                 "config relay") for FUZZ_SECONDS (default 600); every run
+#                 adds its execs to build-fuzz/fuzz-totals.tsv
+#   make fuzz-totals  per target, the runs, seconds, execs and crashes of
+#                 that log so far
 #   make bench    run the benchmarks in bench/ with their baselines
 #                 (BENCH_ARGS="--seconds 10" is passed to each), then print
 #                 the ratio table: bench/results/<date>.json, .md and .svg
@@ -27,11 +31,12 @@
 JOBS ?= $(shell nproc)
 FUZZ_SECONDS ?= 600
 FUZZ_CHECK_SECONDS ?= 10
+FUZZ_TARGETS ?=
 ROUNDS ?= 100
 PREFIX ?= /usr/local
 DESTDIR ?=
 
-.PHONY: all deps build check check-unit check-asan check-tsan check-fuzz lint fuzz demo bench soak \
+.PHONY: all deps build check check-unit check-asan check-tsan check-fuzz lint fuzz fuzz-totals demo bench soak \
 	install deb clean
 
 all: build
@@ -79,7 +84,10 @@ check-fuzz: build-fuzz
 	@./scripts/run-fuzz build-fuzz $(FUZZ_CHECK_SECONDS)
 
 fuzz: build-fuzz
-	@./scripts/run-fuzz build-fuzz $(FUZZ_SECONDS)
+	@./scripts/run-fuzz build-fuzz $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+fuzz-totals:
+	@./scripts/run-fuzz --totals build-fuzz
 
 demo: build
 	@./scripts/demo

@@ -1,11 +1,12 @@
 /* fuzz_config.c - libFuzzer target for the strict JSON configs
  * (proto/config_json.c) and the controller's access list file
- * (proto/ctl_json.c): the input is written to a file and handed to all
- * five loaders (node.json, sim.json, topology, ctl.json, access.json). Any
- * error is fine; a crash or leak is not. A node, simulator or controller
- * config or an access list that loads must also survive save -> load
- * unchanged. The input also goes to the line finder of config errors
- * (json_path.c). */
+ * (proto/ctl_json.c): the input is handed as text to all five parsers the
+ * file loaders use (node.json, sim.json, topology, ctl.json, access.json).
+ * Any error is fine; a crash or leak is not. A node, simulator or
+ * controller config or an access list that parses must also survive save
+ * -> load (through a file in $TMPDIR, or /tmp) unchanged. The input also
+ * goes to the line finder of config errors (json_path.c). */
+#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,8 +26,8 @@ static void check(int cond)
 		abort();
 }
 
-/* One input file and one save target per fuzzing process. */
-static char in_path[64], out_path[64];
+/* One save target per fuzzing process. */
+static char out_path[PATH_MAX];
 
 /* The configs are large (hundreds of KiB); keep one of each. */
 static struct qkm_node_cfg node, node2;
@@ -34,6 +35,11 @@ static struct qkm_sim_cfg sim, sim2;
 static struct qkm_topology topo;
 static struct qkm_ctl_cfg ctl, ctl2;
 static struct qkm_sae_entry saes[QKM_MAX_SAES], saes2[QKM_MAX_SAES];
+
+static void remove_out(void)
+{
+	unlink(out_path);
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -44,34 +50,31 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		unsigned line = qkm_json_path_line((const char *)data, size, paths[i]);
 		check(line >= 1 && line <= 1 + (unsigned)size);
 	}
-	if (!in_path[0]) {
-		snprintf(in_path, sizeof(in_path), "/tmp/qkm-fuzz-config-%ld.json", (long)getpid());
-		snprintf(out_path, sizeof(out_path), "/tmp/qkm-fuzz-config-%ld.out", (long)getpid());
+	if (!out_path[0]) {
+		const char *tmp = getenv("TMPDIR");
+		snprintf(out_path, sizeof(out_path), "%s/qkm-fuzz-config-%ld.out",
+			 tmp && *tmp ? tmp : "/tmp", (long)getpid());
+		atexit(remove_out);
 	}
-	FILE *fp = fopen(in_path, "wb");
-	if (!fp)
-		return 0;
-	size_t w = fwrite(data, 1, size, fp);
-	if (fclose(fp) != 0 || w != size)
-		return 0;
+	const char *text = (const char *)data;
 
-	int rc = qkm_node_cfg_load(in_path, &node, err, sizeof(err));
-	check(rc == 0 || rc == QKM_ECONFIG || rc == QKM_EIO);
+	int rc = qkm_node_cfg_parse("in.json", text, size, &node, err, sizeof(err));
+	check(rc == 0 || rc == QKM_ECONFIG);
 	check(rc == 0 || memchr(err, 0, sizeof(err)));
 	if (rc == 0 && qkm_node_cfg_save(out_path, &node) == 0) {
 		check(qkm_node_cfg_load(out_path, &node2, err, sizeof(err)) == 0);
 		check(memcmp(&node, &node2, sizeof(node)) == 0);
 	}
 
-	rc = qkm_sim_cfg_load(in_path, &sim, err, sizeof(err));
-	check(rc == 0 || rc == QKM_ECONFIG || rc == QKM_EIO);
+	rc = qkm_sim_cfg_parse("in.json", text, size, &sim, err, sizeof(err));
+	check(rc == 0 || rc == QKM_ECONFIG);
 	if (rc == 0 && qkm_sim_cfg_save(out_path, &sim) == 0) {
 		check(qkm_sim_cfg_load(out_path, &sim2, err, sizeof(err)) == 0);
 		check(memcmp(&sim, &sim2, sizeof(sim)) == 0);
 	}
 
-	rc = qkm_topology_load(in_path, &topo, err, sizeof(err));
-	check(rc == 0 || rc == QKM_ECONFIG || rc == QKM_EIO);
+	rc = qkm_topology_parse("in.json", text, size, &topo, err, sizeof(err));
+	check(rc == 0 || rc == QKM_ECONFIG);
 	if (rc == 0) {
 		check(topo.n_nodes >= 1 && topo.n_nodes <= QKM_MAX_NODES);
 		for (size_t i = 0; i < topo.n_saes; i++) {
@@ -83,8 +86,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 	}
 
-	rc = qkm_ctl_cfg_load(in_path, &ctl, err, sizeof(err));
-	check(rc == 0 || rc == QKM_ECONFIG || rc == QKM_EIO);
+	rc = qkm_ctl_cfg_parse("in.json", text, size, &ctl, err, sizeof(err));
+	check(rc == 0 || rc == QKM_ECONFIG);
 	check(rc == 0 || memchr(err, 0, sizeof(err)));
 	if (rc == 0 && qkm_ctl_cfg_save(out_path, &ctl) == 0) {
 		check(qkm_ctl_cfg_load(out_path, &ctl2, err, sizeof(err)) == 0);
@@ -92,8 +95,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 
 	size_t n, n2;
-	rc = qkm_saes_json_load(in_path, saes, QKM_MAX_SAES, &n);
-	check(rc == 0 || rc == QKM_EFORMAT || rc == QKM_EIO);
+	rc = qkm_saes_json_parse(text, size, saes, QKM_MAX_SAES, &n);
+	check(rc == 0 || rc == QKM_EFORMAT);
 	if (rc == 0) {
 		check(n <= QKM_MAX_SAES);
 		for (size_t i = 0; i < n; i++)

@@ -24,9 +24,10 @@
  * returns it (QKM_ECONFIG, or 0); a caller with nothing depending on the
  * field ignores the return, so the check goes on to the next field. */
 struct jctx {
-	const char *file;
-	char *text;                 /* the file's text (owned), for lines */
+	const char *file;           /* the file's name, for errors */
+	const char *text;           /* its text, for lines */
 	size_t len;
+	char *buf;                  /* the text when read here (owned), or NULL */
 	int rc;                     /* the first error's code; 0 while none */
 	char *err;                  /* the first error as a line, or NULL */
 	size_t errsz;
@@ -72,6 +73,10 @@ static int jerr(struct jctx *c, const char *path, const char *fmt, ...)
 	struct qkm_cfg_error e = {0};
 	char msg[200];
 	va_list ap;
+	/* A load keeps only the first error: finding the line of a later one
+	 * (a scan of the text) would be wasted. */
+	if (c->rc && !c->all)
+		return QKM_ECONFIG;
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
@@ -258,7 +263,22 @@ static int get_tls(struct jctx *c, json_t *o, struct qkm_tls_paths *t)
 	return first_err(rc, get_str(c, v, "tls", "key", t->key, sizeof(t->key), true, 0));
 }
 
-/* Reads and parses c->file, keeping its text in c. NULL after recording
+/* Parses c->text. NULL after recording the error (QKM_ECONFIG): not JSON. */
+static json_t *parse_text(struct jctx *c)
+{
+	struct qkm_cfg_error e = {0};
+	json_error_t je;
+	json_t *root = json_loadb(c->text ? c->text : "", c->len, JSON_REJECT_DUPLICATES, &je);
+	if (!root) {
+		e.line = je.line > 0 ? (unsigned)je.line : 1;
+		e.col = je.column > 0 ? (unsigned)je.column : 0;
+		snprintf(e.text, sizeof(e.text), "%s", je.text);
+		record(c, QKM_ECONFIG, &e);
+	}
+	return root;
+}
+
+/* Reads c->file into c->buf (its text) and parses it. NULL after recording
  * the error: QKM_EIO if the file cannot be read, QKM_ECONFIG if it is too
  * large or not JSON. */
 static json_t *load_file(struct jctx *c)
@@ -281,15 +301,15 @@ static json_t *load_file(struct jctx *c)
 				goto fail;
 			}
 			cap = cap ? 2 * cap : 4096;
-			char *t = realloc(c->text, cap);
+			char *t = realloc(c->buf, cap);
 			if (!t) {
 				snprintf(e.text, sizeof(e.text), "out of memory reading it");
 				record(c, QKM_EIO, &e);
 				goto fail;
 			}
-			c->text = t;
+			c->text = c->buf = t;
 		}
-		ssize_t r = read(fd, c->text + c->len, cap - c->len);
+		ssize_t r = read(fd, c->buf + c->len, cap - c->len);
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0) {
@@ -302,15 +322,7 @@ static json_t *load_file(struct jctx *c)
 		c->len += (size_t)r;
 	}
 	(void)close(fd); /* read-only: nothing to lose */
-	json_error_t je;
-	json_t *root = json_loadb(c->text ? c->text : "", c->len, JSON_REJECT_DUPLICATES, &je);
-	if (!root) {
-		e.line = je.line > 0 ? (unsigned)je.line : 1;
-		e.col = je.column > 0 ? (unsigned)je.column : 0;
-		snprintf(e.text, sizeof(e.text), "%s", je.text);
-		record(c, QKM_ECONFIG, &e);
-	}
-	return root;
+	return parse_text(c);
 fail:
 	(void)close(fd);
 	return NULL;
@@ -320,20 +332,22 @@ fail:
  * out, recording every error in c. */
 typedef void (*loader_fn)(struct jctx *c, json_t *root, void *out);
 
-static int run(const char *path, loader_fn fn, void *out, char *err, size_t errsz,
-	       struct qkm_cfg_errors *all)
+/* Runs fn over the len bytes at text, or (text NULL) over the file path. */
+static int run(const char *path, const char *text, size_t len, loader_fn fn, void *out,
+	       char *err, size_t errsz, struct qkm_cfg_errors *all)
 {
-	struct jctx c = {.file = path, .err = errsz ? err : NULL, .errsz = errsz, .all = all};
+	struct jctx c = {.file = path, .text = text, .len = len, .err = errsz ? err : NULL,
+			 .errsz = errsz, .all = all};
 	if (c.err)
 		c.err[0] = 0;
 	if (all) {
 		all->n = 0;
 		all->dropped = 0;
 	}
-	json_t *root = load_file(&c);
+	json_t *root = text ? parse_text(&c) : load_file(&c);
 	fn(&c, root, out);
 	json_decref(root);
-	free(c.text);
+	free(c.buf);
 	/* File order: a stable insertion sort by line (at most 64 entries). */
 	for (size_t i = 1; all && i < all->n; i++)
 		for (size_t j = i; j > 0 && all->e[j - 1].line > all->e[j].line; j--) {
@@ -791,12 +805,18 @@ static void node_load(struct jctx *c, json_t *root, void *arg)
 
 int qkm_node_cfg_load(const char *path, struct qkm_node_cfg *out, char *err, size_t errsz)
 {
-	return run(path, node_load, out, err, errsz, NULL);
+	return run(path, NULL, 0, node_load, out, err, errsz, NULL);
+}
+
+int qkm_node_cfg_parse(const char *name, const char *text, size_t len, struct qkm_node_cfg *out, char *err,
+		     size_t errsz)
+{
+	return run(name, text ? text : "", len, node_load, out, err, errsz, NULL);
 }
 
 int qkm_node_cfg_check(const char *path, struct qkm_node_cfg *out, struct qkm_cfg_errors *errs)
 {
-	return run(path, node_load, out, NULL, 0, errs);
+	return run(path, NULL, 0, node_load, out, NULL, 0, errs);
 }
 
 static void ctl_load(struct jctx *c, json_t *root, void *arg)
@@ -829,12 +849,18 @@ static void ctl_load(struct jctx *c, json_t *root, void *arg)
 
 int qkm_ctl_cfg_load(const char *path, struct qkm_ctl_cfg *out, char *err, size_t errsz)
 {
-	return run(path, ctl_load, out, err, errsz, NULL);
+	return run(path, NULL, 0, ctl_load, out, err, errsz, NULL);
+}
+
+int qkm_ctl_cfg_parse(const char *name, const char *text, size_t len, struct qkm_ctl_cfg *out, char *err,
+		     size_t errsz)
+{
+	return run(name, text ? text : "", len, ctl_load, out, err, errsz, NULL);
 }
 
 int qkm_ctl_cfg_check(const char *path, struct qkm_ctl_cfg *out, struct qkm_cfg_errors *errs)
 {
-	return run(path, ctl_load, out, NULL, 0, errs);
+	return run(path, NULL, 0, ctl_load, out, NULL, 0, errs);
 }
 
 static void sim_link(struct jctx *c, json_t *o, const char *p, struct qkm_sim_link *l)
@@ -910,12 +936,18 @@ static void sim_load(struct jctx *c, json_t *root, void *arg)
 
 int qkm_sim_cfg_load(const char *path, struct qkm_sim_cfg *out, char *err, size_t errsz)
 {
-	return run(path, sim_load, out, err, errsz, NULL);
+	return run(path, NULL, 0, sim_load, out, err, errsz, NULL);
+}
+
+int qkm_sim_cfg_parse(const char *name, const char *text, size_t len, struct qkm_sim_cfg *out, char *err,
+		     size_t errsz)
+{
+	return run(name, text ? text : "", len, sim_load, out, err, errsz, NULL);
 }
 
 int qkm_sim_cfg_check(const char *path, struct qkm_sim_cfg *out, struct qkm_cfg_errors *errs)
 {
-	return run(path, sim_load, out, NULL, 0, errs);
+	return run(path, NULL, 0, sim_load, out, NULL, 0, errs);
 }
 
 static int topo_node_index(const struct qkm_topology *t, const char *id)
@@ -1091,12 +1123,18 @@ static void topo_load(struct jctx *c, json_t *root, void *arg)
 
 int qkm_topology_load(const char *path, struct qkm_topology *out, char *err, size_t errsz)
 {
-	return run(path, topo_load, out, err, errsz, NULL);
+	return run(path, NULL, 0, topo_load, out, err, errsz, NULL);
+}
+
+int qkm_topology_parse(const char *name, const char *text, size_t len, struct qkm_topology *out, char *err,
+		     size_t errsz)
+{
+	return run(name, text ? text : "", len, topo_load, out, err, errsz, NULL);
 }
 
 int qkm_topology_check(const char *path, struct qkm_topology *out, struct qkm_cfg_errors *errs)
 {
-	return run(path, topo_load, out, NULL, 0, errs);
+	return run(path, NULL, 0, topo_load, out, NULL, 0, errs);
 }
 
 static int save_json(const char *path, json_t *root, int mode)

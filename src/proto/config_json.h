@@ -19,6 +19,17 @@ int qkm_sim_cfg_load(const char *path, struct qkm_sim_cfg *out, char *err, size_
 int qkm_topology_load(const char *path, struct qkm_topology *out, char *err, size_t errsz) QKM_MUST_CHECK;
 int qkm_ctl_cfg_load(const char *path, struct qkm_ctl_cfg *out, char *err, size_t errsz) QKM_MUST_CHECK;
 
+/* As the _load functions, but parse the len bytes at text (no NUL needed)
+ * instead of reading a file; name stands for FILE in err. 0 or QKM_ECONFIG. */
+int qkm_node_cfg_parse(const char *name, const char *text, size_t len, struct qkm_node_cfg *out,
+		       char *err, size_t errsz) QKM_MUST_CHECK;
+int qkm_sim_cfg_parse(const char *name, const char *text, size_t len, struct qkm_sim_cfg *out,
+		      char *err, size_t errsz) QKM_MUST_CHECK;
+int qkm_topology_parse(const char *name, const char *text, size_t len, struct qkm_topology *out,
+		       char *err, size_t errsz) QKM_MUST_CHECK;
+int qkm_ctl_cfg_parse(const char *name, const char *text, size_t len, struct qkm_ctl_cfg *out,
+		      char *err, size_t errsz) QKM_MUST_CHECK;
+
 /* Every error of one file (`--check`). A syntax error stops the check (it
  * is the only error); otherwise checking goes on past each error as far as
  * the rest of the file can still be judged: a field whose value is wrong

@@ -163,9 +163,10 @@ int qkm_saes_json_save(const char *path, const struct qkm_sae_entry *e, size_t n
 	return rc;
 }
 
-int qkm_saes_json_load(const char *path, struct qkm_sae_entry *e, size_t max, size_t *n)
+/* The access list in root (NULL: none could be read, QKM_EIO); takes root. */
+static int saes_take(json_t *root, struct qkm_sae_entry *e, size_t max, size_t *n)
 {
-	json_t *root = json_load_file(path, 0, NULL), *v;
+	json_t *v;
 	size_t i;
 	int rc = QKM_EFORMAT;
 	*n = 0;
@@ -185,6 +186,22 @@ int qkm_saes_json_load(const char *path, struct qkm_sae_entry *e, size_t max, si
 out:
 	json_decref(root);
 	return rc;
+}
+
+int qkm_saes_json_load(const char *path, struct qkm_sae_entry *e, size_t max, size_t *n)
+{
+	return saes_take(json_load_file(path, 0, NULL), e, max, n);
+}
+
+int qkm_saes_json_parse(const char *text, size_t len, struct qkm_sae_entry *e, size_t max,
+			size_t *n)
+{
+	json_t *root = json_loadb(text ? text : "", len, 0, NULL);
+	if (!root) {
+		*n = 0;
+		return QKM_EFORMAT;
+	}
+	return saes_take(root, e, max, n);
 }
 
 int qkm_req_fields(const char *body, size_t len, const char *const *keys,

@@ -84,9 +84,14 @@ int qkm_ctl_state_save(const char *path, const struct qkm_ctl_state *st) QKM_MUS
  * 2..QKM_MAX_PATH nodes. 0, QKM_EIO (no file), or QKM_EFORMAT. */
 int qkm_ctl_state_load(const char *path, struct qkm_ctl_state *st /* OUT */) QKM_MUST_CHECK;
 
-/* Access list file (the controller's, 0600): [{"id", "node", "revoked"}]. */
+/* Access list file (the controller's, 0600): [{"id", "node", "revoked"}].
+ * Up to max entries into e, their number into *n. 0, QKM_EIO (no file or
+ * not JSON) or QKM_EFORMAT. */
 int qkm_saes_json_load(const char *path, struct qkm_sae_entry *e, size_t max,
 		       size_t *n /* OUT */) QKM_MUST_CHECK;
+/* The same from the len bytes at text; not JSON is QKM_EFORMAT. */
+int qkm_saes_json_parse(const char *text, size_t len, struct qkm_sae_entry *e, size_t max,
+			size_t *n /* OUT */) QKM_MUST_CHECK;
 int qkm_saes_json_save(const char *path, const struct qkm_sae_entry *e, size_t n) QKM_MUST_CHECK;
 char *qkm_saes_json(const struct qkm_sae_entry *e, size_t n);
 

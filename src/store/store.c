@@ -1137,6 +1137,22 @@ int qkm_store_checkpoint(struct qkm_store *st)
 	return 0;
 }
 
+int qkm_store_copy(struct qkm_store *dst, struct qkm_store *src)
+{
+	if (dst == src || dst->deferred || src->deferred || in_txn(dst) || in_txn(src))
+		return QKM_ESTATE;
+	sqlite3_backup *b = sqlite3_backup_init(dst->db, "main", src->db, "main");
+	if (!b)
+		return store_fail(dst, "copy");
+	int rc = sqlite3_backup_step(b, -1);
+	/* finish reports what went wrong in step, if anything. */
+	if (sqlite3_backup_finish(b) != SQLITE_OK || rc != SQLITE_DONE)
+		return store_fail(dst, "copy");
+	/* The copy bumped dst's schema cookie: its cached statements are
+	 * prepared again as they are next used. */
+	return qkm_store_checkpoint(dst);
+}
+
 uint64_t qkm_store_wal_bytes(const struct qkm_store *st)
 {
 	/* Each WAL frame is a 24-byte header and one page. */

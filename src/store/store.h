@@ -293,6 +293,14 @@ int qkm_store_ksa_count(struct qkm_store *st, enum qkm_ksa_state state,
  * transaction. */
 int qkm_store_checkpoint(struct qkm_store *st) QKM_MUST_CHECK;
 
+/* Makes dst's content a copy of src's, another store of the same schema
+ * (a saved state put back: fuzz_relay resets its stores so after each
+ * input), then checkpoints dst, so its WAL is empty. Neither may be in a
+ * transaction (QKM_ESTATE). 0, or QKM_ESTORE/QKM_EAGAIN. For fixtures, not
+ * for deleting keys: pages of dst past src's size are cut off the file,
+ * not overwritten (docs/store.md). */
+int qkm_store_copy(struct qkm_store *dst, struct qkm_store *src) QKM_MUST_CHECK;
+
 /* Bytes in the WAL as of the last commit or checkpoint of this connection.
  * SQLite's automatic checkpoints are off: the owner checkpoints when this
  * grows too large and periodically (docs/store.md). */

@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "proto/config_json.h"
+#include "proto/ctl_json.h"
 
 struct fixture {
 	char dir[PATH_MAX];
@@ -1320,6 +1321,71 @@ static void test_node_sources(void **state)
 	REFUSED(fx, SIM, text, "links[0].sides[0].spool: not with etsi014");
 }
 
+/* The _parse functions (the fuzz target's way in) are what the _load
+ * functions run over a file's text: the same config or the same first
+ * error, named by the name given, from text that need not end in NUL. */
+static void test_parse_text(void **state)
+{
+	struct fixture *fx = *state;
+	struct qkm_topology *t = calloc(1, sizeof(*t));
+	struct qkm_sim_cfg *sim = calloc(1, sizeof(*sim));
+	struct qkm_ctl_cfg ctl;
+	char buf[sizeof(topo_example) + 8], err[512];
+	assert_non_null(t);
+	assert_non_null(sim);
+	size_t n = strlen(topo_example);
+	memcpy(buf, topo_example, n);
+	memcpy(buf + n, "}}x", 3); /* past len: must not be read */
+	assert_int_equal(load(fx, TOPO, put(fx, topo_example)), 0);
+	assert_int_equal(qkm_topology_parse("t.json", buf, n, t, err, sizeof(err)), 0);
+	assert_memory_equal(t, &fx->topo, sizeof(*t));
+
+	/* Errors: both report the first found only (the unknown field), on
+	 * its line. */
+	static const char bad[] = "{\n  \"name\": 5,\n  \"zz\": 1\n}\n";
+	const char *path = put(fx, bad);
+	assert_int_equal(load(fx, SIM, path), QKM_ECONFIG);
+	assert_int_equal(qkm_sim_cfg_parse("s.json", bad, strlen(bad), sim, err, sizeof(err)),
+			 QKM_ECONFIG);
+	assert_string_equal(fx->err + strlen(path), err + strlen("s.json"));
+	assert_string_equal(err, "s.json:3: zz: unknown field");
+
+	/* Not JSON: a syntax error; no text at all is one too. */
+	assert_int_equal(qkm_node_cfg_parse("n.json", "{", 1, &fx->node, err, sizeof(err)),
+			 QKM_ECONFIG);
+	assert_memory_equal(err, "n.json:1:", 9);
+	assert_int_equal(qkm_ctl_cfg_parse("c.json", NULL, 0, &ctl, err, sizeof(err)),
+			 QKM_ECONFIG);
+	assert_memory_equal(err, "c.json:1:", 9);
+	free(t);
+	free(sim);
+}
+
+/* The controller's access list (proto/ctl_json.c) from text: entries in
+ * order; a bad entry, or text that is not JSON, is QKM_EFORMAT (from a file
+ * that is not JSON, QKM_EIO, as a file that cannot be read). */
+static void test_saes_parse(void **state)
+{
+	struct fixture *fx = *state;
+	struct qkm_sae_entry e[2];
+	size_t n = 9;
+	static const char ok[] = "[{\"id\": \"sae-1\", \"node\": \"A\", \"revoked\": false},"
+				 " {\"id\": \"sae-2\", \"node\": \"B\", \"revoked\": true}]";
+	assert_int_equal(qkm_saes_json_parse(ok, strlen(ok), e, 2, &n), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(e[1].id, "sae-2");
+	assert_string_equal(e[1].node, "B");
+	assert_true(e[1].revoked && !e[0].revoked);
+	assert_int_equal(qkm_saes_json_parse(ok, strlen(ok), e, 1, &n), QKM_EFORMAT);
+	assert_int_equal(n, 0);
+	assert_int_equal(qkm_saes_json_parse(ok, strlen(ok) - 1, e, 2, &n), QKM_EFORMAT);
+	assert_int_equal(qkm_saes_json_parse("[{\"id\": \"sae-1\"}]", 16, e, 2, &n),
+			 QKM_EFORMAT);
+	assert_int_equal(qkm_saes_json_load(put(fx, "[{"), e, 2, &n), QKM_EIO);
+	assert_int_equal(qkm_saes_json_load(put(fx, ok), e, 2, &n), 0);
+	assert_int_equal(n, 2);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1342,6 +1408,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_check_every_error, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_check_no_cascade, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_check_kinds, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_parse_text, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_saes_parse, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1094,6 +1094,62 @@ static void test_wal_bytes(void **state)
 	qkm_secret_free(b.data);
 }
 
+/* qkm_store_copy (fuzz_relay puts its stores back with it): the copy holds
+ * the source's blocks, data and counters and nothing the copy held before,
+ * its WAL is empty, and its cached statements work on the new content. Not
+ * inside a transaction. */
+static void test_copy(void **state)
+{
+	struct fx *f = *state;
+	struct qkm_store *src;
+	struct qkm_block a, b;
+	struct seen s = {0};
+	char p[PATH_MAX];
+	int64_t v;
+	uint8_t pat[8 * 32];
+	fx_path(f, "-src.db", p);
+	assert_int_equal(qkm_store_open(p, &src), 0);
+	memset(pat, 0x5a, sizeof(pat));
+	mkblock(&a, "node-b", QKM_KT_ENC, QKM_BLOCK_READY, 1, 0, 8, 32, 1, pat);
+	put(src, &a);
+	assert_int_equal(qkm_store_counter_add(src, "relay_seq:C", 3), 0);
+	mkblock(&b, "node-b", QKM_KT_DEC, QKM_BLOCK_READY, 2, 0, 8, 32, 2, NULL);
+	put(f->st, &b);
+	assert_int_equal(qkm_store_counter_add(f->st, "other", 1), 0);
+
+	assert_int_equal(qkm_store_begin(f->st), 0);
+	assert_int_equal(qkm_store_copy(f->st, src), QKM_ESTATE);
+	qkm_store_rollback(f->st);
+	assert_int_equal(qkm_store_copy(f->st, f->st), QKM_ESTATE);
+	assert_int_equal(qkm_store_copy(f->st, src), 0);
+	assert_int_equal(qkm_store_wal_bytes(f->st), 0);
+
+	assert_int_equal(qkm_store_blocks(f->st, "node-b", 0, true, collect, &s), 0);
+	assert_int_equal(s.n, 1);
+	assert_memory_equal(s.b[0].batch_id.b, a.batch_id.b, sizeof(a.batch_id.b));
+	assert_memory_equal(s.b[0].data->p, pat, sizeof(pat));
+	assert_int_equal(qkm_store_counter_get(f->st, "relay_seq:C", &v), 0);
+	assert_int_equal(v, 3);
+	assert_int_equal(qkm_store_counter_get(f->st, "other", &v), 0);
+	assert_int_equal(v, 0);
+	/* Writes go on as before, to the copy only. */
+	assert_int_equal(qkm_store_counter_add(f->st, "relay_seq:C", 1), 0);
+	assert_int_equal(qkm_store_counter_get(src, "relay_seq:C", &v), 0);
+	assert_int_equal(v, 3);
+	reopen(f);
+	assert_int_equal(qkm_store_counter_get(f->st, "relay_seq:C", &v), 0);
+	assert_int_equal(v, 4);
+	seen_free(&s);
+	qkm_secret_free(a.data);
+	qkm_secret_free(b.data);
+	qkm_store_close(src);
+	static const char *const suffixes[] = {"-src.db", "-src.db-wal", "-src.db-shm"};
+	for (size_t i = 0; i < 3; i++) {
+		fx_path(f, suffixes[i], p);
+		unlink(p);
+	}
+}
+
 static void random_pattern(uint8_t *p, size_t len)
 {
 	assert_int_equal(RAND_bytes(p, (int)len), 1);
@@ -1229,6 +1285,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_secure_delete_batch, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_secure_delete_used, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wal_bytes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_copy, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_qkd_ids, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
