@@ -7,6 +7,13 @@
 #                 target briefly (build-fuzz/); test_metrics runs promtool,
 #                 unpacked from Debian's prometheus into build/tools/
 #                 (QKM_PROMTOOL=1 installs the package, =0 skips it)
+#   make check-sanitize-system
+#                 every system test against an ASan+UBSan build of qkm
+#                 (build-asan-sys/); any sanitizer report fails it
+#                 (scripts/sanitized-system; not part of make check)
+#   make check-tsan-system
+#                 every system test against the ThreadSanitizer build
+#                 (build-tsan/); the same (not part of make check)
 #   make lint     clang-tidy (.clang-tidy) and cppcheck over src/, any
 #                 finding fails (scripts/lint; 1-2 minutes on 2 cores)
 #   make demo     install deps, build, start a local QKD network and show it
@@ -37,7 +44,7 @@ PREFIX ?= /usr/local
 DESTDIR ?=
 
 .PHONY: all deps build check check-unit check-asan check-tsan check-fuzz lint fuzz fuzz-totals demo bench soak \
-	install deb clean
+	install deb clean check-sanitize-system check-tsan-system
 
 all: build
 
@@ -74,6 +81,21 @@ check-tsan: deps
 	QKM=$(CURDIR)/build-tsan/qkm TMPDIR=$(CURDIR)/build-tsan/tmp \
 		TSAN_OPTIONS="halt_on_error=1 exitcode=66 second_deadlock_stack=1" \
 		tests/system/test_etsi014.sh
+
+# The whole system suite against sanitized daemons and tools: every
+# process's reports go to BUILD/sanitizer/ (log_path), so a finding in a
+# daemon fails the run even when no test noticed it.
+check-sanitize-system: deps
+	@cmake -S . -B build-asan-sys -DCMAKE_BUILD_TYPE=RelWithDebInfo -DQKM_WERROR=ON \
+		-DQKM_SANITIZE=ON >/dev/null
+	@cmake --build build-asan-sys -j $(JOBS) --target qkm
+	@./scripts/sanitized-system build-asan-sys asan -j $(JOBS)
+
+check-tsan-system: deps
+	@cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DQKM_WERROR=ON -DQKM_TSAN=ON \
+		>/dev/null
+	@cmake --build build-tsan -j $(JOBS) --target qkm
+	@./scripts/sanitized-system build-tsan tsan -j $(JOBS)
 
 build-fuzz: deps
 	@CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DQKM_FUZZ=ON \
@@ -116,4 +138,4 @@ deb: deps
 	@ls build/qkm_*.deb
 
 clean:
-	rm -rf build build-asan build-tsan build-fuzz build-lint
+	rm -rf build build-asan build-asan-sys build-tsan build-fuzz build-lint

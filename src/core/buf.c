@@ -17,9 +17,10 @@ static void buf_release(uint8_t *p, size_t cap, bool secure)
 {
 	if (!p)
 		return;
-	if (secure)
+	if (secure) {
 		OPENSSL_secure_clear_free(p, cap);
-	else
+		qkm_cleanse_regs();
+	} else
 		free(p);
 }
 

@@ -35,8 +35,17 @@ struct qkm_secret *qkm_secret_dup(const void *p, size_t len);
 /* Wipes and frees; NULL is a no-op. */
 void qkm_secret_free(struct qkm_secret *s);
 
-/* Wipes len bytes at p (OPENSSL_cleanse); the only way qkm clears key bytes. */
+/* Wipes len bytes at p (OPENSSL_cleanse), then the calling thread's vector
+ * registers (qkm_cleanse_regs); the only way qkm clears key bytes. */
 void qkm_cleanse(void *p, size_t len);
+/* Zeroes the calling thread's vector registers: on x86-64 xmm/ymm/zmm 0-31,
+ * as many as the CPU has; elsewhere nothing. glibc's memcpy and strlen move
+ * data through them (AVX-512 variants through zmm16-31, which nothing else
+ * touches) and leave the last bytes there, and a core dump records every
+ * thread's registers: a copied ETSI 014 answer stayed readable in a dump of
+ * an idle node (tests/system/test_secrets.sh). qkm_cleanse, qkm_secret_free
+ * and the wipe of a secure qkm_buf call it. */
+void qkm_cleanse_regs(void);
 /* Constant-time equality of two equal-length buffers; 1 if equal. */
 int qkm_ct_equal(const void *a, const void *b, size_t len);
 

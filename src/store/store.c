@@ -6,6 +6,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <openssl/crypto.h>
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -474,8 +476,82 @@ static int stmts_prepare(struct qkm_store *st, int from, int to)
 	return 0;
 }
 
+/* --- SQLite's memory --------------------------------------------------------
+ * SQLite copies key bytes into memory of its own: the page cache (the pages
+ * of block_data and ksa_data), record and cell buffers, the scratch page of
+ * a defragmentation, the copies a rebalance makes, lookaside slots. A key
+ * deleted from the file was still readable in a core dump of the node from
+ * such a copy (tests/system/test_secrets.sh). So every allocation SQLite
+ * makes comes from OpenSSL's secure heap when the process has one (a node:
+ * locked in memory, left out of core dumps) and is wiped when freed; in a
+ * process without one (tools, unit tests) it comes from malloc and is still
+ * wiped when freed. A 16-byte header holds the size (xSize) and keeps the
+ * 8-byte alignment SQLite needs. Process-wide (sqlite3_config): set once,
+ * before SQLite's first use, by the first qkm_store_open. */
+#define SQLMEM_HDR 16
+
+static void *sqlmem_malloc(int n)
+{
+	if (n <= 0 || (size_t)n > SIZE_MAX - SQLMEM_HDR)
+		return NULL;
+	uint8_t *p = OPENSSL_secure_malloc((size_t)n + SQLMEM_HDR);
+	if (!p)
+		return NULL;
+	memcpy(p, &(size_t){(size_t)n}, sizeof(size_t));
+	return p + SQLMEM_HDR;
+}
+
+static int sqlmem_size(void *p)
+{
+	size_t n = 0;
+	if (p)
+		memcpy(&n, (uint8_t *)p - SQLMEM_HDR, sizeof(n));
+	return (int)n;
+}
+
+static void sqlmem_free(void *p)
+{
+	if (!p)
+		return;
+	/* Secure-heap blocks and malloc'd ones alike: wiped, then freed. */
+	OPENSSL_secure_clear_free((uint8_t *)p - SQLMEM_HDR,
+				  (size_t)sqlmem_size(p) + SQLMEM_HDR);
+}
+
+static void *sqlmem_realloc(void *p, int n)
+{
+	void *q = sqlmem_malloc(n);
+	if (q && p) {
+		int old = sqlmem_size(p);
+		memcpy(q, p, (size_t)(old < n ? old : n));
+		sqlmem_free(p);
+	}
+	return q;
+}
+
+static int sqlmem_roundup(int n) { return n > INT32_MAX - 7 ? n : (n + 7) & ~7; }
+static int sqlmem_init(void *arg) { return SQLITE_OK; }
+static void sqlmem_shutdown(void *arg) {}
+
+static const sqlite3_mem_methods sqlmem_methods = {
+	sqlmem_malloc, sqlmem_free, sqlmem_realloc, sqlmem_size, sqlmem_roundup,
+	sqlmem_init, sqlmem_shutdown, NULL,
+};
+
+static void sqlmem_setup(void)
+{
+	/* SQLITE_MISUSE: SQLite was used before (a ledger opened first in the
+	 * same process); it keeps its own allocator then. */
+	int rc = sqlite3_config(SQLITE_CONFIG_MALLOC, &sqlmem_methods);
+	if (rc != SQLITE_OK)
+		log_warnx("store: SQLite's memory stays outside the secure heap (%s)",
+			  sqlite3_errstr(rc));
+}
+
 int qkm_store_open(const char *path, struct qkm_store **out)
 {
+	static pthread_once_t sqlmem_once = PTHREAD_ONCE_INIT;
+	(void)pthread_once(&sqlmem_once, sqlmem_setup);
 	struct qkm_store *st = NULL;
 	char v[32];
 	int err = 0;

@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
 #include <openssl/rand.h>
 
 #include "core/secret.h"
@@ -1155,6 +1156,30 @@ static void random_pattern(uint8_t *p, size_t len)
 	assert_int_equal(RAND_bytes(p, (int)len), 1);
 }
 
+/* Issue 7 item 5: SQLite's own copies of key bytes (page cache, records)
+ * are in the secure heap (locked, left out of core dumps, wiped when
+ * freed), since the first store opened after the heap was made. */
+static void test_sqlite_memory_secure(void **state)
+{
+	struct fx *f = *state;
+	uint8_t *p = sqlite3_malloc(100);
+	assert_non_null(p);
+	assert_true(CRYPTO_secure_allocated(p));
+	assert_true(sqlite3_msize(p) >= 100);
+	memset(p, 0xa5, 100);
+	p = sqlite3_realloc(p, 5000);
+	assert_non_null(p);
+	assert_true(CRYPTO_secure_allocated(p));
+	assert_int_equal(p[99], 0xa5);
+	sqlite3_free(p);
+	/* Every byte SQLite holds (the store's pages included) fits in what
+	 * the secure heap has handed out. */
+	assert_true(qkm_store_begin(f->st) == 0);
+	assert_true(qkm_store_commit(f->st) == 0);
+	assert_true(sqlite3_memory_used() > 0);
+	assert_true((size_t)sqlite3_memory_used() <= CRYPTO_secure_used());
+}
+
 /* R-LC-1 deletion / DESIGN "deleted keys are gone from the SQLite file and
  * WAL": after batch delete + commit + checkpoint, no 32-byte window of the
  * deleted keys is in either file, while a kept neighbour's keys are. Covers a
@@ -1282,6 +1307,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_batch_set_level, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pool_stats_its, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_v3_blocks_get_level, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sqlite_memory_secure, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_secure_delete_batch, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_secure_delete_used, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wal_bytes, setup, teardown),
