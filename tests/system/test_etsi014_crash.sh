@@ -13,13 +13,13 @@
 #    still come later. (etsi014_pairs.py, "OUTCOMES", spells this out.)
 #  - a second dec_keys of every delivered key is refused;
 #  - the KMA pair agrees: `qkm ctl pair-check` reports 0 mismatches.
-# ROUNDS (default 3) rounds of ROUND_SECS (default 30) seconds; SEED fixes
+# ROUNDS (default 3) rounds of ROUND_SECS (default 20) seconds; SEED fixes
 # the victim, the kill moment and the clients' requests.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/etsi014_lib.sh"
 PAIRS="$(cd "$(dirname "$0")" && pwd)/etsi014_pairs.py"
 ROUNDS=${ROUNDS:-3}
-ROUND_SECS=${ROUND_SECS:-30}
+ROUND_SECS=${ROUND_SECS:-20}
 THREADS=${THREADS:-16}
 seed=${SEED:-$RANDOM}
 echo "# seed $seed (rerun with SEED=$seed), $ROUNDS round(s) of $ROUND_SECS s, $THREADS clients"
