@@ -481,20 +481,21 @@ static int stmts_prepare(struct qkm_store *st, int from, int to)
  * of block_data and ksa_data), record and cell buffers, the scratch page of
  * a defragmentation, the copies a rebalance makes, lookaside slots. A key
  * deleted from the file was still readable in a core dump of the node from
- * such a copy (tests/system/test_secrets.sh). So every allocation SQLite
- * makes comes from OpenSSL's secure heap when the process has one (a node:
- * locked in memory, left out of core dumps) and is wiped when freed; in a
- * process without one (tools, unit tests) it comes from malloc and is still
- * wiped when freed. A 16-byte header holds the size (xSize) and keeps the
- * 8-byte alignment SQLite needs. Process-wide (sqlite3_config): set once,
- * before SQLite's first use, by the first qkm_store_open. */
+ * such a copy, freed but not wiped (tests/system/test_secrets.sh). So every
+ * block SQLite frees is wiped first. The blocks come from malloc, not from
+ * the secure heap: SQLite's page cache and 1 MiB blobs ran the 256 MiB heap
+ * out under bench/relay, and the keys themselves then found no room there
+ * (every insert failed with "out of memory", relays with "operation not
+ * valid in this state"). A 16-byte header holds the size (xSize) and keeps
+ * the 8-byte alignment SQLite needs. Process-wide (sqlite3_config): set
+ * once, before SQLite's first use, by the first qkm_store_open. */
 #define SQLMEM_HDR 16
 
 static void *sqlmem_malloc(int n)
 {
 	if (n <= 0 || (size_t)n > SIZE_MAX - SQLMEM_HDR)
 		return NULL;
-	uint8_t *p = OPENSSL_secure_malloc((size_t)n + SQLMEM_HDR);
+	uint8_t *p = malloc((size_t)n + SQLMEM_HDR);
 	if (!p)
 		return NULL;
 	memcpy(p, &(size_t){(size_t)n}, sizeof(size_t));
@@ -513,9 +514,9 @@ static void sqlmem_free(void *p)
 {
 	if (!p)
 		return;
-	/* Secure-heap blocks and malloc'd ones alike: wiped, then freed. */
-	OPENSSL_secure_clear_free((uint8_t *)p - SQLMEM_HDR,
-				  (size_t)sqlmem_size(p) + SQLMEM_HDR);
+	uint8_t *b = (uint8_t *)p - SQLMEM_HDR;
+	OPENSSL_cleanse(b, (size_t)sqlmem_size(p) + SQLMEM_HDR);
+	free(b);
 }
 
 static void *sqlmem_realloc(void *p, int n)

@@ -75,10 +75,8 @@ struct qkm_lc_event {
 
 /* Opens (creating if needed, mode 0600) the store at path. 0 or
  * QKM_ESTORE/QKM_EVERSION. A store is used by one thread at a time. The
- * first call in a process makes every allocation of SQLite's come from the
- * secure heap (if qkm_secret_heap_init* made one; malloc otherwise) and be
- * wiped when freed: call it after making the heap and before any other use
- * of SQLite. */
+ * first call in a process makes SQLite wipe every block it frees: call it
+ * before any other use of SQLite. */
 int qkm_store_open(const char *path, struct qkm_store **out /* OUT */) QKM_MUST_CHECK;
 /* Closes; NULL is a no-op. Uncommitted work is rolled back. */
 void qkm_store_close(struct qkm_store *st);
