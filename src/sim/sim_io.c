@@ -153,6 +153,23 @@ static int sha256(const struct qkm_secret *s, uint8_t md[static 32])
 	return EVP_Digest(s->p, s->len, md, &hl, EVP_sha256(), NULL) == 1 && hl == 32 ? 0 : -1;
 }
 
+/* The Table 1 metadata of a QKD-key file from side idx of link lk, as the
+ * module sends it (over Kq-1 or into a spool): data is borrowed, and the
+ * caller sets kf->data back to NULL before qkm_keyfile_fini. */
+static void qkd_keyfile_fill(struct qkm_keyfile *kf, const struct sim_link *lk, int idx,
+			     const char *qkd_id, struct qkm_secret *data,
+			     const uint8_t hash[static 32], uint64_t ts)
+{
+	kf->data = data;
+	snprintf(kf->m.qkd.qkd_key_id, QKM_NAME_MAX, "%s", qkd_id);
+	kf->m.qkd.key_length = (uint32_t)(data->len * 8);
+	snprintf(kf->m.qkd.qkd_module_id, QKM_NAME_MAX, "%s", lk->cfg.module[idx]);
+	snprintf(kf->m.qkd.matching_qkd_module_id, QKM_NAME_MAX, "%s", lk->cfg.module[!idx]);
+	kf->m.qkd.generation_time_stamp = ts;
+	kf->m.qkd.has_hash = true;
+	memcpy(kf->m.qkd.hash_value, hash, 32);
+}
+
 /* Builds the KEYFILE frame for one side's copy of a QKD-key into *b (OUT, a
  * secure buffer sized once, so it never grows and copies), given the key
  * data and its SHA-256 as the module computed it. data is borrowed. */
@@ -166,14 +183,7 @@ static int make_frame(struct sim_link *lk, int idx, const char *qkd_id, struct q
 	qkm_buf_init(b, data->len + SIM_FRAME_META, true);
 	if ((rc = qkm_buf_reserve(b, b->max)))
 		goto out;
-	kf.data = data; /* borrowed: given back before fini */
-	snprintf(kf.m.qkd.qkd_key_id, QKM_NAME_MAX, "%s", qkd_id);
-	kf.m.qkd.key_length = (uint32_t)(data->len * 8);
-	snprintf(kf.m.qkd.qkd_module_id, QKM_NAME_MAX, "%s", lk->cfg.module[idx]);
-	snprintf(kf.m.qkd.matching_qkd_module_id, QKM_NAME_MAX, "%s", lk->cfg.module[!idx]);
-	kf.m.qkd.generation_time_stamp = ts;
-	kf.m.qkd.has_hash = true;
-	memcpy(kf.m.qkd.hash_value, hash, 32);
+	qkd_keyfile_fill(&kf, lk, idx, qkd_id, data, hash, ts);
 	/* The hash was computed over data just now: the encoder need not redo it
 	 * (the node's decoder checks it against what it receives). */
 	if ((rc = qkm_frame_begin(b, QKM_MSG_KEYFILE, 0, &start)) ||
@@ -215,14 +225,7 @@ static void spool_push(struct sim_link *lk, int idx, const char *qkd_id, struct 
 	char name[64];
 	qkm_keyfile_init(&kf, QKM_KF_QKD);
 	qkm_buf_init(&b, data->len + SIM_FRAME_META, true);
-	kf.data = data; /* borrowed: given back before fini */
-	snprintf(kf.m.qkd.qkd_key_id, QKM_NAME_MAX, "%s", qkd_id);
-	kf.m.qkd.key_length = (uint32_t)(data->len * 8);
-	snprintf(kf.m.qkd.qkd_module_id, QKM_NAME_MAX, "%s", lk->cfg.module[idx]);
-	snprintf(kf.m.qkd.matching_qkd_module_id, QKM_NAME_MAX, "%s", lk->cfg.module[!idx]);
-	kf.m.qkd.generation_time_stamp = ts;
-	kf.m.qkd.has_hash = true;
-	memcpy(kf.m.qkd.hash_value, hash, 32);
+	qkd_keyfile_fill(&kf, lk, idx, qkd_id, data, hash, ts);
 	snprintf(name, sizeof(name), "%020llu-%012llu", (unsigned long long)ts,
 		 (unsigned long long)lk->seq);
 	int rc = qkm_keyfile_encode_hashed(&kf, &b);
