@@ -348,6 +348,8 @@ static void net_free(struct bnet *net, bool keep)
 			unlink(p);
 			snprintf(p, sizeof(p), "%s-shm", nd->path);
 			unlink(p);
+			snprintf(p, sizeof(p), "%s-keys", nd->path);
+			unlink(p);
 		}
 		free(nd->cfg);
 	}

@@ -209,6 +209,8 @@ static void unlink_store(const char *path)
 	unlink(p);
 	snprintf(p, sizeof(p), "%s-shm", path);
 	unlink(p);
+	snprintf(p, sizeof(p), "%s-keys", path);
+	unlink(p);
 }
 
 static void node_stop(struct node *n)

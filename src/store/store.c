@@ -16,8 +16,9 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "store/kdata.h"
 
-#define STORE_SCHEMA_VERSION 5
+#define STORE_SCHEMA_VERSION 6
 #define STORE_BUSY_MS 5000
 
 /* Key data lives in block_data, apart from the metadata in blocks, so that
@@ -145,9 +146,19 @@ static const char store_migrate_v5[] =
 	" PRIMARY KEY (link, qkd_id)) WITHOUT ROWID;"
 	"PRAGMA user_version = 5;";
 
+/* Version 6: key data leaves SQLite for the key-data file (kdata.h): each
+ * block names its extent there (data_off). store_migrate_data() moves the
+ * bytes of an older file's block_data rows there, in the same transaction,
+ * and the table goes (secure_delete zeroes its pages). */
+static const char store_migrate_v6[] =
+	"ALTER TABLE blocks ADD COLUMN data_off INTEGER NOT NULL DEFAULT -1;";
+static const char store_migrate_v6_end[] =
+	"DROP TABLE block_data;"
+	"PRAGMA user_version = 6;";
+
 #define BLOCK_COLS                                                              \
 	"id, peer, pool_kind, batch_id, first_index, count, unit_bytes, used, " \
-	"key_type, state, created_ns, qkd_module_id, matching_qkd_module_id, level"
+	"key_type, state, created_ns, qkd_module_id, matching_qkd_module_id, level, data_off"
 
 /* Every statement qkm runs, prepared once at open. */
 #define STORE_STMTS(X)                                                          \
@@ -163,17 +174,18 @@ static const char store_migrate_v5[] =
 	X(BLOCK_INSERT,                                                         \
 	  "INSERT INTO blocks (peer, pool_kind, batch_id, first_index, count, " \
 	  "unit_bytes, used, key_type, state, created_ns, qkd_module_id, "      \
-	  "matching_qkd_module_id, level) "                                     \
-	  "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)")    \
-	X(DATA_INSERT, "INSERT INTO block_data (id, data) VALUES (?1, ?2)")     \
-	X(DATA_GET, "SELECT data FROM block_data WHERE id = ?1")                \
+	  "matching_qkd_module_id, level, data_off) "                           \
+	  "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)") \
+	X(EXTENTS, "SELECT data_off, count * unit_bytes, used FROM blocks")     \
+	X(BATCH_EXTENTS, "SELECT data_off, count * unit_bytes, used FROM blocks " \
+	  "WHERE batch_id = ?1")                                                \
 	X(BATCH_SET_STATE, "UPDATE blocks SET state = ?2 WHERE batch_id = ?1")  \
 	X(BATCH_SET_LEVEL, "UPDATE blocks SET level = ?2 WHERE batch_id = ?1")  \
 	X(BATCH_STATE, "SELECT min(state), sum(count * unit_bytes) FROM blocks "  \
 	  "WHERE batch_id = ?1 HAVING count(*) > 0")                            \
 	X(BATCH_DELETE, "DELETE FROM blocks WHERE batch_id = ?1")               \
 	X(BLOCK_USE_GET,                                                        \
-	  "SELECT count, unit_bytes, used, peer FROM blocks WHERE id = ?1")     \
+	  "SELECT count, unit_bytes, used, peer, data_off FROM blocks WHERE id = ?1") \
 	X(BLOCK_USE_SET, "UPDATE blocks SET used = ?2 WHERE id = ?1")           \
 	X(BLOCK_DELETE, "DELETE FROM blocks WHERE id = ?1")                     \
 	X(BLOCKS,                                                               \
@@ -211,11 +223,11 @@ static const char store_migrate_v5[] =
 	X(QKD_HELD, "SELECT 1 FROM qkd_ids WHERE link = ?1 AND qkd_id = ?2")    \
 	X(QKD_FORGET, "DELETE FROM qkd_ids WHERE link = ?1 AND qkd_id = ?2")    \
 	X(POOL_READ,                                                            \
-	  "SELECT id, batch_id, first_index, count, unit_bytes, used, level "   \
+	  "SELECT id, batch_id, first_index, count, unit_bytes, used, level, data_off " \
 	  "FROM blocks WHERE peer = ?1 AND state = 2 AND key_type = ?2 "        \
 	  "AND (?3 = 0 OR level = 1) ORDER BY created_ns, id")                  \
 	X(BLOCK_FIND,                                                           \
-	  "SELECT id, count, unit_bytes, used, key_type, state, peer "          \
+	  "SELECT id, count, unit_bytes, used, key_type, state, peer, data_off " \
 	  "FROM blocks WHERE batch_id = ?1 AND first_index = ?2")               \
 	X(KSA_INSERT,                                                           \
 	  "INSERT INTO ksa_keys (id, peer, master, slave, additional, "         \
@@ -256,8 +268,21 @@ static const char *const store_sql[ST_N_] = {
 #undef STORE_STMT_SQL
 };
 
+#define STORE_SP_MAX 8 /* savepoints open at once (qkm_op nests, plus the mark) */
+
+/* A savepoint open on the key-data journal: where the journal stood, and
+ * whether the savepoint is its own transaction (none was open). */
+struct store_sp {
+	size_t pos;
+	bool outer;
+};
+
 struct qkm_store {
 	sqlite3 *db;
+	struct kdata *kd;    /* the key data (kdata.h) */
+	struct store_sp sp[STORE_SP_MAX];
+	int sp_depth;
+	size_t mark_pos;
 	sqlite3_stmt *st[ST_N_];
 	int wal_frames;   /* frames in the WAL after the last commit (wal_hook) */
 	int page_size;
@@ -277,9 +302,6 @@ static int store_on_wal(void *arg, sqlite3 *db, const char *name, int frames)
 		st->wal_frames = frames;
 	return SQLITE_OK;
 }
-
-/* Zeros written over consumed key bytes, a chunk at a time. */
-static const uint8_t store_zeros[16384];
 
 /* Logs SQLite's message (never blob contents) and maps it to QKM_ESTORE. */
 static int store_fail(struct qkm_store *st, const char *what)
@@ -316,15 +338,35 @@ static bool in_txn(struct qkm_store *st)
  * transaction it nests, outside it is its own durable transaction. */
 static int sp_begin(struct qkm_store *st)
 {
-	return stmt_exec(st, ST_SAVEPOINT);
+	if (st->sp_depth == STORE_SP_MAX)
+		return QKM_ESTATE;
+	bool outer = !in_txn(st);
+	int err = stmt_exec(st, ST_SAVEPOINT);
+	if (!err)
+		st->sp[st->sp_depth++] = (struct store_sp){kdata_pos(st->kd), outer};
+	return err;
+}
+
+/* The key data journal follows SQLite: undone as far as SQLite undid. */
+static void kd_undo(struct qkm_store *st, size_t pos)
+{
+	kdata_undo(st->kd, in_txn(st) ? pos : 0);
 }
 
 static int sp_end(struct qkm_store *st, int err)
 {
+	struct store_sp sp = st->sp[--st->sp_depth];
+	/* A savepoint that is its own transaction commits on RELEASE: the key
+	 * bytes it wrote must be on disk first. */
+	if (err == 0 && sp.outer)
+		err = kdata_sync(st->kd);
 	if (err == 0) {
 		err = stmt_exec(st, ST_RELEASE);
-		if (err == 0)
+		if (err == 0) {
+			if (sp.outer)
+				kdata_committed(st->kd);
 			return 0;
+		}
 	}
 	/* Either may fail if SQLite already rolled everything back (I/O
 	 * error, disk full); then there is nothing left to undo. */
@@ -332,6 +374,7 @@ static int sp_end(struct qkm_store *st, int err)
 	stmt_done(st->st[ST_ROLLBACK_TO]);
 	(void)sqlite3_step(st->st[ST_RELEASE]);
 	stmt_done(st->st[ST_RELEASE]);
+	kd_undo(st, sp.pos);
 	return err;
 }
 
@@ -393,6 +436,97 @@ static int store_create_file(const char *path)
 	return 0;
 }
 
+/* Version 6: moves every block's bytes from block_data into the key-data
+ * file, inside the upgrade's transaction (the bytes are synced before it
+ * commits; a crash before leaves the old file as it was and the new bytes
+ * in free space, which the next open wipes). */
+static int store_migrate_data(struct qkm_store *st)
+{
+	sqlite3_stmt *s = NULL, *u = NULL;
+	int err = 0, rc;
+	if (sqlite3_prepare_v2(st->db, "SELECT b.id, d.data FROM blocks b "
+			       "JOIN block_data d ON d.id = b.id", -1, &s, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(st->db, "UPDATE blocks SET data_off = ?2 WHERE id = ?1", -1, &u,
+			       NULL) != SQLITE_OK) {
+		err = store_fail(st, "migrate key data");
+		goto out;
+	}
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		uint64_t off;
+		const void *p = sqlite3_column_blob(s, 1);
+		int len = sqlite3_column_bytes(s, 1);
+		if (!p || len <= 0) {
+			log_warnx("store: block %lld has no key data", (long long)sqlite3_column_int64(s, 0));
+			err = QKM_ESTORE;
+			goto out;
+		}
+		if ((err = kdata_put(st->kd, p, (uint64_t)len, &off)))
+			goto out;
+		sqlite3_bind_int64(u, 1, sqlite3_column_int64(s, 0));
+		sqlite3_bind_int64(u, 2, (int64_t)off);
+		rc = sqlite3_step(u);
+		sqlite3_reset(u);
+		if (rc != SQLITE_DONE) {
+			err = store_fail(st, "migrate key data");
+			goto out;
+		}
+	}
+	if (rc != SQLITE_DONE)
+		err = store_fail(st, "migrate key data");
+out:
+	sqlite3_finalize(s);
+	sqlite3_finalize(u);
+	if (!err) {
+		char n[32];
+		if ((err = pragma_text(st, "SELECT count(*) FROM blocks WHERE data_off < 0", n,
+				       sizeof(n))))
+			return err;
+		if (strcmp(n, "0") != 0) {
+			log_warnx("store: %s blocks have no key data", n);
+			return QKM_ESTORE;
+		}
+	}
+	return err;
+}
+
+/* Hands the key-data file every committed block's extent (kdata_recover). */
+static int store_recover_data(struct qkm_store *st)
+{
+	sqlite3_stmt *s = st->st[ST_EXTENTS];
+	struct kdata_live *live = NULL;
+	size_t n = 0, cap = 0;
+	int err = 0, rc;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if (n == cap) {
+			size_t c = cap ? cap * 2 : 256;
+			struct kdata_live *l = realloc(live, c * sizeof(*l));
+			if (!l) {
+				err = QKM_ENOMEM;
+				goto out;
+			}
+			live = l;
+			cap = c;
+		}
+		int64_t off = sqlite3_column_int64(s, 0), len = sqlite3_column_int64(s, 1),
+			used = sqlite3_column_int64(s, 2);
+		if (off < 0 || len <= 0 || used < 0) {
+			log_warnx("store: a block has no key-data extent (%lld+%lld)", (long long)off,
+				  (long long)len);
+			err = QKM_ESTORE;
+			goto out;
+		}
+		live[n++] = (struct kdata_live){(uint64_t)off, (uint64_t)len, (uint64_t)used};
+	}
+	if (rc != SQLITE_DONE)
+		err = store_fail(st, "list extents");
+out:
+	stmt_done(s);
+	if (!err)
+		err = kdata_recover(st->kd, live, n);
+	free(live);
+	return err;
+}
+
 /* Checks the schema version, creating the schema in one transaction on a
  * fresh file. The version is read again under the write lock so that two
  * processes opening one new file do not both create it. */
@@ -403,7 +537,7 @@ static int store_schema_init(struct qkm_store *st)
 	if (err)
 		return err;
 	if (strcmp(v, "0") != 0 && strcmp(v, "1") != 0 && strcmp(v, "2") != 0 &&
-	    strcmp(v, "3") != 0 && strcmp(v, "4") != 0)
+	    strcmp(v, "3") != 0 && strcmp(v, "4") != 0 && strcmp(v, "5") != 0)
 		goto check;
 	if ((err = stmt_exec(st, ST_BEGIN)))
 		return err;
@@ -452,14 +586,27 @@ static int store_schema_init(struct qkm_store *st)
 		}
 		snprintf(v, sizeof(v), "5");
 	}
-	err = stmt_exec(st, ST_COMMIT);
+	if (strcmp(v, "5") == 0) {
+		if (sqlite3_exec(st->db, store_migrate_v6, NULL, NULL, NULL) != SQLITE_OK) {
+			err = store_fail(st, "migrate schema to version 6");
+			goto out;
+		}
+		if ((err = store_migrate_data(st)))
+			goto out;
+		if (sqlite3_exec(st->db, store_migrate_v6_end, NULL, NULL, NULL) != SQLITE_OK) {
+			err = store_fail(st, "migrate schema to version 6");
+			goto out;
+		}
+		snprintf(v, sizeof(v), "6");
+	}
+	err = qkm_store_commit(st);
 out:
 	if (err) {
 		qkm_store_rollback(st);
 		return err;
 	}
 check:
-	if (strcmp(v, "5") != 0) {
+	if (strcmp(v, "6") != 0) {
 		log_warnx("store: schema version %s, this qkm knows %d", v,
 			  STORE_SCHEMA_VERSION);
 		return QKM_EVERSION;
@@ -616,6 +763,15 @@ int qkm_store_open(const char *path, struct qkm_store **out)
 	sqlite3_wal_autocheckpoint(st->db, 0);
 	sqlite3_wal_hook(st->db, store_on_wal, st);
 
+	{
+		char kpath[4096];
+		if ((size_t)snprintf(kpath, sizeof(kpath), "%s-keys", path) >= sizeof(kpath)) {
+			err = QKM_EINVAL;
+			goto out;
+		}
+		if ((err = kdata_open(kpath, &st->kd)))
+			goto out;
+	}
 	/* Statements on tables that do not exist yet cannot be prepared:
 	 * transaction control first, the rest once the schema is there. */
 	if ((err = stmts_prepare(st, 0, ST_ROLLBACK_TO + 1)))
@@ -623,6 +779,8 @@ int qkm_store_open(const char *path, struct qkm_store **out)
 	if ((err = store_schema_init(st)))
 		goto out;
 	if ((err = stmts_prepare(st, ST_ROLLBACK_TO + 1, ST_N_)))
+		goto out;
+	if ((err = store_recover_data(st)))
 		goto out;
 	*out = st;
 	st = NULL;
@@ -644,6 +802,7 @@ void qkm_store_close(struct qkm_store *st)
 	/* The last connection to close checkpoints and removes the WAL. */
 	if (sqlite3_close(st->db) != SQLITE_OK)
 		log_warnx("store: close: %s", sqlite3_errmsg(st->db));
+	kdata_close(st->kd);
 	free(st);
 }
 
@@ -688,6 +847,7 @@ int qkm_store_mark(struct qkm_store *st)
 {
 	if (!in_txn(st))
 		return QKM_ESTATE;
+	st->mark_pos = kdata_pos(st->kd);
 	return stmt_exec(st, ST_MARK);
 }
 
@@ -700,26 +860,32 @@ void qkm_store_unmark(struct qkm_store *st, bool keep)
 	stmt_done(st->st[ST_UNDO_MARK]);
 	(void)sqlite3_step(st->st[ST_UNMARK]);
 	stmt_done(st->st[ST_UNMARK]);
+	kd_undo(st, st->mark_pos);
 }
 
 int qkm_store_commit(struct qkm_store *st)
 {
 	if (!in_txn(st))
 		return QKM_ESTATE;
-	int err = stmt_exec(st, ST_COMMIT);
+	/* Key bytes first, then the metadata that names them. */
+	int err = kdata_sync(st->kd);
+	if (!err)
+		err = stmt_exec(st, ST_COMMIT);
 	/* A failed commit leaves nothing half-open: the caller treats the
 	 * whole batch as not stored. */
 	if (err)
 		qkm_store_rollback(st);
+	else
+		kdata_committed(st->kd);
 	return err;
 }
 
 void qkm_store_rollback(struct qkm_store *st)
 {
-	if (!in_txn(st))
-		return;
-	if (stmt_exec(st, ST_ROLLBACK))
+	if (in_txn(st) && stmt_exec(st, ST_ROLLBACK))
 		log_warnx("store: rollback failed");
+	if (!in_txn(st) && st->kd)
+		kdata_undo(st->kd, 0);
 }
 
 /* A batch ID names keys by replacing its last 4 bytes, so they must be 0. */
@@ -749,10 +915,14 @@ int qkm_store_block_put(struct qkm_store *st, struct qkm_block *b)
 		return QKM_EINVAL;
 
 	sqlite3_stmt *s = st->st[ST_BLOCK_INSERT];
-	int64_t rowid;
+	uint64_t off;
 	int err = sp_begin(st);
 	if (err)
 		return err;
+	/* The key bytes go from the secure heap straight to the key-data
+	 * file; no copy of ours to wipe. Undone with the savepoint. */
+	if ((err = kdata_put(st->kd, b->data->p, b->data->len, &off)))
+		goto out;
 	bind_str(s, 1, b->peer, sizeof(b->peer));
 	sqlite3_bind_int(s, 2, (int)b->pool_kind);
 	sqlite3_bind_blob(s, 3, b->batch_id.b, QKM_ID_LEN, SQLITE_STATIC);
@@ -766,6 +936,7 @@ int qkm_store_block_put(struct qkm_store *st, struct qkm_block *b)
 	bind_str(s, 11, b->qkd_module_id, sizeof(b->qkd_module_id));
 	bind_str(s, 12, b->matching_qkd_module_id, sizeof(b->matching_qkd_module_id));
 	sqlite3_bind_int(s, 13, b->level ? (int)b->level : QKM_BLOCK_ITS);
+	sqlite3_bind_int64(s, 14, (int64_t)off);
 	if (sqlite3_step(s) != SQLITE_DONE) {
 		if (sqlite3_extended_errcode(st->db) == SQLITE_CONSTRAINT_UNIQUE)
 			err = QKM_EEXIST;
@@ -773,21 +944,9 @@ int qkm_store_block_put(struct qkm_store *st, struct qkm_block *b)
 			err = store_fail(st, "insert block");
 		goto out;
 	}
-	rowid = sqlite3_last_insert_rowid(st->db);
-
-	/* The key bytes go from the secure heap straight into SQLite's
-	 * record; no copy of ours to wipe. */
-	s = st->st[ST_DATA_INSERT];
-	sqlite3_bind_int64(s, 1, rowid);
-	sqlite3_bind_blob(s, 2, b->data->p, (int)b->data->len, SQLITE_STATIC);
-	if (sqlite3_step(s) != SQLITE_DONE) {
-		err = store_fail(st, "insert block data");
-		goto out;
-	}
-	b->rowid = rowid;
+	b->rowid = sqlite3_last_insert_rowid(st->db);
 out:
 	stmt_done(st->st[ST_BLOCK_INSERT]);
-	stmt_done(st->st[ST_DATA_INSERT]);
 	return sp_end(st, err);
 }
 
@@ -845,40 +1004,36 @@ int qkm_store_batch_info(struct qkm_store *st, const struct qkm_id *batch_id,
 	return err;
 }
 
-int qkm_store_batch_delete(struct qkm_store *st, const struct qkm_id *batch_id)
+/* A block leaves: its unused bytes [data_off + used, data_off + size) are
+ * wiped and its extent freed once the transaction commits (bytes below
+ * used were wiped when they were consumed). */
+static int block_gone_later(struct qkm_store *st, int64_t data_off, int64_t size, int64_t used)
 {
-	/* block_data rows go by cascade; secure_delete zeroes their pages. */
-	sqlite3_bind_blob(st->st[ST_BATCH_DELETE], 1, batch_id->b, QKM_ID_LEN, SQLITE_STATIC);
-	int err = stmt_exec(st, ST_BATCH_DELETE);
-	if (err == 0 && sqlite3_changes(st->db) == 0)
-		err = QKM_ENOTFOUND;
-	return err;
+	int err = kdata_wipe_later(st->kd, (uint64_t)(data_off + used), (uint64_t)(size - used));
+	return err ? err : kdata_free_later(st->kd, (uint64_t)data_off, (uint64_t)size);
 }
 
-/* Overwrites bytes [off, end) of a block's data with zeros, in place: the
- * pages holding them are rewritten, the rest of the blob is not touched. */
-static int zero_range(struct qkm_store *st, int64_t rowid, int off, int end)
+int qkm_store_batch_delete(struct qkm_store *st, const struct qkm_id *batch_id)
 {
-	sqlite3_blob *bl = NULL;
-	int err = 0;
-	if (sqlite3_blob_open(st->db, "main", "block_data", "data", rowid, 1, &bl) !=
-	    SQLITE_OK) {
-		err = store_fail(st, "open block data");
-		goto out;
+	sqlite3_stmt *s = st->st[ST_BATCH_EXTENTS];
+	int err = sp_begin(st), rc;
+	if (err)
+		return err;
+	sqlite3_bind_blob(s, 1, batch_id->b, QKM_ID_LEN, SQLITE_STATIC);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW && !err)
+		err = block_gone_later(st, sqlite3_column_int64(s, 0), sqlite3_column_int64(s, 1),
+				       sqlite3_column_int64(s, 2));
+	if (!err && rc != SQLITE_DONE)
+		err = store_fail(st, "batch extents");
+	stmt_done(s);
+	if (!err) {
+		sqlite3_bind_blob(st->st[ST_BATCH_DELETE], 1, batch_id->b, QKM_ID_LEN,
+				  SQLITE_STATIC);
+		err = stmt_exec(st, ST_BATCH_DELETE);
+		if (err == 0 && sqlite3_changes(st->db) == 0)
+			err = QKM_ENOTFOUND;
 	}
-	while (off < end) {
-		int n = end - off;
-		if (n > (int)sizeof(store_zeros))
-			n = (int)sizeof(store_zeros);
-		if (sqlite3_blob_write(bl, store_zeros, n, off) != SQLITE_OK) {
-			err = store_fail(st, "zero block data");
-			goto out;
-		}
-		off += n;
-	}
-out:
-	sqlite3_blob_close(bl);
-	return err;
+	return sp_end(st, err);
 }
 
 /* Adds to the consumed_bytes counter of peer's pool (qkm_store_pool_consumed). */
@@ -892,7 +1047,7 @@ static int consumed_add(struct qkm_store *st, const char *peer, int64_t delta)
 int qkm_store_block_set_used(struct qkm_store *st, int64_t rowid, uint32_t used)
 {
 	sqlite3_stmt *s = st->st[ST_BLOCK_USE_GET];
-	int64_t count, unit, old;
+	int64_t count, unit, old, data_off;
 	char peer[QKM_NAME_MAX];
 	int err = sp_begin(st);
 	if (err)
@@ -912,6 +1067,7 @@ int qkm_store_block_set_used(struct qkm_store *st, int64_t rowid, uint32_t used)
 	old = sqlite3_column_int64(s, 2);
 	const unsigned char *pt = sqlite3_column_text(s, 3);
 	snprintf(peer, sizeof(peer), "%s", pt ? (const char *)pt : "");
+	data_off = sqlite3_column_int64(s, 4);
 	stmt_done(s);
 	/* Consumption only grows: a consumed byte never becomes usable again. */
 	if (used < old || used > count * unit) {
@@ -925,45 +1081,46 @@ int qkm_store_block_set_used(struct qkm_store *st, int64_t rowid, uint32_t used)
 	if ((err = consumed_add(st, peer, (int64_t)used - old)))
 		goto out;
 	if (used == count * unit) {
+		if ((err = block_gone_later(st, data_off, count * unit, old)))
+			goto out;
 		sqlite3_bind_int64(st->st[ST_BLOCK_DELETE], 1, rowid);
 		err = stmt_exec(st, ST_BLOCK_DELETE);
 		goto out;
 	}
-	/* Update first: an UPDATE of the row would expire an open blob
-	 * handle. Both are in one savepoint, so they land together. */
+	/* The consumed bytes are wiped in place once this commits. */
+	if ((err = kdata_wipe_later(st->kd, (uint64_t)(data_off + old), (uint64_t)used - old)))
+		goto out;
 	sqlite3_bind_int64(st->st[ST_BLOCK_USE_SET], 1, rowid);
 	sqlite3_bind_int64(st->st[ST_BLOCK_USE_SET], 2, used);
-	if ((err = stmt_exec(st, ST_BLOCK_USE_SET)))
-		goto out;
-	err = zero_range(st, rowid, (int)old, (int)used);
+	err = stmt_exec(st, ST_BLOCK_USE_SET);
 out:
 	stmt_done(s);
 	return sp_end(st, err);
 }
 
-/* Loads a block's data into a fresh secret. */
-static int block_load_data(struct qkm_store *st, struct qkm_block *b)
+static bool block_exists(struct qkm_store *st, int64_t rowid)
 {
-	sqlite3_stmt *s = st->st[ST_DATA_GET];
-	int err = 0;
-	sqlite3_bind_int64(s, 1, b->rowid);
-	int rc = sqlite3_step(s);
-	if (rc != SQLITE_ROW) {
-		err = rc == SQLITE_DONE ? QKM_ENOTFOUND : store_fail(st, "read block data");
-		goto out;
-	}
-	const void *p = sqlite3_column_blob(s, 0);
-	size_t len = (size_t)sqlite3_column_bytes(s, 0);
-	if (!p || len != (size_t)b->count * b->unit_bytes) {
-		log_warnx("store: block %lld: data length %zu, expected %zu",
-			  (long long)b->rowid, len, (size_t)b->count * b->unit_bytes);
-		err = QKM_ESTORE;
-		goto out;
-	}
-	if (!(b->data = qkm_secret_dup(p, len)))
-		err = QKM_ENOMEM;
-out:
+	sqlite3_stmt *s = st->st[ST_BLOCK_USE_GET];
+	sqlite3_bind_int64(s, 1, rowid);
+	bool yes = sqlite3_step(s) == SQLITE_ROW;
 	stmt_done(s);
+	return yes;
+}
+
+/* Loads a block's data (at data_off in the key-data file) into a fresh
+ * secret. */
+static int block_load_data(struct qkm_store *st, struct qkm_block *b, int64_t data_off)
+{
+	size_t len = (size_t)b->count * b->unit_bytes;
+	if (data_off < 0)
+		return QKM_ESTORE;
+	if (!(b->data = qkm_secret_new(len)))
+		return QKM_ENOMEM;
+	int err = kdata_read(st->kd, (uint64_t)data_off, b->data->p, len);
+	if (err) {
+		qkm_secret_free(b->data);
+		b->data = NULL;
+	}
 	return err;
 }
 
@@ -998,13 +1155,11 @@ int qkm_store_blocks(struct qkm_store *st, const char *peer, unsigned state_mask
 		col_text(s, 12, b.matching_qkd_module_id, sizeof(b.matching_qkd_module_id));
 		b.level = (enum qkm_block_level)sqlite3_column_int(s, 13);
 		if (with_data) {
-			err = block_load_data(st, &b);
-			/* Deleted by the callback earlier in this walk. */
-			if (err == QKM_ENOTFOUND) {
-				err = 0;
+			/* Deleted by the callback earlier in this walk: its
+			 * bytes are still in the file until the commit. */
+			if (!block_exists(st, b.rowid))
 				continue;
-			}
-			if (err)
+			if ((err = block_load_data(st, &b, sqlite3_column_int64(s, 14))))
 				goto out;
 		}
 		err = fn(&b, arg);
@@ -1211,7 +1366,8 @@ int qkm_store_checkpoint(struct qkm_store *st)
 	if (rc != SQLITE_OK)
 		return store_fail(st, "checkpoint");
 	st->wal_frames = 0;
-	return 0;
+	/* And the wipes of the key-data file are on disk. */
+	return kdata_sync(st->kd);
 }
 
 int qkm_store_copy(struct qkm_store *dst, struct qkm_store *src)
@@ -1225,9 +1381,14 @@ int qkm_store_copy(struct qkm_store *dst, struct qkm_store *src)
 	/* finish reports what went wrong in step, if anything. */
 	if (sqlite3_backup_finish(b) != SQLITE_OK || rc != SQLITE_DONE)
 		return store_fail(dst, "copy");
-	/* The copy bumped dst's schema cookie: its cached statements are
-	 * prepared again as they are next used. */
-	return qkm_store_checkpoint(dst);
+	/* The key data follows the metadata that names it. The copy bumped
+	 * dst's schema cookie: its cached statements are prepared again as
+	 * they are next used (the first, in store_recover_data, reloads the
+	 * schema, which writes to the WAL: checkpoint last). */
+	int err = kdata_copy(dst->kd, src->kd);
+	if (!err)
+		err = store_recover_data(dst);
+	return err ? err : qkm_store_checkpoint(dst);
 }
 
 uint64_t qkm_store_wal_bytes(const struct qkm_store *st)
@@ -1238,17 +1399,12 @@ uint64_t qkm_store_wal_bytes(const struct qkm_store *st)
 
 /* ---- key draws and KSA keys ---------------------------------------------- */
 
-/* Reads bytes [off, off + len) of a block's data into out. */
-static int block_read(struct qkm_store *st, int64_t rowid, uint32_t off, uint32_t len, uint8_t *out)
+/* Reads bytes [off, off + len) of a block's data (at data_off) into out. */
+static int block_read(struct qkm_store *st, int64_t data_off, uint32_t off, uint32_t len, uint8_t *out)
 {
-	sqlite3_blob *bl = NULL;
-	int err = 0;
-	if (sqlite3_blob_open(st->db, "main", "block_data", "data", rowid, 0, &bl) != SQLITE_OK)
-		err = store_fail(st, "open block data");
-	else if (sqlite3_blob_read(bl, out, (int)len, (int)off) != SQLITE_OK)
-		err = store_fail(st, "read block data");
-	sqlite3_blob_close(bl);
-	return err;
+	if (data_off < 0)
+		return QKM_ESTORE;
+	return kdata_read(st->kd, (uint64_t)data_off + off, out, len);
 }
 
 int qkm_store_pool_read(struct qkm_store *st, const char *peer, enum qkm_key_type kt, size_t n,
@@ -1291,6 +1447,7 @@ int qkm_store_pool_read_level(struct qkm_store *st, const char *peer, enum qkm_k
 		r->off = (uint32_t)used;
 		r->len = (uint32_t)(size - used < n - got ? size - used : n - got);
 		r->level = (enum qkm_block_level)sqlite3_column_int(s, 6);
+		r->data_off = sqlite3_column_int64(s, 7);
 		got += r->len;
 	}
 	stmt_done(s);
@@ -1300,7 +1457,7 @@ int qkm_store_pool_read_level(struct qkm_store *st, const char *peer, enum qkm_k
 	}
 	got = 0;
 	for (size_t i = 0; i < *nranges && !err; i++) {
-		err = block_read(st, ranges[i].rowid, ranges[i].off, ranges[i].len, out + got);
+		err = block_read(st, ranges[i].data_off, ranges[i].off, ranges[i].len, out + got);
 		got += ranges[i].len;
 	}
 out:
@@ -1330,6 +1487,7 @@ int qkm_store_block_read(struct qkm_store *st, const char *peer, const struct qk
 	uint64_t size = (uint64_t)sqlite3_column_int64(s, 1) * (uint64_t)sqlite3_column_int64(s, 2);
 	uint64_t used = (uint64_t)sqlite3_column_int64(s, 3);
 	col_text(s, 6, bpeer, sizeof(bpeer));
+	int64_t data_off = sqlite3_column_int64(s, 7);
 	/* Only unused bytes of a usable block of the right direction: a range
 	 * below used would be a key handed out twice. */
 	if (sqlite3_column_int(s, 4) != (int)kt || sqlite3_column_int(s, 5) != QKM_BLOCK_READY ||
@@ -1338,7 +1496,7 @@ int qkm_store_block_read(struct qkm_store *st, const char *peer, const struct qk
 		goto out;
 	}
 	stmt_done(s);
-	err = block_read(st, *rowid, off, len, out);
+	err = block_read(st, data_off, off, len, out);
 out:
 	stmt_done(s);
 	return err;

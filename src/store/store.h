@@ -196,6 +196,7 @@ struct qkm_range {
 	uint32_t off;
 	uint32_t len;
 	enum qkm_block_level level;
+	int64_t data_off;             /* the store's: where the block's bytes are */
 };
 
 /* Reads the first n unused bytes of the READY blocks of key type kt in

@@ -177,11 +177,11 @@ static void side_open(struct world *w, struct side *s, const char *name, const c
 
 static void side_close(struct side *s)
 {
-	static const char *const suffixes[] = {"", "-wal", "-shm", "-journal"};
+	static const char *const suffixes[] = {"", "-wal", "-shm", "-journal", "-keys"};
 	char p[PATH_MAX];
 	qkm_acq_free(s->acq);
 	qkm_store_close(s->st);
-	for (size_t i = 0; i < 4; i++) {
+	for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
 		snprintf(p, sizeof(p), "%s%s", s->path, suffixes[i]);
 		unlink(p);
 	}

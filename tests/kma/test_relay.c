@@ -333,6 +333,8 @@ static void net_free(struct net *net)
 		unlink(p);
 		snprintf(p, sizeof(p), "%s-shm", net->n[i].path);
 		unlink(p);
+		snprintf(p, sizeof(p), "%s-keys", net->n[i].path);
+		unlink(p);
 		free(net->n[i].cfg);
 	}
 	for (size_t i = 0; i < net->nq; i++)
@@ -777,8 +779,8 @@ static void copy_file(const char *from, const char *to)
 	assert_int_equal(fclose(out), 0);
 }
 
-/* kill -9 of node i: what it leaves is its database and WAL as they are on
- * disk now (SQLite recovers the committed transactions only: a deferred one
+/* kill -9 of node i: what it leaves is its database, WAL and key-data file
+ * as they are on disk now (SQLite recovers the committed transactions only: a deferred one
  * still open is lost) and the frames it already handed to a link; what it
  * held back and every frame on its way to it (and, for the relay node B,
  * the end-to-end frames routed through it) are lost. It restarts from that. */
@@ -786,11 +788,15 @@ static void crash(struct net *net, int i)
 {
 	struct node *n = &net->n[i];
 	char img[PATH_MAX + 16], wal[PATH_MAX + 16], img_wal[PATH_MAX + 32];
+	char keys[PATH_MAX + 16], img_keys[PATH_MAX + 32];
 	snprintf(img, sizeof(img), "%s.crash", n->path);
 	snprintf(wal, sizeof(wal), "%s-wal", n->path);
 	snprintf(img_wal, sizeof(img_wal), "%s.crash-wal", n->path);
+	snprintf(keys, sizeof(keys), "%s-keys", n->path);
+	snprintf(img_keys, sizeof(img_keys), "%s.crash-keys", n->path);
 	copy_file(n->path, img);
 	copy_file(wal, img_wal);
+	copy_file(keys, img_keys);
 	/* A clean stop would commit and send what is held back: not sent. */
 	size_t out = net->nq;
 	node_stop(net, i);
@@ -804,6 +810,7 @@ static void crash(struct net *net, int i)
 	assert_int_equal(rename(img, n->path), 0);
 	if (rename(img_wal, wal) != 0)
 		unlink(wal);
+	assert_int_equal(rename(img_keys, keys), 0);
 	char shm[PATH_MAX + 16];
 	snprintf(shm, sizeof(shm), "%s-shm", n->path);
 	unlink(shm);
@@ -930,6 +937,10 @@ static struct net *net_copy(const struct net *base)
 		memcpy(n->cfg, base->n[i].cfg, sizeof(*n->cfg));
 		snprintf(n->path, sizeof(n->path), "%s/%s.db", net->dir, NAMES[i]);
 		copy_file(base->n[i].path, n->path);
+		char from[PATH_MAX + 16], to[PATH_MAX + 16];
+		snprintf(from, sizeof(from), "%s-keys", base->n[i].path);
+		snprintf(to, sizeof(to), "%s-keys", n->path);
+		copy_file(from, to);
 		node_start(net, i);
 	}
 	return net;

@@ -249,12 +249,12 @@ static void side_restart_stocked(struct side *s)
 
 static void side_close(struct side *s)
 {
-	static const char *const suffixes[] = {"", "-wal", "-shm", "-journal"};
+	static const char *const suffixes[] = {"", "-wal", "-shm", "-journal", "-keys"};
 	char p[PATH_MAX];
 	qkm_supply_free(s->sup);
 	qkm_stock_free(s->stock);
 	qkm_store_close(s->st);
-	for (size_t i = 0; i < 4; i++) {
+	for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
 		snprintf(p, sizeof(p), "%s%s", s->path, suffixes[i]);
 		unlink(p);
 	}

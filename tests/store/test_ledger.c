@@ -913,6 +913,8 @@ static void test_file(void **state)
 	unlink(p);
 	snprintf(p, sizeof(p), "%s-shm", other);
 	unlink(p);
+	snprintf(p, sizeof(p), "%s-keys", other);
+	unlink(p);
 
 	append_ok(f->lg, "node1", 1, 1);
 	qkm_ledger_close(f->lg);

@@ -60,8 +60,8 @@ static int teardown(void **state)
 	struct fx *f = *state;
 	char p[PATH_MAX];
 	qkm_store_close(f->st);
-	static const char *const suffixes[] = {"", "-wal", "-shm", "-journal"};
-	for (size_t i = 0; i < 4; i++) {
+	static const char *const suffixes[] = {"", "-wal", "-shm", "-journal", "-keys"};
+	for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
 		fx_path(f, suffixes[i], p);
 		unlink(p);
 	}
@@ -550,6 +550,54 @@ static void test_rollback(void **state)
 	qkm_secret_free(c.data);
 }
 
+/* Rebuilds a closed file of the current version as version 5 had it: each
+ * block's bytes back in block_data (read from the key-data file at the
+ * block's data_off), no data_off column, no key-data file. */
+static void to_v5(const char *path)
+{
+	char kp[PATH_MAX];
+	sqlite3 *db;
+	sqlite3_stmt *s, *ins;
+	snprintf(kp, sizeof(kp), "%s-keys", path);
+	FILE *kf = fopen(kp, "rb");
+	assert_non_null(kf);
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db,
+				      "BEGIN; CREATE TABLE block_data ("
+				      " id INTEGER PRIMARY KEY REFERENCES blocks (id) ON DELETE CASCADE,"
+				      " data BLOB NOT NULL);",
+				      NULL, NULL, NULL),
+			 SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, "SELECT id, data_off, count * unit_bytes FROM blocks",
+					    -1, &s, NULL),
+			 SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, "INSERT INTO block_data VALUES (?1, ?2)", -1, &ins,
+					    NULL),
+			 SQLITE_OK);
+	while (sqlite3_step(s) == SQLITE_ROW) {
+		size_t len = (size_t)sqlite3_column_int64(s, 2);
+		uint8_t *buf = malloc(len);
+		assert_non_null(buf);
+		assert_int_equal(fseek(kf, (long)sqlite3_column_int64(s, 1), SEEK_SET), 0);
+		assert_int_equal(fread(buf, 1, len, kf), len);
+		sqlite3_bind_int64(ins, 1, sqlite3_column_int64(s, 0));
+		sqlite3_bind_blob(ins, 2, buf, (int)len, SQLITE_TRANSIENT);
+		assert_int_equal(sqlite3_step(ins), SQLITE_DONE);
+		sqlite3_reset(ins);
+		free(buf);
+	}
+	sqlite3_finalize(s);
+	sqlite3_finalize(ins);
+	assert_int_equal(sqlite3_exec(db,
+				      "ALTER TABLE blocks DROP COLUMN data_off;"
+				      "PRAGMA user_version = 5; COMMIT;",
+				      NULL, NULL, NULL),
+			 SQLITE_OK);
+	assert_int_equal(sqlite3_close(db), SQLITE_OK);
+	fclose(kf);
+	assert_int_equal(unlink(kp), 0);
+}
+
 static void set_user_version(const char *path, uint8_t v)
 {
 	FILE *fp = fopen(path, "r+b");
@@ -591,6 +639,7 @@ static void test_qkd_ids(void **state)
 	qkm_store_close(f->st);
 	f->st = NULL;
 	sqlite3 *db;
+	to_v5(f->path);
 	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
 	assert_int_equal(sqlite3_exec(db, "BEGIN; DROP TABLE qkd_ids; PRAGMA user_version = 4; COMMIT;",
 				      NULL, NULL, NULL),
@@ -602,7 +651,7 @@ static void test_qkd_ids(void **state)
 	assert_int_equal(qkm_store_qkd_put(f->st, "A-C", "q.1", 5), 0);
 }
 
-/* A file written by a newer qkm (user_version 6) is refused, not misread;
+/* A file written by a newer qkm (user_version 7) is refused, not misread;
  * a file of version 1 (before KSA keys) is migrated to the current one. */
 static void test_newer_version_refused(void **state)
 {
@@ -611,6 +660,7 @@ static void test_newer_version_refused(void **state)
 	f->st = NULL;
 	/* Version 1 had no KSA tables and no block level (version 4). */
 	sqlite3 *db;
+	to_v5(f->path);
 	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
 	assert_int_equal(sqlite3_exec(db,
 				      "DROP TABLE ksa_data; DROP TABLE ksa_keys;"
@@ -624,7 +674,7 @@ static void test_newer_version_refused(void **state)
 	assert_int_equal(qkm_store_ksa_count(f->st, QKM_KSA_READY, &n), 0);
 	qkm_store_close(f->st);
 	f->st = NULL;
-	set_user_version(f->path, 6);
+	set_user_version(f->path, 7);
 	assert_int_equal(qkm_store_open(f->path, &f->st), QKM_EVERSION);
 	assert_null(f->st);
 }
@@ -659,6 +709,7 @@ static void test_v2_ksa_keys_migrated(void **state)
 	/* Rebuild the two tables as version 2 had them, and blocks as it had
 	 * them (no level: version 4). */
 	sqlite3 *db;
+	to_v5(f->path);
 	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
 	assert_int_equal(
 		sqlite3_exec(db,
@@ -921,7 +972,8 @@ static void test_v3_blocks_get_level(void **state)
 	assert_int_equal(qkm_store_block_set_used(f->st, a.rowid, 40), 0);
 	qkm_store_close(f->st);
 	f->st = NULL;
-	/* Rebuild blocks as version 3 had it. */
+	/* Rebuild blocks as version 3 had it (key bytes in block_data). */
+	to_v5(f->path);
 	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
 	assert_int_equal(sqlite3_exec(db,
 				      "BEGIN; ALTER TABLE blocks DROP COLUMN level;"
@@ -960,7 +1012,7 @@ static void test_v3_blocks_get_level(void **state)
 	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
 	assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &q, NULL), SQLITE_OK);
 	assert_int_equal(sqlite3_step(q), SQLITE_ROW);
-	assert_int_equal(sqlite3_column_int(q, 0), 5);
+	assert_int_equal(sqlite3_column_int(q, 0), 6);
 	sqlite3_finalize(q);
 	assert_int_equal(sqlite3_close(db), SQLITE_OK);
 	assert_int_equal(qkm_store_open(f->path, &f->st), 0);
@@ -1045,15 +1097,16 @@ static uint8_t *slurp(const char *path, size_t *len)
 	return p;
 }
 
-/* Windows of pat found in the database file plus its WAL, as bytes on disk. */
+/* Windows of pat found in the database file, its WAL and its key-data
+ * file, as bytes on disk. */
 static size_t on_disk(const struct fx *f, const uint8_t *pat, size_t len)
 {
 	struct win_index ix;
 	char p[PATH_MAX];
 	size_t hits = 0, n;
 	win_index_init(&ix, pat, len);
-	static const char *const suffixes[] = {"", "-wal"};
-	for (int i = 0; i < 2; i++) {
+	static const char *const suffixes[] = {"", "-wal", "-keys"};
+	for (int i = 0; i < 3; i++) {
 		fx_path(f, suffixes[i], p);
 		uint8_t *buf = slurp(p, &n);
 		if (buf)
@@ -1144,8 +1197,8 @@ static void test_copy(void **state)
 	qkm_secret_free(a.data);
 	qkm_secret_free(b.data);
 	qkm_store_close(src);
-	static const char *const suffixes[] = {"-src.db", "-src.db-wal", "-src.db-shm"};
-	for (size_t i = 0; i < 3; i++) {
+	static const char *const suffixes[] = {"-src.db", "-src.db-wal", "-src.db-shm", "-src.db-keys"};
+	for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
 		fx_path(f, suffixes[i], p);
 		unlink(p);
 	}

@@ -149,11 +149,13 @@ for n in A B; do
 	python3 - "$D/$n/keys.db" <<'EOF' || fail "node $n stored a QKD-key twice"
 import collections, hashlib, sqlite3, sys
 db = sqlite3.connect("file:%s?mode=ro" % sys.argv[1], uri=True)
+kf = open(sys.argv[1] + "-keys", "rb")   # the key bytes, at each block's data_off
 batches = collections.defaultdict(list)
-for bid, first, data in db.execute(
-        "select b.batch_id, b.first_index, d.data from blocks b join block_data d on d.id = b.id "
-        "where b.pool_kind = 1"):
-    batches[bid].append((first, data))
+for bid, first, off, size in db.execute(
+        "select batch_id, first_index, data_off, count * unit_bytes from blocks "
+        "where pool_kind = 1"):
+    kf.seek(off)
+    batches[bid].append((first, kf.read(size)))
 seen, keys = set(), 0
 for bid, parts in batches.items():
     data = b"".join(d for _, d in sorted(parts))
