@@ -1340,6 +1340,150 @@ static void test_secure_delete_used(void **state)
 	free(large);
 }
 
+/* --- the key-data file (docs/store.md) ------------------------------------ */
+
+static void keys_write_at(const struct fx *f, long off, const uint8_t *p, size_t len)
+{
+	char kp[PATH_MAX];
+	fx_path(f, "-keys", kp);
+	FILE *fp = fopen(kp, "r+b");
+	assert_non_null(fp);
+	assert_int_equal(fseek(fp, off, SEEK_SET), 0);
+	assert_int_equal(fwrite(p, 1, len, fp), len);
+	assert_int_equal(fclose(fp), 0);
+}
+
+/* Bytes no committed block owns are wiped at open: what a crash leaves
+ * between a put's write and its commit, or between a commit and the wipe
+ * of what it consumed or deleted (planted here by hand, in a free gap, in
+ * a consumed prefix and past the last extent). Live bytes stay. */
+static void test_keys_open_wipes(void **state)
+{
+	struct fx *f = *state;
+	enum { N = 1024 };
+	struct qkm_block a, b, c;
+	uint8_t *pa = malloc(N), *pb = malloc(N), *junk = malloc(N);
+	assert_non_null(pa);
+	assert_non_null(pb);
+	assert_non_null(junk);
+	random_pattern(pa, N);
+	random_pattern(pb, N);
+	random_pattern(junk, N);
+	mkblock(&a, "node-b", QKM_KT_ENC, QKM_BLOCK_READY, 1, 0, N / 32, 32, 1, pa);
+	mkblock(&b, "node-b", QKM_KT_ENC, QKM_BLOCK_READY, 2, 0, N / 32, 32, 2, NULL);
+	mkblock(&c, "node-b", QKM_KT_ENC, QKM_BLOCK_READY, 3, 0, N / 32, 32, 3, pb);
+	put(f->st, &a);
+	put(f->st, &b);
+	put(f->st, &c);
+	assert_int_equal(qkm_store_batch_delete(f->st, &b.batch_id), 0); /* a gap at N */
+	assert_int_equal(qkm_store_block_set_used(f->st, c.rowid, N / 2), 0);
+	qkm_store_close(f->st);
+	f->st = NULL;
+	keys_write_at(f, N, junk, N);              /* the freed extent */
+	keys_write_at(f, 2 * N, junk, N / 2);      /* c's consumed half */
+	keys_write_at(f, 3 * N, junk, N);          /* past the last extent */
+	assert_true(on_disk(f, junk, N) > 0);
+	assert_int_equal(qkm_store_open(f->path, &f->st), 0);
+	assert_int_equal(on_disk(f, junk, N / 2), 0);
+	assert_true(on_disk(f, pa, N) > 0);
+	assert_true(on_disk(f, pb + N / 2, N / 2) > 0);
+	/* and the gap is reused: a new block of the same size lands in it */
+	struct qkm_block d;
+	uint8_t out[2 * N];
+	struct qkm_range rg[4];
+	size_t nr;
+	mkblock(&d, "node-c", QKM_KT_ENC, QKM_BLOCK_READY, 4, 0, N / 32, 32, 4, junk);
+	put(f->st, &d);
+	assert_int_equal(qkm_store_pool_read(f->st, "node-c", QKM_KT_ENC, N, rg, 4, &nr, out), 0);
+	assert_int_equal(nr, 1);
+	assert_int_equal(rg[0].data_off, N);
+	assert_memory_equal(out, junk, N);
+	assert_int_equal(qkm_store_pool_read(f->st, "node-b", QKM_KT_ENC, N + N / 2, rg, 4, &nr,
+					     out),
+			 0);
+	assert_memory_equal(out, pa, N);
+	assert_memory_equal(out + N, pb + N / 2, N / 2);
+	qkm_secret_free(a.data);
+	qkm_secret_free(b.data);
+	qkm_secret_free(c.data);
+	qkm_secret_free(d.data);
+	free(pa);
+	free(pb);
+	free(junk);
+}
+
+/* A put that rolls back leaves no byte behind and its extent free; a
+ * deletion that rolls back leaves the block whole; the wipe of a deletion
+ * waits for its commit. */
+static void test_keys_follow_transactions(void **state)
+{
+	struct fx *f = *state;
+	enum { N = 4096 };
+	struct qkm_block a, b;
+	uint8_t *pa = malloc(N), *pb = malloc(N), out[N];
+	struct qkm_range rg[4];
+	size_t nr;
+	assert_non_null(pa);
+	assert_non_null(pb);
+	random_pattern(pa, N);
+	random_pattern(pb, N);
+	mkblock(&a, "node-b", QKM_KT_ENC, QKM_BLOCK_READY, 1, 0, N / 32, 32, 1, pa);
+	put(f->st, &a);
+	assert_int_equal(qkm_store_begin(f->st), 0);
+	mkblock(&b, "node-b", QKM_KT_ENC, QKM_BLOCK_READY, 2, 0, N / 32, 32, 2, pb);
+	put(f->st, &b);
+	assert_true(on_disk(f, pb, N) > 0);
+	qkm_store_rollback(f->st);
+	assert_int_equal(on_disk(f, pb, 32), 0);
+
+	assert_int_equal(qkm_store_begin(f->st), 0);
+	assert_int_equal(qkm_store_batch_delete(f->st, &a.batch_id), 0);
+	assert_true(on_disk(f, pa, N) > 0); /* until the commit */
+	qkm_store_rollback(f->st);
+	assert_int_equal(qkm_store_pool_read(f->st, "node-b", QKM_KT_ENC, N, rg, 4, &nr, out), 0);
+	assert_memory_equal(out, pa, N);
+
+	assert_int_equal(qkm_store_begin(f->st), 0);
+	assert_int_equal(qkm_store_mark(f->st), 0);
+	assert_int_equal(qkm_store_block_set_used(f->st, a.rowid, N / 2), 0);
+	qkm_store_unmark(f->st, false); /* undone: a stays whole */
+	assert_int_equal(qkm_store_batch_delete(f->st, &a.batch_id), 0);
+	assert_int_equal(qkm_store_commit(f->st), 0);
+	assert_int_equal(qkm_store_checkpoint(f->st), 0);
+	assert_int_equal(on_disk(f, pa, 32), 0);
+	assert_int_equal(qkm_store_pool_read(f->st, "node-b", QKM_KT_ENC, 32, rg, 4, &nr, out),
+			 QKM_ENOKEY);
+	qkm_secret_free(a.data);
+	qkm_secret_free(b.data);
+	free(pa);
+	free(pb);
+}
+
+/* A key-data file shorter than its blocks need (truncated, or lost) is
+ * refused with the store, and left as it is; a second opener of a store in
+ * use is refused. */
+static void test_keys_truncated_refused(void **state)
+{
+	struct fx *f = *state;
+	struct qkm_block a;
+	struct qkm_store *other = NULL;
+	char kp[PATH_MAX];
+	struct stat sb;
+	mkblock(&a, "node-b", QKM_KT_ENC, QKM_BLOCK_READY, 1, 0, 64, 32, 1, NULL);
+	put(f->st, &a);
+	assert_int_equal(qkm_store_open(f->path, &other), QKM_ESTATE);
+	assert_null(other);
+	qkm_store_close(f->st);
+	f->st = NULL;
+	fx_path(f, "-keys", kp);
+	assert_int_equal(truncate(kp, 64 * 32 - 1), 0);
+	assert_int_equal(qkm_store_open(f->path, &f->st), QKM_ESTORE);
+	assert_null(f->st);
+	assert_int_equal(stat(kp, &sb), 0);
+	assert_int_equal(sb.st_size, 64 * 32 - 1);
+	qkm_secret_free(a.data);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1365,6 +1509,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_wal_bytes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_copy, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_qkd_ids, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_keys_open_wipes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_keys_follow_transactions, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_keys_truncated_refused, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
