@@ -18,6 +18,7 @@
 #include "core/secret.h"
 
 #define KD_ALIGN 16u        /* extents start and end on this */
+#define KD_DIO 4096u        /* direct I/O: offset, length and buffer aligned so */
 #define KD_CHUNK 65536u     /* zeros and copies go this much at a time */
 
 enum jkind { J_ALLOC, J_WIPE, J_FREE };
@@ -33,6 +34,7 @@ struct jent {
 
 struct kdata {
 	int fd;
+	int dfd;             /* the same file opened O_DIRECT, or -1 */
 	char *path;
 	struct ext *free;    /* sorted by off, no two adjacent */
 	size_t nfree, capfree;
@@ -172,23 +174,27 @@ static void free_insert(struct kdata *kd, uint64_t off, uint64_t len)
 	}
 }
 
-static uint64_t alloc_ext(struct kdata *kd, uint64_t len)
+/* First fit of len bytes starting on a multiple of align; what is left of
+ * the extent it comes from (before and after it) stays free. */
+static uint64_t alloc_ext(struct kdata *kd, uint64_t len, uint64_t align)
 {
 	for (size_t i = 0; i < kd->nfree; i++) {
-		if (kd->free[i].len < len)
+		struct ext e = kd->free[i];
+		uint64_t off = (e.off + align - 1) / align * align;
+		if (off + len > e.off + e.len)
 			continue;
-		uint64_t off = kd->free[i].off;
-		kd->free[i].off += len;
-		kd->free[i].len -= len;
-		if (!kd->free[i].len) {
-			memmove(&kd->free[i], &kd->free[i + 1],
-				(kd->nfree - i - 1) * sizeof(kd->free[0]));
-			kd->nfree--;
-		}
+		memmove(&kd->free[i], &kd->free[i + 1], (kd->nfree - i - 1) * sizeof(kd->free[0]));
+		kd->nfree--;
+		if (off > e.off)
+			free_insert(kd, e.off, off - e.off);
+		if (e.off + e.len > off + len)
+			free_insert(kd, off + len, e.off + e.len - off - len);
 		return off;
 	}
-	uint64_t off = kd->end;
-	kd->end += len;
+	uint64_t off = (kd->end + align - 1) / align * align;
+	if (off > kd->end)
+		free_insert(kd, kd->end, off - kd->end);
+	kd->end = off + len;
 	return off;
 }
 
@@ -208,6 +214,7 @@ int kdata_open(const char *path, struct kdata **out)
 		free(kd);
 		return QKM_ENOMEM;
 	}
+	kd->dfd = -1;
 	kd->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (kd->fd < 0) {
 		int err = kd_fail(kd, "open");
@@ -220,6 +227,10 @@ int kdata_open(const char *path, struct kdata **out)
 		kdata_close(kd);
 		return QKM_ESTATE;
 	}
+	/* Large blocks are written around the page cache: no copy into it (on
+	 * a VM the largest cost of acquisition), and the key bytes stay out of
+	 * kernel memory. Not every file system has it (tmpfs); then none. */
+	kd->dfd = open(path, O_RDWR | O_DIRECT | O_CLOEXEC);
 	struct stat sb;
 	if (fstat(kd->fd, &sb) == 0 && (sb.st_mode & 077))
 		log_warnx("store: %s is accessible to group or others", path);
@@ -237,6 +248,8 @@ void kdata_close(struct kdata *kd)
 			log_warn("store: key data file %s: sync", kd->path);
 		close(kd->fd);
 	}
+	if (kd->dfd >= 0)
+		close(kd->dfd);
 	free(kd->free);
 	free(kd->j);
 	free(kd->path);
@@ -290,16 +303,41 @@ int kdata_recover(struct kdata *kd, struct kdata_live *live, size_t n)
 	return kdata_sync(kd);
 }
 
+/* One direct write of a whole aligned block; false if it cannot be had
+ * (then the caller writes through the page cache). */
+static bool kd_pwrite_direct(struct kdata *kd, const void *p, uint64_t len, uint64_t off)
+{
+	ssize_t w;
+	do
+		w = pwrite(kd->dfd, p, len, (off_t)off);
+	while (w < 0 && errno == EINTR);
+	if (w == (ssize_t)len) {
+		kd->dirty = true; /* the device's cache and the file's size */
+		return true;
+	}
+	if (w < 0 && errno == EINVAL) {
+		/* The file system refuses this alignment: no more tries. */
+		log_debug("store: key data file %s: no direct writes (%s)", kd->path,
+			  strerror(errno));
+		close(kd->dfd);
+		kd->dfd = -1;
+	}
+	return false;
+}
+
 int kdata_put(struct kdata *kd, const void *data, uint64_t len, uint64_t *off)
 {
 	uint64_t rlen = kd_round(len);
 	if (!len || rlen < len)
 		return QKM_EINVAL;
+	bool direct = kd->dfd >= 0 && len % KD_DIO == 0 && (uintptr_t)data % KD_DIO == 0;
 	int err = journal(kd, J_ALLOC, 0, rlen);
 	if (err)
 		return err;
-	*off = alloc_ext(kd, rlen);
+	*off = alloc_ext(kd, rlen, direct ? KD_DIO : KD_ALIGN);
 	kd->j[kd->nj - 1].off = *off;
+	if (direct && kd_pwrite_direct(kd, data, len, *off))
+		return 0;
 	if ((err = kd_pwrite(kd, data, len, *off))) {
 		kd->nj--;
 		kd_wipe(kd, *off, len);
