@@ -290,10 +290,11 @@ int kdata_recover(struct kdata *kd, struct kdata_live *live, size_t n)
 			return err;
 		pos = l->off + kd_round(l->len);
 	}
-	if ((uint64_t)sb.st_size < (n ? live[n - 1].off + live[n - 1].len : 0)) {
+	uint64_t need = n ? live[n - 1].off + live[n - 1].len : 0;
+	if ((uint64_t)sb.st_size < need) {
 		log_warnx("store: key data file %s: %lld bytes, but its blocks need %llu: "
 			  "truncated; refusing to use it", kd->path, (long long)sb.st_size,
-			  (unsigned long long)(live[n - 1].off + live[n - 1].len));
+			  (unsigned long long)need);
 		return QKM_ESTORE;
 	}
 	kd->end = pos;
