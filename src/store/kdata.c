@@ -268,7 +268,8 @@ int kdata_recover(struct kdata *kd, struct kdata_live *live, size_t n)
 	int err = 0;
 	if (fstat(kd->fd, &sb) != 0)
 		return kd_fail(kd, "stat");
-	qsort(live, n, sizeof(live[0]), live_cmp);
+	if (n) /* an empty store hands no array (NULL), which qsort may not get */
+		qsort(live, n, sizeof(live[0]), live_cmp);
 	kd->nfree = 0;
 	kd->nj = 0;
 	uint64_t pos = 0;
