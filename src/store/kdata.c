@@ -41,7 +41,10 @@ struct kdata {
 	uint64_t end;        /* bytes spanned by extents ever allocated */
 	struct jent *j;
 	size_t nj, capj;
-	bool dirty;          /* written since the last fdatasync */
+	bool dirty;          /* block bytes written since the last fdatasync: a
+				commit must wait for them */
+	bool wiped;          /* wipes since then: on disk by the next checkpoint
+				(a crash before it leaves them to open's wipe) */
 };
 
 static const uint8_t kd_zeros[KD_CHUNK];
@@ -70,7 +73,6 @@ static int kd_pwrite(struct kdata *kd, const void *p, uint64_t len, uint64_t off
 		len -= (uint64_t)w;
 		off += (uint64_t)w;
 	}
-	kd->dirty = true;
 	return 0;
 }
 
@@ -82,6 +84,7 @@ static int kd_zero(struct kdata *kd, uint64_t off, uint64_t len)
 		int err = kd_pwrite(kd, kd_zeros, n, off);
 		if (err)
 			return err;
+		kd->wiped = true;
 		off += n;
 		len -= n;
 	}
@@ -96,7 +99,7 @@ static int kd_punch(struct kdata *kd, uint64_t off, uint64_t len)
 		return 0;
 	if (fallocate(kd->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
 		      (off_t)len) == 0) {
-		kd->dirty = true;
+		kd->wiped = true;
 		return 0;
 	}
 	if (errno != EOPNOTSUPP && errno != ENOSYS)
@@ -243,8 +246,8 @@ void kdata_close(struct kdata *kd)
 	if (!kd)
 		return;
 	if (kd->fd >= 0) {
-		/* Wipes carried out since the last commit go to disk now. */
-		if (kd->dirty && fdatasync(kd->fd) != 0)
+		/* Wipes carried out since the last checkpoint go to disk now. */
+		if ((kd->dirty || kd->wiped) && fdatasync(kd->fd) != 0)
 			log_warn("store: key data file %s: sync", kd->path);
 		close(kd->fd);
 	}
@@ -301,8 +304,8 @@ int kdata_recover(struct kdata *kd, struct kdata_live *live, size_t n)
 	kd->end = pos;
 	if ((uint64_t)sb.st_size > pos && ftruncate(kd->fd, (off_t)pos) != 0)
 		return kd_fail(kd, "truncate");
-	kd->dirty = true;
-	return kdata_sync(kd);
+	kd->wiped = true;
+	return kdata_flush(kd);
 }
 
 /* One direct write of a whole aligned block; false if it cannot be had
@@ -340,6 +343,7 @@ int kdata_put(struct kdata *kd, const void *data, uint64_t len, uint64_t *off)
 	kd->j[kd->nj - 1].off = *off;
 	if (direct && kd_pwrite_direct(kd, data, len, *off))
 		return 0;
+	kd->dirty = true;
 	if ((err = kd_pwrite(kd, data, len, *off))) {
 		kd->nj--;
 		kd_wipe(kd, *off, len);
@@ -396,14 +400,22 @@ void kdata_undo(struct kdata *kd, size_t pos)
 	}
 }
 
-int kdata_sync(struct kdata *kd)
+static int kd_sync(struct kdata *kd)
 {
-	if (!kd->dirty)
-		return 0;
 	if (fdatasync(kd->fd) != 0)
 		return kd_fail(kd, "sync");
-	kd->dirty = false;
+	kd->dirty = kd->wiped = false;
 	return 0;
+}
+
+int kdata_sync(struct kdata *kd)
+{
+	return kd->dirty ? kd_sync(kd) : 0;
+}
+
+int kdata_flush(struct kdata *kd)
+{
+	return kd->dirty || kd->wiped ? kd_sync(kd) : 0;
 }
 
 void kdata_committed(struct kdata *kd)
@@ -436,7 +448,7 @@ int kdata_copy(struct kdata *dst, struct kdata *src)
 	}
 	qkm_cleanse(buf, sizeof(buf)); /* it held key bytes */
 	dst->dirty = true;
-	return err ? err : kdata_sync(dst);
+	return err ? err : kdata_flush(dst);
 }
 
 void kdata_usage(const struct kdata *kd, uint64_t *size, uint64_t *free_bytes)

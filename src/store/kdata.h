@@ -52,9 +52,13 @@ int kdata_free_later(struct kdata *kd, uint64_t off, uint64_t len);
  * after pos (pos 0: the whole transaction). */
 size_t kdata_pos(const struct kdata *kd);
 void kdata_undo(struct kdata *kd, size_t pos);
-/* Before SQLite's commit: makes the bytes written in this transaction (and
- * earlier wipes) durable. */
+/* Before SQLite's commit: makes the block bytes written in this
+ * transaction durable (and wipes since the last sync with them). Wipes
+ * alone wait for kdata_flush(): until then a crash leaves their bytes in
+ * ranges no block owns, which open wipes. */
 int kdata_sync(struct kdata *kd);
+/* At a checkpoint: everything written, wipes included, durable. */
+int kdata_flush(struct kdata *kd);
 /* After SQLite's commit: carries out the journal's wipes and frees. */
 void kdata_committed(struct kdata *kd);
 

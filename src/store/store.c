@@ -1367,7 +1367,7 @@ int qkm_store_checkpoint(struct qkm_store *st)
 		return store_fail(st, "checkpoint");
 	st->wal_frames = 0;
 	/* And the wipes of the key-data file are on disk. */
-	return kdata_sync(st->kd);
+	return kdata_flush(st->kd);
 }
 
 int qkm_store_copy(struct qkm_store *dst, struct qkm_store *src)
