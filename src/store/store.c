@@ -662,7 +662,7 @@ static void sqlmem_free(void *p)
 	if (!p)
 		return;
 	uint8_t *b = (uint8_t *)p - SQLMEM_HDR;
-	OPENSSL_cleanse(b, (size_t)sqlmem_size(p) + SQLMEM_HDR);
+	explicit_bzero(b, (size_t)sqlmem_size(p) + SQLMEM_HDR); /* as qkm_cleanse: vector stores */
 	free(b);
 }
 
