@@ -273,8 +273,7 @@ int kdata_recover(struct kdata *kd, struct kdata_live *live, size_t n)
 		return kd_fail(kd, "stat");
 	if (n) /* an empty store hands no array (NULL), which qsort may not get */
 		qsort(live, n, sizeof(live[0]), live_cmp);
-	kd->nfree = 0;
-	kd->nj = 0;
+	/* Refuse damage before touching the file: it stays as it is. */
 	uint64_t pos = 0;
 	for (size_t i = 0; i < n; i++) {
 		const struct kdata_live *l = &live[i];
@@ -285,13 +284,6 @@ int kdata_recover(struct kdata *kd, struct kdata_live *live, size_t n)
 				  kd->path, (unsigned long long)l->off, (unsigned long long)l->len);
 			return QKM_ESTORE;
 		}
-		if (l->off > pos) {
-			free_insert(kd, pos, l->off - pos);
-			if ((err = kd_punch(kd, pos, l->off - pos)))
-				return err;
-		}
-		if ((err = kd_punch(kd, l->off, l->used)))
-			return err;
 		pos = l->off + kd_round(l->len);
 	}
 	uint64_t need = n ? live[n - 1].off + live[n - 1].len : 0;
@@ -300,6 +292,20 @@ int kdata_recover(struct kdata *kd, struct kdata_live *live, size_t n)
 			  "truncated; refusing to use it", kd->path, (long long)sb.st_size,
 			  (unsigned long long)need);
 		return QKM_ESTORE;
+	}
+	kd->nfree = 0;
+	kd->nj = 0;
+	pos = 0;
+	for (size_t i = 0; i < n; i++) {
+		const struct kdata_live *l = &live[i];
+		if (l->off > pos) {
+			free_insert(kd, pos, l->off - pos);
+			if ((err = kd_punch(kd, pos, l->off - pos)))
+				return err;
+		}
+		if ((err = kd_punch(kd, l->off, l->used)))
+			return err;
+		pos = l->off + kd_round(l->len);
 	}
 	kd->end = pos;
 	if ((uint64_t)sb.st_size > pos && ftruncate(kd->fd, (off_t)pos) != 0)

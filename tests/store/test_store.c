@@ -1460,28 +1460,37 @@ static void test_keys_follow_transactions(void **state)
 }
 
 /* A key-data file shorter than its blocks need (truncated, or lost) is
- * refused with the store, and left as it is; a second opener of a store in
- * use is refused. */
+ * refused with the store, and left as it is (the bytes of a deleted block
+ * before the live one not wiped either); a second opener of a store in use
+ * is refused. */
 static void test_keys_truncated_refused(void **state)
 {
 	struct fx *f = *state;
-	struct qkm_block a;
+	struct qkm_block a, g;
 	struct qkm_store *other = NULL;
 	char kp[PATH_MAX];
 	struct stat sb;
+	uint8_t junk[64 * 32];
+	random_pattern(junk, sizeof(junk));
+	mkblock(&g, "node-b", QKM_KT_ENC, QKM_BLOCK_READY, 2, 0, 64, 32, 1, NULL);
+	put(f->st, &g);
 	mkblock(&a, "node-b", QKM_KT_ENC, QKM_BLOCK_READY, 1, 0, 64, 32, 1, NULL);
 	put(f->st, &a);
+	assert_int_equal(qkm_store_batch_delete(f->st, &g.batch_id), 0);
 	assert_int_equal(qkm_store_open(f->path, &other), QKM_ESTATE);
 	assert_null(other);
 	qkm_store_close(f->st);
 	f->st = NULL;
+	keys_write_at(f, 0, junk, sizeof(junk)); /* g's freed extent */
 	fx_path(f, "-keys", kp);
-	assert_int_equal(truncate(kp, 64 * 32 - 1), 0);
+	assert_int_equal(truncate(kp, 2 * 64 * 32 - 1), 0);
 	assert_int_equal(qkm_store_open(f->path, &f->st), QKM_ESTORE);
 	assert_null(f->st);
 	assert_int_equal(stat(kp, &sb), 0);
-	assert_int_equal(sb.st_size, 64 * 32 - 1);
+	assert_int_equal(sb.st_size, 2 * 64 * 32 - 1);
+	assert_true(on_disk(f, junk, sizeof(junk)) > 0);
 	qkm_secret_free(a.data);
+	qkm_secret_free(g.data);
 }
 
 int main(void)
