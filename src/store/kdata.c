@@ -116,19 +116,19 @@ static void kd_wipe(struct kdata *kd, uint64_t off, uint64_t len)
 			  kd->path, (unsigned long long)len, (unsigned long long)off);
 }
 
-static int kd_grow(void **p, size_t *cap, size_t need, size_t elem)
+/* Room for need elements in p (capacity *cap): the array, moved if it
+ * grew, or NULL (p untouched) when memory is short. */
+static void *kd_grow(void *p, size_t *cap, size_t need, size_t elem)
 {
 	if (need <= *cap)
-		return 0;
+		return p;
 	size_t n = *cap ? *cap * 2 : 64;
 	while (n < need)
 		n *= 2;
-	void *q = realloc(*p, n * elem);
-	if (!q)
-		return QKM_ENOMEM;
-	*p = q;
-	*cap = n;
-	return 0;
+	void *q = realloc(p, n * elem);
+	if (q)
+		*cap = n;
+	return q;
 }
 
 /* Index of the first free extent at or after off. */
@@ -166,11 +166,13 @@ static void free_insert(struct kdata *kd, uint64_t off, uint64_t len)
 		kd->free[i].off = off;
 		kd->free[i].len += len;
 	} else {
-		if (kd_grow((void **)&kd->free, &kd->capfree, kd->nfree + 1, sizeof(kd->free[0]))) {
+		struct ext *f = kd_grow(kd->free, &kd->capfree, kd->nfree + 1, sizeof(kd->free[0]));
+		if (!f) {
 			log_warnx("store: key data file %s: out of memory: %llu bytes not reused "
 				  "until the next open", kd->path, (unsigned long long)len);
 			return;
 		}
+		kd->free = f;
 		memmove(&kd->free[i + 1], &kd->free[i], (kd->nfree - i) * sizeof(kd->free[0]));
 		kd->free[i] = (struct ext){off, len};
 		kd->nfree++;
@@ -203,8 +205,10 @@ static uint64_t alloc_ext(struct kdata *kd, uint64_t len, uint64_t align)
 
 static int journal(struct kdata *kd, enum jkind kind, uint64_t off, uint64_t len)
 {
-	if (kd_grow((void **)&kd->j, &kd->capj, kd->nj + 1, sizeof(kd->j[0])))
+	struct jent *j = kd_grow(kd->j, &kd->capj, kd->nj + 1, sizeof(kd->j[0]));
+	if (!j)
 		return QKM_ENOMEM;
+	kd->j = j;
 	kd->j[kd->nj++] = (struct jent){kind, off, len};
 	return 0;
 }
