@@ -235,8 +235,8 @@ int kdata_open(const char *path, struct kdata **out)
 		return QKM_ESTATE;
 	}
 	/* Large blocks are written around the page cache: no copy into it (on
-	 * a VM the largest cost of acquisition), and the key bytes stay out of
-	 * kernel memory. Not every file system has it (tmpfs); then none. */
+	 * a VM the largest cost of acquisition); reads still go through it.
+	 * Not every file system has O_DIRECT (tmpfs); then none. */
 	kd->dfd = open(path, O_RDWR | O_DIRECT | O_CLOEXEC);
 	struct stat sb;
 	if (fstat(kd->fd, &sb) == 0 && (sb.st_mode & 077))
