@@ -3,6 +3,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <sys/prctl.h>
 
 static const struct {
 	const char *name;
@@ -28,6 +29,10 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
+	/* Named "qkm" whatever file it was started from: qkm net starts its
+	 * daemons through /proc/self/exe (which would name them "exe") and
+	 * finds them again by this name (net.c, pid_is_qkm). */
+	(void)prctl(PR_SET_NAME, "qkm", 0, 0, 0);
 	if (argc < 2) {
 		usage(stderr);
 		return 2;

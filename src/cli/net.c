@@ -99,20 +99,29 @@ static int free_port(void)
 	return port;
 }
 
+/* Whether pid is a qkm process that has not finished exiting. It keeps its
+ * files (the key store's lock) until it is a zombie, and its command line
+ * reads empty well before that, once its memory is gone (seconds, under a
+ * sanitizer); so this reads /proc/PID/stat: the name (the executable's,
+ * "qkm" or a build name containing it) and the state. */
 static bool pid_is_qkm(int pid)
 {
-	char path[64], cmd[256] = "";
+	char path[64], st[512];
 	if (pid <= 0)
 		return false;
-	snprintf(path, sizeof(path), "/proc/%d/cmdline", pid);
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
 	FILE *f = fopen(path, "r");
 	if (!f)
 		return false;
-	size_t n = fread(cmd, 1, sizeof(cmd) - 1, f);
+	size_t n = fread(st, 1, sizeof(st) - 1, f);
 	(void)fclose(f); /* read only */
-	cmd[n] = 0;
-	/* cmdline is NUL-separated: argv[0] ends in "qkm" or qkm's build name. */
-	return strstr(cmd, "qkm") != NULL;
+	st[n] = 0;
+	/* "PID (NAME) STATE ...": NAME may hold spaces and parentheses. */
+	char *open = strchr(st, '('), *close = strrchr(st, ')');
+	if (!open || !close || close < open || close[1] != ' ')
+		return false;
+	*close = 0;
+	return strstr(open + 1, "qkm") && !strchr("ZXx", close[2]);
 }
 
 /* Starts `qkm ARGS...` detached, output appended to log. Returns the pid. */
@@ -208,7 +217,7 @@ static void stop_all(struct qkm_network *net)
 		int alive = 0;
 		for (int i = 0; i < n; i++) {
 			waitpid(pids[i], NULL, WNOHANG);
-			if (pids[i] > 0 && kill(pids[i], 0) == 0 && pid_is_qkm(pids[i]))
+			if (pid_is_qkm(pids[i]))
 				alive++;
 		}
 		if (!alive)
@@ -217,10 +226,18 @@ static void stop_all(struct qkm_network *net)
 		nanosleep(&ts, NULL);
 	}
 	for (int i = 0; i < n; i++)
-		if (pid_is_qkm(pids[i])) {
+		if (pid_is_qkm(pids[i]))
 			kill(pids[i], SIGKILL);
-			waitpid(pids[i], NULL, 0);
+	/* Until they are gone (a node holds its store until then), or 5 s. */
+	for (int i = 0, w = 0; i < n && w < 100; w++) {
+		waitpid(pids[i], NULL, WNOHANG);
+		if (!pid_is_qkm(pids[i])) {
+			i++;
+			continue;
 		}
+		struct timespec ts = {0, 50000000};
+		nanosleep(&ts, NULL);
+	}
 	for (size_t i = 0; i < net->n_nodes; i++)
 		net->nodes[i].pid = 0;
 	net->sim_pid = 0;
@@ -764,7 +781,11 @@ static void stop_wait(int pid, const char *name)
 		return;
 	cli_progress_start(&prog, "%s: stopping (pid %d)", name, pid);
 	kill(pid, SIGTERM);
-	for (int w = 0; w < 100 && kill(pid, 0) == 0 && pid_is_qkm(pid); w++) {
+	/* 5 s, then SIGKILL and up to 5 s more: its successor cannot open the
+	 * store while it holds it. */
+	for (int w = 0; w < 200 && pid_is_qkm(pid); w++) {
+		if (w == 100)
+			kill(pid, SIGKILL);
 		struct timespec ts = {0, 50000000};
 		nanosleep(&ts, NULL);
 	}
