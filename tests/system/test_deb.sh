@@ -5,7 +5,7 @@
 # a qkm is already installed here):
 #   1. cpack builds the package from QKM's build directory, as `make deb`
 #      does; its Depends name adduser and, for every shared library the
-#      packaged binary loads, the Debian package that holds it;
+#      packaged binary links, the Debian package that holds it;
 #   2. `apt-get install ./qkm_*.deb` installs it: /usr/bin/qkm runs
 #      (`qkm --version` is the package's version), the units name
 #      /usr/bin/qkm and pass `systemd-analyze verify`, the /etc/qkm examples
@@ -19,7 +19,7 @@
 . "$(dirname "$0")/lib.sh"
 
 [ "$(id -u)" = 0 ] || { echo "skip: not root (installs a package)"; exit 77; }
-for t in apt-get dpkg-deb dpkg-query cpack; do
+for t in apt-get dpkg-deb dpkg-query cpack readelf; do
 	command -v "$t" >/dev/null || { echo "skip: no $t"; exit 77; }
 done
 BUILD=$(dirname "$QKM")
@@ -67,12 +67,16 @@ owner() {
 		[ -z "$p" ] || { echo "$p"; return; }
 	done
 }
-for lib in $(ldd "$T/x/usr/bin/qkm" | awk '$2 == "=>" { print $3 }'); do
+# The libraries it links directly (DT_NEEDED); those they load in turn are
+# their packages' Depends (libasan8's libgcc-s1, in a sanitized build).
+needed=" $(readelf -d "$T/x/usr/bin/qkm" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | tr '\n' ' ') "
+[ "$needed" != "  " ] || fail "readelf lists no library /usr/bin/qkm needs"
+for lib in $(ldd "$T/x/usr/bin/qkm" | awk -v n="$needed" '$2 == "=>" && index(n, " " $1 " ") { print $3 }'); do
 	p=$(owner "$lib")
 	[ -n "$p" ] || fail "no Debian package holds $lib"
 	echo ", $depends," | grep -q ", $p[ ,]" || fail "Depends lacks $p (for $lib): $depends"
 done
-ok "$(basename "$deb"): Depends name adduser and the package of every library /usr/bin/qkm loads: $depends"
+ok "$(basename "$deb"): Depends name adduser and the package of every library /usr/bin/qkm links: $depends"
 
 # 2. Install with apt-get, which resolves the Depends.
 "${APT[@]}" install "$deb" >"$T/install.log" 2>&1 || { cat "$T/install.log" >&2; fail "apt-get install $deb"; }
