@@ -211,6 +211,7 @@ static void node_status(struct node *n, struct qkm_node_status *s)
 		.received_bytes = rs.received_bytes,
 		.link_bytes = rs.link_bytes,
 		.in_flight = rs.in_flight,
+		.held = rs.held,
 	};
 	if (qkm_store_counter_get(n->st, "acquired_bytes", &s->acquired_bytes) ||
 	    qkm_store_counter_get(n->st, "aborted_batches", &s->aborted_batches) ||

@@ -63,6 +63,12 @@ struct kma_link {
 	struct qkm_device *device;  /* source etsi014: the QKD device's key API, or NULL */
 	uint64_t poll_ns;           /* next look at a polled source (monotonic) */
 	bool settled;               /* spool files settled, to remove */
+	/* The peer's last POOL_SYNC, put off while relay frames from the peer
+	 * wait here for link key (sync_put_off), or NULL. */
+	uint8_t *sync_body;
+	struct qkm_frame sync_f;
+	uint64_t sync_at;           /* when it came (wall clock, as block times) */
+	uint64_t sync_mono;
 };
 
 /* A direct KMA link with a node that is not a neighbour (clause 9 relay
@@ -420,6 +426,46 @@ static void relay_op_on_pool(const char *node, void *arg)
 		k->hooks.on_keys(node, k->hooks.arg);
 }
 
+/* A POOL_SYNC lists the link key the peer used, its relay frames waiting
+ * here for next-hop link key included, and tells us to burn the bytes it
+ * lists that we have not used: handled now, it would burn what those
+ * frames name, and they would be refused when they could go on. So it
+ * waits until they have gone on or been refused (at most KMA_SYNC_WAIT_NS;
+ * then they are made to), and is then handled as of the time it came: the
+ * blocks it judges are those it would have judged then. A later one
+ * replaces it (it says the same, later). */
+#define KMA_SYNC_WAIT_NS 10000000000ull
+
+static void sync_put_off(struct kma_link *kl, const struct qkm_frame *f)
+{
+	uint8_t *body = malloc(f->body_len ? f->body_len : 1);
+	if (!body) {
+		log_warnx("link %s: pool sync dropped (out of memory)", kl->cfg.link);
+		return;
+	}
+	memcpy(body, f->body, f->body_len);
+	if (!kl->sync_body)
+		kl->sync_mono = qkm_mono_ns();
+	free(kl->sync_body);
+	kl->sync_body = body;
+	kl->sync_f = *f;
+	kl->sync_f.body = body;
+	kl->sync_at = qkm_now_ns();
+}
+
+/* The put-off POOL_SYNC, after the relay frames it waited for. */
+static void sync_resume(struct kma_link *kl)
+{
+	if (!kl->sync_body)
+		return;
+	qkm_relay_release(kl->k->relay, kl->cfg.peer, qkm_now_ns());
+	int rc = qkm_acq_on_frame(kl->acq, &kl->sync_f, kl->sync_at);
+	if (rc)
+		log_warnx("Kx %s: pool sync failed: %s", kl->cfg.peer, qkm_strerror(rc));
+	free(kl->sync_body);
+	kl->sync_body = NULL;
+}
+
 static void kx_on_frame(struct qkm_link *l, const struct qkm_frame *f, void *arg)
 {
 	struct kma_link *kl = arg;
@@ -449,6 +495,18 @@ static void kx_on_frame(struct qkm_link *l, const struct qkm_frame *f, void *arg
 		qkm_relay_end_batch(kl->k->relay);
 	else if (f->type > QKM_MSG_ROUTED && f->type < 60)
 		qkm_relay_begin_batch(kl->k->relay);
+	/* Relay frames from this peer waiting here for next-hop link key: a
+	 * POOL_SYNC waits for them (sync_put_off); a KSA frame, which may name
+	 * link key beyond theirs and burn it, comes after them. */
+	if (f->type == QKM_MSG_POOL_SYNC &&
+	    (kl->sync_body || qkm_relay_holds(kl->k->relay, kl->cfg.peer))) {
+		sync_put_off(kl, f);
+		return;
+	}
+	if (f->type >= 40 && f->type < 50) {
+		sync_resume(kl);
+		qkm_relay_release(kl->k->relay, kl->cfg.peer, qkm_now_ns());
+	}
 	if (f->type >= 40 && f->type < 50)
 		rc = kl->k->hooks.on_frame ? kl->k->hooks.on_frame(kl->cfg.peer, f, kl->k->hooks.arg)
 					   : QKM_EPEER;
@@ -917,6 +975,9 @@ static void kma_on_tick(evutil_socket_t fd, short what, void *arg)
 		if (kl->device)
 			device_tick(kl);
 		pool_update(kl);
+		if (kl->sync_body && (!qkm_relay_holds(k->relay, kl->cfg.peer) ||
+				      mono - kl->sync_mono >= KMA_SYNC_WAIT_NS))
+			sync_resume(kl);
 		if (kl->pool_usable && mono - kl->sync_ns >= KMA_SYNC_NS) {
 			kl->sync_ns = mono;
 			qkm_relay_end_batch(k->relay);
@@ -1080,6 +1141,7 @@ void qkm_kma_free(struct qkm_kma *k)
 		qkm_link_free(kl->kx);
 		if (kl->redial)
 			event_free(kl->redial);
+		free(kl->sync_body); /* as if it never came: the peer sends another */
 		qkm_device_free(kl->device); /* its worker stops before acq goes */
 		qkm_acq_free(kl->acq);
 		qkm_spool_free(kl->spool);

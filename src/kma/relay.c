@@ -39,6 +39,7 @@ struct flight {
 	struct qkm_id batch;
 	uint32_t bytes;
 	uint64_t sent_ns, asked_ns;
+	bool held;                           /* a relay node holds it for link key */
 	char why[200];                       /* what the node that refused it said */
 };
 
@@ -81,6 +82,10 @@ struct qkm_relay {
 	size_t xacc_bytes;
 	bool batching;                       /* group commit: see qkm_relay_begin_batch */
 	struct out *outq, **outq_tail;       /* held back until the work is durable */
+	struct held *held;                   /* frames waiting for next-hop link key, in order */
+	size_t held_bytes;
+	struct held *retrying;               /* the held frame being handled again */
+	bool release;                        /* ...and it may not wait any longer */
 };
 
 /* A parsed RELAY frame (pointers into the frame). */
@@ -623,7 +628,11 @@ static int parse_hop(const struct qkm_frame *f, struct hop_in *h, enum hop_kind 
 	return 0;
 }
 
-static int send_ack(struct qkm_relay *r, const char *origin, const struct qkm_id *batch, bool ok,
+/* RELAY_ACK's OK: 1 stored at the destination, 0 refused (by it or a node
+ * on the way), RELAY_ACK_HELD waiting at a node on the way (hold()). */
+#define RELAY_ACK_HELD 2
+
+static int send_ack(struct qkm_relay *r, const char *origin, const struct qkm_id *batch, uint8_t ok,
 		    uint8_t level, const char *msg)
 {
 	struct qkm_buf b;
@@ -634,7 +643,7 @@ static int send_ack(struct qkm_relay *r, const char *origin, const struct qkm_id
 		rc = qkm_put_id(&b, QKM_T_BATCH, batch);
 	if (!rc)
 		rc = qkm_put_u8(&b, QKM_T_OK, ok);
-	if (!rc && ok)
+	if (!rc && ok == 1)
 		rc = qkm_put_u8(&b, QKM_T_LEVEL, level);
 	if (!rc && msg)
 		rc = qkm_put_str(&b, QKM_T_MESSAGE, msg);
@@ -975,6 +984,176 @@ static void refuse(struct qkm_relay *r, const char *from, const struct hop_in *h
 		log_debug("relay: could not tell %s", h->src);
 }
 
+/* ---- holding a relay for next-hop link key ------------------------------- */
+
+/* A relay node whose next hop is short of link key holds the frame, as it
+ * came (ciphertext: nothing decrypted is kept), instead of discarding it.
+ * Discarding would throw away the link key every earlier hop spent on it,
+ * and the origin, which cannot know how fast the short hop refills, would
+ * spend as much again on its next try. The origin hears that the relay
+ * waits (RELAY_ACK OK=2, again every HOLD_TELL_NS, so it does not ask the
+ * destination about it meanwhile) and starts no more relays that way until
+ * it is settled. The node tries again as the hop refills, in arrival order
+ * per neighbour: a later frame from the same neighbour names later link
+ * key, and handling it first would burn the key the held one names. */
+#define HOLD_MAX_NS 10000000000ull       /* a frame waits at most this long */
+#define HOLD_TELL_NS 2000000000ull       /* the origin hears it waits this often */
+#define HOLD_MAX_BYTES (64u << 20)       /* frames held at once, in all */
+_Static_assert(HOLD_TELL_NS < RELAY_ASK_NS, "the origin must hear before it asks");
+
+struct held {
+	struct held *next;
+	char from[QKM_NAME_MAX];             /* the neighbour it came from */
+	char src[QKM_NAME_MAX];              /* its origin */
+	struct qkm_id batch;
+	char next_hop[QKM_NAME_MAX];         /* the short hop ("": not tried yet) */
+	size_t need;                         /* link key it needs there */
+	uint64_t since_ns, told_ns;
+	bool kept;                           /* handled again, and waits on */
+	char why[200];
+	struct qkm_frame f;                  /* f.body is body[] */
+	uint8_t body[];
+};
+
+static bool held_from(const struct qkm_relay *r, const char *from)
+{
+	for (const struct held *x = r->held; x; x = x->next)
+		if (strcmp(x->from, from) == 0)
+			return true;
+	return false;
+}
+
+static void held_tell(struct qkm_relay *r, struct held *x, uint64_t now_ns)
+{
+	char msg[300];
+	snprintf(msg, sizeof(msg), "held at %s: %s", r->cfg->id, x->why);
+	x->told_ns = now_ns;
+	if (strcmp(x->src, r->cfg->id) != 0 && send_ack(r, x->src, &x->batch, RELAY_ACK_HELD, 0, msg))
+		log_debug("relay: could not tell %s its relay waits", x->src);
+}
+
+/* Keeps a copy of frame f from `from`, after those held already. */
+static struct held *held_add(struct qkm_relay *r, const char *from, const struct qkm_frame *f,
+			     const struct hop_in *h, uint64_t now_ns)
+{
+	if (f->body_len > HOLD_MAX_BYTES - r->held_bytes)
+		return NULL;
+	struct held *x = calloc(1, sizeof(*x) + f->body_len);
+	if (!x)
+		return NULL;
+	snprintf(x->from, sizeof(x->from), "%s", from);
+	snprintf(x->src, sizeof(x->src), "%s", h->src);
+	x->batch = h->batch;
+	x->since_ns = now_ns;
+	x->f = *f;
+	memcpy(x->body, f->body, f->body_len);
+	x->f.body = x->body;
+	struct held **pp = &r->held;
+	while (*pp)
+		pp = &(*pp)->next;
+	*pp = x;
+	r->held_bytes += f->body_len;
+	r->stats.held++;
+	return x;
+}
+
+/* A frame from `from` while others from it wait: it waits behind them. */
+static int hold_behind(struct qkm_relay *r, const char *from, const struct qkm_frame *f,
+		       const struct hop_in *h, uint64_t now_ns)
+{
+	struct held *x = held_add(r, from, f, h, now_ns);
+	if (!x) {
+		/* Not handled (its link key stays unused here until POOL_SYNC). */
+		refuse(r, from, h, "too many relays waiting here for link key", false, false);
+		return 0;
+	}
+	snprintf(x->why, sizeof(x->why), "behind a relay that waits for link key");
+	held_tell(r, x, now_ns);
+	return 0;
+}
+
+/* The next hop `next` is short of the `need` bytes of link key a verified
+ * frame f needs (why says so): true if it waits, false to refuse it. */
+static bool hold(struct qkm_relay *r, const char *from, const struct qkm_frame *f,
+		 const struct hop_in *h, const char *next, size_t need, const char *why,
+		 uint64_t now_ns)
+{
+	struct held *x = r->retrying;
+	if (x && (r->release || now_ns - x->since_ns >= HOLD_MAX_NS))
+		return false;
+	if (!x) {
+		if (!(x = held_add(r, from, f, h, now_ns)))
+			return false;
+		char hex[33];
+		qkm_id_hex(&h->batch, hex);
+		log_info("relay %s from %s to %s waits: %s; it goes on when the hop has the key "
+			 "(at most %llu s)", hex, h->src, h->dst, why,
+			 (unsigned long long)(HOLD_MAX_NS / 1000000000ull));
+	}
+	x->kept = true;
+	snprintf(x->next_hop, sizeof(x->next_hop), "%s", next);
+	x->need = need;
+	snprintf(x->why, sizeof(x->why), "%s", why);
+	if (!x->told_ns || now_ns - x->told_ns >= HOLD_TELL_NS)
+		held_tell(r, x, now_ns);
+	return true;
+}
+
+static int on_xor_next(struct qkm_relay *r, const char *from, const struct qkm_frame *f,
+		       uint64_t now_ns);
+
+/* Handles held frames again, in order per neighbour (only those from
+ * `only` if not NULL). release: none may wait longer (a frame that may
+ * name later link key from that neighbour comes next). */
+static void held_run(struct qkm_relay *r, const char *only, bool release, uint64_t now_ns)
+{
+	struct held **pp = &r->held;
+	while (*pp) {
+		struct held *x = *pp;
+		bool behind = false;
+		for (const struct held *y = r->held; y != x && !behind; y = y->next)
+			behind = strcmp(y->from, x->from) == 0;
+		struct qkm_pool_stats ps;
+		bool wait = behind || (only && strcmp(x->from, only) != 0) ||
+			    (!release && x->next_hop[0] && now_ns - x->since_ns < HOLD_MAX_NS &&
+			     !qkm_store_pool_stats(r->st, x->next_hop, &ps) && ps.enc_bytes < x->need);
+		if (wait) {
+			if (!release && now_ns - x->told_ns >= HOLD_TELL_NS)
+				held_tell(r, x, now_ns);
+			pp = &x->next;
+			continue;
+		}
+		r->retrying = x;
+		r->release = release;
+		x->kept = false;
+		int rc = x->f.type == QKM_MSG_RELAY ? qkm_relay_on_hop(r, x->from, &x->f, now_ns)
+						    : on_xor_next(r, x->from, &x->f, now_ns);
+		r->retrying = NULL;
+		r->release = false;
+		if (rc)
+			log_warnx("relay: held frame from %s not handled: %s", x->from,
+				  qkm_strerror(rc));
+		if (x->kept && !rc) {
+			pp = &x->next;
+			continue;
+		}
+		*pp = x->next;
+		r->held_bytes -= x->f.body_len;
+		free(x);
+	}
+}
+
+bool qkm_relay_holds(const struct qkm_relay *r, const char *from)
+{
+	return held_from(r, from);
+}
+
+void qkm_relay_release(struct qkm_relay *r, const char *from, uint64_t now_ns)
+{
+	if (held_from(r, from))
+		held_run(r, from, true, now_ns);
+}
+
 static int seen_get(struct qkm_relay *r, const char *origin, int64_t *v)
 {
 	char cname[QKM_NAME_MAX + 16];
@@ -1025,6 +1204,10 @@ int qkm_relay_on_hop(struct qkm_relay *r, const char *from, const struct qkm_fra
 	if (strcmp(h->path[h->hop], r->cfg->id) != 0 || strcmp(h->path[h->hop - 1], from) != 0 ||
 	    batch_seq(&h->batch) != h->seq || h->ct_len > QKM_KEYFILE_MAX_DATA + 65536) {
 		rc = QKM_EPEER;
+		goto out;
+	}
+	if (!r->retrying && held_from(r, from)) {
+		rc = hold_behind(r, from, f, h, now_ns);
 		goto out;
 	}
 	rc = 0;
@@ -1150,8 +1333,13 @@ int qkm_relay_on_hop(struct qkm_relay *r, const char *from, const struct qkm_fra
 	uint8_t method;
 	size_t ng = 0, start;
 	if ((rc = draw_hop(r, next, 0, pt2.len, &method, &olk, og, &ng, why, sizeof(why)))) {
-		if (rc == QKM_ENOKEY)
+		if (rc != QKM_ENOKEY)
+			goto out;
+		size_t need = hop_key_len(r->cfg->relay.aes_fallback ? QKM_RM_AES256GCM : QKM_RM_OTP,
+					  pt2.len);
+		if (!hold(r, from, f, h, next, need, why, now_ns))
 			goto cannot;
+		rc = 0;
 		goto out;
 	}
 	char in[400], outr[400];
@@ -1560,6 +1748,10 @@ static int on_xor_next(struct qkm_relay *r, const char *from, const struct qkm_f
 	    batch_seq(&h->batch) != h->seq || !h->pad_len || h->pad_len % RELAY_UNIT ||
 	    h->pad_len > QKM_KEYFILE_MAX_DATA)
 		goto out;
+	if (!r->retrying && held_from(r, from)) {
+		rc = hold_behind(r, from, f, h, now_ns);
+		goto out;
+	}
 	rc = QKM_ENOMEM;
 	if (!(kin = qkm_secret_new_raw(h->pad_len)))
 		goto out;
@@ -1595,7 +1787,8 @@ static int on_xor_next(struct qkm_relay *r, const char *from, const struct qkm_f
 		snprintf(why, sizeof(why), "hop %s-%s is out of link key: %zu bytes needed, %llu "
 			 "available (relay mode %s)", r->cfg->id, next, h->pad_len,
 			 (unsigned long long)ps.enc_bytes, r->cfg->relay.mode);
-		refuse(r, from, h, why, false, true);
+		if (!hold(r, from, f, h, next, h->pad_len, why, now_ns))
+			refuse(r, from, h, why, false, true);
 		rc = 0;
 		goto out;
 	}
@@ -1695,6 +1888,16 @@ out:
  * usable, or delete it. */
 static void fill(struct qkm_relay *r, struct dest *d, uint64_t now_ns);
 
+/* A relay toward d waits on the way for link key (hold()): the route is
+ * as fast as that hop refills, and more relays would only wait too. */
+static bool held_on_way(const struct dest *d)
+{
+	for (const struct flight *fl = d->flights; fl; fl = fl->next)
+		if (fl->held)
+			return true;
+	return false;
+}
+
 static void backoff(struct dest *d, uint64_t now_ns)
 {
 	/* Relays in flight fail together (a hop down, a node restarted):
@@ -1775,11 +1978,31 @@ static int on_ack(struct qkm_relay *r, const char *origin, const struct qkm_fram
 	uint8_t ok = 0, level = QKM_BLOCK_ITS;
 	char msg[300] = "";
 	if (qkm_tlv_id(f->body, f->body_len, QKM_T_BATCH, &batch) ||
-	    qkm_tlv_u8(f->body, f->body_len, QKM_T_OK, &ok))
+	    qkm_tlv_u8(f->body, f->body_len, QKM_T_OK, &ok) || ok > RELAY_ACK_HELD)
 		return QKM_EPEER;
-	if (ok && (qkm_tlv_u8(f->body, f->body_len, QKM_T_LEVEL, &level) ||
-		   (level != QKM_BLOCK_ITS && level != QKM_BLOCK_COMPUTATIONAL)))
+	if (ok == 1 && (qkm_tlv_u8(f->body, f->body_len, QKM_T_LEVEL, &level) ||
+			(level != QKM_BLOCK_ITS && level != QKM_BLOCK_COMPUTATIONAL)))
 		return QKM_EPEER;
+	if (qkm_tlv_str(f->body, f->body_len, QKM_T_MESSAGE, msg, sizeof(msg), false) || !msg[0])
+		snprintf(msg, sizeof(msg), "%s by %s", ok == RELAY_ACK_HELD ? "held" : "refused",
+			 origin);
+	if (ok == RELAY_ACK_HELD) {
+		/* It waits on the way for link key: not lost, so no question
+		 * to the destination yet, and no more relays that way (fill,
+		 * qkm_relay_want) until it is settled. The reason is shown, and
+		 * goes with the next confirmation. */
+		for (size_t i = 0; i < r->n_dests; i++)
+			for (struct flight *fl = r->dests[i].flights; fl; fl = fl->next)
+				if (qkm_id_eq(&fl->batch, &batch)) {
+					struct dest *d = &r->dests[i];
+					fl->held = true;
+					fl->sent_ns = now_ns;
+					snprintf(d->why, sizeof(d->why), "%s", msg);
+					why_update(d);
+					return 0;
+				}
+		return 0;
+	}
 	if (ok) {
 		/* The destination stored it: ours becomes usable. */
 		struct dest *d = dest_find(r, origin);
@@ -1792,8 +2015,6 @@ static int on_ack(struct qkm_relay *r, const char *origin, const struct qkm_fram
 	 * copy may be refused while the genuine frame goes through): only
 	 * the destination's answer to a query, which also stops it from
 	 * storing the batch later, settles it. Ask at once. */
-	if (qkm_tlv_str(f->body, f->body_len, QKM_T_MESSAGE, msg, sizeof(msg), false) || !msg[0])
-		snprintf(msg, sizeof(msg), "refused by %s", origin);
 	for (size_t i = 0; i < r->n_dests; i++)
 		for (struct flight *fl = r->dests[i].flights; fl; fl = fl->next)
 			if (qkm_id_eq(&fl->batch, &batch)) {
@@ -1802,6 +2023,7 @@ static int on_ack(struct qkm_relay *r, const char *origin, const struct qkm_fram
 					log_warnx("relay to %s refused: %s", d->route->to, msg);
 				snprintf(d->refused, sizeof(d->refused), "%s", msg);
 				snprintf(fl->why, sizeof(fl->why), "%s", msg);
+				fl->held = false;
 				set_why(d, msg);
 				if (batch_seq(&batch) > d->fail_seq)
 					d->fail_seq = batch_seq(&batch);
@@ -1952,7 +2174,7 @@ static void fill_plan(struct qkm_relay *r, struct dest *d, uint64_t now_ns, uint
 			d->credit = (double)(RELAY_WINDOW * batch);
 	}
 	d->credit_ns = now_ns;
-	while (d->n_flights < RELAY_WINDOW &&
+	while (d->n_flights < RELAY_WINDOW && !held_on_way(d) &&
 	       (d->push_bytes > 0 ||
 		(d->credit >= (double)batch &&
 		 have + d->flight_bytes < RELAY_PLAN_CEILING * r->cfg->relay.high_bytes))) {
@@ -1986,7 +2208,7 @@ static void fill(struct qkm_relay *r, struct dest *d, uint64_t now_ns)
 	/* A relay that cannot start here (first hop short or down) spent
 	 * nothing: the next scan tries again. Only failures further on, which
 	 * do spend link key, back off (settle). */
-	while (d->filling && d->n_flights < RELAY_WINDOW &&
+	while (d->filling && d->n_flights < RELAY_WINDOW && !held_on_way(d) &&
 	       ps.enc_bytes + d->flight_bytes < r->cfg->relay.high_bytes)
 		if (relay_start(r, d, now_ns))
 			break;
@@ -2008,6 +2230,8 @@ void qkm_relay_tick(struct qkm_relay *r, uint64_t now_ns)
 	if (now_ns - r->scan_ns < RELAY_SCAN_NS)
 		return;
 	r->scan_ns = now_ns;
+	if (r->held)
+		held_run(r, NULL, false, now_ns);
 	for (size_t i = 0; i < r->n_dests; i++)
 		fill(r, &r->dests[i], now_ns);
 }
@@ -2048,7 +2272,7 @@ int qkm_relay_want(struct qkm_relay *r, const char *node, size_t bytes, uint64_t
 	if (now_ns < d->retry_ns)
 		return d->n_flights ? 0 : QKM_ENOKEY;
 	int rc = 0;
-	while (!rc && d->flight_bytes < bytes && d->n_flights < RELAY_WINDOW)
+	while (!rc && d->flight_bytes < bytes && d->n_flights < RELAY_WINDOW && !held_on_way(d))
 		rc = relay_start(r, d, now_ns);
 	if (rc && d->n_flights)
 		rc = 0;
@@ -2125,6 +2349,11 @@ void qkm_relay_free(struct qkm_relay *r)
 	qkm_relay_end_batch(r);
 	while (r->xaccs)
 		xacc_free(r, r->xaccs);
+	while (r->held) {
+		struct held *x = r->held;
+		r->held = x->next;
+		free(x);
+	}
 	free(r->dests);
 	EVP_MAC_free(r->poly);
 	free(r);

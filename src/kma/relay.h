@@ -73,8 +73,10 @@ int qkm_relay_push(struct qkm_relay *r, const char *node, uint64_t bytes) QKM_MU
 bool qkm_relay_ready(const struct qkm_relay *r, const char *node);
 
 /* QKM_MSG_RELAY from neighbour `from`. 0 when handled (a relay that fails
- * its checks is discarded, alarmed and recorded, and still returns 0);
- * QKM_EPEER when the frame breaks the protocol. */
+ * its checks is discarded, alarmed and recorded, and still returns 0; one
+ * whose next hop is short of link key waits for it, up to 10 s, and so do
+ * later relay frames from `from`); QKM_EPEER when the frame breaks the
+ * protocol. */
 int qkm_relay_on_hop(struct qkm_relay *r, const char *from, const struct qkm_frame *f,
 		     uint64_t now_ns) QKM_MUST_CHECK;
 /* End-to-end control frames (RELAY_ACK, RELAY_QUERY, RELAY_STATE) from
@@ -82,6 +84,14 @@ int qkm_relay_on_hop(struct qkm_relay *r, const char *from, const struct qkm_fra
  * XOR_SHARE over a direct KMA link). QKM_EPEER when malformed. */
 int qkm_relay_on_frame(struct qkm_relay *r, const char *origin, const struct qkm_frame *f,
 		       uint64_t now_ns) QKM_MUST_CHECK;
+
+/* Whether relay frames from neighbour `from` wait here for link key on
+ * their next hop. */
+bool qkm_relay_holds(const struct qkm_relay *r, const char *from);
+/* Before a frame from neighbour `from` that may name link key beyond what
+ * those waiting frames name (a KSA frame; a POOL_SYNC put off too long):
+ * each of them goes on now, or is refused. */
+void qkm_relay_release(struct qkm_relay *r, const char *from, uint64_t now_ns);
 
 /* Group commit. Between begin and end (the frames of one read, one timer
  * round), every frame's work goes into one store transaction, and what it
@@ -115,6 +125,7 @@ struct qkm_relay_stats {
 	uint64_t link_bytes;        /* link key bytes spent on relay (pads, MAC keys) */
 	uint64_t failed;            /* relays discarded (MAC, sequence, starved hop) */
 	uint64_t in_flight;         /* relays sent, not yet acknowledged */
+	uint64_t held;              /* relays that waited here for next-hop link key */
 };
 void qkm_relay_stats(const struct qkm_relay *r, struct qkm_relay_stats *out /* OUT */);
 

@@ -245,6 +245,10 @@ static void counters(struct qkm_prom *w, const struct qkm_node_status *s)
 		 r->failed},
 		{"qkm_relays_forwarded_total",
 		 "Relays passed on as a relay node since the node started.", r->forwarded},
+		{"qkm_relays_held_total",
+		 "Relays that waited here, as a relay node, for link key on their next hop, since "
+		 "the node started.",
+		 r->held},
 		{"qkm_relays_received_total",
 		 "Relays stored as destination since the node started.", r->received},
 		{"qkm_relay_forwarded_bytes_total",

@@ -38,6 +38,7 @@ struct qkm_status_link {
 struct qkm_status_relay {
 	uint64_t started, confirmed, failed, forwarded, received;
 	uint64_t relayed_bytes, forwarded_bytes, received_bytes, link_bytes;
+	uint64_t held;
 	uint64_t in_flight;
 };
 

@@ -219,6 +219,7 @@ static void link_dir(struct net *net, int from, int to, uint32_t bytes)
 	}
 	assert_int_equal(qkm_store_commit(net->n[from].st), 0);
 	assert_int_equal(qkm_store_commit(net->n[to].st), 0);
+	qkm_secret_free(net->lk[from][to]); /* more of it: the test keeps the last */
 	net->lk[from][to] = data;
 }
 
@@ -735,12 +736,35 @@ static void test_relay_starved(void **state)
 {
 	(void)state;
 	struct net *net = net_new("starved", false, false, 1024);
-	assert_int_equal(qkm_relay_want(net->n[0].r, "C", BATCH, net->now), 0);
+	struct qkm_relay *a = net->n[0].r, *b = net->n[1].r;
+	assert_int_equal(qkm_relay_want(a, "C", BATCH, net->now), 0);
+	pump(net);
+	/* B's hop to C lacks the key: the relay waits there, A hears so. */
+	assert_int_equal(pending_at_a(net), 1);
+	assert_non_null(strstr(qkm_relay_why(a, "C"), "held at B: hop B-C is out of link key"));
+	/* It waits up to 10 s, A hearing every 2 s, so A does not ask C
+	 * (which would make the relay stale there) and starts no more. */
+	for (int i = 0; i < 4; i++) {
+		net->now += 2 * SEC;
+		qkm_relay_tick(b, net->now);
+		pump(net);
+		qkm_relay_tick(a, net->now);
+		assert_int_equal(qkm_relay_want(a, "C", BATCH, net->now), 0);
+		assert_int_equal(net->nq, 0);
+		assert_int_equal(pending_at_a(net), 1);
+	}
+	/* Then B gives up: refused, and the link key A spent is burned at B. */
+	net->now += 2 * SEC;
+	qkm_relay_tick(b, net->now);
 	settle(net);
 	assert_int_equal(check_pair(net), 0);
 	assert_int_equal(pending_at_a(net), 0);
-	assert_non_null(strstr(qkm_relay_why(net->n[0].r, "C"), "hop B-C is out of link key"));
+	assert_non_null(strstr(qkm_relay_why(a, "C"), "hop B-C is out of link key"));
+	assert_int_equal(records(net, 1, "relay-refused", "hop B-C is out of link key"), 1);
 	assert_links_consistent(net); /* B burned what A spent on the refused relay */
+	struct qkm_relay_stats st;
+	qkm_relay_stats(b, &st);
+	assert_int_equal(st.held, 1);
 	net_free(net);
 
 	net = net_new("fallback", false, true, 1024);
@@ -755,6 +779,68 @@ static void test_relay_starved(void **state)
 	free(h);
 	assert_int_equal(records(net, 2, "relay-received", "B>C aes-256-gcm"), 1);
 	assert_int_equal(records(net, 2, "relay-received", "A>B otp"), 1);
+	net_free(net);
+}
+
+/* Relays that wait at B for link key toward C go on, in the order they
+ * came, as soon as the hop has it: no link key spent for nothing, none
+ * refused; A's second relay waits behind the first (it names later link
+ * key from A: handled first, it would burn the first one's). */
+static void test_relay_waits_for_key(void **state)
+{
+	(void)state;
+	struct net *net = net_new("waits", false, false, 1024);
+	struct qkm_relay *a = net->n[0].r, *b = net->n[1].r;
+	assert_int_equal(qkm_relay_want(a, "C", 2 * BATCH, net->now), 0);
+	pump(net);
+	assert_int_equal(pending_at_a(net), 2);
+	net->now += 1 * SEC;
+	qkm_relay_tick(b, net->now); /* still short: nothing happens */
+	pump(net);
+	assert_int_equal(pending_at_a(net), 2);
+	link_dir(net, 1, 2, LINK_BYTES);
+	net->now += 1 * SEC;
+	qkm_relay_tick(b, net->now);
+	pump(net);
+	assert_int_equal(pending_at_a(net), 0);
+	assert_int_equal(check_pair(net), 2);
+	assert_string_equal(qkm_relay_why(a, "C"), "");
+	assert_int_equal(records(net, 1, "relay-refused", NULL), 0);
+	assert_int_equal(records(net, 1, "relay-forwarded", NULL), 2);
+	assert_links_consistent(net);
+	struct qkm_relay_stats sa, sb;
+	qkm_relay_stats(a, &sa);
+	qkm_relay_stats(b, &sb);
+	assert_int_equal(sa.confirmed, 2);
+	assert_int_equal(sa.failed, 0);
+	assert_int_equal(sb.held, 2);
+	/* A relays again at once: nothing waits any more. */
+	assert_int_equal(qkm_relay_want(a, "C", BATCH, net->now), 0);
+	pump(net);
+	assert_int_equal(check_pair(net), 3);
+	net_free(net);
+}
+
+/* A frame from A that may name link key beyond the waiting relays' (a
+ * POOL_SYNC, a KSA frame): they go on or are refused first, so nothing A
+ * named is left unburned at B, or burned before it was used. */
+static void test_relay_release(void **state)
+{
+	(void)state;
+	struct net *net = net_new("release", false, false, 1024);
+	struct qkm_relay *a = net->n[0].r, *b = net->n[1].r;
+	assert_int_equal(qkm_relay_want(a, "C", 2 * BATCH, net->now), 0);
+	pump(net);
+	assert_int_equal(pending_at_a(net), 2);
+	qkm_relay_release(b, "C", net->now); /* not from A: nothing to do */
+	pump(net);
+	assert_int_equal(pending_at_a(net), 2);
+	qkm_relay_release(b, "A", net->now);
+	settle(net);
+	assert_int_equal(pending_at_a(net), 0);
+	assert_int_equal(check_pair(net), 0);
+	assert_int_equal(records(net, 1, "relay-refused", "hop B-C is out of link key"), 2);
+	assert_links_consistent(net);
 	net_free(net);
 }
 
@@ -1109,6 +1195,28 @@ static void test_xor_at_destination(void **state)
 	net_free(net);
 }
 
+/* XOR at the destination, B's hop to C short: B's XOR_NEXT waits for the
+ * key as a RELAY does, and the combination completes once B has it. */
+static void test_xor_waits_for_key(void **state)
+{
+	(void)state;
+	struct net *net = net_new("xor-wait", true, false, 1024);
+	net_mode(net, "xor-at-destination", NULL);
+	assert_int_equal(qkm_relay_want(net->n[0].r, "C", BATCH, net->now), 0);
+	pump(net);
+	assert_int_equal(pending_at_a(net), 1);
+	assert_non_null(strstr(qkm_relay_why(net->n[0].r, "C"), "held at B"));
+	link_dir(net, 1, 2, LINK_BYTES);
+	net->now += 1 * SEC;
+	qkm_relay_tick(net->n[1].r, net->now);
+	pump(net);
+	assert_int_equal(pending_at_a(net), 0);
+	assert_int_equal(check_pair(net), 1);
+	assert_int_equal(records(net, 1, "relay-refused", NULL), 0);
+	assert_links_consistent(net);
+	net_free(net);
+}
+
 /* R-REL-7: central XOR at B. B gets every share; as a node of the route it
  * also holds k(A,B), so B could have K too; C gets K ^ k(B,C) from B. */
 static void test_xor_central(void **state)
@@ -1229,9 +1337,12 @@ int main(void)
 		cmocka_unit_test(test_relay_lost_then_late),
 		cmocka_unit_test(test_relay_origin_restart),
 		cmocka_unit_test(test_relay_starved),
+		cmocka_unit_test(test_relay_waits_for_key),
+		cmocka_unit_test(test_relay_release),
 		cmocka_unit_test(test_relay_kill_anywhere),
 		cmocka_unit_test(test_reconstruct_otp),
 		cmocka_unit_test(test_xor_at_destination),
+		cmocka_unit_test(test_xor_waits_for_key),
 		cmocka_unit_test(test_xor_central),
 		cmocka_unit_test(test_xor_tamper),
 		cmocka_unit_test(test_xor_next_not_neighbour),
