@@ -11,6 +11,7 @@
 #include "proto/status_json.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -18,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -99,29 +101,56 @@ static int free_port(void)
 	return port;
 }
 
-/* Whether pid is a qkm process that has not finished exiting. It keeps its
- * files (the key store's lock) until it is a zombie, and its command line
- * reads empty well before that, once its memory is gone (seconds, under a
- * sanitizer); so this reads /proc/PID/stat: the name (the executable's,
- * "qkm" or a build name containing it) and the state. */
-static bool pid_is_qkm(int pid)
+/* Reads /proc/PATH's "PID (NAME) STATE ..." (NAME may hold spaces and
+ * parentheses): false if it cannot. */
+static bool proc_stat(const char *path, char *name, size_t namesz, char *state)
 {
-	char path[64], st[512];
-	if (pid <= 0)
-		return false;
-	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	char st[512];
 	FILE *f = fopen(path, "r");
 	if (!f)
 		return false;
 	size_t n = fread(st, 1, sizeof(st) - 1, f);
 	(void)fclose(f); /* read only */
 	st[n] = 0;
-	/* "PID (NAME) STATE ...": NAME may hold spaces and parentheses. */
 	char *open = strchr(st, '('), *close = strrchr(st, ')');
 	if (!open || !close || close < open || close[1] != ' ')
 		return false;
 	*close = 0;
-	return strstr(open + 1, "qkm") && !strchr("ZXx", close[2]);
+	snprintf(name, namesz, "%s", open + 1);
+	*state = close[2];
+	return true;
+}
+
+/* Whether pid is a qkm process that has not finished exiting. A process
+ * keeps its files (the key store's lock) until its last thread is gone:
+ * its command line reads empty well before (once its memory is gone,
+ * seconds under a sanitizer), and its main thread shows as a zombie while
+ * another still waits for a write to the disk to end. So this reads the
+ * name (the executable's: "qkm" or a build name containing it) and the
+ * state of every thread in /proc. */
+static bool pid_is_qkm(int pid)
+{
+	char path[64], name[64], state;
+	if (pid <= 0)
+		return false;
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	if (!proc_stat(path, name, sizeof(name), &state) || !strstr(name, "qkm"))
+		return false;
+	if (!strchr("ZXx", state))
+		return true;
+	snprintf(path, sizeof(path), "/proc/%d/task", pid);
+	DIR *d = opendir(path);
+	bool alive = false;
+	for (struct dirent *e; d && !alive && (e = readdir(d));) {
+		char tpath[300];
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(tpath, sizeof(tpath), "/proc/%d/task/%s/stat", pid, e->d_name);
+		alive = proc_stat(tpath, name, sizeof(name), &state) && !strchr("ZXx", state);
+	}
+	if (d)
+		(void)closedir(d); /* read only */
+	return alive;
 }
 
 /* Starts `qkm ARGS...` detached, output appended to log. Returns the pid. */
@@ -282,9 +311,34 @@ struct netplan {
 	int kx_port[QKM_MAX_NODES];
 };
 
+/* Waits, up to 10 s, until no process holds the key store of the node
+ * configured in `config` (qkm node locks its DB-keys file, docs/store.md):
+ * a killed node can hold it a moment after it shows as gone, and its
+ * successor would refuse to start. */
+static void store_wait(const char *config)
+{
+	struct qkm_node_cfg *c = calloc(1, sizeof(*c));
+	char err[256], path[sizeof(c->db) + 8];
+	if (!c || qkm_node_cfg_load(config, c, err, sizeof(err))) {
+		free(c);
+		return; /* the node will say what is wrong */
+	}
+	snprintf(path, sizeof(path), "%s-keys", c->db);
+	free(c);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	for (int w = 0; w < 200 && flock(fd, LOCK_EX | LOCK_NB) != 0; w++) {
+		struct timespec ts = {0, 50000000};
+		nanosleep(&ts, NULL);
+	}
+	(void)close(fd); /* and the lock, if it got it */
+}
+
 static int start_node(struct qkm_network *net, size_t i)
 {
 	char *argv[] = {"qkm", "node", "-c", net->nodes[i].config, NULL};
+	store_wait(net->nodes[i].config);
 	net->nodes[i].pid = spawn(net->nodes[i].log, argv);
 	return net->nodes[i].pid > 0 ? 0 : -1;
 }
