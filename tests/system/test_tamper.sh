@@ -186,8 +186,9 @@ fault B "TLS read failed: unexpected eof while reading" truncate c2s
 fault A "TLS read failed: unexpected eof while reading" truncate s2c
 fault B "TLS read failed: unexpected eof while reading" truncate c2s 3
 fault A "TLS read failed: unexpected eof while reading" truncate s2c 3
-fault B "connection lost: Connection reset by peer" reset
-fault A "connection lost: Connection reset by peer" reset
+# A reset reaches a node reading (connection lost) or writing (write to peer failed).
+fault B "(connection lost|write to peer failed): Connection reset by peer" reset
+fault A "(connection lost|write to peer failed): Connection reset by peer" reset
 
 # ---------------------------------------------------------------- a damaged handshake
 # The reconnection's ClientHello gets a flipped bit in its random: the
