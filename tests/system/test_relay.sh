@@ -289,7 +289,11 @@ for round in 1 2 3; do
 	kill -CONT "$pid2" 2>/dev/null || true
 	"$QKM" net restart --dir "$F" node2 >/dev/null || fail "restart node2"
 	ok "round $round: node2 killed with $p relayed KMA-key(s) unconfirmed at the ends, restarted"
-	wait_for 15 '[ "$(unconfirmed)" = 0 ]' || fail "round $round: relays still unconfirmed 15 s after the restart"
+	# The relays pending then are settled soon. Not "none pending": under
+	# this load relays started since may be waiting at node2 for link key
+	# toward the slower link (docs/protocol.md 4.4), one after another.
+	out=$(rchk --dir "$F" settled --wait 25 node1 node3 2>&1) ||
+		fail "round $round: relays pending at the restart not settled: $out"
 done
 touch "$STOP"
 # shellcheck disable=SC2086
