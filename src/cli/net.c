@@ -141,6 +141,8 @@ static bool pid_is_qkm(int pid)
 	snprintf(path, sizeof(path), "/proc/%d/task", pid);
 	DIR *d = opendir(path);
 	bool alive = false;
+	/* cppcheck-suppress readdirCalled ; readdir_r is deprecated: readdir is safe on a
+	 * stream no other thread reads (as in kma/spool.c) */
 	for (struct dirent *e; d && !alive && (e = readdir(d));) {
 		char tpath[300];
 		if (e->d_name[0] == '.')
