@@ -225,13 +225,42 @@ static int wait_ready(const struct qkm_network *net, size_t i)
 	return wait_url(net, net->nodes[i].admin, net->nodes[i].pid);
 }
 
-static void stop_pid(int pid)
+/* Waits until none of pids[0..n) is a qkm process still running (reaping
+ * those that are our children), at most ms: true if none is. */
+static bool wait_gone(const int *pids, int n, int ms)
 {
-	if (pid_is_qkm(pid))
-		kill(pid, SIGTERM);
+	for (int waited = 0;; waited += 50) {
+		int alive = 0;
+		for (int i = 0; i < n; i++) {
+			waitpid(pids[i], NULL, WNOHANG);
+			alive += pid_is_qkm(pids[i]);
+		}
+		if (!alive)
+			return true;
+		if (waited >= ms)
+			return false;
+		struct timespec ts = {0, 50000000};
+		nanosleep(&ts, NULL);
+	}
 }
 
-/* Stops every process of the network; SIGKILL after 5 s. */
+/* Stops the qkm processes among pids[0..n): SIGTERM; after 5 s SIGKILL to
+ * those left, and up to 5 s more until they are gone: a node holds its key
+ * store until then, and its successor cannot open it. */
+static void stop_pids(const int *pids, int n)
+{
+	for (int i = 0; i < n; i++)
+		if (pid_is_qkm(pids[i]))
+			kill(pids[i], SIGTERM);
+	if (wait_gone(pids, n, 5000))
+		return;
+	for (int i = 0; i < n; i++)
+		if (pid_is_qkm(pids[i]))
+			kill(pids[i], SIGKILL);
+	(void)wait_gone(pids, n, 5000);
+}
+
+/* Stops every process of the network (stop_pids). */
 static void stop_all(struct qkm_network *net)
 {
 	int pids[QKM_MAX_NODES + 2], n = 0;
@@ -242,33 +271,7 @@ static void stop_all(struct qkm_network *net)
 		pids[n++] = net->sim_pid;
 	if (pid_is_qkm(net->ctl_pid))
 		pids[n++] = net->ctl_pid;
-	for (int i = 0; i < n; i++)
-		stop_pid(pids[i]);
-	for (int waited = 0; waited < 5000; waited += 50) {
-		int alive = 0;
-		for (int i = 0; i < n; i++) {
-			waitpid(pids[i], NULL, WNOHANG);
-			if (pid_is_qkm(pids[i]))
-				alive++;
-		}
-		if (!alive)
-			break;
-		struct timespec ts = {0, 50000000};
-		nanosleep(&ts, NULL);
-	}
-	for (int i = 0; i < n; i++)
-		if (pid_is_qkm(pids[i]))
-			kill(pids[i], SIGKILL);
-	/* Until they are gone (a node holds its store until then), or 5 s. */
-	for (int i = 0, w = 0; i < n && w < 100; w++) {
-		waitpid(pids[i], NULL, WNOHANG);
-		if (!pid_is_qkm(pids[i])) {
-			i++;
-			continue;
-		}
-		struct timespec ts = {0, 50000000};
-		nanosleep(&ts, NULL);
-	}
+	stop_pids(pids, n);
 	for (size_t i = 0; i < net->n_nodes; i++)
 		net->nodes[i].pid = 0;
 	net->sim_pid = 0;
@@ -828,23 +831,14 @@ static int net_down(const char *dir)
 	return rc;
 }
 
-/* Sends SIGTERM to pid if it is a qkm process and waits (at most 5 s) until
- * it is gone, showing so on a terminal. */
+/* Stops pid if it is a qkm process (stop_pids), showing so on a terminal. */
 static void stop_wait(int pid, const char *name)
 {
 	struct cli_progress prog;
 	if (!pid_is_qkm(pid))
 		return;
 	cli_progress_start(&prog, "%s: stopping (pid %d)", name, pid);
-	kill(pid, SIGTERM);
-	/* 5 s, then SIGKILL and up to 5 s more: its successor cannot open the
-	 * store while it holds it. */
-	for (int w = 0; w < 200 && pid_is_qkm(pid); w++) {
-		if (w == 100)
-			kill(pid, SIGKILL);
-		struct timespec ts = {0, 50000000};
-		nanosleep(&ts, NULL);
-	}
+	stop_pids(&pid, 1);
 	cli_progress_stop(&prog);
 }
 

@@ -504,13 +504,11 @@ static void kx_on_frame(struct qkm_link *l, const struct qkm_frame *f, void *arg
 		return;
 	}
 	if (f->type >= 40 && f->type < 50) {
-		sync_resume(kl);
 		qkm_relay_release(kl->k->relay, kl->cfg.peer, qkm_now_ns());
-	}
-	if (f->type >= 40 && f->type < 50)
+		sync_resume(kl);
 		rc = kl->k->hooks.on_frame ? kl->k->hooks.on_frame(kl->cfg.peer, f, kl->k->hooks.arg)
 					   : QKM_EPEER;
-	else if (f->type == QKM_MSG_ROUTED)
+	} else if (f->type == QKM_MSG_ROUTED)
 		rc = routed_on_frame(kl, f);
 	else if (f->type == QKM_MSG_RELAY)
 		rc = qkm_relay_on_hop(kl->k->relay, kl->cfg.peer, f, qkm_now_ns());
