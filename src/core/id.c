@@ -11,12 +11,15 @@ int qkm_id_random(struct qkm_id *id)
 	return RAND_bytes(id->b, QKM_ID_LEN) == 1 ? 0 : QKM_ECRYPTO;
 }
 
-int qkm_id_uuid4(struct qkm_id *id)
+int qkm_id_uuid7(struct qkm_id *id, uint64_t now_ns)
 {
 	int rc = qkm_id_random(id);
 	if (rc)
 		return rc;
-	id->b[6] = (uint8_t)((id->b[6] & 0x0f) | 0x40);
+	uint64_t ms = now_ns / 1000000u;
+	for (int i = 0; i < 6; i++)
+		id->b[i] = (uint8_t)(ms >> (40 - 8 * i));
+	id->b[6] = (uint8_t)((id->b[6] & 0x0f) | 0x70);
 	id->b[8] = (uint8_t)((id->b[8] & 0x3f) | 0x80);
 	return 0;
 }

@@ -20,8 +20,11 @@ struct qkm_id {
 
 /* Fills id from the OS's non-deterministic RNG; 0 or QKM_ECRYPTO. */
 int qkm_id_random(struct qkm_id *id /* OUT */) QKM_MUST_CHECK;
-/* Makes a random RFC 4122 version-4 UUID; 0 or QKM_ECRYPTO. */
-int qkm_id_uuid4(struct qkm_id *id /* OUT */) QKM_MUST_CHECK;
+/* Makes an RFC 9562 version-7 UUID: the Unix time in ms of now_ns (a
+ * qkm_now_ns), then 74 bits from the OS's RNG; 0 or QKM_ECRYPTO. IDs made
+ * one after another sort (nearly) in order, so a store's index of them
+ * grows at its end instead of at random pages. */
+int qkm_id_uuid7(struct qkm_id *id /* OUT */, uint64_t now_ns) QKM_MUST_CHECK;
 /* Writes 32 lowercase hex digits + NUL into out[33]. */
 void qkm_id_hex(const struct qkm_id *id, char out[static 33]);
 /* Writes the 8-4-4-4-12 UUID form + NUL into out[37]. */

@@ -45,6 +45,7 @@ struct round {
 	struct enc_req *reqs;
 	size_t n_keys;
 	struct qkm_id *ids;
+	int64_t *seqs;                   /* key i's row in the store */
 	size_t *offs;                    /* byte offset of key i in data */
 	uint32_t *sizes;                 /* bits */
 	uint8_t *levels;                 /* enum qkm_etsi_level of each key */
@@ -147,20 +148,15 @@ static void record(struct qkm_supply *s, const char *event, const struct qkm_id 
 		log_warnx("supply: could not record %s", event);
 }
 
-/* Master's side: key id moves to state (STOCKED, or SUPPLIED at at_ns,
- * recorded with detail). Nothing is delivered there to list, so state and
- * time are all the row changes. */
-static int set_master_state(struct qkm_supply *s, const struct qkm_id *id,
-			    enum qkm_ksa_state state, uint64_t at_ns, const char *peer,
-			    const char *detail)
+/* Master's side: key id (row seq) moves from state from to SUPPLIED at
+ * at_ns, recorded with detail. Nothing is delivered there to list, so state
+ * and time are all the row changes. */
+static int set_supplied(struct qkm_supply *s, const struct qkm_id *id, int64_t seq,
+			enum qkm_ksa_state from, uint64_t at_ns, const char *peer,
+			const char *detail)
 {
-	struct qkm_ksa_key kk;
-	memset(&kk, 0, sizeof(kk));
-	kk.id = *id;
-	kk.state = state;
-	kk.supplied_ns = at_ns;
-	int rc = qkm_store_ksa_update(s->st, &kk, false);
-	if (!rc && state == QKM_KSA_SUPPLIED)
+	int rc = qkm_store_ksa_set_state(s->st, seq, seq, from, QKM_KSA_SUPPLIED, at_ns);
+	if (!rc)
 		record(s, "supplied", id, peer, "%s", detail);
 	return rc;
 }
@@ -367,6 +363,7 @@ static void round_free(struct round *r)
 		free(e);
 	}
 	free(r->ids);
+	free(r->seqs);
 	free(r->offs);
 	free(r->sizes);
 	free(r->levels);
@@ -506,11 +503,12 @@ static void round_start(struct qkm_supply *s, struct peer *p, uint64_t now_ns)
 	if (!r->n_keys)
 		goto done;
 	r->ids = calloc(r->n_keys, sizeof(*r->ids));
+	r->seqs = calloc(r->n_keys, sizeof(*r->seqs));
 	r->offs = calloc(r->n_keys, sizeof(*r->offs));
 	r->sizes = calloc(r->n_keys, sizeof(*r->sizes));
 	r->levels = calloc(r->n_keys, sizeof(*r->levels));
 	r->data = qkm_secret_new(total);
-	if (!r->ids || !r->offs || !r->sizes || !r->levels || !r->data)
+	if (!r->ids || !r->seqs || !r->offs || !r->sizes || !r->levels || !r->data)
 		goto fail;
 	rc = qkm_store_pool_read_level(s->st, p->name, QKM_KT_ENC, its_only, total, rg,
 				       SUPPLY_MAX_RANGES, &nr, r->data->p);
@@ -547,7 +545,7 @@ static void round_start(struct qkm_supply *s, struct peer *p, uint64_t now_ns)
 	size_t off = 0, k = 0;
 	for (struct enc_req *e = r->reqs; e; e = e->next)
 		for (uint32_t i = 0; i < e->number; i++, k++) {
-			if ((rc = qkm_id_uuid4(&r->ids[k])))
+			if ((rc = qkm_id_uuid7(&r->ids[k], now_ns)))
 				goto fail;
 			r->offs[k] = off;
 			r->sizes[k] = e->size;
@@ -586,6 +584,7 @@ static void round_start(struct qkm_supply *s, struct peer *p, uint64_t now_ns)
 				rc = QKM_ENOMEM;
 			if (!rc)
 				rc = qkm_store_ksa_put(s->st, &kk);
+			r->seqs[k] = kk.seq;
 			qkm_secret_free(kk.data);
 			if (!rc)
 				record(s, "formatted", &kk.id, p->name, "%u bits for %s -> %s from %s",
@@ -716,14 +715,19 @@ static void stock_pause(struct qkm_supply *s, const struct enc_req *reqs, uint64
 	}
 }
 
-/* Records SUPPLIED the keys the front end took from stock, in batches. A
- * failure leaves them STOCKED: the next start records them supplied. */
+/* Records SUPPLIED the keys the front end took from stock, in one
+ * transaction. A failure leaves them STOCKED: the next start records them
+ * supplied. */
 static void stock_settle(struct qkm_supply *s)
 {
 	struct qkm_stock_taken t[512];
-	size_t n;
-	while (s->cfg.stock && (n = qkm_stock_drain_taken(s->cfg.stock, t, 512)) > 0) {
-		int rc = qkm_store_begin(s->st);
+	size_t n, total = 0;
+	int rc = 0;
+	bool open = false;
+	while (!rc && s->cfg.stock && (n = qkm_stock_drain_taken(s->cfg.stock, t, 512)) > 0) {
+		if (!open && !(rc = qkm_store_begin(s->st)))
+			open = true;
+		total += n;
 		int last = -1;
 		int64_t run = 0; /* keys of the current entry, for its master's count */
 		char peer[QKM_NAME_MAX] = "", master[QKM_NAME_MAX] = "", slave[QKM_NAME_MAX] = "";
@@ -739,22 +743,22 @@ static void stock_settle(struct qkm_supply *s)
 					 master, master, slave);
 			}
 			if (!rc)
-				rc = set_master_state(s, &t[i].id, QKM_KSA_SUPPLIED, t[i].at_ns,
-						      peer, detail);
+				rc = set_supplied(s, &t[i].id, t[i].seq, QKM_KSA_STOCKED, t[i].at_ns,
+						  peer, detail);
 			run++;
 		}
 		if (!rc && last >= 0)
 			rc = count_sae(s, master, true, run);
 		if (!rc)
 			rc = qkm_store_counter_add(s->st, "supplied_keys", (int64_t)n);
-		if (!rc)
-			rc = qkm_store_commit(s->st);
-		else
-			qkm_store_rollback(s->st);
-		if (rc)
-			log_warnx("supply: %zu key(s) taken from stock not recorded (%s); the next "
-				  "start records them supplied", n, qkm_strerror(rc));
 	}
+	if (open && !rc)
+		rc = qkm_store_commit(s->st);
+	else if (open)
+		qkm_store_rollback(s->st);
+	if (rc)
+		log_warnx("supply: %zu key(s) taken from stock not recorded (%s); the next "
+			  "start records them supplied", total, qkm_strerror(rc));
 }
 
 void qkm_supply_flush(struct qkm_supply *s, uint64_t now_ns)
@@ -817,11 +821,14 @@ static void round_done(struct qkm_supply *s, struct peer *p, struct round *r,
 		snprintf(detail, sizeof(detail), "to master %s (app %s), slave %s, level %s%s",
 			 e->master, e->master, e->slave, its ? "its" : "computational",
 			 e->comb ? ", combined with X25519" : "");
-		for (uint32_t i = 0; !rc && i < e->number; i++)
-			rc = e->stock ? set_master_state(s, &r->ids[e->first_key + i],
-							 QKM_KSA_STOCKED, 0, p->name, NULL)
-				      : set_master_state(s, &r->ids[e->first_key + i],
-							 QKM_KSA_SUPPLIED, now_ns, p->name, detail);
+		/* A stock refill's keys were put one after another: one run. */
+		const int64_t *seq = &r->seqs[e->first_key];
+		if (e->stock)
+			rc = qkm_store_ksa_set_state(s->st, seq[0], seq[e->number - 1],
+						     QKM_KSA_OFFERED, QKM_KSA_STOCKED, 0);
+		for (uint32_t i = 0; !rc && !e->stock && i < e->number; i++)
+			rc = set_supplied(s, &r->ids[e->first_key + i], seq[i], QKM_KSA_OFFERED,
+					  now_ns, p->name, detail);
 		if (!e->stock) {
 			supplied += e->number;
 			if (!rc)
@@ -846,7 +853,8 @@ static void round_done(struct qkm_supply *s, struct peer *p, struct round *r,
 		}
 		if (e->stock) {
 			if (qkm_stock_add(s->cfg.stock, e->stock - 1, e->number, &r->ids[e->first_key],
-					  r->data->p + r->offs[e->first_key], now_ns))
+					  &r->seqs[e->first_key], r->data->p + r->offs[e->first_key],
+					  now_ns))
 				log_warnx("supply to %s: stock refill did not fit", p->name);
 			s->stock_pause_ns[e->stock - 1] = 0;
 			e->req = NULL;
@@ -1546,6 +1554,7 @@ void qkm_supply_forget(struct qkm_supply *s, void *req)
 
 struct id_list {
 	struct qkm_id *ids;
+	int64_t *seqs;                   /* their rows */
 	size_t n, cap;
 };
 
@@ -1555,11 +1564,15 @@ static int collect_id(const struct qkm_ksa_key *k, void *arg)
 	if (l->n == l->cap) {
 		size_t c = l->cap ? l->cap * 2 : 256;
 		struct qkm_id *x = realloc(l->ids, c * sizeof(*x));
-		if (!x)
+		if (x)
+			l->ids = x;
+		int64_t *q = x ? realloc(l->seqs, c * sizeof(*q)) : NULL;
+		if (!q)
 			return QKM_ENOMEM;
-		l->ids = x;
+		l->seqs = q;
 		l->cap = c;
 	}
+	l->seqs[l->n] = k->seq;
 	l->ids[l->n++] = k->id;
 	return 0;
 }
@@ -1577,8 +1590,8 @@ static void stock_forget(struct qkm_supply *s, const char *peer)
 		goto out;
 	rc = qkm_store_begin(s->st);
 	for (size_t i = 0; !rc && i < l.n; i++)
-		rc = set_master_state(s, &l.ids[i], QKM_KSA_SUPPLIED, qkm_now_ns(), peer,
-				      "from stock, possibly: the node stopped with the key in stock");
+		rc = set_supplied(s, &l.ids[i], l.seqs[i], QKM_KSA_STOCKED, qkm_now_ns(), peer,
+				  "from stock, possibly: the node stopped with the key in stock");
 	if (!rc)
 		rc = qkm_store_counter_add(s->st, "supplied_keys", (int64_t)l.n);
 	if (!rc)
@@ -1592,6 +1605,7 @@ static void stock_forget(struct qkm_supply *s, const char *peer)
 			 l.n, peer);
 out:
 	free(l.ids);
+	free(l.seqs);
 }
 
 struct qkm_supply *qkm_supply_new(const struct qkm_supply_cfg *cfg, struct qkm_store *st,

@@ -237,19 +237,22 @@ static const char store_migrate_v6_end[] =
 	X(KSA_DATA_INSERT, "INSERT INTO ksa_data (seq, data) VALUES (?1, ?2)")  \
 	X(KSA_GET,                                                              \
 	  "SELECT id, peer, master, slave, additional, delivered, size_bits, "  \
-	  "level, role, state, created_ns, supplied_ns, source, ranges "        \
+	  "level, role, state, created_ns, supplied_ns, source, ranges, seq "   \
 	  "FROM ksa_keys WHERE id = ?1")                                        \
 	X(KSA_DATA_GET, "SELECT data FROM ksa_data WHERE seq = "                \
 	  "(SELECT seq FROM ksa_keys WHERE id = ?1)")                           \
 	X(KSA_UPDATE,                                                           \
 	  "UPDATE ksa_keys SET delivered = ?2, state = ?3, supplied_ns = ?4 "   \
 	  "WHERE id = ?1")                                                      \
+	X(KSA_SET_STATE,                                                        \
+	  "UPDATE ksa_keys SET state = ?4, supplied_ns = ?5 "                   \
+	  "WHERE seq BETWEEN ?1 AND ?2 AND state = ?3")                         \
 	X(KSA_DATA_DELETE, "DELETE FROM ksa_data WHERE seq = "                 \
 	  "(SELECT seq FROM ksa_keys WHERE id = ?1)")                           \
 	X(KSA_DELETE, "DELETE FROM ksa_keys WHERE id = ?1")                     \
 	X(KSA_LIST,                                                             \
 	  "SELECT id, peer, master, slave, additional, delivered, size_bits, "  \
-	  "level, role, state, created_ns, supplied_ns, source, ranges "        \
+	  "level, role, state, created_ns, supplied_ns, source, ranges, seq "   \
 	  "FROM ksa_keys WHERE peer = ?1 AND state = ?2 AND role = ?3 "         \
 	  "ORDER BY created_ns")                                                \
 	X(KSA_COUNT,                                                            \
@@ -1544,9 +1547,10 @@ static void ksa_read_meta(sqlite3_stmt *s, struct qkm_ksa_key *k)
 	if (n)
 		memcpy(k->ranges, sqlite3_column_blob(s, 13), n * sizeof(k->ranges[0]));
 	k->n_ranges = (uint32_t)n;
+	k->seq = sqlite3_column_int64(s, 14);
 }
 
-int qkm_store_ksa_put(struct qkm_store *st, const struct qkm_ksa_key *k)
+int qkm_store_ksa_put(struct qkm_store *st, struct qkm_ksa_key *k)
 {
 	int err = sp_begin(st);
 	if (err)
@@ -1559,9 +1563,11 @@ int qkm_store_ksa_put(struct qkm_store *st, const struct qkm_ksa_key *k)
 			      ? QKM_EEXIST
 			      : store_fail(st, "insert KSA key");
 	stmt_done(st->st[ST_KSA_INSERT]);
+	if (!err)
+		k->seq = sqlite3_last_insert_rowid(st->db);
 	if (!err && k->data) {
 		sqlite3_stmt *d = st->st[ST_KSA_DATA_INSERT];
-		sqlite3_bind_int64(d, 1, sqlite3_last_insert_rowid(st->db));
+		sqlite3_bind_int64(d, 1, k->seq);
 		sqlite3_bind_blob(d, 2, k->data->p, (int)k->data->len, SQLITE_STATIC);
 		err = stmt_exec(st, ST_KSA_DATA_INSERT);
 	}
@@ -1617,6 +1623,28 @@ int qkm_store_ksa_update(struct qkm_store *st, const struct qkm_ksa_key *k, bool
 		sqlite3_bind_blob(st->st[ST_KSA_DATA_DELETE], 1, k->id.b, QKM_ID_LEN, SQLITE_STATIC);
 		err = stmt_exec(st, ST_KSA_DATA_DELETE);
 	}
+	return sp_end(st, err);
+}
+
+int qkm_store_ksa_set_state(struct qkm_store *st, int64_t first_seq, int64_t last_seq,
+			    enum qkm_ksa_state from, enum qkm_ksa_state to, uint64_t supplied_ns)
+{
+	if (last_seq < first_seq)
+		return QKM_EINVAL;
+	int err = sp_begin(st);
+	if (err)
+		return err;
+	sqlite3_stmt *s = st->st[ST_KSA_SET_STATE];
+	sqlite3_bind_int64(s, 1, first_seq);
+	sqlite3_bind_int64(s, 2, last_seq);
+	sqlite3_bind_int(s, 3, (int)from);
+	sqlite3_bind_int(s, 4, (int)to);
+	sqlite3_bind_int64(s, 5, (int64_t)supplied_ns);
+	err = stmt_exec(st, ST_KSA_SET_STATE);
+	/* Every row of the run, or none: a row missing or in another state
+	 * means the caller's idea of them is wrong. */
+	if (!err && sqlite3_changes(st->db) != last_seq - first_seq + 1)
+		err = QKM_ENOTFOUND;
 	return sp_end(st, err);
 }
 

@@ -268,13 +268,21 @@ struct qkm_ksa_key {
 	uint32_t n_ranges;
 	struct qkm_range_ref ranges[QKM_KSA_MAX_RANGES]; /* the same, exactly */
 	struct qkm_secret *data;          /* key bytes, owned; NULL when not kept */
+	int64_t seq;                      /* the store's row number (put sets it) */
 };
 
-/* Inserts k (with its data if k->data). QKM_EEXIST for a known ID. */
-int qkm_store_ksa_put(struct qkm_store *st, const struct qkm_ksa_key *k) QKM_MUST_CHECK;
+/* Inserts k (with its data if k->data) and sets k->seq. Keys put one after
+ * another in a transaction get consecutive seqs. QKM_EEXIST for a known ID. */
+int qkm_store_ksa_put(struct qkm_store *st, struct qkm_ksa_key *k) QKM_MUST_CHECK;
 /* Loads k by ID (data too if with_data and kept). QKM_ENOTFOUND. */
 int qkm_store_ksa_get(struct qkm_store *st, const struct qkm_id *id,
 		      struct qkm_ksa_key *out /* OUT */, bool with_data) QKM_MUST_CHECK;
+/* Moves the keys with seq first_seq..last_seq, all in state from, to state
+ * to, with supply time supplied_ns: all of them, or none and QKM_ENOTFOUND.
+ * One statement for a run of keys (a supply round's). */
+int qkm_store_ksa_set_state(struct qkm_store *st, int64_t first_seq, int64_t last_seq,
+			    enum qkm_ksa_state from, enum qkm_ksa_state to,
+			    uint64_t supplied_ns) QKM_MUST_CHECK;
 /* Writes k's state, delivered list and supply time; drop_data deletes the
  * key bytes (secure delete) while the metadata stays (R-SUP-10). */
 int qkm_store_ksa_update(struct qkm_store *st, const struct qkm_ksa_key *k,

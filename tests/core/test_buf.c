@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <cmocka.h>
 
 #include "core/buf.h"
@@ -50,8 +51,20 @@ static void test_id_roundtrip(void **state)
 {
 	struct qkm_id id, back;
 	char hex[33], uuid[37];
-	assert_int_equal(qkm_id_uuid4(&id), 0);
-	assert_int_equal(id.b[6] >> 4, 4);
+	uint64_t now = qkm_now_ns();
+	assert_int_equal(qkm_id_uuid7(&id, now), 0);
+	assert_int_equal(id.b[6] >> 4, 7);             /* version 7 */
+	assert_int_equal(id.b[8] >> 6, 2);             /* variant 10 */
+	uint64_t ms = 0;
+	for (int i = 0; i < 6; i++)
+		ms = ms << 8 | id.b[i];
+	assert_int_equal(ms, now / 1000000u);          /* Unix time in ms, big-endian */
+	/* Later IDs sort after earlier ones; the rest is random. */
+	struct qkm_id later, again;
+	assert_int_equal(qkm_id_uuid7(&later, now + 1000000u), 0);
+	assert_true(memcmp(later.b, id.b, QKM_ID_LEN) > 0);
+	assert_int_equal(qkm_id_uuid7(&again, now), 0);
+	assert_false(qkm_id_eq(&id, &again));
 	qkm_id_hex(&id, hex);
 	qkm_id_uuid_str(&id, uuid);
 	assert_int_equal(qkm_id_parse(hex, &back), 0);

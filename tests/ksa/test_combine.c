@@ -29,8 +29,8 @@ static void test_both_ends_agree(void **state)
 	assert_int_equal(qkm_x25519_shared(a, pb, &sa), 0);
 	assert_int_equal(qkm_x25519_shared(b, pa, &sb), 0);
 	assert_memory_equal(sa->p, sb->p, 32);
-	assert_int_equal(qkm_id_uuid4(&id), 0);
-	assert_int_equal(qkm_id_uuid4(&id2), 0);
+	assert_int_equal(qkm_id_uuid7(&id, qkm_now_ns()), 0);
+	assert_int_equal(qkm_id_uuid7(&id2, qkm_now_ns()), 0);
 	assert_int_equal(RAND_bytes(raw, sizeof(raw)), 1);
 	memcpy(k1, raw, 64);
 	memcpy(k2, raw, 64);

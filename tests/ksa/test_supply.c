@@ -583,19 +583,19 @@ static void parse_keys(const char *body, struct keys *ks)
 	assert_string_equal(p, "]}");
 }
 
-static bool uuid_v4(const struct qkm_id *id)
+static bool uuid_v7(const struct qkm_id *id)
 {
-	return id->b[6] >> 4 == 4 && (id->b[8] & 0xc0) == 0x80;
+	return id->b[6] >> 4 == 7 && (id->b[8] & 0xc0) == 0x80;
 }
 
-/* The master got the keys ks: n keys of size bits each, fresh UUID v4 IDs,
+/* The master got the keys ks: n keys of size bits each, fresh UUID v7 IDs,
  * and bytes that come from the pool and were never handed out before
  * (R-SUP-3, R-SUP-8), whether by a round or from the stock. */
 static void expect_fresh(struct world *w, const struct keys *ks, size_t n, uint32_t bits)
 {
 	assert_int_equal(ks->n, n);
 	for (size_t i = 0; i < n; i++) {
-		assert_true(uuid_v4(&ks->id[i]));
+		assert_true(uuid_v7(&ks->id[i]));
 		assert_int_equal(ks->len[i], bits / 8);
 		for (size_t j = 0; j < w->n_seen; j++) {
 			assert_false(qkm_id_eq(&w->seen[j].id, &ks->id[i]));

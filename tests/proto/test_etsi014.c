@@ -565,7 +565,7 @@ static void test_keys_json(void **state)
 		assert_non_null(k[i]);
 		for (size_t j = 0; j < lens[i]; j++)
 			k[i][j] = (uint8_t)(j * 7 + i + (j >> 8));
-		assert_int_equal(qkm_id_uuid4(&id[i]), 0);
+		assert_int_equal(qkm_id_uuid7(&id[i], qkm_now_ns()), 0);
 	}
 	struct qkm_buf b;
 	qkm_buf_init(&b, 1 << 20, true);
@@ -685,7 +685,7 @@ static void test_parse_keys(void **state)
 	char err[256];
 	assert_non_null(ks);
 	for (int i = 0; i < 3; i++)
-		assert_int_equal(qkm_id_uuid4(&ids[i]), 0);
+		assert_int_equal(qkm_id_uuid7(&ids[i], qkm_now_ns()), 0);
 	for (size_t i = 0; i < sizeof(k0); i++)
 		k0[i] = (uint8_t)(i * 7 + 1);
 	k1[0] = 0xff;

@@ -651,6 +651,75 @@ static void test_qkd_ids(void **state)
 	assert_int_equal(qkm_store_qkd_put(f->st, "A-C", "q.1", 5), 0);
 }
 
+/* A supply round's keys, put one after another, get consecutive seqs; a
+ * run of them changes state in one call, all or none: a seq outside the
+ * store or a key in another state changes nothing (QKM_ENOTFOUND). */
+static void test_ksa_set_state_run(void **state)
+{
+	struct fx *f = *state;
+	struct qkm_ksa_key k, got;
+	int64_t seq[5];
+	struct qkm_id id[5];
+	memset(&k, 0, sizeof(k));
+	snprintf(k.peer, sizeof(k.peer), "B");
+	snprintf(k.master, sizeof(k.master), "sae-a");
+	snprintf(k.slave, sizeof(k.slave), "sae-b");
+	k.size_bits = 256;
+	k.role = QKM_KSA_MASTER_SIDE;
+	k.state = QKM_KSA_OFFERED;
+	assert_int_equal(qkm_store_begin(f->st), 0);
+	for (int i = 0; i < 5; i++) {
+		assert_int_equal(qkm_id_uuid7(&k.id, qkm_now_ns()), 0);
+		assert_int_equal(qkm_store_ksa_put(f->st, &k), 0);
+		id[i] = k.id;
+		seq[i] = k.seq;
+		if (i)
+			assert_int_equal(seq[i], seq[i - 1] + 1);
+	}
+	assert_int_equal(qkm_store_commit(f->st), 0);
+
+	/* Keys 1..3 move; 0 and 4 do not. */
+	assert_int_equal(qkm_store_ksa_set_state(f->st, seq[1], seq[3], QKM_KSA_OFFERED,
+						 QKM_KSA_STOCKED, 0),
+			 0);
+	for (int i = 0; i < 5; i++) {
+		assert_int_equal(qkm_store_ksa_get(f->st, &id[i], &got, false), 0);
+		assert_int_equal(got.state, i >= 1 && i <= 3 ? QKM_KSA_STOCKED : QKM_KSA_OFFERED);
+		assert_int_equal(got.seq, seq[i]);
+	}
+	/* 0..1: key 1 is no longer OFFERED, so key 0 stays as it is too. */
+	assert_int_equal(qkm_store_ksa_set_state(f->st, seq[0], seq[1], QKM_KSA_OFFERED,
+						 QKM_KSA_STOCKED, 0),
+			 QKM_ENOTFOUND);
+	assert_int_equal(qkm_store_ksa_get(f->st, &id[0], &got, false), 0);
+	assert_int_equal(got.state, QKM_KSA_OFFERED);
+	/* Past the last row: nothing. */
+	assert_int_equal(qkm_store_ksa_set_state(f->st, seq[4], seq[4] + 1, QKM_KSA_OFFERED,
+						 QKM_KSA_STOCKED, 0),
+			 QKM_ENOTFOUND);
+	assert_int_equal(qkm_store_ksa_get(f->st, &id[4], &got, false), 0);
+	assert_int_equal(got.state, QKM_KSA_OFFERED);
+	assert_int_equal(qkm_store_ksa_set_state(f->st, seq[2], seq[1], QKM_KSA_STOCKED,
+						 QKM_KSA_SUPPLIED, 1),
+			 QKM_EINVAL);
+	/* One key, with its supply time; inside a transaction it rolls back. */
+	assert_int_equal(qkm_store_ksa_set_state(f->st, seq[2], seq[2], QKM_KSA_STOCKED,
+						 QKM_KSA_SUPPLIED, 77),
+			 0);
+	assert_int_equal(qkm_store_ksa_get(f->st, &id[2], &got, false), 0);
+	assert_int_equal(got.state, QKM_KSA_SUPPLIED);
+	assert_int_equal(got.supplied_ns, 77);
+	assert_int_equal(qkm_store_begin(f->st), 0);
+	assert_int_equal(qkm_store_ksa_set_state(f->st, seq[3], seq[3], QKM_KSA_STOCKED,
+						 QKM_KSA_SUPPLIED, 78),
+			 0);
+	qkm_store_rollback(f->st);
+	reopen(f);
+	assert_int_equal(qkm_store_ksa_get(f->st, &id[3], &got, false), 0);
+	assert_int_equal(got.state, QKM_KSA_STOCKED);
+	assert_int_equal(got.supplied_ns, 0);
+}
+
 /* A file written by a newer qkm (user_version 7) is refused, not misread;
  * a file of version 1 (before KSA keys) is migrated to the current one. */
 static void test_newer_version_refused(void **state)
@@ -1518,6 +1587,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_wal_bytes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_copy, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_qkd_ids, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ksa_set_state_run, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_keys_open_wipes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_keys_follow_transactions, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_keys_truncated_refused, setup, teardown),
