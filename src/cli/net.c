@@ -260,22 +260,31 @@ static void stop_pids(const int *pids, int n)
 	(void)wait_gone(pids, n, 5000);
 }
 
+/* What stop_all found running and stopped. */
+struct stopped {
+	int nodes;
+	bool sim, ctl;
+};
+
 /* Stops every process of the network (stop_pids). */
-static void stop_all(struct qkm_network *net)
+static struct stopped stop_all(struct qkm_network *net)
 {
 	int pids[QKM_MAX_NODES + 2], n = 0;
+	struct stopped st = {0};
 	for (size_t i = 0; i < net->n_nodes; i++)
 		if (pid_is_qkm(net->nodes[i].pid))
 			pids[n++] = net->nodes[i].pid;
-	if (pid_is_qkm(net->sim_pid))
+	st.nodes = n;
+	if ((st.sim = pid_is_qkm(net->sim_pid)))
 		pids[n++] = net->sim_pid;
-	if (pid_is_qkm(net->ctl_pid))
+	if ((st.ctl = pid_is_qkm(net->ctl_pid)))
 		pids[n++] = net->ctl_pid;
 	stop_pids(pids, n);
 	for (size_t i = 0; i < net->n_nodes; i++)
 		net->nodes[i].pid = 0;
 	net->sim_pid = 0;
 	net->ctl_pid = 0;
+	return st;
 }
 
 static bool net_running(const struct qkm_network *net)
@@ -790,7 +799,7 @@ static int net_up(const char *topo_path, const char *dir_arg)
 	rc = 0;
 	goto out;
 fail:
-	stop_all(net);
+	(void)stop_all(net);
 	if (qkm_network_save(path, net))
 		fprintf(stderr, "qkm net up: cannot update %s\n", path);
 out:
@@ -822,11 +831,15 @@ static int net_down(const char *dir)
 	}
 	struct cli_progress prog;
 	cli_progress_start(&prog, "qkm net down: stopping the processes of %s", dir);
-	stop_all(net);
+	struct stopped st = stop_all(net);
 	cli_progress_stop(&prog);
 	int rc = qkm_network_save(path, net) ? 1 : 0;
-	printf("qkm net down: stopped %zu node(s), the simulator%s in %s\n", net->n_nodes,
-	       net->ctl_api[0] ? " and the controller" : "", dir);
+	if (!st.nodes && !st.sim && !st.ctl)
+		printf("qkm net down: nothing was running in %s\n", dir);
+	else
+		printf("qkm net down: stopped %d node(s)%s%s in %s\n", st.nodes,
+		       st.sim ? (st.ctl ? ", the simulator" : " and the simulator") : "",
+		       st.ctl ? " and the controller" : "", dir);
 	free(net);
 	return rc;
 }

@@ -11,7 +11,8 @@
 #      an unknown SAE (listing them), a pair-check with a node that shares
 #      no pool, a link the simulator does not have (listing its links), a
 #      controller that does not answer (its log, how to restart it), an
-#      ETSI 014 refusal (the node's message).
+#      ETSI 014 refusal (the node's message);
+#   3. `net down` names what it stopped, or says that nothing was running.
 . "$(dirname "$0")/lib.sh"
 HERE="$(cd "$(dirname "$0")" && pwd)"
 
@@ -101,3 +102,13 @@ wait_for 10 "! kill -0 $ctl" || fail "the controller did not stop"
 expect_err "controller down" "controller https://127.0.0.1:[0-9]* not reachable: .*its log: $D/controller/log; start it again with .qkm net restart --dir $D controller." \
 	"$QKM" ctl routes --dir "$D"
 ok "errors name the directory, node, SAE, link or log involved and what to do"
+
+# 3. net down says what it stopped: the controller is already gone here,
+# so the nodes and the simulator; run again, nothing.
+"$QKM" net down --dir "$D" >"$T/down1.out" 2>&1 || fail "net down: $(cat "$T/down1.out")"
+grep -qx "qkm net down: stopped 2 node(s) and the simulator in $D" "$T/down1.out" ||
+	fail "net down with the controller gone: $(cat "$T/down1.out")"
+"$QKM" net down --dir "$D" >"$T/down2.out" 2>&1 || fail "net down again: $(cat "$T/down2.out")"
+grep -qx "qkm net down: nothing was running in $D" "$T/down2.out" ||
+	fail "net down on a stopped network: $(cat "$T/down2.out")"
+ok "net down names what it stopped, and says so when nothing was running"
