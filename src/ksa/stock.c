@@ -19,7 +19,7 @@ struct entry {
 	struct qkm_id *ids;
 	int64_t *seqs;
 	struct qkm_secret *data;          /* cap * size/8 bytes */
-	bool refilling;
+	size_t pending;                   /* keys refills under way will bring */
 	uint64_t win_start_ns, rate;      /* keys taken per second, last window */
 	uint32_t win_taken;
 };
@@ -99,13 +99,33 @@ int qkm_stock_want(struct qkm_stock *st, const char *peer, const char *master, c
 	return i;
 }
 
-/* Keys entry e should hold: half a second of its demand, within bounds. */
+/* Keys entry e should hold or have coming: half a second of its demand,
+ * within bounds. */
 static size_t target(const struct entry *e)
 {
 	size_t t = (size_t)(e->rate / 2);
 	if (t < QKM_STOCK_MIN_KEYS)
 		t = QKM_STOCK_MIN_KEYS;
 	return t < e->cap ? t : e->cap;
+}
+
+/* Keys e lacks for t, counting those on the way. */
+static size_t short_by(const struct entry *e, size_t t)
+{
+	return e->count + e->pending < t ? t - e->count - e->pending : 0;
+}
+
+/* The smallest refill: a quarter of the target, so that a second refill
+ * goes out while the first is still on its way once demand outruns one. */
+static size_t refill_min(size_t t)
+{
+	return t / 4 > 0 ? t / 4 : 1;
+}
+
+/* A refill under way brought or will not bring n of its keys. */
+static void settle_pending(struct entry *e, size_t n)
+{
+	e->pending = n < e->pending ? e->pending - n : 0;
 }
 
 static void window(struct entry *e, uint64_t now_ns)
@@ -128,9 +148,9 @@ uint32_t qkm_stock_refill(struct qkm_stock *st, int i, const char *peer,
 		struct entry *e = &st->e[i];
 		window(e, now_ns);
 		size_t t = target(e);
-		if (!e->refilling && strcmp(e->peer, peer) == 0 && e->count < t / 2 + 1) {
-			n = (uint32_t)(t - e->count);
-			e->refilling = true;
+		if (strcmp(e->peer, peer) == 0 && short_by(e, t) >= refill_min(t)) {
+			n = (uint32_t)short_by(e, t);
+			e->pending += n;
 			memcpy(master, e->master, QKM_NAME_MAX);
 			memcpy(slave, e->slave, QKM_NAME_MAX);
 			*size_bits = e->size_bits;
@@ -150,7 +170,7 @@ int qkm_stock_add(struct qkm_stock *st, int i, size_t n, const struct qkm_id *id
 	} else {
 		struct entry *e = &st->e[i];
 		size_t b = e->size_bits / 8;
-		e->refilling = false;
+		settle_pending(e, n);
 		if (e->count + n > e->cap) {
 			rc = QKM_ETOOBIG;
 		} else {
@@ -168,11 +188,11 @@ int qkm_stock_add(struct qkm_stock *st, int i, size_t n, const struct qkm_id *id
 	return rc;
 }
 
-void qkm_stock_refill_failed(struct qkm_stock *st, int i)
+void qkm_stock_refill_failed(struct qkm_stock *st, int i, uint32_t n)
 {
 	pthread_mutex_lock(&st->mu);
 	if (i >= 0 && i < st->n)
-		st->e[i].refilling = false;
+		settle_pending(&st->e[i], n);
 	pthread_mutex_unlock(&st->mu);
 }
 
@@ -218,7 +238,7 @@ int qkm_stock_take(struct qkm_stock *st, const char *master, const char *slave,
 		}
 		rc = 0;
 	}
-	if (e && !e->refilling && e->count < target(e) / 2 + 1)
+	if (e && short_by(e, target(e)) >= refill_min(target(e)))
 		*low = true;
 out:
 	pthread_mutex_unlock(&st->mu);

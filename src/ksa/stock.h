@@ -41,8 +41,10 @@ void qkm_stock_free(struct qkm_stock *st);
  * an entry for it if there is none (and room). Its index, or -1. */
 int qkm_stock_want(struct qkm_stock *st, const char *peer, const char *master, const char *slave,
 		   uint32_t size_bits);
-/* Main thread: how many keys entry i should be given now (0: none; it has
- * enough or a refill is under way), and marks a refill under way. */
+/* Main thread: how many keys entry i should be given now (0: none; what
+ * it has and what refills under way bring is enough), and counts them as
+ * under way. A new refill asks for at least a quarter of the target, so
+ * under high demand two refills can be under way at once. */
 uint32_t qkm_stock_refill(struct qkm_stock *st, int i, const char *peer /* filter */,
 			  char master[static QKM_NAME_MAX], char slave[static QKM_NAME_MAX],
 			  uint32_t *size_bits /* OUT */, uint64_t now_ns);
@@ -51,8 +53,9 @@ uint32_t qkm_stock_refill(struct qkm_stock *st, int i, const char *peer /* filte
  * not fit (nothing added). */
 int qkm_stock_add(struct qkm_stock *st, int i, size_t n, const struct qkm_id *ids,
 		  const int64_t *seqs, const uint8_t *data, uint64_t now_ns) QKM_MUST_CHECK;
-/* Main thread: the refill of entry i failed; it may be tried again. */
-void qkm_stock_refill_failed(struct qkm_stock *st, int i);
+/* Main thread: n keys a refill of entry i asked for will not come (it
+ * failed, or was cut short); they may be asked for again. */
+void qkm_stock_refill_failed(struct qkm_stock *st, int i, uint32_t n);
 /* Front end: takes n keys of size_bits for master -> slave. ids[n] and
  * data (n * size/8 bytes) are written. 0, or QKM_ENOKEY (nothing taken).
  * *low: the entry wants a refill now (wake the main thread). */

@@ -17,6 +17,10 @@
 
 #define SUPPLY_MAX_RANGES 4096
 #define SUPPLY_MAX_ROUND_KEYS 8192
+/* Rounds in flight to a peer at once over a direct link: the next is made
+ * while the peer stores the last. An end-to-end pool's frames are routed
+ * and could overtake each other on a new route: one at a time there. */
+#define SUPPLY_MAX_IN_FLIGHT 2
 #define STOCK_PAUSE_MIN_NS 1000000000ull  /* after a refill the peer refused */
 #define STOCK_PAUSE_MAX_NS 64000000000ull /* the pause doubles up to this */
 
@@ -40,6 +44,7 @@ static char stock_req;
 
 /* A round in flight to one peer. */
 struct round {
+	struct round *next;              /* the peer's next younger round */
 	uint32_t id;
 	uint64_t deadline_ns;
 	struct enc_req *reqs;
@@ -56,7 +61,8 @@ struct round {
 struct peer {
 	char name[QKM_NAME_MAX];
 	struct enc_req *queue, **queue_tail;
-	struct round *round;             /* at most one round in flight */
+	struct round *rounds;            /* in flight, oldest first */
+	size_t n_rounds;
 	bool up;
 	bool cancel_sent;
 	bool cancel_wait;                /* a cancellation went out at cancel_ns, unanswered */
@@ -378,7 +384,7 @@ static void fail_reqs(struct qkm_supply *s, struct enc_req *e, int status, const
 {
 	for (; e; e = e->next)
 		if (e->stock && e->req) {
-			qkm_stock_refill_failed(s->cfg.stock, e->stock - 1);
+			qkm_stock_refill_failed(s->cfg.stock, e->stock - 1, e->number);
 			e->req = NULL;
 		} else if (e->req) {
 			reply_error(s, e->req, status, reason, "%s", msg);
@@ -623,7 +629,11 @@ static void round_start(struct qkm_supply *s, struct peer *p, uint64_t now_ns)
 	if (rc)
 		goto cancel;
 	r->deadline_ns = now_ns + s->cfg.round_timeout_ns;
-	p->round = r;
+	struct round **last = &p->rounds;
+	while (*last)
+		last = &(*last)->next;
+	*last = r;
+	p->n_rounds++;
 	r = NULL;
 	goto done;
 cancel:
@@ -672,12 +682,15 @@ static void stock_refill(struct qkm_supply *s, struct peer *p, uint64_t now_ns)
 		}
 		have = true;
 		uint64_t room = ps.enc_bytes / 2 / (size / 8);
+		uint32_t asked = n;
 		n = room < n ? (uint32_t)room : n;
 		struct enc_req *e = n >= 16 ? calloc(1, sizeof(*e)) : NULL;
 		if (!e) {
-			qkm_stock_refill_failed(s->cfg.stock, i);
+			qkm_stock_refill_failed(s->cfg.stock, i, asked);
 			continue;
 		}
+		if (n < asked) /* the pool's half: the rest is not coming */
+			qkm_stock_refill_failed(s->cfg.stock, i, asked - n);
 		ps.enc_bytes -= (uint64_t)n * (size / 8);
 		e->req = &stock_req;
 		e->stock = i + 1;
@@ -761,14 +774,36 @@ static void stock_settle(struct qkm_supply *s)
 			  "start records them supplied", total, qkm_strerror(rc));
 }
 
+/* Whether p takes another round now. */
+static bool round_room(const struct peer *p)
+{
+	return p->n_rounds < (p->relay ? 1 : SUPPLY_MAX_IN_FLIGHT);
+}
+
+/* Fails every round in flight to p, oldest first (the link went down, the
+ * oldest timed out, the node stops); pause: as a refusal (stock_pause). */
+static void rounds_fail(struct qkm_supply *s, struct peer *p, const char *reason,
+			const char *msg, bool pause, uint64_t now_ns)
+{
+	while (p->rounds) {
+		struct round *r = p->rounds;
+		p->rounds = r->next;
+		if (pause)
+			stock_pause(s, r->reqs, now_ns);
+		fail_reqs(s, r->reqs, 503, reason, msg);
+		round_free(r);
+	}
+	p->n_rounds = 0;
+}
+
 void qkm_supply_flush(struct qkm_supply *s, uint64_t now_ns)
 {
 	stock_settle(s);
 	for (size_t i = 0; i < s->n_peers; i++) {
 		struct peer *p = &s->peers[i];
-		if (s->cfg.stock && !p->round && p->up && s->ops.ready(p->name, s->ops.arg))
+		if (s->cfg.stock && round_room(p) && p->up && s->ops.ready(p->name, s->ops.arg))
 			stock_refill(s, p, now_ns);
-		if (p->queue && !p->round) {
+		if (p->queue && round_room(p)) {
 			if (!p->up || !s->ops.ready(p->name, s->ops.arg)) {
 				struct enc_req *q = p->queue;
 				p->queue = NULL;
@@ -1301,7 +1336,8 @@ static int cancel_collect(const struct qkm_ksa_key *k, void *arg)
 
 /* Master's node: keys OFFERED to peer never reached their master. The peer
  * deletes its copies and marks their key material consumed, as it is here,
- * so both pools stay alike; then we delete ours. */
+ * so both pools stay alike; then we delete ours. Only with no round in
+ * flight to peer: the keys of one are OFFERED too. */
 static void send_cancel(struct qkm_supply *s, struct peer *p, uint64_t now_ns)
 {
 	struct qkm_buf b;
@@ -1448,12 +1484,15 @@ int qkm_supply_on_frame(struct qkm_supply *s, const char *peer, const struct qkm
 	case QKM_MSG_SUPPLY_ACK: {
 		uint8_t ok;
 		char msg[300] = "";
-		struct round *r = p->round;
+		struct round **at = &p->rounds;
 		const uint8_t *pub = NULL;
 		uint32_t pl = 0;
 		if (qkm_tlv_u8(f->body, f->body_len, QKM_T_OK, &ok))
 			return QKM_EPEER;
-		if (!r || r->id != f->req) {
+		while (*at && (*at)->id != f->req)
+			at = &(*at)->next;
+		struct round *r = *at;
+		if (!r) {
 			/* A round we gave up on (timeout): its cancellation follows
 			 * on this link, so the late answer changes nothing. */
 			log_info("supply to %s: late answer to an abandoned round ignored", peer);
@@ -1461,7 +1500,8 @@ int qkm_supply_on_frame(struct qkm_supply *s, const char *peer, const struct qkm
 		}
 		if (qkm_tlv_bytes(f->body, f->body_len, QKM_T_PUBKEY, &pub, &pl) || pl != 32)
 			pub = NULL;
-		p->round = NULL;
+		*at = r->next;
+		p->n_rounds--;
 		if (ok) {
 			round_done(s, p, r, pub, now_ns);
 		} else {
@@ -1475,7 +1515,9 @@ int qkm_supply_on_frame(struct qkm_supply *s, const char *peer, const struct qkm
 			p->cancel_sent = false;
 		}
 		round_free(r);
-		if (!p->cancel_sent)
+		/* Cancel once no round is in flight: the list of OFFERED keys
+		 * is then short, and all of it stale. */
+		if (!p->cancel_sent && !p->rounds)
 			send_cancel(s, p, now_ns);
 		qkm_supply_flush(s, now_ns);
 		return 0;
@@ -1500,11 +1542,7 @@ void qkm_supply_on_peer(struct qkm_supply *s, const char *peer, bool up, uint64_
 		send_cancel(s, p, now_ns);
 		return;
 	}
-	if (p->round) {
-		fail_reqs(s, p->round->reqs, 503, "peer_link", "KSA link to the slave's node lost");
-		round_free(p->round);
-		p->round = NULL;
-	}
+	rounds_fail(s, p, "peer_link", "KSA link to the slave's node lost", false, now_ns);
 	qkm_supply_flush(s, now_ns);
 }
 
@@ -1512,7 +1550,7 @@ void qkm_supply_tick(struct qkm_supply *s, uint64_t now_ns)
 {
 	bool waiting = false; /* requests waiting for relayed keys */
 	for (size_t i = 0; i < s->n_peers; i++)
-		waiting = waiting || (s->peers[i].relay && s->peers[i].queue && !s->peers[i].round);
+		waiting = waiting || (s->peers[i].relay && s->peers[i].queue && round_room(&s->peers[i]));
 	if (s->cfg.stock || waiting)
 		qkm_supply_flush(s, now_ns); /* settle and refill the stock; retry */
 	for (size_t i = 0; i < s->n_peers; i++) {
@@ -1521,18 +1559,18 @@ void qkm_supply_tick(struct qkm_supply *s, uint64_t now_ns)
 		 * (an end-to-end pool's frames are routed: a node on the route
 		 * drops what it cannot pass on): unanswered, it goes again, once
 		 * no round is in flight (OFFERED keys are then all stale). */
-		if (p->cancel_wait && p->up && !p->round &&
+		if (p->cancel_wait && p->up && !p->rounds &&
 		    now_ns - p->cancel_ns >= s->cfg.round_timeout_ns) {
 			log_info("supply to %s: cancellation unanswered; sending it again", p->name);
 			send_cancel(s, p, now_ns);
 		}
-		if (p->round && now_ns >= p->round->deadline_ns) {
-			log_warnx("supply to %s: no answer in time; round abandoned", p->name);
-			stock_pause(s, p->round->reqs, now_ns);
-			fail_reqs(s, p->round->reqs, 503, "peer_timeout",
-				  "the slave's node did not answer in time");
-			round_free(p->round);
-			p->round = NULL;
+		/* The oldest unanswered in time: the younger ones wait behind
+		 * it on the same link, so they are given up with it. */
+		if (p->rounds && now_ns >= p->rounds->deadline_ns) {
+			log_warnx("supply to %s: no answer in time; round abandoned%s", p->name,
+				  p->n_rounds > 1 ? ", with the younger one behind it" : "");
+			rounds_fail(s, p, "peer_timeout", "the slave's node did not answer in time",
+				    true, now_ns);
 			p->cancel_sent = false;
 			send_cancel(s, p, now_ns);
 		}
@@ -1546,9 +1584,10 @@ void qkm_supply_forget(struct qkm_supply *s, void *req)
 		for (struct enc_req *e = p->queue; e; e = e->next)
 			if (e->req == req)
 				e->req = NULL;
-		for (struct enc_req *e = p->round ? p->round->reqs : NULL; e; e = e->next)
-			if (e->req == req)
-				e->req = NULL;
+		for (struct round *r = p->rounds; r; r = r->next)
+			for (struct enc_req *e = r->reqs; e; e = e->next)
+				if (e->req == req)
+					e->req = NULL;
 	}
 }
 
@@ -1652,10 +1691,7 @@ void qkm_supply_free(struct qkm_supply *s)
 			p->queue = e->next;
 			free(e);
 		}
-		if (p->round) {
-			fail_reqs(s, p->round->reqs, 503, "shutdown", "node shutting down");
-			round_free(p->round);
-		}
+		rounds_fail(s, p, "shutdown", "node shutting down", false, 0);
 	}
 	free(s->peers);
 	free(s);

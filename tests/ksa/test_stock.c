@@ -154,14 +154,15 @@ static void test_want(void **state)
 
 /* How many keys a refill asks for: the smallest batch while no demand is
  * known, half a second of the demand once it is, never more than the ring
- * holds; and one refill at a time per entry, so two rounds in a row do not
- * both fill it past its target (the supply would record keys STOCKED that
- * then do not fit). */
+ * holds, less what refills under way bring (so rounds in a row do not fill
+ * it past its target: the supply would record keys STOCKED that then do
+ * not fit), and only once a quarter of the target is missing. */
 static void test_refill_sizing(void **state)
 {
 	struct qkm_stock *st = qkm_stock_new();
 	char master[QKM_NAME_MAX], slave[QKM_NAME_MAX];
 	uint32_t size = 0;
+	bool low;
 	int i = qkm_stock_want(st, "B", "sae-alice", "sae-bob", 64);
 	assert_int_equal(i, 0);
 
@@ -171,15 +172,19 @@ static void test_refill_sizing(void **state)
 	assert_string_equal(master, "sae-alice");
 	assert_string_equal(slave, "sae-bob");
 	assert_int_equal(size, 64);
-	/* Under way: no second refill, however often asked. */
+	/* Under way, and all the target: no second refill, however often
+	 * asked. */
 	assert_int_equal(refill(st, i, "B", T0), 0);
 	assert_int_equal(refill(st, i, "B", T0 + 10 * NS), 0);
 	/* It failed: the next refill asks for the same again. */
-	qkm_stock_refill_failed(st, i);
+	qkm_stock_refill_failed(st, i, QKM_STOCK_MIN_KEYS);
 	assert_int_equal(refill(st, i, "B", T0), QKM_STOCK_MIN_KEYS);
-	/* Another peer's refills leave this entry alone (and do not mark
-	 * it under way); unknown entries give nothing. */
-	qkm_stock_refill_failed(st, i);
+	/* Cut short: the part that is not coming is asked for again. */
+	qkm_stock_refill_failed(st, i, 40);
+	assert_int_equal(refill(st, i, "B", T0), 40);
+	/* Another peer's refills leave this entry alone (and do not count
+	 * as under way); unknown entries give nothing. */
+	qkm_stock_refill_failed(st, i, QKM_STOCK_MIN_KEYS);
 	assert_int_equal(refill(st, i, "C", T0), 0);
 	assert_int_equal(refill(st, i, "B", T0), QKM_STOCK_MIN_KEYS);
 	assert_int_equal(refill(st, 1, "B", T0), 0);
@@ -190,20 +195,30 @@ static void test_refill_sizing(void **state)
 	assert_int_equal(add_keys(st, i, 1, 0, QKM_STOCK_MIN_KEYS, 64), 0);
 	assert_int_equal(qkm_stock_count(st, "B"), QKM_STOCK_MIN_KEYS);
 	assert_int_equal(refill(st, i, "B", T0), 0);
-	/* 65 left: enough. 64, half the target: topped up to it. */
-	bool low;
-	for (uint32_t k = 0; k < QKM_STOCK_MIN_KEYS / 2 - 1; k++)
+	/* 31 missing: not yet. 32, a quarter of the target: topped up. */
+	uint32_t q = QKM_STOCK_MIN_KEYS / 4;
+	for (uint32_t k = 0; k < q - 1; k++)
 		expect_take(st, "sae-alice", "sae-bob", 64, 1, 1, k, &low);
 	assert_int_equal(refill(st, i, "B", T0), 0);
-	expect_take(st, "sae-alice", "sae-bob", 64, 1, 1, QKM_STOCK_MIN_KEYS / 2 - 1, &low);
-	assert_int_equal(qkm_stock_count(st, NULL), QKM_STOCK_MIN_KEYS / 2);
-	assert_int_equal(refill(st, i, "B", T0), QKM_STOCK_MIN_KEYS / 2);
-	qkm_stock_refill_failed(st, i);
+	expect_take(st, "sae-alice", "sae-bob", 64, 1, 1, q - 1, &low);
+	assert_int_equal(qkm_stock_count(st, NULL), QKM_STOCK_MIN_KEYS - q);
+	assert_int_equal(refill(st, i, "B", T0), q);
+	/* While it is on its way, another quarter taken: a second refill
+	 * goes out beside the first. */
+	for (uint32_t k = q; k < 2 * q; k++)
+		expect_take(st, "sae-alice", "sae-bob", 64, 1, 1, k, &low);
+	assert_int_equal(refill(st, i, "B", T0), q);
+	assert_int_equal(refill(st, i, "B", T0), 0);
+	/* Both arrive: the target, no more. */
+	assert_int_equal(add_keys(st, i, 9, 0, q, 64), 0);
+	assert_int_equal(add_keys(st, i, 9, q, q, 64), 0);
+	assert_int_equal(qkm_stock_count(st, NULL), QKM_STOCK_MIN_KEYS);
+	assert_int_equal(refill(st, i, "B", T0), 0);
 
 	/* Demand: 3000 keys taken within one second make the target half a
 	 * second of it, 1500 keys, once that second is over. */
 	assert_int_equal(add_keys(st, i, 2, 0, 3100, 64), 0);
-	size_t left = QKM_STOCK_MIN_KEYS / 2 + 3100;
+	size_t left = QKM_STOCK_MIN_KEYS + 3100;
 	uint64_t t = T0 + 5 * NS; /* a new window opens at the first take */
 	for (int k = 0; k < 3000; k += 50) {
 		struct qkm_id ids[50];
@@ -214,13 +229,13 @@ static void test_refill_sizing(void **state)
 		left -= 50;
 	}
 	assert_int_equal(qkm_stock_count(st, NULL), left);
-	assert_int_equal(left, 164);
-	/* Within the second the demand is not known yet: 164 is plenty. */
+	assert_int_equal(left, 228);
+	/* Within the second the demand is not known yet: 228 is plenty. */
 	assert_int_equal(refill(st, i, "B", t + NS / 2), 0);
 	assert_int_equal(refill(st, i, "B", t + NS), 1500 - left);
-	qkm_stock_refill_failed(st, i);
+	qkm_stock_refill_failed(st, i, 1500 - left);
 	/* Two quiet seconds: the demand is forgotten, the target is the
-	 * minimum again, and 164 keys are enough for it. */
+	 * minimum again, and 228 keys are enough for it. */
 	assert_int_equal(refill(st, i, "B", t + 4 * NS), 0);
 
 	/* The target never exceeds what the ring holds: 512 keys of 8192
@@ -228,7 +243,7 @@ static void test_refill_sizing(void **state)
 	int j = qkm_stock_want(st, "B", "sae-alice", "sae-bob", 8192);
 	assert_int_equal(j, 1);
 	assert_int_equal(refill(st, j, "B", t), QKM_STOCK_MIN_KEYS);
-	qkm_stock_refill_failed(st, j);
+	qkm_stock_refill_failed(st, j, QKM_STOCK_MIN_KEYS);
 	for (int k = 0; k < 2000; k++) {
 		struct qkm_id id;
 		uint8_t data[1024];
@@ -297,31 +312,32 @@ static void test_add_take(void **state)
 	qkm_stock_free(st);
 }
 
-/* low asks the front end to wake the main thread: set when the entry is
- * at or below half its target and no refill is under way. */
+/* low asks the front end to wake the main thread: set when a quarter of
+ * the entry's target is missing, counting refills under way. */
 static void test_low(void **state)
 {
 	struct qkm_stock *st = qkm_stock_new();
 	bool low = true;
+	uint32_t q = QKM_STOCK_MIN_KEYS / 4;
 	int i = qkm_stock_want(st, "B", "sae-alice", "sae-bob", 64);
 	assert_int_equal(refill(st, i, "B", T0), QKM_STOCK_MIN_KEYS);
 	assert_int_equal(add_keys(st, i, 3, 0, QKM_STOCK_MIN_KEYS, 64), 0);
 	uint32_t k = 0;
-	/* 127 .. 65 left after each take: not low. */
-	for (; k < QKM_STOCK_MIN_KEYS / 2 - 1; k++) {
+	/* 127 .. 97 left after each take: not low. */
+	for (; k < q - 1; k++) {
 		expect_take(st, "sae-alice", "sae-bob", 64, 1, 3, k, &low);
 		assert_false(low);
 	}
-	assert_int_equal(qkm_stock_count(st, NULL), QKM_STOCK_MIN_KEYS / 2 + 1);
-	/* 64 left, half the target: low. */
+	assert_int_equal(qkm_stock_count(st, NULL), QKM_STOCK_MIN_KEYS - q + 1);
+	/* 96 left, a quarter missing: low. */
 	expect_take(st, "sae-alice", "sae-bob", 64, 1, 3, k++, &low);
 	assert_true(low);
 	/* The main thread started a refill: no more wake-ups meanwhile. */
-	assert_int_equal(refill(st, i, "B", T0), QKM_STOCK_MIN_KEYS / 2);
+	assert_int_equal(refill(st, i, "B", T0), q);
 	expect_take(st, "sae-alice", "sae-bob", 64, 1, 3, k++, &low);
 	assert_false(low);
 	/* It failed: low again at the next take. */
-	qkm_stock_refill_failed(st, i);
+	qkm_stock_refill_failed(st, i, q);
 	expect_take(st, "sae-alice", "sae-bob", 64, 1, 3, k++, &low);
 	assert_true(low);
 	/* A take that finds too few keys is low too: the front end must wake
