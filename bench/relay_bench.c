@@ -828,7 +828,7 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: bench-relay [--seconds S] [--hops 2,4] [--batch 65536,1048576]\n"
-		"                   [--rng-batch 65536|0] [--lat-count N] [--lat-batch B]\n"
+		"                   [--rng-batch 65536,1048576|0] [--lat-count N] [--lat-batch B]\n"
 		"                   [--cap-mib M] [--dir DIR] [--keep] [--no-tls] [--json FILE]\n");
 }
 
@@ -839,7 +839,7 @@ int main(int argc, char **argv)
 	int n_hops = parse_list("2,4", hops, 8, 2, MAX_NODES - 1, "--hops");
 	int n_batches = parse_list("65536,1048576", batches, 8, UNIT, 4194304, "--batch");
 	long rng_batches[8];
-	int n_rng = parse_list("65536", rng_batches, 8, UNIT, 4194304, "--rng-batch");
+	int n_rng = parse_list("65536,1048576", rng_batches, 8, UNIT, 4194304, "--rng-batch");
 	bool keep = false, tls = true;
 	const char *dir = NULL, *json_path = NULL;
 	static const struct option opts[] = {
