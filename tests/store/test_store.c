@@ -651,6 +651,18 @@ static void test_qkd_ids(void **state)
 	assert_int_equal(qkm_store_qkd_put(f->st, "A-C", "q.1", 5), 0);
 }
 
+/* A KSA key of sae-a -> sae-b with node B, 256 bits, no ID or data yet. */
+static void ksa_key_init(struct qkm_ksa_key *k, enum qkm_ksa_role role, enum qkm_ksa_state state)
+{
+	memset(k, 0, sizeof(*k));
+	snprintf(k->peer, sizeof(k->peer), "B");
+	snprintf(k->master, sizeof(k->master), "sae-a");
+	snprintf(k->slave, sizeof(k->slave), "sae-b");
+	k->size_bits = 256;
+	k->role = (uint8_t)role;
+	k->state = (uint8_t)state;
+}
+
 /* A supply round's keys, put one after another, get consecutive seqs; a
  * run of them changes state in one call, all or none: a seq outside the
  * store or a key in another state changes nothing (QKM_ENOTFOUND). */
@@ -660,13 +672,7 @@ static void test_ksa_set_state_run(void **state)
 	struct qkm_ksa_key k, got;
 	int64_t seq[5];
 	struct qkm_id id[5];
-	memset(&k, 0, sizeof(k));
-	snprintf(k.peer, sizeof(k.peer), "B");
-	snprintf(k.master, sizeof(k.master), "sae-a");
-	snprintf(k.slave, sizeof(k.slave), "sae-b");
-	k.size_bits = 256;
-	k.role = QKM_KSA_MASTER_SIDE;
-	k.state = QKM_KSA_OFFERED;
+	ksa_key_init(&k, QKM_KSA_MASTER_SIDE, QKM_KSA_OFFERED);
 	assert_int_equal(qkm_store_begin(f->st), 0);
 	for (int i = 0; i < 5; i++) {
 		assert_int_equal(qkm_id_uuid7(&k.id, qkm_now_ns()), 0);
@@ -756,15 +762,9 @@ static void test_v2_ksa_keys_migrated(void **state)
 {
 	struct fx *f = *state;
 	struct qkm_ksa_key k, got;
-	memset(&k, 0, sizeof(k));
+	ksa_key_init(&k, QKM_KSA_SLAVE_SIDE, QKM_KSA_READY);
 	assert_int_equal(RAND_bytes(k.id.b, QKM_ID_LEN), 1);
-	snprintf(k.peer, sizeof(k.peer), "B");
-	snprintf(k.master, sizeof(k.master), "sae-a");
-	snprintf(k.slave, sizeof(k.slave), "sae-b");
 	snprintf(k.source, sizeof(k.source), "src");
-	k.size_bits = 256;
-	k.role = QKM_KSA_SLAVE_SIDE;
-	k.state = QKM_KSA_READY;
 	k.created_ns = 42;
 	k.n_ranges = 1;
 	k.ranges[0].len = 32;
