@@ -796,11 +796,64 @@ static void rounds_fail(struct qkm_supply *s, struct peer *p, const char *reason
 	p->n_rounds = 0;
 }
 
+/* Answers e (a plain request of a pair with a stock) from the stock, as the
+ * front end would have if the stock had had the keys when e came. false:
+ * the stock has too few; nothing taken. */
+static bool answer_from_stock(struct qkm_supply *s, struct enc_req *e, uint64_t now_ns)
+{
+	size_t b = e->size / 8;
+	struct qkm_id *ids = calloc(e->number, sizeof(*ids));
+	struct qkm_secret *data = qkm_secret_new_raw((size_t)e->number * b);
+	bool low, ok = false;
+	if (ids && data &&
+	    qkm_stock_take(s->cfg.stock, e->master, e->slave, e->size, e->number, ids, data->p,
+			   now_ns, &low) == 0) {
+		/* Taken, so recorded supplied at the next settle; an answer
+		 * lost here loses the keys to this master, never gives them
+		 * twice. (The stock counts these keys as demand a second time,
+		 * after the front end's take that found it empty: the target
+		 * errs high, within its bounds.) */
+		struct qkm_buf out;
+		qkm_buf_init(&out, qkm_etsi_keys_json_size(e->number, b), true);
+		if (qkm_etsi_keys_json_run(&out, e->number, ids, data->p, b))
+			reply_error(s, e->req, 503, "out_of_memory", "out of memory");
+		else
+			s->ops.reply(e->req, 200, NULL, out.p, out.len, s->ops.arg);
+		qkm_buf_fini(&out);
+		e->req = NULL;
+		ok = true;
+	}
+	free(ids);
+	qkm_secret_free(data);
+	return ok;
+}
+
+/* Plain requests that found the stock empty wait in p's queue for a round
+ * of their own; those the stock can answer now (a refill came) are answered
+ * from it instead, in the order they came. */
+static void queue_from_stock(struct qkm_supply *s, struct peer *p, uint64_t now_ns)
+{
+	struct enc_req **pp = &p->queue;
+	while (*pp) {
+		struct enc_req *e = *pp;
+		if (!e->req || e->stock || e->additional[0] || e->comb ||
+		    !answer_from_stock(s, e, now_ns)) {
+			pp = &e->next;
+			continue;
+		}
+		*pp = e->next;
+		free(e);
+	}
+	p->queue_tail = pp;
+}
+
 void qkm_supply_flush(struct qkm_supply *s, uint64_t now_ns)
 {
 	stock_settle(s);
 	for (size_t i = 0; i < s->n_peers; i++) {
 		struct peer *p = &s->peers[i];
+		if (s->cfg.stock && p->queue)
+			queue_from_stock(s, p, now_ns);
 		if (s->cfg.stock && round_room(p) && p->up && s->ops.ready(p->name, s->ops.arg))
 			stock_refill(s, p, now_ns);
 		if (p->queue && round_room(p)) {

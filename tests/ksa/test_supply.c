@@ -1841,6 +1841,60 @@ static void test_stock_take(void **state)
 	expect_status(&w->b, R(w, 9), 401);
 }
 
+/* A plain request that found the stock empty while both round slots were
+ * busy waits in the queue; the refill that lands first answers it from the
+ * stock, without a round of its own. */
+static void test_stock_answers_queue(void **state)
+{
+	struct world *w = *state;
+	struct keys t, ks;
+	bool low;
+	fill_stock(w, 0);
+	for (int i = 0; i < 6; i++)
+		assert_int_equal(take(w, 16, 64, &t, &low), 0);
+	assert_true(low);
+	/* Slot 1: the refill (96 keys). Slot 2: a request the stock cannot
+	 * serve (an additional slave). */
+	qkm_supply_flush(w->a.sup, w->now);
+	struct qkm_etsi_key_request r = kreq(1, 64);
+	r.n_additional = 1;
+	snprintf(r.additional[0], sizeof(r.additional[0]), "sae-carol");
+	qkm_supply_enc(w->a.sup, R(w, 1), "sae-alice", "sae-bob", &r, w->now);
+	qkm_supply_flush(w->a.sup, w->now);
+	assert_int_equal(q_count(&w->a.out, QKM_MSG_SUPPLY), 2);
+	/* The front end empties the stock; the next plain request waits. */
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(take(w, 16, 64, &t, &low), 0);
+	assert_int_equal(stock_count(w), 0);
+	enc(w, 2, "sae-alice", "sae-bob", 2, 64);
+	qkm_supply_flush(w->a.sup, w->now);
+	assert_int_equal(q_count(&w->a.out, QKM_MSG_SUPPLY), 2);
+	assert_int_equal(n_replies(&w->a, R(w, 2)), 0);
+	uint64_t offered = ksa_count(&w->a, QKM_KSA_OFFERED);
+	/* B answers the refill: A stocks it and answers request 2 from it. */
+	assert_true(pump_one(w, &w->a, &w->b));
+	assert_true(pump_one(w, &w->b, &w->a));
+	expect_enc(w, R(w, 2), 2, 64, &ks);
+	/* That left 94 of 128, a quarter short: a refill of 34 goes out in
+	 * the slot the first one freed. */
+	assert_int_equal(ksa_count(&w->a, QKM_KSA_OFFERED), offered - 96 + 34);
+	assert_int_equal(q_count(&w->a.out, QKM_MSG_SUPPLY), 2);
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(ksa_state(&w->a, &ks.id[i], NULL), QKM_KSA_STOCKED);
+	assert_int_equal(pump(w), 0);
+	expect_enc(w, R(w, 1), 1, 64, &t);
+	/* Request 2's keys are settled as the front end's are. */
+	qkm_supply_flush(w->a.sup, w->now);
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(ksa_state(&w->a, &ks.id[i], NULL), QKM_KSA_SUPPLIED);
+	assert_int_equal(records_with(&w->a, "supplied", "from stock"), 128 + 2);
+	assert_int_equal(pump(w), 0);
+	dec(w, &w->b, 3, "sae-bob", "sae-alice", ks.id, 2);
+	expect_dec(w, &w->b, R(w, 3), ks.id, 2);
+	expect_no_offered(w);
+	expect_pools_equal(w);
+}
+
 /* A node stops with keys in stock, some of them just taken: the stop
  * records the taken ones supplied; at the next start every key left
  * STOCKED is recorded SUPPLIED ("possibly"), since after a crash any may
@@ -2171,6 +2225,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_protocol_violations, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stock_fill, setup_stock, teardown),
 		cmocka_unit_test_setup_teardown(test_stock_take, setup_stock, teardown),
+		cmocka_unit_test_setup_teardown(test_stock_answers_queue, setup_stock, teardown),
 		cmocka_unit_test_setup_teardown(test_stock_restart, setup_stock, teardown),
 		cmocka_unit_test_setup_teardown(test_stock_refill_refused, setup_stock, teardown),
 		cmocka_unit_test_setup_teardown(test_stock_refill_link_lost, setup_stock, teardown),
