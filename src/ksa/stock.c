@@ -238,8 +238,10 @@ int qkm_stock_take(struct qkm_stock *st, const char *master, const char *slave,
 		}
 		rc = 0;
 	}
-	if (e && short_by(e, target(e)) >= refill_min(target(e)))
-		*low = true;
+	if (e) {
+		size_t t = target(e);
+		*low = short_by(e, t) >= refill_min(t);
+	}
 out:
 	pthread_mutex_unlock(&st->mu);
 	return rc;

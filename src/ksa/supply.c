@@ -796,6 +796,21 @@ static void rounds_fail(struct qkm_supply *s, struct peer *p, const char *reason
 	p->n_rounds = 0;
 }
 
+/* Answers e with its keys (ids, and e->number keys of e->size bits back to
+ * back in data) as a key container; e->req is NULL after. */
+static void reply_keys(struct qkm_supply *s, struct enc_req *e, const struct qkm_id *ids,
+		       const uint8_t *data)
+{
+	struct qkm_buf b;
+	qkm_buf_init(&b, qkm_etsi_keys_json_size(e->number, e->size / 8), true);
+	if (qkm_etsi_keys_json_run(&b, e->number, ids, data, e->size / 8))
+		reply_error(s, e->req, 503, "out_of_memory", "out of memory");
+	else
+		s->ops.reply(e->req, 200, NULL, b.p, b.len, s->ops.arg);
+	qkm_buf_fini(&b);
+	e->req = NULL;
+}
+
 /* Answers e (a plain request of a pair with a stock) from the stock, as the
  * front end would have if the stock had had the keys when e came. false:
  * the stock has too few; nothing taken. */
@@ -813,14 +828,7 @@ static bool answer_from_stock(struct qkm_supply *s, struct enc_req *e, uint64_t 
 		 * twice. (The stock counts these keys as demand a second time,
 		 * after the front end's take that found it empty: the target
 		 * errs high, within its bounds.) */
-		struct qkm_buf out;
-		qkm_buf_init(&out, qkm_etsi_keys_json_size(e->number, b), true);
-		if (qkm_etsi_keys_json_run(&out, e->number, ids, data->p, b))
-			reply_error(s, e->req, 503, "out_of_memory", "out of memory");
-		else
-			s->ops.reply(e->req, 200, NULL, out.p, out.len, s->ops.arg);
-		qkm_buf_fini(&out);
-		e->req = NULL;
+		reply_keys(s, e, ids, data->p);
 		ok = true;
 	}
 	free(ids);
@@ -949,15 +957,7 @@ static void round_done(struct qkm_supply *s, struct peer *p, struct round *r,
 			continue;
 		}
 		/* A request's keys lie back to back in the round's data. */
-		struct qkm_buf b;
-		qkm_buf_init(&b, qkm_etsi_keys_json_size(e->number, e->size / 8), true);
-		if (qkm_etsi_keys_json_run(&b, e->number, &r->ids[e->first_key],
-					   r->data->p + r->offs[e->first_key], e->size / 8))
-			reply_error(s, e->req, 503, "out_of_memory", "out of memory");
-		else
-			s->ops.reply(e->req, 200, NULL, b.p, b.len, s->ops.arg);
-		e->req = NULL;
-		qkm_buf_fini(&b);
+		reply_keys(s, e, &r->ids[e->first_key], r->data->p + r->offs[e->first_key]);
 	}
 }
 
