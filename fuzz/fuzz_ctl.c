@@ -190,9 +190,9 @@ static int on_token(const char *tok, size_t pos, void *arg)
 	size_t n = strlen(tok);
 	/* In order, inside the text, not inside a longer run of hex digits,
 	 * and the token qkm_token_of finds there: a batch (24 of the 32
-	 * digits) or a UUID. */
+	 * digits) or a KSA supply round (28 of a UUID's 36 characters). */
 	check(pos >= s->next && pos < s->len);
-	check(n == 24 || n == 36);
+	check(n == 24 || n == 28);
 	check(pos == 0 || !tok_char(s->text[pos - 1]));
 	check(n <= s->len - pos && strncmp(s->text + pos, tok, n) == 0);
 	check(qkm_token_of(s->text + pos, again) && strcmp(again, tok) == 0);
@@ -209,6 +209,10 @@ static void tokens(const uint8_t *data, size_t size)
 	text[size] = '\0';
 	struct scan s = {text, strlen(text), 0, 0, 0};
 	check(qkm_tokens_scan(text, on_token, &s) == 0);
+	/* A key ID names itself; any text against any key ID: no crash. */
+	check(qkm_key_id_names(text, text));
+	(void)qkm_key_id_names(text, text + s.len / 2);
+	(void)qkm_key_id_names(text + s.len / 2, text);
 	struct scan first = {text, s.len, 0, 0, 7};
 	check(qkm_tokens_scan(text, on_token, &first) == (s.found ? 7 : 0));
 	check(first.found == (s.found ? 1 : 0));

@@ -5,6 +5,7 @@
 #include "core/saes.h"
 #include "core/secret.h"
 #include "core/rate.h"
+#include "core/token.h"
 #include "ctl/agent.h"
 #include "kma/kma.h"
 #include "kma/relay.h"
@@ -261,7 +262,8 @@ static void on_paircheck_done(const struct qkm_paircheck_result *r, int err, voi
 
 /* GET /events[?after=SEQ][&limit=N][&event=NAME][&key=TEXT]: the node's
  * life-cycle records (R-LC-1) as a JSON array, oldest first; event filters
- * by name, key by a substring of the key ID. */
+ * by name, key by a substring of the key ID or, for a KSA-key's UUID, a run
+ * of its round that holds it (qkm_key_id_names). */
 struct ev_walk {
 	json_t *arr;
 	const char *event, *key;
@@ -271,7 +273,8 @@ struct ev_walk {
 static int ev_one(const struct qkm_lc_event *ev, void *arg)
 {
 	struct ev_walk *w = arg;
-	if ((w->event && strcmp(ev->event, w->event) != 0) || (w->key && !strstr(ev->key_id, w->key)))
+	if ((w->event && strcmp(ev->event, w->event) != 0) ||
+	    (w->key && !qkm_key_id_names(ev->key_id, w->key)))
 		return 0;
 	char ts[32];
 	qkm_time_str(ev->ts_ns, ts);
@@ -489,16 +492,20 @@ static char *agent_delete(const char *order, size_t len, void *arg)
 			} else if (r != QKM_ENOTFOUND) {
 				rc = r;
 			}
-		} else if (qkm_id_parse(toks[i], &kid) == 0) {
-			ksa[nk] = kid; /* also looked for in the stock */
-			int r = qkm_store_ksa_delete(n->st, &kid);
-			if (r == 0) {
-				nkd++;
-				deleted_record(n, "ksa", toks[i], id, "KSA key deleted");
+		} else if (strlen(toks[i]) == 28) {
+			/* The keys of one supply round (core/token.h). */
+			size_t nd = 0;
+			snprintf(hex, sizeof(hex), "%s00000000", toks[i]);
+			if (qkm_id_parse(hex, &kid))
+				continue;
+			ksa[nk++] = kid; /* also looked for in the stock */
+			rc = qkm_store_ksa_delete_round(n->st, &kid, &nd);
+			if (!rc && nd) {
+				char what[64];
+				snprintf(what, sizeof(what), "%zu KSA key(s) of the supply round deleted", nd);
+				deleted_record(n, "ksa", toks[i], id, what);
 			}
-			else if (r != QKM_ENOTFOUND)
-				rc = r;
-			nk++;
+			nkd += nd;
 		}
 	}
 	if (rc) {
@@ -660,7 +667,12 @@ int cli_node(int argc, char **argv)
 		 n->cfg.admin_listen, n->cfg.n_links);
 	/* Every listener is bound by now (Kx, admin, ETSI 014). */
 	(void)cli_notify("READY=1"); /* a failure is logged; the node runs on */
-	event_base_dispatch(n->base);
+	/* One pass at a time: after each, the stack its callbacks used is
+	 * wiped (qkm_cleanse_stack). */
+	while (event_base_loop(n->base, EVLOOP_ONCE) == 0 && !event_base_got_exit(n->base) &&
+	       !event_base_got_break(n->base))
+		qkm_cleanse_stack();
+	qkm_cleanse_stack();
 	(void)cli_notify("STOPPING=1");
 	rc = 0;
 out:

@@ -25,6 +25,28 @@ int qkm_id_random(struct qkm_id *id /* OUT */) QKM_MUST_CHECK;
  * one after another sort (nearly) in order, so a store's index of them
  * grows at its end instead of at random pages. */
 int qkm_id_uuid7(struct qkm_id *id /* OUT */, uint64_t now_ns) QKM_MUST_CHECK;
+/* The last 4 bytes of an ID as a big-endian index: the key's number in its
+ * KMA batch or KSA supply round, whose other 12 bytes all its keys share. */
+static inline uint32_t qkm_id_index(const struct qkm_id *id)
+{
+	return (uint32_t)id->b[12] << 24 | (uint32_t)id->b[13] << 16 | (uint32_t)id->b[14] << 8 |
+	       id->b[15];
+}
+static inline void qkm_id_set_index(struct qkm_id *id, uint32_t i)
+{
+	id->b[12] = (uint8_t)(i >> 24);
+	id->b[13] = (uint8_t)(i >> 16);
+	id->b[14] = (uint8_t)(i >> 8);
+	id->b[15] = (uint8_t)i;
+}
+/* True if a and b name keys of the same batch or round (first 12 bytes). */
+static inline bool qkm_id_same_round(const struct qkm_id *a, const struct qkm_id *b)
+{
+	for (int i = 0; i < QKM_ID_LEN - 4; i++)
+		if (a->b[i] != b->b[i])
+			return false;
+	return true;
+}
 /* Writes 32 lowercase hex digits + NUL into out[33]. */
 void qkm_id_hex(const struct qkm_id *id, char out[static 33]);
 /* Writes the 8-4-4-4-12 UUID form + NUL into out[37]. */

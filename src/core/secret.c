@@ -139,3 +139,11 @@ int qkm_ct_equal(const void *a, const void *b, size_t len)
 {
 	return CRYPTO_memcmp(a, b, len) == 0;
 }
+
+__attribute__((noinline)) void qkm_cleanse_stack(void)
+{
+	unsigned char below[QKM_CLEANSE_STACK];
+	explicit_bzero(below, sizeof(below));
+	/* The array is dead after this; keep the stores all the same. */
+	__asm__ volatile("" : : "r"(below) : "memory");
+}

@@ -46,6 +46,15 @@ void qkm_cleanse(void *p, size_t len);
  * an idle node (tests/system/test_secrets.sh). qkm_cleanse, qkm_secret_free
  * and the wipe of a secure qkm_buf call it. */
 void qkm_cleanse_regs(void);
+/* Zeroes QKM_CLEANSE_STACK bytes of the calling thread's stack below the
+ * caller's frame, where the functions it called left their frames: spilled
+ * registers and local buffers (ours, OpenSSL's, SQLite's, glibc's) may hold
+ * key bytes, and a core dump records the stack. Seen: 8-byte pieces of
+ * supplied keys 6.7 KB below a node's event loop in a dump of the idle
+ * node (tests/system/test_secrets.sh). The node's main loop calls it after
+ * each pass (cli/node.c). */
+#define QKM_CLEANSE_STACK 32768
+void qkm_cleanse_stack(void);
 /* Constant-time equality of two equal-length buffers; 1 if equal. */
 int qkm_ct_equal(const void *a, const void *b, size_t len);
 

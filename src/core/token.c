@@ -1,6 +1,7 @@
 /* token.c - key tokens (token.h). */
 #include "core/token.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 static bool is_hex(char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); }
@@ -27,8 +28,9 @@ bool qkm_token_of(const char *id, char out[static QKM_TOKEN_MAX])
 	}
 	if (is_hex(*p) || *p == '-')
 		return false;
-	memcpy(out, id, 36);
-	out[36] = '\0';
+	/* A supply round's keys differ only in the last 8 digits. */
+	memcpy(out, id, 28);
+	out[28] = '\0';
 	return true;
 }
 
@@ -45,4 +47,25 @@ int qkm_tokens_scan(const char *text, int (*fn)(const char *tok, size_t pos, voi
 			return rc;
 	}
 	return 0;
+}
+
+static bool is_digit(char c) { return c >= '0' && c <= '9'; }
+
+bool qkm_key_id_names(const char *key_id, const char *text)
+{
+	char tok[QKM_TOKEN_MAX], *end;
+	if (strstr(key_id, text))
+		return true;
+	if (strlen(text) != 36 || !qkm_token_of(text, tok) || strlen(tok) != 28 ||
+	    strncmp(key_id, tok, 28) != 0 || strncmp(key_id + 28, "00000000[", 9) != 0 ||
+	    !is_digit(key_id[37]))
+		return false;
+	unsigned long a = strtoul(key_id + 37, &end, 10);
+	if (strncmp(end, "..", 2) != 0 || !is_digit(end[2]))
+		return false;
+	unsigned long b = strtoul(end + 2, &end, 10);
+	if (strcmp(end, "]") != 0)
+		return false;
+	unsigned long i = strtoul(text + 28, NULL, 16);
+	return a <= i && i <= b;
 }

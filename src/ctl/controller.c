@@ -17,6 +17,7 @@
 #include "core/id.h"
 #include "core/log.h"
 #include "core/graph.h"
+#include "core/token.h"
 #include "ctl/ca.h"
 #include "ctl/dashboard.h"
 #include "ctl/lineage.h"
@@ -1046,7 +1047,22 @@ static int rec_add(const char *node, const struct qkm_lc_event *ev, void *arg)
 	return qkm_jlist_add_record(arg, node, ev);
 }
 
-/* GET /records?node=N&key=K&event=E&after=SEQ&limit=L */
+/* The records of a KSA-key's round, those that name the key kept. */
+struct rec_key {
+	struct qkm_jlist *l;
+	const char *key;
+};
+
+static int rec_add_key(const char *node, const struct qkm_lc_event *ev, void *arg)
+{
+	const struct rec_key *w = arg;
+	if (!qkm_key_id_names(ev->key_id, w->key) && !strstr(ev->detail, w->key))
+		return 0;
+	return qkm_jlist_add_record(w->l, node, ev);
+}
+
+/* GET /records?node=N&key=K&event=E&after=SEQ&limit=L; K: text in key_id
+ * or detail, or a KSA-key's UUID (qkm_key_id_names). */
 static void api_records(struct qkm_controller *c, struct qkm_http_req *req)
 {
 	char node[QKM_NAME_MAX], key[128], event[32], after[24], limit[24];
@@ -1059,7 +1075,16 @@ static void api_records(struct qkm_controller *c, struct qkm_http_req *req)
 	if (lim <= 0 || lim > 100000)
 		lim = 1000;
 	struct qkm_jlist *l = qkm_jlist_new();
-	int rc = l ? qkm_ledger_records(c->lg, nd, a, k, ev, (unsigned)lim, rec_add, l) : QKM_ENOMEM;
+	/* A KSA-key's UUID: its round's records, then those naming it (the
+	 * key itself, or a run that holds it). */
+	char tok[QKM_TOKEN_MAX];
+	struct rec_key rk = {l, k};
+	bool ksa = k && strlen(k) == 36 && qkm_token_of(k, tok) && strlen(tok) == 28;
+	int rc = QKM_ENOMEM;
+	if (l && ksa)
+		rc = qkm_ledger_records(c->lg, nd, a, tok, ev, (unsigned)lim, rec_add_key, &rk);
+	else if (l)
+		rc = qkm_ledger_records(c->lg, nd, a, k, ev, (unsigned)lim, rec_add, l);
 	if (rc < 0) {
 		qkm_http_reply_error(req, 500, "records unavailable");
 		qkm_jlist_free(l);
@@ -1477,9 +1502,9 @@ static void api_compromise(struct qkm_controller *c, struct qkm_http_req *req)
 	o->timeout = evtimer_new(c->base, order_on_timeout, c);
 	char summary[600], ntok[24];
 	snprintf(summary, sizeof(summary),
-		 "compromise of %s: %zu correlated key(s) (batches and KSA keys) from %zu record(s); "
-		 "%zu supply record(s) say which were already supplied, and to which SAEs; every node "
-		 "ordered to delete them",
+		 "compromise of %s: %zu correlated key(s) (KMA batches and KSA supply rounds) from "
+		 "%zu record(s); %zu supply record(s) say which were already supplied, and to which "
+		 "SAEs; every node ordered to delete them",
 		 what, nt, w.n, qkm_jlist_len(w.supplied));
 	snprintf(ntok, sizeof(ntok), "%zu", nt);
 	char *sup = qkm_jlist_dump(w.supplied, NULL, NULL), *lines = qkm_jlist_dump(w.lines, NULL, NULL);

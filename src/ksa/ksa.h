@@ -19,8 +19,8 @@ struct qkm_ksa;
 struct qkm_ksa *qkm_ksa_new(struct event_base *base, const struct qkm_node_cfg *cfg,
 			    struct qkm_store *st, struct qkm_kma *kma, SSL_CTX *server_ctx);
 void qkm_ksa_free(struct qkm_ksa *k);
-/* Drops the KSA keys ids[0..n) from the stock made ahead for applications
- * (a compromise order); returns how many were there. */
+/* Drops the KSA keys of the supply rounds of ids[0..n) from the stock made
+ * ahead for applications (a compromise order); returns how many were there. */
 size_t qkm_ksa_drop(struct qkm_ksa *k, const struct qkm_id *ids, size_t n);
 /* Requests refused since start for being over their SAE's request rate
  * (*rate) or in-flight cap (*in_flight), both OUT; 0 for a NULL k. Safe

@@ -308,7 +308,7 @@ size_t qkm_stock_drop(struct qkm_stock *st, const struct qkm_id *ids, size_t n)
 			size_t at = (e->head + k) % e->cap;
 			bool drop = false;
 			for (size_t j = 0; j < n && !drop; j++)
-				drop = qkm_id_eq(&e->ids[at], &ids[j]);
+				drop = qkm_id_same_round(&e->ids[at], &ids[j]);
 			if (drop) {
 				OPENSSL_cleanse(e->data->p + at * b, b);
 				dropped++;

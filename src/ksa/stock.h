@@ -69,7 +69,8 @@ uint64_t qkm_stock_pair_count(struct qkm_stock *st, const char *master, const ch
 			      uint32_t size_bits);
 /* Keys waiting in all entries with peer (NULL: all). */
 uint64_t qkm_stock_count(struct qkm_stock *st, const char *peer);
-/* Any thread: removes the keys ids[0..n) from every entry (their bytes
+/* Any thread: removes the keys of the supply rounds of ids[0..n) (IDs
+ * equal but for the last 4 bytes, core/id.h) from every entry (their bytes
  * wiped), as a compromise order asks; returns how many were there. */
 size_t qkm_stock_drop(struct qkm_stock *st, const struct qkm_id *ids, size_t n);
 /* The names of entry i (main thread; for records). */

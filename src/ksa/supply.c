@@ -134,17 +134,30 @@ static struct peer *peer_find(struct qkm_supply *s, const char *name)
 	return NULL;
 }
 
-static void record(struct qkm_supply *s, const char *event, const struct qkm_id *id,
-		   const char *peer, const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-static void record(struct qkm_supply *s, const char *event, const struct qkm_id *id,
-		   const char *peer, const char *fmt, ...)
+/* Records event for n keys of one round with consecutive indexes from
+ * first: key_id is the key's UUID for one, "<round UUID>[a..b]" (index 0's
+ * UUID, then the first and last index) for more, as KMA batches are named;
+ * the manager's ledger finds either by the round's token (core/token.h). */
+static void record(struct qkm_supply *s, const char *event, const struct qkm_id *first,
+		   uint32_t n, const char *peer, const char *fmt, ...)
+	__attribute__((format(printf, 6, 7)));
+static void record(struct qkm_supply *s, const char *event, const struct qkm_id *first,
+		   uint32_t n, const char *peer, const char *fmt, ...)
 {
 	struct qkm_lc_event ev;
 	memset(&ev, 0, sizeof(ev));
 	snprintf(ev.event, sizeof(ev.event), "%s", event);
 	snprintf(ev.key_kind, sizeof(ev.key_kind), "ksa");
-	if (id)
-		qkm_id_uuid_str(id, ev.key_id);
+	if (first && n > 1) {
+		struct qkm_id base = *first;
+		char u[37];
+		qkm_id_set_index(&base, 0);
+		qkm_id_uuid_str(&base, u);
+		snprintf(ev.key_id, sizeof(ev.key_id), "%s[%u..%u]", u, qkm_id_index(first),
+			 qkm_id_index(first) + n - 1);
+	} else if (first) {
+		qkm_id_uuid_str(first, ev.key_id);
+	}
 	snprintf(ev.peer, sizeof(ev.peer), "%s", peer);
 	va_list ap;
 	va_start(ap, fmt);
@@ -154,16 +167,26 @@ static void record(struct qkm_supply *s, const char *event, const struct qkm_id 
 		log_warnx("supply: could not record %s", event);
 }
 
-/* Master's side: key id (row seq) moves from state from to SUPPLIED at
- * at_ns, recorded with detail. Nothing is delivered there to list, so state
- * and time are all the row changes. */
-static int set_supplied(struct qkm_supply *s, const struct qkm_id *id, int64_t seq,
-			enum qkm_ksa_state from, uint64_t at_ns, const char *peer,
+/* Whether key b (row seq_b) comes k keys after key a (row seq_a) in one
+ * round: same first 12 bytes, index and row k more. */
+static bool run_next(const struct qkm_id *a, int64_t seq_a, const struct qkm_id *b, int64_t seq_b,
+		     size_t k)
+{
+	return qkm_id_same_round(a, b) && qkm_id_index(b) == qkm_id_index(a) + k &&
+	       seq_b == seq_a + (int64_t)k;
+}
+
+/* Master's side: n keys of one round, first and the n - 1 after it (rows
+ * seq.. and indexes one after another), move from state from to SUPPLIED at
+ * at_ns, recorded with detail in one record. Nothing is delivered there to
+ * list, so state and time are all the rows change. */
+static int set_supplied(struct qkm_supply *s, const struct qkm_id *first, int64_t seq,
+			uint32_t n, enum qkm_ksa_state from, uint64_t at_ns, const char *peer,
 			const char *detail)
 {
-	int rc = qkm_store_ksa_set_state(s->st, seq, seq, from, QKM_KSA_SUPPLIED, at_ns);
+	int rc = qkm_store_ksa_set_state(s->st, seq, seq + n - 1, from, QKM_KSA_SUPPLIED, at_ns);
 	if (!rc)
-		record(s, "supplied", id, peer, "%s", detail);
+		record(s, "supplied", first, n, peer, "%s", detail);
 	return rc;
 }
 
@@ -472,6 +495,30 @@ static void source_of(const struct qkm_range_ref *r, uint32_t n, uint32_t unit, 
 	}
 }
 
+/* Records "formatted" for the n keys of request e from the round's key k0
+ * on: one record, or more when so many ranges would not fit in one's detail
+ * (each names the KMA-key ranges its keys came from: lineage, R-LC-2). */
+static void record_formatted(struct qkm_supply *s, const char *peer, const struct enc_req *e,
+			     const struct round *r, const struct qkm_range *rg, size_t nr,
+			     size_t k0, uint32_t n)
+{
+	struct qkm_range_ref ref[QKM_KSA_MAX_RANGES];
+	char src[900];
+	uint32_t nref = key_ranges(rg, nr, r->offs[k0], (size_t)n * (e->size / 8), ref);
+	if (n > 1 && nref > 16) {
+		record_formatted(s, peer, e, r, rg, nr, k0, n / 2);
+		record_formatted(s, peer, e, r, rg, nr, k0 + n / 2, n - n / 2);
+		return;
+	}
+	source_of(ref, nref, rg[0].unit_bytes, src, sizeof(src));
+	if (n == 1)
+		record(s, "formatted", &r->ids[k0], 1, peer, "%u bits for %s -> %s from %s", e->size,
+		       e->master, e->slave, src);
+	else
+		record(s, "formatted", &r->ids[k0], n, peer, "%u keys of %u bits for %s -> %s from %s",
+		       n, e->size, e->master, e->slave, src);
+}
+
 /* Starts a round for everything queued to p: draws the key material,
  * consumes it and records the keys OFFERED in one commit, then sends SUPPLY. */
 static void round_start(struct qkm_supply *s, struct peer *p, uint64_t now_ns)
@@ -548,11 +595,16 @@ static void round_start(struct qkm_supply *s, struct peer *p, uint64_t now_ns)
 		why = "key store unavailable";
 		goto fail;
 	}
+	/* One v7 UUID for the round; its keys are numbered in its last 4
+	 * bytes, as a KMA batch's are (records name runs of them). */
 	size_t off = 0, k = 0;
+	struct qkm_id base;
+	if ((rc = qkm_id_uuid7(&base, now_ns)))
+		goto fail;
 	for (struct enc_req *e = r->reqs; e; e = e->next)
 		for (uint32_t i = 0; i < e->number; i++, k++) {
-			if ((rc = qkm_id_uuid7(&r->ids[k], now_ns)))
-				goto fail;
+			r->ids[k] = base;
+			qkm_id_set_index(&r->ids[k], (uint32_t)k);
 			r->offs[k] = off;
 			r->sizes[k] = e->size;
 			off += e->size / 8;
@@ -592,9 +644,8 @@ static void round_start(struct qkm_supply *s, struct peer *p, uint64_t now_ns)
 				rc = qkm_store_ksa_put(s->st, &kk);
 			r->seqs[k] = kk.seq;
 			qkm_secret_free(kk.data);
-			if (!rc)
-				record(s, "formatted", &kk.id, p->name, "%u bits for %s -> %s from %s",
-				       e->size, e->master, e->slave, kk.source);
+			if (!rc && i + 1 == e->number)
+				record_formatted(s, p->name, e, r, rg, nr, k + 1 - e->number, e->number);
 		}
 	if (!rc)
 		rc = qkm_store_commit(s->st);
@@ -745,7 +796,7 @@ static void stock_settle(struct qkm_supply *s)
 		int64_t run = 0; /* keys of the current entry, for its master's count */
 		char peer[QKM_NAME_MAX] = "", master[QKM_NAME_MAX] = "", slave[QKM_NAME_MAX] = "";
 		char detail[3 * QKM_NAME_MAX + 64] = "";
-		for (size_t i = 0; !rc && i < n; i++) {
+		for (size_t i = 0, k; !rc && i < n; i += k) {
 			if (t[i].entry != last) {
 				if (last >= 0)
 					rc = count_sae(s, master, true, run);
@@ -755,10 +806,18 @@ static void stock_settle(struct qkm_supply *s)
 					 "to master %s (app %s), slave %s, level its, from stock",
 					 master, master, slave);
 			}
+			/* One record and one row update for a run of keys taken
+			 * one after another within the same millisecond: the
+			 * supply time is kept to the millisecond. */
+			for (k = 1; i + k < n && t[i + k].entry == t[i].entry &&
+				    t[i + k].at_ns / 1000000u == t[i].at_ns / 1000000u &&
+				    run_next(&t[i].id, t[i].seq, &t[i + k].id, t[i + k].seq, k);
+			     k++)
+				;
 			if (!rc)
-				rc = set_supplied(s, &t[i].id, t[i].seq, QKM_KSA_STOCKED, t[i].at_ns,
-						  peer, detail);
-			run++;
+				rc = set_supplied(s, &t[i].id, t[i].seq, (uint32_t)k, QKM_KSA_STOCKED,
+						  t[i].at_ns, peer, detail);
+			run += (int64_t)k;
 		}
 		if (!rc && last >= 0)
 			rc = count_sae(s, master, true, run);
@@ -922,8 +981,8 @@ static void round_done(struct qkm_supply *s, struct peer *p, struct round *r,
 		if (e->stock)
 			rc = qkm_store_ksa_set_state(s->st, seq[0], seq[e->number - 1],
 						     QKM_KSA_OFFERED, QKM_KSA_STOCKED, 0);
-		for (uint32_t i = 0; !rc && !e->stock && i < e->number; i++)
-			rc = set_supplied(s, &r->ids[e->first_key + i], seq[i], QKM_KSA_OFFERED,
+		else
+			rc = set_supplied(s, &r->ids[e->first_key], seq[0], e->number, QKM_KSA_OFFERED,
 					  now_ns, p->name, detail);
 		if (!e->stock) {
 			supplied += e->number;
@@ -1171,11 +1230,7 @@ static int on_supply(struct qkm_supply *s, const char *peer, const struct qkm_fr
 		if (rg[i].rowid)
 			rc = qkm_store_block_set_used(s->st, rg[i].rowid, rg[i].off + rg[i].len);
 	pos = 0;
-	for (size_t i = 0; !rc && i < nk; i++) {
-		if (why[0]) {
-			record(s, "aborted", &keys[i].id, peer, "not stored: %s", why);
-			continue;
-		}
+	for (size_t i = 0; !rc && !why[0] && i < nk; i++) {
 		struct qkm_ksa_key kk;
 		memset(&kk, 0, sizeof(kk));
 		kk.id = keys[i].id;
@@ -1199,23 +1254,38 @@ static int on_supply(struct qkm_supply *s, const char *peer, const struct qkm_fr
 			rc = 0;
 			break;
 		}
-		if (!rc) {
+		if (!rc)
 			stored++;
-			record(s, "stored", &kk.id, peer, "%u bits for slave %s, digest matched %s%s",
-			       kk.size_bits, kk.slave, peer,
-			       keys[i].comb ? ", combined with X25519" : "");
-		}
 	}
 	if (!rc && why[0]) {
 		/* Undo the keys this frame stored before the problem was found;
-		 * keep the consumption and the records. Only those: a key with
-		 * the same ID stored earlier (a repeated SUPPLY) is another
-		 * round's, already answered to its master. */
+		 * keep the consumption. Only those: a key with the same ID
+		 * stored earlier (a repeated SUPPLY) is another round's, already
+		 * answered to its master. */
 		for (size_t i = 0; !rc && i < stored; i++) {
 			int r = qkm_store_ksa_delete(s->st, &keys[i].id);
 			if (r && r != QKM_ENOTFOUND)
 				rc = r;
 		}
+	}
+	/* One record per run of keys alike but for their index (rows are not
+	 * compared: each run_next call is given rows k apart). */
+	for (size_t i = 0, k; !rc && i < nk; i += k) {
+		const struct in_key *a = &keys[i];
+		for (k = 1; i + k < nk && run_next(&a->id, 0, &keys[i + k].id, (int64_t)k, k) &&
+			    keys[i + k].size == a->size && keys[i + k].comb == a->comb &&
+			    strcmp(keys[i + k].slave, a->slave) == 0;
+		     k++)
+			;
+		if (why[0])
+			record(s, "aborted", &a->id, (uint32_t)k, peer, "not stored: %s", why);
+		else if (k == 1)
+			record(s, "stored", &a->id, 1, peer, "%u bits for slave %s, digest matched %s%s",
+			       a->size, a->slave, peer, a->comb ? ", combined with X25519" : "");
+		else
+			record(s, "stored", &a->id, (uint32_t)k, peer,
+			       "%zu keys of %u bits for slave %s, digest matched %s%s", k, a->size,
+			       a->slave, peer, a->comb ? ", combined with X25519" : "");
 	}
 	if (!rc)
 		rc = qkm_store_commit(s->st);
@@ -1313,7 +1383,7 @@ void qkm_supply_dec(struct qkm_supply *s, void *req, const char *caller, const c
 		}
 		rc = qkm_store_ksa_update(s->st, &kk[i], all && !s->cfg.preserve);
 		if (!rc)
-			record(s, "supplied", &kk[i].id, kk[i].peer, "to slave %s (app %s)%s", caller,
+			record(s, "supplied", &kk[i].id, 1, kk[i].peer, "to slave %s (app %s)%s", caller,
 			       caller, all ? (s->cfg.preserve ? "; preserved" : "; deleted") : "");
 	}
 	if (!rc)
@@ -1450,7 +1520,7 @@ static int cancel_key(struct qkm_supply *s, const char *peer, const uint8_t *v, 
 	    !kk.delivered[0]) {
 		if ((rc = qkm_store_ksa_delete(s->st, &id)))
 			return rc;
-		record(s, "deleted", &id, peer, "cancelled by the master's node: never reached its master");
+		record(s, "deleted", &id, 1, peer, "cancelled by the master's node: never reached its master");
 	} else if (rc && rc != QKM_ENOTFOUND) {
 		return rc;
 	}
@@ -1514,7 +1584,7 @@ static int on_cancel_ack(struct qkm_supply *s, const char *peer, const struct qk
 			continue;
 		rc = qkm_store_ksa_delete(s->st, &id);
 		if (!rc)
-			record(s, "deleted", &id, peer, "never reached its master; cancelled on both nodes");
+			record(s, "deleted", &id, 1, peer, "never reached its master; cancelled on both nodes");
 	}
 	if (!rc)
 		rc = qkm_store_commit(s->st);
@@ -1681,9 +1751,15 @@ static void stock_forget(struct qkm_supply *s, const char *peer)
 	if (rc < 0 || !l.n)
 		goto out;
 	rc = qkm_store_begin(s->st);
-	for (size_t i = 0; !rc && i < l.n; i++)
-		rc = set_supplied(s, &l.ids[i], l.seqs[i], QKM_KSA_STOCKED, qkm_now_ns(), peer,
+	uint64_t now_ns = qkm_now_ns();
+	for (size_t i = 0, k; !rc && i < l.n; i += k) {
+		for (k = 1; i + k < l.n && k < UINT32_MAX &&
+			    run_next(&l.ids[i], l.seqs[i], &l.ids[i + k], l.seqs[i + k], k);
+		     k++)
+			;
+		rc = set_supplied(s, &l.ids[i], l.seqs[i], (uint32_t)k, QKM_KSA_STOCKED, now_ns, peer,
 				  "from stock, possibly: the node stopped with the key in stock");
+	}
 	if (!rc)
 		rc = qkm_store_counter_add(s->st, "supplied_keys", (int64_t)l.n);
 	if (!rc)

@@ -250,6 +250,7 @@ static const char store_migrate_v6_end[] =
 	X(KSA_DATA_DELETE, "DELETE FROM ksa_data WHERE seq = "                 \
 	  "(SELECT seq FROM ksa_keys WHERE id = ?1)")                           \
 	X(KSA_DELETE, "DELETE FROM ksa_keys WHERE id = ?1")                     \
+	X(KSA_DELETE_ROUND, "DELETE FROM ksa_keys WHERE id BETWEEN ?1 AND ?2")  \
 	X(KSA_LIST,                                                             \
 	  "SELECT id, peer, master, slave, additional, delivered, size_bits, "  \
 	  "level, role, state, created_ns, supplied_ns, source, ranges, seq "   \
@@ -1654,6 +1655,19 @@ int qkm_store_ksa_delete(struct qkm_store *st, const struct qkm_id *id)
 	int err = stmt_exec(st, ST_KSA_DELETE);
 	if (!err && sqlite3_changes(st->db) == 0)
 		err = QKM_ENOTFOUND;
+	return err;
+}
+
+int qkm_store_ksa_delete_round(struct qkm_store *st, const struct qkm_id *id, size_t *n)
+{
+	struct qkm_id lo = *id, hi = *id;
+	qkm_id_set_index(&lo, 0);
+	qkm_id_set_index(&hi, UINT32_MAX);
+	sqlite3_stmt *s = st->st[ST_KSA_DELETE_ROUND];
+	sqlite3_bind_blob(s, 1, lo.b, QKM_ID_LEN, SQLITE_TRANSIENT);
+	sqlite3_bind_blob(s, 2, hi.b, QKM_ID_LEN, SQLITE_TRANSIENT);
+	int err = stmt_exec(st, ST_KSA_DELETE_ROUND);
+	*n = err ? 0 : (size_t)sqlite3_changes(st->db);
 	return err;
 }
 

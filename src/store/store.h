@@ -289,6 +289,10 @@ int qkm_store_ksa_update(struct qkm_store *st, const struct qkm_ksa_key *k,
 			 bool drop_data) QKM_MUST_CHECK;
 /* Deletes a KSA key and its data. QKM_ENOTFOUND. */
 int qkm_store_ksa_delete(struct qkm_store *st, const struct qkm_id *id) QKM_MUST_CHECK;
+/* Deletes every KSA key of id's supply round (IDs equal to id but for the
+ * last 4 bytes, core/id.h) and their data; *n: how many (0 is no error). */
+int qkm_store_ksa_delete_round(struct qkm_store *st, const struct qkm_id *id,
+			       size_t *n /* OUT */) QKM_MUST_CHECK;
 /* Calls fn (without data) for each KSA key shared with peer in state and
  * role, oldest first. fn may not start another walk. */
 typedef int (*qkm_store_ksa_fn)(const struct qkm_ksa_key *k, void *arg);

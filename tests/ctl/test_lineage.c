@@ -28,6 +28,7 @@
 #define R "4444444444444444dddddddd"
 #define U "5555555555555555eeeeeeee"
 #define K "0c9a6be5-8cb1-48e2-b2e3-d3806645fba4"
+#define KT "0c9a6be5-8cb1-48e2-b2e3-d380" /* its round's token */
 
 struct fx {
 	char path[64];
@@ -86,6 +87,9 @@ static int setup(void **state)
 	rec(lg, "node1", "formatted", "ksa", K, "256 bits for sae-1 -> sae-3 from " R "00000001+0");
 	rec(lg, "node1", "supplied", "ksa", K, "to master sae-1 (app sae-1), slave sae-3, level its");
 	rec(lg, "node3", "supplied", "ksa", K, "to slave sae-3 (app sae-3); deleted");
+	/* A run of its round's keys (K is index 0x6645fba4) in one record. */
+	rec(lg, "node3", "stored", "ksa", KT "00000000[1715862435..1715862437]",
+	    "3 keys of 256 bits for slave sae-3, digest matched node1");
 	*state = f;
 	return 0;
 }
@@ -124,10 +128,32 @@ static void test_tokens(void **state)
 	assert_true(qkm_token_of(R "00000000[0..2047]", t));
 	assert_string_equal(t, R);
 	assert_true(qkm_token_of(K, t));
-	assert_string_equal(t, K);
+	assert_string_equal(t, KT);
+	assert_true(qkm_token_of(KT "00000000[0..63]", t));
+	assert_string_equal(t, KT);
 	assert_false(qkm_token_of("node1-node2.1", t));
 	assert_false(qkm_token_of(L "0000000", t)); /* 31 hex digits */
 	assert_false(qkm_token_of(L "000000000", t)); /* 33 */
+}
+
+/* `--key`: a KSA-key's UUID finds its own records and the runs of its
+ * round that hold it (K is index 1715862436 = 0x6645fba4), not others. */
+static void test_key_id_names(void **state)
+{
+	(void)state;
+	assert_true(qkm_key_id_names(K, K));
+	assert_true(qkm_key_id_names(K, "6645fba4"));      /* text in it */
+	assert_true(qkm_key_id_names(KT "00000000[1715862436..1715862436]", K));
+	assert_true(qkm_key_id_names(KT "00000000[0..1715862440]", K));
+	assert_false(qkm_key_id_names(KT "00000000[0..1715862435]", K));
+	assert_false(qkm_key_id_names(KT "00000000[1715862437..1715862440]", K));
+	assert_false(qkm_key_id_names("0c9a6be5-8cb1-48e2-b2e3-d38100000000[0..4294967295]", K));
+	assert_false(qkm_key_id_names(KT "00000001[0..4294967295]", K)); /* not a round's ID */
+	assert_false(qkm_key_id_names(KT "00000000[x..4294967295]", K));
+	assert_false(qkm_key_id_names(KT "00000000[0..4294967295", K));
+	/* The round's token is text in every record of the round. */
+	assert_true(qkm_key_id_names(KT "00000000[0..4294967295]", KT));
+	assert_true(qkm_key_id_names(KT "00000000[0..4294967295]", KT "00000001")); /* index 1 */
 }
 
 /* Where K came from: cut from R, whose data came from L; the link keys
@@ -137,20 +163,20 @@ static void test_back(void **state)
 	struct fx *f = *state;
 	struct qkm_lineage *l = qkm_lineage_new();
 	size_t n = 0;
-	assert_int_equal(qkm_lineage_back(l, f->lg, K, false), 0);
-	assert_true(has_tok(l, K));
+	assert_int_equal(qkm_lineage_back(l, f->lg, KT, false), 0);
+	assert_true(has_tok(l, KT));
 	assert_true(has_tok(l, R));
 	assert_true(has_tok(l, L));
 	assert_false(has_tok(l, P));
 	assert_false(has_tok(l, M));
 	assert_false(has_tok(l, U));
 	assert_int_equal(qkm_lineage_records(l, count, &n), 0);
-	/* K: 3, R: 3, L: 1 */
-	assert_int_equal(n, 7);
+	/* K: 3 and its round's run, R: 3, L: 1 */
+	assert_int_equal(n, 8);
 	qkm_lineage_free(l);
 	/* With protection: the hop keys too. */
 	l = qkm_lineage_new();
-	assert_int_equal(qkm_lineage_back(l, f->lg, K, true), 0);
+	assert_int_equal(qkm_lineage_back(l, f->lg, KT, true), 0);
 	assert_true(has_tok(l, P));
 	assert_true(has_tok(l, M));
 	assert_false(has_tok(l, U));
@@ -166,14 +192,14 @@ static void test_forward(void **state)
 	assert_int_equal(qkm_lineage_forward(l, f->lg, P), 0);
 	assert_true(has_tok(l, P));
 	assert_true(has_tok(l, R));
-	assert_true(has_tok(l, K));
+	assert_true(has_tok(l, KT));
 	assert_false(has_tok(l, L));
 	assert_false(has_tok(l, U));
 	qkm_lineage_free(l);
 	/* From the data's batch the same, from M too (it carried R). */
 	l = qkm_lineage_new();
 	assert_int_equal(qkm_lineage_forward(l, f->lg, M), 0);
-	assert_true(has_tok(l, K));
+	assert_true(has_tok(l, KT));
 	assert_false(has_tok(l, U));
 	qkm_lineage_free(l);
 	/* An unrelated batch feeds nothing. */
@@ -206,7 +232,7 @@ static void test_select_link(void **state)
 		assert_int_equal(qkm_lineage_forward(l, f->lg, t), 0);
 	}
 	assert_true(has_tok(l, L) && has_tok(l, P) && has_tok(l, U));
-	assert_true(has_tok(l, R) && has_tok(l, K));
+	assert_true(has_tok(l, R) && has_tok(l, KT));
 	assert_false(has_tok(l, M));
 	qkm_lineage_free(l);
 }
@@ -260,6 +286,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_tokens),
+		cmocka_unit_test(test_key_id_names),
 		cmocka_unit_test_setup_teardown(test_back, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_forward, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_select_link, setup, teardown),

@@ -736,11 +736,28 @@ struct rec_count {
 	int n;
 };
 
+/* How many keys a record names: one UUID, or "<round UUID>[a..b]" (a run
+ * of one round's keys, numbered in the UUID's last 8 hex digits). */
+static int rec_keys(const struct qkm_lc_event *ev)
+{
+	unsigned a, b;
+	char tail;
+	if (strlen(ev->key_id) == 36)
+		return 1;
+	assert_int_equal(sscanf(ev->key_id + 36, "[%u..%u%c", &a, &b, &tail), 3);
+	assert_int_equal(tail, ']');
+	assert_true(b > a);
+	/* Index 0's UUID, then the run's first and last index. */
+	assert_int_equal(strncmp(ev->key_id + 28, "00000000[", 9), 0);
+	return (int)(b - a + 1);
+}
+
+/* Counts the keys (not the records) that records of c->event name. */
 static int rec_cb(const struct qkm_lc_event *ev, void *arg)
 {
 	struct rec_count *c = arg;
 	if (strcmp(ev->event, c->event) == 0 && strcmp(ev->key_kind, "ksa") == 0)
-		c->n++;
+		c->n += rec_keys(ev);
 	return 0;
 }
 
@@ -749,6 +766,38 @@ static int records(struct side *s, const char *event)
 	struct rec_count c = {event, 0};
 	assert_int_equal(qkm_store_records(s->st, 0, 0, rec_cb, &c), 0);
 	return c.n;
+}
+
+struct rec_match {
+	const char *event, *detail;
+	int n, rows;
+};
+
+static int rec_match_cb(const struct qkm_lc_event *ev, void *arg)
+{
+	struct rec_match *c = arg;
+	if (strcmp(ev->event, c->event) == 0 && strcmp(ev->key_kind, "ksa") == 0 &&
+	    strstr(ev->detail, c->detail)) {
+		c->n += rec_keys(ev);
+		c->rows++;
+	}
+	return 0;
+}
+
+/* Keys named by records of event whose detail says `detail`. */
+static int records_with(struct side *s, const char *event, const char *detail)
+{
+	struct rec_match c = {event, detail, 0, 0};
+	assert_int_equal(qkm_store_records(s->st, 0, 0, rec_match_cb, &c), 0);
+	return c.n;
+}
+
+/* The records themselves (a record may name a run of keys). */
+static int rows_with(struct side *s, const char *event, const char *detail)
+{
+	struct rec_match c = {event, detail, 0, 0};
+	assert_int_equal(qkm_store_records(s->st, 0, 0, rec_match_cb, &c), 0);
+	return c.rows;
 }
 
 /* No KSA key in flight or waiting on either side. */
@@ -794,7 +843,15 @@ static void test_enc_dec(void **state)
 		assert_memory_equal(ks.k[i], w->pool + 32 * i, 32);
 		for (size_t j = 0; j < i; j++)
 			assert_false(qkm_id_eq(&ks.id[i], &ks.id[j]));
+		/* One v7 UUID for the round, the key's index in its last 4
+		 * bytes: the round's first key is 0. */
+		assert_int_equal(ks.id[i].b[6] >> 4, 7);
+		assert_true(qkm_id_same_round(&ks.id[i], &ks.id[0]));
+		assert_int_equal(qkm_id_index(&ks.id[i]), i);
 	}
+	/* One record per event for the three keys. */
+	assert_int_equal(rows_with(&w->a, "formatted", "3 keys of 256 bits for sae-alice -> sae-bob"), 1);
+	assert_int_equal(rows_with(&w->b, "stored", "3 keys of 256 bits for slave sae-bob"), 1);
 	assert_int_equal(enc_bytes(&w->a), a0 - 96);
 	assert_int_equal(enc_bytes(&w->b), b0 - 96);
 	assert_int_equal(ksa_count(&w->a, QKM_KSA_SUPPLIED), 3);
@@ -969,7 +1026,7 @@ static void test_access(void **state)
 	expect_status(&w->b, R(w, 12), 400);
 	/* One bad ID in the list: nothing given, the good one stays. */
 	struct qkm_id mix[2] = {ks.id[0], ks.id[1]};
-	mix[1].b[15] ^= 1;
+	mix[1].b[0] ^= 1; /* not b[15]: the index there names another key of the round */
 	dec(w, &w->b, 13, "sae-bob", "sae-alice", mix, 2);
 	expect_status(&w->b, R(w, 13), 400);
 	assert_int_equal(ksa_count(&w->b, QKM_KSA_READY), 2);
@@ -1589,28 +1646,6 @@ static int take(struct world *w, uint32_t n, uint32_t bits, struct keys *ks, boo
 	return 0;
 }
 
-struct rec_match {
-	const char *event, *detail;
-	int n;
-};
-
-static int rec_match_cb(const struct qkm_lc_event *ev, void *arg)
-{
-	struct rec_match *c = arg;
-	if (strcmp(ev->event, c->event) == 0 && strcmp(ev->key_kind, "ksa") == 0 &&
-	    strstr(ev->detail, c->detail))
-		c->n++;
-	return 0;
-}
-
-/* Records of event whose detail says `detail`. */
-static int records_with(struct side *s, const char *event, const char *detail)
-{
-	struct rec_match c = {event, detail, 0};
-	assert_int_equal(qkm_store_records(s->st, 0, 0, rec_match_cb, &c), 0);
-	return c.n;
-}
-
 struct ids {
 	size_t n;
 	struct qkm_id id[2 * STOCK_KEYS];
@@ -1799,6 +1834,9 @@ static void test_stock_take(void **state)
 	assert_int_equal(ksa_count(&w->a, QKM_KSA_SUPPLIED), 2 + 64);
 	assert_int_equal(records(&w->a, "supplied"), 2 + 64);
 	assert_int_equal(records_with(&w->a, "supplied", "from stock"), 64);
+	/* Taken in one millisecond, one after another from one round: one
+	 * record and one row update ("<round UUID>[0..63]"). */
+	assert_int_equal(rows_with(&w->a, "supplied", "from stock"), 1);
 	assert_int_equal(counter(&w->a, "supplied_keys"), 2 + 64);
 	assert_int_equal(counter(&w->a, "sae/sae-alice/enc"), 2 + 64);
 	assert_int_equal(counter(&w->b, "sae/sae-bob/dec"), 16); /* refused ones do not count */

@@ -99,6 +99,14 @@ class Builder(html.parser.HTMLParser):
         self.cur.children.append(data)
 
 
+def names(kid, key):
+    """A record's key_id names KSA key `key`: its UUID, or a run of its
+    supply round ("<round UUID>[a..b]": the UUID's last 8 hex digits are
+    the key's index, 00000000 in the round's)."""
+    m = re.fullmatch(r"([0-9a-f-]{28})00000000\[(\d+)\.\.(\d+)\]", kid)
+    return kid == key or bool(m and m[1] == key[:28] and int(m[2]) <= int(key[28:], 16) <= int(m[3]))
+
+
 def load(path):
     b = Builder()
     with open(path, encoding="utf-8") as f:
@@ -218,7 +226,7 @@ def trace(dom, trace_json):
     seen = {(r.attrs.get("data-node"), r.attrs.get("data-event")) for r in lines}
     relay = {(r["node"], r["event"]) for r in t["records"] if r["event"].startswith("relay-")}
     check(relay and relay <= seen, f"trace shows every relay record: {sorted(relay)}")
-    sup = [r for r in t["records"] if r["event"] == "supplied" and r["key_id"] == t["key"]]
+    sup = [r for r in t["records"] if r["event"] == "supplied" and names(r["key_id"], t["key"])]
     check(sup and all(any(s in norm(li.text()) for li in out.find_all("li")) for s in t["supplied"]),
           f"trace shows the supply of the key to its SAEs ({len(t['supplied'])} record(s))")
 
