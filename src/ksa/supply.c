@@ -617,23 +617,23 @@ static void round_start(struct qkm_supply *s, struct peer *p, uint64_t now_ns)
 	for (size_t i = 0; !rc && i < nr; i++)
 		rc = qkm_store_block_set_used(s->st, rg[i].rowid, rg[i].off + rg[i].len);
 	k = 0;
-	for (struct enc_req *e = r->reqs; !rc && e; e = e->next)
+	struct qkm_ksa_key kk;
+	for (struct enc_req *e = r->reqs; !rc && e; e = e->next) {
+		/* What a request's keys share, set once. */
+		memset(&kk, 0, sizeof(kk));
+		snprintf(kk.peer, sizeof(kk.peer), "%s", p->name);
+		snprintf(kk.master, sizeof(kk.master), "%s", e->master);
+		snprintf(kk.slave, sizeof(kk.slave), "%s", e->slave);
+		snprintf(kk.additional, sizeof(kk.additional), "%s", e->additional);
+		kk.size_bits = e->size;
+		kk.role = QKM_KSA_MASTER_SIDE;
+		kk.state = QKM_KSA_OFFERED;
+		kk.created_ns = now_ns;
 		for (uint32_t i = 0; !rc && i < e->number; i++, k++) {
-			struct qkm_ksa_key kk;
-			memset(&kk, 0, sizeof(kk));
 			kk.id = r->ids[k];
-			snprintf(kk.peer, sizeof(kk.peer), "%s", p->name);
-			snprintf(kk.master, sizeof(kk.master), "%s", e->master);
-			snprintf(kk.slave, sizeof(kk.slave), "%s", e->slave);
-			snprintf(kk.additional, sizeof(kk.additional), "%s", e->additional);
-			kk.size_bits = e->size;
-			kk.role = QKM_KSA_MASTER_SIDE;
-			kk.state = QKM_KSA_OFFERED;
-			kk.created_ns = now_ns;
 			kk.n_ranges = key_ranges(rg, nr, r->offs[k], e->size / 8, kk.ranges);
 			kk.level = key_level(rg, nr, r->offs[k], e->size / 8);
 			r->levels[k] = kk.level;
-			source_of(kk.ranges, kk.n_ranges, rg[0].unit_bytes, kk.source, sizeof(kk.source));
 			/* preserve: the master's node keeps the bytes too (R-SUP-8).
 			 * With X25519 combination the kept bytes are the QKD-derived
 			 * input; the combined key exists only at the slave's node. */
@@ -644,9 +644,11 @@ static void round_start(struct qkm_supply *s, struct peer *p, uint64_t now_ns)
 				rc = qkm_store_ksa_put(s->st, &kk);
 			r->seqs[k] = kk.seq;
 			qkm_secret_free(kk.data);
+			kk.data = NULL;
 			if (!rc && i + 1 == e->number)
 				record_formatted(s, p->name, e, r, rg, nr, k + 1 - e->number, e->number);
 		}
+	}
 	if (!rc)
 		rc = qkm_store_commit(s->st);
 	else
@@ -1230,21 +1232,25 @@ static int on_supply(struct qkm_supply *s, const char *peer, const struct qkm_fr
 		if (rg[i].rowid)
 			rc = qkm_store_block_set_used(s->st, rg[i].rowid, rg[i].off + rg[i].len);
 	pos = 0;
+	struct qkm_ksa_key kk;
 	for (size_t i = 0; !rc && !why[0] && i < nk; i++) {
-		struct qkm_ksa_key kk;
-		memset(&kk, 0, sizeof(kk));
+		/* What the keys of a request share, set again only when it changes. */
+		if (i == 0 || strcmp(keys[i].master, keys[i - 1].master) != 0 ||
+		    strcmp(keys[i].slave, keys[i - 1].slave) != 0 ||
+		    strcmp(keys[i].additional, keys[i - 1].additional) != 0) {
+			memset(&kk, 0, sizeof(kk));
+			snprintf(kk.peer, sizeof(kk.peer), "%s", peer);
+			snprintf(kk.master, sizeof(kk.master), "%s", keys[i].master);
+			snprintf(kk.slave, sizeof(kk.slave), "%s", keys[i].slave);
+			snprintf(kk.additional, sizeof(kk.additional), "%s", keys[i].additional);
+			kk.role = QKM_KSA_SLAVE_SIDE;
+			kk.state = QKM_KSA_READY;
+			kk.created_ns = now_ns;
+		}
 		kk.id = keys[i].id;
-		snprintf(kk.peer, sizeof(kk.peer), "%s", peer);
-		snprintf(kk.master, sizeof(kk.master), "%s", keys[i].master);
-		snprintf(kk.slave, sizeof(kk.slave), "%s", keys[i].slave);
-		snprintf(kk.additional, sizeof(kk.additional), "%s", keys[i].additional);
 		kk.size_bits = keys[i].size;
 		kk.level = keys[i].level;
-		kk.role = QKM_KSA_SLAVE_SIDE;
-		kk.state = QKM_KSA_READY;
-		kk.created_ns = now_ns;
 		kk.n_ranges = key_ranges(rg, nr, pos, keys[i].size / 8, kk.ranges);
-		source_of(kk.ranges, kk.n_ranges, rg[0].unit_bytes, kk.source, sizeof(kk.source));
 		kk.data = qkm_secret_dup(data->p + pos, keys[i].size / 8);
 		pos += keys[i].size / 8;
 		rc = kk.data ? qkm_store_ksa_put(s->st, &kk) : QKM_ENOMEM;

@@ -1520,7 +1520,10 @@ static int ksa_bind_meta(sqlite3_stmt *s, const struct qkm_ksa_key *k)
 	sqlite3_bind_int(s, 10, k->state);
 	sqlite3_bind_int64(s, 11, (int64_t)k->created_ns);
 	sqlite3_bind_int64(s, 12, (int64_t)k->supplied_ns);
-	bind_str(s, 13, k->source, sizeof(k->source));
+	/* The ranges as text, a column of schema version 2 that nothing
+	 * read: empty since 2026-11-26 (the ranges below are exact, and the
+	 * formatted record names them for lineage). */
+	sqlite3_bind_text(s, 13, "", 0, SQLITE_STATIC);
 	return sqlite3_bind_blob(s, 14, k->ranges, (int)(k->n_ranges * sizeof(k->ranges[0])),
 				 SQLITE_STATIC);
 }
@@ -1541,7 +1544,6 @@ static void ksa_read_meta(sqlite3_stmt *s, struct qkm_ksa_key *k)
 	k->state = (uint8_t)sqlite3_column_int(s, 9);
 	k->created_ns = (uint64_t)sqlite3_column_int64(s, 10);
 	k->supplied_ns = (uint64_t)sqlite3_column_int64(s, 11);
-	col_text(s, 12, k->source, sizeof(k->source));
 	size_t n = (size_t)sqlite3_column_bytes(s, 13) / sizeof(k->ranges[0]);
 	if (n > QKM_KSA_MAX_RANGES)
 		n = QKM_KSA_MAX_RANGES;

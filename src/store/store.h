@@ -264,9 +264,8 @@ struct qkm_ksa_key {
 	uint8_t state;                    /* enum qkm_ksa_state */
 	uint64_t created_ns;
 	uint64_t supplied_ns;             /* supply time stamp; 0 until supplied */
-	char source[160];                 /* lineage: KMA-key ranges it came from */
-	uint32_t n_ranges;
-	struct qkm_range_ref ranges[QKM_KSA_MAX_RANGES]; /* the same, exactly */
+	uint32_t n_ranges;                /* lineage: KMA-key ranges it came from */
+	struct qkm_range_ref ranges[QKM_KSA_MAX_RANGES];
 	struct qkm_secret *data;          /* key bytes, owned; NULL when not kept */
 	int64_t seq;                      /* the store's row number (put sets it) */
 };

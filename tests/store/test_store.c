@@ -764,7 +764,6 @@ static void test_v2_ksa_keys_migrated(void **state)
 	struct qkm_ksa_key k, got;
 	ksa_key_init(&k, QKM_KSA_SLAVE_SIDE, QKM_KSA_READY);
 	assert_int_equal(RAND_bytes(k.id.b, QKM_ID_LEN), 1);
-	snprintf(k.source, sizeof(k.source), "src");
 	k.created_ns = 42;
 	k.n_ranges = 1;
 	k.ranges[0].len = 32;
