@@ -1201,12 +1201,19 @@ struct lines {
 	size_t n, hops, nodes_seen;
 	char nodes[QKM_MAX_NODES][QKM_NAME_MAX];
 	int rc;
+	const char *key;      /* a trace of this KSA-key: its round's other runs left out */
+	char key_tok[QKM_TOKEN_MAX];
 };
 
 static int line_rec(const char *node, const struct qkm_lc_event *ev, void *arg)
 {
 	struct lines *w = arg;
-	char ts[32], line[1400];
+	char ts[32], line[1400], tok[QKM_TOKEN_MAX];
+	/* The records of its round name other keys too (other requests', or
+	 * the rest of a run of stock): only those that name this one. */
+	if (w->key && strcmp(ev->key_kind, "ksa") == 0 && qkm_token_of(ev->key_id, tok) &&
+	    strcmp(tok, w->key_tok) == 0 && !qkm_key_id_names(ev->key_id, w->key))
+		return 0;
 	qkm_time_str(ev->ts_ns, ts);
 	snprintf(line, sizeof(line), "%s %-8s %-8s %-16s %s %s", ts, stage_of(ev), node, ev->event,
 		 ev->key_id, ev->detail);
@@ -1238,8 +1245,13 @@ static void api_trace(struct qkm_controller *c, struct qkm_http_req *req)
 		return;
 	}
 	struct qkm_lineage *l = qkm_lineage_new();
-	struct lines w = {qkm_jlist_new(), qkm_jlist_new(), qkm_jlist_new(), 0, 0, 0, {{0}}, 0};
+	struct lines w = {qkm_jlist_new(), qkm_jlist_new(), qkm_jlist_new(), 0, 0, 0, {{0}}, 0,
+			  NULL, ""};
 	int rc = l && w.recs && w.lines && w.supplied ? 0 : QKM_ENOMEM;
+	if (strlen(key) == 36 && strlen(tok) == 28) { /* a KSA-key, not its round */
+		w.key = key;
+		snprintf(w.key_tok, sizeof(w.key_tok), "%s", tok);
+	}
 	if (!rc)
 		rc = qkm_lineage_back(l, c->lg, tok, false);
 	if (!rc)
@@ -1481,7 +1493,8 @@ static void api_compromise(struct qkm_controller *c, struct qkm_http_req *req)
 		rc = QKM_ETOOBIG;
 	for (size_t i = 0; !rc && i < nt; i++)
 		snprintf(toks[i], QKM_TOKEN_MAX, "%s", qkm_lineage_token(l, i));
-	struct lines w = {qkm_jlist_new(), qkm_jlist_new(), qkm_jlist_new(), 0, 0, 0, {{0}}, 0};
+	struct lines w = {qkm_jlist_new(), qkm_jlist_new(), qkm_jlist_new(), 0, 0, 0, {{0}}, 0,
+			  NULL, ""};
 	if (!rc)
 		rc = w.recs && w.lines && w.supplied ? qkm_lineage_records(l, line_rec, &w) : QKM_ENOMEM;
 	struct ctl_order *o = rc ? NULL : calloc(1, sizeof(*o));

@@ -210,6 +210,8 @@ assert ev("relay-forwarded"), "no relay hop"
 rcv = ev("relay-received")
 assert rcv and all("hops:" in r["detail"] for r in rcv), "no hop list"
 assert ev("formatted", key_id=key), "no KSA-key record"
+other = [r["key_id"] for r in recs if r["key_kind"] == "ksa" and r["key_id"][:28] == key[:28] and not names(r["key_id"], key)]
+assert not other, f"records of other keys of its round: {other[:3]}"
 sup = ev("supplied", key_id=key)
 assert {r["node"] for r in sup} == {"node1", "node3"}, f"supplied at {[r['node'] for r in sup]}"
 PY
