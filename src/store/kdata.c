@@ -16,6 +16,7 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "core/secret.h"
+#include "store/file.h"
 
 #define KD_ALIGN 16u        /* extents start and end on this */
 #define KD_DIO 4096u        /* direct I/O: offset, length and buffer aligned so */
@@ -222,11 +223,10 @@ int kdata_open(const char *path, struct kdata **out)
 		return QKM_ENOMEM;
 	}
 	kd->dfd = -1;
-	kd->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	kd->fd = qkm_private_file_open(path, "store: key data file");
 	if (kd->fd < 0) {
-		int err = kd_fail(kd, "open");
 		kdata_close(kd);
-		return err;
+		return QKM_ESTORE;
 	}
 	if (flock(kd->fd, LOCK_EX | LOCK_NB) != 0) {
 		log_warnx("store: key data file %s is in use by another process "
@@ -238,9 +238,6 @@ int kdata_open(const char *path, struct kdata **out)
 	 * a VM the largest cost of acquisition); reads still go through it.
 	 * Not every file system has O_DIRECT (tmpfs); then none. */
 	kd->dfd = open(path, O_RDWR | O_DIRECT | O_CLOEXEC);
-	struct stat sb;
-	if (fstat(kd->fd, &sb) == 0 && (sb.st_mode & 077))
-		log_warnx("store: %s is accessible to group or others", path);
 	*out = kd;
 	return 0;
 }

@@ -4,18 +4,17 @@
  * SHA-256; what a record means is the nodes' and the controller's business. */
 #include "store/ledger.h"
 
-#include <fcntl.h>
 #include <limits.h>
 #include <openssl/evp.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/log.h"
 #include "core/token.h"
+#include "store/file.h"
 
 #define LEDGER_SCHEMA_VERSION 1
 #define LEDGER_APP_ID 1902865740 /* 0x716b6d4c, "qkmL": tells a ledger from a key store */
@@ -296,23 +295,6 @@ static void rec_from_event(struct ledger_rec *r, const char *node, const struct 
 		r->text[i] = (struct ledger_bytes){ t[i], strlen(t[i]) };
 }
 
-/* Makes sure a fresh file is created 0600 (SQLite gives -wal and -shm the
- * database file's mode). Records hold no key bytes, but who did what with
- * which key is not for every local user. */
-static int ledger_create_file(const char *path)
-{
-	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		log_warn("ledger: %s", path);
-		return QKM_ESTORE;
-	}
-	struct stat sb;
-	if (fstat(fd, &sb) == 0 && (sb.st_mode & 077))
-		log_warnx("ledger: %s is accessible to group or others", path);
-	close(fd);
-	return 0;
-}
-
 /* Creates the schema in a fresh file (the version read again under the
  * write lock, so two processes opening one new file do not both create it)
  * and checks that the file is a ledger of this version. */
@@ -373,7 +355,9 @@ int qkm_ledger_open(const char *path, struct qkm_ledger **out)
 	*out = NULL;
 	if (!path || !*path)
 		return QKM_EINVAL;
-	if ((err = ledger_create_file(path)))
+	/* Records hold no key bytes, but who did what with which key is not
+	 * for every local user. */
+	if ((err = qkm_private_file_create(path, "ledger")))
 		return err;
 	lg = calloc(1, sizeof(*lg));
 	if (!lg)

@@ -5,17 +5,16 @@
 #include "store/store.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <openssl/crypto.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/log.h"
+#include "store/file.h"
 #include "store/kdata.h"
 
 #define STORE_SCHEMA_VERSION 6
@@ -423,23 +422,6 @@ static int bind_str(sqlite3_stmt *s, int i, const char *str, size_t max)
 	return sqlite3_bind_text(s, i, str, (int)strnlen(str, max), SQLITE_STATIC);
 }
 
-/* Makes sure a fresh database file is created 0600: key material must not be
- * readable by others, and SQLite gives the -wal and -shm files the mode of
- * the database file. */
-static int store_create_file(const char *path)
-{
-	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		log_warn("store: %s", path);
-		return QKM_ESTORE;
-	}
-	struct stat sb;
-	if (fstat(fd, &sb) == 0 && (sb.st_mode & 077))
-		log_warnx("store: %s is accessible to group or others", path);
-	close(fd);
-	return 0;
-}
-
 /* Version 6: moves every block's bytes from block_data into the key-data
  * file, inside the upgrade's transaction (the bytes are synced before it
  * commits; a crash before leaves the old file as it was and the new bytes
@@ -711,7 +693,7 @@ int qkm_store_open(const char *path, struct qkm_store **out)
 	*out = NULL;
 	if (!path || !*path)
 		return QKM_EINVAL;
-	if ((err = store_create_file(path)))
+	if ((err = qkm_private_file_create(path, "store")))
 		return err;
 	st = calloc(1, sizeof(*st));
 	if (!st)
