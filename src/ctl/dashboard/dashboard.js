@@ -320,8 +320,13 @@
 	}
 
 	/* A key ID the trace accepts: a UUID, or 32 hex digits (a range's
-	 * "[first..last]" dropped). */
+	 * "[first..last]" dropped). A run of a KSA supply round's keys,
+	 * "<round UUID>[first..last]", traces its first key: the round's
+	 * records that name that key include the run. */
 	function traceable(id) {
+		const run = /^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4})00000000\[(\d+)\.\./.exec(id || '');
+		if (run)
+			return run[1] + Number(run[2]).toString(16).padStart(8, '0');
 		const m = /^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[0-9a-fA-F]{32})/.exec(id || '');
 		return m ? m[1] : null;
 	}
