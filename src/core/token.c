@@ -49,6 +49,11 @@ int qkm_tokens_scan(const char *text, int (*fn)(const char *tok, size_t pos, voi
 	return 0;
 }
 
+bool qkm_token_of_ksa_key(const char *text, char tok[static QKM_TOKEN_MAX])
+{
+	return strlen(text) == 36 && qkm_token_of(text, tok) && strlen(tok) == 28;
+}
+
 static bool is_digit(char c) { return c >= '0' && c <= '9'; }
 
 bool qkm_key_id_names(const char *key_id, const char *text)
@@ -56,9 +61,8 @@ bool qkm_key_id_names(const char *key_id, const char *text)
 	char tok[QKM_TOKEN_MAX], *end;
 	if (strstr(key_id, text))
 		return true;
-	if (strlen(text) != 36 || !qkm_token_of(text, tok) || strlen(tok) != 28 ||
-	    strncmp(key_id, tok, 28) != 0 || strncmp(key_id + 28, "00000000[", 9) != 0 ||
-	    !is_digit(key_id[37]))
+	if (!qkm_token_of_ksa_key(text, tok) || strncmp(key_id, tok, 28) != 0 ||
+	    strncmp(key_id + 28, "00000000[", 9) != 0 || !is_digit(key_id[37]))
 		return false;
 	unsigned long a = strtoul(key_id + 37, &end, 10);
 	if (strncmp(end, "..", 2) != 0 || !is_digit(end[2]))

@@ -18,6 +18,10 @@
  * case); false if it starts with neither. */
 bool qkm_token_of(const char *id, char out[static QKM_TOKEN_MAX]);
 
+/* True if text is exactly a KSA-key's UUID (36 characters, lower case);
+ * tok is then its supply round's token. */
+bool qkm_token_of_ksa_key(const char *text, char tok[static QKM_TOKEN_MAX]);
+
 /* Whether a record's key_id matches text, as a search by key (`--key`):
  * text is part of key_id; or text is a KSA-key's UUID and key_id names a
  * run of its round that holds it ("<round UUID>[a..b]", the key's index,

@@ -1079,7 +1079,7 @@ static void api_records(struct qkm_controller *c, struct qkm_http_req *req)
 	 * key itself, or a run that holds it). */
 	char tok[QKM_TOKEN_MAX];
 	struct rec_key rk = {l, k};
-	bool ksa = k && strlen(k) == 36 && qkm_token_of(k, tok) && strlen(tok) == 28;
+	bool ksa = k && qkm_token_of_ksa_key(k, tok);
 	int rc = QKM_ENOMEM;
 	if (l && ksa)
 		rc = qkm_ledger_records(c->lg, nd, a, tok, ev, (unsigned)lim, rec_add_key, &rk);
@@ -1248,10 +1248,8 @@ static void api_trace(struct qkm_controller *c, struct qkm_http_req *req)
 	struct lines w = {qkm_jlist_new(), qkm_jlist_new(), qkm_jlist_new(), 0, 0, 0, {{0}}, 0,
 			  NULL, ""};
 	int rc = l && w.recs && w.lines && w.supplied ? 0 : QKM_ENOMEM;
-	if (strlen(key) == 36 && strlen(tok) == 28) { /* a KSA-key, not its round */
+	if (qkm_token_of_ksa_key(key, w.key_tok)) /* a KSA-key, not a KMA batch */
 		w.key = key;
-		snprintf(w.key_tok, sizeof(w.key_tok), "%s", tok);
-	}
 	if (!rc)
 		rc = qkm_lineage_back(l, c->lg, tok, false);
 	if (!rc)

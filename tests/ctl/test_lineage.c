@@ -131,6 +131,12 @@ static void test_tokens(void **state)
 	assert_string_equal(t, KT);
 	assert_true(qkm_token_of(KT "00000000[0..63]", t));
 	assert_string_equal(t, KT);
+	/* Exactly a KSA-key's UUID: its round's token. */
+	assert_true(qkm_token_of_ksa_key(K, t));
+	assert_string_equal(t, KT);
+	assert_false(qkm_token_of_ksa_key(KT "00000000[0..63]", t)); /* a run, not a key */
+	assert_false(qkm_token_of_ksa_key(L "00000003", t));       /* a KMA-key */
+	assert_false(qkm_token_of_ksa_key(KT, t));
 	assert_false(qkm_token_of("node1-node2.1", t));
 	assert_false(qkm_token_of(L "0000000", t)); /* 31 hex digits */
 	assert_false(qkm_token_of(L "000000000", t)); /* 33 */
