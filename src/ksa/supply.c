@@ -1232,21 +1232,16 @@ static int on_supply(struct qkm_supply *s, const char *peer, const struct qkm_fr
 		if (rg[i].rowid)
 			rc = qkm_store_block_set_used(s->st, rg[i].rowid, rg[i].off + rg[i].len);
 	pos = 0;
-	struct qkm_ksa_key kk;
 	for (size_t i = 0; !rc && !why[0] && i < nk; i++) {
-		/* What the keys of a request share, set again only when it changes. */
-		if (i == 0 || strcmp(keys[i].master, keys[i - 1].master) != 0 ||
-		    strcmp(keys[i].slave, keys[i - 1].slave) != 0 ||
-		    strcmp(keys[i].additional, keys[i - 1].additional) != 0) {
-			memset(&kk, 0, sizeof(kk));
-			snprintf(kk.peer, sizeof(kk.peer), "%s", peer);
-			snprintf(kk.master, sizeof(kk.master), "%s", keys[i].master);
-			snprintf(kk.slave, sizeof(kk.slave), "%s", keys[i].slave);
-			snprintf(kk.additional, sizeof(kk.additional), "%s", keys[i].additional);
-			kk.role = QKM_KSA_SLAVE_SIDE;
-			kk.state = QKM_KSA_READY;
-			kk.created_ns = now_ns;
-		}
+		struct qkm_ksa_key kk;
+		memset(&kk, 0, sizeof(kk));
+		snprintf(kk.peer, sizeof(kk.peer), "%s", peer);
+		snprintf(kk.master, sizeof(kk.master), "%s", keys[i].master);
+		snprintf(kk.slave, sizeof(kk.slave), "%s", keys[i].slave);
+		snprintf(kk.additional, sizeof(kk.additional), "%s", keys[i].additional);
+		kk.role = QKM_KSA_SLAVE_SIDE;
+		kk.state = QKM_KSA_READY;
+		kk.created_ns = now_ns;
 		kk.id = keys[i].id;
 		kk.size_bits = keys[i].size;
 		kk.level = keys[i].level;
