@@ -21,8 +21,9 @@
 #include "core/id.h"
 
 #define QKM_STOCK_MAX_ENTRIES 64
-#define QKM_STOCK_MIN_KEYS 128   /* refill batch when demand is low */
-#define QKM_STOCK_MAX_KEYS 8192  /* largest entry (one supply round) */
+#define QKM_STOCK_MIN_KEYS 128     /* refill batch when demand is low */
+#define QKM_STOCK_MAX_KEYS 32768   /* largest entry */
+#define QKM_STOCK_MAX_REFILL 8192  /* largest refill: one supply round */
 
 struct qkm_stock;
 
@@ -43,8 +44,9 @@ int qkm_stock_want(struct qkm_stock *st, const char *peer, const char *master, c
 		   uint32_t size_bits);
 /* Main thread: how many keys entry i should be given now (0: none; what
  * it has and what refills under way bring is enough), and counts them as
- * under way. A new refill asks for at least a quarter of the target, so
- * under high demand two refills can be under way at once. */
+ * under way. A new refill asks for at least a quarter of the target and at
+ * most QKM_STOCK_MAX_REFILL keys, so under high demand several refills
+ * can be under way at once. */
 uint32_t qkm_stock_refill(struct qkm_stock *st, int i, const char *peer /* filter */,
 			  char master[static QKM_NAME_MAX], char slave[static QKM_NAME_MAX],
 			  uint32_t *size_bits /* OUT */, uint64_t now_ns);

@@ -17,6 +17,7 @@
 
 #define SUPPLY_MAX_RANGES 4096
 #define SUPPLY_MAX_ROUND_KEYS 8192
+_Static_assert(QKM_STOCK_MAX_REFILL <= SUPPLY_MAX_ROUND_KEYS, "a stock refill fits in one round");
 /* Rounds in flight to a peer at once over a direct link: the next is made
  * while the peer stores the last. An end-to-end pool's frames are routed
  * and could overtake each other on a new route: one at a time there. */

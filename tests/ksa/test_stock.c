@@ -133,11 +133,11 @@ static void test_want(void **state)
 	assert_int_equal(c, 2);
 	assert_int_equal(d, 3);
 	/* 0 bits, not whole bytes, or more than a sixteenth of an entry's
-	 * ring (32 KiB) per key: no entry; such requests take the round trip. */
+	 * ring (64 KiB) per key: no entry; such requests take the round trip. */
 	assert_int_equal(qkm_stock_want(st, "B", "sae-alice", "sae-bob", 0), -1);
 	assert_int_equal(qkm_stock_want(st, "B", "sae-alice", "sae-bob", 260), -1);
-	assert_int_equal(qkm_stock_want(st, "B", "sae-alice", "sae-bob", 8 * 32768 + 8), -1);
-	assert_int_equal(qkm_stock_want(st, "B", "sae-alice", "sae-bob", 8 * 32768), 4);
+	assert_int_equal(qkm_stock_want(st, "B", "sae-alice", "sae-bob", 8 * 65536 + 8), -1);
+	assert_int_equal(qkm_stock_want(st, "B", "sae-alice", "sae-bob", 8 * 65536), 4);
 
 	char peer[QKM_NAME_MAX], master[QKM_NAME_MAX], slave[QKM_NAME_MAX];
 	qkm_stock_names(st, d, peer, master, slave);
@@ -153,10 +153,12 @@ static void test_want(void **state)
 }
 
 /* How many keys a refill asks for: the smallest batch while no demand is
- * known, half a second of the demand once it is, never more than the ring
- * holds, less what refills under way bring (so rounds in a row do not fill
- * it past its target: the supply would record keys STOCKED that then do
- * not fit), and only once a quarter of the target is missing. */
+ * known, a second of the demand once it is (from the window still open,
+ * once it is a tenth of a second old), never more than the ring holds,
+ * less what refills under way bring (so rounds in a row do not fill it
+ * past its target: the supply would record keys STOCKED that then do not
+ * fit), at most one round's worth at a time, and only once a quarter of
+ * the target is missing. */
 static void test_refill_sizing(void **state)
 {
 	struct qkm_stock *st = qkm_stock_new();
@@ -215,8 +217,7 @@ static void test_refill_sizing(void **state)
 	assert_int_equal(qkm_stock_count(st, NULL), QKM_STOCK_MIN_KEYS);
 	assert_int_equal(refill(st, i, "B", T0), 0);
 
-	/* Demand: 3000 keys taken within one second make the target half a
-	 * second of it, 1500 keys, once that second is over. */
+	/* Demand: 3000 keys taken in the first 0.3 s of a window. */
 	assert_int_equal(add_keys(st, i, 2, 0, 3100, 64), 0);
 	size_t left = QKM_STOCK_MIN_KEYS + 3100;
 	uint64_t t = T0 + 5 * NS; /* a new window opens at the first take */
@@ -230,16 +231,20 @@ static void test_refill_sizing(void **state)
 	}
 	assert_int_equal(qkm_stock_count(st, NULL), left);
 	assert_int_equal(left, 228);
-	/* Within the second the demand is not known yet: 228 is plenty. */
-	assert_int_equal(refill(st, i, "B", t + NS / 2), 0);
-	assert_int_equal(refill(st, i, "B", t + NS), 1500 - left);
-	qkm_stock_refill_failed(st, i, 1500 - left);
+	/* In the window's first tenth of a second the demand is not known
+	 * yet: 228 is plenty. Half a second in, 3000 keys are 6000 a second,
+	 * the target; once the window closes, 3000 a second. */
+	assert_int_equal(refill(st, i, "B", t + NS / 20), 0);
+	assert_int_equal(refill(st, i, "B", t + NS / 2), 6000 - left);
+	qkm_stock_refill_failed(st, i, 6000 - left);
+	assert_int_equal(refill(st, i, "B", t + NS), 3000 - left);
+	qkm_stock_refill_failed(st, i, 3000 - left);
 	/* Two quiet seconds: the demand is forgotten, the target is the
 	 * minimum again, and 228 keys are enough for it. */
 	assert_int_equal(refill(st, i, "B", t + 4 * NS), 0);
 
-	/* The target never exceeds what the ring holds: 512 keys of 8192
-	 * bits (512 KiB), however high the demand. */
+	/* The target never exceeds what the ring holds: 1024 keys of 8192
+	 * bits (1 MiB), however high the demand. */
 	int j = qkm_stock_want(st, "B", "sae-alice", "sae-bob", 8192);
 	assert_int_equal(j, 1);
 	assert_int_equal(refill(st, j, "B", t), QKM_STOCK_MIN_KEYS);
@@ -248,12 +253,31 @@ static void test_refill_sizing(void **state)
 		struct qkm_id id;
 		uint8_t data[1024];
 		/* Demand counts even when the entry is empty: 2000 keys a
-		 * second would want 1000 in stock. */
+		 * second would want 2000 in stock. */
 		assert_int_equal(qkm_stock_take(st, "sae-alice", "sae-bob", 8192, 1, &id, data,
 						t + 2 * NS, &low),
 				 QKM_ENOKEY);
 	}
-	assert_int_equal(refill(st, j, "B", t + 3 * NS), 512);
+	assert_int_equal(refill(st, j, "B", t + 3 * NS), 1024);
+	qkm_stock_refill_failed(st, j, 1024);
+
+	/* A refill is at most one supply round: 20,000 keys a second of
+	 * 64 bits want 20,000 in stock, asked for 8192 at a time. */
+	_Static_assert(QKM_STOCK_MAX_REFILL == 8192, "the numbers below");
+	int k2 = qkm_stock_want(st, "B", "sae-alice", "sae-carol", 64);
+	assert_int_equal(refill(st, k2, "B", t), QKM_STOCK_MIN_KEYS);
+	qkm_stock_refill_failed(st, k2, QKM_STOCK_MIN_KEYS);
+	for (int k = 0; k < 20000; k += 100) {
+		struct qkm_id ids[100];
+		uint8_t data[100 * 8];
+		assert_int_equal(qkm_stock_take(st, "sae-alice", "sae-carol", 64, 100, ids, data,
+						t + 2 * NS, &low),
+				 QKM_ENOKEY);
+	}
+	assert_int_equal(refill(st, k2, "B", t + 3 * NS), QKM_STOCK_MAX_REFILL);
+	assert_int_equal(refill(st, k2, "B", t + 3 * NS), QKM_STOCK_MAX_REFILL);
+	/* The other 3616 are less than a quarter of the target: later. */
+	assert_int_equal(refill(st, k2, "B", t + 3 * NS), 0);
 	qkm_stock_free(st);
 }
 
@@ -423,26 +447,26 @@ static void test_drain_taken(void **state)
 	qkm_stock_free(st);
 }
 
-/* An entry holds at most its ring: 512 KiB of key bytes, at most
+/* An entry holds at most its ring: 1 MiB of key bytes, at most
  * QKM_STOCK_MAX_KEYS keys. A refill that would not fit adds nothing. */
 static void test_capacity(void **state)
 {
 	struct qkm_stock *st = qkm_stock_new();
 	bool low;
-	/* 8192-bit keys: 512 of them fill the ring. */
+	/* 8192-bit keys: 1024 of them fill the ring. */
 	int i = qkm_stock_want(st, "B", "sae-alice", "sae-bob", 8192);
-	assert_int_equal(add_keys(st, i, 20, 0, 500, 8192), 0);
-	assert_int_equal(add_keys(st, i, 20, 500, 13, 8192), QKM_ETOOBIG);
-	assert_int_equal(qkm_stock_count(st, NULL), 500);
-	assert_int_equal(add_keys(st, i, 20, 500, 12, 8192), 0);
-	assert_int_equal(qkm_stock_count(st, NULL), 512);
-	assert_int_equal(add_keys(st, i, 20, 512, 1, 8192), QKM_ETOOBIG);
+	assert_int_equal(add_keys(st, i, 20, 0, 1000, 8192), 0);
+	assert_int_equal(add_keys(st, i, 20, 1000, 25, 8192), QKM_ETOOBIG);
+	assert_int_equal(qkm_stock_count(st, NULL), 1000);
+	assert_int_equal(add_keys(st, i, 20, 1000, 24, 8192), 0);
+	assert_int_equal(qkm_stock_count(st, NULL), 1024);
+	assert_int_equal(add_keys(st, i, 20, 1024, 1, 8192), QKM_ETOOBIG);
 	/* Taking frees room, and the ring wraps: order and bytes hold. */
 	for (uint32_t k = 0; k < 100; k++)
 		expect_take(st, "sae-alice", "sae-bob", 8192, 1, 20, k, &low);
-	assert_int_equal(add_keys(st, i, 20, 512, 101, 8192), QKM_ETOOBIG);
-	assert_int_equal(add_keys(st, i, 20, 512, 100, 8192), 0);
-	for (uint32_t k = 100; k < 612; k++)
+	assert_int_equal(add_keys(st, i, 20, 1024, 101, 8192), QKM_ETOOBIG);
+	assert_int_equal(add_keys(st, i, 20, 1024, 100, 8192), 0);
+	for (uint32_t k = 100; k < 1124; k++)
 		expect_take(st, "sae-alice", "sae-bob", 8192, 1, 20, k, &low);
 	assert_int_equal(qkm_stock_count(st, NULL), 0);
 
@@ -604,7 +628,7 @@ static void test_concurrent_takes(void **state)
 	qkm_stock_free(st);
 }
 
-/* The same with the main thread refilling a small ring (512 keys of 8192
+/* The same with the main thread refilling a small ring (1024 keys of 8192
  * bits) while the takers empty it: the ring wraps many times under the
  * lock, and still every key comes out once, with its own bytes. */
 static void test_concurrent_refill(void **state)

@@ -726,6 +726,50 @@ static void test_ksa_set_state_run(void **state)
 	assert_int_equal(got.supplied_ns, 0);
 }
 
+/* Inside a caller's transaction a put takes no savepoint of its own: a
+ * known ID is refused (QKM_EEXIST) and changes nothing, and the keys put
+ * before and after it in the same transaction stay, with their bytes,
+ * once it commits. Outside a transaction a put is its own commit. */
+static void test_ksa_put_in_txn(void **state)
+{
+	struct fx *f = *state;
+	struct qkm_ksa_key k, got;
+	struct qkm_id id[3];
+	ksa_key_init(&k, QKM_KSA_SLAVE_SIDE, QKM_KSA_READY);
+	assert_int_equal(qkm_store_begin(f->st), 0);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(qkm_id_uuid7(&k.id, qkm_now_ns()), 0);
+		id[i] = k.id;
+		k.data = qkm_secret_new(32);
+		assert_non_null(k.data);
+		memset(k.data->p, 0x40 + i, 32);
+		assert_int_equal(qkm_store_ksa_put(f->st, &k), 0);
+		if (i == 1) {
+			int64_t seq = k.seq;
+			memset(k.data->p, 0x7f, 32);
+			assert_int_equal(qkm_store_ksa_put(f->st, &k), QKM_EEXIST);
+			k.seq = seq;
+		}
+		qkm_secret_free(k.data);
+		k.data = NULL;
+	}
+	assert_int_equal(qkm_store_commit(f->st), 0);
+	reopen(f);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(qkm_store_ksa_get(f->st, &id[i], &got, true), 0);
+		assert_non_null(got.data);
+		assert_int_equal(got.data->len, 32);
+		for (size_t b = 0; b < 32; b++)
+			assert_int_equal(got.data->p[b], 0x40 + i);
+		qkm_secret_free(got.data);
+	}
+	/* Alone: committed at once (a rollback has nothing to undo). */
+	assert_int_equal(qkm_id_uuid7(&k.id, qkm_now_ns()), 0);
+	assert_int_equal(qkm_store_ksa_put(f->st, &k), 0);
+	qkm_store_rollback(f->st);
+	assert_int_equal(qkm_store_ksa_get(f->st, &k.id, &got, false), 0);
+}
+
 /* A file written by a newer qkm (user_version 7) is refused, not misread;
  * a file of version 1 (before KSA keys) is migrated to the current one. */
 static void test_newer_version_refused(void **state)
@@ -1587,6 +1631,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_copy, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_qkd_ids, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ksa_set_state_run, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ksa_put_in_txn, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_keys_open_wipes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_keys_follow_transactions, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_keys_truncated_refused, setup, teardown),
