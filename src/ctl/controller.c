@@ -1047,18 +1047,22 @@ static int rec_add(const char *node, const struct qkm_lc_event *ev, void *arg)
 	return qkm_jlist_add_record(arg, node, ev);
 }
 
-/* The records of a KSA-key's round, those that name the key kept. */
+/* The records of a KSA-key's round, those that name the key kept, up to
+ * the limit: the ledger is walked without one, as its limit would count
+ * the round's other records too. 1 stops the walk. */
 struct rec_key {
 	struct qkm_jlist *l;
 	const char *key;
+	unsigned n, limit;
 };
 
 static int rec_add_key(const char *node, const struct qkm_lc_event *ev, void *arg)
 {
-	const struct rec_key *w = arg;
+	struct rec_key *w = arg;
 	if (!qkm_key_id_names(ev->key_id, w->key) && !strstr(ev->detail, w->key))
 		return 0;
-	return qkm_jlist_add_record(w->l, node, ev);
+	int rc = qkm_jlist_add_record(w->l, node, ev);
+	return rc ? rc : ++w->n >= w->limit ? 1 : 0;
 }
 
 /* GET /records?node=N&key=K&event=E&after=SEQ&limit=L; K: text in key_id
@@ -1078,11 +1082,11 @@ static void api_records(struct qkm_controller *c, struct qkm_http_req *req)
 	/* A KSA-key's UUID: its round's records, then those naming it (the
 	 * key itself, or a run that holds it). */
 	char tok[QKM_TOKEN_MAX];
-	struct rec_key rk = {l, k};
+	struct rec_key rk = {l, k, 0, (unsigned)lim};
 	bool ksa = k && qkm_token_of_ksa_key(k, tok);
 	int rc = QKM_ENOMEM;
 	if (l && ksa)
-		rc = qkm_ledger_records(c->lg, nd, a, tok, ev, (unsigned)lim, rec_add_key, &rk);
+		rc = qkm_ledger_records(c->lg, nd, a, tok, ev, 0, rec_add_key, &rk);
 	else if (l)
 		rc = qkm_ledger_records(c->lg, nd, a, k, ev, (unsigned)lim, rec_add, l);
 	if (rc < 0) {

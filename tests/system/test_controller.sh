@@ -217,6 +217,19 @@ assert {r["node"] for r in sup} == {"node1", "node3"}, f"supplied at {[r['node']
 PY
 ok "trace $id: QKD-keys and modules, relay origin, every hop and method, KSA-key, supply to sae-1b at node1 and sae-3 at node3 ($(js "d['summary']" <"$T/trace.json"))"
 
+# /records?key=<KSA-key UUID>&limit=N: N records that name the key, not
+# the first N of its round filtered afterwards (a stock refill's round
+# has a supplied record per run of keys taken, most not naming this one).
+api=$(js "d['controller']['api']" <"$D/network.json")
+rq() { curl -sf --cacert "$D/pki/ca.pem" --cert "$D/pki/admin.pem" --key "$D/pki/admin.key" "$api$1"; }
+n=$(rq "/records?key=$id&limit=100000" | js "len(d)")
+[ "$n" -ge 2 ] || fail "records of $id: $n"
+for lim in 1 $((n - 1)) "$n"; do
+	got=$(rq "/records?key=$id&limit=$lim" | js "len(d)")
+	[ "$got" = "$lim" ] || fail "records of $id with limit $lim: $got (of $n)"
+done
+ok "records of $id: limit 1, $((n - 1)) and $n give that many of its $n"
+
 # ---------------------------------------------------------------- 7. compromise
 # A key supplied to its master, not yet fetched by its slave; the link
 # compromised is the first hop its relayed data took.
