@@ -71,18 +71,34 @@ struct peer {
 	bool relay;                      /* an end-to-end pool built by relay */
 };
 
+/* A dec_keys request waiting for the next flush: those that come together
+ * are delivered in one transaction with one commit (group commit); each
+ * is kept or undone whole, and answered only once the commit is durable. */
+struct dec_req {
+	struct dec_req *next;
+	void *req;                       /* the owner's HTTP request; NULL: answered or forgotten */
+	char caller[QKM_NAME_MAX], master[QKM_NAME_MAX];
+	uint64_t now_ns;
+	struct qkm_ksa_key *kk;          /* the keys, read at the flush */
+	size_t n;
+	struct qkm_id ids[];             /* n */
+};
+
 struct qkm_supply {
 	struct qkm_supply_cfg cfg;
 	struct qkm_store *st;
 	struct qkm_supply_ops ops;
 	struct peer *peers;
 	size_t n_peers;
+	struct dec_req *decs, **decs_tail;
 	uint32_t next_round;
 	/* Per stock entry: no refill before retry_ns; pause_ns, the pause
 	 * after the last refusal (0: the last refill was stocked). */
 	uint64_t stock_retry_ns[QKM_STOCK_MAX_ENTRIES];
 	uint64_t stock_pause_ns[QKM_STOCK_MAX_ENTRIES];
 };
+
+static void dec_flush(struct qkm_supply *s);
 
 void qkm_supply_cfg_defaults(struct qkm_supply_cfg *cfg)
 {
@@ -919,6 +935,7 @@ static void queue_from_stock(struct qkm_supply *s, struct peer *p, uint64_t now_
 
 void qkm_supply_flush(struct qkm_supply *s, uint64_t now_ns)
 {
+	dec_flush(s);
 	stock_settle(s);
 	for (size_t i = 0; i < s->n_peers; i++) {
 		struct peer *p = &s->peers[i];
@@ -1313,8 +1330,6 @@ void qkm_supply_dec(struct qkm_supply *s, void *req, const char *caller, const c
 		    const struct qkm_etsi_key_ids *ids, uint64_t now_ns)
 {
 	const char *cn = sae_node(s, caller);
-	struct qkm_ksa_key *kk = NULL;
-	int rc;
 	if (!cn || strcmp(cn, s->cfg.self) != 0) {
 		reply_error(s, req, 401, "not_registered", "SAE '%s' is not registered at node %s",
 			    caller, s->cfg.self);
@@ -1325,105 +1340,170 @@ void qkm_supply_dec(struct qkm_supply *s, void *req, const char *caller, const c
 			    master);
 		return;
 	}
-	kk = calloc(ids->n ? ids->n : 1, sizeof(*kk));
-	if (!kk) {
+	struct dec_req *d = calloc(1, sizeof(*d) + ids->n * sizeof(d->ids[0]));
+	if (!d) {
 		reply_error(s, req, 503, "out_of_memory", "out of memory");
 		return;
 	}
-	/* Check every key before changing anything: one bad ID, nothing given. */
-	for (size_t i = 0; i < ids->n; i++) {
+	d->req = req;
+	snprintf(d->caller, sizeof(d->caller), "%s", caller);
+	snprintf(d->master, sizeof(d->master), "%s", master);
+	d->now_ns = now_ns;
+	d->n = ids->n;
+	memcpy(d->ids, ids->ids, ids->n * sizeof(d->ids[0]));
+	*s->decs_tail = d;
+	s->decs_tail = &d->next;
+}
+
+/* Reads d's keys and checks every one before anything changes: one bad
+ * ID, nothing given. Inside the flush's transaction, so a key an earlier
+ * request of the same flush took counts as delivered. false: answered. */
+static bool dec_check(struct qkm_supply *s, struct dec_req *d)
+{
+	if (!(d->kk = calloc(d->n ? d->n : 1, sizeof(*d->kk)))) {
+		reply_error(s, d->req, 503, "out_of_memory", "out of memory");
+		return false;
+	}
+	for (size_t i = 0; i < d->n; i++) {
+		struct qkm_ksa_key *k = &d->kk[i];
 		char u[37];
-		qkm_id_uuid_str(&ids->ids[i], u);
-		rc = qkm_store_ksa_get(s->st, &ids->ids[i], &kk[i], true);
+		qkm_id_uuid_str(&d->ids[i], u);
+		int rc = qkm_store_ksa_get(s->st, &d->ids[i], k, true);
 		if (rc == QKM_ENOTFOUND) {
-			reply_error(s, req, 400, "unknown_key",
-				    "key_ID %s: unknown or already delivered", u);
-			goto out;
+			reply_error(s, d->req, 400, "unknown_key", "key_ID %s: unknown or already delivered", u);
+			return false;
 		}
 		if (rc) {
-			reply_error(s, req, 503, "store", "key store unavailable");
-			goto out;
+			reply_error(s, d->req, 503, "store", "key store unavailable");
+			return false;
 		}
 		/* Only a slave (or additional slave) of the key, at the slave's
 		 * node: the master asking here for its own key is refused too. */
-		if (kk[i].role != QKM_KSA_SLAVE_SIDE ||
-		    (strcmp(kk[i].slave, caller) != 0 && !list_has(kk[i].additional, caller))) {
-			reply_error(s, req, 401, "not_for_sae",
-				    "key_ID %s was not made for SAE '%s'", u, caller);
-			goto out;
+		if (k->role != QKM_KSA_SLAVE_SIDE ||
+		    (strcmp(k->slave, d->caller) != 0 && !list_has(k->additional, d->caller))) {
+			reply_error(s, d->req, 401, "not_for_sae", "key_ID %s was not made for SAE '%s'", u,
+				  d->caller);
+			return false;
 		}
-		if (strcmp(kk[i].master, master) != 0) {
-			reply_error(s, req, 400, "wrong_master",
-				    "key_ID %s was not made by master SAE '%s'", u, master);
-			goto out;
+		if (strcmp(k->master, d->master) != 0) {
+			reply_error(s, d->req, 400, "wrong_master", "key_ID %s was not made by master SAE '%s'",
+				  u, d->master);
+			return false;
 		}
-		if (kk[i].state != QKM_KSA_READY || list_has(kk[i].delivered, caller) || !kk[i].data) {
-			reply_error(s, req, 400, "unknown_key",
-				    "key_ID %s: unknown or already delivered", u);
-			goto out;
+		if (k->state != QKM_KSA_READY || list_has(k->delivered, d->caller) || !k->data) {
+			reply_error(s, d->req, 400, "unknown_key", "key_ID %s: unknown or already delivered", u);
+			return false;
 		}
 	}
-	/* Durable before the keys leave: at most once per slave (R-SUP-8). */
-	if ((rc = qkm_store_begin(s->st))) {
-		reply_error(s, req, 503, "store", "key store unavailable");
-		goto out;
-	}
-	for (size_t i = 0; !rc && i < ids->n; i++) {
-		list_add(kk[i].delivered, sizeof(kk[i].delivered), caller);
-		bool all = list_has(kk[i].delivered, kk[i].slave);
-		for (const char *p = kk[i].additional; all && *p;) {
+	return true;
+}
+
+/* Records d's keys delivered to its caller (R-SUP-8: at most once per
+ * slave), inside the flush's transaction. */
+static int dec_apply(struct qkm_supply *s, struct dec_req *d)
+{
+	int rc = 0;
+	for (size_t i = 0; !rc && i < d->n; i++) {
+		struct qkm_ksa_key *k = &d->kk[i];
+		list_add(k->delivered, sizeof(k->delivered), d->caller);
+		bool all = list_has(k->delivered, k->slave);
+		for (const char *p = k->additional; all && *p;) {
 			const char *c = strchr(p, ',');
 			char one[QKM_NAME_MAX];
 			size_t l = c ? (size_t)(c - p) : strlen(p);
 			snprintf(one, sizeof(one), "%.*s", (int)l, p);
-			all = list_has(kk[i].delivered, one);
+			all = list_has(k->delivered, one);
 			p = c ? c + 1 : p + l;
 		}
 		if (all) {
-			kk[i].state = QKM_KSA_SUPPLIED;
-			kk[i].supplied_ns = now_ns;
+			k->state = QKM_KSA_SUPPLIED;
+			k->supplied_ns = d->now_ns;
 		}
-		rc = qkm_store_ksa_update(s->st, &kk[i], all && !s->cfg.preserve);
+		rc = qkm_store_ksa_update(s->st, k, all && !s->cfg.preserve);
 		if (!rc)
-			record(s, "supplied", &kk[i].id, 1, kk[i].peer, "to slave %s (app %s)%s", caller,
-			       caller, all ? (s->cfg.preserve ? "; preserved" : "; deleted") : "");
+			record(s, "supplied", &k->id, 1, k->peer, "to slave %s (app %s)%s", d->caller,
+			       d->caller, all ? (s->cfg.preserve ? "; preserved" : "; deleted") : "");
 	}
 	if (!rc)
-		rc = count_sae(s, caller, false, (int64_t)ids->n);
+		rc = count_sae(s, d->caller, false, (int64_t)d->n);
 	if (!rc)
-		rc = qkm_store_counter_add(s->st, "supplied_keys", (int64_t)ids->n);
-	if (!rc)
-		rc = qkm_store_commit(s->st);
-	else
-		qkm_store_rollback(s->st);
-	if (rc) {
-		reply_error(s, req, 503, "store", "key store unavailable");
-		goto out;
-	}
+		rc = qkm_store_counter_add(s->st, "supplied_keys", (int64_t)d->n);
+	return rc;
+}
+
+static void dec_reply(struct qkm_supply *s, struct dec_req *d)
+{
 	struct qkm_buf b;
-	const uint8_t **keys = calloc(ids->n, sizeof(*keys));
-	size_t *lens = calloc(ids->n, sizeof(*lens));
+	const uint8_t **keys = calloc(d->n ? d->n : 1, sizeof(*keys));
+	size_t *lens = calloc(d->n ? d->n : 1, sizeof(*lens));
 	size_t est = 64;
-	for (size_t i = 0; i < ids->n; i++)
-		est += kk[i].data->len * 4 / 3 + 80;
+	for (size_t i = 0; i < d->n; i++)
+		est += d->kk[i].data->len * 4 / 3 + 80;
 	qkm_buf_init(&b, est, true);
 	if (keys && lens) {
-		for (size_t i = 0; i < ids->n; i++) {
-			keys[i] = kk[i].data->p;
-			lens[i] = kk[i].data->len;
+		for (size_t i = 0; i < d->n; i++) {
+			keys[i] = d->kk[i].data->p;
+			lens[i] = d->kk[i].data->len;
 		}
 	}
-	if (!keys || !lens || qkm_etsi_keys_json(&b, ids->n, ids->ids, keys, lens))
-		reply_error(s, req, 503, "out_of_memory", "out of memory");
+	if (!keys || !lens || qkm_etsi_keys_json(&b, d->n, d->ids, keys, lens))
+		reply_error(s, d->req, 503, "out_of_memory", "out of memory");
 	else
-		s->ops.reply(req, 200, NULL, b.p, b.len, s->ops.arg);
+		s->ops.reply(d->req, 200, NULL, b.p, b.len, s->ops.arg);
+	d->req = NULL;
 	qkm_buf_fini(&b);
 	free(keys);
 	free(lens);
-out:
-	for (size_t i = 0; i < ids->n; i++)
-		qkm_secret_free(kk[i].data);
-	free(kk);
+}
+
+static void dec_free(struct dec_req *d)
+{
+	for (size_t i = 0; d->kk && i < d->n; i++)
+		qkm_secret_free(d->kk[i].data);
+	free(d->kk);
+	free(d);
+}
+
+/* The dec_keys requests queued since the last flush, in the order they
+ * came: one transaction, each request's changes kept or undone whole (a
+ * store mark), one commit; then the answers. A failed commit gives every
+ * request of it 503 and nothing was delivered. */
+static void dec_flush(struct qkm_supply *s)
+{
+	struct dec_req *q = s->decs;
+	s->decs = NULL;
+	s->decs_tail = &s->decs;
+	if (!q)
+		return;
+	int rc = qkm_store_begin(s->st);
+	for (struct dec_req *d = q; d; d = d->next) {
+		if (!d->req)
+			continue; /* its client left */
+		int ar = rc;
+		if (!ar && !dec_check(s, d)) {
+			d->req = NULL; /* answered */
+			continue;
+		}
+		if (!ar && !(ar = qkm_store_mark(s->st))) {
+			ar = dec_apply(s, d);
+			qkm_store_unmark(s->st, ar == 0);
+		}
+		if (ar) {
+			reply_error(s, d->req, 503, "store", "key store unavailable");
+			d->req = NULL;
+		}
+	}
+	if (!rc)
+		rc = qkm_store_commit(s->st);
+	while (q) {
+		struct dec_req *d = q;
+		q = d->next;
+		if (d->req && rc)
+			reply_error(s, d->req, 503, "store", "key store unavailable");
+		else if (d->req)
+			dec_reply(s, d);
+		dec_free(d);
+	}
 }
 
 /* ---- cancellation (reconciliation of the KSA link) --------------------- */
@@ -1704,6 +1784,9 @@ void qkm_supply_tick(struct qkm_supply *s, uint64_t now_ns)
 
 void qkm_supply_forget(struct qkm_supply *s, void *req)
 {
+	for (struct dec_req *d = s->decs; d; d = d->next)
+		if (d->req == req)
+			d->req = NULL;
 	for (size_t i = 0; i < s->n_peers; i++) {
 		struct peer *p = &s->peers[i];
 		for (struct enc_req *e = p->queue; e; e = e->next)
@@ -1789,6 +1872,7 @@ struct qkm_supply *qkm_supply_new(const struct qkm_supply_cfg *cfg, struct qkm_s
 	s->ops = *ops;
 	/* One peer per pool: each QKD link's, and each distant node's
 	 * end-to-end pool built by relay (R-REL-1). */
+	s->decs_tail = &s->decs;
 	s->n_peers = cfg->node->n_links + cfg->node->n_routes;
 	s->peers = calloc(s->n_peers ? s->n_peers : 1, sizeof(*s->peers));
 	if (!s->peers) {
@@ -1814,6 +1898,13 @@ void qkm_supply_free(struct qkm_supply *s)
 	/* A clean stop records what the front end took: only a crash leaves
 	 * keys to be recorded "possibly supplied" at the next start. */
 	stock_settle(s);
+	while (s->decs) {
+		struct dec_req *d = s->decs;
+		s->decs = d->next;
+		if (d->req)
+			reply_error(s, d->req, 503, "shutdown", "node shutting down");
+		dec_free(d);
+	}
 	for (size_t i = 0; i < s->n_peers; i++) {
 		struct peer *p = &s->peers[i];
 		fail_reqs(s, p->queue, 503, "shutdown", "node shutting down");

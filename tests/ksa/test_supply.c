@@ -662,6 +662,7 @@ static void dec(struct world *w, struct side *s, int req, const char *caller, co
 	memcpy(k->ids, ids, n * sizeof(*ids));
 	qkm_supply_dec(s->sup, R(w, req), caller, master, k, w->now);
 	free(k);
+	qkm_supply_flush(s->sup, w->now); /* dec_keys are delivered at the flush */
 }
 
 /* ---- store inspection -------------------------------------------------- */
@@ -894,6 +895,55 @@ static void test_enc_dec(void **state)
 	expect_pools_equal(w);
 }
 
+/* R-SUP-8 under group commit: dec_keys requests queued before one flush
+ * are delivered in one transaction, each whole or not at all. A key two
+ * requests of the same flush ask for goes to the first only; a request
+ * with one bad ID gives nothing and leaves the others alone; a request
+ * whose client left before the flush takes nothing. Nothing is answered
+ * before the flush, i.e. before the commit. */
+static void test_dec_group_commit(void **state)
+{
+	struct world *w = *state;
+	struct keys ks;
+	struct qkm_etsi_key_ids *k = calloc(1, sizeof(*k));
+	assert_non_null(k);
+	enc(w, 0, "sae-alice", "sae-bob", 4, 256);
+	qkm_supply_flush(w->a.sup, w->now);
+	assert_int_equal(pump(w), 0);
+	expect_enc(w, R(w, 0), 4, 256, &ks);
+
+	struct qkm_id bad[2] = {ks.id[1], ks.id[3]};
+	bad[1].b[0] ^= 1; /* no such key */
+	const struct {
+		const struct qkm_id *ids;
+		size_t n;
+	} q[4] = {{&ks.id[0], 1}, {&ks.id[0], 2}, {bad, 2}, {&ks.id[2], 1}};
+	for (int i = 0; i < 4; i++) {
+		k->n = q[i].n;
+		memcpy(k->ids, q[i].ids, q[i].n * sizeof(k->ids[0]));
+		qkm_supply_dec(w->b.sup, R(w, 1 + i), "sae-bob", "sae-alice", k, w->now);
+	}
+	qkm_supply_forget(w->b.sup, R(w, 4));
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(n_replies(&w->b, R(w, 1 + i)), 0);
+	qkm_supply_flush(w->b.sup, w->now);
+	expect_dec(w, &w->b, R(w, 1), &ks.id[0], 1);
+	expect_reason(&w->b, R(w, 2), 400, "unknown_key"); /* key 0 went to request 1 */
+	expect_reason(&w->b, R(w, 3), 400, "unknown_key");
+	assert_int_equal(n_replies(&w->b, R(w, 4)), 0);
+	assert_int_equal(records(&w->b, "supplied"), 1);
+
+	/* Keys 1, 2 and 3 are still there, each once. */
+	k->n = 3;
+	memcpy(k->ids, &ks.id[1], 3 * sizeof(k->ids[0]));
+	qkm_supply_dec(w->b.sup, R(w, 5), "sae-bob", "sae-alice", k, w->now);
+	qkm_supply_flush(w->b.sup, w->now);
+	expect_dec(w, &w->b, R(w, 5), &ks.id[1], 3);
+	assert_int_equal(records(&w->b, "supplied"), 4);
+	free(k);
+	expect_pools_equal(w);
+}
+
 /* The pool works the other way too: bob (at B) is master for alice; B draws
  * only from its ENC block, A decrypts from its DEC copy. */
 static void test_reverse(void **state)
@@ -915,6 +965,7 @@ static void test_reverse(void **state)
 	ids->ids[1] = ks.id[1];
 	qkm_supply_dec(w->a.sup, R(w, 1), "sae-alice", "sae-bob", ids, w->now);
 	free(ids);
+	qkm_supply_flush(w->a.sup, w->now);
 	struct keys kd;
 	parse_keys(expect_status(&w->a, R(w, 1), 200), &kd);
 	assert_int_equal(kd.n, 2);
@@ -2240,6 +2291,7 @@ int main(void)
 		return 1;
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_enc_dec, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_dec_group_commit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reverse, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sizes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_access, setup, teardown),
