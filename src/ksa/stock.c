@@ -99,6 +99,16 @@ int qkm_stock_want(struct qkm_stock *st, const char *peer, const char *master, c
 	return i;
 }
 
+/* Time since entry e's window opened. The two threads read the clock
+ * apart: the main thread may come with a time a moment before the front
+ * end opened the window. That is no time at all, not 584 years (which
+ * closed the window with its demand unseen and dropped the target to the
+ * minimum for a second). */
+static uint64_t window_age(const struct entry *e, uint64_t now_ns)
+{
+	return now_ns > e->win_start_ns ? now_ns - e->win_start_ns : 0;
+}
+
 /* Keys entry e should hold or have coming: a second of its demand, within
  * bounds. Half a second ran dry under 30,000 keys/s: a refill of a few
  * thousand keys takes up to 300 ms from the pool to the stock when both
@@ -111,7 +121,7 @@ static size_t target(const struct entry *e, uint64_t now_ns)
 	 * what the open window saw so far, per second, once it is a tenth of
 	 * a second old. Otherwise the first second of a new pair's demand all
 	 * missed the stock (7,000 requests at 30,000/s took a round each). */
-	uint64_t open = now_ns - e->win_start_ns;
+	uint64_t open = window_age(e, now_ns);
 	if (open >= STOCK_WINDOW_NS / 10 && open < STOCK_WINDOW_NS) {
 		uint64_t seen = (uint64_t)e->win_taken * STOCK_WINDOW_NS / open;
 		rate = seen > rate ? seen : rate;
@@ -143,9 +153,10 @@ static void settle_pending(struct entry *e, size_t n)
 
 static void window(struct entry *e, uint64_t now_ns)
 {
-	if (now_ns - e->win_start_ns >= STOCK_WINDOW_NS) {
+	uint64_t age = window_age(e, now_ns);
+	if (age >= STOCK_WINDOW_NS) {
 		/* A long quiet spell lowers the rate to what the last window saw. */
-		e->rate = now_ns - e->win_start_ns < 2 * STOCK_WINDOW_NS ? e->win_taken : 0;
+		e->rate = age < 2 * STOCK_WINDOW_NS ? e->win_taken : 0;
 		e->win_taken = 0;
 		e->win_start_ns = now_ns;
 	}
