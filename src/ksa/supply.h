@@ -79,7 +79,10 @@ void qkm_supply_enc(struct qkm_supply *s, void *req, const char *caller, const c
 void qkm_supply_dec(struct qkm_supply *s, void *req, const char *caller, const char *master,
 		    const struct qkm_etsi_key_ids *ids, uint64_t now_ns);
 
-/* Starts rounds for queued enc requests (call after a batch of events). */
+/* Call after a batch of events: delivers the dec_keys requests queued
+ * since the last flush (one transaction, one commit, then their answers),
+ * records the keys taken from stock, refills the stock and starts rounds
+ * for queued enc requests. */
 void qkm_supply_flush(struct qkm_supply *s, uint64_t now_ns);
 /* Fails rounds whose peer did not answer in time. */
 void qkm_supply_tick(struct qkm_supply *s, uint64_t now_ns);
