@@ -1370,7 +1370,8 @@ static bool dec_check(struct qkm_supply *s, struct dec_req *d)
 		qkm_id_uuid_str(&d->ids[i], u);
 		int rc = qkm_store_ksa_get(s->st, &d->ids[i], k, true);
 		if (rc == QKM_ENOTFOUND) {
-			reply_error(s, d->req, 400, "unknown_key", "key_ID %s: unknown or already delivered", u);
+			reply_error(s, d->req, 400, "unknown_key",
+				    "key_ID %s: unknown or already delivered", u);
 			return false;
 		}
 		if (rc) {
@@ -1381,17 +1382,18 @@ static bool dec_check(struct qkm_supply *s, struct dec_req *d)
 		 * node: the master asking here for its own key is refused too. */
 		if (k->role != QKM_KSA_SLAVE_SIDE ||
 		    (strcmp(k->slave, d->caller) != 0 && !list_has(k->additional, d->caller))) {
-			reply_error(s, d->req, 401, "not_for_sae", "key_ID %s was not made for SAE '%s'", u,
-				  d->caller);
+			reply_error(s, d->req, 401, "not_for_sae",
+				    "key_ID %s was not made for SAE '%s'", u, d->caller);
 			return false;
 		}
 		if (strcmp(k->master, d->master) != 0) {
-			reply_error(s, d->req, 400, "wrong_master", "key_ID %s was not made by master SAE '%s'",
-				  u, d->master);
+			reply_error(s, d->req, 400, "wrong_master",
+				    "key_ID %s was not made by master SAE '%s'", u, d->master);
 			return false;
 		}
 		if (k->state != QKM_KSA_READY || list_has(k->delivered, d->caller) || !k->data) {
-			reply_error(s, d->req, 400, "unknown_key", "key_ID %s: unknown or already delivered", u);
+			reply_error(s, d->req, 400, "unknown_key",
+				    "key_ID %s: unknown or already delivered", u);
 			return false;
 		}
 	}

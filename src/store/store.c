@@ -1561,12 +1561,9 @@ int qkm_store_ksa_put(struct qkm_store *st, struct qkm_ksa_key *k)
 		sqlite3_bind_int64(d, 1, k->seq);
 		sqlite3_bind_blob(d, 2, k->data->p, (int)k->data->len, SQLITE_STATIC);
 		err = stmt_exec(st, ST_KSA_DATA_INSERT);
-		if (err && !sp) {
-			sqlite3_bind_blob(st->st[ST_KSA_DELETE], 1, k->id.b, QKM_ID_LEN, SQLITE_STATIC);
-			if (stmt_exec(st, ST_KSA_DELETE))
-				log_warnx("store: a KSA key row stays without its data after a failed "
-					  "insert; the transaction must be rolled back");
-		}
+		if (err && !sp && qkm_store_ksa_delete(st, &k->id))
+			log_warnx("store: a KSA key row stays without its data after a failed insert; "
+				  "the transaction must be rolled back");
 	}
 	return sp ? sp_end(st, err) : err;
 }
