@@ -17,7 +17,7 @@
 #include "store/file.h"
 #include "store/kdata.h"
 
-#define STORE_SCHEMA_VERSION 6
+#define STORE_SCHEMA_VERSION 7
 #define STORE_BUSY_MS 5000
 
 /* Key data lives in block_data, apart from the metadata in blocks, so that
@@ -155,6 +155,21 @@ static const char store_migrate_v6_end[] =
 	"DROP TABLE block_data;"
 	"PRAGMA user_version = 6;";
 
+/* Version 7: a small block's bytes stay in SQLite (small_data), data_off -1.
+ * A commit that stores only small blocks then syncs the WAL alone: one
+ * fdatasync instead of two (the key-data file's, then the WAL's), which is
+ * most of a one-key relay step. secure_delete and the TRUNCATE checkpoint
+ * take them out of the file and the WAL as they do ksa_data's. */
+static const char store_migrate_v7[] =
+	"CREATE TABLE small_data ("
+	" id INTEGER PRIMARY KEY REFERENCES blocks (id) ON DELETE CASCADE,"
+	" data BLOB NOT NULL);"
+	"PRAGMA user_version = 7;";
+
+/* Blocks of at most this many bytes keep them in small_data: a page or two
+ * of WAL costs far less than a second fdatasync. */
+#define STORE_SMALL_MAX 1024u
+
 #define BLOCK_COLS                                                              \
 	"id, peer, pool_kind, batch_id, first_index, count, unit_bytes, used, " \
 	"key_type, state, created_ns, qkd_module_id, matching_qkd_module_id, level, data_off"
@@ -175,7 +190,11 @@ static const char store_migrate_v6_end[] =
 	  "unit_bytes, used, key_type, state, created_ns, qkd_module_id, "      \
 	  "matching_qkd_module_id, level, data_off) "                           \
 	  "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)") \
-	X(EXTENTS, "SELECT data_off, count * unit_bytes, used FROM blocks")     \
+	X(EXTENTS, "SELECT data_off, count * unit_bytes, used, (data_off >= 0 OR " \
+	  "(SELECT length(data) FROM small_data d WHERE d.id = blocks.id) = " \
+	  "count * unit_bytes) FROM blocks")                                    \
+	X(SMALL_INSERT, "INSERT INTO small_data (id, data) VALUES (?1, ?2)")    \
+	X(SMALL_GET, "SELECT data FROM small_data WHERE id = ?1")               \
 	X(BATCH_EXTENTS, "SELECT data_off, count * unit_bytes, used FROM blocks " \
 	  "WHERE batch_id = ?1")                                                \
 	X(BATCH_SET_STATE, "UPDATE blocks SET state = ?2 WHERE batch_id = ?1")  \
@@ -495,12 +514,14 @@ static int store_recover_data(struct qkm_store *st)
 		}
 		int64_t off = sqlite3_column_int64(s, 0), len = sqlite3_column_int64(s, 1),
 			used = sqlite3_column_int64(s, 2);
-		if (off < 0 || len <= 0 || used < 0) {
-			log_warnx("store: a block has no key-data extent (%lld+%lld)", (long long)off,
+		if (len <= 0 || used < 0 || !sqlite3_column_int(s, 3)) {
+			log_warnx("store: a block has no key data (%lld+%lld)", (long long)off,
 				  (long long)len);
 			err = QKM_ESTORE;
 			goto out;
 		}
+		if (off < 0)
+			continue; /* its bytes are in small_data */
 		live[n++] = (struct kdata_live){(uint64_t)off, (uint64_t)len, (uint64_t)used};
 	}
 	if (rc != SQLITE_DONE)
@@ -523,7 +544,8 @@ static int store_schema_init(struct qkm_store *st)
 	if (err)
 		return err;
 	if (strcmp(v, "0") != 0 && strcmp(v, "1") != 0 && strcmp(v, "2") != 0 &&
-	    strcmp(v, "3") != 0 && strcmp(v, "4") != 0 && strcmp(v, "5") != 0)
+	    strcmp(v, "3") != 0 && strcmp(v, "4") != 0 && strcmp(v, "5") != 0 &&
+	    strcmp(v, "6") != 0)
 		goto check;
 	if ((err = stmt_exec(st, ST_BEGIN)))
 		return err;
@@ -585,6 +607,13 @@ static int store_schema_init(struct qkm_store *st)
 		}
 		snprintf(v, sizeof(v), "6");
 	}
+	if (strcmp(v, "6") == 0) {
+		if (sqlite3_exec(st->db, store_migrate_v7, NULL, NULL, NULL) != SQLITE_OK) {
+			err = store_fail(st, "migrate schema to version 7");
+			goto out;
+		}
+		snprintf(v, sizeof(v), "7");
+	}
 	err = qkm_store_commit(st);
 out:
 	if (err) {
@@ -592,7 +621,7 @@ out:
 		return err;
 	}
 check:
-	if (strcmp(v, "6") != 0) {
+	if (strcmp(v, "7") != 0) {
 		log_warnx("store: schema version %s, this qkm knows %d", v,
 			  STORE_SCHEMA_VERSION);
 		return QKM_EVERSION;
@@ -901,13 +930,14 @@ int qkm_store_block_put(struct qkm_store *st, struct qkm_block *b)
 		return QKM_EINVAL;
 
 	sqlite3_stmt *s = st->st[ST_BLOCK_INSERT];
-	uint64_t off;
+	bool small = b->data->len <= STORE_SMALL_MAX;
+	uint64_t off = (uint64_t)-1;
 	int err = sp_begin(st);
 	if (err)
 		return err;
 	/* The key bytes go from the secure heap straight to the key-data
 	 * file; no copy of ours to wipe. Undone with the savepoint. */
-	if ((err = kdata_put(st->kd, b->data->p, b->data->len, &off)))
+	if (!small && (err = kdata_put(st->kd, b->data->p, b->data->len, &off)))
 		goto out;
 	bind_str(s, 1, b->peer, sizeof(b->peer));
 	sqlite3_bind_int(s, 2, (int)b->pool_kind);
@@ -931,6 +961,12 @@ int qkm_store_block_put(struct qkm_store *st, struct qkm_block *b)
 		goto out;
 	}
 	b->rowid = sqlite3_last_insert_rowid(st->db);
+	if (small) {
+		sqlite3_stmt *d = st->st[ST_SMALL_INSERT];
+		sqlite3_bind_int64(d, 1, b->rowid);
+		sqlite3_bind_blob(d, 2, b->data->p, (int)b->data->len, SQLITE_STATIC);
+		err = stmt_exec(st, ST_SMALL_INSERT);
+	}
 out:
 	stmt_done(st->st[ST_BLOCK_INSERT]);
 	return sp_end(st, err);
@@ -995,6 +1031,8 @@ int qkm_store_batch_info(struct qkm_store *st, const struct qkm_id *batch_id,
  * used were wiped when they were consumed). */
 static int block_gone_later(struct qkm_store *st, int64_t data_off, int64_t size, int64_t used)
 {
+	if (data_off < 0)
+		return 0; /* small_data's row goes with the block's (ON DELETE CASCADE) */
 	int err = kdata_wipe_later(st->kd, (uint64_t)(data_off + used), (uint64_t)(size - used));
 	return err ? err : kdata_free_later(st->kd, (uint64_t)data_off, (uint64_t)size);
 }
@@ -1020,6 +1058,21 @@ int qkm_store_batch_delete(struct qkm_store *st, const struct qkm_id *batch_id)
 			err = QKM_ENOTFOUND;
 	}
 	return sp_end(st, err);
+}
+
+/* Overwrites bytes [off, off + len) of a small block's data with zeros, in
+ * the open transaction. */
+static int small_wipe(struct qkm_store *st, int64_t rowid, int off, int len)
+{
+	static const uint8_t zeros[STORE_SMALL_MAX];
+	sqlite3_blob *h = NULL;
+	int rc = sqlite3_blob_open(st->db, "main", "small_data", "data", rowid, 1, &h);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_blob_write(h, zeros, len, off);
+	int err = rc == SQLITE_OK ? 0 : store_fail(st, "wipe small block");
+	if (sqlite3_blob_close(h) != SQLITE_OK && !err)
+		err = store_fail(st, "wipe small block");
+	return err;
 }
 
 /* Adds to the consumed_bytes counter of peer's pool (qkm_store_pool_consumed). */
@@ -1073,8 +1126,13 @@ int qkm_store_block_set_used(struct qkm_store *st, int64_t rowid, uint32_t used)
 		err = stmt_exec(st, ST_BLOCK_DELETE);
 		goto out;
 	}
-	/* The consumed bytes are wiped in place once this commits. */
-	if ((err = kdata_wipe_later(st->kd, (uint64_t)(data_off + old), (uint64_t)used - old)))
+	/* The consumed bytes are wiped in place once this commits (in
+	 * small_data: now, undone with the savepoint). */
+	if (data_off < 0)
+		err = small_wipe(st, rowid, (int)old, (int)(used - old));
+	else
+		err = kdata_wipe_later(st->kd, (uint64_t)(data_off + old), (uint64_t)used - old);
+	if (err)
 		goto out;
 	sqlite3_bind_int64(st->st[ST_BLOCK_USE_SET], 1, rowid);
 	sqlite3_bind_int64(st->st[ST_BLOCK_USE_SET], 2, used);
@@ -1093,16 +1151,16 @@ static bool block_exists(struct qkm_store *st, int64_t rowid)
 	return yes;
 }
 
-/* Loads a block's data (at data_off in the key-data file) into a fresh
- * secret. */
+static int block_read(struct qkm_store *st, int64_t rowid, int64_t data_off, uint32_t off,
+		      uint32_t len, uint8_t *out);
+
+/* Loads a block's data into a fresh secret. */
 static int block_load_data(struct qkm_store *st, struct qkm_block *b, int64_t data_off)
 {
 	size_t len = (size_t)b->count * b->unit_bytes;
-	if (data_off < 0)
-		return QKM_ESTORE;
 	if (!(b->data = qkm_secret_new(len)))
 		return QKM_ENOMEM;
-	int err = kdata_read(st->kd, (uint64_t)data_off, b->data->p, len);
+	int err = block_read(st, b->rowid, data_off, 0, (uint32_t)len, b->data->p);
 	if (err) {
 		qkm_secret_free(b->data);
 		b->data = NULL;
@@ -1385,12 +1443,28 @@ uint64_t qkm_store_wal_bytes(const struct qkm_store *st)
 
 /* ---- key draws and KSA keys ---------------------------------------------- */
 
-/* Reads bytes [off, off + len) of a block's data (at data_off) into out. */
-static int block_read(struct qkm_store *st, int64_t data_off, uint32_t off, uint32_t len, uint8_t *out)
+/* Reads bytes [off, off + len) of block rowid's data (at data_off in the
+ * key-data file, or in small_data) into out. */
+static int block_read(struct qkm_store *st, int64_t rowid, int64_t data_off, uint32_t off,
+		      uint32_t len, uint8_t *out)
 {
-	if (data_off < 0)
-		return QKM_ESTORE;
-	return kdata_read(st->kd, (uint64_t)data_off + off, out, len);
+	if (data_off >= 0)
+		return kdata_read(st->kd, (uint64_t)data_off + off, out, len);
+	sqlite3_stmt *s = st->st[ST_SMALL_GET];
+	int err = 0;
+	sqlite3_bind_int64(s, 1, rowid);
+	int rc = sqlite3_step(s);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		err = store_fail(st, "read small block");
+	else if (rc == SQLITE_DONE ||
+		 (uint64_t)sqlite3_column_bytes(s, 0) < (uint64_t)off + len) {
+		log_warnx("store: block %lld: key data missing or short", (long long)rowid);
+		err = QKM_ESTORE;
+	}
+	else
+		memcpy(out, (const uint8_t *)sqlite3_column_blob(s, 0) + off, len);
+	stmt_done(s);
+	return err;
 }
 
 int qkm_store_pool_read(struct qkm_store *st, const char *peer, enum qkm_key_type kt, size_t n,
@@ -1443,7 +1517,8 @@ int qkm_store_pool_read_level(struct qkm_store *st, const char *peer, enum qkm_k
 	}
 	got = 0;
 	for (size_t i = 0; i < *nranges && !err; i++) {
-		err = block_read(st, ranges[i].data_off, ranges[i].off, ranges[i].len, out + got);
+		err = block_read(st, ranges[i].rowid, ranges[i].data_off, ranges[i].off,
+				 ranges[i].len, out + got);
 		got += ranges[i].len;
 	}
 out:
@@ -1482,7 +1557,7 @@ int qkm_store_block_read(struct qkm_store *st, const char *peer, const struct qk
 		goto out;
 	}
 	stmt_done(s);
-	err = block_read(st, data_off, off, len, out);
+	err = block_read(st, *rowid, data_off, off, len, out);
 out:
 	stmt_done(s);
 	return err;

@@ -552,7 +552,8 @@ static void test_rollback(void **state)
 
 /* Rebuilds a closed file of the current version as version 5 had it: each
  * block's bytes back in block_data (read from the key-data file at the
- * block's data_off), no data_off column, no key-data file. */
+ * block's data_off, or from small_data), no data_off column, no small_data,
+ * no key-data file. */
 static void to_v5(const char *path)
 {
 	char kp[PATH_MAX];
@@ -568,7 +569,9 @@ static void to_v5(const char *path)
 				      " data BLOB NOT NULL);",
 				      NULL, NULL, NULL),
 			 SQLITE_OK);
-	assert_int_equal(sqlite3_prepare_v2(db, "SELECT id, data_off, count * unit_bytes FROM blocks",
+	assert_int_equal(sqlite3_prepare_v2(db,
+					    "SELECT b.id, b.data_off, b.count * b.unit_bytes, d.data "
+					    "FROM blocks b LEFT JOIN small_data d ON d.id = b.id",
 					    -1, &s, NULL),
 			 SQLITE_OK);
 	assert_int_equal(sqlite3_prepare_v2(db, "INSERT INTO block_data VALUES (?1, ?2)", -1, &ins,
@@ -578,8 +581,13 @@ static void to_v5(const char *path)
 		size_t len = (size_t)sqlite3_column_int64(s, 2);
 		uint8_t *buf = malloc(len);
 		assert_non_null(buf);
-		assert_int_equal(fseek(kf, (long)sqlite3_column_int64(s, 1), SEEK_SET), 0);
-		assert_int_equal(fread(buf, 1, len, kf), len);
+		if (sqlite3_column_int64(s, 1) < 0) {
+			assert_int_equal(sqlite3_column_bytes(s, 3), len);
+			memcpy(buf, sqlite3_column_blob(s, 3), len);
+		} else {
+			assert_int_equal(fseek(kf, (long)sqlite3_column_int64(s, 1), SEEK_SET), 0);
+			assert_int_equal(fread(buf, 1, len, kf), len);
+		}
 		sqlite3_bind_int64(ins, 1, sqlite3_column_int64(s, 0));
 		sqlite3_bind_blob(ins, 2, buf, (int)len, SQLITE_TRANSIENT);
 		assert_int_equal(sqlite3_step(ins), SQLITE_DONE);
@@ -589,6 +597,7 @@ static void to_v5(const char *path)
 	sqlite3_finalize(s);
 	sqlite3_finalize(ins);
 	assert_int_equal(sqlite3_exec(db,
+				      "DROP TABLE small_data;"
 				      "ALTER TABLE blocks DROP COLUMN data_off;"
 				      "PRAGMA user_version = 5; COMMIT;",
 				      NULL, NULL, NULL),
@@ -770,7 +779,7 @@ static void test_ksa_put_in_txn(void **state)
 	assert_int_equal(qkm_store_ksa_get(f->st, &k.id, &got, false), 0);
 }
 
-/* A file written by a newer qkm (user_version 7) is refused, not misread;
+/* A file written by a newer qkm (user_version 8) is refused, not misread;
  * a file of version 1 (before KSA keys) is migrated to the current one. */
 static void test_newer_version_refused(void **state)
 {
@@ -793,7 +802,7 @@ static void test_newer_version_refused(void **state)
 	assert_int_equal(qkm_store_ksa_count(f->st, QKM_KSA_READY, &n), 0);
 	qkm_store_close(f->st);
 	f->st = NULL;
-	set_user_version(f->path, 7);
+	set_user_version(f->path, 8);
 	assert_int_equal(qkm_store_open(f->path, &f->st), QKM_EVERSION);
 	assert_null(f->st);
 }
@@ -1124,7 +1133,7 @@ static void test_v3_blocks_get_level(void **state)
 	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
 	assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &q, NULL), SQLITE_OK);
 	assert_int_equal(sqlite3_step(q), SQLITE_ROW);
-	assert_int_equal(sqlite3_column_int(q, 0), 6);
+	assert_int_equal(sqlite3_column_int(q, 0), 7);
 	sqlite3_finalize(q);
 	assert_int_equal(sqlite3_close(db), SQLITE_OK);
 	assert_int_equal(qkm_store_open(f->path, &f->st), 0);
@@ -1352,9 +1361,10 @@ static void test_sqlite_memory_secure(void **state)
 static void test_secure_delete_batch(void **state)
 {
 	struct fx *f = *state;
-	enum { SMALL = 4096, LARGE = 200 * 1024 };
+	enum { SMALL = 4096, LARGE = 200 * 1024, TINY = 512 };
 	uint8_t *small = malloc(SMALL), *large = malloc(LARGE), *kept = malloc(SMALL);
-	struct qkm_block a, b, k;
+	uint8_t tiny[TINY];
+	struct qkm_block a, b, k, t;
 
 	assert_non_null(small);
 	assert_non_null(large);
@@ -1362,17 +1372,23 @@ static void test_secure_delete_batch(void **state)
 	random_pattern(small, SMALL);
 	random_pattern(large, LARGE);
 	random_pattern(kept, SMALL);
+	random_pattern(tiny, TINY);
 	mkblock(&k, "node-b", QKM_KT_ENC, QKM_BLOCK_READY, 1, 0, SMALL / 32, 32, 1, kept);
 	mkblock(&a, "node-b", QKM_KT_ENC, QKM_BLOCK_READY, 2, 0, SMALL / 32, 32, 2, small);
 	mkblock(&b, "node-b", QKM_KT_ENC, QKM_BLOCK_READY, 2, SMALL / 32, LARGE / 32, 32, 3,
 		large);
+	/* a small block: its bytes in SQLite (small_data), not the key-data file */
+	mkblock(&t, "node-b", QKM_KT_ENC, QKM_BLOCK_READY, 2, (SMALL + LARGE) / 32, TINY / 32,
+		32, 5, tiny);
 	assert_int_equal(qkm_store_begin(f->st), 0);
 	put(f->st, &k);
 	put(f->st, &a);
 	put(f->st, &b);
+	put(f->st, &t);
 	assert_int_equal(qkm_store_commit(f->st), 0);
 
 	/* sanity: the search finds key bytes that are there */
+	assert_true(on_disk(f, tiny, TINY) > 0);
 	assert_true(on_disk(f, small, SMALL) > 0);
 	assert_true(on_disk(f, large, LARGE) > 0);
 	assert_true(on_disk(f, kept, SMALL) > 0);
@@ -1385,6 +1401,7 @@ static void test_secure_delete_batch(void **state)
 
 	assert_int_equal(on_disk(f, small, SMALL), 0);
 	assert_int_equal(on_disk(f, large, LARGE), 0);
+	assert_int_equal(on_disk(f, tiny, 32), 0);
 	assert_true(on_disk(f, kept, SMALL) > 0);
 
 	/* and it stays so once the pages are reused by later writes */
@@ -1399,6 +1416,7 @@ static void test_secure_delete_batch(void **state)
 	qkm_secret_free(b.data);
 	qkm_secret_free(k.data);
 	qkm_secret_free(n.data);
+	qkm_secret_free(t.data);
 	free(small);
 	free(large);
 	free(kept);
@@ -1410,28 +1428,34 @@ static void test_secure_delete_batch(void **state)
 static void test_secure_delete_used(void **state)
 {
 	struct fx *f = *state;
-	enum { SMALL = 4096, LARGE = 200 * 1024, UNIT = 32 };
-	uint8_t *small = malloc(SMALL), *large = malloc(LARGE);
-	struct qkm_block a, b;
+	enum { SMALL = 4096, LARGE = 200 * 1024, UNIT = 32, TINY = 1024 };
+	uint8_t *small = malloc(SMALL), *large = malloc(LARGE), tiny[TINY];
+	struct qkm_block a, b, t;
 
 	assert_non_null(small);
 	assert_non_null(large);
 	random_pattern(small, SMALL);
 	random_pattern(large, LARGE);
+	random_pattern(tiny, TINY);
 	mkblock(&a, "node-b", QKM_KT_ENC, QKM_BLOCK_READY, 1, 0, SMALL / UNIT, UNIT, 1, small);
 	mkblock(&b, "node-b", QKM_KT_ENC, QKM_BLOCK_READY, 2, 0, LARGE / UNIT, UNIT, 2, large);
+	mkblock(&t, "node-b", QKM_KT_ENC, QKM_BLOCK_READY, 3, 0, TINY / UNIT, UNIT, 3, tiny);
 	assert_int_equal(qkm_store_begin(f->st), 0);
 	put(f->st, &a);
 	put(f->st, &b);
+	put(f->st, &t);
 	assert_int_equal(qkm_store_commit(f->st), 0);
 	assert_true(on_disk(f, small, SMALL / 2) > 0);
 	assert_true(on_disk(f, large, LARGE / 2) > 0);
+	assert_true(on_disk(f, tiny, TINY) > 0);
 
-	/* half of a, a bit more than half of b (a range not on a page edge) */
-	const size_t bused = 3333;
+	/* half of a, a bit more than half of b (a range not on a page edge),
+	 * 13 keys of the small block t */
+	const size_t bused = 3333, tused = 13 * UNIT;
 	assert_int_equal(qkm_store_begin(f->st), 0);
 	assert_int_equal(qkm_store_block_set_used(f->st, a.rowid, SMALL / 2), 0);
 	assert_int_equal(qkm_store_block_set_used(f->st, b.rowid, (uint32_t)(bused * UNIT)), 0);
+	assert_int_equal(qkm_store_block_set_used(f->st, t.rowid, (uint32_t)tused), 0);
 	assert_int_equal(qkm_store_commit(f->st), 0);
 	assert_int_equal(qkm_store_checkpoint(f->st), 0);
 	wal_is_empty(f);
@@ -1439,12 +1463,25 @@ static void test_secure_delete_used(void **state)
 	assert_true(on_disk(f, small + SMALL / 2, SMALL / 2) > 0);
 	assert_int_equal(on_disk(f, large, bused * UNIT), 0);
 	assert_true(on_disk(f, large + bused * UNIT, LARGE - bused * UNIT) > 0);
+	assert_int_equal(on_disk(f, tiny, tused), 0);
+	assert_true(on_disk(f, tiny + tused, TINY - tused) > 0);
+	/* the unused rest still reads back as it was */
+	uint8_t out[TINY];
+	int64_t rowid;
+	assert_int_equal(qkm_store_block_read(f->st, "node-b", &t.batch_id, 0, QKM_KT_ENC,
+					      (uint32_t)tused, (uint32_t)(TINY - tused), out,
+					      &rowid),
+			 0);
+	assert_memory_equal(out, tiny + tused, TINY - tused);
 
 	assert_int_equal(qkm_store_block_set_used(f->st, a.rowid, SMALL), 0);
 	assert_int_equal(qkm_store_block_set_used(f->st, b.rowid, LARGE), 0);
+	assert_int_equal(qkm_store_block_set_used(f->st, t.rowid, TINY), 0);
 	assert_int_equal(qkm_store_checkpoint(f->st), 0);
 	assert_int_equal(on_disk(f, small, SMALL), 0);
 	assert_int_equal(on_disk(f, large, LARGE), 0);
+	assert_int_equal(on_disk(f, tiny, UNIT), 0);
+	qkm_secret_free(t.data);
 
 	qkm_secret_free(a.data);
 	qkm_secret_free(b.data);
@@ -1472,7 +1509,7 @@ static void keys_write_at(const struct fx *f, long off, const uint8_t *p, size_t
 static void test_keys_open_wipes(void **state)
 {
 	struct fx *f = *state;
-	enum { N = 1024 };
+	enum { N = 2048 };
 	struct qkm_block a, b, c;
 	uint8_t *pa = malloc(N), *pb = malloc(N), *junk = malloc(N);
 	assert_non_null(pa);
@@ -1571,6 +1608,70 @@ static void test_keys_follow_transactions(void **state)
 	free(pb);
 }
 
+/* Blocks of at most 1 KiB keep their bytes in SQLite (small_data): a commit
+ * of only such blocks writes nothing to the key-data file (one fdatasync,
+ * the WAL's). They read, walk, roll back and reopen as the others do; a
+ * small block whose bytes are missing is refused at open. */
+static void test_small_blocks(void **state)
+{
+	struct fx *f = *state;
+	enum { TINY = 1024, BIG = 1056 };
+	uint8_t tiny[TINY], big[BIG], gone[TINY], out[TINY + BIG];
+	struct qkm_block t, b, g;
+	struct qkm_range rg[4];
+	struct seen s;
+	struct stat sb;
+	char kp[PATH_MAX];
+	size_t nr;
+	random_pattern(tiny, TINY);
+	random_pattern(big, BIG);
+	random_pattern(gone, TINY);
+	fx_path(f, "-keys", kp);
+	mkblock(&t, "node-b", QKM_KT_ENC, QKM_BLOCK_READY, 1, 0, TINY / 32, 32, 1, tiny);
+	mkblock(&b, "node-b", QKM_KT_ENC, QKM_BLOCK_READY, 2, 0, BIG / 32, 32, 2, big);
+	mkblock(&g, "node-b", QKM_KT_ENC, QKM_BLOCK_READY, 3, 0, TINY / 32, 32, 3, gone);
+	put(f->st, &t);
+	assert_int_equal(stat(kp, &sb), 0);
+	assert_int_equal(sb.st_size, 0);
+	put(f->st, &b); /* 33 keys, past the limit: the key-data file */
+	assert_int_equal(stat(kp, &sb), 0);
+	assert_true(sb.st_size >= BIG);
+
+	/* a rolled-back small put leaves nothing once checkpointed */
+	assert_int_equal(qkm_store_begin(f->st), 0);
+	put(f->st, &g);
+	qkm_store_rollback(f->st);
+	assert_int_equal(qkm_store_checkpoint(f->st), 0);
+	assert_int_equal(on_disk(f, gone, 32), 0);
+
+	reopen(f);
+	assert_int_equal(qkm_store_pool_read(f->st, "node-b", QKM_KT_ENC, TINY + BIG, rg, 4, &nr,
+					     out),
+			 0);
+	assert_int_equal(nr, 2);
+	assert_true(rg[0].data_off < 0);
+	assert_true(rg[1].data_off >= 0);
+	assert_memory_equal(out, tiny, TINY);
+	assert_memory_equal(out + TINY, big, BIG);
+	assert_int_equal(walk(f->st, "node-b", 0, true, &s), 0);
+	assert_int_equal(s.n, 2);
+	assert_memory_equal(s.b[0].data->p, tiny, TINY);
+	seen_free(&s);
+
+	/* the small block's bytes lost (by hand): the store is refused */
+	qkm_store_close(f->st);
+	f->st = NULL;
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "DELETE FROM small_data", NULL, NULL, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_close(db), SQLITE_OK);
+	assert_int_equal(qkm_store_open(f->path, &f->st), QKM_ESTORE);
+	assert_null(f->st);
+	qkm_secret_free(t.data);
+	qkm_secret_free(b.data);
+	qkm_secret_free(g.data);
+}
+
 /* A key-data file shorter than its blocks need (truncated, or lost) is
  * refused with the store, and left as it is (the bytes of a deleted block
  * before the live one not wiped either); a second opener of a store in use
@@ -1635,6 +1736,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_keys_open_wipes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_keys_follow_transactions, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_keys_truncated_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_small_blocks, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
