@@ -936,7 +936,8 @@ int qkm_store_block_put(struct qkm_store *st, struct qkm_block *b)
 	if (err)
 		return err;
 	/* The key bytes go from the secure heap straight to the key-data
-	 * file; no copy of ours to wipe. Undone with the savepoint. */
+	 * file, or (small) to SQLite, whose memory is wiped as it is freed;
+	 * no copy of ours to wipe. Undone with the savepoint. */
 	if (!small && (err = kdata_put(st->kd, b->data->p, b->data->len, &off)))
 		goto out;
 	bind_str(s, 1, b->peer, sizeof(b->peer));
