@@ -311,6 +311,7 @@ static struct bnet *net_new(const char *dir, int hops)
 		snprintf(c->id, sizeof(c->id), "%s", name(i));
 		c->ksa = i == 0 || i == net->n - 1;
 		snprintf(c->relay.mode, sizeof(c->relay.mode), "otp");
+		qkm_relay_defaults(&c->relay);
 		/* Relays on demand only (qkm_relay_want), never from the timer. */
 		c->relay.low_bytes = c->relay.high_bytes = 0;
 		if (i > 0)

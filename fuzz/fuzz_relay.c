@@ -169,6 +169,7 @@ static void node_cfg(int i)
 	snprintf(c->id, sizeof(c->id), "%s", NAMES[i]);
 	c->ksa = i != B;
 	snprintf(c->relay.mode, sizeof(c->relay.mode), "otp");
+	qkm_relay_defaults(&c->relay);
 	c->relay.aes_fallback = i == B; /* B may fall back when B-C runs short */
 	c->relay.batch_bytes = BATCH;
 	c->n_saes = 2;

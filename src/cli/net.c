@@ -698,9 +698,7 @@ static int net_up(const char *topo_path, const char *dir_arg)
 		snprintf(rl->central, sizeof(rl->central), "%s", p->topo.policy.central);
 		rl->aes_fallback = p->topo.policy.aes_fallback;
 		rl->rng = strcmp(p->topo.policy.key_source, "rng") == 0;
-		rl->batch_bytes = 65536; /* the node.json defaults (docs/config.md) */
-		rl->low_bytes = 262144;
-		rl->high_bytes = 1048576;
+		qkm_relay_defaults(rl);
 		c->limits = p->topo.policy.limits;
 		snprintf(net->nodes[i].id, QKM_NAME_MAX, "%s", id);
 		snprintf(net->nodes[i].admin, sizeof(net->nodes[i].admin), "https://%s", c->admin_listen);

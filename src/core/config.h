@@ -94,7 +94,25 @@ struct qkm_relay_cfg {
 	uint32_t batch_bytes;        /* key bytes per relay message */
 	uint64_t low_bytes;          /* relay ahead of demand below this per pool... */
 	uint64_t high_bytes;         /* ...until this */
+	uint32_t hold_s;             /* a relay node holds a frame whose next hop is
+				      * short of link key this long at most (0: never) */
+	uint32_t hold_mib;           /* frames held at once, in all, MiB */
 };
+#define QKM_RELAY_HOLD_S 10
+#define QKM_RELAY_HOLD_S_MAX 3600
+#define QKM_RELAY_HOLD_MIB 64
+#define QKM_RELAY_HOLD_MIB_MAX 4096
+
+/* The node.json defaults (docs/config.md) of everything but mode, central,
+ * aes_fallback, key_source and rng_device. */
+static inline void qkm_relay_defaults(struct qkm_relay_cfg *r)
+{
+	r->batch_bytes = 65536;
+	r->low_bytes = 262144;
+	r->high_bytes = 1048576;
+	r->hold_s = QKM_RELAY_HOLD_S;
+	r->hold_mib = QKM_RELAY_HOLD_MIB;
+}
 
 /* Where another node's KMA listens (Kx): for direct KMA links to a node
  * that is not a neighbour (clause 9 relay modes, R-REL-7). */

@@ -996,10 +996,14 @@ static void refuse(struct qkm_relay *r, const char *from, const struct hop_in *h
  * it is settled. The node tries again as the hop refills, in arrival order
  * per neighbour: a later frame from the same neighbour names later link
  * key, and handling it first would burn the key the held one names. */
-#define HOLD_MAX_NS 10000000000ull       /* a frame waits at most this long */
 #define HOLD_TELL_NS 2000000000ull       /* the origin hears it waits this often */
-#define HOLD_MAX_BYTES (64u << 20)       /* frames held at once, in all */
 _Static_assert(HOLD_TELL_NS < RELAY_ASK_NS, "the origin must hear before it asks");
+
+/* How long a frame waits at most (relay.hold_s; 0: it never waits). */
+static uint64_t hold_max_ns(const struct qkm_relay *r)
+{
+	return (uint64_t)r->cfg->relay.hold_s * 1000000000ull;
+}
 
 struct held {
 	struct held *next;
@@ -1036,7 +1040,8 @@ static void held_tell(struct qkm_relay *r, struct held *x, uint64_t now_ns)
 static struct held *held_add(struct qkm_relay *r, const char *from, const struct qkm_frame *f,
 			     const struct hop_in *h, uint64_t now_ns)
 {
-	if (f->body_len > HOLD_MAX_BYTES - r->held_bytes)
+	size_t max = (size_t)r->cfg->relay.hold_mib << 20;
+	if (r->held_bytes > max || f->body_len > max - r->held_bytes)
 		return NULL;
 	struct held *x = calloc(1, sizeof(*x) + f->body_len);
 	if (!x)
@@ -1079,7 +1084,7 @@ static bool hold(struct qkm_relay *r, const char *from, const struct qkm_frame *
 		 uint64_t now_ns)
 {
 	struct held *x = r->retrying;
-	if (x && (r->release || now_ns - x->since_ns >= HOLD_MAX_NS))
+	if (!hold_max_ns(r) || (x && (r->release || now_ns - x->since_ns >= hold_max_ns(r))))
 		return false;
 	if (!x) {
 		if (!(x = held_add(r, from, f, h, now_ns)))
@@ -1088,7 +1093,7 @@ static bool hold(struct qkm_relay *r, const char *from, const struct qkm_frame *
 		qkm_id_hex(&h->batch, hex);
 		log_info("relay %s from %s to %s waits: %s; it goes on when the hop has the key "
 			 "(at most %llu s)", hex, h->src, h->dst, why,
-			 (unsigned long long)(HOLD_MAX_NS / 1000000000ull));
+			 (unsigned long long)r->cfg->relay.hold_s);
 	}
 	x->kept = true;
 	snprintf(x->next_hop, sizeof(x->next_hop), "%s", next);
@@ -1115,7 +1120,7 @@ static void held_run(struct qkm_relay *r, const char *only, bool release, uint64
 			behind = strcmp(y->from, x->from) == 0;
 		struct qkm_pool_stats ps;
 		bool wait = behind || (only && strcmp(x->from, only) != 0) ||
-			    (!release && x->next_hop[0] && now_ns - x->since_ns < HOLD_MAX_NS &&
+			    (!release && x->next_hop[0] && now_ns - x->since_ns < hold_max_ns(r) &&
 			     !qkm_store_pool_stats(r->st, x->next_hop, &ps) && ps.enc_bytes < x->need);
 		if (wait) {
 			if (!release && now_ns - x->told_ns >= HOLD_TELL_NS)

@@ -469,13 +469,11 @@ static int get_relay(struct jctx *c, json_t *root, struct qkm_relay_cfg *r)
 {
 	static const char *const relaykeys[] = {"mode", "central", "aes_fallback", "key_source",
 						"rng_device", "batch_bytes", "low_bytes", "high_bytes",
-						NULL};
+						"hold_s", "hold_mib", NULL};
 	char source[32] = "link";
 	json_t *o;
 	snprintf(r->mode, sizeof(r->mode), "otp");
-	r->batch_bytes = 65536;
-	r->low_bytes = 262144;
-	r->high_bytes = 1048576;
+	qkm_relay_defaults(r);
 	int rc = get_object(c, root, "", "relay", relaykeys, false, &o);
 	if (rc <= 0)
 		return rc;
@@ -503,6 +501,10 @@ static int get_relay(struct jctx *c, json_t *root, struct qkm_relay_cfg *r)
 		get_u64(c, o, "relay", "high_bytes", &r->high_bytes, 0, INT64_MAX, false) == 0;
 	if (!batch_ok || !low_ok || !high_ok)
 		rc = QKM_ECONFIG;
+	rc = first_err(rc, get_u32(c, o, "relay", "hold_s", &r->hold_s, 0, QKM_RELAY_HOLD_S_MAX,
+				   false));
+	rc = first_err(rc, get_u32(c, o, "relay", "hold_mib", &r->hold_mib, 1,
+				   QKM_RELAY_HOLD_MIB_MAX, false));
 	/* Relay messages carry whole 256-bit keys. */
 	if (batch_ok && r->batch_bytes % 32)
 		rc = jerr(c, "relay.batch_bytes", "must be a multiple of 32");
@@ -1230,11 +1232,12 @@ int qkm_node_cfg_save(const char *path, const struct qkm_node_cfg *c)
 						     c->dir[i].kx));
 	json_object_set_new(root, "directory", dir);
 	const struct qkm_relay_cfg *rl = &c->relay;
-	json_t *relay = json_pack("{s:s, s:b, s:s, s:I, s:I, s:I}", "mode",
+	json_t *relay = json_pack("{s:s, s:b, s:s, s:I, s:I, s:I, s:I, s:I}", "mode",
 				  rl->mode[0] ? rl->mode : "otp", "aes_fallback", rl->aes_fallback,
 				  "key_source", rl->rng ? "rng" : "link", "batch_bytes",
 				  (json_int_t)rl->batch_bytes, "low_bytes", (json_int_t)rl->low_bytes,
-				  "high_bytes", (json_int_t)rl->high_bytes);
+				  "high_bytes", (json_int_t)rl->high_bytes, "hold_s",
+				  (json_int_t)rl->hold_s, "hold_mib", (json_int_t)rl->hold_mib);
 	/* Empty means absent: no central node, getrandom(2). */
 	if (rl->central[0])
 		json_object_set_new(relay, "central", json_string(rl->central));

@@ -276,6 +276,7 @@ static struct net *net_new_sized(const char *name, bool rng, bool fallback, uint
 		snprintf(c->id, sizeof(c->id), "%s", NAMES[i]);
 		c->ksa = i != 1;
 		snprintf(c->relay.mode, sizeof(c->relay.mode), "otp");
+		qkm_relay_defaults(&c->relay);
 		c->relay.rng = rng;
 		c->relay.aes_fallback = fallback;
 		c->relay.batch_bytes = BATCH;
@@ -730,8 +731,9 @@ static void test_relay_origin_restart(void **state)
 	net_free(net);
 }
 
-/* R-REL-4: hop B-C out of link key. Policy otp: refused, naming the hop.
- * With the fallback: AES-256-GCM on that hop, key computational. */
+/* R-REL-4: hop B-C out of link key. Policy otp: refused, naming the hop,
+ * after waiting relay.hold_s (10 s) at B, or at once with hold_s 0. With
+ * the fallback: AES-256-GCM on that hop, key computational. */
 static void test_relay_starved(void **state)
 {
 	(void)state;
@@ -779,6 +781,21 @@ static void test_relay_starved(void **state)
 	free(h);
 	assert_int_equal(records(net, 2, "relay-received", "B>C aes-256-gcm"), 1);
 	assert_int_equal(records(net, 2, "relay-received", "A>B otp"), 1);
+	net_free(net);
+
+	/* relay.hold_s 0 at B: nothing waits there; refused at once. */
+	net = net_new("nohold", false, false, 1024);
+	a = net->n[0].r;
+	b = net->n[1].r;
+	net->n[1].cfg->relay.hold_s = 0;
+	assert_int_equal(qkm_relay_want(a, "C", BATCH, net->now), 0);
+	settle(net);
+	assert_int_equal(check_pair(net), 0);
+	assert_int_equal(pending_at_a(net), 0);
+	assert_int_equal(records(net, 1, "relay-refused", "hop B-C is out of link key"), 1);
+	assert_links_consistent(net);
+	qkm_relay_stats(b, &st);
+	assert_int_equal(st.held, 0);
 	net_free(net);
 }
 

@@ -360,6 +360,8 @@ static void test_node_good(void **state)
 	assert_int_equal(c->relay.batch_bytes, 65536);
 	assert_true(c->relay.low_bytes == 262144);
 	assert_true(c->relay.high_bytes == 1048576);
+	assert_int_equal(c->relay.hold_s, 10);
+	assert_int_equal(c->relay.hold_mib, 64);
 	/* Per-SAE limits at the ETSI 014 interface (issue #7). */
 	assert_int_equal(c->limits.sae_rate, QKM_LIMIT_SAE_RATE);
 	assert_int_equal(c->limits.sae_burst, QKM_LIMIT_SAE_BURST);
@@ -403,7 +405,7 @@ static void test_node_relay_good(void **state)
 		"  {\"to\": \"C\", \"path\": [\"B\", \"C\"]}],"
 		" \"relay\": {\"mode\": \"central-xor\", \"central\": \"hub\", \"aes_fallback\": true,"
 		"  \"key_source\": \"rng\", \"rng_device\": \"/dev/hwrng\", \"batch_bytes\": 4194304,"
-		"  \"low_bytes\": 0, \"high_bytes\": 0}}")), 0);
+		"  \"low_bytes\": 0, \"high_bytes\": 0, \"hold_s\": 0, \"hold_mib\": 4096}}")), 0);
 	struct qkm_node_cfg *c = &fx->node;
 	assert_int_equal(c->n_routes, 3);
 	assert_string_equal(c->routes[0].to, "E");
@@ -425,6 +427,8 @@ static void test_node_relay_good(void **state)
 	assert_int_equal(c->relay.batch_bytes, 4194304);
 	assert_true(c->relay.low_bytes == 0);
 	assert_true(c->relay.high_bytes == 0); /* high == low is allowed */
+	assert_int_equal(c->relay.hold_s, 0);
+	assert_int_equal(c->relay.hold_mib, 4096);
 
 	/* A path of QKM_MAX_PATH nodes; a partial relay object keeps the
 	 * other defaults. */
@@ -452,6 +456,8 @@ static void test_node_relay_good(void **state)
 	assert_int_equal(c->relay.batch_bytes, 65536);
 	assert_true(c->relay.low_bytes == 262144);
 	assert_true(c->relay.high_bytes == 9007199254740993ull); /* 2^53 + 1: exact, not a double */
+	assert_int_equal(c->relay.hold_s, QKM_RELAY_HOLD_S);
+	assert_int_equal(c->relay.hold_mib, QKM_RELAY_HOLD_MIB);
 }
 
 /* node_min with one substitution: the link object replaced by link. */
@@ -638,6 +644,11 @@ static void test_node_relay_refused(void **state)
 		{"{\"high_bytes\": 100}", "relay.high_bytes: must be at least low_bytes (262144)"},
 		{"{\"low_bytes\": 2000000}", "relay.high_bytes: must be at least low_bytes (2000000)"},
 		{"{\"low_bytes\": 10, \"high_bytes\": 9}", "relay.high_bytes: must be at least low_bytes (10)"},
+		{"{\"hold_s\": -1}", "relay.hold_s: must be an integer"},
+		{"{\"hold_s\": 3601}", "relay.hold_s: must be an integer from 0 to 3600"},
+		{"{\"hold_s\": 2.5}", "relay.hold_s: must be an integer"},
+		{"{\"hold_mib\": 0}", "relay.hold_mib: must be an integer from 1 to 4096"},
+		{"{\"hold_mib\": 4097}", "relay.hold_mib: must be an integer from 1 to 4096"},
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		char extra[512];
@@ -938,6 +949,8 @@ static void test_node_save_load(void **state)
 		rl->batch_bytes = variant ? 65536 : 4u << 20;
 		rl->low_bytes = variant ? 262144 : 1ull << 40;
 		rl->high_bytes = variant ? 1048576 : (1ull << 53) + 1;
+		rl->hold_s = variant ? QKM_RELAY_HOLD_S : 0; /* 0: never waits */
+		rl->hold_mib = variant ? QKM_RELAY_HOLD_MIB : QKM_RELAY_HOLD_MIB_MAX;
 		assert_int_equal(qkm_node_cfg_save(path, in), 0);
 		struct stat st;
 		assert_int_equal(stat(path, &st), 0);
