@@ -409,6 +409,7 @@ static void topup(struct bnet *net, int h, uint64_t want)
 			b.level = QKM_BLOCK_ITS;
 			b.created_ns = net->created;
 			b.data = data;
+			b.write_around = true; /* as acquisition writes them */
 			int rc = qkm_store_block_put(side ? r->st : s->st, &b);
 			if (rc)
 				die("pre-fill: %s", qkm_strerror(rc));

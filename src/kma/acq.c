@@ -376,6 +376,7 @@ static int round_store(struct qkm_acq *a, const struct round *r, const uint8_t *
 				       : (parts[i].leader_type == QKM_KT_ENC ? QKM_KT_DEC : QKM_KT_ENC);
 		b.state = state;
 		b.created_ns = now_ns;
+		b.write_around = true; /* many blocks a round, CPU-bound: no page cache copy */
 		snprintf(b.qkd_module_id, sizeof(b.qkd_module_id), "%s", a->cfg.module);
 		b.data = qkm_secret_dup(data + (size_t)parts[i].first * r->unit,
 					(size_t)parts[i].count * r->unit);

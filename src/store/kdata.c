@@ -234,9 +234,10 @@ int kdata_open(const char *path, struct kdata **out)
 		kdata_close(kd);
 		return QKM_ESTATE;
 	}
-	/* Large blocks are written around the page cache: no copy into it (on
-	 * a VM the largest cost of acquisition); reads still go through it.
-	 * Not every file system has O_DIRECT (tmpfs); then none. */
+	/* Blocks put with write_around (acquisition's) go around the page
+	 * cache: no copy into it (on a VM the largest cost of acquisition);
+	 * reads still go through it. Not every file system has O_DIRECT
+	 * (tmpfs); then none. */
 	kd->dfd = open(path, O_RDWR | O_DIRECT | O_CLOEXEC);
 	*out = kd;
 	return 0;
@@ -337,12 +338,12 @@ static bool kd_pwrite_direct(struct kdata *kd, const void *p, uint64_t len, uint
 	return false;
 }
 
-int kdata_put(struct kdata *kd, const void *data, uint64_t len, uint64_t *off)
+int kdata_put(struct kdata *kd, const void *data, uint64_t len, bool around, uint64_t *off)
 {
 	uint64_t rlen = kd_round(len);
 	if (!len || rlen < len)
 		return QKM_EINVAL;
-	bool direct = kd->dfd >= 0 && len % KD_DIO == 0 && (uintptr_t)data % KD_DIO == 0;
+	bool direct = around && kd->dfd >= 0 && len % KD_DIO == 0 && (uintptr_t)data % KD_DIO == 0;
 	int err = journal(kd, J_ALLOC, 0, rlen);
 	if (err)
 		return err;

@@ -17,6 +17,7 @@
 #ifndef QKM_STORE_KDATA_H
 #define QKM_STORE_KDATA_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -39,8 +40,9 @@ void kdata_close(struct kdata *kd);
 int kdata_recover(struct kdata *kd, struct kdata_live *live, size_t n);
 
 /* Allocates len bytes (journalled: undone by a rollback) and writes data
- * there; *off is the extent's offset. */
-int kdata_put(struct kdata *kd, const void *data, uint64_t len, uint64_t *off);
+ * there; *off is the extent's offset. around: write around the page cache
+ * (O_DIRECT) when data and len allow it; see qkm_block.write_around. */
+int kdata_put(struct kdata *kd, const void *data, uint64_t len, bool around, uint64_t *off);
 int kdata_read(struct kdata *kd, uint64_t off, void *out, uint64_t len);
 /* Journals a wipe of [off, off + len) for when the transaction commits. */
 int kdata_wipe_later(struct kdata *kd, uint64_t off, uint64_t len);

@@ -465,7 +465,7 @@ static int store_migrate_data(struct qkm_store *st)
 			err = QKM_ESTORE;
 			goto out;
 		}
-		if ((err = kdata_put(st->kd, p, (uint64_t)len, &off)))
+		if ((err = kdata_put(st->kd, p, (uint64_t)len, true, &off)))
 			goto out;
 		sqlite3_bind_int64(u, 1, sqlite3_column_int64(s, 0));
 		sqlite3_bind_int64(u, 2, (int64_t)off);
@@ -938,7 +938,8 @@ int qkm_store_block_put(struct qkm_store *st, struct qkm_block *b)
 	/* The key bytes go from the secure heap straight to the key-data
 	 * file, or (small) to SQLite, whose memory is wiped as it is freed;
 	 * no copy of ours to wipe. Undone with the savepoint. */
-	if (!small && (err = kdata_put(st->kd, b->data->p, b->data->len, &off)))
+	if (!small &&
+	    (err = kdata_put(st->kd, b->data->p, b->data->len, b->write_around, &off)))
 		goto out;
 	bind_str(s, 1, b->peer, sizeof(b->peer));
 	sqlite3_bind_int(s, 2, (int)b->pool_kind);

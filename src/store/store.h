@@ -50,6 +50,13 @@ struct qkm_block {
 	char matching_qkd_module_id[QKM_NAME_MAX];
 	struct qkm_secret *data;          /* count * unit_bytes; owned; may be NULL
 					     when listed without data */
+	bool write_around;                /* on put: write the bytes around the page
+					     cache (O_DIRECT, when aligned). Less CPU
+					     per byte, for bulk streams of blocks
+					     (acquisition); but each write waits for
+					     the device, and the commit's fdatasync
+					     waits again: a one-block step (a relay
+					     hop) takes the page cache (false) */
 };
 
 /* Stock of one pool: only READY blocks, only unused bytes; a partly used
