@@ -1610,7 +1610,8 @@ static void test_keys_follow_transactions(void **state)
 
 /* Blocks of at most 1 KiB keep their bytes in SQLite (small_data): a commit
  * of only such blocks writes nothing to the key-data file (one fdatasync,
- * the WAL's). They read, walk, roll back and reopen as the others do; a
+ * the WAL's: a one-key relay step, R-REL-1; their deletion, R-SUP-8, is in
+ * test_secure_delete_*). They read, walk, roll back and reopen as the others do; a
  * small block whose bytes are missing is refused at open. */
 static void test_small_blocks(void **state)
 {
