@@ -9,20 +9,20 @@
 #include "kma/range.h"
 #include "core/keyfile.h"
 #include "core/log.h"
+#include "core/rng.h"
 #include "core/secret.h"
 #include "core/xor.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <openssl/core_names.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
-#include <unistd.h>
 
 #define RELAY_MAX_RANGES 512
+#define RELAY_RNG_MIN (64u << 10)      /* bytes the RNG draws ahead, at least */
+#define RELAY_RNG_MAX (8u << 20)       /* ...and at most (secure heap) */
 #define RELAY_UNIT 32                    /* bytes per relayed KMA-key */
 #define RELAY_WINDOW 8                   /* relays in flight per destination */
 #define RELAY_MAC_KEY 32                 /* Poly1305 / AES-256 key bytes */
@@ -86,6 +86,7 @@ struct qkm_relay {
 	size_t held_bytes;
 	struct held *retrying;               /* the held frame being handled again */
 	bool release;                        /* ...and it may not wait any longer */
+	struct qkm_rng *rng;                 /* from the first key this node makes */
 };
 
 /* A parsed RELAY frame (pointers into the frame). */
@@ -725,29 +726,18 @@ static int draw_hop(struct qkm_relay *r, const char *nb, size_t extra, size_t ot
 
 /* ---- origin ------------------------------------------------------------ */
 
+/* Bytes of the RNG for a key this node makes (R-REL-3), drawn ahead by
+ * core/rng.c's helper from the first key on: a few relays' worth, so that
+ * an origin copies its key instead of waiting for the kernel to make it. */
 static int rng_fill(struct qkm_relay *r, uint8_t *p, size_t n)
 {
-	if (!r->cfg->relay.rng_device[0]) {
-		for (size_t got = 0; got < n;) {
-			ssize_t k = getrandom(p + got, n - got, 0);
-			if (k < 0 && errno != EINTR)
-				return QKM_ECRYPTO;
-			got += k > 0 ? (size_t)k : 0;
-		}
-		return 0;
+	if (!r->rng) {
+		size_t cap = 4 * (size_t)r->cfg->relay.batch_bytes;
+		cap = cap < RELAY_RNG_MIN ? RELAY_RNG_MIN : cap > RELAY_RNG_MAX ? RELAY_RNG_MAX : cap;
+		if (!(r->rng = qkm_rng_new(r->cfg->relay.rng_device, cap)))
+			return QKM_ENOMEM;
 	}
-	int fd = open(r->cfg->relay.rng_device, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return QKM_EIO;
-	size_t got = 0;
-	while (got < n) {
-		ssize_t k = read(fd, p + got, n - got);
-		if (k <= 0 && !(k < 0 && errno == EINTR))
-			break;
-		got += k > 0 ? (size_t)k : 0;
-	}
-	close(fd);
-	return got == n ? 0 : QKM_EIO;
+	return qkm_rng_fill(r->rng, p, n);
 }
 
 static void flight_drop(struct dest *d, const struct qkm_id *batch)
@@ -2361,5 +2351,6 @@ void qkm_relay_free(struct qkm_relay *r)
 	}
 	free(r->dests);
 	EVP_MAC_free(r->poly);
+	qkm_rng_free(r->rng);
 	free(r);
 }
