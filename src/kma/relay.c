@@ -21,6 +21,8 @@
 #include <string.h>
 
 #define RELAY_MAX_RANGES 512
+#define RELAY_META_ROOM 4096u          /* a key file's bytes beyond its key data, at
+					  least: metadata and hops (grown if more) */
 #define RELAY_RNG_MIN (64u << 10)      /* bytes the RNG draws ahead, at least */
 #define RELAY_RNG_MAX (8u << 20)       /* ...and at most (secure heap) */
 #define RELAY_UNIT 32                    /* bytes per relayed KMA-key */
@@ -792,7 +794,7 @@ static int new_batch(struct qkm_relay *r, const struct dest *d, struct qkm_id *b
 /* Inside a transaction: the origin's copy of a relayed key, PENDING until
  * the destination confirms, and the sequence number it used. */
 static int origin_put(struct qkm_relay *r, const struct dest *d, const struct qkm_id *batch,
-		      const uint8_t *key, size_t size, enum qkm_block_level level, uint64_t now_ns)
+		      struct qkm_secret *key, enum qkm_block_level level, uint64_t now_ns)
 {
 	struct qkm_block b;
 	char cname[QKM_NAME_MAX + 16];
@@ -800,16 +802,14 @@ static int origin_put(struct qkm_relay *r, const struct dest *d, const struct qk
 	snprintf(b.peer, sizeof(b.peer), "%s", d->route->to);
 	b.pool_kind = QKM_POOL_RELAY;
 	b.batch_id = *batch;
-	b.count = (uint32_t)(size / RELAY_UNIT);
+	b.count = (uint32_t)(key->len / RELAY_UNIT);
 	b.unit_bytes = RELAY_UNIT;
 	b.key_type = QKM_KT_ENC;
 	b.state = QKM_BLOCK_PENDING;
 	b.level = level;
 	b.created_ns = now_ns;
-	if (!(b.data = qkm_secret_dup(key, size)))
-		return QKM_ENOMEM;
+	b.data = key; /* lent: block_put copies it to the store */
 	int rc = qkm_store_block_put(r->st, &b);
-	qkm_secret_free(b.data);
 	snprintf(cname, sizeof(cname), "relay_seq:%s", d->route->to);
 	return rc ? rc : qkm_store_counter_add(r->st, cname, 1);
 }
@@ -837,7 +837,9 @@ static int relay_start(struct qkm_relay *r, struct dest *d, uint64_t now_ns)
 	qkm_buf_init(&pt, QKM_KEYFILE_MAX_DATA + 65536, true);
 	qkm_buf_init(&fb, QKM_FRAME_MAX, false);
 	qkm_keyfile_init(&kf, QKM_KF_RELAYED);
-	if (!g)
+	/* The key file's room at once: grown by doubling from 256 bytes, the
+	 * secure buffer would be allocated, copied and wiped ten times. */
+	if (!g || qkm_buf_reserve(&pt, size + RELAY_META_ROOM))
 		goto out;
 	pad = g + RELAY_MAX_RANGES;
 	dref = pad + RELAY_MAX_RANGES;
@@ -899,7 +901,7 @@ static int relay_start(struct qkm_relay *r, struct dest *d, uint64_t now_ns)
 		goto out_kf;
 	rc = use_ranges(r, g, ng);
 	if (!rc)
-		rc = origin_put(r, d, &batch, key->p, size,
+		rc = origin_put(r, d, &batch, key,
 				method == QKM_RM_OTP ? QKM_BLOCK_ITS : QKM_BLOCK_COMPUTATIONAL, now_ns);
 	if (!rc)
 		record(r, "relay-sent", &batch, (uint32_t)(size / RELAY_UNIT), rt->to,
@@ -1214,7 +1216,8 @@ int qkm_relay_on_hop(struct qkm_relay *r, const char *from, const struct qkm_fra
 		goto refuse;
 	}
 	if (!(lk = qkm_secret_new_raw(h->pad_len)) ||
-	    !(pt = qkm_secret_new_raw(h->ct_len + h->data_len + 1))) {
+	    !(pt = qkm_secret_new_raw(h->ct_len + h->data_len + 1)) ||
+	    qkm_buf_reserve(&pt2, h->ct_len + h->data_len + RELAY_META_ROOM)) {
 		rc = QKM_ENOMEM;
 		goto out;
 	}
@@ -1688,7 +1691,7 @@ static int xor_start(struct qkm_relay *r, struct dest *d, uint64_t now_ns)
 		goto out;
 	rc = use_ranges(r, h->pad, ng);
 	if (!rc)
-		rc = origin_put(r, d, &h->batch, key->p, size, QKM_BLOCK_ITS, now_ns);
+		rc = origin_put(r, d, &h->batch, key, QKM_BLOCK_ITS, now_ns);
 	if (!rc)
 		record(r, "relay-sent", &h->batch, (uint32_t)(size / RELAY_UNIT), rt->to,
 		       "%zu bytes (RNG) toward %s, %s via %s; share 0 with link key %s>%s %s",
