@@ -779,7 +779,87 @@ static void test_ksa_put_in_txn(void **state)
 	assert_int_equal(qkm_store_ksa_get(f->st, &k.id, &got, false), 0);
 }
 
-/* A file written by a newer qkm (user_version 8) is refused, not misread;
+static int count_listed(const struct qkm_ksa_key *k, void *arg)
+{
+	(void)k;
+	(*(int *)arg)++;
+	return 0;
+}
+
+/* Listing a peer's open keys (OFFERED, STOCKED), as reconnection and
+ * restart do, finds them and only them, however many keys were supplied;
+ * SUPPLIED keys are never listed but stay, and every key comes back from
+ * a version 7 file (whose index held every key) upgraded to version 8
+ * (whose index holds only the keys not yet supplied). */
+static void test_ksa_open_keys_index(void **state)
+{
+	struct fx *f = *state;
+	struct qkm_ksa_key k, got;
+	struct qkm_id id[12];
+	ksa_key_init(&k, QKM_KSA_MASTER_SIDE, QKM_KSA_OFFERED);
+	assert_int_equal(qkm_store_begin(f->st), 0);
+	for (int i = 0; i < 12; i++) {
+		/* 0..3 OFFERED, 4..5 STOCKED, 6..11 SUPPLIED */
+		k.state = i < 4 ? QKM_KSA_OFFERED : i < 6 ? QKM_KSA_STOCKED : QKM_KSA_SUPPLIED;
+		assert_int_equal(qkm_id_uuid7(&k.id, qkm_now_ns()), 0);
+		assert_int_equal(qkm_store_ksa_put(f->st, &k), 0);
+		id[i] = k.id;
+	}
+	assert_int_equal(qkm_store_commit(f->st), 0);
+	int n = 0;
+	assert_int_equal(qkm_store_ksa_list(f->st, "B", QKM_KSA_OFFERED, QKM_KSA_MASTER_SIDE,
+					    count_listed, &n), 0);
+	assert_int_equal(n, 4);
+	n = 0;
+	assert_int_equal(qkm_store_ksa_list(f->st, "B", QKM_KSA_STOCKED, QKM_KSA_MASTER_SIDE,
+					    count_listed, &n), 0);
+	assert_int_equal(n, 2);
+	n = 0;
+	assert_int_equal(qkm_store_ksa_list(f->st, "B", QKM_KSA_SUPPLIED, QKM_KSA_MASTER_SIDE,
+					    count_listed, &n), 0);
+	assert_int_equal(n, 0);
+	uint64_t c;
+	assert_int_equal(qkm_store_ksa_count(f->st, QKM_KSA_SUPPLIED, &c), 0);
+	assert_int_equal(c, 6);
+
+	/* Back to version 7's index, then opened: upgraded, the same keys. */
+	qkm_store_close(f->st);
+	f->st = NULL;
+	sqlite3 *db;
+	sqlite3_stmt *q;
+	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db,
+				      "BEGIN; DROP INDEX ksa_peer;"
+				      "CREATE INDEX ksa_peer ON ksa_keys (peer, state);"
+				      "PRAGMA user_version = 7; COMMIT;",
+				      NULL, NULL, NULL),
+			 SQLITE_OK);
+	assert_int_equal(sqlite3_close(db), SQLITE_OK);
+	assert_int_equal(qkm_store_open(f->path, &f->st), 0);
+	n = 0;
+	assert_int_equal(qkm_store_ksa_list(f->st, "B", QKM_KSA_OFFERED, QKM_KSA_MASTER_SIDE,
+					    count_listed, &n), 0);
+	assert_int_equal(n, 4);
+	for (int i = 0; i < 12; i++) {
+		assert_int_equal(qkm_store_ksa_get(f->st, &id[i], &got, false), 0);
+		assert_int_equal(got.state, i < 4 ? QKM_KSA_OFFERED
+					   : i < 6 ? QKM_KSA_STOCKED : QKM_KSA_SUPPLIED);
+	}
+	qkm_store_close(f->st);
+	f->st = NULL;
+	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db,
+					    "SELECT sql FROM sqlite_schema WHERE name = 'ksa_peer'",
+					    -1, &q, NULL),
+			 SQLITE_OK);
+	assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+	assert_non_null(strstr((const char *)sqlite3_column_text(q, 0), "WHERE state <> 3"));
+	sqlite3_finalize(q);
+	assert_int_equal(sqlite3_close(db), SQLITE_OK);
+	assert_int_equal(qkm_store_open(f->path, &f->st), 0);
+}
+
+/* A file written by a newer qkm (user_version 9) is refused, not misread;
  * a file of version 1 (before KSA keys) is migrated to the current one. */
 static void test_newer_version_refused(void **state)
 {
@@ -802,7 +882,7 @@ static void test_newer_version_refused(void **state)
 	assert_int_equal(qkm_store_ksa_count(f->st, QKM_KSA_READY, &n), 0);
 	qkm_store_close(f->st);
 	f->st = NULL;
-	set_user_version(f->path, 8);
+	set_user_version(f->path, 9);
 	assert_int_equal(qkm_store_open(f->path, &f->st), QKM_EVERSION);
 	assert_null(f->st);
 }
@@ -1133,7 +1213,7 @@ static void test_v3_blocks_get_level(void **state)
 	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
 	assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &q, NULL), SQLITE_OK);
 	assert_int_equal(sqlite3_step(q), SQLITE_ROW);
-	assert_int_equal(sqlite3_column_int(q, 0), 7);
+	assert_int_equal(sqlite3_column_int(q, 0), 8);
 	sqlite3_finalize(q);
 	assert_int_equal(sqlite3_close(db), SQLITE_OK);
 	assert_int_equal(qkm_store_open(f->path, &f->st), 0);
@@ -1733,6 +1813,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_copy, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_qkd_ids, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ksa_set_state_run, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ksa_open_keys_index, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ksa_put_in_txn, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_keys_open_wipes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_keys_follow_transactions, setup, teardown),
