@@ -166,15 +166,16 @@ static const char store_migrate_v7[] =
 	" data BLOB NOT NULL);"
 	"PRAGMA user_version = 7;";
 
-/* Version 8: the (peer, state) index of KSA keys leaves out SUPPLIED
- * ones, the end state every key reaches and no lookup asks for (keys are
- * listed by peer only while OFFERED or STOCKED). A master's key changed
- * state twice in it (OFFERED, STOCKED, SUPPLIED), and the index grew with
- * every key ever supplied; now it holds the keys still open, and a key
- * supplied leaves it (docs/store.md has the measurement). */
+/* Version 8: the (peer, state) index of KSA keys holds only the states
+ * keys are listed by (a master's OFFERED keys at reconnection, its STOCKED
+ * ones at start). Every key ever supplied stayed in it, a master's stock
+ * key moved in it twice (OFFERED, STOCKED, SUPPLIED) and a slave's key went
+ * in and out though nothing looks a slave's keys up by peer; now a key is
+ * in it only while it is OFFERED or STOCKED (docs/store.md has the
+ * measurement). */
 static const char store_migrate_v8[] =
 	"DROP INDEX ksa_peer;"
-	"CREATE INDEX ksa_peer ON ksa_keys (peer, state) WHERE state <> 3;"
+	"CREATE INDEX ksa_peer ON ksa_keys (peer, state) WHERE state IN (1, 4);"
 	"PRAGMA user_version = 8;";
 
 /* Blocks of at most this many bytes keep them in small_data: a page or two
@@ -284,7 +285,7 @@ static const char store_migrate_v8[] =
 	  "SELECT id, peer, master, slave, additional, delivered, size_bits, "  \
 	  "level, role, state, created_ns, supplied_ns, source, ranges, seq "   \
 	  "FROM ksa_keys WHERE peer = ?1 AND state = ?2 AND role = ?3 "         \
-	  "AND state <> 3 ORDER BY created_ns") /* the index's own condition */ \
+	  "AND state IN (1, 4) ORDER BY created_ns") /* the index's condition */ \
 	X(KSA_COUNT,                                                            \
 	  "SELECT count(*) FROM ksa_keys WHERE state = ?1")
 

@@ -300,9 +300,9 @@ int qkm_store_ksa_delete(struct qkm_store *st, const struct qkm_id *id) QKM_MUST
 int qkm_store_ksa_delete_round(struct qkm_store *st, const struct qkm_id *id,
 			       size_t *n /* OUT */) QKM_MUST_CHECK;
 /* Calls fn (without data) for each KSA key shared with peer in state and
- * role, oldest first; state is one a key leaves (SUPPLIED keys are never
- * listed: the index that finds them fast holds only open keys). fn may not
- * start another walk. */
+ * role, oldest first. state is OFFERED or STOCKED: the index that finds
+ * them fast holds only those, and keys in other states are never listed.
+ * fn may not start another walk. */
 typedef int (*qkm_store_ksa_fn)(const struct qkm_ksa_key *k, void *arg);
 int qkm_store_ksa_list(struct qkm_store *st, const char *peer, enum qkm_ksa_state state,
 		       enum qkm_ksa_role role, qkm_store_ksa_fn fn, void *arg) QKM_MUST_CHECK;

@@ -1303,11 +1303,17 @@ static void test_peer_down_after_store(void **state)
 	assert_int_equal(ksa_count(&w->a, QKM_KSA_OFFERED), 2);
 	link_down(w);
 	expect_status(&w->a, R(w, 0), 503);
+	/* The keys' IDs: A's OFFERED ones, held READY at B. */
 	struct id_list l = {0};
-	assert_int_equal(qkm_store_ksa_list(w->b.st, "A", QKM_KSA_READY, QKM_KSA_SLAVE_SIDE,
+	assert_int_equal(qkm_store_ksa_list(w->a.st, "B", QKM_KSA_OFFERED, QKM_KSA_MASTER_SIDE,
 					    id_collect, &l),
 			 0);
 	assert_int_equal(l.n, 2);
+	for (size_t i = 0; i < l.n; i++) {
+		struct qkm_ksa_key k;
+		assert_int_equal(qkm_store_ksa_get(w->b.st, &l.id[i], &k, false), 0);
+		assert_int_equal(k.state, QKM_KSA_READY);
+	}
 
 	link_up(w);
 	assert_int_equal(q_count(&w->a.out, QKM_MSG_SUPPLY_CANCEL), 1);

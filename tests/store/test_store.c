@@ -786,11 +786,12 @@ static int count_listed(const struct qkm_ksa_key *k, void *arg)
 	return 0;
 }
 
-/* Listing a peer's open keys (OFFERED, STOCKED), as reconnection and
- * restart do, finds them and only them, however many keys were supplied;
- * SUPPLIED keys are never listed but stay, and every key comes back from
- * a version 7 file (whose index held every key) upgraded to version 8
- * (whose index holds only the keys not yet supplied). */
+/* Listing a master's open keys with a peer (OFFERED, STOCKED), as
+ * reconnection and restart do, finds them and only them, however many keys
+ * were supplied or are held for slaves; keys in other states are never
+ * listed but stay, and every key comes back from a version 7 file (whose
+ * index held every key) upgraded to version 8 (whose index holds only
+ * OFFERED and STOCKED keys). */
 static void test_ksa_open_keys_index(void **state)
 {
 	struct fx *f = *state;
@@ -805,11 +806,21 @@ static void test_ksa_open_keys_index(void **state)
 		assert_int_equal(qkm_store_ksa_put(f->st, &k), 0);
 		id[i] = k.id;
 	}
+	/* and 3 held for a slave here */
+	ksa_key_init(&k, QKM_KSA_SLAVE_SIDE, QKM_KSA_READY);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(qkm_id_uuid7(&k.id, qkm_now_ns()), 0);
+		assert_int_equal(qkm_store_ksa_put(f->st, &k), 0);
+	}
 	assert_int_equal(qkm_store_commit(f->st), 0);
 	int n = 0;
 	assert_int_equal(qkm_store_ksa_list(f->st, "B", QKM_KSA_OFFERED, QKM_KSA_MASTER_SIDE,
 					    count_listed, &n), 0);
 	assert_int_equal(n, 4);
+	n = 0;
+	assert_int_equal(qkm_store_ksa_list(f->st, "B", QKM_KSA_READY, QKM_KSA_SLAVE_SIDE,
+					    count_listed, &n), 0);
+	assert_int_equal(n, 0);
 	n = 0;
 	assert_int_equal(qkm_store_ksa_list(f->st, "B", QKM_KSA_STOCKED, QKM_KSA_MASTER_SIDE,
 					    count_listed, &n), 0);
@@ -821,6 +832,8 @@ static void test_ksa_open_keys_index(void **state)
 	uint64_t c;
 	assert_int_equal(qkm_store_ksa_count(f->st, QKM_KSA_SUPPLIED, &c), 0);
 	assert_int_equal(c, 6);
+	assert_int_equal(qkm_store_ksa_count(f->st, QKM_KSA_READY, &c), 0);
+	assert_int_equal(c, 3);
 
 	/* Back to version 7's index, then opened: upgraded, the same keys. */
 	qkm_store_close(f->st);
@@ -853,7 +866,7 @@ static void test_ksa_open_keys_index(void **state)
 					    -1, &q, NULL),
 			 SQLITE_OK);
 	assert_int_equal(sqlite3_step(q), SQLITE_ROW);
-	assert_non_null(strstr((const char *)sqlite3_column_text(q, 0), "WHERE state <> 3"));
+	assert_non_null(strstr((const char *)sqlite3_column_text(q, 0), "WHERE state IN (1, 4)"));
 	sqlite3_finalize(q);
 	assert_int_equal(sqlite3_close(db), SQLITE_OK);
 	assert_int_equal(qkm_store_open(f->path, &f->st), 0);
