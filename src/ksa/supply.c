@@ -651,17 +651,15 @@ static void round_start(struct qkm_supply *s, struct peer *p, uint64_t now_ns)
 			kk.n_ranges = key_ranges(rg, nr, r->offs[k], e->size / 8, kk.ranges);
 			kk.level = key_level(rg, nr, r->offs[k], e->size / 8);
 			r->levels[k] = kk.level;
-			/* preserve: the master's node keeps the bytes too (R-SUP-8).
-			 * With X25519 combination the kept bytes are the QKD-derived
-			 * input; the combined key exists only at the slave's node. */
-			if (s->cfg.preserve && !e->comb &&
-			    !(kk.data = qkm_secret_dup(r->data->p + r->offs[k], e->size / 8)))
-				rc = QKM_ENOMEM;
-			if (!rc)
-				rc = qkm_store_ksa_put(s->st, &kk);
-			r->seqs[k] = kk.seq;
-			qkm_secret_free(kk.data);
+			/* preserve: the master's node keeps the bytes too (R-SUP-8),
+			 * lent to the store, which copies them. With X25519
+			 * combination the kept bytes are the QKD-derived input; the
+			 * combined key exists only at the slave's node. */
+			struct qkm_secret kept = {.len = e->size / 8, .p = r->data->p + r->offs[k]};
+			kk.data = s->cfg.preserve && !e->comb ? &kept : NULL;
+			rc = qkm_store_ksa_put(s->st, &kk);
 			kk.data = NULL;
+			r->seqs[k] = kk.seq;
 			if (!rc && i + 1 == e->number)
 				record_formatted(s, p->name, e, r, rg, nr, k + 1 - e->number, e->number);
 		}
@@ -1050,6 +1048,10 @@ struct in_key {
 	uint8_t level;
 	uint8_t comb;
 };
+_Static_assert(sizeof(((struct in_key *)0)->additional) ==
+		       sizeof(((struct qkm_ksa_key *)0)->additional) &&
+		       sizeof(((struct in_key *)0)->master) == sizeof(((struct qkm_ksa_key *)0)->master),
+	       "on_supply copies the names whole");
 
 static int parse_key(struct qkm_supply *s, const char *peer, const uint8_t *v, uint32_t vl,
 		     struct in_key *k, char *why, size_t whysz)
@@ -1131,6 +1133,8 @@ static int on_supply(struct qkm_supply *s, const char *peer, const struct qkm_fr
 {
 	struct in_key *keys = NULL;
 	struct qkm_range *rg = NULL;
+	struct qkm_ksa_key *kk = NULL;
+	struct qkm_secret bytes;
 	size_t nk = 0, nr = 0, off = 0, total = 0, kbytes = 0, stored = 0;
 	uint16_t tag;
 	const uint8_t *v, *dg = NULL;
@@ -1249,25 +1253,34 @@ static int on_supply(struct qkm_supply *s, const char *peer, const struct qkm_fr
 	for (size_t i = 0; !rc && i < nr; i++)
 		if (rg[i].rowid)
 			rc = qkm_store_block_set_used(s->st, rg[i].rowid, rg[i].off + rg[i].len);
+	/* What the keys share is set once, names when they change; each key's
+	 * bytes are lent from data, which the store copies. */
+	if (!(kk = calloc(1, sizeof(*kk))) && !rc)
+		rc = QKM_ENOMEM;
+	if (kk) {
+		snprintf(kk->peer, sizeof(kk->peer), "%s", peer);
+		kk->role = QKM_KSA_SLAVE_SIDE;
+		kk->state = QKM_KSA_READY;
+		kk->created_ns = now_ns;
+		kk->data = &bytes;
+	}
 	pos = 0;
 	for (size_t i = 0; !rc && !why[0] && i < nk; i++) {
-		struct qkm_ksa_key kk;
-		memset(&kk, 0, sizeof(kk));
-		snprintf(kk.peer, sizeof(kk.peer), "%s", peer);
-		snprintf(kk.master, sizeof(kk.master), "%s", keys[i].master);
-		snprintf(kk.slave, sizeof(kk.slave), "%s", keys[i].slave);
-		snprintf(kk.additional, sizeof(kk.additional), "%s", keys[i].additional);
-		kk.role = QKM_KSA_SLAVE_SIDE;
-		kk.state = QKM_KSA_READY;
-		kk.created_ns = now_ns;
-		kk.id = keys[i].id;
-		kk.size_bits = keys[i].size;
-		kk.level = keys[i].level;
-		kk.n_ranges = key_ranges(rg, nr, pos, keys[i].size / 8, kk.ranges);
-		kk.data = qkm_secret_dup(data->p + pos, keys[i].size / 8);
-		pos += keys[i].size / 8;
-		rc = kk.data ? qkm_store_ksa_put(s->st, &kk) : QKM_ENOMEM;
-		qkm_secret_free(kk.data);
+		const struct in_key *in = &keys[i];
+		if (!i || strcmp(in->master, in[-1].master) != 0 || strcmp(in->slave, in[-1].slave) != 0 ||
+		    strcmp(in->additional, in[-1].additional) != 0) {
+			memcpy(kk->master, in->master, sizeof(kk->master));
+			memcpy(kk->slave, in->slave, sizeof(kk->slave));
+			memcpy(kk->additional, in->additional, sizeof(kk->additional));
+		}
+		kk->id = in->id;
+		kk->size_bits = in->size;
+		kk->level = in->level;
+		kk->n_ranges = key_ranges(rg, nr, pos, in->size / 8, kk->ranges);
+		bytes.p = data->p + pos;
+		bytes.len = in->size / 8;
+		pos += in->size / 8;
+		rc = qkm_store_ksa_put(s->st, kk);
 		if (rc == QKM_EEXIST) {
 			snprintf(why, sizeof(why), "KSA key ID already known");
 			rc = 0;
@@ -1321,6 +1334,7 @@ static int on_supply(struct qkm_supply *s, const char *peer, const struct qkm_fr
 out:
 	free(keys);
 	free(rg);
+	free(kk);
 	qkm_secret_free(data);
 	qkm_x25519_free(eph);
 	return rc;
