@@ -786,6 +786,14 @@ static int count_listed(const struct qkm_ksa_key *k, void *arg)
 	return 0;
 }
 
+/* How many keys shared with B qkm_store_ksa_list finds in state and role. */
+static int listed(struct qkm_store *st, enum qkm_ksa_state state, enum qkm_ksa_role role)
+{
+	int n = 0;
+	assert_int_equal(qkm_store_ksa_list(st, "B", state, role, count_listed, &n), 0);
+	return n;
+}
+
 /* Listing a master's open keys with a peer (OFFERED, STOCKED), as
  * reconnection and restart do, finds them and only them, however many keys
  * were supplied or are held for slaves; keys in other states are never
@@ -813,22 +821,10 @@ static void test_ksa_open_keys_index(void **state)
 		assert_int_equal(qkm_store_ksa_put(f->st, &k), 0);
 	}
 	assert_int_equal(qkm_store_commit(f->st), 0);
-	int n = 0;
-	assert_int_equal(qkm_store_ksa_list(f->st, "B", QKM_KSA_OFFERED, QKM_KSA_MASTER_SIDE,
-					    count_listed, &n), 0);
-	assert_int_equal(n, 4);
-	n = 0;
-	assert_int_equal(qkm_store_ksa_list(f->st, "B", QKM_KSA_READY, QKM_KSA_SLAVE_SIDE,
-					    count_listed, &n), 0);
-	assert_int_equal(n, 0);
-	n = 0;
-	assert_int_equal(qkm_store_ksa_list(f->st, "B", QKM_KSA_STOCKED, QKM_KSA_MASTER_SIDE,
-					    count_listed, &n), 0);
-	assert_int_equal(n, 2);
-	n = 0;
-	assert_int_equal(qkm_store_ksa_list(f->st, "B", QKM_KSA_SUPPLIED, QKM_KSA_MASTER_SIDE,
-					    count_listed, &n), 0);
-	assert_int_equal(n, 0);
+	assert_int_equal(listed(f->st, QKM_KSA_OFFERED, QKM_KSA_MASTER_SIDE), 4);
+	assert_int_equal(listed(f->st, QKM_KSA_READY, QKM_KSA_SLAVE_SIDE), 0);
+	assert_int_equal(listed(f->st, QKM_KSA_STOCKED, QKM_KSA_MASTER_SIDE), 2);
+	assert_int_equal(listed(f->st, QKM_KSA_SUPPLIED, QKM_KSA_MASTER_SIDE), 0);
 	uint64_t c;
 	assert_int_equal(qkm_store_ksa_count(f->st, QKM_KSA_SUPPLIED, &c), 0);
 	assert_int_equal(c, 6);
@@ -849,10 +845,7 @@ static void test_ksa_open_keys_index(void **state)
 			 SQLITE_OK);
 	assert_int_equal(sqlite3_close(db), SQLITE_OK);
 	assert_int_equal(qkm_store_open(f->path, &f->st), 0);
-	n = 0;
-	assert_int_equal(qkm_store_ksa_list(f->st, "B", QKM_KSA_OFFERED, QKM_KSA_MASTER_SIDE,
-					    count_listed, &n), 0);
-	assert_int_equal(n, 4);
+	assert_int_equal(listed(f->st, QKM_KSA_OFFERED, QKM_KSA_MASTER_SIDE), 4);
 	for (int i = 0; i < 12; i++) {
 		assert_int_equal(qkm_store_ksa_get(f->st, &id[i], &got, false), 0);
 		assert_int_equal(got.state, i < 4 ? QKM_KSA_OFFERED
