@@ -30,25 +30,42 @@ struct qkm_rng {
 	size_t ready;            /* ready bytes from head on, wrapping */
 	char *device;            /* NULL: getrandom */
 	int fd;                  /* the device, opened once; -1 if not (yet) */
+	bool ended;              /* a read of it returned nothing: it has no more */
+	bool failed;             /* a read of fd failed: each draw opens it anew */
 	bool stop;
 	bool started;
 	pthread_t th;
 };
 
 /* Reads up to n bytes of the source (the device fd, or getrandom if
- * fd < 0) into p; *got says how many. 0 when all came. */
-static int draw(int fd, uint8_t *p, size_t n, size_t *got)
+ * fd < 0) into p; *got says how many. 0 when all came; else QKM_ECRYPTO
+ * (getrandom) or QKM_EIO, with *ended when the device had no more. */
+static int draw(int fd, uint8_t *p, size_t n, size_t *got, bool *ended)
 {
 	*got = 0;
+	*ended = false;
 	while (*got < n) {
 		ssize_t k = fd < 0 ? getrandom(p + *got, n - *got, 0) : read(fd, p + *got, n - *got);
 		if (k < 0 && errno == EINTR)
 			continue;
-		if (k <= 0)
+		if (k <= 0) {
+			*ended = k == 0;
 			return fd < 0 ? QKM_ECRYPTO : QKM_EIO;
+		}
 		*got += (size_t)k;
 	}
 	return 0;
+}
+
+/* After a draw from the shared fd that did not give everything: an end is
+ * for good, an error makes every later draw open the device anew (it may
+ * come back). Under g->mu. */
+static void shared_fd_trouble(struct qkm_rng *g, bool ended)
+{
+	if (ended)
+		g->ended = true;
+	else
+		g->failed = true;
 }
 
 static void *helper(void *arg)
@@ -69,12 +86,15 @@ static void *helper(void *arg)
 			n = RNG_CHUNK;
 		pthread_mutex_unlock(&g->mu);
 		size_t got;
-		int rc = draw(g->fd, g->ring->p + tail, n, &got);
+		bool ended;
+		int rc = draw(g->fd, g->ring->p + tail, n, &got, &ended);
 		pthread_mutex_lock(&g->mu);
 		g->ready += got; /* a device that ends: what it gave is good */
 		if (rc) {
-			log_warnx("rng: %s stopped giving bytes; relays draw them as they need them",
-				  g->device ? g->device : "getrandom");
+			shared_fd_trouble(g, ended);
+			log_warnx("rng: %s %s; relays draw them as they need them",
+				  g->device ? g->device : "getrandom",
+				  ended ? "has no more bytes" : "stopped giving bytes");
 			break;
 		}
 	}
@@ -126,19 +146,25 @@ int qkm_rng_fill(struct qkm_rng *g, uint8_t *p, size_t n)
 	if (got)
 		pthread_cond_signal(&g->room);
 	int fd = g->fd;
+	bool ended = g->ended, shared = fd >= 0 && !g->failed;
 	pthread_mutex_unlock(&g->mu);
 	if (got == n)
 		return 0;
-	/* The rest now: from the shared fd (reads on it never hand out the
-	 * same bytes twice), or a device opened for this draw. */
-	int rc;
+	/* The rest now: getrandom; or the shared fd (reads on it never hand
+	 * out the same bytes twice); or, the device not opened yet or failing,
+	 * the device opened for this draw; nothing from a device that ended. */
+	int rc = QKM_EIO;
 	size_t more;
-	if (!g->device || fd >= 0) {
-		rc = draw(fd, p + got, n - got, &more);
-	} else if ((fd = open(g->device, O_RDONLY | O_CLOEXEC)) < 0) {
-		rc = QKM_EIO;
-	} else {
-		rc = draw(fd, p + got, n - got, &more);
+	if (!g->device) {
+		rc = draw(-1, p + got, n - got, &more, &ended);
+	} else if (shared && !ended) {
+		if ((rc = draw(fd, p + got, n - got, &more, &ended))) {
+			pthread_mutex_lock(&g->mu);
+			shared_fd_trouble(g, ended);
+			pthread_mutex_unlock(&g->mu);
+		}
+	} else if (!ended && (fd = open(g->device, O_RDONLY | O_CLOEXEC)) >= 0) {
+		rc = draw(fd, p + got, n - got, &more, &ended);
 		close(fd);
 	}
 	if (rc)

@@ -18,9 +18,10 @@ struct qkm_rng;
  * a stream by the helper and the callers alike), or getrandom(2) if device
  * is NULL or "", whose helper keeps up to cap bytes (cap > 0) drawn ahead.
  * NULL when out of memory (secure heap included). A helper thread that
- * cannot start, or a device that cannot be opened yet or stops giving
- * bytes, leaves a source that draws on the spot (and fails as the device
- * does). */
+ * cannot start leaves a source that draws on the spot. A device that cannot
+ * be opened yet, or whose reads fail, is opened anew for each draw, which
+ * fails while it does (relays resume when it works again); a device that
+ * ends (a read returns nothing) gives nothing more. */
 struct qkm_rng *qkm_rng_new(const char *device, size_t cap);
 
 /* Fills p[0..n) with bytes no caller got before: first from the ring, the

@@ -1,10 +1,10 @@
 /* test_rng.c - the RNG source drawn ahead by a helper thread (core/rng.c)
  * that makes RNG keys for relays (R-REL-3): no byte is ever handed out
- * twice nor lost between the ring and draws on the spot, also with callers
- * on two threads; a device that ends or cannot be opened fails the draw and
- * leaves nothing in the caller's buffer; the ring fills by itself. A device
- * here is a regular file of consecutive 32-bit counters, so every word
- * handed out names the place it came from. */
+ * twice, also with callers on two threads; a device that ends, fails or
+ * cannot be opened fails the draw and leaves nothing in the caller's
+ * buffer; the ring fills by itself. A device here is a regular file of
+ * consecutive 32-bit counters, so every word handed out names the place it
+ * came from. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -133,12 +134,38 @@ static void test_device_ends(void **state)
 	uint8_t buf[sizeof(w)];
 	assert_int_equal(qkm_rng_fill(g, buf, sizeof(buf)), 0);
 	assert_memory_equal(buf, w, sizeof(w));
-	memset(buf, 0xa5, 64);
-	assert_int_equal(qkm_rng_fill(g, buf, 64), QKM_EIO);
-	for (int i = 0; i < 64; i++)
-		assert_int_equal(buf[i], 0);
+	for (int k = 0; k < 2; k++) { /* and it stays ended: never read again */
+		memset(buf, 0xa5, 64);
+		assert_int_equal(qkm_rng_fill(g, buf, 64), QKM_EIO);
+		for (int i = 0; i < 64; i++)
+			assert_int_equal(buf[i], 0);
+	}
 	qkm_rng_free(g);
 	unlink(small);
+}
+
+/* A device whose reads fail (here a directory: open succeeds, read says
+ * EISDIR): the helper stops, and every draw opens the device anew, so that
+ * relays resume when it works again; meanwhile each fails, buffer wiped. */
+static void test_device_fails(void **state)
+{
+	(void)state;
+	char dir[300];
+	snprintf(dir, sizeof(dir), "%s.d", dev_path);
+	assert_int_equal(mkdir(dir, 0700), 0);
+	struct qkm_rng *g = qkm_rng_new(dir, 4096);
+	assert_non_null(g);
+	uint8_t buf[64];
+	for (int k = 0; k < 3; k++) {
+		memset(buf, 0xa5, sizeof(buf));
+		assert_int_equal(qkm_rng_fill(g, buf, sizeof(buf)), QKM_EIO);
+		for (size_t i = 0; i < sizeof(buf); i++)
+			assert_int_equal(buf[i], 0);
+		sleep_ms(5);
+	}
+	assert_int_equal(qkm_rng_ready(g), 0);
+	qkm_rng_free(g);
+	assert_int_equal(rmdir(dir), 0);
 }
 
 struct taker {
@@ -241,6 +268,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_device_no_byte_twice),
 		cmocka_unit_test(test_device_ends),
+		cmocka_unit_test(test_device_fails),
 		cmocka_unit_test(test_two_callers),
 		cmocka_unit_test(test_getrandom),
 		cmocka_unit_test(test_missing_device_and_free),
