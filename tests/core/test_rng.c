@@ -73,6 +73,16 @@ static int remove_device(void **state)
 	return 0;
 }
 
+/* A draw from g fails with QKM_EIO and leaves nothing in the buffer. */
+static void expect_failed_draw(struct qkm_rng *g)
+{
+	uint8_t buf[64];
+	memset(buf, 0xa5, sizeof(buf));
+	assert_int_equal(qkm_rng_fill(g, buf, sizeof(buf)), QKM_EIO);
+	for (size_t i = 0; i < sizeof(buf); i++)
+		assert_int_equal(buf[i], 0);
+}
+
 /* Marks every word of buf (n bytes, n % 4 == 0) seen; fails on a word seen
  * before or one that is not a counter of the file. */
 static void mark(uint8_t *seen, const uint8_t *buf, size_t n)
@@ -135,10 +145,7 @@ static void test_device_ends(void **state)
 	assert_int_equal(qkm_rng_fill(g, buf, sizeof(buf)), 0);
 	assert_memory_equal(buf, w, sizeof(w));
 	for (int k = 0; k < 2; k++) { /* and it stays ended: never read again */
-		memset(buf, 0xa5, 64);
-		assert_int_equal(qkm_rng_fill(g, buf, 64), QKM_EIO);
-		for (int i = 0; i < 64; i++)
-			assert_int_equal(buf[i], 0);
+		expect_failed_draw(g);
 	}
 	qkm_rng_free(g);
 	unlink(small);
@@ -155,12 +162,8 @@ static void test_device_fails(void **state)
 	assert_int_equal(mkdir(dir, 0700), 0);
 	struct qkm_rng *g = qkm_rng_new(dir, 4096);
 	assert_non_null(g);
-	uint8_t buf[64];
 	for (int k = 0; k < 3; k++) {
-		memset(buf, 0xa5, sizeof(buf));
-		assert_int_equal(qkm_rng_fill(g, buf, sizeof(buf)), QKM_EIO);
-		for (size_t i = 0; i < sizeof(buf); i++)
-			assert_int_equal(buf[i], 0);
+		expect_failed_draw(g);
 		sleep_ms(5);
 	}
 	assert_int_equal(qkm_rng_ready(g), 0);
@@ -241,11 +244,7 @@ static void test_missing_device_and_free(void **state)
 	(void)state;
 	struct qkm_rng *g = qkm_rng_new("/nonexistent/hwrng", 4096);
 	assert_non_null(g);
-	uint8_t buf[32];
-	memset(buf, 0xa5, sizeof(buf));
-	assert_int_equal(qkm_rng_fill(g, buf, sizeof(buf)), QKM_EIO);
-	for (size_t i = 0; i < sizeof(buf); i++)
-		assert_int_equal(buf[i], 0);
+	expect_failed_draw(g);
 	qkm_rng_free(g);
 	for (int i = 0; i < 20; i++) {
 		g = qkm_rng_new(i % 2 ? dev_path : NULL, 1u << 20);
