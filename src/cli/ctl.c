@@ -99,8 +99,11 @@ static int ctl_pair_check(const char *dir, const char *a, const char *b, bool js
 	int status;
 	struct cli_progress prog;
 	cli_progress_start(&prog, "qkm ctl pair-check: %s and %s compare their pool", a, b);
-	int r = qkm_https_request(url, "POST", "{}", net->ca, net->admin_cert, net->admin_key, 90000,
-				  &status, &body);
+	/* The check reads each node's key data of the pool once, which can take
+	 * minutes for a large pool; the node gives up by itself if its peer
+	 * stops answering (60 s), so this waits up to an hour. */
+	int r = qkm_https_request(url, "POST", "{}", net->ca, net->admin_cert, net->admin_key,
+				  3600 * 1000, &status, &body);
 	cli_progress_stop(&prog);
 	if (r) {
 		fprintf(stderr, "qkm ctl pair-check: node %s (%s) not reachable: %s (its log: %s; "

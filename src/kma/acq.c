@@ -61,8 +61,9 @@ struct qkm_acq {
 	size_t cap_commits;
 	struct qkm_acq_stats stats;
 	uint64_t stale_check_ns;
-	void (*pc_fn)(uint32_t, const struct qkm_paircheck_result *, void *);
+	void (*pc_fn)(uint32_t, const struct qkm_paircheck_result *, int, void *);
 	void *pc_arg;
+	struct pc_job *pcs;       /* pair-checks this side asked for */
 	struct qkm_acq_source_cbs src;
 };
 
@@ -74,6 +75,7 @@ void qkm_acq_cfg_defaults(struct qkm_acq_cfg *cfg)
 	cfg->window = 64;
 	cfg->wait_ns = 2000000000u;
 	cfg->buffer_max_bytes = 64u << 20;
+	cfg->pc_part_bytes = 8u << 20;
 }
 
 /* ---- buffer ------------------------------------------------------------ */
@@ -1110,9 +1112,21 @@ static int follower_on_reconcile_ack(struct qkm_acq *a, const struct qkm_frame *
 
 /* ---- pair-check -------------------------------------------------------- */
 
+/* The sender walks its blocks in (batch, first index) order, the same at
+ * both ends, one part at a time: at most cfg.pc_part_bytes of key data read
+ * and hashed, or PC_PART_BLOCKS blocks. Each part goes out as PAIRCHECK
+ * with the range it covers, (AFTER, UPTO]; the receiver walks the same range
+ * of its own blocks, compares, and answers that part's counts. Two parts are
+ * in flight, so both ends read at once, and no step reads more than a part:
+ * a node checking a large pool goes on with its other work between parts
+ * (a check that read a whole pool in one step once stalled a node so long
+ * that its peer dropped the link). */
+#define PC_PART_BLOCKS 2048u
+#define PC_WINDOW 2u
+
 struct pc_entry {
-	struct qkm_id batch;
-	uint32_t first, count, used;
+	struct qkm_block_pos pos;
+	uint32_t count, used;
 	uint8_t state;
 	bool young;
 	uint8_t digest[32];
@@ -1122,6 +1136,19 @@ struct pc_list {
 	struct pc_entry *e;
 	size_t n, cap;
 	uint64_t now_ns;
+	uint64_t bytes, max_bytes; /* max_bytes 0: no limit */
+	bool full;
+};
+
+/* A pair-check this side asked for. */
+struct pc_job {
+	struct pc_job *next;
+	uint32_t req;
+	bool started, all_sent;
+	struct qkm_block_pos last; /* last block of the parts sent */
+	uint32_t unanswered;       /* parts sent, not answered yet */
+	int failed;                /* a part could not be sent: the error */
+	struct qkm_paircheck_result r;
 };
 
 static int pc_collect(struct qkm_block *b, void *arg)
@@ -1133,8 +1160,8 @@ static int pc_collect(struct qkm_block *b, void *arg)
 	l->e = all;
 	struct pc_entry *e = &l->e[l->n++];
 	memset(e, 0, sizeof(*e));
-	e->batch = b->batch_id;
-	e->first = b->first_index;
+	e->pos.batch = b->batch_id;
+	e->pos.first = b->first_index;
 	e->count = b->count;
 	e->used = b->used;
 	e->state = (uint8_t)b->state;
@@ -1144,46 +1171,76 @@ static int pc_collect(struct qkm_block *b, void *arg)
 	if (!b->data || off > b->data->len ||
 	    EVP_Digest(b->data->p + off, b->data->len - off, e->digest, &dl, EVP_sha256(), NULL) != 1)
 		return QKM_ECRYPTO;
+	l->bytes += b->data->len - off;
+	if (l->max_bytes && (l->bytes >= l->max_bytes || l->n >= PC_PART_BLOCKS)) {
+		l->full = true;
+		return QKM_EAGAIN; /* the part ends with this block */
+	}
 	return 0;
 }
 
-static int pc_cmp(const void *x, const void *y)
+static int pos_cmp(const struct qkm_block_pos *a, const struct qkm_block_pos *b)
 {
-	const struct pc_entry *a = x, *b = y;
 	int c = memcmp(a->batch.b, b->batch.b, QKM_ID_LEN);
 	if (c)
 		return c;
 	return a->first < b->first ? -1 : a->first > b->first;
 }
 
-static int pc_load(struct qkm_acq *a, struct pc_list *l, uint64_t now_ns)
+static int pc_cmp(const void *x, const void *y)
 {
-	l->now_ns = now_ns;
-	int rc = qkm_store_blocks(a->st, a->cfg.peer, 0, true, pc_collect, l);
-	if (!rc && l->n)
-		qsort(l->e, l->n, sizeof(*l->e), pc_cmp);
+	return pos_cmp(&((const struct pc_entry *)x)->pos, &((const struct pc_entry *)y)->pos);
+}
+
+static int put_pos(struct qkm_buf *b, uint16_t tag, const struct qkm_block_pos *p)
+{
+	size_t at;
+	int rc = qkm_put_open(b, tag, &at);
+	if (!rc && !(rc = qkm_put_id(b, QKM_T_BATCH, &p->batch)) &&
+	    !(rc = qkm_put_u32(b, QKM_T_FIRST, p->first)))
+		rc = qkm_put_close(b, at);
 	return rc;
 }
 
-int qkm_acq_paircheck(struct qkm_acq *a, uint32_t req, uint64_t now_ns)
+/* Reads the optional position TLV tag of a frame body: *have false if absent. */
+static int get_pos(const struct qkm_frame *f, uint16_t tag, struct qkm_block_pos *p, bool *have)
 {
-	struct pc_list l = {0};
+	const uint8_t *v;
+	uint32_t vl;
+	int rc = qkm_tlv_bytes(f->body, f->body_len, tag, &v, &vl);
+	*have = rc == 0;
+	if (rc == QKM_ENOTFOUND)
+		return 0;
+	if (rc || qkm_tlv_check(v, vl) || qkm_tlv_id(v, vl, QKM_T_BATCH, &p->batch) ||
+	    qkm_tlv_u32(v, vl, QKM_T_FIRST, &p->first))
+		return QKM_EPEER;
+	return 0;
+}
+
+/* Walks and sends job j's next part. */
+static int pc_send_part(struct qkm_acq *a, struct pc_job *j, uint64_t now_ns)
+{
+	struct pc_list l = {.now_ns = now_ns, .max_bytes = a->cfg.pc_part_bytes};
 	struct qkm_buf b;
 	size_t start;
-	if (!a->peer_up)
-		return QKM_ESTATE;
+	int rc = qkm_store_blocks_range(a->st, a->cfg.peer, j->started ? &j->last : NULL, NULL,
+					true, pc_collect, &l);
+	if (rc == QKM_EAGAIN && l.full)
+		rc = 0;
+	else if (!rc)
+		l.full = false; /* the walk reached the end: the last part */
 	qkm_buf_init(&b, QKM_FRAME_MAX, false);
-	int rc = pc_load(a, &l, now_ns);
-	if (!rc)
-		rc = qkm_frame_begin(&b, QKM_MSG_PAIRCHECK, req, &start);
-	if (!rc)
-		rc = qkm_put_str(&b, QKM_T_LINK, a->cfg.link);
+	if (!rc && !(rc = qkm_frame_begin(&b, QKM_MSG_PAIRCHECK, j->req, &start)) &&
+	    !(rc = qkm_put_str(&b, QKM_T_LINK, a->cfg.link)) && j->started)
+		rc = put_pos(&b, QKM_T_AFTER, &j->last);
+	if (!rc && l.full)
+		rc = put_pos(&b, QKM_T_UPTO, &l.e[l.n - 1].pos);
 	for (size_t i = 0; !rc && i < l.n; i++) {
 		size_t e;
 		struct pc_entry *p = &l.e[i];
 		if (!(rc = qkm_put_open(&b, QKM_T_ENTRY, &e)) &&
-		    !(rc = qkm_put_id(&b, QKM_T_BATCH, &p->batch)) &&
-		    !(rc = qkm_put_u32(&b, QKM_T_FIRST, p->first)) &&
+		    !(rc = qkm_put_id(&b, QKM_T_BATCH, &p->pos.batch)) &&
+		    !(rc = qkm_put_u32(&b, QKM_T_FIRST, p->pos.first)) &&
 		    !(rc = qkm_put_u32(&b, QKM_T_COUNT, p->count)) &&
 		    !(rc = qkm_put_u32(&b, QKM_T_USED, p->used)) &&
 		    !(rc = qkm_put_u8(&b, QKM_T_STATE, p->state)) &&
@@ -1195,9 +1252,67 @@ int qkm_acq_paircheck(struct qkm_acq *a, uint32_t req, uint64_t now_ns)
 		rc = qkm_frame_end(&b, start);
 	if (!rc)
 		rc = send_frame(a, &b);
+	if (!rc) {
+		j->unanswered++;
+		if (l.full) {
+			j->started = true;
+			j->last = l.e[l.n - 1].pos;
+		} else {
+			j->all_sent = true;
+		}
+	}
 	free(l.e);
 	qkm_buf_fini(&b);
 	return rc;
+}
+
+static void pc_job_end(struct qkm_acq *a, struct pc_job *j, int err)
+{
+	for (struct pc_job **pp = &a->pcs; *pp; pp = &(*pp)->next)
+		if (*pp == j) {
+			*pp = j->next;
+			break;
+		}
+	if (a->pc_fn)
+		a->pc_fn(j->req, err ? NULL : &j->r, err, a->pc_arg);
+	free(j);
+}
+
+int qkm_acq_paircheck(struct qkm_acq *a, uint32_t req, uint64_t now_ns)
+{
+	if (!a->peer_up)
+		return QKM_ESTATE;
+	struct pc_job *j = calloc(1, sizeof(*j));
+	if (!j)
+		return QKM_ENOMEM;
+	j->req = req;
+	int rc = pc_send_part(a, j, now_ns);
+	while (!rc && !j->all_sent && j->unanswered < PC_WINDOW)
+		rc = pc_send_part(a, j, now_ns);
+	if (rc && !j->unanswered) {
+		free(j);
+		return rc;
+	}
+	/* A later part that failed ends the job, as a failure, once the parts
+	 * sent are answered. */
+	if (rc) {
+		j->all_sent = true;
+		j->failed = rc;
+	}
+	j->next = a->pcs;
+	a->pcs = j;
+	return 0;
+}
+
+void qkm_acq_paircheck_cancel(struct qkm_acq *a, uint32_t req)
+{
+	for (struct pc_job **pp = &a->pcs; *pp; pp = &(*pp)->next)
+		if ((*pp)->req == req) {
+			struct pc_job *j = *pp;
+			*pp = j->next;
+			free(j);
+			return;
+		}
 }
 
 static void pc_note(struct qkm_paircheck_result *r, const char *what, const struct pc_entry *e)
@@ -1206,22 +1321,28 @@ static void pc_note(struct qkm_paircheck_result *r, const char *what, const stru
 	size_t n = strlen(r->detail);
 	if (n > sizeof(r->detail) - 80)
 		return;
-	qkm_id_hex(&e->batch, hex);
+	qkm_id_hex(&e->pos.batch, hex);
 	snprintf(r->detail + n, sizeof(r->detail) - n, "%s%s %s[%u+%u]", n ? "; " : "", what, hex,
-		 e->first, e->count);
+		 e->pos.first, e->count);
 }
 
-/* Compares the sender's list (in f) with ours; both sorted by block ID. */
+/* Compares one part of the sender's list (in f) with our blocks in the
+ * range it covers; both sorted by position. */
 static int on_paircheck(struct qkm_acq *a, const struct qkm_frame *f, uint64_t now_ns)
 {
-	struct pc_list mine = {0}, theirs = {0};
+	struct pc_list mine = {.now_ns = now_ns}, theirs = {0};
 	struct qkm_paircheck_result r;
+	struct qkm_block_pos after, upto;
+	bool have_after, have_upto;
 	size_t off = 0;
 	uint16_t tag;
 	const uint8_t *v;
 	uint32_t vl;
-	int rc = 0, more;
+	int rc, more;
 	memset(&r, 0, sizeof(r));
+	if ((rc = get_pos(f, QKM_T_AFTER, &after, &have_after)) ||
+	    (rc = get_pos(f, QKM_T_UPTO, &upto, &have_upto)))
+		return rc;
 	while ((more = qkm_tlv_next(f->body, f->body_len, &off, &tag, &v, &vl)) == 1) {
 		if (tag != QKM_T_ENTRY)
 			continue;
@@ -1236,8 +1357,8 @@ static int on_paircheck(struct qkm_acq *a, const struct qkm_frame *f, uint64_t n
 		uint32_t dl;
 		uint8_t young;
 		memset(e, 0, sizeof(*e));
-		if (qkm_tlv_check(v, vl) || qkm_tlv_id(v, vl, QKM_T_BATCH, &e->batch) ||
-		    qkm_tlv_u32(v, vl, QKM_T_FIRST, &e->first) ||
+		if (qkm_tlv_check(v, vl) || qkm_tlv_id(v, vl, QKM_T_BATCH, &e->pos.batch) ||
+		    qkm_tlv_u32(v, vl, QKM_T_FIRST, &e->pos.first) ||
 		    qkm_tlv_u32(v, vl, QKM_T_COUNT, &e->count) ||
 		    qkm_tlv_u32(v, vl, QKM_T_USED, &e->used) ||
 		    qkm_tlv_u8(v, vl, QKM_T_STATE, &e->state) || qkm_tlv_u8(v, vl, QKM_T_AGE, &young) ||
@@ -1251,7 +1372,8 @@ static int on_paircheck(struct qkm_acq *a, const struct qkm_frame *f, uint64_t n
 	}
 	if (theirs.n)
 		qsort(theirs.e, theirs.n, sizeof(*theirs.e), pc_cmp);
-	if ((rc = pc_load(a, &mine, now_ns)))
+	if ((rc = qkm_store_blocks_range(a->st, a->cfg.peer, have_after ? &after : NULL,
+					 have_upto ? &upto : NULL, true, pc_collect, &mine)))
 		goto out;
 	size_t i = 0, j = 0;
 	while (i < theirs.n || j < mine.n) {
@@ -1310,20 +1432,40 @@ out:
 	return rc;
 }
 
-static int on_paircheck_ack(struct qkm_acq *a, const struct qkm_frame *f)
+/* Adds a part's counts to the job's; sends the next part, or reports. */
+static int on_paircheck_ack(struct qkm_acq *a, const struct qkm_frame *f, uint64_t now_ns)
 {
-	struct qkm_paircheck_result r;
-	memset(&r, 0, sizeof(r));
-	if (qkm_tlv_u32(f->body, f->body_len, QKM_T_MATCHES, &r.matches) ||
-	    qkm_tlv_u32(f->body, f->body_len, QKM_T_MISMATCHES, &r.mismatches) ||
-	    qkm_tlv_u32(f->body, f->body_len, QKM_T_INFLIGHT, &r.in_flight) ||
-	    qkm_tlv_u32(f->body, f->body_len, QKM_T_ONLY_SENDER, &r.only_sender) ||
-	    qkm_tlv_u32(f->body, f->body_len, QKM_T_ONLY_RECEIVER, &r.only_receiver))
+	struct qkm_paircheck_result p;
+	struct pc_job *j = a->pcs;
+	while (j && j->req != f->req)
+		j = j->next;
+	memset(&p, 0, sizeof(p));
+	if (qkm_tlv_u32(f->body, f->body_len, QKM_T_MATCHES, &p.matches) ||
+	    qkm_tlv_u32(f->body, f->body_len, QKM_T_MISMATCHES, &p.mismatches) ||
+	    qkm_tlv_u32(f->body, f->body_len, QKM_T_INFLIGHT, &p.in_flight) ||
+	    qkm_tlv_u32(f->body, f->body_len, QKM_T_ONLY_SENDER, &p.only_sender) ||
+	    qkm_tlv_u32(f->body, f->body_len, QKM_T_ONLY_RECEIVER, &p.only_receiver))
 		return QKM_EPEER;
-	if (qkm_tlv_str(f->body, f->body_len, QKM_T_MESSAGE, r.detail, sizeof(r.detail), false))
-		r.detail[0] = 0;
-	if (a->pc_fn)
-		a->pc_fn(f->req, &r, a->pc_arg);
+	if (qkm_tlv_str(f->body, f->body_len, QKM_T_MESSAGE, p.detail, sizeof(p.detail), false))
+		p.detail[0] = 0;
+	if (!j || !j->unanswered)
+		return 0; /* not ours (any more) */
+	j->unanswered--;
+	j->r.matches += p.matches;
+	j->r.mismatches += p.mismatches;
+	j->r.in_flight += p.in_flight;
+	j->r.only_sender += p.only_sender;
+	j->r.only_receiver += p.only_receiver;
+	size_t n = strlen(j->r.detail);
+	if (p.detail[0] && n + 2 + strlen(p.detail) < sizeof(j->r.detail))
+		snprintf(j->r.detail + n, sizeof(j->r.detail) - n, "%s%s", n ? "; " : "", p.detail);
+	int rc;
+	if (!j->all_sent && (rc = pc_send_part(a, j, now_ns))) {
+		j->all_sent = true;
+		j->failed = rc;
+	}
+	if (j->all_sent && !j->unanswered)
+		pc_job_end(a, j, j->failed);
 	return 0;
 }
 
@@ -1333,7 +1475,7 @@ void qkm_acq_set_source_cbs(struct qkm_acq *a, const struct qkm_acq_source_cbs *
 }
 
 void qkm_acq_set_paircheck_cb(struct qkm_acq *a,
-			      void (*fn)(uint32_t, const struct qkm_paircheck_result *, void *),
+			      void (*fn)(uint32_t, const struct qkm_paircheck_result *, int, void *),
 			      void *arg)
 {
 	a->pc_fn = fn;
@@ -1602,7 +1744,7 @@ int qkm_acq_on_frame(struct qkm_acq *a, const struct qkm_frame *f, uint64_t now_
 	case QKM_MSG_PAIRCHECK:
 		return on_paircheck(a, f, now_ns);
 	case QKM_MSG_PAIRCHECK_ACK:
-		return on_paircheck_ack(a, f);
+		return on_paircheck_ack(a, f, now_ns);
 	case QKM_MSG_POOL_SYNC:
 		return on_pool_sync(a, f, now_ns);
 	default:
@@ -1648,6 +1790,8 @@ void qkm_acq_on_peer_down(struct qkm_acq *a)
 	a->reconciled = false;
 	rounds_clear(a, "link to peer lost");
 	a->waiting = false;
+	while (a->pcs)
+		pc_job_end(a, a->pcs, QKM_ESTATE);
 }
 
 bool qkm_acq_reconciled(const struct qkm_acq *a) { return a->reconciled; }
@@ -1693,5 +1837,10 @@ void qkm_acq_free(struct qkm_acq *a)
 	while (a->head)
 		buf_remove(a, a->head); /* NOLINT(clang-analyzer-unix.Malloc) */
 	free(a->commits); /* still PENDING: reconciliation settles them */
+	while (a->pcs) {
+		struct pc_job *j = a->pcs;
+		a->pcs = j->next;
+		free(j);
+	}
 	free(a);
 }

@@ -30,6 +30,7 @@ struct qkm_acq_cfg {
 	uint32_t window;              /* leader: rounds in flight */
 	uint64_t wait_ns;             /* follower: PREPARE waits for late files */
 	size_t buffer_max_bytes;      /* unconfirmed QKD-key bytes held */
+	uint64_t pc_part_bytes;       /* pair-check: key bytes read per part */
 	bool track_ids;               /* remember stored QKD-key IDs in the store
 				       * (store.h qkm_store_qkd_put) and refuse them
 				       * when handed over again: for sources that may
@@ -121,19 +122,24 @@ struct qkm_acq_stats {
 };
 void qkm_acq_stats(const struct qkm_acq *a, struct qkm_acq_stats *out /* OUT */);
 
-/* Pair-check (operator's consistency check, no key bytes cross): builds the
- * PAIRCHECK request listing this pool's blocks with digests of their unused
- * data; the peer answers PAIRCHECK_ACK with the comparison, handed to done. */
+/* Pair-check (operator's consistency check, no key bytes cross): walks this
+ * pool's blocks a part at a time (cfg.pc_part_bytes) and sends each part's
+ * digests of their unused data as PAIRCHECK; the peer compares each part
+ * with its own blocks and answers PAIRCHECK_ACK; the sum goes to the
+ * callback (req identifies it) once every part is answered, or the error
+ * (r NULL) if a part could not be sent or the link went down. */
 struct qkm_paircheck_result {
 	uint32_t matches, mismatches, in_flight, only_sender, only_receiver;
 	char detail[512];             /* first differences, by block ID */
 };
 typedef void (*qkm_paircheck_fn)(const struct qkm_paircheck_result *r, int err, void *arg);
 int qkm_acq_paircheck(struct qkm_acq *a, uint32_t req, uint64_t now_ns) QKM_MUST_CHECK;
-/* Set by the owner: where PAIRCHECK_ACK results go (req identifies them). */
+/* Forgets pair-check req (its owner gave up on it): no callback. */
+void qkm_acq_paircheck_cancel(struct qkm_acq *a, uint32_t req);
+/* Set by the owner: where pair-check results go. */
 void qkm_acq_set_paircheck_cb(struct qkm_acq *a,
 			      void (*fn)(uint32_t req, const struct qkm_paircheck_result *r,
-					 void *arg),
+					 int err, void *arg),
 			      void *arg);
 
 #endif

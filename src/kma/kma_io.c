@@ -145,19 +145,34 @@ static void pc_finish(struct qkm_kma *k, struct kma_pc *pc, const struct qkm_pai
 	free(pc);
 }
 
-static void pc_on_result(uint32_t req, const struct qkm_paircheck_result *r, void *arg)
+static struct kma_pc *pc_find(const struct kma_link *kl, uint32_t req)
+{
+	struct kma_pc *pc = kl->k->pcs;
+	while (pc && (pc->req != req || pc->kl != kl))
+		pc = pc->next;
+	return pc;
+}
+
+static void pc_on_result(uint32_t req, const struct qkm_paircheck_result *r, int err, void *arg)
 {
 	struct kma_link *kl = arg;
-	for (struct kma_pc *pc = kl->k->pcs; pc; pc = pc->next)
-		if (pc->req == req && pc->kl == kl) {
-			pc_finish(kl->k, pc, r, 0);
-			return;
-		}
+	struct kma_pc *pc = pc_find(kl, req);
+	if (pc)
+		pc_finish(kl->k, pc, r, err);
+}
+
+/* The timeout counts from the peer's last answer: a large pool is checked
+ * in many parts, each answered (acq.c). */
+static void pc_arm(struct kma_pc *pc)
+{
+	struct timeval tv = {KMA_PAIRCHECK_SECS, 0};
+	evtimer_add(pc->timeout, &tv);
 }
 
 static void pc_on_timeout(evutil_socket_t fd, short what, void *arg)
 {
 	struct kma_pc *pc = arg;
+	qkm_acq_paircheck_cancel(pc->kl->acq, pc->req);
 	pc_finish(pc->kl->k, pc, NULL, QKM_EAGAIN);
 }
 
@@ -196,8 +211,7 @@ void qkm_kma_paircheck(struct qkm_kma *k, const char *peer, qkm_kma_paircheck_fn
 		done(NULL, rc ? rc : QKM_ENOMEM, arg);
 		return;
 	}
-	struct timeval tv = {KMA_PAIRCHECK_SECS, 0};
-	evtimer_add(pc->timeout, &tv);
+	pc_arm(pc);
 	pc->next = k->pcs;
 	k->pcs = pc;
 }
@@ -514,8 +528,12 @@ static void kx_on_frame(struct qkm_link *l, const struct qkm_frame *f, void *arg
 		rc = qkm_relay_on_hop(kl->k->relay, kl->cfg.peer, f, qkm_now_ns());
 	else if (f->type > QKM_MSG_RELAY && f->type < 60)
 		rc = qkm_relay_on_frame(kl->k->relay, kl->cfg.peer, f, qkm_now_ns());
-	else
+	else {
+		struct kma_pc *pc;
+		if (f->type == QKM_MSG_PAIRCHECK_ACK && (pc = pc_find(kl, f->req)))
+			pc_arm(pc);
 		rc = qkm_acq_on_frame(kl->acq, f, qkm_now_ns());
+	}
 	if (rc == QKM_EPEER) {
 		log_warnx("Kx %s: protocol violation (message type %u); dropping the link",
 			  kl->cfg.peer, f->type);

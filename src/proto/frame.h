@@ -122,6 +122,8 @@ enum qkm_tag {
 	QKM_T_KIND = 55,       /* str: key kind of a life-cycle record */
 	QKM_T_KEYID = 56,      /* str: key ID of a life-cycle record */
 	QKM_T_DETAIL = 57,     /* str: detail of a life-cycle record */
+	QKM_T_AFTER = 58,      /* nested: BATCH, FIRST: a pair-check part covers blocks after it */
+	QKM_T_UPTO = 59,       /* nested: BATCH, FIRST: ... and up to it (absent: to the end) */
 };
 
 /* A parsed frame: points into the caller's bytes, valid while they are. */

@@ -221,6 +221,13 @@ static const char store_migrate_v8[] =
 	X(BLOCKS,                                                               \
 	  "SELECT " BLOCK_COLS " FROM blocks WHERE peer = ?1 "                  \
 	  "AND (?2 = 0 OR ((1 << state) & ?2) != 0) ORDER BY created_ns, id")   \
+	/* +peer: the walk follows the (batch_id, first_index) index, whose     \
+	 * order it returns, rather than sorting the pool's blocks. */          \
+	X(BLOCKS_RANGE,                                                         \
+	  "SELECT " BLOCK_COLS " FROM blocks WHERE +peer = ?1 "                 \
+	  "AND (batch_id, first_index) > (?2, ?3) "                             \
+	  "AND (batch_id, first_index) <= (?4, ?5) "                            \
+	  "ORDER BY batch_id, first_index")                                     \
 	X(POOL_STATS,                                                           \
 	  "SELECT "                                                             \
 	  "coalesce(sum(CASE WHEN state = 2 THEN "                              \
@@ -1175,19 +1182,13 @@ static int block_load_data(struct qkm_store *st, struct qkm_block *b, int64_t da
 	return err;
 }
 
-int qkm_store_blocks(struct qkm_store *st, const char *peer, unsigned state_mask,
-		     bool with_data, qkm_store_block_fn fn, void *arg)
+/* Steps s (bound by the caller), calling fn for each block row. */
+static int blocks_walk(struct qkm_store *st, sqlite3_stmt *s, bool with_data, qkm_store_block_fn fn,
+		       void *arg)
 {
-	sqlite3_stmt *s = st->st[ST_BLOCKS];
 	struct qkm_block b;
 	int err = 0, rc;
-
-	/* The cached statement cannot serve a walk nested in its own callback. */
-	if (sqlite3_stmt_busy(s))
-		return QKM_ESTATE;
 	memset(&b, 0, sizeof(b));
-	bind_str(s, 1, peer, QKM_NAME_MAX);
-	sqlite3_bind_int64(s, 2, state_mask);
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
 		memset(&b, 0, sizeof(b));
 		b.rowid = sqlite3_column_int64(s, 0);
@@ -1225,6 +1226,37 @@ out:
 	qkm_secret_free(b.data);
 	stmt_done(s);
 	return err;
+}
+
+int qkm_store_blocks(struct qkm_store *st, const char *peer, unsigned state_mask,
+		     bool with_data, qkm_store_block_fn fn, void *arg)
+{
+	sqlite3_stmt *s = st->st[ST_BLOCKS];
+	/* The cached statement cannot serve a walk nested in its own callback. */
+	if (sqlite3_stmt_busy(s))
+		return QKM_ESTATE;
+	bind_str(s, 1, peer, QKM_NAME_MAX);
+	sqlite3_bind_int64(s, 2, state_mask);
+	return blocks_walk(st, s, with_data, fn, arg);
+}
+
+int qkm_store_blocks_range(struct qkm_store *st, const char *peer, const struct qkm_block_pos *after,
+			   const struct qkm_block_pos *upto, bool with_data, qkm_store_block_fn fn,
+			   void *arg)
+{
+	static const struct qkm_id lowest, highest = {
+		.b = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+		      0xff, 0xff, 0xff}};
+	sqlite3_stmt *s = st->st[ST_BLOCKS_RANGE];
+	if (sqlite3_stmt_busy(s))
+		return QKM_ESTATE;
+	bind_str(s, 1, peer, QKM_NAME_MAX);
+	/* No bound: below every block (first indexes are >= 0), or above. */
+	sqlite3_bind_blob(s, 2, after ? after->batch.b : lowest.b, QKM_ID_LEN, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 3, after ? (int64_t)after->first : -1);
+	sqlite3_bind_blob(s, 4, upto ? upto->batch.b : highest.b, QKM_ID_LEN, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 5, upto ? (int64_t)upto->first : INT64_MAX);
+	return blocks_walk(st, s, with_data, fn, arg);
 }
 
 int qkm_store_pool_stats(struct qkm_store *st, const char *peer, struct qkm_pool_stats *out)

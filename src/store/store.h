@@ -151,6 +151,20 @@ typedef int (*qkm_store_block_fn)(struct qkm_block *b, void *arg);
 int qkm_store_blocks(struct qkm_store *st, const char *peer, unsigned state_mask,
 		     bool with_data, qkm_store_block_fn fn, void *arg) QKM_MUST_CHECK;
 
+/* A block's place in the order of (batch, first index), the same at both
+ * ends of a pool. */
+struct qkm_block_pos {
+	struct qkm_id batch;
+	uint32_t first;
+};
+
+/* As qkm_store_blocks, for the blocks of peer's pool (every state) after
+ * *after and up to *upto inclusive (NULL: unbounded), in (batch, first
+ * index) order. */
+int qkm_store_blocks_range(struct qkm_store *st, const char *peer, const struct qkm_block_pos *after,
+			   const struct qkm_block_pos *upto, bool with_data, qkm_store_block_fn fn,
+			   void *arg) QKM_MUST_CHECK;
+
 /* Stock of peer's pool. */
 int qkm_store_pool_stats(struct qkm_store *st, const char *peer,
 			 struct qkm_pool_stats *out /* OUT */) QKM_MUST_CHECK;

@@ -109,6 +109,7 @@ struct side {
 struct pc_seen {
 	int calls;
 	uint32_t req;
+	int err;
 	struct qkm_paircheck_result r;
 };
 
@@ -128,12 +129,16 @@ static int send_cb(const uint8_t *frame, size_t len, void *arg)
 	return 0;
 }
 
-static void pc_cb(uint32_t req, const struct qkm_paircheck_result *r, void *arg)
+static void pc_cb(uint32_t req, const struct qkm_paircheck_result *r, int err, void *arg)
 {
 	struct pc_seen *pc = arg;
 	pc->calls++;
 	pc->req = req;
-	pc->r = *r;
+	pc->err = err;
+	if (r)
+		pc->r = *r;
+	else
+		memset(&pc->r, 0, sizeof(pc->r));
 }
 
 static void side_cfg(struct side *s, uint32_t unit)
@@ -1243,6 +1248,84 @@ static void test_paircheck(void **state)
 	assert_int_equal(w->pc.r.only_sender, 0);
 }
 
+static int id_cmp(const void *x, const void *y)
+{
+	return memcmp(x, y, QKM_ID_LEN);
+}
+
+static size_t queued(const struct side *s, uint16_t type)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < s->out.n; i++)
+		n += msg_type(&s->out.m[i]) == type;
+	return n;
+}
+
+/* A pair-check in parts (one block each here): each part covers its range
+ * of positions at the receiver, so blocks on one side only are counted once,
+ * whether they fall in the first part, a middle one or after the last; two
+ * parts are in flight at a time; a link lost midway reports an error. */
+static void test_paircheck_parts(void **state)
+{
+	struct world *w = *state;
+	w->a.cfg.pc_part_bytes = 1;
+	qkm_acq_free(w->a.acq);
+	side_acq_new(w, &w->a);
+	link_up(w);
+	for (int r = 0; r < 5; r++) {
+		feed_both(w, "p", (uint32_t)(2 * r), (uint32_t)(2 * r + 2), 512);
+		settle(w, 5);
+	}
+	int nblk = assert_pools_equal(w);
+	assert_int_equal(nblk, 10);
+
+	assert_int_equal(qkm_acq_paircheck(w->a.acq, 11, w->now), 0);
+	assert_int_equal(queued(&w->a, QKM_MSG_PAIRCHECK), 2);
+	assert_int_equal(pump(w), 0);
+	assert_int_equal(w->pc.calls, 1);
+	assert_int_equal(w->pc.err, 0);
+	assert_int_equal(w->pc.r.matches, nblk);
+	assert_int_equal(w->pc.r.mismatches + w->pc.r.only_sender + w->pc.r.only_receiver, 0);
+
+	/* Positions sort by batch ID: delete, at one side or the other, the
+	 * batches that sort first, third and last. */
+	struct blocks lb;
+	load(&w->a, 0, &lb);
+	struct qkm_id ids[5];
+	size_t n = 0;
+	for (int i = 0; i < lb.n; i++) {
+		size_t k = 0;
+		while (k < n && memcmp(ids[k].b, lb.b[i].batch_id.b, QKM_ID_LEN) != 0)
+			k++;
+		if (k == n)
+			ids[n++] = lb.b[i].batch_id;
+	}
+	blocks_free(&lb);
+	assert_int_equal(n, 5);
+	qsort(ids, n, sizeof(ids[0]), id_cmp);
+	assert_int_equal(qkm_store_batch_delete(w->b.st, &ids[0]), 0);
+	assert_int_equal(qkm_store_batch_delete(w->a.st, &ids[2]), 0);
+	assert_int_equal(qkm_store_batch_delete(w->a.st, &ids[4]), 0);
+	w->now += 3000 * MS;
+	assert_int_equal(qkm_acq_paircheck(w->a.acq, 12, w->now), 0);
+	assert_int_equal(pump(w), 0);
+	assert_int_equal(w->pc.calls, 2);
+	assert_int_equal(w->pc.req, 12);
+	assert_int_equal(w->pc.err, 0);
+	assert_int_equal(w->pc.r.matches, 4);
+	assert_int_equal(w->pc.r.only_sender, 2);
+	assert_int_equal(w->pc.r.only_receiver, 4);
+	assert_int_equal(w->pc.r.mismatches, 0);
+
+	/* The link goes down with parts unanswered: an error, once. */
+	assert_int_equal(qkm_acq_paircheck(w->a.acq, 13, w->now), 0);
+	assert_true(pump_one(w, &w->a, &w->b));
+	qkm_acq_on_peer_down(w->a.acq);
+	assert_int_equal(w->pc.calls, 3);
+	assert_int_equal(w->pc.req, 13);
+	assert_int_equal(w->pc.err, QKM_ESTATE);
+}
+
 /* Pool sync: key material one end consumed in frames that never reached
  * the other (a relay hop lost with a link, a node that crashed after its
  * commit) is burned at the other end too; a block too young to be settled
@@ -1533,6 +1616,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_duplicated_commit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_duplicated_prepare, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_paircheck, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_paircheck_parts, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pool_sync, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_keyfile_checks, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tracked_ids_not_stored_twice, setup_tracked,

@@ -148,6 +148,55 @@ static int walk(struct qkm_store *st, const char *peer, unsigned mask, bool data
 	return qkm_store_blocks(st, peer, mask, data, collect, s);
 }
 
+/* Pair-check's walk: a pool's blocks by position (batch ID bytes, then
+ * first index), whatever their creation order or state, between exclusive
+ * and inclusive bounds; other pools' blocks are never listed. */
+static void test_blocks_range(void **state)
+{
+	struct fx *f = *state;
+	struct qkm_block b[5];
+	struct seen s;
+	/* Positions: (3, 0) (3, 4) (5, 0) (9, 0); created in another order. */
+	mkblock(&b[0], "node-b", QKM_KT_ENC, QKM_BLOCK_READY, 9, 0, 4, 32, 100, NULL);
+	mkblock(&b[1], "node-b", QKM_KT_DEC, QKM_BLOCK_PENDING, 3, 4, 4, 32, 200, NULL);
+	mkblock(&b[2], "node-b", QKM_KT_ENC, QKM_BLOCK_READY, 5, 0, 4, 32, 300, NULL);
+	mkblock(&b[3], "node-b", QKM_KT_ENC, QKM_BLOCK_READY, 3, 0, 4, 32, 400, NULL);
+	mkblock(&b[4], "node-c", QKM_KT_ENC, QKM_BLOCK_READY, 4, 0, 4, 32, 500, NULL);
+	for (int i = 0; i < 5; i++)
+		put(f->st, &b[i]);
+	const int order[] = {3, 1, 2, 0};
+
+	memset(&s, 0, sizeof(s));
+	assert_int_equal(qkm_store_blocks_range(f->st, "node-b", NULL, NULL, true, collect, &s), 0);
+	assert_int_equal(s.n, 4);
+	for (int i = 0; i < 4; i++) {
+		assert_int_equal(s.b[i].rowid, b[order[i]].rowid);
+		assert_memory_equal(s.b[i].data->p, b[order[i]].data->p, 128);
+	}
+	seen_free(&s);
+
+	/* After (3, 0), up to (5, 0): (3, 4) and (5, 0). */
+	struct qkm_block_pos after = {batch(3), 0}, upto = {batch(5), 0};
+	assert_int_equal(
+	    qkm_store_blocks_range(f->st, "node-b", &after, &upto, false, collect, &s), 0);
+	assert_int_equal(s.n, 2);
+	assert_int_equal(s.b[0].rowid, b[1].rowid);
+	assert_int_equal(s.b[1].rowid, b[2].rowid);
+	assert_null(s.b[0].data);
+	seen_free(&s);
+
+	/* After the last: nothing; a stop from the callback is returned. */
+	after = (struct qkm_block_pos){batch(9), 0};
+	assert_int_equal(qkm_store_blocks_range(f->st, "node-b", &after, NULL, true, collect, &s), 0);
+	assert_int_equal(s.n, 0);
+	s.stop_after = 1;
+	assert_int_equal(qkm_store_blocks_range(f->st, "node-b", NULL, &upto, true, collect, &s), 7);
+	assert_int_equal(s.n, 1);
+	seen_free(&s);
+	for (int i = 0; i < 5; i++)
+		qkm_secret_free(b[i].data);
+}
+
 /* R-LC-1 storage: blocks round-trip with metadata and data, are listed per
  * pool in creation order, filtered by state, change state per batch, and go
  * on batch delete. */
@@ -1797,6 +1846,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_put_list_state_delete, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_blocks_range, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pool_stats, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_set_used, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_records, setup, teardown),
