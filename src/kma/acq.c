@@ -1266,13 +1266,21 @@ static int pc_send_part(struct qkm_acq *a, struct pc_job *j, uint64_t now_ns)
 	return rc;
 }
 
-static void pc_job_end(struct qkm_acq *a, struct pc_job *j, int err)
+/* Takes pair-check req out of the list: the job, or NULL. */
+static struct pc_job *pc_take(struct qkm_acq *a, uint32_t req)
 {
 	for (struct pc_job **pp = &a->pcs; *pp; pp = &(*pp)->next)
-		if (*pp == j) {
+		if ((*pp)->req == req) {
+			struct pc_job *j = *pp;
 			*pp = j->next;
-			break;
+			return j;
 		}
+	return NULL;
+}
+
+static void pc_job_end(struct qkm_acq *a, struct pc_job *j, int err)
+{
+	(void)pc_take(a, j->req);
 	if (a->pc_fn)
 		a->pc_fn(j->req, err ? NULL : &j->r, err, a->pc_arg);
 	free(j);
@@ -1304,16 +1312,7 @@ int qkm_acq_paircheck(struct qkm_acq *a, uint32_t req, uint64_t now_ns)
 	return 0;
 }
 
-void qkm_acq_paircheck_cancel(struct qkm_acq *a, uint32_t req)
-{
-	for (struct pc_job **pp = &a->pcs; *pp; pp = &(*pp)->next)
-		if ((*pp)->req == req) {
-			struct pc_job *j = *pp;
-			*pp = j->next;
-			free(j);
-			return;
-		}
-}
+void qkm_acq_paircheck_cancel(struct qkm_acq *a, uint32_t req) { free(pc_take(a, req)); }
 
 static void pc_note(struct qkm_paircheck_result *r, const char *what, const struct pc_entry *e)
 {
@@ -1837,10 +1836,7 @@ void qkm_acq_free(struct qkm_acq *a)
 	while (a->head)
 		buf_remove(a, a->head); /* NOLINT(clang-analyzer-unix.Malloc) */
 	free(a->commits); /* still PENDING: reconciliation settles them */
-	while (a->pcs) {
-		struct pc_job *j = a->pcs;
-		a->pcs = j->next;
-		free(j);
-	}
+	while (a->pcs)
+		qkm_acq_paircheck_cancel(a, a->pcs->req);
 	free(a);
 }
