@@ -1146,10 +1146,17 @@ struct pc_job {
 	uint32_t req;
 	bool started, all_sent;
 	struct qkm_block_pos last; /* last block of the parts sent */
+	uint32_t answered;         /* parts answered (the next answer's SEQ) */
 	uint32_t unanswered;       /* parts sent, not answered yet */
 	int failed;                /* a part could not be sent: the error */
 	struct qkm_paircheck_result r;
 };
+
+static int digest(const uint8_t *p, size_t n, uint8_t out[static 32])
+{
+	unsigned int dl = 32;
+	return EVP_Digest(p, n, out, &dl, EVP_sha256(), NULL) == 1 ? 0 : QKM_ECRYPTO;
+}
 
 static int pc_collect(struct qkm_block *b, void *arg)
 {
@@ -1166,10 +1173,10 @@ static int pc_collect(struct qkm_block *b, void *arg)
 	e->used = b->used;
 	e->state = (uint8_t)b->state;
 	e->young = l->now_ns - b->created_ns < ACQ_YOUNG_NS || b->created_ns > l->now_ns;
-	unsigned int dl = 32;
+	if (!b->data)
+		return 0; /* listed without data: the receiver digests on demand */
 	size_t off = b->used;
-	if (!b->data || off > b->data->len ||
-	    EVP_Digest(b->data->p + off, b->data->len - off, e->digest, &dl, EVP_sha256(), NULL) != 1)
+	if (off > b->data->len || digest(b->data->p + off, b->data->len - off, e->digest))
 		return QKM_ECRYPTO;
 	l->bytes += b->data->len - off;
 	if (l->max_bytes && (l->bytes >= l->max_bytes || l->n >= PC_PART_BLOCKS)) {
@@ -1231,7 +1238,8 @@ static int pc_send_part(struct qkm_acq *a, struct pc_job *j, uint64_t now_ns)
 		l.full = false; /* the walk reached the end: the last part */
 	qkm_buf_init(&b, QKM_FRAME_MAX, false);
 	if (!rc && !(rc = qkm_frame_begin(&b, QKM_MSG_PAIRCHECK, j->req, &start)) &&
-	    !(rc = qkm_put_str(&b, QKM_T_LINK, a->cfg.link)) && j->started)
+	    !(rc = qkm_put_str(&b, QKM_T_LINK, a->cfg.link)) &&
+	    !(rc = qkm_put_u64(&b, QKM_T_SEQ, (uint64_t)j->answered + j->unanswered)) && j->started)
 		rc = put_pos(&b, QKM_T_AFTER, &j->last);
 	if (!rc && l.full)
 		rc = put_pos(&b, QKM_T_UPTO, &l.e[l.n - 1].pos);
@@ -1325,20 +1333,39 @@ static void pc_note(struct qkm_paircheck_result *r, const char *what, const stru
 		 e->pos.first, e->count);
 }
 
+/* Whether our block y holds the same unused bytes as the sender's x (same
+ * position, count and use): reads and digests y's now. */
+static int pc_same_bytes(struct qkm_acq *a, const struct pc_entry *x, struct pc_entry *y,
+			 bool *same)
+{
+	struct qkm_secret *d;
+	int rc = qkm_store_block_unused(a->st, a->cfg.peer, &y->pos, &d);
+	if (!rc)
+		rc = digest(d->p, d->len, y->digest);
+	qkm_secret_free(d);
+	*same = !rc && qkm_ct_equal(x->digest, y->digest, 32);
+	return rc;
+}
+
 /* Compares one part of the sender's list (in f) with our blocks in the
- * range it covers; both sorted by position. */
+ * range it covers; both sorted by position. Our blocks are listed without
+ * their data and only those the sender also lists are read: this side reads
+ * no more than the sender's part, whatever it holds in the range. */
 static int on_paircheck(struct qkm_acq *a, const struct qkm_frame *f, uint64_t now_ns)
 {
 	struct pc_list mine = {.now_ns = now_ns}, theirs = {0};
 	struct qkm_paircheck_result r;
 	struct qkm_block_pos after, upto;
 	bool have_after, have_upto;
+	uint64_t seq;
 	size_t off = 0;
 	uint16_t tag;
 	const uint8_t *v;
 	uint32_t vl;
 	int rc, more;
 	memset(&r, 0, sizeof(r));
+	if (qkm_tlv_u64(f->body, f->body_len, QKM_T_SEQ, &seq))
+		return QKM_EPEER;
 	if ((rc = get_pos(f, QKM_T_AFTER, &after, &have_after)) ||
 	    (rc = get_pos(f, QKM_T_UPTO, &upto, &have_upto)))
 		return rc;
@@ -1372,7 +1399,7 @@ static int on_paircheck(struct qkm_acq *a, const struct qkm_frame *f, uint64_t n
 	if (theirs.n)
 		qsort(theirs.e, theirs.n, sizeof(*theirs.e), pc_cmp);
 	if ((rc = qkm_store_blocks_range(a->st, a->cfg.peer, have_after ? &after : NULL,
-					 have_upto ? &upto : NULL, true, pc_collect, &mine)))
+					 have_upto ? &upto : NULL, false, pc_collect, &mine)))
 		goto out;
 	size_t i = 0, j = 0;
 	while (i < theirs.n || j < mine.n) {
@@ -1394,8 +1421,11 @@ static int on_paircheck(struct qkm_acq *a, const struct qkm_frame *f, uint64_t n
 			j++;
 		} else {
 			struct pc_entry *x = &theirs.e[i], *y = &mine.e[j];
-			if (x->count != y->count ||
-			    (x->used == y->used && !qkm_ct_equal(x->digest, y->digest, 32))) {
+			bool same = true;
+			if (x->count == y->count && x->used == y->used &&
+			    (rc = pc_same_bytes(a, x, y, &same)))
+				goto out;
+			if (x->count != y->count || !same) {
 				r.mismatches++;
 				pc_note(&r, "different", x);
 			} else if (x->state != y->state || x->used != y->used) {
@@ -1417,6 +1447,7 @@ static int on_paircheck(struct qkm_acq *a, const struct qkm_frame *f, uint64_t n
 	qkm_buf_init(&b, 8192, false);
 	if (!(rc = qkm_frame_begin(&b, QKM_MSG_PAIRCHECK_ACK, f->req, &start)) &&
 	    !(rc = qkm_put_str(&b, QKM_T_LINK, a->cfg.link)) &&
+	    !(rc = qkm_put_u64(&b, QKM_T_SEQ, seq)) &&
 	    !(rc = qkm_put_u32(&b, QKM_T_MATCHES, r.matches)) &&
 	    !(rc = qkm_put_u32(&b, QKM_T_MISMATCHES, r.mismatches)) &&
 	    !(rc = qkm_put_u32(&b, QKM_T_INFLIGHT, r.in_flight)) &&
@@ -1431,15 +1462,19 @@ out:
 	return rc;
 }
 
+static void add_sat(uint32_t *sum, uint32_t n) { *sum = n > UINT32_MAX - *sum ? UINT32_MAX : *sum + n; }
+
 /* Adds a part's counts to the job's; sends the next part, or reports. */
 static int on_paircheck_ack(struct qkm_acq *a, const struct qkm_frame *f, uint64_t now_ns)
 {
 	struct qkm_paircheck_result p;
 	struct pc_job *j = a->pcs;
+	uint64_t seq;
 	while (j && j->req != f->req)
 		j = j->next;
 	memset(&p, 0, sizeof(p));
-	if (qkm_tlv_u32(f->body, f->body_len, QKM_T_MATCHES, &p.matches) ||
+	if (qkm_tlv_u64(f->body, f->body_len, QKM_T_SEQ, &seq) ||
+	    qkm_tlv_u32(f->body, f->body_len, QKM_T_MATCHES, &p.matches) ||
 	    qkm_tlv_u32(f->body, f->body_len, QKM_T_MISMATCHES, &p.mismatches) ||
 	    qkm_tlv_u32(f->body, f->body_len, QKM_T_INFLIGHT, &p.in_flight) ||
 	    qkm_tlv_u32(f->body, f->body_len, QKM_T_ONLY_SENDER, &p.only_sender) ||
@@ -1447,14 +1482,18 @@ static int on_paircheck_ack(struct qkm_acq *a, const struct qkm_frame *f, uint64
 		return QKM_EPEER;
 	if (qkm_tlv_str(f->body, f->body_len, QKM_T_MESSAGE, p.detail, sizeof(p.detail), false))
 		p.detail[0] = 0;
-	if (!j || !j->unanswered)
+	if (!j)
 		return 0; /* not ours (any more) */
+	/* Parts are answered in order, each once. */
+	if (!j->unanswered || seq != j->answered)
+		return QKM_EPEER;
 	j->unanswered--;
-	j->r.matches += p.matches;
-	j->r.mismatches += p.mismatches;
-	j->r.in_flight += p.in_flight;
-	j->r.only_sender += p.only_sender;
-	j->r.only_receiver += p.only_receiver;
+	j->answered++;
+	add_sat(&j->r.matches, p.matches);
+	add_sat(&j->r.mismatches, p.mismatches);
+	add_sat(&j->r.in_flight, p.in_flight);
+	add_sat(&j->r.only_sender, p.only_sender);
+	add_sat(&j->r.only_receiver, p.only_receiver);
 	size_t n = strlen(j->r.detail);
 	if (p.detail[0] && n + 2 + strlen(p.detail) < sizeof(j->r.detail))
 		snprintf(j->r.detail + n, sizeof(j->r.detail) - n, "%s%s", n ? "; " : "", p.detail);

@@ -114,7 +114,7 @@ enum qkm_tag {
 	QKM_T_METHOD = 47,     /* u8: relay encryption method (enum qkm_relay_method) */
 	QKM_T_CT = 48,         /* bytes: ciphertext */
 	QKM_T_TAG = 49,        /* 16 bytes: authentication tag (last TLV) */
-	QKM_T_SEQ = 50,        /* u64: relay sequence number, per origin and destination */
+	QKM_T_SEQ = 50,        /* u64: relay sequence number, per origin and destination; pair-check part */
 	QKM_T_DATA = 51,       /* nested like RANGE: key data sent by reference (first hop) */
 	QKM_T_PATH = 52,       /* str: one node of the route (repeated, in order) */
 	QKM_T_JSON = 53,       /* bytes: a JSON document (control plane only) */

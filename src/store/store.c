@@ -1569,6 +1569,38 @@ out:
 	return err;
 }
 
+int qkm_store_block_unused(struct qkm_store *st, const char *peer, const struct qkm_block_pos *pos,
+			   struct qkm_secret **out)
+{
+	sqlite3_stmt *s = st->st[ST_BLOCK_FIND];
+	char bpeer[QKM_NAME_MAX];
+	int err = 0;
+	*out = NULL;
+	sqlite3_bind_blob(s, 1, pos->batch.b, QKM_ID_LEN, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, pos->first);
+	int rc = sqlite3_step(s);
+	col_text(s, 6, bpeer, sizeof(bpeer));
+	if (rc != SQLITE_ROW || strcmp(bpeer, peer) != 0) {
+		err = rc == SQLITE_ROW || rc == SQLITE_DONE ? QKM_ENOTFOUND : store_fail(st, "find block");
+		goto out;
+	}
+	int64_t rowid = sqlite3_column_int64(s, 0);
+	uint64_t size = (uint64_t)sqlite3_column_int64(s, 1) * (uint64_t)sqlite3_column_int64(s, 2);
+	uint64_t used = (uint64_t)sqlite3_column_int64(s, 3);
+	int64_t data_off = sqlite3_column_int64(s, 7);
+	stmt_done(s);
+	if (!(*out = qkm_secret_new(size - used)))
+		return QKM_ENOMEM;
+	if ((err = block_read(st, rowid, data_off, (uint32_t)used, (uint32_t)(size - used), (*out)->p))) {
+		qkm_secret_free(*out);
+		*out = NULL;
+	}
+	return err;
+out:
+	stmt_done(s);
+	return err;
+}
+
 int qkm_store_block_read(struct qkm_store *st, const char *peer, const struct qkm_id *batch,
 			 uint32_t first_index, enum qkm_key_type kt, uint32_t off, uint32_t len,
 			 uint8_t *out, int64_t *rowid)

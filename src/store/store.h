@@ -165,6 +165,11 @@ int qkm_store_blocks_range(struct qkm_store *st, const char *peer, const struct 
 			   const struct qkm_block_pos *upto, bool with_data, qkm_store_block_fn fn,
 			   void *arg) QKM_MUST_CHECK;
 
+/* The unused bytes of block pos of peer's pool, whatever its state, in a
+ * new secret (*out; the caller frees it). QKM_ENOTFOUND if there is none. */
+int qkm_store_block_unused(struct qkm_store *st, const char *peer, const struct qkm_block_pos *pos,
+			   struct qkm_secret **out /* OUT */) QKM_MUST_CHECK;
+
 /* Stock of peer's pool. */
 int qkm_store_pool_stats(struct qkm_store *st, const char *peer,
 			 struct qkm_pool_stats *out /* OUT */) QKM_MUST_CHECK;

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sqlite3.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -1317,11 +1318,45 @@ static void test_paircheck_parts(void **state)
 	assert_int_equal(w->pc.r.only_receiver, 4);
 	assert_int_equal(w->pc.r.mismatches, 0);
 
+	/* Bytes that differ behind the store's back (a small block's row in
+	 * B's SQLite file, zeroed): that block is different, nothing else. */
+	sqlite3 *db;
+	sqlite3_stmt *st;
+	assert_int_equal(sqlite3_open(w->b.path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db,
+					    "UPDATE small_data SET data = zeroblob(length(data)) "
+					    "WHERE id = (SELECT min(id) FROM blocks WHERE batch_id = ?1)",
+					    -1, &st, NULL),
+			 SQLITE_OK);
+	sqlite3_bind_blob(st, 1, ids[1].b, QKM_ID_LEN, SQLITE_STATIC);
+	assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+	assert_int_equal(sqlite3_changes(db), 1);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	assert_int_equal(qkm_acq_paircheck(w->a.acq, 14, w->now), 0);
+	assert_int_equal(pump(w), 0);
+	assert_int_equal(w->pc.req, 14);
+	assert_int_equal(w->pc.r.matches, 3);
+	assert_int_equal(w->pc.r.mismatches, 1);
+	assert_true(strstr(w->pc.r.detail, "different") != NULL);
+
+	/* An answer twice (a peer gone wrong) breaks the protocol (a node
+	 * drops the link), and is not counted: here the link stays, and the
+	 * sum comes out as before. */
+	w->fault = (struct fault){F_DUP, QKM_MSG_PAIRCHECK_ACK, 1, 0};
+	assert_int_equal(qkm_acq_paircheck(w->a.acq, 15, w->now), 0);
+	assert_int_equal(pump(w), QKM_EPEER);
+	assert_int_equal(w->pc.calls, 4);
+	assert_int_equal(w->pc.req, 15);
+	assert_int_equal(w->pc.r.matches, 3);
+	assert_int_equal(w->pc.r.mismatches, 1);
+	w->fault = (struct fault){0};
+
 	/* The link goes down with parts unanswered: an error, once. */
 	assert_int_equal(qkm_acq_paircheck(w->a.acq, 13, w->now), 0);
 	assert_true(pump_one(w, &w->a, &w->b));
 	qkm_acq_on_peer_down(w->a.acq);
-	assert_int_equal(w->pc.calls, 3);
+	assert_int_equal(w->pc.calls, 5);
 	assert_int_equal(w->pc.req, 13);
 	assert_int_equal(w->pc.err, QKM_ESTATE);
 }
