@@ -778,14 +778,12 @@ static void ask_missing(struct qkm_acq *a, const struct round *r)
 
 /* Settles waiting rounds in order; a round waiting for files holds the ones
  * behind it (they reference later files). */
-static int follower_run(struct qkm_acq *a, uint64_t now_ns)
+static void follower_run(struct qkm_acq *a, uint64_t now_ns)
 {
 	a->waiting = false;
 	while (a->rounds) {
 		struct round *r = a->rounds;
 		int s = follower_try_round(a, r, now_ns, now_ns >= r->deadline_ns);
-		if (s < 0)
-			return QKM_EPEER;
 		if (s == 0)
 			break;
 		rounds_take(a, &r->batch);
@@ -797,7 +795,6 @@ static int follower_run(struct qkm_acq *a, uint64_t now_ns)
 			round_free(r);
 		}
 	}
-	return 0;
 }
 
 static bool commit_queued(const struct qkm_acq *a, const struct qkm_id *batch)
@@ -857,7 +854,10 @@ void qkm_acq_flush(struct qkm_acq *a)
 			qkm_id_hex(&a->commits[i], hex);
 			rc = qkm_store_batch_info(a->st, &a->commits[i], &st, &bytes);
 			if (!rc && st != QKM_BLOCK_PENDING)
-				continue; /* settled meanwhile (cannot happen: queued ones stay) */
+				continue; /* settled meanwhile: a RECONCILE_ACK handled
+					   * after this COMMIT was queued made it READY
+					   * (or, from a leader contradicting itself,
+					   * deleted it) */
 			if (!rc)
 				rc = qkm_store_batch_set_state(a->st, &a->commits[i], QKM_BLOCK_READY);
 			if (!rc)
@@ -1738,7 +1738,8 @@ int qkm_acq_on_frame(struct qkm_acq *a, const struct qkm_frame *f, uint64_t now_
 		rounds_push(a, r);
 		if (a->src.missing)
 			ask_missing(a, r);
-		return follower_run(a, now_ns);
+		follower_run(a, now_ns);
+		return 0;
 	}
 	case QKM_MSG_ACQ_PREPARED:
 		if (!a->leader || qkm_tlv_id(f->body, f->body_len, QKM_T_BATCH, &batch))
@@ -1794,8 +1795,7 @@ void qkm_acq_tick(struct qkm_acq *a, uint64_t now_ns)
 {
 	if (!a->leader) {
 		qkm_acq_flush(a);
-		if (follower_run(a, now_ns))
-			log_warnx("link %s: protocol error in waiting round", a->cfg.link);
+		follower_run(a, now_ns);
 		if (a->peer_up && a->reconciled && now_ns >= a->stale_check_ns + ACQ_STALE_NS) {
 			a->stale_check_ns = now_ns;
 			if (follower_send_reconcile(a, now_ns - ACQ_STALE_NS))
