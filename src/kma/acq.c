@@ -1047,6 +1047,10 @@ static int leader_on_reconcile(struct qkm_acq *a, const struct qkm_frame *f)
 			rc = qkm_put_close(&b, e);
 		n++;
 	}
+	/* More rounds than an answer can name: no follower holds that many
+	 * PENDING rounds (a window's worth); the peer is broken. */
+	if (rc == QKM_ETOOBIG)
+		rc = QKM_EPEER;
 	if (!rc)
 		rc = qkm_frame_end(&b, start);
 	if (!rc)
