@@ -33,6 +33,12 @@
 #define KMA_CKPT_NS 5000000000ull
 /* Pool sync (acq.h) when a pool becomes usable and this often after. */
 #define KMA_SYNC_NS 30000000000ull
+/* Links to other nodes hand over at most this much a read (relay frames):
+ * a relay node passes relays on while more arrive, rather than after all
+ * (net/link.h). The link from the modules reads all it holds: one commit
+ * per read suits acquisition best. */
+#define KMA_NODE_READ_TURN (2u << 20)
+
 /* A spool scan reads at most this much before the loop does other work. */
 #define KMA_SPOOL_SCAN_BYTES (16u << 20)
 
@@ -592,6 +598,8 @@ static void kx_dial(struct kma_link *kl)
 	struct qkm_kma *k = kl->k;
 	kl->kx = qkm_link_connect(k->base, k->cctx, k->cfg->id, kl->cfg.addr, "node", kl->cfg.peer,
 				  &kx_cbs, kl);
+	if (kl->kx)
+		qkm_link_set_read_turn(kl->kx, KMA_NODE_READ_TURN);
 	if (!kl->kx) {
 		log_warnx("cannot dial Kx %s at %s", kl->cfg.peer, kl->cfg.addr);
 		schedule(kl->redial, &kl->retry_ms);
@@ -633,6 +641,7 @@ static void inbound_on_open(struct qkm_link *l, void *arg)
 		k->directs = d;
 		inbound_unlink(in);
 		qkm_link_set_cbs(l, &direct_cbs, d);
+		qkm_link_set_read_turn(l, KMA_NODE_READ_TURN);
 		log_info("direct KMA link from %s up", d->peer);
 		return;
 	}
@@ -647,6 +656,7 @@ static void inbound_on_open(struct qkm_link *l, void *arg)
 	inbound_unlink(in);
 	kl->kx = l;
 	qkm_link_set_cbs(l, &kx_cbs, kl);
+	qkm_link_set_read_turn(l, KMA_NODE_READ_TURN);
 	kx_on_open(l, kl);
 }
 

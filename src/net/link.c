@@ -35,6 +35,7 @@ struct qkm_link {
 	struct event *ev_r, *ev_w, *ev_t;
 	struct qkm_link_cbs cbs;
 	void *arg;
+	size_t read_turn; /* qkm_link_set_read_turn; 0: read all there is */
 	enum link_state state;
 	bool server;
 	char self[QKM_NAME_MAX];
@@ -368,9 +369,18 @@ static void link_on_read_body(struct qkm_link *l, evutil_socket_t fd)
 		if (l->state == L_HANDSHAKE || l->closing)
 			return;
 	}
+	size_t got = 0;
 	for (;;) {
 		if (l->read_paused)
 			break; /* an owner asked to stop while frames were delivered */
+		if (l->read_turn && got >= l->read_turn) {
+			/* The loop runs between turns (the owner's commit, writes).
+			 * The socket wakes us for what it holds; TLS's own buffer
+			 * does not. */
+			if (SSL_pending(l->ssl) > 0)
+				event_active(l->ev_r, EV_READ, 0);
+			break;
+		}
 		if (qkm_buf_reserve(&l->in, LINK_READ_CHUNK)) {
 			link_fail(l, QKM_ETOOBIG, "input buffer full");
 			return;
@@ -379,6 +389,7 @@ static void link_on_read_body(struct qkm_link *l, evutil_socket_t fd)
 		int n = SSL_read(l->ssl, l->in.p + l->in.len, LINK_READ_CHUNK);
 		if (n > 0) {
 			l->in.len += (size_t)n;
+			got += (size_t)n;
 			l->last_rx_ns = qkm_mono_ns();
 			/* Deliver every few chunks rather than only near the bound:
 			 * an owner that pauses reading then stops the loop within
@@ -539,6 +550,8 @@ void qkm_link_set_cbs(struct qkm_link *l, const struct qkm_link_cbs *cbs, void *
 	l->cbs = *cbs;
 	l->arg = arg;
 }
+
+void qkm_link_set_read_turn(struct qkm_link *l, size_t bytes) { l->read_turn = bytes; }
 
 static void link_on_read(evutil_socket_t fd, short what, void *arg)
 {

@@ -69,6 +69,13 @@ const char *qkm_link_peer_role(const struct qkm_link *l);
  * itself and belongs to a different owner). */
 void qkm_link_set_cbs(struct qkm_link *l, const struct qkm_link_cbs *cbs, void *arg);
 
+/* A read callback hands over at most about bytes (0, the default: all the
+ * socket holds) before the loop runs other events: the owner's end of a
+ * read (a group commit) and the writes it makes. A node relaying keys
+ * passes on what it handled while more arrives, instead of all at once
+ * after it read everything there was. */
+void qkm_link_set_read_turn(struct qkm_link *l, size_t bytes);
+
 /* Parses "host:port" or "[v6]:port" into a sockaddr. 0 or QKM_EINVAL. */
 struct sockaddr_storage;
 int qkm_addr_parse(const char *s, struct sockaddr_storage *ss, int *sslen) QKM_MUST_CHECK;
