@@ -1119,12 +1119,13 @@ static int follower_on_reconcile_ack(struct qkm_acq *a, const struct qkm_frame *
 /* The sender walks its blocks in (batch, first index) order, the same at
  * both ends, one part at a time: at most cfg.pc_part_bytes of key data read
  * and hashed, or PC_PART_BLOCKS blocks. Each part goes out as PAIRCHECK
- * with the range it covers, (AFTER, UPTO]; the receiver walks the same range
- * of its own blocks, compares, and answers that part's counts. Two parts are
- * in flight, so both ends read at once, and no step reads more than a part:
- * a node checking a large pool goes on with its other work between parts
- * (a check that read a whole pool in one step once stalled a node so long
- * that its peer dropped the link). */
+ * with the range it covers, (AFTER, UPTO]; the receiver lists the same range
+ * of its own blocks, reads those the sender lists too, compares, and answers
+ * that part's counts (on_paircheck). Two parts are in flight, so both ends
+ * read at once, and no step reads more than a part: a node checking a large
+ * pool goes on with its other work between parts (a check that read a whole
+ * pool in one step once stalled a node so long that its peer dropped the
+ * link). */
 #define PC_PART_BLOCKS 2048u
 #define PC_WINDOW 2u
 

@@ -598,9 +598,9 @@ static void kx_dial(struct kma_link *kl)
 	struct qkm_kma *k = kl->k;
 	kl->kx = qkm_link_connect(k->base, k->cctx, k->cfg->id, kl->cfg.addr, "node", kl->cfg.peer,
 				  &kx_cbs, kl);
-	if (kl->kx)
+	if (kl->kx) {
 		qkm_link_set_read_turn(kl->kx, KMA_NODE_READ_TURN);
-	if (!kl->kx) {
+	} else {
 		log_warnx("cannot dial Kx %s at %s", kl->cfg.peer, kl->cfg.addr);
 		schedule(kl->redial, &kl->retry_ms);
 	}
