@@ -70,6 +70,8 @@
 #include "proto/frame.h"
 #include "store/store.h"
 
+#include "fuzz_store.h"
+
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -150,12 +152,6 @@ static int last_rc;                 /* qkm_acq_on_frame's, of the last record */
 /* B's RECONCILE (no PENDING rounds) that A's set-up takes, and A's frames
  * B's takes: RECONCILE_ACK, PREPARE R1, PREPARE R2. */
 static struct msg recon, kept[3];
-
-static void check(int cond)
-{
-	if (!cond)
-		abort();
-}
 
 /* ---- a fixed random stream: the same round batch IDs every input ------ */
 
@@ -405,40 +401,6 @@ static void prime(struct side *s)
 }
 
 /* ---- stores -------------------------------------------------------------- */
-
-static void unlink_store(const char *path)
-{
-	char p[PATH_MAX + 16];
-	unlink(path);
-	snprintf(p, sizeof(p), "%s-wal", path);
-	unlink(p);
-	snprintf(p, sizeof(p), "%s-shm", path);
-	unlink(p);
-	snprintf(p, sizeof(p), "%s-keys", path);
-	unlink(p);
-}
-
-/* FNV-1a over the bytes of v. */
-static void fold(uint64_t *h, const void *v, size_t n)
-{
-	const uint8_t *p = v;
-	for (size_t i = 0; i < n; i++)
-		*h = (*h ^ p[i]) * 1099511628211ull;
-}
-
-static int print_block(struct qkm_block *b, void *arg)
-{
-	uint64_t *h = arg;
-	fold(h, &b->rowid, sizeof(b->rowid));
-	fold(h, b->batch_id.b, sizeof(b->batch_id.b));
-	fold(h, &b->first_index, sizeof(b->first_index));
-	fold(h, &b->count, sizeof(b->count));
-	fold(h, &b->used, sizeof(b->used));
-	fold(h, &b->created_ns, sizeof(b->created_ns));
-	uint32_t e[4] = {b->pool_kind, b->key_type, b->state, b->level};
-	fold(h, e, sizeof(e));
-	return 0;
-}
 
 /* A digest of what acq.c reads from s's store: the blocks of the pool
  * (every state; a burn moves used on) and the QKD-key IDs it remembers.

@@ -48,6 +48,8 @@
 #include "proto/frame.h"
 #include "store/store.h"
 
+#include "fuzz_store.h"
+
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -96,12 +98,6 @@ static char dir[PATH_MAX];
 static bool capture;
 static struct sent *queue;
 static size_t n_queue, cap_queue;
-
-static void check(int cond)
-{
-	if (!cond)
-		abort();
-}
 
 static int node_index(const char *name)
 {
@@ -205,45 +201,12 @@ static void relay_renew(struct node *n)
 	check(n->r != NULL);
 }
 
-static void unlink_store(const char *path)
-{
-	char p[PATH_MAX + 16];
-	unlink(path);
-	snprintf(p, sizeof(p), "%s-wal", path);
-	unlink(p);
-	snprintf(p, sizeof(p), "%s-shm", path);
-	unlink(p);
-	snprintf(p, sizeof(p), "%s-keys", path);
-	unlink(p);
-}
-
 static void node_stop(struct node *n)
 {
 	qkm_relay_free(n->r);
 	qkm_store_close(n->st);
 	n->r = NULL;
 	n->st = NULL;
-}
-
-/* FNV-1a over the bytes of v. */
-static void fold(uint64_t *h, const void *v, size_t n)
-{
-	const uint8_t *p = v;
-	for (size_t i = 0; i < n; i++)
-		*h = (*h ^ p[i]) * 1099511628211ull;
-}
-
-static int print_block(struct qkm_block *b, void *arg)
-{
-	uint64_t *h = arg;
-	fold(h, &b->rowid, sizeof(b->rowid));
-	fold(h, b->batch_id.b, sizeof(b->batch_id.b));
-	fold(h, &b->first_index, sizeof(b->first_index));
-	fold(h, &b->count, sizeof(b->count));
-	fold(h, &b->used, sizeof(b->used));
-	uint32_t e[4] = {b->pool_kind, b->key_type, b->state, b->level};
-	fold(h, e, sizeof(e));
-	return 0;
 }
 
 /* A digest of what the relay reads from n's store: the blocks of the pools

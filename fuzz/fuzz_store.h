@@ -1,0 +1,61 @@
+/* fuzz_store.h - helpers the fuzz targets that drive state machines over
+ * real stores share (fuzz_acq.c, fuzz_relay.c): a check that aborts, the
+ * removal of a store's files, and a digest of a pool's blocks, by which a
+ * target tells whether an input changed a store (and puts it back from its
+ * template). Static: each target includes it once. */
+#ifndef QKM_FUZZ_STORE_H
+#define QKM_FUZZ_STORE_H
+
+#include <limits.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "store/store.h"
+
+/* A broken invariant: libFuzzer reports the input. */
+static void check(int cond)
+{
+	if (!cond)
+		abort();
+}
+
+/* Removes a store's files: the database, its WAL and shared memory, and
+ * the key-data file. */
+static void unlink_store(const char *path)
+{
+	char p[PATH_MAX + 16];
+	unlink(path);
+	snprintf(p, sizeof(p), "%s-wal", path);
+	unlink(p);
+	snprintf(p, sizeof(p), "%s-shm", path);
+	unlink(p);
+	snprintf(p, sizeof(p), "%s-keys", path);
+	unlink(p);
+}
+
+/* FNV-1a over the bytes of v. */
+static void fold(uint64_t *h, const void *v, size_t n)
+{
+	const uint8_t *p = v;
+	for (size_t i = 0; i < n; i++)
+		*h = (*h ^ p[i]) * 1099511628211ull;
+}
+
+/* A qkm_store_blocks callback: folds a block's metadata into *(uint64_t *)arg. */
+static int print_block(struct qkm_block *b, void *arg)
+{
+	uint64_t *h = arg;
+	fold(h, &b->rowid, sizeof(b->rowid));
+	fold(h, b->batch_id.b, sizeof(b->batch_id.b));
+	fold(h, &b->first_index, sizeof(b->first_index));
+	fold(h, &b->count, sizeof(b->count));
+	fold(h, &b->used, sizeof(b->used));
+	fold(h, &b->created_ns, sizeof(b->created_ns));
+	uint32_t e[4] = {b->pool_kind, b->key_type, b->state, b->level};
+	fold(h, e, sizeof(e));
+	return 0;
+}
+
+#endif
