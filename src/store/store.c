@@ -1569,35 +1569,55 @@ out:
 	return err;
 }
 
+/* A block's row, found by its position. */
+struct block_row {
+	int64_t rowid, data_off;
+	uint64_t size, used;
+	int key_type, state;
+	char peer[QKM_NAME_MAX];
+};
+
+/* 0, QKM_ENOTFOUND, or the store's error. */
+static int block_find(struct qkm_store *st, const struct qkm_id *batch, uint32_t first_index,
+		      struct block_row *r)
+{
+	sqlite3_stmt *s = st->st[ST_BLOCK_FIND];
+	int err = 0;
+	sqlite3_bind_blob(s, 1, batch->b, QKM_ID_LEN, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, first_index);
+	int rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		r->rowid = sqlite3_column_int64(s, 0);
+		r->size = (uint64_t)sqlite3_column_int64(s, 1) * (uint64_t)sqlite3_column_int64(s, 2);
+		r->used = (uint64_t)sqlite3_column_int64(s, 3);
+		r->key_type = sqlite3_column_int(s, 4);
+		r->state = sqlite3_column_int(s, 5);
+		col_text(s, 6, r->peer, sizeof(r->peer));
+		r->data_off = sqlite3_column_int64(s, 7);
+	} else {
+		err = rc == SQLITE_DONE ? QKM_ENOTFOUND : store_fail(st, "find block");
+	}
+	stmt_done(s);
+	return err;
+}
+
 int qkm_store_block_unused(struct qkm_store *st, const char *peer, const struct qkm_block_pos *pos,
 			   struct qkm_secret **out)
 {
-	sqlite3_stmt *s = st->st[ST_BLOCK_FIND];
-	char bpeer[QKM_NAME_MAX];
-	int err = 0;
+	struct block_row b;
 	*out = NULL;
-	sqlite3_bind_blob(s, 1, pos->batch.b, QKM_ID_LEN, SQLITE_STATIC);
-	sqlite3_bind_int64(s, 2, pos->first);
-	int rc = sqlite3_step(s);
-	col_text(s, 6, bpeer, sizeof(bpeer));
-	if (rc != SQLITE_ROW || strcmp(bpeer, peer) != 0) {
-		err = rc == SQLITE_ROW || rc == SQLITE_DONE ? QKM_ENOTFOUND : store_fail(st, "find block");
-		goto out;
-	}
-	int64_t rowid = sqlite3_column_int64(s, 0);
-	uint64_t size = (uint64_t)sqlite3_column_int64(s, 1) * (uint64_t)sqlite3_column_int64(s, 2);
-	uint64_t used = (uint64_t)sqlite3_column_int64(s, 3);
-	int64_t data_off = sqlite3_column_int64(s, 7);
-	stmt_done(s);
-	if (!(*out = qkm_secret_new(size - used)))
+	int err = block_find(st, &pos->batch, pos->first, &b);
+	if (!err && strcmp(b.peer, peer) != 0)
+		err = QKM_ENOTFOUND;
+	if (err)
+		return err;
+	if (!(*out = qkm_secret_new(b.size - b.used)))
 		return QKM_ENOMEM;
-	if ((err = block_read(st, rowid, data_off, (uint32_t)used, (uint32_t)(size - used), (*out)->p))) {
+	if ((err = block_read(st, b.rowid, b.data_off, (uint32_t)b.used, (uint32_t)(b.size - b.used),
+			      (*out)->p))) {
 		qkm_secret_free(*out);
 		*out = NULL;
 	}
-	return err;
-out:
-	stmt_done(s);
 	return err;
 }
 
@@ -1605,33 +1625,17 @@ int qkm_store_block_read(struct qkm_store *st, const char *peer, const struct qk
 			 uint32_t first_index, enum qkm_key_type kt, uint32_t off, uint32_t len,
 			 uint8_t *out, int64_t *rowid)
 {
-	sqlite3_stmt *s = st->st[ST_BLOCK_FIND];
-	char bpeer[QKM_NAME_MAX];
-	int err = 0;
-	sqlite3_bind_blob(s, 1, batch->b, QKM_ID_LEN, SQLITE_STATIC);
-	sqlite3_bind_int64(s, 2, first_index);
-	int rc = sqlite3_step(s);
-	if (rc != SQLITE_ROW) {
-		err = rc == SQLITE_DONE ? QKM_ENOTFOUND : store_fail(st, "find block");
-		goto out;
-	}
-	*rowid = sqlite3_column_int64(s, 0);
-	uint64_t size = (uint64_t)sqlite3_column_int64(s, 1) * (uint64_t)sqlite3_column_int64(s, 2);
-	uint64_t used = (uint64_t)sqlite3_column_int64(s, 3);
-	col_text(s, 6, bpeer, sizeof(bpeer));
-	int64_t data_off = sqlite3_column_int64(s, 7);
+	struct block_row b;
+	int err = block_find(st, batch, first_index, &b);
+	if (err)
+		return err;
+	*rowid = b.rowid;
 	/* Only unused bytes of a usable block of the right direction: a range
 	 * below used would be a key handed out twice. */
-	if (sqlite3_column_int(s, 4) != (int)kt || sqlite3_column_int(s, 5) != QKM_BLOCK_READY ||
-	    strcmp(bpeer, peer) != 0 || off < used || (uint64_t)off + len > size || len == 0) {
-		err = QKM_EPERM;
-		goto out;
-	}
-	stmt_done(s);
-	err = block_read(st, *rowid, data_off, off, len, out);
-out:
-	stmt_done(s);
-	return err;
+	if (b.key_type != (int)kt || b.state != QKM_BLOCK_READY || strcmp(b.peer, peer) != 0 ||
+	    off < b.used || (uint64_t)off + len > b.size || len == 0)
+		return QKM_EPERM;
+	return block_read(st, b.rowid, b.data_off, off, len, out);
 }
 
 static int ksa_bind_meta(sqlite3_stmt *s, const struct qkm_ksa_key *k)
@@ -1853,26 +1857,13 @@ int qkm_store_block_burn(struct qkm_store *st, const char *peer, const struct qk
 	/* Raise used to upto (never lower it); a block used up goes, its data
 	 * with it (secure_delete). Consumed bytes in place are zeroed as in
 	 * qkm_store_block_set_used. */
-	sqlite3_stmt *f = st->st[ST_BLOCK_FIND];
-	int64_t rowid = 0;
-	int err = 0;
-	sqlite3_bind_blob(f, 1, batch->b, QKM_ID_LEN, SQLITE_STATIC);
-	sqlite3_bind_int64(f, 2, first_index);
-	int rc = sqlite3_step(f);
-	if (rc == SQLITE_ROW) {
-		char bpeer[QKM_NAME_MAX];
-		uint64_t size = (uint64_t)sqlite3_column_int64(f, 1) * (uint64_t)sqlite3_column_int64(f, 2);
-		uint64_t used = (uint64_t)sqlite3_column_int64(f, 3);
-		col_text(f, 6, bpeer, sizeof(bpeer));
-		if (strcmp(bpeer, peer) == 0 && sqlite3_column_int(f, 4) == (int)kt && upto > used)
-			rowid = sqlite3_column_int64(f, 0);
-		if (upto > size)
-			upto = size;
-	} else if (rc != SQLITE_DONE) {
-		err = store_fail(st, "find block");
-	}
-	stmt_done(f);
-	if (err || !rowid)
-		return err;
-	return qkm_store_block_set_used(st, rowid, (uint32_t)upto);
+	struct block_row b;
+	int err = block_find(st, batch, first_index, &b);
+	if (err)
+		return err == QKM_ENOTFOUND ? 0 : err;
+	if (strcmp(b.peer, peer) != 0 || b.key_type != (int)kt || upto <= b.used)
+		return 0;
+	if (upto > b.size)
+		upto = b.size;
+	return qkm_store_block_set_used(st, b.rowid, (uint32_t)upto);
 }
