@@ -289,16 +289,6 @@ static void acq_renew(struct side *s)
 }
 
 /* Deterministic bytes, so that every run (and the seeds) sees the same keys. */
-static void fill(uint8_t *p, size_t n, uint32_t seed)
-{
-	uint32_t x = seed * 2654435761u + 1;
-	for (size_t i = 0; i < n; i++) {
-		x ^= x << 13;
-		x ^= x >> 17;
-		x ^= x << 5;
-		p[i] = (uint8_t)x;
-	}
-}
 
 /* QKD-key file f-<n> from s's module, as the module delivers it; B's copy
  * of f-7 has one bit flipped, and B never gets f-3. */
@@ -663,11 +653,7 @@ static void seed_file(const char *path, const uint8_t *p, size_t len)
 			return;
 	check(n_seen < sizeof(seen) / sizeof(seen[0]));
 	seen[n_seen++] = h;
-	FILE *fp = fopen(path, "wb");
-	check(fp != NULL);
-	check(len == 0 || fwrite(p, 1, len, fp) == len);
-	check(fclose(fp) == 0);
-	printf("%s (%zu bytes)\n", path, len);
+	seed_write(path, p, len);
 }
 
 /* Frame m, from one end to the other, as a body record (action act). */

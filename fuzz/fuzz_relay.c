@@ -249,16 +249,6 @@ static void node_restore(struct node *n)
 }
 
 /* Deterministic bytes, so that every run (and the seeds) sees the same keys. */
-static void fill(uint8_t *p, size_t n, uint32_t seed)
-{
-	uint32_t x = seed * 2654435761u + 1;
-	for (size_t i = 0; i < n; i++) {
-		x ^= x << 13;
-		x ^= x >> 17;
-		x ^= x << 5;
-		p[i] = (uint8_t)x;
-	}
-}
 
 static void put_block(struct node *n, const char *peer, enum qkm_pool_kind kind,
 		      const struct qkm_id *id, enum qkm_key_type kt, enum qkm_block_state state,
@@ -387,15 +377,6 @@ static const char *type_name(uint16_t t)
 static uint8_t *all;
 static size_t all_len;
 
-static void seed_file(const char *path, const uint8_t *p, size_t len)
-{
-	FILE *fp = fopen(path, "wb");
-	check(fp != NULL);
-	check(fwrite(p, 1, len, fp) == len);
-	check(fclose(fp) == 0);
-	printf("%s (%zu bytes)\n", path, len);
-}
-
 /* sel for frame s: its receiver and sender, and its type. */
 static uint8_t seed_sel(const struct sent *s, const struct qkm_frame *f)
 {
@@ -418,7 +399,7 @@ static void seed_body(const char *out, const char *flow, int k, const struct sen
 	memcpy(rec + 1, f.body, f.body_len);
 	snprintf(path, sizeof(path), "%s/%s-%d-%s-%c%c", out, flow, k, type_name(f.type),
 		 NAMES[s->from][0] + 32, NAMES[s->to][0] + 32);
-	seed_file(path, rec, 1 + f.body_len);
+	seed_write(path, rec, 1 + f.body_len);
 	free(rec);
 }
 
@@ -468,7 +449,7 @@ static void pump(const char *out, const char *flow, int flags)
 		}
 	}
 	snprintf(path, sizeof(path), "%s/%s-all", out, flow);
-	seed_file(path, all, all_len);
+	seed_write(path, all, all_len);
 }
 
 static void restore_all(void)
