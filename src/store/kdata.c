@@ -381,6 +381,12 @@ int kdata_read(struct kdata *kd, uint64_t off, void *out, uint64_t len)
 	return 0;
 }
 
+void kdata_read_ahead(struct kdata *kd, uint64_t off, uint64_t len)
+{
+	if (len)
+		(void)posix_fadvise(kd->fd, (off_t)off, (off_t)len, POSIX_FADV_WILLNEED);
+}
+
 int kdata_wipe_later(struct kdata *kd, uint64_t off, uint64_t len)
 {
 	return len ? journal(kd, J_WIPE, off, len) : 0;

@@ -44,6 +44,9 @@ int kdata_recover(struct kdata *kd, struct kdata_live *live, size_t n);
  * (O_DIRECT) when data and len allow it; see qkm_block.write_around. */
 int kdata_put(struct kdata *kd, const void *data, uint64_t len, bool around, uint64_t *off);
 int kdata_read(struct kdata *kd, uint64_t off, void *out, uint64_t len);
+/* Asks the kernel to start reading [off, off + len) into the page cache
+ * now, without waiting: bytes a reader will want soon. A hint: no error. */
+void kdata_read_ahead(struct kdata *kd, uint64_t off, uint64_t len);
 /* Journals a wipe of [off, off + len) for when the transaction commits. */
 int kdata_wipe_later(struct kdata *kd, uint64_t off, uint64_t len);
 /* Journals the return of a whole extent to the free list at commit (its

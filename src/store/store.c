@@ -1506,6 +1506,18 @@ static int block_read(struct qkm_store *st, int64_t rowid, int64_t data_off, uin
 	return err;
 }
 
+/* Block bytes [from, to) a reader will want soon, asked of the kernel now.
+ * Acquisition writes its blocks around the page cache, so a relay that
+ * reads link key a piece at a time (64 KiB, say) finds each piece cold:
+ * 100-130 us a read on the development VM's disk, against 6 us from the
+ * cache. The first read of a block asks for the rest of it, and a pool
+ * read also for the next block, so the disk works while the relay does. */
+static void block_ahead(struct qkm_store *st, int64_t data_off, uint64_t from, uint64_t to)
+{
+	if (data_off >= 0 && to > from)
+		kdata_read_ahead(st->kd, (uint64_t)data_off + from, to - from);
+}
+
 int qkm_store_pool_read(struct qkm_store *st, const char *peer, enum qkm_key_type kt, size_t n,
 			struct qkm_range *ranges, size_t max, size_t *nranges, uint8_t *out)
 {
@@ -1517,6 +1529,7 @@ int qkm_store_pool_read_level(struct qkm_store *st, const char *peer, enum qkm_k
 			      size_t *nranges, uint8_t *out)
 {
 	sqlite3_stmt *s = st->st[ST_POOL_READ];
+	uint64_t last_size = 0;
 	size_t got = 0;
 	int err = 0, rc;
 	*nranges = 0;
@@ -1548,17 +1561,35 @@ int qkm_store_pool_read_level(struct qkm_store *st, const char *peer, enum qkm_k
 		r->level = (enum qkm_block_level)sqlite3_column_int(s, 6);
 		r->data_off = sqlite3_column_int64(s, 7);
 		got += r->len;
+		last_size = size;
 	}
-	stmt_done(s);
 	if (got < n) {
 		err = QKM_ENOKEY;
 		goto out;
 	}
+	/* A block's first read: the rest of it and the next block, asked for
+	 * once this read is done (not queued before it). */
+	const struct qkm_range *last = &ranges[*nranges - 1];
+	int64_t next_off = -1;
+	uint64_t next_used = 0, next_size = 0;
+	while (last->off == 0 && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+		next_size = (uint64_t)sqlite3_column_int64(s, 3) * (uint64_t)sqlite3_column_int64(s, 4);
+		next_used = (uint64_t)sqlite3_column_int64(s, 5);
+		if (next_used < next_size) {
+			next_off = sqlite3_column_int64(s, 7);
+			break;
+		}
+	}
+	stmt_done(s);
 	got = 0;
 	for (size_t i = 0; i < *nranges && !err; i++) {
 		err = block_read(st, ranges[i].rowid, ranges[i].data_off, ranges[i].off,
 				 ranges[i].len, out + got);
 		got += ranges[i].len;
+	}
+	if (!err && last->off == 0) {
+		block_ahead(st, last->data_off, last->len, last_size);
+		block_ahead(st, next_off, next_used, next_size);
 	}
 out:
 	stmt_done(s);
@@ -1635,7 +1666,10 @@ int qkm_store_block_read(struct qkm_store *st, const char *peer, const struct qk
 	if (b.key_type != (int)kt || b.state != QKM_BLOCK_READY || strcmp(b.peer, peer) != 0 ||
 	    off < b.used || (uint64_t)off + len > b.size || len == 0)
 		return QKM_EPERM;
-	return block_read(st, b.rowid, b.data_off, off, len, out);
+	err = block_read(st, b.rowid, b.data_off, off, len, out);
+	if (!err && off == 0)
+		block_ahead(st, b.data_off, len, b.size);
+	return err;
 }
 
 static int ksa_bind_meta(sqlite3_stmt *s, const struct qkm_ksa_key *k)
