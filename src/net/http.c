@@ -597,6 +597,12 @@ static int conn_read(struct http_conn *c)
 			if (c->in_len == 0)
 				c->head_start_ms = now_ms();
 			c->in_len += (size_t)n;
+			/* All TLS held, with room left: whatever the socket
+			 * has next comes with the next read event (c->rev is
+			 * level-triggered), not with a read() that would only
+			 * say EAGAIN, one per request at keep-alive. */
+			if (c->in_len < c->in_cap && !SSL_has_pending(c->ssl))
+				return 0;
 			continue;
 		}
 		int e = SSL_get_error(c->ssl, n);
@@ -737,6 +743,8 @@ static void http_on_accept(struct evconnlistener *lis, evutil_socket_t fd, struc
 		return;
 	}
 	SSL_set_accept_state(c->ssl);
+	/* A record's header and body in one read(), not two. */
+	SSL_set_read_ahead(c->ssl, 1);
 	conn_read_on(c, true);
 }
 
