@@ -460,6 +460,16 @@ static void restore_all(void)
 	}
 }
 
+/* restore_all for a seed: a flow is the one relay start() asks for, not
+ * relays ahead of demand, which would go on until the link pools ran dry
+ * (21 relays in a flow, and the flow's checks would not hold). */
+static void restore_seed(void)
+{
+	restore_all();
+	for (int i = 0; i < N_NODES; i++)
+		nodes[i].cfg.relay.low_bytes = nodes[i].cfg.relay.high_bytes = 0;
+}
+
 /* Starts one relay from node i (the one the set-up left PENDING toward the
  * other end of the line counts as in flight already). */
 static void start(int i, const char *to)
@@ -474,23 +484,23 @@ static void seeds(const char *out)
 	struct qkm_relay_stats st;
 	capture = true;
 	/* Hop by hop, key data by reference: A -> B -> C, C acknowledges. */
-	restore_all();
+	restore_seed();
 	start(A, "C");
 	pump(out, "otp-link", 0);
 	qkm_relay_stats(nodes[C].r, &st);
 	check(st.received_bytes == BATCH);
 	/* The same, key from the RNG (all of the key file in CT). */
-	restore_all();
+	restore_seed();
 	nodes[A].cfg.relay.rng = true;
 	start(A, "C");
 	pump(out, "otp-rng", 0);
 	/* The other way: C -> B -> A. */
-	restore_all();
+	restore_seed();
 	start(C, "A");
 	pump(out, "otp-c-a", 0);
 	/* A's first hop lacks key for OTP: AES-GCM with all of A-B, and so
 	 * does B's hop to C (B has the fallback). */
-	restore_all();
+	restore_seed();
 	nodes[A].cfg.relay.aes_fallback = true;
 	nodes[A].cfg.relay.batch_bytes = LINK_BLOCKS * LINK_BLOCK - 32;
 	start(A, "C");
@@ -498,27 +508,27 @@ static void seeds(const char *out)
 	qkm_relay_stats(nodes[C].r, &st);
 	check(st.received_bytes == LINK_BLOCKS * LINK_BLOCK - 32);
 	/* A replayed hop: B refuses it and tells A. */
-	restore_all();
+	restore_seed();
 	start(A, "C");
 	pump(out, "replay", PUMP_REPLAY);
 	qkm_relay_stats(nodes[B].r, &st);
 	check(st.failed == 1);
 	/* The relays PENDING since setup: asked about, answered, settled. */
-	restore_all();
+	restore_seed();
 	qkm_relay_tick(nodes[A].r, T0 + 10 * SEC);
 	qkm_relay_tick(nodes[C].r, T0 + 10 * SEC);
 	pump(out, "query", 0);
 	qkm_relay_stats(nodes[A].r, &st);
 	check(st.in_flight == 0 && st.failed == 1);
 	/* Clause 9: XOR at the destination, then central XOR at B. */
-	restore_all();
+	restore_seed();
 	snprintf(nodes[A].cfg.relay.mode, sizeof(nodes[A].cfg.relay.mode), "xor-at-destination");
 	nodes[A].cfg.relay.rng = true;
 	start(A, "C");
 	pump(out, "xor-dst", 0);
 	qkm_relay_stats(nodes[C].r, &st);
 	check(st.received_bytes == BATCH);
-	restore_all();
+	restore_seed();
 	snprintf(nodes[A].cfg.relay.mode, sizeof(nodes[A].cfg.relay.mode), "central-xor");
 	snprintf(nodes[A].cfg.relay.central, sizeof(nodes[A].cfg.relay.central), "B");
 	nodes[A].cfg.relay.rng = true;
@@ -527,12 +537,12 @@ static void seeds(const char *out)
 	qkm_relay_stats(nodes[C].r, &st);
 	check(st.received_bytes == BATCH);
 	/* Late: the destination was asked first and refuses the sequence. */
-	restore_all();
+	restore_seed();
 	start(A, "C");
 	pump(out, "late", PUMP_LATE);
 	qkm_relay_stats(nodes[C].r, &st);
 	check(st.received_bytes == 0 && st.failed == 1);
-	restore_all();
+	restore_seed();
 	snprintf(nodes[A].cfg.relay.mode, sizeof(nodes[A].cfg.relay.mode), "xor-at-destination");
 	start(A, "C");
 	pump(out, "xor-late", PUMP_LATE);
@@ -544,7 +554,7 @@ static void seeds(const char *out)
 	for (int x = 0; x < 2; x++)
 		for (size_t j = 0; j < 3; j++) {
 			char flow[32];
-			restore_all();
+			restore_seed();
 			add_route(&nodes[A].cfg, stuck[j]);
 			relay_renew(&nodes[A]);
 			if (x)
@@ -554,7 +564,9 @@ static void seeds(const char *out)
 			snprintf(flow, sizeof(flow), "%sstuck-%c", x ? "xor-" : "", stuck[j][0] + 32);
 			pump(out, flow, 0);
 			qkm_relay_stats(nodes[B].r, &st);
-			check(st.failed == 1);
+			/* A hop out of link key holds the relay until key comes
+			 * (or its time runs out); the others fail at once. */
+			check(j == 0 ? st.held == 1 && st.failed == 0 : st.failed == 1);
 		}
 	/* No machine acknowledges the relay the set-up left PENDING at A:
 	 * acknowledgements as C's would be (send_ack), stored and refused,
