@@ -848,22 +848,38 @@ void qkm_acq_flush(struct qkm_acq *a)
 			if (!rc)
 				record_round(a, r, r->data.len, "pending");
 		}
+		uint32_t held = 0; /* the commits answered COMMITTED */
 		for (uint32_t i = 0; !rc && i < a->n_commits; i++) {
 			enum qkm_block_state st;
 			uint64_t bytes;
 			qkm_id_hex(&a->commits[i], hex);
 			rc = qkm_store_batch_info(a->st, &a->commits[i], &st, &bytes);
-			if (!rc && st != QKM_BLOCK_PENDING)
-				continue; /* settled meanwhile: a RECONCILE_ACK handled
-					   * after this COMMIT was queued made it READY
-					   * (or, from a leader contradicting itself,
-					   * deleted it) */
-			if (!rc)
-				rc = qkm_store_batch_set_state(a->st, &a->commits[i], QKM_BLOCK_READY);
+			if (rc)
+				break;
+			if (st != QKM_BLOCK_PENDING) {
+				/* Settled meanwhile by a RECONCILE_ACK handled after
+				 * this COMMIT was queued: made READY (answered
+				 * COMMITTED, as it is), or deleted because the leader
+				 * said it does not hold it. Then the leader contradicts
+				 * itself, and COMMITTED would confirm a batch only it
+				 * holds: no answer; its next reconciliation finds the
+				 * batch gone here and deletes its copy. */
+				if (st == QKM_BLOCK_READY)
+					a->commits[held++] = a->commits[i];
+				else
+					log_warnx("link %s: COMMIT of batch %s, which leader %s "
+						  "said it does not hold: not confirmed",
+						  a->cfg.link, hex, a->cfg.peer);
+				continue;
+			}
+			rc = qkm_store_batch_set_state(a->st, &a->commits[i], QKM_BLOCK_READY);
 			if (!rc)
 				record(a, "confirmed", "kma", hex, "ready: committed by %s", a->cfg.peer);
+			a->commits[held++] = a->commits[i];
 			total += bytes;
 		}
+		if (!rc)
+			a->n_commits = held;
 		if (!rc)
 			rc = qkm_store_counter_add(a->st, "acquired_bytes", (int64_t)total);
 		if (!rc)

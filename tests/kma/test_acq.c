@@ -1172,6 +1172,64 @@ static void test_duplicated_commit(void **state)
 	assert_int_equal(assert_pools_equal(w), 2);
 }
 
+/* A leader contradicting itself: a COMMIT queued at B (applied at the end
+ * of the read), then, in the same read, a RECONCILE_ACK saying the leader
+ * does not hold that batch. B deletes it, so the COMMIT finds nothing to
+ * commit, and B must not answer COMMITTED: that would confirm a batch only
+ * the leader holds. The other batch, committed too, is answered. */
+static void test_commit_of_batch_leader_disowned(void **state)
+{
+	struct world *w = *state;
+	struct blocks lb;
+	struct fb f;
+	link_up(w);
+	struct qkm_id ids[2];
+	for (int i = 0; i < 2; i++) { /* two rounds, both COMMITs lost */
+		w->fault = (struct fault){F_DROP, QKM_MSG_ACQ_COMMIT, 0, 0};
+		feed_both(w, i ? "y" : "x", 0, 2, 512);
+		settle(w, 5);
+		assert_true(w->fault.fired);
+		load(&w->b, 1u << QKM_BLOCK_PENDING, &lb);
+		assert_int_equal(lb.n, 2 * (i + 1));
+		for (int j = 0; j < lb.n; j++)
+			if (i == 0 || !qkm_id_eq(&lb.b[j].batch_id, &ids[0]))
+				ids[i] = lb.b[j].batch_id;
+		blocks_free(&lb);
+	}
+	struct qkm_id x = ids[0], y = ids[1];
+	assert_false(qkm_id_eq(&x, &y));
+	q_clear(&w->b.out);
+	for (int i = 0; i < 2; i++) {
+		fb_begin(&f, QKM_MSG_ACQ_COMMIT, 0);
+		assert_int_equal(qkm_put_id(&f.b, QKM_T_BATCH, i ? &y : &x), 0);
+		assert_int_equal(fb_feed(w, &w->b, &f), 0);
+	}
+	size_t e;
+	fb_begin(&f, QKM_MSG_RECONCILE_ACK, 9);
+	assert_int_equal(qkm_put_open(&f.b, QKM_T_ENTRY, &e), 0);
+	assert_int_equal(qkm_put_id(&f.b, QKM_T_BATCH, &x), 0);
+	assert_int_equal(qkm_put_u8(&f.b, QKM_T_STATE, 0), 0); /* not held */
+	assert_int_equal(qkm_put_close(&f.b, e), 0);
+	assert_int_equal(fb_feed(w, &w->b, &f), 0);
+	qkm_acq_flush(w->b.acq);
+	/* x deleted, y READY, and one COMMITTED: y's. */
+	load(&w->b, 0, &lb);
+	assert_int_equal(lb.n, 2);
+	for (int j = 0; j < lb.n; j++) {
+		assert_true(qkm_id_eq(&lb.b[j].batch_id, &y));
+		assert_int_equal(lb.b[j].state, QKM_BLOCK_READY);
+	}
+	blocks_free(&lb);
+	assert_int_equal(w->b.out.n, 1);
+	assert_int_equal(msg_type(&w->b.out.m[0]), QKM_MSG_ACQ_COMMITTED);
+	struct qkm_frame fr;
+	struct qkm_id got;
+	assert_int_equal(qkm_frame_parse(w->b.out.m[0].p, w->b.out.m[0].len, &fr), 0);
+	assert_int_equal(qkm_tlv_id(fr.body, fr.body_len, QKM_T_BATCH, &got), 0);
+	assert_true(qkm_id_eq(&got, &y));
+	assert_int_equal(records(&w->b, "aborted", NULL, "does not hold it (reconciled)"), 1);
+}
+
 /* A duplicated PREPARE names a batch B already holds: refused, and B does not
  * record an abort of a batch it stored. */
 static void test_duplicated_prepare(void **state)
@@ -1649,6 +1707,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_reordered_prepare_before_reconcile_ack, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_duplicated_commit, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_commit_of_batch_leader_disowned, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_duplicated_prepare, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_paircheck, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_paircheck_parts, setup, teardown),
