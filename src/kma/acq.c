@@ -862,8 +862,8 @@ void qkm_acq_flush(struct qkm_acq *a)
 				 * COMMITTED, as it is), or deleted because the leader
 				 * said it does not hold it. Then the leader contradicts
 				 * itself, and COMMITTED would confirm a batch only it
-				 * holds: no answer; its next reconciliation finds the
-				 * batch gone here and deletes its copy. */
+				 * holds: no answer (a supply naming its ranges is
+				 * refused here, pair-check shows it one-sided). */
 				if (st == QKM_BLOCK_READY)
 					a->commits[held++] = a->commits[i];
 				else
