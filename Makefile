@@ -18,8 +18,9 @@
 #                 finding fails (scripts/lint; 1-2 minutes on 2 cores)
 #   make demo     install deps, build, start a local QKD network and show it
 #   make fuzz     run each fuzz target (or those in FUZZ_TARGETS, e.g.
-#                 "config relay") for FUZZ_SECONDS (default 600); every run
-#                 adds its execs to build-fuzz/fuzz-totals.tsv
+#                 "config relay") for FUZZ_SECONDS (default 600), JOBS
+#                 targets at a time; every run adds its execs to
+#                 build-fuzz/fuzz-totals.tsv
 #   make fuzz-totals  per target, the runs, seconds, execs and crashes of
 #                 that log so far
 #   make bench    run the benchmarks in bench/ with their baselines
@@ -103,10 +104,10 @@ build-fuzz: deps
 	@cmake --build build-fuzz -j $(JOBS)
 
 check-fuzz: build-fuzz
-	@./scripts/run-fuzz build-fuzz $(FUZZ_CHECK_SECONDS)
+	@JOBS=$(JOBS) ./scripts/run-fuzz build-fuzz $(FUZZ_CHECK_SECONDS)
 
 fuzz: build-fuzz
-	@./scripts/run-fuzz build-fuzz $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+	@JOBS=$(JOBS) ./scripts/run-fuzz build-fuzz $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 fuzz-totals:
 	@./scripts/run-fuzz --totals build-fuzz
