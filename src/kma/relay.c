@@ -84,6 +84,7 @@ struct qkm_relay {
 	size_t xacc_bytes;
 	bool batching;                       /* group commit: see qkm_relay_begin_batch */
 	struct out *outq, **outq_tail;       /* held back until the work is durable */
+	unsigned draining;                   /* on_deferred_end sending frames (nested) */
 	struct held *held;                   /* frames waiting for next-hop link key, in order */
 	size_t held_bytes;
 	struct held *retrying;               /* the held frame being handled again */
@@ -232,7 +233,7 @@ static int out_now(struct qkm_relay *r, enum out_kind k, const char *node, const
 static int out(struct qkm_relay *r, enum out_kind k, const char *node, const uint8_t *p,
 	       size_t len)
 {
-	if (!r->batching || (!qkm_store_in_deferred(r->st) && !r->outq))
+	if (!r->batching || (!qkm_store_in_deferred(r->st) && !r->outq && !r->draining))
 		return out_now(r, k, node, p, len);
 	struct out *o = malloc(sizeof(*o) + len);
 	if (!o)
@@ -253,16 +254,24 @@ static void on_deferred_end(int rc, void *arg)
 {
 	struct qkm_relay *r = arg;
 	size_t dropped = 0;
-	while (r->outq) {
-		struct out *o = r->outq;
-		r->outq = o->next;
+	/* Detached first: what sending calls queues (a pool event's owner may
+	 * start a relay, in a deferred transaction of its own) goes on a fresh
+	 * list, sent when that transaction ends (or the batch does), not
+	 * before it is durable, and never ahead of the frames drained here. */
+	struct out *q = r->outq;
+	r->outq = NULL;
+	r->outq_tail = &r->outq;
+	r->draining++;
+	while (q) {
+		struct out *o = q;
+		q = o->next;
 		if (rc)
 			dropped++;
 		else if (out_now(r, o->kind, o->node, o->p, o->len) && o->kind != OUT_POOL)
 			log_debug("relay: a frame for %s could not be sent", o->node);
 		free(o);
 	}
-	r->outq_tail = &r->outq;
+	r->draining--;
 	if (dropped)
 		log_warnx("relay: store commit failed (%s): %zu frame(s) not sent; their relays "
 			  "are settled by query", qkm_strerror(rc), dropped);

@@ -63,6 +63,8 @@ struct net {
 	uint64_t now;
 	size_t peer_errors;            /* frames refused as protocol violations */
 	int down_at;                   /* this node's links are down (-1: none) */
+	/* Called when a node's end-to-end pool gained keys (ops.on_pool). */
+	void (*on_pool)(struct node *n, const char *node);
 	char dir[PATH_MAX];
 };
 
@@ -127,6 +129,13 @@ static bool op_link_ready(const char *nb, void *arg)
 {
 	struct node *n = arg;
 	return n->i != n->net->down_at;
+}
+
+static void op_on_pool(const char *node, void *arg)
+{
+	struct node *n = arg;
+	if (n->net->on_pool)
+		n->net->on_pool(n, node);
 }
 
 static void deliver(struct net *net, struct wire *w)
@@ -237,7 +246,8 @@ static void route(struct qkm_node_cfg *c, const char *to, const char *a, const c
 static void node_start(struct net *net, int i)
 {
 	struct node *n = &net->n[i];
-	struct qkm_relay_ops ops = {op_send, op_send_direct, op_send_to, op_link_ready, NULL, n};
+	struct qkm_relay_ops ops = {op_send, op_send_direct, op_send_to, op_link_ready, op_on_pool,
+				    n};
 	assert_int_equal(qkm_store_open(n->path, &n->st), 0);
 	n->r = qkm_relay_new(n->cfg, n->st, &ops);
 	assert_non_null(n->r);
@@ -511,6 +521,72 @@ static void test_relay_line(void **state)
 	relay_pool(net, 1, 2, h);
 	assert_int_equal(h->n, 0);
 	free(h);
+	net_free(net);
+}
+
+/* Frames of A's still queued on the wire to B, of one type. */
+static size_t queued_to(const struct net *net, int from, int to, uint16_t type)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < net->nq; i++) {
+		struct qkm_frame f;
+		if (net->q[i].from == from && net->q[i].to == to &&
+		    qkm_frame_parse(net->q[i].p, net->q[i].len, &f) == 0 && f.type == type)
+			n++;
+	}
+	return n;
+}
+
+static void want_one_more(struct node *n, const char *node)
+{
+	n->net->on_pool = NULL; /* once */
+	assert_int_equal(qkm_relay_want(n->r, node, 2 * BATCH, n->net->now), 0);
+}
+
+/* R-REL-1: a relay started while a group commit's frames are being sent
+ * (supply, told the end-to-end pool grew, asks for more) leaves when its
+ * own transaction is committed: not with the frames of the one that was
+ * (before it is durable), and not never (the list being drained took it
+ * behind its last frame, already freed: lost, until 2026-11-27). Here the
+ * group commit ends in the middle of a batch, as when supply's or
+ * acquisition's qkm_store_begin ends it; the relay started from the pool
+ * event opens a group commit of its own. */
+static void test_relay_sent_after_own_commit(void **state)
+{
+	(void)state;
+	struct net *net = net_new("own-commit", false, false, LINK_BYTES);
+	assert_int_equal(qkm_relay_want(net->n[0].r, "C", BATCH, net->now), 0);
+	/* Everything up to the RELAY_ACK that reaches A. */
+	for (;;) {
+		assert_true(net->nq > 0);
+		struct qkm_frame f;
+		assert_int_equal(qkm_frame_parse(net->q[0].p, net->q[0].len, &f), 0);
+		if (net->q[0].to == 0 && f.type == QKM_MSG_RELAY_ACK)
+			break;
+		struct wire w = pop(net, 0);
+		qkm_relay_begin_batch(net->n[w.to].r);
+		deliver(net, &w);
+		qkm_relay_end_batch(net->n[w.to].r);
+	}
+	struct wire ack = pop(net, 0);
+	assert_int_equal(net->nq, 0);
+	net->on_pool = want_one_more;
+	qkm_relay_begin_batch(net->n[0].r);
+	deliver(net, &ack); /* confirmed: READY in A's group commit */
+	assert_true(qkm_store_in_deferred(net->n[0].st));
+	assert_int_equal(qkm_store_end_deferred(net->n[0].st), 0); /* mid-batch */
+	assert_null(net->on_pool); /* the pool event came, and asked for one more */
+	/* That relay's link key is used in a transaction not yet committed:
+	 * its RELAY must not be on the wire. */
+	assert_true(qkm_store_in_deferred(net->n[0].st));
+	assert_int_equal(queued_to(net, 0, 1, QKM_MSG_RELAY), 0);
+	qkm_relay_end_batch(net->n[0].r);
+	assert_false(qkm_store_in_deferred(net->n[0].st));
+	size_t more = queued_to(net, 0, 1, QKM_MSG_RELAY);
+	assert_true(more >= 1);
+	pump(net);
+	assert_int_equal(check_pair(net), 1 + more);
+	assert_links_consistent(net);
 	net_free(net);
 }
 
@@ -1345,6 +1421,7 @@ int main(void)
 		return 1;
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_relay_line),
+		cmocka_unit_test(test_relay_sent_after_own_commit),
 		cmocka_unit_test(test_relay_rng),
 		cmocka_unit_test(test_relay_ahead),
 		cmocka_unit_test(test_relay_ahead_needs_saes),
