@@ -602,8 +602,8 @@ static int block_decode(const struct fset *fs, struct qkm_rd *r, void *blk, bool
 	return 0;
 }
 
-int qkm_keyfile_decode(const uint8_t *p, size_t len, struct qkm_keyfile *kf,
-		       const char **err_field)
+static int keyfile_decode(const uint8_t *p, size_t len, struct qkm_keyfile *kf,
+			  const char **err_field, bool verify_hash)
 {
 	const char *dummy = NULL;
 	const char **ef = err_field ? err_field : &dummy;
@@ -662,7 +662,7 @@ int qkm_keyfile_decode(const uint8_t *p, size_t len, struct qkm_keyfile *kf,
 	}
 	/* The field checks above already imply block_check; data_check adds the
 	 * cross-field rules. Both run so a decoded file is always encodable. */
-	if ((rc = qkm_keyfile_check(kf, ef)) == QKM_EINVAL)
+	if ((rc = keyfile_check(kf, verify_hash, ef)) == QKM_EINVAL)
 		rc = QKM_EFORMAT;
 out:
 	if (rc)
@@ -670,6 +670,18 @@ out:
 	else
 		*ef = NULL;
 	return rc;
+}
+
+int qkm_keyfile_decode(const uint8_t *p, size_t len, struct qkm_keyfile *kf,
+		       const char **err_field)
+{
+	return keyfile_decode(p, len, kf, err_field, true);
+}
+
+int qkm_keyfile_decode_hashed(const uint8_t *p, size_t len, struct qkm_keyfile *kf,
+			      const char **err_field)
+{
+	return keyfile_decode(p, len, kf, err_field, false);
 }
 
 /* --- names ---------------------------------------------------------------- */

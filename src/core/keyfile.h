@@ -116,6 +116,13 @@ int qkm_keyfile_encode_hashed(const struct qkm_keyfile *kf, struct qkm_buf *out)
 int qkm_keyfile_decode(const uint8_t *p, size_t len, struct qkm_keyfile *kf /* OUT */,
 		       const char **err_field /* OUT */) QKM_MUST_CHECK;
 
+/* As qkm_keyfile_decode(), except that hash_value is not checked against the
+ * data (every other check runs): for a caller whose bytes a one-time MAC
+ * has just authenticated and that passes them on to one that does check it
+ * (a relay node; the destination checks the origin's hash end to end). */
+int qkm_keyfile_decode_hashed(const uint8_t *p, size_t len, struct qkm_keyfile *kf /* OUT */,
+			      const char **err_field /* OUT */) QKM_MUST_CHECK;
+
 /* Checks kf as the encoder does before writing a byte: mandatory fields
  * present (IDs non-zero), names valid, enums in range, at most
  * QKM_KEYFILE_MAX_HOPS hops, data no larger than QKM_KEYFILE_MAX_DATA, and,

