@@ -816,12 +816,20 @@ out:
 	return err;
 }
 
+/* Commits the open deferred transaction, and any its end callback opened
+ * in turn (a relay it let go may start another: relay.c's pool event). */
+static void end_deferred_all(struct qkm_store *st)
+{
+	while (st->deferred)
+		(void)qkm_store_end_deferred(st);
+}
+
 void qkm_store_close(struct qkm_store *st)
 {
 	if (!st)
 		return;
-	if (st->db && st->deferred)
-		(void)qkm_store_end_deferred(st);
+	if (st->db)
+		end_deferred_all(st);
 	if (st->db && in_txn(st))
 		qkm_store_rollback(st);
 	for (int i = 0; i < ST_N_; i++)
@@ -835,8 +843,7 @@ void qkm_store_close(struct qkm_store *st)
 
 int qkm_store_begin(struct qkm_store *st)
 {
-	if (st->deferred)
-		(void)qkm_store_end_deferred(st);
+	end_deferred_all(st);
 	if (in_txn(st))
 		return QKM_ESTATE;
 	return stmt_exec(st, ST_BEGIN);
@@ -1435,8 +1442,7 @@ int qkm_store_checkpoint(struct qkm_store *st)
 	int nlog = 0, nckpt = 0;
 	/* Inside a transaction the WAL cannot be reset: the caller's own
 	 * uncommitted frames are in it. A deferred one is committed first. */
-	if (st->deferred)
-		(void)qkm_store_end_deferred(st);
+	end_deferred_all(st);
 	if (in_txn(st))
 		return QKM_ESTATE;
 	int rc = sqlite3_wal_checkpoint_v2(st->db, "main", SQLITE_CHECKPOINT_TRUNCATE,

@@ -100,8 +100,9 @@ void qkm_store_rollback(struct qkm_store *st);
  * qkm_store_end_deferred, or as soon as anything else begins a transaction
  * or checkpoints; either way on_end(rc) runs right after, so its owner
  * sends what it holds back only once the work is durable (or drops it if
- * the commit failed). 0 if one is open already; QKM_ESTATE inside an
- * ordinary transaction. */
+ * the commit failed). A deferred transaction on_end opens (its owner may
+ * start more work) is committed in turn by the same begin or checkpoint.
+ * 0 if one is open already; QKM_ESTATE inside an ordinary transaction. */
 int qkm_store_begin_deferred(struct qkm_store *st, void (*on_end)(int rc, void *arg),
 			     void *arg) QKM_MUST_CHECK;
 int qkm_store_end_deferred(struct qkm_store *st);

@@ -543,6 +543,22 @@ static void want_one_more(struct node *n, const char *node)
 	assert_int_equal(qkm_relay_want(n->r, node, 2 * BATCH, n->net->now), 0);
 }
 
+/* Everything up to the RELAY_ACK that reaches A, which is returned. */
+static struct wire until_ack_at_a(struct net *net)
+{
+	for (;;) {
+		assert_true(net->nq > 0);
+		struct qkm_frame f;
+		assert_int_equal(qkm_frame_parse(net->q[0].p, net->q[0].len, &f), 0);
+		if (net->q[0].to == 0 && f.type == QKM_MSG_RELAY_ACK)
+			return pop(net, 0);
+		struct wire w = pop(net, 0);
+		qkm_relay_begin_batch(net->n[w.to].r);
+		deliver(net, &w);
+		qkm_relay_end_batch(net->n[w.to].r);
+	}
+}
+
 /* R-REL-1: a relay started while a group commit's frames are being sent
  * (supply, told the end-to-end pool grew, asks for more) leaves when its
  * own transaction is committed: not with the frames of the one that was
@@ -556,19 +572,7 @@ static void test_relay_sent_after_own_commit(void **state)
 	(void)state;
 	struct net *net = net_new("own-commit", false, false, LINK_BYTES);
 	assert_int_equal(qkm_relay_want(net->n[0].r, "C", BATCH, net->now), 0);
-	/* Everything up to the RELAY_ACK that reaches A. */
-	for (;;) {
-		assert_true(net->nq > 0);
-		struct qkm_frame f;
-		assert_int_equal(qkm_frame_parse(net->q[0].p, net->q[0].len, &f), 0);
-		if (net->q[0].to == 0 && f.type == QKM_MSG_RELAY_ACK)
-			break;
-		struct wire w = pop(net, 0);
-		qkm_relay_begin_batch(net->n[w.to].r);
-		deliver(net, &w);
-		qkm_relay_end_batch(net->n[w.to].r);
-	}
-	struct wire ack = pop(net, 0);
+	struct wire ack = until_ack_at_a(net);
 	assert_int_equal(net->nq, 0);
 	net->on_pool = want_one_more;
 	qkm_relay_begin_batch(net->n[0].r);
@@ -584,6 +588,35 @@ static void test_relay_sent_after_own_commit(void **state)
 	assert_false(qkm_store_in_deferred(net->n[0].st));
 	size_t more = queued_to(net, 0, 1, QKM_MSG_RELAY);
 	assert_true(more >= 1);
+	pump(net);
+	assert_int_equal(check_pair(net), 1 + more);
+	assert_links_consistent(net);
+	net_free(net);
+}
+
+/* The same, with the group commit ended as supply and acquisition end it:
+ * by their own qkm_store_begin. The relay the pool event started has a
+ * group commit of its own open by then; begin commits that one too (its
+ * RELAY leaves) and then opens the caller's transaction, where it returned
+ * QKM_ESTATE until 2026-11-27. */
+static void test_relay_store_begin_after_pool_event(void **state)
+{
+	(void)state;
+	struct net *net = net_new("begin", false, false, LINK_BYTES);
+	assert_int_equal(qkm_relay_want(net->n[0].r, "C", BATCH, net->now), 0);
+	struct wire ack = until_ack_at_a(net);
+	net->on_pool = want_one_more;
+	struct qkm_store *st = net->n[0].st;
+	qkm_relay_begin_batch(net->n[0].r);
+	deliver(net, &ack);
+	assert_int_equal(qkm_store_begin(st), 0);
+	assert_null(net->on_pool);
+	assert_false(qkm_store_in_deferred(st));
+	size_t more = queued_to(net, 0, 1, QKM_MSG_RELAY);
+	assert_true(more >= 1); /* committed, so sent */
+	assert_int_equal(qkm_store_counter_add(st, "hook", 1), 0);
+	assert_int_equal(qkm_store_commit(st), 0);
+	qkm_relay_end_batch(net->n[0].r);
 	pump(net);
 	assert_int_equal(check_pair(net), 1 + more);
 	assert_links_consistent(net);
@@ -1422,6 +1455,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_relay_line),
 		cmocka_unit_test(test_relay_sent_after_own_commit),
+		cmocka_unit_test(test_relay_store_begin_after_pool_event),
 		cmocka_unit_test(test_relay_rng),
 		cmocka_unit_test(test_relay_ahead),
 		cmocka_unit_test(test_relay_ahead_needs_saes),
