@@ -559,6 +559,32 @@ static struct wire until_ack_at_a(struct net *net)
 	}
 }
 
+/* A relay A -> C, its RELAY_ACK handled at A inside a group commit (READY,
+ * not committed yet), with the pool event set to ask for one more. */
+static struct net *confirmed_in_batch(const char *name)
+{
+	struct net *net = net_new(name, false, false, LINK_BYTES);
+	assert_int_equal(qkm_relay_want(net->n[0].r, "C", BATCH, net->now), 0);
+	struct wire ack = until_ack_at_a(net);
+	assert_int_equal(net->nq, 0);
+	net->on_pool = want_one_more;
+	qkm_relay_begin_batch(net->n[0].r);
+	deliver(net, &ack);
+	return net;
+}
+
+/* The relays the pool event started are on the wire: they go through, and
+ * the ends hold them all. */
+static void finish_more(struct net *net)
+{
+	size_t more = queued_to(net, 0, 1, QKM_MSG_RELAY);
+	assert_true(more >= 1);
+	pump(net);
+	assert_int_equal(check_pair(net), 1 + more);
+	assert_links_consistent(net);
+	net_free(net);
+}
+
 /* R-REL-1: a relay started while a group commit's frames are being sent
  * (supply, told the end-to-end pool grew, asks for more) leaves when its
  * own transaction is committed: not with the frames of the one that was
@@ -570,13 +596,7 @@ static struct wire until_ack_at_a(struct net *net)
 static void test_relay_sent_after_own_commit(void **state)
 {
 	(void)state;
-	struct net *net = net_new("own-commit", false, false, LINK_BYTES);
-	assert_int_equal(qkm_relay_want(net->n[0].r, "C", BATCH, net->now), 0);
-	struct wire ack = until_ack_at_a(net);
-	assert_int_equal(net->nq, 0);
-	net->on_pool = want_one_more;
-	qkm_relay_begin_batch(net->n[0].r);
-	deliver(net, &ack); /* confirmed: READY in A's group commit */
+	struct net *net = confirmed_in_batch("own-commit");
 	assert_true(qkm_store_in_deferred(net->n[0].st));
 	assert_int_equal(qkm_store_end_deferred(net->n[0].st), 0); /* mid-batch */
 	assert_null(net->on_pool); /* the pool event came, and asked for one more */
@@ -586,12 +606,7 @@ static void test_relay_sent_after_own_commit(void **state)
 	assert_int_equal(queued_to(net, 0, 1, QKM_MSG_RELAY), 0);
 	qkm_relay_end_batch(net->n[0].r);
 	assert_false(qkm_store_in_deferred(net->n[0].st));
-	size_t more = queued_to(net, 0, 1, QKM_MSG_RELAY);
-	assert_true(more >= 1);
-	pump(net);
-	assert_int_equal(check_pair(net), 1 + more);
-	assert_links_consistent(net);
-	net_free(net);
+	finish_more(net);
 }
 
 /* The same, with the group commit ended as supply and acquisition end it:
@@ -602,25 +617,16 @@ static void test_relay_sent_after_own_commit(void **state)
 static void test_relay_store_begin_after_pool_event(void **state)
 {
 	(void)state;
-	struct net *net = net_new("begin", false, false, LINK_BYTES);
-	assert_int_equal(qkm_relay_want(net->n[0].r, "C", BATCH, net->now), 0);
-	struct wire ack = until_ack_at_a(net);
-	net->on_pool = want_one_more;
+	struct net *net = confirmed_in_batch("begin");
 	struct qkm_store *st = net->n[0].st;
-	qkm_relay_begin_batch(net->n[0].r);
-	deliver(net, &ack);
 	assert_int_equal(qkm_store_begin(st), 0);
 	assert_null(net->on_pool);
 	assert_false(qkm_store_in_deferred(st));
-	size_t more = queued_to(net, 0, 1, QKM_MSG_RELAY);
-	assert_true(more >= 1); /* committed, so sent */
+	assert_true(queued_to(net, 0, 1, QKM_MSG_RELAY) >= 1); /* committed, so sent */
 	assert_int_equal(qkm_store_counter_add(st, "hook", 1), 0);
 	assert_int_equal(qkm_store_commit(st), 0);
 	qkm_relay_end_batch(net->n[0].r);
-	pump(net);
-	assert_int_equal(check_pair(net), 1 + more);
-	assert_links_consistent(net);
-	net_free(net);
+	finish_more(net);
 }
 
 /* R-REL-3: keys from the RNG; every hop OTP-encrypts the whole file. */
