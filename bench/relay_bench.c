@@ -342,16 +342,8 @@ static void net_free(struct bnet *net, bool keep)
 		struct bnode *nd = &net->nd[i];
 		qkm_relay_free(nd->r);
 		qkm_store_close(nd->st);
-		if (!keep) {
-			char p[PATH_MAX + 8];
-			unlink(nd->path);
-			snprintf(p, sizeof(p), "%s-wal", nd->path);
-			unlink(p);
-			snprintf(p, sizeof(p), "%s-shm", nd->path);
-			unlink(p);
-			snprintf(p, sizeof(p), "%s-keys", nd->path);
-			unlink(p);
-		}
+		if (!keep)
+			(void)qkm_store_remove(nd->path);
 		free(nd->cfg);
 	}
 	if (!keep)

@@ -483,8 +483,8 @@ static void cleanup(void)
 		q_clear(&s->out);
 		free(s->out.m);
 		s->out.m = NULL;
-		unlink_store(s->path);
-		unlink_store(s->tpl_path);
+		(void)qkm_store_remove(s->path);
+		(void)qkm_store_remove(s->tpl_path);
 	}
 	for (int k = 0; k < 3; k++) {
 		free(kept[k].p);

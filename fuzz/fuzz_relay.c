@@ -311,8 +311,8 @@ static void cleanup(void)
 		node_stop(&nodes[i]);
 		qkm_store_close(nodes[i].tpl);
 		nodes[i].tpl = NULL;
-		unlink_store(nodes[i].path);
-		unlink_store(nodes[i].tpl_path);
+		(void)qkm_store_remove(nodes[i].path);
+		(void)qkm_store_remove(nodes[i].tpl_path);
 	}
 	if (dir[0])
 		rmdir(dir);

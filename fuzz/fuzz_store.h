@@ -1,17 +1,15 @@
 /* fuzz_store.h - helpers the fuzz targets that drive state machines over
- * real stores share (fuzz_acq.c, fuzz_relay.c): a check that aborts, the
- * removal of a store's files, a digest of a pool's blocks, by which a target
+ * real stores share (fuzz_acq.c, fuzz_relay.c): a check that aborts, a
+ * digest of a pool's blocks, by which a target
  * tells whether an input changed a store (and puts it back from its
  * template), key bytes from a seed, and a seed file written. Static: each
  * target includes it once. */
 #ifndef QKM_FUZZ_STORE_H
 #define QKM_FUZZ_STORE_H
 
-#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <unistd.h>
 
 #include "store/store.h"
 
@@ -20,20 +18,6 @@ static void check(int cond)
 {
 	if (!cond)
 		abort();
-}
-
-/* Removes a store's files: the database, its WAL and shared memory, and
- * the key-data file. */
-static void unlink_store(const char *path)
-{
-	char p[PATH_MAX + 16];
-	unlink(path);
-	snprintf(p, sizeof(p), "%s-wal", path);
-	unlink(p);
-	snprintf(p, sizeof(p), "%s-shm", path);
-	unlink(p);
-	snprintf(p, sizeof(p), "%s-keys", path);
-	unlink(p);
 }
 
 /* FNV-1a over the bytes of v. */

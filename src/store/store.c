@@ -824,6 +824,24 @@ static void end_deferred_all(struct qkm_store *st)
 		(void)qkm_store_end_deferred(st);
 }
 
+int qkm_store_remove(const char *path)
+{
+	static const char *const suffixes[] = {"", "-wal", "-shm", "-journal", "-keys"};
+	int err = 0, saved = 0;
+	for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
+		char p[4096];
+		if ((size_t)snprintf(p, sizeof(p), "%s%s", path, suffixes[i]) >= sizeof(p))
+			return QKM_EINVAL;
+		if (unlink(p) != 0 && errno != ENOENT && !err) {
+			err = QKM_EIO;
+			saved = errno;
+		}
+	}
+	if (err)
+		errno = saved;
+	return err;
+}
+
 void qkm_store_close(struct qkm_store *st)
 {
 	if (!st)

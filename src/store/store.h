@@ -87,6 +87,11 @@ struct qkm_lc_event {
 int qkm_store_open(const char *path, struct qkm_store **out /* OUT */) QKM_MUST_CHECK;
 /* Closes; NULL is a no-op. Uncommitted work is rolled back. */
 void qkm_store_close(struct qkm_store *st);
+/* Removes a closed store's files: the database at path, SQLite's WAL,
+ * shared memory and journal beside it, and the key-data file. Files
+ * already absent are no error. 0, QKM_EINVAL (path too long) or QKM_EIO
+ * (errno set) for the first file that could not be removed. */
+int qkm_store_remove(const char *path);
 
 /* Batched transactions: begin, many writes, one durable commit. Nested begin
  * is an error (QKM_ESTATE). */

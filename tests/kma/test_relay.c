@@ -339,14 +339,7 @@ static void net_free(struct net *net)
 {
 	for (int i = 0; i < 3; i++) {
 		node_stop(net, i);
-		unlink(net->n[i].path);
-		char p[PATH_MAX + 8];
-		snprintf(p, sizeof(p), "%s-wal", net->n[i].path);
-		unlink(p);
-		snprintf(p, sizeof(p), "%s-shm", net->n[i].path);
-		unlink(p);
-		snprintf(p, sizeof(p), "%s-keys", net->n[i].path);
-		unlink(p);
+		(void)qkm_store_remove(net->n[i].path);
 		free(net->n[i].cfg);
 	}
 	for (size_t i = 0; i < net->nq; i++)

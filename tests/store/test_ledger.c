@@ -909,13 +909,7 @@ static void test_file(void **state)
 	qkm_store_close(st);
 	assert_int_equal(qkm_ledger_open(other, &lg), QKM_EVERSION);
 	assert_null(lg);
-	char p[PATH_MAX + 8];
-	snprintf(p, sizeof(p), "%s-wal", other);
-	unlink(p);
-	snprintf(p, sizeof(p), "%s-shm", other);
-	unlink(p);
-	snprintf(p, sizeof(p), "%s-keys", other);
-	unlink(p);
+	(void)qkm_store_remove(other);
 
 	append_ok(f->lg, "node1", 1, 1);
 	qkm_ledger_close(f->lg);
