@@ -380,12 +380,14 @@ static int round_store(struct qkm_acq *a, const struct round *r, const uint8_t *
 		b.created_ns = now_ns;
 		b.write_around = true; /* many blocks a round, CPU-bound: no page cache copy */
 		snprintf(b.qkd_module_id, sizeof(b.qkd_module_id), "%s", a->cfg.module);
-		b.data = qkm_secret_dup(data + (size_t)parts[i].first * r->unit,
-					(size_t)parts[i].count * r->unit);
-		if (!b.data)
-			return QKM_ENOMEM;
+		/* Lent, not copied: the store writes the bytes during the call
+		 * and keeps nothing. The round's buffer is a secure-heap block of
+		 * at least 4 KiB, so 4 KiB-aligned, and so is each half when
+		 * the unit is a multiple of 4 KiB: written around the cache. */
+		struct qkm_secret lent = {.len = (size_t)parts[i].count * r->unit,
+					  .p = (uint8_t *)data + (size_t)parts[i].first * r->unit};
+		b.data = &lent;
 		int rc = qkm_store_block_put(a->st, &b);
-		qkm_secret_free(b.data);
 		if (rc)
 			return rc;
 	}
