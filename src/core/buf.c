@@ -17,10 +17,9 @@ static void buf_release(uint8_t *p, size_t cap, bool secure)
 {
 	if (!p)
 		return;
-	if (secure) {
-		OPENSSL_secure_clear_free(p, cap);
-		qkm_cleanse_regs();
-	} else
+	if (secure)
+		qkm_secure_release(p, cap);
+	else
 		free(p);
 }
 
@@ -47,7 +46,7 @@ int qkm_buf_reserve(struct qkm_buf *b, size_t n)
 	size_t cap = b->cap ? b->cap : 256;
 	while (cap < b->len + n)
 		cap = cap > b->max / 2 ? b->max : cap * 2;
-	uint8_t *p = b->secure ? OPENSSL_secure_malloc(cap) : malloc(cap);
+	uint8_t *p = b->secure ? qkm_secure_alloc(cap, false) : malloc(cap);
 	if (!p)
 		return QKM_ENOMEM;
 	if (b->len)

@@ -3,6 +3,7 @@
 #include "core/secret.h"
 
 #include <openssl/crypto.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <string.h>
 
@@ -25,6 +26,124 @@ static int heap_init(size_t bytes, bool locked)
 int qkm_secret_heap_init(size_t bytes) { return heap_init(bytes, false); }
 int qkm_secret_heap_init_locked(size_t bytes) { return heap_init(bytes, true); }
 
+/* ---- reuse of large secure-heap blocks ----------------------------------
+ *
+ * OpenSSL's secure heap hands out power-of-two blocks and wipes the whole
+ * block when it is freed, with OPENSSL_cleanse's 8-byte stores. A 64 KiB
+ * relay step or a 1 MiB acquisition round allocates and frees several such
+ * blocks, each wiped at twice its used size when its length is just past a
+ * power of two, and the next allocation lands on memory no cache holds.
+ * Freed blocks of CACHE_MIN bytes and more are therefore wiped here (the
+ * bytes their owner used, with explicit_bzero) and kept, a few per size,
+ * for the next allocation of that size. Invariant: every byte of a kept
+ * block is zero. An allocation that finds the heap full gives the kept
+ * blocks back to OpenSSL first. */
+#define CACHE_MIN_LOG 12 /* 4 KiB */
+#define CACHE_MAX_LOG 23 /* 8 MiB */
+#define CACHE_PER_SIZE 8
+#define CACHE_MAX_BYTES (32u << 20)
+
+static struct {
+	pthread_mutex_t mu;
+	void *blk[CACHE_MAX_LOG - CACHE_MIN_LOG + 1][CACHE_PER_SIZE];
+	unsigned n[CACHE_MAX_LOG - CACHE_MIN_LOG + 1];
+	size_t bytes;
+} cache = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+/* The cache's row for blocks of size (a power of two), or -1. */
+static int cache_row(size_t size)
+{
+	if (size < ((size_t)1 << CACHE_MIN_LOG) || size > ((size_t)1 << CACHE_MAX_LOG) ||
+	    (size & (size - 1)))
+		return -1;
+	return __builtin_ctzll((unsigned long long)size) - CACHE_MIN_LOG;
+}
+
+/* The size of the block OpenSSL gives for n bytes: n rounded up to a power
+ * of two. */
+static size_t block_size(size_t n)
+{
+	size_t b = 1;
+	while (b < n && b <= SIZE_MAX / 2)
+		b <<= 1;
+	return b;
+}
+
+static void cache_drop_all(void)
+{
+	pthread_mutex_lock(&cache.mu);
+	for (int r = 0; r <= CACHE_MAX_LOG - CACHE_MIN_LOG; r++)
+		while (cache.n[r])
+			OPENSSL_secure_free(cache.blk[r][--cache.n[r]]);
+	cache.bytes = 0;
+	pthread_mutex_unlock(&cache.mu);
+}
+
+void *qkm_secure_alloc(size_t n, bool zero)
+{
+	if (n == 0)
+		return NULL;
+	int row = CRYPTO_secure_malloc_initialized() ? cache_row(block_size(n)) : -1;
+	if (row >= 0) {
+		void *p = NULL;
+		pthread_mutex_lock(&cache.mu);
+		if (cache.n[row]) {
+			p = cache.blk[row][--cache.n[row]];
+			cache.bytes -= (size_t)1 << (row + CACHE_MIN_LOG);
+		}
+		pthread_mutex_unlock(&cache.mu);
+		if (p)
+			return p; /* zero already */
+	}
+	/* Not zeroing is safe: OpenSSL's secure heap wipes every block when it
+	 * is freed, so no old key bytes show through. */
+	void *p = zero ? OPENSSL_secure_zalloc(n) : OPENSSL_secure_malloc(n);
+	if (!p && row >= 0 && CRYPTO_secure_malloc_initialized()) {
+		cache_drop_all();
+		p = zero ? OPENSSL_secure_zalloc(n) : OPENSSL_secure_malloc(n);
+	}
+	return p;
+}
+
+void qkm_secure_release(void *p, size_t used)
+{
+	if (!p)
+		return;
+	if (!CRYPTO_secure_allocated(p)) {
+		/* No secure heap in this process: OpenSSL took the ordinary one. */
+		OPENSSL_clear_free(p, used);
+		qkm_cleanse_regs();
+		return;
+	}
+	size_t size = CRYPTO_secure_actual_size(p);
+	int row = cache_row(size);
+	if (row >= 0) {
+		explicit_bzero(p, used < size ? used : size);
+		qkm_cleanse_regs();
+		pthread_mutex_lock(&cache.mu);
+		bool kept = cache.n[row] < CACHE_PER_SIZE && cache.bytes + size <= CACHE_MAX_BYTES;
+		if (kept) {
+			cache.blk[row][cache.n[row]++] = p;
+			cache.bytes += size;
+		}
+		pthread_mutex_unlock(&cache.mu);
+		if (kept)
+			return;
+	}
+	/* CRYPTO_secure_free wipes the block's whole size itself. */
+	OPENSSL_secure_free(p);
+	qkm_cleanse_regs();
+}
+
+size_t qkm_secure_in_use(void)
+{
+	pthread_mutex_lock(&cache.mu);
+	size_t kept = cache.bytes;
+	pthread_mutex_unlock(&cache.mu);
+	size_t used = CRYPTO_secure_used();
+	return used > kept ? used - kept : 0;
+}
+
 static struct qkm_secret *secret_alloc(size_t len, bool zero)
 {
 	if (len == 0)
@@ -32,10 +151,7 @@ static struct qkm_secret *secret_alloc(size_t len, bool zero)
 	struct qkm_secret *s = OPENSSL_zalloc(sizeof(*s));
 	if (!s)
 		return NULL;
-	/* Not zeroing is safe: OpenSSL's secure heap wipes every block when it
-	 * is freed (secure_free and secure_clear_free alike), so no old key
-	 * bytes show through. */
-	s->p = zero ? OPENSSL_secure_zalloc(len) : OPENSSL_secure_malloc(len);
+	s->p = qkm_secure_alloc(len, zero);
 	if (!s->p) {
 		OPENSSL_free(s);
 		return NULL;
@@ -59,16 +175,8 @@ void qkm_secret_free(struct qkm_secret *s)
 {
 	if (!s)
 		return;
-	/* CRYPTO_secure_free wipes the block's whole buddy-allocated size
-	 * itself; OPENSSL_secure_clear_free would wipe it once more first. A
-	 * buffer from the ordinary heap (no secure heap in this process) is
-	 * wiped here. */
-	if (CRYPTO_secure_allocated(s->p))
-		OPENSSL_secure_free(s->p);
-	else
-		OPENSSL_clear_free(s->p, s->len);
+	qkm_secure_release(s->p, s->len);
 	OPENSSL_free(s);
-	qkm_cleanse_regs();
 }
 
 void qkm_cleanse(void *p, size_t len)

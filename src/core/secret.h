@@ -3,6 +3,7 @@
 #ifndef QKM_CORE_SECRET_H
 #define QKM_CORE_SECRET_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -35,7 +36,20 @@ struct qkm_secret *qkm_secret_dup(const void *p, size_t len);
 /* Wipes and frees; NULL is a no-op. */
 void qkm_secret_free(struct qkm_secret *s);
 
-/* Wipes len bytes at p (OPENSSL_cleanse), then the calling thread's vector
+/* The secure-heap blocks under qkm_secret and secure qkm_bufs: n bytes
+ * (n > 0), zeroed if zero, else unspecified; NULL when out of memory. A
+ * block of 4 KiB or more that was released comes back from a small cache
+ * (secret.c), already zero. */
+void *qkm_secure_alloc(size_t n, bool zero);
+/* Wipes the first `used` bytes of p (all its owner ever wrote) and gives the
+ * block back (to the cache, or to OpenSSL, which wipes it whole); NULL is a
+ * no-op. */
+void qkm_secure_release(void *p, size_t used);
+/* Secure-heap bytes held by live blocks: CRYPTO_secure_used() without the
+ * cache's (for leak checks). */
+size_t qkm_secure_in_use(void);
+
+/* Wipes len bytes at p (explicit_bzero), then the calling thread's vector
  * registers (qkm_cleanse_regs); the only way qkm clears key bytes. */
 void qkm_cleanse(void *p, size_t len);
 /* Zeroes the calling thread's vector registers: on x86-64 xmm/ymm/zmm 0-31,

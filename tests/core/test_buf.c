@@ -1,13 +1,26 @@
 /* test_buf.c - bounded buffers and checked readers (core/buf.c). */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 #include <cmocka.h>
 
+#include <openssl/crypto.h>
+
 #include "core/buf.h"
 #include "core/id.h"
+#include "core/secret.h"
+
+/* Whether all n bytes at p are zero. */
+static bool all_zero(const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i])
+			return false;
+	return true;
+}
 
 static void test_buf_max_enforced(void **state)
 {
@@ -78,12 +91,78 @@ static void test_id_roundtrip(void **state)
 	assert_false(qkm_name_valid("../etc"  "/passwd"));
 }
 
+/* A released secure block of 4 KiB or more comes back for the next
+ * allocation of its size with no byte of its last owner left, whatever was
+ * asked (raw or zeroed, secret or buffer); the cache's blocks do not count
+ * as in use. */
+static void test_secure_block_reused_wiped(void **state)
+{
+	size_t in_use = qkm_secure_in_use();
+	struct qkm_secret *s = qkm_secret_new_raw(5000); /* an 8 KiB block */
+	assert_non_null(s);
+	assert_true(CRYPTO_secure_allocated(s->p));
+	memset(s->p, 0xa5, s->len);
+	uint8_t *was = s->p;
+	qkm_secret_free(s);
+	assert_int_equal(qkm_secure_in_use(), in_use);
+
+	s = qkm_secret_new_raw(4097);
+	assert_ptr_equal(s->p, was);
+	assert_true(all_zero(s->p, CRYPTO_secure_actual_size(s->p)));
+	memset(s->p, 0x5a, s->len);
+	qkm_secret_free(s);
+
+	struct qkm_buf b;
+	qkm_buf_init(&b, 8192, true);
+	assert_int_equal(qkm_buf_reserve(&b, 8192), 0);
+	assert_ptr_equal(b.p, was);
+	assert_true(all_zero(b.p, 8192));
+	memset(b.p, 0x3c, 8192); /* written past len, as a socket read does */
+	qkm_buf_fini(&b);
+	s = qkm_secret_new(6000);
+	assert_ptr_equal(s->p, was);
+	assert_true(all_zero(s->p, 8192));
+	qkm_secret_free(s);
+	assert_int_equal(qkm_secure_in_use(), in_use);
+}
+
+/* Blocks kept for reuse never make an allocation fail: as many 32 KiB
+ * secrets fit in the heap with 64 KiB blocks kept as with none. */
+static size_t fill_32k(struct qkm_secret **s, size_t max)
+{
+	size_t n = 0;
+	while (n < max && (s[n] = qkm_secret_new_raw(32u << 10)))
+		n++;
+	return n;
+}
+
+static void test_secure_cache_yields_to_allocation(void **state)
+{
+	struct qkm_secret *s[64], *big[8];
+	size_t n0 = fill_32k(s, 64);
+	assert_true(n0 > 8 && n0 < 64); /* the 1 MiB heap ran out */
+	for (size_t i = 0; i < n0; i++)
+		qkm_secret_free(s[i]);
+	for (int i = 0; i < 8; i++)
+		assert_non_null(big[i] = qkm_secret_new_raw(64u << 10));
+	for (int i = 0; i < 8; i++)
+		qkm_secret_free(big[i]);
+	assert_int_equal(fill_32k(s, 64), n0);
+	for (size_t i = 0; i < n0; i++)
+		qkm_secret_free(s[i]);
+}
+
 int main(void)
 {
+	/* 1 MiB: the last test takes all of it. */
+	if (qkm_secret_heap_init(1u << 20))
+		return 1;
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_buf_max_enforced),
 		cmocka_unit_test(test_reader_truncation),
 		cmocka_unit_test(test_id_roundtrip),
+		cmocka_unit_test(test_secure_block_reused_wiped),
+		cmocka_unit_test(test_secure_cache_yields_to_allocation),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -128,10 +128,10 @@ static void expect_refused(const uint8_t *p, size_t n, int rc, const char *field
 {
 	struct qkm_keyfile kf;
 	const char *ef = NULL;
-	size_t used = CRYPTO_secure_used();
+	size_t used = qkm_secure_in_use();
 	assert_int_equal(qkm_keyfile_decode(p, n, &kf, &ef), rc);
 	assert_null(kf.data);
-	assert_int_equal(CRYPTO_secure_used(), used);
+	assert_int_equal(qkm_secure_in_use(), used);
 	if (field) {
 		assert_non_null(ef);
 		assert_string_equal(ef, field);
@@ -279,11 +279,11 @@ static void test_every_truncation_refused(void **state)
 		encode_case(&cases[i], &b);
 		for (size_t n = 0; n < b.len; n++) {
 			struct qkm_keyfile kf;
-			size_t used = CRYPTO_secure_used();
+			size_t used = qkm_secure_in_use();
 			int rc = qkm_keyfile_decode(b.p, n, &kf, NULL);
 			assert_true(rc < 0);
 			assert_null(kf.data);
-			assert_int_equal(CRYPTO_secure_used(), used);
+			assert_int_equal(qkm_secure_in_use(), used);
 		}
 		qkm_buf_fini(&b);
 	}
@@ -725,12 +725,12 @@ static void json_expect(const char *text, int rc, const char *field)
 	json_t *j = json_loads(text, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
 	struct qkm_keyfile kf;
 	const char *ef = NULL;
-	size_t used = CRYPTO_secure_used();
+	size_t used = qkm_secure_in_use();
 	assert_non_null(j);
 	assert_int_equal(qkm_keyfile_from_json(j, &kf, &ef), rc);
 	if (rc) {
 		assert_null(kf.data);
-		assert_int_equal(CRYPTO_secure_used(), used);
+		assert_int_equal(qkm_secure_in_use(), used);
 		assert_non_null(ef);
 		assert_string_equal(ef, field);
 	} else {
