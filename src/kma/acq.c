@@ -382,8 +382,9 @@ static int round_store(struct qkm_acq *a, const struct round *r, const uint8_t *
 		snprintf(b.qkd_module_id, sizeof(b.qkd_module_id), "%s", a->cfg.module);
 		/* Lent, not copied: the store writes the bytes during the call
 		 * and keeps nothing. The round's buffer is a secure-heap block of
-		 * at least 4 KiB, so 4 KiB-aligned, and so is each half when
-		 * the unit is a multiple of 4 KiB: written around the cache. */
+		 * at least 4 KiB, so 4 KiB-aligned: a half whose offset and
+		 * length are multiples of 4 KiB (both halves of a 1 MiB round)
+		 * is written around the cache, another through it. */
 		struct qkm_secret lent = {.len = (size_t)parts[i].count * r->unit,
 					  .p = (uint8_t *)data + (size_t)parts[i].first * r->unit};
 		b.data = &lent;
