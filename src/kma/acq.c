@@ -13,6 +13,7 @@
 
 #define ACQ_HASH_SIZE 4096u
 #define ACQ_MAX_IDS 65536u       /* QKD-keys per round */
+#define ACQ_IDS_MAX (2u * ACQ_MAX_IDS) /* default ids_max: 8 MiB of names */
 #define ACQ_YOUNG_NS 2000000000u /* pair-check: blocks younger are in flight */
 #define ACQ_STALE_NS 10000000000ull /* follower asks about rounds pending this long */
 
@@ -73,6 +74,7 @@ void qkm_acq_cfg_defaults(struct qkm_acq_cfg *cfg)
 	cfg->batch_max_bytes = 1u << 20;
 	cfg->batch_ns = 100000000u;
 	cfg->window = 64;
+	cfg->ids_max = ACQ_IDS_MAX;
 	cfg->wait_ns = 2000000000u;
 	cfg->buffer_max_bytes = 64u << 20;
 	cfg->pc_part_bytes = 8u << 20;
@@ -280,6 +282,18 @@ static void round_free(struct round *r)
 	free(r);
 }
 
+/* QKD-key IDs named by the rounds this side holds: in flight or waiting,
+ * and decided but not stored yet. */
+static uint64_t ids_held(const struct qkm_acq *a)
+{
+	uint64_t n = 0;
+	for (const struct round *r = a->rounds; r; r = r->next)
+		n += r->n_ids;
+	for (const struct round *r = a->prepared; r; r = r->next)
+		n += r->n_ids;
+	return n;
+}
+
 static void rounds_push(struct qkm_acq *a, struct round *r)
 {
 	r->next = NULL;
@@ -457,10 +471,13 @@ static int leader_start_round(struct qkm_acq *a, uint64_t now_ns)
 		goto out;
 	memset(r->batch.b + 12, 0, 4);
 	/* At most batch_max_bytes of key per round, but always the oldest file
-	 * (a single file may be larger than a round). */
+	 * (a single file may be larger than a round); no more IDs than
+	 * ids_max leaves room for beside the rounds in flight. */
+	uint64_t held = ids_held(a);
+	uint64_t room = held < a->cfg.ids_max ? a->cfg.ids_max - held : 1;
 	uint32_t cap = 0;
 	size_t total = 0;
-	for (struct qkd_entry *e = a->head; e && cap < ACQ_MAX_IDS; e = e->next) {
+	for (struct qkd_entry *e = a->head; e && cap < ACQ_MAX_IDS && cap < room; e = e->next) {
 		if (cap && total + e->data->len > a->cfg.batch_max_bytes)
 			break;
 		total += e->data->len;
@@ -1740,6 +1757,16 @@ int qkm_acq_on_frame(struct qkm_acq *a, const struct qkm_frame *f, uint64_t now_
 			return QKM_EPEER; /* a peer flooding us with rounds */
 		if ((rc = follower_parse_prepare(a, f, &r, now_ns)))
 			return rc;
+		/* The round count alone let a peer pin 320 rounds of 65,536 IDs
+		 * (1.3 GB of names); a leader keeps ids_max in flight. */
+		uint64_t bound = 4ull * a->cfg.ids_max, held_ids = ids_held(a) + r->n_ids;
+		if (held_ids > (bound > ACQ_MAX_IDS ? bound : ACQ_MAX_IDS)) {
+			log_warnx("link %s: peer names %llu QKD-keys in rounds not yet settled, "
+				  "more than a leader keeps in flight", a->cfg.link,
+				  (unsigned long long)held_ids);
+			round_free(r);
+			return QKM_EPEER;
+		}
 		/* Batch IDs are never reused: a PREPARE for a batch we are waiting
 		 * on or already hold would otherwise wait for files already used
 		 * and then record an abort of a batch we stored. */
@@ -1831,6 +1858,7 @@ void qkm_acq_tick(struct qkm_acq *a, uint64_t now_ns)
 	if (!a->peer_up || !a->reconciled)
 		return;
 	while (a->head && a->n_rounds + a->n_prepared < a->cfg.window &&
+	       ids_held(a) < a->cfg.ids_max &&
 	       (a->buffered >= a->cfg.batch_max_bytes ||
 		now_ns >= a->head->arrived_ns + a->cfg.batch_ns))
 		if (leader_start_round(a, now_ns))

@@ -28,6 +28,10 @@ struct qkm_acq_cfg {
 	uint32_t batch_max_bytes;     /* leader: most key bytes per round */
 	uint64_t batch_ns;            /* leader: oldest buffered file waits this long */
 	uint32_t window;              /* leader: rounds in flight */
+	uint32_t ids_max;             /* leader: QKD-key IDs named by the rounds in
+				       * flight, at most; a follower asked to hold
+				       * more than 4 times as many (at least one
+				       * round's worth) calls the peer broken */
 	uint64_t wait_ns;             /* follower: PREPARE waits for late files */
 	size_t buffer_max_bytes;      /* unconfirmed QKD-key bytes held */
 	uint64_t pc_part_bytes;       /* pair-check: key bytes read per part */

@@ -1084,6 +1084,60 @@ static void test_protocol_violations(void **state)
 	assert_int_equal(count_blocks(&w->a, 0) + count_blocks(&w->b, 0), 0);
 }
 
+/* A follower holds at most 4 x ids_max QKD-key IDs in rounds not yet
+ * settled (ids_max 131,072 by default): 8 PREPAREs naming 65,536 absent
+ * files each wait, the 9th is refused (QKM_EPEER: the link is dropped).
+ * The round count alone (4 x window + 64) let a peer pin 1.3 GB of names. */
+static void test_prepared_ids_bounded(void **state)
+{
+	struct world *w = *state;
+	enum { N = 65536 };
+	char (*names)[16] = calloc(N, sizeof(*names));
+	const char **ids = calloc(N, sizeof(*ids));
+	assert_non_null(names);
+	assert_non_null(ids);
+	link_up(w);
+	for (int k = 0; k < 9; k++) {
+		for (int i = 0; i < N; i++) {
+			snprintf(names[i], sizeof(names[i]), "x%d.%x", k, i);
+			ids[i] = names[i];
+		}
+		assert_int_equal(feed_prepare(w, &w->b, (uint8_t)(20 + k), ids, N, true),
+				 k < 8 ? 0 : QKM_EPEER);
+	}
+	struct qkm_acq_stats sb;
+	qkm_acq_stats(w->b.acq, &sb);
+	assert_int_equal(sb.in_flight, 8);
+	free(ids);
+	free(names);
+}
+
+/* A leader keeps at most ids_max QKD-key IDs in the rounds in flight (here
+ * 8): a round takes fewer files than batch_max_bytes would, the next waits
+ * until the first is settled, and every file is confirmed in the end. */
+static void test_leader_ids_in_flight_bounded(void **state)
+{
+	struct world *w = *state;
+	struct qkm_acq_stats sa;
+	w->a.cfg.ids_max = 8;
+	qkm_acq_free(w->a.acq);
+	side_acq_new(w, &w->a);
+	link_up(w);
+	feed_both(w, "t", 0, 40, UNIT); /* 40 one-key files; BATCH_MAX fits 128 */
+	w->now += BATCH_NS;
+	qkm_acq_tick(w->a.acq, w->now);
+	qkm_acq_stats(w->a.acq, &sa);
+	assert_int_equal(sa.in_flight, 1);
+	assert_int_equal(sa.buffered_bytes, 32 * UNIT);
+	settle(w, 20);
+	qkm_acq_stats(w->a.acq, &sa);
+	assert_int_equal(sa.buffered_bytes, 0);
+	assert_int_equal(sa.in_flight, 0);
+	assert_int_equal(counter(&w->a, "acquired_bytes"), 40 * UNIT);
+	assert_int_equal(counter(&w->b, "acquired_bytes"), 40 * UNIT);
+	assert_int_equal(assert_pools_equal(w), 10); /* 5 rounds, 2 blocks each */
+}
+
 /* Reorder: a PREPARE overtaking the RECONCILE_ACK reaches a follower that has
  * not reconciled yet: QKM_EPEER (the owner drops the link), nothing stored. */
 static void test_reordered_prepare_before_reconcile_ack(void **state)
@@ -1704,6 +1758,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_leader_restart, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dead_link, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_protocol_violations, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_prepared_ids_bounded, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_leader_ids_in_flight_bounded, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reordered_prepare_before_reconcile_ack, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_duplicated_commit, setup, teardown),
