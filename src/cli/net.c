@@ -55,12 +55,72 @@ static bool port_bindable(int port)
 	return ok;
 }
 
+/* Ports handed out lately by any `qkm net up` of this user on this
+ * machine: /tmp/qkm-ports.<uid>, one "port unix-seconds" line each, under
+ * flock. Two networks started at once (tests run two at a time) each check
+ * their ports free long before their daemons bind them, and could pick the
+ * same one: seen once, a node that could not listen. A port stays out of
+ * other runs' choice for PORTS_HOLD_S. Anything odd about the file (not
+ * ours, a symlink, unreadable) and it is not used: the choice is random
+ * either way. */
+#define PORTS_HOLD_S 120
+#define PORTS_MAX 4096
+
+static int ports_open(void)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/tmp/qkm-ports.%u", (unsigned)getuid());
+	int fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+	struct stat sb;
+	if (fd >= 0 && (fstat(fd, &sb) != 0 || sb.st_uid != getuid() || !S_ISREG(sb.st_mode) ||
+			flock(fd, LOCK_EX) != 0)) {
+		close(fd);
+		fd = -1;
+	}
+	return fd;
+}
+
+/* The ports in the file still held (n of them into held), then the file
+ * rewritten with those and `add` (if > 0). */
+static size_t ports_sync(int fd, int *held, size_t max, int add)
+{
+	size_t n = 0;
+	long now = (long)time(NULL);
+	int dfd = dup(fd);
+	FILE *f = dfd >= 0 ? fdopen(dfd, "r+") : NULL;
+	if (!f) {
+		if (dfd >= 0)
+			close(dfd);
+		return 0;
+	}
+	rewind(f); /* the offset is fd's: where the last call left it */
+	int port;
+	long at;
+	long ats[PORTS_MAX];
+	/* NOLINTNEXTLINE(cert-err34-c): a malformed line ends the list */
+	while (n < max && fscanf(f, "%d %ld", &port, &at) == 2)
+		if (port > 0 && port < 65536 && at <= now && now - at < PORTS_HOLD_S) {
+			ats[n] = at;
+			held[n++] = port;
+		}
+	if (ftruncate(fd, 0) == 0) {
+		rewind(f);
+		for (size_t i = 0; i < n; i++)
+			fprintf(f, "%d %ld\n", held[i], ats[i]);
+		if (add > 0)
+			fprintf(f, "%d %ld\n", add, now);
+	}
+	(void)fclose(f); /* best effort: the lock stays on fd */
+	return n;
+}
+
 /* A free TCP port on 127.0.0.1 for a daemon to listen on, below the
  * kernel's ephemeral range: a port from bind(0) comes from that range, and
  * between our check and the daemon's bind any outgoing connection on the
  * machine (tests and benchmarks open thousands) may take it as its local
  * port. Below the range only another listener can, and the choice is
- * random. Never the same port twice in one run. */
+ * random. Never the same port twice in one run, nor one another run
+ * handed out in the last PORTS_HOLD_S (ports_open). */
 static int free_port(void)
 {
 	static int given[4 * QKM_MAX_NODES + 8];
@@ -77,17 +137,28 @@ static int free_port(void)
 		(void)fclose(f); /* read only */
 	}
 	int top = lo - 1, bottom = 10000;
+	int pfd = ports_open();
+	static int held[PORTS_MAX];
+	size_t n_held = pfd >= 0 ? ports_sync(pfd, held, PORTS_MAX, 0) : 0;
 	for (int tries = 0; top - bottom > 1000 && tries < 200; tries++) {
 		int port = bottom + (int)(random() % (top - bottom));
 		bool seen = false;
 		for (size_t i = 0; i < n_given; i++)
 			seen = seen || given[i] == port;
+		for (size_t i = 0; i < n_held; i++)
+			seen = seen || held[i] == port;
 		if (seen || !port_bindable(port))
 			continue;
 		if (n_given < sizeof(given) / sizeof(given[0]))
 			given[n_given++] = port;
+		if (pfd >= 0) {
+			(void)ports_sync(pfd, held, PORTS_MAX, port);
+			close(pfd); /* and its lock */
+		}
 		return port;
 	}
+	if (pfd >= 0)
+		close(pfd);
 	/* No room below the range: let the kernel pick. */
 	int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
 	struct sockaddr_in sin = {.sin_family = AF_INET};
