@@ -213,7 +213,10 @@ static void test_two_callers(void **state)
 }
 
 /* getrandom: the ring fills by itself up to its cap and no further; draws
- * larger than the ring get fresh bytes past it; draws differ. */
+ * larger than the ring get fresh bytes past it; draws differ; the ring fills
+ * again. (How much it holds right after a draw is not asserted: the helper
+ * refills it while the draw takes the rest from getrandom, and once did so
+ * completely before the check, under ASan in make check.) */
 static void test_getrandom(void **state)
 {
 	(void)state;
@@ -224,7 +227,6 @@ static void test_getrandom(void **state)
 	assert_int_equal(qkm_rng_ready(g), 8192);
 	uint8_t a[20000], b[20000];
 	assert_int_equal(qkm_rng_fill(g, a, sizeof(a)), 0);
-	assert_true(qkm_rng_ready(g) < 8192);
 	assert_int_equal(qkm_rng_fill(g, b, sizeof(b)), 0);
 	/* 20,000 random bytes: equal 32-byte pieces would be a bug, not luck */
 	for (size_t i = 0; i + 32 <= sizeof(a); i += 32) {
