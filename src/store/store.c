@@ -182,6 +182,9 @@ static const char store_migrate_v8[] =
  * of WAL costs far less than a second fdatasync. */
 #define STORE_SMALL_MAX 1024u
 
+/* The key-data file is the database's path with this suffix (docs/store.md). */
+#define STORE_KEYS_SUFFIX "-keys"
+
 #define BLOCK_COLS                                                              \
 	"id, peer, pool_kind, batch_id, first_index, count, unit_bytes, used, " \
 	"key_type, state, created_ns, qkd_module_id, matching_qkd_module_id, level, data_off"
@@ -792,7 +795,7 @@ int qkm_store_open(const char *path, struct qkm_store **out)
 
 	{
 		char kpath[4096];
-		if ((size_t)snprintf(kpath, sizeof(kpath), "%s-keys", path) >= sizeof(kpath)) {
+		if ((size_t)snprintf(kpath, sizeof(kpath), "%s" STORE_KEYS_SUFFIX, path) >= sizeof(kpath)) {
 			err = QKM_EINVAL;
 			goto out;
 		}
@@ -826,7 +829,7 @@ static void end_deferred_all(struct qkm_store *st)
 
 int qkm_store_remove(const char *path)
 {
-	static const char *const suffixes[] = {"", "-wal", "-shm", "-journal", "-keys"};
+	static const char *const suffixes[] = {"", "-wal", "-shm", "-journal", STORE_KEYS_SUFFIX};
 	int err = 0, saved = 0;
 	for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
 		char p[4096];
