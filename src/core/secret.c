@@ -98,7 +98,7 @@ void *qkm_secure_alloc(size_t n, bool zero)
 	/* Not zeroing is safe: OpenSSL's secure heap wipes every block when it
 	 * is freed, so no old key bytes show through. */
 	void *p = zero ? OPENSSL_secure_zalloc(n) : OPENSSL_secure_malloc(n);
-	if (!p && row >= 0 && CRYPTO_secure_malloc_initialized()) {
+	if (!p && row >= 0) { /* row >= 0: the secure heap is initialised */
 		cache_drop_all();
 		p = zero ? OPENSSL_secure_zalloc(n) : OPENSSL_secure_malloc(n);
 	}
