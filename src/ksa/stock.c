@@ -17,7 +17,6 @@ struct entry {
 	uint32_t size_bits;
 	size_t cap, head, count;          /* ring of cap keys */
 	struct qkm_id *ids;
-	int64_t *seqs;
 	struct qkm_secret *data;          /* cap * size/8 bytes */
 	size_t pending;                   /* keys refills under way will bring */
 	uint64_t win_start_ns, rate;      /* keys taken per second, last window */
@@ -47,7 +46,6 @@ void qkm_stock_free(struct qkm_stock *st)
 		return;
 	for (int i = 0; i < st->n; i++) {
 		free(st->e[i].ids);
-		free(st->e[i].seqs);
 		qkm_secret_free(st->e[i].data);
 	}
 	free(st->taken);
@@ -79,9 +77,8 @@ int qkm_stock_want(struct qkm_stock *st, const char *peer, const char *master, c
 			cap = QKM_STOCK_MAX_KEYS;
 		memset(e, 0, sizeof(*e));
 		e->ids = calloc(cap, sizeof(*e->ids));
-		e->seqs = calloc(cap, sizeof(*e->seqs));
 		e->data = qkm_secret_new(cap * (size_bits / 8));
-		if (e->ids && e->seqs && e->data) {
+		if (e->ids && e->data) {
 			snprintf(e->peer, sizeof(e->peer), "%s", peer);
 			snprintf(e->master, sizeof(e->master), "%s", master);
 			snprintf(e->slave, sizeof(e->slave), "%s", slave);
@@ -90,7 +87,6 @@ int qkm_stock_want(struct qkm_stock *st, const char *peer, const char *master, c
 			i = st->n++;
 		} else {
 			free(e->ids);
-			free(e->seqs);
 			qkm_secret_free(e->data);
 			memset(e, 0, sizeof(*e));
 		}
@@ -186,7 +182,7 @@ uint32_t qkm_stock_refill(struct qkm_stock *st, int i, const char *peer,
 }
 
 int qkm_stock_add(struct qkm_stock *st, int i, size_t n, const struct qkm_id *ids,
-		  const int64_t *seqs, const uint8_t *data, uint64_t now_ns)
+		  const uint8_t *data, uint64_t now_ns)
 {
 	int rc = 0;
 	pthread_mutex_lock(&st->mu);
@@ -202,7 +198,6 @@ int qkm_stock_add(struct qkm_stock *st, int i, size_t n, const struct qkm_id *id
 			for (size_t k = 0; k < n; k++) {
 				size_t at = (e->head + e->count + k) % e->cap;
 				e->ids[at] = ids[k];
-				e->seqs[at] = seqs[k];
 				memcpy(e->data->p + at * b, data + k * b, b);
 			}
 			e->count += n;
@@ -257,7 +252,6 @@ int qkm_stock_take(struct qkm_stock *st, const char *master, const char *slave,
 			e->count--;
 			struct qkm_stock_taken *t = &st->taken[st->n_taken++];
 			t->id = ids[k];
-			t->seq = e->seqs[at];
 			t->at_ns = now_ns;
 			t->entry = i;
 		}
@@ -342,7 +336,6 @@ size_t qkm_stock_drop(struct qkm_stock *st, const struct qkm_id *ids, size_t n)
 			size_t to = (e->head + w) % e->cap;
 			if (to != at) {
 				e->ids[to] = e->ids[at];
-				e->seqs[to] = e->seqs[at];
 				memcpy(e->data->p + to * b, e->data->p + at * b, b);
 				OPENSSL_cleanse(e->data->p + at * b, b);
 			}

@@ -30,7 +30,6 @@ struct qkm_stock;
 /* A key taken by the front end, for the main thread to record. */
 struct qkm_stock_taken {
 	struct qkm_id id;
-	int64_t seq;                      /* its row in the store */
 	uint64_t at_ns;
 	int entry;
 };
@@ -50,11 +49,11 @@ int qkm_stock_want(struct qkm_stock *st, const char *peer, const char *master, c
 uint32_t qkm_stock_refill(struct qkm_stock *st, int i, const char *peer /* filter */,
 			  char master[static QKM_NAME_MAX], char slave[static QKM_NAME_MAX],
 			  uint32_t *size_bits /* OUT */, uint64_t now_ns);
-/* Main thread: the refill of entry i ended with n keys (ids, their rows
- * in the store, n * size/8 bytes of data; copied). QKM_ETOOBIG if they do
- * not fit (nothing added). */
+/* Main thread: the refill of entry i ended with n keys (ids, n * size/8
+ * bytes of data; copied). They are taken in the order added. QKM_ETOOBIG if
+ * they do not fit (nothing added). */
 int qkm_stock_add(struct qkm_stock *st, int i, size_t n, const struct qkm_id *ids,
-		  const int64_t *seqs, const uint8_t *data, uint64_t now_ns) QKM_MUST_CHECK;
+		  const uint8_t *data, uint64_t now_ns) QKM_MUST_CHECK;
 /* Main thread: n keys a refill of entry i asked for will not come (it
  * failed, or was cut short); they may be asked for again. */
 void qkm_stock_refill_failed(struct qkm_stock *st, int i, uint32_t n);

@@ -37,6 +37,7 @@ struct enc_req {
 	size_t first_key;                /* index of its first key in the round */
 	int stock;                       /* 1 + stock entry it refills; 0: an SAE's */
 	bool its_only;                   /* asked for "its": never AES-relayed keys */
+	int64_t seq_first, seq_last;     /* its rows in the store (master's node) */
 	uint64_t queued_ns;              /* waits for relayed keys until + round timeout */
 };
 
@@ -51,7 +52,6 @@ struct round {
 	struct enc_req *reqs;
 	size_t n_keys;
 	struct qkm_id *ids;
-	int64_t *seqs;                   /* key i's row in the store */
 	size_t *offs;                    /* byte offset of key i in data */
 	uint32_t *sizes;                 /* bits */
 	uint8_t *levels;                 /* enum qkm_etsi_level of each key */
@@ -184,24 +184,22 @@ static void record(struct qkm_supply *s, const char *event, const struct qkm_id 
 		log_warnx("supply: could not record %s", event);
 }
 
-/* Whether key b (row seq_b) comes k keys after key a (row seq_a) in one
- * round: same first 12 bytes, index and row k more. */
-static bool run_next(const struct qkm_id *a, int64_t seq_a, const struct qkm_id *b, int64_t seq_b,
-		     size_t k)
+/* Whether key b comes k keys after key a in one round: same first 12
+ * bytes, index k more. */
+static bool run_next(const struct qkm_id *a, const struct qkm_id *b, size_t k)
 {
-	return qkm_id_same_round(a, b) && qkm_id_index(b) == qkm_id_index(a) + k &&
-	       seq_b == seq_a + (int64_t)k;
+	return qkm_id_same_round(a, b) && qkm_id_index(b) == qkm_id_index(a) + k;
 }
 
-/* Master's side: n keys of one round, first and the n - 1 after it (rows
- * seq.. and indexes one after another), move from state from to SUPPLIED at
- * at_ns, recorded with detail in one record. Nothing is delivered there to
- * list, so state and time are all the rows change. */
-static int set_supplied(struct qkm_supply *s, const struct qkm_id *first, int64_t seq,
-			uint32_t n, enum qkm_ksa_state from, uint64_t at_ns, const char *peer,
-			const char *detail)
+/* Master's side: the rows seq_first..seq_last, n keys of one round from
+ * first on, move from state from to SUPPLIED at at_ns, recorded with detail
+ * in one record. Nothing is delivered there to list, so state and time are
+ * all the rows change. */
+static int set_supplied(struct qkm_supply *s, const struct qkm_id *first, int64_t seq_first,
+			int64_t seq_last, uint32_t n, enum qkm_ksa_state from, uint64_t at_ns,
+			const char *peer, const char *detail)
 {
-	int rc = qkm_store_ksa_set_state(s->st, seq, seq + n - 1, from, QKM_KSA_SUPPLIED, at_ns);
+	int rc = qkm_store_ksa_set_state(s->st, seq_first, seq_last, from, QKM_KSA_SUPPLIED, at_ns);
 	if (!rc)
 		record(s, "supplied", first, n, peer, "%s", detail);
 	return rc;
@@ -409,7 +407,6 @@ static void round_free(struct round *r)
 		free(e);
 	}
 	free(r->ids);
-	free(r->seqs);
 	free(r->offs);
 	free(r->sizes);
 	free(r->levels);
@@ -512,28 +509,54 @@ static void source_of(const struct qkm_range_ref *r, uint32_t n, uint32_t unit, 
 	}
 }
 
-/* Records "formatted" for the n keys of request e from the round's key k0
- * on: one record, or more when so many ranges would not fit in one's detail
- * (each names the KMA-key ranges its keys came from: lineage, R-LC-2). */
-static void record_formatted(struct qkm_supply *s, const char *peer, const struct enc_req *e,
-			     const struct round *r, const struct qkm_range *rg, size_t nr,
-			     size_t k0, uint32_t n)
+/* Master's node: records the n keys of request e from the round's key k0
+ * on OFFERED, as one row (a run of keys, store.h) and one "formatted"
+ * record naming the KMA-key ranges they came from (lineage, R-LC-2); as
+ * more, halved, when so many ranges would not fit in a record's detail. */
+static int put_run(struct qkm_supply *s, const char *peer, struct enc_req *e,
+		   const struct round *r, const struct qkm_range *rg, size_t nr, size_t k0,
+		   uint32_t n, uint64_t now_ns)
 {
-	struct qkm_range_ref ref[QKM_KSA_MAX_RANGES];
+	struct qkm_ksa_key kk;
 	char src[900];
-	uint32_t nref = key_ranges(rg, nr, r->offs[k0], (size_t)n * (e->size / 8), ref);
-	if (n > 1 && nref > 16) {
-		record_formatted(s, peer, e, r, rg, nr, k0, n / 2);
-		record_formatted(s, peer, e, r, rg, nr, k0 + n / 2, n - n / 2);
-		return;
+	size_t off = r->offs[k0], len = (size_t)n * (e->size / 8);
+	memset(&kk, 0, sizeof(kk));
+	kk.n_ranges = key_ranges(rg, nr, off, len, kk.ranges);
+	if (n > 1 && kk.n_ranges > 16) {
+		int rc = put_run(s, peer, e, r, rg, nr, k0, n / 2, now_ns);
+		return rc ? rc : put_run(s, peer, e, r, rg, nr, k0 + n / 2, n - n / 2, now_ns);
 	}
-	source_of(ref, nref, rg[0].unit_bytes, src, sizeof(src));
+	snprintf(kk.peer, sizeof(kk.peer), "%s", peer);
+	snprintf(kk.master, sizeof(kk.master), "%s", e->master);
+	snprintf(kk.slave, sizeof(kk.slave), "%s", e->slave);
+	snprintf(kk.additional, sizeof(kk.additional), "%s", e->additional);
+	kk.id = r->ids[k0];
+	kk.count = n;
+	kk.size_bits = e->size;
+	kk.level = key_level(rg, nr, off, len); /* the weakest of its keys */
+	kk.role = QKM_KSA_MASTER_SIDE;
+	kk.state = QKM_KSA_OFFERED;
+	kk.created_ns = now_ns;
+	/* preserve: the master's node keeps the bytes too (R-SUP-8), lent to
+	 * the store, which copies them. With X25519 combination the kept bytes
+	 * are the QKD-derived input; the combined key exists only at the
+	 * slave's node. */
+	struct qkm_secret kept = {.len = len, .p = r->data->p + off};
+	kk.data = s->cfg.preserve && !e->comb ? &kept : NULL;
+	int rc = qkm_store_ksa_put(s->st, &kk);
+	if (rc)
+		return rc;
+	if (!e->seq_first)
+		e->seq_first = kk.seq;
+	e->seq_last = kk.seq;
+	source_of(kk.ranges, kk.n_ranges, rg[0].unit_bytes, src, sizeof(src));
 	if (n == 1)
 		record(s, "formatted", &r->ids[k0], 1, peer, "%u bits for %s -> %s from %s", e->size,
 		       e->master, e->slave, src);
 	else
 		record(s, "formatted", &r->ids[k0], n, peer, "%u keys of %u bits for %s -> %s from %s",
 		       n, e->size, e->master, e->slave, src);
+	return 0;
 }
 
 /* Starts a round for everything queued to p: draws the key material,
@@ -573,12 +596,11 @@ static void round_start(struct qkm_supply *s, struct peer *p, uint64_t now_ns)
 	if (!r->n_keys)
 		goto done;
 	r->ids = calloc(r->n_keys, sizeof(*r->ids));
-	r->seqs = calloc(r->n_keys, sizeof(*r->seqs));
 	r->offs = calloc(r->n_keys, sizeof(*r->offs));
 	r->sizes = calloc(r->n_keys, sizeof(*r->sizes));
 	r->levels = calloc(r->n_keys, sizeof(*r->levels));
 	r->data = qkm_secret_new(total);
-	if (!r->ids || !r->seqs || !r->offs || !r->sizes || !r->levels || !r->data)
+	if (!r->ids || !r->offs || !r->sizes || !r->levels || !r->data)
 		goto fail;
 	rc = qkm_store_pool_read_level(s->st, p->name, QKM_KT_ENC, its_only, total, rg,
 				       SUPPLY_MAX_RANGES, &nr, r->data->p);
@@ -624,6 +646,7 @@ static void round_start(struct qkm_supply *s, struct peer *p, uint64_t now_ns)
 			qkm_id_set_index(&r->ids[k], (uint32_t)k);
 			r->offs[k] = off;
 			r->sizes[k] = e->size;
+			r->levels[k] = key_level(rg, nr, off, e->size / 8);
 			off += e->size / 8;
 		}
 	/* Durable before anything leaves: consumption and the OFFERED keys. */
@@ -633,36 +656,9 @@ static void round_start(struct qkm_supply *s, struct peer *p, uint64_t now_ns)
 	}
 	for (size_t i = 0; !rc && i < nr; i++)
 		rc = qkm_store_block_set_used(s->st, rg[i].rowid, rg[i].off + rg[i].len);
-	k = 0;
-	struct qkm_ksa_key kk;
 	for (struct enc_req *e = r->reqs; !rc && e; e = e->next) {
-		/* What a request's keys share, set once. */
-		memset(&kk, 0, sizeof(kk));
-		snprintf(kk.peer, sizeof(kk.peer), "%s", p->name);
-		snprintf(kk.master, sizeof(kk.master), "%s", e->master);
-		snprintf(kk.slave, sizeof(kk.slave), "%s", e->slave);
-		snprintf(kk.additional, sizeof(kk.additional), "%s", e->additional);
-		kk.size_bits = e->size;
-		kk.role = QKM_KSA_MASTER_SIDE;
-		kk.state = QKM_KSA_OFFERED;
-		kk.created_ns = now_ns;
-		for (uint32_t i = 0; !rc && i < e->number; i++, k++) {
-			kk.id = r->ids[k];
-			kk.n_ranges = key_ranges(rg, nr, r->offs[k], e->size / 8, kk.ranges);
-			kk.level = key_level(rg, nr, r->offs[k], e->size / 8);
-			r->levels[k] = kk.level;
-			/* preserve: the master's node keeps the bytes too (R-SUP-8),
-			 * lent to the store, which copies them. With X25519
-			 * combination the kept bytes are the QKD-derived input; the
-			 * combined key exists only at the slave's node. */
-			struct qkm_secret kept = {.len = e->size / 8, .p = r->data->p + r->offs[k]};
-			kk.data = s->cfg.preserve && !e->comb ? &kept : NULL;
-			rc = qkm_store_ksa_put(s->st, &kk);
-			kk.data = NULL;
-			r->seqs[k] = kk.seq;
-			if (!rc && i + 1 == e->number)
-				record_formatted(s, p->name, e, r, rg, nr, k + 1 - e->number, e->number);
-		}
+		e->seq_first = e->seq_last = 0;
+		rc = put_run(s, p->name, e, r, rg, nr, e->first_key, e->number, now_ns);
 	}
 	if (!rc)
 		rc = qkm_store_commit(s->st);
@@ -823,17 +819,28 @@ static void stock_settle(struct qkm_supply *s)
 					 "to master %s (app %s), slave %s, level its, from stock",
 					 master, master, slave);
 			}
-			/* One record and one row update for a run of keys taken
+			/* One record and one row split for a run of keys taken
 			 * one after another within the same millisecond: the
-			 * supply time is kept to the millisecond. */
+			 * supply time is kept to the millisecond. A stock takes
+			 * the keys of a row in order, from its front. */
 			for (k = 1; i + k < n && t[i + k].entry == t[i].entry &&
 				    t[i + k].at_ns / 1000000u == t[i].at_ns / 1000000u &&
-				    run_next(&t[i].id, t[i].seq, &t[i + k].id, t[i + k].seq, k);
+				    run_next(&t[i].id, &t[i + k].id, k);
 			     k++)
 				;
-			if (!rc)
-				rc = set_supplied(s, &t[i].id, t[i].seq, (uint32_t)k, QKM_KSA_STOCKED,
-						  t[i].at_ns, peer, detail);
+			int r = rc ? rc
+				   : qkm_store_ksa_take(s->st, &t[i].id, (uint32_t)k, QKM_KSA_STOCKED,
+							QKM_KSA_SUPPLIED, t[i].at_ns);
+			if (r == QKM_ENOTFOUND) {
+				/* Deleted meanwhile (a compromise order): nothing
+				 * left to record; the other keys are. */
+				log_warnx("supply: %zu key(s) taken from stock no longer in the store",
+					  k);
+				r = 0;
+			} else if (!r) {
+				record(s, "supplied", &t[i].id, (uint32_t)k, peer, "%s", detail);
+			}
+			rc = r;
 			run += (int64_t)k;
 		}
 		if (!rc && last >= 0)
@@ -994,14 +1001,12 @@ static void round_done(struct qkm_supply *s, struct peer *p, struct round *r,
 		snprintf(detail, sizeof(detail), "to master %s (app %s), slave %s, level %s%s",
 			 e->master, e->master, e->slave, its ? "its" : "computational",
 			 e->comb ? ", combined with X25519" : "");
-		/* A stock refill's keys were put one after another: one run. */
-		const int64_t *seq = &r->seqs[e->first_key];
 		if (e->stock)
-			rc = qkm_store_ksa_set_state(s->st, seq[0], seq[e->number - 1],
+			rc = qkm_store_ksa_set_state(s->st, e->seq_first, e->seq_last,
 						     QKM_KSA_OFFERED, QKM_KSA_STOCKED, 0);
 		else
-			rc = set_supplied(s, &r->ids[e->first_key], seq[0], e->number, QKM_KSA_OFFERED,
-					  now_ns, p->name, detail);
+			rc = set_supplied(s, &r->ids[e->first_key], e->seq_first, e->seq_last,
+					  e->number, QKM_KSA_OFFERED, now_ns, p->name, detail);
 		if (!e->stock) {
 			supplied += e->number;
 			if (!rc)
@@ -1026,8 +1031,7 @@ static void round_done(struct qkm_supply *s, struct peer *p, struct round *r,
 		}
 		if (e->stock) {
 			if (qkm_stock_add(s->cfg.stock, e->stock - 1, e->number, &r->ids[e->first_key],
-					  &r->seqs[e->first_key], r->data->p + r->offs[e->first_key],
-					  now_ns))
+					  r->data->p + r->offs[e->first_key], now_ns))
 				log_warnx("supply to %s: stock refill did not fit", p->name);
 			s->stock_pause_ns[e->stock - 1] = 0;
 			e->req = NULL;
@@ -1300,11 +1304,10 @@ static int on_supply(struct qkm_supply *s, const char *peer, const struct qkm_fr
 				rc = r;
 		}
 	}
-	/* One record per run of keys alike but for their index (rows are not
-	 * compared: each run_next call is given rows k apart). */
+	/* One record per run of keys alike but for their index. */
 	for (size_t i = 0, k; !rc && i < nk; i += k) {
 		const struct in_key *a = &keys[i];
-		for (k = 1; i + k < nk && run_next(&a->id, 0, &keys[i + k].id, (int64_t)k, k) &&
+		for (k = 1; i + k < nk && run_next(&a->id, &keys[i + k].id, k) &&
 			    keys[i + k].size == a->size && keys[i + k].comb == a->comb &&
 			    strcmp(keys[i + k].slave, a->slave) == 0;
 		     k++)
@@ -1530,13 +1533,27 @@ struct cancel_ctx {
 	int rc;
 };
 
+/* Puts the keys of row k in the cancellation, each by ID, the run's
+ * ranges with its first (the peer burns them once). A row goes whole, so
+ * that the peer's answer names its last key only when it handled them all
+ * (on_cancel_ack); the rest of the rows go with the next cancellation once
+ * this one holds a round's worth of keys. */
 static int cancel_collect(const struct qkm_ksa_key *k, void *arg)
 {
 	struct cancel_ctx *c = arg;
 	size_t e;
-	if (c->n >= 4096)
-		return 1; /* the rest go with the next cancellation */
-	int rc = qkm_put_open(c->b, QKM_T_KEY, &e);
+	if (c->n && c->n + k->count > SUPPLY_MAX_ROUND_KEYS)
+		return 1;
+	int rc = 0;
+	for (uint32_t j = 1; !rc && j < k->count; j++) {
+		struct qkm_id id = k->id;
+		qkm_id_set_index(&id, qkm_id_index(&k->id) + j);
+		if (!(rc = qkm_put_open(c->b, QKM_T_KEY, &e)) &&
+		    !(rc = qkm_put_id(c->b, QKM_T_KSA_ID, &id)))
+			rc = qkm_put_close(c->b, e);
+	}
+	if (!rc)
+		rc = qkm_put_open(c->b, QKM_T_KEY, &e);
 	if (!rc)
 		rc = qkm_put_id(c->b, QKM_T_KSA_ID, &k->id);
 	for (uint32_t i = 0; !rc && i < k->n_ranges; i++) {
@@ -1551,7 +1568,7 @@ static int cancel_collect(const struct qkm_ksa_key *k, void *arg)
 	if (!rc)
 		rc = qkm_put_close(c->b, e);
 	c->rc = rc;
-	c->n++;
+	c->n += k->count;
 	return rc;
 }
 
@@ -1678,11 +1695,15 @@ static int on_cancel_ack(struct qkm_supply *s, const char *peer, const struct qk
 			rc = r;
 			break;
 		}
-		if (strcmp(kk.peer, peer) != 0 || kk.state != QKM_KSA_OFFERED)
+		/* A row's keys went whole, its first key last: that one's
+		 * answer is the row's. */
+		if (strcmp(kk.peer, peer) != 0 || kk.state != QKM_KSA_OFFERED ||
+		    memcmp(kk.id.b, id.b, QKM_ID_LEN) != 0)
 			continue;
 		rc = qkm_store_ksa_delete(s->st, &id);
 		if (!rc)
-			record(s, "deleted", &id, 1, peer, "never reached its master; cancelled on both nodes");
+			record(s, "deleted", &id, kk.count, peer,
+			       "never reached its master; cancelled on both nodes");
 	}
 	if (!rc)
 		rc = qkm_store_commit(s->st);
@@ -1815,28 +1836,27 @@ void qkm_supply_forget(struct qkm_supply *s, void *req)
 	}
 }
 
-struct id_list {
-	struct qkm_id *ids;
-	int64_t *seqs;                   /* their rows */
+struct row_list {
+	struct row {
+		struct qkm_id id;        /* its run's first key */
+		int64_t seq;
+		uint32_t count;
+	} *rows;
 	size_t n, cap;
 };
 
-static int collect_id(const struct qkm_ksa_key *k, void *arg)
+static int collect_row(const struct qkm_ksa_key *k, void *arg)
 {
-	struct id_list *l = arg;
+	struct row_list *l = arg;
 	if (l->n == l->cap) {
 		size_t c = l->cap ? l->cap * 2 : 256;
-		struct qkm_id *x = realloc(l->ids, c * sizeof(*x));
-		if (x)
-			l->ids = x;
-		int64_t *q = x ? realloc(l->seqs, c * sizeof(*q)) : NULL;
-		if (!q)
+		struct row *x = realloc(l->rows, c * sizeof(*x));
+		if (!x)
 			return QKM_ENOMEM;
-		l->seqs = q;
+		l->rows = x;
 		l->cap = c;
 	}
-	l->seqs[l->n] = k->seq;
-	l->ids[l->n++] = k->id;
+	l->rows[l->n++] = (struct row){k->id, k->seq, k->count};
 	return 0;
 }
 
@@ -1846,23 +1866,30 @@ static int collect_id(const struct qkm_ksa_key *k, void *arg)
  * are never offered again and never cancelled. */
 static void stock_forget(struct qkm_supply *s, const char *peer)
 {
-	struct id_list l = {0};
-	int rc = qkm_store_ksa_list(s->st, peer, QKM_KSA_STOCKED, QKM_KSA_MASTER_SIDE, collect_id,
+	struct row_list l = {0};
+	uint64_t keys = 0;
+	int rc = qkm_store_ksa_list(s->st, peer, QKM_KSA_STOCKED, QKM_KSA_MASTER_SIDE, collect_row,
 				    &l);
 	if (rc < 0 || !l.n)
 		goto out;
 	rc = qkm_store_begin(s->st);
 	uint64_t now_ns = qkm_now_ns();
-	for (size_t i = 0, k; !rc && i < l.n; i += k) {
-		for (k = 1; i + k < l.n && k < UINT32_MAX &&
-			    run_next(&l.ids[i], l.seqs[i], &l.ids[i + k], l.seqs[i + k], k);
-		     k++)
-			;
-		rc = set_supplied(s, &l.ids[i], l.seqs[i], (uint32_t)k, QKM_KSA_STOCKED, now_ns, peer,
+	/* One update and one record for rows that follow one another (a
+	 * request's, and what settling split off them). */
+	for (size_t i = 0, j; !rc && i < l.n; i = j) {
+		uint64_t n = l.rows[i].count;
+		for (j = i + 1; j < l.n && n + l.rows[j].count <= UINT32_MAX &&
+				l.rows[j].seq == l.rows[j - 1].seq + 1 &&
+				run_next(&l.rows[i].id, &l.rows[j].id, n);
+		     j++)
+			n += l.rows[j].count;
+		rc = set_supplied(s, &l.rows[i].id, l.rows[i].seq, l.rows[j - 1].seq, (uint32_t)n,
+				  QKM_KSA_STOCKED, now_ns, peer,
 				  "from stock, possibly: the node stopped with the key in stock");
+		keys += n;
 	}
 	if (!rc)
-		rc = qkm_store_counter_add(s->st, "supplied_keys", (int64_t)l.n);
+		rc = qkm_store_counter_add(s->st, "supplied_keys", (int64_t)keys);
 	if (!rc)
 		rc = qkm_store_commit(s->st);
 	else
@@ -1870,11 +1897,10 @@ static void stock_forget(struct qkm_supply *s, const char *peer)
 	if (rc)
 		log_warnx("supply: stocked keys with %s not settled: %s", peer, qkm_strerror(rc));
 	else
-		log_info("supply: %zu key(s) left in stock with %s recorded as possibly supplied",
-			 l.n, peer);
+		log_info("supply: %llu key(s) left in stock with %s recorded as possibly supplied",
+			 (unsigned long long)keys, peer);
 out:
-	free(l.ids);
-	free(l.seqs);
+	free(l.rows);
 }
 
 struct qkm_supply *qkm_supply_new(const struct qkm_supply_cfg *cfg, struct qkm_store *st,

@@ -282,7 +282,10 @@ struct qkm_range_ref {
 };
 
 /* Table 1 item (4) plus what supply needs. Lists of SAE IDs are
- * comma-separated. */
+ * comma-separated. A row is a run of count keys alike in all but their
+ * bytes: IDs id, id + 1, ... (the index in the last 4 bytes, core/id.h),
+ * their bytes back to back in data and in the ranges. A master's node keeps
+ * one per request (or a few, docs/store.md); a slave's node one per key. */
 struct qkm_ksa_key {
 	struct qkm_id id;                 /* KSA-key ID (UUID) */
 	char peer[QKM_NAME_MAX];          /* the node at the other end */
@@ -300,38 +303,54 @@ struct qkm_ksa_key {
 	struct qkm_range_ref ranges[QKM_KSA_MAX_RANGES];
 	struct qkm_secret *data;          /* key bytes, owned; NULL when not kept */
 	int64_t seq;                      /* the store's row number (put sets it) */
+	uint32_t count;                   /* keys in the run; 0 is taken as 1 */
 };
 
 /* Inserts k (with its data if k->data) and sets k->seq. Keys put one after
  * another in a transaction get consecutive seqs. QKM_EEXIST for a known ID. */
 int qkm_store_ksa_put(struct qkm_store *st, struct qkm_ksa_key *k) QKM_MUST_CHECK;
-/* Loads k by ID (data too if with_data and kept). QKM_ENOTFOUND. */
+/* Loads the row that holds the key id: out->id is its run's first key,
+ * out->count its keys, out->data (if with_data and kept) all their bytes.
+ * QKM_ENOTFOUND. */
 int qkm_store_ksa_get(struct qkm_store *st, const struct qkm_id *id,
 		      struct qkm_ksa_key *out /* OUT */, bool with_data) QKM_MUST_CHECK;
-/* Moves the keys with seq first_seq..last_seq, all in state from, to state
- * to, with supply time supplied_ns: all of them, or none and QKM_ENOTFOUND.
- * One statement for a run of keys (a supply round's). */
+/* Moves the rows first_seq..last_seq (their runs whole), all in state
+ * from, to state to, with supply time supplied_ns: all of them, or none
+ * and QKM_ENOTFOUND. One statement for the rows of a request. */
 int qkm_store_ksa_set_state(struct qkm_store *st, int64_t first_seq, int64_t last_seq,
 			    enum qkm_ksa_state from, enum qkm_ksa_state to,
 			    uint64_t supplied_ns) QKM_MUST_CHECK;
+/* Moves the n keys from first on (consecutive IDs, in one row or in rows
+ * that follow one another) from state from to state to, with supply time
+ * supplied_ns. A row they take whole changes state; one they take part of
+ * is split: a row per part, each with its part of the ranges (and of the
+ * kept bytes), the keys before them and after them staying in state from.
+ * A stock takes a row's keys in order, so the usual take is the front of a
+ * row: one update and one insert. All n or none: QKM_ENOTFOUND if a key is
+ * missing or in another state. */
+int qkm_store_ksa_take(struct qkm_store *st, const struct qkm_id *first, uint32_t n,
+		       enum qkm_ksa_state from, enum qkm_ksa_state to,
+		       uint64_t supplied_ns) QKM_MUST_CHECK;
 /* Writes k's state, delivered list and supply time; drop_data deletes the
  * key bytes (secure delete) while the metadata stays (R-SUP-10). */
 int qkm_store_ksa_update(struct qkm_store *st, const struct qkm_ksa_key *k,
 			 bool drop_data) QKM_MUST_CHECK;
-/* Deletes a KSA key and its data. QKM_ENOTFOUND. */
+/* Deletes the row whose first key is id (all its run) and its data.
+ * QKM_ENOTFOUND. */
 int qkm_store_ksa_delete(struct qkm_store *st, const struct qkm_id *id) QKM_MUST_CHECK;
 /* Deletes every KSA key of id's supply round (IDs equal to id but for the
- * last 4 bytes, core/id.h) and their data; *n: how many (0 is no error). */
+ * last 4 bytes, core/id.h) and their data; *n: how many keys (0 is no
+ * error). */
 int qkm_store_ksa_delete_round(struct qkm_store *st, const struct qkm_id *id,
 			       size_t *n /* OUT */) QKM_MUST_CHECK;
-/* Calls fn (without data) for each KSA key shared with peer in state and
- * role, oldest first. state is OFFERED or STOCKED: the index that finds
+/* Calls fn (without data) for each row (run of KSA keys) shared with peer
+ * in state and role, oldest first. state is OFFERED or STOCKED: the index that finds
  * them fast holds only those, and keys in other states are never listed.
  * fn may not start another walk. */
 typedef int (*qkm_store_ksa_fn)(const struct qkm_ksa_key *k, void *arg);
 int qkm_store_ksa_list(struct qkm_store *st, const char *peer, enum qkm_ksa_state state,
 		       enum qkm_ksa_role role, qkm_store_ksa_fn fn, void *arg) QKM_MUST_CHECK;
-/* Number of KSA keys in a state. */
+/* Number of KSA keys (not rows) in a state. */
 int qkm_store_ksa_count(struct qkm_store *st, enum qkm_ksa_state state,
 			uint64_t *n /* OUT */) QKM_MUST_CHECK;
 

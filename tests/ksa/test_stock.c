@@ -47,31 +47,21 @@ static void key_bytes(uint32_t tag, uint32_t k, uint8_t *p, size_t len)
 	}
 }
 
-/* The store row a test gives key k of tag. */
-static int64_t key_seq(uint32_t tag, uint32_t k)
-{
-	return (int64_t)tag * 1000000 + k;
-}
-
 /* Adds keys first..first+n-1 of tag to entry i; the result of qkm_stock_add. */
 static int add_keys(struct qkm_stock *st, int i, uint32_t tag, uint32_t first, uint32_t n,
 		    uint32_t bits)
 {
 	size_t b = bits / 8;
 	struct qkm_id *ids = calloc(n ? n : 1, sizeof(*ids));
-	int64_t *seqs = calloc(n ? n : 1, sizeof(*seqs));
 	uint8_t *data = malloc(n ? n * b : 1);
 	assert_non_null(ids);
-	assert_non_null(seqs);
 	assert_non_null(data);
 	for (uint32_t k = 0; k < n; k++) {
 		key_id(tag, first + k, &ids[k]);
-		seqs[k] = key_seq(tag, first + k);
 		key_bytes(tag, first + k, data + k * b, b);
 	}
-	int rc = qkm_stock_add(st, i, n, ids, seqs, data, T0);
+	int rc = qkm_stock_add(st, i, n, ids, data, T0);
 	free(ids);
-	free(seqs);
 	free(data);
 	return rc;
 }
@@ -445,7 +435,6 @@ static void test_drain_taken(void **state)
 		assert_int_equal(t[k].at_ns, from_a ? (k < 300 ? T0 + 1 : T0 + 3) : T0 + 2);
 		uint32_t no = key_no(from_a ? 10 : 11, &t[k].id);
 		assert_int_equal(no, k < 300 ? k : k < 500 ? k - 300 : k - 200);
-		assert_int_equal(t[k].seq, key_seq(from_a ? 10 : 11, no));
 	}
 
 	/* Many takes before a drain (the main thread is busy): the record
@@ -464,7 +453,6 @@ static void test_drain_taken(void **state)
 		assert_int_equal(t[k].entry, c);
 		assert_int_equal(t[k].at_ns, T0 + k);
 		assert_int_equal(key_no(12, &t[k].id), k);
-		assert_int_equal(t[k].seq, key_seq(12, k));
 	}
 	for (uint32_t k = 1500; k < 1800; k++) {
 		assert_int_equal(t[k].entry, b);

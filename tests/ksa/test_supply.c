@@ -1282,11 +1282,16 @@ struct id_list {
 	struct qkm_id id[8];
 };
 
+/* A row's keys, each by ID (a master's node keeps a run in a row). */
 static int id_collect(const struct qkm_ksa_key *k, void *arg)
 {
 	struct id_list *l = arg;
-	assert_true(l->n < 8);
-	l->id[l->n++] = k->id;
+	for (uint32_t i = 0; i < k->count; i++) {
+		assert_true(l->n < 8);
+		l->id[l->n] = k->id;
+		qkm_id_set_index(&l->id[l->n], qkm_id_index(&k->id) + i);
+		l->n++;
+	}
 	return 0;
 }
 
@@ -1711,8 +1716,12 @@ struct ids {
 static int ids_collect(const struct qkm_ksa_key *k, void *arg)
 {
 	struct ids *l = arg;
-	assert_true(l->n < sizeof(l->id) / sizeof(l->id[0]));
-	l->id[l->n++] = k->id;
+	for (uint32_t i = 0; i < k->count; i++) {
+		assert_true(l->n < sizeof(l->id) / sizeof(l->id[0]));
+		l->id[l->n] = k->id;
+		qkm_id_set_index(&l->id[l->n], qkm_id_index(&k->id) + i);
+		l->n++;
+	}
 	return 0;
 }
 
@@ -1754,6 +1763,41 @@ static void fill_stock(struct world *w, int req)
 	assert_int_equal(pump(w), 0);
 	expect_enc(w, R(w, req), 2, 64, &ks);
 	assert_int_equal(stock_count(w), STOCK_KEYS);
+}
+
+/* Keys taken from stock whose round a compromise order deleted before the
+ * next flush settled them: nothing is left to record for those; keys of
+ * another round taken with them are recorded supplied all the same (a
+ * master's node keeps a round's keys in a row, store.h). */
+static void test_stock_settle_after_delete(void **state)
+{
+	struct world *w = *state;
+	struct keys t, u;
+	bool low;
+	fill_stock(w, 0);
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(take(w, 16, 64, &t, &low), 0);
+	qkm_supply_flush(w->a.sup, w->now); /* settles, and refills 64 */
+	assert_int_equal(pump(w), 0);
+	assert_int_equal(stock_count(w), STOCK_KEYS);
+	for (int i = 0; i < 4; i++) /* the first round's last 64 */
+		assert_int_equal(take(w, 16, 64, &t, &low), 0);
+	assert_int_equal(take(w, 16, 64, &u, &low), 0); /* the refill's first 16 */
+	assert_false(qkm_id_same_round(&t.id[0], &u.id[0]));
+	size_t nd;
+	assert_int_equal(qkm_store_ksa_delete_round(w->a.st, &t.id[0], &nd), 0);
+	assert_int_equal(nd, 2 + STOCK_KEYS); /* the request's 2 and the stock's */
+	int64_t before = counter(&w->a, "supplied_keys");
+	qkm_supply_flush(w->a.sup, w->now);
+	for (size_t j = 0; j < 16; j++)
+		assert_int_equal(ksa_state(&w->a, &u.id[j], NULL), QKM_KSA_SUPPLIED);
+	assert_int_equal(ksa_count(&w->a, QKM_KSA_STOCKED), 64 - 16);
+	assert_int_equal(counter(&w->a, "supplied_keys"), before + 64 + 16);
+	/* and the next take of the refill's keys settles as usual */
+	assert_int_equal(take(w, 8, 64, &u, &low), 0);
+	qkm_supply_flush(w->a.sup, w->now);
+	assert_int_equal(ksa_state(&w->a, &u.id[7], NULL), QKM_KSA_SUPPLIED);
+	assert_int_equal(counter(&w->a, "supplied_keys"), before + 64 + 16 + 8);
 }
 
 /* A stops and starts again (a crash: nothing is settled on the way down):
@@ -2320,6 +2364,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_duplicated_supply, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_protocol_violations, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stock_fill, setup_stock, teardown),
+		cmocka_unit_test_setup_teardown(test_stock_settle_after_delete, setup_stock, teardown),
 		cmocka_unit_test_setup_teardown(test_stock_take, setup_stock, teardown),
 		cmocka_unit_test_setup_teardown(test_stock_answers_queue, setup_stock, teardown),
 		cmocka_unit_test_setup_teardown(test_stock_restart, setup_stock, teardown),

@@ -597,7 +597,7 @@ static void test_rollback(void **state)
 /* Rebuilds a closed file of the current version as version 5 had it: each
  * block's bytes back in block_data (read from the key-data file at the
  * block's data_off, or from small_data), no data_off column, no small_data,
- * no key-data file. */
+ * no key-data file, no KSA run counts (version 9). */
 static void to_v5(const char *path)
 {
 	char kp[PATH_MAX];
@@ -643,6 +643,7 @@ static void to_v5(const char *path)
 	assert_int_equal(sqlite3_exec(db,
 				      "DROP TABLE small_data;"
 				      "ALTER TABLE blocks DROP COLUMN data_off;"
+				      "ALTER TABLE ksa_keys DROP COLUMN count;"
 				      "PRAGMA user_version = 5; COMMIT;",
 				      NULL, NULL, NULL),
 			 SQLITE_OK);
@@ -884,6 +885,7 @@ static void test_ksa_open_keys_index(void **state)
 	assert_int_equal(sqlite3_exec(db,
 				      "BEGIN; DROP INDEX ksa_peer;"
 				      "CREATE INDEX ksa_peer ON ksa_keys (peer, state);"
+				      "ALTER TABLE ksa_keys DROP COLUMN count;"
 				      "PRAGMA user_version = 7; COMMIT;",
 				      NULL, NULL, NULL),
 			 SQLITE_OK);
@@ -909,7 +911,7 @@ static void test_ksa_open_keys_index(void **state)
 	assert_int_equal(qkm_store_open(f->path, &f->st), 0);
 }
 
-/* A file written by a newer qkm (user_version 9) is refused, not misread;
+/* A file written by a newer qkm (user_version 10) is refused, not misread;
  * a file of version 1 (before KSA keys) is migrated to the current one. */
 static void test_newer_version_refused(void **state)
 {
@@ -932,7 +934,7 @@ static void test_newer_version_refused(void **state)
 	assert_int_equal(qkm_store_ksa_count(f->st, QKM_KSA_READY, &n), 0);
 	qkm_store_close(f->st);
 	f->st = NULL;
-	set_user_version(f->path, 9);
+	set_user_version(f->path, 10);
 	assert_int_equal(qkm_store_open(f->path, &f->st), QKM_EVERSION);
 	assert_null(f->st);
 }
@@ -1263,7 +1265,7 @@ static void test_v3_blocks_get_level(void **state)
 	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
 	assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &q, NULL), SQLITE_OK);
 	assert_int_equal(sqlite3_step(q), SQLITE_ROW);
-	assert_int_equal(sqlite3_column_int(q, 0), 8);
+	assert_int_equal(sqlite3_column_int(q, 0), 9);
 	sqlite3_finalize(q);
 	assert_int_equal(sqlite3_close(db), SQLITE_OK);
 	assert_int_equal(qkm_store_open(f->path, &f->st), 0);
@@ -1478,6 +1480,143 @@ static void test_sqlite_memory_secure(void **state)
 	assert_true(qkm_store_begin(f->st) == 0);
 	assert_true(qkm_store_commit(f->st) == 0);
 	assert_true(sqlite3_memory_used() > 0);
+}
+
+/* Schema v9: a row is a run of keys. A get of any of its keys finds it. A
+ * take of keys from a row's front splits it: the keys taken keep the row,
+ * the rest (with the rest of the bytes and of the ranges) become a new one;
+ * from its middle, three rows. A take may run on into the row that follows;
+ * a key missing or in another state moves nothing. A round's deletion
+ * counts keys, not rows, and leaves none of their bytes on disk. */
+static void test_ksa_runs(void **state)
+{
+	struct fx *f = *state;
+	struct qkm_ksa_key k, got;
+	struct qkm_id id, key;
+	uint64_t n;
+	ksa_key_init(&k, QKM_KSA_MASTER_SIDE, QKM_KSA_STOCKED);
+	k.size_bits = 64;
+	assert_int_equal(qkm_id_uuid7(&id, qkm_now_ns()), 0);
+	qkm_id_set_index(&id, 0);
+	k.id = id;
+	k.count = 10; /* 80 bytes: 30 from one range, 50 from another */
+	k.n_ranges = 2;
+	memset(&k.ranges[0].batch, 0x11, sizeof(k.ranges[0].batch));
+	k.ranges[0].off = 100;
+	k.ranges[0].len = 30;
+	memset(&k.ranges[1].batch, 0x22, sizeof(k.ranges[1].batch));
+	k.ranges[1].first = 4;
+	k.ranges[1].off = 0;
+	k.ranges[1].len = 50;
+	uint8_t bytes[80];
+	random_pattern(bytes, sizeof(bytes));
+	k.data = qkm_secret_dup(bytes, sizeof(bytes));
+	assert_non_null(k.data);
+	assert_int_equal(qkm_store_ksa_put(f->st, &k), 0);
+	qkm_secret_free(k.data);
+	k.data = NULL;
+	int64_t seq = k.seq;
+	assert_true(on_disk(f, bytes, sizeof(bytes)) > 0); /* the search finds them */
+	/* The next request's row: keys 10 and 11. */
+	qkm_id_set_index(&k.id, 10);
+	k.count = 2;
+	k.n_ranges = 0;
+	assert_int_equal(qkm_store_ksa_put(f->st, &k), 0);
+
+	key = id;
+	qkm_id_set_index(&key, 7);
+	assert_int_equal(qkm_store_ksa_get(f->st, &key, &got, true), 0);
+	assert_true(qkm_id_eq(&got.id, &id));
+	assert_int_equal(got.count, 10);
+	assert_int_equal(got.seq, seq);
+	assert_int_equal(got.data->len, 80);
+	qkm_secret_free(got.data);
+	qkm_id_set_index(&key, 12); /* past the second row */
+	assert_int_equal(qkm_store_ksa_get(f->st, &key, &got, false), QKM_ENOTFOUND);
+	assert_int_equal(qkm_store_ksa_take(f->st, &id, 2, QKM_KSA_OFFERED, QKM_KSA_SUPPLIED, 5),
+			 QKM_ENOTFOUND);
+
+	/* Keys 0..4 (40 bytes: the first range and 10 of the second). */
+	assert_int_equal(qkm_store_ksa_take(f->st, &id, 5, QKM_KSA_STOCKED, QKM_KSA_SUPPLIED, 5), 0);
+	assert_int_equal(qkm_store_ksa_get(f->st, &id, &got, true), 0);
+	assert_int_equal(got.seq, seq);
+	assert_int_equal(got.count, 5);
+	assert_int_equal(got.state, QKM_KSA_SUPPLIED);
+	assert_int_equal(got.supplied_ns, 5);
+	assert_int_equal(got.n_ranges, 2);
+	assert_int_equal(got.ranges[0].off, 100);
+	assert_int_equal(got.ranges[0].len, 30);
+	assert_int_equal(got.ranges[1].off, 0);
+	assert_int_equal(got.ranges[1].len, 10);
+	assert_int_equal(got.data->len, 40);
+	assert_memory_equal(got.data->p, bytes, 40);
+	qkm_secret_free(got.data);
+	qkm_id_set_index(&key, 6);
+	assert_int_equal(qkm_store_ksa_get(f->st, &key, &got, true), 0);
+	qkm_id_set_index(&key, 5);
+	assert_true(qkm_id_eq(&got.id, &key));
+	assert_int_not_equal(got.seq, seq);
+	assert_int_equal(got.count, 5);
+	assert_int_equal(got.state, QKM_KSA_STOCKED);
+	assert_int_equal(got.supplied_ns, 0);
+	assert_int_equal(got.n_ranges, 1);
+	assert_int_equal(got.ranges[0].batch.b[0], 0x22);
+	assert_int_equal(got.ranges[0].first, 4);
+	assert_int_equal(got.ranges[0].off, 10);
+	assert_int_equal(got.ranges[0].len, 40);
+	assert_int_equal(got.data->len, 40);
+	assert_memory_equal(got.data->p, bytes + 40, 40);
+	qkm_secret_free(got.data);
+	assert_int_equal(qkm_store_ksa_count(f->st, QKM_KSA_STOCKED, &n), 0);
+	assert_int_equal(n, 7);
+
+	/* Keys 7 and 8, from the middle of 5..9: 5..6 and 9 stay. */
+	qkm_id_set_index(&key, 7);
+	assert_int_equal(qkm_store_ksa_take(f->st, &key, 2, QKM_KSA_STOCKED, QKM_KSA_SUPPLIED, 6), 0);
+	assert_int_equal(qkm_store_ksa_get(f->st, &key, &got, true), 0);
+	assert_true(qkm_id_eq(&got.id, &key));
+	assert_int_equal(got.count, 2);
+	assert_int_equal(got.state, QKM_KSA_SUPPLIED);
+	assert_int_equal(got.n_ranges, 1);
+	assert_int_equal(got.ranges[0].off, 26);
+	assert_int_equal(got.ranges[0].len, 16);
+	assert_memory_equal(got.data->p, bytes + 56, 16);
+	qkm_secret_free(got.data);
+	qkm_id_set_index(&key, 6);
+	assert_int_equal(qkm_store_ksa_get(f->st, &key, &got, false), 0);
+	assert_int_equal(got.count, 2);
+	assert_int_equal(got.state, QKM_KSA_STOCKED);
+	assert_int_equal(got.ranges[0].off, 10);
+	assert_int_equal(got.ranges[0].len, 16);
+	qkm_id_set_index(&key, 9);
+	assert_int_equal(qkm_store_ksa_get(f->st, &key, &got, false), 0);
+	assert_true(qkm_id_eq(&got.id, &key));
+	assert_int_equal(got.count, 1);
+	assert_int_equal(got.state, QKM_KSA_STOCKED);
+	assert_int_equal(got.ranges[0].off, 42);
+	assert_int_equal(got.ranges[0].len, 8);
+
+	/* Key 9 and the next row's 10..11 in one take. */
+	assert_int_equal(qkm_store_ksa_take(f->st, &key, 3, QKM_KSA_STOCKED, QKM_KSA_SUPPLIED, 7), 0);
+	assert_int_equal(qkm_store_ksa_count(f->st, QKM_KSA_STOCKED, &n), 0);
+	assert_int_equal(n, 2);
+	/* 5..7: key 7 is supplied already, so 5 and 6 stay as they are. */
+	qkm_id_set_index(&key, 5);
+	assert_int_equal(qkm_store_ksa_take(f->st, &key, 3, QKM_KSA_STOCKED, QKM_KSA_SUPPLIED, 8),
+			 QKM_ENOTFOUND);
+	assert_int_equal(qkm_store_ksa_count(f->st, QKM_KSA_STOCKED, &n), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(qkm_store_ksa_take(f->st, &key, 2, QKM_KSA_STOCKED, QKM_KSA_SUPPLIED, 8), 0);
+	assert_int_equal(qkm_store_ksa_count(f->st, QKM_KSA_STOCKED, &n), 0);
+	assert_int_equal(n, 0);
+	assert_int_equal(qkm_store_ksa_count(f->st, QKM_KSA_SUPPLIED, &n), 0);
+	assert_int_equal(n, 12);
+
+	size_t nd;
+	assert_int_equal(qkm_store_ksa_delete_round(f->st, &id, &nd), 0);
+	assert_int_equal(nd, 12);
+	assert_int_equal(qkm_store_checkpoint(f->st), 0);
+	assert_int_equal(on_disk(f, bytes, sizeof(bytes)), 0);
 }
 
 /* R-LC-1 deletion / DESIGN "deleted keys are gone from the SQLite file and
@@ -1863,6 +2002,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_ksa_set_state_run, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ksa_open_keys_index, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ksa_put_in_txn, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ksa_runs, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_keys_open_wipes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_keys_follow_transactions, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_keys_truncated_refused, setup, teardown),
