@@ -1883,9 +1883,10 @@ int qkm_store_ksa_set_state(struct qkm_store *st, int64_t first_seq, int64_t las
 	return sp_end(st, err);
 }
 
-/* Bytes [0, head) of run k's data lie in head[0..*nh), the rest in
- * tail[0..*nt): the ranges hold the run's bytes in order, one range split
- * where head ends. */
+/* Bytes [0, head) of run k's data lie in h[0..*nh), the rest in
+ * t[0..*nt): the ranges hold the run's bytes in order, one range split
+ * where head ends. t may be k->ranges: range i is read before t[*nt <= i]
+ * is written. */
 static void ksa_ranges_split(const struct qkm_ksa_key *k, uint64_t head,
 			     struct qkm_range_ref *h, uint32_t *nh, struct qkm_range_ref *t,
 			     uint32_t *nt)
