@@ -798,7 +798,7 @@ static void stock_pause(struct qkm_supply *s, const struct enc_req *reqs, uint64
 static void stock_settle(struct qkm_supply *s)
 {
 	struct qkm_stock_taken t[512];
-	size_t n, total = 0;
+	size_t n, total = 0, gone = 0;
 	int rc = 0;
 	bool open = false;
 	while (!rc && s->cfg.stock && (n = qkm_stock_drain_taken(s->cfg.stock, t, 512)) > 0) {
@@ -834,8 +834,7 @@ static void stock_settle(struct qkm_supply *s)
 			if (r == QKM_ENOTFOUND) {
 				/* Deleted meanwhile (a compromise order): nothing
 				 * left to record; the other keys are. */
-				log_warnx("supply: %zu key(s) taken from stock no longer in the store",
-					  k);
+				gone += k;
 				r = 0;
 			} else if (!r) {
 				record(s, "supplied", &t[i].id, (uint32_t)k, peer, "%s", detail);
@@ -855,6 +854,9 @@ static void stock_settle(struct qkm_supply *s)
 	if (rc)
 		log_warnx("supply: %zu key(s) taken from stock not recorded (%s); the next "
 			  "start records them supplied", total, qkm_strerror(rc));
+	else if (gone)
+		log_warnx("supply: %zu key(s) taken from stock were deleted before they were "
+			  "recorded supplied (a compromise order)", gone);
 }
 
 /* Whether p takes another round now. */
@@ -1533,11 +1535,11 @@ struct cancel_ctx {
 	int rc;
 };
 
-/* Puts the keys of row k in the cancellation, each by ID, the run's
- * ranges with its first (the peer burns them once). A row goes whole, so
- * that the peer's answer names its last key only when it handled them all
- * (on_cancel_ack); the rest of the rows go with the next cancellation once
- * this one holds a round's worth of keys. */
+/* Puts the keys of row k in the cancellation, each by ID, the run's first
+ * key last with the run's ranges (the peer burns them once). A row goes
+ * whole, so that the peer's answer names the row's first key only once it
+ * has handled them all (on_cancel_ack); the rest of the rows go with the
+ * next cancellation once this one holds a round's worth of keys. */
 static int cancel_collect(const struct qkm_ksa_key *k, void *arg)
 {
 	struct cancel_ctx *c = arg;
