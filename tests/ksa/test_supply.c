@@ -1812,6 +1812,48 @@ static void restart_a(struct world *w)
 	link_up(w);
 }
 
+/* A store from before schema 9 holds a master's stocked keys a row each
+ * (count 1). At start they are recorded possibly supplied like runs: the
+ * rows that follow one another by row and by ID as one run, one record;
+ * a row apart (another round) on its own. */
+static void test_stock_forget_key_rows(void **state)
+{
+	struct world *w = *state;
+	struct qkm_ksa_key k;
+	struct qkm_id first, other;
+	memset(&k, 0, sizeof(k));
+	snprintf(k.peer, sizeof(k.peer), "B");
+	snprintf(k.master, sizeof(k.master), "sae-alice");
+	snprintf(k.slave, sizeof(k.slave), "sae-bob");
+	k.size_bits = 64;
+	k.level = QKM_LEVEL_ITS;
+	k.role = QKM_KSA_MASTER_SIDE;
+	k.state = QKM_KSA_STOCKED;
+	k.created_ns = w->now;
+	assert_int_equal(qkm_id_uuid7(&first, w->now), 0);
+	assert_int_equal(qkm_id_uuid7(&other, w->now + 1000000), 0);
+	assert_false(qkm_id_same_round(&first, &other));
+	assert_int_equal(qkm_store_begin(w->a.st), 0);
+	for (uint32_t i = 0; i < 5; i++) { /* keys 0..4 of one round, a row each */
+		k.id = first;
+		qkm_id_set_index(&k.id, i);
+		assert_int_equal(qkm_store_ksa_put(w->a.st, &k), 0);
+	}
+	k.id = other;
+	assert_int_equal(qkm_store_ksa_put(w->a.st, &k), 0);
+	assert_int_equal(qkm_store_commit(w->a.st), 0);
+	assert_int_equal(ksa_count(&w->a, QKM_KSA_STOCKED), 6);
+
+	restart_a(w);
+	assert_int_equal(ksa_count(&w->a, QKM_KSA_STOCKED), 0);
+	assert_int_equal(ksa_count(&w->a, QKM_KSA_SUPPLIED), 6);
+	assert_int_equal(records_with(&w->a, "supplied", "possibly"), 6);
+	assert_int_equal(rows_with(&w->a, "supplied", "possibly"), 2);
+	assert_int_equal(counter(&w->a, "supplied_keys"), 6);
+	qkm_id_set_index(&first, 4);
+	assert_int_equal(ksa_state(&w->a, &first, NULL), QKM_KSA_SUPPLIED);
+}
+
 /* R-SUP-6: a plain request is answered by a round as before, and registers
  * the pair's demand: the same round carries the stock's first refill,
  * whose keys B stores READY before A records them STOCKED and stocks
@@ -2365,6 +2407,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_protocol_violations, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stock_fill, setup_stock, teardown),
 		cmocka_unit_test_setup_teardown(test_stock_settle_after_delete, setup_stock, teardown),
+		cmocka_unit_test_setup_teardown(test_stock_forget_key_rows, setup_stock, teardown),
 		cmocka_unit_test_setup_teardown(test_stock_take, setup_stock, teardown),
 		cmocka_unit_test_setup_teardown(test_stock_answers_queue, setup_stock, teardown),
 		cmocka_unit_test_setup_teardown(test_stock_restart, setup_stock, teardown),
