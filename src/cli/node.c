@@ -220,6 +220,9 @@ static void node_status(struct node *n, struct qkm_node_status *s)
 	    qkm_store_counter_get(n->st, "relayed_bytes", &s->relayed_bytes) ||
 	    qkm_store_counters(n->st, QKM_SAE_COUNTER_PREFIX, sae_counter, s))
 		log_warnx("status: counters unavailable");
+	if (qkm_store_disk_bytes(n->st, &s->store_db_bytes, &s->store_wal_bytes,
+				 &s->store_keys_bytes))
+		log_warnx("status: key store file sizes unavailable");
 	s->ready = node_ready(n, s, NULL);
 }
 

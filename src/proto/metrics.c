@@ -267,6 +267,15 @@ static void counters(struct qkm_prom *w, const struct qkm_node_status *s)
 	qkm_prom_family(w, "qkm_relays_in_flight", "gauge",
 			"Relays sent as origin and not yet confirmed or failed.");
 	qkm_prom_u64(w, "qkm_relays_in_flight", r->in_flight, "node", s->id, QKM_PROM_END);
+	qkm_prom_family(w, "qkm_store_bytes", "gauge",
+			"Bytes on disk of the node's key store: the SQLite database (db), its WAL "
+			"(wal) and the key-data file (keys).");
+	qkm_prom_u64(w, "qkm_store_bytes", s->store_db_bytes, "node", s->id, "file", "db",
+		     QKM_PROM_END);
+	qkm_prom_u64(w, "qkm_store_bytes", s->store_wal_bytes, "node", s->id, "file", "wal",
+		     QKM_PROM_END);
+	qkm_prom_u64(w, "qkm_store_bytes", s->store_keys_bytes, "node", s->id, "file", "keys",
+		     QKM_PROM_END);
 	qkm_prom_family(w, "qkm_ready", "gauge",
 			"1 while the node is ready (/readyz answers 200).");
 	qkm_prom_u64(w, "qkm_ready", s->ready ? 1 : 0, "node", s->id, QKM_PROM_END);

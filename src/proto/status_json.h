@@ -59,6 +59,9 @@ struct qkm_node_status {
 	/* ETSI 014 requests refused since the node started for being over
 	 * their SAE's limits (ksa/limit.h); in memory only, metrics only. */
 	uint64_t refused_rate, refused_in_flight;
+	/* Bytes on disk of the key store's database, WAL and key-data file
+	 * (store.h qkm_store_disk_bytes); metrics only. */
+	uint64_t store_db_bytes, store_wal_bytes, store_keys_bytes;
 	struct qkm_status_relay relay;
 	size_t n_links;
 	struct qkm_status_link links[QKM_MAX_LINKS];

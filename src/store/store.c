@@ -8,6 +8,7 @@
 #include <openssl/crypto.h>
 #include <pthread.h>
 #include <sqlite3.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1525,6 +1526,35 @@ uint64_t qkm_store_wal_bytes(const struct qkm_store *st)
 {
 	/* Each WAL frame is a 24-byte header and one page. */
 	return (uint64_t)st->wal_frames * ((uint64_t)st->page_size + 24);
+}
+
+/* The size of path + suffix into *out (0 if it does not exist). */
+static int file_bytes(const char *path, const char *suffix, uint64_t *out)
+{
+	char p[4096];
+	struct stat sb;
+	*out = 0;
+	if ((size_t)snprintf(p, sizeof(p), "%s%s", path, suffix) >= sizeof(p))
+		return QKM_EINVAL;
+	if (stat(p, &sb) == 0)
+		*out = (uint64_t)sb.st_size;
+	else if (errno != ENOENT)
+		return QKM_EIO;
+	return 0;
+}
+
+int qkm_store_disk_bytes(struct qkm_store *st, uint64_t *db, uint64_t *wal, uint64_t *keys)
+{
+	const char *path = sqlite3_db_filename(st->db, "main");
+	*db = *wal = *keys = 0;
+	if (!path || !path[0])
+		return QKM_EINVAL;
+	int err = file_bytes(path, "", db);
+	if (!err)
+		err = file_bytes(path, "-wal", wal);
+	if (!err)
+		err = file_bytes(path, STORE_KEYS_SUFFIX, keys);
+	return err;
 }
 
 /* ---- key draws and KSA keys ---------------------------------------------- */

@@ -372,5 +372,10 @@ int qkm_store_copy(struct qkm_store *dst, struct qkm_store *src) QKM_MUST_CHECK;
  * SQLite's automatic checkpoints are off: the owner checkpoints when this
  * grows too large and periodically (docs/store.md). */
 uint64_t qkm_store_wal_bytes(const struct qkm_store *st);
+/* Bytes on disk of the store's files, for an operator watching it grow:
+ * the SQLite database, its WAL and the key-data file (docs/store.md); 0 for
+ * one that does not exist. QKM_EIO if one cannot be examined. */
+int qkm_store_disk_bytes(struct qkm_store *st, uint64_t *db, uint64_t *wal,
+			 uint64_t *keys) QKM_MUST_CHECK;
 
 #endif

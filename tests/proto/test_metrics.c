@@ -221,6 +221,9 @@ static void status_fill(struct qkm_node_status *s)
 	memset(s, 0, sizeof(*s));
 	snprintf(s->id, sizeof(s->id), "A");
 	s->ready = true;
+	s->store_db_bytes = 1u << 20;
+	s->store_wal_bytes = 0;
+	s->store_keys_bytes = 5000000000ull; /* exact, not 5e9 */
 	s->n_pools = 2;
 	snprintf(s->pools[0].peer, QKM_NAME_MAX, "B");
 	s->pools[0].kind = "link";
@@ -302,6 +305,11 @@ static void test_exposition(void **state)
 	assert_non_null(strstr(t, "qkm_relays_confirmed_total{node=\"A\"} 4\n"));
 	assert_non_null(strstr(t, "qkm_relays_failed_total{node=\"A\"} 1\n"));
 	assert_non_null(strstr(t, "qkm_ready{node=\"A\"} 1\n"));
+	/* the key store's files on disk */
+	assert_true(declared(r, "qkm_store_bytes", "gauge"));
+	assert_non_null(strstr(t, "qkm_store_bytes{node=\"A\",file=\"db\"} 1048576\n"));
+	assert_non_null(strstr(t, "qkm_store_bytes{node=\"A\",file=\"wal\"} 0\n"));
+	assert_non_null(strstr(t, "qkm_store_bytes{node=\"A\",file=\"keys\"} 5000000000\n"));
 	/* ETSI 014 refusals over an SAE's limits, by limit (issue #7) */
 	assert_non_null(strstr(t, "qkm_etsi014_refused_total{node=\"A\",limit=\"rate\"} 11\n"));
 	assert_non_null(strstr(t, "qkm_etsi014_refused_total{node=\"A\",limit=\"in_flight\"} 2\n"));

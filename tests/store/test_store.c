@@ -1401,6 +1401,35 @@ static void test_wal_bytes(void **state)
 	qkm_secret_free(b.data);
 }
 
+/* The files' sizes an operator watches (the metric qkm_store_bytes): the
+ * database and the key-data file as stat sees them; the WAL grows with a
+ * commit and is empty after a checkpoint. */
+static void test_disk_bytes(void **state)
+{
+	struct fx *f = *state;
+	struct qkm_block a;
+	uint64_t db, wal, keys;
+	char p[PATH_MAX];
+	struct stat sb;
+	assert_int_equal(qkm_store_checkpoint(f->st), 0);
+	mkblock(&a, "node-b", QKM_KT_ENC, QKM_BLOCK_READY, 1, 0, 256, 32, 1, NULL); /* 8 KiB */
+	put(f->st, &a);
+	assert_int_equal(qkm_store_disk_bytes(f->st, &db, &wal, &keys), 0);
+	fx_path(f, "", p);
+	assert_int_equal(stat(p, &sb), 0);
+	assert_int_equal(db, (uint64_t)sb.st_size);
+	assert_true(db > 0);
+	assert_true(wal > 0);
+	fx_path(f, "-keys", p);
+	assert_int_equal(stat(p, &sb), 0);
+	assert_int_equal(keys, (uint64_t)sb.st_size);
+	assert_true(keys >= 8192);
+	assert_int_equal(qkm_store_checkpoint(f->st), 0);
+	assert_int_equal(qkm_store_disk_bytes(f->st, &db, &wal, &keys), 0);
+	assert_int_equal(wal, 0);
+	qkm_secret_free(a.data);
+}
+
 /* qkm_store_copy (fuzz_relay puts its stores back with it): the copy holds
  * the source's blocks, data and counters and nothing the copy held before,
  * its WAL is empty, and its cached statements work on the new content. Not
@@ -1997,6 +2026,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_secure_delete_batch, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_secure_delete_used, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wal_bytes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_disk_bytes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_copy, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_qkd_ids, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ksa_set_state_run, setup, teardown),
