@@ -218,6 +218,7 @@ static void node_status(struct node *n, struct qkm_node_status *s)
 	    qkm_store_counter_get(n->st, "aborted_batches", &s->aborted_batches) ||
 	    qkm_store_counter_get(n->st, "supplied_keys", &s->supplied_keys) ||
 	    qkm_store_counter_get(n->st, "relayed_bytes", &s->relayed_bytes) ||
+	    qkm_store_counter_get(n->st, "ksa_pruned_keys", &s->ksa_pruned_keys) ||
 	    qkm_store_counters(n->st, QKM_SAE_COUNTER_PREFIX, sae_counter, s))
 		log_warnx("status: counters unavailable");
 	if (qkm_store_disk_bytes(n->st, &s->store_db_bytes, &s->store_wal_bytes,

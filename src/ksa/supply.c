@@ -96,6 +96,8 @@ struct qkm_supply {
 	 * after the last refusal (0: the last refill was stocked). */
 	uint64_t stock_retry_ns[QKM_STOCK_MAX_ENTRIES];
 	uint64_t stock_pause_ns[QKM_STOCK_MAX_ENTRIES];
+	uint64_t horizon_ms;    /* qkm_store_ksa_horizon: no key made then or before is taken */
+	uint64_t prune_next_ns; /* the next look for rows past retention */
 };
 
 static void dec_flush(struct qkm_supply *s);
@@ -110,6 +112,7 @@ void qkm_supply_cfg_defaults(struct qkm_supply_cfg *cfg)
 	cfg->max_key_count = 1000000;
 	cfg->preserve = false;
 	cfg->round_timeout_ns = 5000000000u;
+	cfg->retention_ns = 0;
 	cfg->stock = NULL;
 }
 
@@ -1188,6 +1191,11 @@ static int on_supply(struct qkm_supply *s, const char *peer, const struct qkm_fr
 		rc = QKM_EPEER;
 		goto out;
 	}
+	/* A key this node may have held and pruned must not come back. */
+	for (size_t i = 0; i < nk && !why[0]; i++)
+		if (qkm_store_ksa_older(&keys[i].id, s->horizon_ms))
+			snprintf(why, sizeof(why),
+				 "KSA key IDs made before this node's pruned records (ksa_retention_s)");
 	if (!(data = qkm_secret_new(total))) {
 		rc = QKM_ENOMEM;
 		goto out;
@@ -1790,8 +1798,50 @@ void qkm_supply_on_peer(struct qkm_supply *s, const char *peer, bool up, uint64_
 	qkm_supply_flush(s, now_ns);
 }
 
+/* Rows per pass, and passes: a pass that finds a full batch goes on at the
+ * next tick, one that does not waits this long. */
+#define PRUNE_ROWS 4096 /* about 20 ms of the loop on the development VM */
+#define PRUNE_EVERY_NS 10000000000u
+
+/* Drops the rows of keys supplied more than retention_ns ago (their
+ * bytes are gone; their records are the manager's), a batch at a time so
+ * the loop stays responsive: ksa_keys would otherwise grow by a row per
+ * key supplied, for ever. */
+static void prune(struct qkm_supply *s, uint64_t now_ns)
+{
+	if (!s->cfg.retention_ns || now_ns < s->prune_next_ns || now_ns < s->cfg.retention_ns)
+		return;
+	uint64_t rows = 0, keys = 0, horizon = 0;
+	int rc = qkm_store_begin(s->st);
+	if (!rc)
+		rc = qkm_store_ksa_prune(s->st, now_ns - s->cfg.retention_ns, PRUNE_ROWS, &rows,
+					 &keys);
+	if (!rc && rows) {
+		record(s, "pruned", NULL, 0, "",
+		       "metadata of %llu KSA key(s) deleted (%llu row(s)): supplied more than "
+		       "%llu s ago (ksa_retention_s)",
+		       (unsigned long long)keys, (unsigned long long)rows,
+		       (unsigned long long)(s->cfg.retention_ns / 1000000000u));
+		rc = qkm_store_counter_add(s->st, "ksa_pruned_keys", (int64_t)keys);
+	}
+	if (!rc)
+		rc = qkm_store_ksa_horizon(s->st, &horizon);
+	if (!rc)
+		rc = qkm_store_commit(s->st);
+	else
+		qkm_store_rollback(s->st);
+	if (rc) {
+		log_warnx("supply: cannot prune supplied keys' rows: %s", qkm_strerror(rc));
+		s->prune_next_ns = now_ns + PRUNE_EVERY_NS;
+		return;
+	}
+	s->horizon_ms = horizon;
+	s->prune_next_ns = rows == PRUNE_ROWS ? now_ns : now_ns + PRUNE_EVERY_NS;
+}
+
 void qkm_supply_tick(struct qkm_supply *s, uint64_t now_ns)
 {
+	prune(s, now_ns);
 	bool waiting = false; /* requests waiting for relayed keys */
 	for (size_t i = 0; i < s->n_peers; i++)
 		waiting = waiting || (s->peers[i].relay && s->peers[i].queue && round_room(&s->peers[i]));
@@ -1932,6 +1982,9 @@ struct qkm_supply *qkm_supply_new(const struct qkm_supply_cfg *cfg, struct qkm_s
 		s->peers[i].queue_tail = &s->peers[i].queue;
 		stock_forget(s, s->peers[i].name);
 	}
+	if (qkm_store_ksa_horizon(st, &s->horizon_ms))
+		log_warnx("supply: cannot read the horizon of pruned keys; rounds are not checked "
+			  "against it");
 	return s;
 }
 

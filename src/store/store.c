@@ -18,7 +18,7 @@
 #include "store/file.h"
 #include "store/kdata.h"
 
-#define STORE_SCHEMA_VERSION 9
+#define STORE_SCHEMA_VERSION 10
 #define STORE_BUSY_MS 5000
 
 /* Key data lives in block_data, apart from the metadata in blocks, so that
@@ -190,6 +190,14 @@ static const char store_migrate_v9[] =
 	"ALTER TABLE ksa_keys ADD COLUMN count INTEGER NOT NULL DEFAULT 1 CHECK (count >= 1);"
 	"PRAGMA user_version = 9;";
 
+/* Version 10: an index of the keys supplied (state 3, SUPPLIED), by supply
+ * time, so that a node can drop their rows once ksa_retention_s has passed
+ * (qkm_store_ksa_prune) without reading the whole table. A key joins it
+ * when its last slave (or, at the master's node, its master) gets it. */
+static const char store_migrate_v10[] =
+	"CREATE INDEX ksa_supplied ON ksa_keys (supplied_ns) WHERE state = 3;"
+	"PRAGMA user_version = 10;";
+
 /* Blocks of at most this many bytes keep them in small_data: a page or two
  * of WAL costs far less than a second fdatasync. */
 #define STORE_SMALL_MAX 1024u
@@ -317,7 +325,14 @@ static const char store_migrate_v9[] =
 	  "count FROM ksa_keys WHERE peer = ?1 AND state = ?2 AND role = ?3 "   \
 	  "AND state IN (1, 4) ORDER BY created_ns, seq") /* the index's condition */ \
 	X(KSA_COUNT,                                                            \
-	  "SELECT coalesce(sum(count), 0) FROM ksa_keys WHERE state = ?1")
+	  "SELECT coalesce(sum(count), 0) FROM ksa_keys WHERE state = ?1")      \
+	/* The oldest supplied first, through ksa_supplied; rows whose bytes   \
+	 * are kept (after_supply "preserve") stay. */                         \
+	X(KSA_PRUNE,                                                            \
+	  "DELETE FROM ksa_keys WHERE seq IN (SELECT seq FROM ksa_keys "        \
+	  "WHERE state = 3 AND supplied_ns < ?1 AND NOT EXISTS "                \
+	  "(SELECT 1 FROM ksa_data d WHERE d.seq = ksa_keys.seq) "              \
+	  "ORDER BY supplied_ns LIMIT ?2) RETURNING id, count")
 
 enum store_stmt {
 #define STORE_STMT_ENUM(name, sql) ST_##name,
@@ -593,6 +608,7 @@ static const struct {
 	{store_migrate_v7, NULL, NULL},
 	{store_migrate_v8, NULL, NULL},
 	{store_migrate_v9, NULL, NULL},
+	{store_migrate_v10, NULL, NULL},
 };
 
 /* The file's user_version, or -1 if it is not one qkm could have written. */
@@ -2086,6 +2102,73 @@ int qkm_store_ksa_count(struct qkm_store *st, enum qkm_ksa_state state, uint64_t
 		err = store_fail(st, "count KSA keys");
 	stmt_done(s);
 	return err;
+}
+
+#define KSA_HORIZON "ksa_pruned_ms"
+
+/* The Unix time in ms of a version-7 UUID (qkm_id_uuid7); 0 for any other. */
+static uint64_t uuid7_ms(const struct qkm_id *id)
+{
+	if (id->b[6] >> 4 != 7)
+		return 0;
+	uint64_t ms = 0;
+	for (int i = 0; i < 6; i++)
+		ms = ms << 8 | id->b[i];
+	return ms;
+}
+
+int qkm_store_ksa_prune(struct qkm_store *st, uint64_t before_ns, uint32_t max_rows,
+			uint64_t *rows, uint64_t *keys)
+{
+	*rows = *keys = 0;
+	if (before_ns > INT64_MAX)
+		return QKM_EINVAL;
+	int err = sp_begin(st);
+	if (err)
+		return err;
+	sqlite3_stmt *s = st->st[ST_KSA_PRUNE];
+	uint64_t newest = 0;
+	int rc;
+	sqlite3_bind_int64(s, 1, (int64_t)before_ns);
+	sqlite3_bind_int64(s, 2, max_rows);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		struct qkm_id id;
+		if (sqlite3_column_bytes(s, 0) == QKM_ID_LEN) {
+			memcpy(id.b, sqlite3_column_blob(s, 0), QKM_ID_LEN);
+			uint64_t ms = uuid7_ms(&id);
+			newest = ms > newest ? ms : newest;
+		}
+		(*rows)++;
+		*keys += (uint64_t)sqlite3_column_int64(s, 1);
+	}
+	if (rc != SQLITE_DONE)
+		err = store_fail(st, "prune KSA keys");
+	stmt_done(s);
+	/* The horizon never passes the cut-off: a key made later than it was
+	 * supplied (a master's clock ahead) does not move it into the future. */
+	if (newest > before_ns / 1000000u)
+		newest = before_ns / 1000000u;
+	int64_t old = 0;
+	if (!err && newest && !(err = qkm_store_counter_get(st, KSA_HORIZON, &old)) &&
+	    newest > (uint64_t)old)
+		err = qkm_store_counter_add(st, KSA_HORIZON, (int64_t)newest - old);
+	if (err)
+		*rows = *keys = 0;
+	return sp_end(st, err);
+}
+
+int qkm_store_ksa_horizon(struct qkm_store *st, uint64_t *ms)
+{
+	int64_t v = 0;
+	int err = qkm_store_counter_get(st, KSA_HORIZON, &v);
+	*ms = err || v < 0 ? 0 : (uint64_t)v;
+	return err;
+}
+
+bool qkm_store_ksa_older(const struct qkm_id *id, uint64_t horizon_ms)
+{
+	uint64_t ms = uuid7_ms(id);
+	return horizon_ms && ms && ms <= horizon_ms;
 }
 
 int qkm_store_block_burn(struct qkm_store *st, const char *peer, const struct qkm_id *batch,

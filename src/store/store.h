@@ -350,6 +350,21 @@ int qkm_store_ksa_delete_round(struct qkm_store *st, const struct qkm_id *id,
 typedef int (*qkm_store_ksa_fn)(const struct qkm_ksa_key *k, void *arg);
 int qkm_store_ksa_list(struct qkm_store *st, const char *peer, enum qkm_ksa_state state,
 		       enum qkm_ksa_role role, qkm_store_ksa_fn fn, void *arg) QKM_MUST_CHECK;
+/* Deletes the rows of KSA keys supplied before before_ns (state SUPPLIED,
+ * supply time earlier) whose bytes are gone (rows that keep them, under
+ * after_supply "preserve", stay): at most max_rows rows, the oldest supply
+ * first; *rows and *keys say how many went. Their metadata is the
+ * manager's from then on (R-LC-2: each one's life-cycle records). Raises
+ * the store's horizon (qkm_store_ksa_horizon) to the newest time of a
+ * pruned key's ID, never past before_ns, in the same transaction. */
+int qkm_store_ksa_prune(struct qkm_store *st, uint64_t before_ns, uint32_t max_rows,
+			uint64_t *rows /* OUT */, uint64_t *keys /* OUT */) QKM_MUST_CHECK;
+/* The newest time, in ms since the epoch, in the ID (a version-7 UUID) of a
+ * KSA key this store has pruned; 0 if none. */
+int qkm_store_ksa_horizon(struct qkm_store *st, uint64_t *ms /* OUT */) QKM_MUST_CHECK;
+/* True if id is a version-7 UUID made at or before horizon_ms (not 0): a
+ * key the store may have held and pruned, so one it must not take again. */
+bool qkm_store_ksa_older(const struct qkm_id *id, uint64_t horizon_ms);
 /* Number of KSA keys (not rows) in a state. */
 int qkm_store_ksa_count(struct qkm_store *st, enum qkm_ksa_state state,
 			uint64_t *n /* OUT */) QKM_MUST_CHECK;

@@ -1553,6 +1553,127 @@ static void test_duplicated_supply(void **state)
 	expect_recovered(w, 2);
 }
 
+/* The "pruned" records of a side: one per batch of rows pruned; *keys
+ * adds up the keys each one names in its detail. */
+struct pruned {
+	int rows;
+	unsigned long long keys;
+};
+
+static int pruned_cb(const struct qkm_lc_event *ev, void *arg)
+{
+	struct pruned *p = arg;
+	unsigned long long n;
+	if (strcmp(ev->event, "pruned") != 0)
+		return 0;
+	assert_string_equal(ev->key_kind, "ksa");
+	assert_int_equal(sscanf(ev->detail, "metadata of %llu KSA key(s)", &n), 1);
+	p->rows++;
+	p->keys += n;
+	return 0;
+}
+
+static struct pruned pruned(struct side *s)
+{
+	struct pruned p = {0, 0};
+	assert_int_equal(qkm_store_records(s->st, 0, 0, pruned_cb, &p), 0);
+	return p;
+}
+
+/* ksa_retention_s: a key's row goes retention after its supply, at both
+ * nodes, recorded; a key a slave has not fetched stays, and is still
+ * given once. The IDs of a pruned key's round are refused if its SUPPLY
+ * ever comes again, so a key whose row is gone is never stored (and
+ * supplied) a second time; later rounds are taken. */
+static void test_retention(void **state)
+{
+	struct world *w = *state;
+	struct keys k1, k2, k3;
+	const uint64_t keep = 60000 * MS;
+	struct side *sides[] = {&w->a, &w->b};
+	for (int i = 0; i < 2; i++) {
+		struct side *s = sides[i];
+		qkm_supply_free(s->sup);
+		s->cfg.retention_ns = keep;
+		struct qkm_supply_ops ops = {send_cb, ready_cb, NULL, NULL, reply_cb, s};
+		s->sup = qkm_supply_new(&s->cfg, s->st, &ops);
+		assert_non_null(s->sup);
+	}
+	link_up(w);
+	assert_int_equal(pump(w), 0);
+
+	/* Round 1: three keys, fetched by the slave; its SUPPLY kept aside. */
+	enc(w, 0, "sae-alice", "sae-bob", 3, 256);
+	qkm_supply_flush(w->a.sup, w->now);
+	assert_int_equal(q_count(&w->a.out, QKM_MSG_SUPPLY), 1);
+	struct msg supply1 = q_pop(&w->a.out);
+	deliver(w, &w->a, &w->b, supply1.p, supply1.len);
+	assert_int_equal(pump(w), 0);
+	expect_enc(w, R(w, 0), 3, 256, &k1);
+	dec(w, &w->b, 1, "sae-bob", "sae-alice", k1.id, 3);
+	expect_dec(w, &w->b, R(w, 1), k1.id, 3);
+	/* Round 2, 30 s later: two keys the slave does not fetch. */
+	w->now += 30000 * MS;
+	enc(w, 2, "sae-alice", "sae-bob", 2, 256);
+	qkm_supply_flush(w->a.sup, w->now);
+	assert_int_equal(pump(w), 0);
+	expect_enc(w, R(w, 2), 2, 256, &k2);
+
+	/* Before the retention has passed: nothing goes. */
+	w->now += keep - 32000 * MS;
+	qkm_supply_tick(w->a.sup, w->now);
+	qkm_supply_tick(w->b.sup, w->now);
+	assert_int_equal(ksa_count(&w->a, QKM_KSA_SUPPLIED), 5);
+	assert_int_equal(ksa_count(&w->b, QKM_KSA_SUPPLIED), 3);
+	assert_int_equal(pruned(&w->a).rows + pruned(&w->b).rows, 0);
+
+	/* Past it for round 1 only (a node looks again 10 s after a pass). */
+	w->now += 12000 * MS;
+	qkm_supply_tick(w->a.sup, w->now);
+	qkm_supply_tick(w->b.sup, w->now);
+	assert_int_equal(ksa_count(&w->a, QKM_KSA_SUPPLIED), 2);
+	assert_int_equal(ksa_count(&w->b, QKM_KSA_SUPPLIED), 0);
+	assert_int_equal(ksa_count(&w->b, QKM_KSA_READY), 2);
+	assert_int_equal(pruned(&w->a).keys, 3);
+	assert_int_equal(pruned(&w->b).keys, 3);
+	int64_t n;
+	assert_int_equal(qkm_store_counter_get(w->b.st, "ksa_pruned_keys", &n), 0);
+	assert_int_equal(n, 3);
+	/* A pruned key: unknown, as a delivered one is. */
+	dec(w, &w->b, 3, "sae-bob", "sae-alice", k1.id, 1);
+	expect_reason(&w->b, R(w, 3), 400, "unknown_key");
+
+	/* Round 1's SUPPLY again: refused, nothing stored, A told so. */
+	deliver(w, &w->a, &w->b, supply1.p, supply1.len);
+	free(supply1.p);
+	assert_int_equal(ksa_count(&w->b, QKM_KSA_READY), 2);
+	struct qkm_ksa_key got;
+	assert_int_equal(qkm_store_ksa_get(w->b.st, &k1.id[0], &got, false), QKM_ENOTFOUND);
+	assert_int_equal(records_with(&w->b, "aborted", "pruned records"), 3);
+	assert_int_equal(q_count(&w->b.out, QKM_MSG_SUPPLY_ACK), 1);
+	q_clear(&w->b.out);
+
+	/* Round 2's keys are still given, once; a new round is taken. */
+	dec(w, &w->b, 4, "sae-bob", "sae-alice", k2.id, 2);
+	expect_dec(w, &w->b, R(w, 4), k2.id, 2);
+	enc(w, 5, "sae-alice", "sae-bob", 1, 256);
+	qkm_supply_flush(w->a.sup, w->now);
+	assert_int_equal(pump(w), 0);
+	expect_enc(w, R(w, 5), 1, 256, &k3);
+	dec(w, &w->b, 6, "sae-bob", "sae-alice", k3.id, 1);
+	expect_dec(w, &w->b, R(w, 6), k3.id, 1);
+
+	/* The horizon outlives a restart. */
+	qkm_supply_free(w->b.sup);
+	struct qkm_supply_ops ops = {send_cb, ready_cb, NULL, NULL, reply_cb, &w->b};
+	w->b.sup = qkm_supply_new(&w->b.cfg, w->b.st, &ops);
+	assert_non_null(w->b.sup);
+	uint64_t ms;
+	assert_int_equal(qkm_store_ksa_horizon(w->b.st, &ms), 0);
+	assert_true(qkm_store_ksa_older(&k1.id[0], ms));
+	assert_false(qkm_store_ksa_older(&k2.id[0], ms));
+}
+
 /* Rebuilds frame m: without TLV `drop`, every RANGE's LEN set to `len` when
  * set_len, the request ID replaced by req when req_set. */
 static void rebuild(const struct msg *m, uint16_t drop, bool set_len, uint32_t len, bool req_set,
@@ -2404,6 +2525,7 @@ int main(void)
 
 		cmocka_unit_test_setup_teardown(test_cancel_lost_resent, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_duplicated_supply, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_retention, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_protocol_violations, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stock_fill, setup_stock, teardown),
 		cmocka_unit_test_setup_teardown(test_stock_settle_after_delete, setup_stock, teardown),

@@ -235,6 +235,7 @@ static void status_fill(struct qkm_node_status *s)
 	s->pools[1].kind = "relay";
 	s->acquired_bytes = 4096;
 	s->supplied_keys = 3;
+	s->ksa_pruned_keys = 2;
 	s->refused_rate = 11;
 	s->refused_in_flight = 2;
 	s->relay.started = 5;
@@ -301,6 +302,7 @@ static void test_exposition(void **state)
 	/* counters, relay */
 	assert_non_null(strstr(t, "qkm_acquired_bytes_total{node=\"A\"} 4096\n"));
 	assert_non_null(strstr(t, "qkm_supplied_keys_total{node=\"A\"} 3\n"));
+	assert_non_null(strstr(t, "qkm_ksa_pruned_keys_total{node=\"A\"} 2\n"));
 	assert_non_null(strstr(t, "qkm_relays_started_total{node=\"A\"} 5\n"));
 	assert_non_null(strstr(t, "qkm_relays_confirmed_total{node=\"A\"} 4\n"));
 	assert_non_null(strstr(t, "qkm_relays_failed_total{node=\"A\"} 1\n"));

@@ -644,6 +644,7 @@ static void to_v5(const char *path)
 				      "DROP TABLE small_data;"
 				      "ALTER TABLE blocks DROP COLUMN data_off;"
 				      "ALTER TABLE ksa_keys DROP COLUMN count;"
+				      "DROP INDEX ksa_supplied;"
 				      "PRAGMA user_version = 5; COMMIT;",
 				      NULL, NULL, NULL),
 			 SQLITE_OK);
@@ -886,6 +887,7 @@ static void test_ksa_open_keys_index(void **state)
 				      "BEGIN; DROP INDEX ksa_peer;"
 				      "CREATE INDEX ksa_peer ON ksa_keys (peer, state);"
 				      "ALTER TABLE ksa_keys DROP COLUMN count;"
+				      "DROP INDEX ksa_supplied;"
 				      "PRAGMA user_version = 7; COMMIT;",
 				      NULL, NULL, NULL),
 			 SQLITE_OK);
@@ -911,7 +913,107 @@ static void test_ksa_open_keys_index(void **state)
 	assert_int_equal(qkm_store_open(f->path, &f->st), 0);
 }
 
-/* A file written by a newer qkm (user_version 10) is refused, not misread;
+/* ksa_retention_s (schema 10): the rows of keys supplied before the
+ * cut-off go, the oldest supply first, a batch at a time; rows still
+ * waiting (READY, STOCKED), supplied later, or keeping their bytes
+ * (after_supply "preserve") stay. The horizon is the newest pruned ID's
+ * time, never past the cut-off, and survives a reopen; a version 9 file
+ * gets the index. */
+static void test_ksa_prune(void **state)
+{
+	struct fx *f = *state;
+	struct qkm_ksa_key k, got;
+	struct qkm_id id[6];
+	const uint64_t t0 = 1700000000000000000ull; /* ns, 2023 */
+	uint64_t rows, keys, ms;
+	assert_int_equal(qkm_store_ksa_horizon(f->st, &ms), 0);
+	assert_int_equal(ms, 0);
+	assert_int_equal(qkm_store_begin(f->st), 0);
+	for (int i = 0; i < 6; i++) {
+		/* 0, 1: a slave's, supplied at t0 + 1 s and + 2 s; 2: a run of 3
+		 * supplied at + 3 s; 3: supplied at + 3 s with its bytes kept;
+		 * 4: READY; 5: supplied at + 100 s. */
+		ksa_key_init(&k, i == 2 ? QKM_KSA_MASTER_SIDE : QKM_KSA_SLAVE_SIDE,
+			     i == 4 ? QKM_KSA_READY : QKM_KSA_SUPPLIED);
+		assert_int_equal(qkm_id_uuid7(&k.id, t0 + (uint64_t)i * 1000000u), 0);
+		qkm_id_set_index(&k.id, 0);
+		k.count = i == 2 ? 3 : 1;
+		k.supplied_ns = k.state == QKM_KSA_SUPPLIED
+					? t0 + (i == 5 ? 100 : i < 2 ? (uint64_t)i + 1 : 3) * 1000000000u
+					: 0;
+		k.data = i == 3 || i == 4 ? qkm_secret_new(32) : NULL;
+		assert_int_equal(qkm_store_ksa_put(f->st, &k), 0);
+		qkm_secret_free(k.data);
+		id[i] = k.id;
+	}
+	assert_int_equal(qkm_store_commit(f->st), 0);
+
+	/* Nothing supplied before t0. */
+	assert_int_equal(qkm_store_ksa_prune(f->st, t0, 100, &rows, &keys), 0);
+	assert_int_equal(rows, 0);
+	/* One row a batch: the oldest supply first. */
+	assert_int_equal(qkm_store_ksa_prune(f->st, t0 + 50000000000ull, 1, &rows, &keys), 0);
+	assert_int_equal(rows, 1);
+	assert_int_equal(keys, 1);
+	assert_int_equal(qkm_store_ksa_get(f->st, &id[0], &got, false), QKM_ENOTFOUND);
+	assert_int_equal(qkm_store_ksa_get(f->st, &id[1], &got, false), 0);
+	assert_int_equal(qkm_store_ksa_horizon(f->st, &ms), 0);
+	assert_int_equal(ms, t0 / 1000000u);
+	assert_true(qkm_store_ksa_older(&id[0], ms));
+	assert_false(qkm_store_ksa_older(&id[1], ms));
+	/* The rest before + 50 s: key 1 and the run of 3, not the one whose
+	 * bytes are kept. */
+	assert_int_equal(qkm_store_ksa_prune(f->st, t0 + 50000000000ull, 100, &rows, &keys), 0);
+	assert_int_equal(rows, 2);
+	assert_int_equal(keys, 4);
+	for (int i = 0; i < 6; i++)
+		assert_int_equal(qkm_store_ksa_get(f->st, &id[i], &got, false),
+				 i < 3 ? QKM_ENOTFOUND : 0);
+	struct qkm_id in_run = id[2];
+	qkm_id_set_index(&in_run, 2);
+	assert_int_equal(qkm_store_ksa_get(f->st, &in_run, &got, false), QKM_ENOTFOUND);
+	assert_int_equal(qkm_store_ksa_horizon(f->st, &ms), 0);
+	assert_int_equal(ms, t0 / 1000000u + 2);
+	/* A cut-off before a pruned key's own time (a master's clock ahead):
+	 * the horizon stops at the cut-off. Key 5 was made at t0 + 5 ms. */
+	assert_int_equal(qkm_store_ksa_prune(f->st, t0 + 200000000000ull, 100, &rows, &keys), 0);
+	assert_int_equal(rows, 1);
+	assert_int_equal(qkm_store_ksa_horizon(f->st, &ms), 0);
+	assert_int_equal(ms, t0 / 1000000u + 5);
+	struct qkm_id v4 = id[5];
+	v4.b[6] = (uint8_t)((v4.b[6] & 0x0f) | 0x40); /* not a version-7 UUID: no time */
+	assert_false(qkm_store_ksa_older(&v4, ms));
+	assert_false(qkm_store_ksa_older(&id[5], 0));
+
+	/* Version 9 had no index of supplied keys; the horizon stays. */
+	qkm_store_close(f->st);
+	f->st = NULL;
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db,
+				      "BEGIN; DROP INDEX ksa_supplied;"
+				      "PRAGMA user_version = 9; COMMIT;",
+				      NULL, NULL, NULL),
+			 SQLITE_OK);
+	assert_int_equal(sqlite3_close(db), SQLITE_OK);
+	assert_int_equal(qkm_store_open(f->path, &f->st), 0);
+	assert_int_equal(qkm_store_ksa_horizon(f->st, &ms), 0);
+	assert_int_equal(ms, t0 / 1000000u + 5);
+	assert_int_equal(qkm_store_ksa_get(f->st, &id[3], &got, false), 0);
+	assert_int_equal(qkm_store_ksa_get(f->st, &id[4], &got, false), 0);
+	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+	sqlite3_stmt *q;
+	assert_int_equal(sqlite3_prepare_v2(db,
+					    "SELECT sql FROM sqlite_schema WHERE name = 'ksa_supplied'",
+					    -1, &q, NULL),
+			 SQLITE_OK);
+	assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+	assert_non_null(strstr((const char *)sqlite3_column_text(q, 0), "WHERE state = 3"));
+	sqlite3_finalize(q);
+	assert_int_equal(sqlite3_close(db), SQLITE_OK);
+}
+
+/* A file written by a newer qkm (user_version 11) is refused, not misread;
  * a file of version 1 (before KSA keys) is migrated to the current one. */
 static void test_newer_version_refused(void **state)
 {
@@ -934,7 +1036,7 @@ static void test_newer_version_refused(void **state)
 	assert_int_equal(qkm_store_ksa_count(f->st, QKM_KSA_READY, &n), 0);
 	qkm_store_close(f->st);
 	f->st = NULL;
-	set_user_version(f->path, 10);
+	set_user_version(f->path, 11);
 	assert_int_equal(qkm_store_open(f->path, &f->st), QKM_EVERSION);
 	assert_null(f->st);
 }
@@ -1265,7 +1367,7 @@ static void test_v3_blocks_get_level(void **state)
 	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
 	assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &q, NULL), SQLITE_OK);
 	assert_int_equal(sqlite3_step(q), SQLITE_ROW);
-	assert_int_equal(sqlite3_column_int(q, 0), 9);
+	assert_int_equal(sqlite3_column_int(q, 0), 10);
 	sqlite3_finalize(q);
 	assert_int_equal(sqlite3_close(db), SQLITE_OK);
 	assert_int_equal(qkm_store_open(f->path, &f->st), 0);
@@ -2033,6 +2135,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_ksa_open_keys_index, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ksa_put_in_txn, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ksa_runs, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ksa_prune, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_keys_open_wipes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_keys_follow_transactions, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_keys_truncated_refused, setup, teardown),
