@@ -701,7 +701,7 @@ static int net_up(const char *topo_path, const char *dir_arg)
 		snprintf(c->log_level, sizeof(c->log_level), "info");
 		c->ksa = p->topo.nodes[i].ksa;
 		c->preserve = strcmp(p->topo.policy.after_supply, "preserve") == 0;
-		c->ksa_retention_s = p->topo.policy.ksa_retention_s;
+		c->retention_s = p->topo.policy.retention_s;
 		snprintf(c->tls.ca, sizeof(c->tls.ca), "%s", net->ca);
 		snprintf(c->tls.cert, sizeof(c->tls.cert), "%s/%s/node.pem", dir, id);
 		snprintf(c->tls.key, sizeof(c->tls.key), "%s/%s/node.key", dir, id);

@@ -142,9 +142,9 @@ struct qkm_limits_cfg {
 #define QKM_LIMIT_SAE_IN_FLIGHT 256
 #define QKM_LIMIT_MAX 1000000        /* highest value of each field */
 
-#define QKM_KSA_RETENTION_S 604800   /* ksa_retention_s: 7 days */
-#define QKM_KSA_RETENTION_MIN_S 60
-#define QKM_KSA_RETENTION_MAX_S 315360000 /* 10 years */
+#define QKM_RETENTION_S 604800   /* retention_s: 7 days */
+#define QKM_RETENTION_MIN_S 60
+#define QKM_RETENTION_MAX_S 315360000 /* 10 years */
 
 static inline void qkm_limits_defaults(struct qkm_limits_cfg *l)
 {
@@ -159,7 +159,8 @@ struct qkm_node_cfg {
 	char log_level[16];
 	bool ksa;                    /* false: relay-only node (R-EL-2) */
 	bool preserve;               /* after_supply: "preserve" keeps key bytes (R-SUP-8) */
-	uint32_t ksa_retention_s;    /* a supplied key's row is dropped this long after (0: kept) */
+	uint32_t retention_s;        /* history kept: supplied KSA keys' rows, records the
+				      * manager holds (0: all of it, for ever) */
 	struct qkm_tls_paths tls;
 	char kx_listen[QKM_ADDR_MAX];
 	char admin_listen[QKM_ADDR_MAX];
@@ -245,7 +246,7 @@ struct qkm_topology {
 		char key_source[8];      /* "link" | "rng" */
 		bool aes_fallback;
 		char after_supply[16];   /* "delete" | "preserve" */
-		uint32_t ksa_retention_s; /* copied into every node's ksa_retention_s */
+		uint32_t retention_s; /* copied into every node's retention_s */
 		char routing[16];        /* the controller's first rerouting mode (R-CTL-4) */
 		struct qkm_limits_cfg limits; /* copied into every node's limits */
 	} policy;

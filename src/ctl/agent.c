@@ -32,6 +32,7 @@ struct qkm_agent {
 	int64_t sent;         /* records 1..sent are on their way (sent > acked: awaiting ack) */
 	uint64_t last_status_ns;
 	uint64_t hold_ns;     /* after a refused batch: no records before this (monotonic) */
+	uint64_t prune_ns;    /* the next look for records past retention_s (monotonic) */
 	struct qkm_lc_event *evs; /* QKM_CK_RECORDS_MAX */
 	size_t n_evs;
 };
@@ -248,9 +249,37 @@ static void agent_dial(struct qkm_agent *a)
 
 static void agent_on_redial(evutil_socket_t fd, short what, void *arg) { agent_dial(arg); }
 
+/* Records per pass, and passes: a full pass goes on at the next tick. */
+#define PRUNE_ROWS 4096
+#define PRUNE_EVERY_NS 10000000000u
+
+/* Deletes this node's records older than retention_s that the manager
+ * holds (R-LC-2: it keeps, audits and traces them), a batch at a time: the
+ * node's lc would otherwise grow by a record for every key event, for
+ * ever. The last record the manager acknowledged stays: a reconnection
+ * checks the manager's copy against it. */
+static void prune_records(struct qkm_agent *a)
+{
+	uint64_t mono = qkm_mono_ns(), now = qkm_now_ns(), n = 0,
+		 keep = (uint64_t)a->cfg->retention_s * 1000000000u;
+	if (!keep || !a->from_known || a->acked < 2 || mono < a->prune_ns || now < keep)
+		return;
+	int rc = qkm_store_begin(a->st);
+	if (!rc)
+		rc = qkm_store_lc_prune(a->st, a->acked - 1, now - keep, PRUNE_ROWS, &n);
+	if (!rc)
+		rc = qkm_store_commit(a->st);
+	else
+		qkm_store_rollback(a->st);
+	if (rc)
+		log_warnx("controller: cannot prune life-cycle records: %s", qkm_strerror(rc));
+	a->prune_ns = !rc && n == PRUNE_ROWS ? mono : mono + PRUNE_EVERY_NS;
+}
+
 static void agent_on_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct qkm_agent *a = arg;
+	prune_records(a);
 	if (!a->open)
 		return;
 	if (qkm_mono_ns() - a->last_status_ns >= AGENT_STATUS_MS * 1000000ull)

@@ -619,7 +619,7 @@ struct qkm_ksa *qkm_ksa_new(struct event_base *base, const struct qkm_node_cfg *
 	snprintf(sc->self, sizeof(sc->self), "%s", cfg->id);
 	sc->node = cfg;
 	sc->preserve = cfg->preserve;
-	sc->retention_ns = (uint64_t)cfg->ksa_retention_s * 1000000000u;
+	sc->retention_ns = (uint64_t)cfg->retention_s * 1000000000u;
 	k->stock = qkm_stock_new();
 	k->meter = qkm_meter_new();
 	atomic_store(&k->beat_ns, qkm_mono_ns());

@@ -1195,7 +1195,7 @@ static int on_supply(struct qkm_supply *s, const char *peer, const struct qkm_fr
 	for (size_t i = 0; i < nk && !why[0]; i++)
 		if (qkm_store_ksa_older(&keys[i].id, s->horizon_ms))
 			snprintf(why, sizeof(why),
-				 "KSA key IDs made before this node's pruned records (ksa_retention_s)");
+				 "KSA key IDs made before this node's pruned records (retention_s)");
 	if (!(data = qkm_secret_new(total))) {
 		rc = QKM_ENOMEM;
 		goto out;
@@ -1819,7 +1819,7 @@ static void prune(struct qkm_supply *s, uint64_t now_ns)
 	if (!rc && rows) {
 		record(s, "pruned", NULL, 0, "",
 		       "metadata of %llu KSA key(s) deleted (%llu row(s)): supplied more than "
-		       "%llu s ago (ksa_retention_s)",
+		       "%llu s ago (retention_s)",
 		       (unsigned long long)keys, (unsigned long long)rows,
 		       (unsigned long long)(s->cfg.retention_ns / 1000000000u));
 		rc = qkm_store_counter_add(s->st, "ksa_pruned_keys", (int64_t)keys);

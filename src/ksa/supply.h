@@ -40,7 +40,7 @@ struct qkm_supply_cfg {
 	uint64_t max_key_count;         /* reported in status */
 	bool preserve;                  /* after_supply: keep key bytes after supply */
 	uint64_t round_timeout_ns;      /* peer must answer a round within this */
-	uint64_t retention_ns;          /* ksa_retention_s: a supplied key's row goes this
+	uint64_t retention_ns;          /* retention_s: a supplied key's row goes this
 					 * long after its supply (0: kept) */
 	const struct qkm_node_cfg *node; /* registered SAEs, peers (borrowed) */
 	struct qkm_stock *stock;         /* keys made ahead of demand (borrowed; NULL: none) */

@@ -184,17 +184,17 @@ static int get_u32(struct jctx *c, json_t *o, const char *path, const char *key,
 	return rc;
 }
 
-/* ksa_retention_s, of a node or of a topology's policy: 0, or seconds in
- * [QKM_KSA_RETENTION_MIN_S, QKM_KSA_RETENTION_MAX_S]; absent, the default. */
+/* retention_s, of a node or of a topology's policy: 0, or seconds in
+ * [QKM_RETENTION_MIN_S, QKM_RETENTION_MAX_S]; absent, the default. */
 static void get_retention(struct jctx *c, json_t *o, const char *path, uint32_t *out)
 {
-	*out = QKM_KSA_RETENTION_S;
-	if (!get_u32(c, o, path, "ksa_retention_s", out, 0, QKM_KSA_RETENTION_MAX_S, false) &&
-	    *out && *out < QKM_KSA_RETENTION_MIN_S) {
+	*out = QKM_RETENTION_S;
+	if (!get_u32(c, o, path, "retention_s", out, 0, QKM_RETENTION_MAX_S, false) &&
+	    *out && *out < QKM_RETENTION_MIN_S) {
 		char p[160];
-		snprintf(p, sizeof(p), "%s%sksa_retention_s", path, path[0] ? "." : "");
-		(void)jerr(c, p, "must be 0 (keep) or from %d to %d", QKM_KSA_RETENTION_MIN_S,
-			   QKM_KSA_RETENTION_MAX_S);
+		snprintf(p, sizeof(p), "%s%sretention_s", path, path[0] ? "." : "");
+		(void)jerr(c, p, "must be 0 (keep) or from %d to %d", QKM_RETENTION_MIN_S,
+			   QKM_RETENTION_MAX_S);
 	}
 }
 
@@ -776,7 +776,7 @@ static int get_node_links(struct jctx *c, json_t *root, struct qkm_node_cfg *out
 static void node_load(struct jctx *c, json_t *root, void *arg)
 {
 	static const char *const keys[] = {"id", "db", "log_level", "ksa", "after_supply",
-					   "ksa_retention_s", "tls", "listen", "sim", "links",
+					   "retention_s", "tls", "listen", "sim", "links",
 					   "saes", "routes", "relay", "directory", "controller",
 					   "limits", NULL};
 	static const char *const lkeys[] = {"kx", "admin", "etsi014", NULL};
@@ -798,7 +798,7 @@ static void node_load(struct jctx *c, json_t *root, void *arg)
 	    strcmp(policy, "delete") && strcmp(policy, "preserve"))
 		(void)jerr(c, "after_supply", "must be delete or preserve");
 	out->preserve = strcmp(policy, "preserve") == 0;
-	get_retention(c, root, "", &out->ksa_retention_s);
+	get_retention(c, root, "", &out->retention_s);
 	if (get_object(c, root, "", "listen", lkeys, true, &o) > 0) {
 		(void)get_str(c, o, "listen", "kx", out->kx_listen, sizeof(out->kx_listen), true, 0);
 		(void)get_str(c, o, "listen", "admin", out->admin_listen, sizeof(out->admin_listen),
@@ -1032,7 +1032,7 @@ static void topo_links(struct jctx *c, json_t *root, struct qkm_topology *out, b
 static void topo_policy(struct jctx *c, json_t *root, struct qkm_topology *out, bool nodes_ok)
 {
 	static const char *const polkeys[] = {"relay", "central", "key_source", "aes_fallback",
-					      "after_supply", "ksa_retention_s", "limits",
+					      "after_supply", "retention_s", "limits",
 					      "routing", NULL};
 	struct qkm_topo_policy *pol = &out->policy;
 	json_t *o;
@@ -1068,7 +1068,7 @@ static void topo_policy(struct jctx *c, json_t *root, struct qkm_topology *out, 
 	}
 	if (after_ok && strcmp(pol->after_supply, "delete") && strcmp(pol->after_supply, "preserve"))
 		(void)jerr(c, "policy.after_supply", "must be delete or preserve");
-	get_retention(c, o, "policy", &pol->ksa_retention_s);
+	get_retention(c, o, "policy", &pol->retention_s);
 	(void)get_limits(c, o, "policy", &pol->limits);
 	if (get_str(c, o, "policy", "routing", pol->routing, sizeof(pol->routing), false, 0) == 0 &&
 	    !qkm_route_mode_valid(pol->routing)) {
@@ -1089,7 +1089,7 @@ static void topo_load(struct jctx *c, json_t *root, void *arg)
 	snprintf(out->policy.key_source, sizeof(out->policy.key_source), "link");
 	snprintf(out->policy.routing, sizeof(out->policy.routing), "adaptive");
 	qkm_limits_defaults(&out->policy.limits);
-	out->policy.ksa_retention_s = QKM_KSA_RETENTION_S;
+	out->policy.retention_s = QKM_RETENTION_S;
 	if (!root || check_keys(c, root, "", keys))
 		return;
 	(void)get_str(c, root, "", "name", out->name, sizeof(out->name), false, 1);
@@ -1232,7 +1232,7 @@ int qkm_node_cfg_save(const char *path, const struct qkm_node_cfg *c)
 	json_t *root = json_pack("{s:s, s:s, s:s, s:b, s:s, s:I, s:o, s:o, s:o, s:o}", "id", c->id,
 				 "db", c->db, "log_level", c->log_level[0] ? c->log_level : "info",
 				 "ksa", c->ksa, "after_supply", c->preserve ? "preserve" : "delete",
-				 "ksa_retention_s", (json_int_t)c->ksa_retention_s, "tls",
+				 "retention_s", (json_int_t)c->retention_s, "tls",
 				 tls_json(&c->tls), "listen", listen, "links", links, "saes", saes);
 	if (c->sim[0])
 		json_object_set_new(root, "sim", json_string(c->sim));

@@ -56,7 +56,7 @@ struct qkm_node_status {
 	size_t n_pools;
 	struct qkm_status_pool pools[QKM_MAX_LINKS + QKM_MAX_NODES]; /* link, then relay */
 	int64_t acquired_bytes, aborted_batches, supplied_keys, relayed_bytes;
-	int64_t ksa_pruned_keys; /* rows dropped after ksa_retention_s; metrics only */
+	int64_t ksa_pruned_keys; /* rows dropped after retention_s; metrics only */
 	/* ETSI 014 requests refused since the node started for being over
 	 * their SAE's limits (ksa/limit.h); in memory only, metrics only. */
 	uint64_t refused_rate, refused_in_flight;

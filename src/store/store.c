@@ -18,7 +18,7 @@
 #include "store/file.h"
 #include "store/kdata.h"
 
-#define STORE_SCHEMA_VERSION 10
+#define STORE_SCHEMA_VERSION 11
 #define STORE_BUSY_MS 5000
 
 /* Key data lives in block_data, apart from the metadata in blocks, so that
@@ -191,12 +191,23 @@ static const char store_migrate_v9[] =
 	"PRAGMA user_version = 9;";
 
 /* Version 10: an index of the keys supplied (state 3, SUPPLIED), by supply
- * time, so that a node can drop their rows once ksa_retention_s has passed
+ * time, so that a node can drop their rows once retention_s has passed
  * (qkm_store_ksa_prune) without reading the whole table. A key joins it
  * when its last slave (or, at the master's node, its master) gets it. */
 static const char store_migrate_v10[] =
 	"CREATE INDEX ksa_supplied ON ksa_keys (supplied_ns) WHERE state = 3;"
 	"PRAGMA user_version = 10;";
+
+/* Version 11: lc stays append-only above a watermark, counters'
+ * lc_pruned_seq, which only qkm_store_lc_prune raises: records up to it
+ * are ones the manager holds (R-LC-2), and may go once retention_s has
+ * passed. Every other DELETE of lc still fails. */
+static const char store_migrate_v11[] =
+	"DROP TRIGGER lc_no_delete;"
+	"CREATE TRIGGER lc_no_delete BEFORE DELETE ON lc"
+	" WHEN old.seq > coalesce((SELECT value FROM counters WHERE name = 'lc_pruned_seq'), 0)"
+	" BEGIN SELECT RAISE(ABORT, 'lc is append-only'); END;"
+	"PRAGMA user_version = 11;";
 
 /* Blocks of at most this many bytes keep them in small_data: a page or two
  * of WAL costs far less than a second fdatasync. */
@@ -328,6 +339,8 @@ static const char store_migrate_v10[] =
 	  "SELECT coalesce(sum(count), 0) FROM ksa_keys WHERE state = ?1")      \
 	/* The oldest supplied first, through ksa_supplied; rows whose bytes   \
 	 * are kept (after_supply "preserve") stay. */                         \
+	X(LC_PRUNE, "DELETE FROM lc WHERE seq IN (SELECT seq FROM lc "          \
+	  "WHERE seq <= ?1 AND ts_ns < ?2 ORDER BY seq LIMIT ?3)")              \
 	X(KSA_PRUNE,                                                            \
 	  "DELETE FROM ksa_keys WHERE seq IN (SELECT seq FROM ksa_keys "        \
 	  "WHERE state = 3 AND supplied_ns < ?1 AND NOT EXISTS "                \
@@ -609,6 +622,7 @@ static const struct {
 	{store_migrate_v8, NULL, NULL},
 	{store_migrate_v9, NULL, NULL},
 	{store_migrate_v10, NULL, NULL},
+	{store_migrate_v11, NULL, NULL},
 };
 
 /* The file's user_version, or -1 if it is not one qkm could have written. */
@@ -2154,6 +2168,33 @@ int qkm_store_ksa_prune(struct qkm_store *st, uint64_t before_ns, uint32_t max_r
 		err = qkm_store_counter_add(st, KSA_HORIZON, (int64_t)newest - old);
 	if (err)
 		*rows = *keys = 0;
+	return sp_end(st, err);
+}
+
+#define LC_WATERMARK "lc_pruned_seq"
+
+int qkm_store_lc_prune(struct qkm_store *st, int64_t upto_seq, uint64_t before_ns,
+		       uint32_t max_rows, uint64_t *n)
+{
+	*n = 0;
+	if (upto_seq <= 0)
+		return 0;
+	if (before_ns > INT64_MAX)
+		return QKM_EINVAL;
+	int64_t mark = 0;
+	int err = sp_begin(st);
+	if (!err && !(err = qkm_store_counter_get(st, LC_WATERMARK, &mark)) && upto_seq > mark)
+		err = qkm_store_counter_add(st, LC_WATERMARK, upto_seq - mark);
+	if (!err) {
+		sqlite3_stmt *s = st->st[ST_LC_PRUNE];
+		sqlite3_bind_int64(s, 1, upto_seq);
+		sqlite3_bind_int64(s, 2, (int64_t)before_ns);
+		sqlite3_bind_int64(s, 3, max_rows);
+		if (!(err = stmt_exec(st, ST_LC_PRUNE)))
+			*n = (uint64_t)sqlite3_changes(st->db);
+	}
+	if (err)
+		*n = 0;
 	return sp_end(st, err);
 }
 

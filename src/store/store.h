@@ -188,6 +188,12 @@ int qkm_store_pool_consumed(struct qkm_store *st, const char *peer,
 /* Appends a life-cycle record; sets ev->seq; ts_ns 0 means now. Part of the
  * current transaction if one is open. */
 int qkm_store_record(struct qkm_store *st, struct qkm_lc_event *ev) QKM_MUST_CHECK;
+/* Deletes the records with seq <= upto_seq made before before_ns, oldest
+ * first, at most max_rows; *n: how many. upto_seq must be a record the
+ * manager holds (R-LC-2): lc is append-only above the highest upto_seq
+ * ever given (schema 11's trigger), which this raises first. */
+int qkm_store_lc_prune(struct qkm_store *st, int64_t upto_seq, uint64_t before_ns,
+		       uint32_t max_rows, uint64_t *n /* OUT */) QKM_MUST_CHECK;
 /* Calls fn for records with seq > after_seq, in order, at most limit (0 = all).
  * fn must not call qkm_store_records (QKM_ESTATE). */
 typedef int (*qkm_store_record_fn)(const struct qkm_lc_event *ev, void *arg);

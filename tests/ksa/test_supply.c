@@ -1580,7 +1580,7 @@ static struct pruned pruned(struct side *s)
 	return p;
 }
 
-/* ksa_retention_s: a key's row goes retention after its supply, at both
+/* retention_s: a key's row goes retention after its supply, at both
  * nodes, recorded; a key a slave has not fetched stays, and is still
  * given once. The IDs of a pruned key's round are refused if its SUPPLY
  * ever comes again, so a key whose row is gone is never stored (and

@@ -165,11 +165,11 @@ static void test_topology_defaults(void **state)
 	assert_true(fx->topo.policy.aes_fallback);
 	assert_string_equal(fx->topo.policy.after_supply, "preserve");
 	assert_string_equal(fx->topo.policy.key_source, "link");
-	assert_int_equal(fx->topo.policy.ksa_retention_s, QKM_KSA_RETENTION_S);
+	assert_int_equal(fx->topo.policy.retention_s, QKM_RETENTION_S);
 	assert_int_equal(load(fx, TOPO, put(fx, "{\"nodes\": [{\"id\": \"a\"}],"
-						 "\"policy\": {\"ksa_retention_s\": 86400}}")),
+						 "\"policy\": {\"retention_s\": 86400}}")),
 			 0);
-	assert_int_equal(fx->topo.policy.ksa_retention_s, 86400);
+	assert_int_equal(fx->topo.policy.retention_s, 86400);
 
 	/* R-REL-3, R-REL-7: central-xor names its combining node; keys for
 	 * relay from the OS RNG instead of the first hop's link key. */
@@ -304,8 +304,8 @@ static void test_topology_refused(void **state)
 		"policy.relay: must be otp");
 	REFUSED(fx, TOPO, "{\"nodes\": [{\"id\": \"A\"}], \"policy\": {\"after_supply\": \"keep\"}}",
 		"policy.after_supply: must be delete or preserve");
-	REFUSED(fx, TOPO, "{\"nodes\": [{\"id\": \"A\"}], \"policy\": {\"ksa_retention_s\": 1}}",
-		"policy.ksa_retention_s: must be 0 (keep) or from 60 to 315360000");
+	REFUSED(fx, TOPO, "{\"nodes\": [{\"id\": \"A\"}], \"policy\": {\"retention_s\": 1}}",
+		"policy.retention_s: must be 0 (keep) or from 60 to 315360000");
 	/* R-REL-3: central-xor needs a central node of the topology, and only
 	 * central-xor takes one. */
 	REFUSED(fx, TOPO, "{\"nodes\": [{\"id\": \"A\"}], \"policy\": {\"relay\": \"central-xor\"}}",
@@ -373,11 +373,11 @@ static void test_node_good(void **state)
 	assert_int_equal(c->limits.sae_rate, QKM_LIMIT_SAE_RATE);
 	assert_int_equal(c->limits.sae_burst, QKM_LIMIT_SAE_BURST);
 	assert_int_equal(c->limits.sae_in_flight, QKM_LIMIT_SAE_IN_FLIGHT);
-	assert_int_equal(c->ksa_retention_s, QKM_KSA_RETENTION_S);
+	assert_int_equal(c->retention_s, QKM_RETENTION_S);
 
 	assert_int_equal(load(fx, NODE, put(fx,
 		"{\"id\": \"B\", \"db\": \"b.db\", \"log_level\": \"debug\", \"ksa\": false,"
-		" \"ksa_retention_s\": 0,"
+		" \"retention_s\": 0,"
 		" \"sim\": \"127.0.0.1:9000\","
 		" \"tls\": {\"ca\": \"c\", \"cert\": \"d\", \"key\": \"e\"},"
 		" \"listen\": {\"kx\": \"k\", \"admin\": \"a\", \"etsi014\": \"127.0.0.1:8443\"},"
@@ -397,7 +397,7 @@ static void test_node_good(void **state)
 	assert_int_equal(c->links[1].kma_unit_bits, 256);
 	assert_int_equal(c->n_saes, 1);
 	assert_string_equal(c->saes[0].id, "sae-b");
-	assert_int_equal(c->ksa_retention_s, 0); /* kept for ever */
+	assert_int_equal(c->retention_s, 0); /* kept for ever */
 }
 
 /* R-REL-6: routes over this node's links; R-REL-3/4/7: the relay policy. */
@@ -500,14 +500,14 @@ static void test_node_refused(void **state)
 	REFUSED(fx, NODE, "{\"id\": \"A B\", \"db\": \"a.db\"}", "id: 'A B' is not a valid name");
 	REFUSED(fx, NODE, "{\"db\": \"a.db\"}", "id: missing");
 	REFUSED(fx, NODE, "{\"id\": \"A\", \"db\": \"a.db\", \"ksa\": null}", "ksa: must be true or false");
-	REFUSED(fx, NODE, "{\"id\": \"A\", \"db\": \"a.db\", \"ksa_retention_s\": 59,"
+	REFUSED(fx, NODE, "{\"id\": \"A\", \"db\": \"a.db\", \"retention_s\": 59,"
 		" \"tls\": {\"ca\": \"c\", \"cert\": \"d\", \"key\": \"e\"},"
 		" \"listen\": {\"kx\": \"k\", \"admin\": \"a\"}}",
-		"ksa_retention_s: must be 0 (keep) or from 60 to 315360000");
-	REFUSED(fx, NODE, "{\"id\": \"A\", \"db\": \"a.db\", \"ksa_retention_s\": 315360001,"
+		"retention_s: must be 0 (keep) or from 60 to 315360000");
+	REFUSED(fx, NODE, "{\"id\": \"A\", \"db\": \"a.db\", \"retention_s\": 315360001,"
 		" \"tls\": {\"ca\": \"c\", \"cert\": \"d\", \"key\": \"e\"},"
 		" \"listen\": {\"kx\": \"k\", \"admin\": \"a\"}}",
-		"ksa_retention_s: must be an integer from 0 to 315360000");
+		"retention_s: must be an integer from 0 to 315360000");
 
 	static const struct {
 		const char *link, *want;

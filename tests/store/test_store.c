@@ -446,6 +446,81 @@ static void test_records(void **state)
 	assert_int_equal(r.ev[0].seq, ev[1].seq);
 }
 
+/* retention_s and the manager (schema 11): records up to a seq the
+ * manager holds and older than the cut-off go, oldest first, a batch at a
+ * time; younger ones, and every record above the highest upto_seq given,
+ * stay, and a DELETE above it by any other path still fails. A version 10
+ * file (lc wholly append-only) gets the new trigger. */
+static void test_lc_prune(void **state)
+{
+	struct fx *f = *state;
+	struct qkm_lc_event ev[8];
+	struct recs r;
+	uint64_t n;
+	for (int i = 0; i < 8; i++) {
+		memset(&ev[i], 0, sizeof(ev[i]));
+		/* ts 1000 + i, but record 2 made "late" (a clock step): 2000 */
+		ev[i].ts_ns = i == 2 ? 2000 : 1000 + (uint64_t)i;
+		snprintf(ev[i].event, sizeof(ev[i].event), "stored");
+		snprintf(ev[i].key_kind, sizeof(ev[i].key_kind), "kma");
+		snprintf(ev[i].key_id, sizeof(ev[i].key_id), "k%d", i);
+		assert_int_equal(qkm_store_record(f->st, &ev[i]), 0);
+	}
+	/* Nothing yet below the watermark: lc is append-only. */
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_busy_timeout(db, 5000), SQLITE_OK);
+	assert_int_not_equal(sqlite3_exec(db, "DELETE FROM lc WHERE seq = 1", NULL, NULL, NULL),
+			     SQLITE_OK);
+	assert_int_equal(qkm_store_lc_prune(f->st, 0, 5000, 100, &n), 0);
+	assert_int_equal(n, 0);
+	/* Up to record 6 (index 5), made before 1004: 0, 1, 3 (2 is younger). */
+	assert_int_equal(qkm_store_lc_prune(f->st, ev[5].seq, 1004, 2, &n), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(qkm_store_lc_prune(f->st, ev[5].seq, 1004, 100, &n), 0);
+	assert_int_equal(n, 1);
+	memset(&r, 0, sizeof(r));
+	assert_int_equal(qkm_store_records(f->st, 0, 0, rec_collect, &r), 0);
+	assert_int_equal(r.n, 5);
+	assert_string_equal(r.ev[0].key_id, "k2");
+	assert_string_equal(r.ev[1].key_id, "k4");
+	/* Above the watermark, a DELETE still fails; at or below it, the
+	 * prune's own rule (no other code deletes lc). */
+	char sql[64];
+	snprintf(sql, sizeof(sql), "DELETE FROM lc WHERE seq = %lld", (long long)ev[6].seq);
+	assert_int_not_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_close(db), SQLITE_OK);
+	/* A later cut-off takes the late one and those up to the new mark;
+	 * seqs are never reused. */
+	assert_int_equal(qkm_store_lc_prune(f->st, ev[6].seq, 5000, 100, &n), 0);
+	assert_int_equal(n, 4);
+	struct qkm_lc_event one = ev[7];
+	one.ts_ns = 0;
+	assert_int_equal(qkm_store_record(f->st, &one), 0);
+	assert_true(one.seq > ev[7].seq);
+
+	/* Version 10's trigger refused every DELETE; an upgraded file takes the
+	 * watermark's. */
+	qkm_store_close(f->st);
+	f->st = NULL;
+	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db,
+				      "BEGIN; DROP TRIGGER lc_no_delete;"
+				      "CREATE TRIGGER lc_no_delete BEFORE DELETE ON lc"
+				      " BEGIN SELECT RAISE(ABORT, 'lc is append-only'); END;"
+				      "PRAGMA user_version = 10; COMMIT;",
+				      NULL, NULL, NULL),
+			 SQLITE_OK);
+	assert_int_equal(sqlite3_close(db), SQLITE_OK);
+	assert_int_equal(qkm_store_open(f->path, &f->st), 0);
+	assert_int_equal(qkm_store_lc_prune(f->st, ev[7].seq, 5000, 100, &n), 0);
+	assert_int_equal(n, 1);
+	memset(&r, 0, sizeof(r));
+	assert_int_equal(qkm_store_records(f->st, 0, 0, rec_collect, &r), 0);
+	assert_int_equal(r.n, 1);
+	assert_true(r.ev[0].seq == one.seq);
+}
+
 static void test_counters(void **state)
 {
 	struct fx *f = *state;
@@ -913,7 +988,7 @@ static void test_ksa_open_keys_index(void **state)
 	assert_int_equal(qkm_store_open(f->path, &f->st), 0);
 }
 
-/* ksa_retention_s (schema 10): the rows of keys supplied before the
+/* retention_s (schema 10): the rows of keys supplied before the
  * cut-off go, the oldest supply first, a batch at a time; rows still
  * waiting (READY, STOCKED), supplied later, or keeping their bytes
  * (after_supply "preserve") stay. The horizon is the newest pruned ID's
@@ -1013,7 +1088,7 @@ static void test_ksa_prune(void **state)
 	assert_int_equal(sqlite3_close(db), SQLITE_OK);
 }
 
-/* A file written by a newer qkm (user_version 11) is refused, not misread;
+/* A file written by a newer qkm (user_version 12) is refused, not misread;
  * a file of version 1 (before KSA keys) is migrated to the current one. */
 static void test_newer_version_refused(void **state)
 {
@@ -1036,7 +1111,7 @@ static void test_newer_version_refused(void **state)
 	assert_int_equal(qkm_store_ksa_count(f->st, QKM_KSA_READY, &n), 0);
 	qkm_store_close(f->st);
 	f->st = NULL;
-	set_user_version(f->path, 11);
+	set_user_version(f->path, 12);
 	assert_int_equal(qkm_store_open(f->path, &f->st), QKM_EVERSION);
 	assert_null(f->st);
 }
@@ -1367,7 +1442,7 @@ static void test_v3_blocks_get_level(void **state)
 	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
 	assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &q, NULL), SQLITE_OK);
 	assert_int_equal(sqlite3_step(q), SQLITE_ROW);
-	assert_int_equal(sqlite3_column_int(q, 0), 10);
+	assert_int_equal(sqlite3_column_int(q, 0), 11);
 	sqlite3_finalize(q);
 	assert_int_equal(sqlite3_close(db), SQLITE_OK);
 	assert_int_equal(qkm_store_open(f->path, &f->st), 0);
@@ -2112,6 +2187,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_pool_stats, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_set_used, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_records, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_lc_prune, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_counters_prefix, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_counters, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reopen_persists, setup, teardown),
