@@ -1809,7 +1809,9 @@ void qkm_supply_on_peer(struct qkm_supply *s, const char *peer, bool up, uint64_
  * key supplied, for ever. */
 static void prune(struct qkm_supply *s, uint64_t now_ns)
 {
-	if (!s->cfg.retention_ns || now_ns < s->prune_next_ns || now_ns < s->cfg.retention_ns)
+	/* Under preserve every supplied row keeps its bytes: none to drop. */
+	if (!s->cfg.retention_ns || s->cfg.preserve || now_ns < s->prune_next_ns ||
+	    now_ns < s->cfg.retention_ns)
 		return;
 	uint64_t rows = 0, keys = 0, horizon = 0;
 	int rc = qkm_store_begin(s->st);

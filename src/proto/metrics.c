@@ -231,7 +231,7 @@ static void counters(struct qkm_prom *w, const struct qkm_node_status *s)
 		 "KSA keys recorded supplied (to masters and to slaves), ever.",
 		 (uint64_t)s->supplied_keys},
 		{"qkm_ksa_pruned_keys_total",
-		 "KSA keys whose records this node deleted retention_s after their supply, ever.",
+		 "KSA keys whose rows (metadata) this node deleted retention_s after their supply, ever.",
 		 (uint64_t)s->ksa_pruned_keys},
 		{"qkm_relayed_bytes_total",
 		 "End-to-end key bytes this node relayed as origin and the destination confirmed, "

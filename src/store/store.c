@@ -337,10 +337,12 @@ static const char store_migrate_v11[] =
 	  "AND state IN (1, 4) ORDER BY created_ns, seq") /* the index's condition */ \
 	X(KSA_COUNT,                                                            \
 	  "SELECT coalesce(sum(count), 0) FROM ksa_keys WHERE state = ?1")      \
+	/* The first ?3 records (by seq, the primary key: no scan of the rest) \
+	 * up to ?1, of them the ones made before ?2. */                       \
+	X(LC_PRUNE, "DELETE FROM lc WHERE seq IN (SELECT seq FROM lc "          \
+	  "WHERE seq <= ?1 ORDER BY seq LIMIT ?3) AND ts_ns < ?2")              \
 	/* The oldest supplied first, through ksa_supplied; rows whose bytes   \
 	 * are kept (after_supply "preserve") stay. */                         \
-	X(LC_PRUNE, "DELETE FROM lc WHERE seq IN (SELECT seq FROM lc "          \
-	  "WHERE seq <= ?1 AND ts_ns < ?2 ORDER BY seq LIMIT ?3)")              \
 	X(KSA_PRUNE,                                                            \
 	  "DELETE FROM ksa_keys WHERE seq IN (SELECT seq FROM ksa_keys "        \
 	  "WHERE state = 3 AND supplied_ns < ?1 AND NOT EXISTS "                \

@@ -188,8 +188,10 @@ int qkm_store_pool_consumed(struct qkm_store *st, const char *peer,
 /* Appends a life-cycle record; sets ev->seq; ts_ns 0 means now. Part of the
  * current transaction if one is open. */
 int qkm_store_record(struct qkm_store *st, struct qkm_lc_event *ev) QKM_MUST_CHECK;
-/* Deletes the records with seq <= upto_seq made before before_ns, oldest
- * first, at most max_rows; *n: how many. upto_seq must be a record the
+/* Of the first max_rows records (by seq) up to upto_seq, deletes those
+ * made before before_ns; *n: how many. A record made later than one after
+ * it (a clock step) stays at the front until it is old too, and holds one
+ * place of the batch meanwhile. upto_seq must be a record the
  * manager holds (R-LC-2): lc is append-only above the highest upto_seq
  * ever given (schema 11's trigger), which this raises first. */
 int qkm_store_lc_prune(struct qkm_store *st, int64_t upto_seq, uint64_t before_ns,
