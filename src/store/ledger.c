@@ -698,11 +698,21 @@ static int ledger_append(struct qkm_ledger *lg, const char *node, const struct q
 		log_warnx("ledger: %s is %s chain", node, own ? "a node's" : "the manager's own");
 		return QKM_EPERM;
 	}
-	if (evs[0].seq > h->last + 1) {
+	if (evs[0].seq > h->last + 1 && (own || h->last)) {
 		log_warnx("ledger: %s: records %lld..%lld not received (sent from seq %lld)", node,
 			  (long long)h->last + 1, (long long)evs[0].seq - 1, (long long)evs[0].seq);
 		return QKM_ESTATE;
 	}
+	/* A node's first records here, from past seq 1: it deleted the older
+	 * ones after retention_s, once a manager held them (docs/store.md,
+	 * Retention), and this ledger is not that manager's (replaced, or a
+	 * new one). Refused, the node could never send again; taken, the
+	 * chain starts there and the audit reports the ones before missing. */
+	if (evs[0].seq > 1 && !h->last && !own)
+		log_warnx("ledger: %s: its records start at seq %lld here; 1..%lld are in no ledger "
+			  "this manager has (pruned by the node after a manager held them?): "
+			  "qkm ctl audit reports them missing",
+			  node, (long long)evs[0].seq, (long long)evs[0].seq - 1);
 
 	if ((err = stmt_exec(lg, LG_BEGIN)))
 		goto out;

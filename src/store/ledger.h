@@ -54,7 +54,10 @@ int qkm_ledger_last_seq(struct qkm_ledger *lg, const char *node,
 /* Appends a batch of node's records, as the node numbered them, in one
  * transaction. The seqs must run on by 1 through the batch; records at or
  * below the last stored seq are skipped if identical to what is stored (a
- * resend after a lost ack), and the first new one must be last + 1.
+ * resend after a lost ack), and the first new one must be last + 1; but a
+ * node's first records may start past 1 (it pruned older ones a manager
+ * held before this ledger: the chain starts there, audit finds the rest
+ * missing).
  * *stored = the number newly stored. Returns 0 (durable); QKM_ESTATE for a
  * gap (the first new seq is not last + 1, or the batch does not run on by
  * 1); QKM_EMISMATCH if a record at or below the last seq differs from the
