@@ -681,6 +681,14 @@ static void round_start(struct qkm_supply *s, struct peer *p, uint64_t now_ns)
 		rc = QKM_ECRYPTO;
 		goto cancel;
 	}
+	/* The frame's size, closely: grown by doubling instead, a refill of
+	 * 8,192 keys (about 1 MiB) took a dozen fresh allocations and copies. */
+	size_t est = 256 + nr * 64;
+	for (struct enc_req *e = r->reqs; e; e = e->next)
+		est += (size_t)e->number * (6 * 7 + 16 + 4 + 1 + 1 + strlen(e->master) +
+					    strlen(e->slave) + 2 * strlen(e->additional));
+	if (qkm_buf_reserve(&fb, est))
+		log_debug("supply: a %zu-byte SUPPLY frame not reserved at once", est);
 	if ((rc = keys_digest(r->n_keys, r->ids, r->sizes, r->data->p, dg)) ||
 	    (rc = qkm_frame_begin(&fb, QKM_MSG_SUPPLY, r->id, &start)) ||
 	    (comb && (rc = qkm_put_tlv(&fb, QKM_T_PUBKEY, pub, 32))))
