@@ -156,6 +156,8 @@ WRAP(PF_COUNTER, int, qkm_store_counter_add, (struct qkm_store * st, const char 
      (st, n, d))
 WRAP(PF_COUNTER, int, qkm_store_counter_get, (struct qkm_store * st, const char *n, int64_t *v),
      (st, n, v))
+WRAP(PF_COUNTER, int, qkm_store_counter_raise, (struct qkm_store * st, const char *n, int64_t v),
+     (st, n, v))
 WRAP(PF_BATCH, int, qkm_store_batch_info,
      (struct qkm_store * st, const struct qkm_id *b, enum qkm_block_state *s, uint64_t *n),
      (st, b, s, n))

@@ -1171,12 +1171,8 @@ static int seen_get(struct qkm_relay *r, const char *origin, int64_t *v)
 static int seen_raise(struct qkm_relay *r, const char *origin, uint64_t seq)
 {
 	char cname[QKM_NAME_MAX + 16];
-	int64_t v = 0;
 	snprintf(cname, sizeof(cname), "relay_seen:%s", origin);
-	int rc = qkm_store_counter_get(r->st, cname, &v);
-	if (!rc && (int64_t)seq > v)
-		rc = qkm_store_counter_add(r->st, cname, (int64_t)seq - v);
-	return rc;
+	return qkm_store_counter_raise(r->st, cname, (int64_t)seq);
 }
 
 static uint64_t batch_seq(const struct qkm_id *b)

@@ -1444,6 +1444,15 @@ int qkm_store_counter_get(struct qkm_store *st, const char *name, int64_t *v)
 	return err;
 }
 
+int qkm_store_counter_raise(struct qkm_store *st, const char *name, int64_t v)
+{
+	int64_t old = 0;
+	int err = qkm_store_counter_get(st, name, &old);
+	if (!err && v > old)
+		err = qkm_store_counter_add(st, name, v - old);
+	return err;
+}
+
 int qkm_store_counters(struct qkm_store *st, const char *prefix, qkm_store_counter_fn fn,
 		       void *arg)
 {
@@ -2164,10 +2173,8 @@ int qkm_store_ksa_prune(struct qkm_store *st, uint64_t before_ns, uint32_t max_r
 	 * supplied (a master's clock ahead) does not move it into the future. */
 	if (newest > before_ns / 1000000u)
 		newest = before_ns / 1000000u;
-	int64_t old = 0;
-	if (!err && newest && !(err = qkm_store_counter_get(st, KSA_HORIZON, &old)) &&
-	    newest > (uint64_t)old)
-		err = qkm_store_counter_add(st, KSA_HORIZON, (int64_t)newest - old);
+	if (!err && newest)
+		err = qkm_store_counter_raise(st, KSA_HORIZON, (int64_t)newest);
 	if (err)
 		*rows = *keys = 0;
 	return sp_end(st, err);
@@ -2183,10 +2190,9 @@ int qkm_store_lc_prune(struct qkm_store *st, int64_t upto_seq, uint64_t before_n
 		return 0;
 	if (before_ns > INT64_MAX)
 		return QKM_EINVAL;
-	int64_t mark = 0;
 	int err = sp_begin(st);
-	if (!err && !(err = qkm_store_counter_get(st, LC_WATERMARK, &mark)) && upto_seq > mark)
-		err = qkm_store_counter_add(st, LC_WATERMARK, upto_seq - mark);
+	if (!err)
+		err = qkm_store_counter_raise(st, LC_WATERMARK, upto_seq);
 	if (!err) {
 		sqlite3_stmt *s = st->st[ST_LC_PRUNE];
 		sqlite3_bind_int64(s, 1, upto_seq);

@@ -218,6 +218,9 @@ int qkm_store_qkd_forget(struct qkm_store *st, const char *link, const char *qkd
  * counter never added to reads as 0. */
 int qkm_store_counter_add(struct qkm_store *st, const char *name, int64_t delta) QKM_MUST_CHECK;
 int qkm_store_counter_get(struct qkm_store *st, const char *name, int64_t *v /* OUT */) QKM_MUST_CHECK;
+/* Raises counter name to v if it is below (never lowers it): a high-water
+ * mark. */
+int qkm_store_counter_raise(struct qkm_store *st, const char *name, int64_t v) QKM_MUST_CHECK;
 /* Calls fn(name, value, arg) for every counter whose name starts with
  * prefix ("" = all), in name order. fn returns 0 to go on; anything else
  * stops the walk and is returned. fn must not use the store. */
