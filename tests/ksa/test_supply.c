@@ -209,6 +209,16 @@ static void node_cfg(struct side *s)
 	s->node = n;
 }
 
+/* Gives s a fresh supply on its store, with its cfg as it now is (the old
+ * one, if any, freed first: it hands failed refills back to its stock). */
+static void side_supply(struct side *s)
+{
+	qkm_supply_free(s->sup);
+	struct qkm_supply_ops ops = {send_cb, ready_cb, NULL, NULL, reply_cb, s};
+	s->sup = qkm_supply_new(&s->cfg, s->st, &ops);
+	assert_non_null(s->sup);
+}
+
 static void side_open(struct side *s, const char *name, const char *peer, bool preserve)
 {
 	const char *tmp = getenv("QKM_TEST_TMP");
@@ -227,9 +237,7 @@ static void side_open(struct side *s, const char *name, const char *peer, bool p
 	snprintf(s->cfg.self, sizeof(s->cfg.self), "%s", name);
 	s->cfg.preserve = preserve;
 	s->cfg.node = s->node;
-	struct qkm_supply_ops ops = {send_cb, ready_cb, NULL, NULL, reply_cb, s};
-	s->sup = qkm_supply_new(&s->cfg, s->st, &ops);
-	assert_non_null(s->sup);
+	side_supply(s);
 }
 
 /* Gives s a fresh supply with a fresh, empty stock, as a (re)started node
@@ -238,13 +246,12 @@ static void side_open(struct side *s, const char *name, const char *peer, bool p
 static void side_restart_stocked(struct side *s)
 {
 	qkm_supply_free(s->sup);
+	s->sup = NULL;
 	qkm_stock_free(s->stock);
 	s->stock = qkm_stock_new();
 	assert_non_null(s->stock);
 	s->cfg.stock = s->stock;
-	struct qkm_supply_ops ops = {send_cb, ready_cb, NULL, NULL, reply_cb, s};
-	s->sup = qkm_supply_new(&s->cfg, s->st, &ops);
-	assert_non_null(s->sup);
+	side_supply(s);
 }
 
 static void side_close(struct side *s)
@@ -1592,12 +1599,8 @@ static void test_retention(void **state)
 	const uint64_t keep = 60000 * MS;
 	struct side *sides[] = {&w->a, &w->b};
 	for (int i = 0; i < 2; i++) {
-		struct side *s = sides[i];
-		qkm_supply_free(s->sup);
-		s->cfg.retention_ns = keep;
-		struct qkm_supply_ops ops = {send_cb, ready_cb, NULL, NULL, reply_cb, s};
-		s->sup = qkm_supply_new(&s->cfg, s->st, &ops);
-		assert_non_null(s->sup);
+		sides[i]->cfg.retention_ns = keep;
+		side_supply(sides[i]);
 	}
 	link_up(w);
 	assert_int_equal(pump(w), 0);
@@ -1664,10 +1667,7 @@ static void test_retention(void **state)
 	expect_dec(w, &w->b, R(w, 6), k3.id, 1);
 
 	/* The horizon outlives a restart. */
-	qkm_supply_free(w->b.sup);
-	struct qkm_supply_ops ops = {send_cb, ready_cb, NULL, NULL, reply_cb, &w->b};
-	w->b.sup = qkm_supply_new(&w->b.cfg, w->b.st, &ops);
-	assert_non_null(w->b.sup);
+	side_supply(&w->b);
 	uint64_t ms;
 	assert_int_equal(qkm_store_ksa_horizon(w->b.st, &ms), 0);
 	assert_true(qkm_store_ksa_older(&k1.id[0], ms));

@@ -900,6 +900,23 @@ static void test_ksa_put_in_txn(void **state)
 	assert_int_equal(qkm_store_ksa_get(f->st, &k.id, &got, false), 0);
 }
 
+/* The CREATE statement of schema object name in the file at path holds text
+ * (read with SQLite itself, beside any open store). */
+static void schema_has(const char *path, const char *name, const char *text)
+{
+	sqlite3 *db;
+	sqlite3_stmt *q;
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, "SELECT sql FROM sqlite_schema WHERE name = ?1", -1,
+					    &q, NULL),
+			 SQLITE_OK);
+	assert_int_equal(sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC), SQLITE_OK);
+	assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+	assert_non_null(strstr((const char *)sqlite3_column_text(q, 0), text));
+	sqlite3_finalize(q);
+	assert_int_equal(sqlite3_close(db), SQLITE_OK);
+}
+
 static int count_listed(const struct qkm_ksa_key *k, void *arg)
 {
 	(void)k;
@@ -956,7 +973,6 @@ static void test_ksa_open_keys_index(void **state)
 	qkm_store_close(f->st);
 	f->st = NULL;
 	sqlite3 *db;
-	sqlite3_stmt *q;
 	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
 	assert_int_equal(sqlite3_exec(db,
 				      "BEGIN; DROP INDEX ksa_peer;"
@@ -976,15 +992,7 @@ static void test_ksa_open_keys_index(void **state)
 	}
 	qkm_store_close(f->st);
 	f->st = NULL;
-	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-	assert_int_equal(sqlite3_prepare_v2(db,
-					    "SELECT sql FROM sqlite_schema WHERE name = 'ksa_peer'",
-					    -1, &q, NULL),
-			 SQLITE_OK);
-	assert_int_equal(sqlite3_step(q), SQLITE_ROW);
-	assert_non_null(strstr((const char *)sqlite3_column_text(q, 0), "WHERE state IN (1, 4)"));
-	sqlite3_finalize(q);
-	assert_int_equal(sqlite3_close(db), SQLITE_OK);
+	schema_has(f->path, "ksa_peer", "WHERE state IN (1, 4)");
 	assert_int_equal(qkm_store_open(f->path, &f->st), 0);
 }
 
@@ -1076,16 +1084,7 @@ static void test_ksa_prune(void **state)
 	assert_int_equal(ms, t0 / 1000000u + 5);
 	assert_int_equal(qkm_store_ksa_get(f->st, &id[3], &got, false), 0);
 	assert_int_equal(qkm_store_ksa_get(f->st, &id[4], &got, false), 0);
-	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-	sqlite3_stmt *q;
-	assert_int_equal(sqlite3_prepare_v2(db,
-					    "SELECT sql FROM sqlite_schema WHERE name = 'ksa_supplied'",
-					    -1, &q, NULL),
-			 SQLITE_OK);
-	assert_int_equal(sqlite3_step(q), SQLITE_ROW);
-	assert_non_null(strstr((const char *)sqlite3_column_text(q, 0), "WHERE state = 3"));
-	sqlite3_finalize(q);
-	assert_int_equal(sqlite3_close(db), SQLITE_OK);
+	schema_has(f->path, "ksa_supplied", "WHERE state = 3");
 }
 
 /* A file written by a newer qkm (user_version 12) is refused, not misread;
