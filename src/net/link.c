@@ -3,6 +3,7 @@
  * what frames mean to its owner. */
 #include "net/link.h"
 #include "core/log.h"
+#include "core/secret.h"
 
 #include <event2/listener.h>
 
@@ -488,7 +489,24 @@ static void link_on_timeout_body(struct qkm_link *l, evutil_socket_t fd)
 	evtimer_add(l->ev_t, &ping);
 }
 
+struct put_arg {
+	const uint8_t *frame;
+	size_t len;
+};
+
+static int put_frame(struct qkm_buf *out, void *arg)
+{
+	const struct put_arg *a = arg;
+	return qkm_buf_put(out, a->frame, a->len);
+}
+
 int qkm_link_send(struct qkm_link *l, const uint8_t *frame, size_t len)
+{
+	struct put_arg a = {frame, len};
+	return qkm_link_send_built(l, put_frame, &a);
+}
+
+int qkm_link_send_built(struct qkm_link *l, qkm_link_build_fn build, void *arg)
 {
 	if (l->state != L_OPEN || l->closing)
 		return QKM_ESTATE;
@@ -497,9 +515,14 @@ int qkm_link_send(struct qkm_link *l, const uint8_t *frame, size_t len)
 		qkm_buf_consume(&l->out, l->out_off);
 		l->out_off = 0;
 	}
-	int rc = qkm_buf_put(&l->out, frame, len);
-	if (rc)
+	size_t len0 = l->out.len;
+	int rc = build(&l->out, arg);
+	if (rc) {
+		/* Nothing of a frame half built is sent, or kept. */
+		qkm_cleanse(l->out.p + len0, l->out.len - len0);
+		l->out.len = len0;
 		return rc;
+	}
 	/* Written from the write event, never inline: a failing write must not
 	 * free the link under the caller's feet. */
 	event_add(l->ev_w, NULL);

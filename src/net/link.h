@@ -45,6 +45,12 @@ struct qkm_link *qkm_link_accept(struct event_base *base, SSL_CTX *ctx, const ch
  * QKM_ESTATE before open or after close; QKM_ETOOBIG if the output queue is
  * over its bound (the peer is not reading). */
 int qkm_link_send(struct qkm_link *l, const uint8_t *frame, size_t len) QKM_MUST_CHECK;
+/* Same, for a frame built straight into the send queue, without the copy
+ * qkm_link_send makes: build appends one whole frame to out and returns 0;
+ * or it returns an error, and then whatever it appended is wiped and
+ * dropped. The queue is a secure buffer: key bytes may go in. */
+typedef int (*qkm_link_build_fn)(struct qkm_buf *out, void *arg);
+int qkm_link_send_built(struct qkm_link *l, qkm_link_build_fn build, void *arg) QKM_MUST_CHECK;
 /* Bytes queued and not yet written. */
 size_t qkm_link_pending(const struct qkm_link *l);
 /* Flow control: pause_read stops reading the socket (frames already read

@@ -29,9 +29,27 @@
 #define SIM_STATUS_MS 1000
 #define SIM_SEND_HIGH (8u << 20) /* keep at most this much queued in TLS */
 
+/* One QKD-key's bits as a module holds them until its node reads them:
+ * shared by the two modules of a link (refs), unless a fault gave one side
+ * its own copy. */
+struct sim_key {
+	unsigned refs;
+	struct qkm_secret *data;
+	uint8_t hash[32]; /* SHA-256 of data, as the module computed it */
+};
+
+/* One KEYFILE frame waiting for its side's node. It is built straight into
+ * the link's send queue when there is room (side_drain): the key bits are
+ * copied once, not into a frame of their own first. */
 struct sim_frame {
 	struct sim_frame *next;
-	struct qkm_buf bytes; /* one whole KEYFILE frame (secure) */
+	struct sim_link *lk;
+	int idx;              /* the side */
+	struct sim_key *key;
+	char id[QKM_NAME_MAX];
+	uint64_t ts;
+	bool corrupt;         /* a driver bug: deliver it cut short */
+	size_t bytes;         /* what it counts in the side's backlog */
 };
 
 struct sim_side {
@@ -83,18 +101,37 @@ static int link_producing(const struct sim_link *lk) { return lk->up && !link_al
 
 /* ---- delivery ---------------------------------------------------------- */
 
+static void key_unref(struct sim_key *k)
+{
+	if (k && --k->refs == 0) {
+		qkm_secret_free(k->data);
+		free(k);
+	}
+}
+
+static void frame_free(struct sim_frame *f)
+{
+	key_unref(f->key);
+	free(f);
+}
+
+static int build_frame(struct qkm_buf *out, void *arg);
+
 static void side_drain(struct sim_side *sd)
 {
 	while (sd->head && sd->conn && qkm_link_pending(sd->conn) < SIM_SEND_HIGH) {
 		struct sim_frame *f = sd->head;
-		if (qkm_link_send(sd->conn, f->bytes.p, f->bytes.len))
-			return;
+		int rc = qkm_link_send_built(sd->conn, build_frame, f);
+		if (rc == QKM_ESTATE || rc == QKM_ETOOBIG)
+			return; /* the link is going, or full: the frame waits */
+		if (rc)
+			log_warnx("link %s module %s: QKD-key %s lost: %s", f->lk->cfg.id,
+				  f->lk->cfg.module[f->idx], f->id, qkm_strerror(rc));
 		sd->head = f->next;
 		if (!sd->head)
 			sd->tail = NULL;
-		sd->backlog -= f->bytes.len;
-		qkm_buf_fini(&f->bytes);
-		free(f);
+		sd->backlog -= f->bytes;
+		frame_free(f);
 	}
 }
 
@@ -103,38 +140,28 @@ static void side_clear(struct sim_side *sd)
 	while (sd->head) {
 		struct sim_frame *f = sd->head;
 		sd->head = f->next;
-		qkm_buf_fini(&f->bytes);
-		free(f);
+		frame_free(f);
 	}
 	sd->tail = NULL;
 	sd->backlog = 0;
 }
 
-/* Queues a frame for a side, taking the buffer *frame (emptied); the oldest
- * files give way when the module's buffer is full, as a real module's would. */
-static void side_push(struct sim_side *sd, struct qkm_buf *frame)
+/* Queues f (taken) for a side; the oldest files give way when the module's
+ * buffer is full, as a real module's would. */
+static void side_push(struct sim_side *sd, struct sim_frame *f)
 {
-	struct sim_frame *f = malloc(sizeof(*f));
-	if (!f) {
-		qkm_buf_fini(frame);
-		return;
-	}
 	f->next = NULL;
-	f->bytes = *frame;
-	frame->p = NULL;
-	frame->len = frame->cap = 0;
 	if (sd->tail)
 		sd->tail->next = f;
 	else
 		sd->head = f;
 	sd->tail = f;
-	sd->backlog += f->bytes.len;
+	sd->backlog += f->bytes;
 	while (sd->backlog > sd->link->sim->cfg.backlog_bytes && sd->head != sd->tail) {
 		struct sim_frame *old = sd->head;
 		sd->head = old->next;
-		sd->backlog -= old->bytes.len;
-		qkm_buf_fini(&old->bytes);
-		free(old);
+		sd->backlog -= old->bytes;
+		frame_free(old);
 		if (sd->dropped_backlog++ % 1000 == 0)
 			log_warnx("link %s module %s: buffer full, oldest QKD-keys lost",
 				  sd->link->cfg.id, sd->link->cfg.module[sd->idx]);
@@ -170,34 +197,29 @@ static void qkd_keyfile_fill(struct qkm_keyfile *kf, const struct sim_link *lk, 
 	memcpy(kf->m.qkd.hash_value, hash, 32);
 }
 
-/* Builds the KEYFILE frame for one side's copy of a QKD-key into *b (OUT, a
- * secure buffer sized once, so it never grows and copies), given the key
- * data and its SHA-256 as the module computed it. data is borrowed. */
-static int make_frame(struct sim_link *lk, int idx, const char *qkd_id, struct qkm_secret *data,
-		      const uint8_t hash[static 32], uint64_t ts, struct qkm_buf *b)
+/* Appends the KEYFILE frame of one side's copy of a QKD-key (arg, a struct
+ * sim_frame) to out, the link's send queue (qkm_link_send_built). */
+static int build_frame(struct qkm_buf *b, void *arg)
 {
+	const struct sim_frame *f = arg;
 	struct qkm_keyfile kf;
 	size_t start, kstart;
 	int rc;
 	qkm_keyfile_init(&kf, QKM_KF_QKD);
-	qkm_buf_init(b, data->len + SIM_FRAME_META, true);
-	if ((rc = qkm_buf_reserve(b, b->max)))
+	if ((rc = qkm_buf_reserve(b, f->key->data->len + SIM_FRAME_META)))
 		goto out;
-	qkd_keyfile_fill(&kf, lk, idx, qkd_id, data, hash, ts);
-	/* The hash was computed over data just now: the encoder need not redo it
-	 * (the node's decoder checks it against what it receives). */
+	qkd_keyfile_fill(&kf, f->lk, f->idx, f->id, f->key->data, f->key->hash, f->ts);
+	/* The hash was computed over data at generation: the encoder need not
+	 * redo it (the node's decoder checks it against what it receives). */
 	if ((rc = qkm_frame_begin(b, QKM_MSG_KEYFILE, 0, &start)) ||
-	    (rc = qkm_put_str(b, QKM_T_LINK, lk->cfg.id)) ||
+	    (rc = qkm_put_str(b, QKM_T_LINK, f->lk->cfg.id)) ||
 	    (rc = qkm_put_open(b, QKM_T_KEYFILE, &kstart)) ||
 	    (rc = qkm_keyfile_encode_hashed(&kf, b)))
 		goto out;
-	if (lk->side[idx].corrupt_next) {
+	if (f->corrupt) {
 		/* A module driver bug: the key file is cut short in transit. */
-		lk->side[idx].corrupt_next--;
 		qkm_cleanse(b->p + b->len - 7, 7);
 		b->len -= 7;
-		log_info("link %s module %s: QKD-key %s sent malformed", lk->cfg.id,
-			 lk->cfg.module[idx], qkd_id);
 	}
 	rc = qkm_put_close(b, kstart);
 	if (!rc)
@@ -205,9 +227,31 @@ static int make_frame(struct sim_link *lk, int idx, const char *qkd_id, struct q
 out:
 	kf.data = NULL;
 	qkm_keyfile_fini(&kf);
-	if (rc)
-		qkm_buf_fini(b);
 	return rc;
+}
+
+/* Queues one side's copy of a QKD-key for its node; takes a reference. */
+static void frame_push(struct sim_link *lk, int idx, const char *qkd_id, struct sim_key *key,
+		       uint64_t ts)
+{
+	struct sim_side *sd = &lk->side[idx];
+	struct sim_frame *f = calloc(1, sizeof(*f));
+	if (!f)
+		return;
+	f->lk = lk;
+	f->idx = idx;
+	f->key = key;
+	key->refs++;
+	snprintf(f->id, sizeof(f->id), "%s", qkd_id);
+	f->ts = ts;
+	f->bytes = key->data->len + SIM_FRAME_META;
+	if (sd->corrupt_next) {
+		sd->corrupt_next--;
+		f->corrupt = true;
+		log_info("link %s module %s: QKD-key %s sent malformed", lk->cfg.id,
+			 lk->cfg.module[idx], qkd_id);
+	}
+	side_push(sd, f);
 }
 
 /* A side whose node reads a spool directory: the module's driver writes the
@@ -320,12 +364,14 @@ static void kme_push(struct sim_link *lk, const char *id, struct qkm_secret *dat
 static void link_generate_one(struct sim_link *lk, uint64_t ts)
 {
 	size_t n = lk->cfg.unit_bits / 8;
-	struct qkm_secret *data = qkm_secret_new_raw(n); /* every byte drawn below */
-	uint8_t hash[32];
+	struct sim_key *key = calloc(1, sizeof(*key));
 	char id[QKM_NAME_MAX + 24];
-	if (!data)
+	if (!key)
 		return;
-	if (RAND_priv_bytes(data->p, (int)n) != 1 || sha256(data, hash))
+	key->refs = 1; /* this function's, until its end */
+	struct qkm_secret *data = key->data = qkm_secret_new_raw(n); /* every byte drawn below */
+	uint8_t *hash = key->hash;
+	if (!data || RAND_priv_bytes(data->p, (int)n) != 1 || sha256(data, hash))
 		goto out;
 	/* QKD-key IDs: "<link>.<sequence>"; a link name leaves room (the
 	 * config caps link names so the whole ID stays a valid name). */
@@ -338,26 +384,31 @@ static void link_generate_one(struct sim_link *lk, uint64_t ts)
 	}
 	for (int i = 0; i < 2; i++) {
 		struct sim_side *sd = &lk->side[i];
-		struct qkm_secret *flipped = NULL;
-		uint8_t fhash[32];
-		struct qkm_buf b;
+		struct sim_key *own = NULL;
 		if (sd->drop_next) {
 			sd->drop_next--;
 			log_info("link %s module %s: QKD-key %s lost", lk->cfg.id,
 				 lk->cfg.module[i], id);
 			continue;
 		}
-		if (sd->flip_next && !(flipped = flip_copy(lk, i, id, data, fhash)))
-			continue;
+		if (sd->flip_next) {
+			if (!(own = calloc(1, sizeof(*own))))
+				continue;
+			own->refs = 1;
+			if (!(own->data = flip_copy(lk, i, id, data, own->hash))) {
+				key_unref(own);
+				continue;
+			}
+		}
+		struct sim_key *k = own ? own : key;
 		if (lk->cfg.spool[i][0])
-			spool_push(lk, i, id, flipped ? flipped : data, flipped ? fhash : hash, ts);
-		else if (make_frame(lk, i, id, flipped ? flipped : data, flipped ? fhash : hash,
-				    ts, &b) == 0)
-			side_push(sd, &b);
-		qkm_secret_free(flipped);
+			spool_push(lk, i, id, k->data, k->hash, ts);
+		else
+			frame_push(lk, i, id, k, ts);
+		key_unref(own);
 	}
 out:
-	qkm_secret_free(data);
+	key_unref(key);
 }
 
 static void sim_on_tick(evutil_socket_t fd, short what, void *arg)
