@@ -151,9 +151,12 @@ import collections, hashlib, sqlite3, sys
 db = sqlite3.connect("file:%s?mode=ro" % sys.argv[1], uri=True)
 kf = open(sys.argv[1] + "-keys", "rb")   # the key bytes, at each block's data_off
 batches = collections.defaultdict(list)
-for bid, first, off, size in db.execute(
-        "select batch_id, first_index, data_off, count * unit_bytes from blocks "
-        "where pool_kind = 1"):
+for bid, first, off, size, small in db.execute(
+        "select b.batch_id, b.first_index, b.data_off, b.count * b.unit_bytes, s.data "
+        "from blocks b left join small_data s on s.id = b.id where b.pool_kind = 1"):
+    if small is not None:   # a block of 1 KiB or less is kept in SQLite (docs/store.md)
+        batches[bid].append((first, bytes(small)))
+        continue
     kf.seek(off)
     batches[bid].append((first, kf.read(size)))
 seen, keys = set(), 0
