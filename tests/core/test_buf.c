@@ -84,6 +84,10 @@ static void test_id_roundtrip(void **state)
 	assert_true(qkm_id_eq(&id, &back));
 	assert_int_equal(qkm_id_parse(uuid, &back), 0);
 	assert_true(qkm_id_eq(&id, &back));
+	for (int i = 0; i < QKM_ID_LEN; i++)
+		back.b[i] = (uint8_t)(i * 17);
+	qkm_id_uuid_str(&back, uuid);
+	assert_string_equal(uuid, "00112233-4455-6677-8899-aabbccddeeff");
 	assert_int_equal(qkm_id_parse("zz", &back), QKM_EFORMAT);
 	assert_true(qkm_name_valid("node-A_1.x"));
 	assert_false(qkm_name_valid(""));
