@@ -519,7 +519,8 @@ int qkm_link_send_built(struct qkm_link *l, qkm_link_build_fn build, void *arg)
 	int rc = build(&l->out, arg);
 	if (rc) {
 		/* Nothing of a frame half built is sent, or kept. */
-		qkm_cleanse(l->out.p + len0, l->out.len - len0);
+		if (l->out.len > len0)
+			qkm_cleanse(l->out.p + len0, l->out.len - len0);
 		l->out.len = len0;
 		return rc;
 	}
