@@ -62,6 +62,7 @@ struct sim_side {
 	int drop_next;            /* files to lose */
 	int corrupt_next;         /* files to deliver malformed */
 	uint64_t dropped_backlog; /* files lost to the backlog bound */
+	size_t frame_meta;        /* a KEYFILE frame's bytes beyond its key data; 0: not known */
 };
 
 struct sim_link {
@@ -122,8 +123,8 @@ static void side_drain(struct sim_side *sd)
 	while (sd->head && sd->conn && qkm_link_pending(sd->conn) < SIM_SEND_HIGH) {
 		struct sim_frame *f = sd->head;
 		int rc = qkm_link_send_built(sd->conn, build_frame, f);
-		if (rc == QKM_ESTATE || rc == QKM_ETOOBIG)
-			return; /* the link is going, or full: the frame waits */
+		if (rc == QKM_ESTATE || rc == QKM_ETOOBIG || rc == QKM_ENOMEM)
+			return; /* the link is going, full, or short of memory: it waits */
 		if (rc)
 			log_warnx("link %s module %s: QKD-key %s lost: %s", f->lk->cfg.id,
 				  f->lk->cfg.module[f->idx], f->id, qkm_strerror(rc));
@@ -230,6 +231,19 @@ out:
 	return rc;
 }
 
+/* A KEYFILE frame's bytes beyond its key data, for the side's backlog:
+ * measured by building f once (a side's names do not change, the ID's
+ * digits add a byte now and then). */
+static size_t frame_meta(struct sim_frame *f)
+{
+	struct qkm_buf b;
+	qkm_buf_init(&b, f->key->data->len + SIM_FRAME_META, true);
+	size_t m = build_frame(&b, f) == 0 && b.len > f->key->data->len ? b.len - f->key->data->len
+									   : SIM_FRAME_META;
+	qkm_buf_fini(&b);
+	return m;
+}
+
 /* Queues one side's copy of a QKD-key for its node; takes a reference. */
 static void frame_push(struct sim_link *lk, int idx, const char *qkd_id, struct sim_key *key,
 		       uint64_t ts)
@@ -244,7 +258,9 @@ static void frame_push(struct sim_link *lk, int idx, const char *qkd_id, struct 
 	key->refs++;
 	snprintf(f->id, sizeof(f->id), "%s", qkd_id);
 	f->ts = ts;
-	f->bytes = key->data->len + SIM_FRAME_META;
+	if (!sd->frame_meta)
+		sd->frame_meta = frame_meta(f);
+	f->bytes = key->data->len + sd->frame_meta;
 	if (sd->corrupt_next) {
 		sd->corrupt_next--;
 		f->corrupt = true;

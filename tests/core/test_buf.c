@@ -188,8 +188,8 @@ int main(void)
 		cmocka_unit_test(test_reader_truncation),
 		cmocka_unit_test(test_id_roundtrip),
 		cmocka_unit_test(test_secure_block_reused_wiped),
-		cmocka_unit_test(test_secure_cache_yields_to_allocation),
 		cmocka_unit_test(test_secure_cache_bounded),
+		cmocka_unit_test(test_secure_cache_yields_to_allocation),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
