@@ -72,6 +72,15 @@ static void reopen(struct fx *f)
 	assert_int_equal(qkm_store_open(f->path, &f->st), 0);
 }
 
+/* Runs sql on a store file no store has open (a downgrade, a loss by hand). */
+static void file_exec(const char *path, const char *sql)
+{
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_close(db), SQLITE_OK);
+}
+
 static struct qkm_id batch(uint8_t tag)
 {
 	struct qkm_id id;
@@ -503,15 +512,10 @@ static void test_lc_prune(void **state)
 	 * watermark's. */
 	qkm_store_close(f->st);
 	f->st = NULL;
-	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-	assert_int_equal(sqlite3_exec(db,
-				      "BEGIN; DROP TRIGGER lc_no_delete;"
-				      "CREATE TRIGGER lc_no_delete BEFORE DELETE ON lc"
-				      " BEGIN SELECT RAISE(ABORT, 'lc is append-only'); END;"
-				      "PRAGMA user_version = 10; COMMIT;",
-				      NULL, NULL, NULL),
-			 SQLITE_OK);
-	assert_int_equal(sqlite3_close(db), SQLITE_OK);
+	file_exec(f->path, "BEGIN; DROP TRIGGER lc_no_delete;"
+		  "CREATE TRIGGER lc_no_delete BEFORE DELETE ON lc"
+		  " BEGIN SELECT RAISE(ABORT, 'lc is append-only'); END;"
+		  "PRAGMA user_version = 10; COMMIT;");
 	assert_int_equal(qkm_store_open(f->path, &f->st), 0);
 	assert_int_equal(qkm_store_lc_prune(f->st, ev[7].seq, 5000, 100, &n), 0);
 	assert_int_equal(n, 1);
@@ -768,13 +772,8 @@ static void test_qkd_ids(void **state)
 
 	qkm_store_close(f->st);
 	f->st = NULL;
-	sqlite3 *db;
 	to_v5(f->path);
-	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-	assert_int_equal(sqlite3_exec(db, "BEGIN; DROP TABLE qkd_ids; PRAGMA user_version = 4; COMMIT;",
-				      NULL, NULL, NULL),
-			 SQLITE_OK);
-	assert_int_equal(sqlite3_close(db), SQLITE_OK);
+	file_exec(f->path, "BEGIN; DROP TABLE qkd_ids; PRAGMA user_version = 4; COMMIT;");
 	assert_int_equal(qkm_store_open(f->path, &f->st), 0);
 	assert_int_equal(qkm_store_qkd_held(f->st, "A-C", "q.1", &held), 0);
 	assert_false(held);
@@ -972,17 +971,11 @@ static void test_ksa_open_keys_index(void **state)
 	/* Back to version 7's index, then opened: upgraded, the same keys. */
 	qkm_store_close(f->st);
 	f->st = NULL;
-	sqlite3 *db;
-	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-	assert_int_equal(sqlite3_exec(db,
-				      "BEGIN; DROP INDEX ksa_peer;"
-				      "CREATE INDEX ksa_peer ON ksa_keys (peer, state);"
-				      "ALTER TABLE ksa_keys DROP COLUMN count;"
-				      "DROP INDEX ksa_supplied;"
-				      "PRAGMA user_version = 7; COMMIT;",
-				      NULL, NULL, NULL),
-			 SQLITE_OK);
-	assert_int_equal(sqlite3_close(db), SQLITE_OK);
+	file_exec(f->path, "BEGIN; DROP INDEX ksa_peer;"
+		  "CREATE INDEX ksa_peer ON ksa_keys (peer, state);"
+		  "ALTER TABLE ksa_keys DROP COLUMN count;"
+		  "DROP INDEX ksa_supplied;"
+		  "PRAGMA user_version = 7; COMMIT;");
 	assert_int_equal(qkm_store_open(f->path, &f->st), 0);
 	assert_int_equal(listed(f->st, QKM_KSA_OFFERED, QKM_KSA_MASTER_SIDE), 4);
 	for (int i = 0; i < 12; i++) {
@@ -1071,14 +1064,8 @@ static void test_ksa_prune(void **state)
 	/* Version 9 had no index of supplied keys; the horizon stays. */
 	qkm_store_close(f->st);
 	f->st = NULL;
-	sqlite3 *db;
-	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-	assert_int_equal(sqlite3_exec(db,
-				      "BEGIN; DROP INDEX ksa_supplied;"
-				      "PRAGMA user_version = 9; COMMIT;",
-				      NULL, NULL, NULL),
-			 SQLITE_OK);
-	assert_int_equal(sqlite3_close(db), SQLITE_OK);
+	file_exec(f->path, "BEGIN; DROP INDEX ksa_supplied;"
+		  "PRAGMA user_version = 9; COMMIT;");
 	assert_int_equal(qkm_store_open(f->path, &f->st), 0);
 	assert_int_equal(qkm_store_ksa_horizon(f->st, &ms), 0);
 	assert_int_equal(ms, t0 / 1000000u + 5);
@@ -1095,15 +1082,9 @@ static void test_newer_version_refused(void **state)
 	qkm_store_close(f->st); /* the last close folds the WAL into the file */
 	f->st = NULL;
 	/* Version 1 had no KSA tables and no block level (version 4). */
-	sqlite3 *db;
 	to_v5(f->path);
-	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-	assert_int_equal(sqlite3_exec(db,
-				      "DROP TABLE ksa_data; DROP TABLE ksa_keys;"
-				      "ALTER TABLE blocks DROP COLUMN level;",
-				      NULL, NULL, NULL),
-			 SQLITE_OK);
-	assert_int_equal(sqlite3_close(db), SQLITE_OK);
+	file_exec(f->path, "DROP TABLE ksa_data; DROP TABLE ksa_keys;"
+		  "ALTER TABLE blocks DROP COLUMN level;");
 	set_user_version(f->path, 1);
 	assert_int_equal(qkm_store_open(f->path, &f->st), 0);
 	uint64_t n;
@@ -1137,33 +1118,26 @@ static void test_v2_ksa_keys_migrated(void **state)
 	f->st = NULL;
 	/* Rebuild the two tables as version 2 had them, and blocks as it had
 	 * them (no level: version 4). */
-	sqlite3 *db;
 	to_v5(f->path);
-	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-	assert_int_equal(
-		sqlite3_exec(db,
-			     "BEGIN;"
-			     "CREATE TABLE k2 (id BLOB PRIMARY KEY CHECK (length(id) = 16),"
-			     " peer TEXT NOT NULL, master TEXT NOT NULL, slave TEXT NOT NULL,"
-			     " additional TEXT NOT NULL, delivered TEXT NOT NULL,"
-			     " size_bits INTEGER NOT NULL, level INTEGER NOT NULL,"
-			     " role INTEGER NOT NULL, state INTEGER NOT NULL,"
-			     " created_ns INTEGER NOT NULL, supplied_ns INTEGER NOT NULL,"
-			     " source TEXT NOT NULL, ranges BLOB NOT NULL) WITHOUT ROWID;"
-			     "INSERT INTO k2 SELECT id, peer, master, slave, additional, delivered,"
-			     " size_bits, level, role, state, created_ns, supplied_ns, source,"
-			     " ranges FROM ksa_keys;"
-			     "CREATE TABLE d2 (id BLOB PRIMARY KEY, data BLOB NOT NULL) WITHOUT ROWID;"
-			     "INSERT INTO d2 SELECT k.id, d.data FROM ksa_data d"
-			     " JOIN ksa_keys k ON k.seq = d.seq;"
-			     "DROP TABLE ksa_data; DROP TABLE ksa_keys;"
-			     "ALTER TABLE k2 RENAME TO ksa_keys; ALTER TABLE d2 RENAME TO ksa_data;"
-			     "CREATE INDEX ksa_peer ON ksa_keys (peer, state);"
-			     "ALTER TABLE blocks DROP COLUMN level;"
-			     "PRAGMA user_version = 2; COMMIT;",
-			     NULL, NULL, NULL),
-		SQLITE_OK);
-	assert_int_equal(sqlite3_close(db), SQLITE_OK);
+	file_exec(f->path, "BEGIN;"
+		  "CREATE TABLE k2 (id BLOB PRIMARY KEY CHECK (length(id) = 16),"
+		  " peer TEXT NOT NULL, master TEXT NOT NULL, slave TEXT NOT NULL,"
+		  " additional TEXT NOT NULL, delivered TEXT NOT NULL,"
+		  " size_bits INTEGER NOT NULL, level INTEGER NOT NULL,"
+		  " role INTEGER NOT NULL, state INTEGER NOT NULL,"
+		  " created_ns INTEGER NOT NULL, supplied_ns INTEGER NOT NULL,"
+		  " source TEXT NOT NULL, ranges BLOB NOT NULL) WITHOUT ROWID;"
+		  "INSERT INTO k2 SELECT id, peer, master, slave, additional, delivered,"
+		  " size_bits, level, role, state, created_ns, supplied_ns, source,"
+		  " ranges FROM ksa_keys;"
+		  "CREATE TABLE d2 (id BLOB PRIMARY KEY, data BLOB NOT NULL) WITHOUT ROWID;"
+		  "INSERT INTO d2 SELECT k.id, d.data FROM ksa_data d"
+		  " JOIN ksa_keys k ON k.seq = d.seq;"
+		  "DROP TABLE ksa_data; DROP TABLE ksa_keys;"
+		  "ALTER TABLE k2 RENAME TO ksa_keys; ALTER TABLE d2 RENAME TO ksa_data;"
+		  "CREATE INDEX ksa_peer ON ksa_keys (peer, state);"
+		  "ALTER TABLE blocks DROP COLUMN level;"
+		  "PRAGMA user_version = 2; COMMIT;");
 	assert_int_equal(qkm_store_open(f->path, &f->st), 0);
 	assert_int_equal(qkm_store_ksa_get(f->st, &k.id, &got, true), 0);
 	assert_string_equal(got.master, "sae-a");
@@ -2133,10 +2107,7 @@ static void test_small_blocks(void **state)
 	/* the small block's bytes lost (by hand): the store is refused */
 	qkm_store_close(f->st);
 	f->st = NULL;
-	sqlite3 *db;
-	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-	assert_int_equal(sqlite3_exec(db, "DELETE FROM small_data", NULL, NULL, NULL), SQLITE_OK);
-	assert_int_equal(sqlite3_close(db), SQLITE_OK);
+	file_exec(f->path, "DELETE FROM small_data");
 	assert_int_equal(qkm_store_open(f->path, &f->st), QKM_ESTORE);
 	assert_null(f->st);
 	qkm_secret_free(t.data);
