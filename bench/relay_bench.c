@@ -952,6 +952,10 @@ int main(int argc, char **argv)
 		}
 		if (lat_count > 0) {
 			struct run *r = &runs[nr++];
+			/* The throughput runs' writeback is flushed first, so that
+			 * the step times are this run's and not the kernel
+			 * flushing hundreds of MiB behind it. */
+			sync();
 			run_latency(net, (uint32_t)lat_batch, (int)lat_count, r);
 			fprintf(stderr, "  %d hops latency, %ld B: origin/relay/dest p99 %.3f/%.3f/%.3f ms\n",
 				r->hops, lat_batch, r->p99[R_ORIGIN], r->p99[R_RELAY], r->p99[R_DEST]);
