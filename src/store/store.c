@@ -213,6 +213,12 @@ static const char store_migrate_v11[] =
  * of WAL costs far less than a second fdatasync. */
 #define STORE_SMALL_MAX 1024u
 
+/* Link key read ahead of its use: a pool's next blocks (at most 16, the
+ * LIMIT of ST_POOL_AHEAD), up to this many bytes past the block being read,
+ * for at most this many pools at once. */
+#define STORE_AHEAD_BYTES (8u << 20)
+#define STORE_AHEAD_POOLS 8
+
 /* The key-data file is the database's path with this suffix (docs/store.md). */
 #define STORE_KEYS_SUFFIX "-keys"
 
@@ -294,12 +300,16 @@ static const char store_migrate_v11[] =
 	X(QKD_HELD, "SELECT 1 FROM qkd_ids WHERE link = ?1 AND qkd_id = ?2")    \
 	X(QKD_FORGET, "DELETE FROM qkd_ids WHERE link = ?1 AND qkd_id = ?2")    \
 	X(POOL_READ,                                                            \
-	  "SELECT id, batch_id, first_index, count, unit_bytes, used, level, data_off " \
-	  "FROM blocks WHERE peer = ?1 AND state = 2 AND key_type = ?2 "        \
+	  "SELECT id, batch_id, first_index, count, unit_bytes, used, level, data_off, " \
+	  "created_ns FROM blocks WHERE peer = ?1 AND state = 2 AND key_type = ?2 " \
 	  "AND (?3 = 0 OR level = 1) ORDER BY created_ns, id")                  \
+	X(POOL_AHEAD,                                                           \
+	  "SELECT id, created_ns, count * unit_bytes, used, data_off FROM blocks " \
+	  "WHERE peer = ?1 AND state = 2 AND key_type = ?2 "                    \
+	  "AND (created_ns, id) > (?3, ?4) ORDER BY created_ns, id LIMIT 16")   \
 	X(BLOCK_FIND,                                                           \
-	  "SELECT id, count, unit_bytes, used, key_type, state, peer, data_off " \
-	  "FROM blocks WHERE batch_id = ?1 AND first_index = ?2")               \
+	  "SELECT id, count, unit_bytes, used, key_type, state, peer, data_off, " \
+	  "created_ns FROM blocks WHERE batch_id = ?1 AND first_index = ?2")    \
 	X(KSA_INSERT,                                                           \
 	  "INSERT INTO ksa_keys (id, peer, master, slave, additional, "         \
 	  "delivered, size_bits, level, role, state, created_ns, supplied_ns, " \
@@ -383,6 +393,15 @@ struct qkm_store {
 	bool deferred;    /* the open transaction is a deferred one (group commit) */
 	void (*defer_cb)(int rc, void *arg);
 	void *defer_arg;
+	/* Per pool (peer, key type) being read: the last block the kernel was
+	 * asked to read ahead (pool_ahead). A hint: a stale one costs at most
+	 * a read-ahead asked for twice or not at all. */
+	struct {
+		char peer[QKM_NAME_MAX];
+		int key_type;
+		int64_t created_ns, id;
+	} ahead[STORE_AHEAD_POOLS];
+	unsigned ahead_next;
 };
 
 /* sqlite3_wal_hook: notes the WAL's size after each commit. Installing it
@@ -1636,6 +1655,50 @@ static void block_ahead(struct qkm_store *st, int64_t data_off, uint64_t from, u
 		kdata_read_ahead(st->kd, (uint64_t)data_off + from, to - from);
 }
 
+/* After the block (created_ns, id) of the pool (peer, key_type), whose
+ * first read left `rest` bytes of it unread: asks the kernel for the next
+ * blocks' unused bytes, up to STORE_AHEAD_BYTES in all, skipping those
+ * asked for already. Both ends of a link consume their copies in the same
+ * order, pool order, so this serves the receiver of a relay hop (reading
+ * by ID) as well as the sender (qkm_store_pool_read): each found its link
+ * key on the device, not in the cache, once per block (acquisition writes
+ * around the cache). */
+static void pool_ahead(struct qkm_store *st, const char *peer, int key_type, int64_t created_ns,
+		       int64_t id, uint64_t rest)
+{
+	unsigned k;
+	for (k = 0; k < STORE_AHEAD_POOLS; k++)
+		if (st->ahead[k].key_type == key_type && strcmp(st->ahead[k].peer, peer) == 0)
+			break;
+	if (k == STORE_AHEAD_POOLS) {
+		k = st->ahead_next++ % STORE_AHEAD_POOLS;
+		snprintf(st->ahead[k].peer, sizeof(st->ahead[k].peer), "%s", peer);
+		st->ahead[k].key_type = key_type;
+		st->ahead[k].created_ns = st->ahead[k].id = 0;
+	}
+	sqlite3_stmt *s = st->st[ST_POOL_AHEAD];
+	bind_str(s, 1, peer, QKM_NAME_MAX);
+	sqlite3_bind_int(s, 2, key_type);
+	sqlite3_bind_int64(s, 3, created_ns);
+	sqlite3_bind_int64(s, 4, id);
+	uint64_t ahead = rest;
+	while (ahead < STORE_AHEAD_BYTES && sqlite3_step(s) == SQLITE_ROW) {
+		int64_t bid = sqlite3_column_int64(s, 0), bc = sqlite3_column_int64(s, 1);
+		uint64_t size = (uint64_t)sqlite3_column_int64(s, 2);
+		uint64_t used = (uint64_t)sqlite3_column_int64(s, 3);
+		if (used >= size)
+			continue;
+		ahead += size - used;
+		if (bc < st->ahead[k].created_ns ||
+		    (bc == st->ahead[k].created_ns && bid <= st->ahead[k].id))
+			continue; /* asked for at an earlier block's read */
+		block_ahead(st, sqlite3_column_int64(s, 4), used, size);
+		st->ahead[k].created_ns = bc;
+		st->ahead[k].id = bid;
+	}
+	stmt_done(s);
+}
+
 int qkm_store_pool_read(struct qkm_store *st, const char *peer, enum qkm_key_type kt, size_t n,
 			struct qkm_range *ranges, size_t max, size_t *nranges, uint8_t *out)
 {
@@ -1648,6 +1711,7 @@ int qkm_store_pool_read_level(struct qkm_store *st, const char *peer, enum qkm_k
 {
 	sqlite3_stmt *s = st->st[ST_POOL_READ];
 	uint64_t last_size = 0;
+	int64_t last_created = 0;
 	size_t got = 0;
 	int err = 0, rc;
 	*nranges = 0;
@@ -1680,24 +1744,15 @@ int qkm_store_pool_read_level(struct qkm_store *st, const char *peer, enum qkm_k
 		r->data_off = sqlite3_column_int64(s, 7);
 		got += r->len;
 		last_size = size;
+		last_created = sqlite3_column_int64(s, 8);
 	}
 	if (got < n) {
 		err = QKM_ENOKEY;
 		goto out;
 	}
-	/* A block's first read: the rest of it and the next block, asked for
-	 * once this read is done (not queued before it). */
+	/* A block's first read: the rest of it and the blocks after it, asked
+	 * for once this read is done (not queued before it). */
 	const struct qkm_range *last = &ranges[*nranges - 1];
-	int64_t next_off = -1;
-	uint64_t next_used = 0, next_size = 0;
-	while (last->off == 0 && (rc = sqlite3_step(s)) == SQLITE_ROW) {
-		next_size = (uint64_t)sqlite3_column_int64(s, 3) * (uint64_t)sqlite3_column_int64(s, 4);
-		next_used = (uint64_t)sqlite3_column_int64(s, 5);
-		if (next_used < next_size) {
-			next_off = sqlite3_column_int64(s, 7);
-			break;
-		}
-	}
 	stmt_done(s);
 	got = 0;
 	for (size_t i = 0; i < *nranges && !err; i++) {
@@ -1707,7 +1762,7 @@ int qkm_store_pool_read_level(struct qkm_store *st, const char *peer, enum qkm_k
 	}
 	if (!err && last->off == 0) {
 		block_ahead(st, last->data_off, last->len, last_size);
-		block_ahead(st, next_off, next_used, next_size);
+		pool_ahead(st, peer, (int)kt, last_created, last->rowid, last_size - last->len);
 	}
 out:
 	stmt_done(s);
@@ -1720,7 +1775,7 @@ out:
 
 /* A block's row, found by its position. */
 struct block_row {
-	int64_t rowid, data_off;
+	int64_t rowid, data_off, created_ns;
 	uint64_t size, used;
 	int key_type, state;
 	char peer[QKM_NAME_MAX];
@@ -1743,6 +1798,7 @@ static int block_find(struct qkm_store *st, const struct qkm_id *batch, uint32_t
 		r->state = sqlite3_column_int(s, 5);
 		col_text(s, 6, r->peer, sizeof(r->peer));
 		r->data_off = sqlite3_column_int64(s, 7);
+		r->created_ns = sqlite3_column_int64(s, 8);
 	} else {
 		err = rc == SQLITE_DONE ? QKM_ENOTFOUND : store_fail(st, "find block");
 	}
@@ -1785,8 +1841,10 @@ int qkm_store_block_read(struct qkm_store *st, const char *peer, const struct qk
 	    off < b.used || (uint64_t)off + len > b.size || len == 0)
 		return QKM_EPERM;
 	err = block_read(st, b.rowid, b.data_off, off, len, out);
-	if (!err && off == 0)
+	if (!err && off == 0) {
 		block_ahead(st, b.data_off, len, b.size);
+		pool_ahead(st, peer, (int)kt, b.created_ns, b.rowid, b.size - len);
+	}
 	return err;
 }
 
