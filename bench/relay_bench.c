@@ -25,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/buf.h"
 #include "core/log.h"
 #include "core/secret.h"
 #include "core/xor.h"
@@ -915,9 +916,12 @@ int main(int argc, char **argv)
 		die("--lat-batch: not a multiple of %d", UNIT);
 
 	qkm_log_init("bench-relay", QKM_LOG_WARN);
-	/* As a node does (cli/node.c): key material lives in the secure heap. */
+	/* As a node does (cli/node.c): key material lives in the secure heap,
+	 * large frames stay in the ordinary heap. */
 	if (qkm_secret_heap_init(256u << 20))
 		die("secure heap");
+	if (qkm_heap_tune())
+		die("mallopt");
 	char tmpl[PATH_MAX];
 	bool own_dir = !dir;
 	if (own_dir) {

@@ -619,6 +619,9 @@ int cli_node(int argc, char **argv)
 		if (setrlimit(RLIMIT_NOFILE, &nofile) < 0)
 			log_warn("cannot raise the open-file limit");
 	}
+	/* Relayed key files and rounds: frames of MiBs, built and freed often. */
+	if (qkm_heap_tune())
+		log_warnx("cannot tune the allocator; large buffers are mapped afresh each time");
 	if (qkm_secret_heap_init_locked(256u << 20))
 		fatalx("cannot lock 256 MiB of memory for key material; run as root or raise "
 		       "the memlock limit (ulimit -l; LimitMEMLOCK= in a systemd unit)");

@@ -2,9 +2,15 @@
 #include "core/buf.h"
 #include "core/secret.h"
 
+#include <malloc.h>
 #include <openssl/crypto.h>
 #include <stdlib.h>
 #include <string.h>
+
+int qkm_heap_tune(void)
+{
+	return mallopt(M_MMAP_THRESHOLD, 32 << 20) && mallopt(M_TRIM_THRESHOLD, 128 << 20) ? 0 : -1;
+}
 
 void qkm_buf_init(struct qkm_buf *b, size_t max, bool secure)
 {

@@ -16,6 +16,14 @@ struct qkm_buf {
 	bool secure; /* storage from the secure heap; wiped on growth and free */
 };
 
+/* Keeps ordinary buffers of up to 32 MiB in the process's heap, freed ones
+ * included (glibc: mmap threshold 32 MiB, trim threshold 128 MiB): frames of
+ * a few MiB built and freed many times a second were each mapped afresh, or
+ * the heap trimmed under them, and every page faulted in and zeroed again
+ * (on a VM a fifth of a relay node's CPU). A daemon calls it once at start.
+ * 0, or -1 if the allocator refused (nothing changes then). */
+int qkm_heap_tune(void);
+
 /* Initialises an empty buffer that may grow to max bytes. secure: keep the
  * bytes in the secure heap (for buffers that hold key material). */
 void qkm_buf_init(struct qkm_buf *b, size_t max, bool secure);
