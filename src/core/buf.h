@@ -21,7 +21,8 @@ struct qkm_buf {
  * a few MiB built and freed many times a second were each mapped afresh, or
  * the heap trimmed under them, and every page faulted in and zeroed again
  * (on a VM a fifth of a relay node's CPU). A daemon calls it once at start.
- * 0, or -1 if the allocator refused (nothing changes then). */
+ * 0, or -1 if the allocator refused (large buffers are then mapped per use,
+ * as by default; 32 MiB is glibc's most on 64-bit systems). */
 int qkm_heap_tune(void);
 
 /* Initialises an empty buffer that may grow to max bytes. secure: keep the

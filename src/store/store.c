@@ -305,7 +305,7 @@ static const char store_migrate_v11[] =
 	  "AND (?3 = 0 OR level = 1) ORDER BY created_ns, id")                  \
 	X(POOL_AHEAD,                                                           \
 	  "SELECT id, created_ns, count * unit_bytes, used, data_off FROM blocks " \
-	  "WHERE peer = ?1 AND state = 2 AND key_type = ?2 "                    \
+	  "WHERE peer = ?1 AND state = 2 AND key_type = ?2 AND (?5 = 0 OR level = 1) " \
 	  "AND (created_ns, id) > (?3, ?4) ORDER BY created_ns, id LIMIT 16")   \
 	X(BLOCK_FIND,                                                           \
 	  "SELECT id, count, unit_bytes, used, key_type, state, peer, data_off, " \
@@ -399,7 +399,8 @@ struct qkm_store {
 	struct {
 		char peer[QKM_NAME_MAX];
 		int key_type;
-		int64_t created_ns, id;
+		int64_t created_ns, id;   /* the last block asked for */
+		int64_t from_ns, from_id; /* the block whose read began that run */
 	} ahead[STORE_AHEAD_POOLS];
 	unsigned ahead_next;
 };
@@ -1655,16 +1656,22 @@ static void block_ahead(struct qkm_store *st, int64_t data_off, uint64_t from, u
 		kdata_read_ahead(st->kd, (uint64_t)data_off + from, to - from);
 }
 
-/* After the block (created_ns, id) of the pool (peer, key_type), whose
- * first read left `rest` bytes of it unread: asks the kernel for the next
- * blocks' unused bytes, up to STORE_AHEAD_BYTES in all, skipping those
- * asked for already. Both ends of a link consume their copies in the same
- * order, pool order, so this serves the receiver of a relay hop (reading
- * by ID) as well as the sender (qkm_store_pool_read): each found its link
- * key on the device, not in the cache, once per block (acquisition writes
- * around the cache). */
-static void pool_ahead(struct qkm_store *st, const char *peer, int key_type, int64_t created_ns,
-		       int64_t id, uint64_t rest)
+/* Whether block (c1, i1) comes before (c2, i2) in pool order. */
+static bool pool_before(int64_t c1, int64_t i1, int64_t c2, int64_t i2)
+{
+	return c1 < c2 || (c1 == c2 && i1 < i2);
+}
+
+/* After the block (created_ns, id) of the pool (peer, key_type; its_only:
+ * ITS blocks only, as the reader takes them), whose first read left `rest`
+ * bytes of it unread: asks the kernel for the next blocks' unused bytes,
+ * up to STORE_AHEAD_BYTES in all, skipping those asked for already. Both
+ * ends of a link consume their copies in the same order, pool order, so
+ * this serves the receiver of a relay hop (reading by ID) as well as the
+ * sender (qkm_store_pool_read): each found its link key on the device, not
+ * in the cache, once per block (acquisition writes around the cache). */
+static void pool_ahead(struct qkm_store *st, const char *peer, int key_type, bool its_only,
+		       int64_t created_ns, int64_t id, uint64_t rest)
 {
 	unsigned k;
 	for (k = 0; k < STORE_AHEAD_POOLS; k++)
@@ -1676,11 +1683,19 @@ static void pool_ahead(struct qkm_store *st, const char *peer, int key_type, int
 		st->ahead[k].key_type = key_type;
 		st->ahead[k].created_ns = st->ahead[k].id = 0;
 	}
+	/* The mark covers the blocks from the start of its run on: a read
+	 * before that run, or past its end, begins a new one. */
+	if (pool_before(created_ns, id, st->ahead[k].from_ns, st->ahead[k].from_id) ||
+	    !pool_before(created_ns, id, st->ahead[k].created_ns, st->ahead[k].id)) {
+		st->ahead[k].created_ns = st->ahead[k].from_ns = created_ns;
+		st->ahead[k].id = st->ahead[k].from_id = id;
+	}
 	sqlite3_stmt *s = st->st[ST_POOL_AHEAD];
 	bind_str(s, 1, peer, QKM_NAME_MAX);
 	sqlite3_bind_int(s, 2, key_type);
 	sqlite3_bind_int64(s, 3, created_ns);
 	sqlite3_bind_int64(s, 4, id);
+	sqlite3_bind_int(s, 5, its_only ? 1 : 0);
 	uint64_t ahead = rest;
 	while (ahead < STORE_AHEAD_BYTES && sqlite3_step(s) == SQLITE_ROW) {
 		int64_t bid = sqlite3_column_int64(s, 0), bc = sqlite3_column_int64(s, 1);
@@ -1689,8 +1704,7 @@ static void pool_ahead(struct qkm_store *st, const char *peer, int key_type, int
 		if (used >= size)
 			continue;
 		ahead += size - used;
-		if (bc < st->ahead[k].created_ns ||
-		    (bc == st->ahead[k].created_ns && bid <= st->ahead[k].id))
+		if (!pool_before(st->ahead[k].created_ns, st->ahead[k].id, bc, bid))
 			continue; /* asked for at an earlier block's read */
 		block_ahead(st, sqlite3_column_int64(s, 4), used, size);
 		st->ahead[k].created_ns = bc;
@@ -1762,7 +1776,8 @@ int qkm_store_pool_read_level(struct qkm_store *st, const char *peer, enum qkm_k
 	}
 	if (!err && last->off == 0) {
 		block_ahead(st, last->data_off, last->len, last_size);
-		pool_ahead(st, peer, (int)kt, last_created, last->rowid, last_size - last->len);
+		pool_ahead(st, peer, (int)kt, its_only, last_created, last->rowid,
+			   last_size - last->len);
 	}
 out:
 	stmt_done(s);
@@ -1843,7 +1858,7 @@ int qkm_store_block_read(struct qkm_store *st, const char *peer, const struct qk
 	err = block_read(st, b.rowid, b.data_off, off, len, out);
 	if (!err && off == 0) {
 		block_ahead(st, b.data_off, len, b.size);
-		pool_ahead(st, peer, (int)kt, b.created_ns, b.rowid, b.size - len);
+		pool_ahead(st, peer, (int)kt, false, b.created_ns, b.rowid, b.size - len);
 	}
 	return err;
 }
