@@ -36,12 +36,14 @@ Exit status 0 whenever the request was made, 2 on usage errors.
 import argparse
 import base64
 import binascii
+import functools
 import hashlib
 import http.client
 import json
 import socket
 import ssl
 import sys
+import threading
 import urllib.parse
 import uuid
 
@@ -68,7 +70,12 @@ def _no_response(e, sent):
     return NoResponse("conn", f"{type(e).__name__}: {e}", sent)
 
 
+@functools.lru_cache(maxsize=None)
 def _context(cert, key, ca):
+    """The TLS context of one identity, made once per process: loading the
+    CA and the key pair for every request was most of a verify's minute in
+    the crash tests (tens of thousands of dec_keys). Each request still
+    gets its own connection and handshake. Nothing changes a context after."""
     ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca)
     ctx.check_hostname = True
     ctx.verify_mode = ssl.CERT_REQUIRED
@@ -78,25 +85,38 @@ def _context(cert, key, ca):
     return ctx
 
 
-def request(base, cert, key, ca, method, path, body=None, timeout=TIMEOUT):
-    """One HTTPS request on a fresh connection. body: None, str or bytes
-    (sent as is, Content-Type application/json). Returns (code, parsed)."""
+_kept = threading.local()  # keep=True: this thread's open connections
+
+
+def request(base, cert, key, ca, method, path, body=None, timeout=TIMEOUT, keep=False):
+    """One HTTPS request, on a fresh connection unless keep (then on this
+    thread's keep-alive connection to base as this identity, opened when
+    there is none; any failure closes it, so the next request opens a new
+    one). body: None, str or bytes (sent as is, Content-Type
+    application/json). Returns (code, parsed)."""
     u = urllib.parse.urlsplit(base)
     if u.scheme != "https":
         raise ValueError(f"base must be https: {base}")
     host, port = u.hostname, u.port or 443
-    ctx = _context(cert, key, ca)
-    conn = http.client.HTTPSConnection(host, port, context=ctx, timeout=timeout)
+    slot = (host, port, cert, key, ca)
+    kept = getattr(_kept, "conns", None)
+    if kept is None:
+        kept = _kept.conns = {}
+    conn = kept.pop(slot, None) if keep else None
     headers = {"Accept": "application/json"}
     if body is not None:
         if isinstance(body, str):
             body = body.encode()
         headers["Content-Type"] = "application/json"
+    done = False
     try:
-        try:
-            conn.connect()  # TCP + TLS handshake: nothing of the request has left yet
-        except (OSError, http.client.HTTPException) as e:  # ssl.SSLError is an OSError
-            raise _no_response(e, False) from None
+        if conn is None:
+            conn = http.client.HTTPSConnection(host, port, context=_context(cert, key, ca),
+                                               timeout=timeout)
+            try:
+                conn.connect()  # TCP + TLS handshake: nothing of the request has left yet
+            except (OSError, http.client.HTTPException) as e:  # ssl.SSLError is an OSError
+                raise _no_response(e, False) from None
         try:
             conn.request(method, u.path.rstrip("/") + path, body=body, headers=headers)
             resp = conn.getresponse()
@@ -105,8 +125,12 @@ def request(base, cert, key, ca, method, path, body=None, timeout=TIMEOUT):
         except (OSError, http.client.HTTPException) as e:
             # includes TLS alerts about our certificate (TLS 1.3: seen on first read)
             raise _no_response(e, True) from None
+        done = keep and not resp.will_close
     finally:
-        conn.close()
+        if done:
+            kept[slot] = conn
+        elif conn is not None:
+            conn.close()
     text = raw.decode("utf-8", "replace")
     try:
         return code, json.loads(text)
@@ -139,11 +163,12 @@ def enc_keys_post(base, cert, key, ca, slave, body=None, timeout=TIMEOUT):
     return request(base, cert, key, ca, "POST", f"/api/v1/keys/{_q(slave)}/enc_keys", body, timeout)
 
 
-def dec_keys_get(base, cert, key, ca, master, key_id=None, query=None, timeout=TIMEOUT):
+def dec_keys_get(base, cert, key, ca, master, key_id=None, query=None, timeout=TIMEOUT,
+                 keep=False):
     if query is None:
         query = urllib.parse.urlencode([("key_ID", key_id)])
     path = f"/api/v1/keys/{_q(master)}/dec_keys" + (f"?{query}" if query else "")
-    return request(base, cert, key, ca, "GET", path, timeout=timeout)
+    return request(base, cert, key, ca, "GET", path, timeout=timeout, keep=keep)
 
 
 def dec_keys_post(base, cert, key, ca, master, key_ids=None, body=None, timeout=TIMEOUT):

@@ -183,11 +183,13 @@ def verify(a):
             bad.append(f"{i}: slave's key differs from the master's (R-SUP-7)")
 
     def settle(i):
-        """Retry dec_keys for i until a definite answer or the deadline."""
+        """Retry dec_keys for i until a definite answer or the deadline. The
+        load has stopped: each worker thread keeps its connection (tens of
+        thousands of requests, a handshake each took most of a minute)."""
         end = time.monotonic() + a.deadline
         while True:
             try:
-                code, body = c.dec_keys_get(*dec_ep, MASTER, i, timeout=a.timeout)
+                code, body = c.dec_keys_get(*dec_ep, MASTER, i, timeout=a.timeout, keep=True)
                 res = classify(code)
                 if res in ("ok", "refused"):
                     return res, dict(keys_of(body)).get(i) if res == "ok" else None
