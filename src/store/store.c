@@ -393,9 +393,9 @@ struct qkm_store {
 	bool deferred;    /* the open transaction is a deferred one (group commit) */
 	void (*defer_cb)(int rc, void *arg);
 	void *defer_arg;
-	/* Per pool (peer, key type) being read: the last block the kernel was
-	 * asked to read ahead (pool_ahead). A hint: a stale one costs at most
-	 * a read-ahead asked for twice or not at all. */
+	/* Per pool (peer, key type) being read: the run of blocks the kernel
+	 * was asked to read ahead (pool_ahead). A hint: a stale one costs at
+	 * most a read-ahead asked for twice or not at all. */
 	struct {
 		char peer[QKM_NAME_MAX];
 		int key_type;
@@ -1662,17 +1662,20 @@ static bool pool_before(int64_t c1, int64_t i1, int64_t c2, int64_t i2)
 	return c1 < c2 || (c1 == c2 && i1 < i2);
 }
 
-/* After the block (created_ns, id) of the pool (peer, key_type; its_only:
- * ITS blocks only, as the reader takes them), whose first read left `rest`
- * bytes of it unread: asks the kernel for the next blocks' unused bytes,
- * up to STORE_AHEAD_BYTES in all, skipping those asked for already. Both
+/* After the first read, of `len` bytes, of the block (created_ns, id; its
+ * bytes at data_off, size of them) of the pool (peer, key_type; its_only:
+ * ITS blocks only, as the reader takes them): asks the kernel for the rest
+ * of the block and the next blocks' unused bytes, up to STORE_AHEAD_BYTES
+ * past the block in all, skipping those asked for already. Both
  * ends of a link consume their copies in the same order, pool order, so
  * this serves the receiver of a relay hop (reading by ID) as well as the
  * sender (qkm_store_pool_read): each found its link key on the device, not
  * in the cache, once per block (acquisition writes around the cache). */
 static void pool_ahead(struct qkm_store *st, const char *peer, int key_type, bool its_only,
-		       int64_t created_ns, int64_t id, uint64_t rest)
+		       int64_t created_ns, int64_t id, int64_t data_off, uint64_t len,
+		       uint64_t size)
 {
+	block_ahead(st, data_off, len, size);
 	unsigned k;
 	for (k = 0; k < STORE_AHEAD_POOLS; k++)
 		if (st->ahead[k].key_type == key_type && strcmp(st->ahead[k].peer, peer) == 0)
@@ -1696,17 +1699,17 @@ static void pool_ahead(struct qkm_store *st, const char *peer, int key_type, boo
 	sqlite3_bind_int64(s, 3, created_ns);
 	sqlite3_bind_int64(s, 4, id);
 	sqlite3_bind_int(s, 5, its_only ? 1 : 0);
-	uint64_t ahead = rest;
+	uint64_t ahead = size - len;
 	while (ahead < STORE_AHEAD_BYTES && sqlite3_step(s) == SQLITE_ROW) {
 		int64_t bid = sqlite3_column_int64(s, 0), bc = sqlite3_column_int64(s, 1);
-		uint64_t size = (uint64_t)sqlite3_column_int64(s, 2);
+		uint64_t bsize = (uint64_t)sqlite3_column_int64(s, 2);
 		uint64_t used = (uint64_t)sqlite3_column_int64(s, 3);
-		if (used >= size)
+		if (used >= bsize)
 			continue;
-		ahead += size - used;
+		ahead += bsize - used;
 		if (!pool_before(st->ahead[k].created_ns, st->ahead[k].id, bc, bid))
 			continue; /* asked for at an earlier block's read */
-		block_ahead(st, sqlite3_column_int64(s, 4), used, size);
+		block_ahead(st, sqlite3_column_int64(s, 4), used, bsize);
 		st->ahead[k].created_ns = bc;
 		st->ahead[k].id = bid;
 	}
@@ -1774,11 +1777,9 @@ int qkm_store_pool_read_level(struct qkm_store *st, const char *peer, enum qkm_k
 				 ranges[i].len, out + got);
 		got += ranges[i].len;
 	}
-	if (!err && last->off == 0) {
-		block_ahead(st, last->data_off, last->len, last_size);
-		pool_ahead(st, peer, (int)kt, its_only, last_created, last->rowid,
-			   last_size - last->len);
-	}
+	if (!err && last->off == 0)
+		pool_ahead(st, peer, (int)kt, its_only, last_created, last->rowid, last->data_off,
+			   last->len, last_size);
 out:
 	stmt_done(s);
 	if (err) {
@@ -1856,10 +1857,8 @@ int qkm_store_block_read(struct qkm_store *st, const char *peer, const struct qk
 	    off < b.used || (uint64_t)off + len > b.size || len == 0)
 		return QKM_EPERM;
 	err = block_read(st, b.rowid, b.data_off, off, len, out);
-	if (!err && off == 0) {
-		block_ahead(st, b.data_off, len, b.size);
-		pool_ahead(st, peer, (int)kt, false, b.created_ns, b.rowid, b.size - len);
-	}
+	if (!err && off == 0)
+		pool_ahead(st, peer, (int)kt, false, b.created_ns, b.rowid, b.data_off, len, b.size);
 	return err;
 }
 
