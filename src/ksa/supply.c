@@ -17,6 +17,7 @@
 
 #define SUPPLY_MAX_RANGES 4096
 #define SUPPLY_MAX_ROUND_KEYS 8192
+#define SUPPLY_RUN_BYTES 4096u /* key bytes in a slave's node's run at most */
 _Static_assert(QKM_STOCK_MAX_REFILL <= SUPPLY_MAX_ROUND_KEYS, "a stock refill fits in one round");
 /* Rounds in flight to a peer at once over a direct link: the next is made
  * while the peer stores the last. An end-to-end pool's frames are routed
@@ -1070,6 +1071,32 @@ _Static_assert(sizeof(((struct in_key *)0)->additional) ==
 		       sizeof(((struct in_key *)0)->master) == sizeof(((struct qkm_ksa_key *)0)->master),
 	       "on_supply copies the names whole");
 
+/* How many of the n keys from in on (bytes from off of a round's data) a
+ * slave's node keeps in one row: a run of consecutive IDs alike but for
+ * their bytes, one slave each, at most max (QKM_KSA_SLAVE_RUN; 1 where keys
+ * are kept after supply: a run's delivered keys lose their bytes) and
+ * SUPPLY_RUN_BYTES (each delivery rewrites the run's bytes), whose ranges
+ * fit a row; their ranges in out. 1 at least. */
+static size_t slave_run(const struct in_key *in, size_t n, size_t max, const struct qkm_range *rg,
+			size_t nr, size_t off, struct qkm_range_ref *out, uint32_t *n_out)
+{
+	size_t k = 1;
+	while (k < n && k < max && (k + 1) * (in->size / 8) <= SUPPLY_RUN_BYTES &&
+	       !in->additional[0] && !in[k].additional[0] &&
+	       run_next(&in->id, &in[k].id, k) && in[k].size == in->size &&
+	       in[k].level == in->level && strcmp(in[k].master, in->master) == 0 &&
+	       strcmp(in[k].slave, in->slave) == 0)
+		k++;
+	for (;; k = (k + 1) / 2) {
+		size_t len = k * (in->size / 8), got = 0;
+		*n_out = key_ranges(rg, nr, off, len, out);
+		for (uint32_t i = 0; i < *n_out; i++)
+			got += out[i].len;
+		if (got == len || k == 1)
+			return k;
+	}
+}
+
 static int parse_key(struct qkm_supply *s, const char *peer, const uint8_t *v, uint32_t vl,
 		     struct in_key *k, char *why, size_t whysz)
 {
@@ -1287,7 +1314,7 @@ static int on_supply(struct qkm_supply *s, const char *peer, const struct qkm_fr
 		kk->data = &bytes;
 	}
 	pos = 0;
-	for (size_t i = 0; !rc && !why[0] && i < nk; i++) {
+	for (size_t i = 0, k = 1; !rc && !why[0] && i < nk; i += k) {
 		const struct in_key *in = &keys[i];
 		if (!i || strcmp(in->master, in[-1].master) != 0 || strcmp(in->slave, in[-1].slave) != 0 ||
 		    strcmp(in->additional, in[-1].additional) != 0) {
@@ -1295,13 +1322,15 @@ static int on_supply(struct qkm_supply *s, const char *peer, const struct qkm_fr
 			memcpy(kk->slave, in->slave, sizeof(kk->slave));
 			memcpy(kk->additional, in->additional, sizeof(kk->additional));
 		}
+		k = slave_run(in, nk - i, s->cfg.preserve ? 1 : QKM_KSA_SLAVE_RUN, rg, nr, pos,
+			      kk->ranges, &kk->n_ranges);
 		kk->id = in->id;
+		kk->count = (uint32_t)k;
 		kk->size_bits = in->size;
 		kk->level = in->level;
-		kk->n_ranges = key_ranges(rg, nr, pos, in->size / 8, kk->ranges);
 		bytes.p = data->p + pos;
-		bytes.len = in->size / 8;
-		pos += in->size / 8;
+		bytes.len = k * (in->size / 8);
+		pos += bytes.len;
 		rc = qkm_store_ksa_put(s->st, kk);
 		if (rc == QKM_EEXIST) {
 			snprintf(why, sizeof(why), "KSA key ID already known");
@@ -1309,7 +1338,7 @@ static int on_supply(struct qkm_supply *s, const char *peer, const struct qkm_fr
 			break;
 		}
 		if (!rc)
-			stored++;
+			stored += k;
 	}
 	if (!rc && why[0]) {
 		/* Undo the keys this frame stored before the problem was found;

@@ -18,7 +18,7 @@
 #include "store/file.h"
 #include "store/kdata.h"
 
-#define STORE_SCHEMA_VERSION 11
+#define STORE_SCHEMA_VERSION 12
 #define STORE_BUSY_MS 5000
 
 /* Key data lives in block_data, apart from the metadata in blocks, so that
@@ -209,6 +209,18 @@ static const char store_migrate_v11[] =
 	" BEGIN SELECT RAISE(ABORT, 'lc is append-only'); END;"
 	"PRAGMA user_version = 11;";
 
+/* Version 12: a slave's node keeps a run of keys in one row too (up to
+ * QKM_KSA_SLAVE_RUN keys, one slave each), and dmap says which of them are
+ * gone (bit i: key id + i delivered or cancelled, its bytes wiped unless
+ * kept): an insert or two per SUPPLY round's run instead of two per key,
+ * most of a slave's node's work under load (docs/store.md). 0 in every
+ * existing row: nothing of a run is gone. Index ksa_gone: the runs some of
+ * whose keys are gone, by their last key's supply time, for retention. */
+static const char store_migrate_v12[] =
+	"ALTER TABLE ksa_keys ADD COLUMN dmap INTEGER NOT NULL DEFAULT 0;"
+	"CREATE INDEX ksa_gone ON ksa_keys (supplied_ns) WHERE state = 2 AND dmap != 0;"
+	"PRAGMA user_version = 12;";
+
 /* Blocks of at most this many bytes keep them in small_data: a page or two
  * of WAL costs far less than a second fdatasync. */
 #define STORE_SMALL_MAX 1024u
@@ -319,8 +331,19 @@ static const char store_migrate_v11[] =
 	X(KSA_GET, /* the row whose run holds ?1: the last to start at or before it */ \
 	  "SELECT id, peer, master, slave, additional, delivered, size_bits, "  \
 	  "level, role, state, created_ns, supplied_ns, source, ranges, seq, "  \
-	  "count FROM ksa_keys WHERE id <= ?1 ORDER BY id DESC LIMIT 1")        \
+	  "count, dmap FROM ksa_keys WHERE id <= ?1 ORDER BY id DESC LIMIT 1")  \
+	X(KSA_FIRST_IN, "SELECT 1 FROM ksa_keys WHERE id BETWEEN ?1 AND ?2 LIMIT 1") \
 	X(KSA_DATA_GET, "SELECT data FROM ksa_data WHERE seq = ?1")             \
+	X(KSA_DATA_SLICE, "SELECT substr(data, ?2, ?3) FROM ksa_data WHERE seq = ?1") \
+	X(KSA_DATA_SET, "UPDATE ksa_data SET data = ?2 WHERE seq = ?1")         \
+	X(KSA_DATA_DROP, "DELETE FROM ksa_data WHERE seq = ?1")                 \
+	X(KSA_RUN_MARK, "UPDATE ksa_keys SET dmap = dmap | ?2, "                \
+	  "supplied_ns = max(supplied_ns, ?3) "                                 \
+	  "WHERE seq = ?1 AND dmap & ?2 = 0 RETURNING dmap, count")             \
+	X(KSA_GONE, "SELECT id FROM ksa_keys WHERE state = 2 AND dmap != 0 "    \
+	  "AND supplied_ns < ?1 ORDER BY supplied_ns LIMIT ?2")                 \
+	X(KSA_RUN_END, "UPDATE ksa_keys SET state = ?2, supplied_ns = ?3 WHERE seq = ?1") \
+	X(KSA_ROW_DELETE, "DELETE FROM ksa_keys WHERE seq = ?1")                \
 	X(KSA_UPDATE,                                                           \
 	  "UPDATE ksa_keys SET delivered = ?2, state = ?3, supplied_ns = ?4 "   \
 	  "WHERE id = ?1")                                                      \
@@ -347,6 +370,7 @@ static const char store_migrate_v11[] =
 	  "AND state IN (1, 4) ORDER BY created_ns, seq") /* the index's condition */ \
 	X(KSA_COUNT,                                                            \
 	  "SELECT coalesce(sum(count), 0) FROM ksa_keys WHERE state = ?1")      \
+	X(KSA_COUNT_GONE, "SELECT dmap FROM ksa_keys WHERE state = 2 AND dmap != 0") \
 	/* The first ?3 records (by seq, the primary key: no scan of the rest) \
 	 * up to ?1, of them the ones made before ?2. */                       \
 	X(LC_PRUNE, "DELETE FROM lc WHERE seq IN (SELECT seq FROM lc "          \
@@ -645,6 +669,7 @@ static const struct {
 	{store_migrate_v9, NULL, NULL},
 	{store_migrate_v10, NULL, NULL},
 	{store_migrate_v11, NULL, NULL},
+	{store_migrate_v12, NULL, NULL},
 };
 
 /* The file's user_version, or -1 if it is not one qkm could have written. */
@@ -1919,6 +1944,195 @@ static bool ksa_run_holds(const struct qkm_ksa_key *k, const struct qkm_id *id)
 	       qkm_id_index(id) - qkm_id_index(&k->id) < k->count;
 }
 
+/* A row of a slave's node holding more than one key (schema v12): its
+ * keys go one by one, each marked in dmap. */
+static bool ksa_slave_run(const struct qkm_ksa_key *k)
+{
+	return k->role == QKM_KSA_SLAVE_SIDE && k->count > 1;
+}
+
+static uint64_t run_bit(uint32_t i)
+{
+	return (uint64_t)1 << i;
+}
+
+static uint64_t run_all(uint32_t count)
+{
+	return count >= 64 ? UINT64_MAX : run_bit(count) - 1;
+}
+
+/* The ranges of bytes [off, off + len) of run k, in out (which may be
+ * k->ranges: range i is read before out[*n <= i] is written). */
+static void ksa_ranges_part(const struct qkm_ksa_key *k, uint64_t off, uint64_t len,
+			    struct qkm_range_ref *out, uint32_t *n)
+{
+	uint64_t pos = 0;
+	uint32_t m = 0;
+	for (uint32_t i = 0; i < k->n_ranges; i++) {
+		struct qkm_range_ref r = k->ranges[i];
+		uint64_t a = pos, b = pos + r.len;
+		pos = b;
+		if (b <= off || a >= off + len)
+			continue;
+		uint64_t from = off > a ? off - a : 0, to = off + len < b ? off + len - a : r.len;
+		r.off += (uint32_t)from;
+		r.len = (uint32_t)(to - from);
+		out[m++] = r;
+	}
+	*n = m;
+}
+
+static int ksa_row(struct qkm_store *st, const struct qkm_id *id, struct qkm_ksa_key *out,
+		   uint64_t *dmap);
+
+/* Makes out, the row of a slave's run, the view of its key id alone: that
+ * ID, count 1, its ranges, its bytes if with_data; run_index and run_count
+ * say where in the row it is. A key gone from the run (dmap) reads as
+ * SUPPLIED and delivered to its slave, without bytes. */
+static int ksa_member(struct qkm_store *st, struct qkm_ksa_key *out, const struct qkm_id *id,
+		      uint64_t dmap, bool with_data)
+{
+	uint32_t i = qkm_id_index(id) - qkm_id_index(&out->id);
+	uint64_t size = out->size_bits / 8;
+	ksa_ranges_part(out, i * size, size, out->ranges, &out->n_ranges);
+	out->run_index = i;
+	out->run_count = out->count;
+	out->count = 1;
+	out->id = *id;
+	if (dmap & run_bit(i)) {
+		out->state = QKM_KSA_SUPPLIED;
+		snprintf(out->delivered, sizeof(out->delivered), "%s", out->slave);
+		return 0;
+	}
+	if (!with_data)
+		return 0;
+	sqlite3_stmt *s = st->st[ST_KSA_DATA_SLICE];
+	int err = 0;
+	sqlite3_bind_int64(s, 1, out->seq);
+	sqlite3_bind_int64(s, 2, (int64_t)(i * size) + 1);
+	sqlite3_bind_int64(s, 3, (int64_t)size);
+	int rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW && (uint64_t)sqlite3_column_bytes(s, 0) == size) {
+		if (!(out->data = qkm_secret_dup(sqlite3_column_blob(s, 0), size)))
+			err = QKM_ENOMEM;
+	} else if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+		err = store_fail(st, "get KSA key data");
+	}
+	stmt_done(s);
+	return err;
+}
+
+/* Row seq's kept bytes in *out (secure), or NULL if it keeps none. */
+static int ksa_data(struct qkm_store *st, int64_t seq, struct qkm_secret **out)
+{
+	sqlite3_stmt *s = st->st[ST_KSA_DATA_GET];
+	int err = 0;
+	*out = NULL;
+	sqlite3_bind_int64(s, 1, seq);
+	int rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		size_t n = (size_t)sqlite3_column_bytes(s, 0);
+		if (!(*out = qkm_secret_dup(sqlite3_column_blob(s, 0), n)))
+			err = QKM_ENOMEM;
+	} else if (rc != SQLITE_DONE) {
+		err = store_fail(st, "get KSA key data");
+	}
+	stmt_done(s);
+	return err;
+}
+
+/* Zeroes bytes [off, off + len) of row seq's kept bytes, if it keeps any. */
+static int ksa_wipe(struct qkm_store *st, int64_t seq, uint64_t off, uint64_t len)
+{
+	struct qkm_secret *d;
+	int err = ksa_data(st, seq, &d);
+	if (err || !d)
+		return err;
+	if (off < d->len)
+		qkm_cleanse(d->p + off, len < d->len - off ? len : d->len - off);
+	sqlite3_stmt *s = st->st[ST_KSA_DATA_SET];
+	sqlite3_bind_int64(s, 1, seq);
+	sqlite3_bind_blob(s, 2, d->p, (int)d->len, SQLITE_STATIC);
+	err = stmt_exec(st, ST_KSA_DATA_SET);
+	qkm_secret_free(d);
+	return err;
+}
+
+/* Key k (a view from ksa_member) leaves its run: marked gone (the row's
+ * supply time: the latest of its keys'), its bytes wiped (a node that keeps
+ * keys after supply puts no runs). The last key to go ends the row:
+ * cancel deletes it, otherwise it becomes SUPPLIED at done_ns, its bytes
+ * deleted. QKM_ENOTFOUND if the key was gone already. */
+static int ksa_member_gone(struct qkm_store *st, const struct qkm_ksa_key *k, uint64_t done_ns,
+			   bool cancel)
+{
+	int err = sp_begin(st);
+	if (err)
+		return err;
+	sqlite3_stmt *s = st->st[ST_KSA_RUN_MARK];
+	uint64_t dmap = 0;
+	uint32_t count = 0;
+	sqlite3_bind_int64(s, 1, k->seq);
+	sqlite3_bind_int64(s, 2, (int64_t)run_bit(k->run_index));
+	sqlite3_bind_int64(s, 3, (int64_t)done_ns);
+	int rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		dmap = (uint64_t)sqlite3_column_int64(s, 0);
+		count = (uint32_t)sqlite3_column_int64(s, 1);
+	} else {
+		err = rc == SQLITE_DONE ? QKM_ENOTFOUND : store_fail(st, "mark KSA key gone");
+	}
+	stmt_done(s);
+	uint64_t size = k->size_bits / 8;
+	if (!err)
+		err = ksa_wipe(st, k->seq, k->run_index * size, size);
+	if (!err && dmap == run_all(count)) {
+		if (cancel) {
+			sqlite3_bind_int64(st->st[ST_KSA_ROW_DELETE], 1, k->seq);
+			err = stmt_exec(st, ST_KSA_ROW_DELETE);
+		} else {
+			s = st->st[ST_KSA_RUN_END];
+			sqlite3_bind_int64(s, 1, k->seq);
+			sqlite3_bind_int(s, 2, QKM_KSA_SUPPLIED);
+			sqlite3_bind_int64(s, 3, (int64_t)done_ns);
+			err = stmt_exec(st, ST_KSA_RUN_END);
+			if (!err) {
+				sqlite3_bind_int64(st->st[ST_KSA_DATA_DROP], 1, k->seq);
+				err = stmt_exec(st, ST_KSA_DATA_DROP);
+			}
+		}
+	}
+	return sp_end(st, err);
+}
+
+/* A slave's node takes IDs from its peer: none of k's may be known, in a
+ * row of its own or in a run (a repeated SUPPLY). */
+static int ksa_put_fresh(struct qkm_store *st, const struct qkm_ksa_key *k)
+{
+	uint32_t n = k->count ? k->count : 1;
+	if (n > QKM_KSA_SLAVE_RUN || (n > 1 && k->additional[0]) ||
+	    qkm_id_index(&k->id) > UINT32_MAX - (n - 1))
+		return QKM_EINVAL;
+	struct qkm_id last = k->id;
+	qkm_id_set_index(&last, qkm_id_index(&k->id) + (n - 1));
+	sqlite3_stmt *s = st->st[ST_KSA_FIRST_IN];
+	sqlite3_bind_blob(s, 1, k->id.b, QKM_ID_LEN, SQLITE_STATIC);
+	sqlite3_bind_blob(s, 2, last.b, QKM_ID_LEN, SQLITE_STATIC);
+	int rc = sqlite3_step(s);
+	stmt_done(s);
+	if (rc == SQLITE_ROW)
+		return QKM_EEXIST;
+	if (rc != SQLITE_DONE)
+		return store_fail(st, "look up KSA key IDs");
+	struct qkm_ksa_key *o = malloc(sizeof(*o));
+	uint64_t dmap;
+	if (!o)
+		return QKM_ENOMEM;
+	int err = ksa_row(st, &k->id, o, &dmap);
+	free(o);
+	return err == 0 ? QKM_EEXIST : err == QKM_ENOTFOUND ? 0 : err;
+}
+
 int qkm_store_ksa_put(struct qkm_store *st, struct qkm_ksa_key *k)
 {
 	/* A round puts thousands of keys in one transaction: there a
@@ -1927,7 +2141,9 @@ int qkm_store_ksa_put(struct qkm_store *st, struct qkm_ksa_key *k)
 	 * row when its data is refused. Outside a transaction the savepoint
 	 * makes the put its own durable transaction. */
 	bool sp = !in_txn(st);
-	int err = sp ? sp_begin(st) : 0;
+	int err = k->role == QKM_KSA_SLAVE_SIDE ? ksa_put_fresh(st, k) : 0;
+	if (!err && sp)
+		err = sp_begin(st);
 	if (err)
 		return err;
 	ksa_bind_meta(st->st[ST_KSA_INSERT], k);
@@ -1945,45 +2161,48 @@ int qkm_store_ksa_put(struct qkm_store *st, struct qkm_ksa_key *k)
 		sqlite3_bind_int64(d, 1, k->seq);
 		sqlite3_bind_blob(d, 2, k->data->p, (int)k->data->len, SQLITE_STATIC);
 		err = stmt_exec(st, ST_KSA_DATA_INSERT);
-		if (err && !sp && qkm_store_ksa_delete(st, &k->id))
+		sqlite3_bind_int64(st->st[ST_KSA_ROW_DELETE], 1, k->seq);
+		if (err && !sp && stmt_exec(st, ST_KSA_ROW_DELETE))
 			log_warnx("store: a KSA key row stays without its data after a failed insert; "
 				  "the transaction must be rolled back");
 	}
 	return sp ? sp_end(st, err) : err;
 }
 
-int qkm_store_ksa_get(struct qkm_store *st, const struct qkm_id *id, struct qkm_ksa_key *out,
-		      bool with_data)
+/* The row that holds key id, as it is (a run whole), and its dmap. */
+static int ksa_row(struct qkm_store *st, const struct qkm_id *id, struct qkm_ksa_key *out,
+		   uint64_t *dmap)
 {
 	sqlite3_stmt *s = st->st[ST_KSA_GET];
 	int err = 0;
 	sqlite3_bind_blob(s, 1, id->b, QKM_ID_LEN, SQLITE_STATIC);
 	int rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW)
+	if (rc == SQLITE_ROW) {
 		ksa_read_meta(s, out);
-	else
+		*dmap = (uint64_t)sqlite3_column_int64(s, 16);
+	} else {
 		err = rc == SQLITE_DONE ? QKM_ENOTFOUND : store_fail(st, "get KSA key");
+	}
 	stmt_done(s);
 	if (!err && !ksa_run_holds(out, id))
 		err = QKM_ENOTFOUND; /* the row before it is another key's */
-	if (err || !with_data)
-		return err;
-	s = st->st[ST_KSA_DATA_GET];
-	sqlite3_bind_int64(s, 1, out->seq);
-	rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW) {
-		out->data = qkm_secret_dup(sqlite3_column_blob(s, 0), (size_t)sqlite3_column_bytes(s, 0));
-		if (!out->data)
-			err = QKM_ENOMEM;
-	} else if (rc != SQLITE_DONE) {
-		err = store_fail(st, "get KSA key data");
-	}
-	stmt_done(s);
 	return err;
+}
+
+int qkm_store_ksa_get(struct qkm_store *st, const struct qkm_id *id, struct qkm_ksa_key *out,
+		      bool with_data)
+{
+	uint64_t dmap = 0;
+	int err = ksa_row(st, id, out, &dmap);
+	if (!err && ksa_slave_run(out))
+		return ksa_member(st, out, id, dmap, with_data);
+	return err || !with_data ? err : ksa_data(st, out->seq, &out->data);
 }
 
 int qkm_store_ksa_update(struct qkm_store *st, const struct qkm_ksa_key *k, bool drop_data)
 {
+	if (k->run_count) /* one slave: delivered to it is gone from the run */
+		return ksa_member_gone(st, k, k->supplied_ns, false);
 	int err = sp_begin(st);
 	if (err)
 		return err;
@@ -2132,8 +2351,19 @@ int qkm_store_ksa_take(struct qkm_store *st, const struct qkm_id *first, uint32_
 
 int qkm_store_ksa_delete(struct qkm_store *st, const struct qkm_id *id)
 {
+	struct qkm_ksa_key *k = malloc(sizeof(*k));
+	if (!k)
+		return QKM_ENOMEM;
+	int err = qkm_store_ksa_get(st, id, k, false);
+	if (!err && k->run_count)
+		err = k->state == QKM_KSA_SUPPLIED ? QKM_ENOTFOUND
+						   : ksa_member_gone(st, k, 0, true);
+	bool member = !err && k->run_count;
+	free(k);
+	if (err || member)
+		return err;
 	sqlite3_bind_blob(st->st[ST_KSA_DELETE], 1, id->b, QKM_ID_LEN, SQLITE_STATIC);
-	int err = stmt_exec(st, ST_KSA_DELETE);
+	err = stmt_exec(st, ST_KSA_DELETE);
 	if (!err && sqlite3_changes(st->db) == 0)
 		err = QKM_ENOTFOUND;
 	return err;
@@ -2198,6 +2428,19 @@ int qkm_store_ksa_count(struct qkm_store *st, enum qkm_ksa_state state, uint64_t
 	else
 		err = store_fail(st, "count KSA keys");
 	stmt_done(s);
+	if (err || (state != QKM_KSA_READY && state != QKM_KSA_SUPPLIED))
+		return err;
+	/* Keys gone from a slave's run still READY are SUPPLIED (a scan:
+	 * for tests and tools, not a hot path). */
+	s = st->st[ST_KSA_COUNT_GONE];
+	int rc;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		uint64_t gone = (uint64_t)__builtin_popcountll((uint64_t)sqlite3_column_int64(s, 0));
+		*n = state == QKM_KSA_READY ? *n - gone : *n + gone;
+	}
+	if (rc != SQLITE_DONE)
+		err = store_fail(st, "count KSA keys");
+	stmt_done(s);
 	return err;
 }
 
@@ -2212,6 +2455,83 @@ static uint64_t uuid7_ms(const struct qkm_id *id)
 	for (int i = 0; i < 6; i++)
 		ms = ms << 8 | id->b[i];
 	return ms;
+}
+
+/* Retention of a slave's run some of whose keys are gone: the keys still
+ * in it move to rows of their own, a row per stretch of them, each with
+ * its part of the ranges and bytes; k's row (and the gone keys' metadata)
+ * goes. */
+static int ksa_trim(struct qkm_store *st, const struct qkm_ksa_key *k, uint64_t dmap)
+{
+	struct qkm_secret *d;
+	sqlite3_stmt *s;
+	int err = ksa_data(st, k->seq, &d);
+	struct qkm_ksa_key *part = malloc(sizeof(*part));
+	if (!part && !err)
+		err = QKM_ENOMEM;
+	/* The row first: a stretch from its first key takes its ID. */
+	sqlite3_bind_int64(st->st[ST_KSA_ROW_DELETE], 1, k->seq);
+	if (!err)
+		err = stmt_exec(st, ST_KSA_ROW_DELETE);
+	uint64_t size = k->size_bits / 8;
+	for (uint32_t a = 0, b; !err && a < k->count; a = b) {
+		if (dmap & run_bit(a)) {
+			b = a + 1;
+			continue;
+		}
+		for (b = a; b < k->count && !(dmap & run_bit(b)); b++)
+			;
+		*part = *k;
+		ksa_ranges_part(k, a * size, (b - a) * size, part->ranges, &part->n_ranges);
+		qkm_id_set_index(&part->id, qkm_id_index(&k->id) + a);
+		part->count = b - a;
+		ksa_bind_meta(st->st[ST_KSA_INSERT], part);
+		if ((err = stmt_exec(st, ST_KSA_INSERT)) || !d || d->len < b * size)
+			continue;
+		s = st->st[ST_KSA_DATA_INSERT];
+		sqlite3_bind_int64(s, 1, sqlite3_last_insert_rowid(st->db));
+		sqlite3_bind_blob(s, 2, d->p + a * size, (int)((b - a) * size), SQLITE_STATIC);
+		err = stmt_exec(st, ST_KSA_DATA_INSERT);
+	}
+	free(part);
+	qkm_secret_free(d);
+	return err;
+}
+
+/* The slave's runs with keys gone before before_ns (all their gone keys'),
+ * at most max_rows: trimmed (ksa_trim). */
+static int ksa_prune_runs(struct qkm_store *st, uint64_t before_ns, uint32_t max_rows,
+			  uint64_t *rows, uint64_t *keys, uint64_t *newest)
+{
+	struct qkm_id *ids = calloc(max_rows ? max_rows : 1, sizeof(*ids));
+	struct qkm_ksa_key *k = malloc(sizeof(*k));
+	sqlite3_stmt *s = st->st[ST_KSA_GONE];
+	uint32_t n = 0;
+	int err = ids && k ? 0 : QKM_ENOMEM, rc = SQLITE_DONE;
+	sqlite3_bind_int64(s, 1, (int64_t)before_ns);
+	sqlite3_bind_int64(s, 2, max_rows);
+	while (!err && n < max_rows && (rc = sqlite3_step(s)) == SQLITE_ROW)
+		if (sqlite3_column_bytes(s, 0) == QKM_ID_LEN)
+			memcpy(ids[n++].b, sqlite3_column_blob(s, 0), QKM_ID_LEN);
+	if (!err && rc != SQLITE_DONE && rc != SQLITE_ROW)
+		err = store_fail(st, "list KSA runs");
+	stmt_done(s);
+	for (uint32_t i = 0; !err && i < n; i++) {
+		uint64_t dmap = 0;
+		if ((err = ksa_row(st, &ids[i], k, &dmap)))
+			break;
+		if (!ksa_slave_run(k) || k->state != QKM_KSA_READY || !dmap)
+			continue;
+		if ((err = ksa_trim(st, k, dmap)))
+			break;
+		uint64_t ms = uuid7_ms(&ids[i]);
+		*newest = ms > *newest ? ms : *newest;
+		(*rows)++;
+		*keys += (uint64_t)__builtin_popcountll(dmap);
+	}
+	free(ids);
+	free(k);
+	return err;
 }
 
 int qkm_store_ksa_prune(struct qkm_store *st, uint64_t before_ns, uint32_t max_rows,
@@ -2241,6 +2561,8 @@ int qkm_store_ksa_prune(struct qkm_store *st, uint64_t before_ns, uint32_t max_r
 	if (rc != SQLITE_DONE)
 		err = store_fail(st, "prune KSA keys");
 	stmt_done(s);
+	if (!err && *rows < max_rows)
+		err = ksa_prune_runs(st, before_ns, max_rows - (uint32_t)*rows, rows, keys, &newest);
 	/* The horizon never passes the cut-off: a key made later than it was
 	 * supplied (a master's clock ahead) does not move it into the future. */
 	if (newest > before_ns / 1000000u)

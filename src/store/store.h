@@ -283,6 +283,8 @@ enum qkm_ksa_state {
 enum qkm_ksa_role { QKM_KSA_MASTER_SIDE = 1, QKM_KSA_SLAVE_SIDE = 2 };
 
 #define QKM_KSA_MAX_RANGES 64
+/* Keys in one row of a slave's node at most (its dmap has a bit each). */
+#define QKM_KSA_SLAVE_RUN 64
 
 /* Where a KSA key's bytes came from: bytes [off, off + len) of KMA-key block
  * (batch, first). Stored with the key so a key that never reached its master
@@ -296,7 +298,9 @@ struct qkm_range_ref {
  * comma-separated. A row is a run of count keys alike in all but their
  * bytes: IDs id, id + 1, ... (the index in the last 4 bytes, core/id.h),
  * their bytes back to back in data and in the ranges. A master's node keeps
- * one per request (or a few, docs/store.md); a slave's node one per key. */
+ * one per request (or a few, docs/store.md); a slave's node one per run of
+ * a SUPPLY round's keys for one slave, at most QKM_KSA_SLAVE_RUN, and one
+ * per key with additional slaves. */
 struct qkm_ksa_key {
 	struct qkm_id id;                 /* KSA-key ID (UUID) */
 	char peer[QKM_NAME_MAX];          /* the node at the other end */
@@ -315,14 +319,20 @@ struct qkm_ksa_key {
 	struct qkm_secret *data;          /* key bytes, owned; NULL when not kept */
 	int64_t seq;                      /* the store's row number (put sets it) */
 	uint32_t count;                   /* keys in the run; 0 is taken as 1 */
+	uint32_t run_index, run_count;    /* get of a key in a slave's run: its index
+					     and the row's count (0: the key's own row) */
 };
 
 /* Inserts k (with its data if k->data) and sets k->seq. Keys put one after
- * another in a transaction get consecutive seqs. QKM_EEXIST for a known ID. */
+ * another in a transaction get consecutive seqs. QKM_EEXIST for a known ID
+ * (at a slave's node: any of the run's, in any row). QKM_EINVAL for a slave's
+ * run of more than QKM_KSA_SLAVE_RUN keys or with additional slaves. */
 int qkm_store_ksa_put(struct qkm_store *st, struct qkm_ksa_key *k) QKM_MUST_CHECK;
 /* Loads the row that holds the key id: out->id is its run's first key,
  * out->count its keys, out->data (if with_data and kept) all their bytes.
- * QKM_ENOTFOUND. */
+ * A slave's node's run gives the key alone (out->id is id, count 1, its
+ * ranges and bytes; run_index/run_count place it): one gone from the run
+ * reads as SUPPLIED, delivered to its slave, without bytes. QKM_ENOTFOUND. */
 int qkm_store_ksa_get(struct qkm_store *st, const struct qkm_id *id,
 		      struct qkm_ksa_key *out /* OUT */, bool with_data) QKM_MUST_CHECK;
 /* Moves the rows first_seq..last_seq (their runs whole), all in state
@@ -343,11 +353,17 @@ int qkm_store_ksa_take(struct qkm_store *st, const struct qkm_id *first, uint32_
 		       enum qkm_ksa_state from, enum qkm_ksa_state to,
 		       uint64_t supplied_ns) QKM_MUST_CHECK;
 /* Writes k's state, delivered list and supply time; drop_data deletes the
- * key bytes (secure delete) while the metadata stays (R-SUP-10). */
+ * key bytes (secure delete) while the metadata stays (R-SUP-10). For a key
+ * in a slave's run (from get): marks it gone from the run, its bytes
+ * zeroed (a node that keeps keys after supply puts no runs), the row's
+ * supply time the latest of its keys'; the row becomes SUPPLIED at
+ * k->supplied_ns when its last key goes, its bytes deleted. QKM_ENOTFOUND
+ * if it was gone already. */
 int qkm_store_ksa_update(struct qkm_store *st, const struct qkm_ksa_key *k,
 			 bool drop_data) QKM_MUST_CHECK;
-/* Deletes the row whose first key is id (all its run) and its data.
- * QKM_ENOTFOUND. */
+/* Deletes the row whose first key is id (all its run) and its data. A key
+ * in a slave's run goes alone: marked gone, its bytes zeroed; the row is
+ * deleted when its last key goes. QKM_ENOTFOUND. */
 int qkm_store_ksa_delete(struct qkm_store *st, const struct qkm_id *id) QKM_MUST_CHECK;
 /* Deletes every KSA key of id's supply round (IDs equal to id but for the
  * last 4 bytes, core/id.h) and their data; *n: how many keys (0 is no
@@ -364,7 +380,9 @@ int qkm_store_ksa_list(struct qkm_store *st, const char *peer, enum qkm_ksa_stat
 /* Deletes the rows of KSA keys supplied before before_ns (state SUPPLIED,
  * supply time earlier) whose bytes are gone (rows that keep them, under
  * after_supply "preserve", stay): at most max_rows rows, the oldest supply
- * first; *rows and *keys say how many went. Their metadata is the
+ * first; then trims slave's runs whose gone keys all went before before_ns
+ * (their keys still there move to rows of their own); *rows and *keys say
+ * how many rows and keys went. Their metadata is the
  * manager's from then on (R-LC-2: each one's life-cycle records). Raises
  * the store's horizon (qkm_store_ksa_horizon) to the newest time of a
  * pruned key's ID, never past before_ns, in the same transaction. */

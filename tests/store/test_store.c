@@ -512,7 +512,7 @@ static void test_lc_prune(void **state)
 	 * watermark's. */
 	qkm_store_close(f->st);
 	f->st = NULL;
-	file_exec(f->path, "BEGIN; DROP TRIGGER lc_no_delete;"
+	file_exec(f->path, "BEGIN; DROP TRIGGER lc_no_delete; DROP INDEX ksa_gone; ALTER TABLE ksa_keys DROP COLUMN dmap;"
 		  "CREATE TRIGGER lc_no_delete BEFORE DELETE ON lc"
 		  " BEGIN SELECT RAISE(ABORT, 'lc is append-only'); END;"
 		  "PRAGMA user_version = 10; COMMIT;");
@@ -723,6 +723,7 @@ static void to_v5(const char *path)
 				      "DROP TABLE small_data;"
 				      "ALTER TABLE blocks DROP COLUMN data_off;"
 				      "ALTER TABLE ksa_keys DROP COLUMN count;"
+				      "DROP INDEX ksa_gone; ALTER TABLE ksa_keys DROP COLUMN dmap;"
 				      "DROP INDEX ksa_supplied;"
 				      "PRAGMA user_version = 5; COMMIT;",
 				      NULL, NULL, NULL),
@@ -974,6 +975,7 @@ static void test_ksa_open_keys_index(void **state)
 	file_exec(f->path, "BEGIN; DROP INDEX ksa_peer;"
 		  "CREATE INDEX ksa_peer ON ksa_keys (peer, state);"
 		  "ALTER TABLE ksa_keys DROP COLUMN count;"
+		  "DROP INDEX ksa_gone; ALTER TABLE ksa_keys DROP COLUMN dmap;"
 		  "DROP INDEX ksa_supplied;"
 		  "PRAGMA user_version = 7; COMMIT;");
 	assert_int_equal(qkm_store_open(f->path, &f->st), 0);
@@ -1064,7 +1066,7 @@ static void test_ksa_prune(void **state)
 	/* Version 9 had no index of supplied keys; the horizon stays. */
 	qkm_store_close(f->st);
 	f->st = NULL;
-	file_exec(f->path, "BEGIN; DROP INDEX ksa_supplied;"
+	file_exec(f->path, "BEGIN; DROP INDEX ksa_supplied; DROP INDEX ksa_gone; ALTER TABLE ksa_keys DROP COLUMN dmap;"
 		  "PRAGMA user_version = 9; COMMIT;");
 	assert_int_equal(qkm_store_open(f->path, &f->st), 0);
 	assert_int_equal(qkm_store_ksa_horizon(f->st, &ms), 0);
@@ -1091,7 +1093,7 @@ static void test_newer_version_refused(void **state)
 	assert_int_equal(qkm_store_ksa_count(f->st, QKM_KSA_READY, &n), 0);
 	qkm_store_close(f->st);
 	f->st = NULL;
-	set_user_version(f->path, 12);
+	set_user_version(f->path, 13);
 	assert_int_equal(qkm_store_open(f->path, &f->st), QKM_EVERSION);
 	assert_null(f->st);
 }
@@ -1415,7 +1417,7 @@ static void test_v3_blocks_get_level(void **state)
 	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
 	assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &q, NULL), SQLITE_OK);
 	assert_int_equal(sqlite3_step(q), SQLITE_ROW);
-	assert_int_equal(sqlite3_column_int(q, 0), 11);
+	assert_int_equal(sqlite3_column_int(q, 0), 12);
 	sqlite3_finalize(q);
 	assert_int_equal(sqlite3_close(db), SQLITE_OK);
 	assert_int_equal(qkm_store_open(f->path, &f->st), 0);
@@ -1518,6 +1520,163 @@ static size_t on_disk(const struct fx *f, const uint8_t *pat, size_t len)
 	}
 	free(ix.w);
 	return hits;
+}
+
+/* A slave's node keeps a SUPPLY round's run of keys in one row (schema
+ * v12): each key reads alone; it goes alone, delivered (marked, its bytes
+ * zeroed, gone from the files after a checkpoint) or cancelled (the same);
+ * the row ends SUPPLIED, its bytes deleted, with its last key, or is
+ * deleted when every key was cancelled; none of its IDs is taken again. */
+static void test_ksa_slave_runs(void **state)
+{
+	struct fx *f = *state;
+	struct qkm_ksa_key k, got, dup;
+	struct qkm_id id[4];
+	uint8_t bytes[4 * 32];
+	uint64_t n;
+	for (size_t i = 0; i < sizeof(bytes); i++)
+		bytes[i] = (uint8_t)(i * 7 + 3);
+	struct qkm_secret data = {.len = sizeof(bytes), .p = bytes};
+	ksa_key_init(&k, QKM_KSA_SLAVE_SIDE, QKM_KSA_READY);
+	assert_int_equal(qkm_id_uuid7(&k.id, qkm_now_ns()), 0);
+	k.count = 4;
+	k.data = &data;
+	assert_int_equal(qkm_store_ksa_put(f->st, &k), 0);
+	for (uint32_t i = 0; i < 4; i++) {
+		id[i] = k.id;
+		qkm_id_set_index(&id[i], qkm_id_index(&k.id) + i);
+		assert_int_equal(qkm_store_ksa_get(f->st, &id[i], &got, true), 0);
+		assert_memory_equal(got.id.b, id[i].b, QKM_ID_LEN);
+		assert_int_equal(got.count, 1);
+		assert_int_equal(got.run_index, i);
+		assert_int_equal(got.run_count, 4);
+		assert_int_equal(got.state, QKM_KSA_READY);
+		assert_string_equal(got.delivered, "");
+		assert_non_null(got.data);
+		assert_int_equal(got.data->len, 32);
+		assert_memory_equal(got.data->p, bytes + 32 * i, 32);
+		qkm_secret_free(got.data);
+	}
+	assert_int_equal(qkm_store_ksa_count(f->st, QKM_KSA_READY, &n), 0);
+	assert_int_equal(n, 4);
+
+	/* Its IDs again: a key inside it, a run that reaches into it. */
+	ksa_key_init(&dup, QKM_KSA_SLAVE_SIDE, QKM_KSA_READY);
+	dup.id = id[2];
+	assert_int_equal(qkm_store_ksa_put(f->st, &dup), QKM_EEXIST);
+	dup.id = id[0];
+	qkm_id_set_index(&dup.id, qkm_id_index(&id[0]) - 2);
+	dup.count = 3;
+	assert_int_equal(qkm_store_ksa_put(f->st, &dup), QKM_EEXIST);
+	/* Longer than a row's map, or with additional slaves: refused. */
+	assert_int_equal(qkm_id_uuid7(&dup.id, qkm_now_ns()), 0);
+	dup.count = QKM_KSA_SLAVE_RUN + 1;
+	assert_int_equal(qkm_store_ksa_put(f->st, &dup), QKM_EINVAL);
+	dup.count = 2;
+	snprintf(dup.additional, sizeof(dup.additional), "sae-c");
+	assert_int_equal(qkm_store_ksa_put(f->st, &dup), QKM_EINVAL);
+
+	/* Key 1 delivered: once; its bytes leave the files, key 0's stay. */
+	assert_int_equal(qkm_store_ksa_get(f->st, &id[1], &got, true), 0);
+	qkm_secret_free(got.data);
+	got.data = NULL;
+	got.state = QKM_KSA_SUPPLIED;
+	got.supplied_ns = 5;
+	assert_int_equal(qkm_store_ksa_update(f->st, &got, true), 0);
+	assert_int_equal(qkm_store_ksa_update(f->st, &got, true), QKM_ENOTFOUND);
+	assert_int_equal(qkm_store_ksa_get(f->st, &id[1], &got, true), 0);
+	assert_int_equal(got.state, QKM_KSA_SUPPLIED);
+	assert_string_equal(got.delivered, "sae-b");
+	assert_null(got.data);
+	assert_int_equal(qkm_store_ksa_count(f->st, QKM_KSA_READY, &n), 0);
+	assert_int_equal(n, 3);
+	assert_int_equal(qkm_store_ksa_count(f->st, QKM_KSA_SUPPLIED, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(qkm_store_checkpoint(f->st), 0);
+	assert_int_equal(on_disk(f, bytes + 32, 32), 0);
+	assert_true(on_disk(f, bytes, 32) > 0);
+
+	/* Key 2 cancelled: it alone. */
+	assert_int_equal(qkm_store_ksa_delete(f->st, &id[2]), 0);
+	assert_int_equal(qkm_store_ksa_delete(f->st, &id[2]), QKM_ENOTFOUND);
+	assert_int_equal(qkm_store_ksa_get(f->st, &id[3], &got, true), 0);
+	assert_int_equal(got.state, QKM_KSA_READY);
+	assert_memory_equal(got.data->p, bytes + 96, 32);
+	qkm_secret_free(got.data);
+
+	/* Keys 0 and 3 delivered: the row is SUPPLIED at the last one's time,
+	 * its bytes gone; it stays so after a reopen. */
+	for (int i = 0; i < 4; i += 3) {
+		assert_int_equal(qkm_store_ksa_get(f->st, &id[i], &got, true), 0);
+		qkm_secret_free(got.data);
+		got.data = NULL;
+		got.state = QKM_KSA_SUPPLIED;
+		got.supplied_ns = 10 + (uint64_t)i;
+		assert_int_equal(qkm_store_ksa_update(f->st, &got, true), 0);
+	}
+	reopen(f);
+	assert_int_equal(qkm_store_ksa_get(f->st, &id[0], &got, true), 0);
+	assert_int_equal(got.state, QKM_KSA_SUPPLIED);
+	assert_null(got.data);
+	assert_int_equal(qkm_store_ksa_count(f->st, QKM_KSA_READY, &n), 0);
+	assert_int_equal(n, 0);
+	assert_int_equal(qkm_store_checkpoint(f->st), 0);
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(on_disk(f, bytes + 32 * i, 32), 0);
+
+	/* Retention of a run with keys still in it: once its gone keys are
+	 * older than the cut-off, their metadata goes and the others stay,
+	 * readable, a row per stretch. Key 0 delivered at 20, key 2 at 30. */
+	assert_int_equal(qkm_id_uuid7(&k.id, qkm_now_ns()), 0);
+	k.count = 4;
+	data.len = sizeof(bytes);
+	assert_int_equal(qkm_store_ksa_put(f->st, &k), 0);
+	for (uint32_t i = 0; i < 4; i++) {
+		id[i] = k.id;
+		qkm_id_set_index(&id[i], qkm_id_index(&k.id) + i);
+	}
+	for (int i = 0; i < 4; i += 2) {
+		assert_int_equal(qkm_store_ksa_get(f->st, &id[i], &got, false), 0);
+		got.state = QKM_KSA_SUPPLIED;
+		got.supplied_ns = 20 + 5 * (uint64_t)i;
+		assert_int_equal(qkm_store_ksa_update(f->st, &got, true), 0);
+	}
+	uint64_t rows, keys;
+	/* At 30: the whole run above (SUPPLIED at 13), not this one (key 2
+	 * went at 30, not before it); at 31 this one's two gone keys. */
+	assert_int_equal(qkm_store_ksa_prune(f->st, 30, 100, &rows, &keys), 0);
+	assert_int_equal(rows, 1);
+	assert_int_equal(keys, 4);
+	assert_int_equal(qkm_store_ksa_get(f->st, &id[0], &got, false), 0);
+	assert_int_equal(qkm_store_ksa_prune(f->st, 31, 100, &rows, &keys), 0);
+	assert_int_equal(rows, 1);
+	assert_int_equal(keys, 2);
+	for (int i = 0; i < 4; i++) {
+		int rc = qkm_store_ksa_get(f->st, &id[i], &got, true);
+		if (i % 2 == 0) {
+			assert_int_equal(rc, QKM_ENOTFOUND);
+			continue;
+		}
+		assert_int_equal(rc, 0);
+		assert_int_equal(got.state, QKM_KSA_READY);
+		assert_int_equal(got.count, 1);
+		assert_int_equal(got.run_count, 0);
+		assert_memory_equal(got.data->p, bytes + 32 * i, 32);
+		qkm_secret_free(got.data);
+	}
+
+	/* A run whose keys are all cancelled goes whole. */
+	assert_int_equal(qkm_id_uuid7(&k.id, qkm_now_ns()), 0);
+	k.count = 2;
+	data.len = 64;
+	assert_int_equal(qkm_store_ksa_put(f->st, &k), 0);
+	id[1] = k.id;
+	qkm_id_set_index(&id[1], qkm_id_index(&k.id) + 1);
+	assert_int_equal(qkm_store_ksa_delete(f->st, &id[1]), 0);
+	assert_int_equal(qkm_store_ksa_get(f->st, &k.id, &got, false), 0);
+	assert_int_equal(qkm_store_ksa_delete(f->st, &k.id), 0);
+	assert_int_equal(qkm_store_ksa_get(f->st, &k.id, &got, false), QKM_ENOTFOUND);
+	assert_int_equal(qkm_store_ksa_get(f->st, &id[1], &got, false), QKM_ENOTFOUND);
 }
 
 static void wal_is_empty(const struct fx *f)
@@ -2182,6 +2341,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_ksa_put_in_txn, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ksa_runs, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ksa_prune, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ksa_slave_runs, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_keys_open_wipes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_keys_follow_transactions, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_keys_truncated_refused, setup, teardown),
