@@ -210,14 +210,16 @@ static const char store_migrate_v11[] =
 	"PRAGMA user_version = 11;";
 
 /* Version 12: a slave's node keeps a run of keys in one row too (up to
- * QKM_KSA_SLAVE_RUN keys, one slave each), and dmap says which of them are
- * gone (bit i: key id + i delivered or cancelled, its bytes wiped unless
- * kept): an insert or two per SUPPLY round's run instead of two per key,
- * most of a slave's node's work under load (docs/store.md). 0 in every
- * existing row: nothing of a run is gone. Index ksa_gone: the runs some of
- * whose keys are gone, by their last key's supply time, for retention. */
+ * QKM_KSA_SLAVE_RUN keys, one slave each); dmap says which of them are gone
+ * (bit i: key id + i delivered or cancelled, its bytes wiped), cmap which
+ * of those were cancelled: an insert or two per SUPPLY round's run instead
+ * of two per key, most of a slave's node's work under load
+ * (docs/store.md). 0 in every existing row: nothing of a run is gone.
+ * Index ksa_gone: the runs some of whose keys are gone, by their last
+ * delivery's time, for retention. */
 static const char store_migrate_v12[] =
 	"ALTER TABLE ksa_keys ADD COLUMN dmap INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE ksa_keys ADD COLUMN cmap INTEGER NOT NULL DEFAULT 0;"
 	"CREATE INDEX ksa_gone ON ksa_keys (supplied_ns) WHERE state = 2 AND dmap != 0;"
 	"PRAGMA user_version = 12;";
 
@@ -331,17 +333,17 @@ static const char store_migrate_v12[] =
 	X(KSA_GET, /* the row whose run holds ?1: the last to start at or before it */ \
 	  "SELECT id, peer, master, slave, additional, delivered, size_bits, "  \
 	  "level, role, state, created_ns, supplied_ns, source, ranges, seq, "  \
-	  "count, dmap FROM ksa_keys WHERE id <= ?1 ORDER BY id DESC LIMIT 1")  \
+	  "count, dmap, cmap FROM ksa_keys WHERE id <= ?1 ORDER BY id DESC LIMIT 1") \
 	X(KSA_FIRST_IN, "SELECT 1 FROM ksa_keys WHERE id BETWEEN ?1 AND ?2 LIMIT 1") \
 	X(KSA_DATA_GET, "SELECT data FROM ksa_data WHERE seq = ?1")             \
 	X(KSA_DATA_SLICE, "SELECT substr(data, ?2, ?3) FROM ksa_data WHERE seq = ?1") \
 	X(KSA_DATA_SET, "UPDATE ksa_data SET data = ?2 WHERE seq = ?1")         \
 	X(KSA_DATA_DROP, "DELETE FROM ksa_data WHERE seq = ?1")                 \
-	X(KSA_RUN_MARK, "UPDATE ksa_keys SET dmap = dmap | ?2, "                \
-	  "supplied_ns = max(supplied_ns, ?3) "                                 \
-	  "WHERE seq = ?1 AND dmap & ?2 = 0 RETURNING dmap, count")             \
+	X(KSA_RUN_MARK, "UPDATE ksa_keys SET dmap = dmap | ?2, cmap = cmap | ?4, " \
+	  "supplied_ns = max(supplied_ns, ?3) WHERE seq = ?1 AND dmap & ?2 = 0 " \
+	  "RETURNING dmap, cmap, count, supplied_ns")                           \
 	X(KSA_GONE, "SELECT id FROM ksa_keys WHERE state = 2 AND dmap != 0 "    \
-	  "AND supplied_ns < ?1 ORDER BY supplied_ns LIMIT ?2")                 \
+	  "AND dmap != cmap AND supplied_ns < ?1 ORDER BY supplied_ns LIMIT ?2") \
 	X(KSA_RUN_END, "UPDATE ksa_keys SET state = ?2, supplied_ns = ?3 WHERE seq = ?1") \
 	X(KSA_ROW_DELETE, "DELETE FROM ksa_keys WHERE seq = ?1")                \
 	X(KSA_UPDATE,                                                           \
@@ -370,7 +372,7 @@ static const char store_migrate_v12[] =
 	  "AND state IN (1, 4) ORDER BY created_ns, seq") /* the index's condition */ \
 	X(KSA_COUNT,                                                            \
 	  "SELECT coalesce(sum(count), 0) FROM ksa_keys WHERE state = ?1")      \
-	X(KSA_COUNT_GONE, "SELECT dmap FROM ksa_keys WHERE state = 2 AND dmap != 0") \
+	X(KSA_COUNT_GONE, "SELECT state, dmap, cmap FROM ksa_keys WHERE dmap != 0") \
 	/* The first ?3 records (by seq, the primary key: no scan of the rest) \
 	 * up to ?1, of them the ones made before ?2. */                       \
 	X(LC_PRUNE, "DELETE FROM lc WHERE seq IN (SELECT seq FROM lc "          \
@@ -381,7 +383,7 @@ static const char store_migrate_v12[] =
 	  "DELETE FROM ksa_keys WHERE seq IN (SELECT seq FROM ksa_keys "        \
 	  "WHERE state = 3 AND supplied_ns < ?1 AND NOT EXISTS "                \
 	  "(SELECT 1 FROM ksa_data d WHERE d.seq = ksa_keys.seq) "              \
-	  "ORDER BY supplied_ns LIMIT ?2) RETURNING id, count")
+	  "ORDER BY supplied_ns LIMIT ?2) RETURNING id, count, cmap")
 
 enum store_stmt {
 #define STORE_STMT_ENUM(name, sql) ST_##name,
@@ -1982,15 +1984,16 @@ static void ksa_ranges_part(const struct qkm_ksa_key *k, uint64_t off, uint64_t 
 	*n = m;
 }
 
-static int ksa_row(struct qkm_store *st, const struct qkm_id *id, struct qkm_ksa_key *out,
-		   uint64_t *dmap);
+static int ksa_row(struct qkm_store *st, const struct qkm_id *id, struct qkm_ksa_key *out);
+static int ksa_trim(struct qkm_store *st, const struct qkm_ksa_key *k, bool explode);
 
 /* Makes out, the row of a slave's run, the view of its key id alone: that
  * ID, count 1, its ranges, its bytes if with_data; run_index and run_count
- * say where in the row it is. A key gone from the run (dmap) reads as
- * SUPPLIED and delivered to its slave, without bytes. */
+ * say where in the row it is. A key delivered reads as SUPPLIED and
+ * delivered to its slave, without bytes; one cancelled as no key
+ * (QKM_ENOTFOUND), as a cancelled key's own row, deleted. */
 static int ksa_member(struct qkm_store *st, struct qkm_ksa_key *out, const struct qkm_id *id,
-		      uint64_t dmap, bool with_data)
+		      bool with_data)
 {
 	uint32_t i = qkm_id_index(id) - qkm_id_index(&out->id);
 	uint64_t size = out->size_bits / 8;
@@ -1999,7 +2002,9 @@ static int ksa_member(struct qkm_store *st, struct qkm_ksa_key *out, const struc
 	out->run_count = out->count;
 	out->count = 1;
 	out->id = *id;
-	if (dmap & run_bit(i)) {
+	if (out->cancelled & run_bit(i))
+		return QKM_ENOTFOUND;
+	if (out->gone & run_bit(i)) {
 		out->state = QKM_KSA_SUPPLIED;
 		snprintf(out->delivered, sizeof(out->delivered), "%s", out->slave);
 		return 0;
@@ -2058,11 +2063,11 @@ static int ksa_wipe(struct qkm_store *st, int64_t seq, uint64_t off, uint64_t le
 	return err;
 }
 
-/* Key k (a view from ksa_member) leaves its run: marked gone (the row's
- * supply time: the latest of its keys'), its bytes wiped (a node that keeps
- * keys after supply puts no runs). The last key to go ends the row:
- * cancel deletes it, otherwise it becomes SUPPLIED at done_ns, its bytes
- * deleted. QKM_ENOTFOUND if the key was gone already. */
+/* Key k (a view from ksa_member) leaves its run, delivered at done_ns or
+ * cancelled: marked gone (the row's supply time the latest delivery's),
+ * its bytes wiped. The last key to go ends the row: SUPPLIED at the latest
+ * delivery's time, its bytes deleted; deleted if every key was cancelled.
+ * QKM_ENOTFOUND if the key was gone already. */
 static int ksa_member_gone(struct qkm_store *st, const struct qkm_ksa_key *k, uint64_t done_ns,
 			   bool cancel)
 {
@@ -2070,15 +2075,19 @@ static int ksa_member_gone(struct qkm_store *st, const struct qkm_ksa_key *k, ui
 	if (err)
 		return err;
 	sqlite3_stmt *s = st->st[ST_KSA_RUN_MARK];
-	uint64_t dmap = 0;
+	uint64_t dmap = 0, cmap = 0, bit = run_bit(k->run_index);
+	int64_t last_ns = 0;
 	uint32_t count = 0;
 	sqlite3_bind_int64(s, 1, k->seq);
-	sqlite3_bind_int64(s, 2, (int64_t)run_bit(k->run_index));
-	sqlite3_bind_int64(s, 3, (int64_t)done_ns);
+	sqlite3_bind_int64(s, 2, (int64_t)bit);
+	sqlite3_bind_int64(s, 3, cancel ? 0 : (int64_t)done_ns);
+	sqlite3_bind_int64(s, 4, cancel ? (int64_t)bit : 0);
 	int rc = sqlite3_step(s);
 	if (rc == SQLITE_ROW) {
 		dmap = (uint64_t)sqlite3_column_int64(s, 0);
-		count = (uint32_t)sqlite3_column_int64(s, 1);
+		cmap = (uint64_t)sqlite3_column_int64(s, 1);
+		count = (uint32_t)sqlite3_column_int64(s, 2);
+		last_ns = sqlite3_column_int64(s, 3);
 	} else {
 		err = rc == SQLITE_DONE ? QKM_ENOTFOUND : store_fail(st, "mark KSA key gone");
 	}
@@ -2087,14 +2096,14 @@ static int ksa_member_gone(struct qkm_store *st, const struct qkm_ksa_key *k, ui
 	if (!err)
 		err = ksa_wipe(st, k->seq, k->run_index * size, size);
 	if (!err && dmap == run_all(count)) {
-		if (cancel) {
+		if (cmap == dmap) {
 			sqlite3_bind_int64(st->st[ST_KSA_ROW_DELETE], 1, k->seq);
 			err = stmt_exec(st, ST_KSA_ROW_DELETE);
 		} else {
 			s = st->st[ST_KSA_RUN_END];
 			sqlite3_bind_int64(s, 1, k->seq);
 			sqlite3_bind_int(s, 2, QKM_KSA_SUPPLIED);
-			sqlite3_bind_int64(s, 3, (int64_t)done_ns);
+			sqlite3_bind_int64(s, 3, last_ns);
 			err = stmt_exec(st, ST_KSA_RUN_END);
 			if (!err) {
 				sqlite3_bind_int64(st->st[ST_KSA_DATA_DROP], 1, k->seq);
@@ -2125,10 +2134,9 @@ static int ksa_put_fresh(struct qkm_store *st, const struct qkm_ksa_key *k)
 	if (rc != SQLITE_DONE)
 		return store_fail(st, "look up KSA key IDs");
 	struct qkm_ksa_key *o = malloc(sizeof(*o));
-	uint64_t dmap;
 	if (!o)
 		return QKM_ENOMEM;
-	int err = ksa_row(st, &k->id, o, &dmap);
+	int err = ksa_row(st, &k->id, o);
 	free(o);
 	return err == 0 ? QKM_EEXIST : err == QKM_ENOTFOUND ? 0 : err;
 }
@@ -2169,9 +2177,8 @@ int qkm_store_ksa_put(struct qkm_store *st, struct qkm_ksa_key *k)
 	return sp ? sp_end(st, err) : err;
 }
 
-/* The row that holds key id, as it is (a run whole), and its dmap. */
-static int ksa_row(struct qkm_store *st, const struct qkm_id *id, struct qkm_ksa_key *out,
-		   uint64_t *dmap)
+/* The row that holds key id, as it is (a run whole, with its maps). */
+static int ksa_row(struct qkm_store *st, const struct qkm_id *id, struct qkm_ksa_key *out)
 {
 	sqlite3_stmt *s = st->st[ST_KSA_GET];
 	int err = 0;
@@ -2179,7 +2186,8 @@ static int ksa_row(struct qkm_store *st, const struct qkm_id *id, struct qkm_ksa
 	int rc = sqlite3_step(s);
 	if (rc == SQLITE_ROW) {
 		ksa_read_meta(s, out);
-		*dmap = (uint64_t)sqlite3_column_int64(s, 16);
+		out->gone = (uint64_t)sqlite3_column_int64(s, 16);
+		out->cancelled = (uint64_t)sqlite3_column_int64(s, 17);
 	} else {
 		err = rc == SQLITE_DONE ? QKM_ENOTFOUND : store_fail(st, "get KSA key");
 	}
@@ -2192,20 +2200,30 @@ static int ksa_row(struct qkm_store *st, const struct qkm_id *id, struct qkm_ksa
 int qkm_store_ksa_get(struct qkm_store *st, const struct qkm_id *id, struct qkm_ksa_key *out,
 		      bool with_data)
 {
-	uint64_t dmap = 0;
-	int err = ksa_row(st, id, out, &dmap);
+	int err = ksa_row(st, id, out);
 	if (!err && ksa_slave_run(out))
-		return ksa_member(st, out, id, dmap, with_data);
+		return ksa_member(st, out, id, with_data);
 	return err || !with_data ? err : ksa_data(st, out->seq, &out->data);
 }
 
 int qkm_store_ksa_update(struct qkm_store *st, const struct qkm_ksa_key *k, bool drop_data)
 {
-	if (k->run_count) /* one slave: delivered to it is gone from the run */
+	if (k->run_count && drop_data) /* one slave: delivered to it, gone */
 		return ksa_member_gone(st, k, k->supplied_ns, false);
 	int err = sp_begin(st);
 	if (err)
 		return err;
+	if (k->run_count) {
+		/* Its bytes kept (after_supply "preserve" since the run was
+		 * put): the run becomes a row per key first. */
+		struct qkm_ksa_key *r = malloc(sizeof(*r));
+		err = r ? ksa_row(st, &k->id, r) : QKM_ENOMEM;
+		if (!err)
+			err = ksa_trim(st, r, true);
+		free(r);
+		if (err)
+			return sp_end(st, err);
+	}
 	sqlite3_stmt *s = st->st[ST_KSA_UPDATE];
 	sqlite3_bind_blob(s, 1, k->id.b, QKM_ID_LEN, SQLITE_STATIC);
 	bind_str(s, 2, k->delivered, sizeof(k->delivered));
@@ -2430,13 +2448,21 @@ int qkm_store_ksa_count(struct qkm_store *st, enum qkm_ksa_state state, uint64_t
 	stmt_done(s);
 	if (err || (state != QKM_KSA_READY && state != QKM_KSA_SUPPLIED))
 		return err;
-	/* Keys gone from a slave's run still READY are SUPPLIED (a scan:
-	 * for tests and tools, not a hot path). */
+	/* Slave's runs: a key delivered from one still READY is SUPPLIED, a
+	 * key cancelled none (a scan: for tests and tools, not a hot path). */
 	s = st->st[ST_KSA_COUNT_GONE];
 	int rc;
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		uint64_t gone = (uint64_t)__builtin_popcountll((uint64_t)sqlite3_column_int64(s, 0));
-		*n = state == QKM_KSA_READY ? *n - gone : *n + gone;
+		int row = sqlite3_column_int(s, 0);
+		uint64_t gone = (uint64_t)sqlite3_column_int64(s, 1);
+		uint64_t cancelled = (uint64_t)sqlite3_column_int64(s, 2);
+		uint64_t g = (uint64_t)__builtin_popcountll(gone);
+		uint64_t d = (uint64_t)__builtin_popcountll(gone & ~cancelled);
+		uint64_t c = (uint64_t)__builtin_popcountll(cancelled);
+		if (row == QKM_KSA_READY)
+			*n = state == QKM_KSA_READY ? *n - g : *n + d;
+		else if (row == QKM_KSA_SUPPLIED && state == QKM_KSA_SUPPLIED)
+			*n -= c;
 	}
 	if (rc != SQLITE_DONE)
 		err = store_fail(st, "count KSA keys");
@@ -2457,11 +2483,12 @@ static uint64_t uuid7_ms(const struct qkm_id *id)
 	return ms;
 }
 
-/* Retention of a slave's run some of whose keys are gone: the keys still
- * in it move to rows of their own, a row per stretch of them, each with
- * its part of the ranges and bytes; k's row (and the gone keys' metadata)
- * goes. */
-static int ksa_trim(struct qkm_store *st, const struct qkm_ksa_key *k, uint64_t dmap)
+/* Slave's run k (from ksa_row) goes: the keys still in it move to rows of
+ * their own, a row per stretch of them (explode: per key), each with its
+ * part of the ranges and bytes. The gone keys' metadata goes with the row
+ * (retention), or, explode, each key delivered keeps a row of its own,
+ * SUPPLIED at the row's time without bytes. */
+static int ksa_trim(struct qkm_store *st, const struct qkm_ksa_key *k, bool explode)
 {
 	struct qkm_secret *d;
 	sqlite3_stmt *s;
@@ -2475,18 +2502,23 @@ static int ksa_trim(struct qkm_store *st, const struct qkm_ksa_key *k, uint64_t 
 		err = stmt_exec(st, ST_KSA_ROW_DELETE);
 	uint64_t size = k->size_bits / 8;
 	for (uint32_t a = 0, b; !err && a < k->count; a = b) {
-		if (dmap & run_bit(a)) {
-			b = a + 1;
-			continue;
-		}
-		for (b = a; b < k->count && !(dmap & run_bit(b)); b++)
+		bool gone = k->gone & run_bit(a);
+		for (b = a + 1; !explode && !gone && b < k->count && !(k->gone & run_bit(b)); b++)
 			;
+		if (gone && (!explode || (k->cancelled & run_bit(a))))
+			continue;
 		*part = *k;
 		ksa_ranges_part(k, a * size, (b - a) * size, part->ranges, &part->n_ranges);
 		qkm_id_set_index(&part->id, qkm_id_index(&k->id) + a);
 		part->count = b - a;
+		if (gone) {
+			part->state = QKM_KSA_SUPPLIED;
+			snprintf(part->delivered, sizeof(part->delivered), "%s", k->slave);
+		} else {
+			part->supplied_ns = 0;
+		}
 		ksa_bind_meta(st->st[ST_KSA_INSERT], part);
-		if ((err = stmt_exec(st, ST_KSA_INSERT)) || !d || d->len < b * size)
+		if ((err = stmt_exec(st, ST_KSA_INSERT)) || gone || !d || d->len < b * size)
 			continue;
 		s = st->st[ST_KSA_DATA_INSERT];
 		sqlite3_bind_int64(s, 1, sqlite3_last_insert_rowid(st->db));
@@ -2517,17 +2549,17 @@ static int ksa_prune_runs(struct qkm_store *st, uint64_t before_ns, uint32_t max
 		err = store_fail(st, "list KSA runs");
 	stmt_done(s);
 	for (uint32_t i = 0; !err && i < n; i++) {
-		uint64_t dmap = 0;
-		if ((err = ksa_row(st, &ids[i], k, &dmap)))
+		if ((err = ksa_row(st, &ids[i], k)))
 			break;
-		if (!ksa_slave_run(k) || k->state != QKM_KSA_READY || !dmap)
+		uint64_t delivered = k->gone & ~k->cancelled;
+		if (!ksa_slave_run(k) || k->state != QKM_KSA_READY || !delivered)
 			continue;
-		if ((err = ksa_trim(st, k, dmap)))
+		if ((err = ksa_trim(st, k, false)))
 			break;
 		uint64_t ms = uuid7_ms(&ids[i]);
 		*newest = ms > *newest ? ms : *newest;
 		(*rows)++;
-		*keys += (uint64_t)__builtin_popcountll(dmap);
+		*keys += (uint64_t)__builtin_popcountll(delivered);
 	}
 	free(ids);
 	free(k);
@@ -2556,7 +2588,8 @@ int qkm_store_ksa_prune(struct qkm_store *st, uint64_t before_ns, uint32_t max_r
 			newest = ms > newest ? ms : newest;
 		}
 		(*rows)++;
-		*keys += (uint64_t)sqlite3_column_int64(s, 1);
+		*keys += (uint64_t)sqlite3_column_int64(s, 1) -
+			 (uint64_t)__builtin_popcountll((uint64_t)sqlite3_column_int64(s, 2));
 	}
 	if (rc != SQLITE_DONE)
 		err = store_fail(st, "prune KSA keys");

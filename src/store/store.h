@@ -321,6 +321,8 @@ struct qkm_ksa_key {
 	uint32_t count;                   /* keys in the run; 0 is taken as 1 */
 	uint32_t run_index, run_count;    /* get of a key in a slave's run: its index
 					     and the row's count (0: the key's own row) */
+	uint64_t gone, cancelled;         /* a slave's run: bit i, key id + i gone
+					     (delivered or cancelled), cancelled */
 };
 
 /* Inserts k (with its data if k->data) and sets k->seq. Keys put one after
@@ -331,8 +333,9 @@ int qkm_store_ksa_put(struct qkm_store *st, struct qkm_ksa_key *k) QKM_MUST_CHEC
 /* Loads the row that holds the key id: out->id is its run's first key,
  * out->count its keys, out->data (if with_data and kept) all their bytes.
  * A slave's node's run gives the key alone (out->id is id, count 1, its
- * ranges and bytes; run_index/run_count place it): one gone from the run
- * reads as SUPPLIED, delivered to its slave, without bytes. QKM_ENOTFOUND. */
+ * ranges and bytes; run_index/run_count place it): one delivered reads as
+ * SUPPLIED, delivered to its slave, without bytes; one cancelled as no key.
+ * QKM_ENOTFOUND. */
 int qkm_store_ksa_get(struct qkm_store *st, const struct qkm_id *id,
 		      struct qkm_ksa_key *out /* OUT */, bool with_data) QKM_MUST_CHECK;
 /* Moves the rows first_seq..last_seq (their runs whole), all in state
@@ -354,16 +357,17 @@ int qkm_store_ksa_take(struct qkm_store *st, const struct qkm_id *first, uint32_
 		       uint64_t supplied_ns) QKM_MUST_CHECK;
 /* Writes k's state, delivered list and supply time; drop_data deletes the
  * key bytes (secure delete) while the metadata stays (R-SUP-10). For a key
- * in a slave's run (from get): marks it gone from the run, its bytes
- * zeroed (a node that keeps keys after supply puts no runs), the row's
- * supply time the latest of its keys'; the row becomes SUPPLIED at
- * k->supplied_ns when its last key goes, its bytes deleted. QKM_ENOTFOUND
- * if it was gone already. */
+ * in a slave's run (from get) and drop_data: marks it gone from the run,
+ * its bytes zeroed, the row's supply time the latest delivery's; the row
+ * becomes SUPPLIED then when its last key goes, its bytes deleted. Without
+ * drop_data the run first becomes a row per key. QKM_ENOTFOUND if it was
+ * gone already. */
 int qkm_store_ksa_update(struct qkm_store *st, const struct qkm_ksa_key *k,
 			 bool drop_data) QKM_MUST_CHECK;
 /* Deletes the row whose first key is id (all its run) and its data. A key
- * in a slave's run goes alone: marked gone, its bytes zeroed; the row is
- * deleted when its last key goes. QKM_ENOTFOUND. */
+ * in a slave's run goes alone (cancelled): marked gone, its bytes zeroed;
+ * when its last key goes the row is deleted if all were cancelled, else
+ * SUPPLIED. QKM_ENOTFOUND. */
 int qkm_store_ksa_delete(struct qkm_store *st, const struct qkm_id *id) QKM_MUST_CHECK;
 /* Deletes every KSA key of id's supply round (IDs equal to id but for the
  * last 4 bytes, core/id.h) and their data; *n: how many keys (0 is no
