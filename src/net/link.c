@@ -22,6 +22,8 @@
 #define LINK_IN_MAX (QKM_FRAME_MAX + (1u << 20))
 #define LINK_OUT_MAX (64u << 20)
 #define LINK_READ_CHUNK (256u << 10)
+#define LINK_TLS_READ (256u << 10)  /* TLS records read ahead (ciphertext) */
+#define LINK_TLS_WRITE (256u << 10) /* TLS records gathered for one write() */
 #define LINK_DISPATCH (1u << 20) /* deliver whole frames once this much is read */
 #define LINK_HANDSHAKE_SECS 10
 #define LINK_PING_SECS 5    /* an open link sends PING this often */
@@ -103,6 +105,20 @@ static struct qkm_link *link_new(struct event_base *base, SSL_CTX *ctx, const ch
 		qkm_link_free(l);
 		return NULL;
 	}
+	/* Read what the socket holds, up to LINK_TLS_READ bytes of records,
+	 * in one read(): not a header and a body per 16 KiB record. Write
+	 * records through a buffer flushed at the end of each link_flush: one
+	 * write() per LINK_TLS_WRITE bytes, not per record. Both hold
+	 * ciphertext only. */
+	SSL_set_read_ahead(l->ssl, 1);
+	SSL_set_default_read_buffer_len(l->ssl, LINK_TLS_READ);
+	BIO *sock = SSL_get_wbio(l->ssl), *wbuf = BIO_new(BIO_f_buffer());
+	if (!wbuf || BIO_set_write_buffer_size(wbuf, LINK_TLS_WRITE) != 1 || !BIO_up_ref(sock)) {
+		BIO_free(wbuf);
+		qkm_link_free(l);
+		return NULL;
+	}
+	SSL_set0_wbio(l->ssl, BIO_push(wbuf, sock));
 	int one = 1;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	evutil_make_socket_nonblocking(fd);
@@ -377,8 +393,8 @@ static void link_on_read_body(struct qkm_link *l, evutil_socket_t fd)
 		if (l->read_turn && got >= l->read_turn) {
 			/* The loop runs between turns (the owner's commit, writes).
 			 * The socket wakes us for what it holds; TLS's own buffer
-			 * does not. */
-			if (SSL_pending(l->ssl) > 0)
+			 * does not, nor for the records it read ahead. */
+			if (SSL_has_pending(l->ssl))
 				event_active(l->ev_r, EV_READ, 0);
 			break;
 		}
@@ -426,6 +442,15 @@ static void link_on_read_body(struct qkm_link *l, evutil_socket_t fd)
 	link_dispatch(l);
 }
 
+static void link_write_failed(struct qkm_link *l, int e)
+{
+	int err_no = errno;
+	char why[128];
+	link_tls_reason(why, sizeof(why));
+	link_fail(l, QKM_EIO, "write to peer failed: %s",
+		  why[0] ? why : e == SSL_ERROR_SYSCALL && err_no ? strerror(err_no) : "connection closed");
+}
+
 static void link_flush(struct qkm_link *l)
 {
 	while (l->out_off < l->out.len) {
@@ -443,15 +468,19 @@ static void link_flush(struct qkm_link *l)
 			event_add(l->ev_w, NULL);
 			return;
 		}
-		int err_no = errno;
-		char why[128];
-		link_tls_reason(why, sizeof(why));
-		link_fail(l, QKM_EIO, "write to peer failed: %s",
-			  why[0] ? why : e == SSL_ERROR_SYSCALL && err_no ? strerror(err_no) : "connection closed");
+		link_write_failed(l, e);
 		return;
 	}
 	qkm_buf_reset(&l->out);
 	l->out_off = 0;
+	/* What the buffer holds goes now; the rest when the socket takes it. */
+	ERR_clear_error();
+	if (BIO_flush(SSL_get_wbio(l->ssl)) <= 0) {
+		if (BIO_should_retry(SSL_get_wbio(l->ssl)))
+			event_add(l->ev_w, NULL);
+		else
+			link_write_failed(l, SSL_ERROR_SYSCALL);
+	}
 }
 
 static void link_on_write_body(struct qkm_link *l, evutil_socket_t fd)
