@@ -2263,34 +2263,6 @@ int qkm_store_ksa_set_state(struct qkm_store *st, int64_t first_seq, int64_t las
 	return sp_end(st, err);
 }
 
-/* Bytes [0, head) of run k's data lie in h[0..*nh), the rest in
- * t[0..*nt): the ranges hold the run's bytes in order, one range split
- * where head ends. t may be k->ranges: range i is read before t[*nt <= i]
- * is written. */
-static void ksa_ranges_split(const struct qkm_ksa_key *k, uint64_t head,
-			     struct qkm_range_ref *h, uint32_t *nh, struct qkm_range_ref *t,
-			     uint32_t *nt)
-{
-	uint64_t pos = 0;
-	*nh = *nt = 0;
-	for (uint32_t i = 0; i < k->n_ranges; i++) {
-		struct qkm_range_ref r = k->ranges[i];
-		if (pos + r.len <= head) {
-			h[(*nh)++] = r;
-		} else if (pos >= head) {
-			t[(*nt)++] = r;
-		} else {
-			uint32_t a = (uint32_t)(head - pos);
-			h[*nh] = r;
-			h[(*nh)++].len = a;
-			t[*nt] = r;
-			t[*nt].off += a;
-			t[(*nt)++].len -= a;
-		}
-		pos += r.len;
-	}
-}
-
 /* The first n keys of run k (n < k->count) move to state to at
  * supplied_ns in k's row; the rest become a new row, in k's state. */
 static int ksa_split(struct qkm_store *st, struct qkm_ksa_key *k, uint32_t n,
@@ -2300,7 +2272,8 @@ static int ksa_split(struct qkm_store *st, struct qkm_ksa_key *k, uint32_t n,
 	uint32_t nh, nt;
 	int64_t seq = k->seq;
 	uint64_t bytes = (uint64_t)n * (k->size_bits / 8);
-	ksa_ranges_split(k, bytes, head, &nh, k->ranges, &nt);
+	ksa_ranges_part(k, 0, bytes, head, &nh);
+	ksa_ranges_part(k, bytes, UINT64_MAX - bytes, k->ranges, &nt);
 	/* The rest first: its first key's ID is free, the row keeps its own. */
 	qkm_id_set_index(&k->id, qkm_id_index(&k->id) + n);
 	k->count -= n;
