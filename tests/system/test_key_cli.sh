@@ -48,9 +48,18 @@ for bad in "status --format hex sae-bob" "enc --format raw sae-bob" "enc --forma
 	if "$QKM" key ${bad%% *} --dir "$D" --sae sae-alice ${bad#* } 2>"$T/err"; then fail "accepted: $bad"; else rc=$?; fi
 	[ "$rc" = 2 ] || fail "$bad: exit $rc, not 2: $(cat "$T/err")"
 done
-if "$QKM" key enc --dir "$D" --sae sae-alice sae-bob --out /dev/null 2>"$T/err"; then fail "--out /dev/null accepted"; fi
-grep -q "/dev/null exists and is not a regular file" "$T/err" || fail "--out /dev/null: $(cat "$T/err")"
+# A FIFO and a directory stand for devices: /dev/null is a regular file on
+# some CI machines, so it cannot be the example of one.
+mkfifo "$T/fifo"
+mkdir "$T/dir"
+for special in fifo dir; do
+	if "$QKM" key enc --dir "$D" --sae sae-alice sae-bob --out "$T/$special" 2>"$T/err"; then
+		fail "--out $special accepted"
+	fi
+	grep -qF "$T/$special exists and is not a regular file" "$T/err" || fail "--out $special: $(cat "$T/err")"
+done
+[ -p "$T/fifo" ] && [ -d "$T/dir" ] || fail "--out replaced a FIFO or a directory"
 ln -s "$T/raw" "$T/link"
 if "$QKM" key enc --dir "$D" --sae sae-alice sae-bob --out "$T/link" 2>"$T/err"; then fail "--out LINK accepted"; fi
 [ "$(stat -c %s "$T/raw")" = 64 ] || fail "--out LINK wrote through the link"
-ok "bad --format/--out refused (exit 2: status with --format, raw without --out, an unknown format; exit 1: a device, a link)"
+ok "bad --format/--out refused (exit 2: status with --format, raw without --out, an unknown format; exit 1: a FIFO, a directory, a link)"
