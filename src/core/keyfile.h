@@ -119,7 +119,9 @@ int qkm_keyfile_decode(const uint8_t *p, size_t len, struct qkm_keyfile *kf /* O
 /* As qkm_keyfile_decode(), except that hash_value is not checked against the
  * data (every other check runs): for a caller whose bytes a one-time MAC
  * has just authenticated and that passes them on to one that does check it
- * (a relay node; the destination checks the origin's hash end to end). */
+ * (a relay node; the destination checks the origin's hash end to end), or
+ * whose data a MAC is about to compare with the peer's copy (acquisition
+ * of a QKD-key file that came over TLS, docs/protocol.md 4.2). */
 int qkm_keyfile_decode_hashed(const uint8_t *p, size_t len, struct qkm_keyfile *kf /* OUT */,
 			      const char **err_field /* OUT */) QKM_MUST_CHECK;
 

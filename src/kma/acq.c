@@ -1,11 +1,12 @@
 /* acq.c - acquisition and pair confirmation of one QKD link (acq.h).
  * Invariants: a KMA-key is READY on one side only if the other side holds it
  * durably (PENDING or READY); a PENDING batch becomes READY only on the
- * leader's word; nothing is stored that the pair did not confirm by digest. */
+ * leader's word; nothing is stored that the pair did not confirm by MAC. */
 #include "kma/acq.h"
 #include "core/log.h"
 #include "core/secret.h"
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,7 +25,16 @@ struct qkd_entry {
 	uint64_t arrived_ns;
 	char id[QKM_NAME_MAX];
 	struct qkm_secret *data;
-	uint8_t hash[32];         /* SHA-256(data): verified or computed on arrival */
+	bool has_hash;            /* the module's hash_value, taken as given: */
+	uint8_t hash[32];         /* checked only to name a culprit (file_corrupt) */
+};
+
+/* What a leader keeps of each file of a round it sent, to name a culprit
+ * if the round is aborted for a MAC mismatch. */
+struct round_file {
+	uint32_t len;
+	bool has_hash;
+	uint8_t hash[32];
 };
 
 /* A confirmation round in flight at the leader, or waiting at the follower. */
@@ -34,8 +44,9 @@ struct round {
 	uint32_t unit;
 	uint32_t n_ids;
 	char (*ids)[QKM_NAME_MAX];
-	uint8_t (*hashes)[32];    /* leader: SHA-256 of each file's data, in ID order */
-	uint8_t digest[32];
+	struct round_file *files; /* leader: each file's length and module hash */
+	uint8_t digest[32];       /* SHA-256 of the leader's MAC (docs/protocol.md 4.2) */
+	struct qkm_secret *key;   /* follower: its one-time MAC key, from PREPARE's session */
 	uint64_t deadline_ns;     /* follower: give up waiting for files */
 	struct qkm_buf data;      /* leader: the round's key data (secure) */
 	uint32_t req;
@@ -45,7 +56,9 @@ struct qkm_acq {
 	struct qkm_acq_cfg cfg;
 	struct qkm_store *st;
 	qkm_acq_send_fn send;
-	void *send_arg;
+	qkm_acq_mac_key_fn mac_key;
+	void *send_arg;           /* send's and mac_key's */
+	EVP_MAC_CTX *mac;         /* Poly1305, keyed afresh for every round */
 	bool leader, peer_up, reconciled;
 	struct qkd_entry *head, *tail;
 	struct qkd_entry *hash[ACQ_HASH_SIZE];
@@ -228,18 +241,9 @@ int qkm_acq_on_keyfile(struct qkm_acq *a, struct qkm_keyfile *kf, uint64_t now_n
 	struct qkd_entry *e = calloc(1, sizeof(*e));
 	if (!e)
 		return QKM_ENOMEM;
-	/* The round digest covers this hash in place of the data, so it must be
-	 * SHA-256 of exactly these bytes: the decoder verified a module's hash
-	 * (acq.h); without one, compute it. */
-	if (kf->m.qkd.has_hash) {
+	/* Not checked here: the round MAC covers the data itself (acq.h). */
+	if ((e->has_hash = kf->m.qkd.has_hash))
 		memcpy(e->hash, kf->m.qkd.hash_value, 32);
-	} else {
-		unsigned int hl = 32;
-		if (EVP_Digest(kf->data->p, kf->data->len, e->hash, &hl, EVP_sha256(), NULL) != 1) {
-			free(e);
-			return QKM_ECRYPTO;
-		}
-	}
 	snprintf(e->id, sizeof(e->id), "%s", kf->m.qkd.qkd_key_id);
 	e->data = kf->data;
 	kf->data = NULL;
@@ -277,9 +281,22 @@ static void round_free(struct round *r)
 	if (!r)
 		return;
 	free(r->ids);
-	free(r->hashes);
+	free(r->files);
+	qkm_secret_free(r->key);
 	qkm_buf_fini(&r->data);
 	free(r);
+}
+
+/* Follower: discards the files an aborted round lists that are here. */
+static void round_drop_files(struct qkm_acq *a, const struct round *r)
+{
+	for (uint32_t i = 0; i < r->n_ids; i++) {
+		struct qkd_entry *e = buf_find(a, r->ids[i]);
+		if (e) {
+			settle_one(a, e->id, false);
+			buf_remove(a, e);
+		}
+	}
 }
 
 /* QKD-key IDs named by the rounds this side holds: in flight or waiting,
@@ -336,33 +353,86 @@ static void rounds_clear(struct qkm_acq *a, const char *why)
 	a->n_rounds = 0;
 }
 
-/* SHA-256 over batch id, unit, the QKD-key IDs (length-prefixed) and the
- * SHA-256 of each file's data, in ID order (docs/protocol.md 4.2). Hashing
- * the per-file hashes instead of the data is as binding: each side holds
- * hash == SHA-256(its own data) for every file (checked or computed on
- * arrival), so equal digests mean equal hashes mean equal data. */
-static int round_digest(const struct round *r, const uint8_t *const *hashes,
-			uint8_t out[static 32])
+/* The round MAC (docs/protocol.md 4.2): Poly1305 under a one-time key
+ * both ends export from the Kx session for this batch, over the batch ID,
+ * UNIT and the number of files, then for each file in ID order its QKD-key
+ * ID (length as u16, bytes) and its data (length as u32, bytes). Unequal
+ * data give equal tags with a chance below 2^-82 even for the largest
+ * rounds. What travels is SHA-256 of the tag, never the tag: whoever
+ * breaks the TLS session one day learns the key, and the tag would then
+ * give away 128 bits of linear information on the key data.
+ * mac_begin keys the context; mac_file adds one file; mac_end gives the
+ * digest and leaves no key in the context. */
+static int mac_begin(struct qkm_acq *a, const struct round *r, const uint8_t key[static 32],
+		     uint32_t n_files)
 {
-	EVP_MD_CTX *md = EVP_MD_CTX_new();
-	uint8_t x[4];
-	int ok = md && EVP_DigestInit_ex(md, EVP_sha256(), NULL);
-	ok = ok && EVP_DigestUpdate(md, r->batch.b, QKM_ID_LEN);
+	uint8_t x[8];
 	qkm_be32_put(x, r->unit);
-	ok = ok && EVP_DigestUpdate(md, x, 4);
-	qkm_be32_put(x, r->n_ids);
-	ok = ok && EVP_DigestUpdate(md, x, 4);
-	for (uint32_t i = 0; ok && i < r->n_ids; i++) {
-		size_t n = strlen(r->ids[i]);
-		uint8_t l2[2] = {(uint8_t)(n >> 8), (uint8_t)n};
-		ok = EVP_DigestUpdate(md, l2, 2) && EVP_DigestUpdate(md, r->ids[i], n);
-	}
-	for (uint32_t i = 0; ok && i < r->n_ids; i++)
-		ok = EVP_DigestUpdate(md, hashes[i], 32);
-	unsigned int len = 32;
-	ok = ok && EVP_DigestFinal_ex(md, out, &len);
+	qkm_be32_put(x + 4, n_files);
+	return EVP_MAC_init(a->mac, key, 32, NULL) == 1 &&
+			       EVP_MAC_update(a->mac, r->batch.b, QKM_ID_LEN) == 1 &&
+			       EVP_MAC_update(a->mac, x, sizeof(x)) == 1
+		       ? 0
+		       : QKM_ECRYPTO;
+}
+
+static int mac_file(struct qkm_acq *a, const char *id, const struct qkm_secret *data)
+{
+	size_t n = strlen(id);
+	uint8_t l2[2] = {(uint8_t)(n >> 8), (uint8_t)n}, l4[4];
+	qkm_be32_put(l4, (uint32_t)data->len);
+	return EVP_MAC_update(a->mac, l2, 2) == 1 &&
+			       EVP_MAC_update(a->mac, (const uint8_t *)id, n) == 1 &&
+			       EVP_MAC_update(a->mac, l4, 4) == 1 &&
+			       EVP_MAC_update(a->mac, data->p, data->len) == 1
+		       ? 0
+		       : QKM_ECRYPTO;
+}
+
+static int mac_end(struct qkm_acq *a, uint8_t digest[static 32])
+{
+	static const char label[] = "qkm-acq-round";
+	uint8_t tag[16];
+	size_t n = 0;
+	unsigned int dl = 32;
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	int ok = EVP_MAC_final(a->mac, tag, &n, sizeof(tag)) == 1 && n == 16 && md &&
+		 EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1 &&
+		 EVP_DigestUpdate(md, label, sizeof(label) - 1) == 1 &&
+		 EVP_DigestUpdate(md, tag, sizeof(tag)) == 1 &&
+		 EVP_DigestFinal_ex(md, digest, &dl) == 1;
 	EVP_MD_CTX_free(md);
+	OPENSSL_cleanse(tag, sizeof(tag));
 	return ok ? 0 : QKM_ECRYPTO;
+}
+
+/* After a failure half-way: no trace of a round's key stays in the context. */
+static void mac_forget(struct qkm_acq *a)
+{
+	static const uint8_t zero[32];
+	(void)EVP_MAC_init(a->mac, zero, sizeof(zero), NULL);
+}
+
+/* After a MAC mismatch: whether this side's copy of a file is not what its
+ * module hashed (corrupted between the module and here). Only this rare
+ * path pays for SHA-256 of the data; a file without a hash is never blamed. */
+static bool file_corrupt(const uint8_t *p, size_t n, bool has_hash, const uint8_t hash[32])
+{
+	uint8_t md[32];
+	unsigned int ml = 32;
+	bool bad = has_hash && EVP_Digest(p, n, md, &ml, EVP_sha256(), NULL) == 1 &&
+		   !qkm_ct_equal(md, hash, 32);
+	OPENSSL_cleanse(md, sizeof(md));
+	return bad;
+}
+
+/* Appends to why the first file of n this side blames, and how many. */
+static void blame_note(char *why, size_t cap, const char *self, const char *first, uint32_t n)
+{
+	size_t len = strlen(why);
+	if (n && len < cap)
+		snprintf(why + len, cap - len, "; at %s, QKD-key %s%s does not match its module's hash_value",
+			 self, first, n > 1 ? " (and more)" : "");
 }
 
 /* Stores a confirmed round's KMA-keys as blocks (R-ACQ-2, R-ACQ-4): keys
@@ -421,7 +491,7 @@ static void record_round(struct qkm_acq *a, const struct round *r, size_t len, c
 	       "%u KMA-key(s) of %u bytes; %zu byte(s) remainder discarded; from QKD-key(s) %s "
 	       "(module %s)",
 	       n, r->unit, len % r->unit, ids, a->cfg.module);
-	record(a, "authenticated", "kma", hex, "digest of %u QKD-key(s) matched by %s", r->n_ids,
+	record(a, "authenticated", "kma", hex, "MAC of %u QKD-key(s) matched by %s", r->n_ids,
 	       a->cfg.peer);
 	record(a, "stored", "kma", hex, "%s, keys %s[0..%u]", state, hex, n ? n - 1 : 0);
 }
@@ -458,7 +528,8 @@ static int send_batch_msg(struct qkm_acq *a, uint16_t type, uint32_t req, const 
 static int leader_start_round(struct qkm_acq *a, uint64_t now_ns)
 {
 	struct round *r = calloc(1, sizeof(*r));
-	const uint8_t **hp = NULL;
+	uint8_t key[32];
+	bool keyed = false; /* a->mac holds this round's key */
 	struct qkm_buf fb;
 	size_t start;
 	int rc = QKM_ENOMEM;
@@ -484,24 +555,33 @@ static int leader_start_round(struct qkm_acq *a, uint64_t now_ns)
 		cap++;
 	}
 	r->ids = calloc(cap ? cap : 1, sizeof(*r->ids));
-	r->hashes = calloc(cap ? cap : 1, sizeof(*r->hashes));
-	hp = calloc(cap ? cap : 1, sizeof(*hp));
-	if (!r->ids || !r->hashes || !hp)
+	r->files = calloc(cap ? cap : 1, sizeof(*r->files));
+	if (!r->ids || !r->files)
 		goto out;
 	/* One allocation for the round's data: no regrowth and re-copying. */
 	if ((rc = qkm_buf_reserve(&r->data, total)))
 		goto out;
+	if ((rc = a->mac_key(&r->batch, key, a->send_arg)) || (rc = mac_begin(a, r, key, cap)))
+		goto out;
+	keyed = true;
 	while (a->head && r->n_ids < cap) {
 		struct qkd_entry *e = a->head;
-		if ((rc = qkm_buf_put(&r->data, e->data->p, e->data->len)))
+		struct round_file *rf = &r->files[r->n_ids];
+		if ((rc = qkm_buf_put(&r->data, e->data->p, e->data->len)) ||
+		    (rc = mac_file(a, e->id, e->data)))
 			goto out;
-		memcpy(r->hashes[r->n_ids], e->hash, 32);
-		hp[r->n_ids] = r->hashes[r->n_ids];
+		rf->len = (uint32_t)e->data->len;
+		if ((rf->has_hash = e->has_hash))
+			memcpy(rf->hash, e->hash, 32);
 		snprintf(r->ids[r->n_ids++], QKM_NAME_MAX, "%s", e->id);
 		buf_remove(a, e);
 	}
-	if ((rc = round_digest(r, hp, r->digest)))
+	/* cap counted from the same list: the MAC announced every file. */
+	if (r->n_ids != cap)
+		rc = QKM_ESTATE;
+	if (rc || (rc = mac_end(a, r->digest)))
 		goto out;
+	keyed = false;
 	if ((rc = qkm_frame_begin(&fb, QKM_MSG_ACQ_PREPARE, ++a->next_req, &start)) ||
 	    (rc = qkm_put_str(&fb, QKM_T_LINK, a->cfg.link)) ||
 	    (rc = qkm_put_id(&fb, QKM_T_BATCH, &r->batch)) ||
@@ -527,7 +607,9 @@ out:
 		settle_round(a, (const char (*)[QKM_NAME_MAX])r->ids, r->n_ids, false);
 	}
 	round_free(r);
-	free(hp);
+	if (keyed)
+		mac_forget(a);
+	OPENSSL_cleanse(key, sizeof(key));
 	qkm_buf_fini(&fb);
 	(void)now_ns;
 	return rc;
@@ -683,17 +765,14 @@ bad:
 static int follower_try_round(struct qkm_acq *a, struct round *r, uint64_t now_ns, bool expired)
 {
 	/* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
-	struct qkm_secret **datas = calloc(r->n_ids, sizeof(*datas));
-	const uint8_t **hashes = calloc(r->n_ids, sizeof(*hashes));
-	/* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
 	struct qkd_entry **ents = calloc(r->n_ids, sizeof(*ents));
-	char hex[33], why[160] = "";
+	char hex[33], why[256] = "";
 	uint32_t missing = 0;
 	bool gap = false; /* a listed file is present after a missing one */
 	uint64_t min_seq = UINT64_MAX;
 	int settled = 1;
 	qkm_id_hex(&r->batch, hex);
-	if (!datas || !hashes || !ents) {
+	if (!ents) {
 		snprintf(why, sizeof(why), "out of memory");
 		goto abort;
 	}
@@ -706,8 +785,6 @@ static int follower_try_round(struct qkm_acq *a, struct round *r, uint64_t now_n
 			continue;
 		}
 		gap = gap || missing;
-		datas[i] = ents[i]->data;
-		hashes[i] = ents[i]->hash;
 		if (ents[i]->seq < min_seq)
 			min_seq = ents[i]->seq;
 	}
@@ -729,25 +806,41 @@ static int follower_try_round(struct qkm_acq *a, struct round *r, uint64_t now_n
 			snprintf(why + strlen(why), sizeof(why) - strlen(why), " (lost: a later one arrived)");
 		goto abort;
 	}
+	/* None missing: the first loop set every ents[i]. */
 	uint8_t dg[32];
-	if (round_digest(r, hashes, dg) ||
-	    !qkm_ct_equal(dg, r->digest, 32)) {
-		snprintf(why, sizeof(why), "digest mismatch: key data differ");
+	size_t len = 0;
+	int rc = mac_begin(a, r, r->key->p, r->n_ids);
+	for (uint32_t i = 0; i < r->n_ids && !rc; i++) {
+		rc = mac_file(a, r->ids[i], ents[i]->data); /* NOLINT(clang-analyzer-core.NullDereference) */
+		len += ents[i]->data->len;
+	}
+	if (rc || (rc = mac_end(a, dg))) {
+		mac_forget(a);
+		snprintf(why, sizeof(why), "MAC not computed: %s", qkm_strerror(rc));
+		goto abort;
+	}
+	if (!qkm_ct_equal(dg, r->digest, 32)) {
+		uint32_t bad = 0;
+		const char *first = NULL;
+		for (uint32_t i = 0; i < r->n_ids; i++)
+			if (file_corrupt(ents[i]->data->p, ents[i]->data->len, ents[i]->has_hash,
+					 ents[i]->hash) &&
+			    !bad++)
+				first = ents[i]->id;
+		snprintf(why, sizeof(why), "MAC mismatch: key data differ");
+		blame_note(why, sizeof(why), a->cfg.self, first, bad);
 		goto abort;
 	}
 	/* Equal: concatenate, store PENDING durably, then answer. */
-	size_t len = 0;
-	for (uint32_t i = 0; i < r->n_ids; i++)
-		len += datas[i]->len;
 	r->data.max = len;
 	if (qkm_buf_reserve(&r->data, len)) {
 		snprintf(why, sizeof(why), "out of memory");
 		goto abort;
 	}
 	for (uint32_t i = 0; i < r->n_ids; i++)
-		/* None missing: the first loop set every datas[i].
+		/* None missing: the first loop set every ents[i].
 		 * NOLINTNEXTLINE(clang-analyzer-core.NullDereference) */
-		if (qkm_buf_put(&r->data, datas[i]->p, datas[i]->len))
+		if (qkm_buf_put(&r->data, ents[i]->data->p, ents[i]->data->len))
 			goto abort;
 	/* Matched: stored PENDING, with every other round matched meanwhile,
 	 * in one commit at the next qkm_acq_flush(), which then answers
@@ -773,8 +866,6 @@ abort:
 	if (send_batch_msg(a, QKM_MSG_ACQ_ABORT, r->req, &r->batch, why))
 		log_warnx("link %s: ABORT for %s not sent", a->cfg.link, hex);
 out:
-	free(datas);
-	free(hashes);
 	free(ents);
 	return settled;
 }
@@ -963,13 +1054,7 @@ static int follower_on_abort(struct qkm_acq *a, const struct qkm_id *batch, cons
 	struct round *r = rounds_take(a, batch);
 	if (r) {
 		/* Still waiting for files: drop the ones it would have used. */
-		for (uint32_t i = 0; i < r->n_ids; i++) {
-			struct qkd_entry *e = buf_find(a, r->ids[i]);
-			if (e) {
-				settle_one(a, e->id, false);
-				buf_remove(a, e);
-			}
-		}
+		round_drop_files(a, r);
 		round_free(r);
 	} else {
 		int rc = qkm_store_batch_state(a->st, batch, &st);
@@ -1743,10 +1828,24 @@ out:
 
 /* ---- dispatch ---------------------------------------------------------- */
 
+/* The follower found the round's MAC different: names the leader's own
+ * files that do not match their module's hash, as the follower did its. */
+static void leader_blame(struct qkm_acq *a, const struct round *r, char *msg, size_t cap)
+{
+	const uint8_t *p = r->data.p;
+	const char *first = NULL;
+	uint32_t bad = 0;
+	for (uint32_t i = 0; i < r->n_ids; p += r->files[i++].len)
+		if (file_corrupt(p, r->files[i].len, r->files[i].has_hash, r->files[i].hash) &&
+		    !bad++)
+			first = r->ids[i];
+	blame_note(msg, cap, a->cfg.self, first, bad);
+}
+
 int qkm_acq_on_frame(struct qkm_acq *a, const struct qkm_frame *f, uint64_t now_ns)
 {
 	struct qkm_id batch;
-	char msg[200] = "";
+	char msg[512] = "";
 	int rc;
 	switch (f->type) {
 	case QKM_MSG_ACQ_PREPARE: {
@@ -1786,6 +1885,23 @@ int qkm_acq_on_frame(struct qkm_acq *a, const struct qkm_frame *f, uint64_t now_
 			log_warnx("link %s: peer uses KMA-key unit %u, we use %u", a->cfg.link,
 				  r->unit, a->cfg.unit_bytes);
 		}
+		/* The MAC key of the session this PREPARE came on, now: the
+		 * round's files may come later. Without one the round cannot be
+		 * judged: abort it, so that the leader does not wait for it. */
+		if (!(r->key = qkm_secret_new(32)) ||
+		    (rc = a->mac_key(&r->batch, r->key->p, a->send_arg))) {
+			char hex[33], why[96];
+			qkm_id_hex(&r->batch, hex);
+			snprintf(why, sizeof(why), "MAC key not derived: %s",
+				 qkm_strerror(r->key ? rc : QKM_ENOMEM));
+			round_drop_files(a, r);
+			count_abort(a);
+			record(a, "aborted", "kma", hex, "round of %u QKD-key(s): %s", r->n_ids, why);
+			log_warnx("link %s: round %s aborted: %s", a->cfg.link, hex, why);
+			rc = send_batch_msg(a, QKM_MSG_ACQ_ABORT, r->req, &r->batch, why);
+			round_free(r);
+			return rc;
+		}
 		rounds_push(a, r);
 		if (a->src.missing)
 			ask_missing(a, r);
@@ -1808,6 +1924,8 @@ int qkm_acq_on_frame(struct qkm_acq *a, const struct qkm_frame *f, uint64_t now_
 				return 0; /* already settled (e.g. we sent ABORT too) */
 			qkm_id_hex(&batch, hex);
 			count_abort(a);
+			if (strncmp(msg, "MAC mismatch", 12) == 0)
+				leader_blame(a, r, msg, sizeof(msg));
 			record(a, "aborted", "kma", hex, "round of %u QKD-key(s) aborted by %s: %s",
 			       r->n_ids, a->cfg.peer, msg);
 			log_warnx("link %s: round %s aborted by %s: %s", a->cfg.link, hex,
@@ -1896,14 +2014,23 @@ void qkm_acq_stats(const struct qkm_acq *a, struct qkm_acq_stats *out)
 }
 
 struct qkm_acq *qkm_acq_new(const struct qkm_acq_cfg *cfg, struct qkm_store *st,
-			    qkm_acq_send_fn send, void *arg)
+			    qkm_acq_send_fn send, qkm_acq_mac_key_fn mac_key, void *arg)
 {
 	struct qkm_acq *a = calloc(1, sizeof(*a));
 	if (!a)
 		return NULL;
+	EVP_MAC *poly = EVP_MAC_fetch(NULL, "POLY1305", NULL);
+	a->mac = poly ? EVP_MAC_CTX_new(poly) : NULL;
+	EVP_MAC_free(poly); /* the context holds its own reference */
+	if (!a->mac) {
+		log_warnx("acquisition: no Poly1305 in this OpenSSL");
+		free(a);
+		return NULL;
+	}
 	a->cfg = *cfg;
 	a->st = st;
 	a->send = send;
+	a->mac_key = mac_key;
 	a->send_arg = arg;
 	a->leader = strcmp(cfg->self, cfg->peer) < 0;
 	a->rounds_tail = &a->rounds;
@@ -1929,5 +2056,6 @@ void qkm_acq_free(struct qkm_acq *a)
 	free(a->commits); /* still PENDING: reconciliation settles them */
 	while (a->pcs)
 		qkm_acq_paircheck_cancel(a, a->pcs->req);
+	EVP_MAC_CTX_free(a->mac);
 	free(a);
 }

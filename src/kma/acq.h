@@ -47,19 +47,28 @@ void qkm_acq_cfg_defaults(struct qkm_acq_cfg *cfg);
 /* Sends one whole frame to the peer KMA; nonzero if it could not be queued. */
 typedef int (*qkm_acq_send_fn)(const uint8_t *frame, size_t len, void *arg);
 
+/* Fills key with the one-time key of a round's MAC: the same at both ends
+ * of the Kx session the round's PREPARE goes over, a new one for every
+ * batch, known to nobody else (a TLS exporter, docs/protocol.md 4.2).
+ * Called when the leader starts a round and when the follower reads its
+ * PREPARE; nonzero if there is no session. */
+typedef int (*qkm_acq_mac_key_fn)(const struct qkm_id *batch, uint8_t key[32], void *arg);
+
 /* The leader is the end whose name sorts first (bytewise). The acq keeps st
- * (borrowed) and calls send only between qkm_acq_on_peer_up and _down. */
+ * (borrowed) and calls send and mac_key (with arg) only between
+ * qkm_acq_on_peer_up and _down. NULL if out of memory or OpenSSL has no
+ * Poly1305. */
 struct qkm_acq *qkm_acq_new(const struct qkm_acq_cfg *cfg, struct qkm_store *st,
-			    qkm_acq_send_fn send, void *arg);
+			    qkm_acq_send_fn send, qkm_acq_mac_key_fn mac_key, void *arg);
 void qkm_acq_free(struct qkm_acq *a);
 bool qkm_acq_is_leader(const struct qkm_acq *a);
 
 /* Kq-1: a decoded QKD-key file from our module. Takes kf->data (sets it to
- * NULL). A hash_value it carries must be SHA-256 of the data, as
- * qkm_keyfile_decode() guarantees: the round digest covers it in place of
- * the data (without one, it is computed here). QKM_EINVAL if it is not a
+ * NULL). A hash_value it carries need not have been checked: the round MAC
+ * covers the data themselves, and only after a MAC mismatch is the hash
+ * checked, to name the file that was corrupted. QKM_EINVAL if it is not a
  * QKD-key of this link's module or has no data; QKM_EEXIST for a QKD-key ID
- * already buffered, or (track_ids) already stored; QKM_ECRYPTO; QKM_ESTORE. */
+ * already buffered, or (track_ids) already stored; QKM_ENOMEM; QKM_ESTORE. */
 int qkm_acq_on_keyfile(struct qkm_acq *a, struct qkm_keyfile *kf, uint64_t now_ns) QKM_MUST_CHECK;
 
 /* What a key source may want to know (kma/spool.h, kma/device.h); each

@@ -29,8 +29,8 @@
 struct qkm_device;
 
 struct qkm_device_ops {
-	/* Loop thread: one key from the device as a QKD-key file (with its
-	 * hash_value); take kf->data to keep it. */
+	/* Loop thread: one key from the device as a QKD-key file (no
+	 * hash_value: the device gives none); take kf->data to keep it. */
 	void (*keyfile)(struct qkm_keyfile *kf, void *arg);
 	void *arg;
 };

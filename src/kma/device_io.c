@@ -8,7 +8,6 @@
 #include "net/http.h"
 #include "proto/etsi014.h"
 
-#include <openssl/evp.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -30,7 +29,6 @@ struct dev_job {
 struct dev_key {
 	struct dev_key *next;
 	char id[37];
-	uint8_t hash[32];
 	uint64_t ts;
 	struct qkm_secret *data;
 };
@@ -175,11 +173,7 @@ static size_t dev_queue_keys(struct qkm_device *d, const struct qkm_etsi_keyset 
 			continue;
 		}
 		struct dev_key *k = calloc(1, sizeof(*k));
-		unsigned int hl = 32;
-		if (!k || !(k->data = qkm_secret_dup(ks->data.p + ks->off[i], ks->len[i])) ||
-		    EVP_Digest(k->data->p, k->data->len, k->hash, &hl, EVP_sha256(), NULL) != 1) {
-			if (k)
-				qkm_secret_free(k->data);
+		if (!k || !(k->data = qkm_secret_dup(ks->data.p + ks->off[i], ks->len[i]))) {
 			free(k);
 			log_warnx("link %s: key %s from the QKD device dropped: out of memory",
 				  d->link, u);
@@ -350,8 +344,6 @@ static void dev_on_keys(evutil_socket_t fd, short what, void *arg)
 		kf.m.qkd.key_length = (uint32_t)(k->data->len * 8);
 		snprintf(kf.m.qkd.qkd_module_id, sizeof(kf.m.qkd.qkd_module_id), "%s", d->module);
 		kf.m.qkd.generation_time_stamp = k->ts;
-		kf.m.qkd.has_hash = true;
-		memcpy(kf.m.qkd.hash_value, k->hash, 32);
 		kf.data = k->data;
 		d->ops.keyfile(&kf, d->ops.arg);
 		qkm_keyfile_fini(&kf); /* the data, if not taken */

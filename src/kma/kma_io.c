@@ -230,6 +230,15 @@ static int kx_send(const uint8_t *frame, size_t len, void *arg)
 	return kl->kx ? qkm_link_send(kl->kx, frame, len) : QKM_ESTATE;
 }
 
+/* The one-time key of a round's MAC, from the Kx session (acq.h). */
+static int kx_mac_key(const struct qkm_id *batch, uint8_t key[32], void *arg)
+{
+	struct kma_link *kl = arg;
+	return kl->kx ? qkm_link_export(kl->kx, "EXPORTER-qkm-acq-round", batch->b, QKM_ID_LEN, key,
+					32)
+		      : QKM_ESTATE;
+}
+
 static void kx_on_open(struct qkm_link *l, void *arg)
 {
 	struct kma_link *kl = arg;
@@ -744,7 +753,9 @@ static void sim_on_keyfile(struct qkm_kma *k, const struct qkm_frame *f)
 		log_warnx("Kq-1: key file for unknown link %s ignored", name);
 		return;
 	}
-	int rc = qkm_keyfile_decode(p, n, &kf, &field);
+	/* hash_value unchecked: TLS kept the file whole on the way, and the
+	 * round MAC compares the data themselves (acq.h). */
+	int rc = qkm_keyfile_decode_hashed(p, n, &kf, &field);
 	if (rc) {
 		log_warnx("Kq-1 link %s: key file refused: %s (%s)", name, qkm_strerror(rc),
 			  field ? field : "?");
@@ -1095,7 +1106,7 @@ struct qkm_kma *qkm_kma_new(struct event_base *base, const struct qkm_node_cfg *
 		ac.batch_ns = (uint64_t)kl->cfg.batch_ms * 1000000u;
 		/* A spool may hand a file over again after a crash. */
 		ac.track_ids = kl->cfg.src.kind == QKM_SRC_SPOOL;
-		kl->acq = qkm_acq_new(&ac, st, kx_send, kl);
+		kl->acq = qkm_acq_new(&ac, st, kx_send, kx_mac_key, kl);
 		kl->redial = evtimer_new(base, kx_on_redial, kl);
 		if (!kl->acq || !kl->redial)
 			goto fail;

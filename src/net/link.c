@@ -233,7 +233,7 @@ static int link_queue_hello(struct qkm_link *l)
 	if (!rc)
 		rc = qkm_put_str(&l->out, QKM_T_NAME, l->self);
 	if (!rc)
-		rc = qkm_put_u32(&l->out, QKM_T_VERSION, QKM_FRAME_VERSION);
+		rc = qkm_put_u32(&l->out, QKM_T_VERSION, QKM_PROTO_VERSION);
 	if (!rc)
 		rc = qkm_frame_end(&l->out, start);
 	return rc;
@@ -301,9 +301,9 @@ static int link_on_hello(struct qkm_link *l, const struct qkm_frame *f)
 		link_fail(l, QKM_EPEER, "malformed HELLO");
 		return -1;
 	}
-	if (ver != QKM_FRAME_VERSION) {
+	if (ver != QKM_PROTO_VERSION) {
 		link_fail(l, QKM_EVERSION, "peer speaks protocol version %u, we speak %u", ver,
-			  QKM_FRAME_VERSION);
+			  QKM_PROTO_VERSION);
 		return -1;
 	}
 	if (strcmp(name, l->peer_name) != 0) {
@@ -596,6 +596,16 @@ void qkm_link_send_error(struct qkm_link *l, uint32_t req, int err, const char *
 }
 
 bool qkm_link_is_open(const struct qkm_link *l) { return l->state == L_OPEN && !l->closing; }
+
+int qkm_link_export(struct qkm_link *l, const char *label, const uint8_t *ctx, size_t ctx_len,
+		    uint8_t *out, size_t n)
+{
+	if (!qkm_link_is_open(l))
+		return QKM_ESTATE;
+	return SSL_export_keying_material(l->ssl, out, n, label, strlen(label), ctx, ctx_len, 1) == 1
+		       ? 0
+		       : QKM_ECRYPTO;
+}
 const char *qkm_link_peer_name(const struct qkm_link *l) { return l->peer_name; }
 const char *qkm_link_peer_role(const struct qkm_link *l) { return l->peer_role; }
 void qkm_link_set_cbs(struct qkm_link *l, const struct qkm_link_cbs *cbs, void *arg)

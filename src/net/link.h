@@ -69,6 +69,13 @@ void qkm_link_close(struct qkm_link *l, int err, const char *why);
 void qkm_link_free(struct qkm_link *l);
 
 bool qkm_link_is_open(const struct qkm_link *l);
+/* Keying material exported from the link's TLS 1.3 session (RFC 8446 7.5)
+ * under label and context: the same n bytes at both ends of this
+ * connection, different for every label and context, and unknown to
+ * anyone who does not hold the session's secrets. QKM_ESTATE unless the
+ * link is open; QKM_ECRYPTO. */
+int qkm_link_export(struct qkm_link *l, const char *label, const uint8_t *ctx, size_t ctx_len,
+		    uint8_t *out, size_t n) QKM_MUST_CHECK;
 const char *qkm_link_peer_name(const struct qkm_link *l);
 const char *qkm_link_peer_role(const struct qkm_link *l);
 /* Re-targets the link's callbacks (e.g. once an accepted link identified

@@ -15,7 +15,10 @@
 #include "core/err.h"
 #include "core/id.h"
 
-#define QKM_FRAME_VERSION 1
+#define QKM_FRAME_VERSION 1 /* of the frame layout, in every frame header */
+/* Of the messages, in HELLO: 2 since ACQ_PREPARE carries a Poly1305 TAG in
+ * place of version 1's SHA-256 DIGEST (docs/protocol.md 4.2). */
+#define QKM_PROTO_VERSION 2
 #define QKM_FRAME_HDR 11                /* length + version + type + request id */
 #define QKM_FRAME_MAX (20u << 20)       /* largest frame, header included */
 

@@ -211,7 +211,7 @@ static int build_frame(struct qkm_buf *b, void *arg)
 		goto out;
 	qkd_keyfile_fill(&kf, f->lk, f->idx, f->id, f->key->data, f->key->hash, f->ts);
 	/* The hash was computed over data at generation: the encoder need not
-	 * redo it (the node's decoder checks it against what it receives). */
+	 * redo it (a node checks it only to name a damaged copy, protocol.md 4.2). */
 	if ((rc = qkm_frame_begin(b, QKM_MSG_KEYFILE, 0, &start)) ||
 	    (rc = qkm_put_str(b, QKM_T_LINK, f->lk->cfg.id)) ||
 	    (rc = qkm_put_open(b, QKM_T_KEYFILE, &kstart)) ||

@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -103,6 +104,8 @@ struct side {
 	struct qkm_acq *acq;
 	struct qkm_acq_cfg cfg;
 	struct queue out; /* frames this side sent, for the other */
+	const uint32_t *session; /* the world's Kx session number */
+	bool key_fails;          /* its TLS exporter fails */
 	int first_err;    /* first nonzero qkm_acq_on_frame result */
 	int n_err;
 };
@@ -119,6 +122,7 @@ struct world {
 	uint64_t now;
 	struct fault fault;
 	bool dead; /* the link delivers nothing */
+	uint32_t session; /* counts link_up()s: a new "TLS session" each */
 	int parse_errors;
 	struct pc_seen pc;
 };
@@ -128,6 +132,24 @@ static int send_cb(const uint8_t *frame, size_t len, void *arg)
 	struct side *s = arg;
 	q_push(&s->out, frame, len);
 	return 0;
+}
+
+/* The TLS exporter's part: both ends of one session get the same key for a
+ * batch, and another session gives another key. */
+static int mac_key_cb(const struct qkm_id *batch, uint8_t key[32], void *arg)
+{
+	const struct side *s = arg;
+	uint8_t x[4];
+	unsigned int n = 32;
+	if (s->key_fails)
+		return QKM_ECRYPTO;
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	qkm_be32_put(x, *s->session);
+	int ok = md && EVP_DigestInit_ex(md, EVP_sha256(), NULL) &&
+		 EVP_DigestUpdate(md, "test session", 12) && EVP_DigestUpdate(md, x, 4) &&
+		 EVP_DigestUpdate(md, batch->b, QKM_ID_LEN) && EVP_DigestFinal_ex(md, key, &n);
+	EVP_MD_CTX_free(md);
+	return ok ? 0 : QKM_ECRYPTO;
 }
 
 static void pc_cb(uint32_t req, const struct qkm_paircheck_result *r, int err, void *arg)
@@ -158,7 +180,8 @@ static void side_cfg(struct side *s, uint32_t unit)
 
 static void side_acq_new(struct world *w, struct side *s)
 {
-	s->acq = qkm_acq_new(&s->cfg, s->st, send_cb, s);
+	s->session = &w->session;
+	s->acq = qkm_acq_new(&s->cfg, s->st, send_cb, mac_key_cb, s);
 	assert_non_null(s->acq);
 	qkm_acq_set_paircheck_cb(s->acq, pc_cb, &w->pc);
 }
@@ -337,6 +360,7 @@ static void settle(struct world *w, int n)
 /* Both ends see the Kx link come up; the pair reconciles. */
 static void link_up(struct world *w)
 {
+	w->session++;
 	qkm_acq_on_peer_up(w->a.acq, w->now);
 	qkm_acq_on_peer_up(w->b.acq, w->now);
 	assert_int_equal(pump(w), 0);
@@ -792,7 +816,7 @@ static void test_round_size_bounded(void **state)
 	blocks_free(&la);
 }
 
-/* R-ACQ-3, R-LC-1: one flipped bit in B's copy of one file: the digests
+/* R-ACQ-3, R-LC-1: one flipped bit in B's copy of one file: the MACs
  * differ, both sides abort the round, nothing of it is stored anywhere, both
  * count the abort; the next round succeeds. */
 static void test_flipped_bit_aborts_both(void **state)
@@ -817,8 +841,8 @@ static void test_flipped_bit_aborts_both(void **state)
 	assert_int_equal(sa.buffered_bytes + sb.buffered_bytes, 0); /* both discarded */
 	assert_int_equal(count_blocks(&w->a, 0), 0);
 	assert_int_equal(count_blocks(&w->b, 0), 0);
-	assert_int_equal(records(&w->a, "aborted", NULL, "digest mismatch"), 1);
-	assert_int_equal(records(&w->b, "aborted", NULL, "digest mismatch"), 1);
+	assert_int_equal(records(&w->a, "aborted", NULL, "MAC mismatch"), 1);
+	assert_int_equal(records(&w->b, "aborted", NULL, "MAC mismatch"), 1);
 	assert_int_equal(records(&w->a, "stored", NULL, NULL), 0);
 	assert_int_equal(records(&w->b, "stored", NULL, NULL), 0);
 
@@ -826,6 +850,88 @@ static void test_flipped_bit_aborts_both(void **state)
 	settle(w, 10);
 	assert_int_equal(assert_pools_equal(w), 2);
 	assert_int_equal(counter(&w->b, "aborted_batches"), 1);
+}
+
+/* Hands one file to one side with the module's hash_value of its bits; then
+ * flips bit `corrupt` (if >= 0) of this copy, as if it were damaged
+ * between the module and the KMA. */
+static void feed_hashed(struct world *w, struct side *s, const char *id, uint32_t seed,
+			long corrupt)
+{
+	uint8_t d[512];
+	struct qkm_keyfile kf;
+	fill(d, sizeof(d), seed);
+	mkfile(&kf, s, id, d, sizeof(d));
+	assert_int_equal(qkm_keyfile_set_hash(&kf), 0);
+	if (corrupt >= 0)
+		kf.data->p[corrupt / 8] ^= (uint8_t)(1u << (corrupt % 8));
+	assert_int_equal(qkm_acq_on_keyfile(s->acq, &kf, w->now), 0); /* not checked on arrival */
+	qkm_keyfile_fini(&kf);
+}
+
+/* R-ACQ-3, R-LC-1: copies that no longer match their module's hash_value
+ * are taken on arrival (the round MAC covers the data), fail the MAC, and
+ * each side's abort record names its own damaged copy; a copy whose module
+ * hashed its own wrong bits (test_flipped_bit_aborts_both) names nobody. */
+static void test_damaged_copy_named(void **state)
+{
+	struct world *w = *state;
+	link_up(w);
+	for (int i = 0; i < 4; i++) {
+		char id[16];
+		snprintf(id, sizeof(id), "h-%d", i);
+		feed_hashed(w, &w->a, id, (uint32_t)i, i == 1 ? 77 : -1);
+		feed_hashed(w, &w->b, id, (uint32_t)i, i == 3 ? 4000 : -1);
+	}
+	assert_int_equal(step(w, BATCH_NS), 0);
+	assert_int_equal(count_blocks(&w->a, 0) + count_blocks(&w->b, 0), 0);
+	assert_int_equal(records(&w->b, "aborted", NULL, "MAC mismatch"), 1);
+	assert_int_equal(records(&w->b, "aborted", NULL,
+				 "at B, QKD-key h-3 does not match its module's hash_value"),
+			 1);
+	assert_int_equal(records(&w->b, "aborted", NULL, "at A"), 0);
+	/* The leader records the follower's finding and its own. */
+	assert_int_equal(records(&w->a, "aborted", NULL,
+				 "at B, QKD-key h-3 does not match its module's hash_value; at A, "
+				 "QKD-key h-1 does not match its module's hash_value"),
+			 1);
+	assert_int_equal(records(&w->a, "aborted", NULL, "h-0"), 0);
+
+	/* Undamaged copies with hashes: confirmed as ever. */
+	for (int i = 4; i < 6; i++) {
+		char id[16];
+		snprintf(id, sizeof(id), "h-%d", i);
+		feed_hashed(w, &w->a, id, (uint32_t)i, -1);
+		feed_hashed(w, &w->b, id, (uint32_t)i, -1);
+	}
+	settle(w, 10);
+	assert_int_equal(assert_pools_equal(w), 2);
+}
+
+/* R-ACQ-3: a follower that cannot derive a round's MAC key aborts the round
+ * at once (the leader does not wait for it), both discard its files, and
+ * the next round is confirmed. */
+static void test_mac_key_failure_aborts(void **state)
+{
+	struct world *w = *state;
+	struct qkm_acq_stats sa, sb;
+	link_up(w);
+	w->b.key_fails = true;
+	feed_both(w, "x", 0, 2, 512);
+	assert_int_equal(step(w, BATCH_NS), 0);
+	qkm_acq_stats(w->a.acq, &sa);
+	qkm_acq_stats(w->b.acq, &sb);
+	assert_int_equal(sa.aborted_batches, 1);
+	assert_int_equal(sb.aborted_batches, 1);
+	assert_int_equal(sa.in_flight + sb.in_flight, 0);
+	assert_int_equal(sa.buffered_bytes + sb.buffered_bytes, 0);
+	assert_int_equal(records(&w->b, "aborted", NULL, "MAC key not derived"), 1);
+	assert_int_equal(records(&w->a, "aborted", NULL, "aborted by B: MAC key not derived"), 1);
+	assert_int_equal(count_blocks(&w->a, 0) + count_blocks(&w->b, 0), 0);
+	w->b.key_fails = false;
+	feed_both(w, "x", 2, 4, 512);
+	settle(w, 10);
+	assert_int_equal(assert_pools_equal(w), 2);
 }
 
 /* R-ACQ-3: a PREPARE whose digest was corrupted on the way is a mismatch too. */
@@ -1750,6 +1856,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_round_size_bounded, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_flipped_bit_aborts_both, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_corrupted_digest_aborts_both, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_damaged_copy_named, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_mac_key_failure_aborts, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_commits_grouped, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_file_missing_at_follower, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_file_missing_at_leader, setup, teardown),

@@ -19,6 +19,7 @@
 #include <ftw.h>
 #include <limits.h>
 #include <netinet/in.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -173,35 +174,44 @@ static void sim_accept(int fd, void *arg)
 
 /* ---- the leader, as the test plays it ---------------------------------- */
 
-/* ACQ_PREPARE for all NFILES files, digest as in docs/protocol.md 4.2. */
+/* ACQ_PREPARE for all NFILES files, its DIGEST as docs/protocol.md 4.2
+ * says: SHA-256 of a Poly1305 tag under a key exported from the test's own
+ * end of the Kx session, so B's end must export the same key to accept it. */
 static int fill_prepare(struct qkm_buf *b, void *arg)
 {
 	struct world *w = arg;
-	uint8_t x[4], dg[32];
-	unsigned int len = 32;
-	EVP_MD_CTX *md = EVP_MD_CTX_new();
-	assert_non_null(md);
-	assert_int_equal(EVP_DigestInit_ex(md, EVP_sha256(), NULL), 1);
-	EVP_DigestUpdate(md, w->batch.b, QKM_ID_LEN);
+	uint8_t key[32], tag[16], dg[32], x[4];
+	size_t tl = 0;
+	struct qkm_buf m;
+	qkm_buf_init(&m, 1u << 20, true);
+	assert_int_equal(qkm_link_export(w->a, "EXPORTER-qkm-acq-round", w->batch.b, QKM_ID_LEN,
+					 key, sizeof(key)),
+			 0);
+	assert_int_equal(qkm_buf_put(&m, w->batch.b, QKM_ID_LEN), 0);
 	qkm_be32_put(x, UNIT);
-	EVP_DigestUpdate(md, x, 4);
+	assert_int_equal(qkm_buf_put(&m, x, 4), 0);
 	qkm_be32_put(x, NFILES);
-	EVP_DigestUpdate(md, x, 4);
+	assert_int_equal(qkm_buf_put(&m, x, 4), 0);
 	for (int i = 0; i < NFILES; i++) {
 		char id[QKM_NAME_MAX];
 		qkd_id(id, i);
 		uint8_t l2[2] = {0, (uint8_t)strlen(id)};
-		EVP_DigestUpdate(md, l2, 2);
-		EVP_DigestUpdate(md, id, strlen(id));
+		assert_int_equal(qkm_buf_put(&m, l2, 2), 0);
+		assert_int_equal(qkm_buf_put(&m, id, strlen(id)), 0);
+		qkm_be32_put(x, FILE_BYTES);
+		assert_int_equal(qkm_buf_put(&m, x, 4), 0);
+		assert_int_equal(qkm_buf_put(&m, w->data[i], FILE_BYTES), 0);
 	}
-	for (int i = 0; i < NFILES; i++) {
-		uint8_t h[32];
-		unsigned int hl = 32;
-		assert_int_equal(EVP_Digest(w->data[i], FILE_BYTES, h, &hl, EVP_sha256(), NULL), 1);
-		EVP_DigestUpdate(md, h, 32);
-	}
-	assert_int_equal(EVP_DigestFinal_ex(md, dg, &len), 1);
-	EVP_MD_CTX_free(md);
+	assert_non_null(EVP_Q_mac(NULL, "POLY1305", NULL, NULL, NULL, key, sizeof(key), m.p, m.len,
+				  tag, sizeof(tag), &tl));
+	assert_int_equal(tl, 16);
+	qkm_buf_reset(&m);
+	assert_int_equal(qkm_buf_put(&m, "qkm-acq-round", 13), 0);
+	assert_int_equal(qkm_buf_put(&m, tag, 16), 0);
+	unsigned int dl = 32;
+	assert_int_equal(EVP_Digest(m.p, m.len, dg, &dl, EVP_sha256(), NULL), 1);
+	qkm_buf_fini(&m);
+	OPENSSL_cleanse(key, sizeof(key));
 	int rc = qkm_put_str(b, QKM_T_LINK, LINK);
 	if (!rc)
 		rc = qkm_put_id(b, QKM_T_BATCH, &w->batch);

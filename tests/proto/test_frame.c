@@ -84,14 +84,14 @@ static void test_wire_layout(void **state)
 		0x00, 0x01,                         /* type HELLO */
 		0x00, 0x00, 0x00, 0x07,             /* request id */
 		0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 'A', /* NAME "A" */
-		0x00, 0x02, 0x00, 0x00, 0x00, 0x04, 0x00, 0x00, 0x00, 0x01, /* VERSION 1 */
+		0x00, 0x02, 0x00, 0x00, 0x00, 0x04, 0x00, 0x00, 0x00, 0x02, /* VERSION 2 */
 	};
 	struct qkm_buf b;
 	size_t start;
 	qkm_buf_init(&b, 1024, false);
 	assert_int_equal(qkm_frame_begin(&b, QKM_MSG_HELLO, 7, &start), 0);
 	assert_int_equal(qkm_put_str(&b, QKM_T_NAME, "A"), 0);
-	assert_int_equal(qkm_put_u32(&b, QKM_T_VERSION, QKM_FRAME_VERSION), 0);
+	assert_int_equal(qkm_put_u32(&b, QKM_T_VERSION, QKM_PROTO_VERSION), 0);
 	assert_int_equal(qkm_frame_end(&b, start), 0);
 	assert_int_equal(b.len, sizeof(want));
 	assert_memory_equal(b.p, want, sizeof(want));

@@ -11,7 +11,7 @@ a0=$(counter aborted_batches "$D" A); b0=$(counter aborted_batches "$D" B)
 "$QKM" sim fault --dir "$D" A-B flip 3 >/dev/null
 wait_for 10 '[ "$(counter aborted_batches "$D" A)" -gt "$a0" ]' || fail "flip: A recorded no abort"
 wait_for 10 '[ "$(counter aborted_batches "$D" B)" -gt "$b0" ]' || fail "flip: B recorded no abort"
-grep -q "digest mismatch" "$D/B/log" || fail "flip: no digest mismatch logged"
+grep -q "MAC mismatch" "$D/B/log" || fail "flip: no MAC mismatch logged"
 n=$(sqlite3 "$D/A/keys.db" "select count(*) from lc where event='aborted'")
 [ "$n" -ge 1 ] || fail "flip: abort not in A's life-cycle record"
 ok "flipped bits: round aborted on both nodes and recorded"

@@ -62,7 +62,7 @@ ok "ETSI 014: 4 keys from enc_keys at A identical from dec_keys at B"
 
 # Module faults at the slave's module: its copy differs, or is lost.
 "$QKM" sim fault --dir "$D" --side B B-A flip 3 >/dev/null || fail "sim fault flip"
-wait_for 10 'grep -q "aborted: digest mismatch" "$D/B/log" && grep -q "aborted by B: digest mismatch" "$D/A/log"' ||
+wait_for 10 'grep -q "aborted: MAC mismatch" "$D/B/log" && grep -q "aborted by B: MAC mismatch" "$D/A/log"' ||
 	fail "a flipped key did not abort its round on both sides"
 ok "a key that differs at the slave's module: the round aborted on both sides"
 "$QKM" sim fault --dir "$D" --side B B-A drop >/dev/null || fail "sim fault drop"
