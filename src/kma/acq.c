@@ -759,6 +759,18 @@ bad:
 	return QKM_EPEER;
 }
 
+/* Follower: counts, records and logs the abort of round r (its files
+ * already discarded) and tells the leader; nonzero if ABORT was not sent. */
+static int follower_abort(struct qkm_acq *a, const struct round *r, const char *why)
+{
+	char hex[33];
+	qkm_id_hex(&r->batch, hex);
+	count_abort(a);
+	record(a, "aborted", "kma", hex, "round of %u QKD-key(s): %s", r->n_ids, why);
+	log_warnx("link %s: round %s aborted: %s", a->cfg.link, hex, why);
+	return send_batch_msg(a, QKM_MSG_ACQ_ABORT, r->req, &r->batch, why);
+}
+
 /* Tries the round at the head of the follower's queue. Returns 2 when it
  * matched (to be stored at the next flush), 1 when it was aborted, 0 when it
  * still waits for files. */
@@ -860,10 +872,7 @@ abort:
 		}
 	if (min_seq != UINT64_MAX)
 		buf_discard_older(a, min_seq, LEADER_MOVED_ON);
-	count_abort(a);
-	record(a, "aborted", "kma", hex, "round of %u QKD-key(s): %s", r->n_ids, why);
-	log_warnx("link %s: round %s aborted: %s", a->cfg.link, hex, why);
-	if (send_batch_msg(a, QKM_MSG_ACQ_ABORT, r->req, &r->batch, why))
+	if (follower_abort(a, r, why))
 		log_warnx("link %s: ABORT for %s not sent", a->cfg.link, hex);
 out:
 	free(ents);
@@ -1890,15 +1899,11 @@ int qkm_acq_on_frame(struct qkm_acq *a, const struct qkm_frame *f, uint64_t now_
 		 * judged: abort it, so that the leader does not wait for it. */
 		if (!(r->key = qkm_secret_new(32)) ||
 		    (rc = a->mac_key(&r->batch, r->key->p, a->send_arg))) {
-			char hex[33], why[96];
-			qkm_id_hex(&r->batch, hex);
+			char why[96];
 			snprintf(why, sizeof(why), "MAC key not derived: %s",
 				 qkm_strerror(r->key ? rc : QKM_ENOMEM));
 			round_drop_files(a, r);
-			count_abort(a);
-			record(a, "aborted", "kma", hex, "round of %u QKD-key(s): %s", r->n_ids, why);
-			log_warnx("link %s: round %s aborted: %s", a->cfg.link, hex, why);
-			rc = send_batch_msg(a, QKM_MSG_ACQ_ABORT, r->req, &r->batch, why);
+			rc = follower_abort(a, r, why);
 			round_free(r);
 			return rc;
 		}
